@@ -1,0 +1,94 @@
+using System.Text.Json.Serialization;
+namespace OutboxComms.Core.Companies;
+
+public enum EmailProvider
+{
+    Smtp,
+    [JsonStringEnumMemberName("SENDGRID")]
+    SendGrid,
+    Resend,
+    Mailgun,
+    AwsSes,
+}
+
+public enum WhatsAppProvider
+{
+    [JsonStringEnumMemberName("WHATSAPP_BUSINESS_API")]
+    WhatsAppBusinessApi,
+    Twilio,
+    [JsonStringEnumMemberName("MESSAGEBIRD")]
+    MessageBird,
+    Gupshup,
+}
+
+public enum SmsProvider
+{
+    Twilio,
+    [JsonStringEnumMemberName("MESSAGEBIRD")]
+    MessageBird,
+    Gupshup,
+}
+
+public enum SmtpSecurity
+{
+    [JsonStringEnumMemberName("STARTTLS")]
+    StartTls,
+    SslOnConnect,
+    None,
+    Auto,
+}
+
+/// <summary>
+/// A company's provider configuration and rate card. Properties ending in <c>Encrypted</c> hold
+/// AES-256-GCM envelopes, never plaintext.
+/// </summary>
+public class CompanySettings
+{
+    public Guid CompanyId { get; set; }
+
+    public EmailProvider? EmailProvider { get; set; }
+    public bool EmailEnabled { get; set; }
+    public string? SmtpHost { get; set; }
+    public int? SmtpPort { get; set; }
+    public SmtpSecurity SmtpSecurity { get; set; } = SmtpSecurity.StartTls;
+    public string? SmtpUsername { get; set; }
+    public byte[]? SmtpPasswordEncrypted { get; set; }
+    public byte[]? EmailApiKeyEncrypted { get; set; }
+    public string? EmailApiUser { get; set; }
+    public string? EmailRegion { get; set; }
+    public string? EmailBaseUrl { get; set; }
+    public byte[]? EmailWebhookSecretEncrypted { get; set; }
+    public string? FromEmail { get; set; }
+    public string? FromName { get; set; }
+    public string? ReplyToEmail { get; set; }
+
+    public WhatsAppProvider? WhatsAppProvider { get; set; }
+    public bool WhatsAppEnabled { get; set; }
+    public byte[]? WhatsAppApiKeyEncrypted { get; set; }
+    public string? WhatsAppPhoneId { get; set; }
+    public string? WhatsAppAccountSid { get; set; }
+    public string? WhatsAppFromNumber { get; set; }
+    public string? WhatsAppBaseUrl { get; set; }
+    public byte[]? WhatsAppWebhookSecretEncrypted { get; set; }
+    public byte[]? WhatsAppVerifyTokenEncrypted { get; set; }
+
+    public SmsProvider? SmsProvider { get; set; }
+    public bool SmsEnabled { get; set; }
+    public byte[]? SmsApiKeyEncrypted { get; set; }
+    public string? SmsAccountSid { get; set; }
+    public string? SmsFromNumber { get; set; }
+    public string? SmsBaseUrl { get; set; }
+    public string? SmsDltEntityId { get; set; }
+    public string? SmsDltTemplateId { get; set; }
+
+    public string? DefaultEmailTemplateKey { get; set; }
+    public string? DefaultWhatsAppTemplateKey { get; set; }
+    public string? DefaultSmsTemplateKey { get; set; }
+
+    public decimal? EmailCost { get; set; }
+    public decimal? WhatsAppCost { get; set; }
+    public decimal? SmsCost { get; set; }
+    public string CostCurrency { get; set; } = "INR";
+
+    public DateTimeOffset UpdatedAt { get; set; }
+}

@@ -1,0 +1,157 @@
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace OutboxComms.Core.Data;
+
+/// <summary>One versioned SQL file from <c>migrations/</c> (named <c>NNNN_description.sql</c>).</summary>
+public sealed record Migration(int Version, string Name, string Sql)
+{
+    public string Checksum { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Sql.ReplaceLineEndings("\n"))));
+}
+
+/// <summary>State of the database schema against the migrations this build carries.</summary>
+public sealed record SchemaState(int AppliedVersion, int ExpectedVersion)
+{
+    public bool IsCurrent => AppliedVersion >= ExpectedVersion;
+}
+
+/// <summary>
+/// Applies the embedded SQL migrations. All pending files run in one transaction under an advisory
+/// lock, so several processes may call <see cref="ApplyAsync"/> at once and each file runs once; a
+/// file that was edited after it was applied is refused (its checksum no longer matches).
+/// </summary>
+public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<SchemaMigrator> logger)
+{
+    // Any constant unique to us; pg_advisory_xact_lock takes a bigint. ("OUTBOXMG" in ASCII.)
+    private const long MigrationLockKey = 0x4F5554424F584D47;
+
+    private const string BookkeepingSql = """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     integer     PRIMARY KEY,
+            name        text        NOT NULL,
+            checksum    text        NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        );
+        """;
+
+    public static IReadOnlyList<Migration> All { get; } = LoadEmbedded();
+
+    public static int LatestVersion => All[^1].Version;
+
+    public async Task<IReadOnlyList<Migration>> ApplyAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey}); {BookkeepingSql}", connection, transaction))
+        {
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var applied = new Dictionary<int, string>();
+        await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection, transaction))
+        await using (var reader = await select.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                applied[reader.GetInt32(0)] = reader.GetString(1);
+            }
+        }
+
+        var pending = new List<Migration>();
+        foreach (var migration in All)
+        {
+            if (applied.TryGetValue(migration.Version, out var checksum))
+            {
+                if (checksum != migration.Checksum)
+                {
+                    throw new InvalidOperationException(
+                        $"Migration {migration.Name} was changed after it was applied (checksum {checksum} in the database, {migration.Checksum} now). Add a new migration instead of editing an applied one.");
+                }
+                continue;
+            }
+
+            await using var command = new NpgsqlCommand(migration.Sql, connection, transaction);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            await using var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", connection, transaction)
+            {
+                Parameters = { new() { Value = migration.Version }, new() { Value = migration.Name }, new() { Value = migration.Checksum } },
+            };
+            await record.ExecuteNonQueryAsync(cancellationToken);
+            pending.Add(migration);
+            LogApplied(migration.Name);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        if (pending.Count == 0)
+        {
+            LogUpToDate(LatestVersion);
+        }
+        return pending;
+    }
+
+    public async Task<SchemaState> GetStateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var exists = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NOT NULL", connection);
+        var applied = 0;
+        if ((bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
+        {
+            await using var command = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_migrations", connection);
+            applied = (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+        }
+        return new SchemaState(applied, LatestVersion);
+    }
+
+    /// <summary>
+    /// Every migration as one plain SQL script a DBA can read and run with psql; each file is
+    /// wrapped in its own transaction and recorded in schema_migrations like the migrate verb does.
+    /// </summary>
+    public static string Script()
+    {
+        var script = new StringBuilder()
+            .AppendLine("-- OutboxComms schema script, generated by `OutboxComms.Worker migrate --script`.")
+            .AppendLine("-- Apply with: psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -f outboxcomms.sql")
+            .AppendLine(BookkeepingSql);
+        foreach (var migration in All)
+        {
+            script.AppendLine(CultureInvariant($"-- ===== {migration.Name} ====="))
+                .AppendLine("BEGIN;")
+                .AppendLine(migration.Sql.TrimEnd())
+                .AppendLine(CultureInvariant($"INSERT INTO schema_migrations (version, name, checksum) VALUES ({migration.Version}, '{migration.Name}', '{migration.Checksum}');"))
+                .AppendLine("COMMIT;")
+                .AppendLine();
+        }
+        return script.ToString();
+    }
+
+    private static string CultureInvariant(FormattableString text) => FormattableString.Invariant(text);
+
+    private static List<Migration> LoadEmbedded()
+    {
+        var assembly = typeof(SchemaMigrator).Assembly;
+        var migrations = new List<Migration>();
+        foreach (var resource in assembly.GetManifestResourceNames().Where(n => n.StartsWith("migrations/", StringComparison.Ordinal)))
+        {
+            var name = resource["migrations/".Length..];
+            var version = int.Parse(name.AsSpan(0, name.IndexOf('_', StringComparison.Ordinal)), System.Globalization.CultureInfo.InvariantCulture);
+            using var stream = assembly.GetManifestResourceStream(resource)!;
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            migrations.Add(new Migration(version, name, reader.ReadToEnd()));
+        }
+        migrations.Sort((a, b) => a.Version.CompareTo(b.Version));
+        if (migrations.Count == 0 || migrations.Select(m => m.Version).Distinct().Count() != migrations.Count)
+        {
+            throw new InvalidOperationException("The embedded migrations are missing or have duplicate version numbers.");
+        }
+        return migrations;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Applied migration {Migration}")]
+    private partial void LogApplied(string migration);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Database schema is up to date at version {Version}")]
+    private partial void LogUpToDate(int version);
+}

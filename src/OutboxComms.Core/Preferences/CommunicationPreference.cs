@@ -1,0 +1,56 @@
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Core.Preferences;
+
+public enum ReminderFrequency
+{
+    Daily,
+    Weekly,
+    Monthly,
+    Custom,
+}
+
+/// <summary>
+/// A customer's consent and channel choices. A customer without a row is treated as having the
+/// defaults below (email on; WhatsApp and SMS need an explicit opt-in).
+/// </summary>
+public class CommunicationPreference
+{
+    public Guid Id { get; set; }
+    public Guid CustomerId { get; set; }
+    public bool EmailOptIn { get; set; } = true;
+    public bool WhatsAppOptIn { get; set; }
+    public bool SmsOptIn { get; set; }
+    public Channel InvoiceDeliveryChannel { get; set; } = Channel.Email;
+    public Channel ComplianceReminderChannel { get; set; } = Channel.Email;
+    public Channel PaymentReminderChannel { get; set; } = Channel.Email;
+    public Channel GeneralUpdatesChannel { get; set; } = Channel.Email;
+    public ReminderFrequency ReminderFrequency { get; set; } = ReminderFrequency.Weekly;
+    /// <summary>Cron expression (Cronos) used when <see cref="ReminderFrequency"/> is Custom.</summary>
+    public string? ReminderCron { get; set; }
+    public TimeOnly? QuietHoursStart { get; set; }
+    public TimeOnly? QuietHoursEnd { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+
+    public Channel ChannelFor(MessageType type) => type switch
+    {
+        MessageType.Invoice => InvoiceDeliveryChannel,
+        MessageType.ComplianceReminder => ComplianceReminderChannel,
+        MessageType.PaymentReminder => PaymentReminderChannel,
+        MessageType.GeneralUpdate => GeneralUpdatesChannel,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+}
+
+/// <summary>One opt-in or opt-out, kept as evidence of consent.</summary>
+public class ConsentRecord
+{
+    public long Id { get; set; }
+    public Guid CompanyId { get; set; }
+    public Guid CustomerId { get; set; }
+    public Channel Channel { get; set; }
+    public bool OptedIn { get; set; }
+    public required string Source { get; set; }
+    public required string RecordedBy { get; set; }
+    public DateTimeOffset RecordedAt { get; set; }
+}

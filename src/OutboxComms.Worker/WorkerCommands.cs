@@ -1,0 +1,53 @@
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Worker;
+
+/// <summary>
+/// The worker executable's verbs. <c>run</c> (the default) hosts the dispatcher; the others are
+/// one-shot ops commands that share its configuration (appsettings, environment variables).
+/// </summary>
+public static class WorkerCommands
+{
+    private const string Usage = """
+        Usage: OutboxComms.Worker [verb] [options]
+          run                 dispatch messages (default)
+          migrate             apply pending database migrations, then exit
+          migrate --script    print every migration as one plain SQL script, then exit
+        Configuration: ConnectionStrings__Outbox (required), see README.
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        var verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
+        var rest = args.SkipWhile(a => a == verb).ToArray();
+        switch (verb)
+        {
+            case "migrate" when rest.Contains("--script"):
+                Console.Out.Write(SchemaMigrator.Script());
+                return 0;
+            case "migrate":
+                using (var host = BuildHost(rest))
+                {
+                    await host.Services.GetRequiredService<SchemaMigrator>().ApplyAsync(CancellationToken.None);
+                }
+                return 0;
+            case "run":
+                await BuildHost(rest).RunAsync();
+                return 0;
+            case "help" or "--help" or "-h":
+                Console.Out.WriteLine(Usage);
+                return 0;
+            default:
+                await Console.Error.WriteLineAsync($"Unknown verb '{verb}'.\n{Usage}");
+                return 2;
+        }
+    }
+
+    internal static IHost BuildHost(string[] args)
+    {
+        var builder = Host.CreateApplicationBuilder(args);
+        builder.AddWorkerServices();
+        return builder.Build();
+    }
+}

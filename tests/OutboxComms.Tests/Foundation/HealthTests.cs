@@ -1,0 +1,57 @@
+using System.Net;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using OutboxComms.Core.Data;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Foundation;
+
+public sealed class HealthTests(PostgresServer server)
+{
+    [Fact]
+    public async Task Ready_answers_503_until_the_database_is_migrated_then_200()
+    {
+        var connectionString = await server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+                web.UseSetting("ConnectionStrings:Outbox", connectionString));
+            using var client = factory.CreateClient();
+
+            var before = await client.GetAsync(new Uri("/health/ready", UriKind.Relative), TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, before.StatusCode);
+            var body = await before.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            Assert.True(body.Contains("migrate", StringComparison.Ordinal), body);
+
+            await using (var dataSource = NpgsqlDataSource.Create(connectionString))
+            {
+                await new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).ApplyAsync(TestContext.Current.CancellationToken);
+            }
+
+            var after = await client.GetAsync(new Uri("/health/ready", UriKind.Relative), TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+            var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative), TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
+        finally
+        {
+            await server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task Ready_answers_503_when_the_database_is_unreachable_while_live_stays_200()
+    {
+        await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+            web.UseSetting("ConnectionStrings:Outbox", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=2"));
+        using var client = factory.CreateClient();
+
+        var ready = await client.GetAsync(new Uri("/health/ready", UriKind.Relative), TestContext.Current.CancellationToken);
+        var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative), TestContext.Current.CancellationToken);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+    }
+}

@@ -1,0 +1,179 @@
+using Npgsql;
+using OutboxComms.Core.Messages;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Foundation;
+
+/// <summary>The contract a business app relies on when it enqueues by plain SQL in its own transaction.</summary>
+public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    private const string InvoiceTable = "CREATE TABLE IF NOT EXISTS invoices (id serial PRIMARY KEY, number text NOT NULL, amount numeric NOT NULL)";
+
+    private const string MinimalInsert =
+        "INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content) VALUES ($1, $2, 'INVOICE', 'EMAIL', 'Invoice INV-1042', 'Please find your invoice attached.')";
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_message_exists_if_and_only_if_the_business_change_commits(bool commit)
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using (var ddl = db.DataSource.CreateCommand(InvoiceTable))
+        {
+            await ddl.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using (var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken))
+        await using (var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken))
+        {
+            await using var invoice = new NpgsqlCommand("INSERT INTO invoices (number, amount) VALUES ($1, 11800)", connection, transaction)
+            {
+                Parameters = { new() { Value = $"INV-{company:N}" } },
+            };
+            await invoice.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            await using var message = new NpgsqlCommand(MinimalInsert, connection, transaction)
+            {
+                Parameters = { new() { Value = company }, new() { Value = customer } },
+            };
+            await message.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+
+            if (commit)
+            {
+                await transaction.CommitAsync(TestContext.Current.CancellationToken);
+            }
+            else
+            {
+                await transaction.RollbackAsync(TestContext.Current.CancellationToken);
+            }
+        }
+
+        var invoices = await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM invoices WHERE number = $1", $"INV-{company:N}");
+        var pending = await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING'", company);
+        var total = await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company);
+        Assert.Equal(commit ? 1 : 0, invoices);
+        Assert.Equal(commit ? 1 : 0, pending);
+        Assert.Equal(pending, total);
+    }
+
+    [Fact]
+    public async Task A_minimal_insert_gets_every_other_column_from_defaults()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using (var insert = db.DataSource.CreateCommand(MinimalInsert))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(customer);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using var context = db.CreateDbContext();
+        var message = Assert.Single(context.CommunicationLogs.Where(m => m.CompanyId == company));
+        Assert.Equal(DeliveryStatus.Pending, message.Status);
+        Assert.Equal(MessageType.Invoice, message.Type);
+        Assert.Equal(Channel.Email, message.Channel);
+        Assert.Equal(0, message.RetryCount);
+        Assert.Equal(3, message.MaxRetries);
+        Assert.Equal("{}", message.TemplateData.RootElement.GetRawText());
+        Assert.Equal("{}", message.Metadata.RootElement.GetRawText());
+        Assert.True(message.Id > 0);
+        Assert.InRange(message.NextAttemptAt, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddMinutes(1));
+        Assert.Null(message.LockedBy);
+        Assert.Null(message.SentAt);
+    }
+
+    [Fact]
+    public async Task A_template_message_may_name_the_customer_by_the_business_apps_own_id()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await TestData.CreateCustomerAsync(db.DataSource, company, externalId: "CLIENT-77");
+        await using (var insert = db.DataSource.CreateCommand(
+            "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, template_key, template_data) VALUES ($1, 'CLIENT-77', 'COMPLIANCE_REMINDER', 'PREFERRED', 'mgt7-reminder', '{\"form\":\"MGT-7\"}')"))
+        {
+            insert.Parameters.AddWithValue(company);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using var context = db.CreateDbContext();
+        var message = Assert.Single(context.CommunicationLogs.Where(m => m.CompanyId == company));
+        Assert.Equal(Channel.Preferred, message.Channel);
+        Assert.Equal("MGT-7", message.TemplateData.RootElement.GetProperty("form").GetString());
+    }
+
+    [Theory]
+    [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel, content) VALUES ($1, $2, 'NEWSLETTER', 'EMAIL', 'x')", "communication_logs_type_check")]
+    [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel, content) VALUES ($1, $2, 'INVOICE', 'FAX', 'x')", "communication_logs_channel_check")]
+    [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel) VALUES ($1, $2, 'INVOICE', 'EMAIL')", "communication_logs_check")]
+    public async Task A_structurally_invalid_insert_is_refused_with_the_constraint_named(string sql, string constraint)
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var insert = db.DataSource.CreateCommand(sql);
+        insert.Parameters.AddWithValue(company);
+        insert.Parameters.AddWithValue(customer);
+
+        var error = await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(PostgresErrorCodes.CheckViolation, error.SqlState);
+        Assert.Equal(constraint, error.ConstraintName);
+    }
+
+    [Fact]
+    public async Task Inserting_notifies_listening_workers_once_per_statement()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var listener = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        var notifications = 0;
+        listener.Notification += (_, e) =>
+        {
+            if (e.Channel == "outbox_pending")
+            {
+                Interlocked.Increment(ref notifications);
+            }
+        };
+        await using (var listen = new NpgsqlCommand("LISTEN outbox_pending", listener))
+        {
+            await listen.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using (var bulk = db.DataSource.CreateCommand(
+            "INSERT INTO communication_logs (company_id, customer_id, type, channel, content) SELECT $1, $2, 'GENERAL_UPDATE', 'EMAIL', 'update ' || g FROM generate_series(1, 500) g"))
+        {
+            bulk.Parameters.AddWithValue(company);
+            bulk.Parameters.AddWithValue(customer);
+            await bulk.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        wait.CancelAfter(TimeSpan.FromSeconds(5));
+        await listener.WaitAsync(wait.Token);
+        // Anything else queued for this connection would arrive now; a per-row trigger would have sent 500.
+        await listener.WaitAsync(TimeSpan.FromMilliseconds(300), TestContext.Current.CancellationToken);
+        Assert.Equal(1, notifications);
+    }
+
+    [Fact]
+    public async Task The_claim_query_reads_due_rows_through_the_partial_index()
+    {
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using (var planner = new NpgsqlCommand("SET enable_seqscan = off; SET enable_bitmapscan = off", connection))
+        {
+            await planner.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await using var explain = new NpgsqlCommand(
+            "EXPLAIN SELECT id FROM communication_logs WHERE status = 'PENDING' AND next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT 100",
+            connection);
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken))
+        {
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.Contains(plan, line => line.Contains("ix_communication_logs_due", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan, line => line.Contains("Sort", StringComparison.Ordinal));
+    }
+}

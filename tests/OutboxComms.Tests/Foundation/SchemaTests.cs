@@ -1,0 +1,142 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using OutboxComms.Core.Data;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Foundation;
+
+public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    [Fact]
+    public async Task The_EF_model_maps_every_property_onto_an_existing_column_of_a_compatible_type()
+    {
+        var columns = new Dictionary<(string Table, string Column), string>();
+        await using (var command = db.DataSource.CreateCommand(
+            "SELECT table_name, column_name, udt_name FROM information_schema.columns WHERE table_schema = 'public'"))
+        await using (var reader = await command.ExecuteReaderAsync(TestContext.Current.CancellationToken))
+        {
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                columns[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
+            }
+        }
+
+        await using var context = db.CreateDbContext();
+        var problems = new List<string>();
+        var mapped = 0;
+        foreach (var entity in context.Model.GetEntityTypes())
+        {
+            var table = entity.GetTableName()!;
+            var store = Microsoft.EntityFrameworkCore.Metadata.StoreObjectIdentifier.Table(table, null);
+            foreach (var property in entity.GetProperties())
+            {
+                var column = property.GetColumnName(store)!;
+                var modelType = property.GetRelationalTypeMapping().StoreType;
+                if (!columns.TryGetValue((table, column), out var dbType))
+                {
+                    problems.Add($"{table}.{column} ({entity.ClrType.Name}.{property.Name}) does not exist");
+                }
+                else if (!SameType(modelType, dbType))
+                {
+                    problems.Add($"{table}.{column}: model says {modelType}, database has {dbType}");
+                }
+                mapped++;
+            }
+        }
+
+        Assert.Empty(problems);
+        Assert.True(mapped > 100, $"only {mapped} properties mapped");
+    }
+
+    [Fact]
+    public async Task Every_secret_column_holds_ciphertext_bytes_only()
+    {
+        var secretLike = await ColumnsAsync("column_name ~ '(password|api_key|secret|token)'");
+        Assert.NotEmpty(secretLike);
+        Assert.All(secretLike, c => Assert.True(c.Name.EndsWith("_encrypted", StringComparison.Ordinal) && c.Type == "bytea", $"{c.Name} is {c.Type}"));
+    }
+
+    [Fact]
+    public async Task Migrating_again_is_a_no_op_and_concurrent_migrators_apply_each_file_once()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var migrators = Enumerable.Range(0, 3).Select(_ => new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance)).ToList();
+
+            var applied = await Task.WhenAll(migrators.Select(m => m.ApplyAsync(TestContext.Current.CancellationToken)));
+
+            Assert.Equal(SchemaMigrator.All.Count, applied.Sum(a => a.Count));
+            Assert.Empty(await migrators[0].ApplyAsync(TestContext.Current.CancellationToken));
+            var state = await migrators[0].GetStateAsync(TestContext.Current.CancellationToken);
+            Assert.True(state.IsCurrent);
+            Assert.Equal(SchemaMigrator.LatestVersion, state.AppliedVersion);
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task The_plain_SQL_script_builds_the_same_schema_as_the_migrate_verb()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            await using (var script = dataSource.CreateCommand(SchemaMigrator.Script()))
+            {
+                await script.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            var state = await new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).GetStateAsync(TestContext.Current.CancellationToken);
+            Assert.True(state.IsCurrent);
+            Assert.Equal(await SignatureAsync(db.DataSource), await SignatureAsync(dataSource));
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    private static async Task<string> SignatureAsync(NpgsqlDataSource dataSource)
+    {
+        await using var command = dataSource.CreateCommand("""
+            SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+              SELECT table_name || '.' || column_name || ':' || udt_name || ':' || coalesce(column_default, '') AS x
+                FROM information_schema.columns WHERE table_schema = 'public'
+              UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+              UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal) s
+            """);
+        return (string)(await command.ExecuteScalarAsync())!;
+    }
+
+    private async Task<List<(string Name, string Type)>> ColumnsAsync(string predicate)
+    {
+        var result = new List<(string, string)>();
+        await using var command = db.DataSource.CreateCommand($"SELECT table_name || '.' || column_name, udt_name FROM information_schema.columns WHERE table_schema = 'public' AND {predicate}");
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            result.Add((reader.GetString(0), reader.GetString(1)));
+        }
+        return result;
+    }
+
+    private static bool SameType(string model, string database)
+    {
+        static string Normalise(string t) => t.Split('(')[0].Trim() switch
+        {
+            "timestamp with time zone" => "timestamptz",
+            "time without time zone" => "time",
+            "integer" => "int4",
+            "bigint" => "int8",
+            "boolean" => "bool",
+            var other => other,
+        };
+        return Normalise(model) == Normalise(database);
+    }
+}
