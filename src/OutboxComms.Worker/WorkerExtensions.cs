@@ -1,4 +1,5 @@
 using OutboxComms.Core.Data;
+using OutboxComms.Worker.Dispatch;
 
 namespace OutboxComms.Worker;
 
@@ -8,6 +9,7 @@ public static class WorkerExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddOutboxDatabase();
+        builder.AddDispatch();
         return builder;
     }
 }

@@ -1,0 +1,19 @@
+namespace OutboxComms.Core.Policies;
+
+/// <summary>
+/// Golden-ratio backoff: retry n waits base × 1.618^n, spread by ± jitter so that a burst of
+/// failures does not come back as a burst, capped at a maximum, and never sooner than a provider's
+/// Retry-After. Grows more gently than doubling, so a short outage costs less delay.
+/// </summary>
+public static class RetrySchedule
+{
+    public const double GoldenRatio = 1.618;
+
+    public static TimeSpan Delay(int retry, TimeSpan baseDelay, double jitter, TimeSpan max, TimeSpan? retryAfter = null, Random? random = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(retry, 1);
+        var spread = 1 + (((random ?? Random.Shared).NextDouble() * 2) - 1) * jitter;
+        var delay = TimeSpan.FromTicks((long)Math.Min(baseDelay.Ticks * Math.Pow(GoldenRatio, retry) * spread, max.Ticks));
+        return retryAfter is { } after && after > delay ? after : delay;
+    }
+}

@@ -1,0 +1,74 @@
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Core.Providers;
+
+/// <summary>
+/// A client of one provider's wire protocol (SMTP, SendGrid, the WhatsApp Cloud API, Twilio, …).
+/// It sends one rendered message and classifies what happened; it never retries by itself (the
+/// dispatcher owns retries, backoff and circuit breaking).
+/// </summary>
+public interface IMessageProvider
+{
+    /// <summary>The provider's name as stored in company settings, e.g. <c>SMTP</c>, <c>TWILIO</c>.</summary>
+    string Name { get; }
+
+    /// <summary>The channels this client serves (Twilio serves WhatsApp and SMS).</summary>
+    IReadOnlyCollection<Channel> Channels { get; }
+
+    Task<SendResult> SendAsync(OutboundMessage message, CompanySettings settings, CancellationToken cancellationToken);
+}
+
+/// <summary>A message ready for the wire: rendered, addressed, with its attachments.</summary>
+public sealed record OutboundMessage
+{
+    public required long MessageId { get; init; }
+    public required Guid CompanyId { get; init; }
+    public required MessageType Type { get; init; }
+    public required Channel Channel { get; init; }
+    /// <summary>Normalised address: an email address, or an E.164 number.</summary>
+    public required string To { get; init; }
+    public string? ToName { get; init; }
+    public string? Subject { get; init; }
+    public required string Body { get; init; }
+    public string? HtmlBody { get; init; }
+    /// <summary>WhatsApp: the provider-approved template to use instead of free text.</summary>
+    public ProviderTemplate? ProviderTemplate { get; init; }
+    public IReadOnlyList<CommunicationAttachment> Attachments { get; init; } = [];
+    /// <summary>Stable per message, for providers that deduplicate (e.g. Resend's Idempotency-Key).</summary>
+    public string IdempotencyKey => $"outboxcomms-{CompanyId:N}-{MessageId}";
+}
+
+public sealed record ProviderTemplate(string Name, string Language, IReadOnlyList<string> Parameters);
+
+public enum SendOutcome
+{
+    Sent,
+    /// <summary>Worth retrying: timeouts, connection failures, HTTP 429/5xx, SMTP 4xx.</summary>
+    Transient,
+    /// <summary>Retrying cannot help: invalid recipient, authentication failure, rejected template.</summary>
+    Permanent,
+}
+
+/// <summary>What a provider said. Errors carry the provider's own code, e.g. "Twilio 21211: invalid To".</summary>
+public sealed record SendResult
+{
+    public required SendOutcome Outcome { get; init; }
+    public string? ProviderMessageId { get; init; }
+    public string? Error { get; init; }
+    public decimal? Cost { get; init; }
+    public string? CostCurrency { get; init; }
+    /// <summary>The provider asked us to wait this long (HTTP Retry-After).</summary>
+    public TimeSpan? RetryAfter { get; init; }
+    /// <summary>Permanent because the recipient's address bounced.</summary>
+    public bool Bounced { get; init; }
+
+    public static SendResult Sent(string? providerMessageId, decimal? cost = null, string? costCurrency = null) =>
+        new() { Outcome = SendOutcome.Sent, ProviderMessageId = providerMessageId, Cost = cost, CostCurrency = costCurrency };
+
+    public static SendResult Transient(string error, TimeSpan? retryAfter = null) =>
+        new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter };
+
+    public static SendResult Permanent(string error, bool bounced = false) =>
+        new() { Outcome = SendOutcome.Permanent, Error = error, Bounced = bounced };
+}

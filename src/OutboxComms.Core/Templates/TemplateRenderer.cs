@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using Scriban;
+using Scriban.Parsing;
+using Scriban.Runtime;
+using Scriban.Syntax;
+
+namespace OutboxComms.Core.Templates;
+
+/// <summary>A template text failed to parse or render; the message says where and why.</summary>
+public sealed class TemplateException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Renders Scriban templates in a sandbox: the model is built from JSON values only (no .NET object
+/// is reachable, so no member or file access), <c>include</c> has no loader, and loops, recursion,
+/// output size and time are bounded. Parsed templates are cached by text, so a changed template is
+/// parsed again and an unchanged one never is.
+/// </summary>
+public sealed class TemplateRenderer(TimeSpan? timeout = null)
+{
+    private const int CacheLimit = 10_000;
+    private readonly ConcurrentDictionary<string, Template> cache = new(StringComparer.Ordinal);
+    private readonly TimeSpan timeout = timeout ?? TimeSpan.FromSeconds(2);
+
+    /// <summary>Parses without rendering; null when valid, else the error with line and column.</summary>
+    public static string? Validate(string text)
+    {
+        var template = Template.Parse(text ?? "");
+        return template.HasErrors ? Describe(template.Messages) : null;
+    }
+
+    public string Render(string text, ScriptObject model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var template = Parse(text);
+        using var deadline = new CancellationTokenSource(timeout);
+        var context = new TemplateContext
+        {
+            LoopLimit = 1_000,
+            RecursiveLimit = 20,
+            ObjectRecursionLimit = 20,
+            LimitToString = 100_000,
+            TemplateLoader = null,
+            StrictVariables = false,
+            EnableRelaxedMemberAccess = true,
+            MemberFilter = _ => false,
+            CancellationToken = deadline.Token,
+        };
+        context.PushCulture(CultureInfo.InvariantCulture);
+        context.PushGlobal(model);
+        try
+        {
+            return template.Render(context);
+        }
+        catch (ScriptRuntimeException ex)
+        {
+            throw new TemplateException(ex.Message, ex);
+        }
+        catch (OperationCanceledException ex)
+        {
+            throw new TemplateException($"rendering took longer than {timeout.TotalSeconds:0.#} s", ex);
+        }
+    }
+
+    /// <summary>The model a template sees: the message's template data at the top level, plus <c>customer</c> and <c>message</c>.</summary>
+    public static ScriptObject Model(JsonElement templateData, IReadOnlyDictionary<string, object?> customer, IReadOnlyDictionary<string, object?> message)
+    {
+        var model = new ScriptObject();
+        if (templateData.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var property in templateData.EnumerateObject())
+            {
+                model[property.Name] = FromJson(property.Value);
+            }
+        }
+        model["customer"] = FromDictionary(customer);
+        model["message"] = FromDictionary(message);
+        return model;
+    }
+
+    private Template Parse(string text)
+    {
+        if (cache.TryGetValue(text, out var cached))
+        {
+            return cached;
+        }
+        var template = Template.Parse(text);
+        if (template.HasErrors)
+        {
+            throw new TemplateException(Describe(template.Messages));
+        }
+        if (cache.Count >= CacheLimit)
+        {
+            cache.Clear();
+        }
+        cache[text] = template;
+        return template;
+    }
+
+    private static string Describe(LogMessageBag messages) =>
+        string.Join("; ", messages.Select(m => $"line {m.Span.Start.Line + 1}, column {m.Span.Start.Column + 1}: {m.Message}"));
+
+    private static ScriptObject FromDictionary(IReadOnlyDictionary<string, object?> values)
+    {
+        var result = new ScriptObject();
+        foreach (var (key, value) in values)
+        {
+            result[key] = value;
+        }
+        return result;
+    }
+
+    private static object? FromJson(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.Object => value.EnumerateObject().Aggregate(new ScriptObject(), (o, p) => { o[p.Name] = FromJson(p.Value); return o; }),
+        JsonValueKind.Array => new ScriptArray(value.EnumerateArray().Select(FromJson)),
+        JsonValueKind.String => value.GetString(),
+        JsonValueKind.Number => value.TryGetInt64(out var l) ? l : value.GetDecimal(),
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => null,
+    };
+}

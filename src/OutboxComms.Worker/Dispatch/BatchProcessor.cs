@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Worker.Dispatch;
+
+/// <summary>
+/// One unit of dispatch work: claim a batch, load what its policies need, dispatch each message
+/// with bounded concurrency, record every outcome in one transaction. No transaction is held open
+/// while a provider is called.
+/// </summary>
+internal sealed class BatchProcessor(
+    OutboxStore store,
+    MessageDispatcher dispatcher,
+    IServiceScopeFactory scopes,
+    NpgsqlDataSource dataSource,
+    IOptions<DispatchOptions> options,
+    TimeProvider time,
+    ILogger<BatchProcessor> logger)
+{
+    private readonly DispatchOptions settings = options.Value;
+
+    public string WorkerId => settings.ResolvedWorkerId();
+
+    /// <summary>
+    /// Processes one batch; returns how many rows it claimed. Once <paramref name="stopping"/> is
+    /// signalled no new send starts (unstarted rows are released at once); sends already running
+    /// continue until <paramref name="sendToken"/> is cancelled.
+    /// </summary>
+    public async Task<int> RunOnceAsync(CancellationToken stopping, CancellationToken sendToken)
+    {
+        if (stopping.IsCancellationRequested)
+        {
+            return 0;
+        }
+        var claimed = await store.ClaimAsync(WorkerId, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
+        if (claimed.Count == 0)
+        {
+            return 0;
+        }
+
+        BatchContext context;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), dataSource, claimed, CancellationToken.None);
+        }
+
+        var completions = new ConcurrentBag<Completion>();
+        var released = new ConcurrentBag<long>();
+        await Parallel.ForEachAsync(
+            claimed,
+            new ParallelOptions { MaxDegreeOfParallelism = settings.MaxConcurrentSends },
+            async (message, _) =>
+            {
+                if (stopping.IsCancellationRequested)
+                {
+                    released.Add(message.Id);
+                    return;
+                }
+                completions.Add(await dispatcher.DispatchAsync(message, context, sendToken));
+            });
+
+        await CompleteAsync([.. completions]);
+        if (!released.IsEmpty)
+        {
+            await store.ReleaseAsync(WorkerId, [.. released], time.GetUtcNow(), CancellationToken.None);
+            DispatchLog.Released(logger, WorkerId, released.Count);
+        }
+        return claimed.Count;
+    }
+
+    /// <summary>
+    /// Records outcomes, retrying briefly: messages were already handed to providers, and if this
+    /// never lands the leases expire and they are sent again (at-least-once).
+    /// </summary>
+    private async Task CompleteAsync(IReadOnlyList<Completion> completions)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await store.CompleteAsync(WorkerId, completions, time.GetUtcNow(), CancellationToken.None);
+                return;
+            }
+            catch (NpgsqlException ex) when (attempt < 5)
+            {
+                DispatchLog.CompleteRetry(logger, ex, completions.Count, attempt);
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt));
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Options;
+using OutboxComms.Core.Providers;
+using OutboxComms.Core.Templates;
+
+namespace OutboxComms.Worker.Dispatch;
+
+public static class DispatchExtensions
+{
+    /// <summary>The dispatch pipeline: options (validated at start), SQL store, policies, renderer, providers, loop.</summary>
+    public static IHostApplicationBuilder AddDispatch(this IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddOptions<DispatchOptions>()
+            .BindConfiguration(DispatchOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        builder.Services.AddSingleton<OutboxStore>();
+        builder.Services.AddSingleton<ProviderRegistry>();
+        builder.Services.AddSingleton(sp => new TemplateRenderer(sp.GetRequiredService<IOptions<DispatchOptions>>().Value.RenderTimeout));
+        builder.Services.AddSingleton<ProviderCircuitBreakers>();
+        builder.Services.AddSingleton<MessageDispatcher>();
+        builder.Services.AddSingleton<BatchProcessor>();
+        builder.Services.AddSingleton<DispatchSignal>();
+        builder.Services.AddHostedService<OutboxListener>();
+        builder.Services.AddHostedService<DispatchLoop>();
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<DispatchOptions>>((host, dispatch) =>
+            host.ShutdownTimeout = dispatch.Value.ShutdownGrace + TimeSpan.FromSeconds(15));
+        return builder;
+    }
+}

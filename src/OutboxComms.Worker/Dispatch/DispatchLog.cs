@@ -1,0 +1,28 @@
+namespace OutboxComms.Worker.Dispatch;
+
+internal static partial class DispatchLog
+{
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} dispatching: batch {BatchSize}, {Concurrency} concurrent sends, poll {PollInterval}")]
+    public static partial void Started(ILogger logger, string workerId, int batchSize, int concurrency, TimeSpan pollInterval);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Message {MessageId} of company {CompanyId}: {Status} {Reason}")]
+    public static partial void Outcome(ILogger logger, long messageId, Guid companyId, string status, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId} failed: {Error}")]
+    public static partial void Failed(ILogger logger, long messageId, Guid companyId, string? error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Message {MessageId} of company {CompanyId}: unexpected error while dispatching; will retry")]
+    public static partial void Unexpected(ILogger logger, Exception exception, long messageId, Guid companyId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Dispatch iteration failed; retrying in {Delay}")]
+    public static partial void IterationFailed(ILogger logger, Exception exception, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Recording the outcome of {Count} messages failed (attempt {Attempt}); retrying")]
+    public static partial void CompleteRetry(ILogger logger, Exception exception, int count, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Listening for outbox notifications failed; reconnecting (polling continues meanwhile)")]
+    public static partial void ListenFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} stopping: released {Released} unstarted messages")]
+    public static partial void Released(ILogger logger, string workerId, int released);
+}

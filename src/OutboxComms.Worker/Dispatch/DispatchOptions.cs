@@ -1,0 +1,75 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace OutboxComms.Worker.Dispatch;
+
+/// <summary>Worker settings, bound from the <c>Dispatch</c> section (e.g. <c>Dispatch__BatchSize</c>).</summary>
+public sealed class DispatchOptions : IValidatableObject
+{
+    public const string Section = "Dispatch";
+
+    /// <summary>This process's name in <c>locked_by</c>; defaults to host:pid:random.</summary>
+    public string? WorkerId { get; set; }
+
+    [Range(1, 10_000)]
+    public int BatchSize { get; set; } = 500;
+
+    [Range(1, 1_000)]
+    public int MaxConcurrentSends { get; set; } = 64;
+
+    /// <summary>
+    /// Fallback poll for when a NOTIFY is lost (dropped connection) and for rows whose deferral
+    /// ends. One second by default, so a lost notification costs at most a second.
+    /// </summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a claimed row stays ours; another worker reclaims it after that.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>One provider call's timeout.</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>On shutdown, how long in-flight sends may finish before they are cancelled.</summary>
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>First retry delay; retry n waits base × 1.618^n (golden-ratio backoff), ± jitter.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    [Range(0.0, 0.5)]
+    public double RetryJitter { get; set; } = 0.1;
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>Circuit breaker per company and provider: opens when this share of calls fail…</summary>
+    [Range(0.01, 1.0)]
+    public double BreakerFailureRatio { get; set; } = 0.5;
+
+    /// <summary>…among at least this many calls in the sampling window…</summary>
+    [Range(2, 10_000)]
+    public int BreakerMinimumThroughput { get; set; } = 10;
+
+    public TimeSpan BreakerSamplingDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>…and stays open this long (rows behind it are deferred, not failed).</summary>
+    public TimeSpan BreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Render timeout for one template.</summary>
+    public TimeSpan RenderTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (PollInterval <= TimeSpan.Zero || PollInterval > TimeSpan.FromMinutes(5))
+        {
+            yield return new ValidationResult("PollInterval must be more than 0 and at most 5 minutes (1 second is the default and the advice).", [nameof(PollInterval)]);
+        }
+        if (LeaseDuration <= SendTimeout + ShutdownGrace)
+        {
+            yield return new ValidationResult("LeaseDuration must exceed SendTimeout + ShutdownGrace, or a slow send could be reclaimed while in flight.", [nameof(LeaseDuration)]);
+        }
+        if (RetryBaseDelay <= TimeSpan.Zero || SendTimeout <= TimeSpan.Zero || BreakerBreakDuration < TimeSpan.FromMilliseconds(500))
+        {
+            yield return new ValidationResult("RetryBaseDelay and SendTimeout must be positive; BreakerBreakDuration at least 0.5 s.", [nameof(RetryBaseDelay)]);
+        }
+    }
+
+    public string ResolvedWorkerId() => WorkerId ??= $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..6]}";
+}

@@ -1,0 +1,425 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Customers;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
+using OutboxComms.Core.Preferences;
+using OutboxComms.Core.Providers;
+using OutboxComms.Core.Templates;
+using Polly.CircuitBreaker;
+using Polly.Timeout;
+
+namespace OutboxComms.Worker.Dispatch;
+
+/// <summary>
+/// Decides, renders and sends one claimed message, and says what to record. The policies run in a
+/// fixed order, each stopping the message with a reason a person can read: expiry, channel
+/// resolution, consent, company configuration, contact address, quiet hours, reminder frequency.
+/// Only then is the template rendered and the provider called.
+/// </summary>
+internal sealed class MessageDispatcher(
+    ProviderRegistry providers,
+    ProviderCircuitBreakers breakers,
+    TemplateRenderer renderer,
+    IOptions<DispatchOptions> options,
+    TimeProvider time,
+    ILogger<MessageDispatcher> logger)
+{
+    private readonly DispatchOptions settings = options.Value;
+
+    public async Task<Completion> DispatchAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
+    {
+        Completion completion;
+        try
+        {
+            completion = await DecideAndSendAsync(message, context, sendToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !sendToken.IsCancellationRequested)
+        {
+            // A bug of ours must not lose the message or stop the batch: retry within its budget.
+            DispatchLog.Unexpected(logger, ex, message.Id, message.CompanyId);
+            completion = Retry(message, message.Channel, null, $"internal error: {ex.GetType().Name}: {ex.Message}", null, null, 0);
+        }
+
+        if (completion.Status is DeliveryStatus.Failed or DeliveryStatus.Bounced)
+        {
+            DispatchLog.Failed(logger, message.Id, message.CompanyId, completion.ErrorMessage);
+        }
+        else
+        {
+            DispatchLog.Outcome(logger, message.Id, message.CompanyId, WireName<DeliveryStatus>.Of(completion.Status), completion.StatusReason);
+        }
+        return completion;
+    }
+
+    private async Task<Completion> DecideAndSendAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
+    {
+        var now = time.GetUtcNow();
+
+        // 1. Expired.
+        if (message.ExpiresAt is { } expiresAt && expiresAt <= now)
+        {
+            return new Completion(message.Id, DeliveryStatus.Cancelled, message.Channel)
+            {
+                NextAttemptAt = now,
+                StatusReason = $"expired at {expiresAt.UtcDateTime:u} before it could be sent",
+            };
+        }
+
+        var customer = context.Customer(message);
+        var company = context.Company(message.CompanyId);
+        if (customer is null || company is null)
+        {
+            var who = message.CustomerId?.ToString() ?? $"with external id '{message.CustomerExternalId}'";
+            return Fail(message, message.Channel, $"customer {who} does not exist in this company");
+        }
+        if (customer.DeletedAt is not null)
+        {
+            return Suppress(message, new Resolution(message.Channel, null, []), "customer was deleted", now);
+        }
+        var preference = customer.Preference ?? new CommunicationPreference();
+
+        // 2. Channel resolution: PREFERRED takes the customer's channel for this type; BOTH is one row per channel.
+        var requested = message.Channel;
+        var wanted = requested == Channel.Preferred ? preference.ChannelFor(message.Type) : requested;
+        Channel[] channels = wanted == Channel.Both ? [Channel.Email, Channel.WhatsApp] : [wanted];
+        var channel = channels[0];
+        var resolved = new Resolution(
+            channel,
+            requested is Channel.Both or Channel.Preferred ? requested : null,
+            channels.Length > 1 ? channels[1..] : []);
+
+        // 3. Consent, then the company's own setup for the channel.
+        if (!OptedIn(preference, channel))
+        {
+            return Suppress(message, resolved, $"customer has not opted in to {WireName<Channel>.Of(channel)}", now);
+        }
+        var provider = providers.Resolve(company.Settings, channel, out var unavailable);
+        if (provider is null)
+        {
+            return Fail(message, resolved, unavailable!);
+        }
+
+        // 4. Contact address.
+        if (!TryAddress(customer, channel, out var address, out var addressProblem))
+        {
+            return Fail(message, resolved, addressProblem);
+        }
+
+        // 5. Quiet hours, in the customer's time zone.
+        if (!LocalTimes.TryFindZone(customer.TimeZone, out var zone))
+        {
+            return Fail(message, resolved, $"customer's time zone '{customer.TimeZone}' is not a known IANA time zone");
+        }
+        if (preference is { QuietHoursStart: { } start, QuietHoursEnd: { } end }
+            && new QuietHours(start, end).DeferUntil(now, zone) is { } quietUntil)
+        {
+            return Defer(message, resolved, quietUntil,
+                $"quiet hours {new QuietHours(start, end)} ({zone.Id}); deferred until {quietUntil.UtcDateTime:u}");
+        }
+
+        // 6. Reminder frequency.
+        if (message.Type.IsReminder())
+        {
+            DateTimeOffset? allowedAt;
+            try
+            {
+                allowedAt = ReminderFrequencyPolicy.NextAllowed(context.LastReminder(customer.Id, message.Type), preference.ReminderFrequency, preference.ReminderCron, zone, now);
+            }
+            catch (FormatException ex)
+            {
+                return Fail(message, resolved, $"customer's reminder schedule is invalid: {ex.Message}");
+            }
+            if (allowedAt is null && !context.IsFirstReminderInBatch(customer.Id, message.Type, message.Id))
+            {
+                allowedAt = ReminderFrequencyPolicy.NextAllowed(now, preference.ReminderFrequency, preference.ReminderCron, zone, now);
+            }
+            if (allowedAt is { } next)
+            {
+                return Defer(message, resolved, next,
+                    $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: a {WireName<MessageType>.Of(message.Type)} already went out this period; deferred until {next.UtcDateTime:u}");
+            }
+        }
+
+        // Render.
+        Rendered rendered;
+        try
+        {
+            rendered = Render(message, context, company, customer, channel);
+        }
+        catch (TemplateException ex)
+        {
+            return Fail(message, resolved, ex.Message);
+        }
+
+        // Send.
+        var outbound = new OutboundMessage
+        {
+            MessageId = message.Id,
+            CompanyId = message.CompanyId,
+            Type = message.Type,
+            Channel = channel,
+            To = address,
+            ToName = customer.Name,
+            Subject = rendered.Subject,
+            Body = rendered.Body,
+            HtmlBody = rendered.HtmlBody,
+            ProviderTemplate = rendered.ProviderTemplate,
+            Attachments = context.Attachments(message.Id),
+        };
+        return await SendAsync(message, resolved, rendered, provider, company.Settings!, outbound, sendToken);
+    }
+
+    private async Task<Completion> SendAsync(
+        ClaimedMessage message, Resolution resolved, Rendered rendered, IMessageProvider provider, CompanySettings companySettings, OutboundMessage outbound, CancellationToken sendToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        SendResult result;
+        try
+        {
+            result = await breakers.ExecuteAsync(message.CompanyId, provider.Name, token => provider.SendAsync(outbound, companySettings, token), sendToken);
+        }
+        catch (BrokenCircuitException ex)
+        {
+            var until = time.GetUtcNow() + (ex.RetryAfter ?? settings.BreakerBreakDuration);
+            return Defer(message, resolved, until,
+                $"provider {provider.Name} is failing for this company (circuit open); deferred until {until.UtcDateTime:u}");
+        }
+        catch (TimeoutRejectedException)
+        {
+            result = SendResult.Transient($"{provider.Name} did not answer within {settings.SendTimeout.TotalSeconds:0.#} s");
+        }
+        catch (OperationCanceledException) when (sendToken.IsCancellationRequested)
+        {
+            // Shutdown cut the call short: the provider may or may not have it. Try again soon,
+            // without spending the message's retry budget.
+            var latency = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var now = time.GetUtcNow();
+            return new Completion(message.Id, DeliveryStatus.Pending, resolved.Channel)
+            {
+                RequestedChannel = resolved.Requested,
+                SplitInto = resolved.Split,
+                NextAttemptAt = now,
+                RetryCount = message.RetryCount,
+                AttemptCount = message.AttemptCount + 1,
+                StatusReason = "send interrupted by worker shutdown",
+                Attempt = new AttemptRecord(message.CompanyId, message.AttemptCount + 1, now, resolved.Channel, provider.Name, AttemptOutcome.TransientFailure, "interrupted by worker shutdown", latency),
+            };
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            result = SendResult.Transient($"{provider.Name}: {ex.Message}");
+        }
+
+        var latencyMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var at = time.GetUtcNow();
+        var attemptNo = message.AttemptCount + 1;
+        switch (result.Outcome)
+        {
+            case SendOutcome.Sent:
+                return new Completion(message.Id, DeliveryStatus.Sent, resolved.Channel)
+                {
+                    RequestedChannel = resolved.Requested,
+                    SplitInto = resolved.Split,
+                    NextAttemptAt = at,
+                    RetryCount = message.RetryCount,
+                    AttemptCount = attemptNo,
+                    Subject = rendered.StoreSubject,
+                    Content = rendered.StoreContent,
+                    TemplateUsed = rendered.TemplateUsed,
+                    ProviderName = provider.Name,
+                    ProviderMessageId = result.ProviderMessageId,
+                    SentAt = at,
+                    Cost = result.Cost ?? RateCard(companySettings, resolved.Channel),
+                    CostCurrency = result.Cost is not null ? result.CostCurrency ?? companySettings.CostCurrency : RateCard(companySettings, resolved.Channel) is null ? null : companySettings.CostCurrency,
+                    Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.Sent, null, latencyMs),
+                    ReminderSent = message.Type.IsReminder() ? (rendered.CustomerId, message.Type) : null,
+                };
+            case SendOutcome.Permanent:
+                return Fail(message, resolved, result.Error ?? "rejected by the provider", result.Bounced ? DeliveryStatus.Bounced : DeliveryStatus.Failed) with
+                {
+                    AttemptCount = attemptNo,
+                    ProviderName = provider.Name,
+                    TemplateUsed = rendered.TemplateUsed,
+                    Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.PermanentFailure, result.Error, latencyMs),
+                };
+            default:
+                return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs);
+        }
+    }
+
+    /// <summary>A transient failure: retry after a golden-ratio backoff, or give up when the budget is spent.</summary>
+    private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs)
+    {
+        var now = time.GetUtcNow();
+        var retry = message.RetryCount + 1;
+        var attemptNo = message.AttemptCount + 1;
+        var attempt = new AttemptRecord(message.CompanyId, attemptNo, now, channel, providerName, AttemptOutcome.TransientFailure, error, latencyMs);
+        if (retry > message.MaxRetries)
+        {
+            return Fail(message, resolved ?? new Resolution(channel, null, []), $"gave up after {attemptNo} attempts; last error: {error}") with
+            {
+                RetryCount = retry,
+                AttemptCount = attemptNo,
+                ProviderName = providerName,
+                Attempt = attempt,
+            };
+        }
+        var next = now + RetrySchedule.Delay(retry, settings.RetryBaseDelay, settings.RetryJitter, settings.MaxRetryDelay, retryAfter);
+        return new Completion(message.Id, DeliveryStatus.Pending, channel)
+        {
+            RequestedChannel = resolved?.Requested,
+            SplitInto = resolved?.Split ?? [],
+            NextAttemptAt = next,
+            RetryCount = retry,
+            AttemptCount = attemptNo,
+            ErrorMessage = error,
+            StatusReason = $"retry {retry} of {message.MaxRetries} at {next.UtcDateTime:u}",
+            ProviderName = providerName,
+            Attempt = attempt,
+        };
+    }
+
+    private Completion Fail(ClaimedMessage message, Channel channel, string reason) =>
+        Fail(message, new Resolution(channel, null, []), reason);
+
+    private Completion Fail(ClaimedMessage message, Resolution resolved, string reason, DeliveryStatus status = DeliveryStatus.Failed)
+    {
+        var now = time.GetUtcNow();
+        return Unsent(message, resolved, status, now, reason) with { ErrorMessage = reason, FailedAt = now };
+    }
+
+    private static Completion Suppress(ClaimedMessage message, Resolution resolved, string reason, DateTimeOffset now) =>
+        Unsent(message, resolved, DeliveryStatus.Suppressed, now, reason);
+
+    /// <summary>Not now: stays PENDING until <paramref name="until"/>; not an attempt.</summary>
+    private static Completion Defer(ClaimedMessage message, Resolution resolved, DateTimeOffset until, string reason) =>
+        Unsent(message, resolved, DeliveryStatus.Pending, until, reason);
+
+    /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
+    private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>
+        new(message.Id, status, resolved.Channel)
+        {
+            RequestedChannel = resolved.Requested,
+            SplitInto = resolved.Split,
+            NextAttemptAt = nextAttemptAt,
+            RetryCount = message.RetryCount,
+            AttemptCount = message.AttemptCount,
+            StatusReason = reason,
+        };
+
+    private static bool OptedIn(CommunicationPreference preference, Channel channel) => channel switch
+    {
+        Channel.Email => preference.EmailOptIn,
+        Channel.WhatsApp => preference.WhatsAppOptIn,
+        Channel.Sms => preference.SmsOptIn,
+        _ => false,
+    };
+
+    private static bool TryAddress(Customer customer, Channel channel, out string address, out string problem)
+    {
+        problem = "";
+        var (raw, what) = channel switch
+        {
+            Channel.Email => (customer.Email, "email address"),
+            Channel.WhatsApp => (customer.WhatsAppNumber ?? customer.Phone, "WhatsApp number"),
+            _ => (customer.Phone, "phone number"),
+        };
+        var valid = channel == Channel.Email
+            ? ContactAddresses.TryNormaliseEmail(raw, out address)
+            : ContactAddresses.TryNormalisePhone(raw, out address);
+        if (!valid)
+        {
+            problem = string.IsNullOrWhiteSpace(raw) ? $"customer has no {what}" : $"customer's {what} '{raw}' is not valid";
+        }
+        return valid;
+    }
+
+    private static decimal? RateCard(CompanySettings settings, Channel channel) => channel switch
+    {
+        Channel.Email => settings.EmailCost,
+        Channel.WhatsApp => settings.WhatsAppCost,
+        Channel.Sms => settings.SmsCost,
+        _ => null,
+    };
+
+    private Rendered Render(ClaimedMessage message, BatchContext context, Company company, Customer customer, Channel channel)
+    {
+        if (message.TemplateKey is null)
+        {
+            return new Rendered(customer.Id, message.Subject, message.Content ?? "", null, null, null, null, null);
+        }
+
+        MessageTemplate? template = null;
+        string[] languages = [customer.PreferredLanguage, company.DefaultLanguage, "en"];
+        foreach (var language in languages.Distinct(StringComparer.Ordinal))
+        {
+            template = context.Template(message.CompanyId, message.TemplateKey, channel, language);
+            if (template is not null)
+            {
+                break;
+            }
+        }
+        if (template is null)
+        {
+            throw new TemplateException(
+                $"no template '{message.TemplateKey}' for {WireName<Channel>.Of(channel)} in {string.Join(", ", languages.Distinct(StringComparer.Ordinal))}");
+        }
+
+        using var data = JsonDocument.Parse(message.TemplateData);
+        if (data.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            throw new TemplateException("template_data must be a JSON object");
+        }
+        var model = TemplateRenderer.Model(data.RootElement, CustomerFields(customer), new Dictionary<string, object?>
+        {
+            ["id"] = message.Id,
+            ["type"] = WireName<MessageType>.Of(message.Type),
+            ["channel"] = WireName<Channel>.Of(channel),
+            ["created_at"] = message.CreatedAt.UtcDateTime,
+        });
+        var used = string.Create(CultureInfo.InvariantCulture, $"{template.Key}@v{template.Version}/{WireName<Channel>.Of(channel)}/{template.Language}");
+        try
+        {
+            var subject = template.Subject is null ? message.Subject : renderer.Render(template.Subject, model);
+            var body = renderer.Render(template.Body, model);
+            var html = template.HtmlBody is null ? null : renderer.Render(template.HtmlBody, model);
+            ProviderTemplate? providerTemplate = null;
+            if (template.ProviderTemplateName is not null)
+            {
+                var parameters = template.ParameterMapping.RootElement.ValueKind == JsonValueKind.Array
+                    ? template.ParameterMapping.RootElement.EnumerateArray().Select(p => renderer.Render(p.GetString() ?? "", model)).ToList()
+                    : [];
+                providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language, parameters);
+            }
+            return new Rendered(customer.Id, subject, body, html, providerTemplate, used, subject, body);
+        }
+        catch (TemplateException ex)
+        {
+            throw new TemplateException($"template {used}: {ex.Message}", ex);
+        }
+    }
+
+    private static Dictionary<string, object?> CustomerFields(Customer customer) => new()
+    {
+        ["id"] = customer.Id.ToString(),
+        ["external_id"] = customer.ExternalId,
+        ["name"] = customer.Name,
+        ["email"] = customer.Email,
+        ["phone"] = customer.Phone,
+        ["whatsapp_number"] = customer.WhatsAppNumber,
+        ["preferred_language"] = customer.PreferredLanguage,
+        ["time_zone"] = customer.TimeZone,
+    };
+
+    /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
+    private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);
+
+    /// <summary>What the customer will receive; StoreSubject/StoreContent are written back when a template produced them.</summary>
+    private sealed record Rendered(
+        Guid CustomerId, string? Subject, string Body, string? HtmlBody, ProviderTemplate? ProviderTemplate, string? TemplateUsed, string? StoreSubject, string? StoreContent);
+}

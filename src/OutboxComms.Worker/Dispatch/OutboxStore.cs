@@ -1,0 +1,261 @@
+using Npgsql;
+using NpgsqlTypes;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Worker.Dispatch;
+
+/// <summary>A due row as the claim returns it.</summary>
+internal sealed record ClaimedMessage(
+    long Id,
+    Guid CompanyId,
+    Guid? CustomerId,
+    string? CustomerExternalId,
+    MessageType Type,
+    Channel Channel,
+    Channel? RequestedChannel,
+    string? Subject,
+    string? Content,
+    string? TemplateKey,
+    string TemplateData,
+    int RetryCount,
+    int MaxRetries,
+    int AttemptCount,
+    DateTimeOffset? ExpiresAt,
+    DateTimeOffset CreatedAt);
+
+/// <summary>What one message's processing decided, written back in one batched statement.</summary>
+internal sealed record Completion(long Id, DeliveryStatus Status, Channel Channel)
+{
+    public DateTimeOffset NextAttemptAt { get; init; }
+    public int RetryCount { get; init; }
+    public int AttemptCount { get; init; }
+    public Channel? RequestedChannel { get; init; }
+    public string? StatusReason { get; init; }
+    public string? ErrorMessage { get; init; }
+    public string? Subject { get; init; }
+    public string? Content { get; init; }
+    public string? TemplateUsed { get; init; }
+    public string? ProviderName { get; init; }
+    public string? ProviderMessageId { get; init; }
+    public DateTimeOffset? SentAt { get; init; }
+    public DateTimeOffset? FailedAt { get; init; }
+    public decimal? Cost { get; init; }
+    public string? CostCurrency { get; init; }
+    /// <summary>A provider call happened; recorded in the attempt history.</summary>
+    public AttemptRecord? Attempt { get; init; }
+    /// <summary>BOTH was resolved: this row took the first channel, these need rows of their own.</summary>
+    public IReadOnlyList<Channel> SplitInto { get; init; } = [];
+    /// <summary>A reminder went out: remember when, for the frequency policy.</summary>
+    public (Guid CustomerId, MessageType Type)? ReminderSent { get; init; }
+}
+
+internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
+
+/// <summary>
+/// The dispatcher's SQL, kept in one place and written against Npgsql directly: these statements
+/// run once per batch on the hot path, where EF's change tracking would cost a round trip per row.
+/// </summary>
+internal sealed class OutboxStore(NpgsqlDataSource dataSource)
+{
+    // Claim: one round trip per batch. SKIP LOCKED lets any number of workers claim disjoint rows.
+    // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
+    // index), so other workers never rescan them; if this worker dies they become due again.
+    private const string ClaimSql = """
+        UPDATE communication_logs m
+           SET locked_by = $1, locked_until = $2, next_attempt_at = $2
+          FROM (SELECT id FROM communication_logs
+                 WHERE status = 'PENDING' AND next_attempt_at <= $3
+                 ORDER BY next_attempt_at, id
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED) due
+         WHERE m.id = due.id
+        RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
+                  m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
+                  m.attempt_count, m.expires_at, m.created_at
+        """;
+
+    // Complete: one statement for the whole batch. The locked_by guard makes a worker whose lease
+    // expired (and whose rows another worker took) unable to overwrite the newer outcome.
+    private const string CompleteSql = """
+        UPDATE communication_logs m SET
+               status = u.status, channel = u.channel,
+               requested_channel = coalesce(u.requested_channel, m.requested_channel),
+               next_attempt_at = u.next_attempt_at, retry_count = u.retry_count, attempt_count = u.attempt_count,
+               status_reason = u.status_reason, error_message = u.error_message,
+               subject = coalesce(u.subject, m.subject), content = coalesce(u.content, m.content),
+               template_used = coalesce(u.template_used, m.template_used),
+               provider_name = coalesce(u.provider_name, m.provider_name),
+               provider_message_id = coalesce(u.provider_message_id, m.provider_message_id),
+               sent_at = coalesce(u.sent_at, m.sent_at), failed_at = coalesce(u.failed_at, m.failed_at),
+               cost = coalesce(u.cost, m.cost), cost_currency = coalesce(u.cost_currency, m.cost_currency),
+               locked_by = NULL, locked_until = NULL, updated_at = $1
+          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::int[], $9::int[],
+                      $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                      $17::timestamptz[], $18::timestamptz[], $19::numeric[], $20::text[])
+               AS u(id, status, channel, requested_channel, next_attempt_at, retry_count, attempt_count,
+                    status_reason, error_message, subject, content, template_used, provider_name, provider_message_id,
+                    sent_at, failed_at, cost, cost_currency)
+         WHERE m.id = u.id AND m.locked_by = $2
+        """;
+
+    private const string AttemptsSql = """
+        INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message, provider_latency_ms)
+        SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[])
+        """;
+
+    private const string RemindersSql = """
+        INSERT INTO reminder_frequency_state (customer_id, type, last_sent_at)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
+        ON CONFLICT (customer_id, type) DO UPDATE SET last_sent_at = greatest(reminder_frequency_state.last_sent_at, excluded.last_sent_at)
+        """;
+
+    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once.
+    private const string SplitSql = """
+        WITH sibling AS (
+            INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
+                                            subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at)
+            SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
+                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3
+              FROM communication_logs WHERE id = $1
+            RETURNING id)
+        INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
+        SELECT sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
+          FROM sibling JOIN communication_attachments a ON a.message_id = $1
+        """;
+
+    private const string ReleaseSql = """
+        UPDATE communication_logs SET locked_by = NULL, locked_until = NULL, next_attempt_at = $3, updated_at = $3
+         WHERE id = ANY($1) AND locked_by = $2
+        """;
+
+    public async Task<List<ClaimedMessage>> ClaimAsync(string workerId, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(ClaimSql);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = workerId });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = (now + lease).ToUniversalTime() });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        var claimed = new List<ClaimedMessage>(limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            claimed.Add(new ClaimedMessage(
+                reader.GetInt64(0),
+                reader.GetGuid(1),
+                reader.IsDBNull(2) ? null : reader.GetGuid(2),
+                reader.IsDBNull(3) ? null : reader.GetString(3),
+                WireName<MessageType>.Parse(reader.GetString(4)),
+                WireName<Channel>.Parse(reader.GetString(5)),
+                reader.IsDBNull(6) ? null : WireName<Channel>.Parse(reader.GetString(6)),
+                reader.IsDBNull(7) ? null : reader.GetString(7),
+                reader.IsDBNull(8) ? null : reader.GetString(8),
+                reader.IsDBNull(9) ? null : reader.GetString(9),
+                reader.GetString(10),
+                reader.GetInt32(11),
+                reader.GetInt32(12),
+                reader.GetInt32(13),
+                reader.IsDBNull(14) ? null : reader.GetFieldValue<DateTimeOffset>(14),
+                reader.GetFieldValue<DateTimeOffset>(15)));
+        }
+        return claimed;
+    }
+
+    /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction.</summary>
+    public async Task CompleteAsync(string workerId, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (completions.Count == 0)
+        {
+            return;
+        }
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection, transaction);
+
+        var complete = new NpgsqlBatchCommand(CompleteSql);
+        complete.Parameters.Add(Value(now.ToUniversalTime()));
+        complete.Parameters.Add(Value(workerId));
+        complete.Parameters.Add(Array(completions, c => c.Id, NpgsqlDbType.Bigint));
+        complete.Parameters.Add(Array(completions, c => WireName<DeliveryStatus>.Of(c.Status), NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => WireName<Channel>.Of(c.Channel), NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.NextAttemptAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.RetryCount, NpgsqlDbType.Integer));
+        complete.Parameters.Add(Array(completions, c => c.AttemptCount, NpgsqlDbType.Integer));
+        complete.Parameters.Add(Array(completions, c => c.StatusReason, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ErrorMessage, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.Subject, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.Content, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.TemplateUsed, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ProviderName, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ProviderMessageId, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.SentAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.FailedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
+        complete.Parameters.Add(Array(completions, c => c.CostCurrency, NpgsqlDbType.Text));
+        batch.BatchCommands.Add(complete);
+
+        var attempts = completions.Where(c => c.Attempt is not null).ToList();
+        if (attempts.Count > 0)
+        {
+            var insert = new NpgsqlBatchCommand(AttemptsSql);
+            insert.Parameters.Add(Array(attempts, c => c.Id, NpgsqlDbType.Bigint));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.CompanyId, NpgsqlDbType.Uuid));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.AttemptNo, NpgsqlDbType.Integer));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.AttemptedAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            insert.Parameters.Add(Array(attempts, c => WireName<Channel>.Of(c.Attempt!.Channel), NpgsqlDbType.Text));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.ProviderName, NpgsqlDbType.Text));
+            insert.Parameters.Add(Array(attempts, c => WireName<AttemptOutcome>.Of(c.Attempt!.Outcome), NpgsqlDbType.Text));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.Error, NpgsqlDbType.Text));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.LatencyMs, NpgsqlDbType.Integer));
+            batch.BatchCommands.Add(insert);
+        }
+
+        var reminders = completions.Where(c => c.ReminderSent is not null)
+            .GroupBy(c => c.ReminderSent!.Value)
+            .Select(g => (Key: g.Key, SentAt: g.Max(c => c.SentAt!.Value)))
+            .ToList();
+        if (reminders.Count > 0)
+        {
+            var upsert = new NpgsqlBatchCommand(RemindersSql);
+            upsert.Parameters.Add(Array(reminders, r => r.Key.CustomerId, NpgsqlDbType.Uuid));
+            upsert.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Key.Type), NpgsqlDbType.Text));
+            upsert.Parameters.Add(Array(reminders, r => r.SentAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            batch.BatchCommands.Add(upsert);
+        }
+
+        foreach (var completion in completions)
+        {
+            foreach (var channel in completion.SplitInto)
+            {
+                var split = new NpgsqlBatchCommand(SplitSql);
+                split.Parameters.Add(Value(completion.Id));
+                split.Parameters.Add(Value(WireName<Channel>.Of(channel)));
+                split.Parameters.Add(Value(now.ToUniversalTime()));
+                batch.BatchCommands.Add(split);
+            }
+        }
+
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>
+    public async Task ReleaseAsync(string workerId, IReadOnlyCollection<long> ids, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return;
+        }
+        await using var command = dataSource.CreateCommand(ReleaseSql);
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. ids] });
+        command.Parameters.Add(Value(workerId));
+        command.Parameters.Add(Value(now.ToUniversalTime()));
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static NpgsqlParameter<T> Value<T>(T value) => new() { TypedValue = value };
+
+    private static NpgsqlParameter Array<TSource, TValue>(IEnumerable<TSource> source, Func<TSource, TValue> select, NpgsqlDbType type) =>
+        new() { NpgsqlDbType = NpgsqlDbType.Array | type, Value = source.Select(select).ToArray() };
+}

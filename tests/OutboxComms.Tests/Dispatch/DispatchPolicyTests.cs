@@ -1,0 +1,376 @@
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Providers;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Dispatch;
+
+/// <summary>
+/// The decide step, driven one batch at a time on a fake clock against real PostgreSQL: every
+/// outcome lands in the row with a reason, and the provider is called only when policy allows.
+/// </summary>
+public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
+{
+    // A database per test: the worker claims every due row, so tests must not see each other's.
+    private readonly DatabaseFixture db = new(server);
+    // Monday 5 January 2026, 11:30 IST: outside any quiet hours used here. Rows are enqueued due
+    // on this clock (see EnqueueAsync), not the database's.
+    private readonly FakeTimeProvider time = new(new DateTimeOffset(2026, 1, 5, 6, 0, 0, TimeSpan.Zero));
+    private readonly CountingProvider email = WorkerHarness.Email();
+    private readonly CountingProvider whatsApp = WorkerHarness.WhatsApp();
+    private readonly CountingProvider sms = WorkerHarness.Sms();
+    private WorkerHarness worker = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        await db.InitializeAsync();
+        worker = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await worker.DisposeAsync();
+        await db.DisposeAsync();
+    }
+
+    private Task<long> EnqueueAsync(Guid company, Guid customer, string type = "INVOICE", string channel = "EMAIL", string? content = "Your invoice is attached.",
+        string? templateKey = null, string templateData = "{}", DateTimeOffset? notBefore = null, int maxRetries = 3) =>
+        Outbox.EnqueueAsync(db.DataSource, company, customer, type, channel, content, templateKey, templateData, notBefore ?? time.GetUtcNow().AddMinutes(-1), maxRetries);
+
+    private async Task<(Guid Company, Guid Customer)> CustomerAsync(string? preferences = null, string timeZone = "Asia/Kolkata", string? email = "client@example.com", string? whatsApp = "98765 43210")
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, email, whatsApp, timeZone);
+        if (preferences is not null)
+        {
+            await Outbox.SetPreferencesAsync(db.DataSource, customer, preferences);
+        }
+        return (company, customer);
+    }
+
+    [Fact]
+    public async Task A_plain_email_is_sent_and_recorded_with_provider_id_time_cost_and_attempt()
+    {
+        var (company, customer) = await CustomerAsync();
+        var id = await EnqueueAsync(company, customer, content: "Invoice INV-1042 attached.");
+
+        Assert.Equal(1, await worker.RunOnceAsync());
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("SENT", row.Status);
+        Assert.Equal("SMTP", row.ProviderName);
+        Assert.Equal($"SMTP-{id}", row.ProviderMessageId);
+        Assert.Equal(time.GetUtcNow(), row.SentAt);
+        Assert.Equal(0.05m, row.Cost);
+        Assert.Equal("INR", row.CostCurrency);
+        Assert.Null(row.LockedBy);
+        var sent = Assert.Single(email.Sent);
+        Assert.Equal("client@example.com", sent.To);
+        Assert.Equal("Invoice INV-1042 attached.", sent.Body);
+        var attempt = Assert.Single(await Outbox.AttemptsAsync(db.DataSource, id));
+        Assert.Equal((1, "SENT"), (attempt.AttemptNo, attempt.Outcome));
+    }
+
+    [Fact]
+    public async Task A_provider_reported_price_wins_over_the_rate_card()
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true");
+        sms.Behaviour = m => SendResult.Sent("SM123", 0.0075m, "USD");
+        var id = await EnqueueAsync(company, customer, channel: "SMS");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal((0.0075m, "USD"), (row.Cost, row.CostCurrency));
+        Assert.Equal("+919876543210", Assert.Single(sms.Sent).To);
+    }
+
+    [Fact]
+    public async Task Opted_out_channel_is_suppressed_with_a_reason_and_no_provider_call()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = false");
+        var id = await EnqueueAsync(company, customer, channel: "WHATSAPP");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("SUPPRESSED", row.Status);
+        Assert.Equal("customer has not opted in to WHATSAPP", row.StatusReason);
+        Assert.Equal(0, whatsApp.Calls);
+        Assert.Empty(await Outbox.AttemptsAsync(db.DataSource, id));
+    }
+
+    [Fact]
+    public async Task Preferred_takes_the_customers_channel_for_each_message_type()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, payment_reminder_channel = 'WHATSAPP', invoice_delivery_channel = 'EMAIL'");
+        var reminder = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "PREFERRED");
+        var invoice = await EnqueueAsync(company, customer, type: "INVOICE", channel: "PREFERRED");
+
+        await worker.RunOnceAsync();
+
+        var reminderRow = await Outbox.GetAsync(db.DataSource, reminder);
+        var invoiceRow = await Outbox.GetAsync(db.DataSource, invoice);
+        Assert.Equal(("SENT", "WHATSAPP", "PREFERRED"), (reminderRow.Status, reminderRow.Channel, reminderRow.RequestedChannel));
+        Assert.Equal(("SENT", "EMAIL", "PREFERRED"), (invoiceRow.Status, invoiceRow.Channel, invoiceRow.RequestedChannel));
+        Assert.Equal(reminder, Assert.Single(whatsApp.Sent).MessageId);
+        Assert.Equal(invoice, Assert.Single(email.Sent).MessageId);
+    }
+
+    [Fact]
+    public async Task Both_becomes_one_row_per_channel_and_each_is_sent_once()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        var id = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "BOTH");
+
+        await worker.RunOnceAsync();
+        await worker.RunOnceAsync();
+
+        var rows = await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(channel || ':' || status || ':' || requested_channel, ',' ORDER BY channel) FROM communication_logs WHERE company_id = $1", company);
+        Assert.Equal("EMAIL:SENT:BOTH,WHATSAPP:SENT:BOTH", rows);
+        Assert.Equal(id, Assert.Single(email.Sent).MessageId);
+        Assert.NotEqual(id, Assert.Single(whatsApp.Sent).MessageId);
+    }
+
+    [Fact]
+    public async Task A_channel_the_company_has_not_enabled_fails_with_a_clear_reason()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company, sms: false);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true");
+        var id = await EnqueueAsync(company, customer, channel: "SMS");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("FAILED", "the company has not enabled SMS"), (row.Status, row.ErrorMessage));
+        Assert.Equal(0, sms.Calls);
+    }
+
+    [Theory]
+    [InlineData("EMAIL", null, "customer has no email address")]
+    [InlineData("EMAIL", "not-an-email", "customer's email address 'not-an-email' is not valid")]
+    [InlineData("WHATSAPP", "12345", "customer's WhatsApp number '12345' is not valid")]
+    public async Task A_missing_or_invalid_address_fails_without_retry(string channel, string? address, string reason)
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true",
+            email: channel == "EMAIL" ? address : "client@example.com", whatsApp: channel == "WHATSAPP" ? address : null);
+        var id = await EnqueueAsync(company, customer, channel: channel);
+
+        await worker.RunOnceAsync();
+        time.Advance(TimeSpan.FromHours(1));
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("FAILED", reason, 0), (row.Status, row.ErrorMessage, row.RetryCount));
+        Assert.Equal(0, email.Calls + whatsApp.Calls);
+    }
+
+    [Fact]
+    public async Task Quiet_hours_across_midnight_defer_the_message_to_the_windows_end_without_an_attempt()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 24, 18, 0, 0, TimeSpan.Zero)); // 23:30 IST
+        var (company, customer) = await CustomerAsync("quiet_hours_start = '22:00', quiet_hours_end = '09:00'");
+        var id = await EnqueueAsync(company, customer, notBefore: time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+
+        var deferred = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("PENDING", deferred.Status);
+        Assert.Equal(new DateTimeOffset(2026, 11, 25, 3, 30, 0, TimeSpan.Zero), deferred.NextAttemptAt); // 09:00 IST
+        Assert.StartsWith("quiet hours 22:00–09:00 (Asia/Kolkata)", deferred.StatusReason, StringComparison.Ordinal);
+        Assert.Equal((0, 0), (deferred.AttemptCount, deferred.RetryCount));
+        Assert.Null(deferred.LockedBy);
+
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 3, 29, 0, TimeSpan.Zero));
+        Assert.Equal(0, await worker.RunOnceAsync());
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 3, 30, 0, TimeSpan.Zero));
+        Assert.Equal(1, await worker.RunOnceAsync());
+
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
+        Assert.Equal(1, email.Calls);
+    }
+
+    [Fact]
+    public async Task Quiet_hours_survive_the_DST_change_in_the_customers_zone()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 1, 3, 0, 0, TimeSpan.Zero)); // 23:00 EDT, the night clocks fall back
+        var (company, customer) = await CustomerAsync("quiet_hours_start = '22:00', quiet_hours_end = '09:00'", timeZone: "America/New_York");
+        var id = await EnqueueAsync(company, customer, notBefore: time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(new DateTimeOffset(2026, 11, 1, 14, 0, 0, TimeSpan.Zero), (await Outbox.GetAsync(db.DataSource, id)).NextAttemptAt); // 09:00 EST
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 1, 13, 0, 0, TimeSpan.Zero)); // 08:00 EST: a naive +10 h would have sent already
+        Assert.Equal(0, await worker.RunOnceAsync());
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 1, 14, 0, 0, TimeSpan.Zero));
+        await worker.RunOnceAsync();
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
+    }
+
+    [Fact]
+    public async Task A_weekly_reminder_limit_defers_the_second_reminder_of_a_type_to_next_monday()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var past = time.GetUtcNow().AddMinutes(-1);
+        var first = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        var second = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        var payment = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: past);
+        var invoice = await EnqueueAsync(company, customer, type: "INVOICE", notBefore: past);
+
+        await worker.RunOnceAsync();
+        var third = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        await worker.RunOnceAsync();
+
+        var monday = new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero); // Monday 00:00 IST
+        var statuses = new[] { first, second, payment, invoice, third }.Select(id => Outbox.GetAsync(db.DataSource, id).Result).ToList();
+        Assert.Equal(["SENT", "PENDING", "SENT", "SENT", "PENDING"], statuses.Select(s => s.Status));
+        Assert.Equal(monday, statuses[1].NextAttemptAt);
+        Assert.Equal(monday, statuses[4].NextAttemptAt);
+        Assert.StartsWith("reminder frequency WEEKLY", statuses[4].StatusReason, StringComparison.Ordinal);
+
+        time.SetUtcNow(monday);
+        await worker.RunOnceAsync();
+        var afterMonday = new[] { second, third }.Select(id => Outbox.GetAsync(db.DataSource, id).Result.Status).Order().ToList();
+        Assert.Equal(["PENDING", "SENT"], afterMonday); // one per week, still
+    }
+
+    [Fact]
+    public async Task A_custom_cron_frequency_waits_for_the_next_occurrence_in_the_customers_zone()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'CUSTOM', reminder_cron = '0 10 * * MON,THU'");
+        var past = time.GetUtcNow().AddMinutes(-1);
+        await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: past);
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: past);
+
+        await worker.RunOnceAsync();
+
+        var thursday = new DateTimeOffset(2026, 11, 26, 4, 30, 0, TimeSpan.Zero); // Thursday 10:00 IST
+        Assert.Equal(thursday, (await Outbox.GetAsync(db.DataSource, second)).NextAttemptAt);
+        time.SetUtcNow(thursday);
+        await worker.RunOnceAsync();
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, second)).Status);
+    }
+
+    [Fact]
+    public async Task An_expired_message_is_cancelled_without_a_send()
+    {
+        var (company, customer) = await CustomerAsync();
+        var id = await EnqueueAsync(company, customer);
+        await using (var expire = db.DataSource.CreateCommand("UPDATE communication_logs SET expires_at = $2 WHERE id = $1"))
+        {
+            expire.Parameters.AddWithValue(id);
+            expire.Parameters.AddWithValue(time.GetUtcNow().AddSeconds(-1));
+            await expire.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("CANCELLED", row.Status);
+        Assert.StartsWith("expired at", row.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
+    public async Task Templates_render_in_the_customers_language_falling_back_to_english()
+    {
+        var (company, hindi) = await CustomerAsync();
+        var tamil = await TestData.CreateCustomerAsync(db.DataSource, company, "tamil@example.com");
+        await using (var setup = db.DataSource.CreateBatch())
+        {
+            setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'hi' WHERE id = $1") { Parameters = { new() { Value = hindi } } });
+            setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'ta' WHERE id = $1") { Parameters = { new() { Value = tamil } } });
+            setup.BatchCommands.Add(new("""
+                INSERT INTO message_templates (company_id, key, channel, language, subject, body) VALUES
+                  ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Dear {{ customer.name }}, invoice {{ number }} is attached.'),
+                  ($1, 'invoice', 'EMAIL', 'hi', 'चालान {{ number }}', 'प्रिय {{ customer.name }}, चालान {{ number }} संलग्न है।')
+                """) { Parameters = { new() { Value = company } } });
+            await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var toHindi = await EnqueueAsync(company, hindi, content: null, templateKey: "invoice", templateData: """{"number": "INV-7"}""");
+        var toTamil = await EnqueueAsync(company, tamil, content: null, templateKey: "invoice", templateData: """{"number": "INV-8"}""");
+
+        await worker.RunOnceAsync();
+
+        var hindiRow = await Outbox.GetAsync(db.DataSource, toHindi);
+        var tamilRow = await Outbox.GetAsync(db.DataSource, toTamil);
+        Assert.Equal(("SENT", "चालान INV-7", "प्रिय Client, चालान INV-7 संलग्न है।", "invoice@v1/EMAIL/hi"), (hindiRow.Status, hindiRow.Subject, hindiRow.Content, hindiRow.TemplateUsed));
+        Assert.Equal(("SENT", "Invoice INV-8", "invoice@v1/EMAIL/en"), (tamilRow.Status, tamilRow.Subject, tamilRow.TemplateUsed));
+    }
+
+    [Fact]
+    public async Task Transient_failures_retry_on_a_golden_ratio_schedule_then_fail_with_the_last_error()
+    {
+        var (company, customer) = await CustomerAsync();
+        email.Behaviour = _ => SendResult.Transient("SMTP 451 4.7.1 try again later");
+        var id = await EnqueueAsync(company, customer, maxRetries: 3);
+
+        var delays = new List<TimeSpan>();
+        for (var attempt = 1; attempt <= 4; attempt++)
+        {
+            var before = time.GetUtcNow();
+            Assert.Equal(1, await worker.RunOnceAsync());
+            var row = await Outbox.GetAsync(db.DataSource, id);
+            if (attempt <= 3)
+            {
+                Assert.Equal(("PENDING", attempt, "SMTP 451 4.7.1 try again later"), (row.Status, row.RetryCount, row.ErrorMessage));
+                delays.Add(row.NextAttemptAt - before);
+                time.SetUtcNow(row.NextAttemptAt);
+            }
+            else
+            {
+                Assert.Equal("FAILED", row.Status);
+                Assert.Equal("gave up after 4 attempts; last error: SMTP 451 4.7.1 try again later", row.ErrorMessage);
+            }
+        }
+
+        // Retry n waits 10 s × 1.618^n, ± 10 % jitter.
+        for (var n = 1; n <= 3; n++)
+        {
+            var expected = 10 * Math.Pow(1.618, n);
+            Assert.InRange(delays[n - 1].TotalSeconds, expected * 0.9, expected * 1.1);
+        }
+        Assert.Equal(4, email.Calls);
+        var attempts = await Outbox.AttemptsAsync(db.DataSource, id);
+        Assert.Equal([1, 2, 3, 4], attempts.Select(a => a.AttemptNo));
+        Assert.All(attempts, a => Assert.Equal("TRANSIENT_FAILURE", a.Outcome));
+    }
+
+    [Fact]
+    public async Task A_providers_retry_after_is_honoured()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        whatsApp.Behaviour = _ => SendResult.Transient("WhatsApp 130429: rate limit hit", TimeSpan.FromMinutes(15));
+        var id = await EnqueueAsync(company, customer, channel: "WHATSAPP");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("PENDING", row.Status);
+        Assert.Equal(time.GetUtcNow().AddMinutes(15), row.NextAttemptAt);
+    }
+
+    [Theory]
+    [InlineData(false, "FAILED")]
+    [InlineData(true, "BOUNCED")]
+    public async Task A_permanent_failure_fails_at_once_without_retry(bool bounced, string status)
+    {
+        var (company, customer) = await CustomerAsync();
+        email.Behaviour = _ => SendResult.Permanent("SMTP 550 5.1.1 mailbox unavailable", bounced);
+        var id = await EnqueueAsync(company, customer);
+
+        await worker.RunOnceAsync();
+        time.Advance(TimeSpan.FromDays(1));
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal((status, "SMTP 550 5.1.1 mailbox unavailable", 0, 1), (row.Status, row.ErrorMessage, row.RetryCount, row.AttemptCount));
+        Assert.Equal(1, email.Calls);
+        Assert.Equal("PERMANENT_FAILURE", Assert.Single(await Outbox.AttemptsAsync(db.DataSource, id)).Outcome);
+    }
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Dispatch;
+
+namespace OutboxComms.Tests.Dispatch;
+
+/// <summary>Whole workers: many at once, crashes, wake-ups, failing providers and bad rows.</summary>
+public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
+{
+    // A database per test: workers claim every due row, so tests must not see each other's.
+    private readonly DatabaseFixture db = new(server);
+
+    public ValueTask InitializeAsync() => db.InitializeAsync();
+
+    public ValueTask DisposeAsync() => db.DisposeAsync();
+
+    private async Task<(Guid Company, Guid Customer)> CustomerAsync()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        return (company, await TestData.CreateCustomerAsync(db.DataSource, company));
+    }
+
+    private async Task EnqueueManyAsync(Guid company, Guid customer, int count)
+    {
+        await using var insert = db.DataSource.CreateCommand(
+            "INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content) SELECT $1, $2, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Update ' || g FROM generate_series(1, $3) g");
+        insert.Parameters.AddWithValue(company);
+        insert.Parameters.AddWithValue(customer);
+        insert.Parameters.AddWithValue(count);
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    private async Task<long> CountAsync(Guid company, string status) =>
+        await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = $2", company, status);
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(clock.Elapsed < timeout, $"timed out after {timeout} waiting for {what}");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task Three_workers_racing_over_5000_rows_send_every_row_exactly_once()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        var settings = new Dictionary<string, string?> { ["Dispatch:BatchSize"] = "200" };
+        await using var first = new WorkerHarness(db.ConnectionString, [email], settings: settings);
+        await using var second = new WorkerHarness(db.ConnectionString, [email], settings: settings);
+        await using var third = new WorkerHarness(db.ConnectionString, [email], settings: settings);
+        await EnqueueManyAsync(company, customer, 5000);
+
+        await Task.WhenAll(first.StartAsync(), second.StartAsync(), third.StartAsync());
+        await WaitUntilAsync(async () => await CountAsync(company, "SENT") == 5000, TimeSpan.FromSeconds(90), "5000 SENT rows");
+
+        Assert.Equal(5000, email.Calls);
+        Assert.Equal(5000, email.Sent.Select(m => m.MessageId).Distinct().Count());
+        Assert.Equal(5000, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_attempts a JOIN communication_logs m ON m.id = a.message_id WHERE m.company_id = $1 AND a.attempt_no = 1", company));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND locked_by IS NOT NULL", company));
+        var workers = await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT locked_by) FROM communication_logs WHERE company_id = $1", company);
+        Assert.Equal(0, workers); // leases released on completion
+    }
+
+    [Fact]
+    public async Task Rows_leased_by_a_crashed_worker_are_reclaimed_after_the_lease_and_sent_once()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var survivor = new WorkerHarness(db.ConnectionString, [email], time);
+        await EnqueueManyAsync(company, customer, 20);
+        var store = survivor.Services.GetRequiredService<OutboxStore>();
+
+        // The crashed worker claimed everything (two-minute lease), then died before recording anything.
+        var crashed = await store.ClaimAsync("crashed-worker", 100, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None);
+        Assert.Equal(20, crashed.Count);
+
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(0, await survivor.RunOnceAsync());        // still leased
+        time.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(1));
+        Assert.Equal(20, await survivor.RunOnceAsync());       // lease expired: reclaimed
+
+        Assert.Equal(20, await CountAsync(company, "SENT"));
+        Assert.Equal(20, email.Calls);
+
+        // If the crashed worker comes back and tries to record a result, its stale lease does nothing.
+        await store.CompleteAsync("crashed-worker", [new Completion(crashed[0].Id, DeliveryStatus.Failed, Channel.Email) { ErrorMessage = "stale" }], time.GetUtcNow(), CancellationToken.None);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, crashed[0].Id)).Status);
+    }
+
+    [Fact]
+    public async Task An_idle_worker_sends_a_new_message_via_NOTIFY_long_before_its_poll_interval()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:PollInterval"] = "00:01:00" });
+        await worker.StartAsync();
+        await Task.Delay(500, TestContext.Current.CancellationToken); // let the loop finish its first, empty claim and go to sleep
+
+        var clock = Stopwatch.StartNew();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await WaitUntilAsync(async () => (await Outbox.GetAsync(db.DataSource, id)).Status == "SENT", TimeSpan.FromSeconds(10), "the message to be SENT");
+
+        // The poll would take a minute; only the notification explains a send within seconds.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task One_companys_open_circuit_defers_its_messages_without_delaying_another_company()
+    {
+        var (failing, failingCustomer) = await CustomerAsync();
+        var (healthy, healthyCustomer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        email.Behaviour = m => m.CompanyId == failing ? SendResult.Transient("SMTP 421 service not available") : SendResult.Sent($"ok-{m.MessageId}");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new()
+        {
+            ["Dispatch:MaxConcurrentSends"] = "1",
+            ["Dispatch:BreakerMinimumThroughput"] = "4",
+            ["Dispatch:BreakerFailureRatio"] = "0.5",
+        });
+        for (var i = 0; i < 10; i++)
+        {
+            await Outbox.EnqueueAsync(db.DataSource, failing, failingCustomer);
+            await Outbox.EnqueueAsync(db.DataSource, healthy, healthyCustomer);
+        }
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(10, await CountAsync(healthy, "SENT"));
+        Assert.Equal(10, await CountAsync(failing, "PENDING"));
+        var failingCalls = email.Sent.Count(m => m.CompanyId == failing);
+        Assert.InRange(failingCalls, 4, 5);
+        var deferred = await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE 'provider SMTP is failing for this company (circuit open)%' AND attempt_count = 0 AND retry_count = 0", failing);
+        Assert.Equal(10 - failingCalls, deferred);
+    }
+
+    [Fact]
+    public async Task Malformed_rows_fail_with_a_reason_and_the_worker_keeps_running()
+    {
+        var (company, customer) = await CustomerAsync();
+        await using (var template = db.DataSource.CreateCommand("INSERT INTO message_templates (company_id, key, channel, body) VALUES ($1, 'broken', 'EMAIL', 'Hello {{ for }}')"))
+        {
+            template.Parameters.AddWithValue(company);
+            await template.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email]);
+
+        var unknownTemplate = await Outbox.EnqueueAsync(db.DataSource, company, customer, content: null, templateKey: "no-such-template");
+        var missingCustomer = await Outbox.EnqueueAsync(db.DataSource, company, Guid.NewGuid());
+        var brokenTemplate = await Outbox.EnqueueAsync(db.DataSource, company, customer, content: null, templateKey: "broken");
+        var arrayData = await Outbox.EnqueueAsync(db.DataSource, company, customer, content: null, templateKey: "broken", templateData: "[1, 2]");
+        long unknownExternal;
+        await using (var insert = db.DataSource.CreateCommand(
+            "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content) VALUES ($1, 'NOT-A-CLIENT', 'INVOICE', 'EMAIL', 'x') RETURNING id"))
+        {
+            insert.Parameters.AddWithValue(company);
+            unknownExternal = (long)(await insert.ExecuteScalarAsync(TestContext.Current.CancellationToken))!;
+        }
+
+        await worker.StartAsync();
+        await WaitUntilAsync(async () => await CountAsync(company, "FAILED") == 5, TimeSpan.FromSeconds(10), "five FAILED rows");
+
+        Assert.Equal("no template 'no-such-template' for EMAIL in en", (await Outbox.GetAsync(db.DataSource, unknownTemplate)).ErrorMessage);
+        Assert.Equal($"customer {(await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", missingCustomer))} does not exist in this company",
+            (await Outbox.GetAsync(db.DataSource, missingCustomer)).ErrorMessage);
+        Assert.Matches(@"^template broken@v1/EMAIL/en: line 1, column \d+: ", (await Outbox.GetAsync(db.DataSource, brokenTemplate)).ErrorMessage);
+        Assert.Equal("template_data must be a JSON object", (await Outbox.GetAsync(db.DataSource, arrayData)).ErrorMessage);
+        Assert.Equal("customer with external id 'NOT-A-CLIENT' does not exist in this company", (await Outbox.GetAsync(db.DataSource, unknownExternal)).ErrorMessage);
+        Assert.Equal(0, email.Calls);
+
+        // Still alive: a good message after the bad ones goes out.
+        var good = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await WaitUntilAsync(async () => (await Outbox.GetAsync(db.DataSource, good)).Status == "SENT", TimeSpan.FromSeconds(10), "the good message");
+    }
+
+    [Fact]
+    public async Task Shutdown_finishes_the_send_in_flight_and_releases_rows_it_will_not_start()
+    {
+        var (company, customer) = await CustomerAsync();
+        using var inFlight = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var email = WorkerHarness.Email();
+        email.Behaviour = m =>
+        {
+            inFlight.Set();
+            release.Wait(TimeSpan.FromSeconds(10));
+            return SendResult.Sent($"ok-{m.MessageId}");
+        };
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:MaxConcurrentSends"] = "1" });
+        await EnqueueManyAsync(company, customer, 10);
+
+        await worker.StartAsync();
+        Assert.True(inFlight.Wait(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken), "no send started");
+        var stopping = worker.StopAsync();
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        release.Set();
+        await stopping;
+
+        Assert.Equal(1, email.Calls);
+        Assert.Equal(1, await CountAsync(company, "SENT"));
+        Assert.Equal(9, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND next_attempt_at <= now() AND attempt_count = 0", company));
+    }
+}

@@ -1,0 +1,35 @@
+using System.Collections.Concurrent;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+
+namespace OutboxComms.Tests.Infrastructure;
+
+/// <summary>
+/// A provider that exists only in the tests: it records every call and answers as told
+/// (sent by default). It stands in for a real provider's wire protocol, not for our database.
+/// </summary>
+public sealed class CountingProvider(string name, params Channel[] channels) : IMessageProvider
+{
+    private int calls;
+
+    public string Name => name;
+
+    public IReadOnlyCollection<Channel> Channels => channels;
+
+    public ConcurrentQueue<OutboundMessage> Sent { get; } = new();
+
+    public int Calls => Volatile.Read(ref calls);
+
+    /// <summary>Decides each call's answer; the default says sent with a provider id.</summary>
+    public Func<OutboundMessage, SendResult> Behaviour { get; set; } = m => SendResult.Sent($"{name}-{m.MessageId}");
+
+    public Task<SendResult> SendAsync(OutboundMessage message, CompanySettings settings, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref calls);
+        Sent.Enqueue(message);
+        return Task.FromResult(Behaviour(message));
+    }
+
+    public int CallsFor(long messageId) => Sent.Count(m => m.MessageId == messageId);
+}

@@ -1,0 +1,78 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+using OutboxComms.Worker;
+using OutboxComms.Worker.Dispatch;
+
+namespace OutboxComms.Tests.Infrastructure;
+
+/// <summary>
+/// A worker host as production builds it (AddWorkerServices), pointed at a test database, with the
+/// test providers registered and optionally a fake clock. Tests either start it (the real loop,
+/// LISTEN/NOTIFY and all) or drive single batches through <see cref="RunOnceAsync"/>.
+/// </summary>
+public sealed class WorkerHarness : IAsyncDisposable
+{
+    private readonly IHost host;
+    private bool started;
+
+    public WorkerHarness(string connectionString, IEnumerable<IMessageProvider> providers, FakeTimeProvider? time = null, Dictionary<string, string?>? settings = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Outbox"] = connectionString,
+            ["Dispatch:RetryBaseDelay"] = "00:00:10",
+            ["Dispatch:ShutdownGrace"] = "00:00:02",
+        });
+        if (settings is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+        }
+        builder.AddWorkerServices();
+        if (time is not null)
+        {
+            builder.Services.Replace(ServiceDescriptor.Singleton<TimeProvider>(time));
+        }
+        foreach (var provider in providers)
+        {
+            builder.Services.AddSingleton(provider);
+        }
+        host = builder.Build();
+    }
+
+    public IServiceProvider Services => host.Services;
+
+    public string WorkerId => host.Services.GetRequiredService<BatchProcessor>().WorkerId;
+
+    public async Task StartAsync()
+    {
+        await host.StartAsync();
+        started = true;
+    }
+
+    public Task StopAsync() => host.StopAsync();
+
+    /// <summary>One claim-decide-send-record cycle; returns how many rows were claimed.</summary>
+    public Task<int> RunOnceAsync() =>
+        host.Services.GetRequiredService<BatchProcessor>().RunOnceAsync(CancellationToken.None, CancellationToken.None);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (started)
+        {
+            await host.StopAsync();
+        }
+        host.Dispose();
+    }
+
+    public static CountingProvider Email() => new("SMTP", Channel.Email);
+
+    public static CountingProvider WhatsApp() => new("WHATSAPP_BUSINESS_API", Channel.WhatsApp);
+
+    public static CountingProvider Sms() => new("TWILIO", Channel.Sms);
+}

@@ -1,0 +1,39 @@
+using OutboxComms.Core.Policies;
+
+namespace OutboxComms.Tests.Policies;
+
+public sealed class ContactAddressesTests
+{
+    [Theory]
+    [InlineData("98765 43210", "+919876543210")]
+    [InlineData("+91 98765-43210", "+919876543210")]
+    [InlineData("09876543210", "+919876543210")]
+    [InlineData("+1 (212) 555-0123", "+12125550123")]
+    public void Phone_numbers_are_normalised_to_E164_reading_bare_numbers_as_Indian(string input, string expected)
+    {
+        Assert.True(ContactAddresses.TryNormalisePhone(input, out var e164));
+        Assert.Equal(expected, e164);
+    }
+
+    [Theory]
+    [InlineData("12345")]
+    [InlineData("not a number")]
+    [InlineData("")]
+    [InlineData(null)]
+    public void Invalid_phone_numbers_are_refused(string? input)
+    {
+        Assert.False(ContactAddresses.TryNormalisePhone(input, out _));
+    }
+
+    [Theory]
+    [InlineData("client@example.com", true)]
+    [InlineData(" accounts@practice.co.in ", true)]
+    [InlineData("no-at-sign.example.com", false)]
+    [InlineData("Client <client@example.com>", false)]
+    [InlineData("client@localhost", false)]
+    [InlineData("", false)]
+    public void Email_addresses_must_be_plain_and_valid(string input, bool valid)
+    {
+        Assert.Equal(valid, ContactAddresses.TryNormaliseEmail(input, out _));
+    }
+}

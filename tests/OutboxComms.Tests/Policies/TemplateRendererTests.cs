@@ -1,0 +1,61 @@
+using System.Text.Json;
+using OutboxComms.Core.Templates;
+
+namespace OutboxComms.Tests.Policies;
+
+public sealed class TemplateRendererTests
+{
+    private readonly TemplateRenderer renderer = new(TimeSpan.FromSeconds(1));
+
+    private static Scriban.Runtime.ScriptObject Model(string json) =>
+        TemplateRenderer.Model(JsonDocument.Parse(json).RootElement, new Dictionary<string, object?> { ["name"] = "Asha Rao" }, new Dictionary<string, object?> { ["type"] = "INVOICE" });
+
+    [Fact]
+    public void Renders_template_data_and_customer_fields()
+    {
+        var text = renderer.Render("Dear {{ customer.name }}, invoice {{ invoice.number }} for ₹{{ invoice.amount }} ({{ items | array.size }} items).",
+            Model("""{"invoice": {"number": "INV-1042", "amount": 11800}, "items": [1, 2, 3]}"""));
+
+        Assert.Equal("Dear Asha Rao, invoice INV-1042 for ₹11800 (3 items).", text);
+    }
+
+    [Fact]
+    public void Syntax_errors_name_line_and_column()
+    {
+        var error = TemplateRenderer.Validate("Hello\n{{ if }}");
+
+        Assert.NotNull(error);
+        Assert.Contains("line 2", error, StringComparison.Ordinal);
+        Assert.Contains("column", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Endless_loops_are_stopped()
+    {
+        var error = Assert.Throws<TemplateException>(() => renderer.Render("{{ while true }}x{{ end }}", Model("{}")));
+
+        Assert.Contains("loop", error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Deep_recursion_is_stopped()
+    {
+        var error = Assert.Throws<TemplateException>(() => renderer.Render("{{ func f\n f\n end\n f }}", Model("{}")));
+
+        Assert.Contains("recursive", error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Includes_have_no_loader_so_no_file_is_read()
+    {
+        Assert.Throws<TemplateException>(() => renderer.Render("{{ include '/etc/passwd' }}", Model("{}")));
+    }
+
+    [Fact]
+    public void No_dotnet_member_is_reachable_from_a_template()
+    {
+        var text = renderer.Render("[{{ customer.name.GetType }}][{{ invoice.GetType }}][{{ customer.name.Length }}]", Model("""{"invoice": {"number": "1"}}"""));
+
+        Assert.Equal("[][][]", text);
+    }
+}
