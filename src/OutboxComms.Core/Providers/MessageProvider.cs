@@ -1,4 +1,3 @@
-using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 
 namespace OutboxComms.Core.Providers;
@@ -16,8 +15,17 @@ public interface IMessageProvider
     /// <summary>The channels this client serves (Twilio serves WhatsApp and SMS).</summary>
     IReadOnlyCollection<Channel> Channels { get; }
 
-    Task<SendResult> SendAsync(OutboundMessage message, CompanySettings settings, CancellationToken cancellationToken);
+    Task<SendResult> SendAsync(OutboundMessage message, ProviderAccount account, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Connects and authenticates without sending anything (SMTP: connect, authenticate, NOOP;
+    /// HTTP: an authenticated read-only call) and says what failed in words a practice understands.
+    /// </summary>
+    Task<ConnectionCheck> TestConnectionAsync(ProviderAccount account, CancellationToken cancellationToken);
 }
+
+/// <summary>The answer to "test connection".</summary>
+public sealed record ConnectionCheck(bool Ok, string Detail);
 
 /// <summary>A message ready for the wire: rendered, addressed, with its attachments.</summary>
 public sealed record OutboundMessage
@@ -35,6 +43,11 @@ public sealed record OutboundMessage
     /// <summary>WhatsApp: the provider-approved template to use instead of free text.</summary>
     public ProviderTemplate? ProviderTemplate { get; init; }
     public IReadOnlyList<CommunicationAttachment> Attachments { get; init; } = [];
+    /// <summary>
+    /// RFC 8058 one-click unsubscribe target for non-transactional messages (general updates);
+    /// null for invoices and reminders, which a client cannot opt out of by email link.
+    /// </summary>
+    public Uri? UnsubscribeUrl { get; init; }
     /// <summary>Stable per message, for providers that deduplicate (e.g. Resend's Idempotency-Key).</summary>
     public string IdempotencyKey => $"outboxcomms-{CompanyId:N}-{MessageId}";
 }

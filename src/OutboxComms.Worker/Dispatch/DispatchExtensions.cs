@@ -14,8 +14,8 @@ public static class DispatchExtensions
             .BindConfiguration(DispatchOptions.Section)
             .ValidateDataAnnotations()
             .ValidateOnStart();
+        builder.AddProviders();
         builder.Services.AddSingleton<OutboxStore>();
-        builder.Services.AddSingleton<ProviderRegistry>();
         builder.Services.AddSingleton(sp => new TemplateRenderer(sp.GetRequiredService<IOptions<DispatchOptions>>().Value.RenderTimeout));
         builder.Services.AddSingleton<ProviderCircuitBreakers>();
         builder.Services.AddSingleton<MessageDispatcher>();

@@ -9,6 +9,7 @@ using OutboxComms.Core.Messages;
 using OutboxComms.Core.Policies;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
+using OutboxComms.Core.Security;
 using OutboxComms.Core.Templates;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -23,6 +24,7 @@ namespace OutboxComms.Worker.Dispatch;
 /// </summary>
 internal sealed class MessageDispatcher(
     ProviderRegistry providers,
+    SecretProtector secrets,
     ProviderCircuitBreakers breakers,
     TemplateRenderer renderer,
     IOptions<DispatchOptions> options,
@@ -156,6 +158,16 @@ internal sealed class MessageDispatcher(
             return Fail(message, resolved, ex.Message);
         }
 
+        ProviderAccount account;
+        try
+        {
+            account = ProviderAccount.For(company.Settings!, channel, secrets);
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            return Fail(message, resolved, $"cannot read the company's {WireName<Channel>.Of(channel)} credentials: {ex.Message}");
+        }
+
         // Send.
         var outbound = new OutboundMessage
         {
@@ -171,17 +183,17 @@ internal sealed class MessageDispatcher(
             ProviderTemplate = rendered.ProviderTemplate,
             Attachments = context.Attachments(message.Id),
         };
-        return await SendAsync(message, resolved, rendered, provider, company.Settings!, outbound, sendToken);
+        return await SendAsync(message, resolved, rendered, provider, company.Settings!, account, outbound, sendToken);
     }
 
     private async Task<Completion> SendAsync(
-        ClaimedMessage message, Resolution resolved, Rendered rendered, IMessageProvider provider, CompanySettings companySettings, OutboundMessage outbound, CancellationToken sendToken)
+        ClaimedMessage message, Resolution resolved, Rendered rendered, IMessageProvider provider, CompanySettings companySettings, ProviderAccount account, OutboundMessage outbound, CancellationToken sendToken)
     {
         var started = Stopwatch.GetTimestamp();
         SendResult result;
         try
         {
-            result = await breakers.ExecuteAsync(message.CompanyId, provider.Name, token => provider.SendAsync(outbound, companySettings, token), sendToken);
+            result = await breakers.ExecuteAsync(message.CompanyId, provider.Name, token => provider.SendAsync(outbound, account, token), sendToken);
         }
         catch (BrokenCircuitException ex)
         {

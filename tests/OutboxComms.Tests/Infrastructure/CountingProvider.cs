@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers;
 
@@ -24,7 +23,10 @@ public sealed class CountingProvider(string name, params Channel[] channels) : I
     /// <summary>Decides each call's answer; the default says sent with a provider id.</summary>
     public Func<OutboundMessage, SendResult> Behaviour { get; set; } = m => SendResult.Sent($"{name}-{m.MessageId}");
 
-    public Task<SendResult> SendAsync(OutboundMessage message, CompanySettings settings, CancellationToken cancellationToken)
+    public Task<ConnectionCheck> TestConnectionAsync(ProviderAccount account, CancellationToken cancellationToken) =>
+        Task.FromResult(new ConnectionCheck(true, "test provider"));
+
+    public Task<SendResult> SendAsync(OutboundMessage message, ProviderAccount account, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref calls);
         Sent.Enqueue(message);

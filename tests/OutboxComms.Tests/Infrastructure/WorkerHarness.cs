@@ -28,6 +28,7 @@ public sealed class WorkerHarness : IAsyncDisposable
             ["ConnectionStrings:Outbox"] = connectionString,
             ["Dispatch:RetryBaseDelay"] = "00:00:10",
             ["Dispatch:ShutdownGrace"] = "00:00:02",
+            ["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption,
         });
         if (settings is not null)
         {

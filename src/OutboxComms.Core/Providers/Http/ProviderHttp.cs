@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace OutboxComms.Core.Providers.Http;
+
+/// <summary>
+/// The HTTP plumbing every HTTP provider shares: send, read the body, turn transport failures and
+/// the statuses every API agrees on into a <see cref="SendResult"/>, parse Retry-After. A provider's
+/// own file only builds its request and reads its own success and error shapes.
+/// </summary>
+public sealed class ProviderHttp(IHttpClientFactory clients)
+{
+    public const string ClientName = "providers";
+
+    /// <summary>Sends <paramref name="request"/>; <paramref name="interpret"/> reads any answer that arrived.</summary>
+    public async Task<SendResult> SendAsync(string provider, HttpRequestMessage request, Func<ProviderResponse, SendResult> interpret, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(interpret);
+        ProviderResponse response;
+        try
+        {
+            response = await ReadAsync(request, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            return SendResult.Transient($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}");
+        }
+        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return SendResult.Transient($"{provider}: the request timed out");
+        }
+        return interpret(response);
+    }
+
+    /// <summary>An authenticated read-only call for "test connection", answered in a practice's words.</summary>
+    public async Task<ConnectionCheck> CheckAsync(string provider, HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        try
+        {
+            var response = await ReadAsync(request, cancellationToken);
+            return response.Status switch
+            {
+                _ when response.IsSuccess => new ConnectionCheck(true, $"Connected to {provider} and the credentials were accepted."),
+                HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
+                    new ConnectionCheck(false, $"{provider} rejected the credentials (HTTP {(int)response.Status}). Check the API key or token."),
+                HttpStatusCode.NotFound =>
+                    new ConnectionCheck(false, $"{provider} does not know this account (HTTP 404). Check the account, phone number or domain id."),
+                _ => new ConnectionCheck(false, $"{provider} answered HTTP {(int)response.Status}: {Truncate(response.Body, 300)}"),
+            };
+        }
+        catch (HttpRequestException ex)
+        {
+            return new ConnectionCheck(false, $"Could not reach {provider} at {request.RequestUri?.GetLeftPart(UriPartial.Authority)}: {ex.Message}");
+        }
+        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new ConnectionCheck(false, $"{provider} did not answer in time.");
+        }
+    }
+
+    private async Task<ProviderResponse> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        using var response = await clients.CreateClient(ClientName).SendAsync(request, cancellationToken);
+        var body = await response.Content.ReadAsStringAsync(cancellationToken);
+        return new ProviderResponse(response.StatusCode, body, RetryAfter(response.Headers.RetryAfter));
+    }
+
+    private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) =>
+        header?.Delta ?? (header?.Date is { } date ? date - DateTimeOffset.UtcNow : null);
+
+    public static string Truncate(string text, int length) =>
+        text.Length <= length ? text : string.Concat(text.AsSpan(0, length), "…");
+
+    public static AuthenticationHeaderValue Basic(string user, string password) =>
+        new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
+
+    public static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
+
+    public static Uri Endpoint(Uri? configured, string defaultBase, string relative) =>
+        new(configured ?? new Uri(defaultBase), relative);
+}
+
+/// <summary>An HTTP answer from a provider, read whole.</summary>
+public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
+{
+    public bool IsSuccess => (int)Status is >= 200 and < 300;
+
+    /// <summary>The body as JSON, or null when it is not JSON (some providers answer HTML on errors).</summary>
+    public JsonElement? Json
+    {
+        get
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(Body);
+                return document.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// What every HTTP API agrees on, for errors a provider's own codes do not decide:
+    /// 408/429/5xx transient (honouring Retry-After), 401/403 an authentication failure, other 4xx permanent.
+    /// <paramref name="error"/> is already in the provider's words with its own code, e.g. "Twilio 21211: invalid To".
+    /// </summary>
+    public SendResult Classify(string error) => (int)Status switch
+    {
+        408 or 429 or >= 500 => SendResult.Transient(error, RetryAfter),
+        401 or 403 => SendResult.Permanent($"{error} (authentication failed: check the credentials in settings)"),
+        _ => SendResult.Permanent(error),
+    };
+}

@@ -1,0 +1,101 @@
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Providers;
+
+/// <summary>
+/// A company's account with one provider on one channel, secrets decrypted: what a provider client
+/// needs to send. Built per send from <see cref="CompanySettings"/>; never logged or returned.
+/// </summary>
+public sealed record ProviderAccount
+{
+    public required Guid CompanyId { get; init; }
+    public required Channel Channel { get; init; }
+    /// <summary>The provider's wire name, e.g. SMTP, TWILIO.</summary>
+    public required string Provider { get; init; }
+
+    /// <summary>API key, bearer token, Twilio auth token, SES secret access key.</summary>
+    public string? ApiKey { get; init; }
+    /// <summary>Mailgun sending domain, SES access key id.</summary>
+    public string? ApiUser { get; init; }
+    /// <summary>Twilio account SID.</summary>
+    public string? AccountSid { get; init; }
+    /// <summary>WhatsApp Cloud API phone-number id, MessageBird channel id, Gupshup app name.</summary>
+    public string? SenderId { get; init; }
+    /// <summary>From email address, or the sending number / DLT sender id.</summary>
+    public string? From { get; init; }
+    public string? FromName { get; init; }
+    public string? ReplyTo { get; init; }
+    /// <summary>Override of the provider's default endpoint (regional endpoint, test server).</summary>
+    public Uri? BaseUrl { get; init; }
+    /// <summary>SES region; Mailgun "eu" for the EU endpoint.</summary>
+    public string? Region { get; init; }
+
+    public string? SmtpHost { get; init; }
+    public int? SmtpPort { get; init; }
+    public SmtpSecurity SmtpSecurity { get; init; } = SmtpSecurity.StartTls;
+    public string? SmtpUsername { get; init; }
+    public string? SmtpPassword { get; init; }
+
+    /// <summary>India DLT: principal entity id and content template id for SMS.</summary>
+    public string? DltEntityId { get; init; }
+    public string? DltTemplateId { get; init; }
+
+    /// <summary>Keeps secrets out of logs and exception messages.</summary>
+    public override string ToString() => $"{Provider} account of company {CompanyId} ({Channel})";
+
+    public static ProviderAccount For(CompanySettings settings, Channel channel, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        return channel switch
+        {
+            Channel.Email => new ProviderAccount
+            {
+                CompanyId = settings.CompanyId,
+                Channel = channel,
+                Provider = settings.EmailProvider is { } e ? WireName<EmailProvider>.Of(e) : "",
+                ApiKey = secrets.UnprotectOrNull(settings.EmailApiKeyEncrypted),
+                ApiUser = settings.EmailApiUser,
+                From = settings.FromEmail,
+                FromName = settings.FromName,
+                ReplyTo = settings.ReplyToEmail,
+                BaseUrl = Url(settings.EmailBaseUrl),
+                Region = settings.EmailRegion,
+                SmtpHost = settings.SmtpHost,
+                SmtpPort = settings.SmtpPort,
+                SmtpSecurity = settings.SmtpSecurity,
+                SmtpUsername = settings.SmtpUsername,
+                SmtpPassword = secrets.UnprotectOrNull(settings.SmtpPasswordEncrypted),
+            },
+            Channel.WhatsApp => new ProviderAccount
+            {
+                CompanyId = settings.CompanyId,
+                Channel = channel,
+                Provider = settings.WhatsAppProvider is { } w ? WireName<WhatsAppProvider>.Of(w) : "",
+                ApiKey = secrets.UnprotectOrNull(settings.WhatsAppApiKeyEncrypted),
+                AccountSid = settings.WhatsAppAccountSid,
+                SenderId = settings.WhatsAppPhoneId,
+                From = settings.WhatsAppFromNumber,
+                BaseUrl = Url(settings.WhatsAppBaseUrl),
+            },
+            Channel.Sms => new ProviderAccount
+            {
+                CompanyId = settings.CompanyId,
+                Channel = channel,
+                Provider = settings.SmsProvider is { } s ? WireName<SmsProvider>.Of(s) : "",
+                ApiKey = secrets.UnprotectOrNull(settings.SmsApiKeyEncrypted),
+                AccountSid = settings.SmsAccountSid,
+                From = settings.SmsFromNumber,
+                BaseUrl = Url(settings.SmsBaseUrl),
+                DltEntityId = settings.SmsDltEntityId,
+                DltTemplateId = settings.SmsDltTemplateId,
+            },
+            _ => throw new ArgumentOutOfRangeException(nameof(channel), channel, "no provider account for this channel"),
+        };
+    }
+
+    private static Uri? Url(string? value) => string.IsNullOrWhiteSpace(value) ? null : new Uri(value.TrimEnd('/') + "/", UriKind.Absolute);
+}

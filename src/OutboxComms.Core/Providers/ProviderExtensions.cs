@@ -1,0 +1,30 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using OutboxComms.Core.Providers.Http;
+using OutboxComms.Core.Security;
+using Polly;
+
+namespace OutboxComms.Core.Providers;
+
+public static class ProviderExtensions
+{
+    /// <summary>
+    /// Every provider client this build has, the shared HTTP client they use and the secret
+    /// protector that decrypts their credentials. Retries are not done here: the outbox retries
+    /// durably (recorded attempts, backoff, budget); the HTTP layer only bounds time and concurrency.
+    /// </summary>
+    public static IHostApplicationBuilder AddProviders(this IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddSecretProtector(builder.Configuration);
+        builder.Services.AddHttpClient(ProviderHttp.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
+            .AddResilienceHandler("provider-http", pipeline => pipeline
+                .AddConcurrencyLimiter(256, 1024)
+                .AddTimeout(TimeSpan.FromSeconds(25)));
+        builder.Services.TryAddSingleton<ProviderHttp>();
+        builder.Services.TryAddSingleton<AttachmentLoader>();
+        builder.Services.TryAddSingleton<ProviderRegistry>();
+        return builder;
+    }
+}

@@ -1,0 +1,160 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace OutboxComms.Core.Security;
+
+/// <summary>
+/// Encryption keys for provider secrets, from <c>OUTBOXCOMMS_ENCRYPTION_KEY</c>:
+/// <c>id:base64(32 bytes)[,id2:base64(32 bytes)…]</c>. The first key encrypts; every listed key
+/// decrypts, so a new key can be put first and old ciphertext still read until re-encrypted.
+/// </summary>
+public sealed class EncryptionKeyOptions
+{
+    public const string EnvironmentVariable = "OUTBOXCOMMS_ENCRYPTION_KEY";
+
+    public string? Keys { get; set; }
+}
+
+/// <summary>
+/// AES-256-GCM for secrets at rest. Each value is a self-describing envelope:
+/// <c>version (1) | key id length (1) | key id (UTF-8) | nonce (12, random) | tag (16) | ciphertext</c>.
+/// The key id travels with the ciphertext, so rotation never needs to guess which key was used.
+/// </summary>
+public sealed class SecretProtector
+{
+    private const byte Version = 1;
+    private const int NonceSize = 12;
+    private const int TagSize = 16;
+    private readonly Dictionary<string, byte[]> keys;
+
+    public SecretProtector(IOptions<EncryptionKeyOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        (CurrentKeyId, keys) = Parse(options.Value.Keys);
+    }
+
+    public string CurrentKeyId { get; }
+
+    public byte[] Protect(string plaintext)
+    {
+        ArgumentNullException.ThrowIfNull(plaintext);
+        var keyId = Encoding.UTF8.GetBytes(CurrentKeyId);
+        var clear = Encoding.UTF8.GetBytes(plaintext);
+        var envelope = new byte[2 + keyId.Length + NonceSize + TagSize + clear.Length];
+        envelope[0] = Version;
+        envelope[1] = (byte)keyId.Length;
+        keyId.CopyTo(envelope, 2);
+        var offset = 2 + keyId.Length;
+        var nonce = envelope.AsSpan(offset, NonceSize);
+        RandomNumberGenerator.Fill(nonce);
+        using var aes = new AesGcm(keys[CurrentKeyId], TagSize);
+        aes.Encrypt(nonce, clear, envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), Header(envelope, offset));
+        return envelope;
+    }
+
+    public string Unprotect(byte[] envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        var keyId = KeyIdOf(envelope);
+        if (!keys.TryGetValue(keyId, out var key))
+        {
+            throw new CryptographicException($"secret was encrypted with key '{keyId}', which is not configured in {EncryptionKeyOptions.EnvironmentVariable}");
+        }
+        var offset = 2 + Encoding.UTF8.GetByteCount(keyId);
+        var clear = new byte[envelope.Length - offset - NonceSize - TagSize];
+        using var aes = new AesGcm(key, TagSize);
+        aes.Decrypt(envelope.AsSpan(offset, NonceSize), envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), clear, Header(envelope, offset));
+        return Encoding.UTF8.GetString(clear);
+    }
+
+    public string? UnprotectOrNull(byte[]? envelope) => envelope is null ? null : Unprotect(envelope);
+
+    /// <summary>True when the value was encrypted with a key other than the current one.</summary>
+    public bool NeedsRotation(byte[] envelope) => KeyIdOf(envelope) != CurrentKeyId;
+
+    public static string KeyIdOf(byte[] envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        if (envelope.Length < 2 + NonceSize + TagSize || envelope[0] != Version || envelope.Length < 2 + envelope[1] + NonceSize + TagSize)
+        {
+            throw new CryptographicException("not an OutboxComms secret envelope");
+        }
+        return Encoding.UTF8.GetString(envelope, 2, envelope[1]);
+    }
+
+    /// <summary>A new random key in the configuration format, e.g. for <c>ops/run.sh</c> or a rotation.</summary>
+    public static string NewKey(string id) => $"{id}:{Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}";
+
+    // The version and key id are authenticated too, so neither can be swapped.
+    private static ReadOnlySpan<byte> Header(byte[] envelope, int length) => envelope.AsSpan(0, length);
+
+    private static (string Current, Dictionary<string, byte[]> Keys) Parse(string? configured)
+    {
+        if (string.IsNullOrWhiteSpace(configured))
+        {
+            throw new OptionsValidationException(EncryptionKeyOptions.EnvironmentVariable, typeof(EncryptionKeyOptions),
+                [$"{EncryptionKeyOptions.EnvironmentVariable} is not set: provider secrets cannot be encrypted or read. Format: id:base64-of-32-bytes[,id2:...]"]);
+        }
+        var keys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        string? current = null;
+        foreach (var entry in configured.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var separator = entry.IndexOf(':', StringComparison.Ordinal);
+            byte[]? key = null;
+            if (separator > 0 && separator < 256)
+            {
+                try
+                {
+                    key = Convert.FromBase64String(entry[(separator + 1)..]);
+                }
+                catch (FormatException)
+                {
+                    key = null;
+                }
+            }
+            if (key is not { Length: 32 })
+            {
+                // Never echo the entry: it is key material.
+                throw new OptionsValidationException(EncryptionKeyOptions.EnvironmentVariable, typeof(EncryptionKeyOptions),
+                    [$"{EncryptionKeyOptions.EnvironmentVariable} entry {keys.Count + 1} is not 'id:base64-of-32-bytes'"]);
+            }
+            var id = entry[..separator];
+            keys[id] = key;
+            current ??= id;
+        }
+        return (current!, keys);
+    }
+}
+
+public static class SecretProtectorExtensions
+{
+    /// <summary>Reads the keys from OUTBOXCOMMS_ENCRYPTION_KEY (or Encryption:Keys) and fails at start when they are missing or malformed.</summary>
+    public static IServiceCollection AddSecretProtector(this IServiceCollection services, Microsoft.Extensions.Configuration.IConfiguration configuration)
+    {
+        services.AddOptions<EncryptionKeyOptions>()
+            .Configure(o => o.Keys = configuration[EncryptionKeyOptions.EnvironmentVariable] ?? configuration["Encryption:Keys"])
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<EncryptionKeyOptions>, EncryptionKeyValidator>();
+        services.AddSingleton<SecretProtector>();
+        return services;
+    }
+
+    private sealed class EncryptionKeyValidator : IValidateOptions<EncryptionKeyOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, EncryptionKeyOptions options)
+        {
+            try
+            {
+                _ = new SecretProtector(Options.Create(options));
+                return ValidateOptionsResult.Success;
+            }
+            catch (OptionsValidationException ex)
+            {
+                return ValidateOptionsResult.Fail(ex.Failures);
+            }
+        }
+    }
+}

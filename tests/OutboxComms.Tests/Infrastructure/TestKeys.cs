@@ -1,0 +1,9 @@
+namespace OutboxComms.Tests.Infrastructure;
+
+/// <summary>Fixed keys for tests (never used anywhere else).</summary>
+public static class TestKeys
+{
+    public const string Encryption = "test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    public const string RotatedEncryption = "test2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=," + Encryption;
+    public const string Admin = "oc_admin_test_key_0123456789";
+}
