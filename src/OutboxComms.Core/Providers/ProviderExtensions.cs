@@ -25,6 +25,7 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
+        builder.Services.AddSingleton<IMessageProvider, Messaging.WhatsAppCloudProvider>();
         return builder;
     }
 }

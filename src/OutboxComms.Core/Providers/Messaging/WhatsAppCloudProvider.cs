@@ -1,0 +1,160 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers.Http;
+
+namespace OutboxComms.Core.Providers.Messaging;
+
+/// <summary>
+/// Meta's WhatsApp Business Cloud API: <c>POST {base}/{phone-number-id}/messages</c> with a bearer
+/// token. Sends an approved template when the company template maps to one (the only kind allowed
+/// outside the 24-hour customer service window), else free text; an invoice PDF goes as a document
+/// (as the template's header, or as a document message with the text as caption). Attachments given
+/// as bytes are uploaded to <c>/{phone-number-id}/media</c> first.
+/// </summary>
+public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
+{
+    public const string DefaultBaseUrl = "https://graph.facebook.com/v21.0/";
+    private const string Provider = "WhatsApp";
+
+    public string Name => "WHATSAPP_BUSINESS_API";
+
+    public IReadOnlyCollection<Channel> Channels { get; } = [Channel.WhatsApp];
+
+    public async Task<SendResult> SendAsync(OutboundMessage message, ProviderAccount account, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(account);
+        if (account.SenderId is null || account.ApiKey is null)
+        {
+            return SendResult.Permanent("WhatsApp: the phone number id or access token is missing from settings");
+        }
+
+        JsonObject? document = null;
+        if (message.Attachments.Count > 0)
+        {
+            var attachment = message.Attachments[0];
+            string? mediaId = null;
+            if (attachment.Url is null)
+            {
+                var upload = await UploadAsync(account, attachment, cancellationToken);
+                if (upload.Outcome != SendOutcome.Sent)
+                {
+                    return upload;
+                }
+                mediaId = upload.ProviderMessageId;
+            }
+            document = mediaId is null
+                ? new JsonObject { ["link"] = attachment.Url, ["filename"] = attachment.FileName }
+                : new JsonObject { ["id"] = mediaId, ["filename"] = attachment.FileName };
+        }
+
+        var payload = new JsonObject
+        {
+            ["messaging_product"] = "whatsapp",
+            ["recipient_type"] = "individual",
+            ["to"] = message.To.TrimStart('+'),
+            ["biz_opaque_callback_data"] = message.MessageId.ToString(CultureInfo.InvariantCulture),
+        };
+        if (message.ProviderTemplate is { } template)
+        {
+            var components = new JsonArray();
+            if (document is not null)
+            {
+                components.Add(new JsonObject { ["type"] = "header", ["parameters"] = new JsonArray(new JsonObject { ["type"] = "document", ["document"] = document }) });
+            }
+            if (template.Parameters.Count > 0)
+            {
+                components.Add(new JsonObject
+                {
+                    ["type"] = "body",
+                    ["parameters"] = new JsonArray([.. template.Parameters.Select(p => (JsonNode)new JsonObject { ["type"] = "text", ["text"] = p })]),
+                });
+            }
+            payload["type"] = "template";
+            payload["template"] = new JsonObject { ["name"] = template.Name, ["language"] = new JsonObject { ["code"] = template.Language }, ["components"] = components };
+        }
+        else if (document is not null)
+        {
+            document["caption"] = message.Body.Length <= 1024 ? message.Body : message.Body[..1024];
+            payload["type"] = "document";
+            payload["document"] = document;
+        }
+        else
+        {
+            payload["type"] = "text";
+            payload["text"] = new JsonObject { ["preview_url"] = false, ["body"] = message.Body };
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, ProviderHttp.Endpoint(account.BaseUrl, DefaultBaseUrl, $"{account.SenderId}/messages"))
+        {
+            Content = JsonContent.Create(payload),
+        };
+        request.Headers.Authorization = ProviderHttp.Bearer(account.ApiKey);
+        var freeText = message.ProviderTemplate is null;
+        return await http.SendAsync(Provider, request, response => Interpret(response, freeText), cancellationToken);
+    }
+
+    public async Task<ConnectionCheck> TestConnectionAsync(ProviderAccount account, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(account);
+        if (account.SenderId is null || account.ApiKey is null)
+        {
+            return new ConnectionCheck(false, "Enter the WhatsApp phone number id and access token first.");
+        }
+        using var request = new HttpRequestMessage(HttpMethod.Get, ProviderHttp.Endpoint(account.BaseUrl, DefaultBaseUrl, $"{account.SenderId}?fields=display_phone_number,verified_name"));
+        request.Headers.Authorization = ProviderHttp.Bearer(account.ApiKey);
+        return await http.CheckAsync(Provider, request, cancellationToken);
+    }
+
+    private async Task<SendResult> UploadAsync(ProviderAccount account, CommunicationAttachment attachment, CancellationToken cancellationToken)
+    {
+        var file = new ByteArrayContent(attachment.Content!);
+        file.Headers.ContentType = MediaTypeHeaderValue.Parse(attachment.ContentType);
+        using var form = new MultipartFormDataContent
+        {
+            { new StringContent("whatsapp"), "messaging_product" },
+            { new StringContent(attachment.ContentType), "type" },
+            { file, "file", attachment.FileName },
+        };
+        using var request = new HttpRequestMessage(HttpMethod.Post, ProviderHttp.Endpoint(account.BaseUrl, DefaultBaseUrl, $"{account.SenderId}/media")) { Content = form };
+        request.Headers.Authorization = ProviderHttp.Bearer(account.ApiKey!);
+        return await http.SendAsync(Provider, request, response =>
+            response.IsSuccess && response.Json is { } json && json.TryGetProperty("id", out var id)
+                ? SendResult.Sent(id.GetString())
+                : Interpret(response, freeText: false), cancellationToken);
+    }
+
+    private static SendResult Interpret(ProviderResponse response, bool freeText)
+    {
+        var json = response.Json;
+        if (response.IsSuccess)
+        {
+            return json is { } ok && ok.TryGetProperty("messages", out var messages) && messages.GetArrayLength() > 0 && messages[0].TryGetProperty("id", out var id)
+                ? SendResult.Sent(id.GetString())
+                : SendResult.Transient($"WhatsApp: unexpected answer without a message id: {ProviderHttp.Truncate(response.Body, 200)}");
+        }
+
+        if (json is not { } body || !body.TryGetProperty("error", out var error))
+        {
+            return response.Classify($"WhatsApp HTTP {(int)response.Status}: {ProviderHttp.Truncate(response.Body, 200)}");
+        }
+        var code = error.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.Number ? c.GetInt32() : 0;
+        var text = error.TryGetProperty("message", out var m) ? m.GetString() : null;
+        var details = error.TryGetProperty("error_data", out var data) && data.TryGetProperty("details", out var d) ? d.GetString() : null;
+        var described = $"WhatsApp {code}: {text}{(details is null ? "" : $" ({details})")}";
+        return code switch
+        {
+            // Rate limits come back as HTTP 400 as well as 429: decide by the code.
+            130429 or 131056 or 80007 or 4 => SendResult.Transient(described, response.RetryAfter),
+            131047 when freeText => SendResult.Permanent($"{described}. More than 24 hours have passed since the customer last replied: send an approved template instead of free text."),
+            131047 => SendResult.Permanent(described),
+            190 => SendResult.Permanent($"{described}. The access token is invalid or expired: update it in settings."),
+            131000 or 131016 or 2 => SendResult.Transient(described, response.RetryAfter),
+            _ => response.Classify(described),
+        };
+    }
+}

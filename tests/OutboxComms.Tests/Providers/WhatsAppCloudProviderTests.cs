@@ -1,0 +1,190 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+using OutboxComms.Core.Providers.Http;
+using OutboxComms.Core.Providers.Messaging;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
+
+namespace OutboxComms.Tests.Providers;
+
+/// <summary>The Cloud API client against a real HTTP server answering with Meta's documented shapes.</summary>
+public sealed class WhatsAppCloudProviderTests : IDisposable
+{
+    private const string PhoneId = "106540352242922";
+    private readonly WireMockServer server = WireMockServer.Start();
+    private readonly ServiceProvider services;
+    private readonly WhatsAppCloudProvider provider;
+
+    public WhatsAppCloudProviderTests()
+    {
+        var collection = new ServiceCollection();
+        collection.AddHttpClient(ProviderHttp.ClientName);
+        collection.AddSingleton<ProviderHttp>();
+        services = collection.BuildServiceProvider();
+        provider = new WhatsAppCloudProvider(services.GetRequiredService<ProviderHttp>());
+    }
+
+    public void Dispose()
+    {
+        server.Stop();
+        services.Dispose();
+    }
+
+    private ProviderAccount Account => new()
+    {
+        CompanyId = Guid.NewGuid(),
+        Channel = Channel.WhatsApp,
+        Provider = "WHATSAPP_BUSINESS_API",
+        ApiKey = "EAAG-token",
+        SenderId = PhoneId,
+        BaseUrl = new Uri(server.Url + "/v21.0/"),
+    };
+
+    private static OutboundMessage Message(ProviderTemplate? template = null, params CommunicationAttachment[] attachments) => new()
+    {
+        MessageId = 42,
+        CompanyId = Guid.NewGuid(),
+        Type = MessageType.Invoice,
+        Channel = Channel.WhatsApp,
+        To = "+919876543210",
+        Body = "Your invoice INV-1042 for ₹11,800 is attached.",
+        ProviderTemplate = template,
+        Attachments = attachments,
+    };
+
+    private void Answer(int status, string body, string path = $"/v21.0/{PhoneId}/messages", Action<IResponseBuilder>? more = null)
+    {
+        var response = Response.Create().WithStatusCode(status).WithHeader("Content-Type", "application/json").WithBody(body);
+        more?.Invoke(response);
+        server.Given(Request.Create().WithPath(path).UsingPost()).RespondWith(response);
+    }
+
+    private JsonElement SentJson(string path = $"/v21.0/{PhoneId}/messages")
+    {
+        var entry = Assert.Single(server.LogEntries, e => e.RequestMessage.Path == path);
+        Assert.Equal("Bearer EAAG-token", entry.RequestMessage.Headers!["Authorization"].Single());
+        return JsonDocument.Parse(entry.RequestMessage.Body!).RootElement;
+    }
+
+    private const string Accepted = """{"messaging_product":"whatsapp","contacts":[{"input":"919876543210","wa_id":"919876543210"}],"messages":[{"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA"}]}""";
+
+    [Fact]
+    public async Task Free_text_goes_as_a_text_message_to_the_number_without_plus()
+    {
+        Answer(200, Accepted);
+
+        var result = await provider.SendAsync(Message(), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        Assert.Equal("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA", result.ProviderMessageId);
+        var json = SentJson();
+        Assert.Equal("whatsapp", json.GetProperty("messaging_product").GetString());
+        Assert.Equal("919876543210", json.GetProperty("to").GetString());
+        Assert.Equal("text", json.GetProperty("type").GetString());
+        Assert.Equal("Your invoice INV-1042 for ₹11,800 is attached.", json.GetProperty("text").GetProperty("body").GetString());
+        Assert.Equal("42", json.GetProperty("biz_opaque_callback_data").GetString());
+    }
+
+    [Fact]
+    public async Task An_approved_template_goes_with_its_language_parameters_and_the_invoice_as_document_header()
+    {
+        Answer(200, Accepted);
+        var pdf = new CommunicationAttachment { FileName = "INV-1042.pdf", ContentType = "application/pdf", Url = "https://files.practice.example/INV-1042.pdf" };
+
+        await provider.SendAsync(Message(new ProviderTemplate("invoice_ready", "en_IN", ["Asha Rao", "INV-1042", "₹11,800"]), pdf), Account, TestContext.Current.CancellationToken);
+
+        var template = SentJson().GetProperty("template");
+        Assert.Equal("invoice_ready", template.GetProperty("name").GetString());
+        Assert.Equal("en_IN", template.GetProperty("language").GetProperty("code").GetString());
+        var components = template.GetProperty("components");
+        var header = components[0];
+        Assert.Equal("header", header.GetProperty("type").GetString());
+        Assert.Equal("https://files.practice.example/INV-1042.pdf", header.GetProperty("parameters")[0].GetProperty("document").GetProperty("link").GetString());
+        var body = components[1].GetProperty("parameters");
+        Assert.Equal(["Asha Rao", "INV-1042", "₹11,800"], body.EnumerateArray().Select(p => p.GetProperty("text").GetString()));
+    }
+
+    [Fact]
+    public async Task A_pdf_given_as_bytes_is_uploaded_then_sent_as_a_document_with_the_text_as_caption()
+    {
+        Answer(200, """{"id":"1037543291543636"}""", $"/v21.0/{PhoneId}/media");
+        Answer(200, Accepted);
+        var pdf = new CommunicationAttachment { FileName = "INV-1042.pdf", ContentType = "application/pdf", Content = "%PDF-1.7 invoice"u8.ToArray() };
+
+        var result = await provider.SendAsync(Message(null, pdf), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        var upload = Assert.Single(server.LogEntries, e => e.RequestMessage.Path.EndsWith("/media", StringComparison.Ordinal)).RequestMessage;
+        Assert.StartsWith("multipart/form-data", upload.Headers!["Content-Type"].Single(), StringComparison.Ordinal);
+        Assert.Contains("%PDF-1.7 invoice", upload.Body, StringComparison.Ordinal);
+        var document = SentJson().GetProperty("document");
+        Assert.Equal("1037543291543636", document.GetProperty("id").GetString());
+        Assert.Equal("INV-1042.pdf", document.GetProperty("filename").GetString());
+        Assert.Equal("Your invoice INV-1042 for ₹11,800 is attached.", document.GetProperty("caption").GetString());
+    }
+
+    [Theory]
+    [InlineData(400, 131047, SendOutcome.Permanent, "send an approved template")]
+    [InlineData(400, 130429, SendOutcome.Transient, "WhatsApp 130429")]
+    [InlineData(429, 131056, SendOutcome.Transient, "WhatsApp 131056")]
+    [InlineData(401, 190, SendOutcome.Permanent, "access token is invalid or expired")]
+    [InlineData(400, 132001, SendOutcome.Permanent, "WhatsApp 132001")]
+    [InlineData(400, 131026, SendOutcome.Permanent, "WhatsApp 131026")]
+    [InlineData(500, 131000, SendOutcome.Transient, "WhatsApp 131000")]
+    public async Task Errors_are_classified_by_metas_code(int status, int code, SendOutcome outcome, string mentions)
+    {
+        Answer(status, $$$"""{"error":{"message":"(#{{{code}}}) error","type":"OAuthException","code":{{{code}}},"error_data":{"messaging_product":"whatsapp","details":"details"},"fbtrace_id":"AbCd"}}""",
+            more: r => r.WithHeader("Retry-After", "120"));
+
+        var result = await provider.SendAsync(Message(), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(outcome, result.Outcome);
+        Assert.Contains(mentions, result.Error, StringComparison.Ordinal);
+        if (outcome == SendOutcome.Transient)
+        {
+            Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);
+        }
+    }
+
+    [Fact]
+    public async Task Outside_the_window_a_template_send_is_not_told_to_use_a_template()
+    {
+        Answer(400, """{"error":{"message":"Re-engagement message","code":131047}}""");
+
+        var result = await provider.SendAsync(Message(new ProviderTemplate("x", "en", [])), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.DoesNotContain("approved template", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unreachable_endpoint_is_transient()
+    {
+        var account = Account with { BaseUrl = new Uri("http://127.0.0.1:1/v21.0/") };
+
+        var result = await provider.SendAsync(Message(), account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.StartsWith("WhatsApp: could not connect", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Test_connection_reads_the_phone_number_and_explains_a_rejected_token()
+    {
+        server.Given(Request.Create().WithPath($"/v21.0/{PhoneId}").UsingGet().WithHeader("Authorization", "Bearer EAAG-token"))
+            .RespondWith(Response.Create().WithStatusCode(200).WithBody("""{"display_phone_number":"+91 22 5555 0100","verified_name":"Rao & Associates","id":"106540352242922"}"""));
+        server.Given(Request.Create().WithPath($"/v21.0/{PhoneId}").UsingGet().WithHeader("Authorization", "Bearer expired"))
+            .RespondWith(Response.Create().WithStatusCode((int)HttpStatusCode.Unauthorized).WithBody("""{"error":{"message":"Error validating access token","code":190}}"""));
+
+        var ok = await provider.TestConnectionAsync(Account, TestContext.Current.CancellationToken);
+        var rejected = await provider.TestConnectionAsync(Account with { ApiKey = "expired" }, TestContext.Current.CancellationToken);
+
+        Assert.True(ok.Ok, ok.Detail);
+        Assert.False(rejected.Ok);
+        Assert.Contains("rejected the credentials", rejected.Detail, StringComparison.Ordinal);
+    }
+}
