@@ -1,6 +1,9 @@
 using System.Text.Json.Serialization;
 using OutboxComms.Api.Health;
+using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Security;
+using OutboxComms.Core.Webhooks;
 
 namespace OutboxComms.Api;
 
@@ -11,6 +14,8 @@ public static class ApiExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddOutboxDatabase();
+        builder.Services.AddSecretProtector(builder.Configuration);
+        builder.AddDeliveryWebhooks();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
@@ -25,6 +30,7 @@ public static class ApiExtensions
         app.UseStatusCodePages();
         app.MapOpenApi();
         app.MapHealthEndpoints();
+        app.MapWebhooks();
         return app;
     }
 }

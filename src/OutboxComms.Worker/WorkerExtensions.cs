@@ -1,5 +1,7 @@
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Webhooks;
 using OutboxComms.Worker.Dispatch;
+using OutboxComms.Worker.Maintenance;
 
 namespace OutboxComms.Worker;
 
@@ -10,6 +12,8 @@ public static class WorkerExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddOutboxDatabase();
         builder.AddDispatch();
+        builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddHostedService<WebhookEventRetention>();
         return builder;
     }
 }

@@ -1,6 +1,4 @@
 using System.Net;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using OutboxComms.Core.Data;
@@ -16,8 +14,7 @@ public sealed class HealthTests(PostgresServer server)
         var connectionString = await server.CreateDatabaseAsync(migrated: false);
         try
         {
-            await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-                web.UseSetting("ConnectionStrings:Outbox", connectionString));
+            await using var factory = new ApiFactory(connectionString);
             using var client = factory.CreateClient();
 
             var before = await client.GetAsync(new Uri("/health/ready", UriKind.Relative), TestContext.Current.CancellationToken);
@@ -44,8 +41,7 @@ public sealed class HealthTests(PostgresServer server)
     [Fact]
     public async Task Ready_answers_503_when_the_database_is_unreachable_while_live_stays_200()
     {
-        await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-            web.UseSetting("ConnectionStrings:Outbox", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=2"));
+        await using var factory = new ApiFactory("Host=127.0.0.1;Port=1;Username=nobody;Timeout=2");
         using var client = factory.CreateClient();
 
         var ready = await client.GetAsync(new Uri("/health/ready", UriKind.Relative), TestContext.Current.CancellationToken);

@@ -1,0 +1,116 @@
+using Microsoft.AspNetCore.Http.Extensions;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Security;
+using OutboxComms.Core.Webhooks;
+
+namespace OutboxComms.Api.Webhooks;
+
+/// <summary>
+/// <c>/webhooks/{provider}/{companyId}</c>: delivery events from providers. Authenticated by each
+/// provider's signature (not by API key). A forged or unsigned request gets 401 and changes
+/// nothing; an event for a message we do not know gets 200 (so the provider does not retry it
+/// forever) and is kept for audit.
+/// </summary>
+public static partial class WebhookEndpoints
+{
+    private const long MaxBodyBytes = 1024 * 1024;
+
+    public static RouteGroupBuilder MapWebhooks(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/webhooks").WithTags("Webhooks");
+        group.MapGet("/whatsapp/{companyId:guid}", VerifyWhatsApp);
+        group.MapPost("/{provider}/{companyId:guid}", Receive);
+        return group;
+    }
+
+    public sealed record WebhookReceipt(int Received, int Applied, int Stale, int Duplicates, int UnknownMessages);
+
+    internal static async Task<Results<Ok<WebhookReceipt>, ProblemHttpResult>> Receive(
+        string provider, Guid companyId, HttpContext context, IEnumerable<IDeliveryWebhook> webhooks, OutboxDbContext db,
+        SecretProtector secrets, DeliveryEventRecorder recorder, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookReceipt> logger)
+    {
+        var webhook = webhooks.FirstOrDefault(w => w.Route == provider);
+        var settings = webhook is null ? null : await db.CompanySettings.AsNoTracking().FirstOrDefaultAsync(s => s.CompanyId == companyId, context.RequestAborted);
+        if (webhook is null || settings is null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown webhook",
+                detail: $"No webhook '{provider}' for company {companyId}.");
+        }
+
+        if (context.Request.ContentLength > MaxBodyBytes)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Webhook body too large", detail: $"At most {MaxBodyBytes} bytes.");
+        }
+        var request = await ReadAsync(context, options.Value);
+        var refused = webhook.Verify(request, settings, secrets);
+        if (refused is not null)
+        {
+            LogRefused(logger, provider, companyId, refused);
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Signature verification failed",
+                detail: "The request is not signed with this company's webhook secret.");
+        }
+
+        IReadOnlyList<DeliveryEvent> events;
+        try
+        {
+            events = webhook.Parse(request);
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unreadable webhook body", detail: ex.Message);
+        }
+
+        var outcomes = new List<WebhookOutcome>(events.Count);
+        foreach (var delivery in events)
+        {
+            var outcome = await recorder.RecordAsync(companyId, provider, delivery, time.GetUtcNow(), context.RequestAborted);
+            if (outcome == WebhookOutcome.UnknownMessage)
+            {
+                LogUnknownMessage(logger, provider, companyId, delivery.ProviderMessageId);
+            }
+            outcomes.Add(outcome);
+        }
+        return TypedResults.Ok(new WebhookReceipt(
+            events.Count,
+            outcomes.Count(o => o == WebhookOutcome.Applied),
+            outcomes.Count(o => o == WebhookOutcome.Stale),
+            outcomes.Count(o => o == WebhookOutcome.Duplicate),
+            outcomes.Count(o => o == WebhookOutcome.UnknownMessage)));
+    }
+
+    /// <summary>Meta's subscription handshake: echo hub.challenge when hub.verify_token is the company's.</summary>
+    internal static async Task<Results<ContentHttpResult, ProblemHttpResult>> VerifyWhatsApp(Guid companyId, HttpRequest request, OutboxDbContext db, SecretProtector secrets)
+    {
+        var settings = await db.CompanySettings.AsNoTracking().FirstOrDefaultAsync(s => s.CompanyId == companyId, request.HttpContext.RequestAborted);
+        var query = request.Query.ToDictionary(q => q.Key, q => q.Value.ToString());
+        var challenge = settings is null ? null : WhatsAppWebhook.Challenge(query, settings, secrets);
+        return challenge is null
+            ? TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Verification failed", detail: "hub.verify_token does not match this company's verify token.")
+            : TypedResults.Text(challenge, "text/plain");
+    }
+
+    private static async Task<WebhookRequest> ReadAsync(HttpContext context, WebhookOptions options)
+    {
+        var http = context.Request;
+        using var reader = new StreamReader(http.Body);
+        var body = await reader.ReadToEndAsync(context.RequestAborted);
+        var form = http.HasFormContentType
+            ? QueryHelpers.ParseQuery(body).ToDictionary(p => p.Key, p => p.Value.ToString(), StringComparer.Ordinal)
+            : [];
+        var url = options.PublicBaseUrl is { Length: > 0 } publicBase
+            ? new Uri(publicBase.TrimEnd('/') + http.PathBase + http.Path + http.QueryString)
+            : new Uri(http.GetEncodedUrl());
+        var headers = http.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
+        return new WebhookRequest(url, body, headers, form);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused {Provider} webhook for company {CompanyId}: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string provider, Guid companyId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Provider} webhook for company {CompanyId} names unknown message {ProviderMessageId}; kept for audit")]
+    private static partial void LogUnknownMessage(ILogger logger, string provider, Guid companyId, string providerMessageId);
+}

@@ -1,0 +1,123 @@
+using Npgsql;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Core.Webhooks;
+
+public enum WebhookOutcome
+{
+    Applied,
+    /// <summary>Older news than the row already has (e.g. "delivered" after "read"): kept for audit only.</summary>
+    Stale,
+    UnknownMessage,
+    Duplicate,
+}
+
+/// <summary>
+/// Applies provider delivery events to the outbox: each event is stored raw (deduplicated by the
+/// provider's event identity, so a redelivery changes nothing twice) and moves its message forward
+/// only, in one transaction.
+/// </summary>
+public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
+{
+    private const string StoreSql = """
+        INSERT INTO webhook_events (company_id, provider, event_key, provider_message_id, status, occurred_at, outcome, payload)
+        VALUES ($1, $2, $3, $4, $5, $6, 'APPLIED', $7)
+        ON CONFLICT (company_id, provider, event_key) DO NOTHING
+        RETURNING id
+        """;
+
+    // Forward-only: delivery_rank (migration 0003) orders SENT < FAILED/BOUNCED < DELIVERED < READ;
+    // PENDING, SUPPRESSED and CANCELLED have no rank and are never touched. A READ also proves
+    // delivery. Mailgun reports the Message-Id without angle brackets, hence the second form.
+    private const string ApplySql = """
+        WITH target AS (
+            SELECT id, status FROM communication_logs
+             WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
+             LIMIT 1 FOR UPDATE),
+        moved AS (
+            UPDATE communication_logs m SET
+                   status        = CASE WHEN delivery_rank($3) > delivery_rank(t.status) THEN $3 ELSE m.status END,
+                   delivered_at  = CASE WHEN $3 IN ('DELIVERED', 'READ') AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.delivered_at, $4) ELSE m.delivered_at END,
+                   read_at       = CASE WHEN $3 = 'READ' AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.read_at, $4) ELSE m.read_at END,
+                   failed_at     = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $4 ELSE m.failed_at END,
+                   error_message = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $5 ELSE m.error_message END,
+                   updated_at    = now()
+              FROM target t WHERE m.id = t.id
+            RETURNING m.id, delivery_rank($3) > delivery_rank(t.status) AS advanced)
+        SELECT id, coalesce(advanced, false) FROM moved
+        """;
+
+    private const string ResponseSql = """
+        UPDATE communication_logs SET response_at = coalesce(response_at, $3), updated_at = now()
+         WHERE company_id = $1 AND provider_message_id = $2
+        RETURNING id, response_at = $3
+        """;
+
+    private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
+
+    public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(delivery);
+        var at = (delivery.OccurredAt ?? receivedAt).ToUniversalTime();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        long eventId;
+        await using (var store = new NpgsqlCommand(StoreSql, connection, transaction))
+        {
+            store.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = provider });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.EventKey });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : WireName<DeliveryStatus>.Of(delivery.Status) });
+            store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
+            if (await store.ExecuteScalarAsync(cancellationToken) is not long id)
+            {
+                return WebhookOutcome.Duplicate;
+            }
+            eventId = id;
+        }
+
+        long? messageId = null;
+        var advanced = false;
+        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : ApplySql, connection, transaction))
+        {
+            apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
+            if (delivery.IsResponse)
+            {
+                apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
+            }
+            else
+            {
+                apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WireName<DeliveryStatus>.Of(delivery.Status) });
+                apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
+                apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            }
+            await using var reader = await apply.ExecuteReaderAsync(cancellationToken);
+            if (await reader.ReadAsync(cancellationToken))
+            {
+                messageId = reader.GetInt64(0);
+                advanced = !reader.IsDBNull(1) && reader.GetBoolean(1);
+            }
+        }
+
+        var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;
+        await using (var record = new NpgsqlCommand(OutcomeSql, connection, transaction))
+        {
+            record.Parameters.Add(new NpgsqlParameter<long> { TypedValue = eventId });
+            record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = outcome switch
+            {
+                WebhookOutcome.Applied => "APPLIED",
+                WebhookOutcome.Stale => "STALE",
+                _ => "UNKNOWN_MESSAGE",
+            } });
+            record.Parameters.Add(new NpgsqlParameter { Value = (object?)messageId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+            await record.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await transaction.CommitAsync(cancellationToken);
+        return outcome;
+    }
+}

@@ -1,0 +1,78 @@
+using System.Security.Cryptography;
+using System.Text;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Webhooks;
+
+/// <summary>A provider's callback as it arrived: the URL it was sent to, headers, raw body and form fields.</summary>
+public sealed record WebhookRequest(Uri Url, string Body, IReadOnlyDictionary<string, string> Headers, IReadOnlyDictionary<string, string> Form)
+{
+    public string? Header(string name) => Headers.TryGetValue(name, out var value) ? value : null;
+}
+
+/// <summary>One status change a provider reported for one of our messages.</summary>
+public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Status, DateTimeOffset? OccurredAt, string? Error, string EventKey, string Payload)
+{
+    /// <summary>A customer's reply to the message (WhatsApp): sets response_at, not the status.</summary>
+    public bool IsResponse { get; init; }
+}
+
+/// <summary>
+/// One provider's delivery webhook: how it proves it is the provider, and how its events read.
+/// Each implementation is about its own wire format only.
+/// </summary>
+public interface IDeliveryWebhook
+{
+    /// <summary>The path segment in <c>/webhooks/{route}/{companyId}</c>.</summary>
+    string Route { get; }
+
+    /// <summary>Null when the request is authentic; otherwise why not (logged, never returned in detail).</summary>
+    string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets);
+
+    IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request);
+}
+
+/// <summary>Signature arithmetic shared by the webhooks; comparisons are constant-time.</summary>
+public static class WebhookSignatures
+{
+    public static bool Matches(ReadOnlySpan<byte> expected, string? presented, Func<string, byte[]?> decode)
+    {
+        ArgumentNullException.ThrowIfNull(decode);
+        if (string.IsNullOrEmpty(presented))
+        {
+            return false;
+        }
+        var bytes = decode(presented);
+        return bytes is not null && CryptographicOperations.FixedTimeEquals(expected, bytes);
+    }
+
+    public static byte[]? FromBase64(string value)
+    {
+        try
+        {
+            return Convert.FromBase64String(value);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    public static byte[]? FromHex(string value)
+    {
+        try
+        {
+            return Convert.FromHexString(value);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    public static byte[] HmacSha256(byte[] key, string data) => HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(data));
+
+    public static byte[] Utf8(string value) => Encoding.UTF8.GetBytes(value);
+}

@@ -1,0 +1,73 @@
+using System.Globalization;
+using System.Text.Json;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Webhooks;
+
+/// <summary>
+/// Mailgun webhooks (JSON): <c>signature.signature</c> is hex HMAC-SHA256, keyed with the HTTP
+/// webhook signing key, over <c>timestamp</c> followed by <c>token</c>; the event is in
+/// <c>event-data</c>. Mailgun's message id is the Message-Id without angle brackets.
+/// </summary>
+public sealed class MailgunWebhook : IDeliveryWebhook
+{
+    public string Route => "mailgun";
+
+    public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
+        {
+            return "the company has no Mailgun webhook signing key configured";
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(request.Body);
+            var signature = document.RootElement.GetProperty("signature");
+            var timestamp = signature.GetProperty("timestamp").GetString();
+            var token = signature.GetProperty("token").GetString();
+            var expected = WebhookSignatures.HmacSha256(WebhookSignatures.Utf8(secrets.Unprotect(encrypted)), timestamp + token);
+            return WebhookSignatures.Matches(expected, signature.GetProperty("signature").GetString(), WebhookSignatures.FromHex) ? null : "Mailgun signature wrong";
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return "Mailgun signature missing";
+        }
+    }
+
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        using var document = JsonDocument.Parse(request.Body);
+        var data = document.RootElement.GetProperty("event-data");
+        var kind = data.GetProperty("event").GetString();
+        var permanent = data.TryGetProperty("severity", out var severity) && severity.GetString() == "permanent";
+        DeliveryStatus? status = kind switch
+        {
+            "delivered" => DeliveryStatus.Delivered,
+            "opened" => DeliveryStatus.Read,
+            "failed" when permanent => DeliveryStatus.Bounced,
+            "rejected" => DeliveryStatus.Failed,
+            _ => null, // accepted, temporary failures (Mailgun retries), clicked, complained…
+        };
+        if (status is null || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
+            || !headers.TryGetProperty("message-id", out var messageId))
+        {
+            return [];
+        }
+        var occurred = data.TryGetProperty("timestamp", out var ts) && ts.TryGetDouble(out var seconds) ? DateTimeOffset.FromUnixTimeMilliseconds((long)(seconds * 1000)) : (DateTimeOffset?)null;
+        string? error = null;
+        if (status is DeliveryStatus.Bounced or DeliveryStatus.Failed)
+        {
+            var code = data.TryGetProperty("delivery-status", out var ds) && ds.TryGetProperty("code", out var c) ? c.ToString() : "?";
+            var description = data.TryGetProperty("delivery-status", out var ds2) && ds2.TryGetProperty("message", out var m) ? m.GetString() : data.TryGetProperty("reason", out var reason) ? reason.GetString() : null;
+            error = $"Mailgun {kind} {code}: {description}";
+        }
+        var key = data.TryGetProperty("id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
+        return [new DeliveryEvent(messageId.GetString()!.Trim('<', '>'), status.Value, occurred, error, key, data.GetRawText())];
+    }
+}

@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Text.Json;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Webhooks;
+
+/// <summary>
+/// Resend webhooks, signed the Svix way: <c>svix-signature</c> holds space-separated
+/// <c>v1,base64(HMAC-SHA256(key, "{svix-id}.{svix-timestamp}.{body}"))</c> values, the key being the
+/// base64 part of the <c>whsec_…</c> secret; timestamps older than five minutes are refused.
+/// </summary>
+public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
+{
+    private static readonly TimeSpan Tolerance = TimeSpan.FromMinutes(5);
+
+    public string Route => "resend";
+
+    public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
+        {
+            return "the company has no Resend signing secret configured";
+        }
+        var id = request.Header("svix-id");
+        var timestamp = request.Header("svix-timestamp");
+        var signatures = request.Header("svix-signature");
+        if (id is null || timestamp is null || signatures is null || !long.TryParse(timestamp, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return "Svix signature headers missing";
+        }
+        if ((time.GetUtcNow() - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance)
+        {
+            return "Svix timestamp outside the tolerance (replayed or clock skew)";
+        }
+        var secret = secrets.Unprotect(encrypted);
+        var key = WebhookSignatures.FromBase64(secret.StartsWith("whsec_", StringComparison.Ordinal) ? secret["whsec_".Length..] : secret);
+        if (key is null)
+        {
+            return "the stored Resend signing secret is not valid";
+        }
+        var expected = WebhookSignatures.HmacSha256(key, $"{id}.{timestamp}.{request.Body}");
+        return signatures.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Where(s => s.StartsWith("v1,", StringComparison.Ordinal))
+            .Any(s => WebhookSignatures.Matches(expected, s[3..], WebhookSignatures.FromBase64))
+            ? null
+            : "Svix signature wrong";
+    }
+
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        using var document = JsonDocument.Parse(request.Body);
+        var root = document.RootElement;
+        var type = root.GetProperty("type").GetString();
+        DeliveryStatus? status = type switch
+        {
+            "email.sent" => DeliveryStatus.Sent,
+            "email.delivered" => DeliveryStatus.Delivered,
+            "email.opened" => DeliveryStatus.Read,
+            "email.bounced" => DeliveryStatus.Bounced,
+            "email.failed" => DeliveryStatus.Failed,
+            _ => null, // delivery_delayed, complained, clicked
+        };
+        if (status is null || !root.TryGetProperty("data", out var data) || !data.TryGetProperty("email_id", out var emailId))
+        {
+            return [];
+        }
+        var occurred = root.TryGetProperty("created_at", out var created) && DateTimeOffset.TryParse(created.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : (DateTimeOffset?)null;
+        var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed
+            ? $"Resend {type}: {(data.TryGetProperty("bounce", out var bounce) && bounce.TryGetProperty("message", out var m) ? m.GetString() : "no reason given")}"
+            : null;
+        var key = request.Header("svix-id") ?? $"{emailId.GetString()}:{type}";
+        return [new DeliveryEvent(emailId.GetString()!, status.Value, occurred, error, key, request.Body)];
+    }
+}

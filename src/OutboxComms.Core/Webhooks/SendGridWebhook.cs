@@ -1,0 +1,82 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Webhooks;
+
+/// <summary>
+/// SendGrid's signed Event Webhook: an ECDSA (P-256, SHA-256) signature, base64 DER in
+/// <c>X-Twilio-Email-Event-Webhook-Signature</c>, over the timestamp header followed by the raw
+/// body, checked with the verification public key from SendGrid's settings (base64 DER, stored as
+/// the company's email webhook secret). The body is an array of events.
+/// </summary>
+public sealed class SendGridWebhook : IDeliveryWebhook
+{
+    public const string SignatureHeader = "X-Twilio-Email-Event-Webhook-Signature";
+    public const string TimestampHeader = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+    public string Route => "sendgrid";
+
+    public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
+        {
+            return "the company has no SendGrid verification key configured";
+        }
+        var signature = request.Header(SignatureHeader) is { } s ? WebhookSignatures.FromBase64(s) : null;
+        var timestamp = request.Header(TimestampHeader);
+        if (signature is null || timestamp is null)
+        {
+            return "SendGrid signature headers missing";
+        }
+        using var key = ECDsa.Create();
+        try
+        {
+            key.ImportSubjectPublicKeyInfo(Convert.FromBase64String(secrets.Unprotect(encrypted)), out _);
+        }
+        catch (Exception ex) when (ex is FormatException or CryptographicException)
+        {
+            return "the stored SendGrid verification key is not a valid public key";
+        }
+        return key.VerifyData(WebhookSignatures.Utf8(timestamp + request.Body), signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence)
+            ? null
+            : "SendGrid signature wrong";
+    }
+
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var events = new List<DeliveryEvent>();
+        using var document = JsonDocument.Parse(request.Body);
+        foreach (var item in document.RootElement.EnumerateArray())
+        {
+            var kind = item.TryGetProperty("event", out var e) ? e.GetString() : null;
+            DeliveryStatus? status = kind switch
+            {
+                "delivered" => DeliveryStatus.Delivered,
+                "open" => DeliveryStatus.Read,
+                "bounce" => DeliveryStatus.Bounced,
+                "dropped" => DeliveryStatus.Failed,
+                _ => null, // processed, deferred, click, spamreport, unsubscribe…
+            };
+            if (status is null || !item.TryGetProperty("sg_message_id", out var sgId))
+            {
+                continue;
+            }
+            // The id SendGrid answered at send time (X-Message-Id) is the part before the first dot.
+            var providerId = sgId.GetString()!.Split('.')[0];
+            var occurred = item.TryGetProperty("timestamp", out var ts) && ts.TryGetInt64(out var seconds) ? DateTimeOffset.FromUnixTimeSeconds(seconds) : (DateTimeOffset?)null;
+            var reason = item.TryGetProperty("reason", out var r) ? r.GetString() : null;
+            var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed ? $"SendGrid {kind}: {reason ?? "no reason given"}" : null;
+            var key = item.TryGetProperty("sg_event_id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
+            events.Add(new DeliveryEvent(providerId, status.Value, occurred, error, key, item.GetRawText()));
+        }
+        return events;
+    }
+}

@@ -1,0 +1,139 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Core.Webhooks;
+
+/// <summary>
+/// WhatsApp Cloud API webhooks. POSTs carry <c>X-Hub-Signature-256: sha256=hex(HMAC-SHA256(app
+/// secret, raw body))</c>; statuses sit in <c>entry[].changes[].value.statuses[]</c>, may arrive out
+/// of order and twice, and <c>read</c> can come without <c>delivered</c>. Customer replies
+/// (<c>messages[]</c> with a <c>context.id</c> of ours) record when the customer responded.
+/// </summary>
+public sealed class WhatsAppWebhook : IDeliveryWebhook
+{
+    public string Route => "whatsapp";
+
+    public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        if (settings.WhatsAppWebhookSecretEncrypted is not { } encrypted)
+        {
+            return "the company has no WhatsApp app secret configured";
+        }
+        var expected = HMACSHA256.HashData(WebhookSignatures.Utf8(secrets.Unprotect(encrypted)), WebhookSignatures.Utf8(request.Body));
+        var presented = request.Header("X-Hub-Signature-256");
+        return presented is not null && presented.StartsWith("sha256=", StringComparison.Ordinal)
+            && WebhookSignatures.Matches(expected, presented["sha256=".Length..], WebhookSignatures.FromHex)
+            ? null
+            : "X-Hub-Signature-256 missing or wrong";
+    }
+
+    /// <summary>The GET handshake: echo the challenge when the verify token matches.</summary>
+    public static string? Challenge(IReadOnlyDictionary<string, string> query, CompanySettings settings, SecretProtector secrets)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        if (query.GetValueOrDefault("hub.mode") != "subscribe" || settings.WhatsAppVerifyTokenEncrypted is not { } encrypted
+            || !query.TryGetValue("hub.verify_token", out var token) || !query.TryGetValue("hub.challenge", out var challenge))
+        {
+            return null;
+        }
+        var expected = WebhookSignatures.Utf8(secrets.Unprotect(encrypted));
+        return CryptographicOperations.FixedTimeEquals(expected, WebhookSignatures.Utf8(token)) ? challenge : null;
+    }
+
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var events = new List<DeliveryEvent>();
+        using var document = JsonDocument.Parse(request.Body);
+        foreach (var value in Values(document.RootElement))
+        {
+            if (value.TryGetProperty("statuses", out var statuses))
+            {
+                foreach (var status in statuses.EnumerateArray())
+                {
+                    if (Status(status) is { } parsed)
+                    {
+                        events.Add(parsed);
+                    }
+                }
+            }
+            if (value.TryGetProperty("messages", out var replies))
+            {
+                foreach (var reply in replies.EnumerateArray())
+                {
+                    if (reply.TryGetProperty("context", out var context) && context.TryGetProperty("id", out var repliedTo) && reply.TryGetProperty("id", out var replyId))
+                    {
+                        events.Add(new DeliveryEvent(repliedTo.GetString()!, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId.GetString()}", reply.GetRawText()) { IsResponse = true });
+                    }
+                }
+            }
+        }
+        return events;
+    }
+
+    private static IEnumerable<JsonElement> Values(JsonElement root)
+    {
+        if (!root.TryGetProperty("entry", out var entries))
+        {
+            yield break;
+        }
+        foreach (var entry in entries.EnumerateArray())
+        {
+            if (!entry.TryGetProperty("changes", out var changes))
+            {
+                continue;
+            }
+            foreach (var change in changes.EnumerateArray())
+            {
+                if (change.TryGetProperty("value", out var value))
+                {
+                    yield return value;
+                }
+            }
+        }
+    }
+
+    private static DeliveryEvent? Status(JsonElement status)
+    {
+        var id = status.GetProperty("id").GetString()!;
+        var name = status.GetProperty("status").GetString();
+        DeliveryStatus? mapped = name switch
+        {
+            "sent" => DeliveryStatus.Sent,
+            "delivered" => DeliveryStatus.Delivered,
+            "read" => DeliveryStatus.Read,
+            "failed" => DeliveryStatus.Failed,
+            _ => null,
+        };
+        if (mapped is null)
+        {
+            return null;
+        }
+        string? error = null;
+        if (mapped == DeliveryStatus.Failed && status.TryGetProperty("errors", out var errors) && errors.GetArrayLength() > 0)
+        {
+            var first = errors[0];
+            var code = first.TryGetProperty("code", out var c) ? c.ToString() : "?";
+            var title = first.TryGetProperty("title", out var t) ? t.GetString() : null;
+            var detail = first.TryGetProperty("error_data", out var d) && d.TryGetProperty("details", out var dd) ? dd.GetString() : null;
+            error = $"WhatsApp {code}: {title}{(detail is null ? "" : $" ({detail})")}";
+        }
+        var occurred = Timestamp(status);
+        return new DeliveryEvent(id, mapped.Value, occurred, error ?? (mapped == DeliveryStatus.Failed ? "WhatsApp: message failed" : null),
+            $"{id}:{name}:{occurred?.ToUnixTimeSeconds()}", status.GetRawText());
+    }
+
+    private static DateTimeOffset? Timestamp(JsonElement element) =>
+        element.TryGetProperty("timestamp", out var ts) && long.TryParse(ts.ValueKind == JsonValueKind.String ? ts.GetString() : ts.GetRawText(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : null;
+}

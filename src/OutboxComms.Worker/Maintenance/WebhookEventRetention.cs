@@ -1,0 +1,77 @@
+using Microsoft.Extensions.Options;
+using Npgsql;
+using OutboxComms.Core.Webhooks;
+
+namespace OutboxComms.Worker.Maintenance;
+
+/// <summary>
+/// Deletes raw webhook events older than <see cref="WebhookOptions.RetentionDays"/>, hourly, in
+/// small batches so it never holds long locks. Safe to run in every worker at once.
+/// </summary>
+internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
+{
+    private const string DeleteSql = """
+        DELETE FROM webhook_events WHERE id IN (
+            SELECT id FROM webhook_events WHERE received_at < $1 ORDER BY received_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
+        """;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromHours(1), time);
+        do
+        {
+            try
+            {
+                var deleted = await PurgeAsync(stoppingToken);
+                if (deleted > 0)
+                {
+                    LogPurged(logger, deleted, options.Value.RetentionDays);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                LogFailed(logger, ex);
+            }
+        }
+        while (await WaitAsync(timer, stoppingToken));
+    }
+
+    public async Task<long> PurgeAsync(CancellationToken cancellationToken)
+    {
+        var cutoff = time.GetUtcNow().AddDays(-options.Value.RetentionDays);
+        long total = 0;
+        while (true)
+        {
+            await using var command = dataSource.CreateCommand(DeleteSql);
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cutoff.ToUniversalTime() });
+            var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
+            total += deleted;
+            if (deleted < 5000)
+            {
+                return total;
+            }
+        }
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} webhook events older than {Days} days")]
+    private static partial void LogPurged(ILogger logger, long count, int days);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Purging old webhook events failed; will try again in an hour")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,303 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using OutboxComms.Core.Security;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Webhooks;
+
+/// <summary>
+/// Delivery webhooks through the real API host and PostgreSQL: signatures, forward-only status
+/// moves, redelivery, unknown ids.
+/// </summary>
+public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>, IAsyncLifetime
+{
+    private ApiFactory api = null!;
+    private HttpClient client = null!;
+
+    public ValueTask InitializeAsync()
+    {
+        api = new ApiFactory(db.ConnectionString);
+        client = api.CreateClient();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        client.Dispose();
+        await api.DisposeAsync();
+    }
+
+    private SecretProtector Secrets => api.Services.GetRequiredService<SecretProtector>();
+
+    private async Task<Guid> CompanyAsync(string assignments, params object[] secrets)
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await using var command = db.DataSource.CreateCommand($"INSERT INTO company_settings (company_id) VALUES ($1); ");
+        command.Parameters.AddWithValue(company);
+        await command.ExecuteNonQueryAsync();
+        await using var update = db.DataSource.CreateCommand($"UPDATE company_settings SET {assignments} WHERE company_id = $1");
+        update.Parameters.AddWithValue(company);
+        foreach (var secret in secrets)
+        {
+            update.Parameters.AddWithValue(secret is string s ? Secrets.Protect(s) : secret);
+        }
+        await update.ExecuteNonQueryAsync();
+        return company;
+    }
+
+    private async Task<long> SentMessageAsync(Guid company, string provider, string providerMessageId, string channel = "WHATSAPP")
+    {
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var command = db.DataSource.CreateCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status, sent_at, provider_name, provider_message_id)
+            VALUES ($1, $2, 'INVOICE', $3, 'x', 'SENT', now(), $4, $5) RETURNING id
+            """);
+        command.Parameters.AddWithValue(company);
+        command.Parameters.AddWithValue(customer);
+        command.Parameters.AddWithValue(channel);
+        command.Parameters.AddWithValue(provider);
+        command.Parameters.AddWithValue(providerMessageId);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    private async Task<(string Status, DateTimeOffset? Delivered, DateTimeOffset? Read, DateTimeOffset? Response, string? Error)> RowAsync(long id)
+    {
+        await using var command = db.DataSource.CreateCommand("SELECT status, delivered_at, read_at, response_at, error_message FROM communication_logs WHERE id = $1");
+        command.Parameters.AddWithValue(id);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetString(0), Optional(reader, 1), Optional(reader, 2), Optional(reader, 3), reader.IsDBNull(4) ? null : reader.GetString(4));
+    }
+
+    private static DateTimeOffset? Optional(NpgsqlDataReader reader, int i) => reader.IsDBNull(i) ? null : reader.GetFieldValue<DateTimeOffset>(i);
+
+    private sealed record Receipt(int Received, int Applied, int Stale, int Duplicates, int UnknownMessages);
+
+    private async Task<(HttpStatusCode Status, Receipt? Receipt)> PostAsync(string path, HttpContent content, params (string Name, string Value)[] headers)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = content };
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+        using var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
+        return (response.StatusCode, response.IsSuccessStatusCode ? await response.Content.ReadFromJsonAsync<Receipt>(TestContext.Current.CancellationToken) : null);
+    }
+
+    // --- WhatsApp Cloud API ----------------------------------------------------------------
+
+    private static string WhatsAppStatus(string wamid, string status, long timestamp, string? errors = null) =>
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"WABA\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\","
+        + "\"metadata\":{\"display_phone_number\":\"912255550100\",\"phone_number_id\":\"106540352242922\"},"
+        + $"\"statuses\":[{{\"id\":\"{wamid}\",\"status\":\"{status}\",\"timestamp\":\"{timestamp}\",\"recipient_id\":\"919876543210\"{errors}}}]}}}}]}}]}}";
+
+    private static (string, string) HubSignature(string secret, string body) =>
+        ("X-Hub-Signature-256", "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(body))));
+
+    [Fact]
+    public async Task WhatsApp_statuses_only_move_forward_and_read_implies_delivered()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.READ1");
+        var path = $"/webhooks/whatsapp/{company}";
+
+        var read = WhatsAppStatus("wamid.READ1", "read", 1764000100);
+        var (status, receipt) = await PostAsync(path, new StringContent(read, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", read));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, receipt!.Applied);
+        var afterRead = await RowAsync(id);
+        Assert.Equal("READ", afterRead.Status);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1764000100), afterRead.Read);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1764000100), afterRead.Delivered); // read without delivered still proves delivery
+
+        var lateDelivered = WhatsAppStatus("wamid.READ1", "delivered", 1764000050);
+        (_, receipt) = await PostAsync(path, new StringContent(lateDelivered, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", lateDelivered));
+        Assert.Equal(1, receipt!.Stale);
+        var lateFailed = WhatsAppStatus("wamid.READ1", "failed", 1764000200, ""","errors":[{"code":131026,"title":"Message undeliverable"}]""");
+        await PostAsync(path, new StringContent(lateFailed, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", lateFailed));
+        Assert.Equal(afterRead, await RowAsync(id));
+    }
+
+    [Fact]
+    public async Task WhatsApp_failure_records_metas_error_and_a_redelivered_event_is_a_duplicate()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FAIL1");
+        var body = WhatsAppStatus("wamid.FAIL1", "failed", 1764000300, ""","errors":[{"code":131026,"title":"Message undeliverable","error_data":{"details":"recipient not on WhatsApp"}}]""");
+
+        var (_, first) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", body));
+        var (_, again) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", body));
+
+        Assert.Equal((1, 0), (first!.Applied, first.Duplicates));
+        Assert.Equal((0, 1), (again!.Applied, again.Duplicates));
+        var row = await RowAsync(id);
+        Assert.Equal(("FAILED", "WhatsApp 131026: Message undeliverable (recipient not on WhatsApp)"), (row.Status, row.Error));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task Forged_or_unsigned_webhooks_get_401_and_change_nothing()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FORGED");
+        var body = WhatsAppStatus("wamid.FORGED", "delivered", 1764000400);
+
+        var (unsigned, _) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"));
+        var (forged, _) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("someone-elses-secret", body));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, unsigned);
+        Assert.Equal(HttpStatusCode.Unauthorized, forged);
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task An_event_for_an_unknown_message_is_acknowledged_and_kept_for_audit()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var body = WhatsAppStatus("wamid.NOT-OURS", "delivered", 1764000500);
+
+        var (status, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", body));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, receipt!.UnknownMessages);
+        Assert.Equal("UNKNOWN_MESSAGE", await TestData.ScalarAsync<string>(db.DataSource, "SELECT outcome FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task A_customers_whatsapp_reply_records_when_they_responded()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.ASKED");
+        var body = """
+            {"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+             "messages":[{"from":"919876543210","id":"wamid.REPLY","timestamp":"1764000600","type":"text","text":{"body":"Paid, thanks"},"context":{"from":"912255550100","id":"wamid.ASKED"}}]}}]}]}
+            """;
+
+        await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", body));
+
+        var row = await RowAsync(id);
+        Assert.Equal(("SENT", DateTimeOffset.FromUnixTimeSeconds(1764000600)), (row.Status, row.Response));
+    }
+
+    [Fact]
+    public async Task The_whatsapp_verification_handshake_echoes_the_challenge_only_for_the_right_token()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_verify_token_encrypted = $2", "my-verify-token");
+
+        var ok = await client.GetAsync(new Uri($"/webhooks/whatsapp/{company}?hub.mode=subscribe&hub.verify_token=my-verify-token&hub.challenge=1158201444", UriKind.Relative), TestContext.Current.CancellationToken);
+        var wrong = await client.GetAsync(new Uri($"/webhooks/whatsapp/{company}?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444", UriKind.Relative), TestContext.Current.CancellationToken);
+
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal("1158201444", await ok.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(HttpStatusCode.Forbidden, wrong.StatusCode);
+    }
+
+    // --- Twilio ---------------------------------------------------------------------------------
+
+    [Fact]
+    public async Task Twilio_status_callbacks_are_verified_against_the_called_url_and_applied()
+    {
+        var company = await CompanyAsync("sms_provider = 'TWILIO', sms_account_sid = 'AC123', sms_api_key_encrypted = $2", "twilio-auth-token");
+        var id = await SentMessageAsync(company, "TWILIO", "SM0123456789abcdef", "SMS");
+        var form = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["AccountSid"] = "AC123",
+            ["ErrorCode"] = "30003",
+            ["MessageSid"] = "SM0123456789abcdef",
+            ["MessageStatus"] = "undelivered",
+            ["To"] = "+919876543210",
+        };
+        var url = $"{client.BaseAddress}webhooks/twilio/{company}";
+        var signed = url + string.Concat(form.Select(p => p.Key + p.Value));
+        var signature = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)));
+
+        var (forged, _) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", Convert.ToBase64String(new byte[20])));
+        Assert.Equal(HttpStatusCode.Unauthorized, forged);
+        var (status, receipt) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal(("FAILED", "Twilio 30003: message undelivered"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
+    }
+
+    // --- SendGrid -----------------------------------------------------------------------------
+
+    [Fact]
+    public async Task SendGrid_events_are_checked_with_the_ecdsa_verification_key()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var id = await SentMessageAsync(company, "SENDGRID", "14c5d75ce93", "EMAIL");
+        var body = """[{"email":"client@example.com","timestamp":1764000700,"event":"bounce","reason":"550 5.1.1 mailbox does not exist","sg_event_id":"ZGVsaXZlcmVk","sg_message_id":"14c5d75ce93.filter0001.16648.5515E0B88.0"}]""";
+        const string timestamp = "1764000701";
+        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+
+        var (bad, _) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", "1764000702"));
+        var (good, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, bad);
+        Assert.Equal(HttpStatusCode.OK, good);
+        Assert.Equal(1, receipt!.Applied);
+        var row = await RowAsync(id);
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 mailbox does not exist"), (row.Status, row.Error));
+    }
+
+    // --- Mailgun and Resend ----------------------------------------------------------------------
+
+    [Fact]
+    public async Task Mailgun_delivered_event_matches_the_message_id_with_or_without_angle_brackets()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var id = await SentMessageAsync(company, "MAILGUN", "<20261124.abc@mg.practice.example>", "EMAIL");
+        const string timestamp = "1764000800", token = "0123456789abcdef0123456789abcdef0123456789abcdef01";
+        var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes("mailgun-signing-key"), Encoding.UTF8.GetBytes(timestamp + token)));
+        var body = $$$"""
+            {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
+             "event-data":{"id":"CPgfbmQMTCKtHW6uIWtuVe","event":"delivered","timestamp":1764000799.5,
+                           "message":{"headers":{"message-id":"20261124.abc@mg.practice.example"} } } }
+            """;
+
+        var (_, receipt) = await PostAsync($"/webhooks/mailgun/{company}", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal("DELIVERED", (await RowAsync(id)).Status);
+    }
+
+    [Fact]
+    public async Task Resend_delivered_event_signed_by_svix_is_applied()
+    {
+        var secretKey = RandomNumberGenerator.GetBytes(24);
+        var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
+        var id = await SentMessageAsync(company, "RESEND", "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", "EMAIL");
+        var body = """{"type":"email.delivered","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c","to":["client@example.com"]}}""";
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var signature = "v1," + Convert.ToBase64String(HMACSHA256.HashData(secretKey, Encoding.UTF8.GetBytes($"msg_1.{timestamp}.{body}")));
+
+        var (status, receipt) = await PostAsync($"/webhooks/resend/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("svix-id", "msg_1"), ("svix-timestamp", timestamp), ("svix-signature", signature));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, receipt!.Applied);
+        var row = await RowAsync(id);
+        Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 11, 24, 10, 0, 0, TimeSpan.Zero)), (row.Status, row.Delivered));
+    }
+
+    [Fact]
+    public async Task An_unknown_provider_or_company_is_404()
+    {
+        var company = await CompanyAsync("email_provider = 'SMTP'");
+
+        var (unknownProvider, _) = await PostAsync($"/webhooks/carrier-pigeon/{company}", new StringContent("{}"));
+        var (unknownCompany, _) = await PostAsync($"/webhooks/whatsapp/{Guid.NewGuid()}", new StringContent("{}"));
+
+        Assert.Equal(HttpStatusCode.NotFound, unknownProvider);
+        Assert.Equal(HttpStatusCode.NotFound, unknownCompany);
+    }
+}

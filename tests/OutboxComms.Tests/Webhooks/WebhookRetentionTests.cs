@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Webhooks;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Maintenance;
+
+namespace OutboxComms.Tests.Webhooks;
+
+public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    [Fact]
+    public async Task Raw_events_older_than_the_retention_are_deleted_and_newer_ones_kept()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var now = new DateTimeOffset(2026, 11, 24, 0, 0, 0, TimeSpan.Zero);
+        await using (var insert = db.DataSource.CreateCommand("""
+            INSERT INTO webhook_events (company_id, provider, event_key, received_at, outcome, payload)
+            SELECT $1, 'whatsapp', 'e' || g, $2::timestamptz - (g || ' days')::interval, 'APPLIED', '{}' FROM generate_series(1, 60) g
+            """))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(now);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions { RetentionDays = 30 }), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
+
+        var deleted = await retention.PurgeAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(30, deleted); // 31..60 days old; exactly 30 days old is kept
+        Assert.Equal(30, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
+    }
+}
