@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using OutboxComms.Core.Providers.Http;
+using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
 using Polly;
 
@@ -25,7 +26,10 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
-        builder.Services.AddSingleton<IMessageProvider, Messaging.WhatsAppCloudProvider>();
+        builder.Services.AddSingleton<IMessageProvider, WhatsAppCloudProvider>();
+        builder.Services.AddSingleton<IMessageProvider, TwilioProvider>();
+        builder.Services.AddSingleton<IMessageProvider, MessageBirdProvider>();
+        builder.Services.AddSingleton<IMessageProvider, GupshupProvider>();
         return builder;
     }
 }

@@ -1,0 +1,77 @@
+using System.Globalization;
+using System.Text.Json;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Core.Providers.Messaging;
+
+/// <summary>
+/// What the WhatsApp/SMS clients share beyond HTTP: settings checks, number formats, which document a
+/// chat message can carry, and reading loosely typed JSON answers. Each provider's file keeps its
+/// own wire format; only these rules are common to them.
+/// </summary>
+internal static class ChatMessageParts
+{
+    /// <summary>The first setting (by its name in company settings) that is empty, or null when all are set.</summary>
+    public static string? Missing(params ReadOnlySpan<(string? Value, string Setting)> settings)
+    {
+        foreach (var (value, setting) in settings)
+        {
+            if (string.IsNullOrWhiteSpace(value))
+            {
+                return setting;
+            }
+        }
+        return null;
+    }
+
+    public static SendResult NotConfigured(string provider, string setting) =>
+        SendResult.Permanent($"{provider}: the {setting} is not configured in the company's settings");
+
+    public static ConnectionCheck NotConfiguredCheck(string provider, string setting) =>
+        new(false, $"{provider}: the {setting} is not configured in the company's settings.");
+
+    /// <summary>An E.164 number as bare digits (no '+', spaces or dashes), as Gupshup and MessageBird SMS take it.</summary>
+    public static string Digits(string number) => string.Concat(number.Where(char.IsAsciiDigit));
+
+    /// <summary>
+    /// The document a WhatsApp message carries. These APIs take a public link, never bytes, and one
+    /// file per message; anything else cannot be sent as asked, so it is refused rather than dropped.
+    /// </summary>
+    public static bool TryGetDocument(string provider, OutboundMessage message, out CommunicationAttachment? document, out SendResult? refusal)
+    {
+        document = null;
+        refusal = null;
+        switch (message.Attachments)
+        {
+            case []:
+                return true;
+            case [{ Url: { Length: > 0 } }] one:
+                document = one[0];
+                return true;
+            case [var unlinked]:
+                refusal = SendResult.Permanent($"{provider}: attachment {unlinked.FileName} has no URL; WhatsApp providers fetch documents from a public link");
+                return false;
+            default:
+                refusal = SendResult.Permanent($"{provider}: a WhatsApp message carries one document, this one has {message.Attachments.Count}");
+                return false;
+        }
+    }
+
+    /// <summary>A property as text whether the API sent a string or a number; null when absent or null.</summary>
+    public static string? Text(JsonElement? element, string property) =>
+        element is { ValueKind: JsonValueKind.Object } e && e.TryGetProperty(property, out var value)
+            ? value.ValueKind switch
+            {
+                JsonValueKind.String => value.GetString(),
+                JsonValueKind.Number => value.GetRawText(),
+                _ => null,
+            }
+            : null;
+
+    /// <summary>A property as an integer code whether sent as a number or a numeric string.</summary>
+    public static int? Code(JsonElement? element, string property) =>
+        int.TryParse(Text(element, property), NumberStyles.Integer, CultureInfo.InvariantCulture, out var code) ? code : null;
+
+    public static JsonElement? Child(JsonElement? element, string property) =>
+        element is { ValueKind: JsonValueKind.Object } e && e.TryGetProperty(property, out var value) ? value : null;
+}
