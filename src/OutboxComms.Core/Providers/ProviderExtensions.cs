@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Providers.Http;
 using OutboxComms.Core.Security;
 using Polly;
@@ -25,6 +26,8 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IMessageProvider, SmtpEmailProvider>();
         return builder;
     }
 }
