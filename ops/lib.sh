@@ -27,6 +27,12 @@ ensure_postgres() {
   # The Debian package starts a cluster of its own on 5432; we never use it, our clusters are private.
 }
 
+# The real SMTP server the provider tests talk to: aiosmtpd under Debian's python3
+# (tests/OutboxComms.Tests/Infrastructure/smtp_server.py).
+ensure_smtp_test_server() {
+  ensure_apt_packages python3 python3-aiosmtpd
+}
+
 ensure_dotnet() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK (dotnet) is not on PATH; install it first (see README, 'Requirements')." >&2

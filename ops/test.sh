@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test. Installs what the tests need when it is missing (PostgreSQL server binaries),
+# Runs every test. Installs what the tests need when it is missing (PostgreSQL server binaries,
+# Debian's python3-aiosmtpd for the SMTP provider tests),
 # restores NuGet packages, builds, runs, and prints one closing line: "N passed, N failed, N skipped".
 #
 # The tests start their own throwaway PostgreSQL (see tests/OutboxComms.Tests/Infrastructure/PostgresServer.cs);
@@ -11,6 +12,7 @@ cd "$root"
 
 ensure_dotnet
 ensure_postgres
+ensure_smtp_test_server
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 results="$root/TestResults"

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Providers.Http;
 using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
@@ -26,6 +27,8 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IMessageProvider, SmtpEmailProvider>();
         builder.Services.AddSingleton<IMessageProvider, WhatsAppCloudProvider>();
         builder.Services.AddSingleton<IMessageProvider, TwilioProvider>();
         builder.Services.AddSingleton<IMessageProvider, MessageBirdProvider>();

@@ -1,0 +1,195 @@
+using System.Globalization;
+using System.Net.Sockets;
+using MailKit;
+using MailKit.Net.Smtp;
+using MailKit.Security;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Core.Providers.Email;
+
+/// <summary>
+/// Sends through the company's own SMTP server with MailKit. Connections are kept between sends
+/// (<see cref="SmtpConnectionPool"/>) so a batch does not pay TCP, TLS and AUTH per message.
+/// No cost is reported: the company's rate card prices SMTP mail.
+/// </summary>
+public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimeProvider time) : IMessageProvider, IAsyncDisposable
+{
+    private const string AuthenticationFailed = "SMTP authentication failed: check the username and password in settings";
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(30);
+    private readonly SmtpConnectionPool pool = new(time);
+
+    public string Name { get; } = WireName<EmailProvider>.Of(EmailProvider.Smtp);
+
+    public IReadOnlyCollection<Channel> Channels { get; } = [Channel.Email];
+
+    public async Task<SendResult> SendAsync(OutboundMessage message, ProviderAccount account, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(account);
+        if (MissingSetting(account) is { } missing)
+        {
+            return SendResult.Permanent($"SMTP: {missing}");
+        }
+        // Attachments are fetched before a connection is taken, so a slow file server never holds one.
+        var mime = EmailComposition.Build(message, account, await attachmentLoader.LoadAsync(message.Attachments, cancellationToken));
+        var endpoint = EndpointOf(account);
+        SmtpClient? client = null;
+        try
+        {
+            client = pool.TryTake(endpoint) ?? await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
+            await client.SendAsync(mime, cancellationToken);
+            pool.Return(endpoint, client);
+            client = null;
+            return SendResult.Sent(mime.MessageId);
+        }
+        catch (AuthenticationException ex) when (ex.InnerException is SmtpCommandException refusal && IsTemporary(refusal))
+        {
+            // e.g. 454 4.7.0: the server could not check the password just now; it may well be right.
+            return Classify(refusal);
+        }
+        catch (AuthenticationException)
+        {
+            return SendResult.Permanent(AuthenticationFailed);
+        }
+        catch (SmtpCommandException ex)
+        {
+            return Classify(ex);
+        }
+        catch (NotSupportedException ex)
+        {
+            // The server lacks what the settings ask for (STARTTLS, AUTH): a retry will not grow it.
+            return SendResult.Permanent($"SMTP {endpoint.Host}:{endpoint.Port}: {ex.Message}");
+        }
+        catch (Exception ex) when (IsConnectionFailure(ex))
+        {
+            return SendResult.Transient($"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}");
+        }
+        finally
+        {
+            // A client that failed in any way may be mid-transaction: it is never reused.
+            client?.Dispose();
+        }
+    }
+
+    public async Task<ConnectionCheck> TestConnectionAsync(ProviderAccount account, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(account);
+        if (account.SmtpHost is not { Length: > 0 })
+        {
+            return new ConnectionCheck(false, "No SMTP server is configured: enter its host name in settings.");
+        }
+        var endpoint = EndpointOf(account);
+        var server = $"{endpoint.Host}:{endpoint.Port}";
+        try
+        {
+            using var client = await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
+            await client.NoOpAsync(cancellationToken);
+            var how = endpoint.Security switch
+            {
+                SecureSocketOptions.StartTls => "with STARTTLS",
+                SecureSocketOptions.SslOnConnect => "over SSL/TLS",
+                SecureSocketOptions.None => "without encryption",
+                _ => client.IsSecure ? "with TLS" : "without encryption",
+            };
+            await client.DisconnectAsync(quit: true, cancellationToken);
+            return new ConnectionCheck(true, endpoint.Username is { } user
+                ? $"Connected to {server} {how} and logged in as {user}."
+                : $"Connected to {server} {how} (no login is configured).");
+        }
+        catch (AuthenticationException ex) when (ex.InnerException is SmtpCommandException refusal && IsTemporary(refusal))
+        {
+            return new ConnectionCheck(false, $"{server} could not check the login just now ({(int)refusal.StatusCode} {OneLine(refusal.Message)}); try again later.");
+        }
+        catch (AuthenticationException)
+        {
+            return new ConnectionCheck(false, "The server rejected the username or password.");
+        }
+        catch (SmtpCommandException ex)
+        {
+            return new ConnectionCheck(false, $"{server} answered {(int)ex.StatusCode}: {OneLine(ex.Message)}");
+        }
+        catch (Exception ex) when (ex is NotSupportedException || IsConnectionFailure(ex))
+        {
+            return new ConnectionCheck(false, $"Could not connect to {server}: {FirstLine(ex.Message)}");
+        }
+    }
+
+    public ValueTask DisposeAsync() => pool.DisposeAsync();
+
+    private static async Task<SmtpClient> OpenAsync(SmtpEndpoint endpoint, string? password, CancellationToken cancellationToken)
+    {
+        var client = new SmtpClient { Timeout = (int)CommandTimeout.TotalMilliseconds };
+        try
+        {
+            await client.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Security, cancellationToken);
+            if (endpoint.Username is { } username)
+            {
+                await client.AuthenticateAsync(username, password ?? "", cancellationToken);
+            }
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    private static SmtpEndpoint EndpointOf(ProviderAccount account)
+    {
+        var security = account.SmtpSecurity switch
+        {
+            SmtpSecurity.StartTls => SecureSocketOptions.StartTls,
+            SmtpSecurity.SslOnConnect => SecureSocketOptions.SslOnConnect,
+            SmtpSecurity.None => SecureSocketOptions.None,
+            _ => SecureSocketOptions.Auto,
+        };
+        var port = account.SmtpPort ?? security switch
+        {
+            SecureSocketOptions.SslOnConnect => 465,
+            SecureSocketOptions.None => 25,
+            _ => 587,
+        };
+        var username = string.IsNullOrWhiteSpace(account.SmtpUsername) ? null : account.SmtpUsername;
+        return new SmtpEndpoint(account.CompanyId, account.SmtpHost!.Trim(), port, security, username);
+    }
+
+    private static string? MissingSetting(ProviderAccount account) =>
+        account.SmtpHost is not { Length: > 0 } ? "no SMTP server is configured (host name missing in settings)"
+        : account.From is not { Length: > 0 } ? "no from address is configured in settings"
+        : null;
+
+    /// <summary>
+    /// 4xx is the server asking us to come back later; 5xx is final. A 5xx refusal of the recipient
+    /// is a bounce, unless it is a security/policy refusal (enhanced code 5.7.x, e.g. "relay access
+    /// denied"), which is about our account, not the recipient's address.
+    /// </summary>
+    private static SendResult Classify(SmtpCommandException ex)
+    {
+        var code = (int)ex.StatusCode;
+        var reply = OneLine(ex.Message);
+        var error = string.Create(CultureInfo.InvariantCulture, $"SMTP {code} {reply}");
+        if (IsTemporary(ex))
+        {
+            return SendResult.Transient(error);
+        }
+        if (code < 400)
+        {
+            return SendResult.Transient($"SMTP: unexpected reply {code} {reply}");
+        }
+        var bounced = ex.ErrorCode == SmtpErrorCode.RecipientNotAccepted && !reply.StartsWith("5.7.", StringComparison.Ordinal);
+        return SendResult.Permanent(error, bounced);
+    }
+
+    private static bool IsTemporary(SmtpCommandException ex) => (int)ex.StatusCode is >= 400 and < 500;
+
+    private static bool IsConnectionFailure(Exception ex) =>
+        ex is IOException or SocketException or TimeoutException or SslHandshakeException or SmtpProtocolException or ServiceNotConnectedException;
+
+    private static string OneLine(string text) => text.ReplaceLineEndings(" ").Trim();
+
+    /// <summary>MailKit's TLS errors run to paragraphs of advice; the first sentence says what happened.</summary>
+    private static string FirstLine(string text) => text.ReplaceLineEndings("\n").Split('\n', 2)[0].Trim();
+}

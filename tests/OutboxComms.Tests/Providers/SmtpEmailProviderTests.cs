@@ -1,0 +1,323 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using MimeKit;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+using OutboxComms.Core.Providers.Email;
+using OutboxComms.Core.Providers.Http;
+using OutboxComms.Tests.Infrastructure;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
+
+namespace OutboxComms.Tests.Providers;
+
+/// <summary>The SMTP provider against a real SMTP server (aiosmtpd), each test with its own company and recipients.</summary>
+[Collection(SmtpServerCollection.Name)]
+public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDisposable
+{
+    private const string From = "billing@sunrise-clinic.example";
+    private static long messageIds = 1000;
+    private readonly ServiceProvider services = ProviderServices();
+
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Message_arrives_with_alternatives_attachments_reply_to_and_our_message_id()
+    {
+        using var files = WireMockServer.Start();
+        var consentForm = Encoding.UTF8.GetBytes("%PDF-1.4 consent form");
+        files.Given(Request.Create().WithPath("/files/consent.pdf").UsingGet())
+            .RespondWith(Response.Create().WithStatusCode(200).WithHeader("Content-Type", "application/pdf").WithBody(consentForm));
+        var invoice = Encoding.UTF8.GetBytes("%PDF-1.4 invoice INV-1042");
+        await using var provider = NewProvider();
+        var message = Message(Recipient("asha")) with
+        {
+            Attachments =
+            [
+                new CommunicationAttachment { FileName = "INV-1042.pdf", ContentType = "application/pdf", Content = invoice },
+                new CommunicationAttachment { FileName = "consent.pdf", ContentType = "application/pdf", Url = $"{files.Url}/files/consent.pdf" },
+            ],
+        };
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        Assert.Equal(EmailComposition.MessageId(message, From), result.ProviderMessageId);
+        Assert.Null(result.Cost);
+        var received = await smtp.ReceivedForAsync(message.To, Token);
+        Assert.Equal(SmtpServerFixture.User, received.Login);
+        Assert.Equal(From, received.MailFrom);
+        var mime = received.Message;
+        Assert.Equal($"outboxcomms.{message.CompanyId:N}.{message.MessageId}@sunrise-clinic.example", mime.MessageId);
+        Assert.Equal("Invoice INV-1042 from Sunrise Clinic", mime.Subject);
+        Assert.Equal("Sunrise Clinic", mime.From.Mailboxes.Single().Name);
+        Assert.Equal(From, mime.From.Mailboxes.Single().Address);
+        Assert.Equal(message.To, mime.To.Mailboxes.Single().Address);
+        Assert.Equal("front-desk@sunrise-clinic.example", mime.ReplyTo.Mailboxes.Single().Address);
+        var mixed = Assert.IsType<Multipart>(mime.Body);
+        Assert.Equal("multipart/mixed", mixed.ContentType.MimeType);
+        var alternative = Assert.IsType<MultipartAlternative>(mixed[0]);
+        Assert.Equal(["text/plain", "text/html"], alternative.Select(part => part.ContentType.MimeType));
+        Assert.Equal("Your invoice INV-1042 is attached.", mime.TextBody?.Trim());
+        Assert.Equal("<p>Your invoice <b>INV-1042</b> is attached.</p>", mime.HtmlBody?.Trim());
+        var attachments = mime.Attachments.OfType<MimePart>().ToDictionary(a => a.FileName ?? "", Bytes);
+        Assert.Equal(invoice, attachments["INV-1042.pdf"]);
+        Assert.Equal(consentForm, attachments["consent.pdf"]);
+        Assert.False(mime.Headers.Contains("List-Unsubscribe"));
+        Assert.False(mime.Headers.Contains("List-Unsubscribe-Post"));
+    }
+
+    [Fact]
+    public async Task General_updates_carry_one_click_unsubscribe_headers()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("ravi")) with
+        {
+            Type = MessageType.GeneralUpdate,
+            UnsubscribeUrl = new Uri("https://comms.example/u/tok-123"),
+        };
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        var mime = (await smtp.ReceivedForAsync(message.To, Token)).Message;
+        Assert.Equal("<https://comms.example/u/tok-123>", mime.Headers["List-Unsubscribe"]);
+        Assert.Equal("List-Unsubscribe=One-Click", mime.Headers["List-Unsubscribe-Post"]);
+    }
+
+    [Fact]
+    public async Task Wrong_password_is_a_permanent_configuration_failure()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("meera"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpPassword = "not the password" }, Token);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.False(result.Bounced);
+        Assert.Equal("SMTP authentication failed: check the username and password in settings", result.Error);
+    }
+
+    [Fact]
+    public async Task Login_the_server_cannot_check_just_now_is_transient()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("nisha"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpUsername = "busy-mailer" }, Token);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.Equal("SMTP 454 4.7.0 Temporary authentication failure", result.Error);
+    }
+
+    /// <summary>Each refusal is the server's real reply; the error keeps its code and words ({to} is the recipient).</summary>
+    [Theory]
+    // Unknown user: the address is bad, a bounce.
+    [InlineData("reject-550", SendOutcome.Permanent, true, "SMTP 550 5.1.1 <{to}>: Recipient address rejected: User unknown in local recipient table")]
+    // Relay refused: a policy refusal about our account, not about the recipient's address.
+    [InlineData("relay-554", SendOutcome.Permanent, false, "SMTP 554 5.7.1 <{to}>: Relay access denied")]
+    // Greylisting: the server asks us to come back later.
+    [InlineData("defer-451", SendOutcome.Transient, false, "SMTP 451 4.7.1 <{to}>: Recipient address rejected: Greylisted, try again later")]
+    // The message itself refused after DATA.
+    [InlineData("spam-554", SendOutcome.Permanent, false, "SMTP 554 5.7.1 Message refused: looks like spam")]
+    public async Task Server_refusals_are_classified_by_their_reply(string recipient, SendOutcome outcome, bool bounced, string error)
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient(recipient));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        Assert.Equal(outcome, result.Outcome);
+        Assert.Equal(bounced, result.Bounced);
+        Assert.Equal(error.Replace("{to}", message.To, StringComparison.Ordinal), result.Error);
+    }
+
+    [Fact]
+    public async Task Unreachable_server_is_transient()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("lakshmi"));
+        var closedPort = ClosedPort();
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpPort = closedPort }, Token);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.StartsWith($"SMTP connection to 127.0.0.1:{closedPort} failed: ", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Starttls_asked_of_a_server_without_it_is_a_permanent_configuration_failure()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("kiran"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpSecurity = SmtpSecurity.StartTls }, Token);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.Equal($"SMTP 127.0.0.1:{smtp.Port}: The SMTP server does not support the STARTTLS extension.", result.Error);
+    }
+
+    [Fact]
+    public async Task Consecutive_sends_of_a_company_reuse_one_connection()
+    {
+        await using var provider = NewProvider();
+        var company = Guid.NewGuid();
+        var first = Message(Recipient("first"), company);
+        var second = Message(Recipient("second"), company);
+
+        Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(first, Account(company), Token)).Outcome);
+        Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(second, Account(company), Token)).Outcome);
+
+        var connection = (await smtp.ReceivedForAsync(first.To, Token)).Connection;
+        Assert.Equal(connection, (await smtp.ReceivedForAsync(second.To, Token)).Connection);
+    }
+
+    [Fact]
+    public async Task Companies_never_share_a_connection()
+    {
+        await using var provider = NewProvider();
+        var one = Message(Recipient("one"));
+        var other = Message(Recipient("other"));
+
+        await provider.SendAsync(one, Account(one.CompanyId), Token);
+        await provider.SendAsync(other, Account(other.CompanyId), Token);
+
+        Assert.NotEqual((await smtp.ReceivedForAsync(one.To, Token)).Connection, (await smtp.ReceivedForAsync(other.To, Token)).Connection);
+    }
+
+    [Fact]
+    public async Task A_connection_that_failed_is_closed_and_not_reused()
+    {
+        await using var provider = NewProvider();
+        var company = Guid.NewGuid();
+        var before = Message(Recipient("before"), company);
+        await provider.SendAsync(before, Account(company), Token);
+        var firstConnection = (await smtp.ReceivedForAsync(before.To, Token)).Connection;
+
+        var refused = await provider.SendAsync(Message(Recipient("reject-550"), company), Account(company), Token);
+        var after = Message(Recipient("after"), company);
+        await provider.SendAsync(after, Account(company), Token);
+
+        Assert.Equal(SendOutcome.Permanent, refused.Outcome);
+        Assert.True(await smtp.SawClosedAsync(firstConnection, Token));
+        Assert.NotEqual(firstConnection, (await smtp.ReceivedForAsync(after.To, Token)).Connection);
+    }
+
+    [Fact]
+    public async Task An_idle_connection_is_closed_after_thirty_seconds()
+    {
+        var time = new FakeTimeProvider();
+        await using var provider = NewProvider(time);
+        var company = Guid.NewGuid();
+        var early = Message(Recipient("early"), company);
+        await provider.SendAsync(early, Account(company), Token);
+        var connection = (await smtp.ReceivedForAsync(early.To, Token)).Connection;
+
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.True(await smtp.SawClosedAsync(connection, Token));
+        var late = Message(Recipient("late"), company);
+        Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(late, Account(company), Token)).Outcome);
+        Assert.NotEqual(connection, (await smtp.ReceivedForAsync(late.To, Token)).Connection);
+    }
+
+    [Fact]
+    public async Task Test_connection_logs_in_and_says_so()
+    {
+        await using var provider = NewProvider();
+
+        var check = await provider.TestConnectionAsync(Account(Guid.NewGuid()), Token);
+
+        Assert.True(check.Ok);
+        Assert.Equal($"Connected to 127.0.0.1:{smtp.Port} without encryption and logged in as {SmtpServerFixture.User}.", check.Detail);
+    }
+
+    [Fact]
+    public async Task Test_connection_reports_a_rejected_password()
+    {
+        await using var provider = NewProvider();
+
+        var check = await provider.TestConnectionAsync(Account(Guid.NewGuid()) with { SmtpPassword = "wrong" }, Token);
+
+        Assert.False(check.Ok);
+        Assert.Equal("The server rejected the username or password.", check.Detail);
+    }
+
+    [Fact]
+    public async Task Test_connection_reports_an_unreachable_server()
+    {
+        await using var provider = NewProvider();
+        var closedPort = ClosedPort();
+
+        var check = await provider.TestConnectionAsync(Account(Guid.NewGuid()) with { SmtpPort = closedPort }, Token);
+
+        Assert.False(check.Ok);
+        Assert.StartsWith($"Could not connect to 127.0.0.1:{closedPort}: ", check.Detail, StringComparison.Ordinal);
+    }
+
+    public async ValueTask DisposeAsync() => await services.DisposeAsync();
+
+    private SmtpEmailProvider NewProvider(TimeProvider? time = null) =>
+        new(services.GetRequiredService<AttachmentLoader>(), time ?? TimeProvider.System);
+
+    private static ServiceProvider ProviderServices()
+    {
+        var services = new ServiceCollection();
+        services.AddHttpClient(ProviderHttp.ClientName);
+        services.AddSingleton<AttachmentLoader>();
+        return services.BuildServiceProvider();
+    }
+
+    private ProviderAccount Account(Guid companyId) => new()
+    {
+        CompanyId = companyId,
+        Channel = Channel.Email,
+        Provider = "SMTP",
+        From = From,
+        FromName = "Sunrise Clinic",
+        ReplyTo = "front-desk@sunrise-clinic.example",
+        SmtpHost = SmtpServerFixture.Host,
+        SmtpPort = smtp.Port,
+        SmtpSecurity = SmtpSecurity.None,
+        SmtpUsername = SmtpServerFixture.User,
+        SmtpPassword = SmtpServerFixture.Password,
+    };
+
+    private static OutboundMessage Message(string to, Guid? companyId = null) => new()
+    {
+        MessageId = Interlocked.Increment(ref messageIds),
+        CompanyId = companyId ?? Guid.NewGuid(),
+        Type = MessageType.Invoice,
+        Channel = Channel.Email,
+        To = to,
+        ToName = "Asha Rao",
+        Subject = "Invoice INV-1042 from Sunrise Clinic",
+        Body = "Your invoice INV-1042 is attached.",
+        HtmlBody = "<p>Your invoice <b>INV-1042</b> is attached.</p>",
+    };
+
+    /// <summary>Unique per test, so no test reads another's mail; the prefix steers the server's answer.</summary>
+    private static string Recipient(string prefix) => $"{prefix}-{Guid.NewGuid():N}@patients.example";
+
+    private static byte[] Bytes(MimePart part)
+    {
+        using var content = new MemoryStream();
+        part.Content!.DecodeTo(content);
+        return content.ToArray();
+    }
+
+    /// <summary>A loopback port nothing listens on: bound, then released.</summary>
+    private static int ClosedPort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+}
