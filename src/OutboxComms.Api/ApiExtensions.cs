@@ -1,8 +1,11 @@
 using System.Text.Json.Serialization;
 using OutboxComms.Api.Health;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Companies;
+using OutboxComms.Api.Settings;
 using OutboxComms.Api.Webhooks;
+using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
-using OutboxComms.Core.Security;
 using OutboxComms.Core.Webhooks;
 
 namespace OutboxComms.Api;
@@ -14,8 +17,9 @@ public static class ApiExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddOutboxDatabase();
-        builder.Services.AddSecretProtector(builder.Configuration);
+        builder.AddProviders();
         builder.AddDeliveryWebhooks();
+        builder.AddApiAuth();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
@@ -28,9 +32,14 @@ public static class ApiExtensions
         ArgumentNullException.ThrowIfNull(app);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
         app.MapOpenApi();
         app.MapHealthEndpoints();
         app.MapWebhooks();
+        app.MapCompanies();
+        app.MapSettings();
         return app;
     }
 }

@@ -52,6 +52,7 @@ internal sealed class ApiKeyConfiguration : IEntityTypeConfiguration<ApiKey>
         builder.Property(k => k.Id).HasDefaultValueSql("gen_random_uuid()");
         builder.Property(k => k.CreatedAt).HasDefaultValueSql("now()");
         builder.HasIndex(k => k.KeyHash).IsUnique();
+        builder.HasOne<Company>().WithMany().HasForeignKey(k => k.CompanyId);
     }
 }
 
@@ -66,6 +67,7 @@ internal sealed class CustomerConfiguration : IEntityTypeConfiguration<Customer>
         builder.Property(c => c.UpdatedAt).HasDefaultValueSql("now()");
         builder.HasOne(c => c.Preference).WithOne().HasForeignKey<CommunicationPreference>(p => p.CustomerId);
         builder.HasIndex(c => new { c.CompanyId, c.ExternalId }).IsUnique().HasFilter("external_id IS NOT NULL");
+        builder.HasOne<Company>().WithMany().HasForeignKey(c => c.CompanyId);
     }
 }
 
@@ -86,6 +88,7 @@ internal sealed class ConsentRecordConfiguration : IEntityTypeConfiguration<Cons
     {
         builder.ToTable("consent_records");
         builder.Property(r => r.RecordedAt).HasDefaultValueSql("now()");
+        builder.HasOne<Customer>().WithMany().HasForeignKey(r => r.CustomerId);
     }
 }
 
@@ -98,6 +101,7 @@ internal sealed class MessageTemplateConfiguration : IEntityTypeConfiguration<Me
         builder.Property(t => t.CreatedAt).HasDefaultValueSql("now()");
         builder.Property(t => t.UpdatedAt).HasDefaultValueSql("now()");
         builder.HasIndex(t => new { t.CompanyId, t.Key, t.Channel, t.Language }).IsUnique();
+        builder.HasOne<Company>().WithMany().HasForeignKey(t => t.CompanyId);
     }
 }
 
@@ -114,6 +118,7 @@ internal sealed class CommunicationLogConfiguration : IEntityTypeConfiguration<C
         builder.Property(m => m.Cost).HasPrecision(12, 6);
         builder.HasMany(m => m.Attachments).WithOne().HasForeignKey(a => a.MessageId);
         builder.HasIndex(m => new { m.CompanyId, m.IdempotencyKey }).IsUnique().HasFilter("idempotency_key IS NOT NULL");
+        builder.HasOne<Company>().WithMany().HasForeignKey(m => m.CompanyId);
     }
 }
 

@@ -26,6 +26,17 @@ public sealed class ProviderRegistry
 
     public bool IsAvailable(Channel channel, string providerName) => providers.ContainsKey((channel, providerName));
 
+    public IMessageProvider? Find(Channel channel, string providerName) => providers.GetValueOrDefault((channel, providerName));
+
+    /// <summary>Whether the company switched the channel on, and which provider it chose for it.</summary>
+    public static (bool Enabled, string? Provider) Configured(CompanySettings? settings, Channel channel) => settings is null ? (false, null) : channel switch
+    {
+        Channel.Email => (settings.EmailEnabled, settings.EmailProvider is { } e ? WireName<EmailProvider>.Of(e) : null),
+        Channel.WhatsApp => (settings.WhatsAppEnabled, settings.WhatsAppProvider is { } w ? WireName<WhatsAppProvider>.Of(w) : null),
+        Channel.Sms => (settings.SmsEnabled, settings.SmsProvider is { } s ? WireName<SmsProvider>.Of(s) : null),
+        _ => (false, null),
+    };
+
     /// <summary>
     /// The provider for <paramref name="channel"/>, or the reason (in a practice's words) why the
     /// company cannot send on it.
@@ -33,13 +44,7 @@ public sealed class ProviderRegistry
     public IMessageProvider? Resolve(CompanySettings? settings, Channel channel, out string? reason)
     {
         reason = null;
-        var (enabled, name) = settings is null ? (false, null) : channel switch
-        {
-            Channel.Email => (settings.EmailEnabled, settings.EmailProvider is { } e ? WireName<EmailProvider>.Of(e) : null),
-            Channel.WhatsApp => (settings.WhatsAppEnabled, settings.WhatsAppProvider is { } w ? WireName<WhatsAppProvider>.Of(w) : null),
-            Channel.Sms => (settings.SmsEnabled, settings.SmsProvider is { } s ? WireName<SmsProvider>.Of(s) : null),
-            _ => (false, null),
-        };
+        var (enabled, name) = Configured(settings, channel);
         var channelName = WireName<Channel>.Of(channel);
         if (channel is Channel.Voice)
         {

@@ -1,0 +1,86 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Api.Auth;
+
+public sealed class AdminOptions
+{
+    public const string EnvironmentVariable = "OUTBOXCOMMS_ADMIN_KEY";
+
+    public string? Key { get; set; }
+}
+
+/// <summary>
+/// <c>Authorization: Bearer &lt;key&gt;</c>: the admin key (ops: create companies, act on any company,
+/// never read secrets) or a company's API key (looked up by hash; cached briefly so a hot client
+/// costs no query per request, and a revoked key stops working within that time).
+/// </summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder,
+    IOptions<AdminOptions> admin, IServiceScopeFactory scopes, IMemoryCache cache)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "ApiKey";
+    public const string CompanyClaim = "company_id";
+    public const string KeyIdClaim = "key_id";
+    public const string AdminRole = "admin";
+    private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var header = Request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            return AuthenticateResult.NoResult();
+        }
+        var presented = header["Bearer ".Length..].Trim();
+        if (admin.Value.Key is { Length: > 0 } adminKey
+            && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(adminKey), Encoding.UTF8.GetBytes(presented)))
+        {
+            return Success([new Claim(ClaimTypes.Name, "admin"), new Claim(ClaimTypes.Role, AdminRole)]);
+        }
+
+        var hash = ApiKeys.Hash(presented);
+        var cacheKey = "apikey:" + Convert.ToHexString(hash);
+        if (!cache.TryGetValue(cacheKey, out (Guid Id, Guid CompanyId, string Name)? key))
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<OutboxDbContext>();
+            var row = await db.ApiKeys.AsNoTracking()
+                .Where(k => k.KeyHash == hash && k.RevokedAt == null)
+                .Select(k => new { k.Id, k.CompanyId, k.Name })
+                .FirstOrDefaultAsync(Context.RequestAborted);
+            key = row is null ? null : (row.Id, row.CompanyId, row.Name);
+            cache.Set(cacheKey, key, CacheFor);
+        }
+        return key is { } found
+            ? Success([new Claim(ClaimTypes.Name, found.Name), new Claim(CompanyClaim, found.CompanyId.ToString()), new Claim(KeyIdClaim, found.Id.ToString())])
+            : AuthenticateResult.Fail("invalid or revoked API key");
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        Response.Headers.WWWAuthenticate = "Bearer";
+        await Results.Problem(statusCode: 401, title: "Unauthorized", detail: "Send 'Authorization: Bearer <API key>' with a valid, unrevoked key.").ExecuteAsync(Context);
+    }
+
+    protected override async Task HandleForbiddenAsync(AuthenticationProperties properties)
+    {
+        Response.StatusCode = StatusCodes.Status403Forbidden;
+        await Results.Problem(statusCode: 403, title: "Forbidden", detail: "This key may not do that.").ExecuteAsync(Context);
+    }
+
+    /// <summary>Forget a key at once (after revocation) rather than when its cache entry expires.</summary>
+    public static void Forget(IMemoryCache cache, byte[] hash) => cache.Remove("apikey:" + Convert.ToHexString(hash));
+
+    private AuthenticateResult Success(Claim[] claims) =>
+        AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName)), SchemeName));
+}

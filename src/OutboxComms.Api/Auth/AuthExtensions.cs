@@ -1,0 +1,49 @@
+using Microsoft.AspNetCore.Authentication;
+using System.Threading.RateLimiting;
+
+namespace OutboxComms.Api.Auth;
+
+public static class AuthExtensions
+{
+    public const string CompanyPolicy = "company";
+    public const string CompanyOrAdminPolicy = "company-or-admin";
+    public const string AdminPolicy = "admin";
+    public const string PerKeyRateLimit = "per-key";
+
+    public static IHostApplicationBuilder AddApiAuth(this IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddMemoryCache();
+        builder.Services.AddOptions<AdminOptions>().Configure(o => o.Key = builder.Configuration[AdminOptions.EnvironmentVariable] ?? builder.Configuration["Admin:Key"]);
+        builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        builder.Services.AddAuthorizationBuilder()
+            .AddPolicy(CompanyPolicy, p => p.RequireClaim(ApiKeyAuthenticationHandler.CompanyClaim))
+            .AddPolicy(AdminPolicy, p => p.RequireRole(ApiKeyAuthenticationHandler.AdminRole))
+            .AddPolicy(CompanyOrAdminPolicy, p => p.RequireAssertion(c =>
+                c.User.HasClaim(x => x.Type == ApiKeyAuthenticationHandler.CompanyClaim) || c.User.IsInRole(ApiKeyAuthenticationHandler.AdminRole)));
+
+        // Per key (or per client address for unauthenticated calls): a token bucket, so a burst is
+        // fine and a runaway client cannot starve the others.
+        var permitsPerSecond = builder.Configuration.GetValue("Api:RateLimitPerSecond", 1000);
+        builder.Services.AddRateLimiter(options =>
+        {
+            options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            options.AddPolicy(PerKeyRateLimit, context => RateLimitPartition.GetTokenBucketLimiter(
+                context.User.FindFirst(ApiKeyAuthenticationHandler.KeyIdClaim)?.Value ?? context.User.Identity?.Name ?? context.Connection.RemoteIpAddress?.ToString() ?? "anonymous",
+                _ => new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = permitsPerSecond * 2,
+                    TokensPerPeriod = permitsPerSecond,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                }));
+            options.OnRejected = async (context, token) =>
+            {
+                context.HttpContext.Response.Headers.RetryAfter = "1";
+                await Results.Problem(statusCode: 429, title: "Too many requests", detail: "This API key is over its rate limit; retry after a second.").ExecuteAsync(context.HttpContext);
+            };
+        });
+        return builder;
+    }
+}

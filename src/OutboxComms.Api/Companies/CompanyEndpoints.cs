@@ -1,0 +1,103 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Caching.Memory;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Policies;
+
+namespace OutboxComms.Api.Companies;
+
+/// <summary>Tenants and their API keys.</summary>
+public static class CompanyEndpoints
+{
+    public sealed record CreateCompanyRequest(string? Name, string? TimeZone, string? DefaultLanguage);
+
+    public sealed record CompanyResponse(Guid Id, string Name, string TimeZone, string DefaultLanguage, DateTimeOffset CreatedAt);
+
+    /// <summary>The key itself appears in this answer only; we keep its hash.</summary>
+    public sealed record CreatedKeyResponse(Guid Id, string Name, string Key, string Prefix, DateTimeOffset CreatedAt);
+
+    public sealed record CreatedCompanyResponse(CompanyResponse Company, CreatedKeyResponse ApiKey);
+
+    public sealed record CreateKeyRequest(string? Name);
+
+    public sealed record KeyResponse(Guid Id, string Name, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? LastUsedAt, DateTimeOffset? RevokedAt);
+
+    public static IEndpointRouteBuilder MapCompanies(this IEndpointRouteBuilder endpoints)
+    {
+        var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        admin.MapPost("/", CreateCompany);
+
+        var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        keys.MapGet("/", ListKeys);
+        keys.MapPost("/", CreateKey);
+        keys.MapDelete("/{id:guid}", RevokeKey);
+        return endpoints;
+    }
+
+    internal static async Task<Results<Created<CreatedCompanyResponse>, ValidationProblem>> CreateCompany(CreateCompanyRequest request, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var validation = new Validation()
+            .Require("name", request.Name)
+            .When(request.Name is { Length: > 200 }, "name", "name is at most 200 characters.")
+            .When(request.TimeZone is not null && !LocalTimes.TryFindZone(request.TimeZone, out _), "timeZone", $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).")
+            .When(request.DefaultLanguage is { Length: > 0 and not (2 or 5) }, "defaultLanguage", "defaultLanguage is a language code such as 'en' or 'hi'.");
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        var company = new Company { Id = Guid.NewGuid(), Name = request.Name!.Trim(), TimeZone = request.TimeZone ?? "Asia/Kolkata", DefaultLanguage = request.DefaultLanguage ?? "en" };
+        db.Companies.Add(company);
+        db.CompanySettings.Add(new CompanySettings { CompanyId = company.Id });
+        var (key, created) = NewKey(company, "default");
+        db.ApiKeys.Add(key);
+        await db.SaveChangesAsync(cancellationToken);
+
+        var response = new CreatedCompanyResponse(ToResponse(company), created with { Id = key.Id, CreatedAt = key.CreatedAt });
+        return TypedResults.Created($"/v1/companies/{company.Id}", response);
+    }
+
+    internal static async Task<Ok<List<KeyResponse>>> ListKeys(Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
+        TypedResults.Ok(await db.ApiKeys.AsNoTracking().Where(k => k.CompanyId == tenant.CompanyId).OrderBy(k => k.CreatedAt)
+            .Select(k => new KeyResponse(k.Id, k.Name, k.KeyPrefix, k.CreatedAt, k.LastUsedAt, k.RevokedAt))
+            .ToListAsync(cancellationToken));
+
+    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var validation = new Validation().Require("name", request.Name).When(request.Name is { Length: > 100 }, "name", "name is at most 100 characters.");
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        var company = await db.Companies.SingleAsync(c => c.Id == tenant.CompanyId, cancellationToken);
+        var (key, created) = NewKey(company, request.Name!.Trim());
+        db.ApiKeys.Add(key);
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Created($"/v1/api-keys/{key.Id}", created with { Id = key.Id, CreatedAt = key.CreatedAt });
+    }
+
+    internal static async Task<Results<NoContent, ProblemHttpResult>> RevokeKey(Guid id, Tenant tenant, OutboxDbContext db, IMemoryCache cache, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == id && k.CompanyId == tenant.CompanyId, cancellationToken);
+        if (key is null)
+        {
+            return Problems.NotFound($"API key {id}");
+        }
+        key.RevokedAt ??= time.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+        ApiKeyAuthenticationHandler.Forget(cache, key.KeyHash);
+        return TypedResults.NoContent();
+    }
+
+    private static (ApiKey Entity, CreatedKeyResponse Created) NewKey(Company company, string name)
+    {
+        var (key, prefix, hash) = ApiKeys.Create();
+        var entity = new ApiKey { Id = Guid.NewGuid(), CompanyId = company.Id, Name = name, KeyPrefix = prefix, KeyHash = hash, CreatedAt = DateTimeOffset.UtcNow };
+        return (entity, new CreatedKeyResponse(entity.Id, name, key, prefix, entity.CreatedAt));
+    }
+
+    private static CompanyResponse ToResponse(Company company) => new(company.Id, company.Name, company.TimeZone, company.DefaultLanguage, company.CreatedAt);
+}

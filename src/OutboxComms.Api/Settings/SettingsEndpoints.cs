@@ -1,0 +1,286 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Companies;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
+using OutboxComms.Core.Providers;
+using OutboxComms.Core.Security;
+
+namespace OutboxComms.Api.Settings;
+
+/// <summary>
+/// A practice's provider setup. Secrets go in, never out: they are encrypted on write
+/// (AES-256-GCM) and shown masked. Omitting a secret keeps the stored one; an empty string clears it.
+/// Only a company's own key may read or change them, never the admin key.
+/// </summary>
+public static class SettingsEndpoints
+{
+    public sealed record EmailSettingsRequest(
+        EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity? Security, string? Username, string? Password,
+        string? ApiKey, string? ApiUser, string? Region, string? FromEmail, string? FromName, string? ReplyTo, string? WebhookSecret,
+        string? BaseUrl, decimal? Cost, string? CostCurrency);
+
+    public sealed record WhatsAppSettingsRequest(
+        WhatsAppProvider? Provider, bool Enabled, string? ApiKey, string? PhoneNumberId, string? AccountSid, string? FromNumber,
+        string? WebhookSecret, string? VerifyToken, string? BaseUrl, decimal? Cost, string? CostCurrency);
+
+    public sealed record SmsSettingsRequest(
+        SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId,
+        string? BaseUrl, decimal? Cost, string? CostCurrency);
+
+    public sealed record EmailSettingsView(
+        EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity Security, string? Username, string? Password,
+        string? ApiKey, string? ApiUser, string? Region, string? FromEmail, string? FromName, string? ReplyTo, string? WebhookSecret, string? BaseUrl, decimal? Cost);
+
+    public sealed record WhatsAppSettingsView(
+        WhatsAppProvider? Provider, bool Enabled, string? ApiKey, string? PhoneNumberId, string? AccountSid, string? FromNumber,
+        string? WebhookSecret, string? VerifyToken, string? BaseUrl, decimal? Cost);
+
+    public sealed record SmsSettingsView(
+        SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId, string? BaseUrl, decimal? Cost);
+
+    public sealed record SettingsView(EmailSettingsView Email, WhatsAppSettingsView WhatsApp, SmsSettingsView Sms, string CostCurrency, DateTimeOffset UpdatedAt);
+
+    public sealed record ConnectionTestResponse(bool Ok, string Detail);
+
+    public static IEndpointRouteBuilder MapSettings(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/v1/settings").WithTags("Settings")
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        group.MapGet("/", Get);
+        group.MapPut("/email", PutEmail);
+        group.MapPut("/whatsapp", PutWhatsApp);
+        group.MapPut("/sms", PutSms);
+        group.MapPost("/{channel}/test", Test);
+        return endpoints;
+    }
+
+    internal static async Task<Ok<SettingsView>> Get(Tenant tenant, OutboxDbContext db, SecretProtector secrets, CancellationToken cancellationToken) =>
+        TypedResults.Ok(View(await LoadAsync(db, tenant, cancellationToken), secrets));
+
+    internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutEmail(
+        EmailSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var validation = new Validation();
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        var secretOf = Secrets(secrets);
+        var password = secretOf(request.Password, settings.SmtpPasswordEncrypted);
+        var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted);
+        switch (request.Provider)
+        {
+            case EmailProvider.Smtp:
+                validation.Require("host", request.Host)
+                    .When(request.Port is < 1 or > 65535, "port", "port is between 1 and 65535.")
+                    .When(request.Username is not null && password.Value is null, "password", "password is required when a username is set.");
+                break;
+            case EmailProvider.SendGrid or EmailProvider.Resend:
+                validation.When(apiKey.Value is null, "apiKey", "apiKey is required for this provider.");
+                break;
+            case EmailProvider.Mailgun:
+                validation.When(apiKey.Value is null, "apiKey", "apiKey is required for Mailgun.").Require("apiUser", request.ApiUser);
+                break;
+            case EmailProvider.AwsSes:
+                validation.When(apiKey.Value is null, "apiKey", "apiKey (the secret access key) is required for AWS SES.")
+                    .Require("apiUser", request.ApiUser).Require("region", request.Region);
+                break;
+        }
+        if (request.Provider is not null)
+        {
+            validation.When(!ContactAddresses.TryNormaliseEmail(request.FromEmail, out _), "fromEmail", "fromEmail must be a valid email address.");
+        }
+        validation.When(request.ReplyTo is not null && !ContactAddresses.TryNormaliseEmail(request.ReplyTo, out _), "replyTo", "replyTo must be a valid email address.");
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        settings.EmailProvider = request.Provider;
+        settings.EmailEnabled = request.Enabled;
+        settings.SmtpHost = request.Host;
+        settings.SmtpPort = request.Port;
+        settings.SmtpSecurity = request.Security ?? SmtpSecurity.StartTls;
+        settings.SmtpUsername = request.Username;
+        settings.SmtpPasswordEncrypted = password.Stored;
+        settings.EmailApiKeyEncrypted = apiKey.Stored;
+        settings.EmailApiUser = request.ApiUser;
+        settings.EmailRegion = request.Region;
+        settings.FromEmail = request.FromEmail?.Trim();
+        settings.FromName = request.FromName;
+        settings.ReplyToEmail = request.ReplyTo;
+        settings.EmailWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.EmailWebhookSecretEncrypted).Stored;
+        settings.EmailBaseUrl = request.BaseUrl;
+        settings.EmailCost = request.Cost;
+        settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
+        return await SaveAsync(db, settings, secrets, time, cancellationToken);
+    }
+
+    internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutWhatsApp(
+        WhatsAppSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var validation = new Validation();
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        var secretOf = Secrets(secrets);
+        var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted);
+        if (request.Provider is not null)
+        {
+            validation.When(apiKey.Value is null, "apiKey", "apiKey (access token or auth token) is required.");
+        }
+        switch (request.Provider)
+        {
+            case WhatsAppProvider.WhatsAppBusinessApi:
+                validation.Require("phoneNumberId", request.PhoneNumberId);
+                break;
+            case WhatsAppProvider.Twilio:
+                validation.When(request.AccountSid is null || !request.AccountSid.StartsWith("AC", StringComparison.Ordinal), "accountSid", "accountSid is required for Twilio and starts with 'AC'.")
+                    .When(!ContactAddresses.TryNormalisePhone(request.FromNumber, out _), "fromNumber", "fromNumber must be the WhatsApp-enabled number in E.164, e.g. +14155238886.");
+                break;
+            case WhatsAppProvider.MessageBird:
+                validation.Require("phoneNumberId", request.PhoneNumberId);
+                break;
+            case WhatsAppProvider.Gupshup:
+                validation.Require("phoneNumberId", request.PhoneNumberId)
+                    .When(!ContactAddresses.TryNormalisePhone(request.FromNumber, out _), "fromNumber", "fromNumber must be the business number in E.164.");
+                break;
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        settings.WhatsAppProvider = request.Provider;
+        settings.WhatsAppEnabled = request.Enabled;
+        settings.WhatsAppApiKeyEncrypted = apiKey.Stored;
+        settings.WhatsAppPhoneId = request.PhoneNumberId;
+        settings.WhatsAppAccountSid = request.AccountSid;
+        settings.WhatsAppFromNumber = ContactAddresses.TryNormalisePhone(request.FromNumber, out var from) ? from : request.FromNumber;
+        settings.WhatsAppWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.WhatsAppWebhookSecretEncrypted).Stored;
+        settings.WhatsAppVerifyTokenEncrypted = secretOf(request.VerifyToken, settings.WhatsAppVerifyTokenEncrypted).Stored;
+        settings.WhatsAppBaseUrl = request.BaseUrl;
+        settings.WhatsAppCost = request.Cost;
+        settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
+        return await SaveAsync(db, settings, secrets, time, cancellationToken);
+    }
+
+    internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutSms(
+        SmsSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var validation = new Validation();
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        var apiKey = Secrets(secrets)(request.ApiKey, settings.SmsApiKeyEncrypted);
+        if (request.Provider is not null)
+        {
+            validation.When(apiKey.Value is null, "apiKey", "apiKey is required.").Require("fromNumber", request.FromNumber);
+        }
+        validation.When(request.Provider == SmsProvider.Twilio && (request.AccountSid is null || !request.AccountSid.StartsWith("AC", StringComparison.Ordinal)),
+            "accountSid", "accountSid is required for Twilio and starts with 'AC'.");
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        settings.SmsProvider = request.Provider;
+        settings.SmsEnabled = request.Enabled;
+        settings.SmsApiKeyEncrypted = apiKey.Stored;
+        settings.SmsAccountSid = request.AccountSid;
+        settings.SmsFromNumber = request.FromNumber;
+        settings.SmsDltEntityId = request.DltEntityId;
+        settings.SmsDltTemplateId = request.DltTemplateId;
+        settings.SmsBaseUrl = request.BaseUrl;
+        settings.SmsCost = request.Cost;
+        settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
+        return await SaveAsync(db, settings, secrets, time, cancellationToken);
+    }
+
+    /// <summary>Really connects and authenticates with the stored settings, within ten seconds.</summary>
+    internal static async Task<Results<Ok<ConnectionTestResponse>, ProblemHttpResult>> Test(
+        string channel, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, CancellationToken cancellationToken)
+    {
+        if (!WireName<Channel>.TryParse(channel, out var parsed) || parsed is not (Channel.Email or Channel.WhatsApp or Channel.Sms))
+        {
+            return Problems.NotFound($"Channel '{channel}'");
+        }
+        var settings = await LoadAsync(db, tenant, cancellationToken);
+        // Testing before switching the channel on is the normal setup flow, so "enabled" is not required here.
+        var (_, name) = ProviderRegistry.Configured(settings, parsed);
+        var provider = name is null ? null : providers.Find(parsed, name);
+        if (provider is null)
+        {
+            return TypedResults.Ok(new ConnectionTestResponse(false, name is null
+                ? $"Cannot test: no {WireName<Channel>.Of(parsed)} provider is configured."
+                : $"Cannot test: the provider {name} is not available in this build."));
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        try
+        {
+            var check = await provider.TestConnectionAsync(ProviderAccount.For(settings, parsed, secrets), timeout.Token);
+            return TypedResults.Ok(new ConnectionTestResponse(check.Ok, check.Detail));
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return TypedResults.Ok(new ConnectionTestResponse(false, $"{provider.Name} did not answer within 10 seconds."));
+        }
+    }
+
+    private static void Common(Validation validation, bool enabled, string? provider, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)
+    {
+        validation.When(enabled && provider is null, "provider", "provider is required to enable the channel.")
+            .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")
+            .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
+            .When(cost is < 0, "cost", "cost cannot be negative.")
+            .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
+    }
+
+    /// <summary>null keeps what is stored, "" clears it, anything else is encrypted.</summary>
+    private static Func<string?, byte[]?, (byte[]? Stored, object? Value)> Secrets(SecretProtector secrets) => (given, stored) => given switch
+    {
+        null => (stored, stored),
+        "" => (null, null),
+        _ => (secrets.Protect(given), given),
+    };
+
+    private static async Task<CompanySettings> LoadAsync(OutboxDbContext db, Tenant tenant, CancellationToken cancellationToken)
+    {
+        var settings = await db.CompanySettings.SingleOrDefaultAsync(s => s.CompanyId == tenant.CompanyId, cancellationToken);
+        if (settings is null)
+        {
+            settings = new CompanySettings { CompanyId = tenant.CompanyId };
+            db.CompanySettings.Add(settings);
+        }
+        return settings;
+    }
+
+    private static async Task<Results<Ok<SettingsView>, ValidationProblem>> SaveAsync(OutboxDbContext db, CompanySettings settings, SecretProtector secrets, TimeProvider time, CancellationToken cancellationToken)
+    {
+        settings.UpdatedAt = time.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Ok(View(settings, secrets));
+    }
+
+    private static SettingsView View(CompanySettings s, SecretProtector secrets)
+    {
+        string? Mask(byte[]? encrypted)
+        {
+            if (encrypted is null)
+            {
+                return null;
+            }
+            var clear = secrets.Unprotect(encrypted);
+            return clear.Length >= 12 ? "••••" + clear[^4..] : "••••";
+        }
+        return new SettingsView(
+            new EmailSettingsView(s.EmailProvider, s.EmailEnabled, s.SmtpHost, s.SmtpPort, s.SmtpSecurity, s.SmtpUsername, Mask(s.SmtpPasswordEncrypted),
+                Mask(s.EmailApiKeyEncrypted), s.EmailApiUser, s.EmailRegion, s.FromEmail, s.FromName, s.ReplyToEmail, Mask(s.EmailWebhookSecretEncrypted), s.EmailBaseUrl, s.EmailCost),
+            new WhatsAppSettingsView(s.WhatsAppProvider, s.WhatsAppEnabled, Mask(s.WhatsAppApiKeyEncrypted), s.WhatsAppPhoneId, s.WhatsAppAccountSid, s.WhatsAppFromNumber,
+                Mask(s.WhatsAppWebhookSecretEncrypted), Mask(s.WhatsAppVerifyTokenEncrypted), s.WhatsAppBaseUrl, s.WhatsAppCost),
+            new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost),
+            s.CostCurrency, s.UpdatedAt);
+    }
+}

@@ -1,0 +1,124 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using OutboxComms.Core.Security;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Api;
+
+public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>, IAsyncLifetime
+{
+    private ApiFactory api = null!;
+
+    public ValueTask InitializeAsync()
+    {
+        api = new ApiFactory(db.ConnectionString);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => api.DisposeAsync();
+
+    [Fact]
+    public async Task Only_the_admin_key_creates_companies_and_the_first_key_is_shown_once_and_stored_hashed()
+    {
+        using var anonymous = api.CreateClient();
+        var (noKey, _) = await anonymous.SendJsonAsync(HttpMethod.Post, "/v1/companies", new { name = "X" });
+        Assert.Equal(HttpStatusCode.Unauthorized, noKey.StatusCode);
+
+        var (company, key) = await api.NewCompanyAsync();
+        using var asCompany = api.As(key);
+        var (companyKeyCannot, _) = await asCompany.SendJsonAsync(HttpMethod.Post, "/v1/companies", new { name = "Y" });
+        Assert.Equal(HttpStatusCode.Forbidden, companyKeyCannot.StatusCode);
+
+        Assert.StartsWith("oc_live_", key, StringComparison.Ordinal);
+        var stored = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT key_hash FROM api_keys WHERE company_id = $1", company);
+        Assert.Equal(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)), stored);
+        var (list, keys) = await asCompany.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
+        Assert.Equal(HttpStatusCode.OK, list.StatusCode);
+        Assert.DoesNotContain(key, keys!.ToJsonString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_rotated_out_key_stops_working_at_once()
+    {
+        var (_, first) = await api.NewCompanyAsync();
+        using var withFirst = api.As(first);
+        var (created, second) = await withFirst.SendJsonAsync(HttpMethod.Post, "/v1/api-keys", new { name = "billing-app" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        using var withSecond = api.As(second!["key"]!.GetValue<string>());
+        var (_, keys) = await withSecond.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
+        var firstId = keys!.AsArray().Single(k => k!["name"]!.GetValue<string>() == "default")!["id"]!.GetValue<string>();
+
+        var (revoked, _) = await withSecond.SendJsonAsync(HttpMethod.Delete, $"/v1/api-keys/{firstId}");
+
+        Assert.Equal(HttpStatusCode.NoContent, revoked.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await withFirst.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await withSecond.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Provider_secrets_are_encrypted_at_rest_never_returned_and_hidden_from_the_admin()
+    {
+        var (company, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+
+        var (put, view) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "SMTP", enabled = true, host = "smtp.practice.example", port = 587, security = "STARTTLS",
+            username = "accounts@practice.example", password = "s3cret-smtp-password-1234", fromEmail = "accounts@practice.example", fromName = "Rao & Associates",
+        });
+
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        Assert.Equal("••••1234", view!["email"]!["password"]!.GetValue<string>());
+        Assert.DoesNotContain("s3cret", view.ToJsonString(), StringComparison.Ordinal);
+        var ciphertext = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company);
+        Assert.DoesNotContain("s3cret", System.Text.Encoding.UTF8.GetString(ciphertext), StringComparison.Ordinal);
+        Assert.Equal("s3cret-smtp-password-1234", api.Services.GetRequiredService<SecretProtector>().Unprotect(ciphertext));
+
+        // Omitting the password on a later change keeps it.
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "SMTP", enabled = true, host = "smtp2.practice.example", port = 587, username = "accounts@practice.example", fromEmail = "accounts@practice.example",
+        });
+        Assert.Equal(ciphertext, await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company));
+
+        using var admin = api.As(TestKeys.Admin);
+        admin.DefaultRequestHeaders.Add("X-Company-Id", company.ToString());
+        Assert.Equal(HttpStatusCode.Forbidden, (await admin.SendJsonAsync(HttpMethod.Get, "/v1/settings")).Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Settings_are_validated_per_provider_with_the_field_named()
+    {
+        var (_, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+
+        var (smtp, smtpProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = true, fromEmail = "not-an-email" });
+        var (twilio, twilioProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/whatsapp", new { provider = "TWILIO", enabled = true, apiKey = "token", fromNumber = "+14155238886" });
+
+        Assert.Equal(HttpStatusCode.BadRequest, smtp.StatusCode);
+        Assert.Equal("application/problem+json", smtp.Content.Headers.ContentType!.MediaType);
+        var smtpErrors = smtpProblem!["errors"]!.AsObject();
+        Assert.True(smtpErrors.ContainsKey("host"));
+        Assert.True(smtpErrors.ContainsKey("fromEmail"));
+        Assert.Equal(HttpStatusCode.BadRequest, twilio.StatusCode);
+        Assert.True(twilioProblem!["errors"]!.AsObject().ContainsKey("accountSid"));
+    }
+
+    [Fact]
+    public async Task Test_connection_answers_in_words_when_the_provider_cannot_be_reached()
+    {
+        var (_, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/whatsapp", new
+        {
+            provider = "WHATSAPP_BUSINESS_API", enabled = false, apiKey = "EAAG-token", phoneNumberId = "106540352242922", baseUrl = "http://127.0.0.1:1/v21.0/",
+        });
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/settings/whatsapp/test");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.False(body!["ok"]!.GetValue<bool>());
+        Assert.StartsWith("Could not reach WhatsApp", body["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+}
