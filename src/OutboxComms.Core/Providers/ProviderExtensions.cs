@@ -25,6 +25,11 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IMessageProvider, Email.SendGridEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, Email.ResendEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, Email.MailgunEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, Email.AwsSesEmailProvider>();
         return builder;
     }
 }
