@@ -33,6 +33,10 @@ public static class ProviderExtensions
         builder.Services.AddSingleton<IMessageProvider, TwilioProvider>();
         builder.Services.AddSingleton<IMessageProvider, MessageBirdProvider>();
         builder.Services.AddSingleton<IMessageProvider, GupshupProvider>();
+        builder.Services.AddSingleton<IMessageProvider, SendGridEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, ResendEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, MailgunEmailProvider>();
+        builder.Services.AddSingleton<IMessageProvider, AwsSesEmailProvider>();
         return builder;
     }
 }

@@ -36,13 +36,22 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     }
 
     /// <summary>An authenticated read-only call for "test connection", answered in a practice's words.</summary>
-    public async Task<ConnectionCheck> CheckAsync(string provider, HttpRequestMessage request, CancellationToken cancellationToken)
+    public Task<ConnectionCheck> CheckAsync(string provider, HttpRequestMessage request, CancellationToken cancellationToken) =>
+        CheckAsync(provider, request, _ => null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CheckAsync(string, HttpRequestMessage, CancellationToken)"/>, with the provider's own
+    /// reading of answers first (e.g. a key that may send but not read is fine); null leaves an answer
+    /// to the generic wording.
+    /// </summary>
+    public async Task<ConnectionCheck> CheckAsync(string provider, HttpRequestMessage request, Func<ProviderResponse, ConnectionCheck?> interpret, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(interpret);
         try
         {
             var response = await ReadAsync(request, cancellationToken);
-            return response.Status switch
+            return interpret(response) ?? response.Status switch
             {
                 _ when response.IsSuccess => new ConnectionCheck(true, $"Connected to {provider} and the credentials were accepted."),
                 HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
@@ -66,8 +75,13 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     {
         using var response = await clients.CreateClient(ClientName).SendAsync(request, cancellationToken);
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
-        return new ProviderResponse(response.StatusCode, body, RetryAfter(response.Headers.RetryAfter));
+        return new ProviderResponse(response.StatusCode, body, RetryAfter(response.Headers.RetryAfter)) { Headers = HeadersOf(response) };
     }
+
+    private static Dictionary<string, string> HeadersOf(HttpResponseMessage response) =>
+        response.Headers.Concat(response.Content.Headers)
+            .GroupBy(h => h.Key, StringComparer.OrdinalIgnoreCase)
+            .ToDictionary(g => g.Key, g => string.Join(", ", g.SelectMany(h => h.Value)), StringComparer.OrdinalIgnoreCase);
 
     private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) =>
         header?.Delta ?? (header?.Date is { } date ? date - DateTimeOffset.UtcNow : null);
@@ -88,6 +102,14 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
 public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
 {
     public bool IsSuccess => (int)Status is >= 200 and < 300;
+
+    /// <summary>
+    /// The response headers (content headers included, names case-insensitive), for APIs that answer
+    /// in them: SendGrid's <c>X-Message-Id</c>, AWS's <c>x-amzn-ErrorType</c>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+
+    public string? Header(string name) => Headers.TryGetValue(name, out var value) ? value : null;
 
     /// <summary>The body as JSON, or null when it is not JSON (some providers answer HTML on errors).</summary>
     public JsonElement? Json
