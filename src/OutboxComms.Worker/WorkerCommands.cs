@@ -1,4 +1,5 @@
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Security;
 
 namespace OutboxComms.Worker;
 
@@ -13,6 +14,7 @@ public static class WorkerCommands
           run                 dispatch messages (default)
           migrate             apply pending database migrations, then exit
           migrate --script    print every migration as one plain SQL script, then exit
+          rotate-keys         re-encrypt provider secrets under the current (first) key in OUTBOXCOMMS_ENCRYPTION_KEY
         Configuration: ConnectionStrings__Outbox (required), see README.
         """;
 
@@ -30,6 +32,15 @@ public static class WorkerCommands
                 using (var host = BuildHost(rest))
                 {
                     await host.Services.GetRequiredService<SchemaMigrator>().ApplyAsync(CancellationToken.None);
+                }
+                return 0;
+            case "rotate-keys":
+                using (var host = BuildHost(rest))
+                await using (var scope = host.Services.CreateAsyncScope())
+                {
+                    var rotation = ActivatorUtilities.CreateInstance<SecretRotation>(scope.ServiceProvider);
+                    var result = await rotation.RotateAsync(CancellationToken.None);
+                    Console.Out.WriteLine($"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId}'; {result.AlreadyCurrent} were already current.");
                 }
                 return 0;
             case "run":
