@@ -7,6 +7,7 @@ using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Webhooks;
+using Prometheus;
 
 namespace OutboxComms.Api;
 
@@ -37,6 +38,7 @@ public static class ApiExtensions
         app.UseRateLimiter();
         app.MapOpenApi();
         app.MapHealthEndpoints();
+        app.MapMetrics().RequireAuthorization(AuthExtensions.AdminPolicy);
         app.MapWebhooks();
         app.MapCompanies();
         app.MapSettings();

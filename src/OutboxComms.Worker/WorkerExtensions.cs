@@ -1,4 +1,5 @@
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Webhooks;
 using OutboxComms.Worker.Dispatch;
 using OutboxComms.Worker.Maintenance;
@@ -14,6 +15,9 @@ public static class WorkerExtensions
         builder.AddDispatch();
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
+        builder.Services.AddSingleton<OutboxMetrics>();
+        builder.Services.AddHostedService<QueueDepthSampler>();
+        builder.Services.AddHostedService<MetricsEndpoint>();
         return builder;
     }
 }

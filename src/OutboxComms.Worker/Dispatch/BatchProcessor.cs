@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Observability;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -17,6 +18,7 @@ internal sealed class BatchProcessor(
     NpgsqlDataSource dataSource,
     IOptions<DispatchOptions> options,
     TimeProvider time,
+    OutboxMetrics metrics,
     ILogger<BatchProcessor> logger)
 {
     private readonly DispatchOptions settings = options.Value;
@@ -39,6 +41,7 @@ internal sealed class BatchProcessor(
         {
             return 0;
         }
+        metrics.Claimed(claimed.Count);
 
         BatchContext context;
         await using (var scope = scopes.CreateAsyncScope())

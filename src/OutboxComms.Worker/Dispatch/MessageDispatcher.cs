@@ -6,6 +6,7 @@ using OutboxComms.Core.Companies;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Policies;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
@@ -29,6 +30,7 @@ internal sealed class MessageDispatcher(
     TemplateRenderer renderer,
     IOptions<DispatchOptions> options,
     TimeProvider time,
+    OutboxMetrics metrics,
     ILogger<MessageDispatcher> logger)
 {
     private readonly DispatchOptions settings = options.Value;
@@ -47,6 +49,7 @@ internal sealed class MessageDispatcher(
             completion = Retry(message, message.Channel, null, $"internal error: {ex.GetType().Name}: {ex.Message}", null, null, 0);
         }
 
+        metrics.Processed(WireName<DeliveryStatus>.Of(completion.Status), WireName<Channel>.Of(completion.Channel));
         if (completion.Status is DeliveryStatus.Failed or DeliveryStatus.Bounced)
         {
             DispatchLog.Failed(logger, message.Id, message.CompanyId, completion.ErrorMessage);
@@ -228,6 +231,7 @@ internal sealed class MessageDispatcher(
         }
 
         var latencyMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        metrics.ProviderCall(provider.Name, WireName<SendOutcome>.Of(result.Outcome), latencyMs);
         var at = time.GetUtcNow();
         var attemptNo = message.AttemptCount + 1;
         switch (result.Outcome)

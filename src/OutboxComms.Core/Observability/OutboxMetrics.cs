@@ -1,0 +1,45 @@
+using System.Diagnostics.Metrics;
+
+namespace OutboxComms.Core.Observability;
+
+/// <summary>
+/// The service's metrics (System.Diagnostics.Metrics, meter "OutboxComms"): exported on
+/// <c>/metrics</c> in Prometheus format by the API and, when <c>Metrics:Port</c> is set, by each
+/// worker; also visible live with <c>dotnet-counters monitor --counters OutboxComms</c>.
+/// </summary>
+public sealed class OutboxMetrics : IDisposable
+{
+    public const string MeterName = "OutboxComms";
+    private readonly Meter meter;
+    private readonly Counter<long> outcomes;
+    private readonly Histogram<double> sendDuration;
+    private readonly Histogram<int> batchSize;
+    private QueueSnapshot queue = new(0, 0, 0, 0);
+
+    public OutboxMetrics(IMeterFactory meters)
+    {
+        ArgumentNullException.ThrowIfNull(meters);
+        meter = meters.Create(MeterName);
+        outcomes = meter.CreateCounter<long>("outbox.messages.processed", "{message}", "Messages the worker finished a step for, by resulting status and channel");
+        sendDuration = meter.CreateHistogram<double>("outbox.provider.duration", "ms", "Provider call latency, by provider and outcome");
+        batchSize = meter.CreateHistogram<int>("outbox.claim.batch_size", "{message}", "Rows claimed per batch");
+        meter.CreateObservableGauge("outbox.queue.due", () => queue.Due, "{message}", "PENDING messages due now (the backlog)");
+        meter.CreateObservableGauge("outbox.queue.deferred", () => queue.Deferred, "{message}", "PENDING messages waiting for a later time (quiet hours, frequency, retry backoff)");
+        meter.CreateObservableGauge("outbox.queue.in_flight", () => queue.InFlight, "{message}", "Messages claimed by a worker and not yet recorded");
+        meter.CreateObservableGauge("outbox.queue.oldest_due_age", () => queue.OldestDueAgeSeconds, "s", "How long the oldest due message has waited");
+    }
+
+    public void Processed(string status, string channel) =>
+        outcomes.Add(1, new KeyValuePair<string, object?>("status", status), new KeyValuePair<string, object?>("channel", channel));
+
+    public void ProviderCall(string provider, string outcome, double milliseconds) =>
+        sendDuration.Record(milliseconds, new KeyValuePair<string, object?>("provider", provider), new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void Claimed(int rows) => batchSize.Record(rows);
+
+    public void Queue(QueueSnapshot snapshot) => queue = snapshot;
+
+    public void Dispose() => meter.Dispose();
+}
+
+public sealed record QueueSnapshot(long Due, long Deferred, long InFlight, double OldestDueAgeSeconds);

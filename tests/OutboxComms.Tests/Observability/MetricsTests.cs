@@ -1,0 +1,54 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Maintenance;
+
+namespace OutboxComms.Tests.Observability;
+
+public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
+{
+    private readonly DatabaseFixture db = new(server);
+
+    public ValueTask InitializeAsync() => db.InitializeAsync();
+
+    public ValueTask DisposeAsync() => db.DisposeAsync();
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    [Fact]
+    public async Task A_worker_exports_dispatch_outcomes_and_backlog_in_prometheus_format()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var port = FreePort();
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], settings: new() { ["Metrics:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        await worker.StartAsync();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: DateTimeOffset.UtcNow.AddHours(5));
+
+        using var http = new HttpClient();
+        string text = "";
+        for (var i = 0; i < 100 && !text.Contains("status=\"SENT\"", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+            text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
+        var sampler = worker.Services.GetServices<IHostedService>().OfType<QueueDepthSampler>().Single();
+        var snapshot = await sampler.SampleAsync(TestContext.Current.CancellationToken);
+        Assert.Equal((0, 1, 0), (snapshot.Due, snapshot.Deferred, snapshot.InFlight));
+        Assert.Contains("outbox_messages_processed", text, StringComparison.Ordinal);
+        Assert.Contains("status=\"SENT\"", text, StringComparison.Ordinal);
+        Assert.Contains("outbox_provider_duration", text, StringComparison.Ordinal);
+        Assert.Contains("outbox_queue_deferred", text, StringComparison.Ordinal);
+    }
+}
