@@ -3,6 +3,7 @@ using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
 using OutboxComms.Api.Settings;
+using OutboxComms.Api.Unsubscribe;
 using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
@@ -21,6 +22,7 @@ public static class ApiExtensions
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
+        builder.Services.AddSingleton<OutboxComms.Core.Preferences.UnsubscribeTokens>();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
@@ -42,6 +44,7 @@ public static class ApiExtensions
         app.MapWebhooks();
         app.MapCompanies();
         app.MapSettings();
+        app.MapUnsubscribe();
         return app;
     }
 }

@@ -28,6 +28,8 @@ public class CommunicationPreference
     public ReminderFrequency ReminderFrequency { get; set; } = ReminderFrequency.Weekly;
     /// <summary>Cron expression (Cronos) used when <see cref="ReminderFrequency"/> is Custom.</summary>
     public string? ReminderCron { get; set; }
+    /// <summary>The client clicked "unsubscribe" on a general update: no more general updates, on any channel.</summary>
+    public bool GeneralUpdatesOptOut { get; set; }
     public TimeOnly? QuietHoursStart { get; set; }
     public TimeOnly? QuietHoursEnd { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }

@@ -72,6 +72,14 @@ public sealed class SecretProtector
 
     public string? UnprotectOrNull(byte[]? envelope) => envelope is null ? null : Unprotect(envelope);
 
+    /// <summary>
+    /// A key for another purpose (e.g. signing unsubscribe links) derived from each configured key
+    /// with HKDF, current first, so rotating the encryption key rotates these too.
+    /// </summary>
+    public IEnumerable<byte[]> DerivedKeys(string purpose) =>
+        new[] { keys[CurrentKeyId] }.Concat(keys.Where(k => k.Key != CurrentKeyId).Select(k => k.Value))
+            .Select(key => HKDF.DeriveKey(HashAlgorithmName.SHA256, key, 32, info: Encoding.UTF8.GetBytes(purpose)));
+
     /// <summary>True when the value was encrypted with a key other than the current one.</summary>
     public bool NeedsRotation(byte[] envelope) => KeyIdOf(envelope) != CurrentKeyId;
 

@@ -26,7 +26,9 @@ public static class WebhookExtensions
     public static IHostApplicationBuilder AddDeliveryWebhooks(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section)
+            .PostConfigure(options => options.PublicBaseUrl ??= builder.Configuration["PublicBaseUrl"])
+            .ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<IDeliveryWebhook, TwilioWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, WhatsAppWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, SendGridWebhook>();

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Templates;
 
@@ -12,9 +13,12 @@ public static class DispatchExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<DispatchOptions>()
             .BindConfiguration(DispatchOptions.Section)
+            .PostConfigure<IConfiguration>((options, configuration) =>
+                options.PublicBaseUrl ??= configuration["PublicBaseUrl"] is { Length: > 0 } url ? new Uri(url) : null)
             .ValidateDataAnnotations()
             .ValidateOnStart();
         builder.AddProviders();
+        builder.Services.AddSingleton<UnsubscribeTokens>();
         builder.Services.AddSingleton<OutboxStore>();
         builder.Services.AddSingleton(sp => new TemplateRenderer(sp.GetRequiredService<IOptions<DispatchOptions>>().Value.RenderTimeout));
         builder.Services.AddSingleton<ProviderCircuitBreakers>();

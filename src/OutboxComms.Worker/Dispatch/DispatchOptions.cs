@@ -52,6 +52,12 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>…and stays open this long (rows behind it are deferred, not failed).</summary>
     public TimeSpan BreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The API's public origin (top-level <c>PublicBaseUrl</c>), for links in messages such as the
+    /// one-click unsubscribe link of general-update emails. Without it those emails carry no link.
+    /// </summary>
+    public Uri? PublicBaseUrl { get; set; }
+
     /// <summary>Render timeout for one template.</summary>
     public TimeSpan RenderTimeout { get; set; } = TimeSpan.FromSeconds(2);
 

@@ -10,6 +10,7 @@ using OutboxComms.Core.Observability;
 using OutboxComms.Core.Policies;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
+using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Security;
 using OutboxComms.Core.Templates;
 using Polly.CircuitBreaker;
@@ -31,6 +32,7 @@ internal sealed class MessageDispatcher(
     IOptions<DispatchOptions> options,
     TimeProvider time,
     OutboxMetrics metrics,
+    UnsubscribeTokens unsubscribeTokens,
     ILogger<MessageDispatcher> logger)
 {
     private readonly DispatchOptions settings = options.Value;
@@ -102,6 +104,10 @@ internal sealed class MessageDispatcher(
         if (!OptedIn(preference, channel))
         {
             return Suppress(message, resolved, $"customer has not opted in to {WireName<Channel>.Of(channel)}", now);
+        }
+        if (message.Type == MessageType.GeneralUpdate && preference.GeneralUpdatesOptOut)
+        {
+            return Suppress(message, resolved, "customer unsubscribed from general updates", now);
         }
         var provider = providers.Resolve(company.Settings, channel, out var unavailable);
         if (provider is null)
@@ -185,6 +191,9 @@ internal sealed class MessageDispatcher(
             HtmlBody = rendered.HtmlBody,
             ProviderTemplate = rendered.ProviderTemplate,
             Attachments = context.Attachments(message.Id),
+            UnsubscribeUrl = channel == Channel.Email && EmailComposition.IsNonTransactional(message.Type) && settings.PublicBaseUrl is { } publicBase
+                ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
+                : null,
         };
         return await SendAsync(message, resolved, rendered, provider, company.Settings!, account, outbound, sendToken);
     }

@@ -1,0 +1,61 @@
+using System.Net;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Api;
+
+/// <summary>One-click unsubscribe: the link in general-update emails, the endpoint, and what the worker does after.</summary>
+public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
+{
+    private readonly DatabaseFixture db = new(server);
+
+    public ValueTask InitializeAsync() => db.InitializeAsync();
+
+    public ValueTask DisposeAsync() => db.DisposeAsync();
+
+    [Fact]
+    public async Task A_general_update_carries_a_one_click_link_that_stops_general_updates_but_not_invoices()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var email = WorkerHarness.Email();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new() { ["PublicBaseUrl"] = "https://comms.practice.example/" });
+        await using var api = new ApiFactory(db.ConnectionString);
+        using var browser = api.CreateClient();
+
+        var update = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "GENERAL_UPDATE");
+        var invoice = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "INVOICE");
+        await worker.RunOnceAsync();
+
+        var sentUpdate = email.Sent.Single(m => m.MessageId == update);
+        Assert.Null(email.Sent.Single(m => m.MessageId == invoice).UnsubscribeUrl);
+        var link = sentUpdate.UnsubscribeUrl!;
+        Assert.StartsWith("https://comms.practice.example/unsubscribe/", link.AbsoluteUri, StringComparison.Ordinal);
+
+        // Opening the link only asks; a forged link is not found.
+        var page = await browser.GetAsync(new Uri(link.AbsolutePath, UriKind.Relative), TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("<form method=\"post\">", await page.Content.ReadAsStringAsync(TestContext.Current.CancellationToken), StringComparison.Ordinal);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", customer));
+        var forged = await browser.PostAsync(new Uri(link.AbsolutePath[..^3] + "AAA", UriKind.Relative), null, TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.NotFound, forged.StatusCode);
+
+        // The mail client's one-click POST (RFC 8058).
+        var click = await browser.PostAsync(new Uri(link.AbsolutePath, UriKind.Relative),
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["List-Unsubscribe"] = "One-Click" }), TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, click.StatusCode);
+        Assert.Equal("recipient:false:one-click unsubscribe from general updates", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT recorded_by || ':' || opted_in || ':' || source FROM consent_records WHERE customer_id = $1", customer));
+
+        var nextUpdate = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "GENERAL_UPDATE");
+        var nextInvoice = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "INVOICE");
+        time.Advance(TimeSpan.FromMinutes(1));
+        await worker.RunOnceAsync();
+
+        var suppressed = await Outbox.GetAsync(db.DataSource, nextUpdate);
+        Assert.Equal(("SUPPRESSED", "customer unsubscribed from general updates"), (suppressed.Status, suppressed.StatusReason));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, nextInvoice)).Status);
+    }
+}
