@@ -2,10 +2,14 @@ using System.Text.Json.Serialization;
 using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
+using OutboxComms.Api.Customers;
+using OutboxComms.Api.Preferences;
 using OutboxComms.Api.Settings;
+using OutboxComms.Api.Templates;
 using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Templates;
 using OutboxComms.Core.Webhooks;
 
 namespace OutboxComms.Api;
@@ -20,6 +24,8 @@ public static class ApiExtensions
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
+        // Template previews render in the same sandbox as the worker.
+        builder.Services.AddSingleton(new TemplateRenderer());
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
@@ -40,6 +46,9 @@ public static class ApiExtensions
         app.MapWebhooks();
         app.MapCompanies();
         app.MapSettings();
+        app.MapCustomers();
+        app.MapPreferences();
+        app.MapTemplates();
         return app;
     }
 }
