@@ -2,11 +2,15 @@ using System.Text.Json.Serialization;
 using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
+using OutboxComms.Api.Customers;
+using OutboxComms.Api.Preferences;
 using OutboxComms.Api.Settings;
 using OutboxComms.Api.Unsubscribe;
+using OutboxComms.Api.Templates;
 using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Templates;
 using OutboxComms.Core.Webhooks;
 using Prometheus;
 
@@ -23,6 +27,8 @@ public static class ApiExtensions
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
         builder.Services.AddSingleton<OutboxComms.Core.Preferences.UnsubscribeTokens>();
+        // Template previews render in the same sandbox as the worker.
+        builder.Services.AddSingleton(new TemplateRenderer());
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
@@ -45,6 +51,9 @@ public static class ApiExtensions
         app.MapCompanies();
         app.MapSettings();
         app.MapUnsubscribe();
+        app.MapCustomers();
+        app.MapPreferences();
+        app.MapTemplates();
         return app;
     }
 }

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.Json;
+using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 
 namespace OutboxComms.Core.Templates;
@@ -22,4 +24,11 @@ public class MessageTemplate
     public int Version { get; set; } = 1;
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
+
+    /// <summary><c>key@vN/CHANNEL/language</c>: which template text rendered a message, as recorded in <c>template_used</c>.</summary>
+    public string Reference() => string.Create(CultureInfo.InvariantCulture, $"{Key}@v{Version}/{WireName<Channel>.Of(Channel)}/{Language}");
+
+    /// <summary>The languages tried, in order, to find a customer's template: theirs, the company's, then English.</summary>
+    public static IEnumerable<string> LanguagesToTry(string customerLanguage, string companyLanguage) =>
+        new[] { customerLanguage, companyLanguage, "en" }.Distinct(StringComparer.Ordinal);
 }

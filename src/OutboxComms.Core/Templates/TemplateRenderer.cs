@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using OutboxComms.Core.Customers;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
 using Scriban;
 using Scriban.Parsing;
 using Scriban.Runtime;
@@ -78,6 +81,32 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null)
         model["message"] = FromDictionary(message);
         return model;
     }
+
+    /// <summary>The model's <c>customer</c> object: what a template may say about the recipient.</summary>
+    public static Dictionary<string, object?> CustomerFields(Customer customer)
+    {
+        ArgumentNullException.ThrowIfNull(customer);
+        return new()
+        {
+            ["id"] = customer.Id.ToString(),
+            ["external_id"] = customer.ExternalId,
+            ["name"] = customer.Name,
+            ["email"] = customer.Email,
+            ["phone"] = customer.Phone,
+            ["whatsapp_number"] = customer.WhatsAppNumber,
+            ["preferred_language"] = customer.PreferredLanguage,
+            ["time_zone"] = customer.TimeZone,
+        };
+    }
+
+    /// <summary>The model's <c>message</c> object.</summary>
+    public static Dictionary<string, object?> MessageFields(long id, MessageType type, Channel channel, DateTimeOffset createdAt) => new()
+    {
+        ["id"] = id,
+        ["type"] = WireName<MessageType>.Of(type),
+        ["channel"] = WireName<Channel>.Of(channel),
+        ["created_at"] = createdAt.UtcDateTime,
+    };
 
     private Template Parse(string text)
     {

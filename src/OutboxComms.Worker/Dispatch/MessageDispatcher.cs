@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using OutboxComms.Core.Companies;
@@ -380,8 +379,8 @@ internal sealed class MessageDispatcher(
         }
 
         MessageTemplate? template = null;
-        string[] languages = [customer.PreferredLanguage, company.DefaultLanguage, "en"];
-        foreach (var language in languages.Distinct(StringComparer.Ordinal))
+        var languages = MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).ToArray();
+        foreach (var language in languages)
         {
             template = context.Template(message.CompanyId, message.TemplateKey, channel, language);
             if (template is not null)
@@ -392,7 +391,7 @@ internal sealed class MessageDispatcher(
         if (template is null)
         {
             throw new TemplateException(
-                $"no template '{message.TemplateKey}' for {WireName<Channel>.Of(channel)} in {string.Join(", ", languages.Distinct(StringComparer.Ordinal))}");
+                $"no template '{message.TemplateKey}' for {WireName<Channel>.Of(channel)} in {string.Join(", ", languages)}");
         }
 
         using var data = JsonDocument.Parse(message.TemplateData);
@@ -400,14 +399,9 @@ internal sealed class MessageDispatcher(
         {
             throw new TemplateException("template_data must be a JSON object");
         }
-        var model = TemplateRenderer.Model(data.RootElement, CustomerFields(customer), new Dictionary<string, object?>
-        {
-            ["id"] = message.Id,
-            ["type"] = WireName<MessageType>.Of(message.Type),
-            ["channel"] = WireName<Channel>.Of(channel),
-            ["created_at"] = message.CreatedAt.UtcDateTime,
-        });
-        var used = string.Create(CultureInfo.InvariantCulture, $"{template.Key}@v{template.Version}/{WireName<Channel>.Of(channel)}/{template.Language}");
+        var model = TemplateRenderer.Model(
+            data.RootElement, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(message.Id, message.Type, channel, message.CreatedAt));
+        var used = template.Reference();
         try
         {
             var subject = template.Subject is null ? message.Subject : renderer.Render(template.Subject, model);
@@ -428,18 +422,6 @@ internal sealed class MessageDispatcher(
             throw new TemplateException($"template {used}: {ex.Message}", ex);
         }
     }
-
-    private static Dictionary<string, object?> CustomerFields(Customer customer) => new()
-    {
-        ["id"] = customer.Id.ToString(),
-        ["external_id"] = customer.ExternalId,
-        ["name"] = customer.Name,
-        ["email"] = customer.Email,
-        ["phone"] = customer.Phone,
-        ["whatsapp_number"] = customer.WhatsAppNumber,
-        ["preferred_language"] = customer.PreferredLanguage,
-        ["time_zone"] = customer.TimeZone,
-    };
 
     /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
     private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);

@@ -1,0 +1,283 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using Cronos;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Api.Customers;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
+using OutboxComms.Core.Preferences;
+
+namespace OutboxComms.Api.Preferences;
+
+/// <summary>
+/// A customer's channel choices and consent. Every opt-in or opt-out is also written to
+/// <c>consent_records</c>, with who made it, when and on what evidence, because a practice must be
+/// able to show when a client agreed to WhatsApp or SMS (WhatsApp Business policy, India's DPDP Act).
+/// </summary>
+public static class PreferenceEndpoints
+{
+    public const string DefaultConsentSource = "api";
+
+    /// <summary>A daily window in the customer's time zone, HH:mm; it may cross midnight (22:00 to 09:00).</summary>
+    public sealed record QuietHoursWindow(string? Start, string? End);
+
+    /// <summary>
+    /// A change to the preferences: an omitted field keeps its value, so consent never changes as a
+    /// side effect of a field the caller did not mention. <c>quietHours: null</c> clears the window.
+    /// </summary>
+    public sealed record PreferencesRequest
+    {
+        private readonly QuietHoursWindow? quietHours;
+
+        public bool? EmailOptIn { get; init; }
+        public bool? WhatsAppOptIn { get; init; }
+        public bool? SmsOptIn { get; init; }
+        /// <summary>EMAIL, WHATSAPP, SMS or BOTH.</summary>
+        public string? InvoiceDeliveryChannel { get; init; }
+        public string? ComplianceReminderChannel { get; init; }
+        public string? PaymentReminderChannel { get; init; }
+        public string? GeneralUpdatesChannel { get; init; }
+        /// <summary>DAILY, WEEKLY, MONTHLY or CUSTOM.</summary>
+        public string? ReminderFrequency { get; init; }
+        /// <summary>Cron expression (five fields, or six with seconds), required for CUSTOM.</summary>
+        public string? ReminderCron { get; init; }
+
+        public QuietHoursWindow? QuietHours
+        {
+            get => quietHours;
+            init
+            {
+                quietHours = value;
+                QuietHoursGiven = true;
+            }
+        }
+
+        /// <summary>The JSON named quietHours (null included): only then do the quiet hours change.</summary>
+        [JsonIgnore]
+        public bool QuietHoursGiven { get; private init; }
+
+        /// <summary>The evidence for an opt-in or opt-out, e.g. "signed engagement letter"; "api" when omitted.</summary>
+        public string? ConsentSource { get; init; }
+    }
+
+    /// <summary>The preferences in force; <c>updatedAt</c> is null while the customer still has the defaults.</summary>
+    public sealed record PreferencesResponse(
+        Guid CustomerId, bool EmailOptIn, bool WhatsAppOptIn, bool SmsOptIn,
+        Channel InvoiceDeliveryChannel, Channel ComplianceReminderChannel, Channel PaymentReminderChannel, Channel GeneralUpdatesChannel,
+        ReminderFrequency ReminderFrequency, string? ReminderCron, QuietHoursWindow? QuietHours, DateTimeOffset? UpdatedAt);
+
+    public sealed record ConsentResponse(long Id, Channel Channel, bool OptedIn, string Source, string RecordedBy, DateTimeOffset RecordedAt);
+
+    public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/v1/customers/{id}").WithTags("Preferences")
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        group.MapGet("/preferences", Get)
+            .WithSummary(CustomerEndpoints.AddressingSummary("The customer's preferences (the defaults, email on and WhatsApp/SMS off, until set)"));
+        group.MapPut("/preferences", Put)
+            .WithSummary(CustomerEndpoints.AddressingSummary("Changes the preferences; omitted fields keep their value and each opt-in change is recorded as consent"));
+        group.MapGet("/consents", ListConsents)
+            .WithSummary(CustomerEndpoints.AddressingSummary("Every recorded opt-in and opt-out of the customer, newest first"));
+        return endpoints;
+    }
+
+    internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var customer = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);
+        if (customer is null)
+        {
+            return CustomerEndpoints.NotFound(id);
+        }
+        var preference = await db.CommunicationPreferences.AsNoTracking().SingleOrDefaultAsync(p => p.CustomerId == customer.Id, cancellationToken);
+        return TypedResults.Ok(ToResponse(customer.Id, preference ?? new CommunicationPreference(), isSet: preference is not null));
+    }
+
+    internal static async Task<Results<Ok<PreferencesResponse>, ValidationProblem, ProblemHttpResult>> Put(
+        string id, PreferencesRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var found = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);
+        if (found is null)
+        {
+            return CustomerEndpoints.NotFound(id);
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Changes to one customer's preferences queue behind this row lock, so every opt-in change is
+        // compared with the value it really replaces and recorded exactly once.
+        var locked = await db.Customers
+            .FromSql($"SELECT * FROM customers WHERE id = {found.Id} AND company_id = {tenant.CompanyId} AND deleted_at IS NULL FOR UPDATE")
+            .ToListAsync(cancellationToken);
+        if (locked.Count == 0)
+        {
+            return CustomerEndpoints.NotFound(id);
+        }
+        var existing = await db.CommunicationPreferences.SingleOrDefaultAsync(p => p.CustomerId == found.Id, cancellationToken);
+        var preference = existing ?? new CommunicationPreference { Id = Guid.CreateVersion7(), CustomerId = found.Id };
+
+        var validation = Validate(request, preference, out var change);
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        var now = time.GetUtcNow();
+        var consents = Apply(change, preference)
+            .Select(c => new ConsentRecord
+            {
+                CompanyId = tenant.CompanyId, CustomerId = found.Id, Channel = c.Channel, OptedIn = c.OptedIn,
+                Source = request.ConsentSource?.Trim() ?? DefaultConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
+            });
+        db.ConsentRecords.AddRange(consents);
+        preference.UpdatedAt = now;
+        if (existing is null)
+        {
+            db.CommunicationPreferences.Add(preference);
+        }
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(ToResponse(found.Id, preference, isSet: true));
+    }
+
+    internal static async Task<Results<Ok<List<ConsentResponse>>, ProblemHttpResult>> ListConsents(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var customer = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);
+        if (customer is null)
+        {
+            return CustomerEndpoints.NotFound(id);
+        }
+        var consents = await db.ConsentRecords.AsNoTracking()
+            .Where(r => r.CustomerId == customer.Id && r.CompanyId == tenant.CompanyId)
+            .OrderByDescending(r => r.RecordedAt).ThenByDescending(r => r.Id)
+            .Select(r => new ConsentResponse(r.Id, r.Channel, r.OptedIn, r.Source, r.RecordedBy, r.RecordedAt))
+            .ToListAsync(cancellationToken);
+        return TypedResults.Ok(consents);
+    }
+
+    /// <summary>The request, parsed and checked against the current preferences.</summary>
+    private sealed record Change(
+        bool? EmailOptIn, bool? WhatsAppOptIn, bool? SmsOptIn,
+        Channel? Invoice, Channel? Compliance, Channel? Payment, Channel? General,
+        ReminderFrequency Frequency, string? Cron, bool QuietHoursGiven, TimeOnly? QuietStart, TimeOnly? QuietEnd);
+
+    private static Validation Validate(PreferencesRequest request, CommunicationPreference current, out Change change)
+    {
+        var validation = new Validation();
+        var invoice = ParseChannel(validation, "invoiceDeliveryChannel", request.InvoiceDeliveryChannel);
+        var compliance = ParseChannel(validation, "complianceReminderChannel", request.ComplianceReminderChannel);
+        var payment = ParseChannel(validation, "paymentReminderChannel", request.PaymentReminderChannel);
+        var general = ParseChannel(validation, "generalUpdatesChannel", request.GeneralUpdatesChannel);
+
+        var frequency = current.ReminderFrequency;
+        var frequencyGiven = request.ReminderFrequency is not null;
+        if (frequencyGiven && !WireName<ReminderFrequency>.TryParse(request.ReminderFrequency, out frequency))
+        {
+            validation.Add("reminderFrequency", $"reminderFrequency is one of {string.Join(", ", WireName<ReminderFrequency>.All)}.");
+        }
+        // A new non-custom frequency drops the old custom cron; otherwise an omitted cron is kept.
+        var cron = request.ReminderCron?.Trim() ?? (frequencyGiven && frequency != ReminderFrequency.Custom ? null : current.ReminderCron);
+        if (request.ReminderCron is not null)
+        {
+            validation.When(frequency != ReminderFrequency.Custom, "reminderCron", "reminderCron applies only when reminderFrequency is CUSTOM.");
+            try
+            {
+                ReminderFrequencyPolicy.ParseCron(cron!);
+            }
+            catch (CronFormatException ex)
+            {
+                validation.Add("reminderCron", $"reminderCron is not a valid cron expression: {ex.Message}");
+            }
+        }
+        validation.When(frequency == ReminderFrequency.Custom && cron is null, "reminderCron", "reminderCron is required when reminderFrequency is CUSTOM.");
+
+        TimeOnly? quietStart = null, quietEnd = null;
+        if (request.QuietHours is { } window)
+        {
+            quietStart = ParseTime(validation, "quietHours.start", window.Start, "quietHours.end", window.End);
+            quietEnd = ParseTime(validation, "quietHours.end", window.End, "quietHours.start", window.Start);
+            validation.When(quietStart is not null && quietStart == quietEnd, "quietHours.end",
+                "quietHours.end must differ from quietHours.start; set quietHours to null for no quiet hours.");
+        }
+
+        validation.When(request.ConsentSource is not null && string.IsNullOrWhiteSpace(request.ConsentSource), "consentSource", "consentSource cannot be blank; omit it for \"api\".")
+            .When(request.ConsentSource is { Length: > 200 }, "consentSource", "consentSource is at most 200 characters.");
+
+        change = new Change(request.EmailOptIn, request.WhatsAppOptIn, request.SmsOptIn, invoice, compliance, payment, general,
+            frequency, cron, request.QuietHoursGiven, quietStart, quietEnd);
+        return validation;
+    }
+
+    /// <summary>Applies the change; answers the opt-ins and opt-outs it made (an unchanged flag is no consent event).</summary>
+    private static List<(Channel Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference)
+    {
+        var consents = new List<(Channel, bool)>();
+        preference.EmailOptIn = Consent(Channel.Email, preference.EmailOptIn, change.EmailOptIn);
+        preference.WhatsAppOptIn = Consent(Channel.WhatsApp, preference.WhatsAppOptIn, change.WhatsAppOptIn);
+        preference.SmsOptIn = Consent(Channel.Sms, preference.SmsOptIn, change.SmsOptIn);
+        preference.InvoiceDeliveryChannel = change.Invoice ?? preference.InvoiceDeliveryChannel;
+        preference.ComplianceReminderChannel = change.Compliance ?? preference.ComplianceReminderChannel;
+        preference.PaymentReminderChannel = change.Payment ?? preference.PaymentReminderChannel;
+        preference.GeneralUpdatesChannel = change.General ?? preference.GeneralUpdatesChannel;
+        preference.ReminderFrequency = change.Frequency;
+        preference.ReminderCron = change.Cron;
+        if (change.QuietHoursGiven)
+        {
+            preference.QuietHoursStart = change.QuietStart;
+            preference.QuietHoursEnd = change.QuietEnd;
+        }
+        return consents;
+
+        bool Consent(Channel channel, bool current, bool? wanted)
+        {
+            if (wanted is { } value && value != current)
+            {
+                consents.Add((channel, value));
+                return value;
+            }
+            return current;
+        }
+    }
+
+    private static Channel? ParseChannel(Validation validation, string field, string? value)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+        if (WireName<Channel>.TryParse(value, out var channel) && channel is Channel.Email or Channel.WhatsApp or Channel.Sms or Channel.Both)
+        {
+            return channel;
+        }
+        validation.Add(field, $"{field} is one of EMAIL, WHATSAPP, SMS, BOTH.");
+        return null;
+    }
+
+    private static TimeOnly? ParseTime(Validation validation, string field, string? value, string otherField, string? other)
+    {
+        if (value is null)
+        {
+            validation.Add(field, other is null
+                ? $"{field} is required; set quietHours to null for no quiet hours."
+                : $"{field} is required with {otherField} (both or neither).");
+            return null;
+        }
+        if (TimeOnly.TryParseExact(value, "HH:mm", CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+        {
+            return time;
+        }
+        validation.Add(field, $"{field} is a time of day as HH:mm, e.g. 22:00.");
+        return null;
+    }
+
+    private static PreferencesResponse ToResponse(Guid customerId, CommunicationPreference p, bool isSet) => new(
+        customerId, p.EmailOptIn, p.WhatsAppOptIn, p.SmsOptIn,
+        p.InvoiceDeliveryChannel, p.ComplianceReminderChannel, p.PaymentReminderChannel, p.GeneralUpdatesChannel,
+        p.ReminderFrequency, p.ReminderCron,
+        p.QuietHoursStart is { } start && p.QuietHoursEnd is { } end
+            ? new QuietHoursWindow(start.ToString("HH:mm", CultureInfo.InvariantCulture), end.ToString("HH:mm", CultureInfo.InvariantCulture))
+            : null,
+        isSet ? p.UpdatedAt : null);
+}

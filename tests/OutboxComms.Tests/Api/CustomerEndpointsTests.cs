@@ -1,0 +1,207 @@
+using System.Net;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Api;
+
+public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
+{
+    [Fact]
+    public async Task A_created_customer_has_its_numbers_in_E164_and_the_defaults_for_what_was_left_out()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        var (created, customer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new
+        {
+            externalId = "CLIENT-77", name = "  Mehta Textiles Pvt Ltd ", email = "accounts@mehta.example", phone = "022 2345 6789", whatsAppNumber = "98765 43210",
+        });
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = customer!["id"]!.GetValue<string>();
+        Assert.Equal($"/v1/customers/{id}", created.Headers.Location!.OriginalString);
+        Assert.Equal("Mehta Textiles Pvt Ltd", customer["name"]!.GetValue<string>());
+        Assert.Equal("+912223456789", customer["phone"]!.GetValue<string>());
+        Assert.Equal("+919876543210", customer["whatsAppNumber"]!.GetValue<string>());
+        Assert.Equal("en", customer["preferredLanguage"]!.GetValue<string>());
+        Assert.Equal("Asia/Kolkata", customer["timeZone"]!.GetValue<string>());
+        Assert.Equal("+919876543210", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT whatsapp_number FROM customers WHERE id = $1", Guid.Parse(id)));
+
+        var (read, again) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}");
+        Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        foreach (var field in new[] { "id", "externalId", "name", "email", "phone", "whatsAppNumber", "preferredLanguage", "timeZone" })
+        {
+            Assert.Equal(customer[field]!.GetValue<string>(), again![field]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
+    public async Task A_customer_is_addressed_by_our_id_or_by_its_external_id()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-12", "Iyer & Sons");
+        // A business application whose own ids are uuids can still address by them.
+        var uuidExternalId = Guid.NewGuid().ToString();
+        var uuidCustomer = await CreateCustomerAsync(client, uuidExternalId, "Kapoor Exports");
+
+        var (byExternalId, found) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-12");
+        Assert.Equal(HttpStatusCode.OK, byExternalId.StatusCode);
+        Assert.Equal(id, found!["id"]!.GetValue<string>());
+        Assert.Equal(uuidCustomer, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{uuidExternalId}")).Body!["id"]!.GetValue<string>());
+
+        var (replaced, updated) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-12", new
+        {
+            externalId = "CLIENT-12", name = "Iyer & Sons LLP", email = "office@iyer.example", preferredLanguage = "hi", timeZone = "Asia/Dubai",
+        });
+        Assert.Equal(HttpStatusCode.OK, replaced.StatusCode);
+        Assert.Equal("Iyer & Sons LLP", updated!["name"]!.GetValue<string>());
+        Assert.Equal("hi", updated["preferredLanguage"]!.GetValue<string>());
+        Assert.Equal("Asia/Dubai", updated["timeZone"]!.GetValue<string>());
+        Assert.True(updated["updatedAt"]!.GetValue<DateTimeOffset>() > updated["createdAt"]!.GetValue<DateTimeOffset>());
+        Assert.Equal("Iyer & Sons LLP", (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Body!["name"]!.GetValue<string>());
+
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-404")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{Guid.NewGuid()}")).Response.StatusCode);
+        var (missingPut, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-404", new { name = "Nobody" });
+        Assert.Equal(HttpStatusCode.NotFound, missingPut.StatusCode);
+        Assert.Equal("application/problem+json", missingPut.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("CLIENT-404", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_duplicate_external_id_is_a_409_problem_within_a_company_but_not_across_companies()
+    {
+        using var client = await NewCompanyClientAsync();
+        using var other = await NewCompanyClientAsync("Another practice");
+        await CreateCustomerAsync(client, "CLIENT-1", "First");
+        var second = await CreateCustomerAsync(client, "CLIENT-2", "Second");
+
+        var (created, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CLIENT-1", name = "Duplicate" });
+        var (renamed, renameProblem) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{second}", new { externalId = "CLIENT-1", name = "Second" });
+        var (elsewhere, _) = await other.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CLIENT-1", name = "Same id, other practice" });
+
+        Assert.Equal(HttpStatusCode.Conflict, created.StatusCode);
+        Assert.Equal("application/problem+json", created.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("CLIENT-1", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Conflict, renamed.StatusCode);
+        Assert.Contains("CLIENT-1", renameProblem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal("CLIENT-2", (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{second}")).Body!["externalId"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.Created, elsewhere.StatusCode);
+    }
+
+    [Fact]
+    public async Task Invalid_fields_answer_a_400_problem_naming_each_field()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new
+        {
+            externalId = " ", email = "accounts@", phone = "12", whatsAppNumber = "not a number", preferredLanguage = "English", timeZone = "Mars/Olympus",
+        });
+        var (windowsZone, windowsBody) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { name = "Client", timeZone = "India Standard Time" });
+
+        var errors = ValidationProblemAssert.NamesFields(response, body, "name", "externalId", "email", "phone", "whatsAppNumber", "preferredLanguage", "timeZone");
+        Assert.Contains("Mars/Olympus", errors["timeZone"], StringComparison.Ordinal);
+        Assert.Contains("+919876543210", errors["whatsAppNumber"], StringComparison.Ordinal);
+        ValidationProblemAssert.NamesFields(windowsZone, windowsBody, "timeZone");
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM customers WHERE name = 'Client'"));
+    }
+
+    [Fact]
+    public async Task Delete_is_soft_the_customer_disappears_but_its_row_and_message_history_stay()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var id = await CreateCustomerAsync(client, "CLIENT-9", "Leaving Client");
+        var message = await Outbox.EnqueueAsync(Db.DataSource, company, Guid.Parse(id));
+
+        var (deleted, _) = await client.SendJsonAsync(HttpMethod.Delete, "/v1/customers/CLIENT-9");
+
+        Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-9")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}", new { name = "Back" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Delete, $"/v1/customers/{id}")).Response.StatusCode);
+        Assert.Empty((await client.SendJsonAsync(HttpMethod.Get, "/v1/customers")).Body!["items"]!.AsArray());
+        Assert.True(await TestData.ScalarAsync<bool>(Db.DataSource, "SELECT deleted_at IS NOT NULL FROM customers WHERE id = $1", Guid.Parse(id)));
+        Assert.Equal(Guid.Parse(id), await TestData.ScalarAsync<Guid>(Db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", message));
+
+        // The external id stays with the deleted customer, so its history keeps resolving; the 409 says why.
+        var (reused, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CLIENT-9", name = "New Client" });
+        Assert.Equal(HttpStatusCode.Conflict, reused.StatusCode);
+        Assert.Contains("deleted customer", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_list_pages_by_id_and_filters_by_external_id_and_by_a_literal_search_on_name_and_email()
+    {
+        using var client = await NewCompanyClientAsync();
+        var ids = new List<string>
+        {
+            await CreateCustomerAsync(client, "C-1", "Agarwal Traders", "billing@agarwal.example"),
+            await CreateCustomerAsync(client, "C-2", "Bose Sons Union Foods", "accounts@bose.example"),
+            await CreateCustomerAsync(client, "C-3", "Chawla 100% Organic", "hello@chawla.example"),
+            await CreateCustomerAsync(client, "C-4", "Desai Steel", "desai@TRADERS.example"),
+            await CreateCustomerAsync(client, "C-5", "Engineers_United", null),
+        };
+
+        var seen = new List<string>();
+        string? after = null;
+        var pages = 0;
+        do
+        {
+            var (response, page) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers?limit=2{(after is null ? "" : $"&after={after}")}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            seen.AddRange(page!["items"]!.AsArray().Select(c => c!["id"]!.GetValue<string>()));
+            after = page["next"]?.GetValue<string>();
+            pages++;
+        }
+        while (after is not null);
+
+        Assert.Equal(3, pages);
+        Assert.Equal(ids.Order(StringComparer.Ordinal), seen);
+        Assert.Equal(5, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers")).Body!["items"]!.AsArray().Count);
+        Assert.Equal([ids[2]], await IdsAsync(client, "/v1/customers?externalId=C-3"));
+        Assert.Equal(new[] { ids[0], ids[3] }.Order(StringComparer.Ordinal), await IdsAsync(client, "/v1/customers?search=traders"));
+        // LIKE wildcards in the search are plain characters: "%" is not "anything", "_" is not "any one character".
+        Assert.Equal([ids[2]], await IdsAsync(client, "/v1/customers?search=%25"));
+        Assert.Equal([ids[4]], await IdsAsync(client, "/v1/customers?search=s_u"));
+
+        var (tooMany, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?limit=501");
+        ValidationProblemAssert.NamesFields(tooMany, problem, "limit");
+        var (none, noneProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?limit=0");
+        ValidationProblemAssert.NamesFields(none, noneProblem, "limit");
+    }
+
+    [Fact]
+    public async Task Another_company_cannot_see_change_or_delete_a_customer_by_id_or_external_id()
+    {
+        var (_, keyA) = await Api.NewCompanyAsync("Practice A");
+        var (_, keyB) = await Api.NewCompanyAsync("Practice B");
+        using var a = Api.As(keyA);
+        using var b = Api.As(keyB);
+        var id = await CreateCustomerAsync(a, "A-CLIENT", "A's client", "client@a.example");
+        var before = (await a.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Body!.ToJsonString();
+
+        foreach (var address in new[] { id, "A-CLIENT" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{address}")).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{address}", new { name = "Taken over" })).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Delete, $"/v1/customers/{address}")).Response.StatusCode);
+        }
+        Assert.Empty(await IdsAsync(b, "/v1/customers"));
+        Assert.Empty(await IdsAsync(b, "/v1/customers?externalId=A-CLIENT"));
+        Assert.Empty(await IdsAsync(b, "/v1/customers?search=client"));
+        Assert.Equal(before, (await a.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Body!.ToJsonString());
+
+        using var anonymous = Api.CreateClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.SendJsonAsync(HttpMethod.Get, "/v1/customers")).Response.StatusCode);
+        using var admin = Api.As(TestKeys.Admin);
+        Assert.Equal(HttpStatusCode.Forbidden, (await admin.SendJsonAsync(HttpMethod.Get, "/v1/customers")).Response.StatusCode);
+    }
+
+    private static async Task<List<string>> IdsAsync(HttpClient client, string path)
+    {
+        var (response, page) = await client.SendJsonAsync(HttpMethod.Get, path);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return page!["items"]!.AsArray().Select(c => c!["id"]!.GetValue<string>()).ToList();
+    }
+}

@@ -1,0 +1,214 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Api;
+
+public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
+{
+    [Fact]
+    public async Task A_customer_who_never_set_preferences_has_email_on_and_whatsapp_and_sms_off()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-1", "New Client");
+
+        var (response, preferences) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-1/preferences");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(id, preferences!["customerId"]!.GetValue<string>());
+        Assert.True(preferences["emailOptIn"]!.GetValue<bool>());
+        Assert.False(preferences["whatsAppOptIn"]!.GetValue<bool>());
+        Assert.False(preferences["smsOptIn"]!.GetValue<bool>());
+        Assert.Equal("EMAIL", preferences["invoiceDeliveryChannel"]!.GetValue<string>());
+        Assert.Equal("WEEKLY", preferences["reminderFrequency"]!.GetValue<string>());
+        Assert.Null(preferences["quietHours"]);
+        Assert.Null(preferences["updatedAt"]);
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task Put_sets_every_field_and_a_later_put_changes_only_what_it_names()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-2", "Client");
+
+        var (put, set) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new
+        {
+            emailOptIn = true, whatsAppOptIn = true, smsOptIn = true,
+            invoiceDeliveryChannel = "BOTH", complianceReminderChannel = "WHATSAPP", paymentReminderChannel = "SMS", generalUpdatesChannel = "EMAIL",
+            reminderFrequency = "CUSTOM", reminderCron = "0 9 * * MON,THU", quietHours = new { start = "22:00", end = "09:00" },
+        });
+        var (later, changed) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-2/preferences", new { paymentReminderChannel = "WHATSAPP" });
+        var (_, read) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/preferences");
+
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        Assert.Equal("BOTH", set!["invoiceDeliveryChannel"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, later.StatusCode);
+        foreach (var preferences in new[] { changed!, read! })
+        {
+            Assert.True(preferences["whatsAppOptIn"]!.GetValue<bool>());
+            Assert.True(preferences["smsOptIn"]!.GetValue<bool>());
+            Assert.Equal("BOTH", preferences["invoiceDeliveryChannel"]!.GetValue<string>());
+            Assert.Equal("WHATSAPP", preferences["complianceReminderChannel"]!.GetValue<string>());
+            Assert.Equal("WHATSAPP", preferences["paymentReminderChannel"]!.GetValue<string>());
+            Assert.Equal("EMAIL", preferences["generalUpdatesChannel"]!.GetValue<string>());
+            Assert.Equal("CUSTOM", preferences["reminderFrequency"]!.GetValue<string>());
+            Assert.Equal("0 9 * * MON,THU", preferences["reminderCron"]!.GetValue<string>());
+            Assert.Equal("22:00", preferences["quietHours"]!["start"]!.GetValue<string>());
+            Assert.Equal("09:00", preferences["quietHours"]!["end"]!.GetValue<string>());
+            Assert.NotNull(preferences["updatedAt"]);
+        }
+        Assert.Equal("22:00:00", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT quiet_hours_start::text FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+
+        // A new non-custom frequency drops the custom cron; quietHours: null clears the window.
+        var (_, weekly) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { reminderFrequency = "MONTHLY", quietHours = (object?)null });
+        Assert.Equal("MONTHLY", weekly!["reminderFrequency"]!.GetValue<string>());
+        Assert.Null(weekly["reminderCron"]);
+        Assert.Null(weekly["quietHours"]);
+        Assert.True(await TestData.ScalarAsync<bool>(Db.DataSource, "SELECT quiet_hours_start IS NULL AND quiet_hours_end IS NULL FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task Each_opt_in_or_opt_out_change_is_recorded_with_who_when_and_the_evidence_and_unchanged_flags_record_nothing()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 3, 14, 10, 30, 0, TimeSpan.Zero));
+        await using var timed = Api.WithWebHostBuilder(b => b.ConfigureTestServices(s => s.AddSingleton<TimeProvider>(clock)));
+        using var client = timed.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var id = await CreateCustomerAsync(client, "CLIENT-3", "Consenting Client");
+
+        // Email is on by default, so only WhatsApp changes here.
+        await PutAsync(client, id, new { emailOptIn = true, whatsAppOptIn = true, consentSource = "signed engagement letter" });
+        clock.Advance(TimeSpan.FromDays(1));
+        await PutAsync(client, id, new { emailOptIn = true, whatsAppOptIn = true, consentSource = "repeated" });
+        await PutAsync(client, id, new { generalUpdatesChannel = "WHATSAPP" });
+        clock.Advance(TimeSpan.FromDays(1));
+        await PutAsync(client, "CLIENT-3", new { whatsAppOptIn = false, smsOptIn = true });
+
+        var (response, consents) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-3/consents");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var records = consents!.AsArray().Select(c => (
+            Channel: c!["channel"]!.GetValue<string>(), OptedIn: c["optedIn"]!.GetValue<bool>(), Source: c["source"]!.GetValue<string>(),
+            RecordedBy: c["recordedBy"]!.GetValue<string>(), RecordedAt: c["recordedAt"]!.GetValue<DateTimeOffset>())).ToList();
+        var third = new DateTimeOffset(2025, 3, 16, 10, 30, 0, TimeSpan.Zero);
+        Assert.Equal(3, records.Count);
+        Assert.Equal(new[] { "SMS", "WHATSAPP" }, records.Take(2).Select(r => r.Channel).Order(StringComparer.Ordinal));
+        Assert.All(records.Take(2), r => Assert.Equal((third, "api", "api-key:default"), (r.RecordedAt, r.Source, r.RecordedBy)));
+        Assert.True(records.Single(r => r.RecordedAt == third && r.Channel == "SMS").OptedIn);
+        Assert.False(records.Single(r => r.RecordedAt == third && r.Channel == "WHATSAPP").OptedIn);
+        Assert.Equal(("WHATSAPP", true, "signed engagement letter", "api-key:default", new DateTimeOffset(2025, 3, 14, 10, 30, 0, TimeSpan.Zero)), records[2]);
+        Assert.Equal(3L, await TestData.ScalarAsync<long>(Db.DataSource,
+            "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND company_id = $2", Guid.Parse(id), company));
+    }
+
+    [Fact]
+    public async Task Concurrent_identical_opt_ins_record_the_consent_once()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-4", "Busy Client");
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ =>
+            client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { whatsAppOptIn = true, consentSource = "website form" })));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.Response.StatusCode));
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", Guid.Parse(id)));
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task A_custom_frequency_needs_a_valid_cron_and_a_cron_needs_custom()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-5", "Client");
+        var path = $"/v1/customers/{id}/preferences";
+
+        var (missing, missingBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM" });
+        var (invalid, invalidBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM", reminderCron = "every monday" });
+        var (notCustom, notCustomBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "WEEKLY", reminderCron = "0 9 * * MON" });
+        var (unknown, unknownBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "HOURLY" });
+        var (valid, validBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM", reminderCron = "0 0 9 1,15 * *" });
+
+        Assert.Contains("required", ValidationProblemAssert.NamesFields(missing, missingBody, "reminderCron")["reminderCron"], StringComparison.Ordinal);
+        Assert.Contains("not a valid cron", ValidationProblemAssert.NamesFields(invalid, invalidBody, "reminderCron")["reminderCron"], StringComparison.Ordinal);
+        ValidationProblemAssert.NamesFields(notCustom, notCustomBody, "reminderCron");
+        Assert.Contains("DAILY, WEEKLY, MONTHLY, CUSTOM", ValidationProblemAssert.NamesFields(unknown, unknownBody, "reminderFrequency")["reminderFrequency"], StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, valid.StatusCode);
+        Assert.Equal("0 0 9 1,15 * *", validBody!["reminderCron"]!.GetValue<string>());
+        // With CUSTOM stored, an omitted cron keeps the stored one.
+        var (_, kept) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM" });
+        Assert.Equal("0 0 9 1,15 * *", kept!["reminderCron"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Quiet_hours_are_HH_mm_both_or_neither_and_channels_are_checked_with_each_field_named()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-6", "Client");
+        var path = $"/v1/customers/{id}/preferences";
+
+        var (onlyStart, onlyStartBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { quietHours = new { start = "22:00" } });
+        var (badTimes, badTimesBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { quietHours = new { start = "25:00", end = "9am" } });
+        var (same, sameBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { quietHours = new { start = "09:00", end = "09:00" } });
+        var (channels, channelsBody) = await client.SendJsonAsync(HttpMethod.Put, path, new
+        {
+            invoiceDeliveryChannel = "FAX", complianceReminderChannel = "PREFERRED", paymentReminderChannel = "VOICE", generalUpdatesChannel = "whatsapp", consentSource = " ",
+        });
+
+        Assert.Contains("both or neither", ValidationProblemAssert.NamesFields(onlyStart, onlyStartBody, "quietHours.end")["quietHours.end"], StringComparison.Ordinal);
+        var errors = ValidationProblemAssert.NamesFields(badTimes, badTimesBody, "quietHours.start", "quietHours.end");
+        Assert.Contains("HH:mm", errors["quietHours.start"], StringComparison.Ordinal);
+        ValidationProblemAssert.NamesFields(same, sameBody, "quietHours.end");
+        ValidationProblemAssert.NamesFields(channels, channelsBody, "invoiceDeliveryChannel", "complianceReminderChannel", "paymentReminderChannel", "consentSource");
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task Preferences_and_consents_of_a_deleted_customer_are_not_found()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-7", "Client");
+        await PutAsync(client, id, new { whatsAppOptIn = true });
+        await client.SendJsonAsync(HttpMethod.Delete, $"/v1/customers/{id}");
+
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/preferences")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { smsOptIn = true })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/consents")).Response.StatusCode);
+        // The evidence itself is kept.
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task Another_company_cannot_read_or_change_preferences_or_read_consents()
+    {
+        var (_, keyA) = await Api.NewCompanyAsync("Practice A");
+        var (_, keyB) = await Api.NewCompanyAsync("Practice B");
+        using var a = Api.As(keyA);
+        using var b = Api.As(keyB);
+        var id = await CreateCustomerAsync(a, "A-CLIENT", "A's client");
+        await PutAsync(a, id, new { whatsAppOptIn = true, quietHours = new { start = "21:00", end = "08:00" } });
+        var before = (await a.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/preferences")).Body!.ToJsonString();
+
+        foreach (var address in new[] { id, "A-CLIENT" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{address}/preferences")).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{address}/preferences", new { whatsAppOptIn = false, smsOptIn = true })).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await b.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{address}/consents")).Response.StatusCode);
+        }
+
+        Assert.Equal(before, (await a.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/preferences")).Body!.ToJsonString());
+        Assert.Single((await a.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/consents")).Body!.AsArray());
+    }
+
+    private static async Task<JsonNode> PutAsync(HttpClient client, string id, object body)
+    {
+        var (response, preferences) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", body);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return preferences!;
+    }
+}
