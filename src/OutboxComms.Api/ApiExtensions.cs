@@ -30,6 +30,9 @@ public static class ApiExtensions
         // Template previews render in the same sandbox as the worker.
         builder.Services.AddSingleton(new TemplateRenderer());
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<OutboxComms.Api.Common.BadRequestExceptionHandler>();
+        // Binding errors are thrown in every environment so the handler above can name the field.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
             options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper)));

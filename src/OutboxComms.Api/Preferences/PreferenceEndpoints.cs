@@ -41,6 +41,8 @@ public static class PreferenceEndpoints
         public string? ComplianceReminderChannel { get; init; }
         public string? PaymentReminderChannel { get; init; }
         public string? GeneralUpdatesChannel { get; init; }
+        /// <summary>True after the client used a one-click unsubscribe link; false re-subscribes them to general updates.</summary>
+        public bool? GeneralUpdatesOptOut { get; init; }
         /// <summary>DAILY, WEEKLY, MONTHLY or CUSTOM.</summary>
         public string? ReminderFrequency { get; init; }
         /// <summary>Cron expression (five fields, or six with seconds), required for CUSTOM.</summary>
@@ -68,7 +70,7 @@ public static class PreferenceEndpoints
     public sealed record PreferencesResponse(
         Guid CustomerId, bool EmailOptIn, bool WhatsAppOptIn, bool SmsOptIn,
         Channel InvoiceDeliveryChannel, Channel ComplianceReminderChannel, Channel PaymentReminderChannel, Channel GeneralUpdatesChannel,
-        ReminderFrequency ReminderFrequency, string? ReminderCron, QuietHoursWindow? QuietHours, DateTimeOffset? UpdatedAt);
+        bool GeneralUpdatesOptOut, ReminderFrequency ReminderFrequency, string? ReminderCron, QuietHoursWindow? QuietHours, DateTimeOffset? UpdatedAt);
 
     public sealed record ConsentResponse(long Id, Channel Channel, bool OptedIn, string Source, string RecordedBy, DateTimeOffset RecordedAt);
 
@@ -160,7 +162,7 @@ public static class PreferenceEndpoints
     /// <summary>The request, parsed and checked against the current preferences.</summary>
     private sealed record Change(
         bool? EmailOptIn, bool? WhatsAppOptIn, bool? SmsOptIn,
-        Channel? Invoice, Channel? Compliance, Channel? Payment, Channel? General,
+        Channel? Invoice, Channel? Compliance, Channel? Payment, Channel? General, bool? GeneralUpdatesOptOut,
         ReminderFrequency Frequency, string? Cron, bool QuietHoursGiven, TimeOnly? QuietStart, TimeOnly? QuietEnd);
 
     private static Validation Validate(PreferencesRequest request, CommunicationPreference current, out Change change)
@@ -205,7 +207,7 @@ public static class PreferenceEndpoints
         validation.When(request.ConsentSource is not null && string.IsNullOrWhiteSpace(request.ConsentSource), "consentSource", "consentSource cannot be blank; omit it for \"api\".")
             .When(request.ConsentSource is { Length: > 200 }, "consentSource", "consentSource is at most 200 characters.");
 
-        change = new Change(request.EmailOptIn, request.WhatsAppOptIn, request.SmsOptIn, invoice, compliance, payment, general,
+        change = new Change(request.EmailOptIn, request.WhatsAppOptIn, request.SmsOptIn, invoice, compliance, payment, general, request.GeneralUpdatesOptOut,
             frequency, cron, request.QuietHoursGiven, quietStart, quietEnd);
         return validation;
     }
@@ -221,6 +223,7 @@ public static class PreferenceEndpoints
         preference.ComplianceReminderChannel = change.Compliance ?? preference.ComplianceReminderChannel;
         preference.PaymentReminderChannel = change.Payment ?? preference.PaymentReminderChannel;
         preference.GeneralUpdatesChannel = change.General ?? preference.GeneralUpdatesChannel;
+        preference.GeneralUpdatesOptOut = change.GeneralUpdatesOptOut ?? preference.GeneralUpdatesOptOut;
         preference.ReminderFrequency = change.Frequency;
         preference.ReminderCron = change.Cron;
         if (change.QuietHoursGiven)
@@ -275,7 +278,7 @@ public static class PreferenceEndpoints
     private static PreferencesResponse ToResponse(Guid customerId, CommunicationPreference p, bool isSet) => new(
         customerId, p.EmailOptIn, p.WhatsAppOptIn, p.SmsOptIn,
         p.InvoiceDeliveryChannel, p.ComplianceReminderChannel, p.PaymentReminderChannel, p.GeneralUpdatesChannel,
-        p.ReminderFrequency, p.ReminderCron,
+        p.GeneralUpdatesOptOut, p.ReminderFrequency, p.ReminderCron,
         p.QuietHoursStart is { } start && p.QuietHoursEnd is { } end
             ? new QuietHoursWindow(start.ToString("HH:mm", CultureInfo.InvariantCulture), end.ToString("HH:mm", CultureInfo.InvariantCulture))
             : null,

@@ -121,4 +121,17 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.False(body!["ok"]!.GetValue<bool>());
         Assert.StartsWith("Could not reach WhatsApp", body["detail"]!.GetValue<string>(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_value_of_the_wrong_type_is_a_400_naming_the_field_not_a_500()
+    {
+        var (_, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+
+        var (response, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", """{"provider":"SMTP","enabled":"yes"}""");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+        Assert.True(problem!["errors"]!.AsObject().ContainsKey("enabled"), problem.ToJsonString());
+    }
 }

@@ -1,0 +1,38 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace OutboxComms.Api.Common;
+
+/// <summary>
+/// A body or query value of the wrong shape (e.g. <c>"emailOptIn": "yes"</c>, <c>?after=zzz</c>) is
+/// the client's mistake: answer 400 as a validation problem naming the field, never 500.
+/// </summary>
+internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (exception is not BadHttpRequestException bad)
+        {
+            return false;
+        }
+        var field = exception.InnerException is JsonException { Path: { Length: > 2 } path } ? path.TrimStart('$', '.') : "body";
+        if (exception.InnerException is null && bad.Message.Contains("parameter \"", StringComparison.Ordinal))
+        {
+            // e.g. Failed to bind parameter "Guid after" from "zzz".
+            var start = bad.Message.IndexOf("parameter \"", StringComparison.Ordinal) + "parameter \"".Length;
+            var end = bad.Message.IndexOf('"', start);
+            field = end > start ? bad.Message[start..end].Split(' ')[^1] : field;
+        }
+        httpContext.Response.StatusCode = bad.StatusCode;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [bad.Message] })
+            {
+                Status = bad.StatusCode,
+                Title = "The request could not be read.",
+            },
+        });
+    }
+}
