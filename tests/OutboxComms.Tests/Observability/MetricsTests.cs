@@ -36,7 +36,8 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
 
         using var http = new HttpClient();
         string text = "";
-        for (var i = 0; i < 100 && !text.Contains("status=\"SENT\"", StringComparison.Ordinal); i++)
+        // Generous bounds: this waits for a mechanism (a scrape showing the outcome), it times nothing.
+        for (var i = 0; i < 600 && !(text.Contains("status=\"SENT\"", StringComparison.Ordinal) && text.Contains("outbox_queue_deferred", StringComparison.Ordinal)); i++)
         {
             await Task.Delay(100, TestContext.Current.CancellationToken);
             text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), TestContext.Current.CancellationToken);
