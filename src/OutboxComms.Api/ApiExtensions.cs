@@ -1,7 +1,9 @@
 using System.Text.Json.Serialization;
+using OutboxComms.Api.Analytics;
 using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
+using OutboxComms.Api.Messages;
 using OutboxComms.Api.Settings;
 using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
@@ -20,7 +22,11 @@ public static class ApiExtensions
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
+        builder.AddMessages();
         builder.Services.AddProblemDetails();
+        // A parameter that fails to bind is answered 400 in every environment (Development would
+        // throw instead), so endpoint filters such as RequireTenant still give their own answer.
+        builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = false);
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
             options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper)));
@@ -40,6 +46,8 @@ public static class ApiExtensions
         app.MapWebhooks();
         app.MapCompanies();
         app.MapSettings();
+        app.MapMessages();
+        app.MapAnalytics();
         return app;
     }
 }
