@@ -1,8 +1,10 @@
 using System.Text.Json.Serialization;
+using OutboxComms.Api.Analytics;
 using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
 using OutboxComms.Api.Customers;
+using OutboxComms.Api.Messages;
 using OutboxComms.Api.Preferences;
 using OutboxComms.Api.Settings;
 using OutboxComms.Api.Unsubscribe;
@@ -31,8 +33,10 @@ public static class ApiExtensions
         builder.Services.AddSingleton(new TemplateRenderer());
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.BadRequestExceptionHandler>();
-        // Binding errors are thrown in every environment so the handler above can name the field.
+        // Binding errors are thrown in every environment so the handler above can name the field
+        // (and answer "Company required" when the admin key names no company).
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+        builder.AddMessages();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
             options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper)));
@@ -57,6 +61,8 @@ public static class ApiExtensions
         app.MapCustomers();
         app.MapPreferences();
         app.MapTemplates();
+        app.MapMessages();
+        app.MapAnalytics();
         return app;
     }
 }

@@ -15,6 +15,12 @@ internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems
         {
             return false;
         }
+        if (bad.Message.Contains("\"Tenant tenant\"", StringComparison.Ordinal))
+        {
+            // The admin key acting on a company-scoped endpoint without naming the company.
+            await Problems.CompanyRequired().ExecuteAsync(httpContext);
+            return true;
+        }
         var field = exception.InnerException is JsonException { Path: { Length: > 2 } path } ? path.TrimStart('$', '.') : "body";
         if (exception.InnerException is null && bad.Message.Contains("parameter \"", StringComparison.Ordinal))
         {

@@ -25,6 +25,8 @@ public class CommunicationLog
     public string? ErrorMessage { get; set; }
     public int RetryCount { get; set; }
     public int MaxRetries { get; set; } = 3;
+    /// <summary>Provider calls so far; unlike <see cref="RetryCount"/> a replay does not reset it.</summary>
+    public int AttemptCount { get; set; }
     public JsonDocument Metadata { get; set; } = JsonDocument.Parse("{}");
     public string? IdempotencyKey { get; set; }
     public DateTimeOffset CreatedAt { get; set; }

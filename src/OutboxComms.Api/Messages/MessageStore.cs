@@ -1,0 +1,190 @@
+using Npgsql;
+using NpgsqlTypes;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Api.Messages;
+
+/// <summary>
+/// The send path's SQL, on Npgsql directly: accepting a bulk request of 10,000 messages costs one
+/// lookup round trip and one multi-row INSERT (so the statement-level NOTIFY trigger fires once),
+/// where EF would track and insert an entity per row.
+/// </summary>
+internal sealed class MessageStore(NpgsqlDataSource dataSource)
+{
+    public sealed record CustomerRef(Guid Id, string? ExternalId, bool Deleted);
+
+    /// <summary>What the database knows about a request's customers and templates, and the ids its rows will get.</summary>
+    public sealed record Lookup(IReadOnlyDictionary<Guid, CustomerRef> ById, IReadOnlyDictionary<string, CustomerRef> ByExternalId, IReadOnlySet<string> TemplateKeys, long[] Ids);
+
+    /// <summary>One outbox row to insert; <paramref name="Id"/> comes from <see cref="Lookup.Ids"/>.</summary>
+    public sealed record NewMessage(long Id, CustomerRef Customer, Channel Channel, MessageDraft Draft);
+
+    public sealed record IdempotencyClaim(string Key, byte[] RequestHash, string Response);
+
+    public sealed record StoredResponse(byte[] RequestHash, string Response);
+
+    private const string CustomersSql = """
+        SELECT id, external_id, deleted_at IS NOT NULL FROM customers
+         WHERE company_id = $1 AND (id = ANY($2) OR external_id = ANY($3))
+        """;
+
+    private const string TemplatesSql = "SELECT DISTINCT key FROM message_templates WHERE company_id = $1 AND key = ANY($2)";
+
+    // Ids are taken from the identity sequence up front so that every row's id is known before the
+    // INSERT (attachments and the idempotent response refer to them) and ascends in request order.
+    private const string IdsSql = "SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) FROM generate_series(1, $1)";
+
+    private const string InsertMessagesSql = """
+        INSERT INTO communication_logs (id, company_id, customer_id, customer_external_id, type, channel, requested_channel,
+                                        subject, content, template_key, template_data, max_retries, metadata,
+                                        created_at, updated_at, next_attempt_at, expires_at)
+        SELECT u.id, $1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
+               u.subject, u.content, u.template_key, u.template_data::jsonb, u.max_retries, u.metadata::jsonb,
+               $2, $2, coalesce(u.not_before, $2), u.expires_at
+          FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                      $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[], $16::timestamptz[])
+               AS u(id, customer_id, customer_external_id, type, channel, requested_channel, subject, content,
+                    template_key, template_data, max_retries, metadata, not_before, expires_at)
+        """;
+
+    private const string InsertAttachmentsSql = """
+        INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bigint[])
+        """;
+
+    private const string ClaimKeySql = """
+        INSERT INTO idempotency_keys (company_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4::jsonb, $5)
+        ON CONFLICT (company_id, key) DO NOTHING
+        RETURNING true
+        """;
+
+    private const string StoredKeySql = "SELECT request_hash, response::text FROM idempotency_keys WHERE company_id = $1 AND key = $2";
+
+    public async Task<Lookup> LookupAsync(Guid companyId, IReadOnlyList<MessageDraft> drafts, bool allocateIds, CancellationToken cancellationToken)
+    {
+        await using var batch = dataSource.CreateBatch();
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(CustomersSql)
+        {
+            Parameters =
+            {
+                Value(companyId),
+                Value(drafts.Where(d => d.CustomerId is not null).Select(d => d.CustomerId!.Value).Distinct().ToArray()),
+                Value(drafts.Where(d => d.CustomerExternalId is not null).Select(d => d.CustomerExternalId!).Distinct().ToArray()),
+            },
+        });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(TemplatesSql)
+        {
+            Parameters = { Value(companyId), Value(drafts.Where(d => d.TemplateKey is not null).Select(d => d.TemplateKey!).Distinct().ToArray()) },
+        });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(IdsSql) { Parameters = { Value(allocateIds ? drafts.Sum(d => d.Channels.Count) : 0) } });
+
+        var byId = new Dictionary<Guid, CustomerRef>();
+        var byExternalId = new Dictionary<string, CustomerRef>(StringComparer.Ordinal);
+        var templateKeys = new HashSet<string>(StringComparer.Ordinal);
+        var allocated = new List<long>();
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var customer = new CustomerRef(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1), reader.GetBoolean(2));
+            byId[customer.Id] = customer;
+            if (customer.ExternalId is not null)
+            {
+                byExternalId[customer.ExternalId] = customer;
+            }
+        }
+        await reader.NextResultAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            templateKeys.Add(reader.GetString(0));
+        }
+        await reader.NextResultAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            allocated.Add(reader.GetInt64(0));
+        }
+        allocated.Sort();
+        return new Lookup(byId, byExternalId, templateKeys, [.. allocated]);
+    }
+
+    /// <summary>
+    /// Inserts the messages and their attachments in one transaction. With an idempotency claim,
+    /// the key is taken first in the same transaction: when it is already taken (a concurrent twin
+    /// waits here until the first commits) nothing is inserted and the stored answer is returned.
+    /// </summary>
+    public async Task<StoredResponse?> InsertAsync(
+        Guid companyId, IReadOnlyList<NewMessage> messages, IdempotencyClaim? claim, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (claim is not null)
+        {
+            await using var claimKey = new NpgsqlCommand(ClaimKeySql, connection, transaction)
+            {
+                Parameters = { Value(companyId), Value(claim.Key), Value(claim.RequestHash), Value(claim.Response), Value(now.ToUniversalTime()) },
+            };
+            if (await claimKey.ExecuteScalarAsync(cancellationToken) is null)
+            {
+                var stored = await FindAsync(connection, companyId, claim.Key, cancellationToken);
+                await transaction.RollbackAsync(cancellationToken);
+                return stored;
+            }
+        }
+
+        await using var batch = new NpgsqlBatch(connection, transaction);
+        var insert = new NpgsqlBatchCommand(InsertMessagesSql);
+        insert.Parameters.Add(Value(companyId));
+        insert.Parameters.Add(Value(now.ToUniversalTime()));
+        insert.Parameters.Add(Array(messages, m => m.Id, NpgsqlDbType.Bigint));
+        insert.Parameters.Add(Array(messages, m => m.Customer.Id, NpgsqlDbType.Uuid));
+        insert.Parameters.Add(Array(messages, m => m.Customer.ExternalId, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => WireName<MessageType>.Of(m.Draft.Type), NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => WireName<Channel>.Of(m.Channel), NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Subject, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Content, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateKey, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateData, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.MaxRetries, NpgsqlDbType.Integer));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Metadata, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.NotBefore?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        insert.Parameters.Add(Array(messages, m => m.Draft.ExpiresAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        batch.BatchCommands.Add(insert);
+
+        // A BOTH request's two rows each get their own copy, as the worker's own BOTH split does.
+        var attachments = messages.SelectMany(m => m.Draft.Attachments.Select(a => (MessageId: m.Id, Attachment: a))).ToList();
+        if (attachments.Count > 0)
+        {
+            var attach = new NpgsqlBatchCommand(InsertAttachmentsSql);
+            attach.Parameters.Add(Array(attachments, a => a.MessageId, NpgsqlDbType.Bigint));
+            attach.Parameters.Add(Array(attachments, a => a.Attachment.FileName, NpgsqlDbType.Text));
+            attach.Parameters.Add(Array(attachments, a => a.Attachment.ContentType, NpgsqlDbType.Text));
+            attach.Parameters.Add(Array(attachments, a => a.Attachment.Content, NpgsqlDbType.Bytea));
+            attach.Parameters.Add(Array(attachments, a => a.Attachment.Url, NpgsqlDbType.Text));
+            attach.Parameters.Add(Array(attachments, a => (long?)a.Attachment.Content?.LongLength, NpgsqlDbType.Bigint));
+            batch.BatchCommands.Add(attach);
+        }
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return null;
+    }
+
+    /// <summary>The answer already given for this idempotency key, if any.</summary>
+    public async Task<StoredResponse?> FindAsync(Guid companyId, string key, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await FindAsync(connection, companyId, key, cancellationToken);
+    }
+
+    private static async Task<StoredResponse?> FindAsync(NpgsqlConnection connection, Guid companyId, string key, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(StoredKeySql, connection) { Parameters = { Value(companyId), Value(key) } };
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? new StoredResponse(reader.GetFieldValue<byte[]>(0), reader.GetString(1)) : null;
+    }
+
+    private static NpgsqlParameter<T> Value<T>(T value) => new() { TypedValue = value };
+
+    private static NpgsqlParameter Array<TSource, TValue>(IEnumerable<TSource> source, Func<TSource, TValue> select, NpgsqlDbType type) =>
+        new() { NpgsqlDbType = NpgsqlDbType.Array | type, Value = source.Select(select).ToArray() };
+}

@@ -1,0 +1,197 @@
+using System.Buffers.Text;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Api.Messages;
+
+/// <summary>One message to send, as a producer writes it (the body of POST /v1/messages, an item of a bulk request).</summary>
+public sealed record SendMessageRequest(
+    Guid? CustomerId, string? CustomerExternalId, string? Type, string? Channel,
+    string? TemplateKey, JsonElement? Data, string? Subject, string? Content,
+    IReadOnlyList<AttachmentRequest?>? Attachments, DateTimeOffset? NotBefore, DateTimeOffset? ExpiresAt, int? MaxRetries, JsonElement? Metadata);
+
+/// <summary>A file with the message: inline bytes (base64) or a link the provider or worker fetches.</summary>
+public sealed record AttachmentRequest(string? FileName, string? ContentType, string? ContentBase64, string? Url);
+
+/// <summary>A send request that passed validation. <see cref="Channels"/> has one entry per outbox row it becomes.</summary>
+internal sealed record MessageDraft(
+    Guid? CustomerId, string? CustomerExternalId, MessageType Type, IReadOnlyList<Channel> Channels, Channel? RequestedChannel,
+    string? Subject, string? Content, string? TemplateKey, string TemplateData, string Metadata, int MaxRetries,
+    DateTimeOffset? NotBefore, DateTimeOffset? ExpiresAt, IReadOnlyList<AttachmentDraft> Attachments);
+
+internal sealed record AttachmentDraft(string FileName, string ContentType, byte[]? Content, string? Url);
+
+/// <summary>
+/// Checks a send request field by field (everything that needs no database), so that a client gets
+/// every problem at once, each under its JSON name.
+/// </summary>
+internal static class MessageValidation
+{
+    public const int MaxAttachmentBytes = 10 * 1024 * 1024;
+    public const int MaxAttachmentsBytes = 20 * 1024 * 1024;
+    public const int MaxAttachments = 10;
+    public const int MaxRetriesLimit = 10;
+    private const int MaxContentLength = 100_000;
+    private const int MaxSubjectLength = 998;  // RFC 5322's line limit
+    private const int MaxJsonLength = 64 * 1024;
+
+    private static readonly Channel[] Requestable = [Channel.Email, Channel.WhatsApp, Channel.Sms, Channel.Both, Channel.Preferred];
+
+    public static MessageDraft? Validate(SendMessageRequest request, DateTimeOffset now, Validation validation)
+    {
+        var externalId = request.CustomerExternalId?.Trim();
+        validation
+            .When(request.CustomerId is null && string.IsNullOrEmpty(externalId), "customerId", "customerId or customerExternalId is required.")
+            .When(request.CustomerId == Guid.Empty, "customerId", "customerId is not a customer id.")
+            .When(request.CustomerId is not null && externalId is { Length: > 0 }, "customerExternalId", "Give customerId or customerExternalId, not both.")
+            .When(externalId is { Length: > 200 }, "customerExternalId", "customerExternalId is at most 200 characters.");
+
+        var typeOk = WireName<MessageType>.TryParse(request.Type, out var type);
+        validation.When(!typeOk, "type", $"type must be one of {string.Join(", ", WireName<MessageType>.All)}.");
+        var channelOk = WireName<Channel>.TryParse(request.Channel, out var channel) && Requestable.Contains(channel);
+        validation.When(!channelOk, "channel", $"channel must be one of {string.Join(", ", Requestable.Select(WireName<Channel>.Of))}.");
+
+        var templateKey = request.TemplateKey?.Trim();
+        var hasTemplate = !string.IsNullOrEmpty(templateKey);
+        var hasContent = !string.IsNullOrWhiteSpace(request.Content);
+        validation
+            .When(!hasTemplate && !hasContent, "content", "content (with subject for email) or templateKey (with data) is required.")
+            .When(hasTemplate && hasContent, "templateKey", "Give templateKey or content, not both.")
+            .When(templateKey is { Length: > 200 }, "templateKey", "templateKey is at most 200 characters.")
+            .When(request.Content is { Length: > MaxContentLength }, "content", $"content is at most {MaxContentLength} characters.")
+            .When(request.Subject is { Length: > MaxSubjectLength }, "subject", $"subject is at most {MaxSubjectLength} characters.")
+            .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both) && string.IsNullOrWhiteSpace(request.Subject),
+                "subject", "subject is required for an email without a template.")
+            .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.");
+        var data = JsonObject(request.Data, "data", validation);
+        var metadata = JsonObject(request.Metadata, "metadata", validation);
+
+        validation
+            .When(request.MaxRetries is < 0 or > MaxRetriesLimit, "maxRetries", $"maxRetries is between 0 and {MaxRetriesLimit}.")
+            .When(request.ExpiresAt is { } expires && expires <= now, "expiresAt", "expiresAt must be in the future.")
+            .When(request.ExpiresAt is { } e && request.NotBefore is { } n && e <= n, "expiresAt", "expiresAt must be after notBefore.");
+
+        var attachments = Attachments(request.Attachments, validation);
+        validation.When(attachments.Count > 0 && channelOk && channel == Channel.Sms, "attachments", "SMS cannot carry attachments.");
+
+        if (!validation.IsValid)
+        {
+            return null;
+        }
+        return new MessageDraft(
+            request.CustomerId, request.CustomerId is null ? externalId : null, type,
+            channel == Channel.Both ? [Channel.Email, Channel.WhatsApp] : [channel], channel == Channel.Both ? Channel.Both : null,
+            request.Subject?.Trim(), request.Content, hasTemplate ? templateKey : null, data, metadata, request.MaxRetries ?? 3,
+            request.NotBefore, request.ExpiresAt, attachments);
+    }
+
+    private static string JsonObject(JsonElement? element, string field, Validation validation)
+    {
+        if (element is not { ValueKind: not JsonValueKind.Null } value)
+        {
+            return "{}";
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            validation.Add(field, $"{field} must be a JSON object.");
+            return "{}";
+        }
+        var raw = value.GetRawText();
+        validation.When(raw.Length > MaxJsonLength, field, $"{field} is at most {MaxJsonLength / 1024} KB of JSON.");
+        return raw;
+    }
+
+    private static List<AttachmentDraft> Attachments(IReadOnlyList<AttachmentRequest?>? attachments, Validation validation)
+    {
+        var drafts = new List<AttachmentDraft>();
+        if (attachments is null)
+        {
+            return drafts;
+        }
+        validation.When(attachments.Count > MaxAttachments, "attachments", $"At most {MaxAttachments} attachments per message.");
+        long total = 0;
+        for (var i = 0; i < attachments.Count; i++)
+        {
+            var field = $"attachments[{i}]";
+            if (attachments[i] is not { } attachment)
+            {
+                validation.Add(field, "An attachment object is required.");
+                continue;
+            }
+            var draft = Attachment(attachment, field, validation);
+            if (draft is not null)
+            {
+                drafts.Add(draft);
+                total += draft.Content?.Length ?? 0;
+            }
+        }
+        validation.When(total > MaxAttachmentsBytes, "attachments", $"Attachments are at most {MaxAttachmentsBytes / 1024 / 1024} MB together.");
+        return drafts;
+    }
+
+    private static AttachmentDraft? Attachment(AttachmentRequest attachment, string field, Validation validation)
+    {
+        var ok = true;
+        void Fail(string name, string message)
+        {
+            validation.Add($"{field}.{name}", message);
+            ok = false;
+        }
+
+        var fileName = attachment.FileName?.Trim();
+        if (string.IsNullOrEmpty(fileName))
+        {
+            Fail("fileName", "fileName is required.");
+        }
+        else if (fileName.Length > 255 || fileName.Any(c => c is '/' or '\\' || char.IsControl(c)))
+        {
+            Fail("fileName", "fileName is a plain file name (no path, no control characters), at most 255 characters.");
+        }
+
+        var contentType = string.IsNullOrWhiteSpace(attachment.ContentType) ? "application/octet-stream" : attachment.ContentType.Trim();
+        if (!MediaTypeHeaderValue.TryParse(contentType, out var mediaType) || mediaType.MediaType?.Contains('/', StringComparison.Ordinal) != true)
+        {
+            Fail("contentType", "contentType is a MIME type such as application/pdf.");
+        }
+
+        byte[]? content = null;
+        var hasContent = !string.IsNullOrEmpty(attachment.ContentBase64);
+        var hasUrl = !string.IsNullOrWhiteSpace(attachment.Url);
+        if (hasContent == hasUrl)
+        {
+            Fail("contentBase64", "Give contentBase64 or url (exactly one).");
+        }
+        else if (hasContent)
+        {
+            if (!Base64.IsValid(attachment.ContentBase64, out var length))
+            {
+                Fail("contentBase64", "contentBase64 is not valid base64.");
+            }
+            else if (length > MaxAttachmentBytes)
+            {
+                Fail("contentBase64", $"An attachment is at most {MaxAttachmentBytes / 1024 / 1024} MB.");
+            }
+            else if (length == 0)
+            {
+                Fail("contentBase64", "The attachment is empty.");
+            }
+            else
+            {
+                content = Convert.FromBase64String(attachment.ContentBase64!);
+            }
+        }
+        else if (!IsAllowedUrl(attachment.Url!))
+        {
+            Fail("url", "url must be an absolute https URL (http only for localhost).");
+        }
+        return ok ? new AttachmentDraft(fileName!, contentType, content, hasUrl ? attachment.Url!.Trim() : null) : null;
+    }
+
+    /// <summary>https anywhere; plain http only to a loopback host (a local file server in development and tests).</summary>
+    private static bool IsAllowedUrl(string url) =>
+        Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri)
+        && (uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback));
+}
