@@ -1,5 +1,7 @@
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
 using OutboxComms.Core.Security;
+using OutboxComms.Worker.Ops;
 
 namespace OutboxComms.Worker;
 
@@ -15,6 +17,7 @@ public static class WorkerCommands
           migrate             apply pending database migrations, then exit
           migrate --script    print every migration as one plain SQL script, then exit
           rotate-keys         re-encrypt provider secrets under the current (first) key in OUTBOXCOMMS_ENCRYPTION_KEY
+        """ + ReplayCommand.Usage + """
         Configuration: ConnectionStrings__Outbox (required), see README.
         """;
 
@@ -43,6 +46,11 @@ public static class WorkerCommands
                     Console.Out.WriteLine($"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId}'; {result.AlreadyCurrent} were already current.");
                 }
                 return 0;
+            case "replay":
+                using (var host = BuildHost([]))
+                {
+                    return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None);
+                }
             case "run":
                 await BuildHost(rest).RunAsync();
                 return 0;

@@ -5,14 +5,21 @@ using OutboxComms.Core.Webhooks;
 namespace OutboxComms.Worker.Maintenance;
 
 /// <summary>
-/// Deletes raw webhook events older than <see cref="WebhookOptions.RetentionDays"/>, hourly, in
-/// small batches so it never holds long locks. Safe to run in every worker at once.
+/// Hourly retention, in small batches so it never holds long locks (safe in every worker at once):
+/// raw webhook events older than <see cref="WebhookOptions.RetentionDays"/>, and API idempotency
+/// keys older than <c>Api:IdempotencyKeyRetentionDays</c> (default 30; a client retrying after
+/// that gets a new message).
 /// </summary>
-internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
+internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, IConfiguration configuration, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
 {
     private const string DeleteSql = """
         DELETE FROM webhook_events WHERE id IN (
             SELECT id FROM webhook_events WHERE received_at < $1 ORDER BY received_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
+        """;
+
+    private const string DeleteKeysSql = """
+        DELETE FROM idempotency_keys WHERE (company_id, key) IN (
+            SELECT company_id, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
         """;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -22,6 +29,7 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
         {
             try
             {
+                await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-configuration.GetValue("Api:IdempotencyKeyRetentionDays", 30)), stoppingToken);
                 var deleted = await PurgeAsync(stoppingToken);
                 if (deleted > 0)
                 {
@@ -40,13 +48,15 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
         while (await WaitAsync(timer, stoppingToken));
     }
 
-    public async Task<long> PurgeAsync(CancellationToken cancellationToken)
+    public Task<long> PurgeAsync(CancellationToken cancellationToken) =>
+        PurgeAsync(DeleteSql, time.GetUtcNow().AddDays(-options.Value.RetentionDays), cancellationToken);
+
+    private async Task<long> PurgeAsync(string sql, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
-        var cutoff = time.GetUtcNow().AddDays(-options.Value.RetentionDays);
         long total = 0;
         while (true)
         {
-            await using var command = dataSource.CreateCommand(DeleteSql);
+            await using var command = dataSource.CreateCommand(sql);
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cutoff.ToUniversalTime() });
             var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
             total += deleted;

@@ -1,0 +1,82 @@
+using System.Globalization;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+
+namespace OutboxComms.Worker.Ops;
+
+/// <summary>
+/// <c>OutboxComms.Worker replay</c>: puts FAILED, BOUNCED or SUPPRESSED messages back in the outbox,
+/// using the same SQL as the API's replay endpoints. A dry run (count only) unless <c>--execute</c>.
+/// </summary>
+public static class ReplayCommand
+{
+    public const string Usage = """
+          replay [--company ID] [--id N] [--status FAILED|BOUNCED|SUPPRESSED] [--channel EMAIL|WHATSAPP|SMS]
+                 [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--execute]
+                              count (dry run) or, with --execute, replay failed messages
+        """;
+
+    public static async Task<int> RunAsync(string[] args, MessageReplay replay, TextWriter output, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(replay);
+        ArgumentNullException.ThrowIfNull(output);
+        ReplayFilter filter;
+        bool execute;
+        try
+        {
+            (filter, execute) = Parse(args);
+        }
+        catch (FormatException ex)
+        {
+            await output.WriteLineAsync($"replay: {ex.Message}\n{Usage}");
+            return 2;
+        }
+
+        var scope = filter.CompanyId is { } company ? $"company {company}" : "all companies";
+        if (!execute)
+        {
+            var matched = await replay.CountAsync(filter, cancellationToken);
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{matched} messages would be replayed ({scope}). Add --execute to replay them."));
+            return 0;
+        }
+        var replayed = await replay.ReplayAsync(filter, $"ops cli ({Environment.UserName})", cancellationToken);
+        await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Replayed {replayed} messages ({scope}); workers were notified."));
+        return 0;
+    }
+
+    private static (ReplayFilter Filter, bool Execute) Parse(string[] args)
+    {
+        var filter = new ReplayFilter();
+        var execute = false;
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
+            filter = args[i] switch
+            {
+                "--company" => filter with { CompanyId = Guid.TryParse(Value(), out var c) ? c : throw new FormatException("--company is a company id (uuid)") },
+                "--id" => filter with { MessageId = long.TryParse(Value(), CultureInfo.InvariantCulture, out var id) ? id : throw new FormatException("--id is a message id") },
+                "--status" => filter with { Status = Enum<DeliveryStatus>(Value(), "--status") },
+                "--channel" => filter with { Channel = Enum<Channel>(Value(), "--channel") },
+                "--type" => filter with { Type = Enum<MessageType>(Value(), "--type") },
+                "--from" => filter with { CreatedFrom = Instant(Value(), "--from") },
+                "--to" => filter with { CreatedTo = Instant(Value(), "--to") },
+                "--error" => filter with { ErrorContains = Value() },
+                "--execute" => filter,
+                _ => throw new FormatException($"unknown option {args[i]}"),
+            };
+            execute |= args[i] == "--execute";
+        }
+        if (filter.Status is { } status && !MessageReplay.Replayable.Contains(status))
+        {
+            throw new FormatException("--status is FAILED, BOUNCED or SUPPRESSED");
+        }
+        return (filter, execute);
+    }
+
+    private static T Enum<T>(string value, string option) where T : struct, System.Enum =>
+        WireName<T>.TryParse(value, out var parsed) ? parsed : throw new FormatException($"{option} is one of {string.Join(", ", WireName<T>.All)}");
+
+    private static DateTimeOffset Instant(string value, string option) =>
+        DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : throw new FormatException($"{option} is a date or ISO 8601 instant");
+}

@@ -1,0 +1,43 @@
+using OutboxComms.Core.Messages;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Ops;
+
+namespace OutboxComms.Tests.Ops;
+
+public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    [Fact]
+    public async Task The_replay_verb_counts_by_default_and_replays_only_with_execute()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using (var seed = db.DataSource.CreateCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status, error_message, retry_count, next_attempt_at)
+            VALUES ($1, $2, 'INVOICE', 'SMS', 'x', 'FAILED', 'Twilio 30003: message undelivered', 3, now() - interval '1 day'),
+                   ($1, $2, 'INVOICE', 'SMS', 'x', 'FAILED', 'Twilio 21211: invalid To', 0, now() - interval '1 day'),
+                   ($1, $2, 'INVOICE', 'EMAIL', 'x', 'SENT', NULL, 0, now() - interval '1 day')
+            """))
+        {
+            seed.Parameters.AddWithValue(company);
+            seed.Parameters.AddWithValue(customer);
+            await seed.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var replay = new MessageReplay(db.DataSource, TimeProvider.System);
+        string[] filter = ["--company", company.ToString(), "--status", "FAILED", "--error", "twilio 30003"];
+
+        using var dry = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync(filter, replay, dry, TestContext.Current.CancellationToken));
+        Assert.StartsWith("1 messages would be replayed", dry.ToString(), StringComparison.Ordinal);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING'", company));
+
+        using var run = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync([.. filter, "--execute"], replay, run, TestContext.Current.CancellationToken));
+        Assert.StartsWith("Replayed 1 messages", run.ToString(), StringComparison.Ordinal);
+        Assert.Equal("PENDING:0:", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT status || ':' || retry_count || ':' || coalesce(error_message, '') FROM communication_logs WHERE company_id = $1 AND channel = 'SMS' AND status_reason LIKE 'replayed by ops cli%'", company));
+
+        using var bad = new StringWriter();
+        Assert.Equal(2, await ReplayCommand.RunAsync(["--status", "SENT"], replay, bad, TestContext.Current.CancellationToken));
+        Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", bad.ToString(), StringComparison.Ordinal);
+    }
+}
