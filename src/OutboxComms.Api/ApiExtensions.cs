@@ -2,12 +2,15 @@ using System.Text.Json.Serialization;
 using OutboxComms.Api.Health;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Companies;
+using OutboxComms.Api.Reminders;
+using OutboxComms.Api.Schedules;
 using OutboxComms.Api.Settings;
 using OutboxComms.Api.Unsubscribe;
 using OutboxComms.Api.Webhooks;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Webhooks;
+using OutboxComms.Core.Workflows;
 using Prometheus;
 
 namespace OutboxComms.Api;
@@ -22,6 +25,7 @@ public static class ApiExtensions
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
+        builder.AddComplianceCalendar();
         builder.Services.AddSingleton<OutboxComms.Core.Preferences.UnsubscribeTokens>();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
@@ -45,6 +49,9 @@ public static class ApiExtensions
         app.MapCompanies();
         app.MapSettings();
         app.MapUnsubscribe();
+        app.MapReminders();
+        app.MapComplianceCalendar();
+        app.MapSchedules();
         return app;
     }
 }
