@@ -6,6 +6,8 @@ using OutboxComms.Api.Companies;
 using OutboxComms.Api.Customers;
 using OutboxComms.Api.Messages;
 using OutboxComms.Api.Preferences;
+using OutboxComms.Api.Reminders;
+using OutboxComms.Api.Schedules;
 using OutboxComms.Api.Settings;
 using OutboxComms.Api.Unsubscribe;
 using OutboxComms.Api.Templates;
@@ -14,6 +16,7 @@ using OutboxComms.Core.Providers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Templates;
 using OutboxComms.Core.Webhooks;
+using OutboxComms.Core.Workflows;
 using Prometheus;
 
 namespace OutboxComms.Api;
@@ -28,6 +31,7 @@ public static class ApiExtensions
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();
+        builder.AddComplianceCalendar();
         builder.Services.AddSingleton<OutboxComms.Core.Preferences.UnsubscribeTokens>();
         // Template previews render in the same sandbox as the worker.
         builder.Services.AddSingleton(new TemplateRenderer());
@@ -63,6 +67,9 @@ public static class ApiExtensions
         app.MapTemplates();
         app.MapMessages();
         app.MapAnalytics();
+        app.MapReminders();
+        app.MapComplianceCalendar();
+        app.MapSchedules();
         return app;
     }
 }

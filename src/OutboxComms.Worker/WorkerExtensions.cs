@@ -3,6 +3,7 @@ using OutboxComms.Core.Observability;
 using OutboxComms.Core.Webhooks;
 using OutboxComms.Worker.Dispatch;
 using OutboxComms.Worker.Maintenance;
+using OutboxComms.Worker.Scheduling;
 
 namespace OutboxComms.Worker;
 
@@ -13,6 +14,7 @@ public static class WorkerExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddOutboxDatabase();
         builder.AddDispatch();
+        builder.AddScheduling();
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
         builder.Services.AddSingleton<OutboxMetrics>();

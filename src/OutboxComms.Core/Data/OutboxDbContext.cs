@@ -5,6 +5,7 @@ using OutboxComms.Core.Customers;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Templates;
+using OutboxComms.Core.Workflows;
 
 namespace OutboxComms.Core.Data;
 
@@ -24,6 +25,11 @@ public class OutboxDbContext(DbContextOptions<OutboxDbContext> options) : DbCont
     public DbSet<CommunicationLog> CommunicationLogs => Set<CommunicationLog>();
     public DbSet<CommunicationAttachment> CommunicationAttachments => Set<CommunicationAttachment>();
     public DbSet<CommunicationAttempt> CommunicationAttempts => Set<CommunicationAttempt>();
+    public DbSet<Reminder> Reminders => Set<Reminder>();
+    public DbSet<ReminderStep> ReminderSteps => Set<ReminderStep>();
+    public DbSet<CompanySchedule> CompanySchedules => Set<CompanySchedule>();
+    public DbSet<ScheduleRun> ScheduleRuns => Set<ScheduleRun>();
+    public DbSet<ComplianceRuleOverride> ComplianceRuleOverrides => Set<ComplianceRuleOverride>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(OutboxDbContext).Assembly);
@@ -40,6 +46,11 @@ public class OutboxDbContext(DbContextOptions<OutboxDbContext> options) : DbCont
         UseWireNames<SmsProvider>(configurationBuilder);
         UseWireNames<SmtpSecurity>(configurationBuilder);
         UseWireNames<ReminderFrequency>(configurationBuilder);
+        UseWireNames<ReminderStatus>(configurationBuilder);
+        UseWireNames<StepState>(configurationBuilder);
+        UseWireNames<ScheduleAudience>(configurationBuilder);
+        UseWireNames<ScheduleRunOutcome>(configurationBuilder);
+        UseWireNames<DueDateRuleKind>(configurationBuilder);
     }
 
     private static void UseWireNames<T>(ModelConfigurationBuilder builder) where T : struct, Enum =>

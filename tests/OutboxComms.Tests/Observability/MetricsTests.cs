@@ -34,6 +34,10 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
         var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
         await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: DateTimeOffset.UtcNow.AddHours(5));
 
+        for (var i = 0; i < 600 && (await Outbox.GetAsync(db.DataSource, id)).Status != "SENT"; i++)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
         using var http = new HttpClient();
         string text = "";
         // Generous bounds: this waits for a mechanism (a scrape showing the outcome), it times nothing.

@@ -1,0 +1,218 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Workflows;
+
+namespace OutboxComms.Api.Reminders;
+
+/// <summary>
+/// Reminder sequences: a deadline of a customer and messages relative to it (−30, −7, −1, +1 days…),
+/// each at a local time in the customer's zone. The worker's scheduler turns each step into an
+/// ordinary outbox row at its time; resolving stops every step not yet sent.
+/// </summary>
+public static class ReminderEndpoints
+{
+    public sealed record StepRequest(int? OffsetDays, string? SendAt, string? TemplateKey, string? Channel, JsonElement? TemplateData);
+
+    /// <summary><c>sendAt</c>, <c>channel</c> and <c>templateKey</c> are defaults for steps that do not name their own.</summary>
+    public sealed record CreateReminderRequest(
+        Guid? CustomerId, string? CustomerExternalId, string? Type, string? Reference, string? DueDate, int? GraceDays,
+        string? SendAt, string? Channel, string? TemplateKey, JsonElement? TemplateData, List<StepRequest?>? Steps);
+
+    public sealed record ResolveRequest(string? Note);
+
+    public sealed record MessageView(long Id, DeliveryStatus Status, Channel Channel, string? StatusReason, string? ErrorMessage, DateTimeOffset? SentAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ReadAt);
+
+    public sealed record StepView(
+        long Id, int Position, int OffsetDays, string SendAt, DateTimeOffset ScheduledFor, string TemplateKey, Channel Channel,
+        StepState State, string? Reason, DateTimeOffset? ProcessedAt, MessageView? Message);
+
+    public sealed record ReminderView(
+        long Id, Guid CustomerId, MessageType Type, string Reference, DateOnly DueDate, int GraceDays, string TimeZone, ReminderStatus Status,
+        string? CalendarKey, string? FinancialYear, JsonElement TemplateData, DateTimeOffset CreatedAt, DateTimeOffset? ResolvedAt, string? ResolutionNote,
+        List<StepView> Steps);
+
+    public sealed record ReminderPage(List<ReminderView> Items, long? NextAfter);
+
+    public static IEndpointRouteBuilder MapReminders(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/v1/reminders").WithTags("Reminders")
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        group.MapPost("/", Create);
+        group.MapGet("/", List);
+        group.MapGet("/{id:long}", Get);
+        group.MapPost("/{id:long}/resolve", Resolve);
+        return endpoints;
+    }
+
+    internal static async Task<Results<Created<ReminderView>, ValidationProblem, ProblemHttpResult>> Create(
+        CreateReminderRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var validation = new Validation().RequireCustomer(request.CustomerId, request.CustomerExternalId);
+        var type = validation.ParseMessageType("type", request.Type, MessageType.ComplianceReminder, MessageType.PaymentReminder);
+        validation.Require("reference", request.Reference).When(request.Reference is { Length: > 200 }, "reference", "reference is at most 200 characters.");
+        var dueDate = validation.ParseDate("dueDate", request.DueDate, required: true);
+        var (sendAt, channel, graceDays) = validation.ParseStepDefaults(request.SendAt, request.Channel, request.GraceDays);
+        var templateData = validation.ParseTemplateData("templateData", request.TemplateData);
+        var steps = Steps(validation, request.Steps, sendAt, channel, request.TemplateKey);
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        var (customer, zone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
+        if (customer is null)
+        {
+            return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        var draft = new ReminderDraft(tenant.CompanyId, customer.Id, type!.Value, request.Reference!.Trim(), dueDate!.Value, graceDays, templateData, steps);
+        var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, time.GetUtcNow());
+        if (reminder.Steps.All(s => s.State == StepState.Skipped))
+        {
+            var last = reminder.Steps.Max(s => s.FireAt);
+            return validation.Add("steps", string.Create(CultureInfo.InvariantCulture, $"every step's time has passed (the last was {last.UtcDateTime:u} in the customer's zone {customer.TimeZone}); nothing would be sent.")).Problem();
+        }
+        db.Reminders.Add(reminder);
+        await db.SaveChangesAsync(cancellationToken);
+        var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == reminder.Id), cancellationToken)).Single();
+        return TypedResults.Created($"/v1/reminders/{reminder.Id}", view);
+    }
+
+    internal static async Task<Results<Ok<ReminderPage>, ValidationProblem>> List(
+        Tenant tenant, OutboxDbContext db, Guid? customerId, string? status, string? type, long? after, int? limit, CancellationToken cancellationToken)
+    {
+        var validation = new Validation()
+            .When(status is not null && !WireName<ReminderStatus>.TryParse(status, out _), "status", "status is ACTIVE or RESOLVED.")
+            .When(limit is < 1 or > 200, "limit", "limit is between 1 and 200.");
+        var parsedType = type is null ? null : validation.ParseMessageType("type", type, MessageType.ComplianceReminder, MessageType.PaymentReminder);
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        var take = limit ?? 50;
+        var query = db.Reminders.Where(r => r.CompanyId == tenant.CompanyId && r.Id > (after ?? 0));
+        if (customerId is { } customer)
+        {
+            query = query.Where(r => r.CustomerId == customer);
+        }
+        if (status is not null)
+        {
+            var wanted = WireName<ReminderStatus>.Parse(status);
+            query = query.Where(r => r.Status == wanted);
+        }
+        if (parsedType is { } wantedType)
+        {
+            query = query.Where(r => r.Type == wantedType);
+        }
+        var items = await ReminderViews.LoadAsync(db, tenant.CompanyId, query.OrderBy(r => r.Id).Take(take), cancellationToken);
+        return TypedResults.Ok(new ReminderPage(items, items.Count == take ? items[^1].Id : null));
+    }
+
+    internal static async Task<Results<Ok<ReminderView>, ProblemHttpResult>> Get(long id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).SingleOrDefault();
+        return view is null ? Problems.NotFound($"Reminder {id}") : TypedResults.Ok(view);
+    }
+
+    /// <summary>
+    /// Stops every step not yet sent: scheduled steps are cancelled, and outbox rows a step already
+    /// produced that no worker has started (deferred by quiet hours or frequency) are cancelled too.
+    /// A message a worker is sending at this moment still goes. Resolving twice changes nothing.
+    /// </summary>
+    internal static async Task<Results<Ok<ReminderView>, ValidationProblem, ProblemHttpResult>> Resolve(
+        long id, ResolveRequest? request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (request?.Note is { Length: > 500 })
+        {
+            return new Validation().Add("note", "note is at most 500 characters.").Problem();
+        }
+        var reminder = await db.Reminders.SingleOrDefaultAsync(r => r.Id == id && r.CompanyId == tenant.CompanyId, cancellationToken);
+        if (reminder is null)
+        {
+            return Problems.NotFound($"Reminder {id}");
+        }
+        if (reminder.Status == ReminderStatus.Active)
+        {
+            var now = time.GetUtcNow();
+            var reason = string.Create(CultureInfo.InvariantCulture, $"the reminder was resolved at {now.UtcDateTime:u}");
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            reminder.Status = ReminderStatus.Resolved;
+            reminder.ResolvedAt = now;
+            reminder.ResolutionNote = request?.Note;
+            reminder.UpdatedAt = now;
+            await db.SaveChangesAsync(cancellationToken);
+            // A step the scheduler holds right now is waited for, then no longer SCHEDULED; the next
+            // statement (a fresh snapshot) then sees the outbox row it produced and cancels that.
+            await db.ReminderSteps.Where(s => s.ReminderId == id && s.State == StepState.Scheduled)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.State, StepState.Cancelled).SetProperty(x => x.StateReason, reason).SetProperty(x => x.ProcessedAt, now), cancellationToken);
+            await db.CommunicationLogs
+                .Where(m => m.CompanyId == tenant.CompanyId && m.Status == DeliveryStatus.Pending && m.LockedBy == null
+                            && db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id))
+                .ExecuteUpdateAsync(m => m.SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now), cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+        }
+        var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();
+        return TypedResults.Ok(view);
+    }
+
+    private static List<StepDraft> Steps(Validation validation, List<StepRequest?>? steps, TimeOnly sendAt, Channel channel, string? templateKey)
+    {
+        var drafts = new List<StepDraft>();
+        if (steps is null || steps.Count is 0 or > CalendarStep.MaxSteps)
+        {
+            validation.Add("steps", $"steps needs 1–{CalendarStep.MaxSteps} steps, e.g. [{{\"offsetDays\": -7}}, {{\"offsetDays\": 1}}].");
+            return drafts;
+        }
+        for (var i = 0; i < steps.Count; i++)
+        {
+            var at = $"steps[{i}]";
+            if (steps[i] is not { } step)
+            {
+                validation.Add(at, "a step is an object with offsetDays.");
+                continue;
+            }
+            validation.When(step.OffsetDays is null || Math.Abs(step.OffsetDays.Value) > CalendarStep.MaxOffsetDays, $"{at}.offsetDays",
+                $"offsetDays is required: days from the due date, -{CalendarStep.MaxOffsetDays} to {CalendarStep.MaxOffsetDays}.");
+            var key = step.TemplateKey ?? templateKey;
+            validation.When(string.IsNullOrWhiteSpace(key), $"{at}.templateKey", "templateKey is required (on the step, or on the reminder for every step).")
+                .When(key is { Length: > 100 }, $"{at}.templateKey", "templateKey is at most 100 characters.");
+            var stepSendAt = validation.ParseLocalTime($"{at}.sendAt", step.SendAt, sendAt);
+            var stepChannel = validation.ParseChannel($"{at}.channel", step.Channel, channel);
+            var data = validation.ParseTemplateData($"{at}.templateData", step.TemplateData);
+            drafts.Add(new StepDraft(step.OffsetDays ?? 0, stepSendAt, key?.Trim() ?? "", stepChannel, data));
+        }
+        validation.When(drafts.GroupBy(d => (d.OffsetDays, d.SendAt)).Any(g => g.Count() > 1), "steps", "two steps fall on the same day and time.");
+        return drafts;
+    }
+}
+
+/// <summary>Reminders as the API shows them: steps with their state and the outbox row each produced.</summary>
+internal static class ReminderViews
+{
+    public static async Task<List<ReminderEndpoints.ReminderView>> LoadAsync(OutboxDbContext db, Guid companyId, IQueryable<Reminder> query, CancellationToken cancellationToken)
+    {
+        var reminders = await query.Where(r => r.CompanyId == companyId).Include(r => r.Steps).AsNoTracking().ToListAsync(cancellationToken);
+        var messageIds = reminders.SelectMany(r => r.Steps).Where(s => s.MessageId is not null).Select(s => s.MessageId!.Value).ToList();
+        var messages = messageIds.Count == 0
+            ? []
+            : await db.CommunicationLogs.AsNoTracking()
+                .Where(m => m.CompanyId == companyId && messageIds.Contains(m.Id))
+                .Select(m => new ReminderEndpoints.MessageView(m.Id, m.Status, m.Channel, m.StatusReason, m.ErrorMessage, m.SentAt, m.DeliveredAt, m.ReadAt))
+                .ToDictionaryAsync(m => m.Id, cancellationToken);
+        return reminders.Select(r => new ReminderEndpoints.ReminderView(
+            r.Id, r.CustomerId, r.Type, r.Reference, r.DueDate, r.GraceDays, r.TimeZone, r.Status, r.CalendarKey, r.FinancialYear,
+            r.TemplateData.RootElement.Clone(), r.CreatedAt, r.ResolvedAt, r.ResolutionNote,
+            [.. r.Steps.OrderBy(s => s.Position).Select(s => new ReminderEndpoints.StepView(
+                s.Id, s.Position, s.OffsetDays, s.SendAt.ToString("HH:mm", CultureInfo.InvariantCulture), s.FireAt, s.TemplateKey, s.Channel, s.State,
+                s.StateReason, s.ProcessedAt, s.MessageId is { } m && messages.TryGetValue(m, out var message) ? message : null))])).ToList();
+    }
+}

@@ -1,0 +1,129 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Customers;
+using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
+using OutboxComms.Core.Workflows;
+
+namespace OutboxComms.Api.Reminders;
+
+/// <summary>
+/// Field parsing shared by the reminder, calendar and schedule endpoints. Dates, times and enum
+/// names arrive as strings so that a bad value is answered with a problem naming its field
+/// (<c>steps[2].sendAt</c>) rather than a generic JSON binding error.
+/// </summary>
+internal static class WorkflowRequests
+{
+    private static readonly Channel[] OutboundChannels = [Channel.Email, Channel.WhatsApp, Channel.Sms, Channel.Both, Channel.Preferred];
+
+    /// <summary>EMAIL, WHATSAPP, SMS, BOTH or PREFERRED; absent means <paramref name="fallback"/>.</summary>
+    public static Channel ParseChannel(this Validation validation, string field, string? value, Channel fallback)
+    {
+        if (value is null)
+        {
+            return fallback;
+        }
+        if (WireName<Channel>.TryParse(value, out var channel) && OutboundChannels.Contains(channel))
+        {
+            return channel;
+        }
+        validation.Add(field, $"{field} is one of {string.Join(", ", OutboundChannels.Select(WireName<Channel>.Of))}.");
+        return fallback;
+    }
+
+    public static MessageType? ParseMessageType(this Validation validation, string field, string? value, params MessageType[] allowed)
+    {
+        if (WireName<MessageType>.TryParse(value, out var type) && allowed.Contains(type))
+        {
+            return type;
+        }
+        validation.Add(field, $"{field} is required: one of {string.Join(", ", allowed.Select(WireName<MessageType>.Of))}.");
+        return null;
+    }
+
+    /// <summary>A local wall-clock time, "HH:mm"; absent means <paramref name="fallback"/>.</summary>
+    public static TimeOnly ParseLocalTime(this Validation validation, string field, string? value, TimeOnly fallback)
+    {
+        if (value is null)
+        {
+            return fallback;
+        }
+        if (TimeOnly.TryParseExact(value, ["HH:mm", "HH:mm:ss"], CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+        {
+            return time;
+        }
+        validation.Add(field, $"{field} is a local time \"HH:mm\", e.g. \"10:00\".");
+        return fallback;
+    }
+
+    /// <summary>A calendar date, "yyyy-MM-dd".</summary>
+    public static DateOnly? ParseDate(this Validation validation, string field, string? value, bool required)
+    {
+        if (value is null)
+        {
+            if (required)
+            {
+                validation.Add(field, $"{field} is required: a date \"yyyy-MM-dd\".");
+            }
+            return null;
+        }
+        if (DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date))
+        {
+            return date;
+        }
+        validation.Add(field, $"{field} is a date \"yyyy-MM-dd\", e.g. \"2026-11-19\".");
+        return null;
+    }
+
+    /// <summary>Template data: a JSON object (absent means none).</summary>
+    public static JsonDocument? ParseTemplateData(this Validation validation, string field, JsonElement? value)
+    {
+        if (value is null || value.Value.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined)
+        {
+            return null;
+        }
+        if (value.Value.ValueKind != JsonValueKind.Object)
+        {
+            validation.Add(field, $"{field} is a JSON object.");
+            return null;
+        }
+        return JsonDocument.Parse(value.Value.GetRawText());
+    }
+
+    public static Validation RequireCustomer(this Validation validation, Guid? id, string? externalId) =>
+        validation.When(id is null == string.IsNullOrWhiteSpace(externalId), "customerId", "name the customer by customerId or by customerExternalId (one of them).");
+
+    /// <summary>
+    /// The company's live customer by our id or the business application's id (null when there is
+    /// none: answer 404), with their time zone; a zone that is not IANA is added to
+    /// <paramref name="validation"/> as a <c>customerId</c> problem.
+    /// </summary>
+    public static async Task<(Customer? Customer, TimeZoneInfo Zone)> FindCustomerAsync(
+        OutboxDbContext db, Guid companyId, Guid? id, string? externalId, Validation validation, CancellationToken cancellationToken)
+    {
+        var customers = db.Customers.AsNoTracking().Where(c => c.CompanyId == companyId && c.DeletedAt == null);
+        var customer = await (id is { } ours ? customers.Where(c => c.Id == ours) : customers.Where(c => c.ExternalId == externalId)).SingleOrDefaultAsync(cancellationToken);
+        if (customer is null)
+        {
+            return (null, TimeZoneInfo.Utc);
+        }
+        if (LocalTimes.TryFindZone(customer.TimeZone, out var zone))
+        {
+            return (customer, zone);
+        }
+        validation.Add("customerId", $"the customer's time zone '{customer.TimeZone}' is not an IANA time zone; correct the customer first.");
+        return (customer, TimeZoneInfo.Utc);
+    }
+
+    /// <summary>What a request may give for every step it creates: local send time, channel, grace days.</summary>
+    public static (TimeOnly SendAt, Channel Channel, int GraceDays) ParseStepDefaults(this Validation validation, string? sendAt, string? channel, int? graceDays)
+    {
+        validation.When(graceDays is < 0 or > 365, "graceDays", "graceDays is between 0 and 365.");
+        return (validation.ParseLocalTime("sendAt", sendAt, ReminderPlan.DefaultSendAt), validation.ParseChannel("channel", channel, Core.Messages.Channel.Preferred), graceDays ?? 0);
+    }
+
+    public static string Describe(Guid? id, string? externalId) => id is { } ours ? $"Customer {ours}" : $"Customer with external id '{externalId}'";
+}

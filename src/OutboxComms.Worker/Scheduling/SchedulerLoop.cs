@@ -1,0 +1,52 @@
+using Microsoft.Extensions.Options;
+
+namespace OutboxComms.Worker.Scheduling;
+
+/// <summary>
+/// Runs a scheduler pass every <see cref="SchedulingOptions.PollInterval"/>, each in a new DI
+/// scope. A failed pass is logged and the next one runs on time; nothing is lost, because due steps
+/// and occurrences stay due until a pass records them.
+/// </summary>
+internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<SchedulingOptions> options, TimeProvider time, ILogger<SchedulerLoop> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        if (!settings.Enabled)
+        {
+            SchedulingLog.Disabled(logger);
+            return;
+        }
+        SchedulingLog.Started(logger, settings.PollInterval, settings.MissedAfter, settings.CatchUpWindow);
+        using var timer = new PeriodicTimer(settings.PollInterval, time);
+        do
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<WorkflowScheduler>().RunOnceAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                SchedulingLog.PassFailed(logger, ex, settings.PollInterval);
+            }
+        }
+        while (await WaitAsync(timer, stoppingToken));
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using OutboxComms.Core.Policies;
+using OutboxComms.Core.Workflows;
+
+namespace OutboxComms.Worker.Scheduling;
+
+/// <summary>What one pass did.</summary>
+internal readonly record struct SchedulerPass(StepCounts Steps, int Schedules);
+
+/// <summary>
+/// One scheduler pass: every reminder step and schedule occurrence that has come due becomes
+/// ordinary outbox rows (or is recorded as skipped, with the reason), batch by batch until none is
+/// left. Missed ones — found more than <see cref="SchedulingOptions.MissedAfter"/> late because no
+/// scheduler was running — follow the catch-up rules in <see cref="Decide"/> and <see cref="Plan"/>.
+/// </summary>
+internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<SchedulingOptions> options, TimeProvider time, ILogger<WorkflowScheduler> logger)
+{
+    private readonly SchedulingOptions settings = options.Value;
+
+    public async Task<SchedulerPass> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var steps = default(StepCounts);
+        StepCounts batch;
+        do
+        {
+            batch = await store.MaterialiseDueStepsAsync(now, settings.BatchSize, step => Decide(step, now, settings.MissedAfter), cancellationToken);
+            steps += batch;
+        }
+        while (batch.Claimed == settings.BatchSize);
+        if (steps.Claimed > 0)
+        {
+            SchedulingLog.Steps(logger, steps.Queued, steps.Skipped, steps.Cancelled);
+        }
+
+        var schedules = 0;
+        int claimed;
+        do
+        {
+            claimed = await store.MaterialiseDueSchedulesAsync(now, settings.BatchSize, schedule => Plan(schedule, now, settings), Report, cancellationToken);
+            schedules += claimed;
+        }
+        while (claimed == settings.BatchSize);
+        return new SchedulerPass(steps, schedules);
+    }
+
+    /// <summary>
+    /// A due step is queued unless its reminder was resolved or its customer deleted. A missed
+    /// step is still sent if it is the latest due step of its reminder and the due date + grace
+    /// has not ended; otherwise it is skipped, with the reason.
+    /// </summary>
+    internal static StepDecision Decide(DueStep step, DateTimeOffset now, TimeSpan missedAfter)
+    {
+        if (step.ReminderStatus == ReminderStatus.Resolved)
+        {
+            return new StepDecision(StepState.Cancelled, "the reminder was resolved");
+        }
+        if (step.CustomerDeleted)
+        {
+            return new StepDecision(StepState.Skipped, "the customer was deleted");
+        }
+        var late = now - step.FireAt;
+        if (late <= missedAfter)
+        {
+            return new StepDecision(StepState.Queued, null);
+        }
+        var missed = Invariant($"missed while no scheduler was running (its time was {step.FireAt.UtcDateTime:u})");
+        if (step.LaterStepDue)
+        {
+            return new StepDecision(StepState.Skipped, $"{missed}; a later step of this reminder is due too and only the latest is sent");
+        }
+        var grace = Invariant($"the due date {step.DueDate:yyyy-MM-dd} + {step.GraceDays} days of grace");
+        return now >= step.GraceEndsAt
+            ? new StepDecision(StepState.Skipped, $"{missed}; {grace} had passed")
+            : new StepDecision(StepState.Queued, Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; still within {grace}"));
+    }
+
+    /// <summary>
+    /// A due schedule materialises its latest occurrence up to now. When occurrences were missed,
+    /// only the latest is caught up, and only if it lies within the catch-up window; the earlier
+    /// ones are recorded as one skipped run at the first missed occurrence. The scan never looks
+    /// further back than the window, so a long outage costs no more than a short one.
+    /// </summary>
+    internal static SchedulePlan Plan(DueSchedule schedule, DateTimeOffset now, SchedulingOptions settings)
+    {
+        if (!ScheduleTimes.TryParse(schedule.Cron, out var cron, out var error) || !LocalTimes.TryFindZone(schedule.TimeZone, out var zone))
+        {
+            // Validated on the way in; reaching here means the data was changed behind the API's back.
+            var reason = error.Length > 0 ? error : $"'{schedule.TimeZone}' is not an IANA time zone";
+            return new SchedulePlan(null, null, schedule.NextOccurrenceAt, $"cannot evaluate the schedule ({reason}); paused until it is saved again", null, TimeZoneInfo.Utc);
+        }
+        var next = ScheduleTimes.Next(cron, now, zone);
+        var windowStart = now - settings.CatchUpWindow;
+        var from = schedule.NextOccurrenceAt > windowStart ? schedule.NextOccurrenceAt : windowStart;
+        var latest = ScheduleTimes.Latest(cron, from, now, zone);
+        if (latest is null)
+        {
+            return new SchedulePlan(null, null, schedule.NextOccurrenceAt,
+                Invariant($"missed while no scheduler was running: every occurrence from {schedule.NextOccurrenceAt.UtcDateTime:u} to {now.UtcDateTime:u} is older than the catch-up window ({settings.CatchUpWindow})"),
+                next, zone);
+        }
+        var late = now - latest.Value;
+        var note = late > settings.MissedAfter
+            ? Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: missed while no scheduler was running; within the catch-up window ({settings.CatchUpWindow})")
+            : null;
+        return latest > schedule.NextOccurrenceAt
+            ? new SchedulePlan(latest, note, schedule.NextOccurrenceAt,
+                Invariant($"missed while no scheduler was running: the occurrences from {schedule.NextOccurrenceAt.UtcDateTime:u} until {latest.Value.UtcDateTime:u} are superseded by that one, the only one sent"),
+                next, zone)
+            : new SchedulePlan(latest, note, null, null, next, zone);
+    }
+
+    private void Report(DueSchedule schedule, SchedulePlan plan, int messages)
+    {
+        if (plan.SkipAt is { } skipped)
+        {
+            SchedulingLog.OccurrenceSkipped(logger, schedule.CompanyId, schedule.Key, skipped, plan.SkipReason);
+        }
+        if (plan.Materialise is { } occurrence)
+        {
+            SchedulingLog.OccurrenceMaterialised(logger, schedule.CompanyId, schedule.Key, occurrence, messages);
+        }
+        if (plan.Next is null)
+        {
+            SchedulingLog.SchedulePaused(logger, schedule.CompanyId, schedule.Key);
+        }
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,164 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Workflows;
+
+public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
+{
+    private static object PaymentReminder(Guid? customerId = null, string? externalId = null) => new
+    {
+        customerId,
+        customerExternalId = externalId,
+        type = "PAYMENT_REMINDER",
+        reference = "Invoice INV-1042",
+        dueDate = "2026-03-10",
+        templateKey = "payment-reminder",
+        templateData = new { amount = "₹11,800" },
+        steps = new object[]
+        {
+            new { offsetDays = -3 },
+            new { offsetDays = 1, sendAt = "09:30", templateKey = "payment-overdue", channel = "EMAIL", templateData = new { tone = "firm" } },
+        },
+    };
+
+    [Fact]
+    public async Task A_reminder_is_created_with_its_steps_at_the_customers_local_time_across_the_DST_change()
+    {
+        var (client, _, customer) = await PracticeAsync("America/New_York");
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(externalId: "CLIENT-77"));
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        Assert.Equal(customer.ToString(), body.Text("customerId"));
+        Assert.Equal(("PAYMENT_REMINDER", "ACTIVE", "2026-03-10", "America/New_York"), (body.Text("type"), body.Text("status"), body.Text("dueDate"), body.Text("timeZone")));
+        var steps = body!["steps"]!.AsArray();
+        // 10:00 EST on 7 March; 09:30 EDT on 11 March (New York moved its clocks on 8 March).
+        Assert.Equal(["2026-03-07T15:00:00+00:00", "2026-03-11T13:30:00+00:00"], steps.Select(s => s.Text("scheduledFor")));
+        Assert.Equal(["10:00", "09:30"], steps.Select(s => s.Text("sendAt")));
+        Assert.Equal(["payment-reminder", "payment-overdue"], steps.Select(s => s.Text("templateKey")));
+        Assert.Equal(["PREFERRED", "EMAIL"], steps.Select(s => s.Text("channel")));
+        Assert.All(steps, s => Assert.Equal("SCHEDULED", s.Text("state")));
+        Assert.Equal("₹11,800", body!["templateData"]!["amount"]!.GetValue<string>());
+
+        var (get, fetched) = await client.SendJsonAsync(HttpMethod.Get, response.Headers.Location!.ToString());
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal(body.ToJsonString(), fetched!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task Invalid_fields_are_answered_400_naming_each_field()
+    {
+        var (client, _, customer) = await PracticeAsync();
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer,
+            type = "INVOICE",
+            reference = "MGT-7 for FY 2025-26",
+            dueDate = "19/11/2026",
+            graceDays = 400,
+            steps = new object[]
+            {
+                new { offsetDays = -7, sendAt = "25:00" },
+                new { templateKey = "x", channel = "FAX", templateData = new[] { 1 } },
+            },
+        });
+
+        WorkflowApi.AssertFields(response, body, "type", "dueDate", "graceDays", "steps[0].sendAt", "steps[0].templateKey", "steps[1].offsetDays", "steps[1].channel", "steps[1].templateData");
+
+        var (noCustomer, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new { type = "PAYMENT_REMINDER", reference = "x", dueDate = "2026-03-10", templateKey = "t", steps = new[] { new { offsetDays = 0 } } });
+        WorkflowApi.AssertFields(noCustomer, problem, "customerId");
+
+        var (noSteps, stepsProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new { customerId = customer, type = "PAYMENT_REMINDER", reference = "x", dueDate = "2026-03-10", steps = Array.Empty<object>() });
+        WorkflowApi.AssertFields(noSteps, stepsProblem, "steps");
+    }
+
+    [Fact]
+    public async Task A_reminder_whose_every_step_has_passed_is_refused_and_past_steps_of_a_live_one_are_skipped()
+    {
+        var (client, _, customer) = await PracticeAsync();
+
+        var (refused, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer, type = "PAYMENT_REMINDER", reference = "Invoice INV-0999", dueDate = "2025-12-01", templateKey = "payment-reminder",
+            steps = new[] { new { offsetDays = -3 }, new { offsetDays = 7 } },
+        });
+        WorkflowApi.AssertFields(refused, problem, "steps");
+
+        var (created, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer, type = "PAYMENT_REMINDER", reference = "Invoice INV-1000", dueDate = "2026-01-01", templateKey = "payment-reminder",
+            steps = new[] { new { offsetDays = -3 }, new { offsetDays = 7 } },
+        });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal(["SKIPPED", "SCHEDULED"], body!["steps"]!.AsArray().Select(s => s.Text("state")));
+        Assert.Contains("had passed when the reminder was created", body["steps"]![0].Text("reason"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Resolving_cancels_every_step_not_yet_sent_and_resolving_again_changes_nothing()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        var (_, reminder) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customer));
+        var id = reminder!["id"]!.GetValue<long>();
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "Paid by NEFT, UTR 1234" });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(("RESOLVED", "Paid by NEFT, UTR 1234"), (body.Text("status"), body.Text("resolutionNote")));
+        Assert.All(body!["steps"]!.AsArray(), s => Assert.Equal("CANCELLED", s.Text("state")));
+        Assert.Equal(Time.GetUtcNow(), body!["resolvedAt"]!.GetValue<DateTimeOffset>());
+
+        Time.Advance(TimeSpan.FromHours(1));
+        var (again, unchanged) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve");
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal(body.ToJsonString(), unchanged!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task The_list_filters_by_customer_status_and_type_and_pages_by_id()
+    {
+        var (client, company, customer) = await PracticeAsync();
+        var other = await TestData.CreateCustomerAsync(Db.DataSource, company, externalId: "CLIENT-78");
+        var ids = new List<long>();
+        foreach (var who in new[] { customer, customer, other })
+        {
+            var (_, created) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(who));
+            ids.Add(created!["id"]!.GetValue<long>());
+        }
+        await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{ids[0]}/resolve");
+
+        var (_, active) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/reminders?customerId={customer}&status=ACTIVE&type=PAYMENT_REMINDER");
+        Assert.Equal([ids[1]], active!["items"]!.AsArray().Select(r => r!["id"]!.GetValue<long>()));
+
+        var (_, first) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?limit=2");
+        Assert.Equal(ids[..2], first!["items"]!.AsArray().Select(r => r!["id"]!.GetValue<long>()));
+        var (_, second) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/reminders?limit=2&after={first["nextAfter"]}");
+        Assert.Equal([ids[2]], second!["items"]!.AsArray().Select(r => r!["id"]!.GetValue<long>()));
+        Assert.Null(second["nextAfter"]);
+
+        var (bad, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?status=DONE&limit=0");
+        WorkflowApi.AssertFields(bad, problem, "status", "limit");
+    }
+
+    [Fact]
+    public async Task Another_companys_reminders_and_customers_are_not_found()
+    {
+        var (clientA, _, customerA) = await PracticeAsync();
+        var (clientB, _, _) = await PracticeAsync();
+        var (_, reminder) = await clientA.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customerA));
+        var id = reminder!["id"]!.GetValue<long>();
+
+        Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Get, $"/v1/reminders/{id}")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customerA))).Response.StatusCode);
+        var (_, listB) = await clientB.SendJsonAsync(HttpMethod.Get, $"/v1/reminders?customerId={customerA}");
+        Assert.Empty(listB!["items"]!.AsArray());
+        var (_, stillActive) = await clientA.SendJsonAsync(HttpMethod.Get, $"/v1/reminders/{id}");
+        Assert.Equal("ACTIVE", stillActive.Text("status"));
+
+        using var admin = Api.As(TestKeys.Admin);
+        Assert.Equal(HttpStatusCode.Forbidden, (await admin.SendJsonAsync(HttpMethod.Get, "/v1/reminders")).Response.StatusCode);
+    }
+}

@@ -1,0 +1,65 @@
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Workflows;
+
+namespace OutboxComms.Tests.Workflows;
+
+public sealed class ReminderPlanTests
+{
+    private static readonly TimeZoneInfo Kolkata = TimeZoneInfo.FindSystemTimeZoneById("Asia/Kolkata");
+    private static readonly TimeZoneInfo NewYork = TimeZoneInfo.FindSystemTimeZoneById("America/New_York");
+
+    [Fact]
+    public void A_step_fires_at_its_local_send_time_in_the_customers_zone()
+    {
+        var tenAm = new TimeOnly(10, 0);
+
+        Assert.Equal(At("2026-11-12T04:30:00Z"), ReminderPlan.StepTime(new DateOnly(2026, 11, 19), -7, tenAm, Kolkata));
+        Assert.Equal(At("2026-11-12T15:00:00Z"), ReminderPlan.StepTime(new DateOnly(2026, 11, 19), -7, tenAm, NewYork));
+    }
+
+    [Fact]
+    public void Steps_keep_their_local_time_across_a_DST_change()
+    {
+        // New York springs forward on 8 March 2026 at 02:00 and falls back on 1 November 2026 at 02:00.
+        var due = new DateOnly(2026, 3, 10);
+
+        Assert.Equal(At("2026-03-07T15:00:00Z"), ReminderPlan.StepTime(due, -3, new TimeOnly(10, 0), NewYork));   // EST, UTC−5
+        Assert.Equal(At("2026-03-11T14:00:00Z"), ReminderPlan.StepTime(due, 1, new TimeOnly(10, 0), NewYork));    // EDT, UTC−4
+        // 02:30 does not exist on 8 March: the first valid moment after the gap, 03:00 EDT.
+        Assert.Equal(At("2026-03-08T07:00:00Z"), ReminderPlan.StepTime(due, -2, new TimeOnly(2, 30), NewYork));
+        // 01:30 happens twice on 1 November: the first time (EDT).
+        Assert.Equal(At("2026-11-01T05:30:00Z"), ReminderPlan.StepTime(new DateOnly(2026, 11, 2), -1, new TimeOnly(1, 30), NewYork));
+    }
+
+    [Fact]
+    public void The_due_date_ends_at_local_midnight_and_grace_counts_local_days()
+    {
+        var draft = new ReminderDraft(Guid.NewGuid(), Guid.NewGuid(), MessageType.PaymentReminder, "Invoice INV-1042", new DateOnly(2026, 3, 6), 3, null,
+            [new StepDraft(-1, new TimeOnly(10, 0), "payment-reminder", Channel.Preferred)]);
+
+        var reminder = ReminderPlan.Create(draft, "America/New_York", NewYork, At("2026-01-01T00:00:00Z"));
+
+        Assert.Equal(At("2026-03-07T05:00:00Z"), reminder.DueAt);          // midnight EST after 6 March
+        Assert.Equal(At("2026-03-10T04:00:00Z"), reminder.GraceEndsAt);    // midnight EDT after 9 March
+    }
+
+    [Fact]
+    public void Steps_are_ordered_by_time_and_those_already_past_at_creation_are_skipped_with_the_reason()
+    {
+        var draft = new ReminderDraft(Guid.NewGuid(), Guid.NewGuid(), MessageType.ComplianceReminder, "MGT-7 for FY 2025-26", new DateOnly(2026, 11, 19), 0, null,
+        [
+            new StepDraft(1, new TimeOnly(10, 0), "overdue", Channel.Preferred),
+            new StepDraft(-30, new TimeOnly(10, 0), "reminder", Channel.Preferred),
+            new StepDraft(-7, new TimeOnly(10, 0), "reminder", Channel.Email),
+        ]);
+
+        var reminder = ReminderPlan.Create(draft, "Asia/Kolkata", Kolkata, At("2026-11-01T00:00:00Z"));
+
+        Assert.Equal([-30, -7, 1], reminder.Steps.Select(s => s.OffsetDays));
+        Assert.Equal([1, 2, 3], reminder.Steps.Select(s => s.Position));
+        Assert.Equal([StepState.Skipped, StepState.Scheduled, StepState.Scheduled], reminder.Steps.Select(s => s.State));
+        Assert.Equal("its time (2026-10-20 04:30:00Z) had passed when the reminder was created", reminder.Steps[0].StateReason);
+    }
+
+    private static DateTimeOffset At(string utc) => DateTimeOffset.Parse(utc, System.Globalization.CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,387 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Workflows;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Scheduling;
+
+namespace OutboxComms.Tests.Workflows;
+
+/// <summary>
+/// The scheduler inside the worker, driven pass by pass on a fake clock shared with the API,
+/// against real PostgreSQL. A database per test: the scheduler claims every due step and schedule.
+/// </summary>
+public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
+{
+    private readonly DatabaseFixture db = new(server);
+    // Sunday 1 March 2026, 00:00 UTC. New York moves to EDT on Sunday 8 March.
+    private readonly FakeTimeProvider time = new(new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero));
+    private readonly CountingProvider email = WorkerHarness.Email();
+    private WorkerHarness worker = null!;
+    private ApiFactory api = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        await db.InitializeAsync();
+        worker = new WorkerHarness(db.ConnectionString, [email, WorkerHarness.WhatsApp(), WorkerHarness.Sms()], time);
+        api = new ApiFactory(db.ConnectionString) { Time = time };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await api.DisposeAsync();
+        await worker.DisposeAsync();
+        await db.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Steps_fire_at_the_customers_local_time_across_time_zones_and_a_DST_change()
+    {
+        var (client, company) = await PracticeAsync();
+        var kolkata = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: "Asia/Kolkata");
+        var newYork = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: "America/New_York");
+        var inKolkata = await CreateReminderAsync(client, kolkata, "2026-03-10", 0, -3, 1);
+        var inNewYork = await CreateReminderAsync(client, newYork, "2026-03-10", 0, -3, 1);
+
+        // 10:00 on 7 March: 04:30Z in Kolkata, 15:00Z in New York (EST).
+        Assert.Equal(0, (await PassAt("2026-03-07T04:29:59Z")).Steps.Queued);
+        Assert.Equal(1, (await PassAt("2026-03-07T04:30:00Z")).Steps.Queued);
+        Assert.Equal(0, (await PassAt("2026-03-07T14:59:59Z")).Steps.Queued);
+        Assert.Equal(1, (await PassAt("2026-03-07T15:00:00Z")).Steps.Queued);
+        // 10:00 on 11 March: still 04:30Z in Kolkata; 14:00Z in New York, now on EDT (13:59Z is 09:59 there).
+        Assert.Equal(1, (await PassAt("2026-03-11T04:30:00Z")).Steps.Queued);
+        Assert.Equal(0, (await PassAt("2026-03-11T13:59:59Z")).Steps.Queued);
+        Assert.Equal(1, (await PassAt("2026-03-11T14:00:00Z")).Steps.Queued);
+
+        var rows = await RowsAsync(company);
+        Assert.Equal(
+            [(kolkata, At("2026-03-07T04:30:00Z")), (newYork, At("2026-03-07T15:00:00Z")), (kolkata, At("2026-03-11T04:30:00Z")), (newYork, At("2026-03-11T14:00:00Z"))],
+            rows.Select(r => (r.CustomerId, r.NextAttemptAt)));
+        Assert.All(rows, r => Assert.Equal(("PAYMENT_REMINDER", "PREFERRED", "PENDING"), (r.Type, r.Channel, r.Status)));
+        var steps = await StepsAsync(inNewYork);
+        Assert.All(steps, s => Assert.Equal("QUEUED", s.State));
+        Assert.Equal(steps.Select(s => $"reminder-step:{s.Id}"), rows.Where(r => r.CustomerId == newYork).Select(r => r.IdempotencyKey!));
+        var data = rows[0].TemplateData;
+        Assert.Equal(("Invoice INV-1042", "2026-03-10", -3, "₹11,800"),
+            (data["reminder"].Text("reference"), data["reminder"].Text("dueDate"), data["reminder"]!["offsetDays"]!.GetValue<int>(), data.Text("amount")));
+        Assert.Equal(inKolkata, data["reminder"]!["id"]!.GetValue<long>());
+        // A step meant for before the due date expires when the grace ends; a later one does not.
+        Assert.Equal(At("2026-03-10T18:30:00Z"), rows[0].ExpiresAt);
+        Assert.Null(rows[2].ExpiresAt);
+    }
+
+    [Fact]
+    public async Task A_step_becomes_an_ordinary_outbox_row_that_the_worker_renders_and_sends()
+    {
+        var (client, company) = await PracticeAsync(channels: true);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'payment-reminder', 'EMAIL', 'Reminder: {{ reminder.reference }}', 'Dear client, {{ reminder.reference }} for {{ amount }} is due on {{ reminder.dueDate }}.')
+            RETURNING 1
+            """, company);
+        var id = await CreateReminderAsync(client, customer, "2026-03-10", 0, -3, 1);
+
+        await PassAt("2026-03-07T04:30:00Z");
+        Assert.Equal(1, await worker.RunOnceAsync());
+
+        var sent = Assert.Single(email.Sent);
+        Assert.Equal("Reminder: Invoice INV-1042", sent.Subject);
+        Assert.Equal("Dear client, Invoice INV-1042 for ₹11,800 is due on 2026-03-10.", sent.Body);
+        var (_, view) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/reminders/{id}");
+        var first = view!["steps"]![0]!;
+        Assert.Equal(("QUEUED", "SENT", "EMAIL"), (first.Text("state"), first["message"].Text("status"), first["message"].Text("channel")));
+        Assert.Equal(("SCHEDULED", null), (view["steps"]![1].Text("state"), view["steps"]![1]!["message"]));
+    }
+
+    [Fact]
+    public async Task Resolving_stops_every_step_not_yet_sent_including_one_waiting_for_quiet_hours()
+    {
+        var (client, company) = await PracticeAsync(channels: true);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "quiet_hours_start = '09:00', quiet_hours_end = '12:00'");
+        var id = await CreateReminderAsync(client, customer, "2026-03-20", 0, -7, -3, -1);
+
+        await PassAt("2026-03-13T04:30:00Z");                 // 10:00 IST: queued, then deferred to 12:00 by quiet hours
+        Assert.Equal(1, await worker.RunOnceAsync());
+        var deferred = Assert.Single(await RowsAsync(company));
+        Assert.Equal(("PENDING", At("2026-03-13T06:30:00Z")), (deferred.Status, deferred.NextAttemptAt));
+
+        var (resolved, body) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "MGT-7 filed, SRN F12345678" });
+
+        Assert.Equal(HttpStatusCode.OK, resolved.StatusCode);
+        Assert.Equal(["QUEUED", "CANCELLED", "CANCELLED"], body!["steps"]!.AsArray().Select(s => s.Text("state")));
+        Assert.Equal("CANCELLED", body["steps"]![0]!["message"].Text("status"));
+        var cancelled = Assert.Single(await RowsAsync(company));
+        Assert.Equal("CANCELLED", cancelled.Status);
+        Assert.StartsWith("the reminder was resolved at 2026-03-13", cancelled.StatusReason, StringComparison.Ordinal);
+
+        Assert.Equal(0, (await PassAt("2026-03-19T05:00:00Z")).Steps.Claimed);
+        Assert.Equal(0, await worker.RunOnceAsync());
+        Assert.Single(await RowsAsync(company));
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
+    public async Task Three_schedulers_on_one_database_materialise_each_step_and_each_occurrence_exactly_once()
+    {
+        var settings = new Dictionary<string, string?> { ["Scheduling:BatchSize"] = "5" };
+        var schedulers = new[] { new WorkerHarness(db.ConnectionString, [], time, settings), new WorkerHarness(db.ConnectionString, [], time, settings), new WorkerHarness(db.ConnectionString, [], time, settings) };
+        try
+        {
+            var (client, company) = await PracticeAsync();
+            var customers = new List<Guid>();
+            for (var i = 0; i < 12; i++)
+            {
+                customers.Add(await TestData.CreateCustomerAsync(db.DataSource, company));
+            }
+            await using (var context = db.CreateDbContext())
+            {
+                var kolkata = TimeZoneInfo.FindSystemTimeZoneById("Asia/Kolkata");
+                for (var i = 0; i < 40; i++)
+                {
+                    var steps = new[] { -3, -2, -1 }.Select(d => new StepDraft(d, new TimeOnly(10, 0), "payment-reminder", Channel.Preferred)).ToList();
+                    var draft = new ReminderDraft(company, customers[i % customers.Count], MessageType.PaymentReminder, $"Invoice INV-{2000 + i}", new DateOnly(2026, 3, 10), 0, null, steps);
+                    context.Reminders.Add(ReminderPlan.Create(draft, "Asia/Kolkata", kolkata, time.GetUtcNow()));
+                }
+                await context.SaveChangesAsync(TestContext.Current.CancellationToken);
+            }
+            var (put, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/daily-update", new
+            {
+                cron = "0 9 * * *", type = "GENERAL_UPDATE", templateKey = "daily-update", audience = new { kind = "ALL_CUSTOMERS" },
+            });
+            Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+
+            // Every day 1–9 March at 09:00 IST (the schedule) and 10:00 IST (steps on 7, 8, 9 March),
+            // all three schedulers race, twice per instant.
+            var passes = new List<SchedulerPass>();
+            for (var day = 1; day <= 9; day++)
+            {
+                foreach (var utc in new[] { new TimeSpan(3, 30, 0), new TimeSpan(4, 30, 0) })
+                {
+                    time.SetUtcNow(new DateTimeOffset(2026, 3, day, 0, 0, 0, TimeSpan.Zero) + utc);
+                    for (var round = 0; round < 2; round++)
+                    {
+                        passes.AddRange(await Task.WhenAll(schedulers.Select(s => Task.Run(() => ScheduleAsync(s)))));
+                    }
+                }
+            }
+
+            // Each step and occurrence was claimed by exactly one scheduler…
+            Assert.Equal(120, passes.Sum(p => p.Steps.Claimed));
+            Assert.Equal(9, passes.Sum(p => p.Schedules));
+            // …and produced exactly one outbox row (per customer, for the schedule).
+            var rows = await RowsAsync(company);
+            var stepRows = rows.Where(r => r.IdempotencyKey!.StartsWith("reminder-step:", StringComparison.Ordinal)).ToList();
+            Assert.Equal(120, stepRows.Count);
+            Assert.Equal(120, await TestData.ScalarAsync<long>(db.DataSource,
+                "SELECT count(DISTINCT s.message_id) FROM reminder_steps s JOIN reminders r ON r.id = s.reminder_id WHERE r.company_id = $1 AND s.state = 'QUEUED'", company));
+            var scheduleRows = rows.Where(r => r.IdempotencyKey!.StartsWith("schedule:daily-update:", StringComparison.Ordinal)).ToList();
+            Assert.Equal(9 * 12, scheduleRows.Count);
+            Assert.All(scheduleRows.GroupBy(r => (r.CustomerId, r.TemplateData["schedule"].Text("date"))), g => Assert.Single(g));
+            var runs = await RunsAsync(company, "daily-update");
+            Assert.Equal(9, runs.Count);
+            Assert.All(runs, r => Assert.Equal(("MATERIALISED", 12, null), (r.Outcome, r.MessageCount, r.Reason)));
+        }
+        finally
+        {
+            foreach (var scheduler in schedulers)
+            {
+                await scheduler.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task After_downtime_a_missed_step_is_sent_only_before_the_due_date_plus_grace_and_otherwise_skipped_with_the_reason()
+    {
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var withGrace = await CreateReminderAsync(client, customer, "2026-03-10", 2, -7, -1, 1, 5);
+        var withoutGrace = await CreateReminderAsync(client, customer, "2026-03-10", 0, -1, 1);
+        var later = await CreateReminderAsync(client, customer, "2026-03-20", 0, -14, -2);
+        Assert.Equal(0, (await PassAt("2026-03-02T00:00:00Z")).Steps.Claimed);
+
+        // No scheduler runs from 2 March until 11 March 12:00Z (17:30 IST).
+        var recovery = await PassAt("2026-03-11T12:00:00Z");
+
+        Assert.Equal(new StepCounts(6, 2, 4, 0), recovery.Steps);
+        var graceSteps = await StepsAsync(withGrace);
+        Assert.Equal(["SKIPPED", "SKIPPED", "QUEUED", "SCHEDULED"], graceSteps.Select(s => s.State));
+        Assert.Contains("a later step of this reminder is due too and only the latest is sent", graceSteps[0].Reason, StringComparison.Ordinal);
+        Assert.Contains("a later step of this reminder is due too", graceSteps[1].Reason, StringComparison.Ordinal);
+        Assert.Equal("sent 7.5 h late: missed while no scheduler was running (its time was 2026-03-11 04:30:00Z); still within the due date 2026-03-10 + 2 days of grace", graceSteps[2].Reason);
+        var noGrace = await StepsAsync(withoutGrace);
+        Assert.Equal(["SKIPPED", "SKIPPED"], noGrace.Select(s => s.State));
+        Assert.Equal("missed while no scheduler was running (its time was 2026-03-11 04:30:00Z); the due date 2026-03-10 + 0 days of grace had passed", noGrace[1].Reason);
+        var beforeDue = await StepsAsync(later);
+        Assert.Equal(["QUEUED", "SCHEDULED"], beforeDue.Select(s => s.State));
+        Assert.StartsWith("sent 127.5 h late", beforeDue[0].Reason, StringComparison.Ordinal);
+        var rows = await RowsAsync(company);
+        Assert.Equal(new[] { graceSteps[2].MessageId, beforeDue[0].MessageId }.Order(), rows.Select(r => (long?)r.Id).Order());
+        Assert.All(rows, r => Assert.Equal(At("2026-03-11T12:00:00Z"), r.NextAttemptAt));
+
+        // Back to normal: a step found on time is sent even though the grace has ended.
+        Assert.Equal(1, (await PassAt("2026-03-15T04:31:00Z")).Steps.Queued);
+        var last = (await StepsAsync(withGrace))[3];
+        Assert.Equal(("QUEUED", null), (last.State, last.Reason));
+    }
+
+    [Fact]
+    public async Task After_downtime_a_schedule_catches_up_only_its_latest_occurrence_and_only_within_the_window()
+    {
+        var (client, company) = await PracticeAsync();
+        await TestData.CreateCustomerAsync(db.DataSource, company);
+        await TestData.CreateCustomerAsync(db.DataSource, company);
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/daily", new { cron = "0 9 * * *", type = "GENERAL_UPDATE", templateKey = "daily", audience = new { kind = "ALL_CUSTOMERS" } });
+
+        // Down until 4 March 10:00Z: 09:00 IST on 1–4 March missed; the 4 March one is 6.5 h old (window 12 h).
+        Assert.Equal(1, (await PassAt("2026-03-04T10:00:00Z")).Schedules);
+        // Down again until 6 March 20:00Z: the latest missed occurrence is 16.5 h old.
+        Assert.Equal(1, (await PassAt("2026-03-06T20:00:00Z")).Schedules);
+        // On time.
+        Assert.Equal(1, (await PassAt("2026-03-07T03:30:00Z")).Schedules);
+
+        var runs = (await RunsAsync(company, "daily")).OrderBy(r => r.OccurrenceAt).ToList();
+        Assert.Equal(
+            [(At("2026-03-01T03:30:00Z"), "SKIPPED", 0), (At("2026-03-04T03:30:00Z"), "MATERIALISED", 2), (At("2026-03-05T03:30:00Z"), "SKIPPED", 0), (At("2026-03-07T03:30:00Z"), "MATERIALISED", 2)],
+            runs.Select(r => (r.OccurrenceAt, r.Outcome, r.MessageCount)));
+        Assert.Equal("missed while no scheduler was running: the occurrences from 2026-03-01 03:30:00Z until 2026-03-04 03:30:00Z are superseded by that one, the only one sent", runs[0].Reason);
+        Assert.Equal("sent 6.5 h late: missed while no scheduler was running; within the catch-up window (12:00:00)", runs[1].Reason);
+        Assert.Equal("missed while no scheduler was running: every occurrence from 2026-03-05 03:30:00Z to 2026-03-06 20:00:00Z is older than the catch-up window (12:00:00)", runs[2].Reason);
+        Assert.Null(runs[3].Reason);
+        Assert.Equal(4, (await RowsAsync(company)).Count);
+
+        var (_, view) = await client.SendJsonAsync(HttpMethod.Get, "/v1/schedules/daily");
+        Assert.Equal(4, view!["recentRuns"]!.AsArray().Count);
+        Assert.Equal("2026-03-08T09:00:00+05:30", view.Text("nextOccurrenceLocal"));
+    }
+
+    [Fact]
+    public async Task A_weekly_digest_keeps_its_local_time_across_DST_and_goes_only_to_customers_with_a_reminder_due_that_week()
+    {
+        var (client, company) = await PracticeAsync();
+        var dueSoon = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var dueLater = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await CreateReminderAsync(client, dueSoon, "2026-03-12", 0, -1);
+        await CreateReminderAsync(client, dueLater, "2026-03-30", 0, -1);
+        var (put, schedule) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/monday-digest", new
+        {
+            cron = "0 9 * * MON", timeZone = "America/New_York", type = "COMPLIANCE_REMINDER", channel = "EMAIL", templateKey = "weekly-digest",
+            templateData = new { signature = "Rao & Associates" }, audience = new { kind = "REMINDERS_DUE", withinDays = 7 },
+        });
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        Assert.Equal(At("2026-03-02T14:00:00Z"), schedule!["nextOccurrenceAt"]!.GetValue<DateTimeOffset>());   // 09:00 EST
+
+        await PassAt("2026-03-02T14:00:00Z");   // nothing due 2–9 March
+        Assert.Equal(0, await TestData.ScalarAsync<int>(db.DataSource, "SELECT message_count FROM schedule_runs WHERE company_id = $1", company));
+        Assert.Equal(0, (await PassAt("2026-03-09T12:59:59Z")).Schedules);     // 08:59 EDT
+        Assert.Equal(1, (await PassAt("2026-03-09T13:00:00Z")).Schedules);     // 09:00 EDT
+
+        var digest = Assert.Single(await RowsAsync(company), r => r.IdempotencyKey!.StartsWith("schedule:", StringComparison.Ordinal));
+        Assert.Equal((dueSoon, "COMPLIANCE_REMINDER", "EMAIL", "weekly-digest"), (digest.CustomerId, digest.Type, digest.Channel, digest.TemplateKey));
+        Assert.Equal($"schedule:monday-digest:2026-03-09T13:00:00Z:{dueSoon}", digest.IdempotencyKey);
+        Assert.Equal(("Rao & Associates", "2026-03-09", "2026-03-09T09:00:00-04:00"),
+            (digest.TemplateData.Text("signature"), digest.TemplateData["schedule"].Text("date"), digest.TemplateData["schedule"].Text("occurrence")));
+        var due = Assert.Single(digest.TemplateData["dueReminders"]!.AsArray());
+        Assert.Equal(("Invoice INV-1042", "2026-03-12"), (due.Text("reference"), due.Text("dueDate")));
+    }
+
+    private async Task<(HttpClient Client, Guid Company)> PracticeAsync(bool channels = false)
+    {
+        var (company, key) = await api.NewCompanyAsync();
+        if (channels)
+        {
+            await TestData.ScalarAsync<int>(db.DataSource,
+                "UPDATE company_settings SET email_provider = 'SMTP', email_enabled = true, from_email = 'accounts@practice.example' WHERE company_id = $1 RETURNING 1", company);
+        }
+        return (api.As(key), company);
+    }
+
+    private static async Task<long> CreateReminderAsync(HttpClient client, Guid customer, string dueDate, int graceDays, params int[] offsets)
+    {
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer,
+            type = "PAYMENT_REMINDER",
+            reference = "Invoice INV-1042",
+            dueDate,
+            graceDays,
+            templateKey = "payment-reminder",
+            templateData = new { amount = "₹11,800" },
+            steps = offsets.Select(o => new { offsetDays = o }),
+        });
+        Assert.True(response.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+        return body!["id"]!.GetValue<long>();
+    }
+
+    private Task<SchedulerPass> PassAt(string utc)
+    {
+        time.SetUtcNow(At(utc));
+        return ScheduleAsync(worker);
+    }
+
+    private static async Task<SchedulerPass> ScheduleAsync(WorkerHarness harness)
+    {
+        await using var scope = harness.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<WorkflowScheduler>().RunOnceAsync(TestContext.Current.CancellationToken);
+    }
+
+    private sealed record StepRow(long Id, string State, string? Reason, long? MessageId);
+
+    private async Task<List<StepRow>> StepsAsync(long reminderId)
+    {
+        var steps = new List<StepRow>();
+        await using var command = db.DataSource.CreateCommand("SELECT id, state, state_reason, message_id FROM reminder_steps WHERE reminder_id = $1 ORDER BY position");
+        command.Parameters.AddWithValue(reminderId);
+        await using var reader = await command.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            steps.Add(new StepRow(reader.GetInt64(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetInt64(3)));
+        }
+        return steps;
+    }
+
+    private sealed record OutboxRow(
+        long Id, Guid CustomerId, string Type, string Channel, string TemplateKey, string? IdempotencyKey, DateTimeOffset NextAttemptAt, DateTimeOffset? ExpiresAt,
+        string Status, string? StatusReason, JsonNode TemplateData);
+
+    private async Task<List<OutboxRow>> RowsAsync(Guid company)
+    {
+        var rows = new List<OutboxRow>();
+        await using var command = db.DataSource.CreateCommand("""
+            SELECT id, customer_id, type, channel, template_key, idempotency_key, next_attempt_at, expires_at, status, status_reason, template_data::text
+              FROM communication_logs WHERE company_id = $1 ORDER BY next_attempt_at, id
+            """);
+        command.Parameters.AddWithValue(company);
+        await using var reader = await command.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            rows.Add(new OutboxRow(
+                reader.GetInt64(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
+                reader.GetFieldValue<DateTimeOffset>(6), reader.IsDBNull(7) ? null : reader.GetFieldValue<DateTimeOffset>(7), reader.GetString(8),
+                reader.IsDBNull(9) ? null : reader.GetString(9), JsonNode.Parse(reader.GetString(10))!));
+        }
+        return rows;
+    }
+
+    private sealed record RunRow(DateTimeOffset OccurrenceAt, string Outcome, string? Reason, int MessageCount);
+
+    private async Task<List<RunRow>> RunsAsync(Guid company, string key)
+    {
+        var runs = new List<RunRow>();
+        await using var command = db.DataSource.CreateCommand("SELECT occurrence_at, outcome, reason, message_count FROM schedule_runs WHERE company_id = $1 AND schedule_key = $2 ORDER BY occurrence_at");
+        command.Parameters.AddWithValue(company);
+        command.Parameters.AddWithValue(key);
+        await using var reader = await command.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            runs.Add(new RunRow(reader.GetFieldValue<DateTimeOffset>(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetInt32(3)));
+        }
+        return runs;
+    }
+
+    private static DateTimeOffset At(string utc) => DateTimeOffset.Parse(utc, System.Globalization.CultureInfo.InvariantCulture);
+}
