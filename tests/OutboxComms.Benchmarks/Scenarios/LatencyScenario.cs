@@ -142,11 +142,31 @@ internal static class LatencyScenario
             var p = reader.IsDBNull(1) ? [double.NaN, double.NaN, double.NaN] : reader.GetFieldValue<double[]>(1);
             latency = new Percentiles((int)reader.GetInt64(0), p[0], p[1], p[2], reader.IsDBNull(2) ? double.NaN : (double)reader.GetDecimal(2));
         }
+        bench.Report.Detail("Loaded latency by second of insertion (stalls show up here)", await BySecondAsync(bench, since));
         var achieved = produced / producedFor.TotalSeconds;
         bench.Report.Add(new ResultRow(Name, $"paced producer at ½ of the measured 1-process maximum ({Stats.Count(max)} msg/s)", $"{Stats.Count(achieved)} msg/s offered", latency,
             "—", "", $"{Stats.Count(produced)} rows in {Stats.Count(statements)} INSERTs over {Stats.Fixed(producedFor.TotalSeconds, "0")} s, first {Stats.Fixed(warmUp.TotalSeconds, "0")} s not counted; recorded completion − created_at; max {Stats.Ms(latency.Max)}; {Stats.Count(backlogAtEnd)} rows pending when the producer stopped"
             + (backlogAtEnd > rate ? " (THE WORKER DID NOT KEEP UP: the box had less capacity than when the maximum was measured)" : "")
             + (drained ? "" : "; TIMED OUT draining") + $". {usage.Describe(produced, "msg")}"));
+    }
+
+    private static async Task<string> BySecondAsync(Bench bench, DateTimeOffset since)
+    {
+        var table = new System.Text.StringBuilder("| second | rows | p50 | max |\n| ---: | ---: | ---: | ---: |\n");
+        await using var command = bench.Db.DataSource.CreateCommand("""
+            SELECT floor(extract(epoch FROM created_at - $1))::int AS second, count(*),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at) * 1000),
+                   max(extract(epoch FROM updated_at - created_at) * 1000)::float8
+              FROM communication_logs WHERE created_at >= $1 AND status = 'SENT'
+             GROUP BY 1 ORDER BY 1
+            """);
+        command.Parameters.AddWithValue(since.ToUniversalTime());
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            table.AppendLine($"| {reader.GetInt32(0)} | {Stats.Count(reader.GetInt64(1))} | {Stats.Ms(reader.GetDouble(2))} | {Stats.Ms(reader.GetDouble(3))} |");
+        }
+        return table.ToString().TrimEnd();
     }
 
     /// <summary>When the dispatch scenario did not run: the steady rate of this one worker on a backlog.</summary>
