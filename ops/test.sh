@@ -2,6 +2,7 @@
 # Runs every test. Installs what the tests need when it is missing (PostgreSQL server binaries,
 # Debian's python3-aiosmtpd for the SMTP provider tests),
 # restores NuGet packages, builds, runs, and prints one closing line: "N passed, N failed, N skipped".
+# With OUTBOXCOMMS_BENCH_SMOKE=1 it also runs the benchmark harness at smoke size after the tests.
 #
 # The tests start their own throwaway PostgreSQL (see tests/OutboxComms.Tests/Infrastructure/PostgresServer.cs);
 # set OUTBOXCOMMS_TEST_DATABASE to use a server of yours instead.
@@ -26,6 +27,13 @@ status=0
 dotnet test OutboxComms.sln -c Release --no-build -nologo \
   --logger "trx;LogFileName=results.trx" --logger "console;verbosity=normal" \
   --results-directory "$results" "$@" || status=$?
+
+# The benchmark harness at smoke size, to keep it working (it never judges speed). Off by
+# default: CI time is limited. OUTBOXCOMMS_BENCH_SMOKE=1 ops/test.sh turns it on.
+if [ "${OUTBOXCOMMS_BENCH_SMOKE:-0}" = "1" ]; then
+  echo "==> benchmark smoke run (ops/bench.sh --smoke)"
+  bash ops/bench.sh --smoke || status=$?
+fi
 
 # One closing line that any reader understands, summed over every test assembly's TRX file.
 python3 - "$results" <<'PY' || true

@@ -61,7 +61,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     // Claim: one round trip per batch. SKIP LOCKED lets any number of workers claim disjoint rows.
     // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
     // index), so other workers never rescan them; if this worker dies they become due again.
-    private const string ClaimSql = """
+    // Internal so the benchmark can print this exact statement's plan.
+    internal const string ClaimSql = """
         UPDATE communication_logs m
            SET locked_by = $1, locked_until = $2, next_attempt_at = $2
           FROM (SELECT id FROM communication_logs

@@ -20,6 +20,26 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void Built_in_functions_are_shared_and_cannot_be_redefined_by_a_template()
+    {
+        Assert.Throws<TemplateException>(() => renderer.Render("{{ string.upcase = 1 }}", Model("{}")));
+        Assert.Throws<TemplateException>(() => renderer.Render("{{ date.format = '%Y' }}", Model("{}")));
+
+        Assert.Equal("ASHA RAO", renderer.Render("{{ customer.name | string.upcase }}", Model("{}")));
+        Assert.Equal("&lt;b&gt;", renderer.Render("{{ '<b>' | html.escape }}", Model("{}")));
+    }
+
+    [Fact]
+    public async Task Concurrent_renders_share_the_built_ins_safely()
+    {
+        var renders = await Task.WhenAll(Enumerable.Range(0, 64).Select(i => Task.Run(
+            () => renderer.Render("{{ for x in items }}{{ x | string.upcase }}{{ end }}-{{ n | math.format '000' }}", Model($$"""{"items": ["a", "b"], "n": {{i}}}""")),
+            TestContext.Current.CancellationToken)));
+
+        Assert.Equal(Enumerable.Range(0, 64).Select(i => $"AB-{i:000}"), renders);
+    }
+
+    [Fact]
     public void Syntax_errors_name_line_and_column()
     {
         var error = TemplateRenderer.Validate("Hello\n{{ if }}");

@@ -1,0 +1,116 @@
+using System.Globalization;
+
+namespace OutboxComms.Benchmarks;
+
+/// <summary>
+/// Command line of the harness. One number, <see cref="Rows"/>, scales every scenario (the
+/// dispatch backlog; the 1M backlog scenario is five times it), so a run is easy to shrink.
+/// </summary>
+internal sealed class BenchOptions
+{
+    public const string Usage = """
+        Usage: OutboxComms.Benchmarks --connection <admin connection string> [options]
+          --smoke              tiny sizes (about a minute), to keep the harness working in CI
+          --rows N             dispatch backlog and enqueue size (default 200000; smoke 2000);
+                               the backlog scenario uses 5 x N rows (1,000,000 by default)
+          --scenario NAME      run only these (repeatable or comma-separated):
+                               enqueue, api, dispatch, latency, backlog
+          --workers LIST       worker process counts for dispatch (default 1,2,4)
+          --out FILE           write the markdown report here (default bench-results/latest.md)
+          --api-dll FILE       OutboxComms.Api.dll, for the API enqueue scenario
+          --settings TEXT      one line describing the PostgreSQL settings, for the report
+        """;
+
+    public static readonly string[] AllScenarios = ["enqueue", "api", "dispatch", "latency", "backlog"];
+
+    public required string Connection { get; init; }
+    public bool Smoke { get; init; }
+    public int Rows { get; init; }
+    public IReadOnlySet<string> Scenarios { get; init; } = new HashSet<string>(AllScenarios);
+    public IReadOnlyList<int> WorkerCounts { get; init; } = [1, 2, 4];
+    public string Output { get; init; } = Path.Combine("bench-results", "latest.md");
+    public string? ApiDll { get; init; }
+    public string ServerSettings { get; init; } = "";
+
+    public int SingleRowInserts => Math.Max(200, Rows / 4);
+    public int BacklogRows => Rows * 5;
+    public int Customers => Math.Max(200, Rows / 10);
+    public int IdleLatencySamples => Smoke ? 30 : 500;
+    public TimeSpan LoadedLatencyDuration => Smoke ? TimeSpan.FromSeconds(4) : TimeSpan.FromSeconds(30);
+    public int TimedClaims => Smoke ? 20 : 200;
+    public TimeSpan RssDrainDuration => Smoke ? TimeSpan.FromSeconds(6) : TimeSpan.FromSeconds(30);
+    public int ApiSingleRequests => Smoke ? 200 : 20_000;
+
+    public bool Runs(string scenario) => Scenarios.Contains(scenario);
+
+    public static BenchOptions? Parse(string[] args, TextWriter error)
+    {
+        string? connection = Environment.GetEnvironmentVariable("OUTBOXCOMMS_BENCH_DATABASE");
+        var smoke = false;
+        int? rows = null;
+        var scenarios = new HashSet<string>(StringComparer.Ordinal);
+        IReadOnlyList<int> workers = [1, 2, 4];
+        var output = Path.Combine("bench-results", "latest.md");
+        string? apiDll = null;
+        var settings = "";
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            try
+            {
+                switch (args[i])
+                {
+                    case "--connection": connection = Next(); break;
+                    case "--smoke": smoke = true; break;
+                    case "--rows": rows = int.Parse(Next(), NumberStyles.AllowThousands, CultureInfo.InvariantCulture); break;
+                    case "--scenario":
+                        foreach (var name in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        {
+                            if (!AllScenarios.Contains(name))
+                            {
+                                throw new ArgumentException($"unknown scenario '{name}' (known: {string.Join(", ", AllScenarios)})");
+                            }
+                            scenarios.Add(name);
+                        }
+                        break;
+                    case "--workers":
+                        workers = [.. Next().Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture))];
+                        break;
+                    case "--out": output = Next(); break;
+                    case "--api-dll": apiDll = Next(); break;
+                    case "--settings": settings = Next(); break;
+                    case "-h" or "--help":
+                        error.WriteLine(Usage);
+                        return null;
+                    default: throw new ArgumentException($"unknown option '{args[i]}'");
+                }
+            }
+            catch (Exception ex) when (ex is ArgumentException or FormatException or OverflowException)
+            {
+                error.WriteLine($"error: {ex.Message}\n{Usage}");
+                return null;
+            }
+        }
+        if (string.IsNullOrWhiteSpace(connection))
+        {
+            error.WriteLine($"error: give --connection (or OUTBOXCOMMS_BENCH_DATABASE); ops/bench.sh starts a server and does.\n{Usage}");
+            return null;
+        }
+        if (rows is < 100 || workers.Any(w => w is < 1 or > 16))
+        {
+            error.WriteLine("error: --rows must be at least 100 and --workers between 1 and 16.");
+            return null;
+        }
+        return new BenchOptions
+        {
+            Connection = connection,
+            Smoke = smoke,
+            Rows = rows ?? (smoke ? 2_000 : 200_000),
+            Scenarios = scenarios.Count == 0 ? new HashSet<string>(AllScenarios) : scenarios,
+            WorkerCounts = workers,
+            Output = output,
+            ApiDll = apiDll,
+            ServerSettings = settings,
+        };
+    }
+}
