@@ -73,6 +73,7 @@ public static class MessageEndpoints
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddSingleton<MessageStore>();
+        builder.Services.AddSingleton<OutboxNotifier>();
         builder.Services.AddSingleton<MessageReplay>();
         return builder;
     }

@@ -10,7 +10,7 @@ namespace OutboxComms.Api.Messages;
 /// lookup round trip and one multi-row INSERT (so the statement-level NOTIFY trigger fires once),
 /// where EF would track and insert an entity per row.
 /// </summary>
-internal sealed class MessageStore(NpgsqlDataSource dataSource)
+internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier notifier)
 {
     public sealed record CustomerRef(Guid Id, string? ExternalId, bool Deleted);
 
@@ -132,6 +132,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource)
         }
 
         await using var batch = new NpgsqlBatch(connection, transaction);
+        // Commit without taking PostgreSQL's notification lock; the notifier wakes the workers after.
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(OutboxNotifier.DeferNotifySql));
         var insert = new NpgsqlBatchCommand(InsertMessagesSql);
         insert.Parameters.Add(Value(companyId));
         insert.Parameters.Add(Value(now.ToUniversalTime()));
@@ -166,6 +168,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource)
         }
         await batch.ExecuteNonQueryAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        notifier.Notify();
         return null;
     }
 

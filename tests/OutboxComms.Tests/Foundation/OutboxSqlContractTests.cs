@@ -176,4 +176,45 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
         Assert.Contains(plan, line => line.Contains("ix_communication_logs_due", StringComparison.Ordinal));
         Assert.DoesNotContain(plan, line => line.Contains("Sort", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task A_writer_that_defers_notification_commits_without_notifying()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var listener = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        var notifications = 0;
+        listener.Notification += (_, _) => Interlocked.Increment(ref notifications);
+        await using (var listen = new NpgsqlCommand("LISTEN outbox_pending", listener))
+        {
+            await listen.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using (var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken))
+        await using (var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken))
+        {
+            await using var batch = new NpgsqlBatch(connection, transaction)
+            {
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand(OutboxComms.Core.Messages.OutboxNotifier.DeferNotifySql),
+                    new NpgsqlBatchCommand(MinimalInsert) { Parameters = { new() { Value = company }, new() { Value = customer } } },
+                },
+            };
+            await batch.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            await transaction.CommitAsync(TestContext.Current.CancellationToken);
+        }
+        await listener.WaitAsync(TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken);
+        Assert.Equal(0, notifications);
+
+        // The setting was local to that transaction: the next plain insert notifies as usual.
+        await using (var plain = db.DataSource.CreateCommand(MinimalInsert))
+        {
+            plain.Parameters.AddWithValue(company);
+            plain.Parameters.AddWithValue(customer);
+            await plain.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await listener.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
+        Assert.Equal(1, notifications);
+    }
 }
