@@ -27,6 +27,13 @@ public static class OutboxDatabaseExtensions
 
         var dataSourceBuilder = new NpgsqlDataSourceBuilder(connectionString);
         dataSourceBuilder.ConnectionStringBuilder.ApplicationName ??= builder.Environment.ApplicationName;
+        // The hot statements (claim, complete, enqueue) are the same text every time: let Npgsql
+        // prepare them so PostgreSQL parses and plans them once per connection, not per call.
+        if (dataSourceBuilder.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            dataSourceBuilder.ConnectionStringBuilder.MaxAutoPrepare = 64;
+            dataSourceBuilder.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
+        }
         var dataSource = dataSourceBuilder.Build();
         builder.Services.AddSingleton(dataSource);
         builder.Services.AddDbContextPool<OutboxDbContext>(options => options
