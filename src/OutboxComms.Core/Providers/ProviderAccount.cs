@@ -39,6 +39,12 @@ public sealed record ProviderAccount
     public string? SmtpUsername { get; init; }
     public string? SmtpPassword { get; init; }
 
+    /// <summary>
+    /// Where the provider should post this message's delivery statuses, for providers that take it
+    /// per message (Twilio's StatusCallback); set from <c>PublicBaseUrl</c>, null without it.
+    /// </summary>
+    public Uri? StatusCallbackUrl { get; init; }
+
     /// <summary>India DLT: principal entity id and content template id for SMS.</summary>
     public string? DltEntityId { get; init; }
     public string? DltTemplateId { get; init; }

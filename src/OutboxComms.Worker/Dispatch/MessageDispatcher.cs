@@ -170,6 +170,11 @@ internal sealed class MessageDispatcher(
         try
         {
             account = ProviderAccount.For(company.Settings!, channel, secrets);
+            if (provider.Name == "TWILIO" && settings.PublicBaseUrl is { } callbackBase)
+            {
+                // Twilio reports statuses only to a URL given with each message.
+                account = account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/twilio/{message.CompanyId}") };
+            }
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {

@@ -112,6 +112,17 @@ public sealed class TwilioProviderTests : IDisposable
         Assert.False(form.ContainsKey("From"));
     }
 
+    [Fact]
+    public async Task A_status_callback_url_on_the_account_goes_with_the_message()
+    {
+        host.Answers("POST", MessagesPath, 201, """{"sid":"SM6","status":"queued"}""");
+        var account = Account(Channel.Sms, from: "OUTBOX") with { StatusCallbackUrl = new Uri("https://comms.practice.example/webhooks/twilio/5b0c4a6e-2f1d-4c83-9f43-0d2a1c9e7b10") };
+
+        await Twilio.SendAsync(Message(Channel.Sms), account, TestContext.Current.CancellationToken);
+
+        Assert.Equal("https://comms.practice.example/webhooks/twilio/5b0c4a6e-2f1d-4c83-9f43-0d2a1c9e7b10", Form(host.SingleRequest)["StatusCallback"]);
+    }
+
     [Theory]
     [InlineData(400, 21211, "The 'To' number +919876543210 is not a valid phone number.", true, "Twilio 21211: The 'To' number")]
     [InlineData(400, 21614, "'To' number is not a valid mobile number", true, "Twilio 21614:")]

@@ -18,8 +18,8 @@ namespace OutboxComms.Core.Providers.Messaging;
 /// ids are registered with Twilio together with the sender id (pre-registration) and Twilio matches
 /// each body against the registered templates, so the body must be the registered text and
 /// <see cref="ProviderAccount.DltEntityId"/>/<see cref="ProviderAccount.DltTemplateId"/> stay off the wire.
-/// Delivery status: a <c>StatusCallback</c> parameter belongs in <see cref="Form"/> once accounts carry
-/// a callback base URL; until then statuses are read from Twilio's console or API.
+/// Delivery status: <c>StatusCallback</c> is sent when the account carries a callback URL (the
+/// service's <c>PublicBaseUrl</c> + <c>/webhooks/twilio/{companyId}</c>), so Twilio reports back.
 /// </summary>
 public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
 {
@@ -78,6 +78,10 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
                 ? new("MessagingServiceSid", from)
                 : new("From", whatsApp ? WhatsAppAddress(from) : from),
         };
+        if (account.StatusCallbackUrl is { } callback)
+        {
+            form.Add(new("StatusCallback", callback.AbsoluteUri));
+        }
         if (message.ProviderTemplate is { } template)
         {
             form.Add(new("ContentSid", template.Name));
