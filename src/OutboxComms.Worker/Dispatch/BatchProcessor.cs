@@ -61,7 +61,16 @@ internal sealed class BatchProcessor(
                     released.Add(message.Id);
                     return;
                 }
-                completions.Add(await dispatcher.DispatchAsync(message, context, sendToken));
+                try
+                {
+                    completions.Add(await dispatcher.DispatchAsync(message, context, sendToken));
+                }
+                catch (OperationCanceledException)
+                {
+                    // Cut off by the end of the shutdown grace: give the row back rather than lose
+                    // the outcomes of the rest of the batch.
+                    released.Add(message.Id);
+                }
             });
 
         await CompleteAsync([.. completions]);
