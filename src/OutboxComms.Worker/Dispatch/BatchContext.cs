@@ -1,9 +1,11 @@
+using System.Collections.Concurrent;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
 using OutboxComms.Core.Templates;
 
 namespace OutboxComms.Worker.Dispatch;
@@ -21,6 +23,7 @@ internal sealed class BatchContext
     private readonly ILookup<long, CommunicationAttachment> attachments;
     private readonly Dictionary<(Guid CustomerId, MessageType Type), DateTimeOffset> lastReminders;
     private readonly Dictionary<(Guid CustomerId, MessageType Type), long> firstReminderInBatch = [];
+    private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
 
     private BatchContext(
         IReadOnlyList<ClaimedMessage> batch, List<Customer> customers, List<Company> companies, List<MessageTemplate> templates,
@@ -47,6 +50,14 @@ internal sealed class BatchContext
             : customersByExternalId.GetValueOrDefault((message.CompanyId, message.CustomerExternalId!));
 
     public Company? Company(Guid id) => companies.GetValueOrDefault(id);
+
+    /// <summary>
+    /// A company's provider account for a channel, built (secrets decrypted) once per batch instead
+    /// of once per message. A build failure (undecryptable secret) is cached too: every message of
+    /// that company and channel fails the same way.
+    /// </summary>
+    public ProviderAccount Account(Guid companyId, Channel channel, Func<ProviderAccount> build) =>
+        accounts.GetOrAdd((companyId, channel), _ => new Lazy<ProviderAccount>(build)).Value;
 
     public MessageTemplate? Template(Guid companyId, string key, Channel channel, string language) =>
         templates.GetValueOrDefault((companyId, key, channel, language));

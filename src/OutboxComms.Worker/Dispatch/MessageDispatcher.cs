@@ -169,12 +169,7 @@ internal sealed class MessageDispatcher(
         ProviderAccount account;
         try
         {
-            account = ProviderAccount.For(company.Settings!, channel, secrets);
-            if (provider.Name == "TWILIO" && settings.PublicBaseUrl is { } callbackBase)
-            {
-                // Twilio reports statuses only to a URL given with each message.
-                account = account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/twilio/{message.CompanyId}") };
-            }
+            account = context.Account(message.CompanyId, channel, () => AccountFor(company.Settings!, channel, provider));
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {
@@ -279,6 +274,17 @@ internal sealed class MessageDispatcher(
             default:
                 return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs);
         }
+    }
+
+    /// <summary>The company's account for the channel, secrets decrypted; built once per batch (BatchContext caches it).</summary>
+    private ProviderAccount AccountFor(CompanySettings companySettings, Channel channel, IMessageProvider provider)
+    {
+        var account = ProviderAccount.For(companySettings, channel, secrets);
+        // Twilio reports statuses only to a URL given with each message; the other providers'
+        // webhooks are set once in their dashboards.
+        return provider.Name == "TWILIO" && settings.PublicBaseUrl is { } callbackBase
+            ? account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/twilio/{companySettings.CompanyId}") }
+            : account;
     }
 
     /// <summary>A transient failure: retry after a golden-ratio backoff, or give up when the budget is spent.</summary>
