@@ -7,6 +7,7 @@
 #   ops/bench.sh --smoke            tiny sizes (about a minute); CI runs this, never judging speed
 #   ops/bench.sh --rows 50000       smaller backlog (the backlog scenario uses 5 x rows)
 #   ops/bench.sh --scenario dispatch --scenario latency    only these (enqueue, api, dispatch, latency, backlog)
+#   ops/bench.sh --scenario dispatch --workers 1,2 --providers noop    dispatch with 1 and 2 processes, no-op provider only
 #
 # Starts its own throwaway PostgreSQL cluster in a temp directory on a free port (as the postgres
 # user when run as root) with durable settings: fsync, full_page_writes and synchronous_commit on.

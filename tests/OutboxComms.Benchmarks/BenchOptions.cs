@@ -16,18 +16,21 @@ internal sealed class BenchOptions
           --scenario NAME      run only these (repeatable or comma-separated):
                                enqueue, api, dispatch, latency, backlog
           --workers LIST       worker process counts for dispatch (default 1,2,4)
+          --providers LIST     dispatch providers to run: noop, whatsapp (default both)
           --out FILE           write the markdown report here (default bench-results/latest.md)
           --api-dll FILE       OutboxComms.Api.dll, for the API enqueue scenario
           --settings TEXT      one line describing the PostgreSQL settings, for the report
         """;
 
     public static readonly string[] AllScenarios = ["enqueue", "api", "dispatch", "latency", "backlog"];
+    public static readonly string[] AllProviders = ["noop", "whatsapp"];
 
     public required string Connection { get; init; }
     public bool Smoke { get; init; }
     public int Rows { get; init; }
     public IReadOnlySet<string> Scenarios { get; init; } = new HashSet<string>(AllScenarios);
     public IReadOnlyList<int> WorkerCounts { get; init; } = [1, 2, 4];
+    public IReadOnlySet<string> Providers { get; init; } = new HashSet<string>(AllProviders);
     public string Output { get; init; } = Path.Combine("bench-results", "latest.md");
     public string? ApiDll { get; init; }
     public string ServerSettings { get; init; } = "";
@@ -50,6 +53,7 @@ internal sealed class BenchOptions
         int? rows = null;
         var scenarios = new HashSet<string>(StringComparer.Ordinal);
         IReadOnlyList<int> workers = [1, 2, 4];
+        var providers = new HashSet<string>(StringComparer.Ordinal);
         var output = Path.Combine("bench-results", "latest.md");
         string? apiDll = null;
         var settings = "";
@@ -63,19 +67,11 @@ internal sealed class BenchOptions
                     case "--connection": connection = Next(); break;
                     case "--smoke": smoke = true; break;
                     case "--rows": rows = int.Parse(Next(), NumberStyles.AllowThousands, CultureInfo.InvariantCulture); break;
-                    case "--scenario":
-                        foreach (var name in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                        {
-                            if (!AllScenarios.Contains(name))
-                            {
-                                throw new ArgumentException($"unknown scenario '{name}' (known: {string.Join(", ", AllScenarios)})");
-                            }
-                            scenarios.Add(name);
-                        }
-                        break;
+                    case "--scenario": AddNames(Next(), AllScenarios, "scenario", scenarios); break;
                     case "--workers":
                         workers = [.. Next().Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture))];
                         break;
+                    case "--providers": AddNames(Next(), AllProviders, "provider", providers); break;
                     case "--out": output = Next(); break;
                     case "--api-dll": apiDll = Next(); break;
                     case "--settings": settings = Next(); break;
@@ -108,9 +104,22 @@ internal sealed class BenchOptions
             Rows = rows ?? (smoke ? 2_000 : 200_000),
             Scenarios = scenarios.Count == 0 ? new HashSet<string>(AllScenarios) : scenarios,
             WorkerCounts = workers,
+            Providers = providers.Count == 0 ? new HashSet<string>(AllProviders) : providers,
             Output = output,
             ApiDll = apiDll,
             ServerSettings = settings,
         };
+    }
+
+    private static void AddNames(string list, string[] known, string what, HashSet<string> into)
+    {
+        foreach (var name in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!known.Contains(name))
+            {
+                throw new ArgumentException($"unknown {what} '{name}' (known: {string.Join(", ", known)})");
+            }
+            into.Add(name);
+        }
     }
 }

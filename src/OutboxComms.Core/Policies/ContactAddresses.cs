@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Mail;
 using PhoneNumbers;
 
@@ -9,7 +10,12 @@ public static class ContactAddresses
     /// <summary>Numbers without a country code are read as Indian numbers.</summary>
     public const string DefaultRegion = "IN";
 
+    private const int PhoneCacheLimit = 100_000;
     private static readonly PhoneNumberUtil Phones = PhoneNumberUtil.GetInstance();
+
+    // Parsing with libphonenumber costs microseconds (regular expressions) and the worker checks the
+    // same customers' numbers over and over: remember the answer (null = not valid) per input text.
+    private static readonly ConcurrentDictionary<string, string?> PhoneCache = new(StringComparer.Ordinal);
 
     public static bool TryNormaliseEmail(string? value, out string email)
     {
@@ -35,19 +41,29 @@ public static class ContactAddresses
         {
             return false;
         }
+        if (!PhoneCache.TryGetValue(value, out var normalised))
+        {
+            normalised = ParsePhone(value);
+            if (PhoneCache.Count >= PhoneCacheLimit)
+            {
+                PhoneCache.Clear();
+            }
+            PhoneCache[value] = normalised;
+        }
+        e164 = normalised ?? "";
+        return normalised is not null;
+    }
+
+    private static string? ParsePhone(string value)
+    {
         try
         {
             var number = Phones.Parse(value, DefaultRegion);
-            if (!Phones.IsValidNumber(number))
-            {
-                return false;
-            }
-            e164 = Phones.Format(number, PhoneNumberFormat.E164);
-            return true;
+            return Phones.IsValidNumber(number) ? Phones.Format(number, PhoneNumberFormat.E164) : null;
         }
         catch (NumberParseException)
         {
-            return false;
+            return null;
         }
     }
 }

@@ -40,37 +40,70 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null)
         return template.HasErrors ? Describe(template.Messages) : null;
     }
 
+    /// <summary>Renders one template text against a model.</summary>
     public string Render(string text, ScriptObject model)
     {
+        using var session = Session(model);
+        return session.Render(text);
+    }
+
+    /// <summary>
+    /// A render context for one model, for rendering several texts of the same message (subject,
+    /// body, HTML body, provider template parameters): one context and one deadline for all of them
+    /// instead of one per text. The time limit covers the whole session.
+    /// </summary>
+    public RenderSession Session(ScriptObject model)
+    {
         ArgumentNullException.ThrowIfNull(model);
-        var template = Parse(text);
-        using var deadline = new CancellationTokenSource(timeout);
-        var context = new TemplateContext(Builtins)
+        return new RenderSession(this, model);
+    }
+
+    /// <summary>See <see cref="Session"/>. Not thread-safe: one message's texts, one after another.</summary>
+    public sealed class RenderSession : IDisposable
+    {
+        private readonly TemplateRenderer renderer;
+        private readonly CancellationTokenSource deadline;
+        private readonly TemplateContext context;
+
+        internal RenderSession(TemplateRenderer renderer, ScriptObject model)
         {
-            LoopLimit = 1_000,
-            RecursiveLimit = 20,
-            ObjectRecursionLimit = 20,
-            LimitToString = 100_000,
-            TemplateLoader = null,
-            StrictVariables = false,
-            EnableRelaxedMemberAccess = true,
-            MemberFilter = _ => false,
-            CancellationToken = deadline.Token,
-        };
-        context.PushCulture(CultureInfo.InvariantCulture);
-        context.PushGlobal(model);
-        try
-        {
-            return template.Render(context);
+            this.renderer = renderer;
+            deadline = new CancellationTokenSource(renderer.timeout);
+            context = new TemplateContext(Builtins)
+            {
+                LoopLimit = 1_000,
+                RecursiveLimit = 20,
+                ObjectRecursionLimit = 20,
+                LimitToString = 100_000,
+                TemplateLoader = null,
+                StrictVariables = false,
+                EnableRelaxedMemberAccess = true,
+                MemberFilter = _ => false,
+                CancellationToken = deadline.Token,
+            };
+            context.PushCulture(CultureInfo.InvariantCulture);
+            context.PushGlobal(model);
         }
-        catch (ScriptRuntimeException ex)
+
+        public string Render(string text)
         {
-            throw new TemplateException(ex.Message, ex);
+            var template = renderer.Parse(text);
+            try
+            {
+                return template.Render(context);
+            }
+            // Scriban reports its cancellation token as a runtime error ("The operation was cancelled").
+            catch (Exception ex) when (ex is ScriptRuntimeException or OperationCanceledException && deadline.IsCancellationRequested)
+            {
+                throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s", ex);
+            }
+            catch (ScriptRuntimeException ex)
+            {
+                throw new TemplateException(ex.Message, ex);
+            }
         }
-        catch (OperationCanceledException ex)
-        {
-            throw new TemplateException($"rendering took longer than {timeout.TotalSeconds:0.#} s", ex);
-        }
+
+        public void Dispose() => deadline.Dispose();
     }
 
     /// <summary>The model a template sees: the message's template data at the top level, plus <c>customer</c> and <c>message</c>.</summary>

@@ -15,7 +15,6 @@ internal sealed class BatchProcessor(
     OutboxStore store,
     MessageDispatcher dispatcher,
     IServiceScopeFactory scopes,
-    NpgsqlDataSource dataSource,
     IOptions<DispatchOptions> options,
     TimeProvider time,
     OutboxMetrics metrics,
@@ -46,7 +45,7 @@ internal sealed class BatchProcessor(
         BatchContext context;
         await using (var scope = scopes.CreateAsyncScope())
         {
-            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), dataSource, claimed, CancellationToken.None);
+            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, CancellationToken.None);
         }
 
         var completions = new ConcurrentBag<Completion>();

@@ -2,8 +2,8 @@ namespace OutboxComms.Worker.Dispatch;
 
 internal static partial class DispatchLog
 {
-    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} dispatching: batch {BatchSize}, {Concurrency} concurrent sends, poll {PollInterval}")]
-    public static partial void Started(ILogger logger, string workerId, int batchSize, int concurrency, TimeSpan pollInterval);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} dispatching: {Batches} concurrent batches of {BatchSize}, {Concurrency} concurrent sends each, poll {PollInterval}")]
+    public static partial void Started(ILogger logger, string workerId, int batches, int batchSize, int concurrency, TimeSpan pollInterval);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Message {MessageId} of company {CompanyId}: {Status} {Reason}")]
     public static partial void Outcome(ILogger logger, long messageId, Guid companyId, string status, string? reason);

@@ -4,30 +4,41 @@ namespace OutboxComms.Worker.Dispatch;
 
 /// <summary>
 /// The worker's main loop: process batches back to back while there is work; when a batch comes
-/// back short, sleep until NOTIFY or the poll interval (≤ 1 s). Any failure is logged and the loop
-/// carries on after a pause; it only ends when the host stops.
+/// back short, sleep until NOTIFY or the poll interval (≤ 1 s). <see cref="DispatchOptions.ConcurrentBatches"/>
+/// lanes run this loop side by side, so one lane's round trips to PostgreSQL (claim, record) overlap
+/// another's policy checks, rendering and sends. Any failure is logged and the lane carries on after
+/// a pause; the loop only ends when the host stops.
 /// </summary>
 internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal signal, IOptions<DispatchOptions> options, ILogger<DispatchLoop> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var settings = options.Value;
-        DispatchLog.Started(logger, processor.WorkerId, settings.BatchSize, settings.MaxConcurrentSends, settings.PollInterval);
+        DispatchLog.Started(logger, processor.WorkerId, settings.ConcurrentBatches, settings.BatchSize, settings.MaxConcurrentSends, settings.PollInterval);
 
         // In-flight sends get ShutdownGrace after the stop signal before they are cancelled.
         using var sends = new CancellationTokenSource();
         await using var graceOnStop = stoppingToken.Register(() => sends.CancelAfter(settings.ShutdownGrace));
+        await Task.WhenAll(Enumerable.Range(0, settings.ConcurrentBatches).Select(_ => Task.Run(() => RunLaneAsync(settings, sends.Token, stoppingToken), CancellationToken.None)));
+    }
 
+    private async Task RunLaneAsync(DispatchOptions settings, CancellationToken sendToken, CancellationToken stoppingToken)
+    {
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                var claimed = await processor.RunOnceAsync(stoppingToken, sends.Token);
+                var claimed = await processor.RunOnceAsync(stoppingToken, sendToken);
                 failures = 0;
                 if (claimed < settings.BatchSize)
                 {
                     await signal.WaitAsync(settings.PollInterval, stoppingToken);
+                }
+                else if (settings.ConcurrentBatches > 1)
+                {
+                    // A full batch: more is probably waiting, so wake a lane that went to sleep.
+                    signal.Notify();
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

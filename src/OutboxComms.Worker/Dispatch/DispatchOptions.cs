@@ -13,8 +13,17 @@ public sealed class DispatchOptions : IValidatableObject
     [Range(1, 10_000)]
     public int BatchSize { get; set; } = 500;
 
+    /// <summary>Sends in flight at once within one batch.</summary>
     [Range(1, 1_000)]
     public int MaxConcurrentSends { get; set; } = 64;
+
+    /// <summary>
+    /// Batches one worker process works on at once (each claims, sends and records on its own), so
+    /// the database round trips of one overlap the work of another. 2 keeps a process busy; more
+    /// processes are the way to scale further.
+    /// </summary>
+    [Range(1, 16)]
+    public int ConcurrentBatches { get; set; } = 2;
 
     /// <summary>
     /// Fallback poll for when a NOTIFY is lost (dropped connection) and for rows whose deferral

@@ -76,7 +76,7 @@ internal sealed class MessageDispatcher(
             };
         }
 
-        var customer = context.Customer(message);
+        var customer = message.Customer;
         var company = context.Company(message.CompanyId);
         if (customer is null || company is null)
         {
@@ -138,7 +138,7 @@ internal sealed class MessageDispatcher(
             DateTimeOffset? allowedAt;
             try
             {
-                allowedAt = ReminderFrequencyPolicy.NextAllowed(context.LastReminder(customer.Id, message.Type), preference.ReminderFrequency, preference.ReminderCron, zone, now);
+                allowedAt = ReminderFrequencyPolicy.NextAllowed(message.LastReminderSentAt, preference.ReminderFrequency, preference.ReminderCron, zone, now);
             }
             catch (FormatException ex)
             {
@@ -415,15 +415,22 @@ internal sealed class MessageDispatcher(
         var used = template.Reference();
         try
         {
-            var subject = template.Subject is null ? message.Subject : renderer.Render(template.Subject, model);
-            var body = renderer.Render(template.Body, model);
-            var html = template.HtmlBody is null ? null : renderer.Render(template.HtmlBody, model);
+            using var session = renderer.Session(model);
+            var subject = template.Subject is null ? message.Subject : session.Render(template.Subject);
+            var body = session.Render(template.Body);
+            var html = template.HtmlBody is null ? null : session.Render(template.HtmlBody);
             ProviderTemplate? providerTemplate = null;
             if (template.ProviderTemplateName is not null)
             {
-                var parameters = template.ParameterMapping.RootElement.ValueKind == JsonValueKind.Array
-                    ? template.ParameterMapping.RootElement.EnumerateArray().Select(p => renderer.Render(p.GetString() ?? "", model)).ToList()
-                    : [];
+                var mapping = template.ParameterMapping.RootElement;
+                var parameters = new List<string>(mapping.ValueKind == JsonValueKind.Array ? mapping.GetArrayLength() : 0);
+                if (mapping.ValueKind == JsonValueKind.Array)
+                {
+                    foreach (var parameter in mapping.EnumerateArray())
+                    {
+                        parameters.Add(session.Render(parameter.GetString() ?? ""));
+                    }
+                }
                 providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language, parameters);
             }
             return new Rendered(customer.Id, subject, body, html, providerTemplate, used, subject, body);

@@ -1,11 +1,17 @@
 using Npgsql;
 using NpgsqlTypes;
+using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 
 namespace OutboxComms.Worker.Dispatch;
 
-/// <summary>A due row as the claim returns it.</summary>
+/// <summary>
+/// A due row as the claim returns it, with what its policies need of its customer (null when no
+/// such customer exists in the row's company): loaded by the claim statement itself, in one round
+/// trip, with index lookups per row.
+/// </summary>
 internal sealed record ClaimedMessage(
     long Id,
     Guid CompanyId,
@@ -22,7 +28,16 @@ internal sealed record ClaimedMessage(
     int MaxRetries,
     int AttemptCount,
     DateTimeOffset? ExpiresAt,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt)
+{
+    public Customer? Customer { get; init; }
+
+    /// <summary>The row has attachments (loaded separately, for these rows only).</summary>
+    public bool HasAttachments { get; init; }
+
+    /// <summary>For reminders: when the customer last received one of this type.</summary>
+    public DateTimeOffset? LastReminderSentAt { get; init; }
+}
 
 /// <summary>What one message's processing decided, written back in one batched statement.</summary>
 internal sealed record Completion(long Id, DeliveryStatus Status, Channel Channel)
@@ -59,21 +74,62 @@ internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffs
 internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 {
     // Claim: one round trip per batch. SKIP LOCKED lets any number of workers claim disjoint rows.
-    // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
-    // index), so other workers never rescan them; if this worker dies they become due again.
+    // The claim sets the lease columns only. Neither is indexed, so the update is HOT (heap-only:
+    // no index entries written, little WAL) whenever the page has room (the table's fillfactor
+    // leaves it). Claimed rows stay in the due range of the partial index and are skipped by their
+    // lease; there are only ever a few batches of them in flight. If this worker dies, its rows are
+    // claimable again, in their place in the queue, once the lease runs out.
+    // The same statement brings each row's customer and preferences, whether it has attachments and,
+    // for reminders, when the last one of its type went out: LATERAL keeps those primary-key (or
+    // unique-index) lookups per claimed row: with LIMIT the planner cannot flatten them into hash
+    // joins that scan whole tables, whatever plan the generic prepared statement gets.
+    // Rows come back in claim order (longest due first), which the one-reminder-per-batch rule uses.
     // Internal so the benchmark can print this exact statement's plan.
     internal const string ClaimSql = """
-        UPDATE communication_logs m
-           SET locked_by = $1, locked_until = $2, next_attempt_at = $2
-          FROM (SELECT id FROM communication_logs
-                 WHERE status = 'PENDING' AND next_attempt_at <= $3
-                 ORDER BY next_attempt_at, id
-                 LIMIT $4
-                 FOR UPDATE SKIP LOCKED) due
-         WHERE m.id = due.id
-        RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
-                  m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                  m.attempt_count, m.expires_at, m.created_at
+        WITH claimed AS (
+            UPDATE communication_logs m
+               SET locked_by = $1, locked_until = $2, next_attempt_at = $2
+              FROM (SELECT id, next_attempt_at FROM communication_logs
+                     WHERE status = 'PENDING' AND next_attempt_at <= $3
+                     ORDER BY next_attempt_at, id
+                     LIMIT $4
+                     FOR UPDATE SKIP LOCKED) due
+             WHERE m.id = due.id
+            RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
+                      m.subject, m.content, m.template_key, m.template_data, m.retry_count, m.max_retries,
+                      m.attempt_count, m.expires_at, m.created_at, due.next_attempt_at AS due_at)
+        SELECT c.id, c.company_id, c.customer_id, c.customer_external_id, c.type, c.channel, c.requested_channel,
+               c.subject, c.content, c.template_key, c.template_data::text, c.retry_count, c.max_retries,
+               c.attempt_count, c.expires_at, c.created_at,
+               a.message_id IS NOT NULL,
+               k.id, k.external_id, k.name, k.email, k.phone, k.whatsapp_number, k.preferred_language, k.time_zone,
+               k.deleted_at, k.created_at, k.updated_at,
+               k.preference_id, k.email_opt_in, k.whatsapp_opt_in, k.sms_opt_in, k.invoice_delivery_channel,
+               k.compliance_reminder_channel, k.payment_reminder_channel, k.general_updates_channel,
+               k.reminder_frequency, k.reminder_cron, k.general_updates_opt_out, k.quiet_hours_start,
+               k.quiet_hours_end, k.preference_updated_at,
+               r.last_sent_at
+          FROM claimed c
+          LEFT JOIN LATERAL (
+                SELECT cu.id, cu.external_id, cu.name, cu.email, cu.phone, cu.whatsapp_number, cu.preferred_language,
+                       cu.time_zone, cu.deleted_at, cu.created_at, cu.updated_at,
+                       p.id AS preference_id, p.email_opt_in, p.whatsapp_opt_in, p.sms_opt_in, p.invoice_delivery_channel,
+                       p.compliance_reminder_channel, p.payment_reminder_channel, p.general_updates_channel,
+                       p.reminder_frequency, p.reminder_cron, p.general_updates_opt_out, p.quiet_hours_start,
+                       p.quiet_hours_end, p.updated_at AS preference_updated_at
+                  FROM customers cu
+                  LEFT JOIN communication_preferences p ON p.customer_id = cu.id
+                 WHERE cu.company_id = c.company_id
+                   AND cu.id = coalesce(c.customer_id,
+                                        (SELECT x.id FROM customers x
+                                          WHERE x.company_id = c.company_id AND x.external_id = c.customer_external_id))
+                 LIMIT 1) k ON true
+          LEFT JOIN LATERAL (
+                SELECT s.last_sent_at FROM reminder_frequency_state s
+                 WHERE c.type IN ('COMPLIANCE_REMINDER', 'PAYMENT_REMINDER') AND s.customer_id = k.id AND s.type = c.type
+                 LIMIT 1) r ON true
+          LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
+         ORDER BY c.due_at, c.id
         """;
 
     // Complete: one statement for the whole batch. The locked_by guard makes a worker whose lease
@@ -141,26 +197,82 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
+            var companyId = reader.GetGuid(1);
             claimed.Add(new ClaimedMessage(
                 reader.GetInt64(0),
-                reader.GetGuid(1),
-                reader.IsDBNull(2) ? null : reader.GetGuid(2),
-                reader.IsDBNull(3) ? null : reader.GetString(3),
+                companyId,
+                NullableGuid(reader, 2),
+                NullableString(reader, 3),
                 WireName<MessageType>.Parse(reader.GetString(4)),
                 WireName<Channel>.Parse(reader.GetString(5)),
                 reader.IsDBNull(6) ? null : WireName<Channel>.Parse(reader.GetString(6)),
-                reader.IsDBNull(7) ? null : reader.GetString(7),
-                reader.IsDBNull(8) ? null : reader.GetString(8),
-                reader.IsDBNull(9) ? null : reader.GetString(9),
+                NullableString(reader, 7),
+                NullableString(reader, 8),
+                NullableString(reader, 9),
                 reader.GetString(10),
                 reader.GetInt32(11),
                 reader.GetInt32(12),
                 reader.GetInt32(13),
-                reader.IsDBNull(14) ? null : reader.GetFieldValue<DateTimeOffset>(14),
-                reader.GetFieldValue<DateTimeOffset>(15)));
+                NullableTime(reader, 14),
+                reader.GetFieldValue<DateTimeOffset>(15))
+            {
+                HasAttachments = reader.GetBoolean(16),
+                Customer = reader.IsDBNull(17) ? null : ReadCustomer(reader, companyId),
+                LastReminderSentAt = NullableTime(reader, 42),
+            });
         }
         return claimed;
     }
+
+    /// <summary>Columns 17–41 of the claim: the customer and, when they have a row, their preferences.</summary>
+    private static Customer ReadCustomer(NpgsqlDataReader reader, Guid companyId)
+    {
+        var customer = new Customer
+        {
+            Id = reader.GetGuid(17),
+            CompanyId = companyId,
+            ExternalId = NullableString(reader, 18),
+            Name = reader.GetString(19),
+            Email = NullableString(reader, 20),
+            Phone = NullableString(reader, 21),
+            WhatsAppNumber = NullableString(reader, 22),
+            PreferredLanguage = reader.GetString(23),
+            TimeZone = reader.GetString(24),
+            DeletedAt = NullableTime(reader, 25),
+            CreatedAt = reader.GetFieldValue<DateTimeOffset>(26),
+            UpdatedAt = reader.GetFieldValue<DateTimeOffset>(27),
+        };
+        if (!reader.IsDBNull(28))
+        {
+            customer.Preference = new CommunicationPreference
+            {
+                Id = reader.GetGuid(28),
+                CustomerId = customer.Id,
+                EmailOptIn = reader.GetBoolean(29),
+                WhatsAppOptIn = reader.GetBoolean(30),
+                SmsOptIn = reader.GetBoolean(31),
+                InvoiceDeliveryChannel = WireName<Channel>.Parse(reader.GetString(32)),
+                ComplianceReminderChannel = WireName<Channel>.Parse(reader.GetString(33)),
+                PaymentReminderChannel = WireName<Channel>.Parse(reader.GetString(34)),
+                GeneralUpdatesChannel = WireName<Channel>.Parse(reader.GetString(35)),
+                ReminderFrequency = WireName<ReminderFrequency>.Parse(reader.GetString(36)),
+                ReminderCron = NullableString(reader, 37),
+                GeneralUpdatesOptOut = reader.GetBoolean(38),
+                QuietHoursStart = reader.IsDBNull(39) ? null : reader.GetFieldValue<TimeOnly>(39),
+                QuietHoursEnd = reader.IsDBNull(40) ? null : reader.GetFieldValue<TimeOnly>(40),
+                UpdatedAt = reader.GetFieldValue<DateTimeOffset>(41),
+            };
+        }
+        return customer;
+    }
+
+    private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private static Guid? NullableGuid(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetGuid(ordinal);
+
+    private static DateTimeOffset? NullableTime(NpgsqlDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<DateTimeOffset>(ordinal);
+
 
     /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction.</summary>
     public async Task CompleteAsync(string workerId, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)

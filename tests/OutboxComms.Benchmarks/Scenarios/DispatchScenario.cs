@@ -15,10 +15,16 @@ internal static class DispatchScenario
 
     public static async Task RunAsync(Bench bench)
     {
-        await RunProviderAsync(bench, "noop", api: null);
-        await using var api = await FakeWhatsAppApi.StartAsync();
-        await RunProviderAsync(bench, "whatsapp", api);
-        await Practices.UseWhatsAppEndpointAsync(bench.Db, null);
+        if (bench.Options.Providers.Contains("noop"))
+        {
+            await RunProviderAsync(bench, "noop", api: null);
+        }
+        if (bench.Options.Providers.Contains("whatsapp"))
+        {
+            await using var api = await FakeWhatsAppApi.StartAsync();
+            await RunProviderAsync(bench, "whatsapp", api);
+            await Practices.UseWhatsAppEndpointAsync(bench.Db, null);
+        }
         await bench.Db.ResetMessagesAsync();
     }
 

@@ -72,6 +72,37 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_claim_brings_each_rows_own_customer_and_only_its_own_attachments()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (_, otherCompanysCustomer) = await CustomerAsync(email: "someone.else@example.com");
+        var withFile = await EnqueueAsync(company, customer, content: "Invoice attached.");
+        var withoutFile = await EnqueueAsync(company, customer, content: "No attachment.");
+        var foreign = await EnqueueAsync(company, otherCompanysCustomer, content: "Wrong tenant.");
+        var pdf = "%PDF-1.7 invoice"u8.ToArray();
+        await using (var attach = db.DataSource.CreateCommand(
+            "INSERT INTO communication_attachments (message_id, file_name, content_type, content, size_bytes) VALUES ($1, 'INV-1.pdf', 'application/pdf', $2, $3)"))
+        {
+            attach.Parameters.AddWithValue(withFile);
+            attach.Parameters.AddWithValue(pdf);
+            attach.Parameters.AddWithValue((long)pdf.Length);
+            await attach.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal(3, await worker.RunOnceAsync());
+
+        var sent = email.Sent.ToDictionary(m => m.MessageId);
+        Assert.Equal(["INV-1.pdf"], sent[withFile].Attachments.Select(a => a.FileName));
+        Assert.Equal(pdf, sent[withFile].Attachments[0].Content);
+        Assert.Empty(sent[withoutFile].Attachments);
+        Assert.Equal("client@example.com", sent[withoutFile].To);
+        Assert.False(sent.ContainsKey(foreign));
+        var row = await Outbox.GetAsync(db.DataSource, foreign);
+        Assert.Equal("FAILED", row.Status);
+        Assert.Equal($"customer {otherCompanysCustomer} does not exist in this company", row.ErrorMessage);
+    }
+
+    [Fact]
     public async Task A_provider_reported_price_wins_over_the_rate_card()
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true");

@@ -49,11 +49,11 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Three_workers_racing_over_5000_rows_send_every_row_exactly_once()
+    public async Task Three_workers_of_three_concurrent_batches_each_racing_over_5000_rows_send_every_row_exactly_once()
     {
         var (company, customer) = await CustomerAsync();
         var email = WorkerHarness.Email();
-        var settings = new Dictionary<string, string?> { ["Dispatch:BatchSize"] = "200" };
+        var settings = new Dictionary<string, string?> { ["Dispatch:BatchSize"] = "200", ["Dispatch:ConcurrentBatches"] = "3" };
         await using var first = new WorkerHarness(db.ConnectionString, [email], settings: settings);
         await using var second = new WorkerHarness(db.ConnectionString, [email], settings: settings);
         await using var third = new WorkerHarness(db.ConnectionString, [email], settings: settings);

@@ -40,6 +40,28 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void A_session_renders_each_text_on_its_own_against_one_model()
+    {
+        using var session = renderer.Session(Model("""{"invoice": {"number": "INV-7"}, "lines": ["a", "b"]}"""));
+
+        Assert.Equal("Invoice INV-7", session.Render("Invoice {{ invoice.number }}"));
+        Assert.Equal("Dear Asha Rao: a,b", session.Render("Dear {{ customer.name }}: {{ lines | array.join ',' }}"));
+        Assert.Equal("INV-7", session.Render("{{ invoice.number }}"));
+    }
+
+    [Fact]
+    public void A_sessions_time_limit_covers_all_of_its_renders()
+    {
+        var slow = new TemplateRenderer(TimeSpan.FromMilliseconds(200));
+        using var session = slow.Session(Model("{}"));
+        Thread.Sleep(300);
+
+        var error = Assert.Throws<TemplateException>(() => session.Render("{{ for i in 1..10 }}{{ i }}{{ end }}"));
+
+        Assert.Contains("longer than", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Syntax_errors_name_line_and_column()
     {
         var error = TemplateRenderer.Validate("Hello\n{{ if }}");
