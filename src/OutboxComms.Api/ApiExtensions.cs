@@ -27,7 +27,9 @@ public static class ApiExtensions
     public static IHostApplicationBuilder AddApiServices(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.AddOutboxDatabase();
+        // The API wakes the workers after its commits (OutboxNotifier), not through the insert trigger,
+        // and keeps no session state (transaction-scoped settings and locks only).
+        builder.AddOutboxDatabase(deferInsertNotifications: true, statelessSessions: true);
         builder.AddProviders();
         builder.AddDeliveryWebhooks();
         builder.AddApiAuth();

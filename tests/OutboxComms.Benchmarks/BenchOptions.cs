@@ -43,6 +43,7 @@ internal sealed class BenchOptions
     public int TimedClaims => Smoke ? 20 : 200;
     public TimeSpan RssDrainDuration => Smoke ? TimeSpan.FromSeconds(6) : TimeSpan.FromSeconds(30);
     public int ApiSingleRequests => Smoke ? 200 : 20_000;
+    public int ApiWarmupRequests => Smoke ? 50 : 5_000;
 
     public bool Runs(string scenario) => Scenarios.Contains(scenario);
 

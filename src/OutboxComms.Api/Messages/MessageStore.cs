@@ -24,9 +24,18 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
     public sealed record StoredResponse(byte[] RequestHash, string Response);
 
+    // One unique-index probe per requested customer (LATERAL … LIMIT 1 keeps them probes whatever
+    // the statistics say). A WHERE with OR scanned the whole table; even "company_id = $1 AND
+    // id = ANY($2)" walked all of a company's customers when its statistics were stale (a company
+    // that has just imported its clients).
     private const string CustomersSql = """
-        SELECT id, external_id, deleted_at IS NOT NULL FROM customers
-         WHERE company_id = $1 AND (id = ANY($2) OR external_id = ANY($3))
+        SELECT c.id, c.external_id, c.deleted_at IS NOT NULL
+          FROM unnest($2::uuid[]) AS k(id)
+          CROSS JOIN LATERAL (SELECT * FROM customers c WHERE c.id = k.id AND c.company_id = $1 LIMIT 1) c
+        UNION ALL
+        SELECT c.id, c.external_id, c.deleted_at IS NOT NULL
+          FROM unnest($3::text[]) AS k(external_id)
+          CROSS JOIN LATERAL (SELECT * FROM customers c WHERE c.company_id = $1 AND c.external_id = k.external_id LIMIT 1) c
         """;
 
     private const string TemplatesSql = "SELECT DISTINCT key FROM message_templates WHERE company_id = $1 AND key = ANY($2)";
@@ -73,15 +82,19 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
                 Value(drafts.Where(d => d.CustomerExternalId is not null).Select(d => d.CustomerExternalId!).Distinct().ToArray()),
             },
         });
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(TemplatesSql)
+        var templateKeys = drafts.Where(d => d.TemplateKey is not null).Select(d => d.TemplateKey!).Distinct().ToArray();
+        if (templateKeys.Length > 0)
         {
-            Parameters = { Value(companyId), Value(drafts.Where(d => d.TemplateKey is not null).Select(d => d.TemplateKey!).Distinct().ToArray()) },
-        });
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(IdsSql) { Parameters = { Value(allocateIds ? drafts.Sum(d => d.Channels.Count) : 0) } });
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(TemplatesSql) { Parameters = { Value(companyId), Value(templateKeys) } });
+        }
+        if (allocateIds)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(IdsSql) { Parameters = { Value(drafts.Sum(d => d.Channels.Count)) } });
+        }
 
         var byId = new Dictionary<Guid, CustomerRef>();
         var byExternalId = new Dictionary<string, CustomerRef>(StringComparer.Ordinal);
-        var templateKeys = new HashSet<string>(StringComparer.Ordinal);
+        var knownTemplateKeys = new HashSet<string>(StringComparer.Ordinal);
         var allocated = new List<long>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -93,18 +106,24 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
                 byExternalId[customer.ExternalId] = customer;
             }
         }
-        await reader.NextResultAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        if (templateKeys.Length > 0)
         {
-            templateKeys.Add(reader.GetString(0));
+            await reader.NextResultAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                knownTemplateKeys.Add(reader.GetString(0));
+            }
         }
-        await reader.NextResultAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        if (allocateIds)
         {
-            allocated.Add(reader.GetInt64(0));
+            await reader.NextResultAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                allocated.Add(reader.GetInt64(0));
+            }
+            allocated.Sort();
         }
-        allocated.Sort();
-        return new Lookup(byId, byExternalId, templateKeys, [.. allocated]);
+        return new Lookup(byId, byExternalId, knownTemplateKeys, [.. allocated]);
     }
 
     /// <summary>
@@ -115,8 +134,12 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     public async Task<StoredResponse?> InsertAsync(
         Guid companyId, IReadOnlyList<NewMessage> messages, IdempotencyClaim? claim, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        // This process's sessions defer the insert trigger's NOTIFY (AddOutboxDatabase): commits do
+        // not queue on PostgreSQL's notification lock, and the notifier wakes the workers after.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        // Without an idempotency key the inserts need no explicit transaction: one batch is one
+        // implicit transaction (one Sync), so messages and attachments commit together in one round trip.
+        await using var transaction = claim is null ? null : await connection.BeginTransactionAsync(cancellationToken);
         if (claim is not null)
         {
             await using var claimKey = new NpgsqlCommand(ClaimKeySql, connection, transaction)
@@ -126,14 +149,12 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             if (await claimKey.ExecuteScalarAsync(cancellationToken) is null)
             {
                 var stored = await FindAsync(connection, companyId, claim.Key, cancellationToken);
-                await transaction.RollbackAsync(cancellationToken);
+                await transaction!.RollbackAsync(cancellationToken);
                 return stored;
             }
         }
 
         await using var batch = new NpgsqlBatch(connection, transaction);
-        // Commit without taking PostgreSQL's notification lock; the notifier wakes the workers after.
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(OutboxNotifier.DeferNotifySql));
         var insert = new NpgsqlBatchCommand(InsertMessagesSql);
         insert.Parameters.Add(Value(companyId));
         insert.Parameters.Add(Value(now.ToUniversalTime()));
@@ -167,7 +188,10 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             batch.BatchCommands.Add(attach);
         }
         await batch.ExecuteNonQueryAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync(cancellationToken);
+        }
         notifier.Notify();
         return null;
     }

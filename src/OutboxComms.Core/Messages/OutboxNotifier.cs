@@ -5,15 +5,13 @@ namespace OutboxComms.Core.Messages;
 /// <summary>
 /// Wakes the workers after messages were committed, outside the inserting transaction, and
 /// coalesces: however many requests commit meanwhile, at most one NOTIFY is in flight and one more
-/// follows it. Used by writers that defer the trigger's notification (see migration 0008), so their
+/// follows it. Used by writers that defer the trigger's notification (see migration 0008 and
+/// <c>AddOutboxDatabase(deferInsertNotifications: true)</c>), so their
 /// commits never queue on PostgreSQL's notification lock. A notification lost to a crash costs at
 /// most one worker poll interval.
 /// </summary>
 public sealed partial class OutboxNotifier(NpgsqlDataSource dataSource, Microsoft.Extensions.Logging.ILogger<OutboxNotifier> logger)
 {
-    /// <summary>Put as the first statement of a transaction whose inserts should not notify at commit.</summary>
-    public const string DeferNotifySql = "SET LOCAL outboxcomms.defer_notify = 'on'";
-
     // Capacity one, extra requests dropped: while a NOTIFY is being sent, any number of commits
     // add up to exactly one more.
     private readonly System.Threading.Channels.Channel<bool> requests = System.Threading.Channels.Channel.CreateBounded<bool>(

@@ -41,6 +41,7 @@ internal sealed class BatchProcessor(
             return 0;
         }
         metrics.Claimed(claimed.Count);
+        claimed = await store.WithRecipientsAsync(claimed, CancellationToken.None);
 
         BatchContext context;
         await using (var scope = scopes.CreateAsyncScope())

@@ -8,9 +8,8 @@ using OutboxComms.Core.Preferences;
 namespace OutboxComms.Worker.Dispatch;
 
 /// <summary>
-/// A due row as the claim returns it, with what its policies need of its customer (null when no
-/// such customer exists in the row's company): loaded by the claim statement itself, in one round
-/// trip, with index lookups per row.
+/// A due row as the claim returns it; then (<see cref="OutboxStore.WithRecipientsAsync"/>) with
+/// what its policies need of its customer (null when no such customer exists in the row's company).
 /// </summary>
 internal sealed record ClaimedMessage(
     long Id,
@@ -74,15 +73,8 @@ internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffs
 internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 {
     // Claim: one round trip per batch. SKIP LOCKED lets any number of workers claim disjoint rows.
-    // The claim sets the lease columns only. Neither is indexed, so the update is HOT (heap-only:
-    // no index entries written, little WAL) whenever the page has room (the table's fillfactor
-    // leaves it). Claimed rows stay in the due range of the partial index and are skipped by their
-    // lease; there are only ever a few batches of them in flight. If this worker dies, its rows are
-    // claimable again, in their place in the queue, once the lease runs out.
-    // The same statement brings each row's customer and preferences, whether it has attachments and,
-    // for reminders, when the last one of its type went out: LATERAL keeps those primary-key (or
-    // unique-index) lookups per claimed row: with LIMIT the planner cannot flatten them into hash
-    // joins that scan whole tables, whatever plan the generic prepared statement gets.
+    // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
+    // index), so other workers never rescan them; if this worker dies they become due again.
     // Rows come back in claim order (longest due first), which the one-reminder-per-batch rule uses.
     // Internal so the benchmark can print this exact statement's plan.
     internal const string ClaimSql = """
@@ -96,12 +88,18 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                      FOR UPDATE SKIP LOCKED) due
              WHERE m.id = due.id
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
-                      m.subject, m.content, m.template_key, m.template_data, m.retry_count, m.max_retries,
+                      m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
                       m.attempt_count, m.expires_at, m.created_at, due.next_attempt_at AS due_at)
-        SELECT c.id, c.company_id, c.customer_id, c.customer_external_id, c.type, c.channel, c.requested_channel,
-               c.subject, c.content, c.template_key, c.template_data::text, c.retry_count, c.max_retries,
-               c.attempt_count, c.expires_at, c.created_at,
-               a.message_id IS NOT NULL,
+        SELECT * FROM claimed ORDER BY due_at, id
+        """;
+
+    // What the policies need of each claimed row's recipient, in one round trip: the customer and
+    // their preferences (null when no such customer exists in the row's company), whether the row
+    // has attachments and, for reminders, when the last one of its type went out. LATERAL … LIMIT 1
+    // keeps each a primary-key or unique-index probe per row: the planner cannot flatten them into
+    // hash joins over whole tables, whatever plan the generic prepared statement gets.
+    private const string RecipientsSql = """
+        SELECT c.id, a.message_id IS NOT NULL,
                k.id, k.external_id, k.name, k.email, k.phone, k.whatsapp_number, k.preferred_language, k.time_zone,
                k.deleted_at, k.created_at, k.updated_at,
                k.preference_id, k.email_opt_in, k.whatsapp_opt_in, k.sms_opt_in, k.invoice_delivery_channel,
@@ -109,7 +107,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                k.reminder_frequency, k.reminder_cron, k.general_updates_opt_out, k.quiet_hours_start,
                k.quiet_hours_end, k.preference_updated_at,
                r.last_sent_at
-          FROM claimed c
+          FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS c(id, company_id, customer_id, customer_external_id, type)
           LEFT JOIN LATERAL (
                 SELECT cu.id, cu.external_id, cu.name, cu.email, cu.phone, cu.whatsapp_number, cu.preferred_language,
                        cu.time_zone, cu.deleted_at, cu.created_at, cu.updated_at,
@@ -129,7 +127,6 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                  WHERE c.type IN ('COMPLIANCE_REMINDER', 'PAYMENT_REMINDER') AND s.customer_id = k.id AND s.type = c.type
                  LIMIT 1) r ON true
           LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
-         ORDER BY c.due_at, c.id
         """;
 
     // Complete: one statement for the whole batch. The locked_by guard makes a worker whose lease
@@ -197,10 +194,9 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            var companyId = reader.GetGuid(1);
             claimed.Add(new ClaimedMessage(
                 reader.GetInt64(0),
-                companyId,
+                reader.GetGuid(1),
                 NullableGuid(reader, 2),
                 NullableString(reader, 3),
                 WireName<MessageType>.Parse(reader.GetString(4)),
@@ -214,53 +210,76 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 reader.GetInt32(12),
                 reader.GetInt32(13),
                 NullableTime(reader, 14),
-                reader.GetFieldValue<DateTimeOffset>(15))
-            {
-                HasAttachments = reader.GetBoolean(16),
-                Customer = reader.IsDBNull(17) ? null : ReadCustomer(reader, companyId),
-                LastReminderSentAt = NullableTime(reader, 42),
-            });
+                reader.GetFieldValue<DateTimeOffset>(15)));
         }
         return claimed;
     }
 
-    /// <summary>Columns 17–41 of the claim: the customer and, when they have a row, their preferences.</summary>
+    /// <summary>The claimed rows, in the same order, each with its recipient, attachment flag and last reminder time.</summary>
+    public async Task<List<ClaimedMessage>> WithRecipientsAsync(List<ClaimedMessage> claimed, CancellationToken cancellationToken)
+    {
+        if (claimed.Count == 0)
+        {
+            return claimed;
+        }
+        await using var command = dataSource.CreateCommand(RecipientsSql);
+        command.Parameters.Add(Array(claimed, m => m.Id, NpgsqlDbType.Bigint));
+        command.Parameters.Add(Array(claimed, m => m.CompanyId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(claimed, m => m.CustomerId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(claimed, m => m.CustomerExternalId, NpgsqlDbType.Text));
+        command.Parameters.Add(Array(claimed, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
+        var byId = claimed.ToDictionary(m => m.Id);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var message = byId[reader.GetInt64(0)];
+            byId[message.Id] = message with
+            {
+                HasAttachments = reader.GetBoolean(1),
+                Customer = reader.IsDBNull(2) ? null : ReadCustomer(reader, message.CompanyId),
+                LastReminderSentAt = NullableTime(reader, 27),
+            };
+        }
+        return [.. claimed.Select(m => byId[m.Id])];
+    }
+
+    /// <summary>Columns 2–26 of the recipient lookup: the customer and, when they have a row, their preferences.</summary>
     private static Customer ReadCustomer(NpgsqlDataReader reader, Guid companyId)
     {
         var customer = new Customer
         {
-            Id = reader.GetGuid(17),
+            Id = reader.GetGuid(2),
             CompanyId = companyId,
-            ExternalId = NullableString(reader, 18),
-            Name = reader.GetString(19),
-            Email = NullableString(reader, 20),
-            Phone = NullableString(reader, 21),
-            WhatsAppNumber = NullableString(reader, 22),
-            PreferredLanguage = reader.GetString(23),
-            TimeZone = reader.GetString(24),
-            DeletedAt = NullableTime(reader, 25),
-            CreatedAt = reader.GetFieldValue<DateTimeOffset>(26),
-            UpdatedAt = reader.GetFieldValue<DateTimeOffset>(27),
+            ExternalId = NullableString(reader, 3),
+            Name = reader.GetString(4),
+            Email = NullableString(reader, 5),
+            Phone = NullableString(reader, 6),
+            WhatsAppNumber = NullableString(reader, 7),
+            PreferredLanguage = reader.GetString(8),
+            TimeZone = reader.GetString(9),
+            DeletedAt = NullableTime(reader, 10),
+            CreatedAt = reader.GetFieldValue<DateTimeOffset>(11),
+            UpdatedAt = reader.GetFieldValue<DateTimeOffset>(12),
         };
-        if (!reader.IsDBNull(28))
+        if (!reader.IsDBNull(13))
         {
             customer.Preference = new CommunicationPreference
             {
-                Id = reader.GetGuid(28),
+                Id = reader.GetGuid(13),
                 CustomerId = customer.Id,
-                EmailOptIn = reader.GetBoolean(29),
-                WhatsAppOptIn = reader.GetBoolean(30),
-                SmsOptIn = reader.GetBoolean(31),
-                InvoiceDeliveryChannel = WireName<Channel>.Parse(reader.GetString(32)),
-                ComplianceReminderChannel = WireName<Channel>.Parse(reader.GetString(33)),
-                PaymentReminderChannel = WireName<Channel>.Parse(reader.GetString(34)),
-                GeneralUpdatesChannel = WireName<Channel>.Parse(reader.GetString(35)),
-                ReminderFrequency = WireName<ReminderFrequency>.Parse(reader.GetString(36)),
-                ReminderCron = NullableString(reader, 37),
-                GeneralUpdatesOptOut = reader.GetBoolean(38),
-                QuietHoursStart = reader.IsDBNull(39) ? null : reader.GetFieldValue<TimeOnly>(39),
-                QuietHoursEnd = reader.IsDBNull(40) ? null : reader.GetFieldValue<TimeOnly>(40),
-                UpdatedAt = reader.GetFieldValue<DateTimeOffset>(41),
+                EmailOptIn = reader.GetBoolean(14),
+                WhatsAppOptIn = reader.GetBoolean(15),
+                SmsOptIn = reader.GetBoolean(16),
+                InvoiceDeliveryChannel = WireName<Channel>.Parse(reader.GetString(17)),
+                ComplianceReminderChannel = WireName<Channel>.Parse(reader.GetString(18)),
+                PaymentReminderChannel = WireName<Channel>.Parse(reader.GetString(19)),
+                GeneralUpdatesChannel = WireName<Channel>.Parse(reader.GetString(20)),
+                ReminderFrequency = WireName<ReminderFrequency>.Parse(reader.GetString(21)),
+                ReminderCron = NullableString(reader, 22),
+                GeneralUpdatesOptOut = reader.GetBoolean(23),
+                QuietHoursStart = reader.IsDBNull(24) ? null : reader.GetFieldValue<TimeOnly>(24),
+                QuietHoursEnd = reader.IsDBNull(25) ? null : reader.GetFieldValue<TimeOnly>(25),
+                UpdatedAt = reader.GetFieldValue<DateTimeOffset>(26),
             };
         }
         return customer;

@@ -178,7 +178,7 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
-    public async Task A_writer_that_defers_notification_commits_without_notifying()
+    public async Task A_session_that_defers_notification_commits_without_notifying()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
@@ -190,24 +190,18 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
             await listen.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
 
-        await using (var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken))
-        await using (var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken))
+        // As the API's sessions are opened (AddOutboxDatabase(deferInsertNotifications: true)).
+        var deferring = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = OutboxComms.Core.Data.OutboxDatabaseExtensions.DeferNotifyOption, Pooling = false };
+        await using (var api = new NpgsqlConnection(deferring.ConnectionString))
         {
-            await using var batch = new NpgsqlBatch(connection, transaction)
-            {
-                BatchCommands =
-                {
-                    new NpgsqlBatchCommand(OutboxComms.Core.Messages.OutboxNotifier.DeferNotifySql),
-                    new NpgsqlBatchCommand(MinimalInsert) { Parameters = { new() { Value = company }, new() { Value = customer } } },
-                },
-            };
-            await batch.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-            await transaction.CommitAsync(TestContext.Current.CancellationToken);
+            await api.OpenAsync(TestContext.Current.CancellationToken);
+            await using var insert = new NpgsqlCommand(MinimalInsert, api) { Parameters = { new() { Value = company }, new() { Value = customer } } };
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
         await listener.WaitAsync(TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken);
         Assert.Equal(0, notifications);
 
-        // The setting was local to that transaction: the next plain insert notifies as usual.
+        // Only that session defers: a producer's plain insert notifies as usual.
         await using (var plain = db.DataSource.CreateCommand(MinimalInsert))
         {
             plain.Parameters.AddWithValue(company);
