@@ -297,9 +297,23 @@ public static class MessageEndpoints
         {
             return validation.Problem();
         }
+        // One message, no idempotency key, no attachments (the common call of a business app): one
+        // statement that inserts only if the customer and template exist. When it inserts nothing,
+        // the lookup below says why.
+        if (!batch.Bulk && hash is null && drafts[0] is { Attachments.Count: 0 } only
+            && await store.InsertCheckedAsync(tenant.CompanyId, only, now, cancellationToken) is { } inserted)
+        {
+            var single = batch.Respond([new SendMessageResponse([.. inserted.Select(row =>
+                new AcceptedMessage(row.Id, DeliveryStatus.Pending, row.Channel, only.RequestedChannel, Links(row.Id)))])]);
+            return TypedResults.Accepted(batch.Location(single), single);
+        }
+
         // The database checks run for every well-formed item even when others are not, so the client
-        // gets all of a batch's problems in one answer; ids are only taken for a batch that will be inserted.
-        var lookup = await store.LookupAsync(tenant.CompanyId, wellFormed, allocateIds: validation.IsValid, cancellationToken);
+        // gets all of a batch's problems in one answer. Ids are taken up front only when something
+        // must refer to them before the rows exist (attachments, the stored idempotent answer) and the
+        // batch will be inserted; otherwise the INSERT assigns them, in request order.
+        var preallocate = hash is not null || wellFormed.Any(d => d.Attachments.Count > 0);
+        var lookup = await store.LookupAsync(tenant.CompanyId, wellFormed, allocateIds: preallocate && validation.IsValid, cancellationToken);
         var customers = CheckAgainstDatabase(drafts, batch.Bulk, lookup, validation);
         if (!validation.IsValid)
         {
@@ -307,22 +321,21 @@ public static class MessageEndpoints
         }
 
         var rows = new List<MessageStore.NewMessage>();
-        var items = new List<SendMessageResponse>();
-        var nextId = 0;
         for (var i = 0; i < drafts.Length; i++)
         {
-            var draft = drafts[i]!;
-            var accepted = new List<AcceptedMessage>();
-            foreach (var channel in draft.Channels)
+            foreach (var channel in drafts[i]!.Channels)
             {
-                var id = lookup.Ids[nextId++];
-                rows.Add(new MessageStore.NewMessage(id, customers[i]!, channel, draft));
-                accepted.Add(new AcceptedMessage(id, DeliveryStatus.Pending, channel, draft.RequestedChannel, Links(id)));
+                rows.Add(new MessageStore.NewMessage(preallocate ? lookup.Ids[rows.Count] : 0, customers[i]!, channel, drafts[i]!));
             }
-            items.Add(new SendMessageResponse(accepted));
+        }
+        if (!preallocate)
+        {
+            var ids = await store.InsertAsync(tenant.CompanyId, rows, now, cancellationToken);
+            var answer = batch.Respond(Responses(drafts, rows, ids));
+            return TypedResults.Accepted(batch.Location(answer), answer);
         }
 
-        var response = batch.Respond(items);
+        var response = batch.Respond(Responses(drafts, rows, [.. rows.Select(r => r.Id)]));
         var claim = hash is null ? null : new MessageStore.IdempotencyClaim(key, hash, JsonSerializer.Serialize(response, json));
         if (await store.InsertAsync(tenant.CompanyId, rows, claim, now, cancellationToken) is { } concurrent)
         {
@@ -330,6 +343,24 @@ public static class MessageEndpoints
             return Answer(batch, concurrent, key, hash!, http, json);
         }
         return TypedResults.Accepted(batch.Location(response), response);
+    }
+
+    /// <summary>What the client is told about each item: its rows (one per channel) with their ids.</summary>
+    private static List<SendMessageResponse> Responses(MessageDraft?[] drafts, List<MessageStore.NewMessage> rows, IReadOnlyList<long> ids)
+    {
+        var items = new List<SendMessageResponse>(drafts.Length);
+        var next = 0;
+        foreach (var draft in drafts)
+        {
+            var accepted = new List<AcceptedMessage>(draft!.Channels.Count);
+            foreach (var channel in draft.Channels)
+            {
+                var id = ids[next++];
+                accepted.Add(new AcceptedMessage(id, DeliveryStatus.Pending, channel, draft.RequestedChannel, Links(id)));
+            }
+            items.Add(new SendMessageResponse(accepted));
+        }
+        return items;
     }
 
     /// <summary>Field checks of every item; a bulk item's errors are named <c>messages[i].field</c>.</summary>

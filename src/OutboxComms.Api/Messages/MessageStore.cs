@@ -44,17 +44,44 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     // INSERT (attachments and the idempotent response refer to them) and ascends in request order.
     private const string IdsSql = "SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) FROM generate_series(1, $1)";
 
-    private const string InsertMessagesSql = """
-        INSERT INTO communication_logs (id, company_id, customer_id, customer_external_id, type, channel, requested_channel,
+    // Rows in request order (ORDER BY the position): when the ids are not given, the identity
+    // default numbers them in that order, and the ascending ids returned map back to the request.
+    private static string InsertMessagesSql(bool withIds) => $"""
+        INSERT INTO communication_logs ({(withIds ? "id, " : "")}company_id, customer_id, customer_external_id, type, channel, requested_channel,
                                         subject, content, template_key, template_data, max_retries, metadata,
                                         created_at, updated_at, next_attempt_at, expires_at)
-        SELECT u.id, $1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
+        SELECT {(withIds ? "u.id, " : "")}$1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
                u.subject, u.content, u.template_key, u.template_data::jsonb, u.max_retries, u.metadata::jsonb,
                $2, $2, coalesce(u.not_before, $2), u.expires_at
           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                      $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[], $16::timestamptz[])
+                      $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[], $16::timestamptz[]) WITH ORDINALITY
                AS u(id, customer_id, customer_external_id, type, channel, requested_channel, subject, content,
-                    template_key, template_data, max_retries, metadata, not_before, expires_at)
+                    template_key, template_data, max_retries, metadata, not_before, expires_at, position)
+         ORDER BY u.position
+        {(withIds ? "" : "RETURNING id")}
+        """;
+
+    private static readonly string InsertWithIdsSql = InsertMessagesSql(withIds: true);
+    private static readonly string InsertReturningIdsSql = InsertMessagesSql(withIds: false);
+
+    // One message to a customer and template that must exist (and the customer not be deleted), in
+    // one statement and one round trip: nothing is inserted otherwise. A BOTH request's rows come in
+    // its channel order.
+    private const string InsertCheckedSql = """
+        WITH target AS (
+            SELECT c.id, c.external_id FROM customers c
+             WHERE c.company_id = $1 AND c.deleted_at IS NULL
+               AND c.id = coalesce($2, (SELECT x.id FROM customers x WHERE x.company_id = $1 AND x.external_id = $3))
+               AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM message_templates t WHERE t.company_id = $1 AND t.key = $8))
+             LIMIT 1)
+        INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
+                                        subject, content, template_key, template_data, max_retries, metadata,
+                                        created_at, updated_at, next_attempt_at, expires_at)
+        SELECT $1, target.id, target.external_id, $4, ch.channel, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
+               $12, $12, coalesce($13, $12), $14
+          FROM target, unnest($15::text[]) WITH ORDINALITY AS ch(channel, n)
+         ORDER BY ch.n
+        RETURNING id, channel
         """;
 
     private const string InsertAttachmentsSql = """
@@ -155,24 +182,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         }
 
         await using var batch = new NpgsqlBatch(connection, transaction);
-        var insert = new NpgsqlBatchCommand(InsertMessagesSql);
-        insert.Parameters.Add(Value(companyId));
-        insert.Parameters.Add(Value(now.ToUniversalTime()));
-        insert.Parameters.Add(Array(messages, m => m.Id, NpgsqlDbType.Bigint));
-        insert.Parameters.Add(Array(messages, m => m.Customer.Id, NpgsqlDbType.Uuid));
-        insert.Parameters.Add(Array(messages, m => m.Customer.ExternalId, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => WireName<MessageType>.Of(m.Draft.Type), NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => WireName<Channel>.Of(m.Channel), NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.Subject, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.Content, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateKey, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateData, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.MaxRetries, NpgsqlDbType.Integer));
-        insert.Parameters.Add(Array(messages, m => m.Draft.Metadata, NpgsqlDbType.Text));
-        insert.Parameters.Add(Array(messages, m => m.Draft.NotBefore?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-        insert.Parameters.Add(Array(messages, m => m.Draft.ExpiresAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-        batch.BatchCommands.Add(insert);
+        batch.BatchCommands.Add(InsertCommand(InsertWithIdsSql, companyId, messages, now));
 
         // A BOTH request's two rows each get their own copy, as the worker's own BOTH split does.
         var attachments = messages.SelectMany(m => m.Draft.Attachments.Select(a => (MessageId: m.Id, Attachment: a))).ToList();
@@ -196,6 +206,88 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         return null;
     }
 
+    /// <summary>
+    /// Inserts messages without attachments or idempotency key, letting the table number them: one
+    /// statement, committed on its own. Returns the new ids in request order.
+    /// </summary>
+    public async Task<long[]> InsertAsync(Guid companyId, IReadOnlyList<NewMessage> messages, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { InsertCommand(InsertReturningIdsSql, companyId, messages, now) } };
+        var ids = new List<long>(messages.Count);
+        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                ids.Add(reader.GetInt64(0));
+            }
+        }
+        notifier.Notify();
+        ids.Sort();
+        return [.. ids];
+    }
+
+    private static NpgsqlBatchCommand InsertCommand(string sql, Guid companyId, IReadOnlyList<NewMessage> messages, DateTimeOffset now)
+    {
+        var insert = new NpgsqlBatchCommand(sql);
+        insert.Parameters.Add(Value(companyId));
+        insert.Parameters.Add(Value(now.ToUniversalTime()));
+        insert.Parameters.Add(Array(messages, m => m.Id, NpgsqlDbType.Bigint));
+        insert.Parameters.Add(Array(messages, m => m.Customer.Id, NpgsqlDbType.Uuid));
+        insert.Parameters.Add(Array(messages, m => m.Customer.ExternalId, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => WireName<MessageType>.Of(m.Draft.Type), NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => WireName<Channel>.Of(m.Channel), NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Subject, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Content, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateKey, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.TemplateData, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.MaxRetries, NpgsqlDbType.Integer));
+        insert.Parameters.Add(Array(messages, m => m.Draft.Metadata, NpgsqlDbType.Text));
+        insert.Parameters.Add(Array(messages, m => m.Draft.NotBefore?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        insert.Parameters.Add(Array(messages, m => m.Draft.ExpiresAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        return insert;
+    }
+
+    /// <summary>
+    /// Inserts one message (a row per channel) if its customer exists in the company, is not deleted,
+    /// and its template (if any) exists; null when nothing was inserted. One statement, committed on
+    /// its own; the notifier wakes the workers after.
+    /// </summary>
+    public async Task<IReadOnlyList<(long Id, Channel Channel)>?> InsertCheckedAsync(Guid companyId, MessageDraft draft, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(InsertCheckedSql);
+        command.Parameters.Add(Value(companyId));
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Uuid, Value = (object?)draft.CustomerId ?? DBNull.Value });
+        command.Parameters.Add(Text(draft.CustomerExternalId));
+        command.Parameters.Add(Text(WireName<MessageType>.Of(draft.Type)));
+        command.Parameters.Add(Text(draft.RequestedChannel is { } requested ? WireName<Channel>.Of(requested) : null));
+        command.Parameters.Add(Text(draft.Subject));
+        command.Parameters.Add(Text(draft.Content));
+        command.Parameters.Add(Text(draft.TemplateKey));
+        command.Parameters.Add(Text(draft.TemplateData));
+        command.Parameters.Add(Value(draft.MaxRetries));
+        command.Parameters.Add(Text(draft.Metadata));
+        command.Parameters.Add(Value(now.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.NotBefore?.ToUniversalTime() ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.ExpiresAt?.ToUniversalTime() ?? DBNull.Value });
+        command.Parameters.Add(Value(draft.Channels.Select(WireName<Channel>.Of).ToArray()));
+        var rows = new List<(long Id, Channel Channel)>(draft.Channels.Count);
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add((reader.GetInt64(0), WireName<Channel>.Parse(reader.GetString(1))));
+            }
+        }
+        if (rows.Count == 0)
+        {
+            return null;
+        }
+        notifier.Notify();
+        return [.. rows.OrderBy(r => r.Id)];
+    }
+
     /// <summary>The answer already given for this idempotency key, if any.</summary>
     public async Task<StoredResponse?> FindAsync(Guid companyId, string key, CancellationToken cancellationToken)
     {
@@ -211,6 +303,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     }
 
     private static NpgsqlParameter<T> Value<T>(T value) => new() { TypedValue = value };
+
+    private static NpgsqlParameter Text(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)value ?? DBNull.Value };
 
     private static NpgsqlParameter Array<TSource, TValue>(IEnumerable<TSource> source, Func<TSource, TValue> select, NpgsqlDbType type) =>
         new() { NpgsqlDbType = NpgsqlDbType.Array | type, Value = source.Select(select).ToArray() };

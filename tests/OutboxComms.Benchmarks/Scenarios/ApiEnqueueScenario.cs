@@ -92,6 +92,7 @@ internal static class ApiEnqueueScenario
         var requests = Math.Max(2, bench.Options.Rows / BulkSize);
         await ClosedLoop.RunAsync(BulkClients, BulkClients * 2, r =>
             PostAsync(client, "/v1/messages/bulk", BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(int)((r * BulkSize + j) % customers.Count)], -1 - j)))));
+        await bench.Db.ResetStatementStatsAsync();
         var window = await LoadWindow.StartAsync(bench.Db);
         var (perSecond, latency) = await ClosedLoop.RunAsync(BulkClients, requests, r =>
             PostAsync(client, "/v1/messages/bulk", BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(int)((r * BulkSize + j) % customers.Count)], r * BulkSize + j)))));
@@ -99,6 +100,7 @@ internal static class ApiEnqueueScenario
         var rate = perSecond * BulkSize;
         bench.Report.Add(new ResultRow(Name, $"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request, {BulkClients} concurrent clients", $"{Stats.Count(rate)} rows/s", latency,
             "≥ 100,000 rows/s", bench.Report.Verdict(rate, 100_000, higherIsBetter: true), $"{Stats.Count(requests)} requests after {BulkClients * 2} unmeasured warm-up requests; latency per request (includes building its JSON). {usage.Describe(requests * BulkSize, "row")}"));
+        bench.Report.Detail($"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request: top statements (pg_stat_statements, server time)", await bench.Db.TopStatementsAsync());
     }
 
     private static async Task PostAsync(HttpClient client, string path, JsonObject body)

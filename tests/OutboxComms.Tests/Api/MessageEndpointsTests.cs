@@ -184,6 +184,36 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task Both_without_attachments_stores_both_rows_in_channel_order_with_customer_and_schedule()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company, whatsApp: "+919876543210", externalId: "CLIENT-9");
+        using var client = Api.As(key);
+
+        var (response, body) = await client.PostAsync("/v1/messages", new
+        {
+            customerExternalId = "CLIENT-9", type = "PAYMENT_REMINDER", channel = "BOTH", subject = "Payment due", content = "INR 11,800 is due.",
+            notBefore = "2031-01-01T03:30:00Z", maxRetries = 5,
+        });
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var messages = body!["messages"]!.AsArray();
+        Assert.Equal(["EMAIL", "WHATSAPP"], messages.Select(m => m!["channel"]!.GetValue<string>()));
+        var ids = Ids(body);
+        Assert.True(ids[0] < ids[1]);
+        Assert.Equal($"/v1/messages/{ids[0]}", response.Headers.Location!.OriginalString);
+        foreach (var id in ids)
+        {
+            var row = await Outbox.GetAsync(Db.DataSource, id);
+            Assert.Equal(("PENDING", "BOTH"), (row.Status, row.RequestedChannel));
+            Assert.Equal(customer, await TestData.ScalarAsync<Guid>(Db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", id));
+            Assert.Equal("CLIENT-9", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT customer_external_id FROM communication_logs WHERE id = $1", id));
+            Assert.Equal(new DateTimeOffset(2031, 1, 1, 3, 30, 0, TimeSpan.Zero), await TestData.ScalarAsync<DateTime>(Db.DataSource, "SELECT next_attempt_at FROM communication_logs WHERE id = $1", id));
+            Assert.Equal(5, await TestData.ScalarAsync<int>(Db.DataSource, "SELECT max_retries FROM communication_logs WHERE id = $1", id));
+        }
+    }
+
+    [Fact]
     public async Task Attachments_are_limited_to_10_MB_each_and_20_MB_together()
     {
         var (company, key) = await Api.NewCompanyAsync();
