@@ -16,6 +16,7 @@ public static class ContactAddresses
     // Parsing with libphonenumber costs microseconds (regular expressions) and the worker checks the
     // same customers' numbers over and over: remember the answer (null = not valid) per input text.
     private static readonly ConcurrentDictionary<string, string?> PhoneCache = new(StringComparer.Ordinal);
+    private static int phoneCacheSize;
 
     public static bool TryNormaliseEmail(string? value, out string email)
     {
@@ -44,11 +45,13 @@ public static class ContactAddresses
         if (!PhoneCache.TryGetValue(value, out var normalised))
         {
             normalised = ParsePhone(value);
-            if (PhoneCache.Count >= PhoneCacheLimit)
+            // Counted on the side: ConcurrentDictionary.Count takes every lock of the dictionary.
+            if (Interlocked.Increment(ref phoneCacheSize) > PhoneCacheLimit)
             {
                 PhoneCache.Clear();
+                Interlocked.Exchange(ref phoneCacheSize, 0);
             }
-            PhoneCache[value] = normalised;
+            PhoneCache.TryAdd(value, normalised);
         }
         e164 = normalised ?? "";
         return normalised is not null;

@@ -20,7 +20,7 @@ public sealed class TemplateException(string message, Exception? inner = null) :
 /// output size and time are bounded. Parsed templates are cached by text, so a changed template is
 /// parsed again and an unchanged one never is.
 /// </summary>
-public sealed class TemplateRenderer(TimeSpan? timeout = null)
+public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clock = null)
 {
     private const int CacheLimit = 10_000;
 
@@ -32,6 +32,8 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null)
     private static readonly ScriptObject Builtins = FrozenBuiltins();
     private readonly ConcurrentDictionary<string, Template> cache = new(StringComparer.Ordinal);
     private readonly TimeSpan timeout = timeout ?? TimeSpan.FromSeconds(2);
+    // The wall clock of the render deadline; a test may pass a fake one.
+    private readonly TimeProvider clock = clock ?? TimeProvider.System;
 
     /// <summary>Parses without rendering; null when valid, else the error with line and column.</summary>
     public static string? Validate(string text)
@@ -68,7 +70,7 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null)
         internal RenderSession(TemplateRenderer renderer, ScriptObject model)
         {
             this.renderer = renderer;
-            deadline = new CancellationTokenSource(renderer.timeout);
+            deadline = new CancellationTokenSource(renderer.timeout, renderer.clock);
             context = new TemplateContext(Builtins)
             {
                 LoopLimit = 1_000,

@@ -56,26 +56,28 @@ internal sealed class BatchContext
     public bool IsFirstReminderInBatch(Guid customerId, MessageType type, long messageId) =>
         firstReminderInBatch.GetValueOrDefault((customerId, type)) == messageId;
 
+    // Compiled once: building the LINQ expression and looking it up in EF's query cache on every
+    // batch showed in the worker's profile. Npgsql sends each array as one parameter (= ANY).
+    private static readonly Func<OutboxDbContext, Guid[], IAsyncEnumerable<Company>> CompaniesQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, Guid[] ids) => db.Companies.AsNoTracking().Include(c => c.Settings).Where(c => ids.Contains(c.Id)));
+
+    private static readonly Func<OutboxDbContext, Guid[], string[], IAsyncEnumerable<MessageTemplate>> TemplatesQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, Guid[] companyIds, string[] keys) =>
+            db.MessageTemplates.AsNoTracking().Where(t => companyIds.Contains(t.CompanyId) && keys.Contains(t.Key)));
+
+    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<CommunicationAttachment>> AttachmentsQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)));
+
     /// <summary>Loads the batch's companies (with settings), the templates its rows name, and the attachments of the rows that have any.</summary>
     public static async Task<BatchContext> LoadAsync(OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, CancellationToken cancellationToken)
     {
-        var companyIds = batch.Select(m => m.CompanyId).Distinct().ToList();
-        var templateKeys = batch.Where(m => m.TemplateKey is not null).Select(m => m.TemplateKey!).Distinct().ToList();
-        var withAttachments = batch.Where(m => m.HasAttachments).Select(m => m.Id).ToList();
+        var companyIds = batch.Select(m => m.CompanyId).Distinct().ToArray();
+        var templateKeys = batch.Where(m => m.TemplateKey is not null).Select(m => m.TemplateKey!).Distinct().ToArray();
+        var withAttachments = batch.Where(m => m.HasAttachments).Select(m => m.Id).ToArray();
 
-        var companies = await db.Companies.AsNoTracking().Include(c => c.Settings)
-            .Where(c => companyIds.Contains(c.Id))
-            .ToListAsync(cancellationToken);
-        var templates = templateKeys.Count == 0
-            ? []
-            : await db.MessageTemplates.AsNoTracking()
-                .Where(t => companyIds.Contains(t.CompanyId) && templateKeys.Contains(t.Key))
-                .ToListAsync(cancellationToken);
-        var attachments = withAttachments.Count == 0
-            ? []
-            : await db.CommunicationAttachments.AsNoTracking()
-                .Where(a => withAttachments.Contains(a.MessageId))
-                .ToListAsync(cancellationToken);
+        var companies = await CompaniesQuery(db, companyIds).ToListAsync(cancellationToken);
+        var templates = templateKeys.Length == 0 ? [] : await TemplatesQuery(db, companyIds, templateKeys).ToListAsync(cancellationToken);
+        var attachments = withAttachments.Length == 0 ? [] : await AttachmentsQuery(db, withAttachments).ToListAsync(cancellationToken);
         return new BatchContext(batch, companies, templates, attachments);
     }
 }

@@ -41,7 +41,10 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
         using var http = new HttpClient();
         string text = "";
         // Generous bounds: this waits for a mechanism (a scrape showing the outcome), it times nothing.
-        for (var i = 0; i < 600 && !(text.Contains("status=\"SENT\"", StringComparison.Ordinal) && text.Contains("outbox_queue_deferred", StringComparison.Ordinal)); i++)
+        // It waits for every series asserted below: the provider-call counter is recorded a moment
+        // before the processed counter, and a scrape may fall in between.
+        string[] expected = ["outbox_messages_processed", "status=\"SENT\"", "outbox_provider_duration", "outbox_queue_deferred"];
+        for (var i = 0; i < 600 && !expected.All(e => text.Contains(e, StringComparison.Ordinal)); i++)
         {
             await Task.Delay(100, TestContext.Current.CancellationToken);
             text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), TestContext.Current.CancellationToken);
