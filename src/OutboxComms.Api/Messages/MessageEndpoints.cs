@@ -383,7 +383,10 @@ public static class MessageEndpoints
             {
                 validation.Add($"messages[{i}]", "A message object is required.");
             }
-            validation.Merge($"messages[{i}]", item);
+            if (!item.IsValid)
+            {
+                validation.Merge($"messages[{i}]", item);
+            }
         }
         return drafts;
     }
@@ -391,6 +394,7 @@ public static class MessageEndpoints
     /// <summary>The customer of each well-formed item (which must exist in the company) and its template.</summary>
     private static MessageStore.CustomerRef?[] CheckAgainstDatabase(MessageDraft?[] drafts, bool bulk, MessageStore.Lookup lookup, Validation validation)
     {
+        // Error texts are built only for items that fail: a bulk request checks up to 10,000.
         var customers = new MessageStore.CustomerRef?[drafts.Length];
         for (var i = 0; i < drafts.Length; i++)
         {
@@ -398,10 +402,12 @@ public static class MessageEndpoints
             {
                 continue;
             }
-            var prefix = bulk ? $"messages[{i}]." : "";
-            customers[i] = ResolveCustomer(draft, lookup, prefix, validation);
-            validation.When(draft.TemplateKey is { } template && !lookup.TemplateKeys.Contains(template),
-                prefix + "templateKey", $"No template '{draft.TemplateKey}' exists in this company.");
+            string Prefix() => bulk ? $"messages[{i}]." : "";
+            customers[i] = ResolveCustomer(draft, lookup, Prefix, validation);
+            if (draft.TemplateKey is { } template && !lookup.TemplateKeys.Contains(template))
+            {
+                validation.Add(Prefix() + "templateKey", $"No template '{draft.TemplateKey}' exists in this company.");
+            }
         }
         return customers;
     }
@@ -419,15 +425,18 @@ public static class MessageEndpoints
         return TypedResults.Accepted(batch.Location(response), response);
     }
 
-    private static MessageStore.CustomerRef? ResolveCustomer(MessageDraft draft, MessageStore.Lookup lookup, string prefix, Validation validation)
+    private static MessageStore.CustomerRef? ResolveCustomer(MessageDraft draft, MessageStore.Lookup lookup, Func<string> prefix, Validation validation)
     {
-        var (found, field, who) = draft.CustomerId is { } id
-            ? (lookup.ById.GetValueOrDefault(id), "customerId", id.ToString())
-            : (lookup.ByExternalId.GetValueOrDefault(draft.CustomerExternalId!), "customerExternalId", $"with external id '{draft.CustomerExternalId}'");
-        validation
-            .When(found is null, prefix + field, $"No customer {who} exists in this company.")
-            .When(found is { Deleted: true }, prefix + field, $"Customer {who} was deleted.");
-        return found is { Deleted: false } ? found : null;
+        var found = draft.CustomerId is { } id ? lookup.ById.GetValueOrDefault(id) : lookup.ByExternalId.GetValueOrDefault(draft.CustomerExternalId!);
+        if (found is { Deleted: false })
+        {
+            return found;
+        }
+        var (field, who) = draft.CustomerId is { } customerId
+            ? ("customerId", customerId.ToString())
+            : ("customerExternalId", $"with external id '{draft.CustomerExternalId}'");
+        validation.Add(prefix() + field, found is null ? $"No customer {who} exists in this company." : $"Customer {who} was deleted.");
+        return null;
     }
 
     private static MessageLinks Links(long id) => new($"/v1/messages/{id}", $"/v1/messages/{id}/cancel", $"/v1/messages/{id}/replay");

@@ -40,6 +40,13 @@ internal static class MessageValidation
 
     private static readonly Channel[] Requestable = [Channel.Email, Channel.WhatsApp, Channel.Sms, Channel.Both, Channel.Preferred];
 
+    // Built once: a bulk request validates up to 10,000 items, and a message is only needed on failure.
+    private static readonly string TypeMessage = $"type must be one of {string.Join(", ", WireName<MessageType>.All)}.";
+    private static readonly string ChannelMessage = $"channel must be one of {string.Join(", ", Requestable.Select(WireName<Channel>.Of))}.";
+    private static readonly string ContentLengthMessage = $"content is at most {MaxContentLength} characters.";
+    private static readonly string SubjectLengthMessage = $"subject is at most {MaxSubjectLength} characters.";
+    private static readonly string MaxRetriesMessage = $"maxRetries is between 0 and {MaxRetriesLimit}.";
+
     public static MessageDraft? Validate(SendMessageRequest request, DateTimeOffset now, Validation validation)
     {
         var externalId = request.CustomerExternalId?.Trim();
@@ -50,9 +57,9 @@ internal static class MessageValidation
             .When(externalId is { Length: > 200 }, "customerExternalId", "customerExternalId is at most 200 characters.");
 
         var typeOk = WireName<MessageType>.TryParse(request.Type, out var type);
-        validation.When(!typeOk, "type", $"type must be one of {string.Join(", ", WireName<MessageType>.All)}.");
+        validation.When(!typeOk, "type", TypeMessage);
         var channelOk = WireName<Channel>.TryParse(request.Channel, out var channel) && Requestable.Contains(channel);
-        validation.When(!channelOk, "channel", $"channel must be one of {string.Join(", ", Requestable.Select(WireName<Channel>.Of))}.");
+        validation.When(!channelOk, "channel", ChannelMessage);
 
         var templateKey = request.TemplateKey?.Trim();
         var hasTemplate = !string.IsNullOrEmpty(templateKey);
@@ -61,8 +68,8 @@ internal static class MessageValidation
             .When(!hasTemplate && !hasContent, "content", "content (with subject for email) or templateKey (with data) is required.")
             .When(hasTemplate && hasContent, "templateKey", "Give templateKey or content, not both.")
             .When(templateKey is { Length: > 200 }, "templateKey", "templateKey is at most 200 characters.")
-            .When(request.Content is { Length: > MaxContentLength }, "content", $"content is at most {MaxContentLength} characters.")
-            .When(request.Subject is { Length: > MaxSubjectLength }, "subject", $"subject is at most {MaxSubjectLength} characters.")
+            .When(request.Content is { Length: > MaxContentLength }, "content", ContentLengthMessage)
+            .When(request.Subject is { Length: > MaxSubjectLength }, "subject", SubjectLengthMessage)
             .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both) && string.IsNullOrWhiteSpace(request.Subject),
                 "subject", "subject is required for an email without a template.")
             .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.");
@@ -70,7 +77,7 @@ internal static class MessageValidation
         var metadata = JsonObject(request.Metadata, "metadata", validation);
 
         validation
-            .When(request.MaxRetries is < 0 or > MaxRetriesLimit, "maxRetries", $"maxRetries is between 0 and {MaxRetriesLimit}.")
+            .When(request.MaxRetries is < 0 or > MaxRetriesLimit, "maxRetries", MaxRetriesMessage)
             .When(request.ExpiresAt is { } expires && expires <= now, "expiresAt", "expiresAt must be in the future.")
             .When(request.ExpiresAt is { } e && request.NotBefore is { } n && e <= n, "expiresAt", "expiresAt must be after notBefore.");
 
@@ -100,7 +107,10 @@ internal static class MessageValidation
             return "{}";
         }
         var raw = value.GetRawText();
-        validation.When(raw.Length > MaxJsonLength, field, $"{field} is at most {MaxJsonLength / 1024} KB of JSON.");
+        if (raw.Length > MaxJsonLength)
+        {
+            validation.Add(field, $"{field} is at most {MaxJsonLength / 1024} KB of JSON.");
+        }
         return raw;
     }
 
