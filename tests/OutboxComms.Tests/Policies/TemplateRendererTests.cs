@@ -50,6 +50,32 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void Nothing_a_template_defines_survives_into_the_next_session()
+    {
+        using (var first = renderer.Session(Model("""{"invoice": {"number": "INV-1"}}""")))
+        {
+            Assert.Equal("", first.Render("{{ secret = 'company A data' }}{{ func leak; ret 'leaked'; end }}"));
+            Assert.Equal("company A data leaked", first.Render("{{ secret }} {{ leak }}"));
+        }
+
+        using var second = renderer.Session(Model("{}"));
+        Assert.Equal("[][] true", second.Render("[{{ secret }}][{{ leak }}] {{ invoice == null }}"));
+        Assert.Equal("ASHA RAO", second.Render("{{ customer.name | string.upcase }}"));
+    }
+
+    [Fact]
+    public void A_session_after_a_failed_render_starts_clean()
+    {
+        using (var failing = renderer.Session(Model("{}")))
+        {
+            Assert.Throws<TemplateException>(() => failing.Render("{{ x = 'left over' }}{{ while true }}x{{ end }}"));
+        }
+
+        using var next = renderer.Session(Model("""{"n": 2}"""));
+        Assert.Equal("[] 3 ab", next.Render("[{{ x }}] {{ n + 1 }} {{ for s in ['a', 'b'] }}{{ s }}{{ end }}"));
+    }
+
+    [Fact]
     public void A_sessions_time_limit_covers_all_of_its_renders()
     {
         var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
