@@ -96,6 +96,7 @@ internal static class LatencyScenario
         await bench.Db.ResetMessagesAsync();
 
         await using var connection = await bench.Db.DataSource.OpenConnectionAsync();
+        await bench.Db.ResetStatementStatsAsync();
         var window = await LoadWindow.StartAsync(bench.Db, fleet);
         var since = DateTimeOffset.UtcNow;
         var started = Stopwatch.GetTimestamp();
@@ -142,6 +143,7 @@ internal static class LatencyScenario
             var p = reader.IsDBNull(1) ? [double.NaN, double.NaN, double.NaN] : reader.GetFieldValue<double[]>(1);
             latency = new Percentiles((int)reader.GetInt64(0), p[0], p[1], p[2], reader.IsDBNull(2) ? double.NaN : (double)reader.GetDecimal(2));
         }
+        bench.Report.Detail("Loaded latency: top statements (pg_stat_statements, server time)", await bench.Db.TopStatementsAsync());
         bench.Report.Detail("Loaded latency by second of insertion (stalls show up here)", await BySecondAsync(bench, since));
         var achieved = produced / producedFor.TotalSeconds;
         bench.Report.Add(new ResultRow(Name, $"paced producer at ½ of the measured 1-process maximum ({Stats.Count(max)} msg/s)", $"{Stats.Count(achieved)} msg/s offered", latency,
