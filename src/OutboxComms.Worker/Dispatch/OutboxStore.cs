@@ -293,16 +293,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<DateTimeOffset>(ordinal);
 
 
-    /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction.</summary>
+    /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction and one round trip.</summary>
     public async Task CompleteAsync(string workerId, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (completions.Count == 0)
         {
             return;
         }
+        // One batch, one round trip: without an explicit transaction PostgreSQL runs a batch's
+        // statements (everything up to its one Sync) as one implicit transaction, all or nothing.
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using var batch = new NpgsqlBatch(connection, transaction);
+        await using var batch = new NpgsqlBatch(connection);
 
         var complete = new NpgsqlBatchCommand(CompleteSql);
         complete.Parameters.Add(Value(now.ToUniversalTime()));
@@ -369,7 +370,6 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
     }
 
     /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>

@@ -199,7 +199,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             release.Wait(TimeSpan.FromSeconds(10));
             return SendResult.Sent($"ok-{m.MessageId}");
         };
-        await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:MaxConcurrentSends"] = "1" });
+        // One batch at a time with one send at a time: exactly one send is in flight when the stop comes.
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:MaxConcurrentSends"] = "1", ["Dispatch:ConcurrentBatches"] = "1" });
         await EnqueueManyAsync(company, customer, 10);
 
         await worker.StartAsync();

@@ -178,6 +178,28 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task A_batch_without_an_explicit_transaction_is_all_or_nothing()
+    {
+        // The worker records a batch's outcomes, and the API inserts messages with their
+        // attachments, as one NpgsqlBatch without BEGIN/COMMIT: they rely on this.
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand(MinimalInsert) { Parameters = { new() { Value = company }, new() { Value = customer } } },
+                new NpgsqlBatchCommand("INSERT INTO communication_attachments (message_id, file_name) VALUES (-1, 'orphan.pdf')"),
+            },
+        };
+
+        await Assert.ThrowsAsync<PostgresException>(() => batch.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task A_session_that_defers_notification_commits_without_notifying()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
