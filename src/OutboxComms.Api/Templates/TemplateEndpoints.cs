@@ -168,22 +168,37 @@ public static partial class TemplateEndpoints
         }
 
         var model = TemplateRenderer.Model(request.Data ?? default, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(0, type, template.Channel, time.GetUtcNow()));
+        // One render session for all of the message's texts, as the worker renders them (one time
+        // limit for the whole message); after a text fails, the rest get a fresh session so that
+        // every failing field is reported.
+        var session = renderer.Session(model);
         string? Render(string field, string? text)
         {
             try
             {
-                return text is null ? null : renderer.Render(text, model);
+                return text is null ? null : session.Render(text);
             }
             catch (TemplateException ex)
             {
                 validation.Add(field, $"{field} does not render: {ex.Message}");
+                session.Dispose();
+                session = renderer.Session(model);
                 return null;
             }
         }
-        var subject = Render("subject", template.Subject);
-        var body = Render("body", template.Body);
-        var html = Render("htmlBody", template.HtmlBody);
-        var parameters = Parameters(template).Select((p, i) => Render($"providerTemplate.parameters[{i}]", p) ?? "").ToList();
+        string? subject, body, html;
+        List<string> parameters;
+        try
+        {
+            subject = Render("subject", template.Subject);
+            body = Render("body", template.Body);
+            html = Render("htmlBody", template.HtmlBody);
+            parameters = Parameters(template).Select((p, i) => Render($"providerTemplate.parameters[{i}]", p) ?? "").ToList();
+        }
+        finally
+        {
+            session.Dispose();
+        }
         if (!validation.IsValid)
         {
             return validation.Problem("The template does not render with this data.");

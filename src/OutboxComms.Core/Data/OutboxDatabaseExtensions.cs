@@ -12,12 +12,17 @@ public static class OutboxDatabaseExtensions
     public const string ConnectionStringName = "Outbox";
 
     /// <summary>
+    /// The startup option (connection string <c>Options</c>) of a session whose outbox inserts do
+    /// not NOTIFY. PgBouncer refuses startup parameters it does not know unless they are listed in
+    /// its <c>ignore_startup_parameters</c>, and then drops them: the API's inserts then notify as
+    /// plain SQL producers do (correct, only slower under many concurrent single inserts).
+    /// </summary>
+    public const string DeferNotifyOption = "-c outboxcomms.defer_notify=on";
+
+    /// <summary>
     /// Registers the one <see cref="NpgsqlDataSource"/> of the process (hot paths use it directly),
     /// the EF Core context over the same connection string, the migrator and the readiness check.
     /// </summary>
-    /// <summary>The startup option (connection string <c>Options</c>) of a session whose outbox inserts do not NOTIFY.</summary>
-    public const string DeferNotifyOption = "-c outboxcomms.defer_notify=on";
-
     /// <param name="builder">The host.</param>
     /// <param name="deferInsertNotifications">
     /// Every session of this process sets <c>outboxcomms.defer_notify</c> (migration 0008), so its

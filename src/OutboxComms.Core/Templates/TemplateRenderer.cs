@@ -89,6 +89,7 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
         private readonly CancellationTokenSource deadline;
         private readonly TemplateContext context;
         private bool failed;
+        private bool disposed;
 
         internal RenderSession(TemplateRenderer renderer, ScriptObject model)
         {
@@ -108,8 +109,8 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
             {
                 return template.Render(context);
             }
-            // Scriban reports its cancellation token as a runtime error ("The operation was cancelled").
-            catch (Exception ex) when (ex is ScriptRuntimeException or OperationCanceledException && deadline.IsCancellationRequested)
+            // Scriban reports its cancellation token as a ScriptAbortException ("The operation was cancelled").
+            catch (Exception ex) when (ex is ScriptAbortException or OperationCanceledException && deadline.IsCancellationRequested)
             {
                 failed = true;
                 throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s", ex);
@@ -128,6 +129,11 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
 
         public void Dispose()
         {
+            if (disposed)
+            {
+                return;
+            }
+            disposed = true;
             deadline.Dispose();
             if (!failed)
             {

@@ -22,6 +22,8 @@ internal sealed class BatchProcessor(
 {
     private readonly DispatchOptions settings = options.Value;
 
+    private long batches;
+
     public string WorkerId => settings.ResolvedWorkerId();
 
     /// <summary>
@@ -35,7 +37,11 @@ internal sealed class BatchProcessor(
         {
             return 0;
         }
-        var claimed = await store.ClaimAsync(WorkerId, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
+        // Each batch's own lease token (worker id, then a batch number): a process runs several
+        // batches at once, and one batch must never complete or release rows that another batch
+        // of the same process reclaimed after this one's lease ran out.
+        var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
+        var claimed = await store.ClaimAsync(lease, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
         if (claimed.Count == 0)
         {
             return 0;
@@ -73,10 +79,10 @@ internal sealed class BatchProcessor(
                 }
             });
 
-        await CompleteAsync([.. completions]);
+        await CompleteAsync(lease, [.. completions]);
         if (!released.IsEmpty)
         {
-            await store.ReleaseAsync(WorkerId, [.. released], time.GetUtcNow(), CancellationToken.None);
+            await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
             DispatchLog.Released(logger, WorkerId, released.Count);
         }
         return claimed.Count;
@@ -86,13 +92,13 @@ internal sealed class BatchProcessor(
     /// Records outcomes, retrying briefly: messages were already handed to providers, and if this
     /// never lands the leases expire and they are sent again (at-least-once).
     /// </summary>
-    private async Task CompleteAsync(IReadOnlyList<Completion> completions)
+    private async Task CompleteAsync(string lease, IReadOnlyList<Completion> completions)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await store.CompleteAsync(WorkerId, completions, time.GetUtcNow(), CancellationToken.None);
+                await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None);
                 return;
             }
             catch (NpgsqlException ex) when (attempt < 5)

@@ -164,14 +164,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         ON CONFLICT (customer_id, type) DO UPDATE SET last_sent_at = greatest(reminder_frequency_state.last_sent_at, excluded.last_sent_at)
         """;
 
-    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once.
+    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once. Only while
+    // the row is still this batch's (locked, so no one can take it before the outcome below is
+    // written): a batch whose lease ran out and whose row another worker took must not split it
+    // a second time. Runs before the outcome, which clears the lease.
     private const string SplitSql = """
         WITH sibling AS (
             INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
                                             subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at)
             SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
                    subject, content, template_key, template_data, max_retries, metadata, expires_at, $3
-              FROM communication_logs WHERE id = $1
+              FROM (SELECT * FROM communication_logs WHERE id = $1 AND locked_by = $4 FOR UPDATE) mine
             RETURNING id)
         INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
         SELECT sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
@@ -183,10 +186,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
          WHERE id = ANY($1) AND locked_by = $2
         """;
 
-    public async Task<List<ClaimedMessage>> ClaimAsync(string workerId, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<List<ClaimedMessage>> ClaimAsync(string leaseToken, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(ClaimSql);
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = workerId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = leaseToken });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = (now + lease).ToUniversalTime() });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
@@ -294,7 +297,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
 
     /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction and one round trip.</summary>
-    public async Task CompleteAsync(string workerId, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task CompleteAsync(string leaseToken, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (completions.Count == 0)
         {
@@ -305,9 +308,22 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var batch = new NpgsqlBatch(connection);
 
+        foreach (var completion in completions)
+        {
+            foreach (var channel in completion.SplitInto)
+            {
+                var split = new NpgsqlBatchCommand(SplitSql);
+                split.Parameters.Add(Value(completion.Id));
+                split.Parameters.Add(Value(WireName<Channel>.Of(channel)));
+                split.Parameters.Add(Value(now.ToUniversalTime()));
+                split.Parameters.Add(Value(leaseToken));
+                batch.BatchCommands.Add(split);
+            }
+        }
+
         var complete = new NpgsqlBatchCommand(CompleteSql);
         complete.Parameters.Add(Value(now.ToUniversalTime()));
-        complete.Parameters.Add(Value(workerId));
+        complete.Parameters.Add(Value(leaseToken));
         complete.Parameters.Add(Array(completions, c => c.Id, NpgsqlDbType.Bigint));
         complete.Parameters.Add(Array(completions, c => WireName<DeliveryStatus>.Of(c.Status), NpgsqlDbType.Text));
         complete.Parameters.Add(Array(completions, c => WireName<Channel>.Of(c.Channel), NpgsqlDbType.Text));
@@ -357,23 +373,11 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             batch.BatchCommands.Add(upsert);
         }
 
-        foreach (var completion in completions)
-        {
-            foreach (var channel in completion.SplitInto)
-            {
-                var split = new NpgsqlBatchCommand(SplitSql);
-                split.Parameters.Add(Value(completion.Id));
-                split.Parameters.Add(Value(WireName<Channel>.Of(channel)));
-                split.Parameters.Add(Value(now.ToUniversalTime()));
-                batch.BatchCommands.Add(split);
-            }
-        }
-
         await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>
-    public async Task ReleaseAsync(string workerId, IReadOnlyCollection<long> ids, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task ReleaseAsync(string leaseToken, IReadOnlyCollection<long> ids, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (ids.Count == 0)
         {
@@ -381,7 +385,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         }
         await using var command = dataSource.CreateCommand(ReleaseSql);
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. ids] });
-        command.Parameters.Add(Value(workerId));
+        command.Parameters.Add(Value(leaseToken));
         command.Parameters.Add(Value(now.ToUniversalTime()));
         await command.ExecuteNonQueryAsync(cancellationToken);
     }

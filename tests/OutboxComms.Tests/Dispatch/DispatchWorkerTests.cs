@@ -99,6 +99,36 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_batch_whose_lease_ran_out_cannot_record_or_split_a_row_another_batch_of_the_same_worker_took()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], time);
+        var store = worker.Services.GetRequiredService<OutboxStore>();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "BOTH", notBefore: time.GetUtcNow().AddMinutes(-1));
+
+        // Two batches of one worker: the first one's lease runs out while it is still sending, the second takes the row.
+        var slow = await store.ClaimAsync($"{worker.WorkerId}#1", 10, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None);
+        time.Advance(TimeSpan.FromMinutes(3));
+        var fresh = await store.ClaimAsync($"{worker.WorkerId}#2", 10, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None);
+        Assert.Equal([id], slow.Select(m => m.Id));
+        Assert.Equal([id], fresh.Select(m => m.Id));
+
+        var sent = new Completion(id, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = time.GetUtcNow(), SentAt = time.GetUtcNow(), SplitInto = [Channel.WhatsApp] };
+        await store.CompleteAsync($"{worker.WorkerId}#1", [sent with { ProviderMessageId = "late" }], time.GetUtcNow(), CancellationToken.None);
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("PENDING", $"{worker.WorkerId}#2"), (row.Status, row.LockedBy));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+
+        // The batch that holds the lease records its outcome and splits BOTH once.
+        await store.CompleteAsync($"{worker.WorkerId}#2", [sent with { ProviderMessageId = "current" }], time.GetUtcNow(), CancellationToken.None);
+        row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", "current"), (row.Status, row.ProviderMessageId));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND channel = 'WHATSAPP'", company));
+    }
+
+    [Fact]
     public async Task An_idle_worker_sends_a_new_message_via_NOTIFY_long_before_its_poll_interval()
     {
         var (company, customer) = await CustomerAsync();
