@@ -20,19 +20,28 @@ internal sealed class BatchContext
     private readonly Dictionary<(Guid CustomerId, MessageType Type), long> firstReminderInBatch = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
 
-    private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments)
+    private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
     {
         this.companies = companies.ToDictionary(c => c.Id);
         this.templates = templates.ToDictionary(t => (t.CompanyId, t.Key, t.Channel, t.Language));
         this.attachments = attachments.ToLookup(a => a.MessageId);
         foreach (var message in batch)
         {
-            if (message.Type.IsReminder() && message.Customer is { } customer)
+            if (message.Type.IsReminder() && message.Customer is { } customer && !firstReminderInBatch.ContainsKey((customer.Id, message.Type)))
             {
-                firstReminderInBatch.TryAdd((customer.Id, message.Type), message.Id);
+                // The first of the batch, unless another batch of this process is sending one (0: none may go).
+                var entered = gate.TryEnter(customer.Id, message.Type, message.Id);
+                firstReminderInBatch[(customer.Id, message.Type)] = entered ? message.Id : 0;
+                if (entered)
+                {
+                    HeldReminders.Add((customer.Id, message.Type, message.Id));
+                }
             }
         }
     }
+
+    /// <summary>The reminder slots this batch holds in the <see cref="ReminderGate"/>, to give back once its outcomes are recorded.</summary>
+    public List<(Guid CustomerId, MessageType Type, long MessageId)> HeldReminders { get; } = [];
 
     public Company? Company(Guid id) => companies.GetValueOrDefault(id);
 
@@ -51,7 +60,8 @@ internal sealed class BatchContext
 
     /// <summary>
     /// Only one reminder of a type per customer goes out of one batch: the first in claim order
-    /// (the one due longest), whatever order the concurrent sends happen to run in.
+    /// (the one due longest), whatever order the concurrent sends happen to run in; and none while
+    /// another batch of this process is sending one.
     /// </summary>
     public bool IsFirstReminderInBatch(Guid customerId, MessageType type, long messageId) =>
         firstReminderInBatch.GetValueOrDefault((customerId, type)) == messageId;
@@ -69,7 +79,7 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)));
 
     /// <summary>Loads the batch's companies (with settings), the templates its rows name, and the attachments of the rows that have any.</summary>
-    public static async Task<BatchContext> LoadAsync(OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, CancellationToken cancellationToken)
+    public static async Task<BatchContext> LoadAsync(OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, ReminderGate gate, CancellationToken cancellationToken)
     {
         var companyIds = batch.Select(m => m.CompanyId).Distinct().ToArray();
         var templateKeys = batch.Where(m => m.TemplateKey is not null).Select(m => m.TemplateKey!).Distinct().ToArray();
@@ -78,6 +88,6 @@ internal sealed class BatchContext
         var companies = await CompaniesQuery(db, companyIds).ToListAsync(cancellationToken);
         var templates = templateKeys.Length == 0 ? [] : await TemplatesQuery(db, companyIds, templateKeys).ToListAsync(cancellationToken);
         var attachments = withAttachments.Length == 0 ? [] : await AttachmentsQuery(db, withAttachments).ToListAsync(cancellationToken);
-        return new BatchContext(batch, companies, templates, attachments);
+        return new BatchContext(batch, companies, templates, attachments, gate);
     }
 }

@@ -14,6 +14,7 @@ namespace OutboxComms.Worker.Dispatch;
 internal sealed class BatchProcessor(
     OutboxStore store,
     MessageDispatcher dispatcher,
+    ReminderGate reminders,
     IServiceScopeFactory scopes,
     IOptions<DispatchOptions> options,
     TimeProvider time,
@@ -52,8 +53,23 @@ internal sealed class BatchProcessor(
         BatchContext context;
         await using (var scope = scopes.CreateAsyncScope())
         {
-            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, CancellationToken.None);
+            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, CancellationToken.None);
         }
+        try
+        {
+            return await DispatchAndRecordAsync(lease, claimed, context, stopping, sendToken);
+        }
+        finally
+        {
+            foreach (var (customerId, type, messageId) in context.HeldReminders)
+            {
+                reminders.Exit(customerId, type, messageId);
+            }
+        }
+    }
+
+    private async Task<int> DispatchAndRecordAsync(string lease, List<ClaimedMessage> claimed, BatchContext context, CancellationToken stopping, CancellationToken sendToken)
+    {
 
         var completions = new ConcurrentBag<Completion>();
         var released = new ConcurrentBag<long>();

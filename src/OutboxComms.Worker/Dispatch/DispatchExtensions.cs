@@ -23,6 +23,7 @@ public static class DispatchExtensions
         builder.Services.AddSingleton(sp => new TemplateRenderer(sp.GetRequiredService<IOptions<DispatchOptions>>().Value.RenderTimeout));
         builder.Services.AddSingleton<ProviderCircuitBreakers>();
         builder.Services.AddSingleton<MessageDispatcher>();
+        builder.Services.AddSingleton<ReminderGate>();
         builder.Services.AddSingleton<BatchProcessor>();
         builder.Services.AddSingleton<DispatchSignal>();
         builder.Services.AddHostedService<OutboxListener>();

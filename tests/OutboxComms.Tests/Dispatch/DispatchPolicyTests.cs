@@ -270,6 +270,37 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Two_batches_of_one_worker_at_once_send_one_reminder_of_a_type_to_a_customer()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+        using var inSend = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        email.Behaviour = m =>
+        {
+            inSend.Set();
+            release.Wait(TimeSpan.FromSeconds(10));
+            return SendResult.Sent($"SMTP-{m.MessageId}");
+        };
+        // One row per batch, so each reminder lands in its own batch, as with two concurrent batches.
+        await using var lanes = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
+
+        var slow = Task.Run(lanes.RunOnceAsync, TestContext.Current.CancellationToken);
+        Assert.True(inSend.Wait(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken), "the first reminder's send did not start");
+        Assert.Equal(1, await lanes.RunOnceAsync()); // the second reminder, while the first is being sent
+        release.Set();
+        Assert.Equal(1, await slow);
+
+        Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+        var deferred = await Outbox.GetAsync(db.DataSource, second);
+        Assert.Equal("PENDING", deferred.Status);
+        Assert.StartsWith("reminder frequency WEEKLY", deferred.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero), deferred.NextAttemptAt); // Monday 00:00 IST
+    }
+
+    [Fact]
     public async Task A_custom_cron_frequency_waits_for_the_next_occurrence_in_the_customers_zone()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
