@@ -331,11 +331,11 @@ public static class MessageEndpoints
         if (!preallocate)
         {
             var ids = await store.InsertAsync(tenant.CompanyId, rows, now, cancellationToken);
-            var answer = batch.Respond(Responses(drafts, rows, ids));
+            var answer = batch.Respond(Responses(drafts, ids));
             return TypedResults.Accepted(batch.Location(answer), answer);
         }
 
-        var response = batch.Respond(Responses(drafts, rows, [.. rows.Select(r => r.Id)]));
+        var response = batch.Respond(Responses(drafts, [.. rows.Select(r => r.Id)]));
         var claim = hash is null ? null : new MessageStore.IdempotencyClaim(key, hash, JsonSerializer.Serialize(response, json));
         if (await store.InsertAsync(tenant.CompanyId, rows, claim, now, cancellationToken) is { } concurrent)
         {
@@ -346,7 +346,7 @@ public static class MessageEndpoints
     }
 
     /// <summary>What the client is told about each item: its rows (one per channel) with their ids.</summary>
-    private static List<SendMessageResponse> Responses(MessageDraft?[] drafts, List<MessageStore.NewMessage> rows, IReadOnlyList<long> ids)
+    private static List<SendMessageResponse> Responses(MessageDraft?[] drafts, IReadOnlyList<long> ids)
     {
         var items = new List<SendMessageResponse>(drafts.Length);
         var next = 0;

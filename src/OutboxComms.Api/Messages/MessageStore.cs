@@ -44,12 +44,18 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     // INSERT (attachments and the idempotent response refer to them) and ascends in request order.
     private const string IdsSql = "SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) FROM generate_series(1, $1)";
 
+    // The columns an API insert sets, in the order both inserts below give them.
+    private const string InsertColumns = """
+        company_id, customer_id, customer_external_id, type, channel, requested_channel,
+        subject, content, template_key, template_data, max_retries, metadata,
+        created_at, updated_at, next_attempt_at, expires_at
+        """;
+
     // Rows in request order (ORDER BY the position): when the ids are not given, the identity
-    // default numbers them in that order, and the ascending ids returned map back to the request.
+    // default numbers them in that order, and the ascending ids returned map back to the request
+    // (the id array is then empty: unnest pads it with NULLs).
     private static string InsertMessagesSql(bool withIds) => $"""
-        INSERT INTO communication_logs ({(withIds ? "id, " : "")}company_id, customer_id, customer_external_id, type, channel, requested_channel,
-                                        subject, content, template_key, template_data, max_retries, metadata,
-                                        created_at, updated_at, next_attempt_at, expires_at)
+        INSERT INTO communication_logs ({(withIds ? "id, " : "")}{InsertColumns})
         SELECT {(withIds ? "u.id, " : "")}$1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
                u.subject, u.content, u.template_key, u.template_data::jsonb, u.max_retries, u.metadata::jsonb,
                $2, $2, coalesce(u.not_before, $2), u.expires_at
@@ -67,16 +73,14 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     // One message to a customer and template that must exist (and the customer not be deleted), in
     // one statement and one round trip: nothing is inserted otherwise. A BOTH request's rows come in
     // its channel order.
-    private const string InsertCheckedSql = """
+    private const string InsertCheckedSql = $"""
         WITH target AS (
             SELECT c.id, c.external_id FROM customers c
              WHERE c.company_id = $1 AND c.deleted_at IS NULL
                AND c.id = coalesce($2, (SELECT x.id FROM customers x WHERE x.company_id = $1 AND x.external_id = $3))
                AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM message_templates t WHERE t.company_id = $1 AND t.key = $8))
              LIMIT 1)
-        INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
-                                        subject, content, template_key, template_data, max_retries, metadata,
-                                        created_at, updated_at, next_attempt_at, expires_at)
+        INSERT INTO communication_logs ({InsertColumns})
         SELECT $1, target.id, target.external_id, $4, ch.channel, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
                $12, $12, coalesce($13, $12), $14
           FROM target, unnest($15::text[]) WITH ORDINALITY AS ch(channel, n)
@@ -182,7 +186,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         }
 
         await using var batch = new NpgsqlBatch(connection, transaction);
-        batch.BatchCommands.Add(InsertCommand(InsertWithIdsSql, companyId, messages, now));
+        batch.BatchCommands.Add(InsertCommand(withIds: true, companyId, messages, now));
 
         // A BOTH request's two rows each get their own copy, as the worker's own BOTH split does.
         var attachments = messages.SelectMany(m => m.Draft.Attachments.Select(a => (MessageId: m.Id, Attachment: a))).ToList();
@@ -213,7 +217,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     public async Task<long[]> InsertAsync(Guid companyId, IReadOnlyList<NewMessage> messages, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { InsertCommand(InsertReturningIdsSql, companyId, messages, now) } };
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { InsertCommand(withIds: false, companyId, messages, now) } };
         var ids = new List<long>(messages.Count);
         await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
         {
@@ -227,12 +231,12 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         return [.. ids];
     }
 
-    private static NpgsqlBatchCommand InsertCommand(string sql, Guid companyId, IReadOnlyList<NewMessage> messages, DateTimeOffset now)
+    private static NpgsqlBatchCommand InsertCommand(bool withIds, Guid companyId, IReadOnlyList<NewMessage> messages, DateTimeOffset now)
     {
-        var insert = new NpgsqlBatchCommand(sql);
+        var insert = new NpgsqlBatchCommand(withIds ? InsertWithIdsSql : InsertReturningIdsSql);
         insert.Parameters.Add(Value(companyId));
         insert.Parameters.Add(Value(now.ToUniversalTime()));
-        insert.Parameters.Add(Array(messages, m => m.Id, NpgsqlDbType.Bigint));
+        insert.Parameters.Add(Array(withIds ? messages : [], m => m.Id, NpgsqlDbType.Bigint));
         insert.Parameters.Add(Array(messages, m => m.Customer.Id, NpgsqlDbType.Uuid));
         insert.Parameters.Add(Array(messages, m => m.Customer.ExternalId, NpgsqlDbType.Text));
         insert.Parameters.Add(Array(messages, m => WireName<MessageType>.Of(m.Draft.Type), NpgsqlDbType.Text));
