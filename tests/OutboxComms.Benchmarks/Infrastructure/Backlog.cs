@@ -64,8 +64,14 @@ internal static class Backlog
     /// </summary>
     public static async Task FillAsync(BenchDatabase db, IReadOnlyList<Client> clients, long count, Mix mix, double deferredShare = 0, long firstIndex = 0)
     {
-        var now = DateTimeOffset.UtcNow;
         await using var connection = await db.DataSource.OpenConnectionAsync();
+        await FillAsync(connection, clients, count, mix, deferredShare, firstIndex);
+    }
+
+    /// <summary>The same on a connection of the caller's, e.g. inside a transaction it commits when it chooses.</summary>
+    public static async Task FillAsync(NpgsqlConnection connection, IReadOnlyList<Client> clients, long count, Mix mix, double deferredShare = 0, long firstIndex = 0)
+    {
+        var now = DateTimeOffset.UtcNow;
         await using var writer = await connection.BeginBinaryImportAsync($"COPY communication_logs ({CopyColumns}) FROM STDIN (FORMAT BINARY)");
         writer.Timeout = TimeSpan.Zero;
         for (var i = firstIndex; i < firstIndex + count; i++)
