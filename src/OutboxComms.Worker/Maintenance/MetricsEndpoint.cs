@@ -11,14 +11,17 @@ internal sealed class MetricsEndpoint(IConfiguration configuration) : IHostedSer
 {
     private KestrelMetricServer? server;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (configuration.GetValue<int?>("Metrics:Port") is { } port and > 0)
         {
             server = new KestrelMetricServer(hostname: configuration["Metrics:Host"] ?? "127.0.0.1", port: port);
             server.Start();
+            // prometheus-net subscribes to .NET meters only on its first collection, and a counter's
+            // earlier increments are never seen: collect once now, before any batch is dispatched
+            // (this service is registered ahead of the dispatch loop), not at the first scrape.
+            await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null, cancellationToken);
         }
-        return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
