@@ -12,6 +12,7 @@
 # Starts its own throwaway PostgreSQL cluster in a temp directory on a free port (as the postgres
 # user when run as root) with durable settings: fsync, full_page_writes and synchronous_commit on.
 # OUTBOXCOMMS_BENCH_SYNCHRONOUS_COMMIT=off measures the non-durable variant (the report says so).
+# Autovacuum runs are logged and kept in bench-results/autovacuum.log.
 # OUTBOXCOMMS_BENCH_DATABASE=<admin connection string> uses a server of yours instead (needs CREATEDB;
 # the database outbox_bench is dropped and recreated). Dispatch__* variables reach the workers.
 set -euo pipefail
@@ -29,6 +30,9 @@ pg_bin=""
 cleanup() {
   if [ -n "$pg_tmp" ]; then
     as_pg "$pg_bin/pg_ctl" -D "$pg_tmp/data" -m fast -w stop >/dev/null 2>&1 || true
+    # Every autovacuum and autoanalyze of the run, with times, beside the report.
+    mkdir -p "$root/bench-results"
+    grep -E "automatic (vacuum|analyze)" "$pg_tmp/server.log" > "$root/bench-results/autovacuum.log" 2>/dev/null || true
     rm -rf "$pg_tmp"
   fi
 }
@@ -48,7 +52,7 @@ if [ -z "${OUTBOXCOMMS_BENCH_DATABASE:-}" ]; then
     -c listen_addresses=127.0.0.1 -c max_connections=300
     -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min
     -c fsync=on -c full_page_writes=on -c synchronous_commit="$sync_commit"
-    -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c track_io_timing=on
+    -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c track_io_timing=on -c log_autovacuum_min_duration=0
   )
   echo "==> starting a throwaway PostgreSQL ($pg_bin) on 127.0.0.1:$port in $pg_tmp"
   as_pg "$pg_bin/initdb" -D "$pg_tmp/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null

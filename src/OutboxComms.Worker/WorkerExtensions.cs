@@ -12,14 +12,16 @@ public static class WorkerExtensions
     public static IHostApplicationBuilder AddWorkerServices(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.AddOutboxDatabase();
+        builder.AddOutboxDatabase(customPlans: true);
+        // First: hosted services start in registration order, and the exporter only sees what is
+        // measured after it starts listening, so it must listen before the first batch is dispatched.
+        builder.Services.AddHostedService<MetricsEndpoint>();
         builder.AddDispatch();
         builder.AddScheduling();
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
         builder.Services.AddSingleton<OutboxMetrics>();
         builder.Services.AddHostedService<QueueDepthSampler>();
-        builder.Services.AddHostedService<MetricsEndpoint>();
         return builder;
     }
 }

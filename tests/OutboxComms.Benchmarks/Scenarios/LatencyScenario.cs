@@ -98,6 +98,7 @@ internal static class LatencyScenario
         await using var connection = await bench.Db.DataSource.OpenConnectionAsync();
         await bench.Db.ResetStatementStatsAsync();
         var window = await LoadWindow.StartAsync(bench.Db, fleet);
+        await using var horizon = HorizonSampler.Start(bench.Db);
         var since = DateTimeOffset.UtcNow;
         var started = Stopwatch.GetTimestamp();
         long produced = 0;
@@ -129,6 +130,7 @@ internal static class LatencyScenario
         var backlogAtEnd = await bench.Db.ScalarAsync<long>("SELECT count(*) FROM communication_logs WHERE status = 'PENDING'");
         var drained = await Drain.WaitAsync(bench.Db, TimeSpan.FromMinutes(2), fleet);
         var usage = await window.StopAsync();
+        var held = await horizon.StopAsync();
 
         Percentiles latency;
         await using (var command = bench.Db.DataSource.CreateCommand("""
@@ -145,6 +147,7 @@ internal static class LatencyScenario
         }
         bench.Report.Detail("Loaded latency: top statements (pg_stat_statements, server time)", await bench.Db.TopStatementsAsync());
         bench.Report.Detail("Loaded latency by second of insertion (stalls show up here)", await BySecondAsync(bench, since));
+        bench.Report.Detail("Loaded latency: what held the xmin horizon back or vacuumed meanwhile (sampled every 500 ms)", held);
         var achieved = produced / producedFor.TotalSeconds;
         bench.Report.Add(new ResultRow(Name, $"paced producer at ½ of the measured 1-process maximum ({Stats.Count(max)} msg/s)", $"{Stats.Count(achieved)} msg/s offered", latency,
             "—", "", $"{Stats.Count(produced)} rows in {Stats.Count(statements)} INSERTs over {Stats.Fixed(producedFor.TotalSeconds, "0")} s, first {Stats.Fixed(warmUp.TotalSeconds, "0")} s not counted; recorded completion − created_at; max {Stats.Ms(latency.Max)}; {Stats.Count(backlogAtEnd)} rows pending when the producer stopped"

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
+using Npgsql;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers;
 using OutboxComms.Tests.Infrastructure;
@@ -244,5 +245,44 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(1, await CountAsync(company, "SENT"));
         Assert.Equal(9, await TestData.ScalarAsync<long>(db.DataSource,
             "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND next_attempt_at <= now() AND attempt_count = 0", company));
+    }
+
+    [Fact]
+    public async Task A_worker_that_started_on_an_empty_outbox_plans_its_claim_for_the_rows_that_arrive()
+    {
+        // PostgreSQL may switch a prepared statement to one generic plan after five executions and
+        // keep it until the table is next analyzed. Made while the outbox was empty, the claim's plan
+        // can scan the whole table on every call once rows arrive (seen after a TRUNCATE: a hash
+        // join over a sequential scan, 738 ms per claim of a 200,000-row burst).
+        await using var worker = new WorkerHarness(db.ConnectionString, []);
+        await using var connection = await worker.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await ExecuteAsync(connection, "PREPARE claim(text, timestamptz, timestamptz, int) AS " + OutboxStore.ClaimSql);
+        const string Claim = "claim('plan-test', now() + interval '2 minutes', now(), 500)";
+        for (var i = 0; i < 8; i++)
+        {
+            await ExecuteAsync(connection, "EXECUTE " + Claim);
+        }
+
+        var (company, customer) = await CustomerAsync();
+        await EnqueueManyAsync(company, customer, 5_000);
+        await using var explain = new NpgsqlCommand("EXPLAIN EXECUTE " + Claim, connection);
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken))
+        {
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+        var text = string.Join('\n', plan);
+        Assert.Contains("ix_communication_logs_due", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("$3", text, StringComparison.Ordinal); // planned for the values, not generically
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
     }
 }
