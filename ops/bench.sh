@@ -3,7 +3,7 @@
 # with 1/2/4 worker processes, insert → SENT latency, and a 1M-row backlog. Prints a markdown table
 # and writes it, with the machine description, to bench-results/latest.md (git-ignored).
 #
-#   ops/bench.sh                    full run (about 10-15 minutes on 2 cores)
+#   ops/bench.sh                    full run (5-15 minutes on 2 cores, depending on the host)
 #   ops/bench.sh --smoke            tiny sizes (about a minute); CI runs this, never judging speed
 #   ops/bench.sh --rows 50000       smaller backlog (the backlog scenario uses 5 x rows)
 #   ops/bench.sh --scenario dispatch --scenario latency    only these (enqueue, api, dispatch, latency, backlog)
