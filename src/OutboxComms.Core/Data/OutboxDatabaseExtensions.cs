@@ -23,11 +23,11 @@ public static class OutboxDatabaseExtensions
     /// The startup option of a session that plans every execution of a prepared statement for its
     /// own parameters. PostgreSQL otherwise switches a prepared statement to one generic plan after
     /// five executions when that plan looks no costlier — and a worker that starts against an empty
-    /// or nearly empty outbox gets a generic claim and outcome plan that scans the whole table on
-    /// every call (a hash join over a sequential scan: cheapest for zero rows), which it keeps until
-    /// an autoanalyze invalidates it. Measured: a burst of 200,000 rows after such a start ran
-    /// 738 ms claims (72,000 buffers each) for over a minute instead of 15 ms. Planning each time
-    /// costs a fraction of a millisecond per statement, once per batch of hundreds of rows.
+    /// or nearly empty outbox can get a generic claim plan that scans the whole table on every call
+    /// (a hash join over a sequential scan: cheapest for zero rows), which it keeps until an
+    /// autoanalyze invalidates it (reproduced: 40 ms per claim of 500 once 200,000 rows arrived,
+    /// against ~10 ms). Planning each time costs about 1.6 ms per batch of 500 over all the
+    /// batch's statements, some 3 µs per message.
     /// Dropped by PgBouncer like <see cref="DeferNotifyOption"/> unless configured to pass it.
     /// </summary>
     public const string CustomPlansOption = "-c plan_cache_mode=force_custom_plan";

@@ -252,8 +252,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     {
         // PostgreSQL may switch a prepared statement to one generic plan after five executions and
         // keep it until the table is next analyzed. Made while the outbox was empty, the claim's plan
-        // can scan the whole table on every call once rows arrive (seen after a TRUNCATE: a hash
-        // join over a sequential scan, 738 ms per claim of a 200,000-row burst).
+        // can scan the whole table on every call once rows arrive (reproduced after a TRUNCATE: a
+        // hash join over a sequential scan of all 200,000 rows that then arrived, on every claim).
         await using var worker = new WorkerHarness(db.ConnectionString, []);
         await using var connection = await worker.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(TestContext.Current.CancellationToken);
         await ExecuteAsync(connection, "PREPARE claim(text, timestamptz, timestamptz, int) AS " + OutboxStore.ClaimSql);
