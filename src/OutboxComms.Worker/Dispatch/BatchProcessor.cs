@@ -23,6 +23,8 @@ internal sealed class BatchProcessor(
 {
     private readonly DispatchOptions settings = options.Value;
 
+    private readonly SemaphoreSlim claiming = new(1, 1);
+
     private long batches;
 
     public string WorkerId => settings.ResolvedWorkerId();
@@ -42,7 +44,18 @@ internal sealed class BatchProcessor(
         // batches at once, and one batch must never complete or release rows that another batch
         // of the same process reclaimed after this one's lease ran out.
         var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
-        var claimed = await store.ClaimAsync(lease, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
+        List<ClaimedMessage> claimed;
+        // One claim in flight per process: concurrent claims walk the same head of the due index,
+        // each skipping the rows the others hold locked and the entries they just left dead.
+        await claiming.WaitAsync(stopping);
+        try
+        {
+            claimed = await store.ClaimAsync(lease, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
+        }
+        finally
+        {
+            claiming.Release();
+        }
         if (claimed.Count == 0)
         {
             return 0;
