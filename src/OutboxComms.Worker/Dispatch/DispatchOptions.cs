@@ -18,7 +18,7 @@ public sealed class DispatchOptions : IValidatableObject
     public int MaxConcurrentSends { get; set; } = 64;
 
     /// <summary>
-    /// Batches one worker process works on at once (each claims, sends and records on its own), so
+    /// Batches one worker process works on at once (each sends and records on its own; their claims take turns), so
     /// the database round trips of one overlap the work of another. 2 keeps a process busy; more
     /// processes are the way to scale further.
     /// </summary>
