@@ -85,24 +85,12 @@ UPDATE communication_logs m SET
  WHERE m.id = u.id AND r.message_id = u.id
 """
 
-# (C) HOT-friendly: the claim touches only unindexed columns; in-flight rows stay in the due index
-# and are filtered by locked_until.
-CLAIM_C = """
-WITH claimed AS (
-    UPDATE communication_logs m
-       SET locked_by = $1, locked_until = $2
-      FROM (SELECT id, next_attempt_at FROM communication_logs
-             WHERE status = 'PENDING' AND next_attempt_at <= $3
-               AND (locked_until IS NULL OR locked_until < $3)
-             ORDER BY next_attempt_at, id
-             LIMIT $4
-             FOR UPDATE SKIP LOCKED) due
-     WHERE m.id = due.id
-    RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
-              m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-              m.attempt_count, m.expires_at, m.created_at, due.next_attempt_at AS due_at)
-SELECT * FROM claimed ORDER BY due_at, id
-"""
+# (C) HOT-friendly: only the lease columns change; in-flight rows stay in the due range and are skipped by their lease.
+CLAIM_C = (CLAIM_A
+           .replace("SET locked_by = $1, locked_until = $2, next_attempt_at = $2", "SET locked_by = $1, locked_until = $2")
+           .replace("WHERE status = 'PENDING' AND next_attempt_at <= $3",
+                    "WHERE status = 'PENDING' AND next_attempt_at <= $3\n               AND (locked_until IS NULL OR locked_until < $3)"))
+assert CLAIM_C != CLAIM_A and "next_attempt_at = $2" not in CLAIM_C
 
 COMPLETE_PARAMS = ("timestamptz, text, bigint[], text[], text[], text[], timestamptz[], int[], int[], text[], text[], "
                    "text[], text[], text[], text[], text[], timestamptz[], timestamptz[], numeric[], text[]")

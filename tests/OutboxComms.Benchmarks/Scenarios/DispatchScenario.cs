@@ -43,9 +43,10 @@ internal static class DispatchScenario
 
             var window = await LoadWindow.StartAsync(bench.Db);
             var launched = DateTimeOffset.UtcNow;
+            var requestsBefore = api?.Requests ?? 0;
             await using var fleet = bench.StartWorkers(workers, provider);
             window.Track(fleet);
-            var cold = await MeasureAsync(bench, fleet, window, launched, api);
+            var cold = await MeasureAsync(bench, fleet, window, launched, api, requestsBefore);
             if (api is null && workers == 1)
             {
                 bench.OneWorkerNoOpRate = cold.Result.SteadyRate;
@@ -64,9 +65,10 @@ internal static class DispatchScenario
                 await bench.Db.ResetStatementStatsAsync();
                 window = await LoadWindow.StartAsync(bench.Db, fleet);
                 launched = DateTimeOffset.UtcNow;
+                requestsBefore = api?.Requests ?? 0;
                 await transaction.CommitAsync();
             }
-            var warm = await MeasureAsync(bench, fleet, window, launched, api);
+            var warm = await MeasureAsync(bench, fleet, window, launched, api, requestsBefore);
             Add(bench, scenario, api, workers, rows, warm, "warm");
             if (workers == bench.Options.WorkerCounts.Max())
             {
@@ -77,10 +79,12 @@ internal static class DispatchScenario
 
     private sealed record Measured(DrainResult Result, TimeSpan Elapsed, bool Drained, long Rss, long ApiCalls, LoadUsage Usage);
 
-    /// <summary>Waits for the fleet to drain the outbox and reads what it recorded since <paramref name="since"/>.</summary>
-    private static async Task<Measured> MeasureAsync(Bench bench, WorkerFleet fleet, LoadWindow window, DateTimeOffset since, FakeWhatsAppApi? api)
+    /// <summary>
+    /// Waits for the fleet to drain the outbox and reads what it recorded since <paramref name="since"/>
+    /// (and the fake API's calls since <paramref name="requestsBefore"/>, both taken before the work could start).
+    /// </summary>
+    private static async Task<Measured> MeasureAsync(Bench bench, WorkerFleet fleet, LoadWindow window, DateTimeOffset since, FakeWhatsAppApi? api, long requestsBefore)
     {
-        var requestsBefore = api?.Requests ?? 0;
         var drained = await Drain.WaitAsync(bench.Db, TimeSpan.FromMinutes(bench.Options.Smoke ? 2 : 10), fleet);
         var rss = fleet.Rss().Max();
         var usage = await window.StopAsync();
