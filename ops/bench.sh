@@ -54,12 +54,15 @@ if [ -z "${OUTBOXCOMMS_BENCH_DATABASE:-}" ]; then
     -c fsync=on -c full_page_writes=on -c synchronous_commit="$sync_commit"
     -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c track_io_timing=on -c log_autovacuum_min_duration=0
   )
+  # Experiments: more server settings, e.g. OUTBOXCOMMS_BENCH_SERVER_OPTIONS="-c commit_delay=200" (named in the report).
+  extra_options=${OUTBOXCOMMS_BENCH_SERVER_OPTIONS:-}
+  [ -n "$extra_options" ] && server_options+=($extra_options)
   echo "==> starting a throwaway PostgreSQL ($pg_bin) on 127.0.0.1:$port in $pg_tmp"
   as_pg "$pg_bin/initdb" -D "$pg_tmp/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
   as_pg "$pg_bin/pg_ctl" -D "$pg_tmp/data" -l "$pg_tmp/server.log" -w -t 60 \
     -o "-p $port -k $pg_tmp ${server_options[*]}" start >/dev/null
   fs=$(df -T "$pg_tmp" | awk 'NR==2 {print $2}')
-  settings="fsync=on, full_page_writes=on, synchronous_commit=$sync_commit$([ "$sync_commit" = on ] || echo ' (NOT DURABLE: a crash may lose the last commits)'), shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, max_connections=300, pg_stat_statements; data directory on $fs"
+  settings="${extra_options:+$extra_options, }fsync=on, full_page_writes=on, synchronous_commit=$sync_commit$([ "$sync_commit" = on ] || echo ' (NOT DURABLE: a crash may lose the last commits)'), shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, max_connections=300, pg_stat_statements; data directory on $fs"
   export OUTBOXCOMMS_BENCH_DATABASE="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres;Timeout=30;Command Timeout=0"
 else
   settings="a server given by OUTBOXCOMMS_BENCH_DATABASE (its own settings)"

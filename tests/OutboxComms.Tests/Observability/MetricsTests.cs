@@ -59,4 +59,13 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
         Assert.Contains("outbox_provider_duration", text, StringComparison.Ordinal);
         Assert.Contains("outbox_queue_deferred", text, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(5, 15)]
+    [InlineData(150, 15)]
+    [InlineData(1_100, 110)]
+    public void The_backlog_sampler_waits_longer_after_an_expensive_sample(int sampleMs, int waitSeconds)
+    {
+        Assert.Equal(TimeSpan.FromSeconds(waitSeconds), QueueDepthSampler.NextWait(TimeSpan.FromMilliseconds(sampleMs)));
+    }
 }
