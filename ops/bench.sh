@@ -12,7 +12,8 @@
 # Starts its own throwaway PostgreSQL cluster in a temp directory on a free port (as the postgres
 # user when run as root) with durable settings: fsync, full_page_writes and synchronous_commit on.
 # OUTBOXCOMMS_BENCH_SYNCHRONOUS_COMMIT=off measures the non-durable variant (the report says so).
-# Autovacuum runs are logged and kept in bench-results/autovacuum.log.
+# Autovacuum runs are logged and kept in bench-results/autovacuum.log; the whole server log in
+# bench-results/server.log.
 # OUTBOXCOMMS_BENCH_DATABASE=<admin connection string> uses a server of yours instead (needs CREATEDB;
 # the database outbox_bench is dropped and recreated). Dispatch__* variables reach the workers.
 set -euo pipefail
@@ -33,6 +34,7 @@ cleanup() {
     # Every autovacuum and autoanalyze of the run, with times, beside the report.
     mkdir -p "$root/bench-results"
     grep -E "automatic (vacuum|analyze)" "$pg_tmp/server.log" > "$root/bench-results/autovacuum.log" 2>/dev/null || true
+    cp "$pg_tmp/server.log" "$root/bench-results/server.log" 2>/dev/null || true
     rm -rf "$pg_tmp"
   fi
 }

@@ -114,6 +114,10 @@ internal static class BacklogScenario
     {
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
+        await using (var ordered = new NpgsqlCommand(OutboxStore.OrderedScanSql, connection, transaction))
+        {
+            await ordered.ExecuteNonQueryAsync();
+        }
         await using var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS) " + OutboxStore.ClaimSql, connection, transaction);
         var now = DateTimeOffset.UtcNow;
         explain.Parameters.Add(new NpgsqlParameter<string> { TypedValue = "bench-explain" });

@@ -280,6 +280,61 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.DoesNotContain("$3", text, StringComparison.Ordinal); // planned for the values, not generically
     }
 
+    [Fact]
+    public async Task A_claim_when_few_rows_are_due_walks_the_due_index_in_order()
+    {
+        // A steady trickle: few rows due, behind the index entries that completed rows left in the
+        // due range (until vacuum). Planned freely, the claim is a bitmap scan plus a sort, which
+        // never marks those entries dead, so every claim re-reads all of them and their heap pages.
+        // OutboxStore.ClaimAsync runs OrderedScanSql before the claim, in the same transaction.
+        var (company, customer) = await CustomerAsync();
+        // 20,000 rows due at scattered times in the last hour; all but every 50th then completed,
+        // so the rows still due lie one or two to a heap page.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH due AS (
+                INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content, next_attempt_at)
+                SELECT $1, $2, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Update', now() - random() * interval '1 hour'
+                  FROM generate_series(1, 20000)
+                RETURNING 1)
+            SELECT count(*)::int FROM due
+            """, company, customer);
+        await TestData.ScalarAsync<int>(db.DataSource, "WITH done AS (UPDATE communication_logs SET status = 'SENT' WHERE id % 50 <> 0 RETURNING 1) SELECT count(*)::int FROM done");
+        await using var worker = new WorkerHarness(db.ConnectionString, []);
+        await using var connection = await worker.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await ExecuteAsync(connection, "ANALYZE communication_logs");
+        await ExecuteAsync(connection, "PREPARE claim(text, timestamptz, timestamptz, int) AS " + OutboxStore.ClaimSql);
+
+        var free = await ExplainClaimAsync(connection, orderedScan: false);
+        var ordered = await ExplainClaimAsync(connection, orderedScan: true);
+
+        Assert.Contains("Bitmap Index Scan on ix_communication_logs_due", free, StringComparison.Ordinal); // the hazard, reproduced
+        Assert.Contains("Index Scan using ix_communication_logs_due", ordered, StringComparison.Ordinal);
+        Assert.Contains("Index Scan using communication_logs_pkey", ordered, StringComparison.Ordinal);
+        Assert.DoesNotContain("Bitmap", ordered, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan", ordered, StringComparison.Ordinal);
+        Assert.DoesNotContain("Sort Key: communication_logs", ordered, StringComparison.Ordinal); // in index order, no sort of the due rows
+    }
+
+    private static async Task<string> ExplainClaimAsync(NpgsqlConnection connection, bool orderedScan)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        if (orderedScan)
+        {
+            await ExecuteAsync(connection, OutboxStore.OrderedScanSql);
+        }
+        await using var explain = new NpgsqlCommand("EXPLAIN EXECUTE claim('plan-test', now() + interval '2 minutes', now(), 500)", connection);
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken))
+        {
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+        await transaction.RollbackAsync(TestContext.Current.CancellationToken);
+        return string.Join('\n', plan);
+    }
+
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
     {
         await using var command = new NpgsqlCommand(sql, connection);
