@@ -6,7 +6,7 @@
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
-COPY global.json Directory.Build.props Directory.Packages.props .editorconfig OutboxComms.sln ./
+COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props .editorconfig OutboxComms.sln ./
 COPY migrations/ migrations/
 COPY src/ src/
 RUN dotnet publish src/OutboxComms.Api/OutboxComms.Api.csproj -c Release -o /app/api \
