@@ -76,26 +76,35 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
     // index), so other workers never rescan them; if this worker dies they become due again.
     // Rows come back in claim order (longest due first), which the one-reminder-per-batch rule uses.
+    // The locked rows are updated by their tuple ids (`ctid = ANY(ARRAY(…))`, a TID scan: no other
+    // plan can serve it), not through a join or by id: statistics that call the table empty (an
+    // autoanalyze that ran while a big import was still uncommitted) made the planner scan the whole
+    // table by an index and re-run the locking subquery for every row it found — over 30 s for one
+    // claim from 20,000 rows, and minute-long slow phases in the benchmark until the next
+    // autoanalyze — and `id = ANY(…)` then became a full scan of the company index, whose second
+    // column is id. The ctids are those of the row versions this statement locked (FOR UPDATE
+    // returns the latest version), which no one else can change before the update.
     // Internal so the benchmark can print this exact statement's plan.
     internal const string ClaimSql = """
-        WITH claimed AS (
+        WITH due AS MATERIALIZED (
+            SELECT ctid, id, next_attempt_at FROM communication_logs
+             WHERE status = 'PENDING' AND next_attempt_at <= $3
+             ORDER BY next_attempt_at, id
+             LIMIT $4
+             FOR UPDATE SKIP LOCKED),
+        claimed AS (
             UPDATE communication_logs m
                SET locked_by = $1, locked_until = $2, next_attempt_at = $2
-              FROM (SELECT id, next_attempt_at FROM communication_logs
-                     WHERE status = 'PENDING' AND next_attempt_at <= $3
-                     ORDER BY next_attempt_at, id
-                     LIMIT $4
-                     FOR UPDATE SKIP LOCKED) due
-             WHERE m.id = due.id
+             WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
                       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                      m.attempt_count, m.expires_at, m.created_at, due.next_attempt_at AS due_at)
-        SELECT * FROM claimed ORDER BY due_at, id
+                      m.attempt_count, m.expires_at, m.created_at)
+        SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
     // Runs before the claim, in the same implicit transaction (one batch, one round trip): the claim
-    // is planned as the ordered range scan of the due index it was designed for, with primary-key
-    // probes for the update, whatever the statistics say. Planned freely with few rows due (a
+    // is planned as the ordered range scan of the due index it was designed for, whatever the
+    // statistics say. Planned freely with few rows due (a
     // steady trickle rather than a backlog), it becomes a bitmap scan of the due index plus a sort,
     // and a bitmap scan never marks the index entries it finds dead: the entries that claimed and
     // completed rows leave in the due range pile up until vacuum, and every claim re-reads all of

@@ -9,11 +9,14 @@ namespace OutboxComms.Worker.Maintenance;
 /// exact counts cost a scan of every PENDING row (about 1 s at 400,000 rows), so the sampler keeps
 /// its share of the machine bounded: the sample runs on one core (no parallel workers, which would
 /// take both cores of a small host from the dispatchers), and the next one waits 100 times as long
-/// as the last took — at most about 1 % of one core per worker process.
+/// as the last took — about 1 % of one core per worker process — but never more than 5 minutes,
+/// so the gauges stay fresh enough to alert on.
 /// </summary>
 internal sealed partial class QueueDepthSampler(NpgsqlDataSource dataSource, OutboxMetrics metrics, TimeProvider time, ILogger<QueueDepthSampler> logger) : BackgroundService
 {
     internal static readonly TimeSpan Interval = TimeSpan.FromSeconds(15);
+
+    internal static readonly TimeSpan LongestWait = TimeSpan.FromMinutes(5);
 
     private const int CostFactor = 100;
 
@@ -30,9 +33,13 @@ internal sealed partial class QueueDepthSampler(NpgsqlDataSource dataSource, Out
         while (!stoppingToken.IsCancellationRequested)
         {
             var started = time.GetTimestamp();
+            // A failed sample (the database unreachable: its time is the connection timeout, not
+            // the cost of counting) is retried after the plain interval.
+            var cost = TimeSpan.Zero;
             try
             {
                 metrics.Queue(await SampleAsync(stoppingToken));
+                cost = time.GetElapsedTime(started);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -44,7 +51,7 @@ internal sealed partial class QueueDepthSampler(NpgsqlDataSource dataSource, Out
             }
             try
             {
-                await Task.Delay(NextWait(time.GetElapsedTime(started)), time, stoppingToken);
+                await Task.Delay(NextWait(cost), time, stoppingToken);
             }
             catch (OperationCanceledException)
             {
@@ -53,11 +60,11 @@ internal sealed partial class QueueDepthSampler(NpgsqlDataSource dataSource, Out
         }
     }
 
-    /// <summary>How long to wait after a sample that took <paramref name="elapsed"/>: the interval, or 100 times the sample's cost.</summary>
+    /// <summary>How long to wait after a sample that took <paramref name="elapsed"/>: 100 times the sample's cost, between the interval and <see cref="LongestWait"/>.</summary>
     internal static TimeSpan NextWait(TimeSpan elapsed)
     {
         var proportional = elapsed * CostFactor;
-        return proportional > Interval ? proportional : Interval;
+        return proportional < Interval ? Interval : proportional > LongestWait ? LongestWait : proportional;
     }
 
     public async Task<QueueSnapshot> SampleAsync(CancellationToken cancellationToken)
