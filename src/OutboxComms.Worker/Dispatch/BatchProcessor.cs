@@ -85,7 +85,7 @@ internal sealed class BatchProcessor(
     {
 
         var completions = new ConcurrentBag<Completion>();
-        var released = new ConcurrentBag<long>();
+        var released = new ConcurrentBag<ClaimedMessage>();
         await Parallel.ForEachAsync(
             claimed,
             new ParallelOptions { MaxDegreeOfParallelism = settings.MaxConcurrentSends },
@@ -93,7 +93,7 @@ internal sealed class BatchProcessor(
             {
                 if (stopping.IsCancellationRequested)
                 {
-                    released.Add(message.Id);
+                    released.Add(message);
                     return;
                 }
                 try
@@ -104,7 +104,7 @@ internal sealed class BatchProcessor(
                 {
                     // Cut off by the end of the shutdown grace: give the row back rather than lose
                     // the outcomes of the rest of the batch.
-                    released.Add(message.Id);
+                    released.Add(message);
                 }
             });
 

@@ -69,7 +69,7 @@ internal sealed class MessageDispatcher(
         // 1. Expired.
         if (message.ExpiresAt is { } expiresAt && expiresAt <= now)
         {
-            return new Completion(message.Id, DeliveryStatus.Cancelled, message.Channel)
+            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Cancelled, message.Channel)
             {
                 NextAttemptAt = now,
                 StatusReason = $"expired at {expiresAt.UtcDateTime:u} before it could be sent",
@@ -222,7 +222,7 @@ internal sealed class MessageDispatcher(
             // without spending the message's retry budget.
             var latency = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var now = time.GetUtcNow();
-            return new Completion(message.Id, DeliveryStatus.Pending, resolved.Channel)
+            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, resolved.Channel)
             {
                 RequestedChannel = resolved.Requested,
                 SplitInto = resolved.Split,
@@ -245,7 +245,7 @@ internal sealed class MessageDispatcher(
         switch (result.Outcome)
         {
             case SendOutcome.Sent:
-                return new Completion(message.Id, DeliveryStatus.Sent, resolved.Channel)
+                return new Completion(message.Id, message.CompanyId, DeliveryStatus.Sent, resolved.Channel)
                 {
                     RequestedChannel = resolved.Requested,
                     SplitInto = resolved.Split,
@@ -305,7 +305,7 @@ internal sealed class MessageDispatcher(
             };
         }
         var next = now + RetrySchedule.Delay(retry, settings.RetryBaseDelay, settings.RetryJitter, settings.MaxRetryDelay, retryAfter);
-        return new Completion(message.Id, DeliveryStatus.Pending, channel)
+        return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
         {
             RequestedChannel = resolved?.Requested,
             SplitInto = resolved?.Split ?? [],
@@ -337,7 +337,7 @@ internal sealed class MessageDispatcher(
 
     /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>
-        new(message.Id, status, resolved.Channel)
+        new(message.Id, message.CompanyId, status, resolved.Channel)
         {
             RequestedChannel = resolved.Requested,
             SplitInto = resolved.Split,

@@ -39,7 +39,7 @@ internal sealed record ClaimedMessage(
 }
 
 /// <summary>What one message's processing decided, written back in one batched statement.</summary>
-internal sealed record Completion(long Id, DeliveryStatus Status, Channel Channel)
+internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status, Channel Channel)
 {
     public DateTimeOffset NextAttemptAt { get; init; }
     public int RetryCount { get; init; }
@@ -152,28 +152,44 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
           LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
         """;
 
-    // Complete: one statement for the whole batch. The locked_by guard makes a worker whose lease
-    // expired (and whose rows another worker took) unable to overwrite the newer outcome.
-    private const string CompleteSql = """
+    // The batch's own rows (`b`, the caller's unnest of the batch), locked, with their current tuple
+    // ids: one probe per row by company and id, both columns of the company index's key, guarded by
+    // the lease so that a worker whose lease expired (and whose rows another worker took) cannot
+    // overwrite the newer outcome. As a LATERAL subquery each stays a probe whatever the statistics
+    // say. Joined to the table by id, statistics that call the table empty (an autoanalyze while a
+    // big import was uncommitted) planned a full scan of the primary key per batch, and a probe by id
+    // alone a full scan of the company index (id is its second column) per row. The UPDATE then
+    // reaches the versions it locked by tuple id (TID scans; see RepeatForSkippedRowsAsync for a
+    // version newer than the statement's snapshot). Measured against the join by id: the same time per batch (8.9–12.3 vs 10.3–10.8 ms for
+    // 500 rows, with good statistics).
+    private const string LeasedRowSql = """
+        SELECT ctid AS tid FROM communication_logs
+         WHERE company_id = b.company_id AND id = b.id AND locked_by = $2
+           FOR NO KEY UPDATE
+        """;
+
+    // Complete: one statement for the whole batch, applied to the rows LeasedRowSql finds.
+    private const string CompleteSql = $"""
         UPDATE communication_logs m SET
-               status = u.status, channel = u.channel,
-               requested_channel = coalesce(u.requested_channel, m.requested_channel),
-               next_attempt_at = u.next_attempt_at, retry_count = u.retry_count, attempt_count = u.attempt_count,
-               status_reason = u.status_reason, error_message = u.error_message,
-               subject = coalesce(u.subject, m.subject), content = coalesce(u.content, m.content),
-               template_used = coalesce(u.template_used, m.template_used),
-               provider_name = coalesce(u.provider_name, m.provider_name),
-               provider_message_id = coalesce(u.provider_message_id, m.provider_message_id),
-               sent_at = coalesce(u.sent_at, m.sent_at), failed_at = coalesce(u.failed_at, m.failed_at),
-               cost = coalesce(u.cost, m.cost), cost_currency = coalesce(u.cost_currency, m.cost_currency),
+               status = b.status, channel = b.channel,
+               requested_channel = coalesce(b.requested_channel, m.requested_channel),
+               next_attempt_at = b.next_attempt_at, retry_count = b.retry_count, attempt_count = b.attempt_count,
+               status_reason = b.status_reason, error_message = b.error_message,
+               subject = coalesce(b.subject, m.subject), content = coalesce(b.content, m.content),
+               template_used = coalesce(b.template_used, m.template_used),
+               provider_name = coalesce(b.provider_name, m.provider_name),
+               provider_message_id = coalesce(b.provider_message_id, m.provider_message_id),
+               sent_at = coalesce(b.sent_at, m.sent_at), failed_at = coalesce(b.failed_at, m.failed_at),
+               cost = coalesce(b.cost, m.cost), cost_currency = coalesce(b.cost_currency, m.cost_currency),
                locked_by = NULL, locked_until = NULL, updated_at = $1
-          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::int[], $9::int[],
-                      $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                      $17::timestamptz[], $18::timestamptz[], $19::numeric[], $20::text[])
-               AS u(id, status, channel, requested_channel, next_attempt_at, retry_count, attempt_count,
+          FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::int[],
+                      $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                      $18::timestamptz[], $19::timestamptz[], $20::numeric[], $21::text[])
+               AS b(id, company_id, status, channel, requested_channel, next_attempt_at, retry_count, attempt_count,
                     status_reason, error_message, subject, content, template_used, provider_name, provider_message_id,
                     sent_at, failed_at, cost, cost_currency)
-         WHERE m.id = u.id AND m.locked_by = $2
+         CROSS JOIN LATERAL ({LeasedRowSql}) l
+         WHERE m.ctid = l.tid
         """;
 
     private const string AttemptsSql = """
@@ -197,16 +213,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                                             subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at)
             SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
                    subject, content, template_key, template_data, max_retries, metadata, expires_at, $3
-              FROM (SELECT * FROM communication_logs WHERE id = $1 AND locked_by = $4 FOR UPDATE) mine
+              FROM (SELECT * FROM communication_logs WHERE company_id = $5 AND id = $1 AND locked_by = $4 FOR UPDATE) mine
             RETURNING id)
         INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
         SELECT sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
           FROM sibling JOIN communication_attachments a ON a.message_id = $1
         """;
 
-    private const string ReleaseSql = """
-        UPDATE communication_logs SET locked_by = NULL, locked_until = NULL, next_attempt_at = $3, updated_at = $3
-         WHERE id = ANY($1) AND locked_by = $2
+    private const string ReleaseSql = $"""
+        UPDATE communication_logs SET locked_by = NULL, locked_until = NULL, next_attempt_at = $1, updated_at = $1
+         WHERE ctid = ANY (ARRAY(SELECT l.tid FROM unnest($3::bigint[], $4::uuid[]) AS b(id, company_id)
+                                  CROSS JOIN LATERAL ({LeasedRowSql}) l))
         """;
 
     public async Task<List<ClaimedMessage>> ClaimAsync(string leaseToken, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
@@ -345,32 +362,13 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 split.Parameters.Add(Value(WireName<Channel>.Of(channel)));
                 split.Parameters.Add(Value(now.ToUniversalTime()));
                 split.Parameters.Add(Value(leaseToken));
+                split.Parameters.Add(Value(completion.CompanyId));
                 batch.BatchCommands.Add(split);
             }
         }
 
-        var complete = new NpgsqlBatchCommand(CompleteSql);
-        complete.Parameters.Add(Value(now.ToUniversalTime()));
-        complete.Parameters.Add(Value(leaseToken));
-        complete.Parameters.Add(Array(completions, c => c.Id, NpgsqlDbType.Bigint));
-        complete.Parameters.Add(Array(completions, c => WireName<DeliveryStatus>.Of(c.Status), NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => WireName<Channel>.Of(c.Channel), NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.NextAttemptAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-        complete.Parameters.Add(Array(completions, c => c.RetryCount, NpgsqlDbType.Integer));
-        complete.Parameters.Add(Array(completions, c => c.AttemptCount, NpgsqlDbType.Integer));
-        complete.Parameters.Add(Array(completions, c => c.StatusReason, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ErrorMessage, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.Subject, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.Content, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.TemplateUsed, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ProviderName, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ProviderMessageId, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.SentAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-        complete.Parameters.Add(Array(completions, c => c.FailedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-        complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
-        complete.Parameters.Add(Array(completions, c => c.CostCurrency, NpgsqlDbType.Text));
-        batch.BatchCommands.Add(complete);
+        var outcome = OutcomeCommand(leaseToken, completions, now);
+        batch.BatchCommands.Add(outcome);
 
         var attempts = completions.Where(c => c.Attempt is not null).ToList();
         if (attempts.Count > 0)
@@ -402,20 +400,91 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
+
+        await RepeatForSkippedRowsAsync(connection, outcome.RecordsAffected, completions.Count, () => OutcomeCommand(leaseToken, completions, now), cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs a LeasedRowSql statement again while rows it should have changed are left. A row someone
+    /// else updated while the statement waited for its lock is locked in its newer version, which the
+    /// statement's snapshot cannot see: the TID scan skips it and it stays leased to this batch. A new
+    /// statement sees that version; rows whose lease this batch lost match nothing and end the loop.
+    /// Rare (a business app writing to a row being sent), so it costs a round trip only then. The
+    /// first statement's transaction is committed by now: a failure here is not an NpgsqlException,
+    /// which would make the caller repeat all of it (splits and attempts too).
+    /// </summary>
+    private static async Task RepeatForSkippedRowsAsync(NpgsqlConnection connection, int done, int expected, Func<NpgsqlBatchCommand> statement, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (done < expected)
+            {
+                await using var again = new NpgsqlBatch(connection) { BatchCommands = { statement() } };
+                var more = await again.ExecuteNonQueryAsync(cancellationToken);
+                if (more == 0)
+                {
+                    return;
+                }
+                done += more;
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            throw new InvalidOperationException(
+                $"{expected - done} of {expected} rows that another transaction updated meanwhile are still leased to this batch; they become due again when the lease ends", ex);
+        }
+    }
+
+    /// <summary>The batch's outcome statement (internal so a test can print its plan).</summary>
+    internal static NpgsqlBatchCommand OutcomeCommand(string leaseToken, IReadOnlyList<Completion> completions, DateTimeOffset now)
+    {
+        var complete = LeasedRowsCommand(CompleteSql, leaseToken, completions, c => c.Id, c => c.CompanyId, now);
+        complete.Parameters.Add(Array(completions, c => WireName<DeliveryStatus>.Of(c.Status), NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => WireName<Channel>.Of(c.Channel), NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.RequestedChannel is { } r ? WireName<Channel>.Of(r) : null, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.NextAttemptAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.RetryCount, NpgsqlDbType.Integer));
+        complete.Parameters.Add(Array(completions, c => c.AttemptCount, NpgsqlDbType.Integer));
+        complete.Parameters.Add(Array(completions, c => c.StatusReason, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ErrorMessage, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.Subject, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.Content, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.TemplateUsed, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ProviderName, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.ProviderMessageId, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.SentAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.FailedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
+        complete.Parameters.Add(Array(completions, c => c.CostCurrency, NpgsqlDbType.Text));
+        return complete;
     }
 
     /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>
-    public async Task ReleaseAsync(string leaseToken, IReadOnlyCollection<long> ids, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task ReleaseAsync(string leaseToken, IReadOnlyCollection<ClaimedMessage> messages, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        if (ids.Count == 0)
+        if (messages.Count == 0)
         {
             return;
         }
-        await using var command = dataSource.CreateCommand(ReleaseSql);
-        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. ids] });
-        command.Parameters.Add(Value(leaseToken));
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { ReleaseCommand(leaseToken, messages, now) } };
+        var released = await batch.ExecuteNonQueryAsync(cancellationToken);
+        await RepeatForSkippedRowsAsync(connection, released, messages.Count, () => ReleaseCommand(leaseToken, messages, now), cancellationToken);
+    }
+
+    /// <summary>The release statement (internal so a test can print its plan).</summary>
+    internal static NpgsqlBatchCommand ReleaseCommand(string leaseToken, IReadOnlyCollection<ClaimedMessage> messages, DateTimeOffset now) =>
+        LeasedRowsCommand(ReleaseSql, leaseToken, messages, m => m.Id, m => m.CompanyId, now);
+
+    /// <summary>A statement over LeasedRowSql: $1 the time, $2 the lease, $3 and $4 the rows' ids and companies.</summary>
+    private static NpgsqlBatchCommand LeasedRowsCommand<T>(string sql, string leaseToken, IEnumerable<T> rows, Func<T, long> id, Func<T, Guid> company, DateTimeOffset now)
+    {
+        var command = new NpgsqlBatchCommand(sql);
         command.Parameters.Add(Value(now.ToUniversalTime()));
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        command.Parameters.Add(Value(leaseToken));
+        command.Parameters.Add(Array(rows, id, NpgsqlDbType.Bigint));
+        command.Parameters.Add(Array(rows, company, NpgsqlDbType.Uuid));
+        return command;
     }
 
     private static NpgsqlParameter<T> Value<T>(T value) => new() { TypedValue = value };

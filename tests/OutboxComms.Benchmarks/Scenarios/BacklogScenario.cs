@@ -95,7 +95,7 @@ internal static class BacklogScenario
         var now = DateTimeOffset.UtcNow;
         var channel = message.Channel is Channel.Email or Channel.WhatsApp ? message.Channel : Channel.Email;
         var provider = channel == Channel.Email ? "SMTP" : "WHATSAPP_BUSINESS_API";
-        return new Completion(message.Id, DeliveryStatus.Sent, channel)
+        return new Completion(message.Id, message.CompanyId, DeliveryStatus.Sent, channel)
         {
             RequestedChannel = message.Channel == channel ? null : message.Channel,
             NextAttemptAt = now,

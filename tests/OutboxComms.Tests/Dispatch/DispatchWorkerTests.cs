@@ -95,7 +95,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(20, email.Calls);
 
         // If the crashed worker comes back and tries to record a result, its stale lease does nothing.
-        await store.CompleteAsync("crashed-worker", [new Completion(crashed[0].Id, DeliveryStatus.Failed, Channel.Email) { ErrorMessage = "stale" }], time.GetUtcNow(), CancellationToken.None);
+        await store.CompleteAsync("crashed-worker", [new Completion(crashed[0].Id, company, DeliveryStatus.Failed, Channel.Email) { ErrorMessage = "stale" }], time.GetUtcNow(), CancellationToken.None);
         Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, crashed[0].Id)).Status);
     }
 
@@ -115,7 +115,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal([id], slow.Select(m => m.Id));
         Assert.Equal([id], fresh.Select(m => m.Id));
 
-        var sent = new Completion(id, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = time.GetUtcNow(), SentAt = time.GetUtcNow(), SplitInto = [Channel.WhatsApp] };
+        var sent = new Completion(id, company, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = time.GetUtcNow(), SentAt = time.GetUtcNow(), SplitInto = [Channel.WhatsApp] };
         await store.CompleteAsync($"{worker.WorkerId}#1", [sent with { ProviderMessageId = "late" }], time.GetUtcNow(), CancellationToken.None);
 
         var row = await Outbox.GetAsync(db.DataSource, id);
@@ -308,26 +308,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     [Fact]
     public async Task A_claim_planned_from_statistics_taken_during_a_big_import_fetches_only_the_rows_it_locked()
     {
-        // Autovacuum or autoanalyze that runs while a business app's import is still uncommitted
-        // records the table as empty (the import's rows are not live yet); until the next analyze
-        // every claim is planned for an empty table while 20,000 rows are due.
-        var (company, customer) = await CustomerAsync();
-        await using (var import = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken))
-        await using (var transaction = await import.BeginTransactionAsync(TestContext.Current.CancellationToken))
-        {
-            await using (var insert = new NpgsqlCommand(
-                "INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content) SELECT $1, $2, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Update ' || g FROM generate_series(1, 20000) g", import, transaction))
-            {
-                insert.Parameters.AddWithValue(company);
-                insert.Parameters.AddWithValue(customer);
-                await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-            }
-            await using (var analyze = db.DataSource.CreateCommand("ANALYZE communication_logs"))
-            {
-                await analyze.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-            }
-            await transaction.CommitAsync(TestContext.Current.CancellationToken);
-        }
+        await ImportWhileAnalyzeRunsAsync();
         await using var worker = new WorkerHarness(db.ConnectionString, []);
         await using var connection = await worker.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(TestContext.Current.CancellationToken);
         await ExecuteAsync(connection, PrepareClaim);
@@ -344,6 +325,114 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.DoesNotContain("Index Scan using communication_logs_pkey", plan, StringComparison.Ordinal);
         Assert.Equal(500, claimed.Count);
         Assert.Equal(claimed.Select(m => m.Id).Order(), claimed.Select(m => m.Id)); // in due order
+    }
+
+    [Fact]
+    public async Task Outcomes_and_releases_planned_from_statistics_taken_during_a_big_import_probe_only_the_batch_rows()
+    {
+        var company = await ImportWhileAnalyzeRunsAsync();
+        await using var worker = new WorkerHarness(db.ConnectionString, []);
+        var dataSource = worker.Services.GetRequiredService<NpgsqlDataSource>();
+        var store = new OutboxStore(dataSource);
+        var now = DateTimeOffset.UtcNow;
+        var claimed = await store.ClaimAsync("import-test#1", 500, now, TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken);
+        var (sent, kept) = (claimed[..400], claimed[400..]);
+        var outcomes = sent.Select(m => new Completion(m.Id, m.CompanyId, DeliveryStatus.Sent, m.Channel) { NextAttemptAt = now, SentAt = now, ProviderMessageId = $"p-{m.Id}" }).ToList();
+
+        var outcomePlan = await ExplainAsync(dataSource, OutboxStore.OutcomeCommand("import-test#1", outcomes, now));
+        var releasePlan = await ExplainAsync(dataSource, OutboxStore.ReleaseCommand("import-test#1", kept, now));
+        await store.CompleteAsync("import-test#1", outcomes, now, TestContext.Current.CancellationToken);
+        await store.ReleaseAsync("import-test#1", kept, now, TestContext.Current.CancellationToken);
+
+        // Joined by id, the outcome scanned the whole primary key per batch (a hash join) and a probe
+        // by id alone scanned the whole company index per row: every probe now names both columns
+        // of the company index, and the update reaches the locked versions by tuple id.
+        foreach (var plan in new[] { outcomePlan, releasePlan })
+        {
+            Assert.True(plan.Contains("Tid Scan on communication_logs", StringComparison.Ordinal), plan);
+            Assert.DoesNotContain("Seq Scan on communication_logs", plan, StringComparison.Ordinal);
+            var conditions = plan.Split('\n').Where(line => line.Contains("Index Cond:", StringComparison.Ordinal)).ToList();
+            Assert.NotEmpty(conditions);
+            Assert.All(conditions, line => Assert.True(line.Contains("(company_id = b.company_id) AND (id = b.id)", StringComparison.Ordinal), plan));
+        }
+        Assert.Equal(400, await CountAsync(company, "SENT"));
+        Assert.Equal(400, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE provider_message_id = 'p-' || id AND locked_by IS NULL"));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE locked_by IS NOT NULL"));
+        Assert.Equal(100, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE id = ANY($1) AND status = 'PENDING' AND next_attempt_at <= $2", kept.Select(m => m.Id).ToArray(), now));
+    }
+
+    [Fact]
+    public async Task An_outcome_that_waits_for_a_business_app_updating_the_row_is_still_recorded()
+    {
+        var (company, customer) = await CustomerAsync();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await using var worker = new WorkerHarness(db.ConnectionString, []);
+        var store = worker.Services.GetRequiredService<OutboxStore>();
+        var now = DateTimeOffset.UtcNow;
+        Assert.Single(await store.ClaimAsync("busy-row#1", 10, now, TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken));
+
+        // The business app's transaction updates the row while the worker records the outcome: the
+        // outcome waits for it, then finds a newer version of the row than its statement can see.
+        await using var producer = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var transaction = await producer.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var touch = new NpgsqlCommand("UPDATE communication_logs SET metadata = '{\"invoice\": \"INV-7\"}' WHERE id = $1", producer, transaction))
+        {
+            touch.Parameters.AddWithValue(id);
+            await touch.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var sent = new Completion(id, company, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = now, SentAt = now, ProviderMessageId = "wamid-7" };
+        var outcome = store.CompleteAsync("busy-row#1", [sent], now, TestContext.Current.CancellationToken);
+        while (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") == 0)
+        {
+            Assert.False(outcome.IsCompleted, "the outcome did not wait for the business app's row lock");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+        await transaction.CommitAsync(TestContext.Current.CancellationToken);
+        await outcome;
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", "wamid-7", (string?)null), (row.Status, row.ProviderMessageId, row.LockedBy));
+        Assert.Equal("INV-7", await TestData.ScalarAsync<string>(db.DataSource, "SELECT metadata->>'invoice' FROM communication_logs WHERE id = $1", id));
+    }
+
+    // Autovacuum or autoanalyze that runs while a business app's import is still uncommitted
+    // records the table as empty (the import's rows are not live yet); until the next analyze
+    // every statement is planned for an empty table while 20,000 rows are due.
+    private async Task<Guid> ImportWhileAnalyzeRunsAsync()
+    {
+        var (company, customer) = await CustomerAsync();
+        await using var import = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var transaction = await import.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var insert = new NpgsqlCommand(
+            "INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content) SELECT $1, $2, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Update ' || g FROM generate_series(1, 20000) g", import, transaction))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(customer);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await using (var analyze = db.DataSource.CreateCommand("ANALYZE communication_logs"))
+        {
+            await analyze.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await transaction.CommitAsync(TestContext.Current.CancellationToken);
+        return company;
+    }
+
+    /// <summary>The plan of one of the store's statements, with its parameters, from a worker's connection (custom plans).</summary>
+    private static async Task<string> ExplainAsync(NpgsqlDataSource dataSource, NpgsqlBatchCommand statement)
+    {
+        await using var explain = dataSource.CreateCommand("EXPLAIN " + statement.CommandText);
+        foreach (NpgsqlParameter parameter in statement.Parameters)
+        {
+            explain.Parameters.Add(parameter.Clone());
+        }
+        var plan = new List<string>();
+        await using var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            plan.Add(reader.GetString(0));
+        }
+        return string.Join('\n', plan);
     }
 
     // The production claim, prepared and run the way the plan tests look at it.
