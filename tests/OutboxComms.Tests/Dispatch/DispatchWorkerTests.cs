@@ -382,9 +382,15 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         }
         var sent = new Completion(id, company, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = now, SentAt = now, ProviderMessageId = "wamid-7" };
         var outcome = store.CompleteAsync("busy-row#1", [sent], now, TestContext.Current.CancellationToken);
-        while (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") == 0)
+        var waitedFor = Stopwatch.StartNew();
+        while (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", producer.ProcessID) == 0)
         {
-            Assert.False(outcome.IsCompleted, "the outcome did not wait for the business app's row lock");
+            if (outcome.IsCompleted)
+            {
+                await outcome; // its error, if it failed
+                Assert.Fail("the outcome did not wait for the business app's row lock");
+            }
+            Assert.True(waitedFor.Elapsed < TimeSpan.FromSeconds(30), "the outcome never blocked on the business app's row lock");
             await Task.Delay(10, TestContext.Current.CancellationToken);
         }
         await transaction.CommitAsync(TestContext.Current.CancellationToken);
