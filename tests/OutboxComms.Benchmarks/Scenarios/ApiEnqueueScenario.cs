@@ -90,7 +90,7 @@ internal static class ApiEnqueueScenario
     private static async Task BulkAsync(Bench bench, HttpClient client, IReadOnlyList<Guid> customers)
     {
         var requests = Math.Max(2, bench.Options.Rows / BulkSize);
-        await ClosedLoop.RunAsync(BulkClients, BulkClients * 2, r =>
+        await ClosedLoop.RunAsync(BulkClients, bench.Options.ApiBulkWarmupRequests, r =>
             PostAsync(client, "/v1/messages/bulk", BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(int)((r * BulkSize + j) % customers.Count)], -1 - j)))));
         await bench.Db.ResetStatementStatsAsync();
         var window = await LoadWindow.StartAsync(bench.Db);
@@ -99,7 +99,7 @@ internal static class ApiEnqueueScenario
         var usage = await window.StopAsync();
         var rate = perSecond * BulkSize;
         bench.Report.Add(new ResultRow(Name, $"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request, {BulkClients} concurrent clients", $"{Stats.Count(rate)} rows/s", latency,
-            "≥ 100,000 rows/s", bench.Report.Verdict(rate, 100_000, higherIsBetter: true), $"{Stats.Count(requests)} requests after {BulkClients * 2} unmeasured warm-up requests; latency per request (includes building its JSON). {usage.Describe(requests * BulkSize, "row")}"));
+            "≥ 100,000 rows/s", bench.Report.Verdict(rate, 100_000, higherIsBetter: true), $"{Stats.Count(requests)} requests after {Stats.Count(bench.Options.ApiBulkWarmupRequests)} unmeasured warm-up requests; latency per request (includes building its JSON). {usage.Describe(requests * BulkSize, "row")}"));
         bench.Report.Detail($"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request: top statements (pg_stat_statements, server time)", await bench.Db.TopStatementsAsync());
     }
 
