@@ -255,41 +255,167 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
     /// <summary>
     /// Inserts one message (a row per channel) if its customer exists in the company, is not deleted,
-    /// and its template (if any) exists; null when nothing was inserted. One statement, committed on
-    /// its own; the notifier wakes the workers after.
+    /// and its template (if any) exists; null when nothing was inserted. Committed before it returns;
+    /// the notifier wakes the workers after.
     /// </summary>
+    /// <remarks>
+    /// Concurrent calls are coalesced: the calls that arrive while earlier ones are being written go
+    /// to PostgreSQL together, one statement each in one batch — one round trip, one transaction,
+    /// one commit and its WAL flush for all of them (a single-row transaction costs PostgreSQL far
+    /// more than its row). A call waits for nothing when none is in flight. If a statement of the
+    /// batch fails, the whole batch is rolled back and each call runs again on its own, so one bad
+    /// call never fails another.
+    /// </remarks>
     public async Task<IReadOnlyList<(long Id, Channel Channel)>?> InsertCheckedAsync(Guid companyId, MessageDraft draft, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(InsertCheckedSql);
-        command.Parameters.Add(Value(companyId));
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Uuid, Value = (object?)draft.CustomerId ?? DBNull.Value });
-        command.Parameters.Add(Text(draft.CustomerExternalId));
-        command.Parameters.Add(Text(WireName<MessageType>.Of(draft.Type)));
-        command.Parameters.Add(Text(draft.RequestedChannel is { } requested ? WireName<Channel>.Of(requested) : null));
-        command.Parameters.Add(Text(draft.Subject));
-        command.Parameters.Add(Text(draft.Content));
-        command.Parameters.Add(Text(draft.TemplateKey));
-        command.Parameters.Add(Text(draft.TemplateData));
-        command.Parameters.Add(Value(draft.MaxRetries));
-        command.Parameters.Add(Text(draft.Metadata));
-        command.Parameters.Add(Value(now.ToUniversalTime()));
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.NotBefore?.ToUniversalTime() ?? DBNull.Value });
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.ExpiresAt?.ToUniversalTime() ?? DBNull.Value });
-        command.Parameters.Add(Value(draft.Channels.Select(WireName<Channel>.Of).ToArray()));
-        var rows = new List<(long Id, Channel Channel)>(draft.Channels.Count);
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                rows.Add((reader.GetInt64(0), WireName<Channel>.Parse(reader.GetString(1))));
-            }
-        }
+        var insert = new CheckedInsert(companyId, draft, now);
+        pendingInserts.Enqueue(insert);
+        StartWriters();
+        // The caller going away does not stop its insert (it may already be committed).
+        var rows = await insert.Done.Task.WaitAsync(cancellationToken);
         if (rows.Count == 0)
         {
             return null;
         }
         notifier.Notify();
-        return [.. rows.OrderBy(r => r.Id)];
+        return rows;
+    }
+
+    private sealed record CheckedInsert(Guid CompanyId, MessageDraft Draft, DateTimeOffset Now)
+    {
+        public TaskCompletionSource<IReadOnlyList<(long Id, Channel Channel)>> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    // Batches in flight at once: while one waits for PostgreSQL the next gathers calls. At most
+    // MaxCoalesced calls per batch.
+    private const int MaxWriters = 2;
+    private const int MaxCoalesced = 128;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<CheckedInsert> pendingInserts = new();
+    private int writers;
+
+    private void StartWriters()
+    {
+        while (!pendingInserts.IsEmpty)
+        {
+            var running = Volatile.Read(ref writers);
+            if (running >= MaxWriters)
+            {
+                return; // a running writer takes the call before it stops
+            }
+            if (Interlocked.CompareExchange(ref writers, running + 1, running) == running)
+            {
+                _ = Task.Run(WriteAsync);
+                return;
+            }
+        }
+    }
+
+    private async Task WriteAsync()
+    {
+        try
+        {
+            var group = new List<CheckedInsert>(MaxCoalesced);
+            while (true)
+            {
+                group.Clear();
+                while (group.Count < MaxCoalesced && pendingInserts.TryDequeue(out var next))
+                {
+                    group.Add(next);
+                }
+                if (group.Count == 0)
+                {
+                    return;
+                }
+                await WriteGroupAsync(group);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref writers);
+            StartWriters(); // calls queued after this writer last looked
+        }
+    }
+
+    private async Task WriteGroupAsync(List<CheckedInsert> group)
+    {
+        List<IReadOnlyList<(long Id, Channel Channel)>> results;
+        try
+        {
+            results = await ExecuteAsync(group);
+        }
+        catch (PostgresException) when (group.Count > 1)
+        {
+            // Rolled back as a whole: find out whose it was by running each on its own.
+            foreach (var insert in group)
+            {
+                await WriteGroupAsync([insert]);
+            }
+            return;
+        }
+        catch (Exception ex)
+        {
+            foreach (var insert in group)
+            {
+                insert.Done.TrySetException(ex);
+            }
+            return;
+        }
+        for (var i = 0; i < group.Count; i++)
+        {
+            group[i].Done.TrySetResult(results[i]);
+        }
+    }
+
+    /// <summary>The group's statements in one batch (one implicit transaction); results only once it has committed.</summary>
+    private async Task<List<IReadOnlyList<(long Id, Channel Channel)>>> ExecuteAsync(List<CheckedInsert> group)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var batch = new NpgsqlBatch(connection);
+        foreach (var insert in group)
+        {
+            batch.BatchCommands.Add(CheckedInsertCommand(insert));
+        }
+        var results = new List<IReadOnlyList<(long Id, Channel Channel)>>(group.Count);
+        await using (var reader = await batch.ExecuteReaderAsync())
+        {
+            do
+            {
+                var rows = new List<(long Id, Channel Channel)>(2);
+                while (await reader.ReadAsync())
+                {
+                    rows.Add((reader.GetInt64(0), WireName<Channel>.Parse(reader.GetString(1))));
+                }
+                results.Add([.. rows.OrderBy(r => r.Id)]);
+            }
+            while (await reader.NextResultAsync());
+        } // disposing the reader reads up to the commit's ReadyForQuery
+        return results;
+    }
+
+    private static NpgsqlBatchCommand CheckedInsertCommand(CheckedInsert insert)
+    {
+        var draft = insert.Draft;
+        return new NpgsqlBatchCommand(InsertCheckedSql)
+        {
+            Parameters =
+            {
+                Value(insert.CompanyId),
+                new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Uuid, Value = (object?)draft.CustomerId ?? DBNull.Value },
+                Text(draft.CustomerExternalId),
+                Text(WireName<MessageType>.Of(draft.Type)),
+                Text(draft.RequestedChannel is { } requested ? WireName<Channel>.Of(requested) : null),
+                Text(draft.Subject),
+                Text(draft.Content),
+                Text(draft.TemplateKey),
+                Text(draft.TemplateData),
+                Value(draft.MaxRetries),
+                Text(draft.Metadata),
+                Value(insert.Now.ToUniversalTime()),
+                new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.NotBefore?.ToUniversalTime() ?? DBNull.Value },
+                new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.ExpiresAt?.ToUniversalTime() ?? DBNull.Value },
+                Value(draft.Channels.Select(WireName<Channel>.Of).ToArray()),
+            },
+        };
     }
 
     /// <summary>The answer already given for this idempotency key, if any.</summary>

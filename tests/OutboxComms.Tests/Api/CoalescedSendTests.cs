@@ -1,0 +1,135 @@
+using System.Net;
+using Npgsql;
+using OutboxComms.Tests.Infrastructure;
+
+namespace OutboxComms.Tests.Api;
+
+/// <summary>
+/// Concurrent single-message sends share one batch and one commit: each caller still gets exactly
+/// its own rows and its own errors. A gate trigger (this class's database only) holds the first
+/// batches until the rest of the calls have queued up behind them, so that they are coalesced.
+/// </summary>
+public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
+{
+    private const long GateLock = 4242;
+
+    private async Task InstallGateAsync()
+    {
+        await using var command = Db.DataSource.CreateCommand("""
+            CREATE OR REPLACE FUNCTION test_send_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_advisory_xact_lock_shared(4242);
+                IF NEW.subject = 'poison' THEN
+                    RAISE EXCEPTION 'a row this test refuses';
+                END IF;
+                RETURN NEW;
+            END $$;
+            DROP TRIGGER IF EXISTS test_send_gate ON communication_logs;
+            CREATE TRIGGER test_send_gate BEFORE INSERT ON communication_logs FOR EACH ROW EXECUTE FUNCTION test_send_gate();
+            """);
+        await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+    }
+
+    /// <summary>Sends every request at once while the gate is closed, then opens it.</summary>
+    private async Task<(HttpResponseMessage Response, System.Text.Json.Nodes.JsonNode? Body)[]> SendBehindGateAsync(IReadOnlyList<(HttpClient Client, object Body)> requests)
+    {
+        await using var gate = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using (var close = new NpgsqlCommand($"SELECT pg_advisory_lock({GateLock})", gate))
+        {
+            await close.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var sends = requests.Select(r => r.Client.PostAsync("/v1/messages", r.Body)).ToArray();
+        // The first batches wait at the gate; the other calls queue up behind them.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", gate.ProcessID) == 0)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "no insert reached the gate");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        await using (var open = new NpgsqlCommand($"SELECT pg_advisory_unlock({GateLock})", gate))
+        {
+            await open.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        return await Task.WhenAll(sends);
+    }
+
+    [Fact]
+    public async Task Concurrent_sends_from_two_practices_are_written_together_and_each_answered_with_its_own_rows()
+    {
+        await InstallGateAsync();
+        var (first, firstKey) = await Api.NewCompanyAsync("Rao & Associates");
+        var (second, secondKey) = await Api.NewCompanyAsync("Iyer Corporate Services");
+        using var firstClient = Api.As(firstKey);
+        using var secondClient = Api.As(secondKey);
+        var firstCustomers = new List<Guid>();
+        var secondCustomers = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            firstCustomers.Add(await TestData.CreateCustomerAsync(Db.DataSource, first, externalId: $"R-{i}"));
+            secondCustomers.Add(await TestData.CreateCustomerAsync(Db.DataSource, second));
+        }
+
+        // 30 sends: each practice's to its own customers (some by external id, some to both
+        // channels), and every fifth to a customer of the other practice, which must be refused.
+        var requests = Enumerable.Range(0, 30).Select(i =>
+        {
+            var (client, own, others) = i % 2 == 0 ? (firstClient, firstCustomers, secondCustomers) : (secondClient, secondCustomers, firstCustomers);
+            object body = i % 5 == 4
+                ? new { customerId = others[i % others.Count], type = "INVOICE", channel = "EMAIL", subject = $"Invoice {i}", content = "Attached." }
+                : i % 3 == 0 && client == firstClient
+                    ? new { customerExternalId = $"R-{i % 5}", type = "INVOICE", channel = "BOTH", subject = $"Invoice {i}", content = "Attached." }
+                    : new { customerId = own[i % own.Count], type = "INVOICE", channel = "EMAIL", subject = $"Invoice {i}", content = "Attached." };
+            return (client, body);
+        }).ToList();
+
+        var answers = await SendBehindGateAsync(requests);
+
+        var transactions = new HashSet<uint>();
+        for (var i = 0; i < requests.Count; i++)
+        {
+            var (response, body) = answers[i];
+            if (i % 5 == 4)
+            {
+                Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+                Assert.NotNull(body!["errors"]!["customerId"]);
+                continue;
+            }
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            var messages = body!["messages"]!.AsArray();
+            var both = i % 3 == 0 && i % 2 == 0;
+            Assert.Equal(both ? ["EMAIL", "WHATSAPP"] : new[] { "EMAIL" }, messages.Select(m => m!["channel"]!.GetValue<string>()));
+            foreach (var message in messages)
+            {
+                await using var row = Db.DataSource.CreateCommand("SELECT company_id, subject, xmin::text::bigint FROM communication_logs WHERE id = $1");
+                row.Parameters.AddWithValue(message!["id"]!.GetValue<long>());
+                await using var reader = await row.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+                Assert.True(await reader.ReadAsync(TestContext.Current.CancellationToken));
+                Assert.Equal((i % 2 == 0 ? first : second, $"Invoice {i}"), (reader.GetGuid(0), reader.GetString(1)));
+                transactions.Add((uint)reader.GetInt64(2));
+            }
+        }
+        Assert.Equal(24 + 4, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs"));
+        // Coalesced: far fewer transactions than sends.
+        Assert.True(transactions.Count < 24 / 2, $"{transactions.Count} transactions for 24 accepted sends");
+    }
+
+    [Fact]
+    public async Task A_send_that_fails_in_a_shared_batch_fails_alone()
+    {
+        await InstallGateAsync();
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var requests = Enumerable.Range(0, 20)
+            .Select(i => (client, (object)new { customerId = customer, type = "INVOICE", channel = "EMAIL", subject = i == 13 ? "poison" : $"Invoice {i}", content = "Attached." }))
+            .ToList();
+
+        var answers = await SendBehindGateAsync(requests);
+
+        Assert.Equal(HttpStatusCode.InternalServerError, answers[13].Response.StatusCode);
+        Assert.All(answers.Where((_, i) => i != 13), a => Assert.Equal(HttpStatusCode.Accepted, a.Response.StatusCode));
+        Assert.Equal(19, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE subject = 'poison'"));
+    }
+}
