@@ -263,13 +263,15 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     /// to PostgreSQL together, one statement each in one batch — one round trip, one transaction,
     /// one commit and its WAL flush for all of them (a single-row transaction costs PostgreSQL far
     /// more than its row). A call waits for nothing when none is in flight. If a statement of the
-    /// batch fails, the whole batch is rolled back and each call runs again on its own, so one bad
-    /// call never fails another.
+    /// batch fails, the whole batch is rolled back: that call fails and the others run again
+    /// together, so one bad call never fails another. A call whose client has gone away before its
+    /// batch is formed is dropped, not inserted.
     /// </remarks>
     public async Task<IReadOnlyList<(long Id, Channel Channel)>?> InsertCheckedAsync(Guid companyId, MessageDraft draft, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var insert = new CheckedInsert(companyId, draft, now);
+        var insert = new CheckedInsert(companyId, draft, now, cancellationToken);
         pendingInserts.Enqueue(insert);
+        Interlocked.Increment(ref queuedInserts);
         StartWriters();
         // The caller going away does not stop its insert (it may already be committed).
         var rows = await insert.Done.Task.WaitAsync(cancellationToken);
@@ -281,8 +283,9 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         return rows;
     }
 
-    private sealed record CheckedInsert(Guid CompanyId, MessageDraft Draft, DateTimeOffset Now)
+    private sealed record CheckedInsert(Guid CompanyId, MessageDraft Draft, DateTimeOffset Now, CancellationToken Abandoned)
     {
+
         public TaskCompletionSource<IReadOnlyList<(long Id, Channel Channel)>> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
@@ -292,6 +295,10 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     private const int MaxCoalesced = 128;
     private readonly System.Collections.Concurrent.ConcurrentQueue<CheckedInsert> pendingInserts = new();
     private int writers;
+    private long queuedInserts;
+
+    /// <summary>Calls queued so far (tests wait on it).</summary>
+    internal long QueuedInserts => Interlocked.Read(ref queuedInserts);
 
     private void StartWriters()
     {
@@ -304,7 +311,11 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             }
             if (Interlocked.CompareExchange(ref writers, running + 1, running) == running)
             {
-                _ = Task.Run(WriteAsync);
+                // The writer outlives the request that started it: it must not carry its context.
+                using (ExecutionContext.SuppressFlow())
+                {
+                    _ = Task.Run(WriteAsync);
+                }
                 return;
             }
         }
@@ -320,13 +331,29 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
                 group.Clear();
                 while (group.Count < MaxCoalesced && pendingInserts.TryDequeue(out var next))
                 {
+                    if (next.Abandoned.IsCancellationRequested)
+                    {
+                        next.Done.TrySetCanceled(next.Abandoned);
+                        continue;
+                    }
                     group.Add(next);
                 }
                 if (group.Count == 0)
                 {
                     return;
                 }
-                await WriteGroupAsync(group);
+                try
+                {
+                    await WriteGroupAsync(group);
+                }
+                catch (Exception ex)
+                {
+                    // Nothing may leave a call waiting forever.
+                    foreach (var insert in group)
+                    {
+                        insert.Done.TrySetException(ex);
+                    }
+                }
             }
         }
         finally
@@ -343,13 +370,27 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         {
             results = await ExecuteAsync(group);
         }
-        catch (PostgresException) when (group.Count > 1)
+        catch (StatementFailedException ex) when (group.Count > 1)
         {
-            // Rolled back as a whole: find out whose it was by running each on its own.
+            // Rolled back as a whole. The statements before the failing one answered, the rest were
+            // skipped: that call fails, the others are written again together. A failure after the
+            // last statement (the commit) names no call: each runs again on its own.
+            if (ex.Statement < group.Count)
+            {
+                var failed = group[ex.Statement];
+                failed.Done.TrySetException(ex.InnerException!);
+                await WriteGroupAsync([.. group.Where(insert => !ReferenceEquals(insert, failed))]);
+                return;
+            }
             foreach (var insert in group)
             {
                 await WriteGroupAsync([insert]);
             }
+            return;
+        }
+        catch (StatementFailedException ex)
+        {
+            group[0].Done.TrySetException(ex.InnerException!);
             return;
         }
         catch (Exception ex)
@@ -376,8 +417,9 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             batch.BatchCommands.Add(CheckedInsertCommand(insert));
         }
         var results = new List<IReadOnlyList<(long Id, Channel Channel)>>(group.Count);
-        await using (var reader = await batch.ExecuteReaderAsync())
+        try
         {
+            await using var reader = await batch.ExecuteReaderAsync();
             do
             {
                 var rows = new List<(long Id, Channel Channel)>(2);
@@ -387,9 +429,20 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
                 }
                 results.Add([.. rows.OrderBy(r => r.Id)]);
             }
-            while (await reader.NextResultAsync());
-        } // disposing the reader reads up to the commit's ReadyForQuery
+            while (await reader.NextResultAsync()); // the last one reads up to the commit's ReadyForQuery
+        }
+        catch (PostgresException ex)
+        {
+            // An error ends the batch at the statement that raised it: the one after the answered ones.
+            throw new StatementFailedException(results.Count, ex);
+        }
         return results;
+    }
+
+    private sealed class StatementFailedException(int statement, PostgresException error)
+        : Exception($"statement {statement} of a coalesced batch failed: {error.MessageText}", error)
+    {
+        public int Statement { get; } = statement;
     }
 
     private static NpgsqlBatchCommand CheckedInsertCommand(CheckedInsert insert)

@@ -1,5 +1,7 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using OutboxComms.Api.Messages;
 using OutboxComms.Tests.Infrastructure;
 
 namespace OutboxComms.Tests.Api;
@@ -38,20 +40,30 @@ public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
         {
             await close.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
-        var sends = requests.Select(r => r.Client.PostAsync("/v1/messages", r.Body)).ToArray();
-        // The first batches wait at the gate; the other calls queue up behind them.
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", gate.ProcessID) == 0)
+        try
         {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "no insert reached the gate");
-            await Task.Delay(10, TestContext.Current.CancellationToken);
+            var store = Api.Services.GetRequiredService<MessageStore>();
+            var queuedBefore = store.QueuedInserts;
+            var sends = requests.Select(r => r.Client.PostAsync("/v1/messages", r.Body)).ToArray();
+            // The first batches wait at the gate; every other call queues up behind them.
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            while (store.QueuedInserts - queuedBefore < requests.Count
+                   || await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", gate.ProcessID) == 0)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the sends did not all queue up behind the gate");
+                await Task.Delay(10, TestContext.Current.CancellationToken);
+            }
+            await using (var open = new NpgsqlCommand($"SELECT pg_advisory_unlock({GateLock})", gate))
+            {
+                await open.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            return await Task.WhenAll(sends);
         }
-        await Task.Delay(300, TestContext.Current.CancellationToken);
-        await using (var open = new NpgsqlCommand($"SELECT pg_advisory_unlock({GateLock})", gate))
+        finally
         {
-            await open.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", gate);
+            await release.ExecuteNonQueryAsync(CancellationToken.None);
         }
-        return await Task.WhenAll(sends);
     }
 
     [Fact]
@@ -109,7 +121,7 @@ public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
                 transactions.Add((uint)reader.GetInt64(2));
             }
         }
-        Assert.Equal(24 + 4, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs"));
+        Assert.Equal(24 + 4, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id IN ($1, $2)", first, second));
         // Coalesced: far fewer transactions than sends.
         Assert.True(transactions.Count < 24 / 2, $"{transactions.Count} transactions for 24 accepted sends");
     }
@@ -131,5 +143,7 @@ public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
         Assert.All(answers.Where((_, i) => i != 13), a => Assert.Equal(HttpStatusCode.Accepted, a.Response.StatusCode));
         Assert.Equal(19, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
         Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE subject = 'poison'"));
+        // The failed send's batch was written again without it, in one transaction, not one by one.
+        Assert.True(await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(DISTINCT xmin::text) FROM communication_logs WHERE company_id = $1", company) < 19 / 2);
     }
 }
