@@ -72,7 +72,11 @@ internal static class MessageValidation
             .When(request.Subject is { Length: > MaxSubjectLength }, "subject", SubjectLengthMessage)
             .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both) && string.IsNullOrWhiteSpace(request.Subject),
                 "subject", "subject is required for an email without a template.")
-            .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.");
+            .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.")
+            .When(HasNul(externalId), "customerExternalId", NulMessage("customerExternalId"))
+            .When(HasNul(templateKey), "templateKey", NulMessage("templateKey"))
+            .When(HasNul(request.Subject), "subject", NulMessage("subject"))
+            .When(HasNul(request.Content), "content", NulMessage("content"));
         var data = JsonObject(request.Data, "data", validation);
         var metadata = JsonObject(request.Metadata, "metadata", validation);
 
@@ -107,12 +111,30 @@ internal static class MessageValidation
             return "{}";
         }
         var raw = value.GetRawText();
+        if (raw.Contains("\\u0000", StringComparison.Ordinal) && HasNul(value))
+        {
+            validation.Add(field, NulMessage(field));
+        }
         if (raw.Length > MaxJsonLength)
         {
             validation.Add(field, $"{field} is at most {MaxJsonLength / 1024} KB of JSON.");
         }
         return raw;
     }
+
+    // PostgreSQL stores no NUL character in text or jsonb: refused here with the field's name rather
+    // than failing the INSERT.
+    private static bool HasNul(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
+
+    private static bool HasNul(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.String => HasNul(element.GetString()),
+        JsonValueKind.Object => element.EnumerateObject().Any(p => HasNul(p.Name) || HasNul(p.Value)),
+        JsonValueKind.Array => element.EnumerateArray().Any(HasNul),
+        _ => false,
+    };
+
+    private static string NulMessage(string field) => $"{field} cannot contain the NUL character (\\u0000).";
 
     private static List<AttachmentDraft> Attachments(IReadOnlyList<AttachmentRequest?>? attachments, Validation validation)
     {

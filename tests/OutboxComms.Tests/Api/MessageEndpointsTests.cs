@@ -125,6 +125,26 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_nul_character_which_postgresql_cannot_store_is_refused_by_field_name()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        using var client = Api.As(key);
+
+        var (response, problem) = await client.PostAsync("/v1/messages", new
+        {
+            customerId = customer, type = "INVOICE", channel = "EMAIL", subject = "Invoice\0", content = "Dear\0client", metadata = new { invoice = new[] { "INV\u0000-1" } },
+        });
+        var (template, templateProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "EMAIL", templateKey = "invoice", data = new { name = "A\0" } });
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["content", "metadata", "subject"], ErrorFields(problem).Order());
+        Assert.Equal(HttpStatusCode.BadRequest, template.StatusCode);
+        Assert.Equal(["data"], ErrorFields(templateProblem));
+        Assert.Equal(0, await CountAsync(Db.DataSource, company));
+    }
+
+    [Fact]
     public async Task The_customer_must_exist_in_the_callers_company_and_not_be_deleted_and_the_template_must_exist()
     {
         var (company, key) = await Api.NewCompanyAsync();
