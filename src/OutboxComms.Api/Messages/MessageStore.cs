@@ -273,7 +273,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         pendingInserts.Enqueue(insert);
         Interlocked.Increment(ref queuedInserts);
         StartWriters();
-        // The caller going away does not stop its insert (it may already be committed).
+        // A caller that goes away drops its insert only while no batch has taken it; once taken it
+        // may already be committed.
         var rows = await insert.Done.Task.WaitAsync(cancellationToken);
         if (rows.Count == 0)
         {
@@ -285,7 +286,6 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
     private sealed record CheckedInsert(Guid CompanyId, MessageDraft Draft, DateTimeOffset Now, CancellationToken Abandoned)
     {
-
         public TaskCompletionSource<IReadOnlyList<(long Id, Channel Channel)>> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
