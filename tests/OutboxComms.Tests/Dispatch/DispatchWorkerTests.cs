@@ -200,9 +200,12 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             insert.Parameters.AddWithValue(company);
             unknownExternal = (long)(await insert.ExecuteScalarAsync(TestContext.Current.CancellationToken))!;
         }
+        // No foreign key checks the company (migration 0010): a producer's wrong company id commits with its business change.
+        var noSuchCompany = Guid.NewGuid();
+        var unknownCompany = await Outbox.EnqueueAsync(db.DataSource, noSuchCompany, customer);
 
         await worker.StartAsync();
-        await WaitUntilAsync(async () => await CountAsync(company, "FAILED") == 5, TimeSpan.FromSeconds(10), "five FAILED rows");
+        await WaitUntilAsync(async () => await CountAsync(company, "FAILED") == 5 && await CountAsync(noSuchCompany, "FAILED") == 1, TimeSpan.FromSeconds(10), "six FAILED rows");
 
         Assert.Equal("no template 'no-such-template' for EMAIL in en", (await Outbox.GetAsync(db.DataSource, unknownTemplate)).ErrorMessage);
         Assert.Equal($"customer {(await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", missingCustomer))} does not exist in this company",
@@ -210,6 +213,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Matches(@"^template broken@v1/EMAIL/en: line 1, column \d+: ", (await Outbox.GetAsync(db.DataSource, brokenTemplate)).ErrorMessage);
         Assert.Equal("template_data must be a JSON object", (await Outbox.GetAsync(db.DataSource, arrayData)).ErrorMessage);
         Assert.Equal("customer with external id 'NOT-A-CLIENT' does not exist in this company", (await Outbox.GetAsync(db.DataSource, unknownExternal)).ErrorMessage);
+        Assert.Equal($"company {noSuchCompany} does not exist", (await Outbox.GetAsync(db.DataSource, unknownCompany)).ErrorMessage);
         Assert.Equal(0, email.Calls);
 
         // Still alive: a good message after the bad ones goes out.

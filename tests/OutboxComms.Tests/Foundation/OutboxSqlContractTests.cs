@@ -119,6 +119,42 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task A_row_naming_no_company_commits_and_a_company_with_messages_cannot_be_deleted()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        // No foreign key on the company (migration 0010): the producer's transaction is not aborted; the worker fails the row.
+        var orphan = await Outbox.EnqueueAsync(db.DataSource, Guid.NewGuid(), customer);
+        Assert.Equal("PENDING", (await Outbox.GetAsync(db.DataSource, orphan)).Status);
+
+        foreach (var sql in new[] { "DELETE FROM companies WHERE id = $1", "UPDATE companies SET id = gen_random_uuid() WHERE id = $1" })
+        {
+            await using var change = db.DataSource.CreateCommand(sql);
+            change.Parameters.AddWithValue(company);
+            var error = await Assert.ThrowsAsync<PostgresException>(() => change.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+            Assert.Equal(PostgresErrorCodes.ForeignKeyViolation, error.SqlState);
+            Assert.Equal("companies_keep_messages", error.ConstraintName);
+        }
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM companies WHERE id = $1", company));
+
+        var withoutMessages = await TestData.CreateCompanyAsync(db.DataSource);
+        await using (var rename = db.DataSource.CreateCommand("UPDATE companies SET name = 'Renamed' WHERE id = $1"))
+        {
+            rename.Parameters.AddWithValue(company);
+            Assert.Equal(1, await rename.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+        await using (var delete = db.DataSource.CreateCommand("DELETE FROM companies WHERE id = $1"))
+        {
+            delete.Parameters.AddWithValue(withoutMessages);
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+        await using var cleanUp = db.DataSource.CreateCommand("DELETE FROM communication_logs WHERE id = $1");
+        cleanUp.Parameters.AddWithValue(orphan);
+        await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task Inserting_notifies_listening_workers_once_per_statement()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
