@@ -27,7 +27,9 @@ internal static class ApiEnqueueScenario
     private const string Name = "Enqueue, REST API";
     private const int Clients = 32;
     private const int BulkSize = 1_000;
-    private const int BulkClients = 4;
+    // Each bulk request is two round trips (lookup, INSERT) with the API's own work between them:
+    // with 4 clients the two cores were 1.72-1.77 busy, with 8 1.85-1.88.
+    private const int BulkClients = 8;
 
     public static async Task RunAsync(Bench bench)
     {
@@ -92,20 +94,32 @@ internal static class ApiEnqueueScenario
         var requests = Math.Max(2, bench.Options.Rows / BulkSize);
         await ClosedLoop.RunAsync(BulkClients, bench.Options.ApiBulkWarmupRequests, r =>
             PostAsync(client, "/v1/messages/bulk", BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(int)((r * BulkSize + j) % customers.Count)], -1 - j)))));
+        // The measured requests' bodies are serialized before the clock starts: the harness shares the
+        // machine's two cores with the API and PostgreSQL, and building 1,000 messages' JSON per request
+        // cost it ~2 µs per row (a load generator normally replays prepared bodies).
+        var bodies = Enumerable.Range(0, requests).Select(r => JsonSerializer.SerializeToUtf8Bytes(
+            BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(r * BulkSize + j) % customers.Count], (long)r * BulkSize + j))))).ToArray();
         await bench.Db.ResetStatementStatsAsync();
         var window = await LoadWindow.StartAsync(bench.Db);
-        var (perSecond, latency) = await ClosedLoop.RunAsync(BulkClients, requests, r =>
-            PostAsync(client, "/v1/messages/bulk", BulkRequest(Enumerable.Range(0, BulkSize).Select(j => SingleMessage(customers[(int)((r * BulkSize + j) % customers.Count)], r * BulkSize + j)))));
+        var (perSecond, latency) = await ClosedLoop.RunAsync(BulkClients, requests, r => PostAsync(client, "/v1/messages/bulk", bodies[r]));
         var usage = await window.StopAsync();
         var rate = perSecond * BulkSize;
         bench.Report.Add(new ResultRow(Name, $"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request, {BulkClients} concurrent clients", $"{Stats.Count(rate)} rows/s", latency,
-            "≥ 100,000 rows/s", bench.Report.Verdict(rate, 100_000, higherIsBetter: true), $"{Stats.Count(requests)} requests after {Stats.Count(bench.Options.ApiBulkWarmupRequests)} unmeasured warm-up requests; latency per request (includes building its JSON). {usage.Describe(requests * BulkSize, "row")}"));
+            "≥ 100,000 rows/s", bench.Report.Verdict(rate, 100_000, higherIsBetter: true), $"{Stats.Count(requests)} requests after {Stats.Count(bench.Options.ApiBulkWarmupRequests)} unmeasured warm-up requests; latency per request (bodies serialized beforehand). {usage.Describe(requests * BulkSize, "row")}"));
         bench.Report.Detail($"POST /v1/messages/bulk, {Stats.Count(BulkSize)} per request: top statements (pg_stat_statements, server time)", await bench.Db.TopStatementsAsync());
     }
 
     private static async Task PostAsync(HttpClient client, string path, JsonObject body)
     {
         using var response = await client.PostAsJsonAsync(new Uri(path, UriKind.Relative), body);
+        await EnsureAcceptedAsync(response);
+    }
+
+    private static async Task PostAsync(HttpClient client, string path, byte[] body)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await client.PostAsync(new Uri(path, UriKind.Relative), content);
         await EnsureAcceptedAsync(response);
     }
 
