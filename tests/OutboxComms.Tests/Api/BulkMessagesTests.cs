@@ -87,6 +87,51 @@ public sealed class BulkMessagesTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_bulk_item_is_stored_column_for_column_as_the_same_message_sent_alone()
+    {
+        // A single message goes in by the checked INSERT (InsertCheckedSql), a bulk request's by the unnest INSERT: every column must come out the same.
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company, externalId: "CLIENT-9", whatsApp: "+919876543210");
+        await CreateTemplateAsync(Db.DataSource, company, "mgt7-reminder");
+        using var client = Api.As(key);
+        var notBefore = new DateTimeOffset(2031, 4, 1, 9, 30, 0, TimeSpan.FromHours(5.5));
+        var expiresAt = new DateTimeOffset(2031, 4, 30, 18, 0, 0, TimeSpan.FromHours(5.5));
+        object[] messages =
+        [
+            new { customerExternalId = "CLIENT-9", type = "COMPLIANCE_REMINDER", channel = "PREFERRED", templateKey = "mgt7-reminder",
+                  data = new { form = "MGT-7", lines = new[] { 1, 2 } }, metadata = new { batch = "april", note = "ü ₹ \"quoted\"" }, maxRetries = 7, notBefore, expiresAt },
+            new { customerId = customer, type = "INVOICE", channel = "BOTH", subject = "Invoice INV-7", content = "Dear client,\nyour invoice ₹11,800." },
+            new { customerId = customer, type = "GENERAL_UPDATE", channel = "SMS", content = "Office closed on Friday." },
+        ];
+
+        var single = new List<long>();
+        foreach (var message in messages)
+        {
+            var (response, body) = await client.PostAsync("/v1/messages", message);
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            single.AddRange(Ids(body));
+        }
+        var (bulkResponse, bulkBody) = await client.PostAsync("/v1/messages/bulk", new { messages });
+        Assert.Equal(HttpStatusCode.Accepted, bulkResponse.StatusCode);
+        var bulk = bulkBody!["items"]!.AsArray().SelectMany(Ids).ToList();
+
+        Assert.Equal(4, single.Count);
+        Assert.Equal(single.Count, bulk.Count);
+        for (var i = 0; i < single.Count; i++)
+        {
+            // Everything but the id and the request's own clock (created_at, updated_at, and next_attempt_at when no notBefore).
+            const string Row = """
+                SELECT (to_jsonb(l) - 'id' - 'created_at' - 'updated_at'
+                        || jsonb_build_object('due_at_creation', l.next_attempt_at = l.created_at, 'next_attempt_at', CASE WHEN l.next_attempt_at = l.created_at THEN NULL ELSE l.next_attempt_at END))::text
+                  FROM communication_logs l WHERE id = $1
+                """;
+            Assert.Equal(await TestData.ScalarAsync<string>(Db.DataSource, Row, single[i]), await TestData.ScalarAsync<string>(Db.DataSource, Row, bulk[i]));
+        }
+        Assert.Equal(notBefore, (await Outbox.GetAsync(Db.DataSource, bulk[0])).NextAttemptAt);
+        Assert.Equal("MGT-7", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT template_data->>'form' FROM communication_logs WHERE id = $1", bulk[0]));
+    }
+
+    [Fact]
     public async Task A_bulk_item_asking_for_both_channels_gets_two_ids_in_its_item()
     {
         var (company, key) = await Api.NewCompanyAsync();
