@@ -158,7 +158,7 @@ public static class MessageEndpoints
             return validation.Problem();
         }
 
-        // Keyset pagination on the (company_id, id) index, read backwards: no OFFSET, so a deep page
+        // Keyset pagination on the primary key (company_id, id), read backwards: no OFFSET, so a deep page
         // costs what the first one does.
         var messages = db.CommunicationLogs.AsNoTracking().Where(m => m.CompanyId == tenant.CompanyId);
         messages = after is { } before ? messages.Where(m => m.Id < before) : messages;

@@ -43,7 +43,8 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
     public static IReadOnlySet<DeliveryStatus> Replayable { get; } = new HashSet<DeliveryStatus> { DeliveryStatus.Failed, DeliveryStatus.Bounced, DeliveryStatus.Suppressed };
 
     // Parameters that are null drop their condition; the statement is planned with the actual
-    // values, so `$1 IS NULL OR ...` costs nothing and the (company_id, id) index is used.
+    // values, so `$1 IS NULL OR ...` costs nothing and the primary key (company_id, id) is used; an id
+    // without a company reads the block ranges the BRIN index on id names (migration 0011).
     private const string Where = """
         status IN ('FAILED', 'BOUNCED', 'SUPPRESSED')
            AND ($1::uuid IS NULL OR company_id = $1)

@@ -43,7 +43,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                    failed_at     = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $4 ELSE m.failed_at END,
                    error_message = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $5 ELSE m.error_message END,
                    updated_at    = now()
-              FROM target t WHERE m.id = t.id
+              FROM target t WHERE m.company_id = $1 AND m.id = t.id
             RETURNING m.id, delivery_rank($3) > delivery_rank(t.status) AS advanced)
         SELECT id, coalesce(advanced, false) FROM moved
         """;

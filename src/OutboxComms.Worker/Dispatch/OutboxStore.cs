@@ -81,7 +81,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     // autoanalyze that ran while a big import was still uncommitted) made the planner scan the whole
     // table by an index and re-run the locking subquery for every row it found — over 30 s for one
     // claim from 20,000 rows, and minute-long slow phases in the benchmark until the next
-    // autoanalyze — and `id = ANY(…)` then became a full scan of the company index, whose second
+    // autoanalyze — and `id = ANY(…)` then became a full scan of the (company_id, id) index, whose second
     // column is id. The ctids are those of the row versions this statement locked (FOR UPDATE
     // returns the latest version), which no one else can change before the update.
     // Internal so the benchmark can print this exact statement's plan.
@@ -153,12 +153,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         """;
 
     // The batch's own rows (`b`, the caller's unnest of the batch), locked, with their current tuple
-    // ids: one probe per row by company and id, both columns of the company index's key, guarded by
+    // ids: one probe per row by company and id, the primary key (migration 0011), guarded by
     // the lease so that a worker whose lease expired (and whose rows another worker took) cannot
     // overwrite the newer outcome. As a LATERAL subquery each stays a probe whatever the statistics
     // say. Joined to the table by id, statistics that call the table empty (an autoanalyze while a
     // big import was uncommitted) planned a full scan of the primary key per batch (200 ms per batch
-    // of 500 at 1M rows, against 9 ms now), and a probe by id alone a full scan of the company index
+    // of 500 at 1M rows, against 9 ms now), and a probe by id alone a full scan of the (company_id, id) index
     // (id is its second column) per row. The statement then reaches the versions it locked by tuple
     // id (see RepeatForSkippedRowsAsync for a version newer than its snapshot). With good
     // statistics it costs what the join by id did (8.9–12.3 against 10.3–10.8 ms per batch of 500).

@@ -41,7 +41,8 @@ internal static class LatencyScenario
             """, connection);
         insert.Parameters.AddWithValue(client.CompanyId);
         insert.Parameters.AddWithValue(client.CustomerId);
-        await using var poll = new NpgsqlCommand("SELECT status, updated_at FROM communication_logs WHERE id = $1", connection);
+        await using var poll = new NpgsqlCommand("SELECT status, updated_at FROM communication_logs WHERE company_id = $1 AND id = $2", connection);
+        poll.Parameters.AddWithValue(client.CompanyId);
         var id = new NpgsqlParameter<long>();
         poll.Parameters.Add(id);
 

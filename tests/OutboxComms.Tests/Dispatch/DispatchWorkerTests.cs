@@ -323,10 +323,10 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
 
         // The locked rows fetched by tuple id (planned as a join, the claim scanned the table by its
         // key and re-ran the locking subquery per row found: the claim below ran past its 30 s
-        // timeout; by `id = ANY(…)`, it scanned all of the company index).
+        // timeout; by `id = ANY(…)`, it scanned all of the (company_id, id) index).
         Assert.True(plan.Contains("Tid Scan on communication_logs m", StringComparison.Ordinal), plan);
-        Assert.DoesNotContain("Index Scan using ix_communication_logs_company", plan, StringComparison.Ordinal);
-        Assert.DoesNotContain("Index Scan using communication_logs_pkey", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Index Scan using communication_logs_pkey", plan, StringComparison.Ordinal); // (company_id, id) since migration 0011
+        Assert.DoesNotContain("ix_communication_logs_id", plan, StringComparison.Ordinal);
         Assert.Equal(500, claimed.Count);
         Assert.Equal(claimed.Select(m => m.Id).Order(), claimed.Select(m => m.Id)); // in due order
     }

@@ -155,6 +155,55 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task Messages_are_keyed_by_company_and_id_and_an_id_alone_is_found_through_a_brin_index()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        // Enough finished messages that reading the whole key to find an id alone would cost more than the BRIN index.
+        await using (var history = new NpgsqlCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status)
+            SELECT $1, $2, 'INVOICE', 'EMAIL', 'Old invoice', 'SENT' FROM generate_series(1, 20000)
+            """, connection) { Parameters = { new() { Value = company }, new() { Value = customer } } })
+        {
+            await history.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await using (var analyze = new NpgsqlCommand("ANALYZE communication_logs", connection))
+        {
+            await analyze.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        async Task<string> PlanAsync(string sql)
+        {
+            await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection) { Parameters = { new() { Value = company }, new() { Value = id } } };
+            var lines = new List<string>();
+            await using var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                lines.Add(reader.GetString(0));
+            }
+            return string.Join('\n', lines);
+        }
+
+        // Migration 0011: one B-tree (company_id, id) serves the tenant's lookups and listings; the id alone has a BRIN index.
+        Assert.Contains("using communication_logs_pkey", await PlanAsync("SELECT * FROM communication_logs WHERE company_id = $1 AND id = $2"), StringComparison.Ordinal);
+        Assert.Contains("Backward using communication_logs_pkey", await PlanAsync("SELECT id FROM communication_logs WHERE company_id = $1 AND id < $2 + 1 ORDER BY id DESC LIMIT 50"), StringComparison.Ordinal);
+        Assert.Contains("Bitmap Index Scan on ix_communication_logs_id", await PlanAsync("SELECT * FROM communication_logs WHERE id = $2 AND $1::uuid IS NOT NULL"), StringComparison.Ordinal);
+
+        await using var twin = new NpgsqlCommand("INSERT INTO communication_logs (id, company_id, customer_id, type, channel, content) VALUES ($2, $1, $3, 'INVOICE', 'EMAIL', 'x')", connection)
+        {
+            Parameters = { new() { Value = company }, new() { Value = id }, new() { Value = customer } },
+        };
+        var error = await Assert.ThrowsAsync<PostgresException>(() => twin.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, error.SqlState);
+        Assert.Equal("communication_logs_pkey", error.ConstraintName);
+
+        await using var cleanUp = new NpgsqlCommand("DELETE FROM communication_logs WHERE company_id = $1", connection) { Parameters = { new() { Value = company } } };
+        await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task Inserting_notifies_listening_workers_once_per_statement()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
