@@ -82,11 +82,11 @@ def outcome(cur, token, rows):
         a_company.append(company); a_no.append(ac + 1); a_latency.append(random.randint(80, 400))
     n = len(rows)
     complete_args = [now, token] + [arr(x) for x in (ids, status, channel, req, nxt, retry, att, reason, err, subj, cont,
-                                                     tused, prov, pmid, sent, failed, cost, cur_)]
+                                                     tused, prov, pmid, sent, failed, cost, cur_, a_company)]
     attempt_args = [arr(ids), arr(a_company), arr(a_no), arr([now] * n), arr(["EMAIL"] * n), arr(["SENDGRID"] * n),
                     arr(["SENT"] * n), arr([None] * n), arr(a_latency)]
     # one simple-query message = one implicit transaction (like the Npgsql batch)
-    cur.execute("EXECUTE complete(" + ",".join(["%s"] * 20) + "); EXECUTE attempts(" + ",".join(["%s"] * 9) + ")",
+    cur.execute("EXECUTE complete(" + ",".join(["%s"] * 21) + "); EXECUTE attempts(" + ",".join(["%s"] * 9) + ")",
                 complete_args + attempt_args)
 
 

@@ -93,12 +93,43 @@ CLAIM_C = (CLAIM_A
 assert CLAIM_C != CLAIM_A and "next_attempt_at = $2" not in CLAIM_C
 
 COMPLETE_PARAMS = ("timestamptz, text, bigint[], text[], text[], text[], timestamptz[], int[], int[], text[], text[], "
-                   "text[], text[], text[], text[], text[], timestamptz[], timestamptz[], numeric[], text[]")
+                   "text[], text[], text[], text[], text[], timestamptz[], timestamptz[], numeric[], text[], uuid[]")
+
+# (P) production as of 2026-12-02: claim by ctid, outcome probing (company_id, id) and updating by ctid.
+CLAIM_P = """
+WITH due AS MATERIALIZED (
+    SELECT ctid, id, next_attempt_at FROM communication_logs
+     WHERE status = 'PENDING' AND next_attempt_at <= $3
+     ORDER BY next_attempt_at, id
+     LIMIT $4
+     FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE communication_logs m
+       SET locked_by = $1, locked_until = $2, next_attempt_at = $2
+     WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
+    RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
+              m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
+              m.attempt_count, m.expires_at, m.created_at)
+SELECT claimed.*, due.next_attempt_at FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
+"""
+UNNEST_P = UNNEST.replace("unnest($3::bigint[], ", "unnest($3::bigint[], $21::uuid[], ").replace("AS u(id, ", "AS u(id, company_id, ")
+assert UNNEST_P != UNNEST
+COMPLETE_P = f"""
+UPDATE communication_logs m SET
+       {SET_OUTCOME},
+       locked_by = NULL, locked_until = NULL, updated_at = $1
+  FROM {UNNEST_P}
+ CROSS JOIN LATERAL (SELECT ctid AS tid FROM communication_logs
+                      WHERE company_id = u.company_id AND id = u.id AND locked_by = $2
+                        FOR NO KEY UPDATE) l
+ WHERE m.ctid = l.tid
+"""
 CLAIM_PARAMS = "text, timestamptz, timestamptz, int"
 ATTEMPT_PARAMS = "bigint[], uuid[], int[], timestamptz[], text[], text[], text[], text[], int[]"
 
 DESIGNS = {
     "A": dict(claim=CLAIM_A, complete=COMPLETE_A, ff=85),
+    "P": dict(claim=CLAIM_P, complete=COMPLETE_P, ff=85),
     "B": dict(claim=CLAIM_B, complete=COMPLETE_B, ff=85),
     "C85": dict(claim=CLAIM_C, complete=COMPLETE_A, ff=85),
     "C60": dict(claim=CLAIM_C, complete=COMPLETE_A, ff=60),
