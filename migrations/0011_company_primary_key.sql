@@ -15,8 +15,10 @@
 -- within noise). The key on id alone also served the foreign key from communication_attachments,
 -- which goes: attachments are written in the message's own transaction (by the API, by the
 -- worker's BOTH split, or by a producer right after its INSERT … RETURNING id), and an attachment
--- that names no message is never read. Ids still come from the identity sequence; do not set
--- them yourself.
+-- that names no message is never read. Ids must therefore stay unique by the identity sequence
+-- alone (attachments, the worker's batch and the BOTH split's attachment copy match by id): the
+-- column becomes GENERATED ALWAYS, so an INSERT that gives an id of its own is refused unless it
+-- says OVERRIDING SYSTEM VALUE (as the API does with ids it took from the sequence).
 --
 -- On a large outbox, build the new key's index first without blocking writers, and this migration
 -- then only swaps constraints:
@@ -28,3 +30,4 @@ ALTER TABLE communication_logs DROP CONSTRAINT communication_logs_pkey;
 ALTER TABLE communication_logs ADD CONSTRAINT communication_logs_pkey PRIMARY KEY USING INDEX communication_logs_company_id_id_key;
 DROP INDEX ix_communication_logs_company;
 CREATE INDEX ix_communication_logs_id ON communication_logs USING brin (id);
+ALTER TABLE communication_logs ALTER COLUMN id SET GENERATED ALWAYS;

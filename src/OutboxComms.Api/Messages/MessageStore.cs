@@ -42,6 +42,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
     // Ids are taken from the identity sequence up front so that every row's id is known before the
     // INSERT (attachments and the idempotent response refer to them) and ascends in request order.
+    // The INSERT then gives them with OVERRIDING SYSTEM VALUE (the column is GENERATED ALWAYS, 0011).
     private const string IdsSql = "SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) FROM generate_series(1, $1)";
 
     // The columns an API insert sets, in the order both inserts below give them.
@@ -55,7 +56,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     // default numbers them in that order, and the ascending ids returned map back to the request
     // (the id array is then empty: unnest pads it with NULLs).
     private static string InsertMessagesSql(bool withIds) => $"""
-        INSERT INTO communication_logs ({(withIds ? "id, " : "")}{InsertColumns})
+        INSERT INTO communication_logs ({(withIds ? "id, " : "")}{InsertColumns}){(withIds ? " OVERRIDING SYSTEM VALUE" : "")}
         SELECT {(withIds ? "u.id, " : "")}$1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
                u.subject, u.content, u.template_key, u.template_data::jsonb, u.max_retries, u.metadata::jsonb,
                $2, $2, coalesce(u.not_before, $2), u.expires_at

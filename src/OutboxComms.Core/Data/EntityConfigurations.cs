@@ -110,15 +110,17 @@ internal sealed class CommunicationLogConfiguration : IEntityTypeConfiguration<C
     public void Configure(EntityTypeBuilder<CommunicationLog> builder)
     {
         builder.ToTable("communication_logs");
-        builder.Property(m => m.Id).UseIdentityByDefaultColumn();
+        // Keyed (company_id, id) in the database since migration 0011; ids come only from the identity sequence (GENERATED ALWAYS).
+        builder.Property(m => m.Id).UseIdentityAlwaysColumn();
         builder.Property(m => m.Status).HasDefaultValue(DeliveryStatus.Pending).HasSentinel(DeliveryStatus.Pending);
         builder.Property(m => m.CreatedAt).HasDefaultValueSql("now()");
         builder.Property(m => m.UpdatedAt).HasDefaultValueSql("now()");
         builder.Property(m => m.NextAttemptAt).HasDefaultValueSql("now()");
         builder.Property(m => m.Cost).HasPrecision(12, 6);
-        builder.HasMany(m => m.Attachments).WithOne().HasForeignKey(a => a.MessageId);
+        // Neither relationship below is a database constraint any more (migrations 0010, 0011); nothing deletes messages or companies through EF.
+        builder.HasMany(m => m.Attachments).WithOne().HasForeignKey(a => a.MessageId).OnDelete(DeleteBehavior.NoAction);
         builder.HasIndex(m => new { m.CompanyId, m.IdempotencyKey }).IsUnique().HasFilter("idempotency_key IS NOT NULL");
-        builder.HasOne<Company>().WithMany().HasForeignKey(m => m.CompanyId);
+        builder.HasOne<Company>().WithMany().HasForeignKey(m => m.CompanyId).OnDelete(DeleteBehavior.NoAction);
     }
 }
 

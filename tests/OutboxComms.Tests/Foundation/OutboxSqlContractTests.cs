@@ -191,13 +191,18 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
         Assert.Contains("Backward using communication_logs_pkey", await PlanAsync("SELECT id FROM communication_logs WHERE company_id = $1 AND id < $2 + 1 ORDER BY id DESC LIMIT 50"), StringComparison.Ordinal);
         Assert.Contains("Bitmap Index Scan on ix_communication_logs_id", await PlanAsync("SELECT * FROM communication_logs WHERE id = $2 AND $1::uuid IS NOT NULL"), StringComparison.Ordinal);
 
-        await using var twin = new NpgsqlCommand("INSERT INTO communication_logs (id, company_id, customer_id, type, channel, content) VALUES ($2, $1, $3, 'INVOICE', 'EMAIL', 'x')", connection)
+        // Ids come from the identity sequence only: a producer's own id is refused (GENERATED ALWAYS), and a forced twin by the key.
+        const string Twin = "INSERT INTO communication_logs (id, company_id, customer_id, type, channel, content) {0} VALUES ($2, $1, $3, 'INVOICE', 'EMAIL', 'x')";
+        foreach (var (overriding, state, constraint) in new[] { ("", "428C9", null), ("OVERRIDING SYSTEM VALUE", PostgresErrorCodes.UniqueViolation, "communication_logs_pkey") })
         {
-            Parameters = { new() { Value = company }, new() { Value = id }, new() { Value = customer } },
-        };
-        var error = await Assert.ThrowsAsync<PostgresException>(() => twin.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
-        Assert.Equal(PostgresErrorCodes.UniqueViolation, error.SqlState);
-        Assert.Equal("communication_logs_pkey", error.ConstraintName);
+            await using var twin = new NpgsqlCommand(string.Format(System.Globalization.CultureInfo.InvariantCulture, Twin, overriding), connection)
+            {
+                Parameters = { new() { Value = company }, new() { Value = id }, new() { Value = customer } },
+            };
+            var error = await Assert.ThrowsAsync<PostgresException>(() => twin.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+            Assert.Equal(state, error.SqlState); // 428C9: generated_always
+            Assert.Equal(constraint, error.ConstraintName);
+        }
 
         await using var cleanUp = new NpgsqlCommand("DELETE FROM communication_logs WHERE company_id = $1", connection) { Parameters = { new() { Value = company } } };
         await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
