@@ -30,7 +30,9 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // Forward-only: delivery_rank (migration 0003) orders SENT < FAILED/BOUNCED < DELIVERED < READ;
     // PENDING, SUPPRESSED and CANCELLED have no rank and are never touched. A READ also proves
     // delivery. Mailgun reports the Message-Id without angle brackets, hence the second form.
-    private const string ApplySql = """
+    // Both lookups are served by the hash index on provider_message_id (migration 0012; internal so
+    // a test can check their plans).
+    internal const string ApplySql = """
         WITH target AS (
             SELECT id, status FROM communication_logs
              WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
@@ -48,7 +50,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         SELECT id, coalesce(advanced, false) FROM moved
         """;
 
-    private const string ResponseSql = """
+    internal const string ResponseSql = """
         UPDATE communication_logs SET response_at = coalesce(response_at, $3), updated_at = now()
          WHERE company_id = $1 AND provider_message_id = $2
         RETURNING id, response_at = $3
