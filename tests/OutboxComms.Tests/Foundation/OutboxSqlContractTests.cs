@@ -252,6 +252,49 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task A_messages_attempts_are_read_in_order_from_one_key_and_a_repeated_number_is_kept()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        // Attempt 2 twice (a worker whose lease ran out during its provider call, and the worker that took the row over), then 1.
+        await using (var attempts = new NpgsqlCommand("""
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, outcome)
+            VALUES ($1, $2, 2, 'EMAIL', 'SENT'), ($1, $2, 2, 'EMAIL', 'SENT'), ($1, $2, 1, 'EMAIL', 'TRANSIENT_FAILURE')
+            """, connection) { Parameters = { new() { Value = id }, new() { Value = company } } })
+        {
+            Assert.Equal(3, await attempts.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+        await using (var planner = new NpgsqlCommand("SET enable_seqscan = off; SET enable_bitmapscan = off", connection))
+        {
+            await planner.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        // Migration 0013: the key (message_id, attempt_no, id) is the only index, and it returns a message's attempts in order.
+        const string Ordered = "SELECT attempt_no FROM communication_attempts WHERE message_id = $1 AND company_id = $2 ORDER BY attempt_no";
+        var plan = new List<string>();
+        await using (var explain = new NpgsqlCommand("EXPLAIN " + Ordered, connection) { Parameters = { new() { Value = id }, new() { Value = company } } })
+        await using (var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken))
+        {
+            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+        Assert.Contains("Index Scan using communication_attempts_pkey on communication_attempts", plan[0], StringComparison.Ordinal);
+        Assert.DoesNotContain(plan, line => line.Contains("Sort", StringComparison.Ordinal));
+        var indexes = await TestData.ScalarAsync<string[]>(db.DataSource,
+            "SELECT array_agg(indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'communication_attempts'::regclass AND $1::bigint IS NOT NULL", id);
+        Assert.Equal(new[] { "communication_attempts_pkey" }, indexes);
+        var numbers = await TestData.ScalarAsync<int[]>(db.DataSource, $"SELECT array_agg(attempt_no) FROM ({Ordered}) a", id, company);
+        Assert.Equal(new[] { 1, 2, 2 }, numbers);
+
+        await using var cleanUp = new NpgsqlCommand("DELETE FROM communication_attempts WHERE message_id = $1", connection) { Parameters = { new() { Value = id } } };
+        await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task Inserting_notifies_listening_workers_once_per_statement()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
