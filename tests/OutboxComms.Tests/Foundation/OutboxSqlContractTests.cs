@@ -168,17 +168,7 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
             await planner.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
 
-        async Task<string> PlanAsync(string sql)
-        {
-            await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection) { Parameters = { new() { Value = company }, new() { Value = id } } };
-            var lines = new List<string>();
-            await using var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken);
-            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
-            {
-                lines.Add(reader.GetString(0));
-            }
-            return string.Join('\n', lines);
-        }
+        Task<string> PlanAsync(string sql) => PlanOfAsync(connection, sql, new NpgsqlParameter { Value = company }, new NpgsqlParameter { Value = id });
 
         // Migration 0011: one B-tree (company_id, id) serves the tenant's lookups and listings; the id alone has a BRIN index.
         Assert.Contains("using communication_logs_pkey", await PlanAsync("SELECT * FROM communication_logs WHERE company_id = $1 AND id = $2"), StringComparison.Ordinal);
@@ -223,18 +213,7 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
             await planner.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
 
-        async Task<string> PlanAsync(string sql, params NpgsqlParameter[] parameters)
-        {
-            await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection);
-            explain.Parameters.AddRange(parameters);
-            var lines = new List<string>();
-            await using var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken);
-            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
-            {
-                lines.Add(reader.GetString(0));
-            }
-            return string.Join('\n', lines);
-        }
+        Task<string> PlanAsync(string sql, params NpgsqlParameter[] parameters) => PlanOfAsync(connection, sql, parameters);
 
         // Migration 0012: a hash index, searched for the id as given and in Mailgun's angle brackets (a bitmap scan of both).
         Assert.Equal("CREATE INDEX ix_communication_logs_provider_message_id ON public.communication_logs USING hash (provider_message_id) WHERE (provider_message_id IS NOT NULL)",
@@ -273,17 +252,9 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
 
         // Migration 0013: the key (message_id, attempt_no, id) is the only index, and it returns a message's attempts in order.
         const string Ordered = "SELECT attempt_no FROM communication_attempts WHERE message_id = $1 AND company_id = $2 ORDER BY attempt_no";
-        var plan = new List<string>();
-        await using (var explain = new NpgsqlCommand("EXPLAIN " + Ordered, connection) { Parameters = { new() { Value = id }, new() { Value = company } } })
-        await using (var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken))
-        {
-            while (await reader.ReadAsync(TestContext.Current.CancellationToken))
-            {
-                plan.Add(reader.GetString(0));
-            }
-        }
-        Assert.Contains("Index Scan using communication_attempts_pkey on communication_attempts", plan[0], StringComparison.Ordinal);
-        Assert.DoesNotContain(plan, line => line.Contains("Sort", StringComparison.Ordinal));
+        var plan = await PlanOfAsync(connection, Ordered, new NpgsqlParameter { Value = id }, new NpgsqlParameter { Value = company });
+        Assert.StartsWith("Index Scan using communication_attempts_pkey on communication_attempts", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Sort", plan, StringComparison.Ordinal);
         var indexes = await TestData.ScalarAsync<string[]>(db.DataSource,
             "SELECT array_agg(indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'communication_attempts'::regclass AND $1::bigint IS NOT NULL", id);
         Assert.Equal(new[] { "communication_attempts_pkey" }, indexes);
@@ -408,5 +379,19 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
         }
         await listener.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
         Assert.Equal(1, notifications);
+    }
+
+    /// <summary>The plan PostgreSQL picks for the statement on this connection (with its settings), one line per node.</summary>
+    private static async Task<string> PlanOfAsync(NpgsqlConnection connection, string sql, params NpgsqlParameter[] parameters)
+    {
+        await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection);
+        explain.Parameters.AddRange(parameters);
+        var lines = new List<string>();
+        await using var reader = await explain.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            lines.Add(reader.GetString(0));
+        }
+        return string.Join('\n', lines);
     }
 }
