@@ -197,6 +197,8 @@ public static class MessageEndpoints
             .ExecuteUpdateAsync(set => set
                 .SetProperty(m => m.Status, DeliveryStatus.Cancelled)
                 .SetProperty(m => m.StatusReason, reason)
+                .SetProperty(m => m.LockedBy, (string?)null)
+                .SetProperty(m => m.LockedUntil, (DateTimeOffset?)null)
                 .SetProperty(m => m.UpdatedAt, now), cancellationToken);
         var view = await LoadAsync(db, tenant, id, cancellationToken);
         return (cancelled, view) switch

@@ -45,12 +45,14 @@ internal sealed class BatchProcessor(
         // of the same process reclaimed after this one's lease ran out.
         var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
         List<ClaimedMessage> claimed;
+        DateTimeOffset claimedAt;
         // One claim in flight per process: concurrent claims walk the same head of the due index,
         // each skipping the rows the others hold locked and the entries they just left dead.
         await claiming.WaitAsync(stopping);
         try
         {
-            claimed = await store.ClaimAsync(lease, settings.BatchSize, time.GetUtcNow(), settings.LeaseDuration, stopping);
+            claimedAt = time.GetUtcNow();
+            claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
         }
         finally
         {
@@ -70,7 +72,11 @@ internal sealed class BatchProcessor(
         }
         try
         {
-            return await DispatchAndRecordAsync(lease, claimed, context, stopping, sendToken);
+            // The last moment a send may start: one that starts later could still be running when
+            // the lease ends and another worker, taking the row over, sends it a second time (a batch
+            // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
+            var startBy = claimedAt + settings.LeaseDuration - settings.SendTimeout - settings.ShutdownGrace;
+            return await DispatchAndRecordAsync(lease, claimed, context, startBy, stopping, sendToken);
         }
         finally
         {
@@ -81,11 +87,12 @@ internal sealed class BatchProcessor(
         }
     }
 
-    private async Task<int> DispatchAndRecordAsync(string lease, List<ClaimedMessage> claimed, BatchContext context, CancellationToken stopping, CancellationToken sendToken)
+    private async Task<int> DispatchAndRecordAsync(
+        string lease, List<ClaimedMessage> claimed, BatchContext context, DateTimeOffset startBy, CancellationToken stopping, CancellationToken sendToken)
     {
-
         var completions = new ConcurrentBag<Completion>();
         var released = new ConcurrentBag<ClaimedMessage>();
+        var outOfLease = 0;
         await Parallel.ForEachAsync(
             claimed,
             new ParallelOptions { MaxDegreeOfParallelism = settings.MaxConcurrentSends },
@@ -93,6 +100,13 @@ internal sealed class BatchProcessor(
             {
                 if (stopping.IsCancellationRequested)
                 {
+                    released.Add(message);
+                    return;
+                }
+                if (time.GetUtcNow() > startBy)
+                {
+                    // Given back unsent, due at once: the next claim takes it under a fresh lease.
+                    Interlocked.Increment(ref outOfLease);
                     released.Add(message);
                     return;
                 }
@@ -112,7 +126,14 @@ internal sealed class BatchProcessor(
         if (!released.IsEmpty)
         {
             await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
-            DispatchLog.Released(logger, WorkerId, released.Count);
+            if (outOfLease > 0)
+            {
+                DispatchLog.ReleasedOutOfLease(logger, WorkerId, outOfLease, claimed.Count, settings.LeaseDuration);
+            }
+            if (released.Count > outOfLease)
+            {
+                DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
+            }
         }
         return claimed.Count;
     }

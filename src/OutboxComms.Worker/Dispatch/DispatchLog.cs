@@ -25,4 +25,7 @@ internal static partial class DispatchLog
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} stopping: released {Released} unstarted messages")]
     public static partial void Released(ILogger logger, string workerId, int released);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId} released {Released} of a batch of {BatchSize} unsent: their sends could not have finished within the {Lease} lease (slow provider; lower Dispatch:BatchSize or raise Dispatch:LeaseDuration)")]
+    public static partial void ReleasedOutOfLease(ILogger logger, string workerId, int released, int batchSize, TimeSpan lease);
 }

@@ -130,6 +130,67 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_batch_gives_back_unsent_the_rows_whose_send_could_not_finish_within_its_lease()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        // A provider that takes 15 s per message, one send at a time, a one-minute lease and a 20 s send timeout:
+        // a send may start until 60 - 20 - 2 (shutdown grace) = 38 s after the claim, so 3 of 5 go out (at 0, 15 and 30 s).
+        var email = WorkerHarness.Email();
+        email.Behaviour = m =>
+        {
+            time.Advance(TimeSpan.FromSeconds(15));
+            return SendResult.Sent($"slow-{m.MessageId}");
+        };
+        var settings = new Dictionary<string, string?> { ["Dispatch:LeaseDuration"] = "00:01:00", ["Dispatch:SendTimeout"] = "00:00:20", ["Dispatch:MaxConcurrentSends"] = "1" };
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, settings);
+        await EnqueueManyAsync(company, customer, 5);
+
+        Assert.Equal(5, await worker.RunOnceAsync());
+        Assert.Equal(3, email.Calls);
+        Assert.Equal(3, await CountAsync(company, "SENT"));
+        // The other two are due again at once, unleased, with no attempt spent.
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND attempt_count = 0 AND next_attempt_at <= $2",
+            company, time.GetUtcNow()));
+
+        // The next batch, under a fresh lease, sends them: every message exactly once.
+        Assert.Equal(2, await worker.RunOnceAsync());
+        Assert.Equal(5, email.Calls);
+        Assert.Equal(5, email.Sent.Select(m => m.MessageId).Distinct().Count());
+        Assert.Equal(5, await CountAsync(company, "SENT"));
+    }
+
+    [Fact]
+    public async Task A_message_cancelled_once_its_lease_ran_out_stays_cancelled_when_the_late_batch_records()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], time);
+        var store = worker.Services.GetRequiredService<OutboxStore>();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "BOTH", notBefore: time.GetUtcNow().AddMinutes(-1));
+        var late = await store.ClaimAsync($"{worker.WorkerId}#1", 10, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None);
+        Assert.Equal([id], late.Select(m => m.Id));
+
+        // The lease runs out; the practice cancels the message (the API allows that once no lease holds it).
+        time.Advance(TimeSpan.FromMinutes(3));
+        await using (var cancel = db.DataSource.CreateCommand(
+            "UPDATE communication_logs SET status = 'CANCELLED', status_reason = 'cancelled by test' WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)"))
+        {
+            cancel.Parameters.AddWithValue(id);
+            cancel.Parameters.AddWithValue(time.GetUtcNow());
+            Assert.Equal(1, await cancel.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+
+        var sent = new Completion(id, company, DeliveryStatus.Sent, Channel.Email) { NextAttemptAt = time.GetUtcNow(), SentAt = time.GetUtcNow(), ProviderMessageId = "late", SplitInto = [Channel.WhatsApp] };
+        await store.CompleteAsync($"{worker.WorkerId}#1", [sent], time.GetUtcNow(), CancellationToken.None);
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("CANCELLED", (string?)null), (row.Status, row.ProviderMessageId));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company)); // no WHATSAPP sibling
+    }
+
+    [Fact]
     public async Task An_idle_worker_sends_a_new_message_via_NOTIFY_long_before_its_poll_interval()
     {
         var (company, customer) = await CustomerAsync();
