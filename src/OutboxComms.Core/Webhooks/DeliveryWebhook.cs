@@ -37,6 +37,34 @@ public interface IDeliveryWebhook
 /// <summary>Signature arithmetic shared by the webhooks; comparisons are constant-time.</summary>
 public static class WebhookSignatures
 {
+    /// <summary>The signing time replay protection accepts: this close to now, either way.</summary>
+    public static readonly TimeSpan Tolerance = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Whether a signed Unix timestamp (seconds) is within <see cref="Tolerance"/> of now. Any other
+    /// text, or a number out of any date's range, is not: it never throws.
+    /// </summary>
+    public static bool IsFresh(string? unixSeconds, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        if (!long.TryParse(unixSeconds, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
+        {
+            return false;
+        }
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var tolerance = (long)Tolerance.TotalSeconds;
+        return seconds >= now - tolerance && seconds <= now + tolerance;
+    }
+
+    /// <summary>Null when the company sends email through <paramref name="provider"/>, else why this route is not its webhook.</summary>
+    public static string? EmailProviderIs(CompanySettings settings, EmailProvider provider, string name)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        // The route's secret column is shared by the email providers (a SendGrid company's holds its
+        // public verification key): only the company's own provider's route may use it.
+        return settings.EmailProvider == provider ? null : $"the company does not send email through {name}";
+    }
+
     public static bool Matches(ReadOnlySpan<byte> expected, string? presented, Func<string, byte[]?> decode)
     {
         ArgumentNullException.ThrowIfNull(decode);

@@ -9,9 +9,11 @@ namespace OutboxComms.Core.Webhooks;
 /// <summary>
 /// Mailgun webhooks (JSON): <c>signature.signature</c> is hex HMAC-SHA256, keyed with the HTTP
 /// webhook signing key, over <c>timestamp</c> followed by <c>token</c>; the event is in
-/// <c>event-data</c>. Mailgun's message id is the Message-Id without angle brackets.
+/// <c>event-data</c>. Mailgun's message id is the Message-Id without angle brackets. The signature
+/// does not cover the event, so a signature older (or newer) than five minutes is refused: a seen
+/// signature cannot carry forged events beyond that window.
 /// </summary>
-public sealed class MailgunWebhook : IDeliveryWebhook
+public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
 {
     public string Route => "mailgun";
 
@@ -20,6 +22,10 @@ public sealed class MailgunWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
+        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.Mailgun, "Mailgun") is { } notMailgun)
+        {
+            return notMailgun;
+        }
         if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
         {
             return "the company has no Mailgun webhook signing key configured";
@@ -30,6 +36,10 @@ public sealed class MailgunWebhook : IDeliveryWebhook
             var signature = document.RootElement.GetProperty("signature");
             var timestamp = signature.GetProperty("timestamp").GetString();
             var token = signature.GetProperty("token").GetString();
+            if (!WebhookSignatures.IsFresh(timestamp, time))
+            {
+                return "Mailgun timestamp outside the tolerance (replayed or clock skew)";
+            }
             var expected = WebhookSignatures.HmacSha256(WebhookSignatures.Utf8(secrets.Unprotect(encrypted)), timestamp + token);
             return WebhookSignatures.Matches(expected, signature.GetProperty("signature").GetString(), WebhookSignatures.FromHex) ? null : "Mailgun signature wrong";
         }

@@ -13,8 +13,6 @@ namespace OutboxComms.Core.Webhooks;
 /// </summary>
 public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
 {
-    private static readonly TimeSpan Tolerance = TimeSpan.FromMinutes(5);
-
     public string Route => "resend";
 
     public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
@@ -22,6 +20,10 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
+        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.Resend, "Resend") is { } notResend)
+        {
+            return notResend;
+        }
         if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
         {
             return "the company has no Resend signing secret configured";
@@ -29,11 +31,11 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
         var id = request.Header("svix-id");
         var timestamp = request.Header("svix-timestamp");
         var signatures = request.Header("svix-signature");
-        if (id is null || timestamp is null || signatures is null || !long.TryParse(timestamp, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        if (id is null || timestamp is null || signatures is null)
         {
             return "Svix signature headers missing";
         }
-        if ((time.GetUtcNow() - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance)
+        if (!WebhookSignatures.IsFresh(timestamp, time))
         {
             return "Svix timestamp outside the tolerance (replayed or clock skew)";
         }

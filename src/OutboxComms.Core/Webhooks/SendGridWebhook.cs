@@ -25,6 +25,10 @@ public sealed class SendGridWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
+        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.SendGrid, "SendGrid") is { } notSendGrid)
+        {
+            return notSendGrid;
+        }
         if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
         {
             return "the company has no SendGrid verification key configured";

@@ -256,18 +256,70 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     {
         var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
         var id = await SentMessageAsync(company, "MAILGUN", "<20261124.abc@mg.practice.example>", "EMAIL");
-        const string timestamp = "1764000800", token = "0123456789abcdef0123456789abcdef0123456789abcdef01";
-        var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes("mailgun-signing-key"), Encoding.UTF8.GetBytes(timestamp + token)));
-        var body = $$$"""
-            {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
-             "event-data":{"id":"CPgfbmQMTCKtHW6uIWtuVe","event":"delivered","timestamp":1764000799.5,
-                           "message":{"headers":{"message-id":"20261124.abc@mg.practice.example"} } } }
-            """;
 
-        var (_, receipt) = await PostAsync($"/webhooks/mailgun/{company}", new StringContent(body, Encoding.UTF8, "application/json"));
+        var (_, receipt) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "delivered", "20261124.abc@mg.practice.example"));
 
         Assert.Equal(1, receipt!.Applied);
         Assert.Equal("DELIVERED", (await RowAsync(id)).Status);
+    }
+
+    [Fact]
+    public async Task A_mailgun_signature_outside_five_minutes_is_refused_since_it_does_not_cover_the_event()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var id = await SentMessageAsync(company, "MAILGUN", "<20261124.old@mg.practice.example>", "EMAIL");
+
+        // A signature block seen an hour ago, replayed with a forged bounce.
+        var (replayed, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(-1), "failed", "20261124.old@mg.practice.example"));
+        var (fromTheFuture, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(1), "failed", "20261124.old@mg.practice.example"));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized), (replayed, fromTheFuture));
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+    }
+
+    [Fact]
+    public async Task An_email_webhook_route_other_than_the_companys_provider_is_refused_even_when_signed_with_its_stored_key()
+    {
+        // A SendGrid company stores SendGrid's public verification key: anyone could sign a Mailgun or Resend body with it.
+        using var sendGridKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var publicKey = Convert.ToBase64String(sendGridKey.ExportSubjectPublicKeyInfo());
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", publicKey);
+        var id = await SentMessageAsync(company, "SENDGRID", "<sg.forged@practice.example>", "EMAIL");
+        var body = """{"type":"email.bounced","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"<sg.forged@practice.example>"}}""";
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var svix = "v1," + Convert.ToBase64String(HMACSHA256.HashData(Convert.FromBase64String(publicKey), Encoding.UTF8.GetBytes($"msg_9.{timestamp}.{body}")));
+
+        var (mailgun, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent(publicKey, DateTimeOffset.UtcNow, "failed", "sg.forged@practice.example"));
+        var (resend, _) = await PostAsync($"/webhooks/resend/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("svix-id", "msg_9"), ("svix-timestamp", timestamp), ("svix-signature", svix));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized), (mailgun, resend));
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task A_svix_timestamp_beyond_any_date_is_refused_not_an_error()
+    {
+        var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)));
+
+        var (status, _) = await PostAsync($"/webhooks/resend/{company}", new StringContent("{}", Encoding.UTF8, "application/json"),
+            ("svix-id", "msg_1"), ("svix-timestamp", "99999999999999"), ("svix-signature", "v1,AAAA"));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+    }
+
+    private static StringContent MailgunEvent(string signingKey, DateTimeOffset signedAt, string kind, string messageId)
+    {
+        var timestamp = signedAt.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        const string token = "0123456789abcdef0123456789abcdef0123456789abcdef01";
+        var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.UTF8.GetBytes(timestamp + token)));
+        var body = $$$"""
+            {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
+             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent","timestamp":{{{timestamp}}}.5,
+                           "message":{"headers":{"message-id":"{{{messageId}}}"} } } }
+            """;
+        return new StringContent(body, Encoding.UTF8, "application/json");
     }
 
     [Fact]
