@@ -64,7 +64,7 @@ public static class AnalyticsEndpoints
     {
         var validation = new Validation();
         var until = validation.InstantOrNull(to, "to") ?? time.GetUtcNow();
-        var since = validation.InstantOrNull(from, "from") ?? until.AddDays(-30);
+        var since = validation.InstantOrNull(from, "from") ?? (until > DateTimeOffset.MinValue.AddDays(30) ? until.AddDays(-30) : DateTimeOffset.MinValue);
         validation.When(since >= until, "from", "from must be before to.");
         if (!validation.IsValid)
         {

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace OutboxComms.Api.Common;
 
 /// <summary>
@@ -24,6 +26,37 @@ public sealed class Validation
         string.IsNullOrWhiteSpace(value) ? Add(field, $"{field} is required.") : this;
 
     public Validation When(bool invalid, string field, string message) => invalid ? Add(field, message) : this;
+
+    /// <summary>
+    /// Refuses JSON that PostgreSQL's jsonb cannot store: a NUL character or an unpaired UTF-16
+    /// surrogate (<c>"\ud800"</c>) in any string or property name. Both can only arrive as a
+    /// <c>\u</c> escape, so JSON without one (<paramref name="raw"/>, its text) is not walked.
+    /// </summary>
+    public Validation StorableJson(string field, JsonElement value, string raw)
+    {
+        ArgumentNullException.ThrowIfNull(raw);
+        if (!raw.Contains("\\u", StringComparison.Ordinal))
+        {
+            return this;
+        }
+        try
+        {
+            return When(HasNul(value), field, $"{field} cannot contain the NUL character (\\u0000).");
+        }
+        catch (InvalidOperationException)
+        {
+            // GetString and Name refuse to decode a lone surrogate escape.
+            return Add(field, $"{field} cannot contain an unpaired UTF-16 surrogate escape (\\ud800-\\udfff): only valid Unicode text can be stored.");
+        }
+    }
+
+    private static bool HasNul(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.String => element.GetString()!.Contains('\0', StringComparison.Ordinal),
+        JsonValueKind.Object => element.EnumerateObject().Any(p => p.Name.Contains('\0', StringComparison.Ordinal) || HasNul(p.Value)),
+        JsonValueKind.Array => element.EnumerateArray().Any(HasNul),
+        _ => false,
+    };
 
     /// <summary>Prefixes every field, for items of a bulk request (<c>messages[3].channel</c>).</summary>
     public Validation Merge(string prefix, Validation other)

@@ -111,10 +111,7 @@ internal static class MessageValidation
             return "{}";
         }
         var raw = value.GetRawText();
-        if (raw.Contains("\\u0000", StringComparison.Ordinal) && HasNul(value))
-        {
-            validation.Add(field, NulMessage(field));
-        }
+        validation.StorableJson(field, value, raw);
         if (raw.Length > MaxJsonLength)
         {
             validation.Add(field, $"{field} is at most {MaxJsonLength / 1024} KB of JSON.");
@@ -125,14 +122,6 @@ internal static class MessageValidation
     // PostgreSQL stores no NUL character in text or jsonb: refused here with the field's name rather
     // than failing the INSERT.
     private static bool HasNul(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
-
-    private static bool HasNul(JsonElement element) => element.ValueKind switch
-    {
-        JsonValueKind.String => HasNul(element.GetString()),
-        JsonValueKind.Object => element.EnumerateObject().Any(p => HasNul(p.Name) || HasNul(p.Value)),
-        JsonValueKind.Array => element.EnumerateArray().Any(HasNul),
-        _ => false,
-    };
 
     private static string NulMessage(string field) => $"{field} cannot contain the NUL character (\\u0000).";
 

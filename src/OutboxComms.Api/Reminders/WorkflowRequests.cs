@@ -59,7 +59,9 @@ internal static class WorkflowRequests
         return fallback;
     }
 
-    /// <summary>A calendar date, "yyyy-MM-dd".</summary>
+    private const int MinYear = 1900, MaxYear = 2199;
+
+    /// <summary>A calendar date, "yyyy-MM-dd", in the years 1900 to 2199.</summary>
     public static DateOnly? ParseDate(this Validation validation, string field, string? value, bool required)
     {
         if (value is null)
@@ -72,7 +74,14 @@ internal static class WorkflowRequests
         }
         if (DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date))
         {
-            return date;
+            // Reminder offsets, grace periods and filing rules add up to a few years to a date: a
+            // bound keeps that arithmetic inside the calendar (9999-12-31 plus a day is an error).
+            if (date.Year is >= MinYear and <= MaxYear)
+            {
+                return date;
+            }
+            validation.Add(field, $"{field} must fall in the years {MinYear} to {MaxYear}.");
+            return null;
         }
         validation.Add(field, $"{field} is a date \"yyyy-MM-dd\", e.g. \"2026-11-19\".");
         return null;
@@ -90,7 +99,9 @@ internal static class WorkflowRequests
             validation.Add(field, $"{field} is a JSON object.");
             return null;
         }
-        return JsonDocument.Parse(value.Value.GetRawText());
+        var raw = value.Value.GetRawText();
+        validation.StorableJson(field, value.Value, raw);
+        return JsonDocument.Parse(raw);
     }
 
     public static Validation RequireCustomer(this Validation validation, Guid? id, string? externalId) =>

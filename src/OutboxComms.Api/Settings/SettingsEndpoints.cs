@@ -235,6 +235,7 @@ public static class SettingsEndpoints
             .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")
             .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
             .When(cost is < 0, "cost", "cost cannot be negative.")
+            .When(cost is >= 1_000_000, "cost", "cost is a price per message: below 1,000,000 with at most 6 decimals.")
             .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
     }
 

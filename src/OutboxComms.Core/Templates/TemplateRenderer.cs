@@ -237,7 +237,8 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
         JsonValueKind.Object => value.EnumerateObject().Aggregate(new ScriptObject(), (o, p) => { o[p.Name] = FromJson(p.Value); return o; }),
         JsonValueKind.Array => new ScriptArray(value.EnumerateArray().Select(FromJson)),
         JsonValueKind.String => value.GetString(),
-        JsonValueKind.Number => value.TryGetInt64(out var l) ? l : value.GetDecimal(),
+        // Beyond decimal's range (1e30, 1e-40) a number is a double rather than an error.
+        JsonValueKind.Number => value.TryGetInt64(out var l) ? l : value.TryGetDecimal(out var m) ? m : value.GetDouble(),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         _ => null,

@@ -103,6 +103,11 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.True(smtpErrors.ContainsKey("fromEmail"));
         Assert.Equal(HttpStatusCode.BadRequest, twilio.StatusCode);
         Assert.True(twilioProblem!["errors"]!.AsObject().ContainsKey("accountSid"));
+
+        // The price per message is numeric(12, 6): a million would not fit the column.
+        var (cost, costProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, cost = 1_000_000m });
+        Assert.Equal(HttpStatusCode.BadRequest, cost.StatusCode);
+        Assert.True(costProblem!["errors"]!.AsObject().ContainsKey("cost"));
     }
 
     [Fact]

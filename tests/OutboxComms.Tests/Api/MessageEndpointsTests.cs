@@ -145,6 +145,25 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task An_unpaired_surrogate_escape_in_json_fields_is_refused_by_field_name_not_a_500()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        using var client = Api.As(key);
+
+        // Valid JSON, and .NET keeps it as a JsonElement, but jsonb refuses a lone surrogate (in a value or a property name).
+        var (single, singleProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$$"""{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c","metadata":{"k":"\ud800"}}""");
+        var (bulk, bulkProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages/bulk",
+            $$$"""{"messages":[{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c"},{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c","metadata":{"\udc00k":"x"}}]}""");
+
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest), (single.StatusCode, bulk.StatusCode));
+        Assert.Equal(["metadata"], ErrorFields(singleProblem));
+        Assert.Equal(["messages[1].metadata"], ErrorFields(bulkProblem));
+        Assert.Equal(0, await CountAsync(Db.DataSource, company));
+    }
+
+    [Fact]
     public async Task The_customer_must_exist_in_the_callers_company_and_not_be_deleted_and_the_template_must_exist()
     {
         var (company, key) = await Api.NewCompanyAsync();

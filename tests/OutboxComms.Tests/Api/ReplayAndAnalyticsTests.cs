@@ -233,6 +233,9 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         var (bad, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=last-week&to=2025-01-01T00:00:00Z");
         var (reversed, reversedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z");
         var (asAdmin, report) = await admin.SendJsonAsync(HttpMethod.Get, "/v1/analytics");
+        // A window ending in the calendar's first month: the default 30 days before it start at its beginning.
+        var (ancient, ancientReport) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?to=0001-01-10T00:00:00Z");
+        Assert.Equal((HttpStatusCode.OK, 0), (ancient.StatusCode, ancientReport!["total"]!.GetValue<int>()));
 
         Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest), (bad.StatusCode, reversed.StatusCode));
         Assert.Equal(["from"], ErrorFields(problem));

@@ -148,6 +148,13 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Equal("Dear Mehta <Textiles>,\nInvoice INV-1042 for ₹11,800 is attached.", preview["body"]!.GetValue<string>());
         Assert.Equal("<p>Dear Mehta &lt;Textiles&gt;,</p><p>Invoice <b>INV-1042</b></p>", preview["htmlBody"]!.GetValue<string>());
         Assert.Null(preview["providerTemplate"]);
+
+        // A number beyond decimal's range renders (as a double) rather than failing the request or, in the worker, the message.
+        var (huge, hugePreview) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice-issued/preview",
+            """{"channel":"EMAIL","data":{"invoice_number":"INV-1043","amount":1e30,"practice":"Rao & Associates"}}""");
+        Assert.Equal(HttpStatusCode.OK, huge.StatusCode);
+        Assert.StartsWith("Dear ", hugePreview!["body"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("INV-1043 for 1E+30", hugePreview["body"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -72,6 +72,11 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
 
         var (noSteps, stepsProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new { customerId = customer, type = "PAYMENT_REMINDER", reference = "x", dueDate = "2026-03-10", steps = Array.Empty<object>() });
         WorkflowApi.AssertFields(noSteps, stepsProblem, "steps");
+
+        // A date at the calendar's end (its steps and grace would run past it) and template data PostgreSQL cannot store: 400s, not 500s.
+        var (endOfTime, endProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders",
+            $$"""{"customerId":"{{customer}}","type":"PAYMENT_REMINDER","reference":"x","dueDate":"9999-12-31","templateKey":"t","templateData":{"invoice":"\ud800"},"steps":[{"offsetDays":0}]}""");
+        WorkflowApi.AssertFields(endOfTime, endProblem, "dueDate", "templateData");
     }
 
     [Fact]
