@@ -104,7 +104,12 @@ internal sealed class MessageDispatcher(
             requested is Channel.Both or Channel.Preferred ? requested : null,
             channels.Length > 1 ? channels[1..] : []);
 
-        // 3. Consent, then the company's own setup for the channel.
+        // 3. Consent, then the company's own setup for the channel. A channel no provider serves
+        // (VOICE, which plain-SQL producers can write) fails the row rather than reading as a consent problem.
+        if (channel is Channel.Voice && providers.Resolve(company.Settings, channel, out var noProvider) is null)
+        {
+            return Fail(message, resolved, noProvider!);
+        }
         if (!OptedIn(preference, channel))
         {
             return Suppress(message, resolved, $"customer has not opted in to {WireName<Channel>.Of(channel)}", now);
@@ -151,7 +156,15 @@ internal sealed class MessageDispatcher(
             }
             if (allowedAt is null && !context.IsFirstReminderInBatch(customer.Id, message.Type, message.Id))
             {
-                allowedAt = ReminderFrequencyPolicy.NextAllowed(now, preference.ReminderFrequency, preference.ReminderCron, zone, now);
+                // Another reminder of this type to this customer is ahead of this one (earlier in the
+                // batch, or being sent by another batch of this process), and whether it goes out is
+                // not decided yet: it may be suppressed, fail, expire or wait for quiet hours. Look
+                // again once its batch has recorded it (within a lease), when the check above sees
+                // what was sent; deferring to the next period now would hold this one back for
+                // nothing when the other never went out.
+                var recheck = now + settings.LeaseDuration;
+                return Defer(message, resolved, recheck,
+                    $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: another {WireName<MessageType>.Of(message.Type)} to this customer is being sent; checked again at {recheck.UtcDateTime:u}");
             }
             if (allowedAt is { } next)
             {

@@ -132,6 +132,19 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_voice_row_a_producer_wrote_fails_because_no_provider_serves_the_channel_not_as_a_consent_problem()
+    {
+        var (company, customer) = await CustomerAsync();
+        var id = await EnqueueAsync(company, customer, channel: "VOICE");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("FAILED", "the VOICE channel has no provider"), (row.Status, row.ErrorMessage));
+        Assert.Equal(0, email.Calls + whatsApp.Calls + sms.Calls);
+    }
+
+    [Fact]
     public async Task Preferred_takes_the_customers_channel_for_each_message_type()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, payment_reminder_channel = 'WHATSAPP', invoice_delivery_channel = 'EMAIL'");
@@ -259,9 +272,15 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var monday = new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero); // Monday 00:00 IST
         var statuses = new[] { first, second, payment, invoice, third }.Select(id => Outbox.GetAsync(db.DataSource, id).Result).ToList();
         Assert.Equal(["SENT", "PENDING", "SENT", "SENT", "PENDING"], statuses.Select(s => s.Status));
-        Assert.Equal(monday, statuses[1].NextAttemptAt);
+        // The second was behind the first in the same batch: looked at again once the first was recorded (a lease later)…
+        Assert.Equal(time.GetUtcNow().AddMinutes(2), statuses[1].NextAttemptAt);
+        Assert.StartsWith("reminder frequency WEEKLY: another COMPLIANCE_REMINDER", statuses[1].StatusReason, StringComparison.Ordinal);
+        // …the third came after the first went out: next Monday.
         Assert.Equal(monday, statuses[4].NextAttemptAt);
         Assert.StartsWith("reminder frequency WEEKLY", statuses[4].StatusReason, StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromMinutes(2));
+        await worker.RunOnceAsync();
+        Assert.Equal(monday, (await Outbox.GetAsync(db.DataSource, second)).NextAttemptAt);
 
         time.SetUtcNow(monday);
         await worker.RunOnceAsync();
@@ -295,9 +314,32 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
 
         Assert.Equal([first], email.Sent.Select(m => m.MessageId));
         var deferred = await Outbox.GetAsync(db.DataSource, second);
-        Assert.Equal("PENDING", deferred.Status);
+        Assert.Equal(("PENDING", time.GetUtcNow().AddMinutes(2)), (deferred.Status, deferred.NextAttemptAt)); // looked at again once the first is recorded
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, await lanes.RunOnceAsync());
+        deferred = await Outbox.GetAsync(db.DataSource, second);
         Assert.StartsWith("reminder frequency WEEKLY", deferred.StatusReason, StringComparison.Ordinal);
         Assert.Equal(new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero), deferred.NextAttemptAt); // Monday 00:00 IST
+        Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+    }
+
+    [Fact]
+    public async Task A_reminder_behind_one_that_is_not_sent_goes_out_in_the_same_period()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY', whatsapp_opt_in = false");
+        // MGT-7 by WhatsApp (the customer has not opted in), then AOC-4 by email, in one batch.
+        var suppressed = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", channel: "WHATSAPP", notBefore: time.GetUtcNow().AddMinutes(-2));
+        var behind = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+        Assert.Equal("SUPPRESSED", (await Outbox.GetAsync(db.DataSource, suppressed)).Status);
+        Assert.Equal("PENDING", (await Outbox.GetAsync(db.DataSource, behind)).Status);
+
+        time.Advance(TimeSpan.FromMinutes(2));
+        await worker.RunOnceAsync();
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, behind)).Status);
+        Assert.Equal([behind], email.Sent.Select(m => m.MessageId));
     }
 
     [Fact]
@@ -309,6 +351,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: past);
         var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: past);
 
+        await worker.RunOnceAsync();
+        time.Advance(TimeSpan.FromMinutes(2)); // the second was behind the first in its batch: checked again a lease later
         await worker.RunOnceAsync();
 
         var thursday = new DateTimeOffset(2026, 11, 26, 4, 30, 0, TimeSpan.Zero); // Thursday 10:00 IST
