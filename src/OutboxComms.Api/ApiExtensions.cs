@@ -39,6 +39,7 @@ public static class ApiExtensions
         builder.Services.AddSingleton(new TemplateRenderer());
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.BadRequestExceptionHandler>();
+        builder.Services.AddExceptionHandler<OutboxComms.Api.Common.StorageRefusedExceptionHandler>();
         // Binding errors are thrown in every environment so the handler above can name the field
         // (and answer "Company required" when the admin key names no company).
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);

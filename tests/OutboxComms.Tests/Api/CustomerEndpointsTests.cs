@@ -106,6 +106,24 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task Text_postgresql_cannot_store_is_a_400_problem_not_a_500()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        // A NUL character in a name and in a search: PostgreSQL refuses both (22021).
+        var (created, createdProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { name = "Mehta\0Textiles" });
+        var (searched, searchedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?search=%00");
+
+        foreach (var (response, problem) in new[] { (created, createdProblem), (searched, searchedProblem) })
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+            Assert.Contains("NUL", problem!["errors"]!["body"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM customers WHERE name LIKE 'Mehta%Textiles'"));
+    }
+
+    [Fact]
     public async Task Delete_is_soft_the_customer_disappears_but_its_row_and_message_history_stay()
     {
         var (company, key) = await Api.NewCompanyAsync();
