@@ -439,6 +439,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         await SetAsync(Db.DataSource, sent, "status = 'SENT', sent_at = now()");
         var claimed = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
         await SetAsync(Db.DataSource, claimed, "locked_by = 'worker-1', locked_until = now() + interval '1 minute'");
+        var abandoned = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
+        await SetAsync(Db.DataSource, abandoned, "locked_by = 'worker-2', locked_until = now() - interval '1 minute'");
         using var client = Api.As(key);
 
         var (cancel, view) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/messages/{pending}/cancel");
@@ -455,6 +457,12 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Contains("SENT", sentProblem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Contains("being sent", claimedProblem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(("SENT", "PENDING"), ((await Outbox.GetAsync(Db.DataSource, sent)).Status, (await Outbox.GetAsync(Db.DataSource, claimed)).Status));
+
+        // A lease that ran out (its worker died or is late) no longer protects the row; cancelling clears it, so the late worker cannot record over it.
+        var (ofAbandoned, _) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/messages/{abandoned}/cancel");
+        Assert.Equal(HttpStatusCode.OK, ofAbandoned.StatusCode);
+        var row = await Outbox.GetAsync(Db.DataSource, abandoned);
+        Assert.Equal(("CANCELLED", (string?)null), (row.Status, row.LockedBy));
     }
 
     [Fact]

@@ -172,10 +172,10 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var late = await store.ClaimAsync($"{worker.WorkerId}#1", 10, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None);
         Assert.Equal([id], late.Select(m => m.Id));
 
-        // The lease runs out; the practice cancels the message (the API allows that once no lease holds it).
+        // The lease runs out; the practice cancels the message as the API does (allowed once no lease holds it, and it clears the lease).
         time.Advance(TimeSpan.FromMinutes(3));
         await using (var cancel = db.DataSource.CreateCommand(
-            "UPDATE communication_logs SET status = 'CANCELLED', status_reason = 'cancelled by test' WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)"))
+            "UPDATE communication_logs SET status = 'CANCELLED', status_reason = 'cancelled by test', locked_by = NULL, locked_until = NULL WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)"))
         {
             cancel.Parameters.AddWithValue(id);
             cancel.Parameters.AddWithValue(time.GetUtcNow());
@@ -424,6 +424,46 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(400, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE provider_message_id = 'p-' || id AND locked_by IS NULL"));
         Assert.Equal(0, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE locked_by IS NOT NULL"));
         Assert.Equal(100, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM communication_logs WHERE id = ANY($1) AND status = 'PENDING' AND next_attempt_at <= $2", kept.Select(m => m.Id).ToArray(), now));
+    }
+
+    [Fact]
+    public async Task Outcomes_and_releases_planned_from_a_drained_outboxs_statistics_probe_the_key_not_the_due_index()
+    {
+        var (company, customer) = await CustomerAsync();
+        // A drained outbox (every row SENT, analyzed: the partial due index looks empty), then a new backlog.
+        await using (var drained = db.DataSource.CreateCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status, sent_at)
+            SELECT $1, $2, 'INVOICE', 'EMAIL', 'sent ' || g, 'SENT', now() FROM generate_series(1, 5000) g
+            """))
+        {
+            drained.Parameters.AddWithValue(company);
+            drained.Parameters.AddWithValue(customer);
+            await drained.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await using (var analyze = db.DataSource.CreateCommand("ANALYZE communication_logs"))
+        {
+            await analyze.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await EnqueueManyAsync(company, customer, 500);
+        await using var worker = new WorkerHarness(db.ConnectionString, []);
+        var store = worker.Services.GetRequiredService<OutboxStore>();
+        var now = DateTimeOffset.UtcNow;
+        var claimed = await store.ClaimAsync("drained#1", 500, now, TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken);
+        var (sent, kept) = (claimed[..400], claimed[400..]);
+        var outcomes = sent.Select(m => new Completion(m.Id, m.CompanyId, DeliveryStatus.Sent, m.Channel) { NextAttemptAt = now, SentAt = now }).ToList();
+
+        // The status the statements require is checked on the row the tuple id reaches: inside the
+        // probe, `status = 'PENDING' AND id = …` was served by the due index, a full scan of it per row.
+        foreach (var plan in new[] { await ExplainAsync(db.DataSource, OutboxStore.OutcomeCommand("drained#1", outcomes, now)), await ExplainAsync(db.DataSource, OutboxStore.ReleaseCommand("drained#1", kept, now)) })
+        {
+            Assert.DoesNotContain("ix_communication_logs_due", plan, StringComparison.Ordinal);
+            Assert.All(plan.Split('\n').Where(line => line.Contains("Index Cond:", StringComparison.Ordinal)),
+                line => Assert.True(line.Contains("(company_id = b.company_id) AND (id = b.id)", StringComparison.Ordinal), plan));
+        }
+        await store.CompleteAsync("drained#1", outcomes, now, TestContext.Current.CancellationToken);
+        await store.ReleaseAsync("drained#1", kept, now, TestContext.Current.CancellationToken);
+        Assert.Equal(5400, await CountAsync(company, "SENT"));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE locked_by IS NOT NULL"));
     }
 
     [Fact]
