@@ -1,5 +1,4 @@
 using OutboxComms.Core.Messages;
-using OutboxComms.Core.Providers.Http;
 
 namespace OutboxComms.Core.Providers;
 
@@ -12,6 +11,9 @@ public sealed record LoadedAttachment(string FileName, string ContentType, byte[
 /// </summary>
 public sealed class AttachmentLoader(IHttpClientFactory clients)
 {
+    /// <summary>The named HttpClient that fetches links (public addresses only, see <see cref="PublicAddresses"/>).</summary>
+    public const string ClientName = "attachments";
+
     /// <summary>Larger attachments are refused rather than loaded into memory.</summary>
     public const long MaxBytes = 25 * 1024 * 1024;
 
@@ -30,7 +32,17 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
     private async Task<byte[]> FetchAsync(CommunicationAttachment attachment, CancellationToken cancellationToken)
     {
         var url = attachment.Url ?? throw new InvalidOperationException($"attachment {attachment.FileName} has neither content nor URL");
-        using var response = await clients.CreateClient(ProviderHttp.ClientName).GetAsync(new Uri(url), HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        HttpResponseMessage response;
+        try
+        {
+            response = await clients.CreateClient(ClientName).GetAsync(new Uri(url), HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is NonPublicAddressException refused)
+        {
+            // Not a passing outage: fails the message (permanent) rather than retrying it.
+            throw new InvalidOperationException($"attachment {attachment.FileName} was not fetched: {refused.Message}", ex);
+        }
+        using var _ = response;
         if (!response.IsSuccessStatusCode)
         {
             // Surfaces as a transient failure: the producer's file server may be back later.
@@ -38,8 +50,25 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
         }
         if (response.Content.Headers.ContentLength > MaxBytes)
         {
-            throw new InvalidOperationException($"attachment {attachment.FileName} is larger than {MaxBytes / 1024 / 1024} MB");
+            throw TooLarge(attachment);
         }
-        return await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        // Counted as it streams too: a server that sends no Content-Length (or a wrong one) must not
+        // fill the worker's memory.
+        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        using var content = new MemoryStream();
+        var chunk = new byte[81_920];
+        int read;
+        while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (content.Length + read > MaxBytes)
+            {
+                throw TooLarge(attachment);
+            }
+            content.Write(chunk, 0, read);
+        }
+        return content.ToArray();
     }
+
+    private static InvalidOperationException TooLarge(CommunicationAttachment attachment) =>
+        new($"attachment {attachment.FileName} is larger than {MaxBytes / 1024 / 1024} MB");
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Providers.Http;
 using OutboxComms.Core.Providers.Messaging;
@@ -24,6 +25,16 @@ public static class ProviderExtensions
             .AddResilienceHandler("provider-http", pipeline => pipeline
                 .AddConcurrencyLimiter(256, 1024)
                 .AddTimeout(TimeSpan.FromSeconds(25)));
+        // Attachment links are fetched by a client of their own: only public addresses (see
+        // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.
+        builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section);
+        builder.Services.AddHttpClient(AttachmentLoader.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
+            .ConfigurePrimaryHttpMessageHandler(services => new SocketsHttpHandler
+            {
+                ConnectCallback = PublicAddresses.ConnectCallback(services.GetRequiredService<IOptions<AttachmentOptions>>().Value.AllowPrivateNetworks),
+                MaxAutomaticRedirections = 5,
+            })
+            .AddResilienceHandler("attachment-http", pipeline => pipeline.AddTimeout(TimeSpan.FromSeconds(25)));
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();

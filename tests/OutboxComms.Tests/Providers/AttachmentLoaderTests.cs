@@ -1,0 +1,70 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
+using OutboxComms.Tests.Infrastructure;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
+
+namespace OutboxComms.Tests.Providers;
+
+/// <summary>Attachment links as the worker fetches them (AddProviders' own client): public addresses only, unless allowed.</summary>
+public sealed class AttachmentLoaderTests : IDisposable
+{
+    private static readonly byte[] Pdf = "%PDF-1.7 statement"u8.ToArray();
+    private readonly WireMockServer files = WireMockServer.Start();
+
+    public AttachmentLoaderTests() =>
+        files.Given(Request.Create().WithPath("/files/statement.pdf").UsingGet())
+            .RespondWith(Response.Create().WithStatusCode(200).WithHeader("Content-Type", "application/pdf").WithBody(Pdf));
+
+    public void Dispose() => files.Stop();
+
+    private static IHost Worker(bool allowPrivateNetworks)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration["Encryption:Keys"] = TestKeys.Encryption;
+        builder.Configuration["Attachments:AllowPrivateNetworks"] = allowPrivateNetworks ? "true" : "false";
+        builder.AddProviders();
+        return builder.Build();
+    }
+
+    [Fact]
+    public async Task A_link_to_a_loopback_address_is_refused_without_a_request_unless_private_networks_are_allowed()
+    {
+        // A tenant's link to an internal address (here the loopback file server) would have the worker mail its answer to them.
+        var attachment = new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = files.Url + "/files/statement.pdf" };
+
+        using (var locked = Worker(allowPrivateNetworks: false))
+        {
+            var refused = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+                locked.Services.GetRequiredService<AttachmentLoader>().LoadAsync([attachment], TestContext.Current.CancellationToken));
+            Assert.Contains("resolves only to loopback, private or link-local addresses", refused.Message, StringComparison.Ordinal);
+            Assert.Empty(files.LogEntries);
+        }
+
+        using var open = Worker(allowPrivateNetworks: true);
+        var loaded = await open.Services.GetRequiredService<AttachmentLoader>().LoadAsync([attachment], TestContext.Current.CancellationToken);
+        Assert.Equal(Pdf, Assert.Single(loaded).Content);
+    }
+
+    [Theory]
+    [InlineData("169.254.169.254", false)] // cloud metadata
+    [InlineData("10.1.2.3", false)]
+    [InlineData("172.20.0.1", false)]
+    [InlineData("192.168.1.10", false)]
+    [InlineData("127.0.0.1", false)]
+    [InlineData("100.64.0.1", false)]
+    [InlineData("0.0.0.0", false)]
+    [InlineData("::1", false)]
+    [InlineData("::ffff:127.0.0.1", false)]
+    [InlineData("fd00::1", false)]
+    [InlineData("fe80::1", false)]
+    [InlineData("8.8.8.8", true)]
+    [InlineData("172.32.0.1", true)]
+    [InlineData("2606:4700:4700::1111", true)]
+    public void Public_addresses_are_told_from_internal_ones(string address, bool isPublic) =>
+        Assert.Equal(isPublic, PublicAddresses.IsPublic(IPAddress.Parse(address)));
+}
