@@ -3,7 +3,7 @@
 set -e
 P="psql -h /tmp/leaseexp -p 55433 -U postgres -X -q -v ON_ERROR_STOP=1"
 $P -d postgres -c "DROP DATABASE IF EXISTS leaseexp" -c "CREATE DATABASE leaseexp"
-for m in 0001 0002 0003 0005 0006 0007 0008 0009 0010 0011 0012 0013; do
+for m in 0001 0002 0003 0005 0006 0007 0008 0009 0010 0011 0012 0013 0014; do
   f=$(ls /work/main/migrations/${m}_*.sql)
   echo "applying $f"
   $P -d leaseexp -1 -f "$f"

@@ -17,7 +17,7 @@ internal sealed class BatchContext
     private readonly Dictionary<Guid, Company> companies;
     private readonly Dictionary<(Guid CompanyId, string Key, Channel Channel, string Language), MessageTemplate> templates;
     private readonly ILookup<long, CommunicationAttachment> attachments;
-    private readonly Dictionary<(Guid CustomerId, MessageType Type), long> firstReminderInBatch = [];
+    private readonly Dictionary<(Guid CustomerId, MessageType Type), ClaimedMessage?> firstReminderInBatch = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
 
     private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
@@ -31,7 +31,7 @@ internal sealed class BatchContext
             {
                 // The first of the batch, unless another batch of this process is sending one (0: none may go).
                 var entered = gate.TryEnter(customer.Id, message.Type, message.Id);
-                firstReminderInBatch[(customer.Id, message.Type)] = entered ? message.Id : 0;
+                firstReminderInBatch[(customer.Id, message.Type)] = entered ? message : null;
                 if (entered)
                 {
                     HeldReminders.Add((customer.Id, message.Type, message.Id));
@@ -63,8 +63,13 @@ internal sealed class BatchContext
     /// (the one due longest), whatever order the concurrent sends happen to run in; and none while
     /// another batch of this process is sending one.
     /// </summary>
-    public bool IsFirstReminderInBatch(Guid customerId, MessageType type, long messageId) =>
-        firstReminderInBatch.GetValueOrDefault((customerId, type)) == messageId;
+    public bool IsFirstReminderInBatch(Guid customerId, ClaimedMessage message) =>
+        firstReminderInBatch.GetValueOrDefault((customerId, message.Type)) is { } first
+        && (first.Id == message.Id || IsBothTwin(first, message));
+
+    /// <summary>Two rows of one reminder requested on BOTH channels (created together: the API's pair, or a split).</summary>
+    private static bool IsBothTwin(ClaimedMessage first, ClaimedMessage other) =>
+        first.RequestedChannel == Channel.Both && other.RequestedChannel == Channel.Both && first.CreatedAt == other.CreatedAt;
 
     // Compiled once: building the LINQ expression and looking it up in EF's query cache on every
     // batch showed in the worker's profile. Npgsql sends each array as one parameter (= ANY).

@@ -142,8 +142,8 @@ internal sealed class MessageDispatcher(
                 $"quiet hours {new QuietHours(start, end)} ({zone.Id}); deferred until {quietUntil.UtcDateTime:u}");
         }
 
-        // 6. Reminder frequency.
-        if (message.Type.IsReminder())
+        // 6. Reminder frequency (a BOTH pair is one reminder: its second channel follows the first).
+        if (message.Type.IsReminder() && !message.IsTwinOfCountedReminder)
         {
             DateTimeOffset? allowedAt;
             try
@@ -154,7 +154,7 @@ internal sealed class MessageDispatcher(
             {
                 return Fail(message, resolved, $"customer's reminder schedule is invalid: {ex.Message}");
             }
-            if (allowedAt is null && !context.IsFirstReminderInBatch(customer.Id, message.Type, message.Id))
+            if (allowedAt is null && !context.IsFirstReminderInBatch(customer.Id, message))
             {
                 // Another reminder of this type to this customer is ahead of this one (earlier in the
                 // batch, or being sent by another batch of this process), and whether it goes out is
@@ -280,6 +280,7 @@ internal sealed class MessageDispatcher(
                     CostCurrency = result.Cost is not null ? result.CostCurrency ?? companySettings.CostCurrency : RateCard(companySettings, resolved.Channel) is null ? null : companySettings.CostCurrency,
                     Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.Sent, null, latencyMs),
                     ReminderSent = message.Type.IsReminder() ? (rendered.CustomerId, message.Type) : null,
+                    ReminderCreatedAt = message.Type.IsReminder() ? message.CreatedAt : null,
                 };
             case SendOutcome.Permanent:
                 return Fail(message, resolved, result.Error ?? "rejected by the provider", result.Bounced ? DeliveryStatus.Bounced : DeliveryStatus.Failed) with

@@ -36,6 +36,16 @@ internal sealed record ClaimedMessage(
 
     /// <summary>For reminders: when the customer last received one of this type.</summary>
     public DateTimeOffset? LastReminderSentAt { get; init; }
+
+    /// <summary>For reminders: when the message behind <see cref="LastReminderSentAt"/> was created (its BOTH twins share it).</summary>
+    public DateTimeOffset? LastReminderCreatedAt { get; init; }
+
+    /// <summary>
+    /// One channel of a reminder requested on BOTH channels whose twin (created with it: the API's
+    /// pair, or the worker's split, which keeps the original's created_at) is the send the frequency
+    /// policy counted: the pair is one reminder.
+    /// </summary>
+    public bool IsTwinOfCountedReminder => RequestedChannel == Channel.Both && LastReminderCreatedAt == CreatedAt;
 }
 
 /// <summary>What one message's processing decided, written back with the rest of its batch in one transaction.</summary>
@@ -62,6 +72,8 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public IReadOnlyList<Channel> SplitInto { get; init; } = [];
     /// <summary>A reminder went out: remember when, for the frequency policy.</summary>
     public (Guid CustomerId, MessageType Type)? ReminderSent { get; init; }
+    /// <summary>With <see cref="ReminderSent"/>: when the message was created (its BOTH twins share it).</summary>
+    public DateTimeOffset? ReminderCreatedAt { get; init; }
 }
 
 internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
@@ -129,7 +141,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                k.compliance_reminder_channel, k.payment_reminder_channel, k.general_updates_channel,
                k.reminder_frequency, k.reminder_cron, k.general_updates_opt_out, k.quiet_hours_start,
                k.quiet_hours_end, k.preference_updated_at,
-               r.last_sent_at
+               r.last_sent_at, r.last_created_at
           FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS c(id, company_id, customer_id, customer_external_id, type)
           LEFT JOIN LATERAL (
                 SELECT cu.id, cu.external_id, cu.name, cu.email, cu.phone, cu.whatsapp_number, cu.preferred_language,
@@ -146,7 +158,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                                           WHERE x.company_id = c.company_id AND x.external_id = c.customer_external_id))
                  LIMIT 1) k ON true
           LEFT JOIN LATERAL (
-                SELECT s.last_sent_at FROM reminder_frequency_state s
+                SELECT s.last_sent_at, s.last_created_at FROM reminder_frequency_state s
                  WHERE c.type IN ('COMPLIANCE_REMINDER', 'PAYMENT_REMINDER') AND s.customer_id = k.id AND s.type = c.type
                  LIMIT 1) r ON true
           LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
@@ -203,21 +215,24 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         """;
 
     private const string RemindersSql = """
-        INSERT INTO reminder_frequency_state (customer_id, type, last_sent_at)
-        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
-        ON CONFLICT (customer_id, type) DO UPDATE SET last_sent_at = greatest(reminder_frequency_state.last_sent_at, excluded.last_sent_at)
+        INSERT INTO reminder_frequency_state AS s (customer_id, type, last_sent_at, last_created_at)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+        ON CONFLICT (customer_id, type) DO UPDATE
+           SET last_sent_at = greatest(s.last_sent_at, excluded.last_sent_at),
+               last_created_at = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_created_at ELSE s.last_created_at END
         """;
 
-    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once. Only while
+    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once, created
+    // when its original was (one request: the frequency policy counts the pair once). Only while
     // the row is still this batch's (locked, so no one can take it before the outcome below is
     // written): a batch whose lease ran out and whose row another worker took must not split it
     // a second time. Runs before the outcome, which clears the lease.
     private const string SplitSql = """
         WITH sibling AS (
             INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
-                                            subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at)
+                                            subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at, created_at)
             SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
-                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3
+                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at
               FROM (SELECT * FROM communication_logs WHERE company_id = $5 AND id = $1 AND locked_by = $4 FOR UPDATE) mine
             RETURNING id)
         INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
@@ -291,6 +306,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 HasAttachments = reader.GetBoolean(1),
                 Customer = reader.IsDBNull(2) ? null : ReadCustomer(reader, message.CompanyId),
                 LastReminderSentAt = NullableTime(reader, 27),
+                LastReminderCreatedAt = NullableTime(reader, 28),
             };
         }
         return [.. claimed.Select(m => byId[m.Id])];
@@ -392,7 +408,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
         var reminders = completions.Where(c => c.ReminderSent is not null)
             .GroupBy(c => c.ReminderSent!.Value)
-            .Select(g => (Key: g.Key, SentAt: g.Max(c => c.SentAt!.Value)))
+            .Select(g => g.MaxBy(c => c.SentAt!.Value)!)
+            .Select(c => (Key: c.ReminderSent!.Value, SentAt: c.SentAt!.Value, c.ReminderCreatedAt))
             .ToList();
         if (reminders.Count > 0)
         {
@@ -400,6 +417,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             upsert.Parameters.Add(Array(reminders, r => r.Key.CustomerId, NpgsqlDbType.Uuid));
             upsert.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Key.Type), NpgsqlDbType.Text));
             upsert.Parameters.Add(Array(reminders, r => r.SentAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            upsert.Parameters.Add(Array(reminders, r => r.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             batch.BatchCommands.Add(upsert);
         }
 

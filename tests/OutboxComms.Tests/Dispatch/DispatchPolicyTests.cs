@@ -324,6 +324,42 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reminder_requested_on_both_channels_is_one_reminder_and_goes_out_on_both_in_its_period()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY', whatsapp_opt_in = true");
+        var past = time.GetUtcNow().AddMinutes(-5);
+        // Split by the worker: one PAYMENT_REMINDER row on BOTH.
+        var split = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "BOTH", notBefore: past);
+        // Written as a pair, as the API writes a BOTH request: two rows created together.
+        await using (var pair = db.DataSource.CreateCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, content, next_attempt_at)
+            VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'EMAIL', 'BOTH', 'MGT-7 is due', $3), ($1, $2, 'COMPLIANCE_REMINDER', 'WHATSAPP', 'BOTH', 'MGT-7 is due', $3)
+            """))
+        {
+            pair.Parameters.AddWithValue(company);
+            pair.Parameters.AddWithValue(customer);
+            pair.Parameters.AddWithValue(past);
+            await pair.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await worker.RunOnceAsync(); // the split's email, and the pair's two channels in one batch
+        await worker.RunOnceAsync(); // the split's WhatsApp sibling, created with its original
+        var sent = await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(type || ':' || channel || ':' || status, ',' ORDER BY type, channel) FROM communication_logs WHERE company_id = $1", company);
+        Assert.Equal("COMPLIANCE_REMINDER:EMAIL:SENT,COMPLIANCE_REMINDER:WHATSAPP:SENT,PAYMENT_REMINDER:EMAIL:SENT,PAYMENT_REMINDER:WHATSAPP:SENT", sent);
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, // the sibling keeps its original's created_at
+            "SELECT count(DISTINCT created_at) FROM communication_logs WHERE company_id = $1 AND type = 'PAYMENT_REMINDER' AND (id = $2 OR requested_channel = 'BOTH')", company, split));
+
+        // Another BOTH payment reminder that week is a second reminder: next Monday, both channels.
+        var later = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "BOTH", notBefore: time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+        var deferred = await Outbox.GetAsync(db.DataSource, later);
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt));
+        Assert.Equal(2, whatsApp.Calls);
+    }
+
+    [Fact]
     public async Task A_reminder_behind_one_that_is_not_sent_goes_out_in_the_same_period()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
