@@ -41,7 +41,7 @@ public sealed class Validation
         }
         try
         {
-            return When(HasNul(value), field, $"{field} cannot contain the NUL character (\\u0000).");
+            return When(HasNul(value), field, NulMessage(field));
         }
         catch (InvalidOperationException)
         {
@@ -49,6 +49,9 @@ public sealed class Validation
             return Add(field, $"{field} cannot contain an unpaired UTF-16 surrogate escape (\\ud800-\\udfff): only valid Unicode text can be stored.");
         }
     }
+
+    /// <summary>PostgreSQL stores no NUL character in text or jsonb: refused with the field's name rather than failing the INSERT.</summary>
+    public static string NulMessage(string field) => $"{field} cannot contain the NUL character (\\u0000).";
 
     private static bool HasNul(JsonElement element) => element.ValueKind switch
     {

@@ -73,10 +73,10 @@ internal static class MessageValidation
             .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both) && string.IsNullOrWhiteSpace(request.Subject),
                 "subject", "subject is required for an email without a template.")
             .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.")
-            .When(HasNul(externalId), "customerExternalId", NulMessage("customerExternalId"))
-            .When(HasNul(templateKey), "templateKey", NulMessage("templateKey"))
-            .When(HasNul(request.Subject), "subject", NulMessage("subject"))
-            .When(HasNul(request.Content), "content", NulMessage("content"));
+            .When(HasNul(externalId), "customerExternalId", Validation.NulMessage("customerExternalId"))
+            .When(HasNul(templateKey), "templateKey", Validation.NulMessage("templateKey"))
+            .When(HasNul(request.Subject), "subject", Validation.NulMessage("subject"))
+            .When(HasNul(request.Content), "content", Validation.NulMessage("content"));
         var data = JsonObject(request.Data, "data", validation);
         var metadata = JsonObject(request.Metadata, "metadata", validation);
 
@@ -122,8 +122,6 @@ internal static class MessageValidation
     // PostgreSQL stores no NUL character in text or jsonb: refused here with the field's name rather
     // than failing the INSERT.
     private static bool HasNul(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
-
-    private static string NulMessage(string field) => $"{field} cannot contain the NUL character (\\u0000).";
 
     private static List<AttachmentDraft> Attachments(IReadOnlyList<AttachmentRequest?>? attachments, Validation validation)
     {

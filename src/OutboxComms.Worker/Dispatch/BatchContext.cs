@@ -29,7 +29,7 @@ internal sealed class BatchContext
         {
             if (message.Type.IsReminder() && message.Customer is { } customer && !firstReminderInBatch.ContainsKey((customer.Id, message.Type)))
             {
-                // The first of the batch, unless another batch of this process is sending one (0: none may go).
+                // The first of the batch, unless another batch of this process is sending one (null: none may go).
                 var entered = gate.TryEnter(customer.Id, message.Type, message.Id);
                 firstReminderInBatch[(customer.Id, message.Type)] = entered ? message : null;
                 if (entered)
@@ -65,11 +65,7 @@ internal sealed class BatchContext
     /// </summary>
     public bool IsFirstReminderInBatch(Guid customerId, ClaimedMessage message) =>
         firstReminderInBatch.GetValueOrDefault((customerId, message.Type)) is { } first
-        && (first.Id == message.Id || IsBothTwin(first, message));
-
-    /// <summary>Two rows of one reminder requested on BOTH channels (created together: the API's pair, or a split).</summary>
-    private static bool IsBothTwin(ClaimedMessage first, ClaimedMessage other) =>
-        first.RequestedChannel == Channel.Both && other.RequestedChannel == Channel.Both && first.CreatedAt == other.CreatedAt;
+        && (first.Id == message.Id || (first.IsBothRowCreatedAt(message.CreatedAt) && message.IsBothRowCreatedAt(first.CreatedAt)));
 
     // Compiled once: building the LINQ expression and looking it up in EF's query cache on every
     // batch showed in the worker's profile. Npgsql sends each array as one parameter (= ANY).

@@ -106,8 +106,9 @@ internal sealed class MessageDispatcher(
 
         // 3. Consent, then the company's own setup for the channel. A channel no provider serves
         // (VOICE, which plain-SQL producers can write) fails the row rather than reading as a consent problem.
-        if (channel is Channel.Voice && providers.Resolve(company.Settings, channel, out var noProvider) is null)
+        if (channel is Channel.Voice)
         {
+            providers.Resolve(company.Settings, channel, out var noProvider);
             return Fail(message, resolved, noProvider!);
         }
         if (!OptedIn(preference, channel))

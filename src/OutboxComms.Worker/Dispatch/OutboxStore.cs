@@ -45,7 +45,10 @@ internal sealed record ClaimedMessage(
     /// pair, or the worker's split, which keeps the original's created_at) is the send the frequency
     /// policy counted: the pair is one reminder.
     /// </summary>
-    public bool IsTwinOfCountedReminder => RequestedChannel == Channel.Both && LastReminderCreatedAt == CreatedAt;
+    public bool IsTwinOfCountedReminder => IsBothRowCreatedAt(LastReminderCreatedAt);
+
+    /// <summary>A row of a request on BOTH channels created at <paramref name="createdAt"/> (its pair or split share it).</summary>
+    public bool IsBothRowCreatedAt(DateTimeOffset? createdAt) => RequestedChannel == Channel.Both && createdAt == CreatedAt;
 }
 
 /// <summary>What one message's processing decided, written back with the rest of its batch in one transaction.</summary>
