@@ -18,6 +18,7 @@ internal sealed class BatchContext
     private readonly Dictionary<(Guid CompanyId, string Key, Channel Channel, string Language), MessageTemplate> templates;
     private readonly ILookup<long, CommunicationAttachment> attachments;
     private readonly Dictionary<(Guid CustomerId, MessageType Type), ClaimedMessage?> firstReminderInBatch = [];
+    private readonly Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder> recordedReminders = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
 
     private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
@@ -35,6 +36,10 @@ internal sealed class BatchContext
                 if (entered)
                 {
                     HeldReminders.Add((customer.Id, message.Type, message.Id));
+                    if (gate.LastRecorded(customer.Id, message.Type) is { } recorded)
+                    {
+                        recordedReminders[(customer.Id, message.Type)] = recorded;
+                    }
                 }
             }
         }
@@ -66,6 +71,16 @@ internal sealed class BatchContext
     public bool IsFirstReminderInBatch(Guid customerId, ClaimedMessage message) =>
         firstReminderInBatch.GetValueOrDefault((customerId, message.Type)) is { } first
         && (first.Id == message.Id || (first.IsBothRowCreatedAt(message.CreatedAt) && message.IsBothRowCreatedAt(first.CreatedAt)));
+
+    /// <summary>
+    /// When the customer last received a reminder of this message's type, and that message's
+    /// created_at: what the claim read, or a send this process committed after that read (another
+    /// batch that recorded it and left the gate before this one entered), whichever is later.
+    /// </summary>
+    public (DateTimeOffset? SentAt, DateTimeOffset? CreatedAt) LastReminder(Guid customerId, ClaimedMessage message) =>
+        recordedReminders.GetValueOrDefault((customerId, message.Type)) is { } recorded && !(recorded.SentAt <= message.LastReminderSentAt)
+            ? (recorded.SentAt, recorded.CreatedAt)
+            : (message.LastReminderSentAt, message.LastReminderCreatedAt);
 
     // Compiled once: building the LINQ expression and looking it up in EF's query cache on every
     // batch showed in the worker's profile. Npgsql sends each array as one parameter (= ANY).

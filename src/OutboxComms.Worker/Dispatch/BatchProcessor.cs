@@ -46,29 +46,37 @@ internal sealed class BatchProcessor(
         var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
         List<ClaimedMessage> claimed;
         DateTimeOffset claimedAt;
-        // One claim in flight per process: concurrent claims walk the same head of the due index,
-        // each skipping the rows the others hold locked and the entries they just left dead.
-        await claiming.WaitAsync(stopping);
+        BatchContext context;
+        // From before the claim (which reads the customers' last reminder times) until the batch
+        // has entered the reminder gate: see ReminderGate.
+        var reading = reminders.BeginRead();
         try
         {
-            claimedAt = time.GetUtcNow();
-            claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
+            // One claim in flight per process: concurrent claims walk the same head of the due index,
+            // each skipping the rows the others hold locked and the entries they just left dead.
+            await claiming.WaitAsync(stopping);
+            try
+            {
+                claimedAt = time.GetUtcNow();
+                claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
+            }
+            finally
+            {
+                claiming.Release();
+            }
+            if (claimed.Count == 0)
+            {
+                return 0;
+            }
+            metrics.Claimed(claimed.Count);
+            claimed = await store.WithRecipientsAsync(claimed, CancellationToken.None);
+
+            await using var scope = scopes.CreateAsyncScope();
+            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, CancellationToken.None);
         }
         finally
         {
-            claiming.Release();
-        }
-        if (claimed.Count == 0)
-        {
-            return 0;
-        }
-        metrics.Claimed(claimed.Count);
-        claimed = await store.WithRecipientsAsync(claimed, CancellationToken.None);
-
-        BatchContext context;
-        await using (var scope = scopes.CreateAsyncScope())
-        {
-            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, CancellationToken.None);
+            reminders.EndRead(reading);
         }
         try
         {
@@ -123,6 +131,13 @@ internal sealed class BatchProcessor(
             });
 
         await CompleteAsync(lease, [.. completions]);
+        foreach (var completion in completions)
+        {
+            if (completion is { ReminderSent: var (customerId, type), SentAt: { } sentAt })
+            {
+                reminders.Recorded(customerId, type, sentAt, completion.ReminderCreatedAt);
+            }
+        }
         if (!released.IsEmpty)
         {
             await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);

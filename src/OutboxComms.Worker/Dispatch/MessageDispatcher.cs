@@ -144,12 +144,13 @@ internal sealed class MessageDispatcher(
         }
 
         // 6. Reminder frequency (a BOTH pair is one reminder: its second channel follows the first).
-        if (message.Type.IsReminder() && !message.IsTwinOfCountedReminder)
+        var lastReminder = message.Type.IsReminder() ? context.LastReminder(customer.Id, message) : default;
+        if (message.Type.IsReminder() && !message.IsBothRowCreatedAt(lastReminder.CreatedAt))
         {
             DateTimeOffset? allowedAt;
             try
             {
-                allowedAt = ReminderFrequencyPolicy.NextAllowed(message.LastReminderSentAt, preference.ReminderFrequency, preference.ReminderCron, zone, now);
+                allowedAt = ReminderFrequencyPolicy.NextAllowed(lastReminder.SentAt, preference.ReminderFrequency, preference.ReminderCron, zone, now);
             }
             catch (FormatException ex)
             {

@@ -41,13 +41,10 @@ internal sealed record ClaimedMessage(
     public DateTimeOffset? LastReminderCreatedAt { get; init; }
 
     /// <summary>
-    /// One channel of a reminder requested on BOTH channels whose twin (created with it: the API's
-    /// pair, or the worker's split, which keeps the original's created_at) is the send the frequency
-    /// policy counted: the pair is one reminder.
+    /// A row of a request on BOTH channels created at <paramref name="createdAt"/>: its twins (the
+    /// API's pair, or the worker's split, which keeps the original's created_at) share it, and the
+    /// frequency policy counts the pair as one reminder.
     /// </summary>
-    public bool IsTwinOfCountedReminder => IsBothRowCreatedAt(LastReminderCreatedAt);
-
-    /// <summary>A row of a request on BOTH channels created at <paramref name="createdAt"/> (its pair or split share it).</summary>
     public bool IsBothRowCreatedAt(DateTimeOffset? createdAt) => RequestedChannel == Channel.Both && createdAt == CreatedAt;
 }
 

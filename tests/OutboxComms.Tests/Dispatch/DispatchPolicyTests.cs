@@ -288,6 +288,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(["PENDING", "SENT"], afterMonday); // one per week, still
     }
 
+    /// <summary>
+    /// A worker taking one row per batch (so two reminders land in two batches, as with concurrent
+    /// batches), and its first batch, running, its email send held until <paramref name="release"/>.
+    /// </summary>
+    private async Task<(WorkerHarness Lanes, Task<int> FirstBatch)> StartHeldReminderBatchAsync(ManualResetEventSlim release)
+    {
+        var inSend = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        email.Behaviour = m =>
+        {
+            inSend.TrySetResult();
+            release.Wait(TimeSpan.FromSeconds(10));
+            return SendResult.Sent($"SMTP-{m.MessageId}");
+        };
+        var lanes = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
+        var firstBatch = Task.Run(lanes.RunOnceAsync, TestContext.Current.CancellationToken);
+        await inSend.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken); // the first reminder's send has started
+        return (lanes, firstBatch);
+    }
+
     [Fact]
     public async Task Two_batches_of_one_worker_at_once_send_one_reminder_of_a_type_to_a_customer()
     {
@@ -295,19 +314,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
         var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
         var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
-        using var inSend = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        email.Behaviour = m =>
-        {
-            inSend.Set();
-            release.Wait(TimeSpan.FromSeconds(10));
-            return SendResult.Sent($"SMTP-{m.MessageId}");
-        };
-        // One row per batch, so each reminder lands in its own batch, as with two concurrent batches.
-        await using var lanes = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
-
-        var slow = Task.Run(lanes.RunOnceAsync, TestContext.Current.CancellationToken);
-        Assert.True(inSend.Wait(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken), "the first reminder's send did not start");
+        var (oneRowBatches, slow) = await StartHeldReminderBatchAsync(release);
+        await using var lanes = oneRowBatches;
         Assert.Equal(1, await lanes.RunOnceAsync()); // the second reminder, while the first is being sent
         release.Set();
         Assert.Equal(1, await slow);
@@ -321,6 +330,47 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.StartsWith("reminder frequency WEEKLY", deferred.StatusReason, StringComparison.Ordinal);
         Assert.Equal(new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero), deferred.NextAttemptAt); // Monday 00:00 IST
         Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+    }
+
+    [Fact]
+    public async Task A_batch_that_read_the_reminder_times_before_another_batch_recorded_its_reminder_sends_no_second_one()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
+        // The second is rendered from a template, so its batch reads message_templates after it has
+        // read the customer's reminder times and before it enters the reminder gate: holding that
+        // table locked stops it exactly there.
+        await using (var template = db.DataSource.CreateCommand("INSERT INTO message_templates (company_id, key, channel, body) VALUES ($1, 'payment-due', 'EMAIL', 'Dear {{ customer.name }}, your fee is due.')"))
+        {
+            template.Parameters.AddWithValue(company);
+            await template.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", content: null, templateKey: "payment-due", notBefore: time.GetUtcNow().AddMinutes(-1));
+        using var release = new ManualResetEventSlim();
+        var (oneRowBatches, sending) = await StartHeldReminderBatchAsync(release);
+        await using var lanes = oneRowBatches;
+        await using var holder = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTemplates = new Npgsql.NpgsqlCommand("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockTemplates.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var reading = Task.Run(lanes.RunOnceAsync, TestContext.Current.CancellationToken); // claims the second, reads "no reminder yet", waits for the templates
+        for (var waited = 0; await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'message_templates'::regclass AND NOT granted") == 0; waited++)
+        {
+            Assert.True(waited < 200, "the second batch never reached the templates");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        release.Set();
+        Assert.Equal(1, await sending); // the first is recorded and its batch has left the gate
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(1, await reading);
+
+        Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+        var deferred = await Outbox.GetAsync(db.DataSource, second);
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt)); // Monday 00:00 IST
+        Assert.StartsWith("reminder frequency WEEKLY: a PAYMENT_REMINDER already went out", deferred.StatusReason, StringComparison.Ordinal);
     }
 
     [Fact]
