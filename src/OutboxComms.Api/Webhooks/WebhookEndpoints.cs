@@ -31,7 +31,7 @@ public static partial class WebhookEndpoints
 
     internal static async Task<Results<Ok<WebhookReceipt>, ProblemHttpResult>> Receive(
         string provider, Guid companyId, HttpContext context, IEnumerable<IDeliveryWebhook> webhooks, OutboxDbContext db,
-        SecretProtector secrets, DeliveryEventRecorder recorder, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookReceipt> logger)
+        SecretProtector secrets, DeliveryEventRecorder recorder, WebhookNonces nonces, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookReceipt> logger)
     {
         var webhook = webhooks.FirstOrDefault(w => w.Route == provider);
         var settings = webhook is null ? null : await db.CompanySettings.AsNoTracking().FirstOrDefaultAsync(s => s.CompanyId == companyId, context.RequestAborted);
@@ -57,6 +57,13 @@ public static partial class WebhookEndpoints
         IReadOnlyList<DeliveryEvent> events;
         try
         {
+            if (webhook.SignatureNonce(request) is { } nonce
+                && !await nonces.TryUseAsync(companyId, provider, nonce, request.Body, time.GetUtcNow(), context.RequestAborted))
+            {
+                LogRefused(logger, provider, companyId, "signature nonce already used with another body (replayed signature)");
+                return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Signature verification failed",
+                    detail: "This signature was already used for another request.");
+            }
             events = webhook.Parse(request);
         }
         catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)

@@ -32,6 +32,12 @@ public interface IDeliveryWebhook
     string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets);
 
     IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request);
+
+    /// <summary>
+    /// For a provider whose signature does not cover the body: the signed one-time token of an
+    /// authentic request, accepted once per body (<see cref="WebhookNonces"/>). Null for the others.
+    /// </summary>
+    string? SignatureNonce(WebhookRequest request) => null;
 }
 
 /// <summary>Signature arithmetic shared by the webhooks; comparisons are constant-time.</summary>

@@ -10,8 +10,9 @@ namespace OutboxComms.Core.Webhooks;
 /// Mailgun webhooks (JSON): <c>signature.signature</c> is hex HMAC-SHA256, keyed with the HTTP
 /// webhook signing key, over <c>timestamp</c> followed by <c>token</c>; the event is in
 /// <c>event-data</c>. Mailgun's message id is the Message-Id without angle brackets. The signature
-/// does not cover the event, so a signature older (or newer) than five minutes is refused: a seen
-/// signature cannot carry forged events beyond that window.
+/// does not cover the event, so a signature older (or newer) than five minutes is refused, and
+/// within that window its token is accepted with one body only (<see cref="WebhookNonces"/>): a
+/// seen signature cannot carry a forged event.
 /// </summary>
 public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
 {
@@ -47,6 +48,14 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         {
             return "Mailgun signature missing";
         }
+    }
+
+    /// <summary>The signature's token: with the timestamp, all the signature covers (read after <see cref="Verify"/> accepted the body).</summary>
+    public string? SignatureNonce(WebhookRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        using var document = JsonDocument.Parse(request.Body);
+        return document.RootElement.GetProperty("signature").GetProperty("token").GetString();
     }
 
     public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)

@@ -8,7 +8,7 @@ namespace OutboxComms.Worker.Maintenance;
 /// Hourly retention, in small batches so it never holds long locks (safe in every worker at once):
 /// raw webhook events older than <see cref="WebhookOptions.RetentionDays"/>, and API idempotency
 /// keys older than <c>Api:IdempotencyKeyRetentionDays</c> (default 30; a client retrying after
-/// that gets a new message).
+/// that gets a new message), and webhook signature nonces once their signatures are stale.
 /// </summary>
 internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, IConfiguration configuration, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
 {
@@ -22,6 +22,11 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
             SELECT company_id, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
         """;
 
+    private const string DeleteNoncesSql = """
+        DELETE FROM webhook_nonces WHERE (company_id, provider, nonce) IN (
+            SELECT company_id, provider, nonce FROM webhook_nonces WHERE seen_at < $1 ORDER BY seen_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
+        """;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromHours(1), time);
@@ -30,6 +35,7 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
             try
             {
                 await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-configuration.GetValue("Api:IdempotencyKeyRetentionDays", 30)), stoppingToken);
+                await PurgeNoncesAsync(stoppingToken);
                 var deleted = await PurgeAsync(stoppingToken);
                 if (deleted > 0)
                 {
@@ -50,6 +56,10 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
 
     public Task<long> PurgeAsync(CancellationToken cancellationToken) =>
         PurgeAsync(DeleteSql, time.GetUtcNow().AddDays(-options.Value.RetentionDays), cancellationToken);
+
+    /// <summary>Webhook signature nonces older than <see cref="WebhookNonces.Retention"/>: their signatures are refused as stale anyway.</summary>
+    public Task<long> PurgeNoncesAsync(CancellationToken cancellationToken) =>
+        PurgeAsync(DeleteNoncesSql, time.GetUtcNow() - WebhookNonces.Retention, cancellationToken);
 
     private async Task<long> PurgeAsync(string sql, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {

@@ -278,6 +278,29 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_mailgun_signature_is_accepted_again_with_its_own_body_only()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var delivered = await SentMessageAsync(company, "MAILGUN", "<20261124.seen@mg.practice.example>", "EMAIL");
+        var target = await SentMessageAsync(company, "MAILGUN", "<20261124.target@mg.practice.example>", "EMAIL");
+        var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
+        var genuine = MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261124.seen@mg.practice.example");
+        // The same signature block (seen in a log, say) under a forged bounce of another message, within the five minutes.
+        var forged = genuine.Replace("\"delivered\"", "\"failed\"", StringComparison.Ordinal).Replace("20261124.seen@", "20261124.target@", StringComparison.Ordinal);
+
+        var (first, applied) = await PostAsync($"/webhooks/mailgun/{company}", Json(genuine));
+        var (redelivered, duplicate) = await PostAsync($"/webhooks/mailgun/{company}", Json(genuine));
+        var (replayed, _) = await PostAsync($"/webhooks/mailgun/{company}", Json(forged));
+
+        Assert.Equal((HttpStatusCode.OK, 1, HttpStatusCode.OK, 1), (first, applied!.Applied, redelivered, duplicate!.Duplicates));
+        Assert.Equal(HttpStatusCode.Unauthorized, replayed);
+        Assert.Equal(("DELIVERED", "SENT"), ((await RowAsync(delivered)).Status, (await RowAsync(target)).Status));
+        // The token is the company's: another company's Mailgun may send the same one.
+        var other = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync($"/webhooks/mailgun/{other}", Json(forged))).Status);
+    }
+
+    [Fact]
     public async Task An_email_webhook_route_other_than_the_companys_provider_is_refused_even_when_signed_with_its_stored_key()
     {
         // A SendGrid company stores SendGrid's public verification key: anyone could sign a Mailgun or Resend body with it.
@@ -309,17 +332,20 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(HttpStatusCode.Unauthorized, status);
     }
 
-    private static StringContent MailgunEvent(string signingKey, DateTimeOffset signedAt, string kind, string messageId)
+    private static StringContent MailgunEvent(string signingKey, DateTimeOffset signedAt, string kind, string messageId) =>
+        Json(MailgunBody(signingKey, signedAt, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), kind, messageId));
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId)
     {
         var timestamp = signedAt.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        const string token = "0123456789abcdef0123456789abcdef0123456789abcdef01";
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.UTF8.GetBytes(timestamp + token)));
-        var body = $$$"""
+        return $$$"""
             {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
              "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent","timestamp":{{{timestamp}}}.5,
                            "message":{"headers":{"message-id":"{{{messageId}}}"} } } }
             """;
-        return new StringContent(body, Encoding.UTF8, "application/json");
     }
 
     [Fact]

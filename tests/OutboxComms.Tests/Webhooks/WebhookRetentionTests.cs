@@ -30,4 +30,26 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
         Assert.Equal(30, deleted); // 31..60 days old; exactly 30 days old is kept
         Assert.Equal(30, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
     }
+
+    [Fact]
+    public async Task Signature_nonces_are_forgotten_once_their_signatures_are_stale()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var now = new DateTimeOffset(2026, 11, 24, 0, 0, 0, TimeSpan.Zero);
+        await using (var insert = db.DataSource.CreateCommand("""
+            INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256, seen_at)
+            SELECT $1, 'mailgun', 't' || g, '\x00', $2::timestamptz - (g || ' minutes')::interval FROM generate_series(1, 60) g
+            """))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(now);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions()), new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
+
+        var deleted = await retention.PurgeNoncesAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(45, deleted); // 16..60 minutes old; a signature is fresh for five minutes either way
+        Assert.Equal(now.AddMinutes(-15).UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT min(seen_at) FROM webhook_nonces WHERE company_id = $1", company));
+    }
 }
