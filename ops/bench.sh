@@ -54,7 +54,7 @@ if [ -z "${OUTBOXCOMMS_BENCH_DATABASE:-}" ]; then
     -c listen_addresses=127.0.0.1 -c max_connections=300
     -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min
     -c fsync=on -c full_page_writes=on -c synchronous_commit="$sync_commit"
-    -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c track_io_timing=on -c log_autovacuum_min_duration=0
+    -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c track_io_timing=on -c track_wal_io_timing=on -c log_autovacuum_min_duration=0
   )
   # Experiments: more server settings, e.g. OUTBOXCOMMS_BENCH_SERVER_OPTIONS="-c commit_delay=200" (named in the report).
   extra_options=${OUTBOXCOMMS_BENCH_SERVER_OPTIONS:-}

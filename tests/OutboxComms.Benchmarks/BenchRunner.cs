@@ -46,6 +46,7 @@ internal static class BenchRunner
             Console.Out.WriteLine($"==> {name} ({clock.Elapsed.TotalMinutes:0.0} min)");
             try
             {
+                report.HostSpeed(name, await db.ReferenceQueryMillisecondsAsync());
                 await run(bench);
             }
             catch (Exception ex)

@@ -37,6 +37,10 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             var signature = document.RootElement.GetProperty("signature");
             var timestamp = signature.GetProperty("timestamp").GetString();
             var token = signature.GetProperty("token").GetString();
+            if (string.IsNullOrEmpty(token))
+            {
+                return "Mailgun token missing";
+            }
             if (!WebhookSignatures.IsFresh(timestamp, time))
             {
                 return "Mailgun timestamp outside the tolerance (replayed or clock skew)";

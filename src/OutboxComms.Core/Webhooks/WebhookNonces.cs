@@ -12,15 +12,14 @@ namespace OutboxComms.Core.Webhooks;
 /// </summary>
 public sealed class WebhookNonces(NpgsqlDataSource dataSource)
 {
-    // The insert wins, or the nonce is already there: accepted only if with the same body. On a
-    // conflict with an insert still in flight, ON CONFLICT waits for it and the SELECT then sees it.
+    // The first use inserts; a later one with the same body "updates" (to the same value) and is
+    // accepted, one with another body updates nothing and returns no row. DO UPDATE's condition is
+    // checked against the latest committed version: a use racing the first one waits for it and
+    // then sees its body (a plain SELECT in the same statement would not, its snapshot being older).
     private const string UseSql = """
-        WITH used AS (
-            INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256, seen_at) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (company_id, provider, nonce) DO NOTHING
-            RETURNING 1)
-        SELECT EXISTS (SELECT 1 FROM used)
-            OR EXISTS (SELECT 1 FROM webhook_nonces WHERE company_id = $1 AND provider = $2 AND nonce = $3 AND body_sha256 = $4)
+        INSERT INTO webhook_nonces AS n (company_id, provider, nonce, body_sha256, seen_at) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (company_id, provider, nonce) DO UPDATE SET seen_at = n.seen_at WHERE n.body_sha256 = excluded.body_sha256
+        RETURNING true
         """;
 
     /// <summary>How long a nonce is remembered (the worker's retention deletes older ones): longer than a signature stays fresh, either way.</summary>
@@ -35,6 +34,6 @@ public sealed class WebhookNonces(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = nonce });
         command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = SHA256.HashData(Encoding.UTF8.GetBytes(body)), NpgsqlDbType = NpgsqlDbType.Bytea });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+        return await command.ExecuteScalarAsync(cancellationToken) is true;
     }
 }

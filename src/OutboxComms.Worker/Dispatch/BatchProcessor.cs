@@ -46,31 +46,31 @@ internal sealed class BatchProcessor(
         var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
         List<ClaimedMessage> claimed;
         DateTimeOffset claimedAt;
+        // One claim in flight per process: concurrent claims walk the same head of the due index,
+        // each skipping the rows the others hold locked and the entries they just left dead.
+        await claiming.WaitAsync(stopping);
+        try
+        {
+            claimedAt = time.GetUtcNow();
+            claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
+        }
+        finally
+        {
+            claiming.Release();
+        }
+        if (claimed.Count == 0)
+        {
+            return 0;
+        }
+        metrics.Claimed(claimed.Count);
+
         BatchContext context;
-        // From before the claim (which reads the customers' last reminder times) until the batch
-        // has entered the reminder gate: see ReminderGate.
+        // From before reading the customers' last reminder times (with the recipients) until the
+        // batch has entered the reminder gate: see ReminderGate.
         var reading = reminders.BeginRead();
         try
         {
-            // One claim in flight per process: concurrent claims walk the same head of the due index,
-            // each skipping the rows the others hold locked and the entries they just left dead.
-            await claiming.WaitAsync(stopping);
-            try
-            {
-                claimedAt = time.GetUtcNow();
-                claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
-            }
-            finally
-            {
-                claiming.Release();
-            }
-            if (claimed.Count == 0)
-            {
-                return 0;
-            }
-            metrics.Claimed(claimed.Count);
             claimed = await store.WithRecipientsAsync(claimed, CancellationToken.None);
-
             await using var scope = scopes.CreateAsyncScope();
             context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, CancellationToken.None);
         }
@@ -130,13 +130,16 @@ internal sealed class BatchProcessor(
                 }
             });
 
-        await CompleteAsync(lease, [.. completions]);
-        foreach (var completion in completions)
+        Completion[] outcomes = [.. completions];
+        try
         {
-            if (completion is { ReminderSent: var (customerId, type), SentAt: { } sentAt })
-            {
-                reminders.Recorded(customerId, type, sentAt, completion.ReminderCreatedAt);
-            }
+            await CompleteAsync(lease, outcomes);
+        }
+        finally
+        {
+            // Even when recording gave up: its last commit may have landed unacknowledged, and a
+            // reminder remembered too long only waits, where one forgotten goes out twice.
+            reminders.Recorded(outcomes);
         }
         if (!released.IsEmpty)
         {

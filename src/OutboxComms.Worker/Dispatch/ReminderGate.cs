@@ -70,8 +70,8 @@ internal sealed class ReminderGate
         }
     }
 
-    /// <summary>A reminder's send is committed (call before leaving the gate).</summary>
-    public void Recorded(Guid customerId, MessageType type, DateTimeOffset sentAt, DateTimeOffset? createdAt)
+    /// <summary>A batch's outcomes are committed: remembers its reminder sends (call before leaving the gate).</summary>
+    public void Recorded(IReadOnlyList<Completion> outcomes)
     {
         lock (sync)
         {
@@ -79,10 +79,16 @@ internal sealed class ReminderGate
             {
                 return; // every later reader reads after the commit
             }
-            var entry = new RecordedReminder(sentAt, createdAt, ++sequence);
-            recorded[(customerId, type)] = recorded.TryGetValue((customerId, type), out var old) && old.SentAt > sentAt
-                ? old with { Sequence = entry.Sequence }
-                : entry;
+            foreach (var outcome in outcomes)
+            {
+                if (outcome is { ReminderSent: var (customerId, type), SentAt: { } sentAt })
+                {
+                    var entry = new RecordedReminder(sentAt, outcome.ReminderCreatedAt, ++sequence);
+                    recorded[(customerId, type)] = recorded.TryGetValue((customerId, type), out var old) && old.SentAt > sentAt
+                        ? old with { Sequence = entry.Sequence }
+                        : entry;
+                }
+            }
         }
     }
 

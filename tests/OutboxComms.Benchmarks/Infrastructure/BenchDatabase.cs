@@ -140,12 +140,29 @@ internal sealed class BenchDatabase : IAsyncDisposable
     {
         await using var command = DataSource.CreateCommand("""
             SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
-                   wal_fpi, wal_sync
+                   wal_fpi, wal_sync, wal_sync_time
               FROM pg_stat_wal
             """);
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
-        return new ServerSnapshot(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3));
+        return new ServerSnapshot(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetDouble(4));
+    }
+
+    /// <summary>
+    /// A fixed piece of CPU-bound work in one PostgreSQL backend (best of three, milliseconds): the
+    /// same number at every point of a run on a steady host. The machine is shared, so its speed
+    /// drifts; this tells a slower host apart from slower code.
+    /// </summary>
+    public async Task<double> ReferenceQueryMillisecondsAsync()
+    {
+        var best = double.MaxValue;
+        for (var i = 0; i < 3; i++)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            await ScalarAsync<long>("SELECT sum(g) FROM generate_series(1, 2000000) g");
+            best = Math.Min(best, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        return best;
     }
 
     /// <summary>CPU used so far by every PostgreSQL process, when the server runs on this machine.</summary>
@@ -189,4 +206,5 @@ internal sealed class BenchDatabase : IAsyncDisposable
 }
 
 /// <summary>Server counters at one instant: WAL position, next transaction id, WAL full-page images and flushes.</summary>
-internal sealed record ServerSnapshot(long WalPosition, long NextTransactionId, long WalFullPages, long WalSyncs);
+/// <param name="WalSyncMilliseconds">Time spent in WAL fsyncs (0 unless the server runs with track_wal_io_timing, as ops/bench.sh starts it).</param>
+internal sealed record ServerSnapshot(long WalPosition, long NextTransactionId, long WalFullPages, long WalSyncs, double WalSyncMilliseconds);

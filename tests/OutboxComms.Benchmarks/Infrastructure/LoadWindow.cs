@@ -71,13 +71,14 @@ internal sealed class LoadWindow
             end.WalPosition - server.WalPosition,
             end.WalFullPages - server.WalFullPages,
             end.WalSyncs - server.WalSyncs,
+            end.WalSyncMilliseconds - server.WalSyncMilliseconds,
             end.NextTransactionId - server.NextTransactionId);
     }
 }
 
 internal sealed record LoadUsage(
     TimeSpan Elapsed, TimeSpan? Workers, TimeSpan? Postgres, TimeSpan Harness, TimeSpan? MachineBusy,
-    long WalBytes, long WalFullPages, long WalSyncs, long WriteTransactions)
+    long WalBytes, long WalFullPages, long WalSyncs, double WalSyncMilliseconds, long WriteTransactions)
 {
     /// <summary>One line: CPU per item by process group, cores busy, WAL, flushes and transactions.</summary>
     public string Describe(long items, string unit)
@@ -100,7 +101,9 @@ internal sealed record LoadUsage(
             text.Append($"; {Stats.Fixed(busy / Elapsed, "0.00")} of {Environment.ProcessorCount} cores busy, other processes {Stats.Fixed(Math.Max(0, others / Elapsed), "0.00")}");
         }
         text.Append($"; WAL {Stats.Fixed(WalBytes / (double)perItem, "0")} B/{unit}, {Stats.Fixed(WalFullPages / (double)perItem, "0.00")} full-page images/{unit}")
-            .Append($"; {Stats.Fixed(WalSyncs / Elapsed.TotalSeconds, "0")} WAL flushes/s, {Stats.Fixed(WriteTransactions / Elapsed.TotalSeconds, "0")} write transactions/s");
+            .Append($"; {Stats.Fixed(WalSyncs / Elapsed.TotalSeconds, "0")} WAL flushes/s")
+            .Append(WalSyncs > 0 && WalSyncMilliseconds > 0 ? $" (fsync mean {Stats.Fixed(WalSyncMilliseconds / WalSyncs, "0.00")} ms)" : "")
+            .Append($", {Stats.Fixed(WriteTransactions / Elapsed.TotalSeconds, "0")} write transactions/s");
         return text.ToString();
     }
 

@@ -13,6 +13,7 @@ internal sealed class Report(MachineInfo machine, BenchOptions options)
 {
     private readonly List<ResultRow> rows = [];
     private readonly List<(string Title, string Body)> details = [];
+    private readonly List<(string Before, double Milliseconds)> hostSpeed = [];
 
     public bool Failed { get; private set; }
 
@@ -23,6 +24,13 @@ internal sealed class Report(MachineInfo machine, BenchOptions options)
             + (row.Latency is { } l ? $" (p50 {Stats.Ms(l.P50)}, p95 {Stats.Ms(l.P95)}, p99 {Stats.Ms(l.P99)})" : "")
             + (row.Verdict.Length > 0 ? $" [{row.Verdict}]" : "")
             + (row.Notes.Length > 0 ? $" — {row.Notes}" : ""));
+    }
+
+    /// <summary>The reference query's time before a scenario (see <see cref="BenchDatabase.ReferenceQueryMillisecondsAsync"/>).</summary>
+    public void HostSpeed(string before, double milliseconds)
+    {
+        hostSpeed.Add((before, milliseconds));
+        Console.Out.WriteLine($"  reference query {Stats.Fixed(milliseconds, "0")} ms");
     }
 
     public void Skip(string scenario, string why) => Add(new ResultRow(scenario, "skipped", why, null, "", "", ""));
@@ -72,6 +80,10 @@ internal sealed class Report(MachineInfo machine, BenchOptions options)
         text.AppendLine($"# OutboxComms benchmark{(options.Smoke ? " (smoke size: numbers mean nothing)" : "")}");
         text.AppendLine();
         text.AppendLine(machine.Describe());
+        if (hostSpeed.Count > 0)
+        {
+            text.AppendLine($"- Host speed: a fixed query (`sum` over `generate_series(1, 2000000)` in PostgreSQL, best of 3) took {string.Join(", ", hostSpeed.Select(h => $"{Stats.Fixed(h.Milliseconds, "0")} ms before {h.Before}"))}: the same work, so a higher figure means a slower (busier) host for that scenario.");
+        }
         text.AppendLine($"- Sizes: --rows {Stats.Count(options.Rows)} (dispatch backlog {Stats.Count(options.Rows)}, single-row inserts {Stats.Count(options.SingleRowInserts)}, backlog scenario {Stats.Count(options.BacklogRows)} rows); whole run {elapsed.TotalMinutes:0.0} min.");
         text.AppendLine();
         text.Append(Table());

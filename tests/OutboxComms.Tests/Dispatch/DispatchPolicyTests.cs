@@ -298,7 +298,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         email.Behaviour = m =>
         {
             inSend.TrySetResult();
-            release.Wait(TimeSpan.FromSeconds(10));
+            release.Wait(TimeSpan.FromMinutes(2)); // long: the test must not go on as if the send had been held
             return SendResult.Sent($"SMTP-{m.MessageId}");
         };
         var lanes = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });

@@ -286,7 +286,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
         var genuine = MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261124.seen@mg.practice.example");
         // The same signature block (seen in a log, say) under a forged bounce of another message, within the five minutes.
-        var forged = genuine.Replace("\"delivered\"", "\"failed\"", StringComparison.Ordinal).Replace("20261124.seen@", "20261124.target@", StringComparison.Ordinal);
+        var genuineEventId = System.Text.Json.JsonDocument.Parse(genuine).RootElement.GetProperty("event-data").GetProperty("id").GetString()!;
+        var forged = genuine.Replace("\"delivered\"", "\"failed\"", StringComparison.Ordinal).Replace("20261124.seen@", "20261124.target@", StringComparison.Ordinal)
+            .Replace(genuineEventId, Guid.NewGuid().ToString("N"), StringComparison.Ordinal); // a new event, not a redelivery of the genuine one
 
         var (first, applied) = await PostAsync($"/webhooks/mailgun/{company}", Json(genuine));
         var (redelivered, duplicate) = await PostAsync($"/webhooks/mailgun/{company}", Json(genuine));
