@@ -17,8 +17,11 @@ namespace OutboxComms.Api.Settings;
 /// (AES-256-GCM) and shown masked. Omitting a secret keeps the stored one; an empty string clears it.
 /// Only a company's own key may read or change them, never the admin key.
 /// </summary>
-public static class SettingsEndpoints
+public static partial class SettingsEndpoints
 {
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")]
+    private static partial System.Text.RegularExpressions.Regex AwsRegion();
+
     public sealed record EmailSettingsRequest(
         EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity? Security, string? Username, string? Password,
         string? ApiKey, string? ApiUser, string? Region, string? FromEmail, string? FromName, string? ReplyTo, string? WebhookSecret,
@@ -87,6 +90,9 @@ public static class SettingsEndpoints
             case EmailProvider.AwsSes:
                 validation.When(apiKey.Value is null, "apiKey", "apiKey (the secret access key) is required for AWS SES.")
                     .Require("apiUser", request.ApiUser).Require("region", request.Region);
+                // The region becomes part of the endpoint's host name (email.{region}.amazonaws.com).
+                validation.When(request.Region is { Length: > 0 } region && !AwsRegion().IsMatch(region), "region",
+                    "region must be an AWS region code such as ap-south-1.");
                 break;
         }
         if (request.Provider is not null)

@@ -108,6 +108,19 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         var (cost, costProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, cost = 1_000_000m });
         Assert.Equal(HttpStatusCode.BadRequest, cost.StatusCode);
         Assert.True(costProblem!["errors"]!.AsObject().ContainsKey("cost"));
+
+        // An SES region is part of the endpoint's host name: a typo is refused here, not on every send.
+        var (ses, sesProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "AWS_SES", enabled = true, apiKey = "secret-access-key", apiUser = "AKIAIOSFODNN7EXAMPLE", region = "ap south/1", fromEmail = "accounts@practice.example",
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, ses.StatusCode);
+        Assert.Equal(["region"], sesProblem!["errors"]!.AsObject().Select(e => e.Key));
+        var (mumbai, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "AWS_SES", enabled = true, apiKey = "secret-access-key", apiUser = "AKIAIOSFODNN7EXAMPLE", region = "ap-south-1", fromEmail = "accounts@practice.example",
+        });
+        Assert.Equal(HttpStatusCode.OK, mumbai.StatusCode);
     }
 
     [Fact]

@@ -90,6 +90,18 @@ public sealed class MessageBirdProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_whatsapp_template_with_a_document_is_refused_rather_than_sent_without_it()
+    {
+        var message = Message(Channel.WhatsApp) with { ProviderTemplate = new ProviderTemplate("invoice_due", "en_US", ["Asha Rao", "INV-7"]), Attachments = [LinkedPdf] };
+
+        var result = await MessageBird.SendAsync(message, WhatsAppAccount, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.Contains("cannot carry the attached document", result.Error, StringComparison.Ordinal);
+        Assert.Empty(host.Server.LogEntries);
+    }
+
+    [Fact]
     public async Task Sms_goes_to_the_rest_api_messages_with_originator_recipients_and_our_reference()
     {
         host.Answers("POST", "/messages", 201, """
@@ -130,7 +142,6 @@ public sealed class MessageBirdProviderTests : IDisposable
     [InlineData(401, 2, "Request not allowed (incorrect access_key)", "", "check the MessageBird access key")]
     [InlineData(422, 9, "no (correct) recipients found", "recipients", "MessageBird 9: no (correct) recipients found (parameter recipients)")]
     [InlineData(422, 10, "originator is invalid", "originator", "MessageBird 10: originator is invalid (parameter originator)")]
-    [InlineData(402, 25, "Not enough balance", "", "the MessageBird balance is too low to send: top up the account")]
     public async Task MessageBird_error_codes_that_retrying_cannot_fix_are_permanent(int status, int code, string description, string parameter, string expected)
     {
         host.Answers("POST", "/messages", status, JsonSerializer.Serialize(new { errors = new[] { new { code, description, parameter } } }));
@@ -140,6 +151,17 @@ public sealed class MessageBirdProviderTests : IDisposable
         Assert.Equal(SendOutcome.Permanent, result.Outcome);
         Assert.StartsWith($"MessageBird {code}: {description}", result.Error, StringComparison.Ordinal);
         Assert.Contains(expected, result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_low_balance_is_retried_an_hour_later_since_a_top_up_fixes_it()
+    {
+        host.Answers("POST", "/messages", 402, """{"errors":[{"code":25,"description":"Not enough balance","parameter":null}]}""");
+
+        var result = await MessageBird.SendAsync(Message(Channel.Sms), SmsAccount, TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Transient, TimeSpan.FromHours(1)), (result.Outcome, result.RetryAfter));
+        Assert.Equal("MessageBird 25: Not enough balance (the MessageBird balance is too low to send: top up the account)", result.Error);
     }
 
     [Theory]

@@ -73,6 +73,26 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     }
 
     [Fact]
+    public async Task An_attachment_that_cannot_be_fetched_now_is_transient_and_one_that_never_can_is_permanent()
+    {
+        using var files = WireMockServer.Start();
+        files.Given(Request.Create().WithPath("/files/INV-1042.pdf").UsingGet()).RespondWith(Response.Create().WithStatusCode(503));
+        await using var provider = NewProvider();
+        var outage = Message(Recipient("kiran")) with
+        {
+            Attachments = [new CommunicationAttachment { FileName = "INV-1042.pdf", ContentType = "application/pdf", Url = $"{files.Url}/files/INV-1042.pdf" }],
+        };
+        var broken = Message(Recipient("kiran")) with { Attachments = [new CommunicationAttachment { FileName = "INV-1043.pdf", ContentType = "application/pdf" }] };
+
+        var later = await provider.SendAsync(outage, Account(outage.CompanyId), Token);
+        var never = await provider.SendAsync(broken, Account(broken.CompanyId), Token);
+
+        Assert.Equal((SendOutcome.Transient, SendOutcome.Permanent), (later.Outcome, never.Outcome));
+        Assert.Equal($"SMTP: attachment INV-1042.pdf could not be fetched: HTTP 503 from {files.Url}/files/INV-1042.pdf", later.Error);
+        Assert.Equal("SMTP: attachment INV-1043.pdf has neither content nor URL", never.Error);
+    }
+
+    [Fact]
     public async Task General_updates_carry_one_click_unsubscribe_headers()
     {
         await using var provider = NewProvider();

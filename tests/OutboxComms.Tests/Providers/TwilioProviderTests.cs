@@ -63,7 +63,6 @@ public sealed class TwilioProviderTests : IDisposable
         var message = Message(Channel.WhatsApp) with
         {
             ProviderTemplate = new ProviderTemplate("HXb5b62575e6e4ff6129ad7c8efe1f983e", "en", ["Asha Rao", "INV-7", "1,180.00"]),
-            Attachments = [LinkedPdf],
         };
 
         var result = await Twilio.SendAsync(message, Account(Channel.WhatsApp, from: "whatsapp:+14155238886"), TestContext.Current.CancellationToken);
@@ -80,6 +79,22 @@ public sealed class TwilioProviderTests : IDisposable
         Assert.Equal("INV-7", variables.GetProperty("2").GetString());
         Assert.Equal("1,180.00", variables.GetProperty("3").GetString());
         Assert.Equal(["ContentSid", "ContentVariables", "From", "To"], form.Keys.Order());
+    }
+
+    [Fact]
+    public async Task A_whatsapp_template_with_a_document_is_refused_rather_than_sent_without_it()
+    {
+        var message = Message(Channel.WhatsApp) with
+        {
+            ProviderTemplate = new ProviderTemplate("HXb5b62575e6e4ff6129ad7c8efe1f983e", "en", ["Asha Rao", "INV-7", "1,180.00"]),
+            Attachments = [LinkedPdf],
+        };
+
+        var result = await Twilio.SendAsync(message, Account(Channel.WhatsApp, from: "whatsapp:+14155238886"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.Contains("cannot carry the attached document INV-7.pdf", result.Error, StringComparison.Ordinal);
+        Assert.Empty(host.Server.LogEntries);
     }
 
     [Fact]

@@ -151,6 +151,17 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task An_error_whose_error_data_is_text_is_still_read_and_classified()
+    {
+        Answer(400, """{"error":{"message":"(#132001) Template name does not exist in the translation","code":132001,"error_data":"template invoice_due does not exist in en_US"}}""");
+
+        var result = await provider.SendAsync(Message(new ProviderTemplate("invoice_due", "en_US", [])), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.Equal("WhatsApp 132001: (#132001) Template name does not exist in the translation (template invoice_due does not exist in en_US)", result.Error);
+    }
+
+    [Fact]
     public async Task Outside_the_window_a_template_send_is_not_told_to_use_a_template()
     {
         Answer(400, """{"error":{"message":"Re-engagement message","code":131047}}""");

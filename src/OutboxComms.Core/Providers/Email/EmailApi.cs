@@ -67,6 +67,19 @@ internal static class EmailApi
         {
             return ([], SendResult.Permanent(missing));
         }
+        return await LoadAttachmentsAsync(loader, provider, message, cancellationToken);
+    }
+
+    /// <summary>
+    /// The attachments' bytes, or why not: the producer's file server failing or slow (transient),
+    /// a file over the size limit, on a private address or without content (permanent). Every
+    /// email provider, SMTP included, fails a message the same way for the same file.
+    /// </summary>
+    public static async Task<(IReadOnlyList<LoadedAttachment> Attachments, SendResult? Refusal)> LoadAttachmentsAsync(
+        AttachmentLoader loader, string provider, OutboundMessage message, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(loader);
+        ArgumentNullException.ThrowIfNull(message);
         try
         {
             return (await loader.LoadAsync(message.Attachments, cancellationToken), null);
@@ -74,6 +87,10 @@ internal static class EmailApi
         catch (HttpRequestException ex)
         {
             return ([], SendResult.Transient($"{provider}: {ex.Message}"));
+        }
+        catch (Exception ex) when (Http.ProviderHttp.IsTimeout(ex, cancellationToken))
+        {
+            return ([], SendResult.Transient($"{provider}: an attachment's link did not answer in time"));
         }
         catch (InvalidOperationException ex)
         {

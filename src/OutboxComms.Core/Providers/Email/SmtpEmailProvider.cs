@@ -33,7 +33,12 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
             return SendResult.Permanent($"SMTP: {missing}");
         }
         // Attachments are fetched before a connection is taken, so a slow file server never holds one.
-        var mime = EmailComposition.Build(message, account, await attachmentLoader.LoadAsync(message.Attachments, cancellationToken));
+        var (attachments, notLoaded) = await EmailApi.LoadAttachmentsAsync(attachmentLoader, "SMTP", message, cancellationToken);
+        if (notLoaded is not null)
+        {
+            return notLoaded;
+        }
+        var mime = EmailComposition.Build(message, account, attachments);
         var endpoint = EndpointOf(account);
         SmtpClient? client = null;
         try

@@ -28,7 +28,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         {
             return SendResult.Transient($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}");
         }
-        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
             return SendResult.Transient($"{provider}: the request timed out");
         }
@@ -65,11 +65,18 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         {
             return new ConnectionCheck(false, $"Could not reach {provider} at {request.RequestUri?.GetLeftPart(UriPartial.Authority)}: {ex.Message}");
         }
-        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
             return new ConnectionCheck(false, $"{provider} did not answer in time.");
         }
     }
+
+    /// <summary>
+    /// A request that ran out of time: the client pipeline's own timeout (Polly's rejection), or
+    /// HttpClient's; not a cancellation of ours (shutdown, the send timeout), which propagates.
+    /// </summary>
+    public static bool IsTimeout(Exception exception, CancellationToken cancellationToken) =>
+        exception is Polly.Timeout.TimeoutRejectedException || exception is TaskCanceledException && !cancellationToken.IsCancellationRequested;
 
     private async Task<ProviderResponse> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {

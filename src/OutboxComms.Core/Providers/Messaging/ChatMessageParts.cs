@@ -57,6 +57,15 @@ internal static class ChatMessageParts
         }
     }
 
+    /// <summary>
+    /// For a provider whose template call has no place for a document: a template message with one
+    /// is refused, so the invoice is never silently left out of what the customer receives.
+    /// </summary>
+    public static SendResult? RefuseTemplateWithDocument(string provider, OutboundMessage message, CommunicationAttachment? document) =>
+        message.ProviderTemplate is not null && document is not null
+            ? SendResult.Permanent($"{provider}: a WhatsApp template message cannot carry the attached document {document.FileName} through {provider}; send it without a provider template (inside the customer's 24-hour window) or through the WhatsApp Cloud API or Gupshup")
+            : null;
+
     /// <summary>A property as text whether the API sent a string or a number; null when absent or null.</summary>
     public static string? Text(JsonElement? element, string property) =>
         element is { ValueKind: JsonValueKind.Object } e && e.TryGetProperty(property, out var value)

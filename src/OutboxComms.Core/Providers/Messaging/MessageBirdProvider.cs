@@ -47,6 +47,10 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
             {
                 return refusal!;
             }
+            if (ChatMessageParts.RefuseTemplateWithDocument(Provider, message, document) is { } templateRefusal)
+            {
+                return templateRefusal; // the hsm content has parameters only
+            }
             body = Conversation(message, account, document);
         }
         else
@@ -133,7 +137,8 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
         {
             2 => SendResult.Permanent($"{error} (authentication failed: check the MessageBird access key)"),
             9 or 10 => SendResult.Permanent(error),
-            25 => SendResult.Permanent($"{error} (the MessageBird balance is too low to send: top up the account)"),
+            // A top-up fixes it: retried an hour later (within the message's retry budget), not failed at once.
+            25 => SendResult.Transient($"{error} (the MessageBird balance is too low to send: top up the account)", TimeSpan.FromHours(1)),
             _ => response.Classify(error),
         };
     }

@@ -44,6 +44,10 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
         {
             return refusal!;
         }
+        if (ChatMessageParts.RefuseTemplateWithDocument(Provider, message, document) is { } templateRefusal)
+        {
+            return templateRefusal; // a ContentSid message takes its media from the content template, not MediaUrl
+        }
         using var request = Authorized(HttpMethod.Post, account, $"Accounts/{Uri.EscapeDataString(account.AccountSid!)}/Messages.json");
         request.Content = new FormUrlEncodedContent(Form(message, account, document));
         return await http.SendAsync(Provider, request, Interpret, cancellationToken);

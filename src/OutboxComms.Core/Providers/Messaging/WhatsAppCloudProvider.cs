@@ -133,18 +133,21 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
         var json = response.Json;
         if (response.IsSuccess)
         {
-            return json is { } ok && ok.TryGetProperty("messages", out var messages) && messages.GetArrayLength() > 0 && messages[0].TryGetProperty("id", out var id)
-                ? SendResult.Sent(id.GetString())
+            return ChatMessageParts.Child(json, "messages") is { ValueKind: JsonValueKind.Array } messages && messages.GetArrayLength() > 0
+                   && ChatMessageParts.Text(messages[0], "id") is { } id
+                ? SendResult.Sent(id)
                 : SendResult.Transient($"WhatsApp: unexpected answer without a message id: {ProviderHttp.Truncate(response.Body, 200)}");
         }
 
-        if (json is not { } body || !body.TryGetProperty("error", out var error))
+        // Read defensively: Graph's error_data is an object for most errors and a string for some.
+        if (ChatMessageParts.Child(json, "error") is not { ValueKind: JsonValueKind.Object } error)
         {
             return response.Classify($"WhatsApp HTTP {(int)response.Status}: {ProviderHttp.Truncate(response.Body, 200)}");
         }
-        var code = error.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.Number ? c.GetInt32() : 0;
-        var text = error.TryGetProperty("message", out var m) ? m.GetString() : null;
-        var details = error.TryGetProperty("error_data", out var data) && data.TryGetProperty("details", out var d) ? d.GetString() : null;
+        var code = error.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.Number && c.TryGetInt32(out var number) ? number : 0;
+        var text = ChatMessageParts.Text(error, "message");
+        var details = ChatMessageParts.Text(ChatMessageParts.Child(error, "error_data"), "details")
+            ?? (ChatMessageParts.Child(error, "error_data") is { ValueKind: JsonValueKind.String } plain ? plain.GetString() : null);
         var described = $"WhatsApp {code}: {text}{(details is null ? "" : $" ({details})")}";
         return code switch
         {
