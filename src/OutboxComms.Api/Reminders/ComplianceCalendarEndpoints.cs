@@ -201,18 +201,29 @@ public static class ComplianceCalendarEndpoints
         }
 
         var keys = chosen.Select(f => f.Filing.Key).ToList();
-        var existing = await db.Reminders.AsNoTracking()
-            .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.FinancialYear == year.Label && keys.Contains(r.CalendarKey!))
-            .ToDictionaryAsync(r => r.CalendarKey!, r => r.Id, cancellationToken);
+        // Per filing: its active reminder if any, else the latest resolved one.
+        var existing = (await db.Reminders.AsNoTracking()
+                .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.FinancialYear == year.Label && keys.Contains(r.CalendarKey!))
+                .Select(r => new { Key = r.CalendarKey!, r.Id, r.Status })
+                .ToListAsync(cancellationToken))
+            .GroupBy(r => r.Key)
+            .ToDictionary(g => g.Key, g => g.OrderBy(r => r.Status == ReminderStatus.Active ? 0 : 1).ThenByDescending(r => r.Id).Select(r => (r.Id, r.Status)).First());
         var formsInUse = filings.GroupBy(f => f.Filing.Form).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
         var now = time.GetUtcNow();
         var created = new List<Reminder>();
         var skipped = new List<SkippedFiling>();
         foreach (var filing in chosen.Select(f => f.Filing))
         {
-            if (existing.TryGetValue(filing.Key, out var id))
+            if (existing.TryGetValue(filing.Key, out var found) && found.Status == ReminderStatus.Active)
             {
-                skipped.Add(new SkippedFiling(filing.Key, $"already created for FY {year.Label}: reminder {id}"));
+                skipped.Add(new SkippedFiling(filing.Key, $"already created for FY {year.Label}: reminder {found.Id}"));
+                continue;
+            }
+            if (found.Status == ReminderStatus.Resolved && request.Filings is null)
+            {
+                // Resolved usually means filed: planning all default filings again must not remind
+                // anyone of it. Naming the filing plans it again (e.g. after a wrong AGM date).
+                skipped.Add(new SkippedFiling(filing.Key, $"resolved for FY {year.Label}: reminder {found.Id}; name it in filings to create it again"));
                 continue;
             }
             if (filing.Rule.DueDate(year, agm) is not { } dueDate)

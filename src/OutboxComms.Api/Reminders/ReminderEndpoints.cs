@@ -154,10 +154,18 @@ public static class ReminderEndpoints
             // statement (a fresh snapshot) then sees the outbox row it produced and cancels that.
             await db.ReminderSteps.Where(s => s.ReminderId == id && s.State == StepState.Scheduled)
                 .ExecuteUpdateAsync(s => s.SetProperty(x => x.State, StepState.Cancelled).SetProperty(x => x.StateReason, reason).SetProperty(x => x.ProcessedAt, now), cancellationToken);
+            // The steps' messages and the rows the worker split from them (a step on BOTH channels:
+            // the sibling carries the step's metadata), unless a worker holds one under a live lease
+            // (it is being sent); one whose lease ran out (its worker died) is cancelled, its lease
+            // cleared as the message cancel does.
+            var marker = System.Text.Json.JsonSerializer.Serialize(new { reminderId = id });
             await db.CommunicationLogs
-                .Where(m => m.CompanyId == tenant.CompanyId && m.Status == DeliveryStatus.Pending && m.LockedBy == null
-                            && db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id))
-                .ExecuteUpdateAsync(m => m.SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now), cancellationToken);
+                .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
+                            && (m.LockedUntil == null || m.LockedUntil <= now)
+                            && (EF.Functions.JsonContains(m.Metadata, marker) || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)))
+                .ExecuteUpdateAsync(m => m
+                    .SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now)
+                    .SetProperty(x => x.LockedBy, (string?)null).SetProperty(x => x.LockedUntil, (DateTimeOffset?)null), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();

@@ -57,6 +57,34 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
     }
 
     [Fact]
+    public async Task A_resolved_filing_is_planned_again_only_when_the_request_names_it()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        var (_, first) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-20", filings = new[] { "MGT-7", "AOC-4" } });
+        var mgt7 = first!["created"]!.AsArray().Single(r => r.Text("calendarKey") == "MGT-7")!["id"]!.GetValue<long>();
+        // The AGM was adjourned to 27 September: the reminder planned on the 20th is resolved…
+        await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{mgt7}/resolve", new { note = "AGM adjourned to 27 Sep" });
+
+        // …planning the defaults again does not bring it back (resolved usually means filed)…
+        var (_, defaults) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-27" });
+        var skipped = defaults!["skipped"]!.AsArray().ToDictionary(s => s.Text("key"), s => s.Text("reason"));
+        Assert.Equal($"resolved for FY 2025-26: reminder {mgt7}; name it in filings to create it again", skipped["MGT-7"]);
+        Assert.StartsWith("already created for FY 2025-26", skipped["AOC-4"], StringComparison.Ordinal);
+
+        // …naming it plans it on the new date, once.
+        var (again, replanned) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-27", filings = new[] { "MGT-7" } });
+        Assert.Equal(HttpStatusCode.Created, again.StatusCode);
+        Assert.Equal("2026-11-26", Assert.Single(replanned!["created"]!.AsArray())!.Text("dueDate"));
+        var (_, twice) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-27", filings = new[] { "MGT-7" } });
+        Assert.StartsWith("already created for FY 2025-26", Assert.Single(twice!["skipped"]!.AsArray()).Text("reason"), StringComparison.Ordinal);
+        Assert.Equal(2, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM reminders WHERE customer_id = $1 AND calendar_key = 'MGT-7'", customer));
+    }
+
+    [Fact]
     public async Task Filings_that_need_the_AGM_date_or_whose_steps_have_all_passed_are_skipped_with_the_reason()
     {
         var (client, _, _) = await PracticeAsync();

@@ -125,6 +125,39 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Resolving_cancels_a_split_steps_second_channel_and_a_step_a_dead_worker_left_locked()
+    {
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var id = await CreateReminderAsync(client, customer, "2026-03-20", 0, -7, -1);
+        await PassAt("2026-03-13T04:30:00Z");
+        var queued = Assert.Single(await RowsAsync(company));
+        // As the worker leaves a step on BOTH channels: its row took email, a WhatsApp sibling
+        // carries the step's metadata (OutboxStore's split); and the row itself is still marked by
+        // a worker that died mid-batch, its lease over. A live lease elsewhere is left alone.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH sibling AS (
+                INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, template_key, template_data, metadata, next_attempt_at, created_at)
+                SELECT company_id, customer_id, type, 'WHATSAPP', 'BOTH', template_key, template_data, metadata, next_attempt_at, created_at
+                  FROM communication_logs WHERE id = $1
+                RETURNING 1),
+            dead AS (UPDATE communication_logs SET locked_by = 'worker-7#12', locked_until = '2026-03-13T04:29:00Z' WHERE id = $1 RETURNING 1)
+            SELECT count(*)::int FROM sibling, dead
+            """, queued.Id);
+        var live = await Outbox.EnqueueAsync(db.DataSource, company, customer, "PAYMENT_REMINDER", "EMAIL", null, "payment-reminder", "{}", At("2026-03-13T04:00:00Z"), 3);
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "UPDATE communication_logs SET metadata = jsonb_build_object('reminderId', $2::bigint), locked_by = 'worker-8#3', locked_until = '2026-03-13T04:35:00Z' WHERE id = $1 RETURNING 1", live, id);
+
+        var (resolved, _) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "Paid by NEFT" });
+
+        Assert.Equal(HttpStatusCode.OK, resolved.StatusCode);
+        var rows = (await RowsAsync(company)).OrderBy(r => r.Id).ToList();
+        Assert.Equal(["CANCELLED", "CANCELLED", "PENDING"], rows.Select(r => r.Status)); // the step's row, the sibling, the one under a live lease
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'CANCELLED' AND (locked_by IS NOT NULL OR locked_until IS NOT NULL)", company));
+    }
+
+    [Fact]
     public async Task Three_schedulers_on_one_database_materialise_each_step_and_each_occurrence_exactly_once()
     {
         var settings = new Dictionary<string, string?> { ["Scheduling:BatchSize"] = "5" };
