@@ -27,6 +27,29 @@ public static class ScheduleTimes
         }
     }
 
+    /// <summary>The shortest time a company schedule may leave between two runs: each run writes to every customer of its audience.</summary>
+    public static readonly TimeSpan MinimumInterval = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Two consecutive occurrences closer than <see cref="MinimumInterval"/> within the week after
+    /// <paramref name="from"/> (UTC), or null: "* 9 * * MON" (every minute of 9 o'clock, a typo for
+    /// "0 9 * * MON") would send sixty digests to every customer.
+    /// </summary>
+    public static (DateTimeOffset First, DateTimeOffset Second)? TooFrequent(CronExpression cron, DateTimeOffset from)
+    {
+        ArgumentNullException.ThrowIfNull(cron);
+        DateTimeOffset? previous = null;
+        foreach (var occurrence in cron.GetOccurrences(from.UtcDateTime, from.UtcDateTime.AddDays(8)).Take(500))
+        {
+            if (previous is { } earlier && occurrence - earlier.UtcDateTime < MinimumInterval)
+            {
+                return (earlier, new DateTimeOffset(occurrence, TimeSpan.Zero));
+            }
+            previous = new DateTimeOffset(occurrence, TimeSpan.Zero);
+        }
+        return null;
+    }
+
     /// <summary>
     /// The first occurrence strictly after <paramref name="after"/> (as UTC), evaluated on the clock of
     /// <paramref name="zone"/>. Cronos is DST-aware: a time skipped by spring-forward fires at the

@@ -78,6 +78,15 @@ public sealed class ScheduleApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (never, neverProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/digest", WeeklyDigest(cron: "0 9 30 2 *"));
         WorkflowApi.AssertFields(never, neverProblem, "cron");
 
+        // Every minute of 9 o'clock (a typo for "0 9 * * MON"), and a six-field expression every 30 seconds: not a digest.
+        var (everyMinute, minuteProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/digest", WeeklyDigest(cron: "* 9 * * MON"));
+        WorkflowApi.AssertFields(everyMinute, minuteProblem, "cron");
+        Assert.Contains("runs more often than once an hour", minuteProblem!["errors"]!["cron"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        var (everyHalfMinute, halfMinuteProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/digest", WeeklyDigest(cron: "*/30 * * * * *"));
+        WorkflowApi.AssertFields(everyHalfMinute, halfMinuteProblem, "cron");
+        var (hourly, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/hourly", WeeklyDigest(cron: "0 9-17 * * MON-FRI"));
+        Assert.Equal(HttpStatusCode.Created, hourly.StatusCode);
+
         var (rest, restProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/bad key!", new
         {
             cron = "0 9 * * MON", type = "BROCHURE", channel = "PIGEON", templateData = "text", audience = new { kind = "REMINDERS_DUE" },
