@@ -25,7 +25,7 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
         StepCounts batch;
         do
         {
-            batch = await store.MaterialiseDueStepsAsync(now, settings.BatchSize, step => Decide(step, now, settings.MissedAfter), cancellationToken);
+            batch = await store.MaterialiseDueStepsAsync(now, settings.BatchSize, step => Decide(step, now, settings.MissedAfter, settings.CatchUpWindow), cancellationToken);
             steps += batch;
         }
         while (batch.Claimed == settings.BatchSize);
@@ -47,10 +47,13 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
 
     /// <summary>
     /// A due step is queued unless its reminder was resolved or its customer deleted. A missed
-    /// step is still sent if it is the latest due step of its reminder and the due date + grace
-    /// has not ended; otherwise it is skipped, with the reason.
+    /// step is still sent if it is the latest due step of its reminder and its news is still true:
+    /// a step before the due date until the due date + grace ends ("due tomorrow" would be wrong
+    /// after that; its message expires then too), an overdue notice (on or after the due date)
+    /// until then or within the catch-up window of its time, whichever is later. Otherwise it is
+    /// skipped, with the reason.
     /// </summary>
-    internal static StepDecision Decide(DueStep step, DateTimeOffset now, TimeSpan missedAfter)
+    internal static StepDecision Decide(DueStep step, DateTimeOffset now, TimeSpan missedAfter, TimeSpan catchUpWindow)
     {
         if (step.ReminderStatus == ReminderStatus.Resolved)
         {
@@ -71,9 +74,18 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
             return new StepDecision(StepState.Skipped, $"{missed}; a later step of this reminder is due too and only the latest is sent");
         }
         var grace = Invariant($"the due date {step.DueDate:yyyy-MM-dd} + {step.GraceDays} days of grace");
-        return now >= step.GraceEndsAt
-            ? new StepDecision(StepState.Skipped, $"{missed}; {grace} had passed")
-            : new StepDecision(StepState.Queued, Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; still within {grace}"));
+        if (now < step.GraceEndsAt)
+        {
+            return new StepDecision(StepState.Queued, Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; still within {grace}"));
+        }
+        if (step.FireAt >= step.DueAt && late <= catchUpWindow)
+        {
+            return new StepDecision(StepState.Queued,
+                Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; an overdue notice, still within the catch-up window ({catchUpWindow.TotalHours:0.#} h)"));
+        }
+        return new StepDecision(StepState.Skipped, step.FireAt >= step.DueAt
+            ? Invariant($"{missed}; {grace} had passed and so had the catch-up window ({catchUpWindow.TotalHours:0.#} h)")
+            : $"{missed}; {grace} had passed");
     }
 
     /// <summary>

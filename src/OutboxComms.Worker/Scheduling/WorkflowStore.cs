@@ -17,7 +17,8 @@ internal sealed record DueStep(
     bool LaterStepDue,
     DateOnly DueDate,
     int GraceDays,
-    DateTimeOffset GraceEndsAt);
+    DateTimeOffset GraceEndsAt,
+    DateTimeOffset DueAt);
 
 /// <summary>What becomes of a due step: QUEUED (an outbox row), SKIPPED or CANCELLED, and why.</summary>
 internal sealed record StepDecision(StepState State, string? Reason);
@@ -69,7 +70,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                EXISTS (SELECT 1 FROM reminder_steps later
                         WHERE later.reminder_id = s.reminder_id AND later.position > s.position
                           AND later.state IN ('SCHEDULED', 'QUEUED') AND later.fire_at <= $1),
-               r.due_date, r.grace_days, r.grace_ends_at
+               r.due_date, r.grace_days, r.grace_ends_at, r.due_at
           FROM reminder_steps s
           JOIN reminders r ON r.id = s.reminder_id
           JOIN customers c ON c.id = r.customer_id
@@ -173,7 +174,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                 due.Add(new DueStep(
                     reader.GetInt64(0), reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2),
                     WireName<ReminderStatus>.Parse(reader.GetString(3)), reader.GetBoolean(4), reader.GetBoolean(5),
-                    reader.GetFieldValue<DateOnly>(6), reader.GetInt32(7), reader.GetFieldValue<DateTimeOffset>(8)));
+                    reader.GetFieldValue<DateOnly>(6), reader.GetInt32(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<DateTimeOffset>(9)));
             }
         }
         if (due.Count == 0)

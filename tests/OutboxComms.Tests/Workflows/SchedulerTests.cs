@@ -228,32 +228,39 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task After_downtime_a_missed_step_is_sent_only_before_the_due_date_plus_grace_and_otherwise_skipped_with_the_reason()
+    public async Task After_downtime_a_missed_step_is_sent_only_while_its_news_is_true_and_otherwise_skipped_with_the_reason()
     {
         var (client, company) = await PracticeAsync();
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
         var withGrace = await CreateReminderAsync(client, customer, "2026-03-10", 2, -7, -1, 1, 5);
         var withoutGrace = await CreateReminderAsync(client, customer, "2026-03-10", 0, -1, 1);
         var later = await CreateReminderAsync(client, customer, "2026-03-20", 0, -14, -2);
+        var stale = await CreateReminderAsync(client, customer, "2026-03-09", 0, 1);
         Assert.Equal(0, (await PassAt("2026-03-02T00:00:00Z")).Steps.Claimed);
 
         // No scheduler runs from 2 March until 11 March 12:00Z (17:30 IST).
         var recovery = await PassAt("2026-03-11T12:00:00Z");
 
-        Assert.Equal(new StepCounts(6, 2, 4, 0), recovery.Steps);
+        Assert.Equal(new StepCounts(7, 3, 4, 0), recovery.Steps);
         var graceSteps = await StepsAsync(withGrace);
         Assert.Equal(["SKIPPED", "SKIPPED", "QUEUED", "SCHEDULED"], graceSteps.Select(s => s.State));
         Assert.Contains("a later step of this reminder is due too and only the latest is sent", graceSteps[0].Reason, StringComparison.Ordinal);
         Assert.Contains("a later step of this reminder is due too", graceSteps[1].Reason, StringComparison.Ordinal);
         Assert.Equal("sent 7.5 h late: missed while no scheduler was running (its time was 2026-03-11 04:30:00Z); still within the due date 2026-03-10 + 2 days of grace", graceSteps[2].Reason);
+        // Without grace, the day-before step is stale, but the overdue notice (the day after the due
+        // date, 7.5 h ago) is still true: sent within the catch-up window…
         var noGrace = await StepsAsync(withoutGrace);
-        Assert.Equal(["SKIPPED", "SKIPPED"], noGrace.Select(s => s.State));
-        Assert.Equal("missed while no scheduler was running (its time was 2026-03-11 04:30:00Z); the due date 2026-03-10 + 0 days of grace had passed", noGrace[1].Reason);
+        Assert.Equal(["SKIPPED", "QUEUED"], noGrace.Select(s => s.State));
+        Assert.Equal("sent 7.5 h late: missed while no scheduler was running (its time was 2026-03-11 04:30:00Z); an overdue notice, still within the catch-up window (12 h)", noGrace[1].Reason);
+        // …and one 31.5 h old is not.
+        var tooLate = Assert.Single(await StepsAsync(stale));
+        Assert.Equal(("SKIPPED", "missed while no scheduler was running (its time was 2026-03-10 04:30:00Z); the due date 2026-03-09 + 0 days of grace had passed and so had the catch-up window (12 h)"),
+            (tooLate.State, tooLate.Reason));
         var beforeDue = await StepsAsync(later);
         Assert.Equal(["QUEUED", "SCHEDULED"], beforeDue.Select(s => s.State));
         Assert.StartsWith("sent 127.5 h late", beforeDue[0].Reason, StringComparison.Ordinal);
         var rows = await RowsAsync(company);
-        Assert.Equal(new[] { graceSteps[2].MessageId, beforeDue[0].MessageId }.Order(), rows.Select(r => (long?)r.Id).Order());
+        Assert.Equal(new[] { graceSteps[2].MessageId, noGrace[1].MessageId, beforeDue[0].MessageId }.Order(), rows.Select(r => (long?)r.Id).Order());
         Assert.All(rows, r => Assert.Equal(At("2026-03-11T12:00:00Z"), r.NextAttemptAt));
 
         // Back to normal: a step found on time is sent even though the grace has ended.
