@@ -6,7 +6,8 @@ namespace OutboxComms.Core.Messages;
 
 /// <summary>
 /// Which finished-but-unsuccessful messages to send again. Every condition is optional except that
-/// only FAILED, BOUNCED and SUPPRESSED rows are ever replayed (a delivered message is never resent).
+/// only FAILED, BOUNCED and SUPPRESSED rows are ever replayed (a delivered message is never resent),
+/// and a replay by filter skips the messages of a resolved reminder.
 /// </summary>
 public sealed record ReplayFilter
 {
@@ -42,6 +43,8 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
 {
     public static IReadOnlySet<DeliveryStatus> Replayable { get; } = new HashSet<DeliveryStatus> { DeliveryStatus.Failed, DeliveryStatus.Bounced, DeliveryStatus.Suppressed };
 
+    // A replay by filter leaves out the messages of a reminder resolved since (the filing was made,
+    // the invoice paid: "MGT-7 is overdue" must not go out again); naming one message replays it.
     // Parameters that are null drop their condition; the statement is planned with the actual
     // values, so `$1 IS NULL OR ...` costs nothing and the primary key (company_id, id) is used; an id
     // without a company reads the block ranges the BRIN index on id names (migration 0011).
@@ -55,6 +58,10 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
            AND ($6::timestamptz IS NULL OR created_at >= $6)
            AND ($7::timestamptz IS NULL OR created_at < $7)
            AND ($8::text IS NULL OR strpos(lower(error_message), lower($8)) > 0)
+           AND ($2::bigint IS NOT NULL OR NOT EXISTS (
+                SELECT 1 FROM reminders r
+                 WHERE metadata->>'reminderId' ~ '^[0-9]{1,18}$' AND r.id = (metadata->>'reminderId')::bigint
+                   AND r.company_id = communication_logs.company_id AND r.status = 'RESOLVED'))
         """;
 
     private const string CountSql = "SELECT count(*) FROM communication_logs WHERE " + Where;

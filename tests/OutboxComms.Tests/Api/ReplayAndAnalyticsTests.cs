@@ -161,6 +161,34 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_replay_by_filter_leaves_out_the_messages_of_a_resolved_reminder_and_naming_one_replays_it()
+    {
+        var (company, _) = await Api.NewCompanyAsync("Rao & Associates");
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var reminders = await TestData.ScalarAsync<long[]>(Db.DataSource, """
+            WITH made AS (
+                INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at, status)
+                SELECT $1, $2, 'COMPLIANCE_REMINDER', r.reference, '2026-11-30', 'Asia/Kolkata', '2026-11-30T18:30:00Z', '2026-11-30T18:30:00Z', r.status
+                  FROM (VALUES ('MGT-7 for FY 2025-26', 'RESOLVED'), ('AOC-4 for FY 2025-26', 'ACTIVE')) AS r(reference, status)
+                RETURNING id, reference)
+            SELECT array_agg(id ORDER BY reference DESC) FROM made
+            """, company, customer);
+        var filed = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER");
+        var open = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER");
+        var odd = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER"); // a producer's own metadata, not a reminder id
+        await SetAsync(Db.DataSource, filed, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[0]}}}'");
+        await SetAsync(Db.DataSource, open, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[1]}}}'");
+        await SetAsync(Db.DataSource, odd, "status = 'FAILED', metadata = '{\"reminderId\": \"MGT-7/2025\"}'");
+        var replay = new MessageReplay(Db.DataSource, TimeProvider.System);
+
+        var all = new ReplayFilter { CompanyId = company, Status = DeliveryStatus.Failed };
+        Assert.Equal(2, await replay.CountAsync(all, TestContext.Current.CancellationToken));
+        Assert.Equal(2, await replay.ReplayAsync(all, "ops-cli", TestContext.Current.CancellationToken));
+        Assert.Equal(["FAILED", "PENDING", "PENDING"], new[] { filed, open, odd }.Select(id => Outbox.GetAsync(Db.DataSource, id).Result.Status));
+        Assert.Equal(1, await replay.ReplayAsync(new ReplayFilter { CompanyId = company, MessageId = filed }, "ops-cli", TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task Analytics_count_rates_costs_and_timing_percentiles_over_the_window()
     {
         var (company, key) = await Api.NewCompanyAsync();
