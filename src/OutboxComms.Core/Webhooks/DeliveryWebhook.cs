@@ -71,6 +71,22 @@ public static class WebhookSignatures
         return settings.EmailProvider == provider ? null : $"the company does not send email through {name}";
     }
 
+    /// <summary>
+    /// As <see cref="EmailProviderIs"/> for WhatsApp, then the stored secret: null (refusal
+    /// given) unless the company sends WhatsApp through <paramref name="provider"/> and has one.
+    /// </summary>
+    public static byte[]? WhatsAppSecret(CompanySettings settings, WhatsAppProvider provider, string name, SecretProtector secrets, out string? refusal)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
+        // The secret column is shared by the WhatsApp providers (a Gupshup company's is a token in
+        // its callback URL): only the company's own provider's route may use it.
+        refusal = settings.WhatsAppProvider != provider ? $"the company does not send WhatsApp through {name}"
+            : settings.WhatsAppWebhookSecretEncrypted is null ? $"the company has no {name} webhook secret configured"
+            : null;
+        return refusal is null ? Utf8(secrets.Unprotect(settings.WhatsAppWebhookSecretEncrypted!)) : null;
+    }
+
     public static bool Matches(ReadOnlySpan<byte> expected, string? presented, Func<string, byte[]?> decode)
     {
         ArgumentNullException.ThrowIfNull(decode);

@@ -34,6 +34,7 @@ public static class WebhookExtensions
         builder.Services.AddSingleton<IDeliveryWebhook, SendGridWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, MailgunWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, ResendWebhook>();
+        builder.Services.AddSingleton<IDeliveryWebhook, GupshupWebhook>();
         builder.Services.AddSingleton<DeliveryEventRecorder>();
         builder.Services.AddSingleton<WebhookNonces>();
         return builder;

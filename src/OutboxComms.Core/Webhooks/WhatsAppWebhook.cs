@@ -22,11 +22,11 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
-        if (settings.WhatsAppWebhookSecretEncrypted is not { } encrypted)
+        if (WebhookSignatures.WhatsAppSecret(settings, WhatsAppProvider.WhatsAppBusinessApi, "the WhatsApp Cloud API", secrets, out var refusal) is not { } appSecret)
         {
-            return "the company has no WhatsApp app secret configured";
+            return refusal;
         }
-        var expected = HMACSHA256.HashData(WebhookSignatures.Utf8(secrets.Unprotect(encrypted)), WebhookSignatures.Utf8(request.Body));
+        var expected = HMACSHA256.HashData(appSecret, WebhookSignatures.Utf8(request.Body));
         var presented = request.Header("X-Hub-Signature-256");
         return presented is not null && presented.StartsWith("sha256=", StringComparison.Ordinal)
             && WebhookSignatures.Matches(expected, presented["sha256=".Length..], WebhookSignatures.FromHex)

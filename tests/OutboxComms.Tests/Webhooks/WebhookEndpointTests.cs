@@ -249,6 +249,62 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 mailbox does not exist"), (row.Status, row.Error));
     }
 
+    // --- Gupshup ----------------------------------------------------------------------------------
+
+    private static StringContent GupshupEvent(string kind, string id, string? gsId = null, string? detail = null)
+    {
+        var payload = new System.Text.Json.Nodes.JsonObject { ["id"] = id, ["type"] = kind, ["destination"] = "919876543210" };
+        if (gsId is not null)
+        {
+            payload["gsId"] = gsId;
+        }
+        payload["payload"] = System.Text.Json.Nodes.JsonNode.Parse(detail ?? """{"ts":1764570000}""");
+        var root = new System.Text.Json.Nodes.JsonObject
+        {
+            ["app"] = "RaoAssociates", ["timestamp"] = 1764570000000, ["version"] = 2, ["type"] = "message-event", ["payload"] = payload,
+        };
+        return Json(root.ToJsonString());
+    }
+
+    [Fact]
+    public async Task Gupshup_callbacks_with_the_companys_token_move_the_message_by_gupshups_message_id()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-5c1f");
+        var read = await SentMessageAsync(company, "GUPSHUP", "ee4a68a0-1203-4c85-8dc3-49d0b3226a35");
+        var failed = await SentMessageAsync(company, "GUPSHUP", "59f8db86-c0bb-4d5c-9b1b-8a3d1b0e8a11");
+        var path = $"/webhooks/gupshup/{company}?token=gs-callback-token-5c1f";
+
+        var (_, delivered) = await PostAsync(path, GupshupEvent("delivered", "wamid.HBgMOTE5ODc2NTQzMjEwFQIAERgSQUY", gsId: "ee4a68a0-1203-4c85-8dc3-49d0b3226a35"));
+        var (_, seen) = await PostAsync(path, GupshupEvent("read", "wamid.HBgMOTE5ODc2NTQzMjEwFQIAERgSQUY", gsId: "ee4a68a0-1203-4c85-8dc3-49d0b3226a35"));
+        var (_, enqueued) = await PostAsync(path, GupshupEvent("enqueued", "59f8db86-c0bb-4d5c-9b1b-8a3d1b0e8a11"));
+        var (_, refused) = await PostAsync(path, GupshupEvent("failed", "59f8db86-c0bb-4d5c-9b1b-8a3d1b0e8a11", detail: "{\"code\":1002,\"reason\":\"Number Does Not Exists On WhatsApp\"}"));
+
+        Assert.Equal((1, 1, 0, 1), (delivered!.Applied, seen!.Applied, enqueued!.Received, refused!.Applied));
+        var row = await RowAsync(read);
+        Assert.Equal("READ", row.Status);
+        Assert.NotNull(row.Delivered);
+        Assert.Equal(("FAILED", "Gupshup 1002: Number Does Not Exists On WhatsApp"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
+    public async Task A_gupshup_callback_without_the_token_or_for_another_provider_changes_nothing()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-5c1f");
+        var id = await SentMessageAsync(company, "GUPSHUP", "ee4a68a0-1203-4c85-8dc3-49d0b3226a35");
+        var cloud = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-5c1f");
+        StringContent Bounce() => GupshupEvent("failed", "ee4a68a0-1203-4c85-8dc3-49d0b3226a35", detail: "{\"code\":1012,\"reason\":\"opted out\"}");
+
+        var (none, _) = await PostAsync($"/webhooks/gupshup/{company}", Bounce());
+        var (wrong, _) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-5c1e", Bounce());
+        var (otherProvider, _) = await PostAsync($"/webhooks/gupshup/{cloud}?token=gs-callback-token-5c1f", Bounce());
+        // Nor does a Gupshup company's token (a secret that travels in a URL) sign the Cloud API route.
+        var body = WhatsAppStatus("ee4a68a0-1203-4c85-8dc3-49d0b3226a35", "failed", DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        var (asCloud, _) = await PostAsync($"/webhooks/whatsapp/{company}", Json(body), HubSignature("gs-callback-token-5c1f", body));
+
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], new[] { none, wrong, otherProvider, asCloud });
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+    }
+
     // --- Mailgun and Resend ----------------------------------------------------------------------
 
     [Fact]
