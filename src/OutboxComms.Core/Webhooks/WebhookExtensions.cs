@@ -35,6 +35,7 @@ public static class WebhookExtensions
         builder.Services.AddSingleton<IDeliveryWebhook, MailgunWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, ResendWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, GupshupWebhook>();
+        builder.Services.AddSingleton<IDeliveryWebhook, MessageBirdWebhook>();
         builder.Services.AddSingleton<DeliveryEventRecorder>();
         builder.Services.AddSingleton<WebhookNonces>();
         return builder;

@@ -305,6 +305,66 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal("SENT", (await RowAsync(id)).Status);
     }
 
+    // --- MessageBird (Conversations) --------------------------------------------------------------
+
+    /// <summary>A MessageBird-Signature-JWT as MessageBird signs it: HS256 over url_hash and payload_hash.</summary>
+    private static (string, string) MessageBirdJwt(string signingKey, string url, string body, DateTimeOffset now)
+    {
+        static string Part(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        static string Hex(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+        var header = Part(Encoding.UTF8.GetBytes("""{"alg":"HS256","typ":"JWT"}"""));
+        var claims = Part(Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["iss"] = "MessageBird", ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.ToUnixTimeSeconds() + 60, ["jti"] = Guid.NewGuid().ToString(),
+            ["url_hash"] = Hex(url), ["payload_hash"] = Hex(body),
+        })));
+        var signature = Part(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.ASCII.GetBytes($"{header}.{claims}")));
+        return ("MessageBird-Signature-JWT", $"{header}.{claims}.{signature}");
+    }
+
+    private static string MessageBirdUpdate(string id, string status, string? error = null) => $$$"""
+        {"type":"message.updated","contact":{"id":"9354647c5c144a2b4c99f2n42497249","msisdn":919876543210},
+         "message":{"id":"{{{id}}}","conversationId":"2e15efafec384e1c82e9842075e87beb","platform":"whatsapp","to":"+919876543210",
+                    "channelId":"619747f69cf940a98fb443140ce9aed2","type":"text","direction":"sent","status":"{{{status}}}",
+                    "createdDatetime":"2026-12-06T09:00:00Z","updatedDatetime":"2026-12-06T09:00:05Z"{{{error}}}}}
+        """;
+
+    [Fact]
+    public async Task MessageBird_message_updates_signed_with_the_companys_key_move_the_message()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'MESSAGEBIRD', whatsapp_webhook_secret_encrypted = $2", "mb-signing-key-7f2e");
+        var id = await SentMessageAsync(company, "MESSAGEBIRD", "ebd5a1f63c2f4aa2a0d9a9bd34ab9d77");
+        var failed = await SentMessageAsync(company, "MESSAGEBIRD", "0b9f1d9c47c84d9fa5b4a2f1e9d3c7aa");
+        var path = $"/webhooks/messagebird/{company}";
+        var url = $"http://localhost{path}";
+
+        var delivered = MessageBirdUpdate("ebd5a1f63c2f4aa2a0d9a9bd34ab9d77", "delivered");
+        var (status, receipt) = await PostAsync(path, Json(delivered), MessageBirdJwt("mb-signing-key-7f2e", url, delivered, DateTimeOffset.UtcNow));
+        var rejected = MessageBirdUpdate("0b9f1d9c47c84d9fa5b4a2f1e9d3c7aa", "rejected", ""","error":{"code":470,"description":"Message failed to send because more than 24 hours have passed"}""");
+        await PostAsync(path, Json(rejected), MessageBirdJwt("mb-signing-key-7f2e", url, rejected, DateTimeOffset.UtcNow));
+
+        Assert.Equal((HttpStatusCode.OK, 1), (status, receipt!.Applied));
+        Assert.Equal("DELIVERED", (await RowAsync(id)).Status);
+        Assert.Equal(("FAILED", "MessageBird rejected 470: Message failed to send because more than 24 hours have passed"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
+    public async Task A_messagebird_update_signed_with_another_key_for_another_url_or_too_late_changes_nothing()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'MESSAGEBIRD', whatsapp_webhook_secret_encrypted = $2", "mb-signing-key-7f2e");
+        var id = await SentMessageAsync(company, "MESSAGEBIRD", "ebd5a1f63c2f4aa2a0d9a9bd34ab9d77");
+        var path = $"/webhooks/messagebird/{company}";
+        var body = MessageBirdUpdate("ebd5a1f63c2f4aa2a0d9a9bd34ab9d77", "failed");
+
+        var (otherKey, _) = await PostAsync(path, Json(body), MessageBirdJwt("another-key", $"http://localhost{path}", body, DateTimeOffset.UtcNow));
+        var (otherUrl, _) = await PostAsync(path, Json(body), MessageBirdJwt("mb-signing-key-7f2e", "http://localhost/webhooks/messagebird/elsewhere", body, DateTimeOffset.UtcNow));
+        var (stale, _) = await PostAsync(path, Json(body), MessageBirdJwt("mb-signing-key-7f2e", $"http://localhost{path}", body, DateTimeOffset.UtcNow.AddMinutes(-10)));
+        var (unsigned, _) = await PostAsync(path, Json(body));
+
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], new[] { otherKey, otherUrl, stale, unsigned });
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+    }
+
     // --- Mailgun and Resend ----------------------------------------------------------------------
 
     [Fact]
