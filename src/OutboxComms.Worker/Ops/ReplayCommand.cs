@@ -14,6 +14,8 @@ public static class ReplayCommand
           replay [--company ID] [--id N] [--status FAILED|BOUNCED|SUPPRESSED] [--channel EMAIL|WHATSAPP|SMS]
                  [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--execute]
                               count (dry run) or, with --execute, replay failed messages
+                              (created from --from up to and including the day --to, UTC; or give
+                              instants such as 2026-11-24T18:30:00+05:30)
         """;
 
     public static async Task<int> RunAsync(string[] args, MessageReplay replay, TextWriter output, CancellationToken cancellationToken)
@@ -60,7 +62,7 @@ public static class ReplayCommand
                 "--channel" => filter with { Channel = Enum<Channel>(Value(), "--channel") },
                 "--type" => filter with { Type = Enum<MessageType>(Value(), "--type") },
                 "--from" => filter with { CreatedFrom = Instant(Value(), "--from") },
-                "--to" => filter with { CreatedTo = Instant(Value(), "--to") },
+                "--to" => filter with { CreatedTo = Until(Value()) },
                 "--error" => filter with { ErrorContains = Value() },
                 "--execute" => filter,
                 _ => throw new FormatException($"unknown option {args[i]}"),
@@ -76,6 +78,15 @@ public static class ReplayCommand
 
     private static T Enum<T>(string value, string option) where T : struct, System.Enum =>
         WireName<T>.TryParse(value, out var parsed) ? parsed : throw new FormatException($"{option} is one of {string.Join(", ", WireName<T>.All)}");
+
+    /// <summary>
+    /// The exclusive end of <c>--to</c>: a plain date (2026-11-24) includes that whole day, as an
+    /// ops person means it (it ends at the next midnight, UTC); an instant is taken as given.
+    /// </summary>
+    private static DateTimeOffset Until(string value) =>
+        DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day)
+            ? new DateTimeOffset(day.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)
+            : Instant(value, "--to");
 
     private static DateTimeOffset Instant(string value, string option) =>
         DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : throw new FormatException($"{option} is a date or ISO 8601 instant");

@@ -36,6 +36,13 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.Equal("PENDING:0:", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT status || ':' || retry_count || ':' || coalesce(error_message, '') FROM communication_logs WHERE company_id = $1 AND channel = 'SMS' AND status_reason LIKE 'replayed by ops cli%'", company));
 
+        // A plain --to date includes that day: the message created yesterday is within "--to <yesterday>".
+        var yesterday = DateTimeOffset.UtcNow.AddDays(-1).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET created_at = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '1 minute' WHERE company_id = $1 AND error_message LIKE 'Twilio 21211%' RETURNING 1", company);
+        using var dayCount = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync(["--company", company.ToString(), "--status", "FAILED", "--to", yesterday], replay, dayCount, TestContext.Current.CancellationToken));
+        Assert.StartsWith("1 messages would be replayed", dayCount.ToString(), StringComparison.Ordinal);
+
         using var bad = new StringWriter();
         Assert.Equal(2, await ReplayCommand.RunAsync(["--status", "SENT"], replay, bad, TestContext.Current.CancellationToken));
         Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", bad.ToString(), StringComparison.Ordinal);
