@@ -117,7 +117,9 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator) : IHealt
             var state = await migrator.GetStateAsync(cancellationToken);
             return state.IsCurrent
                 ? HealthCheckResult.Healthy($"schema at version {state.AppliedVersion}")
-                : HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion}, this build needs {state.ExpectedVersion}: run `OutboxComms.Worker migrate`");
+                : state.Missing.Count > 0
+                    ? HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion} but migrations {string.Join(", ", state.Missing)} were never applied: run `OutboxComms.Worker migrate`")
+                    : HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion}, this build needs {state.ExpectedVersion}: run `OutboxComms.Worker migrate`");
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
         {

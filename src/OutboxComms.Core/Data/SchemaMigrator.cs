@@ -15,7 +15,10 @@ public sealed record Migration(int Version, string Name, string Sql)
 /// <summary>State of the database schema against the migrations this build carries.</summary>
 public sealed record SchemaState(int AppliedVersion, int ExpectedVersion)
 {
-    public bool IsCurrent => AppliedVersion >= ExpectedVersion;
+    /// <summary>Migrations of this build below the applied version that were never applied (a file applied out of order by hand).</summary>
+    public IReadOnlyList<int> Missing { get; init; } = [];
+
+    public bool IsCurrent => AppliedVersion >= ExpectedVersion && Missing.Count == 0;
 }
 
 /// <summary>
@@ -96,13 +99,18 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var exists = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NOT NULL", connection);
-        var applied = 0;
+        var versions = new HashSet<int>();
         if ((bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
         {
-            await using var command = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_migrations", connection);
-            applied = (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+            await using var command = new NpgsqlCommand("SELECT version FROM schema_migrations", connection);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                versions.Add(reader.GetInt32(0));
+            }
         }
-        return new SchemaState(applied, LatestVersion);
+        var applied = versions.Count == 0 ? 0 : versions.Max();
+        return new SchemaState(applied, LatestVersion) { Missing = [.. All.Select(m => m.Version).Where(v => v < applied && !versions.Contains(v))] };
     }
 
     /// <summary>

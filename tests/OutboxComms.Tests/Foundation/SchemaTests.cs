@@ -81,6 +81,32 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     }
 
     [Fact]
+    public async Task A_migration_missing_below_the_latest_applied_is_not_current()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: true);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var skipped = SchemaMigrator.All[^3].Version;
+            // As when someone applied a later file by hand and never the one before it.
+            await using (var forget = dataSource.CreateCommand($"DELETE FROM schema_migrations WHERE version = {skipped}"))
+            {
+                await forget.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            var state = await new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).GetStateAsync(TestContext.Current.CancellationToken);
+
+            Assert.False(state.IsCurrent);
+            Assert.Equal(SchemaMigrator.LatestVersion, state.AppliedVersion);
+            Assert.Equal([skipped], state.Missing);
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task The_plain_SQL_script_builds_the_same_schema_as_the_migrate_verb()
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
