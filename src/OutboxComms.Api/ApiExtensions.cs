@@ -27,6 +27,9 @@ public static class ApiExtensions
     public static IHostApplicationBuilder AddApiServices(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // ASP.NET Core's per-request log lines carry the full URL, and a Gupshup callback URL carries
+        // the company's webhook token: never below Warning, whatever the configuration says.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
         // The API wakes the workers after its commits (OutboxNotifier), not through the insert trigger,
         // and keeps no session state (transaction-scoped settings and locks only).
         builder.AddOutboxDatabase(deferInsertNotifications: true, statelessSessions: true);

@@ -1,6 +1,8 @@
 using OutboxComms.Api;
 
-var builder = WebApplication.CreateBuilder(args);
+// appsettings.json sits beside the assembly: found from any working directory (ops/run.sh runs from
+// the repository, the container from /app), not only from the project's.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.AddApiServices();
 
 var app = builder.Build();

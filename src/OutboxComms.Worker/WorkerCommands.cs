@@ -65,7 +65,8 @@ public static class WorkerCommands
 
     internal static IHost BuildHost(string[] args)
     {
-        var builder = Host.CreateApplicationBuilder(args);
+        // appsettings.json sits beside the assembly: found from any working directory.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.AddWorkerServices();
         return builder.Build();
     }

@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using OutboxComms.Core.Data;
@@ -49,5 +50,21 @@ public sealed class HealthTests(PostgresServer server)
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+    }
+
+    [Fact]
+    public void Request_urls_are_never_logged_even_when_the_configuration_asks_for_aspnet_information()
+    {
+        // A Gupshup callback URL carries the company's webhook token.
+        var verbose = new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Microsoft.AspNetCore"] = "Information",
+            ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Information",
+        };
+        using var factory = new ApiFactory("Host=127.0.0.1;Port=1;Username=nobody;Timeout=2", verbose);
+        var loggers = factory.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>();
+
+        Assert.False(loggers.CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics").IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information));
+        Assert.True(loggers.CreateLogger("Microsoft.AspNetCore.Routing.EndpointMiddleware").IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information)); // the configuration did apply
     }
 }
