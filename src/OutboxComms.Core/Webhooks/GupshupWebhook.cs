@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
-using OutboxComms.Core.Providers.Messaging;
+using static OutboxComms.Core.Providers.Messaging.ChatMessageParts;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -71,8 +71,4 @@ public sealed class GupshupWebhook : IDeliveryWebhook
             : (DateTimeOffset?)null;
         return [new DeliveryEvent(id, status.Value, occurred, error, string.Create(CultureInfo.InvariantCulture, $"{id}:{kind}"), payload.GetRawText())];
     }
-
-    private static JsonElement? Child(JsonElement? element, string name) => ChatMessageParts.Child(element, name);
-
-    private static string? Text(JsonElement? element, string name) => ChatMessageParts.Text(element, name);
 }

@@ -13,7 +13,7 @@ namespace OutboxComms.Worker.Dispatch;
 /// "Known limit").
 /// </summary>
 /// <remarks>
-/// A batch reads the customers' last reminder times when it claims, but enters the gate only once
+/// A batch reads the customers' last reminder times with its recipients, but enters the gate only once
 /// its policy data is loaded: a batch that committed a reminder and left the gate in between would
 /// be invisible to it (its read predates the commit, its entry postdates the exit). So a batch
 /// that records a reminder leaves the send time here, and a batch that enters takes the later of
