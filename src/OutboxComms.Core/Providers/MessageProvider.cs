@@ -75,6 +75,11 @@ public sealed record SendResult
     public TimeSpan? RetryAfter { get; init; }
     /// <summary>Permanent because the recipient's address bounced.</summary>
     public bool Bounced { get; init; }
+    /// <summary>
+    /// Permanent because the recipient opted out of the channel at the provider (replied STOP): the
+    /// worker withdraws the customer's opt-in (<see cref="Preferences.ProviderOptOuts"/>).
+    /// </summary>
+    public bool RecipientOptedOut { get; init; }
 
     public static SendResult Sent(string? providerMessageId, decimal? cost = null, string? costCurrency = null) =>
         new() { Outcome = SendOutcome.Sent, ProviderMessageId = providerMessageId, Cost = cost, CostCurrency = costCurrency };
@@ -84,4 +89,7 @@ public sealed record SendResult
 
     public static SendResult Permanent(string error, bool bounced = false) =>
         new() { Outcome = SendOutcome.Permanent, Error = error, Bounced = bounced };
+
+    public static SendResult OptedOut(string error) =>
+        new() { Outcome = SendOutcome.Permanent, Error = error, RecipientOptedOut = true };
 }

@@ -1,6 +1,7 @@
 using Npgsql;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 
 namespace OutboxComms.Core.Webhooks;
 
@@ -104,6 +105,16 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 messageId = reader.GetInt64(0);
                 advanced = !reader.IsDBNull(1) && reader.GetBoolean(1);
             }
+        }
+
+        if (messageId is { } stopped && delivery.RecipientOptedOut)
+        {
+            await using var withdraw = new NpgsqlBatch(connection, transaction);
+            foreach (var command in ProviderOptOuts.Commands([new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant())], at))
+            {
+                withdraw.BatchCommands.Add(command);
+            }
+            await withdraw.ExecuteNonQueryAsync(cancellationToken);
         }
 
         var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;

@@ -17,6 +17,8 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
 {
     /// <summary>A customer's reply to the message (WhatsApp): sets response_at, not the status.</summary>
     public bool IsResponse { get; init; }
+    /// <summary>The failure says the recipient opted out of the channel: their opt-in is withdrawn.</summary>
+    public bool RecipientOptedOut { get; init; }
 }
 
 /// <summary>

@@ -61,14 +61,18 @@ public sealed class GupshupWebhook : IDeliveryWebhook
             return [];
         }
         string? error = null;
+        var optedOut = false;
         if (status == DeliveryStatus.Failed)
         {
             var detail = Child(payload, "payload");
-            error = $"Gupshup {Text(detail, "code") ?? "?"}: {Text(detail, "reason") ?? "message failed"}";
+            var code = Text(detail, "code");
+            // 1012: the number opted out of the business's messages.
+            optedOut = code == "1012";
+            error = $"Gupshup {code ?? "?"}: {Text(detail, "reason") ?? "message failed"}{(optedOut ? " (the customer opted out: their WhatsApp opt-in is withdrawn)" : "")}";
         }
         var occurred = Child(root, "timestamp") is { ValueKind: JsonValueKind.Number } ms && ms.TryGetInt64(out var millis)
             ? DateTimeOffset.FromUnixTimeMilliseconds(millis)
             : (DateTimeOffset?)null;
-        return [new DeliveryEvent(id, status.Value, occurred, error, string.Create(CultureInfo.InvariantCulture, $"{id}:{kind}"), payload.GetRawText())];
+        return [new DeliveryEvent(id, status.Value, occurred, error, string.Create(CultureInfo.InvariantCulture, $"{id}:{kind}"), payload.GetRawText()) { RecipientOptedOut = optedOut }];
     }
 }

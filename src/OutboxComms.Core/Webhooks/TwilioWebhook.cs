@@ -68,6 +68,10 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         var error = mapped == DeliveryStatus.Failed
             ? $"Twilio {request.Form.GetValueOrDefault("ErrorCode") ?? "?"}: message {status}{(request.Form.GetValueOrDefault("ErrorMessage") is { } m ? $" ({m})" : "")}"
             : null;
-        return [new DeliveryEvent(sid, mapped.Value, null, error, $"{sid}:{status}", request.Body)];
+        return [new DeliveryEvent(sid, mapped.Value, null, error, $"{sid}:{status}", request.Body)
+        {
+            // 21610: the customer replied STOP to the sending number.
+            RecipientOptedOut = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") == "21610",
+        }];
     }
 }

@@ -291,6 +291,7 @@ internal sealed class MessageDispatcher(
                     ProviderName = provider.Name,
                     TemplateUsed = rendered.TemplateUsed,
                     Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.PermanentFailure, result.Error, latencyMs),
+                    RecipientOptedOut = result.RecipientOptedOut,
                 };
             default:
                 return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs);

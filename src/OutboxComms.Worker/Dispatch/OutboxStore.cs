@@ -74,6 +74,8 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public (Guid CustomerId, MessageType Type)? ReminderSent { get; init; }
     /// <summary>With <see cref="ReminderSent"/>: when the message was created (its BOTH twins share it).</summary>
     public DateTimeOffset? ReminderCreatedAt { get; init; }
+    /// <summary>The provider said the recipient opted out of the channel: withdraw their opt-in.</summary>
+    public bool RecipientOptedOut { get; init; }
 }
 
 internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
@@ -423,6 +425,18 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
         await RepeatForSkippedRowsAsync(transaction, outcome.RecordsAffected, completions.Count, () => OutcomeCommand(leaseToken, completions, now), cancellationToken);
+
+        // Rare, so its own round trip, after every row's channel is recorded (a PREFERRED row's channel is resolved by the outcome).
+        var optOuts = completions.Where(c => c.RecipientOptedOut).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider")).ToList();
+        if (optOuts.Count > 0)
+        {
+            await using var withdraw = new NpgsqlBatch(connection, transaction);
+            foreach (var command in ProviderOptOuts.Commands(optOuts, now))
+            {
+                withdraw.BatchCommands.Add(command);
+            }
+            await withdraw.ExecuteNonQueryAsync(cancellationToken);
+        }
         await transaction.CommitAsync(cancellationToken);
     }
 

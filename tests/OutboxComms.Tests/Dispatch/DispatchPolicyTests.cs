@@ -132,6 +132,34 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_provider_opt_out_withdraws_the_customers_opt_in_for_that_channel_once_and_later_messages_are_suppressed()
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true, whatsapp_opt_in = true, payment_reminder_channel = 'SMS'");
+        sms.Behaviour = _ => SendResult.OptedOut("Twilio 21610: Attempt to send to unsubscribed recipient");
+        var reminder = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "PREFERRED");
+        var invoice = await EnqueueAsync(company, customer, channel: "SMS");
+        var chat = await EnqueueAsync(company, customer, channel: "WHATSAPP");
+
+        Assert.Equal(3, await worker.RunOnceAsync());
+
+        Assert.Equal(("FAILED", "SMS"), ((await Outbox.GetAsync(db.DataSource, reminder)).Status, (await Outbox.GetAsync(db.DataSource, reminder)).Channel));
+        Assert.Equal("Twilio 21610: Attempt to send to unsubscribed recipient", (await Outbox.GetAsync(db.DataSource, invoice)).ErrorMessage);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, chat)).Status);
+        Assert.Equal("false/true", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT sms_opt_in || '/' || whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
+        // Two signals in one batch are one withdrawal, recorded as consent with where it came from.
+        Assert.Equal("SMS/false/provider opt-out/TWILIO", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(channel || '/' || opted_in || '/' || source || '/' || recorded_by, ',') FROM consent_records WHERE customer_id = $1", customer));
+
+        var later = await EnqueueAsync(company, customer, channel: "SMS");
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, later);
+        Assert.Equal(("SUPPRESSED", "customer has not opted in to SMS"), (row.Status, row.StatusReason));
+        Assert.Equal(2, sms.Calls);
+    }
+
+    [Fact]
     public async Task A_voice_row_a_producer_wrote_fails_because_no_provider_serves_the_channel_not_as_a_consent_problem()
     {
         var (company, customer) = await CustomerAsync();

@@ -141,7 +141,7 @@ public sealed class TwilioProviderTests : IDisposable
     [Theory]
     [InlineData(400, 21211, "The 'To' number +919876543210 is not a valid phone number.", true, "Twilio 21211: The 'To' number")]
     [InlineData(400, 21614, "'To' number is not a valid mobile number", true, "Twilio 21614:")]
-    [InlineData(400, 21610, "Attempt to send to unsubscribed recipient", false, "reply START")]
+    [InlineData(400, 21610, "Attempt to send to unsubscribed recipient", false, "opt-in for this channel is withdrawn")]
     [InlineData(400, 63016, "Failed to send freeform message because you are outside the allowed window.", false, "approved template via ContentSid")]
     [InlineData(401, 20003, "Authenticate", false, "check the Twilio account SID and auth token")]
     [InlineData(400, 21606, "The 'From' phone number provided is not a valid message-capable Twilio phone number.", false, "Twilio 21606:")]
@@ -153,6 +153,7 @@ public sealed class TwilioProviderTests : IDisposable
 
         Assert.Equal(SendOutcome.Permanent, result.Outcome);
         Assert.Equal(bounced, result.Bounced);
+        Assert.Equal(code == 21610, result.RecipientOptedOut);
         Assert.Contains(expected, result.Error, StringComparison.Ordinal);
         Assert.StartsWith($"Twilio {code}: ", result.Error, StringComparison.Ordinal);
     }

@@ -225,6 +225,36 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("FAILED", "Twilio 30003: message undelivered"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
+    private async Task<string> ConsentsAsync(Guid customer) =>
+        await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT coalesce(string_agg(channel || '/' || opted_in || '/' || source || '/' || recorded_by, ',' ORDER BY id), '') FROM consent_records WHERE customer_id = $1", customer);
+
+    private async Task<string> OptInsAsync(Guid customer) =>
+        await TestData.ScalarAsync<string>(db.DataSource, "SELECT sms_opt_in || '/' || whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer);
+
+    [Fact]
+    public async Task A_twilio_failure_saying_the_customer_replied_stop_withdraws_their_sms_opt_in_once()
+    {
+        var company = await CompanyAsync("sms_provider = 'TWILIO', sms_account_sid = 'AC123', sms_api_key_encrypted = $2", "twilio-auth-token");
+        var id = await SentMessageAsync(company, "TWILIO", "SM5f0c2a9e6d1b4c8a", "SMS");
+        var customer = await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", id);
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true, whatsapp_opt_in = true");
+        var form = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["AccountSid"] = "AC123", ["ErrorCode"] = "21610", ["MessageSid"] = "SM5f0c2a9e6d1b4c8a", ["MessageStatus"] = "failed", ["To"] = "+919876543210",
+        };
+        var signed = $"{client.BaseAddress}webhooks/twilio/{company}" + string.Concat(form.Select(p => p.Key + p.Value));
+        var signature = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)));
+
+        var (_, first) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
+        var (_, again) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
+
+        Assert.Equal((1, 1), (first!.Applied, again!.Duplicates));
+        Assert.Equal("FAILED", (await RowAsync(id)).Status);
+        Assert.Equal("false/true", await OptInsAsync(customer));
+        Assert.Equal("SMS/false/provider opt-out/TWILIO", await ConsentsAsync(customer));
+    }
+
     // --- SendGrid -----------------------------------------------------------------------------
 
     [Fact]
@@ -284,6 +314,33 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal("READ", row.Status);
         Assert.NotNull(row.Delivered);
         Assert.Equal(("FAILED", "Gupshup 1002: Number Does Not Exists On WhatsApp"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
+    public async Task A_gupshup_opted_out_failure_withdraws_the_whatsapp_opt_in_of_a_customer_the_row_names_by_external_id()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-77aa");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210", externalId: "CLIENT-0042");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true, whatsapp_opt_in = true");
+        var id = await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status, sent_at, provider_name, provider_message_id)
+            VALUES ($1, 'CLIENT-0042', 'INVOICE', 'WHATSAPP', 'x', 'SENT', now(), 'GUPSHUP', 'c1d2e3f4-0000-4aaa-8bbb-0123456789ab') RETURNING id
+            """, company);
+        var other = await SentMessageAsync(company, "GUPSHUP", "d4e5f6a7-1111-4ccc-9ddd-0123456789ab");
+        var otherCustomer = await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", other);
+        await Outbox.SetPreferencesAsync(db.DataSource, otherCustomer, "whatsapp_opt_in = true");
+        var path = $"/webhooks/gupshup/{company}?token=gs-callback-token-77aa";
+
+        var (_, optedOut) = await PostAsync(path, GupshupEvent("failed", "c1d2e3f4-0000-4aaa-8bbb-0123456789ab", detail: "{\"code\":1012,\"reason\":\"User opted out\"}"));
+        var (_, notOnWhatsApp) = await PostAsync(path, GupshupEvent("failed", "d4e5f6a7-1111-4ccc-9ddd-0123456789ab", detail: "{\"code\":1002,\"reason\":\"Number Does Not Exists On WhatsApp\"}"));
+
+        Assert.Equal((1, 1), (optedOut!.Applied, notOnWhatsApp!.Applied));
+        Assert.StartsWith("Gupshup 1012: User opted out", (await RowAsync(id)).Error, StringComparison.Ordinal);
+        Assert.Equal("true/false", await OptInsAsync(customer));
+        Assert.Equal("WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
+        // Any other failure is about the message, not the customer's consent.
+        Assert.Equal("false/true", await OptInsAsync(otherCustomer));
+        Assert.Equal("", await ConsentsAsync(otherCustomer));
     }
 
     [Fact]

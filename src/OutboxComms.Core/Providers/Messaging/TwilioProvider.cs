@@ -126,7 +126,7 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
         return code switch
         {
             21211 or 21614 => SendResult.Permanent(error, bounced: true),
-            21610 => SendResult.Permanent($"{error} (the recipient unsubscribed by replying STOP; they must reply START to receive messages again)"),
+            21610 => SendResult.OptedOut($"{error} (the recipient unsubscribed by replying STOP: their opt-in for this channel is withdrawn; opt them in again once they reply START)"),
             63016 => SendResult.Permanent($"{error} (outside the 24-hour WhatsApp window: send an approved template via ContentSid)"),
             20003 => SendResult.Permanent($"{error} (authentication failed: check the Twilio account SID and auth token)"),
             20429 => SendResult.Transient(error, response.RetryAfter),
