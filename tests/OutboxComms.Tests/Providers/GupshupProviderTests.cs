@@ -66,6 +66,18 @@ public sealed class GupshupProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_document_whose_text_is_longer_than_whatsapps_caption_is_refused_without_calling_gupshup()
+    {
+        var message = Message(Channel.WhatsApp) with { Attachments = [LinkedPdf], Body = new string('x', 1025) };
+
+        var result = await Gupshup.SendAsync(message, Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Permanent, result.Outcome);
+        Assert.StartsWith("Gupshup: WhatsApp shows at most 1024 characters with a document", result.Error, StringComparison.Ordinal);
+        Assert.Empty(host.Server.LogEntries);
+    }
+
+    [Fact]
     public async Task A_template_goes_to_template_msg_with_its_id_and_params()
     {
         host.Answers("POST", "/wa/api/v1/template/msg", 202, Submitted);

@@ -127,6 +127,28 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.Equal("Your invoice INV-1042 for ₹11,800 is attached.", document.GetProperty("caption").GetString());
     }
 
+    [Fact]
+    public async Task Two_documents_a_document_without_link_or_bytes_or_a_caption_beyond_1024_characters_are_refused_without_a_call()
+    {
+        Answer(200, Accepted);
+        var pdf = new CommunicationAttachment { FileName = "INV-1042.pdf", ContentType = "application/pdf", Url = "https://files.practice.example/INV-1042.pdf" };
+        var statement = new CommunicationAttachment { FileName = "SOA-2026.pdf", ContentType = "application/pdf", Url = "https://files.practice.example/SOA-2026.pdf" };
+        var nothing = new CommunicationAttachment { FileName = "lost.pdf", ContentType = "application/pdf" };
+        var ct = TestContext.Current.CancellationToken;
+
+        var two = await provider.SendAsync(Message(null, pdf, statement), Account, ct);
+        var empty = await provider.SendAsync(Message(null, nothing), Account, ct);
+        var longCaption = await provider.SendAsync(Message(null, pdf) with { Body = new string('x', 1025) }, Account, ct);
+        var fits = await provider.SendAsync(Message(null, pdf) with { Body = new string('x', 1024) }, Account, ct);
+
+        Assert.Equal((SendOutcome.Permanent, "WhatsApp: a WhatsApp message carries one document, this one has 2"), (two.Outcome, two.Error));
+        Assert.Equal((SendOutcome.Permanent, "WhatsApp: attachment lost.pdf has no URL; WhatsApp providers fetch documents from a public link"), (empty.Outcome, empty.Error));
+        Assert.Equal(SendOutcome.Permanent, longCaption.Outcome);
+        Assert.StartsWith("WhatsApp: WhatsApp shows at most 1024 characters with a document and this text has 1025", longCaption.Error, StringComparison.Ordinal);
+        Assert.Equal(SendOutcome.Sent, fits.Outcome);
+        Assert.Equal(1024, SentJson().GetProperty("document").GetProperty("caption").GetString()!.Length);
+    }
+
     [Theory]
     [InlineData(400, 131047, SendOutcome.Permanent, "send an approved template")]
     [InlineData(400, 130429, SendOutcome.Transient, "WhatsApp 130429")]

@@ -33,28 +33,32 @@ internal static class ChatMessageParts
     /// <summary>An E.164 number as bare digits (no '+', spaces or dashes), as Gupshup and MessageBird SMS take it.</summary>
     public static string Digits(string number) => string.Concat(number.Where(char.IsAsciiDigit));
 
+    /// <summary>WhatsApp shows at most this many characters with a document (the caption).</summary>
+    public const int MaxCaptionLength = 1024;
+
     /// <summary>
-    /// The document a WhatsApp message carries. These APIs take a public link, never bytes, and one
-    /// file per message; anything else cannot be sent as asked, so it is refused rather than dropped.
+    /// The document a WhatsApp message carries. These APIs take one file per message, by public link
+    /// (the Cloud API also takes the bytes, <paramref name="uploads"/>), with the text as its caption;
+    /// anything else cannot be sent as asked, so it is refused rather than dropped or cut short.
     /// </summary>
-    public static bool TryGetDocument(string provider, OutboundMessage message, out CommunicationAttachment? document, out SendResult? refusal)
+    public static bool TryGetDocument(string provider, OutboundMessage message, out CommunicationAttachment? document, out SendResult? refusal, bool uploads = false)
     {
         document = null;
-        refusal = null;
-        switch (message.Attachments)
+        refusal = message.Attachments switch
         {
-            case []:
-                return true;
-            case [{ Url: { Length: > 0 } }] one:
-                document = one[0];
-                return true;
-            case [var unlinked]:
-                refusal = SendResult.Permanent($"{provider}: attachment {unlinked.FileName} has no URL; WhatsApp providers fetch documents from a public link");
-                return false;
-            default:
-                refusal = SendResult.Permanent($"{provider}: a WhatsApp message carries one document, this one has {message.Attachments.Count}");
-                return false;
+            [] => null,
+            [var one] when one.Url is not { Length: > 0 } && !(uploads && one.Content is not null) =>
+                SendResult.Permanent($"{provider}: attachment {one.FileName} has no URL; WhatsApp providers fetch documents from a public link"),
+            [_] when message.ProviderTemplate is null && message.Body.Length > MaxCaptionLength =>
+                SendResult.Permanent($"{provider}: WhatsApp shows at most {MaxCaptionLength} characters with a document and this text has {message.Body.Length}; shorten it, or send the document and the text as two messages"),
+            [_] => null,
+            _ => SendResult.Permanent($"{provider}: a WhatsApp message carries one document, this one has {message.Attachments.Count}"),
+        };
+        if (refusal is null && message.Attachments is [var single])
+        {
+            document = single;
         }
+        return refusal is null;
     }
 
     /// <summary>

@@ -33,10 +33,13 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
             return SendResult.Permanent("WhatsApp: the phone number id or access token is missing from settings");
         }
 
-        JsonObject? document = null;
-        if (message.Attachments.Count > 0)
+        if (!ChatMessageParts.TryGetDocument("WhatsApp", message, out var attachment, out var refusal, uploads: true))
         {
-            var attachment = message.Attachments[0];
+            return refusal!;
+        }
+        JsonObject? document = null;
+        if (attachment is not null)
+        {
             string? mediaId = null;
             if (attachment.Url is null)
             {
@@ -79,7 +82,7 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
         }
         else if (document is not null)
         {
-            document["caption"] = message.Body.Length <= 1024 ? message.Body : message.Body[..1024];
+            document["caption"] = message.Body;
             payload["type"] = "document";
             payload["document"] = document;
         }
