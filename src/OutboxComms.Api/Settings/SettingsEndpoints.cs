@@ -22,6 +22,9 @@ public static partial class SettingsEndpoints
     [System.Text.RegularExpressions.GeneratedRegex("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")]
     private static partial System.Text.RegularExpressions.Regex AwsRegion();
 
+    [System.Text.RegularExpressions.GeneratedRegex("^arn:aws(-cn|-us-gov)?:sns:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")]
+    private static partial System.Text.RegularExpressions.Regex SnsTopicArn();
+
     public sealed record EmailSettingsRequest(
         EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity? Security, string? Username, string? Password,
         string? ApiKey, string? ApiUser, string? Region, string? FromEmail, string? FromName, string? ReplyTo, string? WebhookSecret,
@@ -93,6 +96,9 @@ public static partial class SettingsEndpoints
                 // The region becomes part of the endpoint's host name (email.{region}.amazonaws.com).
                 validation.When(request.Region is { Length: > 0 } region && !AwsRegion().IsMatch(region), "region",
                     "region must be an AWS region code such as ap-south-1.");
+                // Bounces and deliveries arrive through the company's SNS topic (AwsSesWebhook).
+                validation.When(request.WebhookSecret is { Length: > 0 } topic && !SnsTopicArn().IsMatch(topic), "webhookSecret",
+                    "webhookSecret for AWS SES is the ARN of the SNS topic its notifications go to, e.g. arn:aws:sns:ap-south-1:123456789012:ses-notifications.");
                 break;
         }
         if (request.Provider is not null)

@@ -46,12 +46,22 @@ public static partial class WebhookEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Webhook body too large", detail: $"At most {MaxBodyBytes} bytes.");
         }
         var request = await ReadAsync(context, options.Value);
-        var refused = webhook.Verify(request, settings, secrets);
+        var refused = await webhook.VerifyAsync(request, settings, secrets, context.RequestAborted);
         if (refused is not null)
         {
             LogRefused(logger, provider, companyId, refused);
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Signature verification failed",
                 detail: "The request is not signed with this company's webhook secret.");
+        }
+
+        try
+        {
+            await webhook.ConfirmAsync(request, context.RequestAborted);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or InvalidOperationException or TaskCanceledException or System.Text.Json.JsonException)
+        {
+            LogRefused(logger, provider, companyId, $"subscription not confirmed: {ex.Message}");
+            return TypedResults.Problem(statusCode: StatusCodes.Status502BadGateway, title: "Subscription not confirmed", detail: ex.Message);
         }
 
         IReadOnlyList<DeliveryEvent> events;

@@ -33,6 +33,17 @@ public interface IDeliveryWebhook
     /// <summary>Null when the request is authentic; otherwise why not (logged, never returned in detail).</summary>
     string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets);
 
+    /// <summary>As <see cref="Verify"/>, for a provider whose check needs the network (SNS fetches its signing certificate).</summary>
+    ValueTask<string?> VerifyAsync(WebhookRequest request, CompanySettings settings, SecretProtector secrets, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(Verify(request, settings, secrets));
+
+    /// <summary>
+    /// After verification, before parsing: a subscription handshake the provider expects in a
+    /// verified request (SNS's SubscribeURL). Throws when it could not be completed, so the
+    /// provider asks again.
+    /// </summary>
+    Task ConfirmAsync(WebhookRequest request, CancellationToken cancellationToken) => Task.CompletedTask;
+
     IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request);
 
     /// <summary>
@@ -64,17 +75,25 @@ public static class WebhookSignatures
         return seconds >= now - tolerance && seconds <= now + tolerance;
     }
 
-    /// <summary>Null when the company sends email through <paramref name="provider"/>, else why this route is not its webhook.</summary>
-    public static string? EmailProviderIs(CompanySettings settings, EmailProvider provider, string name)
+    /// <summary>
+    /// The company's stored email webhook secret (<paramref name="secretName"/>: what it is for this
+    /// provider), decrypted: null (refusal given) unless the company sends email through
+    /// <paramref name="provider"/> and has one.
+    /// </summary>
+    public static string? EmailSecret(CompanySettings settings, EmailProvider provider, string name, string secretName, SecretProtector secrets, out string? refusal)
     {
         ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(secrets);
         // The route's secret column is shared by the email providers (a SendGrid company's holds its
         // public verification key): only the company's own provider's route may use it.
-        return settings.EmailProvider == provider ? null : $"the company does not send email through {name}";
+        refusal = settings.EmailProvider != provider ? $"the company does not send email through {name}"
+            : settings.EmailWebhookSecretEncrypted is null ? $"the company has no {secretName} configured"
+            : null;
+        return refusal is null ? secrets.Unprotect(settings.EmailWebhookSecretEncrypted!) : null;
     }
 
     /// <summary>
-    /// As <see cref="EmailProviderIs"/> for WhatsApp, then the stored secret: null (refusal
+    /// As <see cref="EmailSecret"/> for WhatsApp, as bytes: null (refusal
     /// given) unless the company sends WhatsApp through <paramref name="provider"/> and has one.
     /// </summary>
     public static byte[]? WhatsAppSecret(CompanySettings settings, WhatsAppProvider provider, string name, SecretProtector secrets, out string? refusal)

@@ -23,13 +23,9 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
-        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.Mailgun, "Mailgun") is { } notMailgun)
+        if (WebhookSignatures.EmailSecret(settings, EmailProvider.Mailgun, "Mailgun", "Mailgun webhook signing key", secrets, out var refusal) is not { } signingKey)
         {
-            return notMailgun;
-        }
-        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
-        {
-            return "the company has no Mailgun webhook signing key configured";
+            return refusal;
         }
         try
         {
@@ -45,7 +41,7 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             {
                 return "Mailgun timestamp outside the tolerance (replayed or clock skew)";
             }
-            var expected = WebhookSignatures.HmacSha256(WebhookSignatures.Utf8(secrets.Unprotect(encrypted)), timestamp + token);
+            var expected = WebhookSignatures.HmacSha256(WebhookSignatures.Utf8(signingKey), timestamp + token);
             return WebhookSignatures.Matches(expected, signature.GetProperty("signature").GetString(), WebhookSignatures.FromHex) ? null : "Mailgun signature wrong";
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)

@@ -20,13 +20,9 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
-        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.Resend, "Resend") is { } notResend)
+        if (WebhookSignatures.EmailSecret(settings, EmailProvider.Resend, "Resend", "Resend signing secret", secrets, out var refusal) is not { } secret)
         {
-            return notResend;
-        }
-        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
-        {
-            return "the company has no Resend signing secret configured";
+            return refusal;
         }
         var id = request.Header("svix-id");
         var timestamp = request.Header("svix-timestamp");
@@ -39,7 +35,6 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
         {
             return "Svix timestamp outside the tolerance (replayed or clock skew)";
         }
-        var secret = secrets.Unprotect(encrypted);
         var key = WebhookSignatures.FromBase64(secret.StartsWith("whsec_", StringComparison.Ordinal) ? secret["whsec_".Length..] : secret);
         if (key is null)
         {

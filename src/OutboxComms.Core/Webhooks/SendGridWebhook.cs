@@ -25,13 +25,9 @@ public sealed class SendGridWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
-        if (WebhookSignatures.EmailProviderIs(settings, EmailProvider.SendGrid, "SendGrid") is { } notSendGrid)
+        if (WebhookSignatures.EmailSecret(settings, EmailProvider.SendGrid, "SendGrid", "SendGrid verification key", secrets, out var refusal) is not { } verificationKey)
         {
-            return notSendGrid;
-        }
-        if (settings.EmailWebhookSecretEncrypted is not { } encrypted)
-        {
-            return "the company has no SendGrid verification key configured";
+            return refusal;
         }
         var signature = request.Header(SignatureHeader) is { } s ? WebhookSignatures.FromBase64(s) : null;
         var timestamp = request.Header(TimestampHeader);
@@ -42,7 +38,7 @@ public sealed class SendGridWebhook : IDeliveryWebhook
         using var key = ECDsa.Create();
         try
         {
-            key.ImportSubjectPublicKeyInfo(Convert.FromBase64String(secrets.Unprotect(encrypted)), out _);
+            key.ImportSubjectPublicKeyInfo(Convert.FromBase64String(verificationKey), out _);
         }
         catch (Exception ex) when (ex is FormatException or CryptographicException)
         {

@@ -19,6 +19,15 @@ public sealed class WebhookOptions
     /// <summary>How long raw webhook events are kept for audit.</summary>
     [Range(1, 3650)]
     public int RetentionDays { get; set; } = 90;
+
+    /// <summary>
+    /// Where an SNS message's signing certificate and subscription URL may be (a regular expression
+    /// over the whole URL): Amazon SNS hosts over HTTPS. Only a test server needs another value.
+    /// </summary>
+    [Required]
+    public string SnsUrlPattern { get; set; } = DefaultSnsUrlPattern;
+
+    public const string DefaultSnsUrlPattern = @"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^#]*$";
 }
 
 public static class WebhookExtensions
@@ -28,7 +37,9 @@ public static class WebhookExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section)
             .PostConfigure(options => options.PublicBaseUrl ??= builder.Configuration["PublicBaseUrl"])
-            .ValidateDataAnnotations().ValidateOnStart();
+            .ValidateDataAnnotations()
+            .Validate(options => IsRegex(options.SnsUrlPattern), $"{WebhookOptions.Section}:{nameof(WebhookOptions.SnsUrlPattern)} is not a valid regular expression.")
+            .ValidateOnStart();
         builder.Services.AddSingleton<IDeliveryWebhook, TwilioWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, WhatsAppWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, SendGridWebhook>();
@@ -36,8 +47,27 @@ public static class WebhookExtensions
         builder.Services.AddSingleton<IDeliveryWebhook, ResendWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, GupshupWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, MessageBirdWebhook>();
+        builder.Services.AddSingleton<IDeliveryWebhook, AwsSesWebhook>();
+        builder.Services.AddHttpClient(AwsSesWebhook.ClientName, client =>
+        {
+            client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
+            client.Timeout = TimeSpan.FromSeconds(15);
+        });
         builder.Services.AddSingleton<DeliveryEventRecorder>();
         builder.Services.AddSingleton<WebhookNonces>();
         return builder;
+    }
+
+    private static bool IsRegex(string pattern)
+    {
+        try
+        {
+            _ = new System.Text.RegularExpressions.Regex(pattern, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromMilliseconds(100));
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 }

@@ -116,9 +116,18 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         });
         Assert.Equal(HttpStatusCode.BadRequest, ses.StatusCode);
         Assert.Equal(["region"], sesProblem!["errors"]!.AsObject().Select(e => e.Key));
+        // Its webhook secret is the SNS topic the notifications come through, checked on every notification.
+        var (topic, topicProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "AWS_SES", enabled = true, apiKey = "secret-access-key", apiUser = "AKIAIOSFODNN7EXAMPLE", region = "ap-south-1", fromEmail = "accounts@practice.example",
+            webhookSecret = "ses-notifications",
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, topic.StatusCode);
+        Assert.Equal(["webhookSecret"], topicProblem!["errors"]!.AsObject().Select(e => e.Key));
         var (mumbai, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
         {
             provider = "AWS_SES", enabled = true, apiKey = "secret-access-key", apiUser = "AKIAIOSFODNN7EXAMPLE", region = "ap-south-1", fromEmail = "accounts@practice.example",
+            webhookSecret = "arn:aws:sns:ap-south-1:123456789012:ses-notifications",
         });
         Assert.Equal(HttpStatusCode.OK, mumbai.StatusCode);
     }

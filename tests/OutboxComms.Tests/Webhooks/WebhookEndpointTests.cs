@@ -1,11 +1,14 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using OutboxComms.Core.Security;
 using OutboxComms.Tests.Infrastructure;
+using WireMock.Server;
 
 namespace OutboxComms.Tests.Webhooks;
 
@@ -17,11 +20,20 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 {
     private ApiFactory api = null!;
     private HttpClient client = null!;
+    // Stands in for Amazon SNS: serves the signing certificate and answers subscription confirmations.
+    private readonly WireMockServer sns = WireMockServer.Start();
+    private readonly RSA snsKey = RSA.Create(2048);
 
     public ValueTask InitializeAsync()
     {
-        api = new ApiFactory(db.ConnectionString);
+        api = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Webhooks:SnsUrlPattern"] = $"^{Regex.Escape(sns.Url!)}/" });
         client = api.CreateClient();
+        using var certificate = new CertificateRequest("CN=sns.ap-south-1.amazonaws.com", snsKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        sns.Given(WireMock.RequestBuilders.Request.Create().WithPath(SnsCertificatePath).UsingGet())
+            .RespondWith(WireMock.ResponseBuilders.Response.Create().WithBody(certificate.ExportCertificatePem()));
+        sns.Given(WireMock.RequestBuilders.Request.Create().WithPath("/").WithParam("Action", "ConfirmSubscription").UsingGet())
+            .RespondWith(WireMock.ResponseBuilders.Response.Create().WithBody("<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:ap-south-1:123456789012:ses-notifications:1b2c</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>"));
         return ValueTask.CompletedTask;
     }
 
@@ -29,6 +41,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     {
         client.Dispose();
         await api.DisposeAsync();
+        sns.Stop();
+        snsKey.Dispose();
     }
 
     private SecretProtector Secrets => api.Services.GetRequiredService<SecretProtector>();
@@ -253,6 +267,106 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal("FAILED", (await RowAsync(id)).Status);
         Assert.Equal("false/true", await OptInsAsync(customer));
         Assert.Equal("SMS/false/provider opt-out/TWILIO", await ConsentsAsync(customer));
+    }
+
+    // --- Amazon SES through SNS ----------------------------------------------------------------
+
+    private const string SnsCertificatePath = "/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem";
+    private const string SesTopic = "arn:aws:sns:ap-south-1:123456789012:ses-notifications";
+
+    /// <summary>An SNS message as SNS sends it: its fields, signed (SignatureVersion 1: SHA1, 2: SHA256) over the canonical text.</summary>
+    private StringContent SnsMessage(string type, string message, string topic = SesTopic, string version = "1", string? certificateUrl = null, string? tamperedMessage = null)
+    {
+        var fields = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["Message"] = message, ["MessageId"] = Guid.NewGuid().ToString(), ["Timestamp"] = "2026-12-06T10:15:00.000Z", ["TopicArn"] = topic, ["Type"] = type,
+        };
+        if (type == "SubscriptionConfirmation")
+        {
+            fields["SubscribeURL"] = $"{sns.Url}/?Action=ConfirmSubscription&TopicArn={topic}&Token=2336412f37fb687f5d51e6e2425c464de";
+            fields["Token"] = "2336412f37fb687f5d51e6e2425c464de";
+        }
+        var signed = string.Concat(fields.Select(f => $"{f.Key}\n{f.Value}\n"));
+        var signature = snsKey.SignData(Encoding.UTF8.GetBytes(signed), version == "1" ? HashAlgorithmName.SHA1 : HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        var body = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (name, value) in fields)
+        {
+            body[name] = value;
+        }
+        body["Message"] = tamperedMessage ?? message;
+        body["SignatureVersion"] = version;
+        body["Signature"] = Convert.ToBase64String(signature);
+        body["SigningCertURL"] = certificateUrl ?? sns.Url + SnsCertificatePath;
+        body["UnsubscribeURL"] = $"{sns.Url}/?Action=Unsubscribe&SubscriptionArn={topic}:1b2c";
+        return new StringContent(body.ToJsonString(), Encoding.UTF8, "text/plain");
+    }
+
+    private static string SesBounce(string messageId, string type = "Permanent") =>
+        $$$"""{"notificationType":"Bounce","bounce":{"bounceType":"{{{type}}}","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"client@example.com","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],"timestamp":"2026-12-06T10:14:58.000Z","feedbackId":"0102019a-fb"},"mail":{"timestamp":"2026-12-06T10:14:55.000Z","source":"accounts@practice.example","messageId":"{{{messageId}}}","destination":["client@example.com"]}}""";
+
+    private static string SesDelivery(string messageId) =>
+        $$$"""{"eventType":"Delivery","delivery":{"timestamp":"2026-12-06T10:14:57.120Z","processingTimeMillis":546,"recipients":["client@example.com"],"smtpResponse":"250 ok"},"mail":{"timestamp":"2026-12-06T10:14:56.574Z","source":"accounts@practice.example","messageId":"{{{messageId}}}","destination":["client@example.com"]}}""";
+
+    private int SnsCalls(string path) => sns.LogEntries.Count(e => e.RequestMessage.Path == path);
+
+    [Fact]
+    public async Task Ses_bounces_and_deliveries_signed_by_sns_for_the_companys_topic_move_the_message()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        var bounced = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-aaaa-4bbb-cccc-ddddeeeeffff-000000", "EMAIL");
+        var delivered = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-1111-4222-3333-444455556666-000000", "EMAIL");
+        var soft = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-7777-4888-9999-000011112222-000000", "EMAIL");
+        var bounce = SnsMessage("Notification", SesBounce("0109019af1c2d3e4-5f6a7b8c-aaaa-4bbb-cccc-ddddeeeeffff-000000"));
+        var bounceBody = await bounce.ReadAsStringAsync(TestContext.Current.CancellationToken);
+
+        var (status, first) = await PostAsync($"/webhooks/ses/{company}", bounce);
+        var (_, again) = await PostAsync($"/webhooks/ses/{company}", new StringContent(bounceBody, Encoding.UTF8, "text/plain"));
+        var (_, delivery) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesDelivery("0109019af1c2d3e4-5f6a7b8c-1111-4222-3333-444455556666-000000"), version: "2"));
+        var (_, transient) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesBounce("0109019af1c2d3e4-5f6a7b8c-7777-4888-9999-000011112222-000000", "Transient")));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((1, 1, 1, 1), (first!.Applied, again!.Duplicates, delivery!.Applied, transient!.Applied));
+        Assert.Equal(("BOUNCED", "SES bounce (Permanent/General): smtp; 550 5.1.1 user unknown"), ((await RowAsync(bounced)).Status, (await RowAsync(bounced)).Error));
+        var row = await RowAsync(delivered);
+        Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 12, 6, 10, 14, 57, 120, TimeSpan.Zero)), (row.Status, row.Delivered));
+        Assert.Equal(("FAILED", "SES bounce (Transient/General): smtp; 550 5.1.1 user unknown"), ((await RowAsync(soft)).Status, (await RowAsync(soft)).Error));
+        Assert.Equal(1, SnsCalls(SnsCertificatePath)); // fetched once, then kept
+    }
+
+    [Fact]
+    public async Task An_sns_message_tampered_from_another_topic_or_with_a_certificate_outside_sns_changes_nothing()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        var id = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-aaaa0000-1111-4222-3333-444455556666-000000", "EMAIL");
+        var genuine = SesBounce("0109019af1c2d3e4-aaaa0000-1111-4222-3333-444455556666-000000");
+        // The same certificate, at an address outside the SNS pattern: never fetched.
+        var foreignUrl = new UriBuilder(sns.Url + SnsCertificatePath) { Host = "127.0.0.1" }.Uri.AbsoluteUri;
+        Assert.DoesNotMatch(api.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<OutboxComms.Core.Webhooks.WebhookOptions>>().Value.SnsUrlPattern, foreignUrl);
+
+        var (tampered, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesDelivery("x"), tamperedMessage: genuine));
+        var (otherTopic, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, topic: "arn:aws:sns:ap-south-1:999999999999:someone-elses-topic"));
+        var (foreignCertificate, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, certificateUrl: foreignUrl));
+        var (notJson, _) = await PostAsync($"/webhooks/ses/{company}", new StringContent(genuine[..20], Encoding.UTF8, "text/plain"));
+
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], [tampered, otherTopic, foreignCertificate, notJson]);
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+        Assert.DoesNotContain(sns.LogEntries, e => e.RequestMessage.Url.Contains("127.0.0.1", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task An_sns_subscription_is_confirmed_only_when_signed_for_the_companys_topic()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        var before = SnsCalls("/");
+
+        var (foreign, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("SubscriptionConfirmation", "You have chosen to subscribe to the topic.", topic: "arn:aws:sns:ap-south-1:999999999999:someone-elses-topic"));
+        Assert.Equal((HttpStatusCode.Unauthorized, 0), (foreign, SnsCalls("/") - before));
+
+        var (status, receipt) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("SubscriptionConfirmation", "You have chosen to subscribe to the topic."));
+
+        Assert.Equal((HttpStatusCode.OK, 0), (status, receipt!.Received));
+        var confirmation = Assert.Single(sns.LogEntries, e => e.RequestMessage.Path == "/" && e.RequestMessage.Query!.ContainsKey("Token"));
+        Assert.Equal(SesTopic, confirmation.RequestMessage.Query!["TopicArn"].Single());
     }
 
     // --- SendGrid -----------------------------------------------------------------------------
