@@ -36,7 +36,7 @@ public static partial class SettingsEndpoints
 
     public sealed record SmsSettingsRequest(
         SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId,
-        string? BaseUrl, decimal? Cost, string? CostCurrency);
+        string? BaseUrl, decimal? Cost, string? CostCurrency, string? WebhookSecret = null);
 
     public sealed record EmailSettingsView(
         EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity Security, string? Username, string? Password,
@@ -47,7 +47,8 @@ public static partial class SettingsEndpoints
         string? WebhookSecret, string? VerifyToken, string? BaseUrl, decimal? Cost);
 
     public sealed record SmsSettingsView(
-        SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId, string? BaseUrl, decimal? Cost);
+        SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId, string? BaseUrl, decimal? Cost,
+        string? WebhookSecret);
 
     public sealed record SettingsView(EmailSettingsView Email, WhatsAppSettingsView WhatsApp, SmsSettingsView Sms, string CostCurrency, DateTimeOffset UpdatedAt);
 
@@ -204,6 +205,7 @@ public static partial class SettingsEndpoints
         settings.SmsFromNumber = request.FromNumber;
         settings.SmsDltEntityId = request.DltEntityId;
         settings.SmsDltTemplateId = request.DltTemplateId;
+        settings.SmsWebhookSecretEncrypted = Secrets(secrets)(request.WebhookSecret, settings.SmsWebhookSecretEncrypted).Stored;
         settings.SmsBaseUrl = request.BaseUrl;
         settings.SmsCost = request.Cost;
         settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
@@ -293,7 +295,8 @@ public static partial class SettingsEndpoints
                 Mask(s.EmailApiKeyEncrypted), s.EmailApiUser, s.EmailRegion, s.FromEmail, s.FromName, s.ReplyToEmail, Mask(s.EmailWebhookSecretEncrypted), s.EmailBaseUrl, s.EmailCost),
             new WhatsAppSettingsView(s.WhatsAppProvider, s.WhatsAppEnabled, Mask(s.WhatsAppApiKeyEncrypted), s.WhatsAppPhoneId, s.WhatsAppAccountSid, s.WhatsAppFromNumber,
                 Mask(s.WhatsAppWebhookSecretEncrypted), Mask(s.WhatsAppVerifyTokenEncrypted), s.WhatsAppBaseUrl, s.WhatsAppCost),
-            new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost),
+            new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost,
+                Mask(s.SmsWebhookSecretEncrypted)),
             s.CostCurrency, s.UpdatedAt);
     }
 }

@@ -24,6 +24,7 @@ public static partial class WebhookEndpoints
         var group = endpoints.MapGroup("/webhooks").WithTags("Webhooks");
         group.MapGet("/whatsapp/{companyId:guid}", VerifyWhatsApp);
         group.MapPost("/{provider}/{companyId:guid}", Receive);
+        group.MapGet("/{provider}/{companyId:guid}", Receive); // MessageBird SMS reports; refused for the others
         return group;
     }
 
@@ -33,7 +34,7 @@ public static partial class WebhookEndpoints
         string provider, Guid companyId, HttpContext context, IEnumerable<IDeliveryWebhook> webhooks, OutboxDbContext db,
         SecretProtector secrets, DeliveryEventRecorder recorder, WebhookNonces nonces, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookReceipt> logger)
     {
-        var webhook = webhooks.FirstOrDefault(w => w.Route == provider);
+        var webhook = webhooks.FirstOrDefault(w => w.Route == provider && w.ReportsByGet == HttpMethods.IsGet(context.Request.Method));
         var settings = webhook is null ? null : await db.CompanySettings.AsNoTracking().FirstOrDefaultAsync(s => s.CompanyId == companyId, context.RequestAborted);
         if (webhook is null || settings is null)
         {

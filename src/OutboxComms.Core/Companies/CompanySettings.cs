@@ -80,6 +80,8 @@ public class CompanySettings
     public string? SmsBaseUrl { get; set; }
     public string? SmsDltEntityId { get; set; }
     public string? SmsDltTemplateId { get; set; }
+    /// <summary>MessageBird's signing key, for its SMS delivery reports.</summary>
+    public byte[]? SmsWebhookSecretEncrypted { get; set; }
 
     public string? DefaultEmailTemplateKey { get; set; }
     public string? DefaultWhatsAppTemplateKey { get; set; }

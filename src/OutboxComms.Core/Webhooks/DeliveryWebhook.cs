@@ -30,6 +30,9 @@ public interface IDeliveryWebhook
     /// <summary>The path segment in <c>/webhooks/{route}/{companyId}</c>.</summary>
     string Route { get; }
 
+    /// <summary>The provider reports with GET, everything in the query (MessageBird SMS); the others POST.</summary>
+    bool ReportsByGet => false;
+
     /// <summary>Null when the request is authentic; otherwise why not (logged, never returned in detail).</summary>
     string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets);
 

@@ -47,6 +47,7 @@ public static class WebhookExtensions
         builder.Services.AddSingleton<IDeliveryWebhook, ResendWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, GupshupWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, MessageBirdWebhook>();
+        builder.Services.AddSingleton<IDeliveryWebhook, MessageBirdSmsWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, AwsSesWebhook>();
         builder.Services.AddHttpClient(AwsSesWebhook.ClientName, client =>
         {

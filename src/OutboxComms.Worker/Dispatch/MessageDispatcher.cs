@@ -302,10 +302,17 @@ internal sealed class MessageDispatcher(
     private ProviderAccount AccountFor(CompanySettings companySettings, Channel channel, IMessageProvider provider)
     {
         var account = ProviderAccount.For(companySettings, channel, secrets);
-        // Twilio reports statuses only to a URL given with each message; the other providers'
-        // webhooks are set once in their dashboards.
-        return provider.Name == "TWILIO" && settings.PublicBaseUrl is { } callbackBase
-            ? account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/twilio/{companySettings.CompanyId}") }
+        // Twilio reports statuses only to a URL given with each message, and MessageBird's SMS API
+        // to one given with it or set in its dashboard; the other providers' webhooks are set once
+        // in their dashboards.
+        var route = (provider.Name, channel) switch
+        {
+            ("TWILIO", _) => "twilio",
+            ("MESSAGEBIRD", Channel.Sms) => "messagebird-sms",
+            _ => null,
+        };
+        return route is not null && settings.PublicBaseUrl is { } callbackBase
+            ? account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/{route}/{companySettings.CompanyId}") }
             : account;
     }
 

@@ -82,6 +82,15 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         });
         Assert.Equal(ciphertext, await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company));
 
+        // MessageBird's signing key for SMS delivery reports, the same way.
+        var (_, sms) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new
+        {
+            provider = "MESSAGEBIRD", enabled = true, apiKey = "mb-live-access-key", fromNumber = "OUTBOX", webhookSecret = "mb-signing-key-for-sms-9a7c",
+        });
+        Assert.Equal("••••9a7c", sms!["sms"]!["webhookSecret"]!.GetValue<string>());
+        Assert.Equal("mb-signing-key-for-sms-9a7c", api.Services.GetRequiredService<SecretProtector>().Unprotect(
+            await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT sms_webhook_secret_encrypted FROM company_settings WHERE company_id = $1", company)));
+
         using var admin = api.As(TestKeys.Admin);
         admin.DefaultRequestHeaders.Add("X-Company-Id", company.ToString());
         Assert.Equal(HttpStatusCode.Forbidden, (await admin.SendJsonAsync(HttpMethod.Get, "/v1/settings")).Response.StatusCode);

@@ -191,6 +191,34 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Twilio_and_messagebird_sms_are_given_our_status_callback_url_and_other_providers_none()
+    {
+        var (company, _) = await CustomerAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true, whatsapp_opt_in = true");
+        var twilio = WorkerHarness.Sms();
+        var whatsApp = WorkerHarness.WhatsApp();
+        var messageBird = new CountingProvider("MESSAGEBIRD", Channel.Sms);
+        var settings = new Dictionary<string, string?> { ["PublicBaseUrl"] = "https://comms.practice.example/" };
+        await using (var worker = new WorkerHarness(db.ConnectionString, [twilio, whatsApp], settings: settings))
+        {
+            await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "SMS");
+            await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "WHATSAPP");
+            await worker.RunOnceAsync();
+        }
+        await using (var worker = new WorkerHarness(db.ConnectionString, [messageBird], settings: settings))
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, "UPDATE company_settings SET sms_provider = 'MESSAGEBIRD' WHERE company_id = $1 RETURNING 1", company);
+            await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "SMS");
+            await worker.RunOnceAsync();
+        }
+
+        Assert.Equal($"https://comms.practice.example/webhooks/twilio/{company}", Assert.Single(twilio.Accounts).StatusCallbackUrl?.AbsoluteUri);
+        Assert.Equal($"https://comms.practice.example/webhooks/messagebird-sms/{company}", Assert.Single(messageBird.Accounts).StatusCallbackUrl?.AbsoluteUri);
+        Assert.Null(Assert.Single(whatsApp.Accounts).StatusCallbackUrl); // the Cloud API's webhook is set in Meta's dashboard
+    }
+
+    [Fact]
     public async Task An_idle_worker_sends_a_new_message_via_NOTIFY_long_before_its_poll_interval()
     {
         var (company, customer) = await CustomerAsync();

@@ -18,6 +18,9 @@ public sealed class CountingProvider(string name, params Channel[] channels) : I
 
     public ConcurrentQueue<OutboundMessage> Sent { get; } = new();
 
+    /// <summary>The account each call was given, in call order.</summary>
+    public ConcurrentQueue<ProviderAccount> Accounts { get; } = new();
+
     public int Calls => Volatile.Read(ref calls);
 
     /// <summary>Decides each call's answer; the default says sent with a provider id.</summary>
@@ -30,6 +33,7 @@ public sealed class CountingProvider(string name, params Channel[] channels) : I
     {
         Interlocked.Increment(ref calls);
         Sent.Enqueue(message);
+        Accounts.Enqueue(account);
         return Task.FromResult(Behaviour(message));
     }
 

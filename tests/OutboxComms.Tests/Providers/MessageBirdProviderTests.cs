@@ -122,6 +122,18 @@ public sealed class MessageBirdProviderTests : IDisposable
         Assert.Equal(message.Body, json.GetProperty("body").GetString());
         Assert.Equal(["919876543210"], json.GetProperty("recipients").EnumerateArray().Select(r => r.GetString()));
         Assert.Equal("42", json.GetProperty("reference").GetString());
+        Assert.False(json.TryGetProperty("reportUrl", out _)); // no public URL to report to
+    }
+
+    [Fact]
+    public async Task An_sms_asks_for_delivery_reports_at_the_accounts_callback_url()
+    {
+        host.Answers("POST", "/messages", 201, """{"id":"e8077d803532c0b5937c639b60216938"}""");
+        var callback = new Uri("https://comms.practice.example/webhooks/messagebird-sms/6f1c2d3e-0000-4000-8000-000000000001");
+
+        await MessageBird.SendAsync(Message(Channel.Sms), SmsAccount with { StatusCallbackUrl = callback }, TestContext.Current.CancellationToken);
+
+        Assert.Equal(callback.AbsoluteUri, Json(host.SingleRequest).GetProperty("reportUrl").GetString());
     }
 
     [Theory]

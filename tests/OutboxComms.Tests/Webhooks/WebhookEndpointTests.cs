@@ -479,16 +479,21 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     // --- MessageBird (Conversations) --------------------------------------------------------------
 
     /// <summary>A MessageBird-Signature-JWT as MessageBird signs it: HS256 over url_hash and payload_hash.</summary>
-    private static (string, string) MessageBirdJwt(string signingKey, string url, string body, DateTimeOffset now)
+    /// <summary>As MessageBird signs: no payload_hash for a request without a body (the SMS reports' GET).</summary>
+    private static (string, string) MessageBirdJwt(string signingKey, string url, string? body, DateTimeOffset now)
     {
         static string Part(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
         static string Hex(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
         var header = Part(Encoding.UTF8.GetBytes("""{"alg":"HS256","typ":"JWT"}"""));
-        var claims = Part(Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        var claimSet = new Dictionary<string, object>
         {
-            ["iss"] = "MessageBird", ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.ToUnixTimeSeconds() + 60, ["jti"] = Guid.NewGuid().ToString(),
-            ["url_hash"] = Hex(url), ["payload_hash"] = Hex(body),
-        })));
+            ["iss"] = "MessageBird", ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.ToUnixTimeSeconds() + 60, ["jti"] = Guid.NewGuid().ToString(), ["url_hash"] = Hex(url),
+        };
+        if (body is not null)
+        {
+            claimSet["payload_hash"] = Hex(body);
+        }
+        var claims = Part(Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(claimSet)));
         var signature = Part(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.ASCII.GetBytes($"{header}.{claims}")));
         return ("MessageBird-Signature-JWT", $"{header}.{claims}.{signature}");
     }
@@ -534,6 +539,47 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], new[] { otherKey, otherUrl, stale, unsigned });
         Assert.Equal("SENT", (await RowAsync(id)).Status);
+    }
+
+    private async Task<(HttpStatusCode Status, Receipt? Receipt)> GetAsync(string pathAndQuery, params (string Name, string Value)[] headers)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, pathAndQuery);
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+        using var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
+        return (response.StatusCode, response.IsSuccessStatusCode ? await response.Content.ReadFromJsonAsync<Receipt>(TestContext.Current.CancellationToken) : null);
+    }
+
+    [Fact]
+    public async Task MessageBird_sms_delivery_reports_by_signed_get_move_the_message_and_nothing_else_is_accepted()
+    {
+        var company = await CompanyAsync("sms_provider = 'MESSAGEBIRD', sms_webhook_secret_encrypted = $2", "mb-signing-key-7f2e");
+        var delivered = await SentMessageAsync(company, "MESSAGEBIRD", "b5d424244a5b4fd0b5b5728bccaafbeb", "SMS");
+        var failed = await SentMessageAsync(company, "MESSAGEBIRD", "c6e535355b6c5ae1c6c6839cddbbacfc", "SMS");
+        var path = $"/webhooks/messagebird-sms/{company}";
+        var deliveredReport = $"{path}?id=b5d424244a5b4fd0b5b5728bccaafbeb&reference=42&recipient=919876543210&status=delivered&statusReason=successfully%20delivered&statusErrorCode=&statusDatetime=2026-12-06T10%3A15%3A07%2B05%3A30";
+        var failedReport = $"{path}?id=c6e535355b6c5ae1c6c6839cddbbacfc&reference=43&recipient=919876543211&status=delivery_failed&statusReason=unknown%20subscriber&statusErrorCode=104&statusDatetime=2026-12-06T04%3A45%3A09%2B00%3A00";
+        string Url(string pathAndQuery) => $"http://localhost{pathAndQuery}";
+
+        var (unsigned, _) = await GetAsync(deliveredReport);
+        var (otherKey, _) = await GetAsync(deliveredReport, MessageBirdJwt("another-key", Url(deliveredReport), null, DateTimeOffset.UtcNow));
+        var (otherQuery, _) = await GetAsync(failedReport, MessageBirdJwt("mb-signing-key-7f2e", Url(deliveredReport), null, DateTimeOffset.UtcNow));
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], new[] { unsigned, otherKey, otherQuery });
+        Assert.Equal("SENT", (await RowAsync(delivered)).Status);
+
+        var (status, receipt) = await GetAsync(deliveredReport, MessageBirdJwt("mb-signing-key-7f2e", Url(deliveredReport), null, DateTimeOffset.UtcNow));
+        var (_, failure) = await GetAsync(failedReport, MessageBirdJwt("mb-signing-key-7f2e", Url(failedReport), null, DateTimeOffset.UtcNow));
+
+        Assert.Equal((HttpStatusCode.OK, 1, 1), (status, receipt!.Applied, failure!.Applied));
+        var row = await RowAsync(delivered);
+        Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 12, 6, 4, 45, 7, TimeSpan.Zero)), (row.Status, row.Delivered));
+        Assert.Equal(("FAILED", "MessageBird SMS delivery_failed 104: unknown subscriber"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+        // Only this webhook takes GET, and it takes nothing else.
+        var (post, _) = await PostAsync(path, new StringContent(""));
+        var (twilioGet, _) = await GetAsync($"/webhooks/twilio/{company}?MessageSid=SM1&MessageStatus=delivered");
+        Assert.Equal((HttpStatusCode.NotFound, HttpStatusCode.NotFound), (post, twilioGet));
     }
 
     // --- Mailgun and Resend ----------------------------------------------------------------------

@@ -17,8 +17,10 @@ namespace OutboxComms.Core.Providers.Messaging;
 /// positional <c>params[].default</c>). SMS goes through the REST API, <c>POST /messages</c> on
 /// rest.messagebird.com, JSON <c>{originator, body, recipients, reference}</c>. The account's BaseUrl
 /// replaces the host of whichever API its channel uses. Both answer an object with <c>id</c> (202/201)
-/// or <c>{errors: [{code, description, parameter}]}</c>. Delivery reports: both APIs take a
-/// <c>reportUrl</c>, which belongs in the request once accounts carry a callback base URL.
+/// or <c>{errors: [{code, description, parameter}]}</c>. Delivery reports: an SMS carries the
+/// account's <see cref="ProviderAccount.StatusCallbackUrl"/> as <c>reportUrl</c>
+/// (<see cref="Webhooks.MessageBirdSmsWebhook"/>); WhatsApp updates come to the webhook set in the
+/// dashboard (<see cref="Webhooks.MessageBirdWebhook"/>).
 /// </summary>
 public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
 {
@@ -63,6 +65,10 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
                 ["recipients"] = new JsonArray(ChatMessageParts.Digits(message.To)),
                 ["reference"] = message.MessageId.ToString(CultureInfo.InvariantCulture),
             };
+            if (account.StatusCallbackUrl is { } reportUrl)
+            {
+                body["reportUrl"] = reportUrl.AbsoluteUri;
+            }
         }
         using var request = Authorized(HttpMethod.Post, account, whatsApp ? "v1/send" : "messages");
         request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
