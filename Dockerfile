@@ -17,6 +17,7 @@ WORKDIR /app
 COPY --from=build /app/api ./api
 COPY --from=build /app/worker ./worker
 COPY ops/docker-entrypoint.sh ./entrypoint.sh
+COPY ops/healthcheck.sh ./healthcheck.sh
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     DOTNET_gcServer=0
 EXPOSE 8080

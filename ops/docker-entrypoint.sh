@@ -3,6 +3,9 @@
 set -e
 case "${1:-api}" in
   api)    shift; exec dotnet /app/api/OutboxComms.Api.dll "$@" ;;
-  worker) shift; dotnet /app/worker/OutboxComms.Worker.dll migrate; exec dotnet /app/worker/OutboxComms.Worker.dll run "$@" ;;
+  worker) shift
+          # The dispatch loop's heartbeat, for `healthcheck.sh worker`.
+          export Health__HeartbeatFile="${Health__HeartbeatFile:-/tmp/outboxcomms-worker.alive}"
+          dotnet /app/worker/OutboxComms.Worker.dll migrate; exec dotnet /app/worker/OutboxComms.Worker.dll run "$@" ;;
   *)      exec dotnet /app/worker/OutboxComms.Worker.dll "$@" ;;
 esac

@@ -14,7 +14,11 @@ public sealed class OutboxMetrics : IDisposable
     private readonly Counter<long> outcomes;
     private readonly Histogram<double> sendDuration;
     private readonly Histogram<int> batchSize;
+    private readonly Counter<long> schedulerPasses;
+    private readonly Counter<long> schedulerSteps;
+    private readonly Counter<long> scheduleOccurrences;
     private QueueSnapshot queue = new(0, 0, 0, 0);
+    private long lastDispatchUnixMilliseconds;
 
     public OutboxMetrics(IMeterFactory meters)
     {
@@ -27,6 +31,11 @@ public sealed class OutboxMetrics : IDisposable
         meter.CreateObservableGauge("outbox.queue.deferred", () => queue.Deferred, "{message}", "PENDING messages waiting for a later time (quiet hours, frequency, retry backoff)");
         meter.CreateObservableGauge("outbox.queue.in_flight", () => queue.InFlight, "{message}", "Messages claimed by a worker and not yet recorded");
         meter.CreateObservableGauge("outbox.queue.oldest_due_age", () => queue.OldestDueAgeSeconds, "s", "How long the oldest due message has waited");
+        meter.CreateObservableGauge("outbox.worker.last_dispatch", LastDispatch, "s",
+            "When this worker's dispatch loop last completed a claim (Unix time); alert when it falls behind the clock");
+        schedulerPasses = meter.CreateCounter<long>("outbox.scheduler.passes", "{pass}", "Scheduler passes over due reminder steps and schedules, by outcome (ok, failed)");
+        schedulerSteps = meter.CreateCounter<long>("outbox.scheduler.steps", "{step}", "Due reminder steps the scheduler decided, by result (queued, skipped, cancelled)");
+        scheduleOccurrences = meter.CreateCounter<long>("outbox.scheduler.occurrences", "{occurrence}", "Company schedule occurrences the scheduler handled");
     }
 
     public void Processed(string status, string channel) =>
@@ -38,6 +47,35 @@ public sealed class OutboxMetrics : IDisposable
     public void Claimed(int rows) => batchSize.Record(rows);
 
     public void Queue(QueueSnapshot snapshot) => queue = snapshot;
+
+    /// <summary>The dispatch loop completed a claim (whether or not it found rows).</summary>
+    public void Dispatched(DateTimeOffset at) => Interlocked.Exchange(ref lastDispatchUnixMilliseconds, at.ToUnixTimeMilliseconds());
+
+    public void SchedulerPass(int queued, int skipped, int cancelled, int occurrences)
+    {
+        schedulerPasses.Add(1, new KeyValuePair<string, object?>("outcome", "ok"));
+        Add(schedulerSteps, queued, "result", "queued");
+        Add(schedulerSteps, skipped, "result", "skipped");
+        Add(schedulerSteps, cancelled, "result", "cancelled");
+        if (occurrences > 0)
+        {
+            scheduleOccurrences.Add(occurrences);
+        }
+    }
+
+    public void SchedulerPassFailed() => schedulerPasses.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
+
+    private static void Add(Counter<long> counter, int value, string tag, string tagValue)
+    {
+        if (value > 0)
+        {
+            counter.Add(value, new KeyValuePair<string, object?>(tag, tagValue));
+        }
+    }
+
+    // Nothing before the first claim (and never in the API, which does not dispatch).
+    private IEnumerable<Measurement<double>> LastDispatch() =>
+        Interlocked.Read(ref lastDispatchUnixMilliseconds) is > 0 and var ms ? [new Measurement<double>(ms / 1000.0)] : [];
 
     public void Dispose() => meter.Dispose();
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using OutboxComms.Worker.Maintenance;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -9,7 +10,7 @@ namespace OutboxComms.Worker.Dispatch;
 /// another's policy checks, rendering and sends. Any failure is logged and the lane carries on after
 /// a pause; the loop only ends when the host stops.
 /// </summary>
-internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal signal, IOptions<DispatchOptions> options, ILogger<DispatchLoop> logger) : BackgroundService
+internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal signal, WorkerHeartbeat heartbeat, IOptions<DispatchOptions> options, ILogger<DispatchLoop> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -30,6 +31,7 @@ internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal sign
             try
             {
                 var claimed = await processor.RunOnceAsync(stoppingToken, sendToken);
+                heartbeat.Beat();
                 failures = 0;
                 if (claimed < settings.BatchSize)
                 {

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using OutboxComms.Core.Observability;
 
 namespace OutboxComms.Worker.Scheduling;
 
@@ -7,7 +8,7 @@ namespace OutboxComms.Worker.Scheduling;
 /// scope. A failed pass is logged and the next one runs on time; nothing is lost, because due steps
 /// and occurrences stay due until a pass records them.
 /// </summary>
-internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<SchedulingOptions> options, TimeProvider time, ILogger<SchedulerLoop> logger) : BackgroundService
+internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<SchedulingOptions> options, OutboxMetrics metrics, TimeProvider time, ILogger<SchedulerLoop> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -24,7 +25,8 @@ internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<Schedu
             try
             {
                 await using var scope = scopes.CreateAsyncScope();
-                await scope.ServiceProvider.GetRequiredService<WorkflowScheduler>().RunOnceAsync(stoppingToken);
+                var pass = await scope.ServiceProvider.GetRequiredService<WorkflowScheduler>().RunOnceAsync(stoppingToken);
+                metrics.SchedulerPass(pass.Steps.Queued, pass.Steps.Skipped, pass.Steps.Cancelled, pass.Schedules);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -32,6 +34,7 @@ internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<Schedu
             }
             catch (Exception ex)
             {
+                metrics.SchedulerPassFailed();
                 SchedulingLog.PassFailed(logger, ex, settings.PollInterval);
             }
         }

@@ -43,7 +43,7 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
         // Generous bounds: this waits for a mechanism (a scrape showing the outcome), it times nothing.
         // It waits for every series asserted below: the provider-call counter is recorded a moment
         // before the processed counter, and a scrape may fall in between.
-        string[] expected = ["outbox_messages_processed", "status=\"SENT\"", "outbox_provider_duration", "outbox_queue_deferred"];
+        string[] expected = ["outbox_messages_processed", "status=\"SENT\"", "outbox_provider_duration", "outbox_queue_deferred", "outbox_worker_last_dispatch", "outbox_scheduler_passes"];
         for (var i = 0; i < 600 && !expected.All(e => text.Contains(e, StringComparison.Ordinal)); i++)
         {
             await Task.Delay(100, TestContext.Current.CancellationToken);
@@ -58,6 +58,34 @@ public sealed class MetricsTests(PostgresServer server) : IAsyncLifetime
         Assert.Contains("status=\"SENT\"", text, StringComparison.Ordinal);
         Assert.Contains("outbox_provider_duration", text, StringComparison.Ordinal);
         Assert.Contains("outbox_queue_deferred", text, StringComparison.Ordinal);
+        // The dispatch loop's last claim, as Unix time: alert when it falls behind the clock.
+        var lastDispatch = text.Split('\n').Single(l => l.StartsWith("outboxcomms_outbox_worker_last_dispatch ", StringComparison.Ordinal));
+        var at = DateTimeOffset.FromUnixTimeMilliseconds((long)(double.Parse(lastDispatch.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) * 1000));
+        Assert.InRange(at, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddSeconds(1));
+        Assert.Contains("outbox_scheduler_passes{outcome=\"ok\"}", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_running_worker_keeps_its_heartbeat_file_fresh_for_a_container_healthcheck()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"outboxcomms-heartbeat-{Guid.NewGuid():N}");
+        try
+        {
+            await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], settings: new() { ["Health:HeartbeatFile"] = file });
+            await worker.StartAsync();
+            // Waits for the mechanism (the first claim writes the file); it times nothing.
+            for (var i = 0; i < 300 && !File.Exists(file); i++)
+            {
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            var beat = DateTimeOffset.Parse(await File.ReadAllTextAsync(file, TestContext.Current.CancellationToken), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(beat, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddSeconds(1));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     [Theory]

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Container healthcheck (compose.yaml runs it in each service; the image has no curl):
+#   healthcheck.sh api     — the API's /health/ready answers 200 (PostgreSQL reachable, schema current)
+#   healthcheck.sh worker  — the dispatch loop rewrote its heartbeat file (Health__HeartbeatFile)
+#                            within the last minute: it is claiming, with or without work
+set -u
+case "${1:-api}" in
+  api)
+    exec 3<>"/dev/tcp/127.0.0.1/${HEALTHCHECK_PORT:-8080}" || exit 1
+    printf 'GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+    IFS= read -r -t 5 status <&3 || exit 1
+    [[ "$status" == HTTP/*" 200 "* ]]
+    ;;
+  worker)
+    file="${Health__HeartbeatFile:-/tmp/outboxcomms-worker.alive}"
+    [[ -n "$(find "$file" -mmin -1 2>/dev/null)" ]]
+    ;;
+  *)
+    echo "usage: healthcheck.sh api|worker" >&2
+    exit 2
+    ;;
+esac
