@@ -2,7 +2,10 @@
 # Container healthcheck (compose.yaml runs it in each service; the image has no curl):
 #   healthcheck.sh api     — the API's /health/ready answers 200 (PostgreSQL reachable, schema current)
 #   healthcheck.sh worker  — the dispatch loop rewrote its heartbeat file (Health__HeartbeatFile)
-#                            within the last minute: it is claiming, with or without work
+#                            within HEALTHCHECK_MAX_AGE seconds (default 180): it is claiming,
+#                            with or without work. A batch takes at most its lease (Dispatch__LeaseDuration,
+#                            2 minutes) and an idle loop claims every Dispatch__PollInterval: keep the
+#                            limit above both.
 set -u
 case "${1:-api}" in
   api)
@@ -13,7 +16,7 @@ case "${1:-api}" in
     ;;
   worker)
     file="${Health__HeartbeatFile:-/tmp/outboxcomms-worker.alive}"
-    [[ -n "$(find "$file" -mmin -1 2>/dev/null)" ]]
+    [[ -n "$(find "$file" -newermt "-${HEALTHCHECK_MAX_AGE:-180} seconds" 2>/dev/null)" ]]
     ;;
   *)
     echo "usage: healthcheck.sh api|worker" >&2

@@ -108,10 +108,12 @@ public static class PreferenceEndpoints
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // Changes to one customer's preferences queue behind this row lock, so every opt-in change is
-        // compared with the value it really replaces and recorded exactly once.
+        // Changes to one customer's preferences queue behind this row lock (the worker's and the
+        // webhooks' provider opt-outs take it too, first, as here: ProviderOptOuts), so every opt-in
+        // change is compared with the value it really replaces and recorded exactly once. NO KEY
+        // UPDATE: a row inserted for this customer meanwhile (a reminder; its foreign key takes KEY SHARE) does not wait.
         var locked = await db.Customers
-            .FromSql($"SELECT * FROM customers WHERE id = {found.Id} AND company_id = {tenant.CompanyId} AND deleted_at IS NULL FOR UPDATE")
+            .FromSql($"SELECT * FROM customers WHERE id = {found.Id} AND company_id = {tenant.CompanyId} AND deleted_at IS NULL FOR NO KEY UPDATE")
             .ToListAsync(cancellationToken);
         if (locked.Count == 0)
         {

@@ -16,30 +16,51 @@ public static class ProviderOptOuts
     /// <summary>The consent record's source.</summary>
     public const string Source = "provider opt-out";
 
-    /// <summary>One opt-out signal: the message it came with, and the provider that sent it.</summary>
-    public readonly record struct Signal(Guid CompanyId, long MessageId, string Provider);
+    /// <summary>
+    /// One opt-out signal: the message it came with, the provider that sent it and when the provider
+    /// says it happened (a callback may arrive late: an opt-in recorded after that time stands).
+    /// </summary>
+    public readonly record struct Signal(Guid CompanyId, long MessageId, string Provider, DateTimeOffset SignalledAt);
 
-    // Per channel: the message's customer (by id, or by external id for rows a producer addressed
-    // that way) and the channel the message went out on. The UPDATE's condition is re-checked on
-    // the newest version of the row when another transaction changed it meanwhile (the API's
-    // preference change, another worker's batch), so each withdrawal is recorded exactly once.
+    // The message's customer: by id, or by external id for rows a producer addressed that way.
+    private const string StoppedSql = """
+        SELECT m.company_id, k.id AS customer_id, m.channel, s.provider, s.signalled_at
+          FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[]) AS s(company_id, message_id, provider, signalled_at)
+          JOIN communication_logs m ON m.company_id = s.company_id AND m.id = s.message_id
+          JOIN customers k ON k.company_id = m.company_id
+                          AND k.id = coalesce(m.customer_id,
+                                              (SELECT x.id FROM customers x
+                                                WHERE x.company_id = m.company_id AND x.external_id = m.customer_external_id))
+        """;
+
+    // First the customers, in id order, as the API's preference change does (PreferenceEndpoints):
+    // changes to one customer's consent queue behind that lock, and two writers never take the
+    // customer and preference locks in opposite orders. NO KEY UPDATE, so inserts that reference
+    // the customer (its messages, this consent record's foreign key) are not blocked.
+    private const string LockSql = $"""
+        SELECT k.id FROM customers k
+         WHERE k.id IN (SELECT customer_id FROM ({StoppedSql}) stopped)
+         ORDER BY k.id
+           FOR NO KEY UPDATE
+        """;
+
+    // Per channel. Only an opt-in still given is withdrawn (so each withdrawal is recorded once),
+    // and not when the customer opted in again after the provider's signal.
     private static string WithdrawSql(string channel, string column) => $"""
         WITH stopped AS (
-            SELECT m.company_id, k.id AS customer_id, min(s.provider) AS provider
-              FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS s(company_id, message_id, provider)
-              JOIN communication_logs m ON m.company_id = s.company_id AND m.id = s.message_id AND m.channel = '{channel}'
-              JOIN customers k ON k.company_id = m.company_id
-                              AND k.id = coalesce(m.customer_id,
-                                                  (SELECT x.id FROM customers x
-                                                    WHERE x.company_id = m.company_id AND x.external_id = m.customer_external_id))
-             GROUP BY m.company_id, k.id),
+            SELECT company_id, customer_id, min(provider) AS provider, max(signalled_at) AS signalled_at
+              FROM ({StoppedSql}) x
+             WHERE channel = '{channel}'
+             GROUP BY company_id, customer_id),
         withdrawn AS (
-            UPDATE communication_preferences p SET {column} = false, updated_at = $4
+            UPDATE communication_preferences p SET {column} = false, updated_at = $5
               FROM stopped s
              WHERE p.customer_id = s.customer_id AND p.{column}
+               AND NOT EXISTS (SELECT 1 FROM consent_records c
+                                WHERE c.customer_id = s.customer_id AND c.channel = '{channel}' AND c.opted_in AND c.recorded_at > s.signalled_at)
             RETURNING s.company_id, s.customer_id, s.provider)
         INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
-        SELECT company_id, customer_id, '{channel}', false, '{Source}', provider, $4 FROM withdrawn
+        SELECT company_id, customer_id, '{channel}', false, '{Source}', provider, $5 FROM withdrawn
         """;
 
     private static readonly string WithdrawSms = WithdrawSql("SMS", "sms_opt_in");
@@ -47,7 +68,8 @@ public static class ProviderOptOuts
 
     /// <summary>
     /// The statements that withdraw the opt-ins the signals name (none when there are none), to run
-    /// after the messages' channel is recorded. A message on another channel withdraws nothing.
+    /// after the messages' channel is recorded; <paramref name="now"/> is when it is recorded. A
+    /// message on another channel withdraws nothing.
     /// </summary>
     public static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now)
     {
@@ -56,13 +78,17 @@ public static class ProviderOptOuts
         {
             yield break;
         }
-        foreach (var sql in new[] { WithdrawSms, WithdrawWhatsApp })
+        foreach (var sql in new[] { LockSql, WithdrawSms, WithdrawWhatsApp })
         {
             var command = new NpgsqlBatchCommand(sql);
             command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = signals.Select(s => s.CompanyId).ToArray() });
             command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint, Value = signals.Select(s => s.MessageId).ToArray() });
             command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = signals.Select(s => s.Provider).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
+            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = signals.Select(s => s.SignalledAt.ToUniversalTime()).ToArray() });
+            if (!ReferenceEquals(sql, LockSql))
+            {
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
+            }
             yield return command;
         }
     }

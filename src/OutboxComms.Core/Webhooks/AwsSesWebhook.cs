@@ -18,12 +18,12 @@ namespace OutboxComms.Core.Webhooks;
 /// topic with an HTTPS subscription to <c>/webhooks/ses/{companyId}</c>. SNS signs each message
 /// (RSA, SHA1 for <c>SignatureVersion</c> 1, SHA256 for 2) over a canonical string of its fields,
 /// with the certificate at <c>SigningCertURL</c>, which must be an SNS host of AWS
-/// (<see cref="WebhookOptions.SnsUrlPattern"/>). Anyone can sign through a topic of their own, so
+/// (<see cref="WebhookOptions.SnsOriginPattern"/>). Anyone can sign through a topic of their own, so
 /// the topic must also be the company's: its ARN is stored as the email <c>webhookSecret</c>. A
 /// subscription is confirmed by fetching its <c>SubscribeURL</c> once its signature and topic check
 /// out. Raw message delivery carries no signature, so it must stay off.
 /// </summary>
-public sealed class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<WebhookOptions> options, TimeProvider time) : IDeliveryWebhook
+public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<WebhookOptions> options, TimeProvider time) : IDeliveryWebhook
 {
     public const string ClientName = "aws-sns";
     private const int MaxCachedCertificates = 32;
@@ -73,9 +73,9 @@ public sealed class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<Webho
         {
             return "SNS signature missing or of an unknown version";
         }
-        if (!IsSnsUrl(message.SigningCertUrl))
+        if (!IsCertificateUrl(message.SigningCertUrl, options.Value.SnsOriginPattern))
         {
-            return "SNS SigningCertURL is not an Amazon SNS address";
+            return "SNS SigningCertURL is not an Amazon SNS certificate address";
         }
 
         X509Certificate2 certificate;
@@ -105,9 +105,9 @@ public sealed class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<Webho
         {
             return;
         }
-        if (!IsSnsUrl(message.SubscribeUrl))
+        if (!IsSubscribeUrl(message.SubscribeUrl, options.Value.SnsOriginPattern))
         {
-            throw new InvalidOperationException("SNS SubscribeURL is not an Amazon SNS address");
+            throw new InvalidOperationException("SNS SubscribeURL is not an Amazon SNS confirmation address");
         }
         using var response = await httpClients.CreateClient(ClientName).GetAsync(new Uri(message.SubscribeUrl!), cancellationToken);
         response.EnsureSuccessStatusCode();
@@ -121,7 +121,16 @@ public sealed class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<Webho
         {
             return [];
         }
-        using var document = JsonDocument.Parse(envelope.Message);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(envelope.Message);
+        }
+        catch (JsonException)
+        {
+            return []; // authentic (signed, the company's topic) but not an SES event, e.g. SES's test notification
+        }
+        using var _ = document;
         var root = document.RootElement;
         // SES notifications say notificationType; configuration-set event publishing says eventType.
         var kind = ChatMessageParts.Text(root, "notificationType") ?? ChatMessageParts.Text(root, "eventType");
@@ -164,8 +173,27 @@ public sealed class AwsSesWebhook(IHttpClientFactory httpClients, IOptions<Webho
         return (type == "Permanent" ? DeliveryStatus.Bounced : DeliveryStatus.Failed, bounce, error);
     }
 
-    private bool IsSnsUrl(string? url) =>
-        url is not null && Regex.IsMatch(url, options.Value.SnsUrlPattern, RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+    /// <summary>
+    /// SNS's signing certificate: <c>/SimpleNotificationService-{hex}.pem</c>, no query, at an origin
+    /// (scheme, host, port) matching <paramref name="originPattern"/>, by default an
+    /// <c>https://sns.{region}.amazonaws.com</c> host: a region code, so no S3 bucket named "sns"
+    /// (<c>sns.s3.amazonaws.com</c>) or other look-alike qualifies.
+    /// </summary>
+    internal static bool IsCertificateUrl(string? url, string originPattern) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && IsSnsOrigin(uri, originPattern)
+        && CertificatePath().IsMatch(uri.AbsolutePath) && uri.Query.Length == 0 && uri.Fragment.Length == 0;
+
+    /// <summary>The subscription confirmation: <c>/?Action=ConfirmSubscription&amp;…</c> at an SNS origin.</summary>
+    internal static bool IsSubscribeUrl(string? url, string originPattern) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && IsSnsOrigin(uri, originPattern) && uri.AbsolutePath == "/"
+        && System.Web.HttpUtility.ParseQueryString(uri.Query)["Action"] == "ConfirmSubscription";
+
+    private static bool IsSnsOrigin(Uri uri, string originPattern) =>
+        uri.UserInfo.Length == 0
+        && Regex.IsMatch(uri.GetLeftPart(UriPartial.Authority), originPattern, RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+
+    [GeneratedRegex("^/SimpleNotificationService-[0-9a-f]{16,64}\\.pem$", RegexOptions.CultureInvariant)]
+    private static partial Regex CertificatePath();
 
     /// <summary>SNS signs with a few certificates that change rarely: each is fetched once and kept (a failed fetch is not).</summary>
     private async Task<X509Certificate2> CertificateAsync(string url, CancellationToken cancellationToken)

@@ -110,7 +110,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         if (messageId is { } stopped && delivery.RecipientOptedOut)
         {
             await using var withdraw = new NpgsqlBatch(connection, transaction);
-            foreach (var command in ProviderOptOuts.Commands([new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant())], at))
+            foreach (var command in ProviderOptOuts.Commands([new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant(), at)], receivedAt))
             {
                 withdraw.BatchCommands.Add(command);
             }

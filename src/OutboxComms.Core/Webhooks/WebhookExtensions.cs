@@ -21,13 +21,14 @@ public sealed class WebhookOptions
     public int RetentionDays { get; set; } = 90;
 
     /// <summary>
-    /// Where an SNS message's signing certificate and subscription URL may be (a regular expression
-    /// over the whole URL): Amazon SNS hosts over HTTPS. Only a test server needs another value.
+    /// The origins (scheme://host[:port]) an SNS message's signing certificate and subscription URL
+    /// may be at, as a regular expression: Amazon SNS's regional hosts over HTTPS. Only a test server
+    /// needs another value.
     /// </summary>
     [Required]
-    public string SnsUrlPattern { get; set; } = DefaultSnsUrlPattern;
+    public string SnsOriginPattern { get; set; } = DefaultSnsOriginPattern;
 
-    public const string DefaultSnsUrlPattern = @"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^#]*$";
+    public const string DefaultSnsOriginPattern = @"^https://sns\.[a-z]{2}(-gov)?-[a-z]+-[0-9]\.amazonaws\.com(\.cn)?$";
 }
 
 public static class WebhookExtensions
@@ -38,7 +39,7 @@ public static class WebhookExtensions
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section)
             .PostConfigure(options => options.PublicBaseUrl ??= builder.Configuration["PublicBaseUrl"])
             .ValidateDataAnnotations()
-            .Validate(options => IsRegex(options.SnsUrlPattern), $"{WebhookOptions.Section}:{nameof(WebhookOptions.SnsUrlPattern)} is not a valid regular expression.")
+            .Validate(options => IsRegex(options.SnsOriginPattern), $"{WebhookOptions.Section}:{nameof(WebhookOptions.SnsOriginPattern)} is not a valid regular expression.")
             .ValidateOnStart();
         builder.Services.AddSingleton<IDeliveryWebhook, TwilioWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, WhatsAppWebhook>();
@@ -50,10 +51,12 @@ public static class WebhookExtensions
         builder.Services.AddSingleton<IDeliveryWebhook, MessageBirdSmsWebhook>();
         builder.Services.AddSingleton<IDeliveryWebhook, AwsSesWebhook>();
         builder.Services.AddHttpClient(AwsSesWebhook.ClientName, client =>
-        {
-            client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
-            client.Timeout = TimeSpan.FromSeconds(15);
-        });
+            {
+                client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
+                client.Timeout = TimeSpan.FromSeconds(15);
+            })
+            // Only the address that was checked is fetched: a redirect could lead anywhere.
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false });
         builder.Services.AddSingleton<DeliveryEventRecorder>();
         builder.Services.AddSingleton<WebhookNonces>();
         return builder;

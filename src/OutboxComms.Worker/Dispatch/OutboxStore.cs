@@ -427,7 +427,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await RepeatForSkippedRowsAsync(transaction, outcome.RecordsAffected, completions.Count, () => OutcomeCommand(leaseToken, completions, now), cancellationToken);
 
         // Rare, so its own round trip, after every row's channel is recorded (a PREFERRED row's channel is resolved by the outcome).
-        var optOuts = completions.Where(c => c.RecipientOptedOut).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider")).ToList();
+        var optOuts = completions.Where(c => c.RecipientOptedOut).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", now)).ToList();
         if (optOuts.Count > 0)
         {
             await using var withdraw = new NpgsqlBatch(connection, transaction);

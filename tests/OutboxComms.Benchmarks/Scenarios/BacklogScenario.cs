@@ -30,7 +30,10 @@ internal static class BacklogScenario
         await bench.Db.SettleAsync();
         Console.Out.WriteLine($"  (filled and vacuumed {Stats.Count(total)} rows in {Stats.Fixed(Stopwatch.GetElapsedTime(fill).TotalSeconds, "0")} s)");
 
-        var batchSize = new DispatchOptions().BatchSize;
+        // The workers' batch size: the default, or Dispatch__BatchSize when the run sets it (as it does for the workers).
+        var batchSize = int.TryParse(Environment.GetEnvironmentVariable("Dispatch__BatchSize"), System.Globalization.CultureInfo.InvariantCulture, out var configured)
+            ? configured
+            : new DispatchOptions().BatchSize;
         var plan = await ExplainClaimAsync(bench.Db, batchSize);
         var usesIndex = plan.Contains("ix_communication_logs_due", StringComparison.Ordinal);
         bench.Report.Detail($"Claim plan with {Stats.Count(total)} PENDING rows (EXPLAIN (ANALYZE, BUFFERS), rolled back)", "```\n" + plan + "\n```");

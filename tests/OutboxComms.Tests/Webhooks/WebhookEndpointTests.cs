@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
@@ -26,7 +27,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
     public ValueTask InitializeAsync()
     {
-        api = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Webhooks:SnsUrlPattern"] = $"^{Regex.Escape(sns.Url!)}/" });
+        api = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Webhooks:SnsOriginPattern"] = $"^{Regex.Escape(sns.Url!.TrimEnd('/'))}$" });
         client = api.CreateClient();
         using var certificate = new CertificateRequest("CN=sns.ap-south-1.amazonaws.com", snsKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1)
             .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
@@ -63,9 +64,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         return company;
     }
 
-    private async Task<long> SentMessageAsync(Guid company, string provider, string providerMessageId, string channel = "WHATSAPP")
+    private async Task<long> SentMessageAsync(Guid company, string provider, string providerMessageId, string channel = "WHATSAPP", Guid? to = null)
     {
-        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var customer = to ?? await TestData.CreateCustomerAsync(db.DataSource, company);
         await using var command = db.DataSource.CreateCommand("""
             INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status, sent_at, provider_name, provider_message_id)
             VALUES ($1, $2, 'INVOICE', $3, 'x', 'SENT', now(), $4, $5) RETURNING id
@@ -262,9 +263,15 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         var (_, first) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
         var (_, again) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
+        // Another of their messages fails the same way afterwards: the opt-in is already withdrawn.
+        var second = await SentMessageAsync(company, "TWILIO", "SM77aa01bb02cc03dd", "SMS", to: customer);
+        form["MessageSid"] = "SM77aa01bb02cc03dd";
+        var resigned = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"),
+            Encoding.UTF8.GetBytes($"{client.BaseAddress}webhooks/twilio/{company}" + string.Concat(form.Select(p => p.Key + p.Value)))));
+        var (_, later) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", resigned));
 
-        Assert.Equal((1, 1), (first!.Applied, again!.Duplicates));
-        Assert.Equal("FAILED", (await RowAsync(id)).Status);
+        Assert.Equal((1, 1, 1), (first!.Applied, again!.Duplicates, later!.Applied));
+        Assert.Equal(("FAILED", "FAILED"), ((await RowAsync(id)).Status, (await RowAsync(second)).Status));
         Assert.Equal("false/true", await OptInsAsync(customer));
         Assert.Equal("SMS/false/provider opt-out/TWILIO", await ConsentsAsync(customer));
     }
@@ -275,7 +282,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     private const string SesTopic = "arn:aws:sns:ap-south-1:123456789012:ses-notifications";
 
     /// <summary>An SNS message as SNS sends it: its fields, signed (SignatureVersion 1: SHA1, 2: SHA256) over the canonical text.</summary>
-    private StringContent SnsMessage(string type, string message, string topic = SesTopic, string version = "1", string? certificateUrl = null, string? tamperedMessage = null)
+    private StringContent SnsMessage(string type, string message, string topic = SesTopic, string version = "1", string? certificateUrl = null, string? tamperedMessage = null, string? tamperedToken = null)
     {
         var fields = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
@@ -294,6 +301,10 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             body[name] = value;
         }
         body["Message"] = tamperedMessage ?? message;
+        if (tamperedToken is not null)
+        {
+            body["Token"] = tamperedToken;
+        }
         body["SignatureVersion"] = version;
         body["Signature"] = Convert.ToBase64String(signature);
         body["SigningCertURL"] = certificateUrl ?? sns.Url + SnsCertificatePath;
@@ -341,7 +352,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var genuine = SesBounce("0109019af1c2d3e4-aaaa0000-1111-4222-3333-444455556666-000000");
         // The same certificate, at an address outside the SNS pattern: never fetched.
         var foreignUrl = new UriBuilder(sns.Url + SnsCertificatePath) { Host = "127.0.0.1" }.Uri.AbsoluteUri;
-        Assert.DoesNotMatch(api.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<OutboxComms.Core.Webhooks.WebhookOptions>>().Value.SnsUrlPattern, foreignUrl);
+        Assert.False(OutboxComms.Core.Webhooks.AwsSesWebhook.IsCertificateUrl(foreignUrl, api.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<OutboxComms.Core.Webhooks.WebhookOptions>>().Value.SnsOriginPattern));
 
         var (tampered, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesDelivery("x"), tamperedMessage: genuine));
         var (otherTopic, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, topic: "arn:aws:sns:ap-south-1:999999999999:someone-elses-topic"));
@@ -353,6 +364,37 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.DoesNotContain(sns.LogEntries, e => e.RequestMessage.Url.Contains("127.0.0.1", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", true)]
+    [InlineData("https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", true)]
+    [InlineData("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", true)]
+    [InlineData("https://sns.s3.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]        // an S3 bucket named "sns"
+    [InlineData("https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com.evil.example/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]
+    [InlineData("http://sns.ap-south-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com:8443/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]
+    [InlineData("https://user@sns.ap-south-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem?cache=bust", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/uploads/attacker.pem", false)]
+    [InlineData("not a url", false)]
+    public void Only_amazon_sns_regional_certificate_addresses_are_fetched(string url, bool fetched)
+    {
+        Assert.Equal(fetched, OutboxComms.Core.Webhooks.AwsSesWebhook.IsCertificateUrl(url, OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
+        Assert.False(OutboxComms.Core.Webhooks.AwsSesWebhook.IsSubscribeUrl(url, OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
+        Assert.True(OutboxComms.Core.Webhooks.AwsSesWebhook.IsSubscribeUrl(
+            "https://sns.ap-south-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:ap-south-1:123456789012:ses&Token=2336412f37f", OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
+    }
+
+    [Fact]
+    public async Task A_signed_sns_notification_that_is_not_an_ses_event_is_acknowledged_without_change()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+
+        var (status, receipt) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", "Successfully validated SNS topic for Amazon SES event publishing."));
+
+        Assert.Equal((HttpStatusCode.OK, 0), (status, receipt!.Received));
+    }
+
     [Fact]
     public async Task An_sns_subscription_is_confirmed_only_when_signed_for_the_companys_topic()
     {
@@ -360,7 +402,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var before = SnsCalls("/");
 
         var (foreign, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("SubscriptionConfirmation", "You have chosen to subscribe to the topic.", topic: "arn:aws:sns:ap-south-1:999999999999:someone-elses-topic"));
-        Assert.Equal((HttpStatusCode.Unauthorized, 0), (foreign, SnsCalls("/") - before));
+        var (forged, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("SubscriptionConfirmation", "You have chosen to subscribe to the topic.", tamperedToken: "another-token"));
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, 0), (foreign, forged, SnsCalls("/") - before));
 
         var (status, receipt) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("SubscriptionConfirmation", "You have chosen to subscribe to the topic."));
 
@@ -443,8 +486,15 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var other = await SentMessageAsync(company, "GUPSHUP", "d4e5f6a7-1111-4ccc-9ddd-0123456789ab");
         var otherCustomer = await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", other);
         await Outbox.SetPreferencesAsync(db.DataSource, otherCustomer, "whatsapp_opt_in = true");
+        // A customer who opted in again after the provider's (late-arriving) signal keeps the new opt-in.
+        var returning = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543212");
+        await Outbox.SetPreferencesAsync(db.DataSource, returning, "whatsapp_opt_in = true");
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'WHATSAPP', true, 'api', 'test') RETURNING 1", company, returning);
+        await SentMessageAsync(company, "GUPSHUP", "e5f6a7b8-2222-4ddd-8eee-0123456789ab", to: returning);
         var path = $"/webhooks/gupshup/{company}?token=gs-callback-token-77aa";
 
+        var (_, late) = await PostAsync(path, GupshupEvent("failed", "e5f6a7b8-2222-4ddd-8eee-0123456789ab", detail: "{\"code\":1012,\"reason\":\"User opted out\"}"));
         var (_, optedOut) = await PostAsync(path, GupshupEvent("failed", "c1d2e3f4-0000-4aaa-8bbb-0123456789ab", detail: "{\"code\":1012,\"reason\":\"User opted out\"}"));
         var (_, notOnWhatsApp) = await PostAsync(path, GupshupEvent("failed", "d4e5f6a7-1111-4ccc-9ddd-0123456789ab", detail: "{\"code\":1002,\"reason\":\"Number Does Not Exists On WhatsApp\"}"));
 
@@ -455,6 +505,48 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         // Any other failure is about the message, not the customer's consent.
         Assert.Equal("false/true", await OptInsAsync(otherCustomer));
         Assert.Equal("", await ConsentsAsync(otherCustomer));
+        Assert.Equal(1, late!.Applied);
+        Assert.Equal("false/true", await OptInsAsync(returning));
+        Assert.Equal("WHATSAPP/true/api/test", await ConsentsAsync(returning));
+    }
+
+    [Fact]
+    public async Task A_provider_opt_out_queues_behind_the_customer_lock_before_touching_the_preferences_as_the_api_does()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-31c9");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543213");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "whatsapp_opt_in = true");
+        await SentMessageAsync(company, "GUPSHUP", "f6a7b8c9-3333-4eee-9fff-0123456789ab", to: customer);
+        var ct = TestContext.Current.CancellationToken;
+
+        // A preference change in progress (the API's PUT holds the customer's lock).
+        await using var api = await db.DataSource.OpenConnectionAsync(ct);
+        await using var change = await api.BeginTransactionAsync(ct);
+        await using (var lockCustomer = new NpgsqlCommand("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE", api, change))
+        {
+            lockCustomer.Parameters.AddWithValue(customer);
+            await lockCustomer.ExecuteScalarAsync(ct);
+        }
+        var callback = PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-31c9",
+            GupshupEvent("failed", "f6a7b8c9-3333-4eee-9fff-0123456789ab", detail: "{\"code\":1012,\"reason\":\"User opted out\"}"));
+        var waited = Stopwatch.StartNew();
+        while (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", api.ProcessID) == 0)
+        {
+            Assert.False(callback.IsCompleted, "the opt-out did not wait for the customer's lock");
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the opt-out never blocked on the customer's lock");
+            await Task.Delay(10, ct);
+        }
+        // While it waits it holds no lock on the preferences the API is about to write (the order
+        // that deadlocked: preferences first, then the customer for the consent record's key).
+        await using (var probe = db.DataSource.CreateCommand("SELECT 1 FROM communication_preferences WHERE customer_id = $1 FOR UPDATE NOWAIT"))
+        {
+            probe.Parameters.AddWithValue(customer);
+            Assert.Equal(1, await probe.ExecuteScalarAsync(ct));
+        }
+        await change.CommitAsync(ct);
+
+        Assert.Equal(1, (await callback).Receipt!.Applied);
+        Assert.Equal("WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
     }
 
     [Fact]
