@@ -6,6 +6,7 @@ case "${1:-api}" in
   worker) shift
           # The dispatch loop's heartbeat, for `healthcheck.sh worker`.
           export Health__HeartbeatFile="${Health__HeartbeatFile:-/tmp/outboxcomms-worker.alive}"
+          rm -f "$Health__HeartbeatFile"   # a restarted container keeps /tmp: the last run's beat must not count
           dotnet /app/worker/OutboxComms.Worker.dll migrate; exec dotnet /app/worker/OutboxComms.Worker.dll run "$@" ;;
   *)      exec dotnet /app/worker/OutboxComms.Worker.dll "$@" ;;
 esac

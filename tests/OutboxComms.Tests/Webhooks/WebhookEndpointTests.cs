@@ -358,8 +358,15 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var (otherTopic, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, topic: "arn:aws:sns:ap-south-1:999999999999:someone-elses-topic"));
         var (foreignCertificate, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, certificateUrl: foreignUrl));
         var (notJson, _) = await PostAsync($"/webhooks/ses/{company}", new StringContent(genuine[..20], Encoding.UTF8, "text/plain"));
+        // A checked address that redirects (here to the genuine certificate) is not followed.
+        sns.Given(WireMock.RequestBuilders.Request.Create().WithPath("/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem").UsingGet())
+            .RespondWith(WireMock.ResponseBuilders.Response.Create().WithStatusCode(302).WithHeader("Location", sns.Url + SnsCertificatePath));
+        var beforeRedirect = SnsCalls(SnsCertificatePath);
+        var (redirected, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", genuine, certificateUrl: sns.Url + "/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem"));
 
-        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized], [tampered, otherTopic, foreignCertificate, notJson]);
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized],
+            [tampered, otherTopic, foreignCertificate, notJson, redirected]);
+        Assert.Equal(beforeRedirect, SnsCalls(SnsCertificatePath));
         Assert.Equal("SENT", (await RowAsync(id)).Status);
         Assert.DoesNotContain(sns.LogEntries, e => e.RequestMessage.Url.Contains("127.0.0.1", StringComparison.Ordinal));
     }
@@ -380,9 +387,20 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     public void Only_amazon_sns_regional_certificate_addresses_are_fetched(string url, bool fetched)
     {
         Assert.Equal(fetched, OutboxComms.Core.Webhooks.AwsSesWebhook.IsCertificateUrl(url, OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
-        Assert.False(OutboxComms.Core.Webhooks.AwsSesWebhook.IsSubscribeUrl(url, OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
-        Assert.True(OutboxComms.Core.Webhooks.AwsSesWebhook.IsSubscribeUrl(
-            "https://sns.ap-south-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:ap-south-1:123456789012:ses&Token=2336412f37f", OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
+    }
+
+    [Theory]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:ap-south-1:123456789012:ses&Token=2336412f37f", true)]
+    [InlineData("https://sns.cn-northwest-1.amazonaws.com.cn/?Action=ConfirmSubscription&Token=2336412f37f", true)]
+    [InlineData("https://sns.s3.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37f", false)]
+    [InlineData("http://sns.ap-south-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37f", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com:8443/?Action=ConfirmSubscription&Token=2336412f37f", false)]
+    [InlineData("https://user@sns.ap-south-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37f", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/x?Action=ConfirmSubscription&Token=2336412f37f", false)]
+    [InlineData("https://sns.ap-south-1.amazonaws.com/?Action=Unsubscribe&Token=2336412f37f", false)]
+    public void Only_amazon_sns_regional_confirmation_addresses_are_called(string url, bool called)
+    {
+        Assert.Equal(called, OutboxComms.Core.Webhooks.AwsSesWebhook.IsSubscribeUrl(url, OutboxComms.Core.Webhooks.WebhookOptions.DefaultSnsOriginPattern));
     }
 
     [Fact]
@@ -479,6 +497,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-77aa");
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210", externalId: "CLIENT-0042");
         await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true, whatsapp_opt_in = true");
+        // Their opt-in, recorded before the provider's signal (the events below are of 2025-12-01): withdrawn.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at) VALUES ($1, $2, 'WHATSAPP', true, 'api', 'test', '2025-11-01') RETURNING 1", company, customer);
         var id = await TestData.ScalarAsync<long>(db.DataSource, """
             INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status, sent_at, provider_name, provider_message_id)
             VALUES ($1, 'CLIENT-0042', 'INVOICE', 'WHATSAPP', 'x', 'SENT', now(), 'GUPSHUP', 'c1d2e3f4-0000-4aaa-8bbb-0123456789ab') RETURNING id
@@ -501,7 +522,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal((1, 1), (optedOut!.Applied, notOnWhatsApp!.Applied));
         Assert.StartsWith("Gupshup 1012: User opted out", (await RowAsync(id)).Error, StringComparison.Ordinal);
         Assert.Equal("true/false", await OptInsAsync(customer));
-        Assert.Equal("WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
+        Assert.Equal("WHATSAPP/true/api/test,WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
         // Any other failure is about the message, not the customer's consent.
         Assert.Equal("false/true", await OptInsAsync(otherCustomer));
         Assert.Equal("", await ConsentsAsync(otherCustomer));
@@ -511,7 +532,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
-    public async Task A_provider_opt_out_queues_behind_the_customer_lock_before_touching_the_preferences_as_the_api_does()
+    public async Task A_provider_opt_out_queues_behind_a_held_customer_lock_before_touching_the_preferences()
     {
         var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-31c9");
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543213");
@@ -519,7 +540,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         await SentMessageAsync(company, "GUPSHUP", "f6a7b8c9-3333-4eee-9fff-0123456789ab", to: customer);
         var ct = TestContext.Current.CancellationToken;
 
-        // A preference change in progress (the API's PUT holds the customer's lock).
+        // A preference change in progress holds the customer's lock (as the API's PUT takes it).
         await using var api = await db.DataSource.OpenConnectionAsync(ct);
         await using var change = await api.BeginTransactionAsync(ct);
         await using (var lockCustomer = new NpgsqlCommand("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE", api, change))
