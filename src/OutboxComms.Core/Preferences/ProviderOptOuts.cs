@@ -67,17 +67,28 @@ public static class ProviderOptOuts
     private static readonly string WithdrawWhatsApp = WithdrawSql("WHATSAPP", "whatsapp_opt_in");
 
     /// <summary>
-    /// The statements that withdraw the opt-ins the signals name (none when there are none), to run
-    /// after the messages' channel is recorded; <paramref name="now"/> is when it is recorded. A
-    /// message on another channel withdraws nothing.
+    /// Withdraws the opt-ins the signals name, in the caller's transaction, after the messages'
+    /// channel is recorded; <paramref name="now"/> is when it is recorded. A message on another
+    /// channel withdraws nothing; no signals, no round trip.
     /// </summary>
-    public static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now)
+    public static async Task WithdrawAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(transaction);
         ArgumentNullException.ThrowIfNull(signals);
         if (signals.Count == 0)
         {
-            yield break;
+            return;
         }
+        await using var batch = new NpgsqlBatch(transaction.Connection, transaction);
+        foreach (var command in Commands(signals, now))
+        {
+            batch.BatchCommands.Add(command);
+        }
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now)
+    {
         foreach (var sql in new[] { LockSql, WithdrawSms, WithdrawWhatsApp })
         {
             var command = new NpgsqlBatchCommand(sql);

@@ -109,12 +109,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         if (messageId is { } stopped && delivery.RecipientOptedOut)
         {
-            await using var withdraw = new NpgsqlBatch(connection, transaction);
-            foreach (var command in ProviderOptOuts.Commands([new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant(), at)], receivedAt))
-            {
-                withdraw.BatchCommands.Add(command);
-            }
-            await withdraw.ExecuteNonQueryAsync(cancellationToken);
+            await ProviderOptOuts.WithdrawAsync(transaction, [new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant(), at)], receivedAt, cancellationToken);
         }
 
         var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;

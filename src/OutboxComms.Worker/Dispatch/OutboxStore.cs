@@ -428,15 +428,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
         // Rare, so its own round trip, after every row's channel is recorded (a PREFERRED row's channel is resolved by the outcome).
         var optOuts = completions.Where(c => c.RecipientOptedOut).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", now)).ToList();
-        if (optOuts.Count > 0)
-        {
-            await using var withdraw = new NpgsqlBatch(connection, transaction);
-            foreach (var command in ProviderOptOuts.Commands(optOuts, now))
-            {
-                withdraw.BatchCommands.Add(command);
-            }
-            await withdraw.ExecuteNonQueryAsync(cancellationToken);
-        }
+        await ProviderOptOuts.WithdrawAsync(transaction, optOuts, now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
 
