@@ -16,6 +16,9 @@ public static class ProviderOptOuts
     /// <summary>The consent record's source.</summary>
     public const string Source = "provider opt-out";
 
+    /// <summary>The consent record's source for a spam complaint.</summary>
+    public const string ComplaintSource = "spam complaint: no more general updates";
+
     /// <summary>
     /// One opt-out signal: the message it came with, the provider that sent it and when the provider
     /// says it happened (a callback may arrive late: an opt-in recorded after that time stands).
@@ -63,6 +66,25 @@ public static class ProviderOptOuts
         SELECT company_id, customer_id, '{channel}', false, '{Source}', provider, $5 FROM withdrawn
         """;
 
+    // A spam complaint stops general updates on every channel, as the one-click unsubscribe does
+    // (recorded the same way, against EMAIL); invoices and statutory reminders keep coming. A
+    // customer without preferences gets a row with the defaults and this opt-out.
+    private const string StopGeneralUpdatesSql = $"""
+        WITH stopped AS (
+            SELECT company_id, customer_id, min(provider) AS provider
+              FROM ({StoppedSql}) x
+             GROUP BY company_id, customer_id),
+        stopping AS (
+            INSERT INTO communication_preferences AS p (customer_id, general_updates_opt_out, updated_at)
+            SELECT customer_id, true, $5 FROM stopped
+            ON CONFLICT (customer_id) DO UPDATE SET general_updates_opt_out = true, updated_at = excluded.updated_at
+             WHERE NOT p.general_updates_opt_out
+            RETURNING p.customer_id)
+        INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
+        SELECT s.company_id, s.customer_id, 'EMAIL', false, '{ComplaintSource}', s.provider, $5
+          FROM stopping t JOIN stopped s ON s.customer_id = t.customer_id
+        """;
+
     private static readonly string WithdrawSms = WithdrawSql("SMS", "sms_opt_in");
     private static readonly string WithdrawWhatsApp = WithdrawSql("WHATSAPP", "whatsapp_opt_in");
 
@@ -71,7 +93,17 @@ public static class ProviderOptOuts
     /// channel is recorded; <paramref name="now"/> is when it is recorded. A message on another
     /// channel withdraws nothing; no signals, no round trip.
     /// </summary>
-    public static async Task WithdrawAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken)
+    public static Task WithdrawAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken) =>
+        RunAsync(transaction, signals, now, [WithdrawSms, WithdrawWhatsApp], cancellationToken);
+
+    /// <summary>
+    /// The recipient of these messages reported one as spam (an email provider's complaint event):
+    /// they get no more general updates, recorded once, in the caller's transaction.
+    /// </summary>
+    public static Task StopGeneralUpdatesAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken) =>
+        RunAsync(transaction, signals, now, [StopGeneralUpdatesSql], cancellationToken);
+
+    private static async Task RunAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
         ArgumentNullException.ThrowIfNull(signals);
@@ -80,16 +112,16 @@ public static class ProviderOptOuts
             return;
         }
         await using var batch = new NpgsqlBatch(transaction.Connection, transaction);
-        foreach (var command in Commands(signals, now))
+        foreach (var command in Commands(signals, now, [LockSql, .. statements]))
         {
             batch.BatchCommands.Add(command);
         }
         await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now)
+    private static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements)
     {
-        foreach (var sql in new[] { LockSql, WithdrawSms, WithdrawWhatsApp })
+        foreach (var sql in statements)
         {
             var command = new NpgsqlBatchCommand(sql);
             command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = signals.Select(s => s.CompanyId).ToArray() });

@@ -139,6 +139,13 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
         {
             return [];
         }
+        if (kind == "Complaint")
+        {
+            var complained = DateTimeOffset.TryParse(ChatMessageParts.Text(ChatMessageParts.Child(root, "complaint"), "timestamp"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var when)
+                ? when
+                : (DateTimeOffset?)null;
+            return [DeliveryEvent.Complaint(id, complained, $"{envelope.MessageId}:{kind}", request.Body)];
+        }
         (DeliveryStatus Status, JsonElement? Detail, string? Error)? change = kind switch
         {
             "Delivery" => (DeliveryStatus.Delivered, ChatMessageParts.Child(root, "delivery"), null),
@@ -148,7 +155,7 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
                 $"SES reject: {ChatMessageParts.Text(ChatMessageParts.Child(root, "reject"), "reason") ?? "no reason given"}"),
             "Rendering Failure" => (DeliveryStatus.Failed, ChatMessageParts.Child(root, "failure"),
                 $"SES rendering failure: {ChatMessageParts.Text(ChatMessageParts.Child(root, "failure"), "errorMessage") ?? "no reason given"}"),
-            _ => null, // Send, Complaint, DeliveryDelay, Click, Subscription: no status of ours
+            _ => null, // Send, DeliveryDelay, Click, Subscription: no status of ours
         };
         if (change is not { } known)
         {

@@ -57,6 +57,13 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         RETURNING id, response_at = $3
         """;
 
+    // A complaint changes no status: it only names the message whose customer complained.
+    internal const string ComplaintSql = """
+        SELECT id, true FROM communication_logs
+         WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
+         LIMIT 1
+        """;
+
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
 
     public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
@@ -73,7 +80,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = provider });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.EventKey });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : WireName<DeliveryStatus>.Of(delivery.Status) });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.IsComplaint ? "COMPLAINED" : WireName<DeliveryStatus>.Of(delivery.Status) });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
             if (await store.ExecuteScalarAsync(cancellationToken) is not long id)
@@ -85,7 +92,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         long? messageId = null;
         var advanced = false;
-        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : ApplySql, connection, transaction))
+        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : delivery.IsComplaint ? ComplaintSql : ApplySql, connection, transaction))
         {
             apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
             apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
@@ -93,7 +100,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             {
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
             }
-            else
+            else if (!delivery.IsComplaint)
             {
                 apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WireName<DeliveryStatus>.Of(delivery.Status) });
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
@@ -107,9 +114,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             }
         }
 
-        if (messageId is { } stopped && delivery.RecipientOptedOut)
+        if (messageId is { } stopped && (delivery.RecipientOptedOut || delivery.IsComplaint))
         {
-            await ProviderOptOuts.WithdrawAsync(transaction, [new ProviderOptOuts.Signal(companyId, stopped, provider.ToUpperInvariant(), at)], receivedAt, cancellationToken);
+            ProviderOptOuts.Signal[] signal = [new(companyId, stopped, provider.ToUpperInvariant(), at)];
+            await (delivery.IsComplaint
+                ? ProviderOptOuts.StopGeneralUpdatesAsync(transaction, signal, receivedAt, cancellationToken)
+                : ProviderOptOuts.WithdrawAsync(transaction, signal, receivedAt, cancellationToken));
         }
 
         var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;

@@ -19,6 +19,12 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     public bool IsResponse { get; init; }
     /// <summary>The failure says the recipient opted out of the channel: their opt-in is withdrawn.</summary>
     public bool RecipientOptedOut { get; init; }
+
+    /// <summary>The recipient reported the email as spam: no status change (<see cref="Status"/> is not used); no more general updates.</summary>
+    public bool IsComplaint { get; init; }
+
+    public static DeliveryEvent Complaint(string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
+        new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { IsComplaint = true };
 }
 
 /// <summary>

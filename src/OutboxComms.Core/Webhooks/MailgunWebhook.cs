@@ -71,9 +71,10 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             "opened" => DeliveryStatus.Read,
             "failed" when permanent => DeliveryStatus.Bounced,
             "rejected" => DeliveryStatus.Failed,
-            _ => null, // accepted, temporary failures (Mailgun retries), clicked, complained…
+            _ => null, // accepted, temporary failures (Mailgun retries), clicked, unsubscribed…
         };
-        if (status is null || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
+        var complaint = kind == "complained";
+        if ((status is null && !complaint) || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
             || !headers.TryGetProperty("message-id", out var messageId))
         {
             return [];
@@ -87,6 +88,9 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             error = $"Mailgun {kind} {code}: {description}";
         }
         var key = data.TryGetProperty("id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
-        return [new DeliveryEvent(messageId.GetString()!.Trim('<', '>'), status.Value, occurred, error, key, data.GetRawText())];
+        var providerId = messageId.GetString()!.Trim('<', '>');
+        return [status is { } changed
+            ? new DeliveryEvent(providerId, changed, occurred, error, key, data.GetRawText())
+            : DeliveryEvent.Complaint(providerId, occurred, key, data.GetRawText())];
     }
 }

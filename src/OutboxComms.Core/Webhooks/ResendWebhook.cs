@@ -61,9 +61,10 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
             "email.opened" => DeliveryStatus.Read,
             "email.bounced" => DeliveryStatus.Bounced,
             "email.failed" => DeliveryStatus.Failed,
-            _ => null, // delivery_delayed, complained, clicked
+            _ => null, // delivery_delayed, clicked
         };
-        if (status is null || !root.TryGetProperty("data", out var data) || !data.TryGetProperty("email_id", out var emailId))
+        var complaint = type == "email.complained";
+        if ((status is null && !complaint) || !root.TryGetProperty("data", out var data) || !data.TryGetProperty("email_id", out var emailId))
         {
             return [];
         }
@@ -72,6 +73,8 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
             ? $"Resend {type}: {(data.TryGetProperty("bounce", out var bounce) && bounce.TryGetProperty("message", out var m) ? m.GetString() : "no reason given")}"
             : null;
         var key = request.Header("svix-id") ?? $"{emailId.GetString()}:{type}";
-        return [new DeliveryEvent(emailId.GetString()!, status.Value, occurred, error, key, request.Body)];
+        return [status is { } changed
+            ? new DeliveryEvent(emailId.GetString()!, changed, occurred, error, key, request.Body)
+            : DeliveryEvent.Complaint(emailId.GetString()!, occurred, key, request.Body)];
     }
 }

@@ -63,9 +63,10 @@ public sealed class SendGridWebhook : IDeliveryWebhook
                 "open" => DeliveryStatus.Read,
                 "bounce" => DeliveryStatus.Bounced,
                 "dropped" => DeliveryStatus.Failed,
-                _ => null, // processed, deferred, click, spamreport, unsubscribe…
+                _ => null, // processed, deferred, click, unsubscribe…
             };
-            if (status is null || !item.TryGetProperty("sg_message_id", out var sgId))
+            var complaint = kind == "spamreport";
+            if ((status is null && !complaint) || !item.TryGetProperty("sg_message_id", out var sgId))
             {
                 continue;
             }
@@ -75,7 +76,9 @@ public sealed class SendGridWebhook : IDeliveryWebhook
             var reason = item.TryGetProperty("reason", out var r) ? r.GetString() : null;
             var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed ? $"SendGrid {kind}: {reason ?? "no reason given"}" : null;
             var key = item.TryGetProperty("sg_event_id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
-            events.Add(new DeliveryEvent(providerId, status.Value, occurred, error, key, item.GetRawText()));
+            events.Add(status is { } changed
+                ? new DeliveryEvent(providerId, changed, occurred, error, key, item.GetRawText())
+                : DeliveryEvent.Complaint(providerId, occurred, key, item.GetRawText()));
         }
         return events;
     }

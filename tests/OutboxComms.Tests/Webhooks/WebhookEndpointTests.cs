@@ -710,6 +710,41 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_spam_complaint_stops_general_updates_once_and_changes_no_status()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);   // no preferences yet: the defaults
+        var invoice = await SentMessageAsync(company, "MAILGUN", "<20261206.inv@mg.practice.example>", "EMAIL", to: customer);
+        var update = await SentMessageAsync(company, "MAILGUN", "<20261206.upd@mg.practice.example>", "EMAIL", to: customer);
+
+        var (_, first) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261206.upd@mg.practice.example"));
+        var (_, second) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261206.inv@mg.practice.example"));
+        var (_, unknown) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261206.nobody@mg.practice.example"));
+
+        Assert.Equal((1, 1, 1), (first!.Applied, second!.Applied, unknown!.UnknownMessages));
+        Assert.Equal(("SENT", "SENT"), ((await RowAsync(invoice)).Status, (await RowAsync(update)).Status));
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out AND email_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.Equal("EMAIL/false/spam complaint: no more general updates/MAILGUN", await ConsentsAsync(customer));
+        Assert.Equal("COMPLAINED", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(DISTINCT status, ',') FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task An_ses_complaint_through_sns_stops_general_updates()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        var id = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-cccc-4ddd-eeee-ffff00001111-000000", "EMAIL");
+        var customer = await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", id);
+        var complaint = """{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"client@example.com"}],"timestamp":"2026-12-06T10:20:00.000Z","feedbackId":"0102019a-cc","complaintFeedbackType":"abuse"},"mail":{"timestamp":"2026-12-06T10:14:55.000Z","source":"accounts@practice.example","messageId":"0109019af1c2d3e4-5f6a7b8c-cccc-4ddd-eeee-ffff00001111-000000","destination":["client@example.com"]}}""";
+
+        var (_, receipt) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", complaint));
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal("SENT", (await RowAsync(id)).Status);
+        Assert.Equal("EMAIL/false/spam complaint: no more general updates/SES", await ConsentsAsync(customer));
+    }
+
+    [Fact]
     public async Task A_mailgun_signature_outside_five_minutes_is_refused_since_it_does_not_cover_the_event()
     {
         var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
