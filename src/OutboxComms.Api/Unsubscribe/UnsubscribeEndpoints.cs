@@ -48,12 +48,18 @@ public static class UnsubscribeEndpoints
         {
             return Problems.NotFound("This unsubscribe link");
         }
-        var customer = await db.Customers.Include(c => c.Preference).SingleOrDefaultAsync(c => c.Id == customerId, cancellationToken);
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // The customer's lock first, as every consent change takes it (the preferences PUT, provider
+        // opt-outs and complaints): a second click, or a complaint arriving at the same moment, waits
+        // and then finds the opt-out already made, so it is recorded once.
+        var customer = (await db.Customers
+            .FromSql($"SELECT * FROM customers WHERE id = {customerId} FOR NO KEY UPDATE")
+            .ToListAsync(cancellationToken)).SingleOrDefault();
         if (customer is null)
         {
             return Problems.NotFound("This unsubscribe link");
         }
-        var preference = customer.Preference;
+        var preference = await db.CommunicationPreferences.SingleOrDefaultAsync(p => p.CustomerId == customer.Id, cancellationToken);
         if (preference is null)
         {
             preference = new CommunicationPreference { CustomerId = customer.Id };
@@ -75,6 +81,7 @@ public static class UnsubscribeEndpoints
             });
             await db.SaveChangesAsync(cancellationToken);
         }
+        await transaction.CommitAsync(cancellationToken);
         return TypedResults.Content("You will no longer receive general updates. Invoices and compliance reminders are not affected.", "text/plain; charset=utf-8");
     }
 

@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using OutboxComms.Tests.Infrastructure;
 
@@ -12,6 +13,40 @@ public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
     public ValueTask InitializeAsync() => db.InitializeAsync();
 
     public ValueTask DisposeAsync() => db.DisposeAsync();
+
+    [Fact]
+    public async Task Two_clicks_at_once_queue_behind_the_customer_lock_and_record_one_unsubscribe()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);   // no preferences row yet
+        await using var api = new ApiFactory(db.ConnectionString);
+        using var browser = api.CreateClient();
+        var link = new Uri($"/unsubscribe/{api.Services.GetRequiredService<OutboxComms.Core.Preferences.UnsubscribeTokens>().Create(customer)}", UriKind.Relative);
+        var ct = TestContext.Current.CancellationToken;
+
+        // A consent change in progress holds the customer's lock; both clicks must wait for it.
+        await using var holder = await db.DataSource.OpenConnectionAsync(ct);
+        await using var change = await holder.BeginTransactionAsync(ct);
+        await using (var lockCustomer = new Npgsql.NpgsqlCommand("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE", holder, change))
+        {
+            lockCustomer.Parameters.AddWithValue(customer);
+            await lockCustomer.ExecuteScalarAsync(ct);
+        }
+        var clicks = Enumerable.Range(0, 2).Select(_ => browser.PostAsync(link,
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["List-Unsubscribe"] = "One-Click" }), ct)).ToArray();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", holder.ProcessID) < 1)
+        {
+            Assert.False(clicks.All(c => c.IsCompleted), "the clicks did not wait for the customer's lock");
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the clicks never blocked on the customer's lock");
+            await Task.Delay(10, ct);
+        }
+        await change.CommitAsync(ct);
+
+        Assert.All(await Task.WhenAll(clicks), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", customer));
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", customer));
+    }
 
     [Fact]
     public async Task A_general_update_carries_a_one_click_link_that_stops_general_updates_but_not_invoices()
