@@ -16,8 +16,17 @@ public static class ProviderOptOuts
     /// <summary>The consent record's source.</summary>
     public const string Source = "provider opt-out";
 
-    /// <summary>The consent record's source for a spam complaint.</summary>
-    public const string ComplaintSource = "spam complaint: no more general updates";
+    /// <summary>Why a customer gets no more general updates, as their consent record says.</summary>
+    public enum GeneralUpdatesStop
+    {
+        /// <summary>They reported an email as spam.</summary>
+        Complaint,
+        /// <summary>They used the email provider's own unsubscribe link (not ours).</summary>
+        Unsubscribe,
+    }
+
+    private const string ComplaintSource = "spam complaint: no more general updates";
+    private const string UnsubscribeSource = "unsubscribed through the email provider's link: no more general updates";
 
     /// <summary>
     /// One opt-out signal: the message it came with, the provider that sent it and when the provider
@@ -69,7 +78,7 @@ public static class ProviderOptOuts
     // A spam complaint stops general updates on every channel, as the one-click unsubscribe does
     // (recorded the same way, against EMAIL); invoices and statutory reminders keep coming. A
     // customer without preferences gets a row with the defaults and this opt-out.
-    private const string StopGeneralUpdatesSql = $"""
+    private static string StopGeneralUpdatesSql(string source) => $"""
         WITH stopped AS (
             SELECT company_id, customer_id, min(provider) AS provider
               FROM ({StoppedSql}) x
@@ -81,10 +90,12 @@ public static class ProviderOptOuts
              WHERE NOT p.general_updates_opt_out
             RETURNING p.customer_id)
         INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
-        SELECT s.company_id, s.customer_id, 'EMAIL', false, '{ComplaintSource}', s.provider, $5
+        SELECT s.company_id, s.customer_id, 'EMAIL', false, '{source.Replace("'", "''", StringComparison.Ordinal)}', s.provider, $5
           FROM stopping t JOIN stopped s ON s.customer_id = t.customer_id
         """;
 
+    private static readonly string StopForComplaint = StopGeneralUpdatesSql(ComplaintSource);
+    private static readonly string StopForUnsubscribe = StopGeneralUpdatesSql(UnsubscribeSource);
     private static readonly string WithdrawSms = WithdrawSql("SMS", "sms_opt_in");
     private static readonly string WithdrawWhatsApp = WithdrawSql("WHATSAPP", "whatsapp_opt_in");
 
@@ -97,11 +108,11 @@ public static class ProviderOptOuts
         RunAsync(transaction, signals, now, [WithdrawSms, WithdrawWhatsApp], cancellationToken);
 
     /// <summary>
-    /// The recipient of these messages reported one as spam (an email provider's complaint event):
-    /// they get no more general updates, recorded once, in the caller's transaction.
+    /// The recipient of these messages reported one as spam, or unsubscribed through the email
+    /// provider's own link: they get no more general updates, recorded once, in the caller's transaction.
     /// </summary>
-    public static Task StopGeneralUpdatesAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken) =>
-        RunAsync(transaction, signals, now, [StopGeneralUpdatesSql], cancellationToken);
+    public static Task StopGeneralUpdatesAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, GeneralUpdatesStop reason, DateTimeOffset now, CancellationToken cancellationToken) =>
+        RunAsync(transaction, signals, now, [reason == GeneralUpdatesStop.Complaint ? StopForComplaint : StopForUnsubscribe], cancellationToken);
 
     private static async Task RunAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements, CancellationToken cancellationToken)
     {

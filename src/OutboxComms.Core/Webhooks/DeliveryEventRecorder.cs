@@ -57,7 +57,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         RETURNING id, response_at = $3
         """;
 
-    // A complaint changes no status: it only names the message whose customer complained.
+    // A complaint or a provider's unsubscribe changes no status: it only names the message whose customer asked.
     internal const string ComplaintSql = """
         SELECT id, true FROM communication_logs
          WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
@@ -80,7 +80,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = provider });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.EventKey });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.IsComplaint ? "COMPLAINED" : WireName<DeliveryStatus>.Of(delivery.Status) });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.StopsGeneralUpdates switch
+            {
+                ProviderOptOuts.GeneralUpdatesStop.Complaint => "COMPLAINED",
+                ProviderOptOuts.GeneralUpdatesStop.Unsubscribe => "UNSUBSCRIBED",
+                _ => WireName<DeliveryStatus>.Of(delivery.Status),
+            } });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
             if (await store.ExecuteScalarAsync(cancellationToken) is not long id)
@@ -92,7 +97,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         long? messageId = null;
         var advanced = false;
-        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : delivery.IsComplaint ? ComplaintSql : ApplySql, connection, transaction))
+        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : delivery.StopsGeneralUpdates is not null ? ComplaintSql : ApplySql, connection, transaction))
         {
             apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
             apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
@@ -100,7 +105,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             {
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
             }
-            else if (!delivery.IsComplaint)
+            else if (delivery.StopsGeneralUpdates is null)
             {
                 apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WireName<DeliveryStatus>.Of(delivery.Status) });
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
@@ -114,11 +119,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             }
         }
 
-        if (messageId is { } stopped && (delivery.RecipientOptedOut || delivery.IsComplaint))
+        if (messageId is { } stopped && (delivery.RecipientOptedOut || delivery.StopsGeneralUpdates is not null))
         {
             ProviderOptOuts.Signal[] signal = [new(companyId, stopped, provider.ToUpperInvariant(), at)];
-            await (delivery.IsComplaint
-                ? ProviderOptOuts.StopGeneralUpdatesAsync(transaction, signal, receivedAt, cancellationToken)
+            await (delivery.StopsGeneralUpdates is { } reason
+                ? ProviderOptOuts.StopGeneralUpdatesAsync(transaction, signal, reason, receivedAt, cancellationToken)
                 : ProviderOptOuts.WithdrawAsync(transaction, signal, receivedAt, cancellationToken));
         }
 

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -20,11 +21,17 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// <summary>The failure says the recipient opted out of the channel: their opt-in is withdrawn.</summary>
     public bool RecipientOptedOut { get; init; }
 
-    /// <summary>The recipient reported the email as spam: no status change (<see cref="Status"/> is not used); no more general updates.</summary>
-    public bool IsComplaint { get; init; }
+    /// <summary>
+    /// The recipient reported the email as spam, or unsubscribed through the provider's own link: no
+    /// status change (<see cref="Status"/> is not used); they get no more general updates.
+    /// </summary>
+    public ProviderOptOuts.GeneralUpdatesStop? StopsGeneralUpdates { get; init; }
 
     public static DeliveryEvent Complaint(string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
-        new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { IsComplaint = true };
+        StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop.Complaint, providerMessageId, occurredAt, eventKey, payload);
+
+    public static DeliveryEvent StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop reason, string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
+        new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { StopsGeneralUpdates = reason };
 }
 
 /// <summary>

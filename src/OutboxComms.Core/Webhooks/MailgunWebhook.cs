@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -71,10 +72,16 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             "opened" => DeliveryStatus.Read,
             "failed" when permanent => DeliveryStatus.Bounced,
             "rejected" => DeliveryStatus.Failed,
-            _ => null, // accepted, temporary failures (Mailgun retries), clicked, unsubscribed…
+            _ => null, // accepted, temporary failures (Mailgun retries), clicked…
         };
-        var complaint = kind == "complained";
-        if ((status is null && !complaint) || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
+        // A spam complaint, or Mailgun's own unsubscribe link: no more general updates.
+        ProviderOptOuts.GeneralUpdatesStop? stop = kind switch
+        {
+            "complained" => ProviderOptOuts.GeneralUpdatesStop.Complaint,
+            "unsubscribed" => ProviderOptOuts.GeneralUpdatesStop.Unsubscribe,
+            _ => null,
+        };
+        if ((status is null && stop is null) || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
             || !headers.TryGetProperty("message-id", out var messageId))
         {
             return [];
@@ -91,6 +98,6 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         var providerId = messageId.GetString()!.Trim('<', '>');
         return [status is { } changed
             ? new DeliveryEvent(providerId, changed, occurred, error, key, data.GetRawText())
-            : DeliveryEvent.Complaint(providerId, occurred, key, data.GetRawText())];
+            : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, data.GetRawText())];
     }
 }

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -63,10 +64,16 @@ public sealed class SendGridWebhook : IDeliveryWebhook
                 "open" => DeliveryStatus.Read,
                 "bounce" => DeliveryStatus.Bounced,
                 "dropped" => DeliveryStatus.Failed,
-                _ => null, // processed, deferred, click, unsubscribe…
+                _ => null, // processed, deferred, click…
             };
-            var complaint = kind == "spamreport";
-            if ((status is null && !complaint) || !item.TryGetProperty("sg_message_id", out var sgId))
+            // A spam report, or SendGrid's own unsubscribe link (subscription tracking, groups): no more general updates.
+            ProviderOptOuts.GeneralUpdatesStop? stop = kind switch
+            {
+                "spamreport" => ProviderOptOuts.GeneralUpdatesStop.Complaint,
+                "unsubscribe" or "group_unsubscribe" => ProviderOptOuts.GeneralUpdatesStop.Unsubscribe,
+                _ => null,
+            };
+            if ((status is null && stop is null) || !item.TryGetProperty("sg_message_id", out var sgId))
             {
                 continue;
             }
@@ -78,7 +85,7 @@ public sealed class SendGridWebhook : IDeliveryWebhook
             var key = item.TryGetProperty("sg_event_id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
             events.Add(status is { } changed
                 ? new DeliveryEvent(providerId, changed, occurred, error, key, item.GetRawText())
-                : DeliveryEvent.Complaint(providerId, occurred, key, item.GetRawText()));
+                : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, item.GetRawText()));
         }
         return events;
     }

@@ -730,6 +730,43 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task An_unsubscribe_through_the_email_providers_own_link_stops_general_updates_and_a_later_complaint_adds_nothing()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await SentMessageAsync(company, "MAILGUN", "<20261206.news@mg.practice.example>", "EMAIL", to: customer);
+
+        var (_, unsubscribed) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "unsubscribed", "20261206.news@mg.practice.example"));
+        var (_, complained) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261206.news@mg.practice.example"));
+
+        Assert.Equal((1, 1), (unsubscribed!.Applied, complained!.Applied));
+        Assert.Equal("EMAIL/false/unsubscribed through the email provider's link: no more general updates/MAILGUN", await ConsentsAsync(customer));
+        Assert.Equal("COMPLAINED,UNSUBSCRIBED", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(status, ',' ORDER BY status) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task SendGrid_spam_reports_and_group_unsubscribes_stop_general_updates()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var reporter = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var leaver = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await SentMessageAsync(company, "SENDGRID", "a1b2c3d4e5", "EMAIL", to: reporter);
+        await SentMessageAsync(company, "SENDGRID", "f6a7b8c9d0", "EMAIL", to: leaver);
+        var body = """[{"email":"client@example.com","timestamp":1764000800,"event":"spamreport","sg_event_id":"c3BhbXJlcG9ydA","sg_message_id":"a1b2c3d4e5.filter0001.1.1"},{"email":"client@example.com","timestamp":1764000801,"event":"group_unsubscribe","asm_group_id":42,"sg_event_id":"Z3JvdXB1bnN1Yg","sg_message_id":"f6a7b8c9d0.filter0001.1.2"}]""";
+        const string timestamp = "1764000802";
+        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+
+        var (_, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
+
+        Assert.Equal((2, 2), (receipt!.Received, receipt.Applied));
+        Assert.Equal("EMAIL/false/spam complaint: no more general updates/SENDGRID", await ConsentsAsync(reporter));
+        Assert.Equal("EMAIL/false/unsubscribed through the email provider's link: no more general updates/SENDGRID", await ConsentsAsync(leaver));
+    }
+
+    [Fact]
     public async Task An_ses_complaint_through_sns_stops_general_updates()
     {
         var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
