@@ -4,17 +4,18 @@ using NpgsqlTypes;
 namespace OutboxComms.Core.Preferences;
 
 /// <summary>
-/// A provider said the recipient of one of our messages opted out of its channel (Twilio 21610:
-/// the customer replied STOP; Gupshup 1012: the number opted out). The customer's opt-in for that
-/// channel is withdrawn and the withdrawal recorded as consent, once, in the caller's transaction
-/// (the worker's completion batch, the webhook's event transaction); later messages to the channel
-/// are then suppressed by the worker instead of failing one by one at the provider. A practice
-/// opts the customer in again through the API (after the customer replied START, for Twilio).
+/// Consent changes a provider reports about the recipient of one of our messages, applied once in
+/// the caller's transaction (the worker's completion batch, the webhook's event transaction):
+/// an opt-out of the message's channel (Twilio 21610: the customer replied STOP; Gupshup 1012: the
+/// number opted out) withdraws that opt-in, so later messages to the channel are suppressed instead
+/// of failing one by one at the provider (a practice opts the customer in again through the API,
+/// after the customer replied START for Twilio); a spam complaint or an unsubscribe through the
+/// email provider's own link stops general updates.
 /// </summary>
 public static class ProviderOptOuts
 {
-    /// <summary>The consent record's source.</summary>
-    public const string Source = "provider opt-out";
+    /// <summary>The consent record's source for a channel opt-out.</summary>
+    private const string Source = "provider opt-out";
 
     /// <summary>Why a customer gets no more general updates, as their consent record says.</summary>
     public enum GeneralUpdatesStop
@@ -48,7 +49,7 @@ public static class ProviderOptOuts
     // First the customers, in id order, as the API's preference change does (PreferenceEndpoints):
     // changes to one customer's consent queue behind that lock, and two writers never take the
     // customer and preference locks in opposite orders. NO KEY UPDATE, so inserts that reference
-    // the customer (its messages, this consent record's foreign key) are not blocked.
+    // the customer (its reminders, this consent record's foreign key) are not blocked.
     private const string LockSql = $"""
         SELECT k.id FROM customers k
          WHERE k.id IN (SELECT customer_id FROM ({StoppedSql}) stopped)
@@ -123,27 +124,25 @@ public static class ProviderOptOuts
             return;
         }
         await using var batch = new NpgsqlBatch(transaction.Connection, transaction);
-        foreach (var command in Commands(signals, now, [LockSql, .. statements]))
+        batch.BatchCommands.Add(Command(LockSql, signals));
+        foreach (var sql in statements)
         {
+            var command = Command(sql, signals);
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
             batch.BatchCommands.Add(command);
         }
         await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static IEnumerable<NpgsqlBatchCommand> Commands(IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements)
+    /// <summary>A statement over <see cref="StoppedSql"/>: $1..$4 are the signals' columns.</summary>
+    private static NpgsqlBatchCommand Command(string sql, IReadOnlyCollection<Signal> signals) => new(sql)
     {
-        foreach (var sql in statements)
+        Parameters =
         {
-            var command = new NpgsqlBatchCommand(sql);
-            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = signals.Select(s => s.CompanyId).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint, Value = signals.Select(s => s.MessageId).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = signals.Select(s => s.Provider).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = signals.Select(s => s.SignalledAt.ToUniversalTime()).ToArray() });
-            if (!ReferenceEquals(sql, LockSql))
-            {
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
-            }
-            yield return command;
-        }
-    }
+            new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = signals.Select(s => s.CompanyId).ToArray() },
+            new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint, Value = signals.Select(s => s.MessageId).ToArray() },
+            new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = signals.Select(s => s.Provider).ToArray() },
+            new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = signals.Select(s => s.SignalledAt.ToUniversalTime()).ToArray() },
+        },
+    };
 }
