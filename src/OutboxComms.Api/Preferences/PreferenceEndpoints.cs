@@ -43,6 +43,11 @@ public static class PreferenceEndpoints
         public string? GeneralUpdatesChannel { get; init; }
         /// <summary>True after the client used a one-click unsubscribe link; false re-subscribes them to general updates.</summary>
         public bool? GeneralUpdatesOptOut { get; init; }
+        /// <summary>
+        /// The channels the client stopped general updates on, and only there (WhatsApp's "stop
+        /// promotions"): the whole list, replacing the current one; [] resumes them everywhere it stopped them.
+        /// </summary>
+        public IReadOnlyList<string>? GeneralUpdatesOptOutChannels { get; init; }
         /// <summary>DAILY, WEEKLY, MONTHLY or CUSTOM.</summary>
         public string? ReminderFrequency { get; init; }
         /// <summary>Cron expression (five fields, or six with seconds), required for CUSTOM.</summary>
@@ -70,9 +75,14 @@ public static class PreferenceEndpoints
     public sealed record PreferencesResponse(
         Guid CustomerId, bool EmailOptIn, bool WhatsAppOptIn, bool SmsOptIn,
         Channel InvoiceDeliveryChannel, Channel ComplianceReminderChannel, Channel PaymentReminderChannel, Channel GeneralUpdatesChannel,
-        bool GeneralUpdatesOptOut, ReminderFrequency ReminderFrequency, string? ReminderCron, QuietHoursWindow? QuietHours, DateTimeOffset? UpdatedAt);
+        bool GeneralUpdatesOptOut, IReadOnlyList<Channel> GeneralUpdatesOptOutChannels,
+        ReminderFrequency ReminderFrequency, string? ReminderCron, QuietHoursWindow? QuietHours, DateTimeOffset? UpdatedAt);
 
-    public sealed record ConsentResponse(long Id, Channel Channel, bool OptedIn, string Source, string RecordedBy, DateTimeOffset RecordedAt);
+    /// <summary>
+    /// One opt-in or opt-out. <c>scope</c> CHANNEL is the channel's opt-in (every message on it);
+    /// GENERAL_UPDATES is about general updates only, on <c>channel</c> or, when it is null, on every channel.
+    /// </summary>
+    public sealed record ConsentResponse(long Id, ConsentScope Scope, Channel? Channel, bool OptedIn, string Source, string RecordedBy, DateTimeOffset RecordedAt);
 
     public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
     {
@@ -132,7 +142,7 @@ public static class PreferenceEndpoints
         var consents = Apply(change, preference)
             .Select(c => new ConsentRecord
             {
-                CompanyId = tenant.CompanyId, CustomerId = found.Id, Channel = c.Channel, OptedIn = c.OptedIn,
+                CompanyId = tenant.CompanyId, CustomerId = found.Id, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
                 Source = request.ConsentSource?.Trim() ?? DefaultConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
             });
         db.ConsentRecords.AddRange(consents);
@@ -156,7 +166,7 @@ public static class PreferenceEndpoints
         var consents = await db.ConsentRecords.AsNoTracking()
             .Where(r => r.CustomerId == customer.Id && r.CompanyId == tenant.CompanyId)
             .OrderByDescending(r => r.RecordedAt).ThenByDescending(r => r.Id)
-            .Select(r => new ConsentResponse(r.Id, r.Channel, r.OptedIn, r.Source, r.RecordedBy, r.RecordedAt))
+            .Select(r => new ConsentResponse(r.Id, r.Scope, r.Channel, r.OptedIn, r.Source, r.RecordedBy, r.RecordedAt))
             .ToListAsync(cancellationToken);
         return TypedResults.Ok(consents);
     }
@@ -164,7 +174,7 @@ public static class PreferenceEndpoints
     /// <summary>The request, parsed and checked against the current preferences.</summary>
     private sealed record Change(
         bool? EmailOptIn, bool? WhatsAppOptIn, bool? SmsOptIn,
-        Channel? Invoice, Channel? Compliance, Channel? Payment, Channel? General, bool? GeneralUpdatesOptOut,
+        Channel? Invoice, Channel? Compliance, Channel? Payment, Channel? General, bool? GeneralUpdatesOptOut, IReadOnlyList<Channel>? GeneralUpdatesOptOutChannels,
         ReminderFrequency Frequency, string? Cron, bool QuietHoursGiven, TimeOnly? QuietStart, TimeOnly? QuietEnd);
 
     private static Validation Validate(PreferencesRequest request, CommunicationPreference current, out Change change)
@@ -174,6 +184,23 @@ public static class PreferenceEndpoints
         var compliance = ParseChannel(validation, "complianceReminderChannel", request.ComplianceReminderChannel);
         var payment = ParseChannel(validation, "paymentReminderChannel", request.PaymentReminderChannel);
         var general = ParseChannel(validation, "generalUpdatesChannel", request.GeneralUpdatesChannel);
+        List<Channel>? stoppedOn = null;
+        if (request.GeneralUpdatesOptOutChannels is { } named)
+        {
+            stoppedOn = [];
+            foreach (var name in named)
+            {
+                if (WireName<Channel>.TryParse(name, out var channel) && channel is Channel.Email or Channel.WhatsApp or Channel.Sms)
+                {
+                    validation.When(stoppedOn.Contains(channel), "generalUpdatesOptOutChannels", $"generalUpdatesOptOutChannels names {name} twice.");
+                    stoppedOn.Add(channel);
+                }
+                else
+                {
+                    validation.Add("generalUpdatesOptOutChannels", $"generalUpdatesOptOutChannels lists EMAIL, WHATSAPP or SMS; '{name}' is none of them.");
+                }
+            }
+        }
 
         var frequency = current.ReminderFrequency;
         var frequencyGiven = request.ReminderFrequency is not null;
@@ -209,23 +236,43 @@ public static class PreferenceEndpoints
         validation.When(request.ConsentSource is not null && string.IsNullOrWhiteSpace(request.ConsentSource), "consentSource", "consentSource cannot be blank; omit it for \"api\".")
             .When(request.ConsentSource is { Length: > 200 }, "consentSource", "consentSource is at most 200 characters.");
 
-        change = new Change(request.EmailOptIn, request.WhatsAppOptIn, request.SmsOptIn, invoice, compliance, payment, general, request.GeneralUpdatesOptOut,
+        change = new Change(request.EmailOptIn, request.WhatsAppOptIn, request.SmsOptIn, invoice, compliance, payment, general, request.GeneralUpdatesOptOut, stoppedOn,
             frequency, cron, request.QuietHoursGiven, quietStart, quietEnd);
         return validation;
     }
 
-    /// <summary>Applies the change; answers the opt-ins and opt-outs it made (an unchanged flag is no consent event).</summary>
-    private static List<(Channel Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference)
+    /// <summary>
+    /// Applies the change; answers the opt-ins and opt-outs it made (an unchanged flag is no consent
+    /// event), general updates included: a re-subscription is recorded, so a provider's late report
+    /// of an older complaint does not undo it (ProviderOptOuts).
+    /// </summary>
+    private static List<(ConsentScope Scope, Channel? Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference)
     {
-        var consents = new List<(Channel, bool)>();
+        var consents = new List<(ConsentScope, Channel?, bool)>();
         preference.EmailOptIn = Consent(Channel.Email, preference.EmailOptIn, change.EmailOptIn);
         preference.WhatsAppOptIn = Consent(Channel.WhatsApp, preference.WhatsAppOptIn, change.WhatsAppOptIn);
         preference.SmsOptIn = Consent(Channel.Sms, preference.SmsOptIn, change.SmsOptIn);
+        if (change.GeneralUpdatesOptOut is { } optOut && optOut != preference.GeneralUpdatesOptOut)
+        {
+            consents.Add((ConsentScope.GeneralUpdates, null, !optOut));
+            preference.GeneralUpdatesOptOut = optOut;
+        }
+        if (change.GeneralUpdatesOptOutChannels is { } stoppedOn)
+        {
+            foreach (var channel in new[] { Channel.Email, Channel.WhatsApp, Channel.Sms })
+            {
+                var stopped = stoppedOn.Contains(channel);
+                if (stopped != preference.GeneralUpdatesOptOutChannels.Contains(channel))
+                {
+                    consents.Add((ConsentScope.GeneralUpdates, channel, !stopped));
+                }
+            }
+            preference.GeneralUpdatesOptOutChannels = [.. stoppedOn.Order()];
+        }
         preference.InvoiceDeliveryChannel = change.Invoice ?? preference.InvoiceDeliveryChannel;
         preference.ComplianceReminderChannel = change.Compliance ?? preference.ComplianceReminderChannel;
         preference.PaymentReminderChannel = change.Payment ?? preference.PaymentReminderChannel;
         preference.GeneralUpdatesChannel = change.General ?? preference.GeneralUpdatesChannel;
-        preference.GeneralUpdatesOptOut = change.GeneralUpdatesOptOut ?? preference.GeneralUpdatesOptOut;
         preference.ReminderFrequency = change.Frequency;
         preference.ReminderCron = change.Cron;
         if (change.QuietHoursGiven)
@@ -239,7 +286,7 @@ public static class PreferenceEndpoints
         {
             if (wanted is { } value && value != current)
             {
-                consents.Add((channel, value));
+                consents.Add((ConsentScope.Channel, channel, value));
                 return value;
             }
             return current;
@@ -280,7 +327,7 @@ public static class PreferenceEndpoints
     private static PreferencesResponse ToResponse(Guid customerId, CommunicationPreference p, bool isSet) => new(
         customerId, p.EmailOptIn, p.WhatsAppOptIn, p.SmsOptIn,
         p.InvoiceDeliveryChannel, p.ComplianceReminderChannel, p.PaymentReminderChannel, p.GeneralUpdatesChannel,
-        p.GeneralUpdatesOptOut, p.ReminderFrequency, p.ReminderCron,
+        p.GeneralUpdatesOptOut, p.GeneralUpdatesOptOutChannels, p.ReminderFrequency, p.ReminderCron,
         p.QuietHoursStart is { } start && p.QuietHoursEnd is { } end
             ? new QuietHoursWindow(start.ToString("HH:mm", CultureInfo.InvariantCulture), end.ToString("HH:mm", CultureInfo.InvariantCulture))
             : null,

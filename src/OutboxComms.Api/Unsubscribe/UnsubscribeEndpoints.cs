@@ -73,7 +73,8 @@ public static class UnsubscribeEndpoints
             {
                 CompanyId = customer.CompanyId,
                 CustomerId = customer.Id,
-                Channel = Channel.Email,
+                Scope = ConsentScope.GeneralUpdates,
+                Channel = null,
                 OptedIn = false,
                 Source = "one-click unsubscribe from general updates",
                 RecordedBy = "recipient",

@@ -79,6 +79,8 @@ internal sealed class CommunicationPreferenceConfiguration : IEntityTypeConfigur
         builder.Property(p => p.Id).HasDefaultValueSql("gen_random_uuid()");
         builder.Property(p => p.WhatsAppOptIn).HasColumnName("whatsapp_opt_in");
         builder.Property(p => p.UpdatedAt).HasDefaultValueSql("now()");
+        builder.PrimitiveCollection(p => p.GeneralUpdatesOptOutChannels)
+            .ElementType(e => e.HasConversion<OutboxDbContext.WireNameConverter<Channel>>());
     }
 }
 

@@ -51,11 +51,13 @@ public class OutboxDbContext(DbContextOptions<OutboxDbContext> options) : DbCont
         UseWireNames<ScheduleAudience>(configurationBuilder);
         UseWireNames<ScheduleRunOutcome>(configurationBuilder);
         UseWireNames<DueDateRuleKind>(configurationBuilder);
+        UseWireNames<ConsentScope>(configurationBuilder);
     }
 
     private static void UseWireNames<T>(ModelConfigurationBuilder builder) where T : struct, Enum =>
         builder.Properties<T>().HaveConversion<WireNameConverter<T>>();
 
-    private sealed class WireNameConverter<T>() : ValueConverter<T, string>(v => WireName<T>.Of(v), s => WireName<T>.Parse(s))
+    /// <summary>Stores an enum as its <see cref="WireName{T}"/>.</summary>
+    internal sealed class WireNameConverter<T>() : ValueConverter<T, string>(v => WireName<T>.Of(v), s => WireName<T>.Parse(s))
         where T : struct, Enum;
 }

@@ -30,6 +30,12 @@ public class CommunicationPreference
     public string? ReminderCron { get; set; }
     /// <summary>The client clicked "unsubscribe" on a general update: no more general updates, on any channel.</summary>
     public bool GeneralUpdatesOptOut { get; set; }
+    /// <summary>
+    /// Channels the client stopped general updates on, and only there (a WhatsApp user who stopped
+    /// the business's marketing messages): invoices and reminders on them, and general updates on
+    /// the others, keep coming.
+    /// </summary>
+    public List<Channel> GeneralUpdatesOptOutChannels { get; set; } = [];
     public TimeOnly? QuietHoursStart { get; set; }
     public TimeOnly? QuietHoursEnd { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
@@ -42,6 +48,18 @@ public class CommunicationPreference
         MessageType.GeneralUpdate => GeneralUpdatesChannel,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
     };
+
+    /// <summary>Whether general updates may go to the client on this channel.</summary>
+    public bool StopsGeneralUpdatesOn(Channel channel) => GeneralUpdatesOptOut || GeneralUpdatesOptOutChannels.Contains(channel);
+}
+
+/// <summary>What a consent record is about.</summary>
+public enum ConsentScope
+{
+    /// <summary>The opt-in to a channel: every message on it.</summary>
+    Channel,
+    /// <summary>General updates only: on every channel when the record names none, else on its channel.</summary>
+    GeneralUpdates,
 }
 
 /// <summary>One opt-in or opt-out, kept as evidence of consent.</summary>
@@ -50,7 +68,9 @@ public class ConsentRecord
     public long Id { get; set; }
     public Guid CompanyId { get; set; }
     public Guid CustomerId { get; set; }
-    public Channel Channel { get; set; }
+    public ConsentScope Scope { get; set; }
+    /// <summary>Null only for general updates on every channel.</summary>
+    public Channel? Channel { get; set; }
     public bool OptedIn { get; set; }
     public required string Source { get; set; }
     public required string RecordedBy { get; set; }

@@ -20,14 +20,25 @@ public static class ProviderOptOuts
     /// <summary>Why a customer gets no more general updates, as their consent record says.</summary>
     public enum GeneralUpdatesStop
     {
-        /// <summary>They reported an email as spam.</summary>
+        /// <summary>They reported an email as spam: no general updates on any channel.</summary>
         Complaint,
-        /// <summary>They used the email provider's own unsubscribe link (not ours).</summary>
+        /// <summary>They used the email provider's own unsubscribe link (not ours): none on any channel.</summary>
         Unsubscribe,
+        /// <summary>
+        /// They stopped the business's marketing messages in WhatsApp (Cloud API error 131050, which
+        /// fails the message): no general updates on WhatsApp; email and SMS are unaffected.
+        /// </summary>
+        WhatsAppMarketing,
     }
 
-    private const string ComplaintSource = "spam complaint: no more general updates";
-    private const string UnsubscribeSource = "unsubscribed through the email provider's link: no more general updates";
+    // The consent record's source for each, and the channel it stops (null: every channel).
+    private static (string Source, string? Channel) Describe(GeneralUpdatesStop reason) => reason switch
+    {
+        GeneralUpdatesStop.Complaint => ("spam complaint: no more general updates", null),
+        GeneralUpdatesStop.Unsubscribe => ("unsubscribed through the email provider's link: no more general updates", null),
+        GeneralUpdatesStop.WhatsAppMarketing => ("stopped marketing messages in WhatsApp: no more general updates on WhatsApp", "WHATSAPP"),
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
 
     /// <summary>
     /// One opt-out signal: the message it came with, the provider that sent it and when the provider
@@ -58,7 +69,7 @@ public static class ProviderOptOuts
         """;
 
     // Per channel. Only an opt-in still given is withdrawn (so each withdrawal is recorded once),
-    // and not when the customer opted in again after the provider's signal.
+    // and not when the customer opted in to the channel again after the provider's signal.
     private static string WithdrawSql(string channel, string column) => $"""
         WITH stopped AS (
             SELECT company_id, customer_id, min(provider) AS provider, max(signalled_at) AS signalled_at
@@ -70,33 +81,48 @@ public static class ProviderOptOuts
               FROM stopped s
              WHERE p.customer_id = s.customer_id AND p.{column}
                AND NOT EXISTS (SELECT 1 FROM consent_records c
-                                WHERE c.customer_id = s.customer_id AND c.channel = '{channel}' AND c.opted_in AND c.recorded_at > s.signalled_at)
+                                WHERE c.customer_id = s.customer_id AND c.scope = 'CHANNEL' AND c.channel = '{channel}'
+                                  AND c.opted_in AND c.recorded_at > s.signalled_at)
             RETURNING s.company_id, s.customer_id, s.provider)
-        INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
-        SELECT company_id, customer_id, '{channel}', false, '{Source}', provider, $5 FROM withdrawn
+        INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+        SELECT company_id, customer_id, 'CHANNEL', '{channel}', false, '{Source}', provider, $5 FROM withdrawn
         """;
 
-    // A spam complaint stops general updates on every channel, as the one-click unsubscribe does
-    // (recorded the same way, against EMAIL); invoices and statutory reminders keep coming. A
-    // customer without preferences gets a row with the defaults and this opt-out.
-    private static string StopGeneralUpdatesSql(string source) => $"""
-        WITH stopped AS (
-            SELECT company_id, customer_id, min(provider) AS provider
-              FROM ({StoppedSql}) x
-             GROUP BY company_id, customer_id),
-        stopping AS (
-            INSERT INTO communication_preferences AS p (customer_id, general_updates_opt_out, updated_at)
-            SELECT customer_id, true, $5 FROM stopped
-            ON CONFLICT (customer_id) DO UPDATE SET general_updates_opt_out = true, updated_at = excluded.updated_at
-             WHERE NOT p.general_updates_opt_out
-            RETURNING p.customer_id)
-        INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
-        SELECT s.company_id, s.customer_id, 'EMAIL', false, '{source.Replace("'", "''", StringComparison.Ordinal)}', s.provider, $5
-          FROM stopping t JOIN stopped s ON s.customer_id = t.customer_id
-        """;
+    // General updates stop, everywhere (a spam complaint, the email provider's unsubscribe link: as
+    // the one-click unsubscribe does) or on one channel; invoices and statutory reminders keep
+    // coming. Recorded once, and not when the customer was re-subscribed to them (on that channel,
+    // or everywhere for an everywhere stop) after the provider's signal: a late complaint about an
+    // old email does not undo the practice's later re-subscription. A customer without preferences
+    // gets a row with the defaults and this opt-out.
+    private static string StopGeneralUpdatesSql(GeneralUpdatesStop reason)
+    {
+        var (source, channel) = Describe(reason);
+        var (column, value, stopped, stop, recordChannel) = channel is null
+            ? ("general_updates_opt_out", "true", "p.general_updates_opt_out", "true", "NULL::text")
+            : ("general_updates_opt_out_channels", $"ARRAY['{channel}']", $"'{channel}' = ANY (p.general_updates_opt_out_channels)",
+               $"p.general_updates_opt_out_channels || '{channel}'::text", $"'{channel}'");
+        return $"""
+            WITH stopped AS (
+                SELECT company_id, customer_id, min(provider) AS provider, max(signalled_at) AS signalled_at
+                  FROM ({StoppedSql}) x
+                 GROUP BY company_id, customer_id),
+            stopping AS (
+                INSERT INTO communication_preferences AS p (customer_id, {column}, updated_at)
+                SELECT s.customer_id, {value}, $5 FROM stopped s
+                 WHERE NOT EXISTS (SELECT 1 FROM consent_records c
+                                    WHERE c.customer_id = s.customer_id AND c.scope = 'GENERAL_UPDATES'
+                                      AND c.channel IS NOT DISTINCT FROM {recordChannel} AND c.opted_in AND c.recorded_at > s.signalled_at)
+                ON CONFLICT (customer_id) DO UPDATE SET {column} = {stop}, updated_at = excluded.updated_at
+                 WHERE NOT {stopped}
+                RETURNING p.customer_id)
+            INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+            SELECT s.company_id, s.customer_id, 'GENERAL_UPDATES', {recordChannel}, false, '{source.Replace("'", "''", StringComparison.Ordinal)}', s.provider, $5
+              FROM stopping t JOIN stopped s ON s.customer_id = t.customer_id
+            """;
+    }
 
-    private static readonly string StopForComplaint = StopGeneralUpdatesSql(ComplaintSource);
-    private static readonly string StopForUnsubscribe = StopGeneralUpdatesSql(UnsubscribeSource);
+    private static readonly Dictionary<GeneralUpdatesStop, string> StopSql =
+        Enum.GetValues<GeneralUpdatesStop>().ToDictionary(r => r, StopGeneralUpdatesSql);
     private static readonly string WithdrawSms = WithdrawSql("SMS", "sms_opt_in");
     private static readonly string WithdrawWhatsApp = WithdrawSql("WHATSAPP", "whatsapp_opt_in");
 
@@ -109,11 +135,12 @@ public static class ProviderOptOuts
         RunAsync(transaction, signals, now, [WithdrawSms, WithdrawWhatsApp], cancellationToken);
 
     /// <summary>
-    /// The recipient of these messages reported one as spam, or unsubscribed through the email
-    /// provider's own link: they get no more general updates, recorded once, in the caller's transaction.
+    /// The recipient of these messages reported one as spam, unsubscribed through the email
+    /// provider's own link or stopped marketing messages in WhatsApp: they get no more general
+    /// updates (everywhere, or on WhatsApp), recorded once, in the caller's transaction.
     /// </summary>
     public static Task StopGeneralUpdatesAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, GeneralUpdatesStop reason, DateTimeOffset now, CancellationToken cancellationToken) =>
-        RunAsync(transaction, signals, now, [reason == GeneralUpdatesStop.Complaint ? StopForComplaint : StopForUnsubscribe], cancellationToken);
+        RunAsync(transaction, signals, now, [StopSql[reason]], cancellationToken);
 
     private static async Task RunAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements, CancellationToken cancellationToken)
     {

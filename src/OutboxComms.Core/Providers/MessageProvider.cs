@@ -80,6 +80,11 @@ public sealed record SendResult
     /// worker withdraws the customer's opt-in (<see cref="Preferences.ProviderOptOuts"/>).
     /// </summary>
     public bool RecipientOptedOut { get; init; }
+    /// <summary>
+    /// Permanent because the recipient stopped the business's marketing messages on the channel
+    /// (WhatsApp 131050): the worker stops general updates to them there.
+    /// </summary>
+    public bool MarketingStopped { get; init; }
 
     public static SendResult Sent(string? providerMessageId, decimal? cost = null, string? costCurrency = null) =>
         new() { Outcome = SendOutcome.Sent, ProviderMessageId = providerMessageId, Cost = cost, CostCurrency = costCurrency };

@@ -80,11 +80,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = provider });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.EventKey });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.StopsGeneralUpdates switch
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.CarriesStatus ? WireName<DeliveryStatus>.Of(delivery.Status) : delivery.StopsGeneralUpdates switch
             {
                 ProviderOptOuts.GeneralUpdatesStop.Complaint => "COMPLAINED",
                 ProviderOptOuts.GeneralUpdatesStop.Unsubscribe => "UNSUBSCRIBED",
-                _ => WireName<DeliveryStatus>.Of(delivery.Status),
+                var other => throw new InvalidOperationException($"An event without a status that stops general updates for {other} has no name to be stored under."),
             } });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
@@ -97,7 +97,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         long? messageId = null;
         var advanced = false;
-        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : delivery.StopsGeneralUpdates is not null ? ComplaintSql : ApplySql, connection, transaction))
+        await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : !delivery.CarriesStatus ? ComplaintSql : ApplySql, connection, transaction))
         {
             apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
             apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
@@ -105,7 +105,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             {
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
             }
-            else if (delivery.StopsGeneralUpdates is null)
+            else if (delivery.CarriesStatus)
             {
                 apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WireName<DeliveryStatus>.Of(delivery.Status) });
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });

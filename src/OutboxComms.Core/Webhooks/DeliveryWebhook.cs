@@ -22,16 +22,21 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     public bool RecipientOptedOut { get; init; }
 
     /// <summary>
-    /// The recipient reported the email as spam, or unsubscribed through the provider's own link: no
-    /// status change (<see cref="Status"/> is not used); they get no more general updates.
+    /// The recipient gets no more general updates (everywhere, or on the channel the reason names):
+    /// they reported the email as spam or unsubscribed through the provider's own link (events of
+    /// their own, with no status: see <see cref="CarriesStatus"/>), or the failure says they
+    /// stopped the business's marketing messages (WhatsApp 131050).
     /// </summary>
     public ProviderOptOuts.GeneralUpdatesStop? StopsGeneralUpdates { get; init; }
+
+    /// <summary>False for an event that only names the message whose recipient asked for something (<see cref="Status"/> is not used).</summary>
+    public bool CarriesStatus { get; init; } = true;
 
     public static DeliveryEvent Complaint(string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
         StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop.Complaint, providerMessageId, occurredAt, eventKey, payload);
 
     public static DeliveryEvent StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop reason, string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
-        new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { StopsGeneralUpdates = reason };
+        new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { StopsGeneralUpdates = reason, CarriesStatus = false };
 }
 
 /// <summary>

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -16,6 +17,12 @@ namespace OutboxComms.Core.Webhooks;
 public sealed class WhatsAppWebhook : IDeliveryWebhook
 {
     public string Route => "whatsapp";
+
+    /// <summary>
+    /// "This recipient has chosen to stop receiving marketing messages on WhatsApp from your
+    /// business": the recipient's general updates stop on WhatsApp (ProviderOptOuts).
+    /// </summary>
+    internal const string MarketingStoppedCode = "131050";
 
     public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
     {
@@ -119,17 +126,22 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
             return null;
         }
         string? error = null;
+        var marketingStopped = false;
         if (mapped == DeliveryStatus.Failed && status.TryGetProperty("errors", out var errors) && errors.GetArrayLength() > 0)
         {
             var first = errors[0];
             var code = first.TryGetProperty("code", out var c) ? c.ToString() : "?";
+            marketingStopped = code == MarketingStoppedCode;
             var title = first.TryGetProperty("title", out var t) ? t.GetString() : null;
             var detail = first.TryGetProperty("error_data", out var d) && d.TryGetProperty("details", out var dd) ? dd.GetString() : null;
             error = $"WhatsApp {code}: {title}{(detail is null ? "" : $" ({detail})")}";
         }
         var occurred = Timestamp(status);
         return new DeliveryEvent(id, mapped.Value, occurred, error ?? (mapped == DeliveryStatus.Failed ? "WhatsApp: message failed" : null),
-            $"{id}:{name}:{occurred?.ToUnixTimeSeconds()}", status.GetRawText());
+            $"{id}:{name}:{occurred?.ToUnixTimeSeconds()}", status.GetRawText())
+        {
+            StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
+        };
     }
 
     private static DateTimeOffset? Timestamp(JsonElement element) =>

@@ -115,9 +115,11 @@ internal sealed class MessageDispatcher(
         {
             return Suppress(message, resolved, $"customer has not opted in to {WireName<Channel>.Of(channel)}", now);
         }
-        if (message.Type == MessageType.GeneralUpdate && preference.GeneralUpdatesOptOut)
+        if (message.Type == MessageType.GeneralUpdate && preference.StopsGeneralUpdatesOn(channel))
         {
-            return Suppress(message, resolved, "customer unsubscribed from general updates", now);
+            return Suppress(message, resolved, preference.GeneralUpdatesOptOut
+                ? "customer unsubscribed from general updates"
+                : $"customer stopped general updates on {WireName<Channel>.Of(channel)}", now);
         }
         var provider = providers.Resolve(company.Settings, channel, out var unavailable);
         if (provider is null)
@@ -292,6 +294,7 @@ internal sealed class MessageDispatcher(
                     TemplateUsed = rendered.TemplateUsed,
                     Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.PermanentFailure, result.Error, latencyMs),
                     RecipientOptedOut = result.RecipientOptedOut,
+                    MarketingStopped = result.MarketingStopped,
                 };
             default:
                 return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs);

@@ -76,6 +76,8 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public DateTimeOffset? ReminderCreatedAt { get; init; }
     /// <summary>The provider said the recipient opted out of the channel: withdraw their opt-in.</summary>
     public bool RecipientOptedOut { get; init; }
+    /// <summary>The provider said the recipient stopped marketing messages on the channel: stop general updates there.</summary>
+    public bool MarketingStopped { get; init; }
 }
 
 internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
@@ -143,7 +145,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                k.compliance_reminder_channel, k.payment_reminder_channel, k.general_updates_channel,
                k.reminder_frequency, k.reminder_cron, k.general_updates_opt_out, k.quiet_hours_start,
                k.quiet_hours_end, k.preference_updated_at,
-               r.last_sent_at, r.last_created_at
+               r.last_sent_at, r.last_created_at,
+               nullif(k.general_updates_opt_out_channels, '{}')
           FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS c(id, company_id, customer_id, customer_external_id, type)
           LEFT JOIN LATERAL (
                 SELECT cu.id, cu.external_id, cu.name, cu.email, cu.phone, cu.whatsapp_number, cu.preferred_language,
@@ -151,7 +154,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                        p.id AS preference_id, p.email_opt_in, p.whatsapp_opt_in, p.sms_opt_in, p.invoice_delivery_channel,
                        p.compliance_reminder_channel, p.payment_reminder_channel, p.general_updates_channel,
                        p.reminder_frequency, p.reminder_cron, p.general_updates_opt_out, p.quiet_hours_start,
-                       p.quiet_hours_end, p.updated_at AS preference_updated_at
+                       p.quiet_hours_end, p.updated_at AS preference_updated_at, p.general_updates_opt_out_channels
                   FROM customers cu
                   LEFT JOIN communication_preferences p ON p.customer_id = cu.id
                  WHERE cu.company_id = c.company_id
@@ -314,7 +317,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         return [.. claimed.Select(m => byId[m.Id])];
     }
 
-    /// <summary>Columns 2–26 of the recipient lookup: the customer and, when they have a row, their preferences.</summary>
+    /// <summary>Columns 2–26 and 29 of the recipient lookup: the customer and, when they have a row, their preferences.</summary>
     private static Customer ReadCustomer(NpgsqlDataReader reader, Guid companyId)
     {
         var customer = new Customer
@@ -351,6 +354,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 QuietHoursStart = reader.IsDBNull(24) ? null : reader.GetFieldValue<TimeOnly>(24),
                 QuietHoursEnd = reader.IsDBNull(25) ? null : reader.GetFieldValue<TimeOnly>(25),
                 UpdatedAt = reader.GetFieldValue<DateTimeOffset>(26),
+                // Column 29 (after the reminder columns), null while empty, as it nearly always is.
+                GeneralUpdatesOptOutChannels = reader.IsDBNull(29) ? [] : [.. reader.GetFieldValue<string[]>(29).Select(WireName<Channel>.Parse)],
             };
         }
         return customer;
@@ -427,9 +432,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await RepeatForSkippedRowsAsync(transaction, outcome.RecordsAffected, completions.Count, () => OutcomeCommand(leaseToken, completions, now), cancellationToken);
 
         // Rare, so its own round trip, after every row's channel is recorded (a PREFERRED row's channel is resolved by the outcome).
-        var optOuts = completions.Where(c => c.RecipientOptedOut).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", now)).ToList();
-        await ProviderOptOuts.WithdrawAsync(transaction, optOuts, now, cancellationToken);
+        await ProviderOptOuts.WithdrawAsync(transaction, Signals(c => c.RecipientOptedOut), now, cancellationToken);
+        await ProviderOptOuts.StopGeneralUpdatesAsync(transaction, Signals(c => c.MarketingStopped), ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing, now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+
+        List<ProviderOptOuts.Signal> Signals(Func<Completion, bool> said) =>
+            [.. completions.Where(said).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", now))];
     }
 
     /// <summary>

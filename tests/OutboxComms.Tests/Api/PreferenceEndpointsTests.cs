@@ -108,6 +108,47 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task General_updates_stopped_and_resumed_everywhere_or_per_channel_are_recorded_as_general_updates_consent()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-8", "Client");
+
+        await PutAsync(client, id, new { generalUpdatesOptOut = true, consentSource = "asked at the AGM" });
+        await PutAsync(client, id, new { generalUpdatesOptOut = false });
+        await PutAsync(client, id, new { generalUpdatesOptOutChannels = new[] { "WHATSAPP", "SMS" } });
+        var stoppedOnSms = await PutAsync(client, id, new { generalUpdatesOptOutChannels = new[] { "SMS" } });
+        var unchanged = await PutAsync(client, id, new { generalUpdatesOptOutChannels = new[] { "SMS" }, generalUpdatesOptOut = false });
+        var (_, consents) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/consents");
+
+        foreach (var preferences in new[] { stoppedOnSms, unchanged })
+        {
+            Assert.False(preferences["generalUpdatesOptOut"]!.GetValue<bool>());
+            Assert.Equal(["SMS"], preferences["generalUpdatesOptOutChannels"]!.AsArray().Select(c => c!.GetValue<string>()));
+        }
+        Assert.Equal(
+            ["GENERAL_UPDATES/ALL/false/asked at the AGM", "GENERAL_UPDATES/ALL/true/api", "GENERAL_UPDATES/SMS/false/api", "GENERAL_UPDATES/WHATSAPP/false/api", "GENERAL_UPDATES/WHATSAPP/true/api"],
+            consents!.AsArray().Select(c => $"{c!["scope"]}/{c["channel"]?.GetValue<string>() ?? "ALL"}/{c["optedIn"]}/{c["source"]}").Order(StringComparer.Ordinal));
+        // Consent to the channels themselves is another matter, and unchanged.
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND scope = 'CHANNEL'", Guid.Parse(id)));
+        Assert.Equal("{SMS}", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
+    public async Task General_updates_opt_out_channels_name_email_whatsapp_or_sms_once_each()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-9", "Client");
+        var path = $"/v1/customers/{id}/preferences";
+
+        foreach (var channels in new[] { new[] { "FAX" }, ["BOTH"], ["EMAIL", "email"] })
+        {
+            var (response, body) = await client.SendJsonAsync(HttpMethod.Put, path, new { generalUpdatesOptOutChannels = channels });
+            Assert.Contains(channels[^1], ValidationProblemAssert.NamesFields(response, body, "generalUpdatesOptOutChannels")["generalUpdatesOptOutChannels"], StringComparison.Ordinal);
+        }
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
     public async Task Concurrent_identical_opt_ins_record_the_consent_once()
     {
         using var client = await NewCompanyClientAsync();

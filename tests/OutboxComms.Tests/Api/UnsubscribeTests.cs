@@ -81,8 +81,8 @@ public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
         var click = await browser.PostAsync(new Uri(link.AbsolutePath, UriKind.Relative),
             new FormUrlEncodedContent(new Dictionary<string, string> { ["List-Unsubscribe"] = "One-Click" }), TestContext.Current.CancellationToken);
         Assert.Equal(HttpStatusCode.OK, click.StatusCode);
-        Assert.Equal("recipient:false:one-click unsubscribe from general updates", await TestData.ScalarAsync<string>(db.DataSource,
-            "SELECT recorded_by || ':' || opted_in || ':' || source FROM consent_records WHERE customer_id = $1", customer));
+        Assert.Equal("GENERAL_UPDATES:ALL:recipient:false:one-click unsubscribe from general updates", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT scope || ':' || coalesce(channel, 'ALL') || ':' || recorded_by || ':' || opted_in || ':' || source FROM consent_records WHERE customer_id = $1", customer));
 
         var nextUpdate = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "GENERAL_UPDATE");
         var nextInvoice = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "INVOICE");

@@ -148,8 +148,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("false/true", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT sms_opt_in || '/' || whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
         // Two signals in one batch are one withdrawal, recorded as consent with where it came from.
-        Assert.Equal("SMS/false/provider opt-out/TWILIO", await TestData.ScalarAsync<string>(db.DataSource,
-            "SELECT string_agg(channel || '/' || opted_in || '/' || source || '/' || recorded_by, ',') FROM consent_records WHERE customer_id = $1", customer));
+        Assert.Equal("CHANNEL/SMS/false/provider opt-out/TWILIO", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(scope || '/' || channel || '/' || opted_in || '/' || source || '/' || recorded_by, ',') FROM consent_records WHERE customer_id = $1", customer));
 
         var later = await EnqueueAsync(company, customer, channel: "SMS");
         await worker.RunOnceAsync();
@@ -203,6 +203,46 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("EMAIL:SENT:BOTH,WHATSAPP:SENT:BOTH", rows);
         Assert.Equal(id, Assert.Single(email.Sent).MessageId);
         Assert.NotEqual(id, Assert.Single(whatsApp.Sent).MessageId);
+    }
+
+    [Fact]
+    public async Task General_updates_stopped_on_whatsapp_go_out_by_email_only_and_invoices_still_reach_whatsapp()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, general_updates_opt_out_channels = '{WHATSAPP}'");
+        var update = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "BOTH");
+        var invoice = await EnqueueAsync(company, customer, channel: "WHATSAPP");
+
+        await worker.RunOnceAsync();
+        await worker.RunOnceAsync();
+
+        Assert.Equal("EMAIL:GENERAL_UPDATE:SENT:,WHATSAPP:GENERAL_UPDATE:SUPPRESSED:customer stopped general updates on WHATSAPP,WHATSAPP:INVOICE:SENT:",
+            await TestData.ScalarAsync<string>(db.DataSource,
+                "SELECT string_agg(channel || ':' || type || ':' || status || ':' || coalesce(status_reason, ''), ',' ORDER BY channel, type) FROM communication_logs WHERE company_id = $1", company));
+        Assert.Equal(update, Assert.Single(email.Sent).MessageId);
+        Assert.Equal(invoice, Assert.Single(whatsApp.Sent).MessageId);
+    }
+
+    [Fact]
+    public async Task A_send_refused_because_the_user_stopped_marketing_messages_stops_general_updates_on_that_channel_once()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        whatsApp.Behaviour = _ => SendResult.Permanent("WhatsApp 131050: stopped marketing messages") with { MarketingStopped = true };
+        var first = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "WHATSAPP");
+        var second = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "WHATSAPP");
+
+        Assert.Equal(2, await worker.RunOnceAsync());
+
+        Assert.Equal("FAILED/FAILED", $"{(await Outbox.GetAsync(db.DataSource, first)).Status}/{(await Outbox.GetAsync(db.DataSource, second)).Status}");
+        Assert.Equal("{WHATSAPP}/false/true", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text || '/' || general_updates_opt_out || '/' || whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.Equal("GENERAL_UPDATES/WHATSAPP/false/WHATSAPP_BUSINESS_API", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(scope || '/' || channel || '/' || opted_in || '/' || recorded_by, ',') FROM consent_records WHERE customer_id = $1", customer));
+
+        var later = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "WHATSAPP");
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SUPPRESSED", (await Outbox.GetAsync(db.DataSource, later)).Status);
+        Assert.Equal(2, whatsApp.Calls);
     }
 
     [Fact]

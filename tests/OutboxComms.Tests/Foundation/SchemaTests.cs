@@ -128,6 +128,58 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
         }
     }
 
+    [Fact]
+    public async Task Migration_0018_files_the_general_updates_opt_outs_already_recorded_under_their_own_scope()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var before = SchemaMigrator.All.TakeWhile(m => m.Version < 18).ToList();
+            Assert.Equal(17, before[^1].Version);
+            foreach (var migration in before)
+            {
+                await using var apply = dataSource.CreateCommand(migration.Sql);
+                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            var company = await TestData.CreateCompanyAsync(dataSource);
+            var customer = await TestData.CreateCustomerAsync(dataSource, company);
+            // What 0006–0017 wrote for general updates (one-click, complaint, provider link), and
+            // what stays a channel's record: an API caller's own email opt-out, and an opt-in.
+            await using (var insert = dataSource.CreateCommand("""
+                INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES
+                    ($1, $2, 'EMAIL', false, 'one-click unsubscribe from general updates', 'recipient'),
+                    ($1, $2, 'EMAIL', false, 'spam complaint: no more general updates', 'MAILGUN'),
+                    ($1, $2, 'EMAIL', false, 'unsubscribed through the email provider''s link: no more general updates', 'SENDGRID'),
+                    ($1, $2, 'EMAIL', false, 'one-click unsubscribe from general updates', 'crm-key'),
+                    ($1, $2, 'EMAIL', false, 'client asked by phone', 'crm-key'),
+                    ($1, $2, 'WHATSAPP', true, 'signed engagement letter', 'crm-key')
+                """))
+            {
+                insert.Parameters.AddWithValue(company);
+                insert.Parameters.AddWithValue(customer);
+                await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            await using (var migrate = dataSource.CreateCommand(SchemaMigrator.All.Single(m => m.Version == 18).Sql))
+            {
+                await migrate.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            Assert.Equal(
+                "GENERAL_UPDATES/ALL/recipient,GENERAL_UPDATES/ALL/MAILGUN,GENERAL_UPDATES/ALL/SENDGRID,CHANNEL/EMAIL/crm-key,CHANNEL/EMAIL/crm-key,CHANNEL/WHATSAPP/crm-key",
+                await TestData.ScalarAsync<string>(dataSource,
+                    "SELECT string_agg(scope || '/' || coalesce(channel, 'ALL') || '/' || recorded_by, ',' ORDER BY id) FROM consent_records"));
+            // A channel's record still needs its channel.
+            await Assert.ThrowsAsync<PostgresException>(() => TestData.ScalarAsync<int>(dataSource,
+                "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, NULL, true, 'api', 'test') RETURNING 1", company, customer));
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
     private static async Task<string> SignatureAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("""
@@ -156,6 +208,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     {
         static string Normalise(string t) => t.Split('(')[0].Trim() switch
         {
+            var array when array.EndsWith("[]", StringComparison.Ordinal) => "_" + Normalise(array[..^2]),
             "timestamp with time zone" => "timestamptz",
             "time without time zone" => "time",
             "integer" => "int4",

@@ -166,10 +166,22 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
 
         Assert.Equal(outcome, result.Outcome);
         Assert.Contains(mentions, result.Error, StringComparison.Ordinal);
+        Assert.False(result.MarketingStopped);
         if (outcome == SendOutcome.Transient)
         {
             Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);
         }
+    }
+
+    [Fact]
+    public async Task A_recipient_who_stopped_marketing_messages_is_a_permanent_failure_that_says_so()
+    {
+        Answer(400, """{"error":{"message":"(#131050) Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.","type":"OAuthException","code":131050,"fbtrace_id":"AbCd"}}""");
+
+        var result = await provider.SendAsync(Message(new ProviderTemplate("diwali_greetings", "en", [])), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Permanent, true), (result.Outcome, result.MarketingStopped));
+        Assert.Contains("general updates to them on WhatsApp stop", result.Error, StringComparison.Ordinal);
     }
 
     [Fact]

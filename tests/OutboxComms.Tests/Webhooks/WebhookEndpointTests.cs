@@ -155,6 +155,39 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_whatsapp_user_who_stopped_marketing_messages_gets_no_more_general_updates_on_whatsapp_unless_resubscribed_since()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var stopper = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
+        var resubscribed = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543211");
+        var first = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.MKT1", to: stopper);
+        await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.MKT2", to: stopper);
+        await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.MKT3", to: resubscribed);
+        // The practice resumed this one's WhatsApp general updates after the failure Meta reports late.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+            VALUES ($1, $2, 'GENERAL_UPDATES', 'WHATSAPP', true, 'asked again by phone', 'crm-key', '2025-11-24 16:30:00+00') RETURNING 1
+            """, company, resubscribed);
+        const string stopped = ""","errors":[{"code":131050,"title":"Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}]""";
+
+        foreach (var (wamid, at) in new[] { ("wamid.MKT1", 1764000300L), ("wamid.MKT2", 1764000400L), ("wamid.MKT3", 1764000500L) })
+        {
+            var body = WhatsAppStatus(wamid, "failed", at, stopped);
+            var (_, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", Json(body), HubSignature("meta-app-secret", body));
+            Assert.Equal(1, receipt!.Applied);
+        }
+
+        Assert.Equal("FAILED", (await RowAsync(first)).Status);
+        Assert.Equal("{WHATSAPP}/false", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text || '/' || general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", stopper));
+        // Two failures, one record; email general updates and every invoice are untouched.
+        Assert.Equal("GENERAL_UPDATES:WHATSAPP/false/stopped marketing messages in WhatsApp: no more general updates on WhatsApp/WHATSAPP", await ConsentsAsync(stopper));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", resubscribed));
+        Assert.Equal("FAILED", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(DISTINCT status, ',') FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task Forged_or_unsigned_webhooks_get_401_and_change_nothing()
     {
         var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
@@ -242,7 +275,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
     private async Task<string> ConsentsAsync(Guid customer) =>
         await TestData.ScalarAsync<string>(db.DataSource,
-            "SELECT coalesce(string_agg(channel || '/' || opted_in || '/' || source || '/' || recorded_by, ',' ORDER BY id), '') FROM consent_records WHERE customer_id = $1", customer);
+            "SELECT coalesce(string_agg(CASE scope WHEN 'GENERAL_UPDATES' THEN 'GENERAL_UPDATES:' ELSE '' END || coalesce(channel, 'ALL') || '/' || opted_in || '/' || source || '/' || recorded_by, ',' ORDER BY id), '') FROM consent_records WHERE customer_id = $1", customer);
 
     private async Task<string> OptInsAsync(Guid customer) =>
         await TestData.ScalarAsync<string>(db.DataSource, "SELECT sms_opt_in || '/' || whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer);
@@ -500,6 +533,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         // Their opt-in, recorded before the provider's signal (the events below are of 2025-12-01): withdrawn.
         await TestData.ScalarAsync<int>(db.DataSource,
             "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at) VALUES ($1, $2, 'WHATSAPP', true, 'api', 'test', '2025-11-01') RETURNING 1", company, customer);
+        // Resuming general updates on WhatsApp after the signal is no opt-in to the channel.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'GENERAL_UPDATES', 'WHATSAPP', true, 'resumed', 'test') RETURNING 1", company, customer);
         var id = await TestData.ScalarAsync<long>(db.DataSource, """
             INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status, sent_at, provider_name, provider_message_id)
             VALUES ($1, 'CLIENT-0042', 'INVOICE', 'WHATSAPP', 'x', 'SENT', now(), 'GUPSHUP', 'c1d2e3f4-0000-4aaa-8bbb-0123456789ab') RETURNING id
@@ -522,7 +558,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal((1, 1), (optedOut!.Applied, notOnWhatsApp!.Applied));
         Assert.StartsWith("Gupshup 1012: User opted out", (await RowAsync(id)).Error, StringComparison.Ordinal);
         Assert.Equal("true/false", await OptInsAsync(customer));
-        Assert.Equal("WHATSAPP/true/api/test,WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
+        Assert.Equal("WHATSAPP/true/api/test,GENERAL_UPDATES:WHATSAPP/true/resumed/test,WHATSAPP/false/provider opt-out/GUPSHUP", await ConsentsAsync(customer));
         // Any other failure is about the message, not the customer's consent.
         Assert.Equal("false/true", await OptInsAsync(otherCustomer));
         Assert.Equal("", await ConsentsAsync(otherCustomer));
@@ -724,7 +760,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal((1, 1, 1), (first!.Applied, second!.Applied, unknown!.UnknownMessages));
         Assert.Equal(("SENT", "SENT"), ((await RowAsync(invoice)).Status, (await RowAsync(update)).Status));
         Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out AND email_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
-        Assert.Equal("EMAIL/false/spam complaint: no more general updates/MAILGUN", await ConsentsAsync(customer));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/spam complaint: no more general updates/MAILGUN", await ConsentsAsync(customer));
         Assert.Equal("COMPLAINED", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT string_agg(DISTINCT status, ',') FROM webhook_events WHERE company_id = $1", company));
     }
@@ -740,9 +776,36 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var (_, complained) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261206.news@mg.practice.example"));
 
         Assert.Equal((1, 1), (unsubscribed!.Applied, complained!.Applied));
-        Assert.Equal("EMAIL/false/unsubscribed through the email provider's link: no more general updates/MAILGUN", await ConsentsAsync(customer));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/unsubscribed through the email provider's link: no more general updates/MAILGUN", await ConsentsAsync(customer));
         Assert.Equal("COMPLAINED,UNSUBSCRIBED", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT string_agg(status, ',' ORDER BY status) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task A_complaint_does_not_undo_a_resubscription_made_after_it()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var before = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var after = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await SentMessageAsync(company, "MAILGUN", "<20261206.before@mg.practice.example>", "EMAIL", to: before);
+        await SentMessageAsync(company, "MAILGUN", "<20261206.after@mg.practice.example>", "EMAIL", to: after);
+        var complainedAt = DateTimeOffset.UtcNow.AddMinutes(-2);
+        // What the preferences PUT records when a practice re-subscribes a customer: one of them
+        // before the complaint was made, the other after it (the complaint reaches us late).
+        foreach (var (customer, at) in new[] { (before, complainedAt.AddMinutes(-1)), (after, complainedAt.AddMinutes(1)) })
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, """
+                INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+                VALUES ($1, $2, 'GENERAL_UPDATES', NULL, true, 'api', 'crm-key', $3) RETURNING 1
+                """, company, customer, at);
+        }
+
+        await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", complainedAt, "complained", "20261206.before@mg.practice.example"));
+        await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", complainedAt, "complained", "20261206.after@mg.practice.example"));
+
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", before));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", after));
+        Assert.Equal("GENERAL_UPDATES:ALL/true/api/crm-key", await ConsentsAsync(after));
     }
 
     [Fact]
@@ -762,8 +825,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
 
         Assert.Equal((2, 2), (receipt!.Received, receipt.Applied));
-        Assert.Equal("EMAIL/false/spam complaint: no more general updates/SENDGRID", await ConsentsAsync(reporter));
-        Assert.Equal("EMAIL/false/unsubscribed through the email provider's link: no more general updates/SENDGRID", await ConsentsAsync(leaver));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/spam complaint: no more general updates/SENDGRID", await ConsentsAsync(reporter));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/unsubscribed through the email provider's link: no more general updates/SENDGRID", await ConsentsAsync(leaver));
     }
 
     [Fact]
@@ -778,7 +841,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal(1, receipt!.Applied);
         Assert.Equal("SENT", (await RowAsync(id)).Status);
-        Assert.Equal("EMAIL/false/spam complaint: no more general updates/SES", await ConsentsAsync(customer));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/spam complaint: no more general updates/SES", await ConsentsAsync(customer));
     }
 
     [Fact]
