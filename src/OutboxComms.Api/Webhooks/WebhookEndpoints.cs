@@ -86,7 +86,7 @@ public static partial class WebhookEndpoints
         foreach (var delivery in events)
         {
             var outcome = await recorder.RecordAsync(companyId, provider, delivery, time.GetUtcNow(), context.RequestAborted);
-            if (outcome == WebhookOutcome.UnknownMessage)
+            if (outcome == WebhookOutcome.UnknownMessage && delivery.MarketingChoice is null)   // that one names a person: no number in the log
             {
                 LogUnknownMessage(logger, provider, companyId, delivery.ProviderMessageId);
             }

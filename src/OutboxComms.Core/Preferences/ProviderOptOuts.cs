@@ -126,6 +126,91 @@ public static class ProviderOptOuts
     private static readonly string WithdrawSms = WithdrawSql("SMS", "sms_opt_in");
     private static readonly string WithdrawWhatsApp = WithdrawSql("WHATSAPP", "whatsapp_opt_in");
 
+    // The company's customers a WhatsApp id ($2: the number's digits with country code) names:
+    // their WhatsApp number (or phone, as dispatch falls back to it) stored in E.164, as the API
+    // stores it, or as a plain SQL producer may have written it (spaces, dashes, an Indian number
+    // without +91). Locked in id order, as everywhere else.
+    private const string MarketingChoiceMatchSql = """
+        SELECT k.id FROM customers k
+         CROSS JOIN LATERAL (SELECT coalesce(k.whatsapp_number, k.phone) AS number) n
+         WHERE k.company_id = $1 AND k.deleted_at IS NULL
+           AND (regexp_replace(n.number, '\D', '', 'g') = $2
+                OR (n.number !~ '^\s*(\+|00)' AND '91' || ltrim(regexp_replace(n.number, '\D', '', 'g'), '0') = $2))
+         ORDER BY k.id
+           FOR NO KEY UPDATE
+        """;
+
+    private const string MarketingStoppedSource = "stopped marketing messages in WhatsApp";
+    private const string MarketingResumedSource = "resumed marketing messages in WhatsApp";
+
+    // The user's own choice in WhatsApp: stop adds WHATSAPP to the channels general updates are
+    // stopped on, resume takes it out; each change recorded once. Not when the practice changed
+    // their WhatsApp general updates after the choice (consent records are stamped when received,
+    // so this compares only with records that are not themselves such choices: of two choices, the
+    // later received wins). $3 is when the user chose, $4 when it is recorded.
+    private static string MarketingChoiceSql(bool stopped) => $"""
+        WITH eligible AS (
+            SELECT m.id AS customer_id FROM ({MarketingChoiceMatchSql.Replace("FOR NO KEY UPDATE", "", StringComparison.Ordinal)}) m
+             WHERE NOT EXISTS (SELECT 1 FROM consent_records c
+                                WHERE c.customer_id = m.id AND c.scope = 'GENERAL_UPDATES' AND c.channel = 'WHATSAPP' AND c.recorded_at > $3
+                                  AND c.source NOT IN ('{MarketingStoppedSource}', '{MarketingResumedSource}'))),
+        changed AS ({(stopped
+            ? """
+              INSERT INTO communication_preferences AS p (customer_id, general_updates_opt_out_channels, updated_at)
+              SELECT customer_id, ARRAY['WHATSAPP'], $4 FROM eligible
+              ON CONFLICT (customer_id) DO UPDATE SET general_updates_opt_out_channels = p.general_updates_opt_out_channels || 'WHATSAPP'::text, updated_at = excluded.updated_at
+               WHERE NOT 'WHATSAPP' = ANY (p.general_updates_opt_out_channels)
+              RETURNING p.customer_id
+              """
+            : """
+              UPDATE communication_preferences p SET general_updates_opt_out_channels = array_remove(p.general_updates_opt_out_channels, 'WHATSAPP'), updated_at = $4
+                FROM eligible e
+               WHERE p.customer_id = e.customer_id AND 'WHATSAPP' = ANY (p.general_updates_opt_out_channels)
+              RETURNING p.customer_id
+              """)})
+        INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+        SELECT $1, customer_id, 'GENERAL_UPDATES', 'WHATSAPP', {(stopped ? "false" : "true")},
+               '{(stopped ? MarketingStoppedSource : MarketingResumedSource)}', 'WHATSAPP', $4
+          FROM changed
+        """;
+
+    private static readonly string MarketingStopSql = MarketingChoiceSql(stopped: true);
+    private static readonly string MarketingResumeSql = MarketingChoiceSql(stopped: false);
+
+    /// <summary>
+    /// A WhatsApp user stopped or resumed the business's marketing messages in WhatsApp (the Cloud
+    /// API's user_preferences webhook, which names them by WhatsApp id only): their general updates
+    /// on WhatsApp stop or resume, in the caller's transaction. Answers how many of the company's
+    /// customers have that number (0: none, and nothing changes).
+    /// </summary>
+    public static async Task<int> ApplyWhatsAppMarketingChoiceAsync(
+        NpgsqlTransaction transaction, Guid companyId, string whatsAppId, bool stopped, DateTimeOffset chosenAt, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        var matched = 0;
+        await using (var lockCustomers = new NpgsqlCommand(MarketingChoiceMatchSql, transaction.Connection, transaction))
+        {
+            lockCustomers.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            lockCustomers.Parameters.Add(new NpgsqlParameter<string> { TypedValue = whatsAppId });
+            await using var reader = await lockCustomers.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                matched++;
+            }
+        }
+        if (matched == 0)
+        {
+            return 0;
+        }
+        await using var apply = new NpgsqlCommand(stopped ? MarketingStopSql : MarketingResumeSql, transaction.Connection, transaction);
+        apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+        apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = whatsAppId });
+        apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = chosenAt.ToUniversalTime() });
+        apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
+        await apply.ExecuteNonQueryAsync(cancellationToken);
+        return matched;
+    }
+
     /// <summary>
     /// Withdraws the opt-ins the signals name, in the caller's transaction, after the messages'
     /// channel is recorded; <paramref name="now"/> is when it is recorded. A message on another

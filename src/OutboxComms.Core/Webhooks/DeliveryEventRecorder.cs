@@ -79,12 +79,14 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             store.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = provider });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.EventKey });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.CarriesStatus ? WireName<DeliveryStatus>.Of(delivery.Status) : delivery.StopsGeneralUpdates switch
+            store.Parameters.Add(new NpgsqlParameter { Value = delivery.MarketingChoice is null ? delivery.ProviderMessageId : DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.IsResponse ? "RESPONSE" : delivery.CarriesStatus ? WireName<DeliveryStatus>.Of(delivery.Status) : delivery switch
             {
-                ProviderOptOuts.GeneralUpdatesStop.Complaint => "COMPLAINED",
-                ProviderOptOuts.GeneralUpdatesStop.Unsubscribe => "UNSUBSCRIBED",
-                var other => throw new InvalidOperationException($"An event without a status that stops general updates for {other} has no name to be stored under."),
+                { MarketingChoice.Stopped: true } => "MARKETING_STOPPED",
+                { MarketingChoice.Stopped: false } => "MARKETING_RESUMED",
+                { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Complaint } => "COMPLAINED",
+                { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Unsubscribe } => "UNSUBSCRIBED",
+                _ => throw new InvalidOperationException($"An event without a status that stops general updates for {delivery.StopsGeneralUpdates} has no name to be stored under."),
             } });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
@@ -93,6 +95,13 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 return WebhookOutcome.Duplicate;
             }
             eventId = id;
+        }
+
+        if (delivery.MarketingChoice is { } choice)
+        {
+            // About a person, not a message: "unknown" when no customer of the company has that number.
+            var customers = await ProviderOptOuts.ApplyWhatsAppMarketingChoiceAsync(transaction, companyId, choice.WhatsAppId, choice.Stopped, at, receivedAt, cancellationToken);
+            return await FinishAsync(connection, transaction, eventId, customers > 0 ? WebhookOutcome.Applied : WebhookOutcome.UnknownMessage, null, cancellationToken);
         }
 
         long? messageId = null;
@@ -128,6 +137,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         }
 
         var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;
+        return await FinishAsync(connection, transaction, eventId, outcome, messageId, cancellationToken);
+    }
+
+    /// <summary>Records the event's outcome and commits.</summary>
+    private static async Task<WebhookOutcome> FinishAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, long eventId, WebhookOutcome outcome, long? messageId, CancellationToken cancellationToken)
+    {
         await using (var record = new NpgsqlCommand(OutcomeSql, connection, transaction))
         {
             record.Parameters.Add(new NpgsqlParameter<long> { TypedValue = eventId });

@@ -32,12 +32,24 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// <summary>False for an event that only names the message whose recipient asked for something (<see cref="Status"/> is not used).</summary>
     public bool CarriesStatus { get; init; } = true;
 
+    /// <summary>
+    /// Not about a message: a WhatsApp user stopped or resumed the business's marketing messages
+    /// (the Cloud API's user_preferences webhook), naming them by their WhatsApp id only.
+    /// </summary>
+    public WhatsAppMarketingChoice? MarketingChoice { get; init; }
+
+    public static DeliveryEvent MarketingChoiceMade(WhatsAppMarketingChoice choice, DateTimeOffset? occurredAt, string eventKey, string payload) =>
+        new("", DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { MarketingChoice = choice, CarriesStatus = false };
+
     public static DeliveryEvent Complaint(string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
         StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop.Complaint, providerMessageId, occurredAt, eventKey, payload);
 
     public static DeliveryEvent StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop reason, string providerMessageId, DateTimeOffset? occurredAt, string eventKey, string payload) =>
         new(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { StopsGeneralUpdates = reason, CarriesStatus = false };
 }
+
+/// <summary>A WhatsApp user's choice about the business's marketing messages: <c>wa_id</c> is their number's digits.</summary>
+public sealed record WhatsAppMarketingChoice(string WhatsAppId, bool Stopped);
 
 /// <summary>
 /// One provider's delivery webhook: how it proves it is the provider, and how its events read.

@@ -4,6 +4,7 @@ using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
+using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -68,6 +69,16 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
                 foreach (var status in statuses.EnumerateArray())
                 {
                     if (Status(status) is { } parsed)
+                    {
+                        events.Add(parsed);
+                    }
+                }
+            }
+            if (value.TryGetProperty("user_preferences", out var choices))
+            {
+                foreach (var choice in choices.EnumerateArray())
+                {
+                    if (MarketingChoice(choice) is { } parsed)
                     {
                         events.Add(parsed);
                     }
@@ -142,6 +153,28 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         {
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
         };
+    }
+
+    // {"wa_id":"919876543210","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":1731705721}
+    private static DeliveryEvent? MarketingChoice(JsonElement choice)
+    {
+        if (ChatMessageParts.Text(choice, "category") != "marketing_messages" || ChatMessageParts.Text(choice, "wa_id") is not { Length: > 0 } waId)
+        {
+            return null;
+        }
+        bool? stopped = ChatMessageParts.Text(choice, "value") switch
+        {
+            "stop" => true,
+            "resume" => false,
+            _ => null,
+        };
+        if (stopped is null)
+        {
+            return null;
+        }
+        var occurred = Timestamp(choice);
+        return DeliveryEvent.MarketingChoiceMade(new WhatsAppMarketingChoice(waId, stopped.Value), occurred,
+            $"marketing:{waId}:{ChatMessageParts.Text(choice, "value")}:{occurred?.ToUnixTimeSeconds()}", choice.GetRawText());
     }
 
     private static DateTimeOffset? Timestamp(JsonElement element) =>

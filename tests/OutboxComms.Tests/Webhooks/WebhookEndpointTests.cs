@@ -187,6 +187,63 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             "SELECT string_agg(DISTINCT status, ',') FROM webhook_events WHERE company_id = $1", company));
     }
 
+    private static string WhatsAppMarketingChoice(string waId, string value, long timestamp) =>
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"WABA\",\"changes\":[{\"field\":\"user_preferences\",\"value\":{\"messaging_product\":\"whatsapp\","
+        + "\"metadata\":{\"display_phone_number\":\"912255550100\",\"phone_number_id\":\"106540352242922\"},"
+        + $"\"contacts\":[{{\"profile\":{{\"name\":\"Client\"}},\"wa_id\":\"{waId}\"}}],"
+        + $"\"user_preferences\":[{{\"wa_id\":\"{waId}\",\"detail\":\"User requested to {value} marketing messages\",\"category\":\"marketing_messages\",\"value\":\"{value}\",\"timestamp\":{timestamp}}}]}}}}]}}]}}";
+
+    [Fact]
+    public async Task A_whatsapp_user_stopping_and_resuming_marketing_messages_stops_and_resumes_general_updates_on_whatsapp_for_every_customer_with_that_number()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var stored = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543220");
+        // A plain SQL producer's customer: no WhatsApp number, the phone written the Indian way.
+        var byPhone = await TestData.ScalarAsync<Guid>(db.DataSource,
+            "INSERT INTO customers (company_id, name, phone, time_zone) VALUES ($1, 'Client', '098765-43220', 'Asia/Kolkata') RETURNING id", company);
+        var decided = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+91 98765 43220");
+        var otherNumber = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543221");
+        var otherCompany = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var elsewhere = await TestData.CreateCustomerAsync(db.DataSource, otherCompany, whatsApp: "+919876543220");
+        var path = $"/webhooks/whatsapp/{company}";
+
+        var stop = WhatsAppMarketingChoice("919876543220", "stop", 1764000600);
+        var (_, stopped) = await PostAsync(path, Json(stop), HubSignature("meta-app-secret", stop));
+        var (_, again) = await PostAsync(path, Json(stop), HubSignature("meta-app-secret", stop));
+        var unknown = WhatsAppMarketingChoice("919999999999", "stop", 1764000600);
+        var (_, nobody) = await PostAsync(path, Json(unknown), HubSignature("meta-app-secret", unknown));
+
+        Assert.Equal((1, 1, 1), (stopped!.Applied, again!.Duplicates, nobody!.UnknownMessages));
+        foreach (var customer in new[] { stored, byPhone, decided })
+        {
+            Assert.Equal("{WHATSAPP}", await StoppedOnAsync(customer));
+            Assert.Equal("GENERAL_UPDATES:WHATSAPP/false/stopped marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer));
+        }
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id IN ($1, $2)", otherNumber, elsewhere));
+
+        // The practice changed one customer's WhatsApp general updates after the user resumed (the
+        // resume reaches us late): that customer keeps the practice's choice.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+            VALUES ($1, $2, 'GENERAL_UPDATES', 'WHATSAPP', false, 'asked by phone', 'crm-key', '2025-11-25') RETURNING 1
+            """, company, decided);
+        var resume = WhatsAppMarketingChoice("919876543220", "resume", 1764000900);
+        var (_, resumed) = await PostAsync(path, Json(resume), HubSignature("meta-app-secret", resume));
+
+        Assert.Equal(1, resumed!.Applied);
+        foreach (var customer in new[] { stored, byPhone })
+        {
+            Assert.Equal("{}", await StoppedOnAsync(customer));
+            Assert.EndsWith(",GENERAL_UPDATES:WHATSAPP/true/resumed marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer), StringComparison.Ordinal);
+        }
+        Assert.Equal("{WHATSAPP}", await StoppedOnAsync(decided));
+        Assert.Equal("MARKETING_RESUMED:,MARKETING_STOPPED:,MARKETING_STOPPED:", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(status || ':' || coalesce(provider_message_id, ''), ',' ORDER BY status) FROM webhook_events WHERE company_id = $1", company));
+
+        Task<string> StoppedOnAsync(Guid customer) => TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", customer);
+    }
+
     [Fact]
     public async Task Forged_or_unsigned_webhooks_get_401_and_change_nothing()
     {
