@@ -85,12 +85,22 @@ public sealed record SendResult
     /// (WhatsApp 131050): the worker stops general updates to them there.
     /// </summary>
     public bool MarketingStopped { get; init; }
+    /// <summary>Transient because the provider is down or throttling the account, not because of this message.</summary>
+    public bool ProviderUnavailable { get; init; }
 
     public static SendResult Sent(string? providerMessageId, decimal? cost = null, string? costCurrency = null) =>
         new() { Outcome = SendOutcome.Sent, ProviderMessageId = providerMessageId, Cost = cost, CostCurrency = costCurrency };
 
     public static SendResult Transient(string error, TimeSpan? retryAfter = null) =>
         new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter };
+
+    /// <summary>
+    /// Transient, and not about this message: the provider cannot take anything from this account
+    /// now (unreachable, timing out, HTTP 429/5xx, throttling, an empty balance). An outage delays
+    /// messages without using up their retries (see <c>Dispatch:OutageRetries</c>).
+    /// </summary>
+    public static SendResult Unavailable(string error, TimeSpan? retryAfter = null) =>
+        new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter, ProviderUnavailable = true };
 
     public static SendResult Permanent(string error, bool bounced = false) =>
         new() { Outcome = SendOutcome.Permanent, Error = error, Bounced = bounced };

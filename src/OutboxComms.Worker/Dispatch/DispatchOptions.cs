@@ -49,6 +49,18 @@ public sealed class DispatchOptions : IValidatableObject
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(6);
 
+    /// <summary>
+    /// Attempts a message may spend on a provider that is down or throttling the account (unreachable,
+    /// timing out, HTTP 429/5xx, an empty balance) without using up its own retries; 0 makes them
+    /// count like any other transient failure. With the default, backing off to
+    /// <see cref="OutageMaxDelay"/>, a message waits out about a day of outage.
+    /// </summary>
+    [Range(0, 1000)]
+    public int OutageRetries { get; set; } = 50;
+
+    /// <summary>The longest wait between two attempts during an outage, so messages go soon after it ends.</summary>
+    public TimeSpan OutageMaxDelay { get; set; } = TimeSpan.FromMinutes(30);
+
     /// <summary>Circuit breaker per company and provider: opens when this share of calls fail…</summary>
     [Range(0.01, 1.0)]
     public double BreakerFailureRatio { get; set; } = 0.5;
@@ -80,6 +92,10 @@ public sealed class DispatchOptions : IValidatableObject
         if (LeaseDuration <= SendTimeout + ShutdownGrace)
         {
             yield return new ValidationResult("LeaseDuration must exceed SendTimeout + ShutdownGrace, or a slow send could be reclaimed while in flight.", [nameof(LeaseDuration)]);
+        }
+        if (OutageMaxDelay <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("OutageMaxDelay must be positive.", [nameof(OutageMaxDelay)]);
         }
         if (RetryBaseDelay <= TimeSpan.Zero || SendTimeout <= TimeSpan.Zero || BreakerBreakDuration < TimeSpan.FromMilliseconds(500))
         {

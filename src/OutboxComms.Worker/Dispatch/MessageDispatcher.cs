@@ -47,7 +47,7 @@ internal sealed class MessageDispatcher(
         {
             // A bug of ours must not lose the message or stop the batch: retry within its budget.
             DispatchLog.Unexpected(logger, ex, message.Id, message.CompanyId);
-            completion = Retry(message, message.Channel, null, $"internal error: {ex.GetType().Name}: {ex.Message}", null, null, 0);
+            completion = Retry(message, message.Channel, null, $"internal error: {ex.GetType().Name}: {ex.Message}", null, null, 0, providerUnavailable: false);
         }
 
         metrics.Processed(WireName<DeliveryStatus>.Of(completion.Status), WireName<Channel>.Of(completion.Channel));
@@ -297,7 +297,7 @@ internal sealed class MessageDispatcher(
                     MarketingStopped = result.MarketingStopped,
                 };
             default:
-                return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs);
+                return Retry(message, resolved.Channel, resolved, result.Error ?? "temporary provider failure", result.RetryAfter, provider.Name, latencyMs, result.ProviderUnavailable);
         }
     }
 
@@ -320,12 +320,32 @@ internal sealed class MessageDispatcher(
     }
 
     /// <summary>A transient failure: retry after a golden-ratio backoff, or give up when the budget is spent.</summary>
-    private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs)
+    private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs, bool providerUnavailable)
     {
         var now = time.GetUtcNow();
         var retry = message.RetryCount + 1;
         var attemptNo = message.AttemptCount + 1;
         var attempt = new AttemptRecord(message.CompanyId, attemptNo, now, channel, providerName, AttemptOutcome.TransientFailure, error, latencyMs);
+        // A provider outage or throttling is not this message's fault: it waits it out without using
+        // up its retries, for OutageRetries attempts (about a day by default). Every attempt that did
+        // not count is one more attempt than retries, so the difference is how many were spent.
+        var outageAttempt = message.AttemptCount - message.RetryCount + 1;
+        if (providerUnavailable && outageAttempt <= settings.OutageRetries)
+        {
+            var wait = now + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, retryAfter);
+            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
+            {
+                RequestedChannel = resolved?.Requested,
+                SplitInto = resolved?.Split ?? [],
+                NextAttemptAt = wait,
+                RetryCount = message.RetryCount,
+                AttemptCount = attemptNo,
+                ErrorMessage = error,
+                StatusReason = $"provider unavailable ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}",
+                ProviderName = providerName,
+                Attempt = attempt,
+            };
+        }
         if (retry > message.MaxRetries)
         {
             return Fail(message, resolved ?? new Resolution(channel, null, []), $"gave up after {attemptNo} attempts; last error: {error}") with

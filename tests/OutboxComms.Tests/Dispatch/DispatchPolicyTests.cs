@@ -602,6 +602,55 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_provider_outage_delays_a_message_without_using_up_its_retries_until_the_outage_budget_is_spent()
+    {
+        await using var patient = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time,
+            new() { ["Dispatch:OutageRetries"] = "2", ["Dispatch:OutageMaxDelay"] = "00:00:15" });
+        var (company, customer) = await CustomerAsync();
+        email.Behaviour = _ => SendResult.Unavailable("SendGrid HTTP 503");
+        var id = await EnqueueAsync(company, customer, maxRetries: 1);
+
+        var rows = new List<MessageRow>();
+        var waits = new List<TimeSpan>();
+        for (var attempt = 1; attempt <= 4; attempt++)
+        {
+            var before = time.GetUtcNow();
+            Assert.Equal(1, await patient.RunOnceAsync());
+            var row = await Outbox.GetAsync(db.DataSource, id);
+            rows.Add(row);
+            waits.Add(row.NextAttemptAt - before);
+            time.SetUtcNow(row.NextAttemptAt);
+        }
+
+        // Two attempts during the outage use up nothing; after that its one retry counts, then it fails.
+        Assert.Equal(["PENDING/0/1", "PENDING/0/2", "PENDING/1/3", "FAILED/2/4"], rows.Select(r => $"{r.Status}/{r.RetryCount}/{r.AttemptCount}"));
+        Assert.StartsWith("provider unavailable (1 of 2 attempts that use up no retries); next attempt at ", rows[0].StatusReason, StringComparison.Ordinal);
+        Assert.Equal("SendGrid HTTP 503", rows[1].ErrorMessage);
+        Assert.InRange(waits[0].TotalSeconds, 10 * 1.618 * 0.9, 10 * 1.618 * 1.1);
+        Assert.Equal(TimeSpan.FromSeconds(15), waits[1]);   // at most OutageMaxDelay: 10 s × 1.618² would be 24–29 s
+        Assert.Equal("gave up after 4 attempts; last error: SendGrid HTTP 503", rows[3].ErrorMessage);
+    }
+
+    [Fact]
+    public async Task A_message_waits_out_an_outage_and_goes_once_the_provider_is_back()
+    {
+        var (company, customer) = await CustomerAsync();
+        email.Behaviour = _ => SendResult.Unavailable("SMTP connection to smtp.practice.example:587 failed: Connection refused");
+        var id = await EnqueueAsync(company, customer, maxRetries: 0);
+
+        for (var attempt = 1; attempt <= 5; attempt++)
+        {
+            await worker.RunOnceAsync();
+            time.SetUtcNow((await Outbox.GetAsync(db.DataSource, id)).NextAttemptAt);
+        }
+        email.Behaviour = m => SendResult.Sent($"SMTP-{m.MessageId}");
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", 0, 6), (row.Status, row.RetryCount, row.AttemptCount));
+    }
+
+    [Fact]
     public async Task A_providers_retry_after_is_honoured()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");

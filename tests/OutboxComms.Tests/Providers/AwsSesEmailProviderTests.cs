@@ -119,6 +119,7 @@ public sealed class AwsSesEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, $"Amazon SES {type}: {message}", TimeSpan.FromSeconds(5));
+        Assert.True(result.ProviderUnavailable);
     }
 
     [Theory]
@@ -163,6 +164,7 @@ public sealed class AwsSesEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, "Amazon SES InternalFailure: Internal Failure");
+        Assert.True(result.ProviderUnavailable);
     }
 
     [Fact]

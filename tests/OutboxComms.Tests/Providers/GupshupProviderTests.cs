@@ -146,6 +146,7 @@ public sealed class GupshupProviderTests : IDisposable
         var result = await Gupshup.SendAsync(message, Account, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
         Assert.Equal(TimeSpan.FromSeconds(60), result.RetryAfter);
     }
 
@@ -157,6 +158,7 @@ public sealed class GupshupProviderTests : IDisposable
         var result = await Gupshup.SendAsync(Message(Channel.WhatsApp), Account, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
     }
 
     [Fact]
@@ -178,6 +180,7 @@ public sealed class GupshupProviderTests : IDisposable
         var result = await Gupshup.SendAsync(Message(Channel.WhatsApp), Account, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
         Assert.StartsWith("Gupshup (HTTP 502): <html>", result.Error, StringComparison.Ordinal);
     }
 

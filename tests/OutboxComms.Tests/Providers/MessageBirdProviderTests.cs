@@ -173,6 +173,7 @@ public sealed class MessageBirdProviderTests : IDisposable
         var result = await MessageBird.SendAsync(Message(Channel.Sms), SmsAccount, TestContext.Current.CancellationToken);
 
         Assert.Equal((SendOutcome.Transient, TimeSpan.FromHours(1)), (result.Outcome, result.RetryAfter));
+        Assert.True(result.ProviderUnavailable);
         Assert.Equal("MessageBird 25: Not enough balance (the MessageBird balance is too low to send: top up the account)", result.Error);
     }
 
@@ -186,6 +187,7 @@ public sealed class MessageBirdProviderTests : IDisposable
         var result = await MessageBird.SendAsync(Message(Channel.WhatsApp), WhatsAppAccount, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
         Assert.Equal(TimeSpan.FromSeconds(20), result.RetryAfter);
         Assert.Equal("MessageBird 99: Try again later", result.Error);
     }

@@ -76,6 +76,7 @@ public sealed class SendGridEmailProviderTests : IDisposable
         var result = await SendAsync(Message(missing));
 
         AssertClassified(result, SendOutcome.Transient, "SendGrid: attachment gone.pdf could not be fetched: HTTP 404");
+        Assert.False(result.ProviderUnavailable);   // this message's link, not SendGrid: its retries count
         Assert.DoesNotContain(host.Server.LogEntries, e => e.RequestMessage.Path == SendPath);
     }
 
@@ -132,6 +133,7 @@ public sealed class SendGridEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, "SendGrid 429: too many requests", TimeSpan.FromSeconds(30));
+        Assert.True(result.ProviderUnavailable);
     }
 
     [Fact]
@@ -156,6 +158,7 @@ public sealed class SendGridEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, $"SendGrid HTTP {status}");
+        Assert.True(result.ProviderUnavailable);
     }
 
     [Fact]

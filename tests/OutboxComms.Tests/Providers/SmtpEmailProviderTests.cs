@@ -88,6 +88,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
         var never = await provider.SendAsync(broken, Account(broken.CompanyId), Token);
 
         Assert.Equal((SendOutcome.Transient, SendOutcome.Permanent), (later.Outcome, never.Outcome));
+        Assert.False(later.ProviderUnavailable);
         Assert.Equal($"SMTP: attachment INV-1042.pdf could not be fetched: HTTP 503 from {files.Url}/files/INV-1042.pdf", later.Error);
         Assert.Equal("SMTP: attachment INV-1043.pdf has neither content nor URL", never.Error);
     }
@@ -131,7 +132,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
 
         var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpUsername = "busy-mailer" }, Token);
 
-        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
         Assert.Equal("SMTP 454 4.7.0 Temporary authentication failure", result.Error);
     }
 
@@ -154,6 +155,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
 
         Assert.Equal(outcome, result.Outcome);
         Assert.Equal(bounced, result.Bounced);
+        Assert.False(result.ProviderUnavailable);   // a deferral at RCPT TO is about this recipient: it uses up the message's retries
         Assert.Equal(error.Replace("{to}", message.To, StringComparison.Ordinal), result.Error);
     }
 
@@ -166,7 +168,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
 
         var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpPort = closedPort }, Token);
 
-        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
         Assert.StartsWith($"SMTP connection to 127.0.0.1:{closedPort} failed: ", result.Error, StringComparison.Ordinal);
     }
 

@@ -167,6 +167,7 @@ public sealed class TwilioProviderTests : IDisposable
         var result = await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms), TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
         Assert.Equal(TimeSpan.FromSeconds(7), result.RetryAfter);
         Assert.Equal("Twilio 20429: Too Many Requests", result.Error);
     }
@@ -181,6 +182,7 @@ public sealed class TwilioProviderTests : IDisposable
         var result = await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms), TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);
         Assert.Equal(TimeSpan.FromSeconds(12), result.RetryAfter);
         Assert.StartsWith($"Twilio HTTP {status}:", result.Error, StringComparison.Ordinal);
     }

@@ -167,6 +167,7 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.Equal(outcome, result.Outcome);
         Assert.Contains(mentions, result.Error, StringComparison.Ordinal);
         Assert.False(result.MarketingStopped);
+        Assert.Equal(outcome == SendOutcome.Transient, result.ProviderUnavailable);   // each transient code here is Meta's, not the message's
         if (outcome == SendOutcome.Transient)
         {
             Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);

@@ -91,7 +91,7 @@ public sealed class AwsSesEmailProvider(ProviderHttp http, AttachmentLoader atta
         {
             // Throttling and the sending quota (a rolling 24 hours) pass; some come as 400, so go by the type.
             "TooManyRequestsException" or "ThrottlingException" or "Throttling" or "LimitExceededException" =>
-                SendResult.Transient(described, response.RetryAfter),
+                SendResult.Unavailable(described, response.RetryAfter),
             "MessageRejected" or "MailFromDomainNotVerifiedException" or "BadRequestException" or "NotFoundException" =>
                 SendResult.Permanent(described),
             "AccountSuspendedException" or "SendingPausedException" =>

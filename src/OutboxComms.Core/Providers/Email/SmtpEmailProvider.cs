@@ -69,7 +69,7 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         }
         catch (Exception ex) when (IsConnectionFailure(ex))
         {
-            return SendResult.Transient($"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}");
+            return SendResult.Unavailable($"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}");
         }
         finally
         {
@@ -178,7 +178,9 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         var error = string.Create(CultureInfo.InvariantCulture, $"SMTP {code} {reply}");
         if (IsTemporary(ex))
         {
-            return SendResult.Transient(error);
+            // At RCPT TO it is this recipient's mailbox (full, greylisted); anywhere else (421
+            // closing, 451 local error) the server is not taking mail from us now.
+            return ex.ErrorCode == SmtpErrorCode.RecipientNotAccepted ? SendResult.Transient(error) : SendResult.Unavailable(error);
         }
         if (code < 400)
         {

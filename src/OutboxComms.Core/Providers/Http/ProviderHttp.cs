@@ -26,11 +26,11 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         }
         catch (HttpRequestException ex)
         {
-            return SendResult.Transient($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}");
+            return SendResult.Unavailable($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}");
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
-            return SendResult.Transient($"{provider}: the request timed out");
+            return SendResult.Unavailable($"{provider}: the request timed out");
         }
         return interpret(response);
     }
@@ -137,12 +137,12 @@ public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSp
 
     /// <summary>
     /// What every HTTP API agrees on, for errors a provider's own codes do not decide:
-    /// 408/429/5xx transient (honouring Retry-After), 401/403 an authentication failure, other 4xx permanent.
+    /// 408/429/5xx the provider unavailable (honouring Retry-After), 401/403 an authentication failure, other 4xx permanent.
     /// <paramref name="error"/> is already in the provider's words with its own code, e.g. "Twilio 21211: invalid To".
     /// </summary>
     public SendResult Classify(string error) => (int)Status switch
     {
-        408 or 429 or >= 500 => SendResult.Transient(error, RetryAfter),
+        408 or 429 or >= 500 => SendResult.Unavailable(error, RetryAfter),
         401 or 403 => SendResult.Permanent($"{error} (authentication failed: check the credentials in settings)"),
         _ => SendResult.Permanent(error),
     };

@@ -117,7 +117,7 @@ public sealed class GupshupProvider(ProviderHttp http) : IMessageProvider
         if (response.Status == HttpStatusCode.TooManyRequests || text.Contains("Too Many Requests", StringComparison.OrdinalIgnoreCase)
             || text.Contains("rate limit", StringComparison.OrdinalIgnoreCase))
         {
-            return SendResult.Transient(error, response.RetryAfter);
+            return SendResult.Unavailable(error, response.RetryAfter);
         }
         return response.Classify(error);
     }

@@ -129,7 +129,7 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
             21610 => SendResult.OptedOut($"{error} (the recipient unsubscribed by replying STOP: their opt-in for this channel is withdrawn; opt them in again once they reply START)"),
             63016 => SendResult.Permanent($"{error} (outside the 24-hour WhatsApp window: send an approved template via ContentSid)"),
             20003 => SendResult.Permanent($"{error} (authentication failed: check the Twilio account SID and auth token)"),
-            20429 => SendResult.Transient(error, response.RetryAfter),
+            20429 => SendResult.Unavailable(error, response.RetryAfter),
             _ => response.Classify(error),
         };
     }
