@@ -12,12 +12,14 @@ ALTER TABLE consent_records
     ALTER COLUMN channel DROP NOT NULL,
     ADD CONSTRAINT consent_records_channel_scope CHECK (channel IS NOT NULL OR scope = 'GENERAL_UPDATES');
 
--- The general-updates opt-outs recorded so far, by the sources only OutboxComms itself wrote.
+-- The general-updates opt-outs recorded so far: the sources OutboxComms itself wrote, by the
+-- recipient (one-click) or an email provider's webhook (an API caller records as "api-key:…").
 UPDATE consent_records SET scope = 'GENERAL_UPDATES', channel = NULL
  WHERE channel = 'EMAIL' AND NOT opted_in
    AND ((source = 'one-click unsubscribe from general updates' AND recorded_by = 'recipient')
-        OR source IN ('spam complaint: no more general updates',
-                      'unsubscribed through the email provider''s link: no more general updates'));
+        OR (source IN ('spam complaint: no more general updates',
+                       'unsubscribed through the email provider''s link: no more general updates')
+            AND recorded_by IN ('SENDGRID', 'MAILGUN', 'RESEND', 'SES')));
 
 -- WhatsApp lets a user stop marketing messages from a business without blocking it (Cloud API
 -- error 131050, the user_preferences webhook): general updates stop on that channel alone, while

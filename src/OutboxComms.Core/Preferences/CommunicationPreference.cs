@@ -49,7 +49,7 @@ public class CommunicationPreference
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
     };
 
-    /// <summary>Whether general updates may go to the client on this channel.</summary>
+    /// <summary>Whether the client stopped general updates on this channel (everywhere, or there).</summary>
     public bool StopsGeneralUpdatesOn(Channel channel) => GeneralUpdatesOptOut || GeneralUpdatesOptOutChannels.Contains(channel);
 }
 

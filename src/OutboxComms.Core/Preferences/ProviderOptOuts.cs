@@ -46,12 +46,13 @@ public static class ProviderOptOuts
     /// </summary>
     public readonly record struct Signal(Guid CompanyId, long MessageId, string Provider, DateTimeOffset SignalledAt);
 
-    // The message's customer: by id, or by external id for rows a producer addressed that way.
+    // The message's customer: by id, or by external id for rows a producer addressed that way;
+    // not a deleted one (nothing is sent to them any more, so there is no consent to change).
     private const string StoppedSql = """
         SELECT m.company_id, k.id AS customer_id, m.channel, s.provider, s.signalled_at
           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[]) AS s(company_id, message_id, provider, signalled_at)
           JOIN communication_logs m ON m.company_id = s.company_id AND m.id = s.message_id
-          JOIN customers k ON k.company_id = m.company_id
+          JOIN customers k ON k.company_id = m.company_id AND k.deleted_at IS NULL
                           AND k.id = coalesce(m.customer_id,
                                               (SELECT x.id FROM customers x
                                                 WHERE x.company_id = m.company_id AND x.external_id = m.customer_external_id))
@@ -128,14 +129,15 @@ public static class ProviderOptOuts
 
     // The company's customers a WhatsApp id ($2: the number's digits with country code) names:
     // their WhatsApp number (or phone, as dispatch falls back to it) stored in E.164, as the API
-    // stores it, or as a plain SQL producer may have written it (spaces, dashes, an Indian number
-    // without +91). Locked in id order, as everywhere else.
+    // stores it, or as a plain SQL producer may have written it (spaces, dashes, 00 for +, an
+    // Indian number without +91). Locked in id order, as everywhere else; the change then applies
+    // to exactly the customers locked here.
     private const string MarketingChoiceMatchSql = """
         SELECT k.id FROM customers k
-         CROSS JOIN LATERAL (SELECT coalesce(k.whatsapp_number, k.phone) AS number) n
+         CROSS JOIN LATERAL (SELECT coalesce(k.whatsapp_number, k.phone) ~ '^\s*(\+|00)' AS international,
+                                    regexp_replace(regexp_replace(coalesce(k.whatsapp_number, k.phone), '^\s*(\+|00)', ''), '\D', '', 'g') AS digits) n
          WHERE k.company_id = $1 AND k.deleted_at IS NULL
-           AND (regexp_replace(n.number, '\D', '', 'g') = $2
-                OR (n.number !~ '^\s*(\+|00)' AND '91' || ltrim(regexp_replace(n.number, '\D', '', 'g'), '0') = $2))
+           AND (n.digits = $2 OR (NOT n.international AND '91' || ltrim(n.digits, '0') = $2))
          ORDER BY k.id
            FOR NO KEY UPDATE
         """;
@@ -145,15 +147,16 @@ public static class ProviderOptOuts
 
     // The user's own choice in WhatsApp: stop adds WHATSAPP to the channels general updates are
     // stopped on, resume takes it out; each change recorded once. Not when the practice changed
-    // their WhatsApp general updates after the choice (consent records are stamped when received,
-    // so this compares only with records that are not themselves such choices: of two choices, the
-    // later received wins). $3 is when the user chose, $4 when it is recorded.
+    // their WhatsApp general updates after the choice. Consent records are stamped when received,
+    // so this compares only with the practice's records (recorded by an API key, never by
+    // WhatsApp): among WhatsApp's own signals — choices and 131050 failures — the later received
+    // wins. $2 are the customers locked, $3 is when the user chose, $4 when it is recorded.
     private static string MarketingChoiceSql(bool stopped) => $"""
         WITH eligible AS (
-            SELECT m.id AS customer_id FROM ({MarketingChoiceMatchSql.Replace("FOR NO KEY UPDATE", "", StringComparison.Ordinal)}) m
+            SELECT m.id AS customer_id FROM unnest($2::uuid[]) AS m(id)
              WHERE NOT EXISTS (SELECT 1 FROM consent_records c
                                 WHERE c.customer_id = m.id AND c.scope = 'GENERAL_UPDATES' AND c.channel = 'WHATSAPP' AND c.recorded_at > $3
-                                  AND c.source NOT IN ('{MarketingStoppedSource}', '{MarketingResumedSource}'))),
+                                  AND c.recorded_by NOT IN ('WHATSAPP', 'WHATSAPP_BUSINESS_API'))),
         changed AS ({(stopped
             ? """
               INSERT INTO communication_preferences AS p (customer_id, general_updates_opt_out_channels, updated_at)
@@ -187,7 +190,7 @@ public static class ProviderOptOuts
         NpgsqlTransaction transaction, Guid companyId, string whatsAppId, bool stopped, DateTimeOffset chosenAt, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        var matched = 0;
+        var matched = new List<Guid>();
         await using (var lockCustomers = new NpgsqlCommand(MarketingChoiceMatchSql, transaction.Connection, transaction))
         {
             lockCustomers.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
@@ -195,20 +198,20 @@ public static class ProviderOptOuts
             await using var reader = await lockCustomers.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                matched++;
+                matched.Add(reader.GetGuid(0));
             }
         }
-        if (matched == 0)
+        if (matched.Count == 0)
         {
             return 0;
         }
         await using var apply = new NpgsqlCommand(stopped ? MarketingStopSql : MarketingResumeSql, transaction.Connection, transaction);
         apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
-        apply.Parameters.Add(new NpgsqlParameter<string> { TypedValue = whatsAppId });
+        apply.Parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. matched] });
         apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = chosenAt.ToUniversalTime() });
         apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
         await apply.ExecuteNonQueryAsync(cancellationToken);
-        return matched;
+        return matched.Count;
     }
 
     /// <summary>
@@ -217,7 +220,7 @@ public static class ProviderOptOuts
     /// channel withdraws nothing; no signals, no round trip.
     /// </summary>
     public static Task WithdrawAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, CancellationToken cancellationToken) =>
-        RunAsync(transaction, signals, now, [WithdrawSms, WithdrawWhatsApp], cancellationToken);
+        RunAsync(transaction, now, [(WithdrawSms, signals), (WithdrawWhatsApp, signals)], cancellationToken);
 
     /// <summary>
     /// The recipient of these messages reported one as spam, unsubscribed through the email
@@ -225,19 +228,28 @@ public static class ProviderOptOuts
     /// updates (everywhere, or on WhatsApp), recorded once, in the caller's transaction.
     /// </summary>
     public static Task StopGeneralUpdatesAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, GeneralUpdatesStop reason, DateTimeOffset now, CancellationToken cancellationToken) =>
-        RunAsync(transaction, signals, now, [StopSql[reason]], cancellationToken);
+        RunAsync(transaction, now, [(StopSql[reason], signals)], cancellationToken);
 
-    private static async Task RunAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> signals, DateTimeOffset now, string[] statements, CancellationToken cancellationToken)
+    /// <summary>
+    /// What one batch of sends reported, in the worker's completion transaction: channel opt-outs
+    /// (Twilio 21610) and WhatsApp marketing stops (131050), with every customer concerned locked
+    /// first in one id-ordered statement, so two batches never lock the same customers in opposite orders.
+    /// </summary>
+    public static Task ApplySendSignalsAsync(NpgsqlTransaction transaction, IReadOnlyCollection<Signal> optedOut, IReadOnlyCollection<Signal> marketingStopped, DateTimeOffset now, CancellationToken cancellationToken) =>
+        RunAsync(transaction, now, [(WithdrawSms, optedOut), (WithdrawWhatsApp, optedOut), (StopSql[GeneralUpdatesStop.WhatsAppMarketing], marketingStopped)], cancellationToken);
+
+    /// <summary>Locks the customers of all the signals at once, in id order, then runs each statement over its own signals.</summary>
+    private static async Task RunAsync(NpgsqlTransaction transaction, DateTimeOffset now, (string Sql, IReadOnlyCollection<Signal> Signals)[] statements, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
-        ArgumentNullException.ThrowIfNull(signals);
-        if (signals.Count == 0)
+        var all = statements.SelectMany(s => s.Signals).Distinct().ToList();
+        if (all.Count == 0)
         {
             return;
         }
         await using var batch = new NpgsqlBatch(transaction.Connection, transaction);
-        batch.BatchCommands.Add(Command(LockSql, signals));
-        foreach (var sql in statements)
+        batch.BatchCommands.Add(Command(LockSql, all));
+        foreach (var (sql, signals) in statements.Where(s => s.Signals.Count > 0))
         {
             var command = Command(sql, signals);
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });

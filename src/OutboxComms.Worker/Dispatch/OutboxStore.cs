@@ -432,8 +432,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await RepeatForSkippedRowsAsync(transaction, outcome.RecordsAffected, completions.Count, () => OutcomeCommand(leaseToken, completions, now), cancellationToken);
 
         // Rare, so its own round trip, after every row's channel is recorded (a PREFERRED row's channel is resolved by the outcome).
-        await ProviderOptOuts.WithdrawAsync(transaction, Signals(c => c.RecipientOptedOut), now, cancellationToken);
-        await ProviderOptOuts.StopGeneralUpdatesAsync(transaction, Signals(c => c.MarketingStopped), ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing, now, cancellationToken);
+        await ProviderOptOuts.ApplySendSignalsAsync(transaction, Signals(c => c.RecipientOptedOut), Signals(c => c.MarketingStopped), now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
 
         List<ProviderOptOuts.Signal> Signals(Func<Completion, bool> said) =>

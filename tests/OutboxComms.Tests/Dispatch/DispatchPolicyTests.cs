@@ -246,6 +246,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task One_batch_applies_both_an_sms_opt_out_and_a_whatsapp_marketing_stop()
+    {
+        var (company, texter) = await CustomerAsync("sms_opt_in = true");
+        var chatter = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543299");
+        await Outbox.SetPreferencesAsync(db.DataSource, chatter, "whatsapp_opt_in = true");
+        sms.Behaviour = _ => SendResult.OptedOut("Twilio 21610: Attempt to send to unsubscribed recipient");
+        whatsApp.Behaviour = _ => SendResult.Permanent("WhatsApp 131050: stopped marketing messages") with { MarketingStopped = true };
+        await EnqueueAsync(company, texter, channel: "SMS");
+        await EnqueueAsync(company, chatter, type: "GENERAL_UPDATE", channel: "WHATSAPP");
+
+        Assert.Equal(2, await worker.RunOnceAsync());
+
+        Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT sms_opt_in FROM communication_preferences WHERE customer_id = $1", texter));
+        Assert.Equal("{WHATSAPP}", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", chatter));
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task A_channel_the_company_has_not_enabled_fails_with_a_clear_reason()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);

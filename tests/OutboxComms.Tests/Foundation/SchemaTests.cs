@@ -152,6 +152,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
                     ($1, $2, 'EMAIL', false, 'spam complaint: no more general updates', 'MAILGUN'),
                     ($1, $2, 'EMAIL', false, 'unsubscribed through the email provider''s link: no more general updates', 'SENDGRID'),
                     ($1, $2, 'EMAIL', false, 'one-click unsubscribe from general updates', 'crm-key'),
+                    ($1, $2, 'EMAIL', false, 'spam complaint: no more general updates', 'api-key:crm'),
                     ($1, $2, 'EMAIL', false, 'client asked by phone', 'crm-key'),
                     ($1, $2, 'WHATSAPP', true, 'signed engagement letter', 'crm-key')
                 """))
@@ -167,7 +168,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             }
 
             Assert.Equal(
-                "GENERAL_UPDATES/ALL/recipient,GENERAL_UPDATES/ALL/MAILGUN,GENERAL_UPDATES/ALL/SENDGRID,CHANNEL/EMAIL/crm-key,CHANNEL/EMAIL/crm-key,CHANNEL/WHATSAPP/crm-key",
+                "GENERAL_UPDATES/ALL/recipient,GENERAL_UPDATES/ALL/MAILGUN,GENERAL_UPDATES/ALL/SENDGRID,CHANNEL/EMAIL/crm-key,CHANNEL/EMAIL/api-key:crm,CHANNEL/EMAIL/crm-key,CHANNEL/WHATSAPP/crm-key",
                 await TestData.ScalarAsync<string>(dataSource,
                     "SELECT string_agg(scope || '/' || coalesce(channel, 'ALL') || '/' || recorded_by, ',' ORDER BY id) FROM consent_records"));
             // A channel's record still needs its channel.

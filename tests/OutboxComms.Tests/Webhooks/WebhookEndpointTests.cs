@@ -202,6 +202,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var byPhone = await TestData.ScalarAsync<Guid>(db.DataSource,
             "INSERT INTO customers (company_id, name, phone, time_zone) VALUES ($1, 'Client', '098765-43220', 'Asia/Kolkata') RETURNING id", company);
         var decided = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+91 98765 43220");
+        var viaZeros = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "0091 98765 43220");
+        var deleted = await TestData.ScalarAsync<Guid>(db.DataSource,
+            "INSERT INTO customers (company_id, name, whatsapp_number, time_zone, deleted_at) VALUES ($1, 'Gone', '+919876543220', 'Asia/Kolkata', now()) RETURNING id", company);
         var otherNumber = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543221");
         var otherCompany = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
         var elsewhere = await TestData.CreateCustomerAsync(db.DataSource, otherCompany, whatsApp: "+919876543220");
@@ -214,12 +217,12 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var (_, nobody) = await PostAsync(path, Json(unknown), HubSignature("meta-app-secret", unknown));
 
         Assert.Equal((1, 1, 1), (stopped!.Applied, again!.Duplicates, nobody!.UnknownMessages));
-        foreach (var customer in new[] { stored, byPhone, decided })
+        foreach (var customer in new[] { stored, byPhone, decided, viaZeros })
         {
             Assert.Equal("{WHATSAPP}", await StoppedOnAsync(customer));
             Assert.Equal("GENERAL_UPDATES:WHATSAPP/false/stopped marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer));
         }
-        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id IN ($1, $2)", otherNumber, elsewhere));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id IN ($1, $2, $3)", otherNumber, elsewhere, deleted));
 
         // The practice changed one customer's WhatsApp general updates after the user resumed (the
         // resume reaches us late): that customer keeps the practice's choice.
@@ -242,6 +245,26 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Task<string> StoppedOnAsync(Guid customer) => TestData.ScalarAsync<string>(db.DataSource,
             "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", customer);
+    }
+
+    [Fact]
+    public async Task A_resume_received_after_a_late_131050_failure_still_resumes_general_updates_on_whatsapp()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543230");
+        await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.OLD1", to: customer);
+        var path = $"/webhooks/whatsapp/{company}";
+        // An older message's failure, reported after the user had already resumed (the resume's webhook comes last).
+        var failed = WhatsAppStatus("wamid.OLD1", "failed", 1764000300, ""","errors":[{"code":131050,"title":"stopped marketing messages"}]""");
+        await PostAsync(path, Json(failed), HubSignature("meta-app-secret", failed));
+        var resume = WhatsAppMarketingChoice("919876543230", "resume", 1764000400);
+
+        var (_, resumed) = await PostAsync(path, Json(resume), HubSignature("meta-app-secret", resume));
+
+        Assert.Equal(1, resumed!.Applied);
+        Assert.Equal("{}", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.EndsWith(",GENERAL_UPDATES:WHATSAPP/true/resumed marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer), StringComparison.Ordinal);
     }
 
     [Fact]
