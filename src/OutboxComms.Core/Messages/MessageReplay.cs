@@ -71,7 +71,7 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
     // case a crashed worker left them behind.
     private const string ReplaySql = """
         UPDATE communication_logs
-           SET status = 'PENDING', retry_count = 0, next_attempt_at = $9, updated_at = $9,
+           SET status = 'PENDING', retry_count = 0, outage_attempts = 0, next_attempt_at = $9, updated_at = $9,
                error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
                status_reason = $10
         """ + "\n WHERE " + Where;

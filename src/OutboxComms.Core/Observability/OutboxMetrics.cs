@@ -17,6 +17,7 @@ public sealed class OutboxMetrics : IDisposable
     private readonly Counter<long> schedulerPasses;
     private readonly Counter<long> schedulerSteps;
     private readonly Counter<long> scheduleOccurrences;
+    private readonly Counter<long> providerUnavailable;
     private QueueSnapshot queue = new(0, 0, 0, 0);
     private long lastDispatchUnixMilliseconds;
 
@@ -35,6 +36,8 @@ public sealed class OutboxMetrics : IDisposable
             "When this worker's dispatch loop last completed a claim (Unix time); alert when it falls behind the clock");
         schedulerPasses = meter.CreateCounter<long>("outbox.scheduler.passes", "{pass}", "Scheduler passes over due reminder steps and schedules, by outcome (ok, failed)");
         schedulerSteps = meter.CreateCounter<long>("outbox.scheduler.steps", "{step}", "Due reminder steps the scheduler decided, by result (queued, skipped, cancelled)");
+        providerUnavailable = meter.CreateCounter<long>("outbox.provider.unavailable", "{attempt}",
+            "Sends that found the provider down or throttling the account and were put off without using up a retry, by provider: alert on a steady rate");
         scheduleOccurrences = meter.CreateCounter<long>("outbox.scheduler.occurrences", "{occurrence}", "Company schedule occurrences the scheduler handled");
     }
 
@@ -45,6 +48,8 @@ public sealed class OutboxMetrics : IDisposable
         sendDuration.Record(milliseconds, new KeyValuePair<string, object?>("provider", provider), new KeyValuePair<string, object?>("outcome", outcome));
 
     public void Claimed(int rows) => batchSize.Record(rows);
+
+    public void ProviderUnavailable(string provider) => providerUnavailable.Add(1, new KeyValuePair<string, object?>("provider", provider));
 
     public void Queue(QueueSnapshot snapshot) => queue = snapshot;
 

@@ -12,8 +12,9 @@ public static class RetrySchedule
     public static TimeSpan Delay(int retry, TimeSpan baseDelay, double jitter, TimeSpan max, TimeSpan? retryAfter = null, Random? random = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(retry, 1);
+        // Jitter after the cap, so messages that reached it do not all come back at the same moment.
         var spread = 1 + (((random ?? Random.Shared).NextDouble() * 2) - 1) * jitter;
-        var delay = TimeSpan.FromTicks((long)Math.Min(baseDelay.Ticks * Math.Pow(GoldenRatio, retry) * spread, max.Ticks));
+        var delay = TimeSpan.FromTicks((long)(Math.Min(baseDelay.Ticks * Math.Pow(GoldenRatio, retry), max.Ticks) * spread));
         return retryAfter is { } after && after > delay ? after : delay;
     }
 }

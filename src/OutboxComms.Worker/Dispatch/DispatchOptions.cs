@@ -93,9 +93,9 @@ public sealed class DispatchOptions : IValidatableObject
         {
             yield return new ValidationResult("LeaseDuration must exceed SendTimeout + ShutdownGrace, or a slow send could be reclaimed while in flight.", [nameof(LeaseDuration)]);
         }
-        if (OutageMaxDelay <= TimeSpan.Zero)
+        if (OutageMaxDelay <= TimeSpan.Zero || OutageMaxDelay > TimeSpan.FromDays(1))
         {
-            yield return new ValidationResult("OutageMaxDelay must be positive.", [nameof(OutageMaxDelay)]);
+            yield return new ValidationResult("OutageMaxDelay must be more than 0 and at most a day.", [nameof(OutageMaxDelay)]);
         }
         if (RetryBaseDelay <= TimeSpan.Zero || SendTimeout <= TimeSpan.Zero || BreakerBreakDuration < TimeSpan.FromMilliseconds(500))
         {

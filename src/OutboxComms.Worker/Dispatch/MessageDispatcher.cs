@@ -327,11 +327,11 @@ internal sealed class MessageDispatcher(
         var attemptNo = message.AttemptCount + 1;
         var attempt = new AttemptRecord(message.CompanyId, attemptNo, now, channel, providerName, AttemptOutcome.TransientFailure, error, latencyMs);
         // A provider outage or throttling is not this message's fault: it waits it out without using
-        // up its retries, for OutageRetries attempts (about a day by default). Every attempt that did
-        // not count is one more attempt than retries, so the difference is how many were spent.
-        var outageAttempt = message.AttemptCount - message.RetryCount + 1;
+        // up its retries, for OutageRetries attempts (about a day by default), counted on the row.
+        var outageAttempt = message.OutageAttempts + 1;
         if (providerUnavailable && outageAttempt <= settings.OutageRetries)
         {
+            metrics.ProviderUnavailable(providerName ?? "unknown");
             var wait = now + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, retryAfter);
             return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
             {
@@ -340,6 +340,7 @@ internal sealed class MessageDispatcher(
                 NextAttemptAt = wait,
                 RetryCount = message.RetryCount,
                 AttemptCount = attemptNo,
+                OutageAttempts = outageAttempt,
                 ErrorMessage = error,
                 StatusReason = $"provider unavailable ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}",
                 ProviderName = providerName,

@@ -27,7 +27,8 @@ internal sealed record ClaimedMessage(
     int MaxRetries,
     int AttemptCount,
     DateTimeOffset? ExpiresAt,
-    DateTimeOffset CreatedAt)
+    DateTimeOffset CreatedAt,
+    int OutageAttempts = 0)
 {
     public Customer? Customer { get; init; }
 
@@ -78,6 +79,8 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public bool RecipientOptedOut { get; init; }
     /// <summary>The provider said the recipient stopped marketing messages on the channel: stop general updates there.</summary>
     public bool MarketingStopped { get; init; }
+    /// <summary>Set when this attempt was one of an outage's (it then uses up no retry); null keeps the row's count.</summary>
+    public int? OutageAttempts { get; init; }
 }
 
 internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
@@ -114,7 +117,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
              WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
                       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                      m.attempt_count, m.expires_at, m.created_at)
+                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts)
         SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
@@ -196,6 +199,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                status = b.status, channel = b.channel,
                requested_channel = coalesce(b.requested_channel, m.requested_channel),
                next_attempt_at = b.next_attempt_at, retry_count = b.retry_count, attempt_count = b.attempt_count,
+               outage_attempts = coalesce(b.outage_attempts, m.outage_attempts),
                status_reason = b.status_reason, error_message = b.error_message,
                subject = coalesce(b.subject, m.subject), content = coalesce(b.content, m.content),
                template_used = coalesce(b.template_used, m.template_used),
@@ -206,10 +210,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                locked_by = NULL, locked_until = NULL, updated_at = $1
           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::int[],
                       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                      $18::timestamptz[], $19::timestamptz[], $20::numeric[], $21::text[])
+                      $18::timestamptz[], $19::timestamptz[], $20::numeric[], $21::text[], $22::int[])
                AS b(id, company_id, status, channel, requested_channel, next_attempt_at, retry_count, attempt_count,
                     status_reason, error_message, subject, content, template_used, provider_name, provider_message_id,
-                    sent_at, failed_at, cost, cost_currency)
+                    sent_at, failed_at, cost, cost_currency, outage_attempts)
          CROSS JOIN LATERAL ({LeasedRowSql}) l
          WHERE m.ctid = l.tid
         """;
@@ -283,7 +287,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 reader.GetInt32(12),
                 reader.GetInt32(13),
                 NullableTime(reader, 14),
-                reader.GetFieldValue<DateTimeOffset>(15)));
+                reader.GetFieldValue<DateTimeOffset>(15),
+                reader.GetInt32(16)));
         }
         return claimed;
     }
@@ -477,6 +482,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         complete.Parameters.Add(Array(completions, c => c.FailedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
         complete.Parameters.Add(Array(completions, c => c.CostCurrency, NpgsqlDbType.Text));
+        complete.Parameters.Add(Array(completions, c => c.OutageAttempts, NpgsqlDbType.Integer));
         return complete;
     }
 

@@ -624,7 +624,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     public async Task A_provider_outage_delays_a_message_without_using_up_its_retries_until_the_outage_budget_is_spent()
     {
         await using var patient = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time,
-            new() { ["Dispatch:OutageRetries"] = "2", ["Dispatch:OutageMaxDelay"] = "00:00:15" });
+            new() { ["Dispatch:OutageRetries"] = "2", ["Dispatch:OutageMaxDelay"] = "00:00:20" });
         var (company, customer) = await CustomerAsync();
         email.Behaviour = _ => SendResult.Unavailable("SendGrid HTTP 503");
         var id = await EnqueueAsync(company, customer, maxRetries: 1);
@@ -646,8 +646,16 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.StartsWith("provider unavailable (1 of 2 attempts that use up no retries); next attempt at ", rows[0].StatusReason, StringComparison.Ordinal);
         Assert.Equal("SendGrid HTTP 503", rows[1].ErrorMessage);
         Assert.InRange(waits[0].TotalSeconds, 10 * 1.618 * 0.9, 10 * 1.618 * 1.1);
-        Assert.Equal(TimeSpan.FromSeconds(15), waits[1]);   // at most OutageMaxDelay: 10 s × 1.618² would be 24–29 s
+        Assert.InRange(waits[1].TotalSeconds, 20 * 0.9, 20 * 1.1);   // OutageMaxDelay ± jitter: 10 s × 1.618² would be 24–29 s
         Assert.Equal("gave up after 4 attempts; last error: SendGrid HTTP 503", rows[3].ErrorMessage);
+
+        // A replay gives the message a fresh outage budget as well as fresh retries.
+        Assert.Equal(1, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time)
+            .ReplayAsync(new OutboxComms.Core.Messages.ReplayFilter { CompanyId = company, MessageId = id }, "ops", CancellationToken.None));
+        Assert.Equal(1, await patient.RunOnceAsync());
+        var replayed = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("PENDING/0/5", $"{replayed.Status}/{replayed.RetryCount}/{replayed.AttemptCount}");
+        Assert.StartsWith("provider unavailable (1 of 2 ", replayed.StatusReason, StringComparison.Ordinal);
     }
 
     [Fact]

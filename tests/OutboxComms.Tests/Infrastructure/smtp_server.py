@@ -71,6 +71,10 @@ class Spool:
     async def handle_DATA(self, server, session, envelope):
         if any(rcpt.lower().startswith("spam-554") for rcpt in envelope.rcpt_tos):
             return "554 5.7.1 Message refused: looks like spam"
+        if any(rcpt.lower().startswith("hangup") for rcpt in envelope.rcpt_tos):
+            # The message arrived, and the connection drops before the reply: the client cannot know.
+            server.transport.close()
+            return "250 2.0.0 Ok: never seen by the client"
         number = next(message_numbers)
         base = os.path.join(self.directory, str(number))
         with open(base + ".eml", "wb") as eml:

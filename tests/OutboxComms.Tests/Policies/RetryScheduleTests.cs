@@ -30,6 +30,16 @@ public sealed class RetryScheduleTests
     }
 
     [Fact]
+    public void Delays_at_the_cap_keep_their_jitter_so_waiting_messages_do_not_return_together()
+    {
+        var random = new Random(7);
+        var delays = Enumerable.Range(0, 200).Select(_ => RetrySchedule.Delay(30, TimeSpan.FromSeconds(10), 0.1, TimeSpan.FromMinutes(5), random: random).TotalSeconds).ToList();
+
+        Assert.All(delays, d => Assert.InRange(d, 270, 330));
+        Assert.True(delays.Distinct().Count() > 150, "capped delays should still be spread");
+    }
+
+    [Fact]
     public void Delays_are_capped_and_never_shorter_than_retry_after()
     {
         Assert.Equal(TimeSpan.FromMinutes(5), RetrySchedule.Delay(30, TimeSpan.FromSeconds(10), 0, TimeSpan.FromMinutes(5)));

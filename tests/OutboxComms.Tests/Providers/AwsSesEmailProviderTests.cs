@@ -164,7 +164,7 @@ public sealed class AwsSesEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, "Amazon SES InternalFailure: Internal Failure");
-        Assert.True(result.ProviderUnavailable);
+        Assert.False(result.ProviderUnavailable);   // a 500 may come after SES took the message
     }
 
     [Fact]

@@ -180,7 +180,7 @@ public sealed class GupshupProviderTests : IDisposable
         var result = await Gupshup.SendAsync(Message(Channel.WhatsApp), Account, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
-        Assert.True(result.ProviderUnavailable);
+        Assert.False(result.ProviderUnavailable);   // a 502 may come after the message went through: a resend uses up a retry
         Assert.StartsWith("Gupshup (HTTP 502): <html>", result.Error, StringComparison.Ordinal);
     }
 

@@ -187,7 +187,7 @@ public sealed class MessageBirdProviderTests : IDisposable
         var result = await MessageBird.SendAsync(Message(Channel.WhatsApp), WhatsAppAccount, TestContext.Current.CancellationToken);
 
         Assert.Equal(SendOutcome.Transient, result.Outcome);
-        Assert.True(result.ProviderUnavailable);
+        Assert.Equal(status == 429, result.ProviderUnavailable);   // after a 500 the message may have gone: a resend uses up a retry
         Assert.Equal(TimeSpan.FromSeconds(20), result.RetryAfter);
         Assert.Equal("MessageBird 99: Try again later", result.Error);
     }

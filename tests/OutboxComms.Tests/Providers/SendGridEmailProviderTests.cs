@@ -158,7 +158,7 @@ public sealed class SendGridEmailProviderTests : IDisposable
         var result = await SendAsync();
 
         AssertClassified(result, SendOutcome.Transient, $"SendGrid HTTP {status}");
-        Assert.True(result.ProviderUnavailable);
+        Assert.Equal(status == 503, result.ProviderUnavailable);   // after a 500 the message may have gone: a resend uses up a retry
     }
 
     [Fact]

@@ -173,6 +173,18 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     }
 
     [Fact]
+    public async Task A_connection_lost_after_the_message_was_sent_uses_up_a_retry_since_it_may_have_gone()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("hangup"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith("SMTP connection to 127.0.0.1:", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Starttls_asked_of_a_server_without_it_is_a_permanent_configuration_failure()
     {
         await using var provider = NewProvider();

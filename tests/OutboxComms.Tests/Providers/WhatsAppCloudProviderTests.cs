@@ -167,7 +167,8 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.Equal(outcome, result.Outcome);
         Assert.Contains(mentions, result.Error, StringComparison.Ordinal);
         Assert.False(result.MarketingStopped);
-        Assert.Equal(outcome == SendOutcome.Transient, result.ProviderUnavailable);   // each transient code here is Meta's, not the message's
+        // Only the account's throughput limit is an outage; 131056 (this recipient) and 131000 (may be the message) use up retries.
+        Assert.Equal(code == 130429, result.ProviderUnavailable);
         if (outcome == SendOutcome.Transient)
         {
             Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);
@@ -214,8 +215,29 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
 
         var result = await provider.SendAsync(Message(), account, TestContext.Current.CancellationToken);
 
-        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
         Assert.StartsWith("WhatsApp: could not connect", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_answer_cut_off_after_the_request_went_out_uses_up_a_retry_since_meta_may_have_the_message()
+    {
+        // A server that reads the whole request and hangs up without an answer.
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var serve = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            await socket.ReceiveAsync(new byte[64 * 1024], TestContext.Current.CancellationToken);
+            socket.Close();
+        }, TestContext.Current.CancellationToken);
+        var account = Account with { BaseUrl = new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/v21.0/") };
+
+        var result = await provider.SendAsync(Message(), account, TestContext.Current.CancellationToken);
+        await serve;
+
+        Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith("WhatsApp: could not connect (ResponseEnded)", result.Error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -41,9 +41,11 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         var mime = EmailComposition.Build(message, account, attachments);
         var endpoint = EndpointOf(account);
         SmtpClient? client = null;
+        var connecting = true;
         try
         {
             client = pool.TryTake(endpoint) ?? await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
+            connecting = false;
             await client.SendAsync(mime, cancellationToken);
             pool.Return(endpoint, client);
             client = null;
@@ -69,7 +71,10 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         }
         catch (Exception ex) when (IsConnectionFailure(ex))
         {
-            return SendResult.Unavailable($"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}");
+            // Not connected: the server has nothing of ours, an outage. Lost while sending: the
+            // message may have gone, so a resend may duplicate it and uses up a retry.
+            var error = $"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}";
+            return connecting ? SendResult.Unavailable(error) : SendResult.Transient(error);
         }
         finally
         {
@@ -178,9 +183,10 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         var error = string.Create(CultureInfo.InvariantCulture, $"SMTP {code} {reply}");
         if (IsTemporary(ex))
         {
-            // At RCPT TO it is this recipient's mailbox (full, greylisted); anywhere else (421
-            // closing, 451 local error) the server is not taking mail from us now.
-            return ex.ErrorCode == SmtpErrorCode.RecipientNotAccepted ? SendResult.Transient(error) : SendResult.Unavailable(error);
+            // Before any recipient (the greeting's or AUTH's 421/454, MAIL FROM's 451) the server is
+            // not taking mail from us now; at RCPT TO it is this recipient's mailbox (full,
+            // greylisted), and after DATA this message.
+            return ex.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted ? SendResult.Transient(error) : SendResult.Unavailable(error);
         }
         if (code < 400)
         {

@@ -26,11 +26,17 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         }
         catch (HttpRequestException ex)
         {
-            return SendResult.Unavailable($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}");
+            // Refused before the request left (no connection, no name, no TLS): certainly not
+            // taken, so an outage. A connection lost later may have delivered: that counts as a retry.
+            var error = $"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}";
+            return ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError
+                ? SendResult.Unavailable(error)
+                : SendResult.Transient(error);
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
-            return SendResult.Unavailable($"{provider}: the request timed out");
+            // The provider may have taken it and not answered in time: a resend may duplicate it.
+            return SendResult.Transient($"{provider}: the request timed out");
         }
         return interpret(response);
     }
@@ -137,12 +143,15 @@ public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSp
 
     /// <summary>
     /// What every HTTP API agrees on, for errors a provider's own codes do not decide:
-    /// 408/429/5xx the provider unavailable (honouring Retry-After), 401/403 an authentication failure, other 4xx permanent.
+    /// 408/429/503 the provider unavailable and other 5xx transient (both honouring Retry-After), 401/403 an authentication failure, other 4xx permanent.
     /// <paramref name="error"/> is already in the provider's words with its own code, e.g. "Twilio 21211: invalid To".
     /// </summary>
     public SendResult Classify(string error) => (int)Status switch
     {
-        408 or 429 or >= 500 => SendResult.Unavailable(error, RetryAfter),
+        // 408, 429 and 503 say the request was not processed; after another 5xx it may have been,
+        // and a resend may duplicate the message, so those use up a retry.
+        408 or 429 or 503 => SendResult.Unavailable(error, RetryAfter),
+        >= 500 => SendResult.Transient(error, RetryAfter),
         401 or 403 => SendResult.Permanent($"{error} (authentication failed: check the credentials in settings)"),
         _ => SendResult.Permanent(error),
     };

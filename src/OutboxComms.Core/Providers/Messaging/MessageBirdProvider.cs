@@ -143,7 +143,7 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
         {
             2 => SendResult.Permanent($"{error} (authentication failed: check the MessageBird access key)"),
             9 or 10 => SendResult.Permanent(error),
-            // A top-up fixes it: retried an hour later (within the message's retry budget), not failed at once.
+            // A top-up fixes it: retried an hour later as an outage of the account (no retry used up, up to Dispatch:OutageRetries attempts), not failed at once.
             25 => SendResult.Unavailable($"{error} (the MessageBird balance is too low to send: top up the account)", TimeSpan.FromHours(1)),
             _ => response.Classify(error),
         };

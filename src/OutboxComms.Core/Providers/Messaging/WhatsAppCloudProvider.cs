@@ -155,12 +155,16 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
         return code switch
         {
             // Rate limits come back as HTTP 400 as well as 429: decide by the code.
-            130429 or 131056 or 80007 or 4 => SendResult.Unavailable(described, response.RetryAfter),
+            // Throughput and account rate limits are Meta's; 131056 limits messages to this one recipient.
+            130429 or 80007 or 4 => SendResult.Unavailable(described, response.RetryAfter),
+            131056 => SendResult.Transient(described, response.RetryAfter),
             131047 when freeText => SendResult.Permanent($"{described}. More than 24 hours have passed since the customer last replied: send an approved template instead of free text."),
             131047 => SendResult.Permanent(described),
             131050 => SendResult.Permanent($"{described}. The customer stopped this business's marketing messages in WhatsApp: general updates to them on WhatsApp stop; use a utility template for invoices and reminders.") with { MarketingStopped = true },
             190 => SendResult.Permanent($"{described}. The access token is invalid or expired: update it in settings."),
-            131000 or 131016 or 2 => SendResult.Unavailable(described, response.RetryAfter),
+            // 131016 and 2: Meta's service is down. 131000 ("something went wrong") may be about the message.
+            131016 or 2 => SendResult.Unavailable(described, response.RetryAfter),
+            131000 => SendResult.Transient(described, response.RetryAfter),
             _ => response.Classify(described),
         };
     }
