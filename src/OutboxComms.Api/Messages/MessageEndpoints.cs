@@ -47,7 +47,7 @@ public static class MessageEndpoints
     public sealed record MessageView(
         long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, DeliveryStatus Status,
         string? StatusReason, string? ErrorMessage, string? Subject, string? Content, string? TemplateKey, JsonElement TemplateData, string? TemplateUsed,
-        JsonElement Metadata, int RetryCount, int MaxRetries, int AttemptCount,
+        JsonElement Metadata, int RetryCount, int MaxRetries, int AttemptCount, int OutageAttempts,
         DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? NextAttemptAt, DateTimeOffset? ExpiresAt,
         DateTimeOffset? SentAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ReadAt, DateTimeOffset? ResponseAt, DateTimeOffset? FailedAt,
         string? ProviderName, string? ProviderMessageId, decimal? Cost, string? Currency,
@@ -467,7 +467,7 @@ public static class MessageEndpoints
         return new MessageView(
             m.Id, m.CustomerId, m.CustomerExternalId, m.Type, m.Channel, m.RequestedChannel, m.Status,
             m.StatusReason, m.ErrorMessage, m.Subject, m.Content, m.TemplateKey, m.TemplateData.RootElement.Clone(), m.TemplateUsed,
-            m.Metadata.RootElement.Clone(), m.RetryCount, m.MaxRetries, m.AttemptCount,
+            m.Metadata.RootElement.Clone(), m.RetryCount, m.MaxRetries, m.AttemptCount, m.OutageAttempts,
             m.CreatedAt, m.UpdatedAt, m.Status == DeliveryStatus.Pending ? m.NextAttemptAt : null, m.ExpiresAt,
             m.SentAt, m.DeliveredAt, m.ReadAt, m.ResponseAt, m.FailedAt,
             m.ProviderName, m.ProviderMessageId, m.Cost, m.CostCurrency,

@@ -27,6 +27,8 @@ public class CommunicationLog
     public int MaxRetries { get; set; } = 3;
     /// <summary>Provider calls so far; unlike <see cref="RetryCount"/> a replay does not reset it.</summary>
     public int AttemptCount { get; set; }
+    /// <summary>Attempts spent on a provider outage, which used up no retry; a replay resets it.</summary>
+    public int OutageAttempts { get; set; }
     public JsonDocument Metadata { get; set; } = JsonDocument.Parse("{}");
     public string? IdempotencyKey { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
