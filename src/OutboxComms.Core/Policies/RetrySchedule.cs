@@ -1,9 +1,9 @@
 namespace OutboxComms.Core.Policies;
 
 /// <summary>
-/// Golden-ratio backoff: retry n waits base × 1.618^n, spread by ± jitter so that a burst of
-/// failures does not come back as a burst, capped at a maximum, and never sooner than a provider's
-/// Retry-After. Grows more gently than doubling, so a short outage costs less delay.
+/// Golden-ratio backoff: retry n waits base × 1.618^n, capped at a maximum, then spread by ±
+/// jitter so that a burst of failures does not come back as a burst (so the cap is the middle of
+/// the longest waits, not a hard limit), and never sooner than a provider's Retry-After. Grows more gently than doubling, so a short outage costs less delay.
 /// </summary>
 public static class RetrySchedule
 {

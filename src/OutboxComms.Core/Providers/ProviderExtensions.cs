@@ -22,6 +22,7 @@ public static class ProviderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddSecretProtector(builder.Configuration);
         builder.Services.AddHttpClient(ProviderHttp.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(ProviderHttp.ConnectTimeout) })
             .AddResilienceHandler("provider-http", pipeline => pipeline
                 .AddConcurrencyLimiter(256, 1024)
                 .AddTimeout(TimeSpan.FromSeconds(25)));

@@ -50,15 +50,19 @@ public sealed class DispatchOptions : IValidatableObject
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(6);
 
     /// <summary>
-    /// Attempts a message may spend on a provider that is down or throttling the account (unreachable,
-    /// timing out, HTTP 429/5xx, an empty balance) without using up its own retries; 0 makes them
-    /// count like any other transient failure. With the default, backing off to
-    /// <see cref="OutageMaxDelay"/>, a message waits out about a day of outage.
+    /// Attempts a message may spend on a provider that certainly did not take it and is down or
+    /// throttling the account (SendResult.Unavailable: no connection, HTTP 408/429/503, throttling
+    /// codes, an empty balance) without using up its own retries; 0 makes them count like any other
+    /// transient failure. With the default, backing off to <see cref="OutageMaxDelay"/>, a message
+    /// waits out about a day of outage.
     /// </summary>
     [Range(0, 1000)]
     public int OutageRetries { get; set; } = 50;
 
-    /// <summary>The longest wait between two attempts during an outage, so messages go soon after it ends.</summary>
+    /// <summary>
+    /// The cap of the backoff between two attempts during an outage (± RetryJitter; a provider's
+    /// longer Retry-After still wins), so messages go soon after it ends.
+    /// </summary>
     public TimeSpan OutageMaxDelay { get; set; } = TimeSpan.FromMinutes(30);
 
     /// <summary>Circuit breaker per company and provider: opens when this share of calls fail…</summary>

@@ -71,6 +71,10 @@ class Spool:
     async def handle_DATA(self, server, session, envelope):
         if any(rcpt.lower().startswith("spam-554") for rcpt in envelope.rcpt_tos):
             return "554 5.7.1 Message refused: looks like spam"
+        if any(rcpt.lower().startswith("closeafter") for rcpt in envelope.rcpt_tos):
+            # Accepted; then the server ends the idle session (a restart, its idle timeout) while
+            # the client still holds it in its pool.
+            asyncio.get_running_loop().call_later(0.2, server.transport.close)
         if any(rcpt.lower().startswith("hangup") for rcpt in envelope.rcpt_tos):
             # The message arrived, and the connection drops before the reply: the client cannot know.
             server.transport.close()

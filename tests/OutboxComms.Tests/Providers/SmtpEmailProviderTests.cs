@@ -212,6 +212,23 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     }
 
     [Fact]
+    public async Task A_pooled_connection_the_server_has_closed_is_replaced_and_the_message_still_goes()
+    {
+        await using var provider = NewProvider();
+        var company = Guid.NewGuid();
+        var first = Message(Recipient("closeafter"), company);
+        var second = Message(Recipient("second"), company);
+        Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(first, Account(company), Token)).Outcome);
+        var pooled = (await smtp.ReceivedForAsync(first.To, Token)).Connection;
+        Assert.True(await smtp.SawClosedAsync(pooled, Token));
+
+        var result = await provider.SendAsync(second, Account(company), Token);
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        Assert.NotEqual(pooled, (await smtp.ReceivedForAsync(second.To, Token)).Connection);
+    }
+
+    [Fact]
     public async Task Companies_never_share_a_connection()
     {
         await using var provider = NewProvider();

@@ -237,7 +237,7 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         await serve;
 
         Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
-        Assert.StartsWith("WhatsApp: could not connect (ResponseEnded)", result.Error, StringComparison.Ordinal);
+        Assert.StartsWith("WhatsApp: connection lost after sending (ResponseEnded)", result.Error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
+using MimeKit;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
@@ -44,9 +45,25 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         var connecting = true;
         try
         {
-            client = pool.TryTake(endpoint) ?? await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
+            client = pool.TryTake(endpoint);
+            var pooled = client is not null;
+            client ??= await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
             connecting = false;
-            await client.SendAsync(mime, cancellationToken);
+            try
+            {
+                await SendTrackedAsync(client, mime, cancellationToken);
+            }
+            catch (Exception ex) when (pooled && IsConnectionFailure(ex) && !RecipientAccepted(client))
+            {
+                // An idle connection the server had closed meanwhile: none of this message reached
+                // it, and the server itself may be fine. Once more, on a fresh connection.
+                client.Dispose();
+                client = null;
+                connecting = true;
+                client = await OpenAsync(endpoint, account.SmtpPassword, cancellationToken);
+                connecting = false;
+                await SendTrackedAsync(client, mime, cancellationToken);
+            }
             pool.Return(endpoint, client);
             client = null;
             return SendResult.Sent(mime.MessageId);
@@ -71,10 +88,11 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         }
         catch (Exception ex) when (IsConnectionFailure(ex))
         {
-            // Not connected: the server has nothing of ours, an outage. Lost while sending: the
-            // message may have gone, so a resend may duplicate it and uses up a retry.
+            // Not connected, or lost before the server accepted a recipient: the server has nothing
+            // of ours, an outage. Lost later: the message may have gone, so a resend may duplicate
+            // it and uses up a retry.
             var error = $"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}";
-            return connecting ? SendResult.Unavailable(error) : SendResult.Transient(error);
+            return connecting || !RecipientAccepted(client) ? SendResult.Unavailable(error) : SendResult.Transient(error);
         }
         finally
         {
@@ -128,9 +146,32 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
 
     public ValueTask DisposeAsync() => pool.DisposeAsync();
 
+    private static Task SendTrackedAsync(SmtpClient client, MimeMessage mime, CancellationToken cancellationToken)
+    {
+        if (client is TrackedSmtpClient tracked)
+        {
+            tracked.RecipientAccepted = false;
+        }
+        return client.SendAsync(mime, cancellationToken);
+    }
+
+    private static bool RecipientAccepted(SmtpClient? client) => client is not TrackedSmtpClient { RecipientAccepted: false };
+
+    /// <summary>An SMTP client that knows whether the server accepted a recipient of the message being sent.</summary>
+    private sealed class TrackedSmtpClient : SmtpClient
+    {
+        public bool RecipientAccepted { get; set; }
+
+        protected override void OnRecipientAccepted(MimeMessage message, MailboxAddress mailbox, SmtpResponse response)
+        {
+            RecipientAccepted = true;
+            base.OnRecipientAccepted(message, mailbox, response);
+        }
+    }
+
     private static async Task<SmtpClient> OpenAsync(SmtpEndpoint endpoint, string? password, CancellationToken cancellationToken)
     {
-        var client = new SmtpClient { Timeout = (int)CommandTimeout.TotalMilliseconds };
+        var client = new TrackedSmtpClient { Timeout = (int)CommandTimeout.TotalMilliseconds };
         try
         {
             await client.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Security, cancellationToken);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
@@ -13,6 +14,38 @@ namespace OutboxComms.Core.Providers.Http;
 public sealed class ProviderHttp(IHttpClientFactory clients)
 {
     public const string ClientName = "providers";
+
+    /// <summary>How long a provider's TCP connection may take to open, well inside the request's 25 s.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
+    /// provider whose address swallows connection attempts is then "could not connect" (an
+    /// outage: nothing was sent), not a request timeout, which could have come after the provider
+    /// took the message.
+    /// </summary>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout) =>
+        async (context, cancellationToken) =>
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            deadline.CancelAfter(timeout);
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(context.DnsEndPoint, deadline.Token);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new SocketException((int)SocketError.TimedOut);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        };
 
     /// <summary>Sends <paramref name="request"/>; <paramref name="interpret"/> reads any answer that arrived.</summary>
     public async Task<SendResult> SendAsync(string provider, HttpRequestMessage request, Func<ProviderResponse, SendResult> interpret, CancellationToken cancellationToken)
@@ -28,10 +61,9 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         {
             // Refused before the request left (no connection, no name, no TLS): certainly not
             // taken, so an outage. A connection lost later may have delivered: that counts as a retry.
-            var error = $"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}";
             return ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError
-                ? SendResult.Unavailable(error)
-                : SendResult.Transient(error);
+                ? SendResult.Unavailable($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}")
+                : SendResult.Transient($"{provider}: connection lost after sending ({ex.HttpRequestError}): {ex.Message}");
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
