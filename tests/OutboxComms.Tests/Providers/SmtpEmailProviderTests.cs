@@ -185,6 +185,24 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     }
 
     [Fact]
+    public async Task A_server_whose_address_swallows_connection_attempts_is_an_outage_once_connecting_times_out()
+    {
+        using var swallowing = await SwallowingListener.StartAsync();
+        await using var provider = new SmtpEmailProvider(services.GetRequiredService<AttachmentLoader>(), TimeProvider.System) { ConnectTimeout = TimeSpan.FromMilliseconds(500) };
+        var message = Message(Recipient("nobody"));
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpPort = swallowing.Port }, Token);
+        var waited = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+
+        // Given up after ConnectTimeout, long before the 30 s send timeout could decide it as "no answer".
+        Assert.InRange(waited, TimeSpan.FromMilliseconds(450), TimeSpan.FromSeconds(10));
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith($"SMTP connection to 127.0.0.1:{swallowing.Port} failed: ", result.Error, StringComparison.Ordinal);
+        Assert.Contains("timed out", result.Error, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public async Task Starttls_asked_of_a_server_without_it_is_a_permanent_configuration_failure()
     {
         await using var provider = NewProvider();

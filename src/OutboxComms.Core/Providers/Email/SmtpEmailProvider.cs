@@ -169,12 +169,30 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         }
     }
 
-    private static async Task<SmtpClient> OpenAsync(SmtpEndpoint endpoint, string? password, CancellationToken cancellationToken)
+    /// <summary>
+    /// How long connecting (TCP, TLS, the greeting) may take: well inside the send timeout, so a
+    /// server whose address swallows connection attempts is "could not connect" (an outage: nothing
+    /// was sent), not a send that timed out, which could have come after the server took the message.
+    /// </summary>
+    internal TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    private async Task<SmtpClient> OpenAsync(SmtpEndpoint endpoint, string? password, CancellationToken cancellationToken)
     {
         var client = new TrackedSmtpClient { Timeout = (int)CommandTimeout.TotalMilliseconds };
         try
         {
-            await client.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Security, cancellationToken);
+            using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                connecting.CancelAfter(ConnectTimeout);
+                try
+                {
+                    await client.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Security, connecting.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new SocketException((int)SocketError.TimedOut);
+                }
+            }
             if (endpoint.Username is { } username)
             {
                 await client.AuthenticateAsync(username, password ?? "", cancellationToken);
