@@ -95,9 +95,11 @@ public sealed record SendResult
         new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter };
 
     /// <summary>
-    /// Transient, and not about this message: the provider cannot take anything from this account
-    /// now (unreachable, timing out, HTTP 429/5xx, throttling, an empty balance). An outage delays
-    /// messages without using up their retries (see <c>Dispatch:OutageRetries</c>).
+    /// Transient, and not about this message, which the provider certainly did not take: it cannot
+    /// take anything from this account now (no connection, HTTP 408/429/503, throttling, an empty
+    /// balance). An outage delays messages without using up their retries (see
+    /// <c>Dispatch:OutageRetries</c>). A failure after which the message may have gone (a timeout,
+    /// another 5xx) is <see cref="Transient"/>: a resend may duplicate it.
     /// </summary>
     public static SendResult Unavailable(string error, TimeSpan? retryAfter = null) =>
         new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter, ProviderUnavailable = true };

@@ -329,9 +329,12 @@ internal sealed class MessageDispatcher(
         // A provider outage or throttling is not this message's fault: it waits it out without using
         // up its retries, for OutageRetries attempts (about a day by default), counted on the row.
         var outageAttempt = message.OutageAttempts + 1;
+        if (providerUnavailable)
+        {
+            metrics.ProviderUnavailable(providerName ?? "unknown");   // every one, within the budget or past it
+        }
         if (providerUnavailable && outageAttempt <= settings.OutageRetries)
         {
-            metrics.ProviderUnavailable(providerName ?? "unknown");
             var wait = now + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, retryAfter);
             return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
             {

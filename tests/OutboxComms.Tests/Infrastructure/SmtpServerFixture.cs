@@ -103,6 +103,21 @@ public sealed class SmtpServerFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>How many messages the server has stored for <paramref name="recipient"/> so far (no waiting).</summary>
+    public async Task<int> CountReceivedAsync(string recipient, CancellationToken cancellationToken)
+    {
+        var count = 0;
+        foreach (var path in Directory.EnumerateFiles(Spool, "*.json"))
+        {
+            using var envelope = JsonDocument.Parse(await File.ReadAllBytesAsync(path, cancellationToken));
+            if (envelope.RootElement.GetProperty("rcpt_tos").EnumerateArray().Any(r => string.Equals(r.GetString(), recipient, StringComparison.OrdinalIgnoreCase)))
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
     /// <summary>Whether the server has seen client connection <paramref name="connection"/> close.</summary>
     public async Task<bool> SawClosedAsync(int connection, CancellationToken cancellationToken)
     {

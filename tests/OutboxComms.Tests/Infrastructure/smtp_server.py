@@ -73,12 +73,14 @@ class Spool:
             return "554 5.7.1 Message refused: looks like spam"
         if any(rcpt.lower().startswith("closeafter") for rcpt in envelope.rcpt_tos):
             # Accepted; then the server ends the idle session (a restart, its idle timeout) while
-            # the client still holds it in its pool.
-            asyncio.get_running_loop().call_later(0.2, server.transport.close)
-        if any(rcpt.lower().startswith("hangup") for rcpt in envelope.rcpt_tos):
-            # The message arrived, and the connection drops before the reply: the client cannot know.
-            server.transport.close()
-            return "250 2.0.0 Ok: never seen by the client"
+            # the client still holds it in its pool: silently, or saying 421 first as most do.
+            def close(transport, say421):
+                if say421:
+                    transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")
+                transport.close()
+            say421 = any(rcpt.lower().startswith("closeafter421") for rcpt in envelope.rcpt_tos)
+            asyncio.get_running_loop().call_later(0.2, close, server.transport, say421)
+        hangup = any(rcpt.lower().startswith("hangup") for rcpt in envelope.rcpt_tos)
         number = next(message_numbers)
         base = os.path.join(self.directory, str(number))
         with open(base + ".eml", "wb") as eml:
@@ -93,6 +95,9 @@ class Spool:
         with open(base + ".json.tmp", "w", encoding="utf-8") as meta:
             json.dump(envelope_json, meta)
         os.replace(base + ".json.tmp", base + ".json")
+        if hangup:
+            # The message arrived, and the connection drops before the reply: the client cannot know.
+            server.transport.close()
         return f"250 2.0.0 Ok: queued as {number}"
 
 

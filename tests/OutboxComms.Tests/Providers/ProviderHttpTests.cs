@@ -25,6 +25,19 @@ public sealed class ProviderHttpTests
         Assert.True(waited >= TimeSpan.FromMilliseconds(450), $"the attempt was refused at once ({waited.TotalMilliseconds:0} ms: {result.Error}), not swallowed");
     }
 
+    [Fact]
+    public async Task A_host_name_that_does_not_resolve_uses_up_a_retry_as_a_settings_mistake_not_an_outage()
+    {
+        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromSeconds(5)) };
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler)));
+
+        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, "http://api.provider.invalid/send"),
+            _ => SendResult.Sent("never"), TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith("Test: could not connect (NameResolutionError)", result.Error, StringComparison.Ordinal);
+    }
+
     private sealed class OneClient(HttpClient client) : IHttpClientFactory
     {
         public HttpClient CreateClient(string name) => client;

@@ -229,12 +229,14 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
         Assert.Equal(connection, (await smtp.ReceivedForAsync(second.To, Token)).Connection);
     }
 
-    [Fact]
-    public async Task A_pooled_connection_the_server_has_closed_is_replaced_and_the_message_still_goes()
+    [Theory]
+    [InlineData("closeafter")]      // the server closed the idle session silently
+    [InlineData("closeafter421")]   // …or said 421 first, as most do
+    public async Task A_pooled_connection_the_server_has_closed_is_replaced_and_the_message_still_goes(string closing)
     {
         await using var provider = NewProvider();
         var company = Guid.NewGuid();
-        var first = Message(Recipient("closeafter"), company);
+        var first = Message(Recipient(closing), company);
         var second = Message(Recipient("second"), company);
         Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(first, Account(company), Token)).Outcome);
         var pooled = (await smtp.ReceivedForAsync(first.To, Token)).Connection;
@@ -244,6 +246,32 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
 
         Assert.Equal(SendOutcome.Sent, result.Outcome);
         Assert.NotEqual(pooled, (await smtp.ReceivedForAsync(second.To, Token)).Connection);
+    }
+
+    [Fact]
+    public async Task A_pooled_connection_lost_after_the_server_took_the_message_is_not_tried_again_in_the_same_attempt()
+    {
+        await using var provider = NewProvider();
+        var company = Guid.NewGuid();
+        Assert.Equal(SendOutcome.Sent, (await provider.SendAsync(Message(Recipient("before"), company), Account(company), Token)).Outcome);
+        var message = Message(Recipient("hangup"), company);
+
+        var result = await provider.SendAsync(message, Account(company), Token);
+
+        Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
+        Assert.Equal(1, await smtp.CountReceivedAsync(message.To, Token));   // once, not again on a fresh connection
+    }
+
+    [Fact]
+    public async Task A_host_name_that_does_not_resolve_uses_up_a_retry_as_a_settings_mistake_not_an_outage()
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient("nobody"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId) with { SmtpHost = "smtp.practice.invalid" }, Token);
+
+        Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith("SMTP connection to smtp.practice.invalid:", result.Error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -53,9 +53,11 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
             {
                 await SendTrackedAsync(client, mime, cancellationToken);
             }
-            catch (Exception ex) when (pooled && IsConnectionFailure(ex) && !RecipientAccepted(client))
+            catch (Exception ex) when (pooled && !RecipientAccepted(client)
+                                       && (IsConnectionFailure(ex) || ex is SmtpCommandException { StatusCode: SmtpStatusCode.ServiceNotAvailable }))
             {
-                // An idle connection the server had closed meanwhile: none of this message reached
+                // An idle connection the server had closed meanwhile, silently or with a 421 (its
+                // idle timeout, its messages-per-connection limit): none of this message reached
                 // it, and the server itself may be fine. Once more, on a fresh connection.
                 client.Dispose();
                 client = null;
@@ -90,9 +92,12 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         {
             // Not connected, or lost before the server accepted a recipient: the server has nothing
             // of ours, an outage. Lost later: the message may have gone, so a resend may duplicate
-            // it and uses up a retry.
+            // it and uses up a retry. A host name that does not resolve or a certificate that does
+            // not validate is far more often the settings than an outage: those use up retries, so
+            // the practice hears of it in minutes rather than a day.
             var error = $"SMTP connection to {endpoint.Host}:{endpoint.Port} failed: {FirstLine(ex.Message)}";
-            return connecting || !RecipientAccepted(client) ? SendResult.Unavailable(error) : SendResult.Transient(error);
+            var misconfigured = ex is SslHandshakeException or SocketException { SocketErrorCode: SocketError.HostNotFound or SocketError.NoData };
+            return (connecting || !RecipientAccepted(client)) && !misconfigured ? SendResult.Unavailable(error) : SendResult.Transient(error);
         }
         finally
         {

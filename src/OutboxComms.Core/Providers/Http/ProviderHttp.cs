@@ -59,11 +59,19 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         }
         catch (HttpRequestException ex)
         {
-            // Refused before the request left (no connection, no name, no TLS): certainly not
-            // taken, so an outage. A connection lost later may have delivered: that counts as a retry.
-            return ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError
-                ? SendResult.Unavailable($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}")
-                : SendResult.Transient($"{provider}: connection lost after sending ({ex.HttpRequestError}): {ex.Message}");
+            // No connection (refused, not opened in time, or the proxy refused the tunnel): certainly
+            // not taken, so an outage. A name that does not resolve or a certificate that does not
+            // validate is certainly not taken either, but far more often the settings than an outage:
+            // those use up retries, so the practice hears of it in minutes. A connection lost after
+            // the request went out may have delivered it: that uses up a retry too.
+            return ex.HttpRequestError switch
+            {
+                HttpRequestError.ConnectionError or HttpRequestError.ProxyTunnelError =>
+                    SendResult.Unavailable($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}"),
+                HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError =>
+                    SendResult.Transient($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}"),
+                _ => SendResult.Transient($"{provider}: connection lost after sending ({ex.HttpRequestError}): {ex.Message}"),
+            };
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
