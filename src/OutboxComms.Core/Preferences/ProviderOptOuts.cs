@@ -10,7 +10,9 @@ namespace OutboxComms.Core.Preferences;
 /// number opted out) withdraws that opt-in, so later messages to the channel are suppressed instead
 /// of failing one by one at the provider (a practice opts the customer in again through the API,
 /// after the customer replied START for Twilio); a spam complaint or an unsubscribe through the
-/// email provider's own link stops general updates.
+/// email provider's own link stops general updates everywhere, and WhatsApp's 131050 stops them on
+/// WhatsApp. Also WhatsApp's user_preferences choices (stop or resume marketing), which name a
+/// person by number rather than a message. Every path locks the customers first, in id order.
 /// </summary>
 public static class ProviderOptOuts
 {

@@ -336,19 +336,9 @@ internal sealed class MessageDispatcher(
         if (providerUnavailable && outageAttempt <= settings.OutageRetries)
         {
             var wait = now + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, retryAfter);
-            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
-            {
-                RequestedChannel = resolved?.Requested,
-                SplitInto = resolved?.Split ?? [],
-                NextAttemptAt = wait,
-                RetryCount = message.RetryCount,
-                AttemptCount = attemptNo,
-                OutageAttempts = outageAttempt,
-                ErrorMessage = error,
-                StatusReason = $"provider unavailable ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}",
-                ProviderName = providerName,
-                Attempt = attempt,
-            };
+            return RetryAt(wait, message.RetryCount,
+                $"provider unavailable ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}")
+                with { OutageAttempts = outageAttempt };
         }
         if (retry > message.MaxRetries)
         {
@@ -361,15 +351,17 @@ internal sealed class MessageDispatcher(
             };
         }
         var next = now + RetrySchedule.Delay(retry, settings.RetryBaseDelay, settings.RetryJitter, settings.MaxRetryDelay, retryAfter);
-        return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
+        return RetryAt(next, retry, $"retry {retry} of {message.MaxRetries} at {next.UtcDateTime:u}");
+
+        Completion RetryAt(DateTimeOffset at, int retryCount, string reason) => new(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
         {
             RequestedChannel = resolved?.Requested,
             SplitInto = resolved?.Split ?? [],
-            NextAttemptAt = next,
-            RetryCount = retry,
+            NextAttemptAt = at,
+            RetryCount = retryCount,
             AttemptCount = attemptNo,
             ErrorMessage = error,
-            StatusReason = $"retry {retry} of {message.MaxRetries} at {next.UtcDateTime:u}",
+            StatusReason = reason,
             ProviderName = providerName,
             Attempt = attempt,
         };
