@@ -15,6 +15,9 @@ public static class Problems
         TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Company required",
             detail: $"The admin key acts on one company at a time: name it in the {Auth.Tenant.CompanyHeader} header.");
 
+    public static ProblemHttpResult PreconditionFailed(string detail) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition failed", detail: detail);
+
     public static ProblemHttpResult Forbidden(string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden", detail: detail);
 }

@@ -97,7 +97,7 @@ public static class PreferenceEndpoints
         return endpoints;
     }
 
-    internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, HttpContext http, CancellationToken cancellationToken)
     {
         var customer = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);
         if (customer is null)
@@ -105,11 +105,21 @@ public static class PreferenceEndpoints
             return CustomerEndpoints.NotFound(id);
         }
         var preference = await db.CommunicationPreferences.AsNoTracking().SingleOrDefaultAsync(p => p.CustomerId == customer.Id, cancellationToken);
+        http.Response.Headers.ETag = ETag(preference);
         return TypedResults.Ok(ToResponse(customer.Id, preference ?? new CommunicationPreference(), isSet: preference is not null));
     }
 
+    /// <summary>
+    /// The version of a customer's preferences, for <c>If-Match</c> on the PUT: they change behind
+    /// a client's back too (a provider opt-out, a complaint, a WhatsApp user's stop or resume), so a
+    /// client that sends whole values such as <c>generalUpdatesOptOutChannels</c> can make sure it
+    /// replaces what it read.
+    /// </summary>
+    private static string ETag(CommunicationPreference? preference) =>
+        string.Create(CultureInfo.InvariantCulture, $"\"{(preference is null ? 0 : preference.UpdatedAt.UtcTicks / 10)}\"");
+
     internal static async Task<Results<Ok<PreferencesResponse>, ValidationProblem, ProblemHttpResult>> Put(
-        string id, PreferencesRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+        string id, PreferencesRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, HttpContext http, CancellationToken cancellationToken)
     {
         var found = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);
         if (found is null)
@@ -130,6 +140,11 @@ public static class PreferenceEndpoints
             return CustomerEndpoints.NotFound(id);
         }
         var existing = await db.CommunicationPreferences.SingleOrDefaultAsync(p => p.CustomerId == found.Id, cancellationToken);
+        // Compared under the customer's lock, so nothing can change them between this check and the write.
+        if (http.Request.Headers.IfMatch.ToString() is { Length: > 0 } ifMatch && ifMatch != "*" && ifMatch != ETag(existing))
+        {
+            return Problems.PreconditionFailed($"The preferences changed since they were read (If-Match {ifMatch}, now {ETag(existing)}): GET them again and send the change from those.");
+        }
         var preference = existing ?? new CommunicationPreference { Id = Guid.CreateVersion7(), CustomerId = found.Id };
 
         var validation = Validate(request, preference, out var change);
@@ -153,6 +168,7 @@ public static class PreferenceEndpoints
         }
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        http.Response.Headers.ETag = ETag(preference);
         return TypedResults.Ok(ToResponse(found.Id, preference, isSet: true));
     }
 

@@ -149,6 +149,44 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task If_match_makes_a_put_replace_only_the_preferences_it_read()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-10", "Client");
+        var path = $"/v1/customers/{id}/preferences";
+        var (read, _) = await client.SendJsonAsync(HttpMethod.Get, path);
+        var defaults = read.Headers.ETag!.Tag;
+        var (first, _) = await PutIfMatchAsync(defaults, new { whatsAppOptIn = true });
+        var afterFirst = first.Headers.ETag!.Tag;
+
+        // Meanwhile the user stopped promotions in WhatsApp (as ProviderOptOuts records it).
+        await TestData.ScalarAsync<int>(Db.DataSource,
+            "UPDATE communication_preferences SET general_updates_opt_out_channels = '{WHATSAPP}', updated_at = now() WHERE customer_id = $1 RETURNING 1", Guid.Parse(id));
+        var (stale, staleBody) = await PutIfMatchAsync(afterFirst, new { generalUpdatesOptOutChannels = Array.Empty<string>() });
+        var (again, _) = await client.SendJsonAsync(HttpMethod.Get, path);
+        var (fresh, freshBody) = await PutIfMatchAsync(again.Headers.ETag!.Tag, new { generalUpdatesOptOutChannels = Array.Empty<string>() });
+
+        Assert.Equal("\"0\"", defaults);
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.NotEqual(defaults, afterFirst);
+        Assert.Equal(HttpStatusCode.PreconditionFailed, stale.StatusCode);
+        Assert.Equal(412, staleBody!["status"]!.GetValue<int>());
+        Assert.Equal(HttpStatusCode.OK, fresh.StatusCode);
+        Assert.Empty(freshBody!["generalUpdatesOptOutChannels"]!.AsArray());
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource,
+            "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND scope = 'GENERAL_UPDATES'", Guid.Parse(id)));   // only the fresh PUT's resume
+
+        async Task<(HttpResponseMessage Response, JsonNode? Body)> PutIfMatchAsync(string tag, object body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Put, path) { Content = System.Net.Http.Json.JsonContent.Create(body) };
+            request.Headers.IfMatch.Add(new EntityTagHeaderValue(tag));
+            var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
+            var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            return (response, text.Length > 0 ? JsonNode.Parse(text) : null);
+        }
+    }
+
+    [Fact]
     public async Task Concurrent_identical_opt_ins_record_the_consent_once()
     {
         using var client = await NewCompanyClientAsync();
