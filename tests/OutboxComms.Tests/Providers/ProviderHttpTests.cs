@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Providers.Http;
 using OutboxComms.Tests.Infrastructure;
@@ -23,6 +25,26 @@ public sealed class ProviderHttpTests
         Assert.StartsWith("Test: could not connect (ConnectionError)", result.Error, StringComparison.Ordinal);
         Assert.Contains("timed out", result.Error, StringComparison.OrdinalIgnoreCase);   // says why, for status_reason
         Assert.True(waited >= TimeSpan.FromMilliseconds(450), $"the attempt was refused at once ({waited.TotalMilliseconds:0} ms: {result.Error}), not swallowed");
+    }
+
+    [Fact]
+    public async Task The_providers_client_the_services_register_gives_up_connecting_after_ten_seconds_as_an_outage()
+    {
+        using var swallowing = await SwallowingListener.StartAsync();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption;
+        builder.AddProviders();
+        using var host = builder.Build();
+        var http = host.Services.GetRequiredService<ProviderHttp>();
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{swallowing.Port}/send"),
+            _ => SendResult.Sent("never"), TestContext.Current.CancellationToken);
+        var waited = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+
+        // ProviderHttp.ConnectTimeout, well before the request's 25 s timeout would call it "timed out" (a retry used up).
+        Assert.InRange(waited, ProviderHttp.ConnectTimeout - TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(20));
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
     }
 
     [Fact]
