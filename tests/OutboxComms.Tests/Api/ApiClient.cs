@@ -28,13 +28,16 @@ public static class ApiClient
         return (Guid.Parse(body!["company"]!["id"]!.GetValue<string>()), body["apiKey"]!["key"]!.GetValue<string>());
     }
 
-    public static async Task<(HttpResponseMessage Response, JsonNode? Body)> SendJsonAsync(this HttpClient client, HttpMethod method, string path, object? body = null)
+    /// <summary>Sends JSON and reads the JSON answer; <paramref name="headers"/> may add request headers (e.g. If-Match).</summary>
+    public static async Task<(HttpResponseMessage Response, JsonNode? Body)> SendJsonAsync(
+        this HttpClient client, HttpMethod method, string path, object? body = null, Action<HttpRequestHeaders>? headers = null)
     {
         using var request = new HttpRequestMessage(method, path);
         if (body is not null)
         {
             request.Content = body is string raw ? new StringContent(raw, System.Text.Encoding.UTF8, "application/json") : JsonContent.Create(body);
         }
+        headers?.Invoke(request.Headers);
         var response = await client.SendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
         JsonNode? json = null;

@@ -176,14 +176,8 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource,
             "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND scope = 'GENERAL_UPDATES'", Guid.Parse(id)));   // only the fresh PUT's resume
 
-        async Task<(HttpResponseMessage Response, JsonNode? Body)> PutIfMatchAsync(string tag, object body)
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Put, path) { Content = System.Net.Http.Json.JsonContent.Create(body) };
-            request.Headers.IfMatch.Add(new EntityTagHeaderValue(tag));
-            var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
-            var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
-            return (response, text.Length > 0 ? JsonNode.Parse(text) : null);
-        }
+        Task<(HttpResponseMessage Response, JsonNode? Body)> PutIfMatchAsync(string tag, object body) =>
+            client.SendJsonAsync(HttpMethod.Put, path, body, h => h.IfMatch.Add(new EntityTagHeaderValue(tag)));
     }
 
     [Fact]
