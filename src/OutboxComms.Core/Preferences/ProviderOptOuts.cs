@@ -132,13 +132,16 @@ public static class ProviderOptOuts
     // The company's customers a WhatsApp id ($2: the number's digits with country code) names:
     // their WhatsApp number (or phone, as dispatch falls back to it) stored in E.164, as the API
     // stores it, or as a plain SQL producer may have written it (spaces, dashes, 00 for +, an
-    // Indian number without +91). Locked in id order, as everywhere else; the change then applies
-    // to exactly the customers locked here.
-    private const string MarketingChoiceMatchSql = """
+    // Indian number without +91). Only the customers whose number ends in the same 8 digits are
+    // read, from ix_customers_number_suffix (migration 0020; the expression is the index's, to the
+    // letter). Locked in id order, as everywhere else; the change then applies to exactly the
+    // customers locked here. Internal so a test can check its plan.
+    internal const string MarketingChoiceMatchSql = """
         SELECT k.id FROM customers k
          CROSS JOIN LATERAL (SELECT coalesce(k.whatsapp_number, k.phone) ~ '^\s*(\+|00)' AS international,
                                     regexp_replace(regexp_replace(coalesce(k.whatsapp_number, k.phone), '^\s*(\+|00)', ''), '\D', '', 'g') AS digits) n
          WHERE k.company_id = $1 AND k.deleted_at IS NULL
+           AND right(regexp_replace(coalesce(k.whatsapp_number, k.phone), '\D', '', 'g'), 8) = right($2, 8)
            AND (n.digits = $2 OR (NOT n.international AND '91' || ltrim(n.digits, '0') = $2))
          ORDER BY k.id
            FOR NO KEY UPDATE
@@ -186,9 +189,10 @@ public static class ProviderOptOuts
     /// A WhatsApp user stopped or resumed the business's marketing messages in WhatsApp (the Cloud
     /// API's user_preferences webhook, which names them by WhatsApp id only): their general updates
     /// on WhatsApp stop or resume, in the caller's transaction. Answers how many of the company's
-    /// customers have that number (0: none, and nothing changes).
+    /// customers have that number (0: none, and nothing changes) and how many of them it changed
+    /// (0 when every one already had that choice, or the practice decided for them later).
     /// </summary>
-    public static async Task<int> ApplyWhatsAppMarketingChoiceAsync(
+    public static async Task<(int Matched, int Changed)> ApplyWhatsAppMarketingChoiceAsync(
         NpgsqlTransaction transaction, Guid companyId, string whatsAppId, bool stopped, DateTimeOffset chosenAt, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transaction);
@@ -205,15 +209,16 @@ public static class ProviderOptOuts
         }
         if (matched.Count == 0)
         {
-            return 0;
+            return (0, 0);
         }
         await using var apply = new NpgsqlCommand(stopped ? MarketingStopSql : MarketingResumeSql, transaction.Connection, transaction);
         apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
         apply.Parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. matched] });
         apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = chosenAt.ToUniversalTime() });
         apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
-        await apply.ExecuteNonQueryAsync(cancellationToken);
-        return matched.Count;
+        // One consent record per customer changed.
+        var changed = await apply.ExecuteNonQueryAsync(cancellationToken);
+        return (matched.Count, changed);
     }
 
     /// <summary>

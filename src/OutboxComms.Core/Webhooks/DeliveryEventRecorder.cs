@@ -99,9 +99,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         if (delivery.MarketingChoice is { } choice)
         {
-            // About a person, not a message: "unknown" when no customer of the company has that number.
-            var customers = await ProviderOptOuts.ApplyWhatsAppMarketingChoiceAsync(transaction, companyId, choice.WhatsAppId, choice.Stopped, at, receivedAt, cancellationToken);
-            return await FinishAsync(connection, transaction, eventId, customers > 0 ? WebhookOutcome.Applied : WebhookOutcome.UnknownMessage, null, cancellationToken);
+            // About a person, not a message: "unknown" when no customer of the company has that
+            // number, "stale" when it changed none of them (the choice they already had, or one
+            // the practice overrode later): kept for audit only.
+            var (matched, changed) = await ProviderOptOuts.ApplyWhatsAppMarketingChoiceAsync(transaction, companyId, choice.WhatsAppId, choice.Stopped, at, receivedAt, cancellationToken);
+            var choiceOutcome = matched == 0 ? WebhookOutcome.UnknownMessage : changed == 0 ? WebhookOutcome.Stale : WebhookOutcome.Applied;
+            return await FinishAsync(connection, transaction, eventId, choiceOutcome, null, cancellationToken);
         }
 
         long? messageId = null;

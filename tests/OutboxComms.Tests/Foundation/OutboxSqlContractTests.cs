@@ -1,5 +1,6 @@
 using Npgsql;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Webhooks;
 using OutboxComms.Tests.Infrastructure;
 
@@ -227,6 +228,37 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
             new NpgsqlParameter<Guid> { TypedValue = company }, providerId.Clone(), new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow }), StringComparison.Ordinal);
 
         await using var cleanUp = new NpgsqlCommand("DELETE FROM communication_logs WHERE company_id = $1", connection) { Parameters = { new() { Value = company } } };
+        await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task A_whatsapp_marketing_choice_reads_only_the_customers_whose_number_ends_the_same_way()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        // A practice with 5,000 customers, their numbers spelled every way the match accepts.
+        await using (var customers = new NpgsqlCommand("""
+            INSERT INTO customers (company_id, name, whatsapp_number, phone, time_zone)
+            SELECT $1, 'Client ' || g, CASE g % 3 WHEN 0 THEN '+91 98' || lpad(g::text, 8, '0') END,
+                   CASE g % 3 WHEN 1 THEN '098-' || lpad(g::text, 8, '0') ELSE '0091' || '98' || lpad(g::text, 8, '0') END, 'Asia/Kolkata'
+              FROM generate_series(1, 5000) g
+            """, connection) { Parameters = { new() { Value = company } } })
+        {
+            await customers.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        await using (var planner = new NpgsqlCommand("ANALYZE customers", connection))
+        {
+            await planner.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        // Migration 0020: the lookup is an index range on the number's last 8 digits within the company.
+        var plan = await PlanOfAsync(connection, ProviderOptOuts.MarketingChoiceMatchSql,
+            new NpgsqlParameter<Guid> { TypedValue = company }, new NpgsqlParameter<string> { TypedValue = "919800001042" });
+        Assert.Contains("Index Scan using ix_customers_number_suffix on customers", plan, StringComparison.Ordinal);
+        Assert.Contains("Index Cond: ((company_id = ", plan, StringComparison.Ordinal);
+        Assert.Contains("\"right\"(regexp_replace(COALESCE(whatsapp_number, phone), '\\D'::text, ''::text, 'g'::text), 8) = '00001042'::text", plan, StringComparison.Ordinal);
+
+        await using var cleanUp = new NpgsqlCommand("DELETE FROM customers WHERE company_id = $1", connection) { Parameters = { new() { Value = company } } };
         await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
     }
 

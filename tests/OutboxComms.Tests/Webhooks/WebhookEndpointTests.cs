@@ -206,6 +206,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var deleted = await TestData.ScalarAsync<Guid>(db.DataSource,
             "INSERT INTO customers (company_id, name, whatsapp_number, time_zone, deleted_at) VALUES ($1, 'Gone', '+919876543220', 'Asia/Kolkata', now()) RETURNING id", company);
         var otherNumber = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543221");
+        var sameEnding = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+44 98765 43220");
         var otherCompany = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
         var elsewhere = await TestData.CreateCustomerAsync(db.DataSource, otherCompany, whatsApp: "+919876543220");
         var path = $"/webhooks/whatsapp/{company}";
@@ -216,13 +217,17 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var unknown = WhatsAppMarketingChoice("919999999999", "stop", 1764000600);
         var (_, nobody) = await PostAsync(path, Json(unknown), HubSignature("meta-app-secret", unknown));
 
-        Assert.Equal((1, 1, 1), (stopped!.Applied, again!.Duplicates, nobody!.UnknownMessages));
+        // The same choice again (another event: tapped twice) finds nothing to change.
+        var stopAgain = WhatsAppMarketingChoice("919876543220", "stop", 1764000700);
+        var (_, already) = await PostAsync(path, Json(stopAgain), HubSignature("meta-app-secret", stopAgain));
+
+        Assert.Equal((1, 1, 1, 1, 0), (stopped!.Applied, again!.Duplicates, nobody!.UnknownMessages, already!.Stale, already.Applied));
         foreach (var customer in new[] { stored, byPhone, decided, viaZeros })
         {
             Assert.Equal("{WHATSAPP}", await StoppedOnAsync(customer));
             Assert.Equal("GENERAL_UPDATES:WHATSAPP/false/stopped marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer));
         }
-        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id IN ($1, $2, $3)", otherNumber, elsewhere, deleted));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id IN ($1, $2, $3, $4)", otherNumber, sameEnding, elsewhere, deleted));
 
         // The practice changed one customer's WhatsApp general updates after the user resumed (the
         // resume reaches us late): that customer keeps the practice's choice.
@@ -240,8 +245,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             Assert.EndsWith(",GENERAL_UPDATES:WHATSAPP/true/resumed marketing messages in WhatsApp/WHATSAPP", await ConsentsAsync(customer), StringComparison.Ordinal);
         }
         Assert.Equal("{WHATSAPP}", await StoppedOnAsync(decided));
-        Assert.Equal("MARKETING_RESUMED:,MARKETING_STOPPED:,MARKETING_STOPPED:", await TestData.ScalarAsync<string>(db.DataSource,
-            "SELECT string_agg(status || ':' || coalesce(provider_message_id, ''), ',' ORDER BY status) FROM webhook_events WHERE company_id = $1", company));
+        Assert.Equal("MARKETING_STOPPED/APPLIED:,MARKETING_STOPPED/UNKNOWN_MESSAGE:,MARKETING_STOPPED/STALE:,MARKETING_RESUMED/APPLIED:", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(status || '/' || outcome || ':' || coalesce(provider_message_id, ''), ',' ORDER BY id) FROM webhook_events WHERE company_id = $1", company));
 
         Task<string> StoppedOnAsync(Guid customer) => TestData.ScalarAsync<string>(db.DataSource,
             "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", customer);
