@@ -28,4 +28,19 @@ internal static partial class DispatchLog
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId} released {Released} of a batch of {BatchSize} unsent: their sends could not have finished within the {Lease} lease (slow provider; lower Dispatch:BatchSize or raise Dispatch:LeaseDuration)")]
     public static partial void ReleasedOutOfLease(ILogger logger, string workerId, int released, int batchSize, TimeSpan lease);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider {Provider} of company {CompanyId} is unavailable: {Error}. Its messages wait for it without using up their retries")]
+    public static partial void ProviderUnavailable(ILogger logger, string provider, Guid companyId, string? error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider {Provider} of company {CompanyId} is still unavailable: since {Since:u}, {Sends} sends found it so; last error: {Error}")]
+    public static partial void ProviderStillUnavailable(ILogger logger, string provider, Guid companyId, DateTimeOffset since, long sends, string? error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Provider {Provider} of company {CompanyId} is available again after {Duration}, in which {Sends} sends found it unavailable")]
+    public static partial void ProviderAvailableAgain(ILogger logger, string provider, Guid companyId, TimeSpan duration, long sends);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Provider {Provider} of company {CompanyId} is failing: circuit open for {BreakDuration}, its messages deferred meanwhile; last error: {Error}")]
+    public static partial void CircuitOpened(ILogger logger, string provider, Guid companyId, TimeSpan breakDuration, string? error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Provider {Provider} of company {CompanyId} is answering again: circuit closed")]
+    public static partial void CircuitClosed(ILogger logger, string provider, Guid companyId);
 }

@@ -9,16 +9,69 @@ namespace OutboxComms.Worker.Dispatch;
 /// <summary>
 /// One Polly pipeline (circuit breaker around a timeout) per company and provider, so one
 /// practice's failing SMTP server or expired token never slows another practice's messages.
+/// It also tells operators when a company's provider goes down and comes back: a circuit that
+/// opens or closes, and an outage (sends that found the provider unavailable, which use up no
+/// retries and so may never open the circuit) logged when it starts, every
+/// <see cref="OutageLogInterval"/> while it lasts, and when the provider answers again.
 /// </summary>
-internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options, TimeProvider time)
+internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options, TimeProvider time, ILogger<ProviderCircuitBreakers> logger)
 {
-    private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), ResiliencePipeline<SendResult>> pipelines = new();
+    /// <summary>How often an outage that goes on is logged again.</summary>
+    public static readonly TimeSpan OutageLogInterval = TimeSpan.FromMinutes(5);
 
-    public ValueTask<SendResult> ExecuteAsync(Guid companyId, string provider, Func<CancellationToken, Task<SendResult>> send, CancellationToken cancellationToken) =>
-        pipelines.GetOrAdd((companyId, provider), _ => Build())
-            .ExecuteAsync(static async (send, token) => await send(token), send, cancellationToken);
+    private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), Line> lines = new();
 
-    private ResiliencePipeline<SendResult> Build()
+    public async ValueTask<SendResult> ExecuteAsync(Guid companyId, string provider, Func<CancellationToken, Task<SendResult>> send, CancellationToken cancellationToken)
+    {
+        var line = lines.GetOrAdd((companyId, provider), key => new Line(Build(key)));
+        var result = await line.Pipeline.ExecuteAsync(static async (send, token) => await send(token), send, cancellationToken);
+        if (result.ProviderUnavailable)
+        {
+            Unavailable(line, companyId, provider, result.Error);
+        }
+        else if (line.InOutage && result.Outcome is SendOutcome.Sent or SendOutcome.Permanent)
+        {
+            // Any answer about the message itself says the provider is back; a timeout says nothing.
+            Answered(line, companyId, provider);
+        }
+        return result;
+    }
+
+    private void Unavailable(Line line, Guid companyId, string provider, string? error)
+    {
+        lock (line)
+        {
+            var now = time.GetUtcNow();
+            if (line.Outage is not { } outage)
+            {
+                line.Outage = new Outage(now);
+                line.InOutage = true;
+                DispatchLog.ProviderUnavailable(logger, provider, companyId, error);
+                return;
+            }
+            outage.Sends++;
+            if (now - outage.LoggedAt >= OutageLogInterval)
+            {
+                outage.LoggedAt = now;
+                DispatchLog.ProviderStillUnavailable(logger, provider, companyId, outage.Since, outage.Sends, error);
+            }
+        }
+    }
+
+    private void Answered(Line line, Guid companyId, string provider)
+    {
+        lock (line)
+        {
+            if (line.Outage is { } outage)
+            {
+                line.Outage = null;
+                line.InOutage = false;
+                DispatchLog.ProviderAvailableAgain(logger, provider, companyId, time.GetUtcNow() - outage.Since, outage.Sends);
+            }
+        }
+    }
+
+    private ResiliencePipeline<SendResult> Build((Guid CompanyId, string Provider) key)
     {
         var settings = options.Value;
         return new ResiliencePipelineBuilder<SendResult> { TimeProvider = time }
@@ -33,8 +86,40 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 ShouldHandle = new PredicateBuilder<SendResult>()
                     .HandleResult(r => r.Outcome == SendOutcome.Transient)
                     .Handle<Exception>(ex => ex is not OperationCanceledException),
+                OnOpened = args =>
+                {
+                    DispatchLog.CircuitOpened(logger, key.Provider, key.CompanyId, args.BreakDuration,
+                        args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message);
+                    return ValueTask.CompletedTask;
+                },
+                OnClosed = _ =>
+                {
+                    DispatchLog.CircuitClosed(logger, key.Provider, key.CompanyId);
+                    return ValueTask.CompletedTask;
+                },
             })
             .AddTimeout(settings.SendTimeout)
             .Build();
+    }
+
+    /// <summary>A company's provider: its pipeline, and the outage going on, if any.</summary>
+    private sealed class Line(ResiliencePipeline<SendResult> pipeline)
+    {
+        public ResiliencePipeline<SendResult> Pipeline { get; } = pipeline;
+
+        /// <summary>Read without the lock on every send; <see cref="Outage"/> is changed under it.</summary>
+        public volatile bool InOutage;
+
+        public Outage? Outage;
+    }
+
+    /// <summary>Since when sends find the provider unavailable, how many more did since, and when that was last logged.</summary>
+    private sealed class Outage(DateTimeOffset since)
+    {
+        public DateTimeOffset Since { get; } = since;
+
+        public DateTimeOffset LoggedAt { get; set; } = since;
+
+        public long Sends { get; set; } = 1;
     }
 }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using OutboxComms.Core.Providers;
 using OutboxComms.Tests.Infrastructure;
@@ -662,10 +663,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     public async Task A_message_waits_out_an_outage_and_goes_once_the_provider_is_back()
     {
         var (company, customer) = await CustomerAsync();
-        email.Behaviour = _ => SendResult.Unavailable("SMTP connection to smtp.practice.example:587 failed: Connection refused");
+        const string Refused = "SMTP connection to smtp.practice.example:587 failed: Connection refused";
+        email.Behaviour = _ => SendResult.Unavailable(Refused);
         var id = await EnqueueAsync(company, customer, maxRetries: 0);
 
-        for (var attempt = 1; attempt <= 5; attempt++)
+        // Seven attempts over about 7 minutes (16 s, 26 s, 42 s … apart, ± 10 %).
+        for (var attempt = 1; attempt <= 7; attempt++)
         {
             await worker.RunOnceAsync();
             time.SetUtcNow((await Outbox.GetAsync(db.DataSource, id)).NextAttemptAt);
@@ -674,7 +677,14 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         await worker.RunOnceAsync();
 
         var row = await Outbox.GetAsync(db.DataSource, id);
-        Assert.Equal(("SENT", 0, 6), (row.Status, row.RetryCount, row.AttemptCount));
+        Assert.Equal(("SENT", 0, 8), (row.Status, row.RetryCount, row.AttemptCount));
+        // The operator hears of it when it starts, again once it has lasted 5 minutes (the 7th
+        // attempt, after 6.6-8.1 minutes; the 6th came at 4-5), and when the provider is back.
+        var told = worker.Logs.GetSnapshot().Where(r => r.Category == typeof(OutboxComms.Worker.Dispatch.ProviderCircuitBreakers).FullName).ToList();
+        Assert.Equal([LogLevel.Warning, LogLevel.Warning, LogLevel.Information], told.Select(r => r.Level));
+        Assert.Equal($"Provider SMTP of company {company} is unavailable: {Refused}. Its messages wait for it without using up their retries", told[0].Message);
+        Assert.Matches($"^Provider SMTP of company {company} is still unavailable: since .+Z, 7 sends found it so; last error: {Refused}$", told[1].Message);
+        Assert.Matches($"^Provider SMTP of company {company} is available again after 00:(0[6-9]|1\\d):\\d\\d(\\.\\d+)?, in which 7 sends found it unavailable$", told[2].Message);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using OutboxComms.Core.Messages;
@@ -264,6 +265,17 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var deferred = await TestData.ScalarAsync<long>(db.DataSource,
             "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE 'provider SMTP is failing for this company (circuit open)%' AND attempt_count = 0 AND retry_count = 0", failing);
         Assert.Equal(10 - failingCalls, deferred);
+        var told = worker.Logs.GetSnapshot().Where(r => r.Category == typeof(ProviderCircuitBreakers).FullName).Select(r => (r.Level, r.Message)).ToList();
+        Assert.Equal([(LogLevel.Warning, $"Provider SMTP of company {failing} is failing: circuit open for 00:00:30, its messages deferred meanwhile; last error: SMTP 421 service not available")], told);
+
+        // Once the break is over, the first send that goes through closes the circuit, and the operator hears of it.
+        email.Behaviour = m => SendResult.Sent($"ok-{m.MessageId}");
+        time.Advance(TimeSpan.FromSeconds(31));
+        await worker.RunOnceAsync();
+
+        Assert.Equal(10, await CountAsync(failing, "SENT"));
+        Assert.Equal((LogLevel.Information, $"Provider SMTP of company {failing} is answering again: circuit closed"),
+            worker.Logs.GetSnapshot().Where(r => r.Category == typeof(ProviderCircuitBreakers).FullName).Select(r => (r.Level, r.Message)).Last());
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers;
@@ -35,6 +36,7 @@ public sealed class WorkerHarness : IAsyncDisposable
             builder.Configuration.AddInMemoryCollection(settings);
         }
         builder.AddWorkerServices();
+        builder.Services.AddFakeLogging();
         if (time is not null)
         {
             builder.Services.Replace(ServiceDescriptor.Singleton<TimeProvider>(time));
@@ -47,6 +49,9 @@ public sealed class WorkerHarness : IAsyncDisposable
     }
 
     public IServiceProvider Services => host.Services;
+
+    /// <summary>What the worker logged, every level.</summary>
+    public FakeLogCollector Logs => host.Services.GetFakeLogCollector();
 
     public string WorkerId => host.Services.GetRequiredService<BatchProcessor>().WorkerId;
 
