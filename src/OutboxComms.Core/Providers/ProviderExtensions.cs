@@ -21,8 +21,12 @@ public static class ProviderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddSecretProtector(builder.Configuration);
-        builder.Services.AddHttpClient(ProviderHttp.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(ProviderHttp.ConnectTimeout) })
+        builder.Services.AddHttpClient(ProviderHttp.ClientName, client =>
+            {
+                client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
+                client.Timeout = Timeout.InfiniteTimeSpan;   // the pipeline's timeout below bounds each request
+            })
+            .ConfigurePrimaryHttpMessageHandler(() => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout))
             .AddResilienceHandler("provider-http", pipeline => pipeline
                 .AddConcurrencyLimiter(256, 1024)
                 .AddTimeout(TimeSpan.FromSeconds(25)));

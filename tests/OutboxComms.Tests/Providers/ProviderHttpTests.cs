@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using OutboxComms.Core.Providers;
@@ -16,10 +18,7 @@ public sealed class ProviderHttpTests
         using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromMilliseconds(500)) };
         var http = new ProviderHttp(new OneClient(new HttpClient(handler)));
 
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{swallowing.Port}/send"),
-            _ => SendResult.Sent("never"), TestContext.Current.CancellationToken);
-        var waited = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        var (result, waited) = await SendTimedAsync(http, $"http://127.0.0.1:{swallowing.Port}/send", TestContext.Current.CancellationToken);
 
         Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
         Assert.StartsWith("Test: could not connect (ConnectionError)", result.Error, StringComparison.Ordinal);
@@ -31,19 +30,43 @@ public sealed class ProviderHttpTests
     public async Task The_providers_client_the_services_register_gives_up_connecting_after_ten_seconds_as_an_outage()
     {
         using var swallowing = await SwallowingListener.StartAsync();
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Configuration["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption;
-        builder.AddProviders();
-        using var host = builder.Build();
+        using var host = ProvidersHost();
         var http = host.Services.GetRequiredService<ProviderHttp>();
 
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{swallowing.Port}/send"),
-            _ => SendResult.Sent("never"), TestContext.Current.CancellationToken);
-        var waited = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        var (result, waited) = await SendTimedAsync(http, $"http://127.0.0.1:{swallowing.Port}/send", TestContext.Current.CancellationToken);
 
         // ProviderHttp.ConnectTimeout, well before the request's 25 s timeout would call it "timed out" (a retry used up).
         Assert.InRange(waited, ProviderHttp.ConnectTimeout - TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(20));
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
+    }
+
+    [Fact]
+    public async Task A_server_that_accepts_the_connection_but_never_answers_the_tls_handshake_is_an_outage()
+    {
+        using var silent = SilentListener();
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(500));
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan }));
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        bounded.CancelAfter(TimeSpan.FromSeconds(20));
+
+        var (result, waited) = await SendTimedAsync(http, $"https://127.0.0.1:{Port(silent)}/send", bounded.Token);
+
+        Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
+        Assert.StartsWith("Test: could not connect (ConnectTimeout): ", result.Error, StringComparison.Ordinal);
+        Assert.True(waited >= TimeSpan.FromMilliseconds(450), $"the handshake failed at once ({waited.TotalMilliseconds:0} ms: {result.Error}), it did not hang");
+    }
+
+    [Fact]
+    public async Task The_providers_client_the_services_register_gives_up_on_a_silent_tls_handshake_after_fifteen_seconds_as_an_outage()
+    {
+        using var silent = SilentListener();
+        using var host = ProvidersHost();
+        var http = host.Services.GetRequiredService<ProviderHttp>();
+
+        var (result, waited) = await SendTimedAsync(http, $"https://127.0.0.1:{Port(silent)}/send", TestContext.Current.CancellationToken);
+
+        // ProviderHttp.SetupTimeout, before the request's 25 s timeout would call it "timed out" (a retry used up).
+        Assert.InRange(waited, ProviderHttp.SetupTimeout - TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(24));
         Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
     }
 
@@ -59,6 +82,34 @@ public sealed class ProviderHttpTests
         Assert.Equal((SendOutcome.Transient, false), (result.Outcome, result.ProviderUnavailable));
         Assert.StartsWith("Test: could not connect (NameResolutionError)", result.Error, StringComparison.Ordinal);
     }
+
+    /// <summary>The services as the worker registers them.</summary>
+    private static IHost ProvidersHost()
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption;
+        builder.AddProviders();
+        return builder.Build();
+    }
+
+    /// <summary>A POST to <paramref name="url"/>, and how long its result took.</summary>
+    private static async Task<(SendResult Result, TimeSpan Waited)> SendTimedAsync(ProviderHttp http, string url, CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, url), _ => SendResult.Sent("never"), cancellationToken);
+        return (result, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>A port whose connections the kernel completes (the backlog has room) but nobody ever answers: a TLS handshake on it hangs.</summary>
+    private static Socket SilentListener()
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(16);
+        return listener;
+    }
+
+    private static int Port(Socket listener) => ((IPEndPoint)listener.LocalEndPoint!).Port;
 
     private sealed class OneClient(HttpClient client) : IHttpClientFactory
     {

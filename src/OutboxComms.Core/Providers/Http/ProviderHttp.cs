@@ -19,6 +19,21 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// How long setting up a connection may take in all, the TLS handshake included: a load balancer
+    /// that accepts connections and then says nothing is an outage too, not a request timeout.
+    /// </summary>
+    public static readonly TimeSpan SetupTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// The handler the providers' client sends through: TCP connections opened within
+    /// <paramref name="connectTimeout"/>, connections set up (TLS included) within <paramref name="setupTimeout"/>.
+    /// Its client must have no timeout of its own (the resilience pipeline bounds each request), so
+    /// that a <see cref="TimeoutException"/> under a cancellation can only mean the setup ran out.
+    /// </summary>
+    public static SocketsHttpHandler CreateHandler(TimeSpan connectTimeout, TimeSpan setupTimeout) =>
+        new() { ConnectCallback = ConnectWithin(connectTimeout), ConnectTimeout = setupTimeout };
+
+    /// <summary>
     /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
     /// provider whose address swallows connection attempts is then "could not connect" (an
     /// outage: nothing was sent), not a request timeout, which could have come after the provider
@@ -72,6 +87,12 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
                     SendResult.Transient($"{provider}: could not connect ({ex.HttpRequestError}): {ex.Message}"),
                 _ => SendResult.Transient($"{provider}: connection lost after sending ({ex.HttpRequestError}): {ex.Message}"),
             };
+        }
+        catch (TaskCanceledException ex) when (ex.InnerException is TimeoutException setup && !cancellationToken.IsCancellationRequested)
+        {
+            // The handler's ConnectTimeout (see CreateHandler): the connection was never set up, so
+            // nothing was sent.
+            return SendResult.Unavailable($"{provider}: could not connect (ConnectTimeout): {setup.Message}");
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
