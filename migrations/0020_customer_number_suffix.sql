@@ -14,7 +14,15 @@
 --   CREATE INDEX CONCURRENTLY ix_customers_number_suffix ON customers
 --     (company_id, right(regexp_replace(coalesce(whatsapp_number, phone), '\D', '', 'g'), 8))
 --     WHERE deleted_at IS NULL;
+-- A CONCURRENTLY build that failed leaves an invalid index of that name, which the planner never
+-- uses: refuse to take it for the real one.
 SET LOCAL lock_timeout = '10s';
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass('ix_customers_number_suffix') AND NOT i.indisvalid) THEN
+        RAISE EXCEPTION 'index ix_customers_number_suffix exists but is invalid (a CREATE INDEX CONCURRENTLY that failed): DROP INDEX ix_customers_number_suffix, build it again or leave it to this migration, then migrate';
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS ix_customers_number_suffix ON customers
     (company_id, right(regexp_replace(coalesce(whatsapp_number, phone), '\D', '', 'g'), 8))
     WHERE deleted_at IS NULL;

@@ -24,7 +24,9 @@ public static class ProviderExtensions
         builder.Services.AddHttpClient(ProviderHttp.ClientName, client =>
             {
                 client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
-                client.Timeout = Timeout.InfiniteTimeSpan;   // the pipeline's timeout below bounds each request
+                // The pipeline's timeout below bounds each request up to its response headers, the
+                // caller's token (the worker's SendTimeout) the rest; see ProviderHttp.CreateHandler.
+                client.Timeout = Timeout.InfiniteTimeSpan;
             })
             .ConfigurePrimaryHttpMessageHandler(() => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout))
             .AddResilienceHandler("provider-http", pipeline => pipeline

@@ -12,7 +12,9 @@ namespace OutboxComms.Worker.Dispatch;
 /// It also tells operators when a company's provider goes down and comes back: a circuit that
 /// opens or closes, and an outage (sends that found the provider unavailable, which use up no
 /// retries and so may never open the circuit) logged when it starts, every
-/// <see cref="OutageLogInterval"/> while it lasts, and when the provider answers again.
+/// <see cref="OutageLogInterval"/> while it lasts, and when a send goes through again. An outage
+/// that no send has seen for twice <see cref="DispatchOptions.OutageMaxDelay"/> (no message was
+/// waiting for the provider any more) is over: the next one is a new outage.
 /// </summary>
 internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options, TimeProvider time, ILogger<ProviderCircuitBreakers> logger)
 {
@@ -23,15 +25,16 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
 
     public async ValueTask<SendResult> ExecuteAsync(Guid companyId, string provider, Func<CancellationToken, Task<SendResult>> send, CancellationToken cancellationToken)
     {
-        var line = lines.GetOrAdd((companyId, provider), key => new Line(Build(key)));
+        var line = lines.GetOrAdd((companyId, provider), static (key, self) => new Line(self.Build(key)), this);
         var result = await line.Pipeline.ExecuteAsync(static async (send, token) => await send(token), send, cancellationToken);
         if (result.ProviderUnavailable)
         {
             Unavailable(line, companyId, provider, result.Error);
         }
-        else if (line.InOutage && result.Outcome is SendOutcome.Sent or SendOutcome.Permanent)
+        else if (line.InOutage && result.Outcome == SendOutcome.Sent)
         {
-            // Any answer about the message itself says the provider is back; a timeout says nothing.
+            // Only a message the provider took says it is back: a refusal may have been decided
+            // here without asking it (a caption too long), and a timeout says nothing.
             Answered(line, companyId, provider);
         }
         return result;
@@ -42,7 +45,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
         lock (line)
         {
             var now = time.GetUtcNow();
-            if (line.Outage is not { } outage)
+            if (line.Outage is not { } outage || now - outage.LastSeen > 2 * options.Value.OutageMaxDelay)
             {
                 line.Outage = new Outage(now);
                 line.InOutage = true;
@@ -50,6 +53,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 return;
             }
             outage.Sends++;
+            outage.LastSeen = now;
             if (now - outage.LoggedAt >= OutageLogInterval)
             {
                 outage.LoggedAt = now;
@@ -113,10 +117,12 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
         public Outage? Outage;
     }
 
-    /// <summary>Since when sends find the provider unavailable, how many more did since, and when that was last logged.</summary>
+    /// <summary>Since when sends find the provider unavailable, how many did, when the last one did, and when that was last logged.</summary>
     private sealed class Outage(DateTimeOffset since)
     {
         public DateTimeOffset Since { get; } = since;
+
+        public DateTimeOffset LastSeen { get; set; } = since;
 
         public DateTimeOffset LoggedAt { get; set; } = since;
 

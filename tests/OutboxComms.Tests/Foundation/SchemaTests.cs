@@ -181,6 +181,51 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
         }
     }
 
+    [Fact]
+    public async Task Migration_0020_takes_the_index_its_header_builds_concurrently_and_refuses_one_whose_build_failed()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < 20))
+            {
+                await using var apply = dataSource.CreateCommand(migration.Sql);
+                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            var sql = SchemaMigrator.All.Single(m => m.Version == 20).Sql;
+            // The header's recipe for a large customers table, run as an operator would.
+            var recipe = string.Join('\n', sql.Split('\n').Where(l => l.StartsWith("--   ", StringComparison.Ordinal)).Select(l => l[5..]));
+            Assert.StartsWith("CREATE INDEX CONCURRENTLY ix_customers_number_suffix ON customers", recipe, StringComparison.Ordinal);
+            await using (var build = dataSource.CreateCommand(recipe))
+            {
+                await build.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            // As a build that failed half-way leaves it.
+            await TestData.ScalarAsync<int>(dataSource, "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_customers_number_suffix'::regclass RETURNING 1");
+
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => MigrateAsync());
+            Assert.Contains("ix_customers_number_suffix exists but is invalid", refused.MessageText, StringComparison.Ordinal);
+
+            await TestData.ScalarAsync<int>(dataSource, "UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'ix_customers_number_suffix'::regclass RETURNING 1");
+            await MigrateAsync();
+            Assert.Equal(1, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_customers_number_suffix'"));
+
+            async Task MigrateAsync()
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+                await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+                await using var migrate = new NpgsqlCommand(sql, connection, transaction);
+                await migrate.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+                await transaction.CommitAsync(TestContext.Current.CancellationToken);
+            }
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
     private static async Task<string> SignatureAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("""

@@ -57,6 +57,21 @@ public sealed class ProviderHttpTests
     }
 
     [Fact]
+    public async Task A_request_that_went_out_and_was_never_answered_uses_up_a_retry_even_when_its_client_timed_it_out()
+    {
+        // Plain HTTP: the connection is set up at once and the request sent, then nothing answers.
+        // The client's own timeout has the same shape as a connection that was never set up, but
+        // here the provider may have taken the message.
+        using var silent = SilentListener();
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = TimeSpan.FromMilliseconds(500) }));
+
+        var (result, _) = await SendTimedAsync(http, $"http://127.0.0.1:{Port(silent)}/send", TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Transient, false, "Test: the request timed out"), (result.Outcome, result.ProviderUnavailable, result.Error));
+    }
+
+    [Fact]
     public async Task The_providers_client_the_services_register_gives_up_on_a_silent_tls_handshake_after_fifteen_seconds_as_an_outage()
     {
         using var silent = SilentListener();

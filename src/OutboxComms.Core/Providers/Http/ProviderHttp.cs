@@ -68,9 +68,10 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(interpret);
         ProviderResponse response;
+        var client = clients.CreateClient(ClientName);
         try
         {
-            response = await ReadAsync(request, cancellationToken);
+            response = await ReadAsync(client, request, cancellationToken);
         }
         catch (HttpRequestException ex)
         {
@@ -88,10 +89,12 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
                 _ => SendResult.Transient($"{provider}: connection lost after sending ({ex.HttpRequestError}): {ex.Message}"),
             };
         }
-        catch (TaskCanceledException ex) when (ex.InnerException is TimeoutException setup && !cancellationToken.IsCancellationRequested)
+        catch (TaskCanceledException ex) when (ex.InnerException is TimeoutException setup && !cancellationToken.IsCancellationRequested
+                                                && client.Timeout == Timeout.InfiniteTimeSpan)
         {
             // The handler's ConnectTimeout (see CreateHandler): the connection was never set up, so
-            // nothing was sent.
+            // nothing was sent. Only so when the client has no timeout of its own: an HttpClient
+            // timeout has the same shape, and may come after the provider took the request.
             return SendResult.Unavailable($"{provider}: could not connect (ConnectTimeout): {setup.Message}");
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
@@ -117,7 +120,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         ArgumentNullException.ThrowIfNull(interpret);
         try
         {
-            var response = await ReadAsync(request, cancellationToken);
+            var response = await ReadAsync(clients.CreateClient(ClientName), request, cancellationToken);
             return interpret(response) ?? response.Status switch
             {
                 _ when response.IsSuccess => new ConnectionCheck(true, $"Connected to {provider} and the credentials were accepted."),
@@ -145,9 +148,9 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     public static bool IsTimeout(Exception exception, CancellationToken cancellationToken) =>
         exception is Polly.Timeout.TimeoutRejectedException || exception is TaskCanceledException && !cancellationToken.IsCancellationRequested;
 
-    private async Task<ProviderResponse> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    private static async Task<ProviderResponse> ReadAsync(HttpClient client, HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        using var response = await clients.CreateClient(ClientName).SendAsync(request, cancellationToken);
+        using var response = await client.SendAsync(request, cancellationToken);
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
         return new ProviderResponse(response.StatusCode, body, RetryAfter(response.Headers.RetryAfter)) { Headers = HeadersOf(response) };
     }

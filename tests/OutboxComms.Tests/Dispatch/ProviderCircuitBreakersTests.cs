@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Providers;
+using OutboxComms.Worker.Dispatch;
+
+namespace OutboxComms.Tests.Dispatch;
+
+/// <summary>What the per-company provider pipelines tell operators about an outage, on a fake clock.</summary>
+public sealed class ProviderCircuitBreakersTests
+{
+    private readonly FakeTimeProvider time = new(new DateTimeOffset(2026, 1, 5, 6, 0, 0, TimeSpan.Zero));
+    private readonly FakeLogCollector logs = new();
+    private readonly Guid company = Guid.NewGuid();
+    private readonly ProviderCircuitBreakers breakers;
+
+    public ProviderCircuitBreakersTests() =>
+        // A circuit that never opens here: only the outage's own lines are logged.
+        breakers = new ProviderCircuitBreakers(Options.Create(new DispatchOptions { BreakerMinimumThroughput = 1000 }), time, new FakeLogger<ProviderCircuitBreakers>(logs));
+
+    private async Task<IReadOnlyList<string>> SendAsync(SendResult result)
+    {
+        var before = logs.Count;
+        await breakers.ExecuteAsync(company, "SMTP", _ => Task.FromResult(result), TestContext.Current.CancellationToken);
+        return [.. logs.GetSnapshot().Skip(before).Select(r => $"{r.Level}: {r.Message}")];
+    }
+
+    [Fact]
+    public async Task A_refusal_decided_without_the_provider_does_not_end_an_outage_and_only_a_sent_message_does()
+    {
+        var refused = SendResult.Unavailable("SMTP connection refused");
+
+        Assert.Equal([$"Warning: Provider SMTP of company {company} is unavailable: SMTP connection refused. Its messages wait for it without using up their retries"],
+            await SendAsync(refused));
+        Assert.Empty(await SendAsync(SendResult.Permanent("caption longer than 1,024 characters")));
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Empty(await SendAsync(refused));   // the same outage, logged again only after 5 minutes
+        time.Advance(TimeSpan.FromMinutes(1));
+
+        Assert.Equal([$"Information: Provider SMTP of company {company} is available again after 00:02:00, in which 2 sends found it unavailable"],
+            await SendAsync(SendResult.Sent("id-1")));
+        Assert.Empty(await SendAsync(SendResult.Sent("id-2")));
+    }
+
+    [Fact]
+    public async Task An_outage_no_send_has_met_for_twice_the_outage_delay_is_over_and_the_next_one_is_new()
+    {
+        var refused = SendResult.Unavailable("SMTP connection refused");
+        await SendAsync(refused);
+        // Sends 50 minutes apart, within twice OutageMaxDelay (30 minutes) of the one before: the same outage.
+        time.Advance(TimeSpan.FromMinutes(50));
+        await SendAsync(refused);
+        time.Advance(TimeSpan.FromMinutes(50));
+        Assert.Equal([$"Warning: Provider SMTP of company {company} is still unavailable: since 2026-01-05 06:00:00Z, 3 sends found it so; last error: SMTP connection refused"],
+            await SendAsync(refused));
+
+        // Nothing met it for over an hour (the company's messages went elsewhere or expired).
+        time.Advance(TimeSpan.FromMinutes(61));
+
+        Assert.Equal([$"Warning: Provider SMTP of company {company} is unavailable: SMTP connection refused. Its messages wait for it without using up their retries"],
+            await SendAsync(refused));
+    }
+}
