@@ -21,6 +21,8 @@ public static class ProviderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddSecretProtector(builder.Configuration);
+        // Provider connections reach public addresses only, unless Providers:AllowPrivateNetworks says otherwise.
+        builder.Services.AddOptions<ProviderNetworkOptions>().BindConfiguration(ProviderNetworkOptions.Section);
         builder.Services.AddHttpClient(ProviderHttp.ClientName, client =>
             {
                 client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
@@ -28,7 +30,8 @@ public static class ProviderExtensions
                 // caller's token (the worker's SendTimeout) the rest; see ProviderHttp.CreateHandler.
                 client.Timeout = Timeout.InfiniteTimeSpan;
             })
-            .ConfigurePrimaryHttpMessageHandler(() => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout))
+            .ConfigurePrimaryHttpMessageHandler(services => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout,
+                services.GetRequiredService<IOptions<ProviderNetworkOptions>>().Value.AllowPrivateNetworks))
             .AddResilienceHandler("provider-http", pipeline => pipeline
                 .AddConcurrencyLimiter(256, 1024)
                 .AddTimeout(TimeSpan.FromSeconds(25)));

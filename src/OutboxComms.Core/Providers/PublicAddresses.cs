@@ -17,7 +17,22 @@ public sealed class AttachmentOptions
     public bool AllowPrivateNetworks { get; set; }
 }
 
-/// <summary>The attachment host resolved only to addresses attachment links may not reach.</summary>
+/// <summary>Provider connection settings (<c>Providers</c> section).</summary>
+public sealed class ProviderNetworkOptions
+{
+    public const string Section = "Providers";
+
+    /// <summary>
+    /// Lets provider connections reach loopback, private, link-local and similar addresses: a
+    /// company's SMTP server or a provider base URL on the deployment's own network (a mail sink in
+    /// development, a relay of a single-practice installation). Off by default: a tenant could
+    /// otherwise point its SMTP host or a provider's base URL at an internal address and read what
+    /// answers there in its settings' connection test or its messages' errors.
+    /// </summary>
+    public bool AllowPrivateNetworks { get; set; }
+}
+
+/// <summary>The host resolved only to addresses that attachment links or providers may not reach.</summary>
 public sealed class NonPublicAddressException(string message) : Exception(message);
 
 /// <summary>
@@ -30,14 +45,7 @@ public static class PublicAddresses
     public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks) =>
         async (context, cancellationToken) =>
         {
-            var host = context.DnsEndPoint.Host;
-            var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
-            var allowed = allowPrivateNetworks ? addresses : [.. addresses.Where(IsPublic)];
-            if (allowed.Length == 0)
-            {
-                throw new NonPublicAddressException(
-                    $"{host} resolves only to loopback, private or link-local addresses, which attachment links may not reach (Attachments:AllowPrivateNetworks)");
-            }
+            var allowed = await ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks, "attachment links may not reach (Attachments:AllowPrivateNetworks)", cancellationToken);
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             try
             {
@@ -50,6 +58,20 @@ public static class PublicAddresses
                 throw;
             }
         };
+
+    /// <summary>
+    /// The addresses <paramref name="host"/> may be dialled on: all it resolves to with
+    /// <paramref name="allowPrivateNetworks"/>, else its public ones, and none at all is a
+    /// <see cref="NonPublicAddressException"/> ending "which <paramref name="refusal"/>".
+    /// </summary>
+    public static async Task<IPAddress[]> ResolveAsync(string host, bool allowPrivateNetworks, string refusal, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
+        var allowed = allowPrivateNetworks ? addresses : [.. addresses.Where(IsPublic)];
+        return allowed.Length > 0 ? allowed
+            : throw new NonPublicAddressException($"{host} resolves only to loopback, private or link-local addresses, which {refusal}");
+    }
 
     /// <summary>Whether an address is on the public internet (not loopback, private, link-local, shared, multicast or reserved).</summary>
     public static bool IsPublic(IPAddress address)

@@ -32,6 +32,7 @@ internal sealed class WorkerFleet : IAsyncDisposable
             }
             start.Environment["ConnectionStrings__Outbox"] = connectionString;
             start.Environment["OUTBOXCOMMS_ENCRYPTION_KEY"] = encryptionKey;
+            start.Environment["Providers__AllowPrivateNetworks"] = "true";   // the fake Cloud API listens on loopback
             start.Environment["Logging__LogLevel__Default"] = "Warning";
             start.Environment["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Warning";
             start.Environment["DOTNET_ENVIRONMENT"] = "Production";

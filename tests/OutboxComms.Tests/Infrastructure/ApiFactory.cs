@@ -21,6 +21,7 @@ public sealed class ApiFactory(string connectionString, IReadOnlyDictionary<stri
         builder.UseSetting("ConnectionStrings:Outbox", connectionString);
         builder.UseSetting("OUTBOXCOMMS_ENCRYPTION_KEY", TestKeys.Encryption);
         builder.UseSetting("OUTBOXCOMMS_ADMIN_KEY", TestKeys.Admin);
+        builder.UseSetting("Providers:AllowPrivateNetworks", "true");   // the test servers listen on loopback
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             builder.UseSetting(key, value);

@@ -30,6 +30,7 @@ public sealed class WorkerHarness : IAsyncDisposable
             ["Dispatch:RetryBaseDelay"] = "00:00:10",
             ["Dispatch:ShutdownGrace"] = "00:00:02",
             ["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption,
+            ["Providers:AllowPrivateNetworks"] = "true",   // the test servers listen on loopback
         });
         if (settings is not null)
         {

@@ -5,6 +5,9 @@ using Microsoft.Extensions.Hosting;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Providers.Http;
 using OutboxComms.Tests.Infrastructure;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
 
 namespace OutboxComms.Tests.Providers;
 
@@ -15,7 +18,7 @@ public sealed class ProviderHttpTests
     public async Task An_address_that_swallows_connection_attempts_is_an_outage_not_a_request_timeout()
     {
         using var swallowing = await SwallowingListener.StartAsync();
-        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromMilliseconds(500)) };
+        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromMilliseconds(500), allowPrivateNetworks: true) };
         var http = new ProviderHttp(new OneClient(new HttpClient(handler)));
 
         var (result, waited) = await SendTimedAsync(http, $"http://127.0.0.1:{swallowing.Port}/send", TestContext.Current.CancellationToken);
@@ -44,7 +47,7 @@ public sealed class ProviderHttpTests
     public async Task A_server_that_accepts_the_connection_but_never_answers_the_tls_handshake_is_an_outage()
     {
         using var silent = SilentListener();
-        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(500));
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(500), allowPrivateNetworks: true);
         var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan }));
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         bounded.CancelAfter(TimeSpan.FromSeconds(20));
@@ -63,7 +66,7 @@ public sealed class ProviderHttpTests
         // The client's own timeout has the same shape as a connection that was never set up, but
         // here the provider may have taken the message.
         using var silent = SilentListener();
-        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5), allowPrivateNetworks: true);
         var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = TimeSpan.FromMilliseconds(500) }));
 
         var (result, _) = await SendTimedAsync(http, $"http://127.0.0.1:{Port(silent)}/send", TestContext.Current.CancellationToken);
@@ -85,10 +88,35 @@ public sealed class ProviderHttpTests
         Assert.Equal((SendOutcome.Transient, true), (result.Outcome, result.ProviderUnavailable));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_provider_address_on_a_private_network_is_refused_as_a_settings_mistake_unless_the_operator_allows_it(bool allowed)
+    {
+        using var provider = WireMockServer.Start();
+        provider.Given(Request.Create().WithPath("/send").UsingPost()).RespondWith(Response.Create().WithStatusCode(200).WithBody("{}"));
+        using var host = ProvidersHost(allowPrivateNetworks: allowed);
+        var http = host.Services.GetRequiredService<ProviderHttp>();
+
+        var (result, _) = await SendTimedAsync(http, $"{provider.Url}/send", TestContext.Current.CancellationToken);
+        var check = await http.CheckAsync("Test", new HttpRequestMessage(HttpMethod.Get, $"{provider.Url}/send"), TestContext.Current.CancellationToken);
+
+        if (allowed)
+        {
+            Assert.Equal(SendOutcome.Sent, result.Outcome);
+            return;
+        }
+        const string Refusal = "localhost resolves only to loopback, private or link-local addresses, which providers may not reach (Providers:AllowPrivateNetworks)";
+        Assert.Equal((SendOutcome.Permanent, $"Test: {Refusal}"), (result.Outcome, result.Error));
+        Assert.False(check.Ok);
+        Assert.Contains(Refusal, check.Detail, StringComparison.Ordinal);
+        Assert.Empty(provider.LogEntries);
+    }
+
     [Fact]
     public async Task A_host_name_that_does_not_resolve_uses_up_a_retry_as_a_settings_mistake_not_an_outage()
     {
-        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromSeconds(5)) };
+        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromSeconds(5), allowPrivateNetworks: true) };
         var http = new ProviderHttp(new OneClient(new HttpClient(handler)));
 
         var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, "http://api.provider.invalid/send"),
@@ -98,11 +126,15 @@ public sealed class ProviderHttpTests
         Assert.StartsWith("Test: could not connect (NameResolutionError)", result.Error, StringComparison.Ordinal);
     }
 
-    /// <summary>The services as the worker registers them.</summary>
-    private static IHost ProvidersHost()
+    /// <summary>The services as the worker registers them; the test listeners are on loopback.</summary>
+    private static IHost ProvidersHost(bool allowPrivateNetworks = true)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption;
+        if (allowPrivateNetworks)
+        {
+            builder.Configuration["Providers:AllowPrivateNetworks"] = "true";
+        }
         builder.AddProviders();
         return builder.Build();
     }

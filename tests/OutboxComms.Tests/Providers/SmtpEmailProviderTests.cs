@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using MimeKit;
 using OutboxComms.Core.Companies;
@@ -188,7 +189,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     public async Task A_server_whose_address_swallows_connection_attempts_is_an_outage_once_connecting_times_out()
     {
         using var swallowing = await SwallowingListener.StartAsync();
-        await using var provider = new SmtpEmailProvider(services.GetRequiredService<AttachmentLoader>(), TimeProvider.System) { ConnectTimeout = TimeSpan.FromMilliseconds(500) };
+        await using var provider = new SmtpEmailProvider(services.GetRequiredService<AttachmentLoader>(), TimeProvider.System, LoopbackAllowed) { ConnectTimeout = TimeSpan.FromMilliseconds(500) };
         var message = Message(Recipient("nobody"));
 
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -357,10 +358,30 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
         Assert.StartsWith($"Could not connect to 127.0.0.1:{closedPort}: ", check.Detail, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_server_on_a_private_network_is_refused_as_a_settings_mistake_unless_the_operator_allows_it()
+    {
+        await using var provider = NewProvider(allowPrivateNetworks: false);
+        var message = Message(Recipient("internal"));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+        var check = await provider.TestConnectionAsync(Account(message.CompanyId), Token);
+
+        var refusal = $"{SmtpServerFixture.Host} resolves only to loopback, private or link-local addresses, which a company's SMTP server may not use (Providers:AllowPrivateNetworks)";
+        Assert.Equal((SendOutcome.Permanent, $"SMTP: {refusal}"), (result.Outcome, result.Error));
+        Assert.Equal((false, refusal), (check.Ok, check.Detail));
+        await using var allowed = NewProvider(allowPrivateNetworks: true);
+        Assert.Equal(SendOutcome.Sent, (await allowed.SendAsync(message, Account(message.CompanyId), Token)).Outcome);
+        Assert.Equal(1, await smtp.CountReceivedAsync(message.To, Token));   // only the allowed one
+    }
+
     public async ValueTask DisposeAsync() => await services.DisposeAsync();
 
-    private SmtpEmailProvider NewProvider(TimeProvider? time = null) =>
-        new(services.GetRequiredService<AttachmentLoader>(), time ?? TimeProvider.System);
+    private SmtpEmailProvider NewProvider(TimeProvider? time = null, bool allowPrivateNetworks = true) =>
+        new(services.GetRequiredService<AttachmentLoader>(), time ?? TimeProvider.System, allowPrivateNetworks ? LoopbackAllowed : Options.Create(new ProviderNetworkOptions()));
+
+    /// <summary>The test server listens on loopback.</summary>
+    private static readonly IOptions<ProviderNetworkOptions> LoopbackAllowed = Options.Create(new ProviderNetworkOptions { AllowPrivateNetworks = true });
 
     private static ServiceProvider ProviderServices()
     {

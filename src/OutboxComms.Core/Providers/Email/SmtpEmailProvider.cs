@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
+using Microsoft.Extensions.Options;
 using MimeKit;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Data;
@@ -15,7 +16,7 @@ namespace OutboxComms.Core.Providers.Email;
 /// (<see cref="SmtpConnectionPool"/>) so a batch does not pay TCP, TLS and AUTH per message.
 /// No cost is reported: the company's rate card prices SMTP mail.
 /// </summary>
-public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimeProvider time) : IMessageProvider, IAsyncDisposable
+public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimeProvider time, IOptions<ProviderNetworkOptions> network) : IMessageProvider, IAsyncDisposable
 {
     private const string AuthenticationFailed = "SMTP authentication failed: check the username and password in settings";
     private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(30);
@@ -69,6 +70,11 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
             pool.Return(endpoint, client);
             client = null;
             return SendResult.Sent(mime.MessageId);
+        }
+        catch (NonPublicAddressException ex)
+        {
+            // The settings point at an internal address: no retry will change that.
+            return SendResult.Permanent($"SMTP: {ex.Message}");
         }
         catch (AuthenticationException ex) when (ex.InnerException is SmtpCommandException refusal && IsTemporary(refusal))
         {
@@ -131,6 +137,10 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
                 ? $"Connected to {server} {how} and logged in as {user}."
                 : $"Connected to {server} {how} (no login is configured).");
         }
+        catch (NonPublicAddressException ex)
+        {
+            return new ConnectionCheck(false, ex.Message);
+        }
         catch (AuthenticationException ex) when (ex.InnerException is SmtpCommandException refusal && IsTemporary(refusal))
         {
             return new ConnectionCheck(false, $"{server} could not check the login just now ({(int)refusal.StatusCode} {OneLine(refusal.Message)}); try again later.");
@@ -191,7 +201,21 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
                 connecting.CancelAfter(ConnectTimeout);
                 try
                 {
-                    await client.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Security, connecting.Token);
+                    // Dialled here, to public addresses only unless Providers:AllowPrivateNetworks:
+                    // a tenant's SMTP host cannot reach the deployment's internal network.
+                    var addresses = await PublicAddresses.ResolveAsync(endpoint.Host, network.Value.AllowPrivateNetworks,
+                        "a company's SMTP server may not use (Providers:AllowPrivateNetworks)", connecting.Token);
+                    var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    try
+                    {
+                        await socket.ConnectAsync(addresses, endpoint.Port, connecting.Token);
+                        await client.ConnectAsync(socket, endpoint.Host, endpoint.Port, endpoint.Security, connecting.Token);
+                    }
+                    catch
+                    {
+                        socket.Dispose();
+                        throw;
+                    }
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {

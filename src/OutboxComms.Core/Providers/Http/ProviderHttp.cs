@@ -24,22 +24,28 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     /// </summary>
     public static readonly TimeSpan SetupTimeout = TimeSpan.FromSeconds(15);
 
+    /// <summary>What a provider address on a private network is refused with.</summary>
+    public const string PrivateNetworkRefusal = "providers may not reach (Providers:AllowPrivateNetworks)";
+
     /// <summary>
     /// The handler the providers' client sends through: TCP connections opened within
-    /// <paramref name="connectTimeout"/>, connections set up (TLS included) within <paramref name="setupTimeout"/>.
+    /// <paramref name="connectTimeout"/> (to public addresses only unless <paramref name="allowPrivateNetworks"/>),
+    /// connections set up (TLS included) within <paramref name="setupTimeout"/>.
     /// Its client must have no timeout of its own (the resilience pipeline bounds each request), so
     /// that a <see cref="TimeoutException"/> under a cancellation can only mean the setup ran out.
     /// </summary>
-    public static SocketsHttpHandler CreateHandler(TimeSpan connectTimeout, TimeSpan setupTimeout) =>
-        new() { ConnectCallback = ConnectWithin(connectTimeout), ConnectTimeout = setupTimeout };
+    public static SocketsHttpHandler CreateHandler(TimeSpan connectTimeout, TimeSpan setupTimeout, bool allowPrivateNetworks) =>
+        new() { ConnectCallback = ConnectWithin(connectTimeout, allowPrivateNetworks), ConnectTimeout = setupTimeout };
 
     /// <summary>
     /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
     /// provider whose address swallows connection attempts is then "could not connect" (an
     /// outage: nothing was sent), not a request timeout, which could have come after the provider
-    /// took the message.
+    /// took the message. Only to public addresses unless <paramref name="allowPrivateNetworks"/>,
+    /// checked on the addresses dialled (see <see cref="PublicAddresses"/>): a tenant's base URL
+    /// override cannot reach the deployment's internal network.
     /// </summary>
-    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout) =>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout, bool allowPrivateNetworks) =>
         async (context, cancellationToken) =>
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -47,7 +53,8 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             try
             {
-                await socket.ConnectAsync(context.DnsEndPoint, deadline.Token);
+                var addresses = await PublicAddresses.ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks, PrivateNetworkRefusal, deadline.Token);
+                await socket.ConnectAsync(addresses, context.DnsEndPoint.Port, deadline.Token);
                 return new NetworkStream(socket, ownsSocket: true);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -72,6 +79,11 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         try
         {
             response = await ReadAsync(client, request, cancellationToken);
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is NonPublicAddressException refused)
+        {
+            // The settings point the provider at an internal address: no retry will change that.
+            return SendResult.Permanent($"{provider}: {refused.Message}");
         }
         catch (HttpRequestException ex)
         {
