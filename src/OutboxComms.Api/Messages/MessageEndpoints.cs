@@ -51,7 +51,7 @@ public static class MessageEndpoints
         DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? NextAttemptAt, DateTimeOffset? ExpiresAt,
         DateTimeOffset? SentAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ReadAt, DateTimeOffset? ResponseAt, DateTimeOffset? FailedAt,
         string? ProviderName, string? ProviderMessageId, decimal? Cost, string? Currency,
-        IReadOnlyList<AttachmentView> Attachments, IReadOnlyList<AttemptView> Attempts);
+        IReadOnlyList<AttachmentView> Attachments, IReadOnlyList<AttemptView> Attempts, IReadOnlyList<ReplayView> Replays);
 
     public sealed record MessageSummary(
         long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, DeliveryStatus Status,
@@ -64,7 +64,14 @@ public static class MessageEndpoints
     /// <summary>Query string of GET /v1/messages; strings so that a bad value is answered naming its parameter.</summary>
     public sealed record ListQuery(string? Status, string? Channel, string? Type, string? CustomerId, string? CreatedFrom, string? CreatedTo, string? After, string? Limit);
 
-    public sealed record ReplayRequest(string? Status, string? Channel, string? Type, DateTimeOffset? CreatedFrom, DateTimeOffset? CreatedTo, string? ErrorContains, bool? DryRun);
+    /// <summary>
+    /// createdFrom and createdTo as the CLI's --from and --to: ISO 8601 instants (UTC without an
+    /// offset), or plain dates, createdTo then including that whole UTC day.
+    /// </summary>
+    public sealed record ReplayRequest(string? Status, string? Channel, string? Type, string? CreatedFrom, string? CreatedTo, string? ErrorContains, bool? DryRun);
+
+    /// <summary>One replay of a message: when, by whom, and the status and error it had before.</summary>
+    public sealed record ReplayView(DateTimeOffset ReplayedAt, string ReplayedBy, string PreviousStatus, string? PreviousError);
 
     /// <summary>A dry run (the default) only counts: <c>replayed</c> is 0.</summary>
     public sealed record ReplayResponse(bool DryRun, int Matched, int Replayed);
@@ -211,7 +218,7 @@ public static class MessageEndpoints
     }
 
     /// <summary>FAILED, BOUNCED or SUPPRESSED only: back to PENDING with a fresh retry budget, due now.</summary>
-    internal static async Task<Results<Ok<MessageView>, ProblemHttpResult>> Replay(long id, Tenant tenant, OutboxDbContext db, MessageReplay replay, CancellationToken cancellationToken)
+    internal static async Task<Results<Ok<MessageView>, ProblemHttpResult>> Replay(long id, Tenant tenant, OutboxDbContext db, MessageReplay replay, TimeProvider time, CancellationToken cancellationToken)
     {
         var replayed = await replay.ReplayAsync(new ReplayFilter { CompanyId = tenant.CompanyId, MessageId = id }, tenant.Actor, cancellationToken);
         var view = await LoadAsync(db, tenant, id, cancellationToken);
@@ -219,6 +226,8 @@ public static class MessageEndpoints
         {
             (_, null) => Problems.NotFound($"Message {id}"),
             (> 0, _) => TypedResults.Ok(view),
+            (_, { ExpiresAt: { } expired }) when expired <= time.GetUtcNow() =>
+                Problems.Conflict($"Message {id} expired at {expired.UtcDateTime:u}; an expired message is not replayed (send a new one)."),
             _ => Problems.Conflict($"Message {id} is {WireName<DeliveryStatus>.Of(view.Status)}; only FAILED, BOUNCED or SUPPRESSED messages can be replayed."),
         };
     }
@@ -238,8 +247,13 @@ public static class MessageEndpoints
             "status", $"status is required and one of {replayable}.");
         var channel = validation.WireNameOrNull<Channel>(request.Channel, "channel");
         var type = validation.WireNameOrNull<MessageType>(request.Type, "type");
+        DateTimeOffset? createdFrom = ReplayFilter.TryParseFrom(request.CreatedFrom, out var from) ? from : null;
+        DateTimeOffset? createdTo = ReplayFilter.TryParseTo(request.CreatedTo, out var to) ? to : null;
+        const string Dates = "is an ISO 8601 instant (UTC without an offset) or a date (2026-11-24; createdTo then includes that whole UTC day).";
         validation
-            .When(request.CreatedFrom is { } createdFrom && request.CreatedTo is { } createdTo && createdFrom >= createdTo, "createdTo", "createdTo must be after createdFrom.")
+            .When(request.CreatedFrom is not null && createdFrom is null, "createdFrom", $"createdFrom {Dates}")
+            .When(request.CreatedTo is not null && createdTo is null, "createdTo", $"createdTo {Dates}")
+            .When(createdFrom >= createdTo, "createdTo", "createdTo must be after createdFrom.")
             .When(request.ErrorContains is { Length: > 500 }, "errorContains", "errorContains is at most 500 characters.");
         if (!validation.IsValid)
         {
@@ -249,7 +263,7 @@ public static class MessageEndpoints
         var filter = new ReplayFilter
         {
             CompanyId = tenant.CompanyId, Status = status, Channel = channel, Type = type,
-            CreatedFrom = request.CreatedFrom, CreatedTo = request.CreatedTo, ErrorContains = request.ErrorContains,
+            CreatedFrom = createdFrom, CreatedTo = createdTo, ErrorContains = request.ErrorContains,
         };
         if (request.DryRun ?? true)
         {
@@ -463,6 +477,11 @@ public static class MessageEndpoints
             .OrderBy(a => a.AttemptNo)
             .Select(a => new AttemptView(a.AttemptNo, a.AttemptedAt, a.Channel, a.ProviderName, a.Outcome, a.ErrorMessage, a.ProviderLatencyMs))
             .ToListAsync(cancellationToken);
+        var replays = await db.MessageReplays.AsNoTracking()
+            .Where(r => r.CompanyId == tenant.CompanyId && r.MessageId == id)
+            .OrderBy(r => r.Id)
+            .Select(r => new ReplayView(r.ReplayedAt, r.ReplayedBy, r.PreviousStatus, r.PreviousError))
+            .ToListAsync(cancellationToken);
         var m = found.Message;
         return new MessageView(
             m.Id, m.CustomerId, m.CustomerExternalId, m.Type, m.Channel, m.RequestedChannel, m.Status,
@@ -471,7 +490,7 @@ public static class MessageEndpoints
             m.CreatedAt, m.UpdatedAt, m.Status == DeliveryStatus.Pending ? m.NextAttemptAt : null, m.ExpiresAt,
             m.SentAt, m.DeliveredAt, m.ReadAt, m.ResponseAt, m.FailedAt,
             m.ProviderName, m.ProviderMessageId, m.Cost, m.CostCurrency,
-            found.Attachments, attempts);
+            found.Attachments, attempts, replays);
     }
 
     /// <summary>Kestrel applies this as the endpoint's MaxRequestBodySize.</summary>

@@ -135,6 +135,15 @@ internal sealed class CommunicationAttachmentConfiguration : IEntityTypeConfigur
     }
 }
 
+internal sealed class MessageReplayRecordConfiguration : IEntityTypeConfiguration<MessageReplayRecord>
+{
+    public void Configure(EntityTypeBuilder<MessageReplayRecord> builder)
+    {
+        builder.ToTable("message_replays");
+        builder.Property(r => r.Id).UseIdentityAlwaysColumn();
+    }
+}
+
 internal sealed class CommunicationAttemptConfiguration : IEntityTypeConfiguration<CommunicationAttempt>
 {
     public void Configure(EntityTypeBuilder<CommunicationAttempt> builder)

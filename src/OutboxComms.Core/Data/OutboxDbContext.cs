@@ -25,6 +25,7 @@ public class OutboxDbContext(DbContextOptions<OutboxDbContext> options) : DbCont
     public DbSet<CommunicationLog> CommunicationLogs => Set<CommunicationLog>();
     public DbSet<CommunicationAttachment> CommunicationAttachments => Set<CommunicationAttachment>();
     public DbSet<CommunicationAttempt> CommunicationAttempts => Set<CommunicationAttempt>();
+    public DbSet<MessageReplayRecord> MessageReplays => Set<MessageReplayRecord>();
     public DbSet<Reminder> Reminders => Set<Reminder>();
     public DbSet<ReminderStep> ReminderSteps => Set<ReminderStep>();
     public DbSet<CompanySchedule> CompanySchedules => Set<CompanySchedule>();

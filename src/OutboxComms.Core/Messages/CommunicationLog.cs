@@ -63,6 +63,18 @@ public class CommunicationAttachment
 }
 
 /// <summary>One provider attempt, kept for ops.</summary>
+/// <summary>One replay of a message (migration 0021): who, when, and the status and error it had; written by <see cref="MessageReplay"/>.</summary>
+public class MessageReplayRecord
+{
+    public long Id { get; set; }
+    public Guid CompanyId { get; set; }
+    public long MessageId { get; set; }
+    public DateTimeOffset ReplayedAt { get; set; }
+    public string ReplayedBy { get; set; } = "";
+    public string PreviousStatus { get; set; } = "";
+    public string? PreviousError { get; set; }
+}
+
 public class CommunicationAttempt
 {
     public long Id { get; set; }

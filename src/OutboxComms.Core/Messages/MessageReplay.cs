@@ -1,3 +1,5 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
 using OutboxComms.Core.Data;
@@ -29,17 +31,43 @@ public sealed record ReplayFilter
     /// <summary>Exclusive.</summary>
     public DateTimeOffset? CreatedTo { get; init; }
 
-    /// <summary>Case-insensitive substring of the error message, e.g. a provider's error code ("Twilio 30003").</summary>
+    /// <summary>
+    /// Case-insensitive substring of the error message, e.g. a provider's error code ("Twilio
+    /// 30003"), or of a suppressed message's reason ("not opted in").
+    /// </summary>
     public string? ErrorContains { get; init; }
+
+    /// <summary>
+    /// The start of a created-at range as an operator writes it: an ISO 8601 instant, or a plain
+    /// date (2026-11-24), its midnight; without an offset, UTC.
+    /// </summary>
+    public static bool TryParseFrom(string? text, out DateTimeOffset from) =>
+        DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out from);
+
+    /// <summary>
+    /// The exclusive end of a created-at range as an operator means it: a plain date (2026-11-24)
+    /// includes that whole day, ending at the next midnight, UTC; an instant is taken as given.
+    /// </summary>
+    public static bool TryParseTo(string? text, out DateTimeOffset to)
+    {
+        if (DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
+        {
+            to = new DateTimeOffset(day.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+            return true;
+        }
+        return TryParseFrom(text, out to);
+    }
 }
 
 /// <summary>
 /// Puts failed messages back in the outbox: PENDING, due now, with a fresh retry budget
-/// (retry_count 0) and the error cleared. Attempts are kept and attempt_count keeps counting, so
-/// the history of what happened before stays readable. The one place this SQL lives: the API's
-/// replay endpoints and the worker's <c>replay</c> verb both call it.
+/// (retry_count 0) and the error cleared. Attempts are kept and attempt_count keeps counting, and
+/// each replay is recorded in <c>message_replays</c> (who, when, the status and error it had), so
+/// the history of what happened before stays readable. Expired messages are never replayed: the
+/// worker would only cancel them. The one place this SQL lives: the API's replay endpoints and the
+/// worker's <c>replay</c> verb both call it.
 /// </summary>
-public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time)
+public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time, ILogger<MessageReplay> logger)
 {
     public static IReadOnlySet<DeliveryStatus> Replayable { get; } = new HashSet<DeliveryStatus> { DeliveryStatus.Failed, DeliveryStatus.Bounced, DeliveryStatus.Suppressed };
 
@@ -57,7 +85,8 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
            AND ($5::text IS NULL OR type = $5)
            AND ($6::timestamptz IS NULL OR created_at >= $6)
            AND ($7::timestamptz IS NULL OR created_at < $7)
-           AND ($8::text IS NULL OR strpos(lower(error_message), lower($8)) > 0)
+           AND ($8::text IS NULL OR strpos(lower(coalesce(error_message, status_reason)), lower($8)) > 0)
+           AND (expires_at IS NULL OR expires_at > $9)
            AND ($2::bigint IS NOT NULL OR NOT EXISTS (
                 SELECT 1 FROM reminders r
                  WHERE metadata->>'reminderId' ~ '^[0-9]{1,18}$' AND r.id = (metadata->>'reminderId')::bigint
@@ -68,19 +97,31 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
 
     // failed_at is cleared with the error (the message is no longer failed); sent_at and the
     // provider's ids stay until the new attempt overwrites them. The lease columns are cleared in
-    // case a crashed worker left them behind.
+    // case a crashed worker left them behind. The rows are read (and locked) first, so that what
+    // they were goes into message_replays: an UPDATE's RETURNING sees only the new values.
     private const string ReplaySql = """
-        UPDATE communication_logs
-           SET status = 'PENDING', retry_count = 0, outage_attempts = 0, next_attempt_at = $9, updated_at = $9,
-               error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
-               status_reason = $10
-        """ + "\n WHERE " + Where;
+        WITH was AS (
+            SELECT company_id, id, status, coalesce(error_message, status_reason) AS error FROM communication_logs
+             WHERE
+        """ + "\n" + Where + "\n" + """
+               FOR NO KEY UPDATE),
+        replayed AS (
+            UPDATE communication_logs m
+               SET status = 'PENDING', retry_count = 0, outage_attempts = 0, next_attempt_at = $9, updated_at = $9,
+                   error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
+                   status_reason = 'replayed by ' || $10
+              FROM was WHERE m.company_id = was.company_id AND m.id = was.id
+            RETURNING was.company_id, was.id, was.status, was.error)
+        INSERT INTO message_replays (company_id, message_id, replayed_at, replayed_by, previous_status, previous_error)
+        SELECT company_id, id, $9, $10, status, error FROM replayed
+        """;
 
     /// <summary>How many messages a replay with this filter would put back (a dry run).</summary>
     public async Task<int> CountAsync(ReplayFilter filter, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(CountSql);
         AddFilter(command.Parameters, filter);
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = time.GetUtcNow().ToUniversalTime() });
         return (int)(long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
@@ -98,7 +139,7 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
         {
             AddFilter(update.Parameters, filter);
             update.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = time.GetUtcNow().ToUniversalTime() });
-            update.Parameters.Add(new NpgsqlParameter<string> { TypedValue = $"replayed by {actor}" });
+            update.Parameters.Add(new NpgsqlParameter<string> { TypedValue = actor });
             replayed = await update.ExecuteNonQueryAsync(cancellationToken);
         }
         if (replayed > 0)
@@ -107,8 +148,12 @@ public sealed class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time
             await notify.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
+        Replayed(logger, replayed, actor, filter);
         return replayed;
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replayed {Count} messages for {Actor}: {Filter}")]
+    private static partial void Replayed(ILogger logger, int count, string actor, ReplayFilter filter);
 
     private static void AddFilter(NpgsqlParameterCollection parameters, ReplayFilter filter)
     {

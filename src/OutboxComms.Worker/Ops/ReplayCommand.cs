@@ -61,8 +61,8 @@ public static class ReplayCommand
                 "--status" => filter with { Status = Enum<DeliveryStatus>(Value(), "--status") },
                 "--channel" => filter with { Channel = Enum<Channel>(Value(), "--channel") },
                 "--type" => filter with { Type = Enum<MessageType>(Value(), "--type") },
-                "--from" => filter with { CreatedFrom = Instant(Value(), "--from") },
-                "--to" => filter with { CreatedTo = Until(Value()) },
+                "--from" => filter with { CreatedFrom = ReplayFilter.TryParseFrom(Value(), out var from) ? from : throw new FormatException("--from is a date or ISO 8601 instant") },
+                "--to" => filter with { CreatedTo = ReplayFilter.TryParseTo(Value(), out var to) ? to : throw new FormatException("--to is a date or ISO 8601 instant") },
                 "--error" => filter with { ErrorContains = Value() },
                 "--execute" => filter,
                 _ => throw new FormatException($"unknown option {args[i]}"),
@@ -78,16 +78,4 @@ public static class ReplayCommand
 
     private static T Enum<T>(string value, string option) where T : struct, System.Enum =>
         WireName<T>.TryParse(value, out var parsed) ? parsed : throw new FormatException($"{option} is one of {string.Join(", ", WireName<T>.All)}");
-
-    /// <summary>
-    /// The exclusive end of <c>--to</c>: a plain date (2026-11-24) includes that whole day, as an
-    /// ops person means it (it ends at the next midnight, UTC); an instant is taken as given.
-    /// </summary>
-    private static DateTimeOffset Until(string value) =>
-        DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day)
-            ? new DateTimeOffset(day.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero)
-            : Instant(value, "--to");
-
-    private static DateTimeOffset Instant(string value, string option) =>
-        DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : throw new FormatException($"{option} is a date or ISO 8601 instant");
 }

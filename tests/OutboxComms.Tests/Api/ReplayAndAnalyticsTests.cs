@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using OutboxComms.Core.Messages;
 using OutboxComms.Tests.Infrastructure;
@@ -143,6 +144,75 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task Each_replay_is_recorded_with_who_did_it_and_what_the_message_was_and_the_message_shows_it()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var suppressed = await Outbox.EnqueueAsync(Db.DataSource, company, customer, channel: "WHATSAPP");
+        var failed = await Outbox.EnqueueAsync(Db.DataSource, company, customer, channel: "SMS");
+        await SetAsync(Db.DataSource, suppressed, "status = 'SUPPRESSED', status_reason = 'customer has not opted in to WHATSAPP'");
+        await SetAsync(Db.DataSource, failed, "status = 'FAILED', error_message = 'customer has no phone number', status_reason = 'x'");
+        using var client = Api.As(key);
+
+        // A suppressed message's reason is what errorContains matches for it.
+        var (_, byReason) = await client.PostAsync("/v1/messages/replay", new { status = "SUPPRESSED", errorContains = "NOT OPTED IN", dryRun = false });
+        var (_, single) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/messages/{failed}/replay");
+        await SetAsync(Db.DataSource, failed, "status = 'FAILED', error_message = 'Twilio 30003: Unreachable destination handset'");
+        await new MessageReplay(Db.DataSource, TimeProvider.System, NullLogger<MessageReplay>.Instance)
+            .ReplayAsync(new ReplayFilter { CompanyId = company, MessageId = failed }, "ops-cli", TestContext.Current.CancellationToken);
+        var (_, view) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/messages/{failed}");
+
+        Assert.Equal(1, byReason!["replayed"]!.GetValue<int>());
+        Assert.Equal("SUPPRESSED/customer has not opted in to WHATSAPP/api-key:default", await TestData.ScalarAsync<string>(Db.DataSource,
+            "SELECT previous_status || '/' || previous_error || '/' || replayed_by FROM message_replays WHERE company_id = $1 AND message_id = $2", company, suppressed));
+        Assert.Single(single!["replays"]!.AsArray());
+        var replays = view!["replays"]!.AsArray().Select(r => $"{r!["replayedBy"]}: {r["previousStatus"]}, {r["previousError"]}").ToList();
+        Assert.Equal(["api-key:default: FAILED, customer has no phone number", "ops-cli: FAILED, Twilio 30003: Unreachable destination handset"], replays);
+        Assert.All(view["replays"]!.AsArray(), r => Assert.InRange(r!["replayedAt"]!.GetValue<DateTimeOffset>(), DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddSeconds(1)));
+    }
+
+    [Fact]
+    public async Task An_expired_message_is_neither_counted_nor_replayed_and_naming_it_says_why()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var expired = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
+        var current = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
+        await SetAsync(Db.DataSource, expired, "status = 'FAILED', error_message = 'SMTP 421', expires_at = '2026-01-31T18:30:00Z'");
+        await SetAsync(Db.DataSource, current, "status = 'FAILED', error_message = 'SMTP 421', expires_at = now() + interval '1 day'");
+        using var client = Api.As(key);
+
+        var (_, dry) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED" });
+        var (refused, problem) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/messages/{expired}/replay");
+        var (_, real) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", dryRun = false });
+
+        Assert.Equal((1, 1), (dry!["matched"]!.GetValue<int>(), real!["replayed"]!.GetValue<int>()));
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal($"Message {expired} expired at 2026-01-31 18:30:00Z; an expired message is not replayed (send a new one).", problem!["detail"]!.GetValue<string>());
+        Assert.Equal(("FAILED", "PENDING"), ((await Outbox.GetAsync(Db.DataSource, expired)).Status, (await Outbox.GetAsync(Db.DataSource, current)).Status));
+    }
+
+    [Fact]
+    public async Task Replay_dates_read_as_the_cli_reads_them_a_plain_created_to_date_including_that_whole_utc_day()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var id = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
+        await SetAsync(Db.DataSource, id, "status = 'FAILED', created_at = '2026-11-24T17:45:00Z'");
+        using var client = Api.As(key);
+
+        async Task<int> MatchedAsync(object filter) => (await client.PostAsync("/v1/messages/replay", filter)).Body!["matched"]!.GetValue<int>();
+
+        Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24", createdTo = "2026-11-24" }));
+        Assert.Equal(0, await MatchedAsync(new { status = "FAILED", createdTo = "2026-11-23" }));
+        Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24T17:45:00", createdTo = "2026-11-24T17:45:01" }));   // no offset: UTC
+        Assert.Equal(0, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24T17:45:00+05:30", createdTo = "2026-11-24T18:00:00+05:30" }));
+        var (bad, problem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", createdFrom = "yesterday", createdTo = "24/11/2026" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["createdFrom", "createdTo"], ErrorFields(problem));
+    }
+
+    [Fact]
     public async Task The_core_replay_is_scoped_to_its_filter_and_refuses_statuses_that_are_not_replayable()
     {
         var (companyA, _) = await Api.NewCompanyAsync("A");
@@ -151,7 +221,7 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         var b = await Outbox.EnqueueAsync(Db.DataSource, companyB, await TestData.CreateCustomerAsync(Db.DataSource, companyB), channel: "WHATSAPP");
         await SetAsync(Db.DataSource, a, "status = 'FAILED', error_message = 'WhatsApp 131026: Message undeliverable'");
         await SetAsync(Db.DataSource, b, "status = 'FAILED', error_message = 'WhatsApp 131026: Message undeliverable'");
-        var replay = new MessageReplay(Db.DataSource, TimeProvider.System);
+        var replay = new MessageReplay(Db.DataSource, TimeProvider.System, NullLogger<MessageReplay>.Instance);
 
         var forA = new ReplayFilter { CompanyId = companyA, Status = DeliveryStatus.Failed, Channel = Channel.WhatsApp, ErrorContains = "131026" };
         Assert.Equal(1, await replay.CountAsync(forA, TestContext.Current.CancellationToken));
@@ -179,7 +249,7 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         await SetAsync(Db.DataSource, filed, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[0]}}}'");
         await SetAsync(Db.DataSource, open, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[1]}}}'");
         await SetAsync(Db.DataSource, odd, "status = 'FAILED', metadata = '{\"reminderId\": \"MGT-7/2025\"}'");
-        var replay = new MessageReplay(Db.DataSource, TimeProvider.System);
+        var replay = new MessageReplay(Db.DataSource, TimeProvider.System, NullLogger<MessageReplay>.Instance);
 
         var all = new ReplayFilter { CompanyId = company, Status = DeliveryStatus.Failed };
         Assert.Equal(2, await replay.CountAsync(all, TestContext.Current.CancellationToken));

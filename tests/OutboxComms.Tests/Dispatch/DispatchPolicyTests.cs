@@ -651,7 +651,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("gave up after 4 attempts; last error: SendGrid HTTP 503", rows[3].ErrorMessage);
 
         // A replay gives the message a fresh outage budget as well as fresh retries.
-        Assert.Equal(1, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time)
+        Assert.Equal(1, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<OutboxComms.Core.Messages.MessageReplay>.Instance)
             .ReplayAsync(new OutboxComms.Core.Messages.ReplayFilter { CompanyId = company, MessageId = id }, "ops", CancellationToken.None));
         Assert.Equal(1, await patient.RunOnceAsync());
         var replayed = await Outbox.GetAsync(db.DataSource, id);

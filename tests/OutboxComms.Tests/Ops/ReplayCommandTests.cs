@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging.Abstractions;
 using OutboxComms.Core.Messages;
 using OutboxComms.Tests.Infrastructure;
 using OutboxComms.Worker.Ops;
@@ -22,7 +23,7 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
             seed.Parameters.AddWithValue(customer);
             await seed.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
-        var replay = new MessageReplay(db.DataSource, TimeProvider.System);
+        var replay = new MessageReplay(db.DataSource, TimeProvider.System, NullLogger<MessageReplay>.Instance);
         string[] filter = ["--company", company.ToString(), "--status", "FAILED", "--error", "twilio 30003"];
 
         using var dry = new StringWriter();
