@@ -123,7 +123,9 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator) : IHealt
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
         {
-            return HealthCheckResult.Unhealthy($"database unreachable: {ex.Message}", ex);
+            // The answer is public (no key is needed to ask): its error text, which may name the
+            // database host or user, goes only to the log, where the health service writes the exception.
+            return HealthCheckResult.Unhealthy("database unreachable (the service's log has the error)", ex);
         }
     }
 }

@@ -50,6 +50,10 @@ public sealed class HealthTests(PostgresServer server)
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        // Anyone may ask: the answer says what is wrong without naming the database's address or user.
+        var body = await ready.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+        Assert.Contains("database unreachable", body, StringComparison.Ordinal);
+        Assert.DoesNotContain("127.0.0.1", body, StringComparison.Ordinal);
     }
 
     [Fact]
