@@ -45,7 +45,7 @@ public static class MessageEndpoints
     public sealed record AttemptView(int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int? LatencyMs);
 
     public sealed record MessageView(
-        long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, DeliveryStatus Status,
+        long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, long? SplitFrom, DeliveryStatus Status,
         string? StatusReason, string? ErrorMessage, string? Subject, string? Content, string? TemplateKey, JsonElement TemplateData, string? TemplateUsed,
         JsonElement Metadata, int RetryCount, int MaxRetries, int AttemptCount, int OutageAttempts,
         DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? NextAttemptAt, DateTimeOffset? ExpiresAt,
@@ -484,7 +484,7 @@ public static class MessageEndpoints
             .ToListAsync(cancellationToken);
         var m = found.Message;
         return new MessageView(
-            m.Id, m.CustomerId, m.CustomerExternalId, m.Type, m.Channel, m.RequestedChannel, m.Status,
+            m.Id, m.CustomerId, m.CustomerExternalId, m.Type, m.Channel, m.RequestedChannel, m.SplitFrom, m.Status,
             m.StatusReason, m.ErrorMessage, m.Subject, m.Content, m.TemplateKey, m.TemplateData.RootElement.Clone(), m.TemplateUsed,
             m.Metadata.RootElement.Clone(), m.RetryCount, m.MaxRetries, m.AttemptCount, m.OutageAttempts,
             m.CreatedAt, m.UpdatedAt, m.Status == DeliveryStatus.Pending ? m.NextAttemptAt : null, m.ExpiresAt,

@@ -15,6 +15,9 @@ public class CommunicationLog
     public Channel Channel { get; set; }
     /// <summary>What the producer asked for when it was BOTH or PREFERRED; null when it named the channel.</summary>
     public Channel? RequestedChannel { get; set; }
+
+    /// <summary>On the row the worker adds for a BOTH message's second channel: the row it was split from (migration 0022).</summary>
+    public long? SplitFrom { get; set; }
     public string? Subject { get; set; }
     public string? Content { get; set; }
     public string? TemplateKey { get; set; }

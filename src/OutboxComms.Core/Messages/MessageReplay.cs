@@ -109,7 +109,12 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
             UPDATE communication_logs m
                SET status = 'PENDING', retry_count = 0, outage_attempts = 0, next_attempt_at = $9, updated_at = $9,
                    error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
-                   status_reason = 'replayed by ' || $10
+                   status_reason = 'replayed by ' || $10,
+                   -- A PREFERRED message never split goes to the customer's channel as it is now;
+                   -- the rows of one that was split keep theirs (migration 0022).
+                   channel = CASE WHEN m.requested_channel = 'PREFERRED' AND m.split_from IS NULL
+                                       AND NOT EXISTS (SELECT 1 FROM communication_logs s WHERE s.company_id = m.company_id AND s.split_from = m.id)
+                                  THEN 'PREFERRED' ELSE m.channel END
               FROM was WHERE m.company_id = was.company_id AND m.id = was.id
             RETURNING was.company_id, was.id, was.status, was.error)
         INSERT INTO message_replays (company_id, message_id, replayed_at, replayed_by, previous_status, previous_error)

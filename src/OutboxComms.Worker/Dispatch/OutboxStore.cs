@@ -239,9 +239,9 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     private const string SplitSql = """
         WITH sibling AS (
             INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
-                                            subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at, created_at)
-            SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
-                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at
+                                            subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at, created_at, split_from)
+            SELECT company_id, customer_id, customer_external_id, type, $2, $6,
+                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at, id
               FROM (SELECT * FROM communication_logs WHERE company_id = $5 AND id = $1 AND locked_by = $4 FOR UPDATE) mine
             RETURNING id)
         INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
@@ -395,6 +395,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 split.Parameters.Add(Value(now.ToUniversalTime()));
                 split.Parameters.Add(Value(leaseToken));
                 split.Parameters.Add(Value(completion.CompanyId));
+                // What was asked: BOTH, or PREFERRED when the customer's preference is both.
+                split.Parameters.Add(Value(WireName<Channel>.Of(completion.RequestedChannel ?? Channel.Both)));
                 batch.BatchCommands.Add(split);
             }
         }

@@ -354,7 +354,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         var sent = DateTimeOffset.Parse("2025-04-01T10:00:05Z", System.Globalization.CultureInfo.InvariantCulture);
         await SetAsync(Db.DataSource, id, """
             status = 'DELIVERED', sent_at = $2, delivered_at = $3, provider_name = 'SMTP', provider_message_id = '<m1@practice.example>',
-            cost = 0.05, cost_currency = 'INR', retry_count = 0, attempt_count = 2, outage_attempts = 1, status_reason = 'delivered'
+            cost = 0.05, cost_currency = 'INR', retry_count = 0, attempt_count = 2, outage_attempts = 1, status_reason = 'delivered',
+            split_from = 41
             """, sent, sent.AddSeconds(3));
         await using (var attempts = Db.DataSource.CreateCommand("""
             INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message, provider_latency_ms)
@@ -376,6 +377,7 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(sent, view["sentAt"]!.GetValue<DateTimeOffset>());
         Assert.Equal(sent.AddSeconds(3), view["deliveredAt"]!.GetValue<DateTimeOffset>());
         Assert.Null(view["nextAttemptAt"]);
+        Assert.Equal(41, view["splitFrom"]!.GetValue<long>());
         Assert.Equal((0, 3, 2, 1), (view["retryCount"]!.GetValue<int>(), view["maxRetries"]!.GetValue<int>(), view["attemptCount"]!.GetValue<int>(), view["outageAttempts"]!.GetValue<int>()));
         Assert.Equal(("SMTP", "<m1@practice.example>", 0.05m, "INR"),
             (view["providerName"]!.GetValue<string>(), view["providerMessageId"]!.GetValue<string>(), view["cost"]!.GetValue<decimal>(), view["currency"]!.GetValue<string>()));

@@ -207,6 +207,40 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_replayed_preferred_message_goes_to_the_customers_channel_as_it_is_now_unless_it_was_split()
+    {
+        // The customer wanted invoices on WhatsApp, but never opted in to it: suppressed.
+        var (company, customer) = await CustomerAsync("invoice_delivery_channel = 'WHATSAPP'");
+        var single = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await worker.RunOnceAsync();
+        // On both: the email goes (and later bounces), the WhatsApp sibling is suppressed.
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'BOTH'");
+        var both = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await worker.RunOnceAsync();
+        await worker.RunOnceAsync();
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, both, "status = 'BOUNCED'");
+        var sibling = await TestData.ScalarAsync<long>(db.DataSource, "SELECT id FROM communication_logs WHERE company_id = $1 AND split_from = $2", company, both);
+        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED", await RowAsync(sibling));
+
+        // The practice sets the preference to SMS, then replays what did not arrive.
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'SMS', sms_opt_in = true");
+        Assert.Equal(3, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<OutboxComms.Core.Messages.MessageReplay>.Instance)
+            .ReplayAsync(new OutboxComms.Core.Messages.ReplayFilter { CompanyId = company }, "ops", CancellationToken.None));
+        await worker.RunOnceAsync();
+
+        // The unsplit one follows the new preference; the split one's rows keep their channels, or
+        // both would follow it and the customer would get that invoice twice.
+        Assert.Equal("SENT/SMS/PREFERRED", await RowAsync(single));
+        Assert.Equal("SENT/EMAIL/PREFERRED", await RowAsync(both));
+        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED", await RowAsync(sibling));
+        Assert.Equal([single], sms.Sent.Select(m => m.MessageId));
+        Assert.Equal([both, both], email.Sent.Select(m => m.MessageId));
+
+        Task<string> RowAsync(long id) => TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT status || '/' || channel || '/' || requested_channel FROM communication_logs WHERE company_id = $1 AND id = $2", company, id);
+    }
+
+    [Fact]
     public async Task General_updates_stopped_on_whatsapp_go_out_by_email_only_and_invoices_still_reach_whatsapp()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, general_updates_opt_out_channels = '{WHATSAPP}'");
