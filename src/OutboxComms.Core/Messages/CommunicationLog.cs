@@ -16,7 +16,7 @@ public class CommunicationLog
     /// <summary>What the producer asked for when it was BOTH or PREFERRED; null when it named the channel.</summary>
     public Channel? RequestedChannel { get; set; }
 
-    /// <summary>On the row the worker adds for a BOTH message's second channel: the row it was split from (migration 0022).</summary>
+    /// <summary>On both rows of a BOTH message the worker split (migration 0022): the original row's id.</summary>
     public long? SplitFrom { get; set; }
     public string? Subject { get; set; }
     public string? Content { get; set; }
@@ -65,7 +65,6 @@ public class CommunicationAttachment
     public long? SizeBytes { get; set; }
 }
 
-/// <summary>One provider attempt, kept for ops.</summary>
 /// <summary>One replay of a message (migration 0021): who, when, and the status and error it had; written by <see cref="MessageReplay"/>.</summary>
 public class MessageReplayRecord
 {
@@ -78,6 +77,7 @@ public class MessageReplayRecord
     public string? PreviousError { get; set; }
 }
 
+/// <summary>One provider attempt, kept for ops.</summary>
 public class CommunicationAttempt
 {
     public long Id { get; set; }

@@ -111,9 +111,10 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
                    error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
                    status_reason = 'replayed by ' || $10,
                    -- A PREFERRED message never split goes to the customer's channel as it is now;
-                   -- the rows of one that was split keep theirs (migration 0022).
+                   -- the rows of one that was split keep theirs. Only rows created since
+                   -- migration 0022, which marks split rows: older ones keep theirs too.
                    channel = CASE WHEN m.requested_channel = 'PREFERRED' AND m.split_from IS NULL
-                                       AND NOT EXISTS (SELECT 1 FROM communication_logs s WHERE s.company_id = m.company_id AND s.split_from = m.id)
+                                       AND m.created_at >= (SELECT applied_at FROM schema_migrations WHERE version = 22)
                                   THEN 'PREFERRED' ELSE m.channel END
               FROM was WHERE m.company_id = was.company_id AND m.id = was.id
             RETURNING was.company_id, was.id, was.status, was.error)

@@ -235,14 +235,19 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     // when its original was (one request: the frequency policy counts the pair once). Only while
     // the row is still this batch's (locked, so no one can take it before the outcome below is
     // written): a batch whose lease ran out and whose row another worker took must not split it
-    // a second time. Runs before the outcome, which clears the lease.
+    // a second time. Runs before the outcome, which clears the lease. Both rows are marked with the
+    // original's id (split_from, migration 0022), which a replay reads.
     private const string SplitSql = """
-        WITH sibling AS (
+        WITH mine AS (
+            UPDATE communication_logs SET split_from = id
+             WHERE company_id = $5 AND id = $1 AND locked_by = $4
+            RETURNING *),
+        sibling AS (
             INSERT INTO communication_logs (company_id, customer_id, customer_external_id, type, channel, requested_channel,
                                             subject, content, template_key, template_data, max_retries, metadata, expires_at, next_attempt_at, created_at, split_from)
-            SELECT company_id, customer_id, customer_external_id, type, $2, $6,
-                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at, id
-              FROM (SELECT * FROM communication_logs WHERE company_id = $5 AND id = $1 AND locked_by = $4 FOR UPDATE) mine
+            SELECT company_id, customer_id, customer_external_id, type, $2, coalesce(requested_channel, 'BOTH'),
+                   subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at, split_from
+              FROM mine
             RETURNING id)
         INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
         SELECT sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
@@ -395,8 +400,6 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 split.Parameters.Add(Value(now.ToUniversalTime()));
                 split.Parameters.Add(Value(leaseToken));
                 split.Parameters.Add(Value(completion.CompanyId));
-                // What was asked: BOTH, or PREFERRED when the customer's preference is both.
-                split.Parameters.Add(Value(WireName<Channel>.Of(completion.RequestedChannel ?? Channel.Both)));
                 batch.BatchCommands.Add(split);
             }
         }

@@ -212,6 +212,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // The customer wanted invoices on WhatsApp, but never opted in to it: suppressed.
         var (company, customer) = await CustomerAsync("invoice_delivery_channel = 'WHATSAPP'");
         var single = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        // The same, created before migration 0022 marked split rows: a replay cannot tell whether it was split.
+        var older = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, older, "created_at = (SELECT applied_at FROM schema_migrations WHERE version = 22) - interval '1 day'");
         await worker.RunOnceAsync();
         // On both: the email goes (and later bounces), the WhatsApp sibling is suppressed.
         await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'BOTH'");
@@ -219,20 +222,22 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         await worker.RunOnceAsync();
         await worker.RunOnceAsync();
         await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, both, "status = 'BOUNCED'");
-        var sibling = await TestData.ScalarAsync<long>(db.DataSource, "SELECT id FROM communication_logs WHERE company_id = $1 AND split_from = $2", company, both);
-        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED", await RowAsync(sibling));
+        var sibling = await TestData.ScalarAsync<long>(db.DataSource, "SELECT id FROM communication_logs WHERE company_id = $1 AND split_from = $2 AND id <> $2", company, both);
+        Assert.Equal("SUPPRESSED/WHATSAPP/BOTH", await RowAsync(sibling));
+        Assert.Equal(both, await TestData.ScalarAsync<long>(db.DataSource, "SELECT split_from FROM communication_logs WHERE company_id = $1 AND id = $2", company, both));
 
         // The practice sets the preference to SMS, then replays what did not arrive.
         await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'SMS', sms_opt_in = true");
-        Assert.Equal(3, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<OutboxComms.Core.Messages.MessageReplay>.Instance)
+        Assert.Equal(4, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<OutboxComms.Core.Messages.MessageReplay>.Instance)
             .ReplayAsync(new OutboxComms.Core.Messages.ReplayFilter { CompanyId = company }, "ops", CancellationToken.None));
         await worker.RunOnceAsync();
 
         // The unsplit one follows the new preference; the split one's rows keep their channels, or
         // both would follow it and the customer would get that invoice twice.
         Assert.Equal("SENT/SMS/PREFERRED", await RowAsync(single));
+        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED", await RowAsync(older));
         Assert.Equal("SENT/EMAIL/PREFERRED", await RowAsync(both));
-        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED", await RowAsync(sibling));
+        Assert.Equal("SUPPRESSED/WHATSAPP/BOTH", await RowAsync(sibling));
         Assert.Equal([single], sms.Sent.Select(m => m.MessageId));
         Assert.Equal([both, both], email.Sent.Select(m => m.MessageId));
 
@@ -529,6 +534,21 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var deferred = await Outbox.GetAsync(db.DataSource, later);
         Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt));
         Assert.Equal(2, whatsApp.Calls);
+    }
+
+    [Fact]
+    public async Task A_preferred_reminder_to_a_customer_who_prefers_both_goes_out_on_both_as_one_reminder()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY', whatsapp_opt_in = true, compliance_reminder_channel = 'BOTH'");
+        var id = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", channel: "PREFERRED", notBefore: time.GetUtcNow().AddMinutes(-5));
+
+        await worker.RunOnceAsync(); // the email, and the WhatsApp sibling the split adds
+        await worker.RunOnceAsync(); // the sibling: the same reminder, not a second one this week
+
+        Assert.Equal("EMAIL:SENT:PREFERRED,WHATSAPP:SENT:BOTH", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(channel || ':' || status || ':' || requested_channel, ',' ORDER BY channel) FROM communication_logs WHERE company_id = $1 AND split_from = $2", company, id));
+        Assert.Equal((1, 1), (email.Calls, whatsApp.Calls));
     }
 
     [Fact]
