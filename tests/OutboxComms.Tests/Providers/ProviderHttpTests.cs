@@ -114,6 +114,42 @@ public sealed class ProviderHttpTests
     }
 
     [Fact]
+    public async Task Through_a_proxy_the_provider_behind_it_is_checked_not_the_proxy()
+    {
+        // The operator's proxy listens on loopback; the providers behind it are what a tenant names.
+        using var proxy = WireMockServer.Start();
+        proxy.Given(Request.Create().WithPath("/send").UsingPost()).RespondWith(Response.Create().WithStatusCode(200).WithBody("{}"));
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5), allowPrivateNetworks: false, new WebProxy(proxy.Url));
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan }));
+
+        var (internalTarget, _) = await SendTimedAsync(http, "http://10.1.2.3/send", TestContext.Current.CancellationToken);
+        Assert.Equal((SendOutcome.Permanent, "Test: 10.1.2.3 resolves only to loopback, private or link-local addresses, which providers may not reach (Providers:AllowPrivateNetworks)"),
+            (internalTarget.Outcome, internalTarget.Error));
+        Assert.Empty(proxy.LogEntries);
+
+        // A public address goes through the proxy (which answers for it here).
+        var (publicTarget, _) = await SendTimedAsync(http, "http://93.184.216.34/send", TestContext.Current.CancellationToken);
+        Assert.Equal(SendOutcome.Sent, publicTarget.Outcome);
+        Assert.Single(proxy.LogEntries);
+    }
+
+    [Fact]
+    public async Task The_providers_client_never_follows_a_redirect()
+    {
+        using var provider = WireMockServer.Start();
+        provider.Given(Request.Create().WithPath("/send").UsingPost()).RespondWith(Response.Create().WithStatusCode(307).WithHeader("Location", "/elsewhere"));
+        provider.Given(Request.Create().WithPath("/elsewhere")).RespondWith(Response.Create().WithStatusCode(200));
+        using var host = ProvidersHost();
+        var http = host.Services.GetRequiredService<ProviderHttp>();
+
+        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, $"{provider.Url}/send"),
+            answer => answer.Classify($"Test HTTP {(int)answer.Status}"), TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Permanent, "Test HTTP 307"), (result.Outcome, result.Error));
+        Assert.Single(provider.LogEntries);
+    }
+
+    [Fact]
     public async Task A_host_name_that_does_not_resolve_uses_up_a_retry_as_a_settings_mistake_not_an_outage()
     {
         using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromSeconds(5), allowPrivateNetworks: true) };

@@ -30,12 +30,54 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     /// <summary>
     /// The handler the providers' client sends through: TCP connections opened within
     /// <paramref name="connectTimeout"/> (to public addresses only unless <paramref name="allowPrivateNetworks"/>),
-    /// connections set up (TLS included) within <paramref name="setupTimeout"/>.
+    /// connections set up (TLS included) within <paramref name="setupTimeout"/>, through
+    /// <paramref name="proxy"/> (default: the environment's, HTTP_PROXY / HTTPS_PROXY / NO_PROXY).
     /// Its client must have no timeout of its own (the resilience pipeline bounds each request), so
     /// that a <see cref="TimeoutException"/> under a cancellation can only mean the setup ran out.
     /// </summary>
-    public static SocketsHttpHandler CreateHandler(TimeSpan connectTimeout, TimeSpan setupTimeout, bool allowPrivateNetworks) =>
-        new() { ConnectCallback = ConnectWithin(connectTimeout, allowPrivateNetworks), ConnectTimeout = setupTimeout };
+    public static HttpMessageHandler CreateHandler(TimeSpan connectTimeout, TimeSpan setupTimeout, bool allowPrivateNetworks, IWebProxy? proxy = null)
+    {
+        proxy ??= HttpClient.DefaultProxy;
+        var sockets = new SocketsHttpHandler
+        {
+            Proxy = proxy,
+            ConnectCallback = ConnectWithin(connectTimeout, allowPrivateNetworks, proxy),
+            ConnectTimeout = setupTimeout,
+            // No provider API answers a send with a redirect; followed, one could lead a proxied
+            // request past the check on its target (PublicTargets sees only the first).
+            AllowAutoRedirect = false,
+        };
+        return allowPrivateNetworks ? sockets : new PublicTargets(sockets, proxy);
+    }
+
+    /// <summary>
+    /// Through a proxy the connection goes to the proxy (which the operator chose, wherever it is),
+    /// and a plain-HTTP one serves every provider host: the provider's own address is checked here,
+    /// per request, by resolving it on this machine. Where this machine cannot resolve public names,
+    /// set Providers:AllowPrivateNetworks and let the proxy's own policy decide.
+    /// </summary>
+    private sealed class PublicTargets(HttpMessageHandler inner, IWebProxy proxy) : DelegatingHandler(inner)
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.RequestUri is { } target && Proxied(proxy, target) is not null)
+            {
+                try
+                {
+                    await PublicAddresses.ResolveAsync(target.IdnHost.Trim('[', ']'), allowPrivateNetworks: false, PrivateNetworkRefusal, cancellationToken);
+                }
+                catch (NonPublicAddressException refused)
+                {
+                    throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
+                }
+            }
+            return await base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    /// <summary>The proxy <paramref name="target"/> goes through, or null when it goes direct.</summary>
+    private static Uri? Proxied(IWebProxy? proxy, Uri target) =>
+        proxy is null || proxy.IsBypassed(target) ? null : proxy.GetProxy(target);
 
     /// <summary>
     /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
@@ -45,7 +87,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     /// checked on the addresses dialled (see <see cref="PublicAddresses"/>): a tenant's base URL
     /// override cannot reach the deployment's internal network.
     /// </summary>
-    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout, bool allowPrivateNetworks) =>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout, bool allowPrivateNetworks, IWebProxy? proxy = null) =>
         async (context, cancellationToken) =>
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -53,7 +95,11 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             try
             {
-                var addresses = await PublicAddresses.ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks, PrivateNetworkRefusal, deadline.Token);
+                // The proxy itself may be anywhere (the operator chose it); the provider behind it is
+                // checked per request (PublicTargets).
+                var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && Proxied(proxy, target) is { } via
+                                 && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
+                var addresses = await PublicAddresses.ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks || dialsProxy, PrivateNetworkRefusal, deadline.Token);
                 await socket.ConnectAsync(addresses, context.DnsEndPoint.Port, deadline.Token);
                 return new NetworkStream(socket, ownsSocket: true);
             }
