@@ -226,7 +226,7 @@ public static class MessageEndpoints
         {
             (_, null) => Problems.NotFound($"Message {id}"),
             (> 0, _) => TypedResults.Ok(view),
-            (_, { ExpiresAt: { } expired }) when expired <= time.GetUtcNow() =>
+            (_, { ExpiresAt: { } expired } expiredView) when expired <= time.GetUtcNow() && MessageReplay.Replayable.Contains(expiredView.Status) =>
                 Problems.Conflict($"Message {id} expired at {expired.UtcDateTime:u}; an expired message is not replayed (send a new one)."),
             _ => Problems.Conflict($"Message {id} is {WireName<DeliveryStatus>.Of(view.Status)}; only FAILED, BOUNCED or SUPPRESSED messages can be replayed."),
         };

@@ -121,7 +121,7 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator) : IHealt
                     ? HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion} but migrations {string.Join(", ", state.Missing)} were never applied: run `OutboxComms.Worker migrate`")
                     : HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion}, this build needs {state.ExpectedVersion}: run `OutboxComms.Worker migrate`");
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             // The answer is public (no key is needed to ask): its error text, which may name the
             // database host or user, goes only to the log, where the health service writes the exception.

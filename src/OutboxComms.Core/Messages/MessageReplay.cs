@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -11,7 +12,7 @@ namespace OutboxComms.Core.Messages;
 /// only FAILED, BOUNCED and SUPPRESSED rows are ever replayed (a delivered message is never resent),
 /// and a replay by filter skips the messages of a resolved reminder.
 /// </summary>
-public sealed record ReplayFilter
+public sealed partial record ReplayFilter
 {
     /// <summary>The company whose messages are replayed. The API always sets it; null (every company) is for ops tools only.</summary>
     public Guid? CompanyId { get; init; }
@@ -39,10 +40,18 @@ public sealed record ReplayFilter
 
     /// <summary>
     /// The start of a created-at range as an operator writes it: an ISO 8601 instant, or a plain
-    /// date (2026-11-24), its midnight; without an offset, UTC.
+    /// date (2026-11-24), its midnight; without an offset, UTC. Nothing else: 11/12/2026 means
+    /// different days to different readers.
     /// </summary>
-    public static bool TryParseFrom(string? text, out DateTimeOffset from) =>
-        DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out from);
+    public static bool TryParseFrom(string? text, out DateTimeOffset from)
+    {
+        from = default;
+        return text is not null && IsoDate().IsMatch(text)
+            && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out from);
+    }
+
+    [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:?\d{2})?)?$", RegexOptions.CultureInvariant)]
+    private static partial Regex IsoDate();
 
     /// <summary>
     /// The exclusive end of a created-at range as an operator means it: a plain date (2026-11-24)

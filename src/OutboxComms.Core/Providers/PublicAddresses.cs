@@ -92,12 +92,38 @@ public static class PublicAddresses
                 || (b[0] == 192 && b[1] == 0 && b[2] == 0)
                 || (b[0] == 198 && b[1] is 18 or 19));
         }
+        if (address.AddressFamily == AddressFamily.InterNetworkV6 && EmbeddedIPv4(address.GetAddressBytes()) is { } embedded)
+        {
+            // NAT64 (64:ff9b::/96), 6to4 (2002::/16) and IPv4-compatible (::/96) addresses reach the
+            // IPv4 address inside them: 64:ff9b::a9fe:a9fe is 169.254.169.254.
+            return IsPublic(embedded);
+        }
         if (address.AddressFamily == AddressFamily.InterNetworkV6)
         {
-            var first = address.GetAddressBytes()[0];
+            var b = address.GetAddressBytes();
             return !(IPAddress.IsLoopback(address) || address.Equals(IPAddress.IPv6Any) || address.IsIPv6LinkLocal || address.IsIPv6SiteLocal
-                || address.IsIPv6Multicast || (first & 0xFE) == 0xFC);
+                || address.IsIPv6Multicast || (b[0] & 0xFE) == 0xFC
+                || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1));   // 64:ff9b:1::/48, local-use NAT64
         }
         return false;
+    }
+
+    /// <summary>The IPv4 address an IPv6 address of a translation or tunnelling prefix carries, if any.</summary>
+    private static IPAddress? EmbeddedIPv4(byte[] b)
+    {
+        bool Zero(int from, int to) => b[from..to].All(x => x == 0);
+        if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && Zero(4, 12))
+        {
+            return new IPAddress(b[12..16]);   // NAT64, the well-known prefix
+        }
+        if (b[0] == 0x20 && b[1] == 0x02)
+        {
+            return new IPAddress(b[2..6]);     // 6to4
+        }
+        if (Zero(0, 12) && !Zero(12, 16) && !(Zero(12, 15) && b[15] == 1))
+        {
+            return new IPAddress(b[12..16]);   // IPv4-compatible (deprecated), not ::1
+        }
+        return null;
     }
 }

@@ -190,6 +190,10 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
         Assert.Equal($"Message {expired} expired at 2026-01-31 18:30:00Z; an expired message is not replayed (send a new one).", problem!["detail"]!.GetValue<string>());
         Assert.Equal(("FAILED", "PENDING"), ((await Outbox.GetAsync(Db.DataSource, expired)).Status, (await Outbox.GetAsync(Db.DataSource, current)).Status));
+        // One that was delivered before it expired is refused for what it is.
+        await SetAsync(Db.DataSource, current, "status = 'DELIVERED', expires_at = '2026-01-31T18:30:00Z'");
+        var (_, delivered) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/messages/{current}/replay");
+        Assert.StartsWith($"Message {current} is DELIVERED; ", delivered!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -207,7 +211,7 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(0, await MatchedAsync(new { status = "FAILED", createdTo = "2026-11-23" }));
         Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24T17:45:00", createdTo = "2026-11-24T17:45:01" }));   // no offset: UTC
         Assert.Equal(0, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24T17:45:00+05:30", createdTo = "2026-11-24T18:00:00+05:30" }));
-        var (bad, problem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", createdFrom = "yesterday", createdTo = "24/11/2026" });
+        var (bad, problem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", createdFrom = "yesterday", createdTo = "11/12/2026" });
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         Assert.Equal(["createdFrom", "createdTo"], ErrorFields(problem));
     }

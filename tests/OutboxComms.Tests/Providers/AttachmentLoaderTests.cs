@@ -62,9 +62,15 @@ public sealed class AttachmentLoaderTests : IDisposable
     [InlineData("::ffff:127.0.0.1", false)]
     [InlineData("fd00::1", false)]
     [InlineData("fe80::1", false)]
+    [InlineData("64:ff9b::a9fe:a9fe", false)] // NAT64 of 169.254.169.254
+    [InlineData("64:ff9b:1::a00:1", false)]   // local-use NAT64 of 10.0.0.1
+    [InlineData("2002:a00:1::1", false)]      // 6to4 of 10.0.0.1
+    [InlineData("::10.0.0.1", false)]         // IPv4-compatible
+    [InlineData("64:ff9b::808:808", true)]    // NAT64 of 8.8.8.8
     [InlineData("8.8.8.8", true)]
     [InlineData("172.32.0.1", true)]
     [InlineData("2606:4700:4700::1111", true)]
+    [InlineData("2002:808:808::1", true)]     // 6to4 of 8.8.8.8
     public void Public_addresses_are_told_from_internal_ones(string address, bool isPublic) =>
         Assert.Equal(isPublic, PublicAddresses.IsPublic(IPAddress.Parse(address)));
 }
