@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Companies;
@@ -70,11 +71,12 @@ public static partial class SettingsEndpoints
         TypedResults.Ok(View(await LoadAsync(db, tenant, cancellationToken), secrets));
 
     internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutEmail(
-        EmailSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+        EmailSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
+        IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var secretOf = Secrets(secrets);
         var password = secretOf(request.Password, settings.SmtpPasswordEncrypted);
         var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted);
@@ -82,6 +84,8 @@ public static partial class SettingsEndpoints
         {
             case EmailProvider.Smtp:
                 validation.Require("host", request.Host)
+                    .When(request.Host is { } host && Internal(host.Trim(), network.Value), "host",
+                        $"host names an internal address, which a company's SMTP server may not use ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).")
                     .When(request.Port is < 1 or > 65535, "port", "port is between 1 and 65535.")
                     .When(request.Username is not null && password.Value is null, "password", "password is required when a username is set.");
                 break;
@@ -133,11 +137,12 @@ public static partial class SettingsEndpoints
     }
 
     internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutWhatsApp(
-        WhatsAppSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+        WhatsAppSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
+        IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var secretOf = Secrets(secrets);
         var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted);
         if (request.Provider is not null)
@@ -181,11 +186,12 @@ public static partial class SettingsEndpoints
     }
 
     internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutSms(
-        SmsSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time, CancellationToken cancellationToken)
+        SmsSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
+        IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var apiKey = Secrets(secrets)(request.ApiKey, settings.SmsApiKeyEncrypted);
         if (request.Provider is not null)
         {
@@ -243,8 +249,10 @@ public static partial class SettingsEndpoints
         }
     }
 
-    private static void Common(Validation validation, bool enabled, string? provider, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)
+    private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)
     {
+        validation.When(baseUrl is not null && Uri.TryCreate(baseUrl, UriKind.Absolute, out var target) && Internal(target.IdnHost, network), "baseUrl",
+            $"baseUrl names an internal address, which providers may not reach ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).");
         validation.When(enabled && provider is null, "provider", "provider is required to enable the channel.")
             .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")
             .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
@@ -252,6 +260,14 @@ public static partial class SettingsEndpoints
             .When(cost is >= 1_000_000, "cost", "cost is a price per message: below 1,000,000 with at most 6 decimals.")
             .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
     }
+
+    /// <summary>
+    /// A host that is plainly internal, so the settings are refused at once: localhost, or an
+    /// address literal that is not public. A name that resolves to one is refused when dialled.
+    /// </summary>
+    private static bool Internal(string host, ProviderNetworkOptions network) =>
+        !network.AllowPrivateNetworks && (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && !PublicAddresses.IsPublic(address)));
 
     /// <summary>null keeps what is stored, "" clears it, anything else is encrypted.</summary>
     private static Func<string?, byte[]?, (byte[]? Stored, object? Value)> Secrets(SecretProtector secrets) => (given, stored) => given switch

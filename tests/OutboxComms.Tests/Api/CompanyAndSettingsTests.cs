@@ -97,6 +97,27 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task Settings_naming_a_plainly_internal_host_are_refused_unless_the_operator_allows_private_networks()
+    {
+        await using var strict = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Providers:AllowPrivateNetworks"] = "false" });
+        var (_, key) = await strict.NewCompanyAsync();
+        using var client = strict.As(key);
+
+        var (smtp, smtpProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = true, host = "169.254.169.254", fromEmail = "billing@practice.example" });
+        var (cloud, cloudProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/whatsapp", new
+        {
+            provider = "WHATSAPP_BUSINESS_API", enabled = true, apiKey = "token", phoneNumberId = "1234567890", baseUrl = "http://localhost:8080/",
+        });
+        var (publicHost, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = true, host = "smtp.practice.example", fromEmail = "billing@practice.example" });
+
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.OK), (smtp.StatusCode, cloud.StatusCode, publicHost.StatusCode));
+        Assert.Equal("host names an internal address, which a company's SMTP server may not use (Providers:AllowPrivateNetworks).",
+            smtpProblem!["errors"]!["host"]![0]!.GetValue<string>());
+        Assert.Equal("baseUrl names an internal address, which providers may not reach (Providers:AllowPrivateNetworks).",
+            cloudProblem!["errors"]!["baseUrl"]![0]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Settings_are_validated_per_provider_with_the_field_named()
     {
         var (_, key) = await api.NewCompanyAsync();
