@@ -251,11 +251,12 @@ public static partial class SettingsEndpoints
 
     private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)
     {
-        validation.When(baseUrl is not null && Uri.TryCreate(baseUrl, UriKind.Absolute, out var target) && Internal(target.IdnHost, network), "baseUrl",
-            $"baseUrl names an internal address, which providers may not reach ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).");
+        Uri? target = null;
         validation.When(enabled && provider is null, "provider", "provider is required to enable the channel.")
             .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")
-            .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
+            .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out target) && target.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
+            .When(target is not null && Internal(target.IdnHost, network), "baseUrl",
+                $"baseUrl names an internal address, which providers may not reach ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).")
             .When(cost is < 0, "cost", "cost cannot be negative.")
             .When(cost is >= 1_000_000, "cost", "cost is a price per message: below 1,000,000 with at most 6 decimals.")
             .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
@@ -266,7 +267,7 @@ public static partial class SettingsEndpoints
     /// address literal that is not public. A name that resolves to one is refused when dialled.
     /// </summary>
     private static bool Internal(string host, ProviderNetworkOptions network) =>
-        !network.AllowPrivateNetworks && (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+        !network.AllowPrivateNetworks && (host.TrimEnd('.') is var name && (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
             || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && !PublicAddresses.IsPublic(address)));
 
     /// <summary>null keeps what is stored, "" clears it, anything else is encrypted.</summary>

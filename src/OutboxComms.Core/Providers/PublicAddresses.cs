@@ -43,21 +43,29 @@ public sealed class NonPublicAddressException(string message) : Exception(messag
 public static class PublicAddresses
 {
     public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks) =>
-        async (context, cancellationToken) =>
+        async (context, cancellationToken) => new NetworkStream(
+            await ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks, "attachment links may not reach (Attachments:AllowPrivateNetworks)", cancellationToken),
+            ownsSocket: true);
+
+    /// <summary>
+    /// A TCP connection to <paramref name="host"/> on one of the addresses <see cref="ResolveAsync"/>
+    /// allows: what every outbound connection a tenant can aim (attachment links, providers) dials through.
+    /// </summary>
+    public static async Task<Socket> ConnectAsync(string host, int port, bool allowPrivateNetworks, string refusal, CancellationToken cancellationToken)
+    {
+        var addresses = await ResolveAsync(host, allowPrivateNetworks, refusal, cancellationToken);
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
         {
-            var allowed = await ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks, "attachment links may not reach (Attachments:AllowPrivateNetworks)", cancellationToken);
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        };
+            await socket.ConnectAsync(addresses, port, cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>
     /// The addresses <paramref name="host"/> may be dialled on: all it resolves to with

@@ -31,7 +31,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
         {
             Unavailable(line, companyId, provider, result.Error);
         }
-        else if (line.InOutage && result.Outcome == SendOutcome.Sent)
+        else if (line.Outage is not null && result.Outcome == SendOutcome.Sent)
         {
             // Only a message the provider took says it is back: a refusal may have been decided
             // here without asking it (a caption too long), and a timeout says nothing.
@@ -48,7 +48,6 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
             if (line.Outage is not { } outage || now - outage.LastSeen > 2 * options.Value.OutageMaxDelay)
             {
                 line.Outage = new Outage(now);
-                line.InOutage = true;
                 DispatchLog.ProviderUnavailable(logger, provider, companyId, error);
                 return;
             }
@@ -69,8 +68,12 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
             if (line.Outage is { } outage)
             {
                 line.Outage = null;
-                line.InOutage = false;
-                DispatchLog.ProviderAvailableAgain(logger, provider, companyId, time.GetUtcNow() - outage.Since, outage.Sends);
+                // Not when no send has met the outage for a long while: it was over before this
+                // send, and "available again after 14 hours" would be wrong.
+                if (time.GetUtcNow() - outage.LastSeen <= 2 * options.Value.OutageMaxDelay)
+                {
+                    DispatchLog.ProviderAvailableAgain(logger, provider, companyId, time.GetUtcNow() - outage.Since, outage.Sends);
+                }
             }
         }
     }
@@ -111,10 +114,8 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
     {
         public ResiliencePipeline<SendResult> Pipeline { get; } = pipeline;
 
-        /// <summary>Read without the lock on every send; <see cref="Outage"/> is changed under it.</summary>
-        public volatile bool InOutage;
-
-        public Outage? Outage;
+        /// <summary>Read without the lock on every send, changed only under it.</summary>
+        public volatile Outage? Outage;
     }
 
     /// <summary>Since when sends find the provider unavailable, how many did, when the last one did, and when that was last logged.</summary>

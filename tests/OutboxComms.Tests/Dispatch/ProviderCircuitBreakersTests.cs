@@ -60,5 +60,9 @@ public sealed class ProviderCircuitBreakersTests
 
         Assert.Equal([$"Warning: Provider SMTP of company {company} is unavailable: SMTP connection refused. Its messages wait for it without using up their retries"],
             await SendAsync(refused));
+
+        // Over by the same rule when a send goes through after a long quiet: nothing to report.
+        time.Advance(TimeSpan.FromHours(14));
+        Assert.Empty(await SendAsync(SendResult.Sent("id-1")));
     }
 }

@@ -203,12 +203,10 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
                 {
                     // Dialled here, to public addresses only unless Providers:AllowPrivateNetworks:
                     // a tenant's SMTP host cannot reach the deployment's internal network.
-                    var addresses = await PublicAddresses.ResolveAsync(endpoint.Host, network.Value.AllowPrivateNetworks,
+                    var socket = await PublicAddresses.ConnectAsync(endpoint.Host, endpoint.Port, network.Value.AllowPrivateNetworks,
                         "a company's SMTP server may not use (Providers:AllowPrivateNetworks)", connecting.Token);
-                    var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                     try
                     {
-                        await socket.ConnectAsync(addresses, endpoint.Port, connecting.Token);
                         await client.ConnectAsync(socket, endpoint.Host, endpoint.Port, endpoint.Security, connecting.Token);
                     }
                     catch

@@ -92,26 +92,18 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             deadline.CancelAfter(timeout);
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            // The proxy itself may be anywhere (the operator chose it); the provider behind it is
+            // checked per request (PublicTargets).
+            var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && Proxied(proxy, target) is { } via
+                             && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
             try
             {
-                // The proxy itself may be anywhere (the operator chose it); the provider behind it is
-                // checked per request (PublicTargets).
-                var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && Proxied(proxy, target) is { } via
-                                 && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
-                var addresses = await PublicAddresses.ResolveAsync(context.DnsEndPoint.Host, allowPrivateNetworks || dialsProxy, PrivateNetworkRefusal, deadline.Token);
-                await socket.ConnectAsync(addresses, context.DnsEndPoint.Port, deadline.Token);
+                var socket = await PublicAddresses.ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks || dialsProxy, PrivateNetworkRefusal, deadline.Token);
                 return new NetworkStream(socket, ownsSocket: true);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                socket.Dispose();
                 throw new SocketException((int)SocketError.TimedOut);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
             }
         };
 
