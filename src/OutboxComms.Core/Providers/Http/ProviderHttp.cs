@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -58,17 +59,32 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     /// </summary>
     private sealed class PublicTargets(HttpMessageHandler inner, IWebProxy proxy) : DelegatingHandler(inner)
     {
+        /// <summary>
+        /// How long a host found public is not looked up again: .NET keeps no DNS cache, and every
+        /// send would otherwise wait for a lookup. The proxy resolves the name again in any case, so
+        /// this check catches settings, not a hostile DNS; the proxy's own rules are the last guard.
+        /// </summary>
+        private static readonly long RecheckMs = (long)TimeSpan.FromMinutes(1).TotalMilliseconds;
+
+        private readonly ConcurrentDictionary<string, long> publicUntil = new(StringComparer.OrdinalIgnoreCase);
+
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             if (request.RequestUri is { } target && Proxied(proxy, target) is not null)
             {
-                try
+                var host = target.IdnHost.Trim('[', ']');
+                if (!publicUntil.TryGetValue(host, out var until) || Environment.TickCount64 >= until)
                 {
-                    await PublicAddresses.ResolveAsync(target.IdnHost.Trim('[', ']'), allowPrivateNetworks: false, PrivateNetworkRefusal, cancellationToken);
-                }
-                catch (NonPublicAddressException refused)
-                {
-                    throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
+                    try
+                    {
+                        await PublicAddresses.ResolveAsync(host, allowPrivateNetworks: false, PrivateNetworkRefusal, cancellationToken);
+                    }
+                    catch (NonPublicAddressException refused)
+                    {
+                        publicUntil.TryRemove(host, out _);
+                        throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
+                    }
+                    publicUntil[host] = Environment.TickCount64 + RecheckMs;
                 }
             }
             return await base.SendAsync(request, cancellationToken);
