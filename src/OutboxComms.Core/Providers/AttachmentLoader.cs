@@ -14,6 +14,9 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
     /// <summary>The named HttpClient that fetches links (public addresses only, see <see cref="PublicAddresses"/>).</summary>
     public const string ClientName = "attachments";
 
+    /// <summary>Redirects a link may take to its file.</summary>
+    public const int MaxRedirects = 5;
+
     /// <summary>Larger attachments are refused rather than loaded into memory.</summary>
     public const long MaxBytes = 25 * 1024 * 1024;
 

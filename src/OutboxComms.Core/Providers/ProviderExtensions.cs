@@ -39,10 +39,18 @@ public static class ProviderExtensions
         // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.
         builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section);
         builder.Services.AddHttpClient(AttachmentLoader.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
-            .ConfigurePrimaryHttpMessageHandler(services => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(services =>
             {
-                ConnectCallback = PublicAddresses.ConnectCallback(services.GetRequiredService<IOptions<AttachmentOptions>>().Value.AllowPrivateNetworks),
-                MaxAutomaticRedirections = 5,
+                // Redirects are followed by the guard, so that behind a proxy each hop is checked too.
+                var allowPrivateNetworks = services.GetRequiredService<IOptions<AttachmentOptions>>().Value.AllowPrivateNetworks;
+                var proxy = HttpClient.DefaultProxy;
+                var sockets = new SocketsHttpHandler
+                {
+                    Proxy = proxy,
+                    ConnectCallback = PublicAddresses.ConnectCallback(allowPrivateNetworks, PublicAddresses.AttachmentRefusal, proxy),
+                    AllowAutoRedirect = false,
+                };
+                return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects);
             })
             .AddResilienceHandler("attachment-http", pipeline => pipeline.AddTimeout(TimeSpan.FromSeconds(25)));
         builder.Services.TryAddSingleton<ProviderHttp>();

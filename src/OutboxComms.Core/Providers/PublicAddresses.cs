@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 
@@ -36,16 +37,107 @@ public sealed class ProviderNetworkOptions
 public sealed class NonPublicAddressException(string message) : Exception(message);
 
 /// <summary>
-/// Connects attachment fetches only to public addresses. Checked when the connection is made, on
-/// the addresses actually dialled (so a DNS answer that changes between a check and the connect,
-/// or a redirect to an internal host, cannot get past it).
+/// Keeps the connections a tenant can aim (attachment links, providers' hosts) to public
+/// addresses. Checked when the connection is made, on the addresses actually dialled (so a DNS
+/// answer that changes between a check and the connect, or a redirect to an internal host, cannot
+/// get past it); through a proxy, which the operator chose and may be anywhere, each target and
+/// each redirect hop is checked by <see cref="Guard"/> instead.
 /// </summary>
 public static class PublicAddresses
 {
-    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks) =>
-        async (context, cancellationToken) => new NetworkStream(
-            await ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks, "attachment links may not reach (Attachments:AllowPrivateNetworks)", cancellationToken),
-            ownsSocket: true);
+    /// <summary>What an attachment link on a private network is refused with.</summary>
+    public const string AttachmentRefusal = "attachment links may not reach (Attachments:AllowPrivateNetworks)";
+
+    /// <summary>
+    /// Dials public addresses only unless <paramref name="allowPrivateNetworks"/>, or the proxy
+    /// <paramref name="proxy"/> names for the request; within <paramref name="timeout"/> when given,
+    /// failing then with a socket error ("could not connect").
+    /// </summary>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(
+        bool allowPrivateNetworks, string refusal, IWebProxy? proxy = null, TimeSpan? timeout = null) =>
+        async (context, cancellationToken) =>
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            if (timeout is { } limit)
+            {
+                deadline.CancelAfter(limit);
+            }
+            var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && ProxyFor(proxy, target) is { } via
+                             && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
+            try
+            {
+                var socket = await ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks || dialsProxy, refusal, deadline.Token);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new SocketException((int)SocketError.TimedOut);
+            }
+        };
+
+    /// <summary>The proxy <paramref name="target"/> goes through, or null when it goes direct.</summary>
+    public static Uri? ProxyFor(IWebProxy? proxy, Uri target) =>
+        proxy is null || proxy.IsBypassed(target) ? null : proxy.GetProxy(target);
+
+    /// <summary>
+    /// Around a handler that follows no redirects itself: follows up to <paramref name="maxRedirects"/>
+    /// (GET only), and, unless <paramref name="allowPrivateNetworks"/>, checks every target that goes
+    /// through the proxy — the first and each redirect hop — by resolving its host here. A plain-HTTP
+    /// proxy connection serves every host, so the connect check cannot see them. A host found public
+    /// is looked up again at most once a minute (.NET keeps no DNS cache); the proxy resolves it
+    /// itself, so the proxy's own rules are the last guard. Where this machine cannot resolve public
+    /// names, allow private networks and let the proxy's policy decide.
+    /// </summary>
+    public sealed class Guard(HttpMessageHandler inner, IWebProxy proxy, bool allowPrivateNetworks, string refusal, int maxRedirects) : DelegatingHandler(inner)
+    {
+        private static readonly long RecheckMs = (long)TimeSpan.FromMinutes(1).TotalMilliseconds;
+        private readonly ConcurrentDictionary<string, long> publicUntil = new(StringComparer.OrdinalIgnoreCase);
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            for (var hops = 0; ; hops++)
+            {
+                await CheckAsync(request.RequestUri, cancellationToken);
+                var response = await base.SendAsync(request, cancellationToken);
+                if (hops >= maxRedirects || request.Method != HttpMethod.Get || (int)response.StatusCode is not (301 or 302 or 303 or 307 or 308)
+                    || response.Headers.Location is not { } location || request.RequestUri is not { } from
+                    || new Uri(from, location) is not { Scheme: "http" or "https" } next || (from.Scheme == "https" && next.Scheme == "http"))
+                {
+                    return response;
+                }
+                response.Dispose();
+                var hop = new HttpRequestMessage(HttpMethod.Get, next);
+                foreach (var header in request.Headers.Where(h => h.Key is not ("Authorization" or "Cookie")))
+                {
+                    hop.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                }
+                request = hop;
+            }
+        }
+
+        private async Task CheckAsync(Uri? target, CancellationToken cancellationToken)
+        {
+            if (allowPrivateNetworks || target is null || ProxyFor(proxy, target) is null)
+            {
+                return;
+            }
+            var host = target.IdnHost.Trim('[', ']');
+            if (publicUntil.TryGetValue(host, out var until) && Environment.TickCount64 < until)
+            {
+                return;
+            }
+            try
+            {
+                await ResolveAsync(host, allowPrivateNetworks: false, refusal, cancellationToken);
+            }
+            catch (NonPublicAddressException refused)
+            {
+                publicUntil.TryRemove(host, out _);
+                throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
+            }
+            publicUntil[host] = Environment.TickCount64 + RecheckMs;
+        }
+    }
 
     /// <summary>
     /// A TCP connection to <paramref name="host"/> on one of the addresses <see cref="ResolveAsync"/>

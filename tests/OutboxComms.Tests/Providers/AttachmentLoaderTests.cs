@@ -50,6 +50,53 @@ public sealed class AttachmentLoaderTests : IDisposable
         Assert.Equal(Pdf, Assert.Single(loaded).Content);
     }
 
+    [Fact]
+    public async Task A_link_is_followed_through_its_redirects_to_the_file()
+    {
+        files.Given(Request.Create().WithPath("/share/abc").UsingGet()).RespondWith(Response.Create().WithStatusCode(302).WithHeader("Location", "/download/abc"));
+        files.Given(Request.Create().WithPath("/download/abc").UsingGet()).RespondWith(Response.Create().WithStatusCode(307).WithHeader("Location", files.Url + "/files/statement.pdf"));
+        using var worker = Worker(allowPrivateNetworks: true);
+
+        var loaded = await worker.Services.GetRequiredService<AttachmentLoader>().LoadAsync(
+            [new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = files.Url + "/share/abc" }], TestContext.Current.CancellationToken);
+
+        Assert.Equal(Pdf, Assert.Single(loaded).Content);
+    }
+
+    [Fact]
+    public async Task Through_a_proxy_each_link_and_each_redirect_hop_is_checked_not_the_proxy()
+    {
+        // The operator's proxy listens on loopback (and answers for the hosts behind it here).
+        using var proxy = WireMockServer.Start();
+        proxy.Given(Request.Create().WithPath("/ok.pdf").UsingGet()).RespondWith(Response.Create().WithStatusCode(200).WithBody(Pdf));
+        proxy.Given(Request.Create().WithPath("/moved.pdf").UsingGet()).RespondWith(Response.Create().WithStatusCode(302).WithHeader("Location", "http://10.1.2.3/secret"));
+        var webProxy = new WebProxy(proxy.Url);
+        var sockets = new SocketsHttpHandler
+        {
+            Proxy = webProxy,
+            ConnectCallback = PublicAddresses.ConnectCallback(false, PublicAddresses.AttachmentRefusal, webProxy),
+            AllowAutoRedirect = false,
+        };
+        using var client = new HttpClient(new PublicAddresses.Guard(sockets, webProxy, allowPrivateNetworks: false, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects));
+        var loader = new AttachmentLoader(new OneClient(client));
+        Task<IReadOnlyList<LoadedAttachment>> LoadAsync(string url) =>
+            loader.LoadAsync([new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = url }], TestContext.Current.CancellationToken);
+
+        var inside = await Assert.ThrowsAsync<InvalidOperationException>(() => LoadAsync("http://10.1.2.3/statement.pdf"));
+        Assert.Empty(proxy.LogEntries);
+        Assert.Equal(Pdf, Assert.Single(await LoadAsync("http://93.184.216.34/ok.pdf")).Content);
+        var redirected = await Assert.ThrowsAsync<InvalidOperationException>(() => LoadAsync("http://93.184.216.34/moved.pdf"));
+
+        Assert.Contains("10.1.2.3 resolves only to loopback, private or link-local addresses, which attachment links may not reach", inside.Message, StringComparison.Ordinal);
+        Assert.Contains("10.1.2.3 resolves only to", redirected.Message, StringComparison.Ordinal);
+        Assert.Equal(2, proxy.LogEntries.Count());   // the file, and the redirect; never the internal address
+    }
+
+    private sealed class OneClient(HttpClient client) : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => client;
+    }
+
     [Theory]
     [InlineData("169.254.169.254", false)] // cloud metadata
     [InlineData("10.1.2.3", false)]

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -30,9 +29,10 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
 
     /// <summary>
     /// The handler the providers' client sends through: TCP connections opened within
-    /// <paramref name="connectTimeout"/> (to public addresses only unless <paramref name="allowPrivateNetworks"/>),
-    /// connections set up (TLS included) within <paramref name="setupTimeout"/>, through
-    /// <paramref name="proxy"/> (default: the environment's, HTTP_PROXY / HTTPS_PROXY / NO_PROXY).
+    /// <paramref name="connectTimeout"/> (to public addresses only unless <paramref name="allowPrivateNetworks"/>,
+    /// see <see cref="PublicAddresses"/>), connections set up (TLS included) within <paramref name="setupTimeout"/>,
+    /// through <paramref name="proxy"/> (default: the environment's, HTTP_PROXY / HTTPS_PROXY / NO_PROXY),
+    /// never following a redirect (no provider API answers a send with one).
     /// Its client must have no timeout of its own (the resilience pipeline bounds each request), so
     /// that a <see cref="TimeoutException"/> under a cancellation can only mean the setup ran out.
     /// </summary>
@@ -44,84 +44,21 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
             Proxy = proxy,
             ConnectCallback = ConnectWithin(connectTimeout, allowPrivateNetworks, proxy),
             ConnectTimeout = setupTimeout,
-            // No provider API answers a send with a redirect; followed, one could lead a proxied
-            // request past the check on its target (PublicTargets sees only the first).
             AllowAutoRedirect = false,
         };
-        return allowPrivateNetworks ? sockets : new PublicTargets(sockets, proxy);
+        return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PrivateNetworkRefusal, maxRedirects: 0);
     }
-
-    /// <summary>
-    /// Through a proxy the connection goes to the proxy (which the operator chose, wherever it is),
-    /// and a plain-HTTP one serves every provider host: the provider's own address is checked here,
-    /// per request, by resolving it on this machine. Where this machine cannot resolve public names,
-    /// set Providers:AllowPrivateNetworks and let the proxy's own policy decide.
-    /// </summary>
-    private sealed class PublicTargets(HttpMessageHandler inner, IWebProxy proxy) : DelegatingHandler(inner)
-    {
-        /// <summary>
-        /// How long a host found public is not looked up again: .NET keeps no DNS cache, and every
-        /// send would otherwise wait for a lookup. The proxy resolves the name again in any case, so
-        /// this check catches settings, not a hostile DNS; the proxy's own rules are the last guard.
-        /// </summary>
-        private static readonly long RecheckMs = (long)TimeSpan.FromMinutes(1).TotalMilliseconds;
-
-        private readonly ConcurrentDictionary<string, long> publicUntil = new(StringComparer.OrdinalIgnoreCase);
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            if (request.RequestUri is { } target && Proxied(proxy, target) is not null)
-            {
-                var host = target.IdnHost.Trim('[', ']');
-                if (!publicUntil.TryGetValue(host, out var until) || Environment.TickCount64 >= until)
-                {
-                    try
-                    {
-                        await PublicAddresses.ResolveAsync(host, allowPrivateNetworks: false, PrivateNetworkRefusal, cancellationToken);
-                    }
-                    catch (NonPublicAddressException refused)
-                    {
-                        publicUntil.TryRemove(host, out _);
-                        throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
-                    }
-                    publicUntil[host] = Environment.TickCount64 + RecheckMs;
-                }
-            }
-            return await base.SendAsync(request, cancellationToken);
-        }
-    }
-
-    /// <summary>The proxy <paramref name="target"/> goes through, or null when it goes direct.</summary>
-    private static Uri? Proxied(IWebProxy? proxy, Uri target) =>
-        proxy is null || proxy.IsBypassed(target) ? null : proxy.GetProxy(target);
 
     /// <summary>
     /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
     /// provider whose address swallows connection attempts is then "could not connect" (an
     /// outage: nothing was sent), not a request timeout, which could have come after the provider
-    /// took the message. Only to public addresses unless <paramref name="allowPrivateNetworks"/>,
-    /// checked on the addresses dialled (see <see cref="PublicAddresses"/>): a tenant's base URL
-    /// override cannot reach the deployment's internal network.
+    /// took the message. Only to public addresses unless <paramref name="allowPrivateNetworks"/>
+    /// (see <see cref="PublicAddresses.ConnectCallback"/>): a tenant's base URL override cannot
+    /// reach the deployment's internal network.
     /// </summary>
     public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectWithin(TimeSpan timeout, bool allowPrivateNetworks, IWebProxy? proxy = null) =>
-        async (context, cancellationToken) =>
-        {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(timeout);
-            // The proxy itself may be anywhere (the operator chose it); the provider behind it is
-            // checked per request (PublicTargets).
-            var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && Proxied(proxy, target) is { } via
-                             && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
-            try
-            {
-                var socket = await PublicAddresses.ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks || dialsProxy, PrivateNetworkRefusal, deadline.Token);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw new SocketException((int)SocketError.TimedOut);
-            }
-        };
+        PublicAddresses.ConnectCallback(allowPrivateNetworks, PrivateNetworkRefusal, proxy, timeout);
 
     /// <summary>Sends <paramref name="request"/>; <paramref name="interpret"/> reads any answer that arrived.</summary>
     public async Task<SendResult> SendAsync(string provider, HttpRequestMessage request, Func<ProviderResponse, SendResult> interpret, CancellationToken cancellationToken)
