@@ -50,7 +50,8 @@ public static class ProviderExtensions
                     ConnectCallback = PublicAddresses.ConnectCallback(allowPrivateNetworks, PublicAddresses.AttachmentRefusal, proxy),
                     AllowAutoRedirect = false,
                 };
-                return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects);
+                // A link's host is a tenant's, DNS included: looked up on every fetch.
+                return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects, TimeSpan.Zero);
             })
             .AddResilienceHandler("attachment-http", pipeline => pipeline.AddTimeout(TimeSpan.FromSeconds(25)));
         builder.Services.TryAddSingleton<ProviderHttp>();

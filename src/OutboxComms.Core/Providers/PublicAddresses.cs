@@ -62,8 +62,11 @@ public static class PublicAddresses
             {
                 deadline.CancelAfter(limit);
             }
-            var dialsProxy = context.InitialRequestMessage.RequestUri is { } target && ProxyFor(proxy, target) is { } via
-                             && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
+            // An HTTPS target through a proxy is reached by a CONNECT tunnel, which only the handler
+            // itself sends (our clients send GET and POST), and only to its proxy.
+            var dialsProxy = proxy is not null && context.InitialRequestMessage.Method == HttpMethod.Connect
+                             || context.InitialRequestMessage.RequestUri is { } target && ProxyFor(proxy, target) is { } via
+                                && string.Equals(via.IdnHost, context.DnsEndPoint.Host, StringComparison.OrdinalIgnoreCase) && via.Port == context.DnsEndPoint.Port;
             try
             {
                 var socket = await ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, allowPrivateNetworks || dialsProxy, refusal, deadline.Token);
@@ -84,13 +87,14 @@ public static class PublicAddresses
     /// (GET only), and, unless <paramref name="allowPrivateNetworks"/>, checks every target that goes
     /// through the proxy — the first and each redirect hop — by resolving its host here. A plain-HTTP
     /// proxy connection serves every host, so the connect check cannot see them. A host found public
-    /// is looked up again at most once a minute (.NET keeps no DNS cache); the proxy resolves it
-    /// itself, so the proxy's own rules are the last guard. Where this machine cannot resolve public
-    /// names, allow private networks and let the proxy's policy decide.
+    /// is looked up again after <paramref name="recheck"/> (.NET keeps no DNS cache; zero: every
+    /// time, for hosts whose DNS a tenant controls); the proxy resolves it itself, so the proxy's
+    /// own rules are the last guard. Where this machine cannot resolve public names, allow private
+    /// networks and let the proxy's policy decide.
     /// </summary>
-    public sealed class Guard(HttpMessageHandler inner, IWebProxy proxy, bool allowPrivateNetworks, string refusal, int maxRedirects) : DelegatingHandler(inner)
+    public sealed class Guard(HttpMessageHandler inner, IWebProxy proxy, bool allowPrivateNetworks, string refusal, int maxRedirects, TimeSpan recheck) : DelegatingHandler(inner)
     {
-        private static readonly long RecheckMs = (long)TimeSpan.FromMinutes(1).TotalMilliseconds;
+        private readonly long recheckMs = (long)recheck.TotalMilliseconds;
         private readonly ConcurrentDictionary<string, long> publicUntil = new(StringComparer.OrdinalIgnoreCase);
 
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -135,7 +139,15 @@ public static class PublicAddresses
                 publicUntil.TryRemove(host, out _);
                 throw new HttpRequestException(HttpRequestError.ConnectionError, refused.Message, refused);
             }
-            publicUntil[host] = Environment.TickCount64 + RecheckMs;
+            catch (SocketException failed)
+            {
+                // As the handler reports a name it cannot resolve, so callers read it the same way.
+                throw new HttpRequestException(HttpRequestError.NameResolutionError, $"{failed.Message} ({host})", failed);
+            }
+            if (recheckMs > 0)
+            {
+                publicUntil[host] = Environment.TickCount64 + recheckMs;
+            }
         }
     }
 

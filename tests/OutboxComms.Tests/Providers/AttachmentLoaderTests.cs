@@ -77,7 +77,7 @@ public sealed class AttachmentLoaderTests : IDisposable
             ConnectCallback = PublicAddresses.ConnectCallback(false, PublicAddresses.AttachmentRefusal, webProxy),
             AllowAutoRedirect = false,
         };
-        using var client = new HttpClient(new PublicAddresses.Guard(sockets, webProxy, allowPrivateNetworks: false, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects));
+        using var client = new HttpClient(new PublicAddresses.Guard(sockets, webProxy, allowPrivateNetworks: false, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects, TimeSpan.Zero));
         var loader = new AttachmentLoader(new OneClient(client));
         Task<IReadOnlyList<LoadedAttachment>> LoadAsync(string url) =>
             loader.LoadAsync([new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = url }], TestContext.Current.CancellationToken);

@@ -127,6 +127,12 @@ public sealed class ProviderHttpTests
             (internalTarget.Outcome, internalTarget.Error));
         Assert.Empty(proxy.LogEntries);
 
+        // A name that does not resolve reads as it does without a proxy: a settings mistake, not a crash.
+        var (unknown, _) = await SendTimedAsync(http, "http://api.provider.invalid/send", TestContext.Current.CancellationToken);
+        Assert.Equal((SendOutcome.Transient, false), (unknown.Outcome, unknown.ProviderUnavailable));
+        Assert.StartsWith("Test: could not connect (NameResolutionError)", unknown.Error, StringComparison.Ordinal);
+        Assert.Empty(proxy.LogEntries);
+
         // A public address goes through the proxy (which answers for it here).
         var (publicTarget, _) = await SendTimedAsync(http, "http://93.184.216.34/send", TestContext.Current.CancellationToken);
         Assert.Equal(SendOutcome.Sent, publicTarget.Outcome);

@@ -46,7 +46,8 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
             ConnectTimeout = setupTimeout,
             AllowAutoRedirect = false,
         };
-        return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PrivateNetworkRefusal, maxRedirects: 0);
+        // Provider hosts are the providers' own (or an operator's override): their names are looked up once a minute.
+        return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PrivateNetworkRefusal, maxRedirects: 0, recheck: TimeSpan.FromMinutes(1));
     }
 
     /// <summary>
