@@ -46,6 +46,13 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
             throw new InvalidOperationException($"attachment {attachment.FileName} was not fetched: {refused.Message}", ex);
         }
         using var _ = response;
+        if ((int)response.StatusCode is >= 300 and < 400)
+        {
+            // A redirect still standing after the ones followed (more than MaxRedirects, or from
+            // HTTPS to HTTP): the link will not lead to its file later either.
+            throw new InvalidOperationException(
+                $"attachment {attachment.FileName} was not fetched: {url} redirects (HTTP {(int)response.StatusCode}) past the {MaxRedirects} redirects followed, or from HTTPS to HTTP");
+        }
         if (!response.IsSuccessStatusCode)
         {
             // Surfaces as a transient failure: the producer's file server may be back later.

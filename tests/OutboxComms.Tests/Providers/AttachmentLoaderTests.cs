@@ -61,6 +61,13 @@ public sealed class AttachmentLoaderTests : IDisposable
             [new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = files.Url + "/share/abc" }], TestContext.Current.CancellationToken);
 
         Assert.Equal(Pdf, Assert.Single(loaded).Content);
+
+        // A link that keeps redirecting fails its message, rather than being retried.
+        files.Given(Request.Create().WithPath("/loop").UsingGet()).RespondWith(Response.Create().WithStatusCode(302).WithHeader("Location", "/loop"));
+        var looping = await Assert.ThrowsAsync<InvalidOperationException>(() => worker.Services.GetRequiredService<AttachmentLoader>().LoadAsync(
+            [new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = files.Url + "/loop" }], TestContext.Current.CancellationToken));
+        Assert.Contains("redirects (HTTP 302) past the 5 redirects followed", looping.Message, StringComparison.Ordinal);
+        Assert.Equal(6, files.LogEntries.Count(e => e.RequestMessage.Path == "/loop"));
     }
 
     [Fact]
