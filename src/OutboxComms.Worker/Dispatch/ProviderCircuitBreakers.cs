@@ -45,7 +45,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
         lock (line)
         {
             var now = time.GetUtcNow();
-            if (line.Outage is not { } outage || now - outage.LastSeen > 2 * options.Value.OutageMaxDelay)
+            if (line.Outage is not { } outage || IsOver(outage, now))
             {
                 line.Outage = new Outage(now);
                 DispatchLog.ProviderUnavailable(logger, provider, companyId, error);
@@ -68,15 +68,18 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
             if (line.Outage is { } outage)
             {
                 line.Outage = null;
-                // Not when no send has met the outage for a long while: it was over before this
-                // send, and "available again after 14 hours" would be wrong.
-                if (time.GetUtcNow() - outage.LastSeen <= 2 * options.Value.OutageMaxDelay)
+                // Not when it was over before this send: "available again after 14 hours" would be wrong.
+                var now = time.GetUtcNow();
+                if (!IsOver(outage, now))
                 {
-                    DispatchLog.ProviderAvailableAgain(logger, provider, companyId, time.GetUtcNow() - outage.Since, outage.Sends);
+                    DispatchLog.ProviderAvailableAgain(logger, provider, companyId, now - outage.Since, outage.Sends);
                 }
             }
         }
     }
+
+    /// <summary>No send has met the outage for twice OutageMaxDelay: no message was waiting for the provider any more.</summary>
+    private bool IsOver(Outage outage, DateTimeOffset now) => now - outage.LastSeen > 2 * options.Value.OutageMaxDelay;
 
     private ResiliencePipeline<SendResult> Build((Guid CompanyId, string Provider) key)
     {
