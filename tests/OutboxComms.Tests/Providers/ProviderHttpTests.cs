@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using OutboxComms.Core.Providers;
@@ -8,6 +10,7 @@ using OutboxComms.Tests.Infrastructure;
 using WireMock.RequestBuilders;
 using WireMock.ResponseBuilders;
 using WireMock.Server;
+using WireMock.Settings;
 
 namespace OutboxComms.Tests.Providers;
 
@@ -140,6 +143,39 @@ public sealed class ProviderHttpTests
     }
 
     [Fact]
+    public async Task Through_a_proxy_an_https_provider_is_reached_by_a_connect_tunnel_and_an_internal_one_is_refused_before_it()
+    {
+        // The provider speaks TLS; the proxy carries every tunnel to it, whatever address was asked for.
+        var pfx = SelfSignedPfx();
+        using var provider = WireMockServer.Start(new WireMockServerSettings
+        {
+            UseSSL = true,
+            CertificateSettings = new WireMockCertificateSettings { X509CertificateFilePath = pfx, X509CertificatePassword = "test" },
+        });
+        File.Delete(pfx);
+        provider.Given(Request.Create().WithPath("/send").UsingPost()).RespondWith(Response.Create().WithStatusCode(200).WithBody("{}"));
+        using var proxy = new ConnectProxy(new IPEndPoint(IPAddress.Loopback, provider.Ports[0]));
+        using var handler = ProviderHttp.CreateHandler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5), allowPrivateNetworks: false, new WebProxy(proxy.Url));
+        // The stand-in's certificate is its own: accept it, and note whose it was, to show the TLS session reached the provider.
+        string? certificate = null;
+        ((SocketsHttpHandler)((DelegatingHandler)handler).InnerHandler!).SslOptions.RemoteCertificateValidationCallback =
+            (_, presented, _, _) => (certificate = presented?.Subject) == "CN=provider.test";
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan }));
+
+        var (internalTarget, _) = await SendTimedAsync(http, "https://10.1.2.3/send", TestContext.Current.CancellationToken);
+        Assert.Equal((SendOutcome.Permanent, "Test: 10.1.2.3 resolves only to loopback, private or link-local addresses, which providers may not reach (Providers:AllowPrivateNetworks)"),
+            (internalTarget.Outcome, internalTarget.Error));
+        Assert.Empty(proxy.Requests);
+
+        var (publicTarget, _) = await SendTimedAsync(http, "https://93.184.216.34/send", TestContext.Current.CancellationToken);
+        Assert.Equal((SendOutcome.Sent, null), (publicTarget.Outcome, publicTarget.Error));
+        Assert.Equal(["CONNECT 93.184.216.34:443 HTTP/1.1"], proxy.Requests);
+        Assert.Equal("CN=provider.test", certificate);
+        var seen = Assert.Single(provider.LogEntries);
+        Assert.Equal("POST", seen.RequestMessage.Method);
+    }
+
+    [Fact]
     public async Task The_providers_client_never_follows_a_redirect()
     {
         using var provider = WireMockServer.Start();
@@ -187,6 +223,17 @@ public sealed class ProviderHttpTests
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, url), _ => SendResult.Sent("never"), cancellationToken);
         return (result, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>A self-signed certificate for a test server, as a PFX file (password "test").</summary>
+    private static string SelfSignedPfx()
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest("CN=provider.test", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var path = Path.Combine(Path.GetTempPath(), $"provider-{Guid.NewGuid():N}.pfx");
+        File.WriteAllBytes(path, certificate.Export(X509ContentType.Pfx, "test"));
+        return path;
     }
 
     /// <summary>A port whose connections the kernel completes (the backlog has room) but nobody ever answers: a TLS handshake on it hangs.</summary>
