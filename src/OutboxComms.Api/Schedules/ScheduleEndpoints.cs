@@ -57,10 +57,9 @@ public static partial class ScheduleEndpoints
         {
             validation.Add("cron", cronError);
         }
-        else if (ScheduleTimes.TooFrequent(cron, time.GetUtcNow()) is var (first, second))
+        else if (ScheduleTimes.TooFrequent(request.Cron!, cron, time.GetUtcNow()) is { } tooFrequent)
         {
-            validation.Add("cron", string.Create(CultureInfo.InvariantCulture,
-                $"'{request.Cron}' runs more often than once an hour (e.g. {first.UtcDateTime:u} and {second.UtcDateTime:u}): every run writes to each customer of the audience. Did you mean \"0 …\" (on the hour)?"));
+            validation.Add("cron", $"'{request.Cron}' {tooFrequent}: every run writes to each customer of the audience. Did you mean \"0 …\" (on the hour)?");
         }
         validation.When(request.TimeZone is not null && !LocalTimes.TryFindZone(request.TimeZone, out _), "timeZone",
             $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata); leave it out to use the company's.");

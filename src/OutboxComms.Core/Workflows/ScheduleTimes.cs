@@ -1,3 +1,4 @@
+using System.Globalization;
 using Cronos;
 using OutboxComms.Core.Policies;
 
@@ -31,23 +32,48 @@ public static class ScheduleTimes
     public static readonly TimeSpan MinimumInterval = TimeSpan.FromHours(1);
 
     /// <summary>
-    /// Two consecutive occurrences closer than <see cref="MinimumInterval"/> within the week after
-    /// <paramref name="from"/> (UTC), or null: "* 9 * * MON" (every minute of 9 o'clock, a typo for
-    /// "0 9 * * MON") would send sixty digests to every customer.
+    /// Why <paramref name="cron"/> (parsed from <paramref name="expression"/>) would run more often
+    /// than <see cref="MinimumInterval"/>, or null: "* 9 * * MON" (every minute of 9 o'clock, a typo
+    /// for "0 9 * * MON") would send sixty digests to every customer. Two checks: the occurrences of
+    /// the week after <paramref name="from"/> (UTC), which gives an example and catches macros such
+    /// as "@every_minute"; and, for any date, the minute and second fields — two runs at least an
+    /// hour apart need both to match a single value, and a burst such as "* 10 31 3 *" (every
+    /// minute of one morning a year) lies outside any week scanned most of the year.
     /// </summary>
-    public static (DateTimeOffset First, DateTimeOffset Second)? TooFrequent(CronExpression cron, DateTimeOffset from)
+    public static string? TooFrequent(string expression, CronExpression cron, DateTimeOffset from)
     {
+        ArgumentNullException.ThrowIfNull(expression);
         ArgumentNullException.ThrowIfNull(cron);
         DateTimeOffset? previous = null;
         foreach (var occurrence in cron.GetOccurrences(from.UtcDateTime, from.UtcDateTime.AddDays(8)).Take(500))
         {
             if (previous is { } earlier && occurrence - earlier.UtcDateTime < MinimumInterval)
             {
-                return (earlier, new DateTimeOffset(occurrence, TimeSpan.Zero));
+                return string.Create(CultureInfo.InvariantCulture, $"runs more often than once an hour (e.g. {earlier.UtcDateTime:u} and {occurrence:u})");
             }
             previous = new DateTimeOffset(occurrence, TimeSpan.Zero);
         }
+        var fields = expression.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length is 5 or 6)
+        {
+            var minute = fields[^5];
+            if (Matches(CronExpression.Parse($"{minute} * * * *"), TimeSpan.FromHours(1)) > 1)
+            {
+                return $"runs more often than once an hour (its minute field '{minute}' matches more than one minute of every hour it runs in)";
+            }
+            if (fields.Length == 6 && Matches(CronExpression.Parse($"{fields[0]} * * * * *", CronFormat.IncludeSeconds), TimeSpan.FromMinutes(1)) > 1)
+            {
+                return $"runs more often than once an hour (its second field '{fields[0]}' matches more than one second of every minute it runs in)";
+            }
+        }
         return null;
+
+        // How many times a field alone matches within one period (an hour of minutes, a minute of seconds).
+        static int Matches(CronExpression field, TimeSpan period)
+        {
+            var start = new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+            return field.GetOccurrences(start, start + period, fromInclusive: true, toInclusive: false).Take(2).Count();
+        }
     }
 
     /// <summary>

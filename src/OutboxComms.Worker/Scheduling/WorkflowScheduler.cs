@@ -102,6 +102,11 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
             var reason = error.Length > 0 ? error : $"'{schedule.TimeZone}' is not an IANA time zone";
             return new SchedulePlan(null, null, schedule.NextOccurrenceAt, $"cannot evaluate the schedule ({reason}); paused until it is saved again", null, TimeZoneInfo.Utc);
         }
+        if (ScheduleTimes.TooFrequent(schedule.Cron, cron, now) is { } tooFrequent)
+        {
+            // Refused by the API since; a schedule saved before that check (or written by SQL) sends nothing.
+            return new SchedulePlan(null, null, schedule.NextOccurrenceAt, $"the schedule {tooFrequent}; paused until it is saved again", null, TimeZoneInfo.Utc);
+        }
         var next = ScheduleTimes.Next(cron, now, zone);
         var windowStart = now - settings.CatchUpWindow;
         var from = schedule.NextOccurrenceAt > windowStart ? schedule.NextOccurrenceAt : windowStart;

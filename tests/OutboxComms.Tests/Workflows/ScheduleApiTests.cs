@@ -84,8 +84,17 @@ public sealed class ScheduleApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         Assert.Contains("runs more often than once an hour", minuteProblem!["errors"]!["cron"]![0]!.GetValue<string>(), StringComparison.Ordinal);
         var (everyHalfMinute, halfMinuteProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/digest", WeeklyDigest(cron: "*/30 * * * * *"));
         WorkflowApi.AssertFields(everyHalfMinute, halfMinuteProblem, "cron");
+        // Bursts on one date, whatever today is: every minute of 10 o'clock on 31 March, twice in 9 o'clock on the 1st, twice in the minute of 9:00 on 1 April.
+        foreach (var (burst, field) in new[] { ("* 10 31 3 *", "minute field '*'"), ("0,30 9 1 * *", "minute field '0,30'"), ("0,30 0 9 1 4 *", "second field '0,30'") })
+        {
+            var (refused, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/digest", WeeklyDigest(cron: burst));
+            WorkflowApi.AssertFields(refused, problem, "cron");
+            Assert.Contains($"runs more often than once an hour (its {field} matches more than one", problem!["errors"]!["cron"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        }
         var (hourly, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/hourly", WeeklyDigest(cron: "0 9-17 * * MON-FRI"));
         Assert.Equal(HttpStatusCode.Created, hourly.StatusCode);
+        var (yearly, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/fy-close", WeeklyDigest(cron: "30 10 31 3 *"));
+        Assert.Equal(HttpStatusCode.Created, yearly.StatusCode);
 
         var (rest, restProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/bad key!", new
         {

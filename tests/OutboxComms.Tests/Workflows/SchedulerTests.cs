@@ -300,6 +300,29 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_schedule_stored_with_a_burst_of_runs_on_some_date_is_paused_by_the_scheduler_with_the_reason()
+    {
+        var (client, company) = await PracticeAsync();
+        await TestData.CreateCustomerAsync(db.DataSource, company);
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/daily", new { cron = "0 9 * * *", type = "GENERAL_UPDATE", templateKey = "daily", audience = new { kind = "ALL_CUSTOMERS" } });
+        // Saved before the API refused such bursts, or changed behind its back: every minute of 10 o'clock on 31 March.
+        await using (var burst = db.DataSource.CreateCommand("UPDATE company_schedules SET cron = '* 10 31 3 *' WHERE company_id = $1 AND key = 'daily'"))
+        {
+            burst.Parameters.AddWithValue(company);
+            Assert.Equal(1, await burst.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+
+        Assert.Equal(1, (await PassAt("2026-03-01T03:30:00Z")).Schedules);
+        // 10:05 IST on 31 March, inside the burst: the schedule is paused, not due.
+        Assert.Equal(0, (await PassAt("2026-03-31T04:35:00Z")).Schedules);
+
+        var run = Assert.Single(await RunsAsync(company, "daily"));
+        Assert.Equal((At("2026-03-01T03:30:00Z"), "SKIPPED", 0), (run.OccurrenceAt, run.Outcome, run.MessageCount));
+        Assert.Equal("the schedule runs more often than once an hour (its minute field '*' matches more than one minute of every hour it runs in); paused until it is saved again", run.Reason);
+        Assert.Empty(await RowsAsync(company));
+    }
+
+    [Fact]
     public async Task A_weekly_digest_keeps_its_local_time_across_DST_and_goes_only_to_customers_with_a_reminder_due_that_week()
     {
         var (client, company) = await PracticeAsync();
