@@ -42,8 +42,8 @@ public static class CompanyEndpoints
         var validation = new Validation()
             .Require("name", request.Name)
             .When(request.Name is { Length: > 200 }, "name", "name is at most 200 characters.")
-            .When(request.TimeZone is not null && !LocalTimes.TryFindZone(request.TimeZone, out _), "timeZone", $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).")
-            .When(request.DefaultLanguage is { Length: > 0 and not (2 or 5) }, "defaultLanguage", "defaultLanguage is a language code such as 'en' or 'hi'.");
+            .When(request.TimeZone is not null && !FieldRules.IsIanaZone(request.TimeZone), "timeZone", $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).")
+            .When(request.DefaultLanguage is not null && !FieldRules.IsLanguageCode(request.DefaultLanguage), "defaultLanguage", $"defaultLanguage is {FieldRules.LanguageHint}.");
         if (!validation.IsValid)
         {
             return validation.Problem();

@@ -61,7 +61,7 @@ public static partial class ScheduleEndpoints
         {
             validation.Add("cron", $"'{request.Cron}' {tooFrequent}: every run writes to each customer of the audience. Did you mean \"0 …\" (on the hour)?");
         }
-        validation.When(request.TimeZone is not null && !LocalTimes.TryFindZone(request.TimeZone, out _), "timeZone",
+        validation.When(request.TimeZone is not null && !FieldRules.IsIanaZone(request.TimeZone), "timeZone",
             $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata); leave it out to use the company's.");
         var type = validation.ParseMessageType("type", request.Type, Enum.GetValues<MessageType>());
         var channel = validation.ParseChannel("channel", request.Channel, Channel.Preferred);

@@ -160,8 +160,9 @@ public static partial class TemplateEndpoints
         var company = await db.Companies.AsNoTracking().SingleAsync(c => c.Id == tenant.CompanyId, cancellationToken);
         var customer = SampleCustomer(request.Customer, company.DefaultLanguage);
         string[] languages = request.Language is { } language ? [language] : MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).ToArray();
-        var candidates = await Of(db, tenant).Where(t => t.Key == key && t.Channel == channel && languages.Contains(t.Language)).ToListAsync(cancellationToken);
-        var template = languages.Select(l => candidates.Find(t => t.Language == l)).FirstOrDefault(t => t is not null);
+        var lowered = languages.Select(l => l.ToLowerInvariant()).ToArray();
+        var candidates = await Of(db, tenant).Where(t => t.Key == key && t.Channel == channel && lowered.Contains(t.Language.ToLower())).ToListAsync(cancellationToken);
+        var template = languages.Select(l => candidates.Find(t => string.Equals(t.Language, l, StringComparison.OrdinalIgnoreCase))).FirstOrDefault(t => t is not null);
         if (template is null)
         {
             return Problems.NotFound($"Template '{key}' for {WireName<Channel>.Of(channel!.Value)} in {string.Join(", ", languages)}");

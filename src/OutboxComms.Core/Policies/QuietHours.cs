@@ -40,7 +40,15 @@ public readonly record struct QuietHours(TimeOnly Start, TimeOnly End)
             endDate = time >= Start ? date.AddDays(1) : date;
         }
 
-        return LocalTimes.ToInstant(endDate.ToDateTime(End), zone);
+        var endLocal = endDate.ToDateTime(End);
+        var end = LocalTimes.ToInstant(endLocal, zone);
+        if (end <= now && zone.IsAmbiguousTime(endLocal))
+        {
+            // The clock fell back and is in its repeated hour, inside the window once more: it shows
+            // the end a second time, an hour later (the first showing is already past).
+            end = new DateTimeOffset(endLocal, zone.GetAmbiguousTimeOffsets(endLocal).Min()).ToUniversalTime();
+        }
+        return end > now ? end : null;
     }
 
     public override string ToString() => $"{Start:HH\\:mm}–{End:HH\\:mm}";
@@ -81,14 +89,13 @@ public static class LocalTimes
         {
             return false;
         }
-        try
-        {
-            zone = TimeZoneInfo.FindSystemTimeZoneById(id);
-            return true;
-        }
-        catch (Exception ex) when (ex is TimeZoneNotFoundException or InvalidTimeZoneException)
+        // The Try form also answers false where the lookup would throw something other than "not
+        // found": on Linux an id naming a zoneinfo directory ("Asia") is a SecurityException.
+        if (!TimeZoneInfo.TryFindSystemTimeZoneById(id, out var found))
         {
             return false;
         }
+        zone = found;
+        return true;
     }
 }

@@ -28,7 +28,13 @@ public class MessageTemplate
     /// <summary><c>key@vN/CHANNEL/language</c>: which template text rendered a message, as recorded in <c>template_used</c>.</summary>
     public string Reference() => string.Create(CultureInfo.InvariantCulture, $"{Key}@v{Version}/{WireName<Channel>.Of(Channel)}/{Language}");
 
-    /// <summary>The languages tried, in order, to find a customer's template: theirs, the company's, then English.</summary>
+    /// <summary>
+    /// The languages tried, in order, to find a customer's template: theirs, then its base language
+    /// ("hi-IN", then "hi"), the company's likewise, then English. Tags match whatever their case
+    /// (a business app may write "en-in" by SQL); the worker compares them case-insensitively.
+    /// </summary>
     public static IEnumerable<string> LanguagesToTry(string customerLanguage, string companyLanguage) =>
-        new[] { customerLanguage, companyLanguage, "en" }.Distinct(StringComparer.Ordinal);
+        new[] { customerLanguage, BaseLanguage(customerLanguage), companyLanguage, BaseLanguage(companyLanguage), "en" }.Distinct(StringComparer.OrdinalIgnoreCase);
+
+    private static string BaseLanguage(string tag) => tag.IndexOf('-', StringComparison.Ordinal) is > 0 and var dash ? tag[..dash] : tag;
 }

@@ -24,7 +24,7 @@ internal sealed class BatchContext
     private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
     {
         this.companies = companies.ToDictionary(c => c.Id);
-        this.templates = templates.ToDictionary(t => (t.CompanyId, t.Key, t.Channel, t.Language));
+        this.templates = templates.ToDictionary(t => (t.CompanyId, t.Key, t.Channel, t.Language.ToLowerInvariant()));
         this.attachments = attachments.ToLookup(a => a.MessageId);
         foreach (var message in batch)
         {
@@ -59,7 +59,7 @@ internal sealed class BatchContext
         accounts.GetOrAdd((companyId, channel), _ => new Lazy<ProviderAccount>(build)).Value;
 
     public MessageTemplate? Template(Guid companyId, string key, Channel channel, string language) =>
-        templates.GetValueOrDefault((companyId, key, channel, language));
+        templates.GetValueOrDefault((companyId, key, channel, language.ToLowerInvariant()));
 
     public IReadOnlyList<CommunicationAttachment> Attachments(long messageId) => [.. attachments[messageId]];
 

@@ -38,6 +38,20 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.DoesNotContain(key, keys!.ToJsonString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("India Standard Time", "en", "timeZone")]   // a Windows id: .NET resolves it, producers in other languages may not
+    [InlineData("Asia", "en", "timeZone")]                  // a directory of the zone database, not a zone
+    [InlineData("Asia/Kolkata", "Hindi", "defaultLanguage")]
+    [InlineData("Asia/Kolkata", "EN", "defaultLanguage")]  // would never match a template stored as "en"
+    public async Task A_company_is_created_only_with_an_iana_zone_and_a_language_code(string timeZone, string defaultLanguage, string field)
+    {
+        using var admin = api.As(TestKeys.Admin);
+
+        var (refused, problem) = await admin.SendJsonAsync(HttpMethod.Post, "/v1/companies", new { name = "Practice", timeZone, defaultLanguage });
+
+        ValidationProblemAssert.NamesFields(refused, problem, field);
+    }
+
     [Fact]
     public async Task A_rotated_out_key_stops_working_at_once()
     {

@@ -611,23 +611,32 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Templates_render_in_the_customers_language_falling_back_to_english()
+    public async Task Templates_render_in_the_customers_language_then_its_base_language_falling_back_to_english()
     {
         var (company, hindi) = await CustomerAsync();
         var tamil = await TestData.CreateCustomerAsync(db.DataSource, company, "tamil@example.com");
+        var hindiInIndia = await TestData.CreateCustomerAsync(db.DataSource, company, "hi-in@example.com");
+        var englishInIndia = await TestData.CreateCustomerAsync(db.DataSource, company, "en-in@example.com");
         await using (var setup = db.DataSource.CreateBatch())
         {
             setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'hi' WHERE id = $1") { Parameters = { new() { Value = hindi } } });
             setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'ta' WHERE id = $1") { Parameters = { new() { Value = tamil } } });
+            // A regional tag, written in lower case by a business app's SQL: Hindi's base template serves it.
+            setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'hi-in' WHERE id = $1") { Parameters = { new() { Value = hindiInIndia } } });
+            // The same tag as a template's 'en-IN', in another case.
+            setup.BatchCommands.Add(new("UPDATE customers SET preferred_language = 'en-in' WHERE id = $1") { Parameters = { new() { Value = englishInIndia } } });
             setup.BatchCommands.Add(new("""
                 INSERT INTO message_templates (company_id, key, channel, language, subject, body) VALUES
                   ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Dear {{ customer.name }}, invoice {{ number }} is attached.'),
-                  ($1, 'invoice', 'EMAIL', 'hi', 'चालान {{ number }}', 'प्रिय {{ customer.name }}, चालान {{ number }} संलग्न है।')
+                  ($1, 'invoice', 'EMAIL', 'hi', 'चालान {{ number }}', 'प्रिय {{ customer.name }}, चालान {{ number }} संलग्न है।'),
+                  ($1, 'invoice', 'EMAIL', 'en-IN', 'Tax invoice {{ number }}', 'Dear {{ customer.name }}, tax invoice {{ number }} is attached.')
                 """) { Parameters = { new() { Value = company } } });
             await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
         var toHindi = await EnqueueAsync(company, hindi, content: null, templateKey: "invoice", templateData: """{"number": "INV-7"}""");
         var toTamil = await EnqueueAsync(company, tamil, content: null, templateKey: "invoice", templateData: """{"number": "INV-8"}""");
+        var toHindiInIndia = await EnqueueAsync(company, hindiInIndia, content: null, templateKey: "invoice", templateData: """{"number": "INV-9"}""");
+        var toEnglishInIndia = await EnqueueAsync(company, englishInIndia, content: null, templateKey: "invoice", templateData: """{"number": "INV-10"}""");
 
         await worker.RunOnceAsync();
 
@@ -635,6 +644,10 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var tamilRow = await Outbox.GetAsync(db.DataSource, toTamil);
         Assert.Equal(("SENT", "चालान INV-7", "प्रिय Client, चालान INV-7 संलग्न है।", "invoice@v1/EMAIL/hi"), (hindiRow.Status, hindiRow.Subject, hindiRow.Content, hindiRow.TemplateUsed));
         Assert.Equal(("SENT", "Invoice INV-8", "invoice@v1/EMAIL/en"), (tamilRow.Status, tamilRow.Subject, tamilRow.TemplateUsed));
+        var hindiInIndiaRow = await Outbox.GetAsync(db.DataSource, toHindiInIndia);
+        Assert.Equal(("SENT", "चालान INV-9", "invoice@v1/EMAIL/hi"), (hindiInIndiaRow.Status, hindiInIndiaRow.Subject, hindiInIndiaRow.TemplateUsed));
+        var englishInIndiaRow = await Outbox.GetAsync(db.DataSource, toEnglishInIndia);
+        Assert.Equal(("SENT", "Tax invoice INV-10", "invoice@v1/EMAIL/en-IN"), (englishInIndiaRow.Status, englishInIndiaRow.Subject, englishInIndiaRow.TemplateUsed));
     }
 
     [Fact]

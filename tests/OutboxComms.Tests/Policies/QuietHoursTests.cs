@@ -64,6 +64,31 @@ public sealed class QuietHoursTests
         Assert.Equal(new DateTimeOffset(2026, 11, 1, 5, 30, 0, TimeSpan.Zero), night.DeferUntil(now, NewYork)); // 01:30 EDT, not EST
     }
 
+    [Theory]
+    [InlineData("2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z")]   // 01:00 EST, the repeated hour: until 01:30 EST
+    [InlineData("2026-11-01T06:10:00Z", "2026-11-01T06:30:00Z")]   // 01:10 EST
+    [InlineData("2026-11-01T05:30:00Z", null)]                     // 01:30 EDT: the window's end, the first time
+    [InlineData("2026-11-01T06:30:00Z", null)]                     // 01:30 EST: the end, the second time
+    public void In_the_repeated_hour_the_window_ends_when_the_clock_shows_its_end_again(string now, string? expected)
+    {
+        var night = new QuietHours(new TimeOnly(23, 0), new TimeOnly(1, 30));
+
+        var until = night.DeferUntil(DateTimeOffset.Parse(now, System.Globalization.CultureInfo.InvariantCulture), NewYork);
+
+        Assert.Equal(expected is null ? null : DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), until);
+    }
+
+    [Theory]
+    [InlineData("Asia/Kolkata", true)]
+    [InlineData("Asia", false)]        // a directory of the zone database: on Linux the lookup throws a SecurityException
+    [InlineData("Etc", false)]
+    [InlineData("Mars/Olympus_Mons", false)]
+    [InlineData(" ", false)]
+    public void A_zone_id_is_found_or_refused_without_throwing(string id, bool found)
+    {
+        Assert.Equal(found, LocalTimes.TryFindZone(id, out _));
+    }
+
     [Fact]
     public void Equal_start_and_end_means_no_quiet_hours()
     {
