@@ -193,16 +193,21 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.StartsWith("Could not reach WhatsApp", body["detail"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_value_of_the_wrong_type_is_a_400_naming_the_field_not_a_500()
+    [Theory]
+    [InlineData("""{"provider":"SMTP","enabled":"yes"}""", "enabled")]
+    [InlineData("""{"provider":99,"enabled":false}""", "provider")]          // not a provider at all
+    [InlineData("""{"provider":2,"enabled":false}""", "provider")]           // a provider by its position in our code
+    [InlineData("""{"provider":"99","enabled":false}""", "provider")]
+    [InlineData("""{"provider":"SMTP","host":"smtp.example.com","fromEmail":"a@example.com","security":9}""", "security")]
+    public async Task A_value_of_the_wrong_type_is_a_400_naming_the_field_not_a_500(string json, string field)
     {
         var (_, key) = await api.NewCompanyAsync();
         using var client = api.As(key);
 
-        var (response, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", """{"provider":"SMTP","enabled":"yes"}""");
+        var (response, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", json);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
-        Assert.True(problem!["errors"]!.AsObject().ContainsKey("enabled"), problem.ToJsonString());
+        Assert.True(problem!["errors"]!.AsObject().ContainsKey(field), problem.ToJsonString());
     }
 }
