@@ -52,7 +52,7 @@ public static class AnalyticsEndpoints
     public static IEndpointRouteBuilder MapAnalytics(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/analytics").WithTags("Analytics")
-            .RequireAuthorization(AuthExtensions.CompanyOrAdminPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit)
+            .RequireAuthorization(AuthExtensions.CompanyOrAdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
             .RequireTenant();
         group.MapGet("/", Get);
         return endpoints;

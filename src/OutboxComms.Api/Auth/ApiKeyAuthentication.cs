@@ -24,7 +24,7 @@ public sealed class AdminOptions
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder,
-    IOptions<AdminOptions> admin, IServiceScopeFactory scopes, IMemoryCache cache)
+    IOptions<AdminOptions> admin, IServiceScopeFactory scopes, IMemoryCache cache, TimeProvider time)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
@@ -32,6 +32,7 @@ public sealed class ApiKeyAuthenticationHandler(
     public const string KeyIdClaim = "key_id";
     public const string AdminRole = "admin";
     private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LastUsedPrecision = TimeSpan.FromMinutes(1);
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -47,6 +48,11 @@ public sealed class ApiKeyAuthenticationHandler(
             return Success([new Claim(ClaimTypes.Name, "admin"), new Claim(ClaimTypes.Role, AdminRole)]);
         }
 
+        if (!ApiKeys.IsWellFormed(presented))
+        {
+            // Not one of ours: no query, and nothing cached (a flood of random tokens costs neither).
+            return AuthenticateResult.Fail("invalid or revoked API key");
+        }
         var hash = ApiKeys.Hash(presented);
         var cacheKey = "apikey:" + Convert.ToHexString(hash);
         if (!cache.TryGetValue(cacheKey, out (Guid Id, Guid CompanyId, string Name)? key))
@@ -59,6 +65,15 @@ public sealed class ApiKeyAuthenticationHandler(
                 .FirstOrDefaultAsync(Context.RequestAborted);
             key = row is null ? null : (row.Id, row.CompanyId, row.Name);
             cache.Set(cacheKey, key, CacheFor);
+            if (row is not null)
+            {
+                // Once per cache period at most (per process), so lastUsedAt tells an operator
+                // whether an old key is still in use before it is revoked; to within a minute.
+                var now = time.GetUtcNow();
+                var staleBefore = now - LastUsedPrecision;
+                await db.ApiKeys.Where(k => k.Id == row.Id && (k.LastUsedAt == null || k.LastUsedAt < staleBefore))
+                    .ExecuteUpdateAsync(set => set.SetProperty(k => k.LastUsedAt, now), Context.RequestAborted);
+            }
         }
         return key is { } found
             ? Success([new Claim(ClaimTypes.Name, found.Name), new Claim(CompanyClaim, found.CompanyId.ToString()), new Claim(KeyIdClaim, found.Id.ToString())])

@@ -15,4 +15,12 @@ public static class ApiKeys
     }
 
     public static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
+
+    /// <summary>Shaped as <see cref="Create"/> makes keys: anything else is refused without a database lookup.</summary>
+    public static bool IsWellFormed(string presented) =>
+        presented.Length == Prefix.Length + 43 && presented.StartsWith(Prefix, StringComparison.Ordinal)
+        && presented.AsSpan(Prefix.Length).IndexOfAnyExcept(Base64UrlCharacters) < 0;
+
+    private static readonly System.Buffers.SearchValues<char> Base64UrlCharacters =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
 }

@@ -8,7 +8,7 @@ public static class AuthExtensions
     public const string CompanyPolicy = "company";
     public const string CompanyOrAdminPolicy = "company-or-admin";
     public const string AdminPolicy = "admin";
-    public const string PerKeyRateLimit = "per-key";
+    public const string PerCompanyRateLimit = "per-company";
 
     public static IHostApplicationBuilder AddApiAuth(this IHostApplicationBuilder builder)
     {
@@ -23,14 +23,15 @@ public static class AuthExtensions
             .AddPolicy(CompanyOrAdminPolicy, p => p.RequireAssertion(c =>
                 c.User.HasClaim(x => x.Type == ApiKeyAuthenticationHandler.CompanyClaim) || c.User.IsInRole(ApiKeyAuthenticationHandler.AdminRole)));
 
-        // Per key (or per client address for unauthenticated calls): a token bucket, so a burst is
-        // fine and a runaway client cannot starve the others.
+        // Per company, all its keys together (a tenant cannot multiply its share by creating keys;
+        // the admin key has its own, callers that present no valid key theirs by address): a token
+        // bucket, so a burst is fine and a runaway client cannot starve the others.
         var permitsPerSecond = builder.Configuration.GetValue("Api:RateLimitPerSecond", 1000);
         builder.Services.AddRateLimiter(options =>
         {
             options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            options.AddPolicy(PerKeyRateLimit, context => RateLimitPartition.GetTokenBucketLimiter(
-                context.User.FindFirst(ApiKeyAuthenticationHandler.KeyIdClaim)?.Value ?? context.User.Identity?.Name ?? context.Connection.RemoteIpAddress?.ToString() ?? "anonymous",
+            options.AddPolicy(PerCompanyRateLimit, context => RateLimitPartition.GetTokenBucketLimiter(
+                context.User.FindFirst(ApiKeyAuthenticationHandler.CompanyClaim)?.Value ?? context.User.Identity?.Name ?? context.Connection.RemoteIpAddress?.ToString() ?? "anonymous",
                 _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = permitsPerSecond * 2,
@@ -41,7 +42,7 @@ public static class AuthExtensions
             options.OnRejected = async (context, token) =>
             {
                 context.HttpContext.Response.Headers.RetryAfter = "1";
-                await Results.Problem(statusCode: 429, title: "Too many requests", detail: "This API key is over its rate limit; retry after a second.").ExecuteAsync(context.HttpContext);
+                await Results.Problem(statusCode: 429, title: "Too many requests", detail: "Over the rate limit (one for all of a company's keys); retry after a second.").ExecuteAsync(context.HttpContext);
             };
         });
         return builder;

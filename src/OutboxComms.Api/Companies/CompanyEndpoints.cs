@@ -27,10 +27,11 @@ public static class CompanyEndpoints
 
     public static IEndpointRouteBuilder MapCompanies(this IEndpointRouteBuilder endpoints)
     {
-        var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
         admin.MapPost("/", CreateCompany);
+        admin.MapPost("/{id:guid}/api-keys", CreateKeyForCompany);
 
-        var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+        var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
         keys.MapGet("/", ListKeys);
         keys.MapPost("/", CreateKey);
         keys.MapDelete("/{id:guid}", RevokeKey);
@@ -52,7 +53,7 @@ public static class CompanyEndpoints
         var company = new Company { Id = Guid.NewGuid(), Name = request.Name!.Trim(), TimeZone = request.TimeZone ?? "Asia/Kolkata", DefaultLanguage = request.DefaultLanguage ?? "en" };
         db.Companies.Add(company);
         db.CompanySettings.Add(new CompanySettings { CompanyId = company.Id });
-        var (key, created) = NewKey(company, "default");
+        var (key, created) = NewKey(company.Id, "default");
         db.ApiKeys.Add(key);
         await db.SaveChangesAsync(cancellationToken);
 
@@ -65,15 +66,33 @@ public static class CompanyEndpoints
             .Select(k => new KeyResponse(k.Id, k.Name, k.KeyPrefix, k.CreatedAt, k.LastUsedAt, k.RevokedAt))
             .ToListAsync(cancellationToken));
 
-    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
+        KeyRequestProblem(request) is { } problem ? problem : await AddKeyAsync(tenant.CompanyId, request.Name!.Trim(), db, cancellationToken);
+
+    /// <summary>The admin gives a company a new key: the way back in for a practice that lost all of its own.</summary>
+    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem, ProblemHttpResult>> CreateKeyForCompany(
+        Guid id, CreateKeyRequest request, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        if (KeyRequestProblem(request) is { } problem)
+        {
+            return problem;
+        }
+        if (!await db.Companies.AnyAsync(c => c.Id == id, cancellationToken))
+        {
+            return Problems.NotFound($"Company {id}");
+        }
+        return await AddKeyAsync(id, request.Name!.Trim(), db, cancellationToken);
+    }
+
+    private static ValidationProblem? KeyRequestProblem(CreateKeyRequest request)
     {
         var validation = new Validation().Require("name", request.Name).When(request.Name is { Length: > 100 }, "name", "name is at most 100 characters.");
-        if (!validation.IsValid)
-        {
-            return validation.Problem();
-        }
-        var company = await db.Companies.SingleAsync(c => c.Id == tenant.CompanyId, cancellationToken);
-        var (key, created) = NewKey(company, request.Name!.Trim());
+        return validation.IsValid ? null : validation.Problem();
+    }
+
+    private static async Task<Created<CreatedKeyResponse>> AddKeyAsync(Guid companyId, string name, OutboxDbContext db, CancellationToken cancellationToken)
+    {
+        var (key, created) = NewKey(companyId, name);
         db.ApiKeys.Add(key);
         await db.SaveChangesAsync(cancellationToken);
         return TypedResults.Created($"/v1/api-keys/{key.Id}", created with { Id = key.Id, CreatedAt = key.CreatedAt });
@@ -81,21 +100,31 @@ public static class CompanyEndpoints
 
     internal static async Task<Results<NoContent, ProblemHttpResult>> RevokeKey(Guid id, Tenant tenant, OutboxDbContext db, IMemoryCache cache, TimeProvider time, CancellationToken cancellationToken)
     {
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Revocations of one company's keys take turns, so two at once cannot leave it with none.
+        await db.Database.ExecuteSqlAsync($"SELECT 1 FROM companies WHERE id = {tenant.CompanyId} FOR NO KEY UPDATE", cancellationToken);
         var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == id && k.CompanyId == tenant.CompanyId, cancellationToken);
         if (key is null)
         {
             return Problems.NotFound($"API key {id}");
         }
+        if (key.RevokedAt is null && !await db.ApiKeys.AnyAsync(k => k.CompanyId == tenant.CompanyId && k.Id != id && k.RevokedAt == null, cancellationToken))
+        {
+            // Only the admin could give the company a key again.
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Last active key",
+                detail: $"API key {id} is the company's only active key: create its replacement (POST /v1/api-keys) first, then revoke this one.");
+        }
         key.RevokedAt ??= time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
         ApiKeyAuthenticationHandler.Forget(cache, key.KeyHash);
         return TypedResults.NoContent();
     }
 
-    private static (ApiKey Entity, CreatedKeyResponse Created) NewKey(Company company, string name)
+    private static (ApiKey Entity, CreatedKeyResponse Created) NewKey(Guid companyId, string name)
     {
         var (key, prefix, hash) = ApiKeys.Create();
-        var entity = new ApiKey { Id = Guid.NewGuid(), CompanyId = company.Id, Name = name, KeyPrefix = prefix, KeyHash = hash, CreatedAt = DateTimeOffset.UtcNow };
+        var entity = new ApiKey { Id = Guid.NewGuid(), CompanyId = companyId, Name = name, KeyPrefix = prefix, KeyHash = hash, CreatedAt = DateTimeOffset.UtcNow };
         return (entity, new CreatedKeyResponse(entity.Id, name, key, prefix, entity.CreatedAt));
     }
 

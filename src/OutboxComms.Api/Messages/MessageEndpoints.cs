@@ -89,13 +89,13 @@ public static class MessageEndpoints
     {
         // A message's 20 MB of attachments is about 27 MB as base64; a bulk request may carry several.
         var send = endpoints.MapGroup("/v1/messages").WithTags("Messages")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit)
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
             .WithMetadata(new BodySizeLimit(32 * 1024 * 1024));
         send.MapPost("/", Send).Accepts<SendMessageRequest>("application/json");
         send.MapPost("/bulk", SendBulk).Accepts<BulkSendRequest>("application/json").WithMetadata(new BodySizeLimit(128 * 1024 * 1024));
 
         var ops = endpoints.MapGroup("/v1/messages").WithTags("Messages")
-            .RequireAuthorization(AuthExtensions.CompanyOrAdminPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit)
+            .RequireAuthorization(AuthExtensions.CompanyOrAdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
             .RequireTenant().WithMetadata(new BodySizeLimit(64 * 1024));
         ops.MapGet("/", List);
         ops.MapGet("/{id:long}", Get);

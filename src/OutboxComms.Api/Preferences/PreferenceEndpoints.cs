@@ -87,7 +87,7 @@ public static class PreferenceEndpoints
     public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/customers/{id}").WithTags("Preferences")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
         group.MapGet("/preferences", Get)
             .WithSummary(CustomerEndpoints.AddressingSummary("The customer's preferences (the defaults, email on and WhatsApp/SMS off, until set)"));
         group.MapPut("/preferences", Put)

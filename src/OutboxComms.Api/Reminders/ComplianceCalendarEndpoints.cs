@@ -59,7 +59,7 @@ public static class ComplianceCalendarEndpoints
     public static IEndpointRouteBuilder MapComplianceCalendar(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/compliance-calendar").WithTags("Compliance calendar")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
         group.MapGet("/", Get);
         group.MapPut("/{key}", PutOverride);
         group.MapDelete("/{key}", DeleteOverride);

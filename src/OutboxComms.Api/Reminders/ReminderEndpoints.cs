@@ -42,7 +42,7 @@ public static class ReminderEndpoints
     public static IEndpointRouteBuilder MapReminders(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/reminders").WithTags("Reminders")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerKeyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
         group.MapPost("/", Create);
         group.MapGet("/", List);
         group.MapGet("/{id:long}", Get);

@@ -71,6 +71,74 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_company_keeps_at_least_one_key_and_the_admin_can_give_it_a_new_one()
+    {
+        var (company, only) = await api.NewCompanyAsync();
+        using var withOnly = api.As(only);
+        var (_, keys) = await withOnly.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
+        var onlyId = keys!.AsArray().Single()!["id"]!.GetValue<string>();
+
+        var (refused, problem) = await withOnly.SendJsonAsync(HttpMethod.Delete, $"/v1/api-keys/{onlyId}");
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Contains("only active key", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await withOnly.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+
+        // A practice that lost its keys: only the admin may give it one.
+        var (companyCannot, _) = await withOnly.SendJsonAsync(HttpMethod.Post, $"/v1/companies/{company}/api-keys", new { name = "recovered" });
+        Assert.Equal(HttpStatusCode.Forbidden, companyCannot.StatusCode);
+        using var admin = api.As(TestKeys.Admin);
+        var (unknown, _) = await admin.SendJsonAsync(HttpMethod.Post, $"/v1/companies/{Guid.NewGuid()}/api-keys", new { name = "recovered" });
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        var (created, recovered) = await admin.SendJsonAsync(HttpMethod.Post, $"/v1/companies/{company}/api-keys", new { name = "recovered" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        using var withRecovered = api.As(recovered!["key"]!.GetValue<string>());
+        var (_, listed) = await withRecovered.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
+        Assert.Equal(["default", "recovered"], listed!.AsArray().Select(k => k!["name"]!.GetValue<string>()));
+
+        // Now the first may go.
+        Assert.Equal(HttpStatusCode.NoContent, (await withRecovered.SendJsonAsync(HttpMethod.Delete, $"/v1/api-keys/{onlyId}")).Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_keys_last_use_is_recorded_so_an_operator_can_tell_whether_an_old_key_is_still_in_use()
+    {
+        var (_, first) = await api.NewCompanyAsync();
+        using var withFirst = api.As(first);
+        var (_, unused) = await withFirst.SendJsonAsync(HttpMethod.Post, "/v1/api-keys", new { name = "unused" });
+
+        var (_, keys) = await withFirst.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
+
+        var byName = keys!.AsArray().ToDictionary(k => k!["name"]!.GetValue<string>(), k => k!["lastUsedAt"]);
+        Assert.NotNull(byName["default"]);
+        Assert.True(DateTimeOffset.UtcNow - byName["default"]!.GetValue<DateTimeOffset>() < TimeSpan.FromMinutes(1), byName["default"]!.ToJsonString());
+        Assert.Null(byName["unused"]);
+        Assert.NotNull(unused!["key"]);
+    }
+
+    [Fact]
+    public async Task The_rate_limit_is_shared_by_all_of_a_companys_keys()
+    {
+        // Two requests a second, bursts of four. Both keys are made by the admin (whose share is its
+        // own), so each would start with a full bucket if the limit were per key: eight of ten would pass.
+        await using var limited = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Api:RateLimitPerSecond"] = "2" });
+        var (company, first) = await limited.NewCompanyAsync();
+        var (_, otherCompanysKey) = await limited.NewCompanyAsync();
+        using var admin = limited.As(TestKeys.Admin);
+        var (_, second) = await admin.SendJsonAsync(HttpMethod.Post, $"/v1/companies/{company}/api-keys", new { name = "second" });
+        using var withFirst = limited.As(first);
+        using var withSecond = limited.As(second!["key"]!.GetValue<string>());
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 10).Select(async i =>
+            (await (i % 2 == 0 ? withFirst : withSecond).SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode));
+
+        // The company's four tokens, and two more should a second pass meanwhile.
+        Assert.InRange(answers.Count(a => a == HttpStatusCode.OK), 4, 6);
+        Assert.All(answers, a => Assert.True(a is HttpStatusCode.OK or HttpStatusCode.TooManyRequests, a.ToString()));
+        using var other = limited.As(otherCompanysKey);
+        Assert.Equal(HttpStatusCode.OK, (await other.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);   // another company's share is its own
+    }
+
+    [Fact]
     public async Task Provider_secrets_are_encrypted_at_rest_never_returned_and_hidden_from_the_admin()
     {
         var (company, key) = await api.NewCompanyAsync();
