@@ -35,6 +35,9 @@ internal sealed record ClaimedMessage(
     /// <summary>The row has attachments (loaded separately, for these rows only).</summary>
     public bool HasAttachments { get; init; }
 
+    /// <summary>A row of a BOTH split: the original's id (migration 0022), on the original too.</summary>
+    public long? SplitFrom { get; init; }
+
     /// <summary>For reminders: when the customer last received one of this type.</summary>
     public DateTimeOffset? LastReminderSentAt { get; init; }
 
@@ -44,9 +47,11 @@ internal sealed record ClaimedMessage(
     /// <summary>
     /// A row of a request on BOTH channels created at <paramref name="createdAt"/>: its twins (the
     /// API's pair, or the worker's split, which keeps the original's created_at) share it, and the
-    /// frequency policy counts the pair as one reminder.
+    /// frequency policy counts the pair as one reminder. A split row counts whatever its requested
+    /// channel: the original of a PREFERRED request the customer's preference made BOTH keeps
+    /// PREFERRED, and its email may be retried after its WhatsApp sibling went out.
     /// </summary>
-    public bool IsBothRowCreatedAt(DateTimeOffset? createdAt) => RequestedChannel == Channel.Both && createdAt == CreatedAt;
+    public bool IsBothRowCreatedAt(DateTimeOffset? createdAt) => (RequestedChannel == Channel.Both || SplitFrom is not null) && createdAt == CreatedAt;
 }
 
 /// <summary>What one message's processing decided, written back with the rest of its batch in one transaction.</summary>
@@ -117,7 +122,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
              WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
                       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts)
+                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from)
         SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
@@ -293,7 +298,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 reader.GetInt32(13),
                 NullableTime(reader, 14),
                 reader.GetFieldValue<DateTimeOffset>(15),
-                reader.GetInt32(16)));
+                reader.GetInt32(16))
+            {
+                SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
+            });
         }
         return claimed;
     }

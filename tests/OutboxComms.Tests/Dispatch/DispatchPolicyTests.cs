@@ -552,6 +552,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_preferred_reminder_split_for_both_whose_email_is_retried_after_its_whatsapp_went_out_is_still_the_same_reminder()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY', whatsapp_opt_in = true, compliance_reminder_channel = 'BOTH'");
+        var id = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", channel: "PREFERRED", notBefore: time.GetUtcNow().AddMinutes(-5));
+        var greylisted = 0;
+        email.Behaviour = _ => Interlocked.Increment(ref greylisted) == 1 ? SendResult.Transient("SMTP 451 4.7.1 greylisted, try again later") : SendResult.Sent("smtp-1");
+
+        await worker.RunOnceAsync(); // the email is greylisted; the split adds the WhatsApp sibling
+        await worker.RunOnceAsync(); // the sibling goes out first
+        time.Advance(TimeSpan.FromMinutes(10));
+        await worker.RunOnceAsync(); // the email's retry: the same reminder, not a second one this week
+
+        Assert.Equal("EMAIL:SENT:PREFERRED,WHATSAPP:SENT:BOTH", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(channel || ':' || status || ':' || requested_channel, ',' ORDER BY channel) FROM communication_logs WHERE company_id = $1 AND split_from = $2", company, id));
+        Assert.Equal((2, 1), (email.Calls, whatsApp.Calls));
+    }
+
+    [Fact]
     public async Task A_reminder_behind_one_that_is_not_sent_goes_out_in_the_same_period()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
