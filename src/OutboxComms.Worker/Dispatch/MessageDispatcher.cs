@@ -230,9 +230,15 @@ internal sealed class MessageDispatcher(
         }
         catch (BrokenCircuitException ex)
         {
-            var until = time.GetUtcNow() + (ex.RetryAfter ?? settings.BreakerBreakDuration);
+            // No call was made, so no attempt and no retry is used up. The company's provider is out,
+            // and its rows wait as an outage's do: counted as outage attempts, backing off to
+            // OutageMaxDelay with jitter, never before the break ends. Deferred to the break's end
+            // each time, every pending row of the company came back together at each break's end,
+            // to be claimed and deferred again, for as long as the outage lasted.
+            var outageAttempt = message.OutageAttempts + 1;
+            var until = time.GetUtcNow() + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, ex.RetryAfter ?? settings.BreakerBreakDuration);
             return Defer(message, resolved, until,
-                $"provider {provider.Name} is failing for this company (circuit open); deferred until {until.UtcDateTime:u}");
+                $"provider {provider.Name} is failing for this company (circuit open); deferred until {until.UtcDateTime:u}") with { OutageAttempts = outageAttempt };
         }
         catch (TimeoutRejectedException)
         {

@@ -263,7 +263,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var failingCalls = email.Sent.Count(m => m.CompanyId == failing);
         Assert.InRange(failingCalls, 4, 5);
         var deferred = await TestData.ScalarAsync<long>(db.DataSource,
-            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE 'provider SMTP is failing for this company (circuit open)%' AND attempt_count = 0 AND retry_count = 0", failing);
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE 'provider SMTP is failing for this company (circuit open)%' AND attempt_count = 0 AND retry_count = 0 AND outage_attempts = 1", failing);
         Assert.Equal(10 - failingCalls, deferred);
         var told = worker.Logs.GetSnapshot().Where(r => r.Category == typeof(ProviderCircuitBreakers).FullName).Select(r => (r.Level, r.Message)).ToList();
         Assert.Equal([(LogLevel.Warning, $"Provider SMTP of company {failing} is failing: circuit open for 00:00:30, its messages deferred meanwhile; last error: SMTP 421 service not available")], told);
@@ -276,6 +276,40 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(10, await CountAsync(failing, "SENT"));
         Assert.Equal((LogLevel.Information, $"Provider SMTP of company {failing} is answering again: circuit closed"),
             worker.Logs.GetSnapshot().Where(r => r.Category == typeof(ProviderCircuitBreakers).FullName).Select(r => (r.Level, r.Message)).Last());
+    }
+
+    [Fact]
+    public async Task Behind_a_circuit_that_stays_open_a_companys_rows_back_off_apart_instead_of_returning_together_at_each_break()
+    {
+        var (failing, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        email.Behaviour = _ => SendResult.Transient("SMTP 421 service not available");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new()
+        {
+            ["Dispatch:MaxConcurrentSends"] = "1",
+            ["Dispatch:BreakerMinimumThroughput"] = "2",
+            ["Dispatch:BreakerFailureRatio"] = "0.5",
+            ["Dispatch:RetryJitter"] = "0.5",
+        });
+        for (var i = 0; i < 20; i++)
+        {
+            await Outbox.EnqueueAsync(db.DataSource, failing, customer);
+        }
+
+        // Each pass: the rows that are due meet the open circuit (the half-open trial fails again).
+        for (var pass = 0; pass < 6; pass++)
+        {
+            await worker.RunOnceAsync();
+            time.Advance(TimeSpan.FromMinutes(3));
+        }
+
+        var rows = await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(DISTINCT outage_attempts::text, ',') || ' / ' || count(DISTINCT next_attempt_at) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE '%(circuit open)%'", failing);
+        var parts = rows.Split(" / ");
+        // Deferred once per pass they were due in: after a few breaks they have waited out several and drift apart.
+        Assert.Contains(parts[0].Split(','), attempts => int.Parse(attempts, System.Globalization.CultureInfo.InvariantCulture) >= 3);
+        Assert.True(int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture) > 5, $"the rows come back together: {rows}");
     }
 
     [Fact]
