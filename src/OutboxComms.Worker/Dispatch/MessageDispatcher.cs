@@ -386,8 +386,14 @@ internal sealed class MessageDispatcher(
         Unsent(message, resolved, DeliveryStatus.Suppressed, now, reason);
 
     /// <summary>Not now: stays PENDING until <paramref name="until"/>; not an attempt.</summary>
-    private static Completion Defer(ClaimedMessage message, Resolution resolved, DateTimeOffset until, string reason) =>
-        Unsent(message, resolved, DeliveryStatus.Pending, until, reason);
+    /// <summary>
+    /// Waits until <paramref name="until"/>; a message that would by then have expired is cancelled
+    /// now, saying why, rather than showing PENDING until the deferral ends.
+    /// </summary>
+    private Completion Defer(ClaimedMessage message, Resolution resolved, DateTimeOffset until, string reason) =>
+        message.ExpiresAt is { } expiresAt && until >= expiresAt
+            ? Unsent(message, resolved, DeliveryStatus.Cancelled, time.GetUtcNow(), $"expires at {expiresAt.UtcDateTime:u}, before it could be sent: {reason}")
+            : Unsent(message, resolved, DeliveryStatus.Pending, until, reason);
 
     /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>

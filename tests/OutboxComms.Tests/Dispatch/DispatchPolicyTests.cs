@@ -365,6 +365,31 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_that_would_expire_before_its_deferral_ends_is_cancelled_at_once_with_the_reason()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 24, 18, 0, 0, TimeSpan.Zero)); // 23:30 IST
+        var (company, customer) = await CustomerAsync("quiet_hours_start = '22:00', quiet_hours_end = '09:00'");
+        var tonight = await EnqueueAsync(company, customer, notBefore: time.GetUtcNow().AddMinutes(-1));
+        var tomorrow = await EnqueueAsync(company, customer, notBefore: time.GetUtcNow().AddMinutes(-1));
+        await using (var expiry = db.DataSource.CreateCommand("UPDATE communication_logs SET expires_at = CASE id WHEN $1 THEN $3 ELSE $4 END WHERE id IN ($1, $2)"))
+        {
+            expiry.Parameters.AddWithValue(tonight);
+            expiry.Parameters.AddWithValue(tomorrow);
+            expiry.Parameters.AddWithValue(new DateTimeOffset(2026, 11, 25, 0, 30, 0, TimeSpan.Zero));   // 06:00 IST, inside the window
+            expiry.Parameters.AddWithValue(new DateTimeOffset(2026, 11, 25, 6, 30, 0, TimeSpan.Zero));   // 12:00 IST
+            await expiry.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await worker.RunOnceAsync();
+
+        var cancelled = await Outbox.GetAsync(db.DataSource, tonight);
+        Assert.Equal(("CANCELLED", "expires at 2026-11-25 00:30:00Z, before it could be sent: quiet hours 22:00–09:00 (Asia/Kolkata); deferred until 2026-11-25 03:30:00Z"),
+            (cancelled.Status, cancelled.StatusReason));
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 25, 3, 30, 0, TimeSpan.Zero)), ((await Outbox.GetAsync(db.DataSource, tomorrow)).Status, (await Outbox.GetAsync(db.DataSource, tomorrow)).NextAttemptAt));
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
     public async Task Quiet_hours_survive_the_DST_change_in_the_customers_zone()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 1, 3, 0, 0, TimeSpan.Zero)); // 23:00 EDT, the night clocks fall back
