@@ -70,12 +70,21 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
     [ThreadStatic]
     private static TemplateContext? spareContext;
 
+    /// <summary>The longest text a render may produce, and the longest value it may write, in characters.</summary>
+    public const int OutputLimit = 1_000_000;
+
     private static TemplateContext NewContext() => new(Builtins)
     {
         LoopLimit = 1_000,
         RecursiveLimit = 20,
         ObjectRecursionLimit = 20,
-        LimitToString = 100_000,
+        // A rendered text, or any one value in it, of up to a million characters (a long fee
+        // statement in HTML); beyond that the render fails. Scriban's default is to cut the text
+        // short with an ellipsis, which sent statements without their end.
+        LimitToString = OutputLimit,
+        OutputLimit = OutputLimit,
+        OnOutputLimit = ScriptLimitBehavior.Throw,
+        OnStringLimit = ScriptLimitBehavior.Throw,
         TemplateLoader = null,
         StrictVariables = false,
         EnableRelaxedMemberAccess = true,

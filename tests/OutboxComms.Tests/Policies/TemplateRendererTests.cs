@@ -20,6 +20,21 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void A_long_text_renders_whole_and_one_past_the_limit_fails_instead_of_being_cut_short()
+    {
+        // 500 rows of 300 characters: 150,000, past the 100,000 Scriban once cut texts at, with an ellipsis.
+        var row = new string('x', 299);
+        var statement = renderer.Render("{{ for i in 1..500 }}" + row + "\n{{ end }}<footer>", Model("{}"));
+        Assert.Equal(500 * 300 + "<footer>".Length, statement.Length);
+        Assert.EndsWith("<footer>", statement, StringComparison.Ordinal);
+
+        var tooLong = Assert.Throws<TemplateException>(() => renderer.Render("{{ for i in 1..1000 }}{{ row }}{{ end }}", Model($$"""{"row": "{{new string('y', 1001)}}"}""")));
+        Assert.Contains("limit", tooLong.Message, StringComparison.OrdinalIgnoreCase);
+        var hugeValue = Assert.Throws<TemplateException>(() => renderer.Render("{{ note }}", Model($$"""{"note": "{{new string('z', TemplateRenderer.OutputLimit + 1)}}"}""")));
+        Assert.Contains("limit", hugeValue.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public void Built_in_functions_are_shared_and_cannot_be_redefined_by_a_template()
     {
         Assert.Throws<TemplateException>(() => renderer.Render("{{ string.upcase = 1 }}", Model("{}")));
