@@ -23,7 +23,7 @@ namespace OutboxComms.Worker.Dispatch;
 /// resolution, consent, company configuration, contact address, quiet hours, reminder frequency.
 /// Only then is the template rendered and the provider called.
 /// </summary>
-internal sealed class MessageDispatcher(
+internal sealed partial class MessageDispatcher(
     ProviderRegistry providers,
     SecretProtector secrets,
     ProviderCircuitBreakers breakers,
@@ -446,7 +446,12 @@ internal sealed class MessageDispatcher(
     {
         if (message.TemplateKey is null)
         {
-            return new Rendered(customer.Id, message.Subject, message.Content ?? "", null, null, null, null, null);
+            var plainSubject = OneLine(message.Subject);
+            if (channel == Channel.Email && string.IsNullOrEmpty(plainSubject))
+            {
+                throw new TemplateException("the email has no subject (the row's subject is empty)");
+            }
+            return new Rendered(customer.Id, plainSubject, message.Content ?? "", null, null, null, null, null);
         }
 
         MessageTemplate? template = null;
@@ -476,7 +481,11 @@ internal sealed class MessageDispatcher(
         try
         {
             using var session = renderer.Session(model);
-            var subject = template.Subject is null ? message.Subject : session.Render(template.Subject);
+            var subject = OneLine(template.Subject is null ? message.Subject : session.Render(template.Subject));
+            if (channel == Channel.Email && string.IsNullOrEmpty(subject))
+            {
+                throw new TemplateException("the email's subject is empty (the template's rendered empty, or it has none and the message gave none)");
+            }
             var body = session.Render(template.Body);
             var html = template.HtmlBody is null ? null : session.Render(template.HtmlBody);
             ProviderTemplate? providerTemplate = null;
@@ -488,7 +497,18 @@ internal sealed class MessageDispatcher(
                 {
                     foreach (var parameter in mapping.EnumerateArray())
                     {
-                        parameters.Add(session.Render(parameter.GetString() ?? ""));
+                        if (parameter.ValueKind != JsonValueKind.String)
+                        {
+                            throw new TemplateException($"parameter {parameters.Count + 1} of the provider template is not a text (parameter_mapping holds {parameter.ValueKind})");
+                        }
+                        // WhatsApp refuses a parameter with a line break, a tab or more than four spaces in a
+                        // row (a multi-line address), and an empty one: after the paid-for call, as a failure.
+                        var value = OneLine(session.Render(parameter.GetString()!));
+                        if (string.IsNullOrEmpty(value))
+                        {
+                            throw new TemplateException($"parameter {parameters.Count + 1} of the provider template rendered empty");
+                        }
+                        parameters.Add(value);
                     }
                 }
                 providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language, parameters);
@@ -500,6 +520,17 @@ internal sealed class MessageDispatcher(
             throw new TemplateException($"template {used}: {ex.Message}", ex);
         }
     }
+
+    /// <summary>
+    /// A text that must be one line (a subject, a WhatsApp template parameter): line breaks, tabs and
+    /// runs of spaces become one space, and the ends are trimmed. A subject with a line break is a
+    /// header-injection attempt to SMTP and is handled differently by each email API.
+    /// </summary>
+    private static string? OneLine(string? text) =>
+        text is null ? null : WhitespaceRun().Replace(text, " ").Trim();
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\s{2,}|[\r\n\t\v\f\u0085\u2028\u2029]")]
+    private static partial System.Text.RegularExpressions.Regex WhitespaceRun();
 
     /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
     private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);

@@ -535,8 +535,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var split = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "BOTH", notBefore: past);
         // Written as a pair, as the API writes a BOTH request: two rows created together.
         await using (var pair = db.DataSource.CreateCommand("""
-            INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, content, next_attempt_at)
-            VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'EMAIL', 'BOTH', 'MGT-7 is due', $3), ($1, $2, 'COMPLIANCE_REMINDER', 'WHATSAPP', 'BOTH', 'MGT-7 is due', $3)
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, subject, content, next_attempt_at)
+            VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'EMAIL', 'BOTH', 'MGT-7', 'MGT-7 is due', $3), ($1, $2, 'COMPLIANCE_REMINDER', 'WHATSAPP', 'BOTH', 'MGT-7', 'MGT-7 is due', $3)
             """))
         {
             pair.Parameters.AddWithValue(company);
@@ -692,6 +692,58 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("SENT", "चालान INV-9", "invoice@v1/EMAIL/hi"), (hindiInIndiaRow.Status, hindiInIndiaRow.Subject, hindiInIndiaRow.TemplateUsed));
         var englishInIndiaRow = await Outbox.GetAsync(db.DataSource, toEnglishInIndia);
         Assert.Equal(("SENT", "Tax invoice INV-10", "invoice@v1/EMAIL/en-IN"), (englishInIndiaRow.Status, englishInIndiaRow.Subject, englishInIndiaRow.TemplateUsed));
+    }
+
+    [Fact]
+    public async Task Subjects_and_whatsapp_template_parameters_go_out_on_one_line_and_an_empty_one_fails_the_message()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        await using (var setup = db.DataSource.CreateCommand("""
+            INSERT INTO message_templates (company_id, key, channel, language, subject, body, provider_template_name, parameter_mapping) VALUES
+              ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Invoice {{ number }} is attached.', NULL, '[]'),
+              ($1, 'no-subject', 'EMAIL', 'en', NULL, 'Hello', NULL, '[]'),
+              ($1, 'invoice', 'WHATSAPP', 'en', NULL, 'Invoice {{ number }}', 'invoice_ready', '["{{ number }}", "{{ address }}"]'),
+              ($1, 'odd-mapping', 'WHATSAPP', 'en', NULL, 'x', 'invoice_ready', '["{{ number }}", 2]')
+            """))
+        {
+            setup.Parameters.AddWithValue(company);
+            await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        // A business app's field with a line break: in a subject, a header injection attempt to SMTP.
+        const string Data = """{"number": "INV-7\r\nBcc: someone@example.com", "address": "12 MG Road,\n  Bengaluru\t560001"}""";
+        var templated = await EnqueueAsync(company, customer, content: null, templateKey: "invoice", templateData: Data);
+        var plain = await EnqueueAsync(company, customer, content: "Body");
+        await using (var subject = db.DataSource.CreateCommand("UPDATE communication_logs SET subject = E'Reminder\r\n  MGT-7' WHERE id = $1"))
+        {
+            subject.Parameters.AddWithValue(plain);
+            await subject.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var noSubject = await EnqueueAsync(company, customer, content: null, templateKey: "no-subject");
+        var plainNoSubject = await EnqueueAsync(company, customer, content: "Body");
+        await using (var none = db.DataSource.CreateCommand("UPDATE communication_logs SET subject = CASE WHEN id = $1 THEN NULL ELSE ' ' END WHERE id IN ($1, $2)"))
+        {
+            none.Parameters.AddWithValue(noSubject);
+            none.Parameters.AddWithValue(plainNoSubject);
+            await none.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var whatsApp = await EnqueueAsync(company, customer, channel: "WHATSAPP", content: null, templateKey: "invoice", templateData: Data);
+        var emptyParameter = await EnqueueAsync(company, customer, channel: "WHATSAPP", content: null, templateKey: "invoice", templateData: """{"number": "INV-8", "address": "  "}""");
+        var oddMapping = await EnqueueAsync(company, customer, channel: "WHATSAPP", content: null, templateKey: "odd-mapping", templateData: """{"number": "INV-9"}""");
+
+        await worker.RunOnceAsync();
+
+        var subjects = email.Sent.ToDictionary(m => m.MessageId, m => m.Subject);
+        Assert.Equal("Invoice INV-7 Bcc: someone@example.com", subjects[templated]);
+        Assert.Equal("Reminder MGT-7", subjects[plain]);
+        Assert.Equal(["INV-7 Bcc: someone@example.com", "12 MG Road, Bengaluru 560001"], this.whatsApp.Sent.Single().ProviderTemplate!.Parameters);
+        Assert.Equal(whatsApp, this.whatsApp.Sent.Single().MessageId);
+        Assert.Equal(("FAILED", "template no-subject@v1/EMAIL/en: the email's subject is empty (the template's rendered empty, or it has none and the message gave none)"),
+            ((await Outbox.GetAsync(db.DataSource, noSubject)).Status, (await Outbox.GetAsync(db.DataSource, noSubject)).ErrorMessage));
+        Assert.Equal(("FAILED", "the email has no subject (the row's subject is empty)"),
+            ((await Outbox.GetAsync(db.DataSource, plainNoSubject)).Status, (await Outbox.GetAsync(db.DataSource, plainNoSubject)).ErrorMessage));
+        Assert.Equal("template invoice@v1/WHATSAPP/en: parameter 2 of the provider template rendered empty", (await Outbox.GetAsync(db.DataSource, emptyParameter)).ErrorMessage);
+        Assert.Equal("template odd-mapping@v1/WHATSAPP/en: parameter 2 of the provider template is not a text (parameter_mapping holds Number)", (await Outbox.GetAsync(db.DataSource, oddMapping)).ErrorMessage);
+        Assert.Equal((0, 0), ((await Outbox.GetAsync(db.DataSource, oddMapping)).AttemptCount, (await Outbox.GetAsync(db.DataSource, emptyParameter)).AttemptCount));
     }
 
     [Fact]
