@@ -43,6 +43,7 @@ public static class ApiExtensions
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.BadRequestExceptionHandler>();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.StorageRefusedExceptionHandler>();
+        builder.Services.AddExceptionHandler<OutboxComms.Api.Common.ConcurrentWriteExceptionHandler>();
         // Binding errors are thrown in every environment so the handler above can name the field
         // (and answer "Company required" when the admin key names no company).
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);

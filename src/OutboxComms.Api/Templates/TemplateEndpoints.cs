@@ -8,6 +8,7 @@ using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Templates;
+using OutboxComms.Core.Workflows;
 
 namespace OutboxComms.Api.Templates;
 
@@ -55,7 +56,7 @@ public static partial class TemplateEndpoints
         group.MapGet("/{key}", GetKey).WithSummary("Every channel and language of one template key.");
         group.MapPut("/{key}", Upsert)
             .WithSummary("Creates or replaces the template for the key, channel and language; a change bumps its version. Scriban syntax errors answer 400 with line and column.");
-        group.MapDelete("/{key}", Delete).WithSummary("Deletes the key's templates: all of them, or only those of ?channel= and/or ?language=.");
+        group.MapDelete("/{key}", Delete).WithSummary("Deletes the key's templates: all of them, or only those of ?channel= and/or ?language=; the last ones of a key that schedules, reminder steps or pending messages name only with ?force=true (else 409).");
         group.MapPost("/{key}/preview", Preview).WithSummary("Renders the stored template with sample data, exactly as the worker would.");
         return endpoints;
     }
@@ -121,7 +122,7 @@ public static partial class TemplateEndpoints
     }
 
     internal static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> Delete(
-        string key, string? channel, string? language, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+        string key, string? channel, string? language, bool? force, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         var parsed = channel is null ? (Channel?)null : ParseChannel(validation, "channel", channel);
@@ -129,7 +130,8 @@ public static partial class TemplateEndpoints
         {
             return validation.Problem();
         }
-        var query = Of(db, tenant).Where(t => t.Key == key);
+        var all = Of(db, tenant).Where(t => t.Key == key);
+        var query = all;
         if (parsed is { } only)
         {
             query = query.Where(t => t.Channel == only);
@@ -138,7 +140,40 @@ public static partial class TemplateEndpoints
         {
             query = query.Where(t => t.Language == language);
         }
+        // The key's last templates, while schedules, reminder steps or pending messages still name
+        // it: each would fail when it fires (a renamed template found missing the day before a
+        // filing deadline). Deleting one channel's or language's leaves the others to fall back on.
+        if (force != true && await query.CountAsync(cancellationToken) is > 0 and var deleting && deleting == await all.CountAsync(cancellationToken)
+            && await UsesAsync(db, tenant.CompanyId, key, cancellationToken) is { } uses)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Template in use",
+                detail: $"Template '{key}' is still named by {uses}, which would fail when they fire. Point them at another template first, or delete with ?force=true.");
+        }
         return await query.ExecuteDeleteAsync(cancellationToken) == 0 ? NotFound(key) : TypedResults.NoContent();
+    }
+
+    /// <summary>What still names the template key: enabled schedules, reminder steps not yet fired, pending messages; null when nothing does.</summary>
+    private static async Task<string?> UsesAsync(OutboxDbContext db, Guid companyId, string key, CancellationToken cancellationToken)
+    {
+        var schedules = await db.CompanySchedules.Where(s => s.CompanyId == companyId && s.TemplateKey == key && s.Enabled)
+            .OrderBy(s => s.Key).Select(s => s.Key).ToListAsync(cancellationToken);
+        var steps = await db.ReminderSteps.CountAsync(
+            s => s.TemplateKey == key && s.State == StepState.Scheduled && db.Reminders.Any(r => r.Id == s.ReminderId && r.CompanyId == companyId), cancellationToken);
+        var pending = await db.CommunicationLogs.CountAsync(m => m.CompanyId == companyId && m.Status == DeliveryStatus.Pending && m.TemplateKey == key, cancellationToken);
+        List<string> uses = [];
+        if (schedules.Count > 0)
+        {
+            uses.Add($"{schedules.Count} schedule(s) ({string.Join(", ", schedules)})");
+        }
+        if (steps > 0)
+        {
+            uses.Add($"{steps} reminder step(s) not yet fired");
+        }
+        if (pending > 0)
+        {
+            uses.Add($"{pending} pending message(s)");
+        }
+        return uses.Count == 0 ? null : string.Join(", ", uses);
     }
 
     internal static async Task<Results<Ok<PreviewResponse>, ValidationProblem, ProblemHttpResult>> Preview(

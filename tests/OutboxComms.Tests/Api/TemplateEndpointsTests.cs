@@ -130,6 +130,33 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task The_last_templates_of_a_key_that_a_schedule_or_a_pending_message_names_are_deleted_only_when_forced()
+    {
+        using var client = await NewCompanyClientAsync();
+        await PutAsync(client, "digest", new { channel = "EMAIL", subject = "Digest", body = "en" });
+        await PutAsync(client, "digest", new { channel = "EMAIL", language = "hi", subject = "Digest", body = "hi" });
+        var (scheduled, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/monday-digest",
+            new { cron = "0 9 * * MON", type = "GENERAL_UPDATE", templateKey = "digest", audience = new { kind = "ALL_CUSTOMERS" } });
+        Assert.Equal(HttpStatusCode.Created, scheduled.StatusCode);
+        var (_, customer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "C-1", name = "Client", email = "client@example.com" });
+        var (queued, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            new { customerId = customer!["id"]!.GetValue<string>(), type = "GENERAL_UPDATE", channel = "EMAIL", templateKey = "digest" });
+        Assert.Equal(HttpStatusCode.Accepted, queued.StatusCode);
+
+        // One language of two: English remains to fall back on.
+        Assert.Equal(HttpStatusCode.NoContent, (await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/digest?language=hi")).Response.StatusCode);
+        // The last one: the schedule would fail every Monday.
+        var (refused, problem) = await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/digest");
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal("Template 'digest' is still named by 1 schedule(s) (monday-digest), 1 pending message(s), which would fail when they fire. Point them at another template first, or delete with ?force=true.",
+            problem!["detail"]!.GetValue<string>());
+        Assert.Equal(["EMAIL/en"], Variants((await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/digest")).Body!));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/digest?force=true")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/digest")).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task Preview_renders_subject_body_and_html_with_the_data_and_customer_given()
     {
         using var client = await NewCompanyClientAsync();

@@ -65,6 +65,21 @@ public sealed class ScheduleApiTests(DatabaseFixture db) : WorkflowApiTests(db)
     }
 
     [Fact]
+    public async Task The_same_new_schedule_saved_by_concurrent_requests_is_created_once_and_no_request_gets_a_500()
+    {
+        var (client, _, _) = await PracticeAsync();
+
+        for (var round = 0; round < 5; round++)
+        {
+            var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+                (await client.SendJsonAsync(HttpMethod.Put, $"/v1/schedules/race-{round}", WeeklyDigest())).Response.StatusCode));
+
+            Assert.All(answers, a => Assert.True(a is HttpStatusCode.Created or HttpStatusCode.OK or HttpStatusCode.Conflict, $"round {round}: {string.Join(", ", answers)}"));
+            Assert.Equal(1, answers.Count(a => a == HttpStatusCode.Created));
+        }
+    }
+
+    [Fact]
     public async Task An_invalid_cron_expression_or_time_zone_is_answered_400_naming_the_field()
     {
         var (client, _, _) = await PracticeAsync();
