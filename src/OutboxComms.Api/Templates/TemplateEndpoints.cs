@@ -208,11 +208,11 @@ public static partial class TemplateEndpoints
         // limit for the whole message); after a text fails, the rest get a fresh session so that
         // every failing field is reported.
         var session = renderer.Session(model);
-        string? Render(string field, string? text)
+        string? Render(string field, string? text, bool html = false)
         {
             try
             {
-                return text is null ? null : session.Render(text);
+                return text is null ? null : html ? session.RenderHtml(text) : session.Render(text);
             }
             catch (TemplateException ex)
             {
@@ -228,7 +228,7 @@ public static partial class TemplateEndpoints
         {
             subject = Render("subject", template.Subject);
             body = Render("body", template.Body);
-            html = Render("htmlBody", template.HtmlBody);
+            html = Render("htmlBody", template.HtmlBody, html: true);
             parameters = Parameters(template).Select((p, i) => Render($"providerTemplate.parameters[{i}]", p) ?? "").ToList();
         }
         finally

@@ -5,6 +5,7 @@ using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using Scriban;
+using Scriban.Functions;
 using Scriban.Parsing;
 using Scriban.Runtime;
 using Scriban.Syntax;
@@ -73,50 +74,124 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
     /// <summary>The longest text a render may produce, and the longest value it may write, in characters.</summary>
     public const int OutputLimit = 1_000_000;
 
-    private static TemplateContext NewContext() => new(Builtins)
+    /// <summary>The spare of <see cref="spareContext"/> for HTML bodies (see <see cref="HtmlContext"/>).</summary>
+    [ThreadStatic]
+    private static HtmlContext? spareHtmlContext;
+
+    private static TemplateContext NewContext() => Configure(new TemplateContext(Builtins));
+
+    private static T Configure<T>(T context) where T : TemplateContext
     {
-        LoopLimit = 1_000,
-        RecursiveLimit = 20,
-        ObjectRecursionLimit = 20,
+        context.LoopLimit = 1_000;
+        context.RecursiveLimit = 20;
+        context.ObjectRecursionLimit = 20;
         // A rendered text, or any one value in it, of up to a million characters (a long fee
         // statement in HTML); beyond that the render fails. Scriban's default is to cut the text
         // short with an ellipsis, which sent statements without their end.
-        LimitToString = OutputLimit,
-        OutputLimit = OutputLimit,
-        OnOutputLimit = ScriptLimitBehavior.Throw,
-        OnStringLimit = ScriptLimitBehavior.Throw,
-        TemplateLoader = null,
-        StrictVariables = false,
-        EnableRelaxedMemberAccess = true,
-        MemberFilter = _ => false,
-    };
+        context.LimitToString = OutputLimit;
+        context.OutputLimit = OutputLimit;
+        context.OnOutputLimit = ScriptLimitBehavior.Throw;
+        context.OnStringLimit = ScriptLimitBehavior.Throw;
+        context.TemplateLoader = null;
+        context.StrictVariables = false;
+        context.EnableRelaxedMemberAccess = true;
+        context.MemberFilter = _ => false;
+        return context;
+    }
+
+    /// <summary>Text a template marks as HTML already (the result of <c>html.escape</c> or <c>html.raw</c>): written into an HTML body as it is.</summary>
+    public sealed record RawHtml(string Value)
+    {
+        public override string ToString() => Value;
+    }
+
+    /// <summary>
+    /// Renders an HTML body: what an expression writes (<c>{{ customer.name }}</c>) is HTML-escaped
+    /// unless it is <see cref="RawHtml"/>; the template's own text is written as it is. Customer
+    /// names and a business app's data cannot add markup or links to a mail sent from the practice's
+    /// domain, whether or not the template's author remembered <c>| html.escape</c>.
+    /// </summary>
+    private sealed class HtmlContext() : TemplateContext(Builtins)
+    {
+        public override TemplateContext Write(SourceSpan span, object? textAsObject) => textAsObject switch
+        {
+            null => this,
+            RawHtml raw => Write(raw.Value),
+            _ => Write(HtmlFunctions.Escape(ObjectToString(textAsObject)) ?? ""),
+        };
+    }
+
+    // In HTML bodies `html` is the built-in one with three changes: `escape` marks its result as
+    // HTML (so templates written with `| html.escape` are not escaped twice), `newline_to_br`
+    // escapes the text before adding its <br />, and `raw` writes HTML a business app built itself.
+    private static readonly ScriptObject HtmlBodyGlobals = NewHtmlBodyGlobals();
+
+    private static ScriptObject NewHtmlBodyGlobals()
+    {
+        var html = new ScriptObject();
+        foreach (var (name, function) in (ScriptObject)Builtins["html"]!)
+        {
+            html[name] = function;
+        }
+        html.Import("escape", new Func<string?, RawHtml>(text => new RawHtml(HtmlFunctions.Escape(text) ?? "")));
+        html.Import("newline_to_br", new Func<string?, RawHtml>(text => new RawHtml(HtmlFunctions.NewlineToBr(HtmlFunctions.Escape(text)) ?? "")));
+        html.Import("raw", new Func<string?, RawHtml>(text => new RawHtml(text ?? "")));
+        html.IsReadOnly = true;
+        var globals = new ScriptObject { ["html"] = html };
+        globals.IsReadOnly = true;
+        return globals;
+    }
 
     /// <summary>See <see cref="Session"/>. Not thread-safe: one message's texts, one after another.</summary>
     public sealed class RenderSession : IDisposable
     {
         private readonly TemplateRenderer renderer;
+        private readonly ScriptObject model;
         private readonly CancellationTokenSource deadline;
         private readonly TemplateContext context;
+        private HtmlContext? htmlContext;
         private bool failed;
         private bool disposed;
 
         internal RenderSession(TemplateRenderer renderer, ScriptObject model)
         {
             this.renderer = renderer;
+            this.model = model;
             deadline = new CancellationTokenSource(renderer.timeout, renderer.clock);
             context = spareContext ?? NewContext();
             spareContext = null;
-            context.CancellationToken = deadline.Token;
-            context.PushCulture(CultureInfo.InvariantCulture);
-            context.PushGlobal(model);
+            Prepare(context);
         }
 
-        public string Render(string text)
+        private void Prepare(TemplateContext prepared)
+        {
+            prepared.CancellationToken = deadline.Token;
+            prepared.PushCulture(CultureInfo.InvariantCulture);
+            prepared.PushGlobal(model);
+        }
+
+        /// <summary>A text (subject, body, parameter), written as the template renders it.</summary>
+        public string Render(string text) => Render(text, context);
+
+        /// <summary>An HTML body: values are HTML-escaped unless marked as HTML (see <see cref="HtmlContext"/>).</summary>
+        public string RenderHtml(string text)
+        {
+            if (htmlContext is null)
+            {
+                htmlContext = spareHtmlContext ?? Configure(new HtmlContext());
+                spareHtmlContext = null;
+                htmlContext.PushGlobal(HtmlBodyGlobals);   // beneath the model: template data may shadow `html`, as it may the built-in
+                Prepare(htmlContext);
+            }
+            return Render(text, htmlContext);
+        }
+
+        private string Render(string text, TemplateContext with)
         {
             var template = renderer.Parse(text);
             try
             {
-                return template.Render(context);
+                return template.Render(with);
             }
             // Scriban reports its cancellation token as a ScriptAbortException ("The operation was cancelled").
             catch (Exception ex) when (ex is ScriptAbortException or OperationCanceledException && deadline.IsCancellationRequested)
@@ -149,6 +224,12 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
                 context.CancellationToken = CancellationToken.None;
                 context.Reset();
                 spareContext = context;
+                if (htmlContext is not null)
+                {
+                    htmlContext.CancellationToken = CancellationToken.None;
+                    htmlContext.Reset();
+                    spareHtmlContext = htmlContext;
+                }
             }
         }
     }

@@ -487,7 +487,7 @@ internal sealed partial class MessageDispatcher(
                 throw new TemplateException("the email's subject is empty (the template's rendered empty, or it has none and the message gave none)");
             }
             var body = session.Render(template.Body);
-            var html = template.HtmlBody is null ? null : session.Render(template.HtmlBody);
+            var html = template.HtmlBody is null ? null : session.RenderHtml(template.HtmlBody);
             ProviderTemplate? providerTemplate = null;
             if (template.ProviderTemplateName is not null)
             {

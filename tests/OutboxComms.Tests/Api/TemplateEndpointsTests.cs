@@ -176,6 +176,11 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Equal("<p>Dear Mehta &lt;Textiles&gt;,</p><p>Invoice <b>INV-1042</b></p>", preview["htmlBody"]!.GetValue<string>());
         Assert.Null(preview["providerTemplate"]);
 
+        // The HTML body escapes data its author wrote without html.escape, as the worker does.
+        var (_, marked) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice-issued/preview",
+            new { channel = "EMAIL", data = new { invoice_number = "<i>INV-1044</i>", amount = "₹1", practice = "P" } });
+        Assert.Equal("<p>Dear Sample Client Pvt Ltd,</p><p>Invoice <b>&lt;i&gt;INV-1044&lt;/i&gt;</b></p>", marked!["htmlBody"]!.GetValue<string>());
+
         // A number beyond decimal's range renders (as a double) rather than failing the request or, in the worker, the message.
         var (huge, hugePreview) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice-issued/preview",
             """{"channel":"EMAIL","data":{"invoice_number":"INV-1043","amount":1e30,"practice":"Rao & Associates"}}""");

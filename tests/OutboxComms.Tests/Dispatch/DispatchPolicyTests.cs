@@ -699,18 +699,18 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
         await using (var setup = db.DataSource.CreateCommand("""
-            INSERT INTO message_templates (company_id, key, channel, language, subject, body, provider_template_name, parameter_mapping) VALUES
-              ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Invoice {{ number }} is attached.', NULL, '[]'),
-              ($1, 'no-subject', 'EMAIL', 'en', NULL, 'Hello', NULL, '[]'),
-              ($1, 'invoice', 'WHATSAPP', 'en', NULL, 'Invoice {{ number }}', 'invoice_ready', '["{{ number }}", "{{ address }}"]'),
-              ($1, 'odd-mapping', 'WHATSAPP', 'en', NULL, 'x', 'invoice_ready', '["{{ number }}", 2]')
+            INSERT INTO message_templates (company_id, key, channel, language, subject, body, html_body, provider_template_name, parameter_mapping) VALUES
+              ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Invoice {{ number }} is attached.', '<p>{{ note }}</p>', NULL, '[]'),
+              ($1, 'no-subject', 'EMAIL', 'en', NULL, 'Hello', NULL, NULL, '[]'),
+              ($1, 'invoice', 'WHATSAPP', 'en', NULL, 'Invoice {{ number }}', NULL, 'invoice_ready', '["{{ number }}", "{{ address }}"]'),
+              ($1, 'odd-mapping', 'WHATSAPP', 'en', NULL, 'x', NULL, 'invoice_ready', '["{{ number }}", 2]')
             """))
         {
             setup.Parameters.AddWithValue(company);
             await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
         // A business app's field with a line break: in a subject, a header injection attempt to SMTP.
-        const string Data = """{"number": "INV-7\r\nBcc: someone@example.com", "address": "12 MG Road,\n  Bengaluru\t560001"}""";
+        const string Data = """{"number": "INV-7\r\nBcc: someone@example.com", "address": "12 MG Road,\n  Bengaluru\t560001", "note": "<a href=https://pay.example>Pay</a>"}""";
         var templated = await EnqueueAsync(company, customer, content: null, templateKey: "invoice", templateData: Data);
         var plain = await EnqueueAsync(company, customer, content: "Body");
         await using (var subject = db.DataSource.CreateCommand("UPDATE communication_logs SET subject = E'Reminder\r\n  MGT-7' WHERE id = $1"))
@@ -734,6 +734,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
 
         var subjects = email.Sent.ToDictionary(m => m.MessageId, m => m.Subject);
         Assert.Equal("Invoice INV-7 Bcc: someone@example.com", subjects[templated]);
+        Assert.Equal("<p>&lt;a href=https://pay.example&gt;Pay&lt;/a&gt;</p>", email.Sent.Single(m => m.MessageId == templated).HtmlBody);   // data cannot add a link
         Assert.Equal("Reminder MGT-7", subjects[plain]);
         Assert.Equal(["INV-7 Bcc: someone@example.com", "12 MG Road, Bengaluru 560001"], this.whatsApp.Sent.Single().ProviderTemplate!.Parameters);
         Assert.Equal(whatsApp, this.whatsApp.Sent.Single().MessageId);

@@ -35,6 +35,25 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void An_html_body_escapes_what_expressions_write_unless_marked_as_html_and_other_texts_are_written_as_rendered()
+    {
+        var model = TemplateRenderer.Model(
+            JsonDocument.Parse("""{"note": "<a href=https://evil.example/pay>Pay here</a>", "address": "12 MG Road\nBengaluru", "table": "<table><tr><td>1</td></tr></table>", "safe": "R&D <dept>"}""").RootElement,
+            new Dictionary<string, object?> { ["name"] = "Mehta <Textiles> & Sons" }, new Dictionary<string, object?>());
+        using var session = renderer.Session(model);
+
+        Assert.Equal("<p>Dear Mehta &lt;Textiles&gt; &amp; Sons,</p><p>&lt;a href=https://evil.example/pay&gt;Pay here&lt;/a&gt;</p>",
+            session.RenderHtml("<p>Dear {{ customer.name }},</p><p>{{ note }}</p>"));
+        // Written for the old behaviour, with html.escape: escaped once, not twice.
+        Assert.Equal("<b>R&amp;D &lt;dept&gt;</b>", session.RenderHtml("<b>{{ safe | html.escape }}</b>"));
+        Assert.Equal("12 MG Road<br />\nBengaluru", session.RenderHtml("{{ address | html.newline_to_br }}"));
+        // HTML the business app built itself, marked as such.
+        Assert.Equal("<table><tr><td>1</td></tr></table>", session.RenderHtml("{{ table | html.raw }}"));
+        // The subject and the plain-text body are not HTML.
+        Assert.Equal("Dear Mehta <Textiles> & Sons", session.Render("Dear {{ customer.name }}"));
+    }
+
+    [Fact]
     public void Built_in_functions_are_shared_and_cannot_be_redefined_by_a_template()
     {
         Assert.Throws<TemplateException>(() => renderer.Render("{{ string.upcase = 1 }}", Model("{}")));
