@@ -22,10 +22,21 @@ public enum WebhookOutcome
 public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 {
     private const string StoreSql = """
-        INSERT INTO webhook_events (company_id, provider, event_key, provider_message_id, status, occurred_at, outcome, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, 'APPLIED', $7)
+        INSERT INTO webhook_events (company_id, provider, event_key, provider_message_id, status, occurred_at, outcome, payload, error, signal)
+        VALUES ($1, $2, $3, $4, $5, $6, 'APPLIED', $7, $8, $9)
         ON CONFLICT (company_id, provider, event_key) DO NOTHING
         RETURNING id
+        """;
+
+    // Events that matched no message, for provider ids the worker has just recorded (migration 0023's index).
+    private const string WaitingSql = """
+        SELECT id FROM webhook_events WHERE outcome = 'UNKNOWN_MESSAGE' AND provider_message_id = ANY ($1) ORDER BY id
+        """;
+
+    private const string WaitingEventSql = """
+        SELECT company_id, provider, event_key, provider_message_id, status, occurred_at, received_at, error, signal, payload
+          FROM webhook_events WHERE id = $1 AND outcome = 'UNKNOWN_MESSAGE'
+           FOR UPDATE
         """;
 
     // Forward-only: delivery_rank (migration 0003) orders SENT < FAILED/BOUNCED < DELIVERED < READ;
@@ -90,6 +101,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             } });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
+            store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            store.Parameters.Add(new NpgsqlParameter { Value = (object?)SignalOf(delivery) ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             if (await store.ExecuteScalarAsync(cancellationToken) is not long id)
             {
                 return WebhookOutcome.Duplicate;
@@ -107,6 +120,103 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             return await FinishAsync(connection, transaction, eventId, choiceOutcome, null, cancellationToken);
         }
 
+        return await ApplyAsync(connection, transaction, eventId, companyId, provider, delivery, at, receivedAt, cancellationToken);
+    }
+
+    /// <summary>
+    /// Applies the events stored as UNKNOWN_MESSAGE that name one of <paramref name="providerMessageIds"/>:
+    /// the worker calls this once it has recorded those ids, as an event may arrive before that (a
+    /// batch's outcomes are written together, seconds after the sends). Each in its own transaction,
+    /// as on receipt; returns how many found their message.
+    /// </summary>
+    public async Task<int> ApplyWaitingAsync(IReadOnlyCollection<string> providerMessageIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(providerMessageIds);
+        if (providerMessageIds.Count == 0)
+        {
+            return 0;
+        }
+        // As stored on the message and as webhooks name it (Mailgun's Message-Id without its angle brackets).
+        string[] ids = [.. providerMessageIds.SelectMany(id => new[] { id, id.Trim('<', '>') }).Distinct(StringComparer.Ordinal)];
+        var waiting = new List<long>();
+        await using (var find = dataSource.CreateCommand(WaitingSql))
+        {
+            find.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = ids });
+            await using var reader = await find.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                waiting.Add(reader.GetInt64(0));
+            }
+        }
+        var found = 0;
+        foreach (var eventId in waiting)
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            Guid companyId;
+            string provider;
+            DeliveryEvent delivery;
+            DateTimeOffset at, receivedAt;
+            await using (var load = new NpgsqlCommand(WaitingEventSql, connection, transaction) { Parameters = { new NpgsqlParameter<long> { TypedValue = eventId } } })
+            await using (var reader = await load.ExecuteReaderAsync(cancellationToken))
+            {
+                if (!await reader.ReadAsync(cancellationToken))
+                {
+                    continue;   // applied meanwhile (a redelivery, or another worker)
+                }
+                companyId = reader.GetGuid(0);
+                provider = reader.GetString(1);
+                receivedAt = reader.GetFieldValue<DateTimeOffset>(6);
+                var occurredAt = reader.IsDBNull(5) ? (DateTimeOffset?)null : reader.GetFieldValue<DateTimeOffset>(5);
+                at = occurredAt ?? receivedAt;
+                delivery = Stored(reader.GetString(3), reader.GetString(4), occurredAt, reader.IsDBNull(7) ? null : reader.GetString(7),
+                    reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetString(2), reader.GetString(9));
+            }
+            if (await ApplyAsync(connection, transaction, eventId, companyId, provider, delivery, at, receivedAt, cancellationToken) != WebhookOutcome.UnknownMessage)
+            {
+                found++;
+            }
+        }
+        return found;
+    }
+
+    // The consent signal an event carries, as stored with it (migration 0023), and back.
+    private static string? SignalOf(DeliveryEvent delivery) => delivery switch
+    {
+        { RecipientOptedOut: true } => "OPTED_OUT",
+        { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Complaint } => "COMPLAINT",
+        { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Unsubscribe } => "UNSUBSCRIBE",
+        { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing } => "WHATSAPP_MARKETING",
+        _ => null,
+    };
+
+    /// <summary>A stored event as it was received (its status column also names the events without a status).</summary>
+    private static DeliveryEvent Stored(string providerMessageId, string status, DateTimeOffset? occurredAt, string? error, string? signal, string eventKey, string payload)
+    {
+        ProviderOptOuts.GeneralUpdatesStop? stops = signal switch
+        {
+            "COMPLAINT" => ProviderOptOuts.GeneralUpdatesStop.Complaint,
+            "UNSUBSCRIBE" => ProviderOptOuts.GeneralUpdatesStop.Unsubscribe,
+            "WHATSAPP_MARKETING" => ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing,
+            _ => null,
+        };
+        return status switch
+        {
+            "RESPONSE" => new DeliveryEvent(providerMessageId, DeliveryStatus.Sent, occurredAt, null, eventKey, payload) { IsResponse = true },
+            "COMPLAINED" => DeliveryEvent.StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop.Complaint, providerMessageId, occurredAt, eventKey, payload),
+            "UNSUBSCRIBED" => DeliveryEvent.StoppingGeneralUpdates(ProviderOptOuts.GeneralUpdatesStop.Unsubscribe, providerMessageId, occurredAt, eventKey, payload),
+            _ => new DeliveryEvent(providerMessageId, WireName<DeliveryStatus>.Parse(status), occurredAt, error, eventKey, payload)
+            {
+                RecipientOptedOut = signal == "OPTED_OUT",
+                StopsGeneralUpdates = stops,
+            },
+        };
+    }
+
+    /// <summary>Moves the event's message (forward only), applies the consent it carries, records the outcome and commits.</summary>
+    private static async Task<WebhookOutcome> ApplyAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, long eventId, Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset at, DateTimeOffset receivedAt, CancellationToken cancellationToken)
+    {
         long? messageId = null;
         var advanced = false;
         await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : !delivery.CarriesStatus ? ComplaintSql : ApplySql, connection, transaction))

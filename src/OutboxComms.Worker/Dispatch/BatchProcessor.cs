@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Observability;
+using OutboxComms.Core.Webhooks;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -19,6 +20,7 @@ internal sealed class BatchProcessor(
     IOptions<DispatchOptions> options,
     TimeProvider time,
     OutboxMetrics metrics,
+    DeliveryEventRecorder deliveryEvents,
     ILogger<BatchProcessor> logger)
 {
     private readonly DispatchOptions settings = options.Value;
@@ -141,6 +143,7 @@ internal sealed class BatchProcessor(
             // reminder remembered too long only waits, where one forgotten goes out twice.
             reminders.Recorded(outcomes);
         }
+        await ApplyWaitingEventsAsync(outcomes);
         if (!released.IsEmpty)
         {
             await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
@@ -154,6 +157,28 @@ internal sealed class BatchProcessor(
             }
         }
         return claimed.Count;
+    }
+
+    /// <summary>
+    /// A delivery event (WhatsApp's "failed" for an undeliverable number, a carrier's "undelivered")
+    /// can arrive before this batch recorded its message's provider id, and was then stored as for
+    /// an unknown message: now that the ids are recorded, such events are applied. One indexed
+    /// lookup per batch, which nearly always finds none. A failure leaves them stored, and is only logged.
+    /// </summary>
+    private async Task ApplyWaitingEventsAsync(Completion[] outcomes)
+    {
+        List<string> sent = [.. outcomes.Where(c => c.Status == Core.Messages.DeliveryStatus.Sent && c.ProviderMessageId is not null).Select(c => c.ProviderMessageId!)];
+        try
+        {
+            if (await deliveryEvents.ApplyWaitingAsync(sent, CancellationToken.None) is > 0 and var applied)
+            {
+                DispatchLog.WaitingEventsApplied(logger, applied);
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            DispatchLog.WaitingEventsFailed(logger, ex);
+        }
     }
 
     /// <summary>

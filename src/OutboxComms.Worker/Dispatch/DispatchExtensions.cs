@@ -1,7 +1,9 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Templates;
+using OutboxComms.Core.Webhooks;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -24,6 +26,7 @@ public static class DispatchExtensions
         builder.Services.AddSingleton<ProviderCircuitBreakers>();
         builder.Services.AddSingleton<MessageDispatcher>();
         builder.Services.AddSingleton<ReminderGate>();
+        builder.Services.TryAddSingleton<DeliveryEventRecorder>();   // applies delivery events that arrived before their provider ids were recorded
         builder.Services.AddSingleton<BatchProcessor>();
         builder.Services.AddSingleton<DispatchSignal>();
         builder.Services.AddHostedService<OutboxListener>();

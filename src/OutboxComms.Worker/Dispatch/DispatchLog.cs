@@ -41,6 +41,12 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Provider {Provider} of company {CompanyId} is failing: circuit open for {BreakDuration}, its messages deferred meanwhile; last error: {Error}")]
     public static partial void CircuitOpened(ILogger logger, string provider, Guid companyId, TimeSpan breakDuration, string? error);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Applied {Applied} delivery events that arrived before their messages' provider ids were recorded")]
+    public static partial void WaitingEventsApplied(ILogger logger, int applied);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Applying delivery events that arrived before their messages' provider ids were recorded failed; they stay stored as unknown")]
+    public static partial void WaitingEventsFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Provider {Provider} of company {CompanyId} is answering again: circuit closed")]
     public static partial void CircuitClosed(ILogger logger, string provider, Guid companyId);
 }

@@ -1,3 +1,4 @@
+using OutboxComms.Core.Webhooks;
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -310,6 +311,42 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         // Deferred once per pass they were due in: after a few breaks they have waited out several and drift apart.
         Assert.Contains(parts[0].Split(','), attempts => int.Parse(attempts, System.Globalization.CultureInfo.InvariantCulture) >= 3);
         Assert.True(int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture) > 5, $"the rows come back together: {rows}");
+    }
+
+    [Fact]
+    public async Task Delivery_events_that_arrive_before_the_batch_records_their_provider_ids_are_applied_when_it_does()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
+        var bounced = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "GENERAL_UPDATE");
+        var complained = await Outbox.EnqueueAsync(db.DataSource, company, customer, type: "GENERAL_UPDATE");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "whatsapp_opt_in = true");
+        var optedOut = await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "WHATSAPP");
+        // They answer with the provider ids SMTP-<message id> and WHATSAPP_BUSINESS_API-<message id>.
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email(), WorkerHarness.WhatsApp()]);
+        // The provider's webhooks come in while the batch's sends are still going out: no message has these ids yet.
+        var recorder = new DeliveryEventRecorder(db.DataSource);
+        var now = DateTimeOffset.UtcNow;
+        var early = new[]
+        {
+            await recorder.RecordAsync(company, "smtp", new DeliveryEvent($"SMTP-{bounced}", DeliveryStatus.Bounced, now, "550 5.1.1 mailbox unavailable", "e1", "{}"), now, TestContext.Current.CancellationToken),
+            await recorder.RecordAsync(company, "smtp", DeliveryEvent.Complaint($"SMTP-{complained}", now, "e2", "{}"), now, TestContext.Current.CancellationToken),
+            await recorder.RecordAsync(company, "smtp", new DeliveryEvent("SMTP-never-sent", DeliveryStatus.Delivered, now, null, "e3", "{}"), now, TestContext.Current.CancellationToken),
+            await recorder.RecordAsync(company, "whatsapp", new DeliveryEvent($"WHATSAPP_BUSINESS_API-{optedOut}", DeliveryStatus.Failed, now, "21610 recipient replied STOP", "e4", "{}") { RecipientOptedOut = true }, now, TestContext.Current.CancellationToken),
+        };
+        Assert.All(early, outcome => Assert.Equal(WebhookOutcome.UnknownMessage, outcome));
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, bounced);
+        Assert.Equal(("BOUNCED", "550 5.1.1 mailbox unavailable"), (row.Status, row.ErrorMessage));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, complained)).Status);
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT whatsapp_opt_in FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.Equal(("FAILED", "21610 recipient replied STOP"), ((await Outbox.GetAsync(db.DataSource, optedOut)).Status, (await Outbox.GetAsync(db.DataSource, optedOut)).ErrorMessage));
+        Assert.Equal("APPLIED:" + bounced + ",APPLIED:" + complained + ",UNKNOWN_MESSAGE:,APPLIED:" + optedOut, await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(outcome || ':' || coalesce(message_id::text, ''), ',' ORDER BY event_key) FROM webhook_events WHERE company_id = $1", company));
     }
 
     [Fact]
