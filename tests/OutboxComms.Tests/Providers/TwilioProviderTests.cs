@@ -128,6 +128,30 @@ public sealed class TwilioProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_sender_id_that_starts_with_mg_is_a_sender_not_a_messaging_service()
+    {
+        host.Answers("POST", MessagesPath, 201, """{"sid":"SM7","status":"accepted"}""");
+
+        // An Indian DLT header for "M G & Associates".
+        await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: "MGASSO"), TestContext.Current.CancellationToken);
+
+        var form = Form(host.SingleRequest);
+        Assert.Equal("MGASSO", form["From"]);
+        Assert.False(form.ContainsKey("MessagingServiceSid"));
+    }
+
+    [Fact]
+    public async Task A_full_sender_queue_is_throttling_and_waits_an_hour_without_using_up_retries()
+    {
+        host.Answers("POST", MessagesPath, 400, """{"code":21611,"message":"This 'From' number has exceeded the maximum number of queued messages","more_info":"https://www.twilio.com/docs/errors/21611","status":400}""");
+
+        var result = await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms), TestContext.Current.CancellationToken);
+
+        Assert.Equal((SendOutcome.Transient, true, TimeSpan.FromHours(1)), (result.Outcome, result.ProviderUnavailable, result.RetryAfter));
+        Assert.StartsWith("Twilio 21611: ", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_status_callback_url_on_the_account_goes_with_the_message()
     {
         host.Answers("POST", MessagesPath, 201, """{"sid":"SM6","status":"queued"}""");

@@ -21,7 +21,7 @@ namespace OutboxComms.Core.Providers.Messaging;
 /// Delivery status: <c>StatusCallback</c> is sent when the account carries a callback URL (the
 /// service's <c>PublicBaseUrl</c> + <c>/webhooks/twilio/{companyId}</c>), so Twilio reports back.
 /// </summary>
-public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
+public sealed partial class TwilioProvider(ProviderHttp http) : IMessageProvider
 {
     private const string Provider = "Twilio";
     private const string DefaultBase = "https://api.twilio.com/";
@@ -78,7 +78,7 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
         var form = new List<KeyValuePair<string, string>>
         {
             new("To", whatsApp ? WhatsAppAddress(message.To) : message.To),
-            from.StartsWith("MG", StringComparison.Ordinal)
+            MessagingServiceSid().IsMatch(from)
                 ? new("MessagingServiceSid", from)
                 : new("From", whatsApp ? WhatsAppAddress(from) : from),
         };
@@ -130,9 +130,17 @@ public sealed class TwilioProvider(ProviderHttp http) : IMessageProvider
             63016 => SendResult.Permanent($"{error} (outside the 24-hour WhatsApp window: send an approved template via ContentSid)"),
             20003 => SendResult.Permanent($"{error} (authentication failed: check the Twilio account SID and auth token)"),
             20429 => SendResult.Unavailable(error, response.RetryAfter),
+            // The sender's queue is full (about ten hours of messages at its rate): throttling, not
+            // this message's fault; it goes once the queue has drained.
+            21611 => SendResult.Unavailable($"{error} (this sender's queue at Twilio is full: messages wait for it to drain)", TimeSpan.FromHours(1)),
             _ => response.Classify(error),
         };
     }
+
+    // A Messaging Service SID ("MG" and 32 hex digits), not a sender ID that happens to start with
+    // MG (an Indian DLT header such as MGASSO, for "M G & Associates").
+    [System.Text.RegularExpressions.GeneratedRegex("^MG[0-9a-fA-F]{32}$")]
+    private static partial System.Text.RegularExpressions.Regex MessagingServiceSid();
 
     /// <summary>Twilio reports what it charged as a negative amount ("-0.0075"); we record the cost.</summary>
     private static decimal? Price(string? price) =>
