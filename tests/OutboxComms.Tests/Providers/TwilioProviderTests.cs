@@ -115,29 +115,18 @@ public sealed class TwilioProviderTests : IDisposable
         Assert.Equal(["Body", "From", "To"], form.Keys.Order());
     }
 
-    [Fact]
-    public async Task A_messaging_service_sid_goes_as_messaging_service_sid_instead_of_from()
+    [Theory]
+    [InlineData("MG9752274e9e519418a7406176694466fa", "MessagingServiceSid", "From")]
+    [InlineData("MGASSO", "From", "MessagingServiceSid")]   // an Indian DLT header for "M G & Associates", not a service
+    public async Task A_messaging_service_sid_goes_as_messaging_service_sid_and_any_other_sender_as_from(string from, string sentAs, string notSent)
     {
         host.Answers("POST", MessagesPath, 201, """{"sid":"SM5","status":"accepted"}""");
 
-        await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: "MG9752274e9e519418a7406176694466fa"), TestContext.Current.CancellationToken);
+        await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: from), TestContext.Current.CancellationToken);
 
         var form = Form(host.SingleRequest);
-        Assert.Equal("MG9752274e9e519418a7406176694466fa", form["MessagingServiceSid"]);
-        Assert.False(form.ContainsKey("From"));
-    }
-
-    [Fact]
-    public async Task A_sender_id_that_starts_with_mg_is_a_sender_not_a_messaging_service()
-    {
-        host.Answers("POST", MessagesPath, 201, """{"sid":"SM7","status":"accepted"}""");
-
-        // An Indian DLT header for "M G & Associates".
-        await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: "MGASSO"), TestContext.Current.CancellationToken);
-
-        var form = Form(host.SingleRequest);
-        Assert.Equal("MGASSO", form["From"]);
-        Assert.False(form.ContainsKey("MessagingServiceSid"));
+        Assert.Equal(from, form[sentAs]);
+        Assert.False(form.ContainsKey(notSent));
     }
 
     [Fact]
