@@ -62,8 +62,9 @@ public static class ApiExtensions
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseAuthentication();
-        app.UseAuthorization();
+        // Before authorization, which answers 401 itself: callers without a valid key are limited too (per address).
         app.UseRateLimiter();
+        app.UseAuthorization();
         app.MapOpenApi();
         app.MapHealthEndpoints();
         app.MapMetrics().RequireAuthorization(AuthExtensions.AdminPolicy);

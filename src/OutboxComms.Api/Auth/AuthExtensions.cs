@@ -27,6 +27,11 @@ public static class AuthExtensions
         // the admin key has its own, callers that present no valid key theirs by address): a token
         // bucket, so a burst is fine and a runaway client cannot starve the others.
         var permitsPerSecond = builder.Configuration.GetValue("Api:RateLimitPerSecond", 1000);
+        if (permitsPerSecond < 1)
+        {
+            // Refused at start: the limiter would otherwise fail every request with a 500 when first used.
+            throw new InvalidOperationException($"Api:RateLimitPerSecond must be at least 1 (it is {permitsPerSecond}); it cannot be switched off.");
+        }
         builder.Services.AddRateLimiter(options =>
         {
             options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;

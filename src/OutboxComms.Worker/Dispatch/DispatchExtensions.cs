@@ -16,7 +16,15 @@ public static class DispatchExtensions
         builder.Services.AddOptions<DispatchOptions>()
             .BindConfiguration(DispatchOptions.Section)
             .PostConfigure<IConfiguration>((options, configuration) =>
-                options.PublicBaseUrl ??= configuration["PublicBaseUrl"] is { Length: > 0 } url ? new Uri(url) : null)
+            {
+                options.PublicBaseUrl ??= configuration["PublicBaseUrl"] is { Length: > 0 } url ? new Uri(url) : null;
+                // Links are built relative to it ("unsubscribe/…", "webhooks/…"): without a final
+                // slash, a path prefix (https://host/comms) would be dropped, as the API keeps it.
+                if (options.PublicBaseUrl is { } publicBase && !publicBase.AbsolutePath.EndsWith('/'))
+                {
+                    options.PublicBaseUrl = new Uri(publicBase.GetLeftPart(UriPartial.Path) + "/");
+                }
+            })
             .ValidateDataAnnotations()
             .ValidateOnStart();
         builder.AddProviders();

@@ -116,6 +116,16 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_rate_limit_below_one_request_a_second_stops_the_api_at_start()
+    {
+        await using var misconfigured = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Api:RateLimitPerSecond"] = "0" });
+
+        var refused = Assert.ThrowsAny<Exception>(() => misconfigured.CreateClient());
+
+        Assert.Contains("Api:RateLimitPerSecond must be at least 1", refused.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_rate_limit_is_shared_by_all_of_a_companys_keys()
     {
         // Two requests a second, bursts of four. Both keys are made by the admin (whose share is its
@@ -136,6 +146,12 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.All(answers, a => Assert.True(a is HttpStatusCode.OK or HttpStatusCode.TooManyRequests, a.ToString()));
         using var other = limited.As(otherCompanysKey);
         Assert.Equal(HttpStatusCode.OK, (await other.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);   // another company's share is its own
+
+        // A caller without a valid key (a guessed one, shaped like ours) is limited too, not answered 401 for ever.
+        using var guessing = limited.As("oc_live_" + new string('A', 43));
+        var guesses = await Task.WhenAll(Enumerable.Range(0, 10).Select(async _ => (await guessing.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode));
+        Assert.Contains(HttpStatusCode.TooManyRequests, guesses);
+        Assert.Contains(HttpStatusCode.Unauthorized, guesses);
     }
 
     [Fact]

@@ -201,7 +201,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var twilio = WorkerHarness.Sms();
         var whatsApp = WorkerHarness.WhatsApp();
         var messageBird = new CountingProvider("MESSAGEBIRD", Channel.Sms);
-        var settings = new Dictionary<string, string?> { ["PublicBaseUrl"] = "https://comms.practice.example/" };
+        // Behind a path prefix, written without its final slash.
+        var settings = new Dictionary<string, string?> { ["PublicBaseUrl"] = "https://practice.example/comms" };
         await using (var worker = new WorkerHarness(db.ConnectionString, [twilio, whatsApp], settings: settings))
         {
             await Outbox.EnqueueAsync(db.DataSource, company, customer, channel: "SMS");
@@ -215,8 +216,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             await worker.RunOnceAsync();
         }
 
-        Assert.Equal($"https://comms.practice.example/webhooks/twilio/{company}", Assert.Single(twilio.Accounts).StatusCallbackUrl?.AbsoluteUri);
-        Assert.Equal($"https://comms.practice.example/webhooks/messagebird-sms/{company}", Assert.Single(messageBird.Accounts).StatusCallbackUrl?.AbsoluteUri);
+        Assert.Equal($"https://practice.example/comms/webhooks/twilio/{company}", Assert.Single(twilio.Accounts).StatusCallbackUrl?.AbsoluteUri);
+        Assert.Equal($"https://practice.example/comms/webhooks/messagebird-sms/{company}", Assert.Single(messageBird.Accounts).StatusCallbackUrl?.AbsoluteUri);
         Assert.Null(Assert.Single(whatsApp.Accounts).StatusCallbackUrl); // the Cloud API's webhook is set in Meta's dashboard
     }
 
