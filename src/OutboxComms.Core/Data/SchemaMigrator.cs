@@ -22,13 +22,13 @@ public sealed record SchemaState(int AppliedVersion, int ExpectedVersion)
 }
 
 /// <summary>
-/// Applies the embedded SQL migrations. All pending files run in one transaction under an advisory
-/// lock, so several processes may call <see cref="ApplyAsync"/> at once and each file runs once; a
-/// file that was edited after it was applied is refused (its checksum no longer matches).
+/// Applies the embedded SQL migrations under an advisory lock, so several processes may call
+/// <see cref="ApplyAsync"/> at once and each file runs once; each pending file in its own
+/// transaction; a file that was edited after it was applied is refused (its checksum no longer matches).
 /// </summary>
 public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<SchemaMigrator> logger)
 {
-    // Any constant unique to us; pg_advisory_xact_lock takes a bigint. ("OUTBOXMG" in ASCII.)
+    // Any constant unique to us; pg_advisory_lock takes a bigint. ("OUTBOXMG" in ASCII.)
     private const long MigrationLockKey = 0x4F5554424F584D47;
 
     private const string BookkeepingSql = """
@@ -47,14 +47,31 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
     public async Task<IReadOnlyList<Migration>> ApplyAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey}); {BookkeepingSql}", connection, transaction))
+        // A session lock, held across the files (and released with the connection should it drop):
+        // each file then commits on its own, so the locks one takes (0019's on communication_logs)
+        // are not held through the next ones (0020's index build), blocking every producer's insert.
+        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey}); {BookkeepingSql}", connection))
         {
             await lockCommand.ExecuteNonQueryAsync(cancellationToken);
         }
+        try
+        {
+            return await ApplyPendingAsync(connection, cancellationToken);
+        }
+        finally
+        {
+            if (connection.State == System.Data.ConnectionState.Open)
+            {
+                await using var unlock = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockKey})", connection);
+                await unlock.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+        }
+    }
 
+    private async Task<IReadOnlyList<Migration>> ApplyPendingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
         var applied = new Dictionary<int, string>();
-        await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection, transaction))
+        await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection))
         await using (var reader = await select.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -62,32 +79,36 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
                 applied[reader.GetInt32(0)] = reader.GetString(1);
             }
         }
-
-        var pending = new List<Migration>();
         foreach (var migration in All)
         {
-            if (applied.TryGetValue(migration.Version, out var checksum))
+            if (applied.TryGetValue(migration.Version, out var checksum) && checksum != migration.Checksum)
             {
-                if (checksum != migration.Checksum)
-                {
-                    throw new InvalidOperationException(
-                        $"Migration {migration.Name} was changed after it was applied (checksum {checksum} in the database, {migration.Checksum} now). Add a new migration instead of editing an applied one.");
-                }
-                continue;
+                throw new InvalidOperationException(
+                    $"Migration {migration.Name} was changed after it was applied (checksum {checksum} in the database, {migration.Checksum} now). Add a new migration instead of editing an applied one.");
             }
+        }
 
-            await using var command = new NpgsqlCommand(migration.Sql, connection, transaction);
-            await command.ExecuteNonQueryAsync(cancellationToken);
-            await using var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", connection, transaction)
+        // Each file in its own transaction, recorded with it: a file that fails leaves the ones
+        // before it applied and itself not at all; the next run starts from it.
+        var pending = new List<Migration>();
+        foreach (var migration in All.Where(m => !applied.ContainsKey(m.Version)))
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await using (var command = new NpgsqlCommand(migration.Sql, connection, transaction))
+            {
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+            await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", connection, transaction)
             {
                 Parameters = { new() { Value = migration.Version }, new() { Value = migration.Name }, new() { Value = migration.Checksum } },
-            };
-            await record.ExecuteNonQueryAsync(cancellationToken);
+            })
+            {
+                await record.ExecuteNonQueryAsync(cancellationToken);
+            }
+            await transaction.CommitAsync(cancellationToken);
             pending.Add(migration);
             LogApplied(migration.Name);
         }
-
-        await transaction.CommitAsync(cancellationToken);
         if (pending.Count == 0)
         {
             LogUpToDate(LatestVersion);

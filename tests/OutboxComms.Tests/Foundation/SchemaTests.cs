@@ -81,6 +81,58 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     }
 
     [Fact]
+    public async Task Each_migration_commits_on_its_own_so_one_waiting_for_a_lock_holds_none_of_the_earlier_ones()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: true);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var ct = TestContext.Current.CancellationToken;
+            // 0022 and 0023 pending again: 0022 alters communication_logs, 0023 webhook_events.
+            await using (var undo = dataSource.CreateCommand("""
+                DELETE FROM schema_migrations WHERE version IN (22, 23);
+                ALTER TABLE communication_logs DROP COLUMN split_from;
+                DROP INDEX ix_webhook_events_waiting;
+                ALTER TABLE webhook_events DROP COLUMN error, DROP COLUMN signal;
+                """))
+            {
+                await undo.ExecuteNonQueryAsync(ct);
+            }
+            await using var holder = await dataSource.OpenConnectionAsync(ct);
+            await using var hold = await holder.BeginTransactionAsync(ct);
+            await using (var lockEvents = new NpgsqlCommand("LOCK TABLE webhook_events IN ACCESS SHARE MODE", holder, hold))
+            {
+                await lockEvents.ExecuteNonQueryAsync(ct);
+            }
+
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var migrating = new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).ApplyAsync(stop.Token);
+            // 0023 waits for webhook_events; 0022 is committed by then, and its table free.
+            for (var waited = 0; await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM schema_migrations WHERE version = 22") == 0
+                                 || await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'webhook_events'::regclass AND NOT granted") == 0; waited++)
+            {
+                Assert.True(waited < 100, "0022 was not committed while 0023 waited for its lock");
+                await Task.Delay(50, ct);
+            }
+            await using (var insert = dataSource.CreateCommand("BEGIN; SET LOCAL lock_timeout = '2s'; LOCK TABLE communication_logs IN ROW EXCLUSIVE MODE; COMMIT"))
+            {
+                await insert.ExecuteNonQueryAsync(ct);   // a producer's insert is not held up by 0022's lock
+            }
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => migrating);
+            await hold.RollbackAsync(ct);
+
+            Assert.Equal(0L, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM schema_migrations WHERE version = 23"));
+            var rest = await new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).ApplyAsync(ct);
+            Assert.Equal([23], rest.Select(m => m.Version));
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task A_migration_missing_below_the_latest_applied_is_not_current()
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: true);
