@@ -24,8 +24,20 @@ public static class WorkerCommands
     public static async Task<int> RunAsync(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
+        if (args is ["--help" or "-h" or "help", ..])
+        {
+            Console.Out.WriteLine(Usage);
+            return 0;
+        }
         var verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
         var rest = args.SkipWhile(a => a == verb).ToArray();
+        // One-shot verbs take configuration overrides (--Section:Key=value) and their own options
+        // only: a mistyped option ("migrate --dry-run") must not go ahead and change the database.
+        if (verb is "migrate" or "rotate-keys" && rest.FirstOrDefault(a => !IsConfiguration(a) && !(verb == "migrate" && a == "--script")) is { } unknown)
+        {
+            await Console.Error.WriteLineAsync($"{verb}: unknown option '{unknown}'.\n{Usage}");
+            return 2;
+        }
         switch (verb)
         {
             case "migrate" when rest.Contains("--script"):
@@ -49,19 +61,19 @@ public static class WorkerCommands
             case "replay":
                 using (var host = BuildHost([]))
                 {
-                    return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None);
+                    return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None, Console.Error);
                 }
             case "run":
                 await BuildHost(rest).RunAsync();
-                return 0;
-            case "help" or "--help" or "-h":
-                Console.Out.WriteLine(Usage);
                 return 0;
             default:
                 await Console.Error.WriteLineAsync($"Unknown verb '{verb}'.\n{Usage}");
                 return 2;
         }
     }
+
+    /// <summary>A configuration override as the host reads it from the command line: --Key=value or /Key=value.</summary>
+    internal static bool IsConfiguration(string arg) => arg is ['-', '-', _, ..] or ['/', _, ..] && arg.Contains('=', StringComparison.Ordinal);
 
     internal static IHost BuildHost(string[] args)
     {

@@ -18,7 +18,8 @@ public static class ReplayCommand
                               instants such as 2026-11-24T18:30:00+05:30)
         """;
 
-    public static async Task<int> RunAsync(string[] args, MessageReplay replay, TextWriter output, CancellationToken cancellationToken)
+    /// <summary>Runs the verb; its result goes to <paramref name="output"/>, a usage error to <paramref name="errors"/> (else to the output) with exit code 2.</summary>
+    public static async Task<int> RunAsync(string[] args, MessageReplay replay, TextWriter output, CancellationToken cancellationToken, TextWriter? errors = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(replay);
@@ -31,7 +32,7 @@ public static class ReplayCommand
         }
         catch (FormatException ex)
         {
-            await output.WriteLineAsync($"replay: {ex.Message}\n{Usage}");
+            await (errors ?? output).WriteLineAsync($"replay: {ex.Message}\n{Usage}");
             return 2;
         }
 
@@ -54,6 +55,12 @@ public static class ReplayCommand
         for (var i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
+            if (args[i] == "--execute")
+            {
+                // Only as an option of its own: "--error --execute" searches for that text, dry.
+                execute = true;
+                continue;
+            }
             filter = args[i] switch
             {
                 "--company" => filter with { CompanyId = Guid.TryParse(Value(), out var c) ? c : throw new FormatException("--company is a company id (uuid)") },
@@ -64,10 +71,8 @@ public static class ReplayCommand
                 "--from" => filter with { CreatedFrom = ReplayFilter.TryParseFrom(Value(), out var from) ? from : throw new FormatException("--from is a date or ISO 8601 instant") },
                 "--to" => filter with { CreatedTo = ReplayFilter.TryParseTo(Value(), out var to) ? to : throw new FormatException("--to is a date or ISO 8601 instant") },
                 "--error" => filter with { ErrorContains = Value() },
-                "--execute" => filter,
                 _ => throw new FormatException($"unknown option {args[i]}"),
             };
-            execute |= args[i] == "--execute";
         }
         if (filter.Status is { } status && !MessageReplay.Replayable.Contains(status))
         {

@@ -45,7 +45,14 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.StartsWith("1 messages would be replayed", dayCount.ToString(), StringComparison.Ordinal);
 
         using var bad = new StringWriter();
-        Assert.Equal(2, await ReplayCommand.RunAsync(["--status", "SENT"], replay, bad, TestContext.Current.CancellationToken));
-        Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", bad.ToString(), StringComparison.Ordinal);
+        using var badErrors = new StringWriter();
+        Assert.Equal(2, await ReplayCommand.RunAsync(["--status", "SENT"], replay, bad, TestContext.Current.CancellationToken, badErrors));
+        Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", badErrors.ToString(), StringComparison.Ordinal);
+        Assert.Empty(bad.ToString());   // usage errors go to stderr
+
+        // "--execute" as the text --error looks for is a dry run, not an order to replay.
+        using var errorText = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync(["--company", company.ToString(), "--error", "--execute"], replay, errorText, TestContext.Current.CancellationToken));
+        Assert.StartsWith("0 messages would be replayed", errorText.ToString(), StringComparison.Ordinal);
     }
 }

@@ -1,0 +1,38 @@
+using OutboxComms.Worker;
+
+namespace OutboxComms.Tests.Ops;
+
+/// <summary>The worker executable's verbs: what they refuse before touching anything.</summary>
+public sealed class WorkerCommandsTests
+{
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    [InlineData("help")]
+    public async Task Help_prints_the_usage_instead_of_starting_the_dispatcher(string flag)
+    {
+        // Started, the dispatcher would run until stopped (or fail for want of a database): help returns at once.
+        Assert.Equal(0, await WorkerCommands.RunAsync([flag]).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+    }
+
+    [Theory]
+    [InlineData("migrate", "--dry-run")]
+    [InlineData("migrate", "--scirpt")]
+    [InlineData("rotate-keys", "--all")]
+    public async Task A_one_shot_verb_refuses_an_option_it_does_not_know_before_connecting(string verb, string option)
+    {
+        // No database is configured here: refusing happens before any connection is tried.
+        Assert.Equal(2, await WorkerCommands.RunAsync([verb, option]).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+    }
+
+    [Theory]
+    [InlineData("--ConnectionStrings:Outbox=Host=db;Database=outbox", true)]
+    [InlineData("/Dispatch:BatchSize=100", true)]
+    [InlineData("--dry-run", false)]
+    [InlineData("--script", false)]
+    [InlineData("-x=1", false)]
+    public void Configuration_overrides_are_told_apart_from_options(string arg, bool configuration)
+    {
+        Assert.Equal(configuration, WorkerCommands.IsConfiguration(arg));
+    }
+}
