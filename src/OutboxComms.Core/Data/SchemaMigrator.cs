@@ -22,13 +22,13 @@ public sealed record SchemaState(int AppliedVersion, int ExpectedVersion)
 }
 
 /// <summary>
-/// Applies the embedded SQL migrations under an advisory lock, so several processes may call
-/// <see cref="ApplyAsync"/> at once and each file runs once; each pending file in its own
-/// transaction; a file that was edited after it was applied is refused (its checksum no longer matches).
+/// Applies the embedded SQL migrations, each pending file in its own transaction under an advisory
+/// lock, so several processes may call <see cref="ApplyAsync"/> at once and each file runs once; a
+/// file that was edited after it was applied is refused (its checksum no longer matches).
 /// </summary>
 public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<SchemaMigrator> logger)
 {
-    // Any constant unique to us; pg_advisory_lock takes a bigint. ("OUTBOXMG" in ASCII.)
+    // Any constant unique to us; pg_advisory_xact_lock takes a bigint. ("OUTBOXMG" in ASCII.)
     private const long MigrationLockKey = 0x4F5554424F584D47;
 
     private const string BookkeepingSql = """
@@ -47,37 +47,22 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
     public async Task<IReadOnlyList<Migration>> ApplyAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        // A session lock, held across the files (and released with the connection should it drop):
-        // each file then commits on its own, so the locks one takes (0019's on communication_logs)
-        // are not held through the next ones (0020's index build), blocking every producer's insert.
-        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey}); {BookkeepingSql}", connection))
-        {
-            await lockCommand.ExecuteNonQueryAsync(cancellationToken);
-        }
-        try
-        {
-            return await ApplyPendingAsync(connection, cancellationToken);
-        }
-        finally
-        {
-            if (connection.State == System.Data.ConnectionState.Open)
-            {
-                await using var unlock = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockKey})", connection);
-                await unlock.ExecuteNonQueryAsync(CancellationToken.None);
-            }
-        }
-    }
-
-    private async Task<IReadOnlyList<Migration>> ApplyPendingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
         var applied = new Dictionary<int, string>();
-        await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection))
-        await using (var reader = await select.ExecuteReaderAsync(cancellationToken))
+        await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
         {
-            while (await reader.ReadAsync(cancellationToken))
+            await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey}); {BookkeepingSql}", connection, transaction))
             {
-                applied[reader.GetInt32(0)] = reader.GetString(1);
+                await lockCommand.ExecuteNonQueryAsync(cancellationToken);
             }
+            await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection, transaction))
+            await using (var reader = await select.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    applied[reader.GetInt32(0)] = reader.GetString(1);
+                }
+            }
+            await transaction.CommitAsync(cancellationToken);
         }
         foreach (var migration in All)
         {
@@ -88,12 +73,29 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
             }
         }
 
-        // Each file in its own transaction, recorded with it: a file that fails leaves the ones
-        // before it applied and itself not at all; the next run starts from it.
+        // Each file in its own transaction, recorded with it, under the advisory lock taken again in
+        // that transaction (a transaction lock also holds behind a transaction-pooling PgBouncer,
+        // where a session lock would stay on whichever server connection took it): the locks one
+        // file takes are released before the next runs (upgrading from before 0019 held 0019's lock
+        // on communication_logs through 0020's index build, blocking every producer's insert), and a
+        // file that fails leaves the ones before it applied. Another process may have applied a
+        // file meanwhile: each is checked again under the lock.
         var pending = new List<Migration>();
         foreach (var migration in All.Where(m => !applied.ContainsKey(m.Version)))
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey})", connection, transaction))
+            {
+                await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+            }
+            await using (var check = new NpgsqlCommand("SELECT count(*) FROM schema_migrations WHERE version = $1", connection, transaction))
+            {
+                check.Parameters.Add(new NpgsqlParameter<int> { TypedValue = migration.Version });
+                if (await check.ExecuteScalarAsync(cancellationToken) is long and > 0)
+                {
+                    continue;
+                }
+            }
             await using (var command = new NpgsqlCommand(migration.Sql, connection, transaction))
             {
                 await command.ExecuteNonQueryAsync(cancellationToken);

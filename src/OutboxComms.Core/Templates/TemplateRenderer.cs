@@ -134,7 +134,9 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
             html[name] = function;
         }
         html.Import("escape", new Func<string?, RawHtml>(text => new RawHtml(HtmlFunctions.Escape(text) ?? "")));
-        html.Import("newline_to_br", new Func<string?, RawHtml>(text => new RawHtml(HtmlFunctions.NewlineToBr(HtmlFunctions.Escape(text)) ?? "")));
+        // Escapes first, unless its input is marked as HTML already (`x | html.escape | html.newline_to_br`).
+        html.Import("newline_to_br", new Func<TemplateContext, object?, RawHtml>((context, value) =>
+            new RawHtml(HtmlFunctions.NewlineToBr(value is RawHtml raw ? raw.Value : HtmlFunctions.Escape(context.ObjectToString(value))) ?? "")));
         html.Import("raw", new Func<string?, RawHtml>(text => new RawHtml(text ?? "")));
         html.IsReadOnly = true;
         var globals = new ScriptObject { ["html"] = html };

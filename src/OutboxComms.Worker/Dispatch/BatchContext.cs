@@ -24,7 +24,11 @@ internal sealed class BatchContext
     private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
     {
         this.companies = companies.ToDictionary(c => c.Id);
-        this.templates = templates.ToDictionary(t => (t.CompanyId, t.Key, t.Channel, t.Language.ToLowerInvariant()));
+        // Languages match whatever their case; a company may hold the same tag in two cases (the
+        // unique key compares them exactly): one of them, always the same, rather than a batch that
+        // cannot load.
+        this.templates = templates.GroupBy(t => (t.CompanyId, t.Key, t.Channel, t.Language.ToLowerInvariant()))
+            .ToDictionary(g => g.Key, g => g.OrderBy(t => t.Language, StringComparer.Ordinal).First());
         this.attachments = attachments.ToLookup(a => a.MessageId);
         foreach (var message in batch)
         {

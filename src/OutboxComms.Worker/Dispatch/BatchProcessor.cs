@@ -143,7 +143,6 @@ internal sealed class BatchProcessor(
             // reminder remembered too long only waits, where one forgotten goes out twice.
             reminders.Recorded(outcomes);
         }
-        await ApplyWaitingEventsAsync(outcomes);
         if (!released.IsEmpty)
         {
             await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
@@ -156,6 +155,7 @@ internal sealed class BatchProcessor(
                 DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
             }
         }
+        await ApplyWaitingEventsAsync(outcomes);
         return claimed.Count;
     }
 

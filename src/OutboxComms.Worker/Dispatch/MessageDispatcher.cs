@@ -167,7 +167,7 @@ internal sealed partial class MessageDispatcher(
                 // what was sent; deferring to the next period now would hold this one back for
                 // nothing when the other never went out.
                 var recheck = now + settings.LeaseDuration;
-                return Defer(message, resolved, recheck,
+                return DeferAtMost(message, resolved, recheck,
                     $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: another {WireName<MessageType>.Of(message.Type)} to this customer is being sent; checked again at {recheck.UtcDateTime:u}");
             }
             if (allowedAt is { } next)
@@ -237,7 +237,7 @@ internal sealed partial class MessageDispatcher(
             // to be claimed and deferred again, for as long as the outage lasted.
             var outageAttempt = message.OutageAttempts + 1;
             var until = time.GetUtcNow() + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, ex.RetryAfter ?? settings.BreakerBreakDuration);
-            return Defer(message, resolved, until,
+            return DeferAtMost(message, resolved, until,
                 $"provider {provider.Name} is failing for this company (circuit open); deferred until {until.UtcDateTime:u}") with { OutageAttempts = outageAttempt };
         }
         catch (TimeoutRejectedException)
@@ -394,6 +394,23 @@ internal sealed partial class MessageDispatcher(
         message.ExpiresAt is { } expiresAt && until >= expiresAt
             ? Unsent(message, resolved, DeliveryStatus.Cancelled, time.GetUtcNow(), $"expires at {expiresAt.UtcDateTime:u}, before it could be sent: {reason}")
             : Unsent(message, resolved, DeliveryStatus.Pending, until, reason);
+
+    /// <summary>
+    /// Waits until <paramref name="until"/> by our own choice (an open circuit's backoff, a recheck
+    /// behind another reminder), not because sending is impossible before then: a message that
+    /// would expire first tries once more shortly before it does, rather than being cancelled.
+    /// </summary>
+    private Completion DeferAtMost(ClaimedMessage message, Resolution resolved, DateTimeOffset until, string reason)
+    {
+        if (message.ExpiresAt is { } expiresAt && until >= expiresAt)
+        {
+            var lastTry = expiresAt - LastTryBeforeExpiry;
+            until = lastTry > time.GetUtcNow() ? lastTry : expiresAt;
+        }
+        return Unsent(message, resolved, DeliveryStatus.Pending, until, reason);
+    }
+
+    private static readonly TimeSpan LastTryBeforeExpiry = TimeSpan.FromSeconds(30);
 
     /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>

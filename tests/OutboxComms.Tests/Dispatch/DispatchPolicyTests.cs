@@ -673,7 +673,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
                 INSERT INTO message_templates (company_id, key, channel, language, subject, body) VALUES
                   ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Dear {{ customer.name }}, invoice {{ number }} is attached.'),
                   ($1, 'invoice', 'EMAIL', 'hi', 'चालान {{ number }}', 'प्रिय {{ customer.name }}, चालान {{ number }} संलग्न है।'),
-                  ($1, 'invoice', 'EMAIL', 'en-IN', 'Tax invoice {{ number }}', 'Dear {{ customer.name }}, tax invoice {{ number }} is attached.')
+                  ($1, 'invoice', 'EMAIL', 'en-IN', 'Tax invoice {{ number }}', 'Dear {{ customer.name }}, tax invoice {{ number }} is attached.'),
+                  ($1, 'invoice', 'EMAIL', 'en-in', 'Tax invoice {{ number }} (lower case)', 'The same tag in another case: one of them is used, and the batch loads.')
                 """) { Parameters = { new() { Value = company } } });
             await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }

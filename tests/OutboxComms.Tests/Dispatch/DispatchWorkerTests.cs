@@ -281,6 +281,36 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Behind_an_open_circuit_a_row_that_expires_before_the_break_ends_is_tried_once_more_not_cancelled()
+    {
+        var (failing, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        email.Behaviour = _ => SendResult.Transient("SMTP 421 service not available");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new()
+        {
+            ["Dispatch:MaxConcurrentSends"] = "1",
+            ["Dispatch:BreakerMinimumThroughput"] = "2",
+            ["Dispatch:BreakerFailureRatio"] = "0.5",
+        });
+        for (var i = 0; i < 6; i++)
+        {
+            await Outbox.EnqueueAsync(db.DataSource, failing, customer);
+        }
+        // Each expires in 20 s, before the 30 s break ends: waiting for the break could only end in expiry.
+        var expiresAt = time.GetUtcNow().AddSeconds(20);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET expires_at = $2 WHERE company_id = $1 RETURNING 1", failing, expiresAt);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(0, await CountAsync(failing, "CANCELLED"));
+        var behindCircuit = await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status_reason LIKE '%(circuit open)%' AND next_attempt_at = expires_at", failing);
+        Assert.Equal(6 - email.Calls, behindCircuit);
+        Assert.True(behindCircuit > 0, "no row met the open circuit");
+    }
+
+    [Fact]
     public async Task Behind_a_circuit_that_stays_open_a_companys_rows_back_off_apart_instead_of_returning_together_at_each_break()
     {
         var (failing, customer) = await CustomerAsync();

@@ -47,6 +47,7 @@ public sealed class TemplateRendererTests
         // Written for the old behaviour, with html.escape: escaped once, not twice.
         Assert.Equal("<b>R&amp;D &lt;dept&gt;</b>", session.RenderHtml("<b>{{ safe | html.escape }}</b>"));
         Assert.Equal("12 MG Road<br />\nBengaluru", session.RenderHtml("{{ address | html.newline_to_br }}"));
+        Assert.Equal("R&amp;D &lt;dept&gt;", session.RenderHtml("{{ safe | html.escape | html.newline_to_br }}"));   // escaped once
         // HTML the business app built itself, marked as such.
         Assert.Equal("<table><tr><td>1</td></tr></table>", session.RenderHtml("{{ table | html.raw }}"));
         // The subject and the plain-text body are not HTML.
