@@ -28,6 +28,30 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         return (company, await TestData.CreateCustomerAsync(db.DataSource, company));
     }
 
+    /// <summary>An email provider that is down (SMTP 421), and a clock for its worker.</summary>
+    private static (CountingProvider Email, FakeTimeProvider Time) FailingEmail()
+    {
+        var email = WorkerHarness.Email();
+        email.Behaviour = _ => SendResult.Transient("SMTP 421 service not available");
+        return (email, new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1)));
+    }
+
+    /// <summary>A worker whose circuit opens after two calls with half of them failed, one send at a time.</summary>
+    private WorkerHarness BreakingWorker(CountingProvider email, FakeTimeProvider time, params (string Key, string Value)[] more)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Dispatch:MaxConcurrentSends"] = "1",
+            ["Dispatch:BreakerMinimumThroughput"] = "2",
+            ["Dispatch:BreakerFailureRatio"] = "0.5",
+        };
+        foreach (var (key, value) in more)
+        {
+            settings[key] = value;
+        }
+        return new WorkerHarness(db.ConnectionString, [email], time, settings);
+    }
+
     private async Task EnqueueManyAsync(Guid company, Guid customer, int count)
     {
         await using var insert = db.DataSource.CreateCommand(
@@ -284,15 +308,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     public async Task Behind_an_open_circuit_a_row_that_expires_before_the_break_ends_is_tried_once_more_not_cancelled()
     {
         var (failing, customer) = await CustomerAsync();
-        var email = WorkerHarness.Email();
-        email.Behaviour = _ => SendResult.Transient("SMTP 421 service not available");
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
-        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new()
-        {
-            ["Dispatch:MaxConcurrentSends"] = "1",
-            ["Dispatch:BreakerMinimumThroughput"] = "2",
-            ["Dispatch:BreakerFailureRatio"] = "0.5",
-        });
+        var (email, time) = FailingEmail();
+        await using var worker = BreakingWorker(email, time);
         for (var i = 0; i < 6; i++)
         {
             await Outbox.EnqueueAsync(db.DataSource, failing, customer);
@@ -314,16 +331,8 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     public async Task Behind_a_circuit_that_stays_open_a_companys_rows_back_off_apart_instead_of_returning_together_at_each_break()
     {
         var (failing, customer) = await CustomerAsync();
-        var email = WorkerHarness.Email();
-        email.Behaviour = _ => SendResult.Transient("SMTP 421 service not available");
-        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
-        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new()
-        {
-            ["Dispatch:MaxConcurrentSends"] = "1",
-            ["Dispatch:BreakerMinimumThroughput"] = "2",
-            ["Dispatch:BreakerFailureRatio"] = "0.5",
-            ["Dispatch:RetryJitter"] = "0.5",
-        });
+        var (email, time) = FailingEmail();
+        await using var worker = BreakingWorker(email, time, ("Dispatch:RetryJitter", "0.5"));
         for (var i = 0; i < 20; i++)
         {
             await Outbox.EnqueueAsync(db.DataSource, failing, customer);
