@@ -116,7 +116,7 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
                FOR NO KEY UPDATE),
         replayed AS (
             UPDATE communication_logs m
-               SET status = 'PENDING', retry_count = 0, outage_attempts = 0, next_attempt_at = $9, updated_at = $9,
+               SET status = 'PENDING', retry_count = 0, outage_attempts = 0, replay_count = m.replay_count + 1, next_attempt_at = $9, updated_at = $9,
                    error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
                    status_reason = 'replayed by ' || $10,
                    -- A PREFERRED message never split goes to the customer's channel as it is now;

@@ -48,8 +48,14 @@ public sealed record OutboundMessage
     /// null for invoices and reminders, which a client cannot opt out of by email link.
     /// </summary>
     public Uri? UnsubscribeUrl { get; init; }
-    /// <summary>Stable per message, for providers that deduplicate (e.g. Resend's Idempotency-Key).</summary>
-    public string IdempotencyKey => $"outboxcomms-{CompanyId:N}-{MessageId}";
+    /// <summary>How many times an operator replayed the message: a replay is a new send, not a retry.</summary>
+    public int ReplayCount { get; init; }
+    /// <summary>
+    /// For providers that deduplicate (e.g. Resend's Idempotency-Key, kept 24 hours): the same on
+    /// every retry of the message (one that timed out may have been taken), new after each replay
+    /// (else the provider answers with the first send's result and sends nothing).
+    /// </summary>
+    public string IdempotencyKey => ReplayCount == 0 ? $"outboxcomms-{CompanyId:N}-{MessageId}" : $"outboxcomms-{CompanyId:N}-{MessageId}-r{ReplayCount}";
 }
 
 public sealed record ProviderTemplate(string Name, string Language, IReadOnlyList<string> Parameters);

@@ -203,6 +203,7 @@ internal sealed partial class MessageDispatcher(
         {
             MessageId = message.Id,
             CompanyId = message.CompanyId,
+            ReplayCount = message.ReplayCount,
             Type = message.Type,
             Channel = channel,
             To = address,

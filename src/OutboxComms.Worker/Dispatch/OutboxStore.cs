@@ -38,6 +38,9 @@ internal sealed record ClaimedMessage(
     /// <summary>A row of a BOTH split: the original's id (migration 0022), on the original too.</summary>
     public long? SplitFrom { get; init; }
 
+    /// <summary>How many times an operator replayed the message (migration 0024).</summary>
+    public int ReplayCount { get; init; }
+
     /// <summary>For reminders: when the customer last received one of this type.</summary>
     public DateTimeOffset? LastReminderSentAt { get; init; }
 
@@ -122,7 +125,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
              WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
                       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from)
+                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from, m.replay_count)
         SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
@@ -301,6 +304,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 reader.GetInt32(16))
             {
                 SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
+                ReplayCount = reader.GetInt32(18),
             });
         }
         return claimed;

@@ -821,6 +821,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(1, await patient.RunOnceAsync());
         var replayed = await Outbox.GetAsync(db.DataSource, id);
         Assert.Equal("PENDING/0/5", $"{replayed.Status}/{replayed.RetryCount}/{replayed.AttemptCount}");
+        // The same idempotency key on every retry of the first send, a new one for the replay's.
+        var key = $"outboxcomms-{company:N}-{id}";
+        Assert.Equal([key, key, key, key, key + "-r1"], email.Sent.Select(m => m.IdempotencyKey));
         Assert.StartsWith("provider unavailable (1 of 2 ", replayed.StatusReason, StringComparison.Ordinal);
     }
 
