@@ -142,7 +142,8 @@ public static partial class TemplateEndpoints
         }
         // The key's last templates, while schedules, reminder steps or pending messages still name
         // it: each would fail when it fires (a renamed template found missing the day before a
-        // filing deadline). Deleting one channel's or language's leaves the others to fall back on.
+        // filing deadline). Deleting only some of them is not checked, though a use on that channel,
+        // or in a language with no fallback left, will fail the same way.
         if (force != true && await query.CountAsync(cancellationToken) is > 0 and var deleting && deleting == await all.CountAsync(cancellationToken)
             && await UsesAsync(db, tenant.CompanyId, key, cancellationToken) is { } uses)
         {

@@ -386,10 +386,9 @@ internal sealed partial class MessageDispatcher(
     private static Completion Suppress(ClaimedMessage message, Resolution resolved, string reason, DateTimeOffset now) =>
         Unsent(message, resolved, DeliveryStatus.Suppressed, now, reason);
 
-    /// <summary>Not now: stays PENDING until <paramref name="until"/>; not an attempt.</summary>
     /// <summary>
-    /// Waits until <paramref name="until"/>; a message that would by then have expired is cancelled
-    /// now, saying why, rather than showing PENDING until the deferral ends.
+    /// Not now: stays PENDING until <paramref name="until"/>; not an attempt. A message that would by
+    /// then have expired is cancelled now, saying why, rather than showing PENDING until the deferral ends.
     /// </summary>
     private Completion Defer(ClaimedMessage message, Resolution resolved, DateTimeOffset until, string reason) =>
         message.ExpiresAt is { } expiresAt && until >= expiresAt
