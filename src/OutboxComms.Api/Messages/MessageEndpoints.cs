@@ -327,8 +327,9 @@ public static class MessageEndpoints
         // The database checks run for every well-formed item even when others are not, so the client
         // gets all of a batch's problems in one answer. Ids are taken up front only when something
         // must refer to them before the rows exist (attachments, the stored idempotent answer) and the
-        // batch will be inserted; otherwise the INSERT assigns them, in request order.
-        var preallocate = hash is not null || wellFormed.Any(d => d.Attachments.Count > 0);
+        // batch will be inserted (or a BOTH request's rows are marked with the first one's id);
+        // otherwise the INSERT assigns them, in request order.
+        var preallocate = hash is not null || wellFormed.Any(d => d.Attachments.Count > 0 || d.Channels.Count > 1);
         var lookup = await store.LookupAsync(tenant.CompanyId, wellFormed, allocateIds: preallocate && validation.IsValid, cancellationToken);
         var customers = CheckAgainstDatabase(drafts, batch.Bulk, lookup, validation);
         if (!validation.IsValid)
@@ -339,9 +340,11 @@ public static class MessageEndpoints
         var rows = new List<MessageStore.NewMessage>();
         for (var i = 0; i < drafts.Length; i++)
         {
+            var first = rows.Count;
             foreach (var channel in drafts[i]!.Channels)
             {
-                rows.Add(new MessageStore.NewMessage(preallocate ? lookup.Ids[rows.Count] : 0, customers[i]!, channel, drafts[i]!));
+                rows.Add(new MessageStore.NewMessage(preallocate ? lookup.Ids[rows.Count] : 0, customers[i]!, channel, drafts[i]!,
+                    drafts[i]!.Channels.Count > 1 ? lookup.Ids[first] : null));
             }
         }
         if (!preallocate)

@@ -17,8 +17,12 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     /// <summary>What the database knows about a request's customers and templates, and the ids its rows will get.</summary>
     public sealed record Lookup(IReadOnlyDictionary<Guid, CustomerRef> ById, IReadOnlyDictionary<string, CustomerRef> ByExternalId, IReadOnlySet<string> TemplateKeys, long[] Ids);
 
-    /// <summary>One outbox row to insert; <paramref name="Id"/> comes from <see cref="Lookup.Ids"/>.</summary>
-    public sealed record NewMessage(long Id, CustomerRef Customer, Channel Channel, MessageDraft Draft);
+    /// <summary>
+    /// One outbox row to insert; <paramref name="Id"/> comes from <see cref="Lookup.Ids"/>. The rows
+    /// of a BOTH request carry the first one's id as <paramref name="SplitFrom"/>, as the worker's
+    /// split marks its pairs: the frequency policy counts a pair as one reminder by it.
+    /// </summary>
+    public sealed record NewMessage(long Id, CustomerRef Customer, Channel Channel, MessageDraft Draft, long? SplitFrom = null);
 
     public sealed record IdempotencyClaim(string Key, byte[] RequestHash, string Response);
 
@@ -49,7 +53,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     private const string InsertColumns = """
         company_id, customer_id, customer_external_id, type, channel, requested_channel,
         subject, content, template_key, template_data, max_retries, metadata,
-        created_at, updated_at, next_attempt_at, expires_at
+        created_at, updated_at, next_attempt_at, expires_at, split_from
         """;
 
     // Rows in request order (ORDER BY the position): when the ids are not given, the identity
@@ -59,11 +63,11 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         INSERT INTO communication_logs ({(withIds ? "id, " : "")}{InsertColumns}){(withIds ? " OVERRIDING SYSTEM VALUE" : "")}
         SELECT {(withIds ? "u.id, " : "")}$1, u.customer_id, u.customer_external_id, u.type, u.channel, u.requested_channel,
                u.subject, u.content, u.template_key, u.template_data::jsonb, u.max_retries, u.metadata::jsonb,
-               $2, $2, coalesce(u.not_before, $2), u.expires_at
+               $2, $2, coalesce(u.not_before, $2), u.expires_at, u.split_from
           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                      $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[], $16::timestamptz[]) WITH ORDINALITY
+                      $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::bigint[]) WITH ORDINALITY
                AS u(id, customer_id, customer_external_id, type, channel, requested_channel, subject, content,
-                    template_key, template_data, max_retries, metadata, not_before, expires_at, position)
+                    template_key, template_data, max_retries, metadata, not_before, expires_at, split_from, position)
          ORDER BY u.position
         {(withIds ? "" : "RETURNING id")}
         """;
@@ -72,20 +76,38 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     private static readonly string InsertReturningIdsSql = InsertMessagesSql(withIds: false);
 
     // One message to a customer and template that must exist (and the customer not be deleted), in
-    // one statement and one round trip: nothing is inserted otherwise. A BOTH request's rows come in
-    // its channel order.
-    private const string InsertCheckedSql = $"""
+    // one statement and one round trip: nothing is inserted otherwise.
+    private const string CheckedTargetSql = """
         WITH target AS (
             SELECT c.id, c.external_id FROM customers c
              WHERE c.company_id = $1 AND c.deleted_at IS NULL
                AND c.id = coalesce($2, (SELECT x.id FROM customers x WHERE x.company_id = $1 AND x.external_id = $3))
                AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM message_templates t WHERE t.company_id = $1 AND t.key = $8))
              LIMIT 1)
+        """;
+
+    private const string InsertCheckedSql = $"""
+        {CheckedTargetSql}
         INSERT INTO communication_logs ({InsertColumns})
-        SELECT $1, target.id, target.external_id, $4, ch.channel, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
-               $12, $12, coalesce($13, $12), $14
-          FROM target, unnest($15::text[]) WITH ORDINALITY AS ch(channel, n)
-         ORDER BY ch.n
+        SELECT $1, target.id, target.external_id, $4, $15::text, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
+               $12, $12, coalesce($13, $12), $14, NULL
+          FROM target
+        RETURNING id, channel
+        """;
+
+    // A BOTH request: a row per channel, in channel order, each marked with the first row's id
+    // (split_from), so the ids are taken from the identity's sequence before the INSERT.
+    private const string InsertCheckedPairSql = $"""
+        {CheckedTargetSql},
+        ids AS (
+            SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) AS id, ch.channel, ch.n
+              FROM target, unnest($15::text[]) WITH ORDINALITY AS ch(channel, n)
+             ORDER BY ch.n)
+        INSERT INTO communication_logs (id, {InsertColumns}) OVERRIDING SYSTEM VALUE
+        SELECT ids.id, $1, target.id, target.external_id, $4, ids.channel, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
+               $12, $12, coalesce($13, $12), $14, min(ids.id) OVER ()
+          FROM target, ids
+         ORDER BY ids.n
         RETURNING id, channel
         """;
 
@@ -251,6 +273,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         insert.Parameters.Add(Array(messages, m => m.Draft.Metadata, NpgsqlDbType.Text));
         insert.Parameters.Add(Array(messages, m => m.Draft.NotBefore?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         insert.Parameters.Add(Array(messages, m => m.Draft.ExpiresAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        insert.Parameters.Add(Array(messages, m => m.SplitFrom, NpgsqlDbType.Bigint));
         return insert;
     }
 
@@ -449,7 +472,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     private static NpgsqlBatchCommand CheckedInsertCommand(CheckedInsert insert)
     {
         var draft = insert.Draft;
-        return new NpgsqlBatchCommand(InsertCheckedSql)
+        var pair = draft.Channels.Count > 1;
+        return new NpgsqlBatchCommand(pair ? InsertCheckedPairSql : InsertCheckedSql)
         {
             Parameters =
             {
@@ -467,7 +491,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
                 Value(insert.Now.ToUniversalTime()),
                 new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.NotBefore?.ToUniversalTime() ?? DBNull.Value },
                 new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)draft.ExpiresAt?.ToUniversalTime() ?? DBNull.Value },
-                Value(draft.Channels.Select(WireName<Channel>.Of).ToArray()),
+                pair ? Value(draft.Channels.Select(WireName<Channel>.Of).ToArray()) : Text(WireName<Channel>.Of(draft.Channels[0])),
             },
         };
     }

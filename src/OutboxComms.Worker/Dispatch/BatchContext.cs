@@ -74,17 +74,17 @@ internal sealed class BatchContext
     /// </summary>
     public bool IsFirstReminderInBatch(Guid customerId, ClaimedMessage message) =>
         firstReminderInBatch.GetValueOrDefault((customerId, message.Type)) is { } first
-        && (first.Id == message.Id || (first.IsBothRowCreatedAt(message.CreatedAt) && message.IsBothRowCreatedAt(first.CreatedAt)));
+        && (first.Id == message.Id || (first.IsTwinOf(message.CreatedAt, message.SplitFrom) && message.IsTwinOf(first.CreatedAt, first.SplitFrom)));
 
     /// <summary>
     /// When the customer last received a reminder of this message's type, and that message's
-    /// created_at: what the claim read, or a send this process committed after that read (another
-    /// batch that recorded it and left the gate before this one entered), whichever is later.
+    /// created_at and pair id: what the claim read, or a send this process committed after that read
+    /// (another batch that recorded it and left the gate before this one entered), whichever is later.
     /// </summary>
-    public (DateTimeOffset? SentAt, DateTimeOffset? CreatedAt) LastReminder(Guid customerId, ClaimedMessage message) =>
+    public (DateTimeOffset? SentAt, DateTimeOffset? CreatedAt, long? PairId) LastReminder(Guid customerId, ClaimedMessage message) =>
         recordedReminders.GetValueOrDefault((customerId, message.Type)) is { } recorded && !(recorded.SentAt <= message.LastReminderSentAt)
-            ? (recorded.SentAt, recorded.CreatedAt)
-            : (message.LastReminderSentAt, message.LastReminderCreatedAt);
+            ? (recorded.SentAt, recorded.CreatedAt, recorded.PairId)
+            : (message.LastReminderSentAt, message.LastReminderCreatedAt, message.LastReminderPairId);
 
     // Compiled once: building the LINQ expression and looking it up in EF's query cache on every
     // batch showed in the worker's profile. Npgsql sends each array as one parameter (= ANY).

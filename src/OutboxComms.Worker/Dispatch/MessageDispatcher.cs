@@ -47,7 +47,7 @@ internal sealed partial class MessageDispatcher(
         {
             // A bug of ours must not lose the message or stop the batch: retry within its budget.
             DispatchLog.Unexpected(logger, ex, message.Id, message.CompanyId);
-            completion = Retry(message, message.Channel, null, $"internal error: {ex.GetType().Name}: {ex.Message}", null, null, 0, providerUnavailable: false);
+            completion = InternalError(message, $"internal error: {ex.GetType().Name}: {ex.Message}");
         }
 
         metrics.Processed(WireName<DeliveryStatus>.Of(completion.Status), WireName<Channel>.Of(completion.Channel));
@@ -147,7 +147,7 @@ internal sealed partial class MessageDispatcher(
 
         // 6. Reminder frequency (a BOTH pair is one reminder: its second channel follows the first).
         var lastReminder = message.Type.IsReminder() ? context.LastReminder(customer.Id, message) : default;
-        if (message.Type.IsReminder() && !message.IsBothRowCreatedAt(lastReminder.CreatedAt))
+        if (message.Type.IsReminder() && !message.IsTwinOf(lastReminder.CreatedAt, lastReminder.PairId))
         {
             DateTimeOffset? allowedAt;
             try
@@ -292,6 +292,7 @@ internal sealed partial class MessageDispatcher(
                     Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.Sent, null, latencyMs),
                     ReminderSent = message.Type.IsReminder() ? (rendered.CustomerId, message.Type) : null,
                     ReminderCreatedAt = message.Type.IsReminder() ? message.CreatedAt : null,
+                    ReminderPairId = message.Type.IsReminder() ? message.ReminderPairId : null,
                 };
             case SendOutcome.Permanent:
                 return Fail(message, resolved, result.Error ?? "rejected by the provider", result.Bounced ? DeliveryStatus.Bounced : DeliveryStatus.Failed) with
@@ -324,6 +325,23 @@ internal sealed partial class MessageDispatcher(
         return route is not null && settings.PublicBaseUrl is { } callbackBase
             ? account with { StatusCallbackUrl = new Uri(callbackBase, $"webhooks/{route}/{companySettings.CompanyId}") }
             : account;
+    }
+
+    /// <summary>
+    /// The outcome of a message whose processing threw: a retry within its budget. This must not
+    /// throw in turn (the batch's other outcomes would go unrecorded, and their sends be repeated
+    /// once the lease ran out): if even the retry cannot be worked out, the message fails with both reasons.
+    /// </summary>
+    private Completion InternalError(ClaimedMessage message, string error)
+    {
+        try
+        {
+            return Retry(message, message.Channel, null, error, null, null, 0, providerUnavailable: false);
+        }
+        catch (Exception ex)
+        {
+            return Fail(message, new Resolution(message.Channel, null, []), $"{error}; no retry could be scheduled: {ex.GetType().Name}: {ex.Message}");
+        }
     }
 
     /// <summary>A transient failure: retry after a golden-ratio backoff, or give up when the budget is spent.</summary>

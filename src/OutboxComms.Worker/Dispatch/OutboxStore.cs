@@ -47,6 +47,25 @@ internal sealed record ClaimedMessage(
     /// <summary>For reminders: when the message behind <see cref="LastReminderSentAt"/> was created (its BOTH twins share it).</summary>
     public DateTimeOffset? LastReminderCreatedAt { get; init; }
 
+    /// <summary>For reminders: the pair id (<see cref="ReminderPairId"/>) of the message behind <see cref="LastReminderSentAt"/>; null when recorded before migration 0025.</summary>
+    public long? LastReminderPairId { get; init; }
+
+    /// <summary>
+    /// What the frequency policy remembers of this row's send: the pair it belongs to (split_from,
+    /// which the worker's split and the API's BOTH pairs set), or its own id. An original being split
+    /// now gets its own id as split_from in the same transaction.
+    /// </summary>
+    public long ReminderPairId => SplitFrom ?? Id;
+
+    /// <summary>
+    /// The twin of the reminder created at <paramref name="createdAt"/> with pair id
+    /// <paramref name="pairId"/>: both rows of one BOTH request. Rows of one transaction share
+    /// created_at, so the pair ids must match too; a row or record from before migration 0025
+    /// (no pair id) is matched by created_at alone.
+    /// </summary>
+    public bool IsTwinOf(DateTimeOffset? createdAt, long? pairId) =>
+        IsBothRowCreatedAt(createdAt) && (SplitFrom is null || pairId is null || SplitFrom == pairId);
+
     /// <summary>
     /// A row of a request on BOTH channels created at <paramref name="createdAt"/>: its twins (the
     /// API's pair, or the worker's split, which keeps the original's created_at) share it, and the
@@ -83,6 +102,8 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public (Guid CustomerId, MessageType Type)? ReminderSent { get; init; }
     /// <summary>With <see cref="ReminderSent"/>: when the message was created (its BOTH twins share it).</summary>
     public DateTimeOffset? ReminderCreatedAt { get; init; }
+    /// <summary>With <see cref="ReminderSent"/>: the message's <see cref="ClaimedMessage.ReminderPairId"/>.</summary>
+    public long? ReminderPairId { get; init; }
     /// <summary>The provider said the recipient opted out of the channel: withdraw their opt-in.</summary>
     public bool RecipientOptedOut { get; init; }
     /// <summary>The provider said the recipient stopped marketing messages on the channel: stop general updates there.</summary>
@@ -156,7 +177,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                k.compliance_reminder_channel, k.payment_reminder_channel, k.general_updates_channel,
                k.reminder_frequency, k.reminder_cron, k.general_updates_opt_out, k.quiet_hours_start,
                k.quiet_hours_end, k.preference_updated_at,
-               r.last_sent_at, r.last_created_at,
+               r.last_sent_at, r.last_created_at, r.last_pair_id,
                nullif(k.general_updates_opt_out_channels, '{}')
           FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS c(id, company_id, customer_id, customer_external_id, type)
           LEFT JOIN LATERAL (
@@ -174,7 +195,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                                           WHERE x.company_id = c.company_id AND x.external_id = c.customer_external_id))
                  LIMIT 1) k ON true
           LEFT JOIN LATERAL (
-                SELECT s.last_sent_at, s.last_created_at FROM reminder_frequency_state s
+                SELECT s.last_sent_at, s.last_created_at, s.last_pair_id FROM reminder_frequency_state s
                  WHERE c.type IN ('COMPLIANCE_REMINDER', 'PAYMENT_REMINDER') AND s.customer_id = k.id AND s.type = c.type
                  LIMIT 1) r ON true
           LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
@@ -232,11 +253,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         """;
 
     private const string RemindersSql = """
-        INSERT INTO reminder_frequency_state AS s (customer_id, type, last_sent_at, last_created_at)
-        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+        INSERT INTO reminder_frequency_state AS s (customer_id, type, last_sent_at, last_created_at, last_pair_id)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[])
         ON CONFLICT (customer_id, type) DO UPDATE
            SET last_sent_at = greatest(s.last_sent_at, excluded.last_sent_at),
-               last_created_at = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_created_at ELSE s.last_created_at END
+               last_created_at = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_created_at ELSE s.last_created_at END,
+               last_pair_id = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_pair_id ELSE s.last_pair_id END
         """;
 
     // BOTH: a sibling row per extra channel, with copies of the attachments; due at once, created
@@ -296,12 +318,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 NullableString(reader, 8),
                 NullableString(reader, 9),
                 reader.GetString(10),
-                reader.GetInt32(11),
+                Count(reader, 11),
                 reader.GetInt32(12),
-                reader.GetInt32(13),
+                Count(reader, 13),
                 NullableTime(reader, 14),
                 reader.GetFieldValue<DateTimeOffset>(15),
-                reader.GetInt32(16))
+                Count(reader, 16))
             {
                 SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
                 ReplayCount = reader.GetInt32(18),
@@ -334,12 +356,18 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 Customer = reader.IsDBNull(2) ? null : ReadCustomer(reader, message.CompanyId),
                 LastReminderSentAt = NullableTime(reader, 27),
                 LastReminderCreatedAt = NullableTime(reader, 28),
+                LastReminderPairId = reader.IsDBNull(29) ? null : reader.GetInt64(29),
             };
         }
         return [.. claimed.Select(m => byId[m.Id])];
     }
 
-    /// <summary>Columns 2–26 and 29 of the recipient lookup: the customer and, when they have a row, their preferences.</summary>
+    // A counter (retries, attempts, outage attempts) as the worker counts on from it. The columns
+    // have no CHECK: a producer may write -1 or int.MaxValue, and one more would then be out of range
+    // (negative, or an overflow) for the retry schedule.
+    private static int Count(NpgsqlDataReader reader, int ordinal) => Math.Clamp(reader.GetInt32(ordinal), 0, int.MaxValue - 1);
+
+    /// <summary>Columns 2–26 and 30 of the recipient lookup: the customer and, when they have a row, their preferences.</summary>
     private static Customer ReadCustomer(NpgsqlDataReader reader, Guid companyId)
     {
         var customer = new Customer
@@ -377,7 +405,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 QuietHoursEnd = reader.IsDBNull(25) ? null : reader.GetFieldValue<TimeOnly>(25),
                 UpdatedAt = reader.GetFieldValue<DateTimeOffset>(26),
                 // Column 29 (after the reminder columns), null while empty, as it nearly always is.
-                GeneralUpdatesOptOutChannels = reader.IsDBNull(29) ? [] : [.. reader.GetFieldValue<string[]>(29).Select(WireName<Channel>.Parse)],
+                GeneralUpdatesOptOutChannels = reader.IsDBNull(30) ? [] : [.. reader.GetFieldValue<string[]>(30).Select(WireName<Channel>.Parse)],
             };
         }
         return customer;
@@ -438,7 +466,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         var reminders = completions.Where(c => c.ReminderSent is not null)
             .GroupBy(c => c.ReminderSent!.Value)
             .Select(g => g.MaxBy(c => c.SentAt!.Value)!)
-            .Select(c => (Key: c.ReminderSent!.Value, SentAt: c.SentAt!.Value, c.ReminderCreatedAt))
+            .Select(c => (Key: c.ReminderSent!.Value, SentAt: c.SentAt!.Value, c.ReminderCreatedAt, c.ReminderPairId))
             .ToList();
         if (reminders.Count > 0)
         {
@@ -447,6 +475,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             upsert.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Key.Type), NpgsqlDbType.Text));
             upsert.Parameters.Add(Array(reminders, r => r.SentAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             upsert.Parameters.Add(Array(reminders, r => r.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            upsert.Parameters.Add(Array(reminders, r => r.ReminderPairId, NpgsqlDbType.Bigint));
             batch.BatchCommands.Add(upsert);
         }
 

@@ -83,7 +83,7 @@ internal sealed class ReminderGate
             {
                 if (outcome is { ReminderSent: var (customerId, type), SentAt: { } sentAt })
                 {
-                    var entry = new RecordedReminder(sentAt, outcome.ReminderCreatedAt, ++sequence);
+                    var entry = new RecordedReminder(sentAt, outcome.ReminderCreatedAt, outcome.ReminderPairId, ++sequence);
                     recorded[(customerId, type)] = recorded.TryGetValue((customerId, type), out var old) && old.SentAt > sentAt
                         ? old with { Sequence = entry.Sequence }
                         : entry;
@@ -102,5 +102,5 @@ internal sealed class ReminderGate
     }
 }
 
-/// <summary>A reminder's send time and its message's created_at (its BOTH twins share it), as the frequency policy counts it.</summary>
-internal sealed record RecordedReminder(DateTimeOffset SentAt, DateTimeOffset? CreatedAt, long Sequence);
+/// <summary>A reminder's send time, its message's created_at and pair id (its BOTH twins share both), as the frequency policy counts it.</summary>
+internal sealed record RecordedReminder(DateTimeOffset SentAt, DateTimeOffset? CreatedAt, long? PairId, long Sequence);

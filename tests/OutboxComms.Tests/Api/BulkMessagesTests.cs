@@ -119,13 +119,20 @@ public sealed class BulkMessagesTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(single.Count, bulk.Count);
         for (var i = 0; i < single.Count; i++)
         {
-            // Everything but the id and the request's own clock (created_at, updated_at, and next_attempt_at when no notBefore).
+            // Everything but the id and the request's own clock (created_at, updated_at, and next_attempt_at when no notBefore);
+            // split_from, an id, as the position of its pair's first row.
             const string Row = """
-                SELECT (to_jsonb(l) - 'id' - 'created_at' - 'updated_at'
-                        || jsonb_build_object('due_at_creation', l.next_attempt_at = l.created_at, 'next_attempt_at', CASE WHEN l.next_attempt_at = l.created_at THEN NULL ELSE l.next_attempt_at END))::text
+                SELECT (to_jsonb(l) - 'id' - 'created_at' - 'updated_at' - 'split_from'
+                        || jsonb_build_object('due_at_creation', l.next_attempt_at = l.created_at, 'next_attempt_at', CASE WHEN l.next_attempt_at = l.created_at THEN NULL ELSE l.next_attempt_at END,
+                                              'split_from', l.split_from - l.id))::text
                   FROM communication_logs l WHERE id = $1
                 """;
             Assert.Equal(await TestData.ScalarAsync<string>(Db.DataSource, Row, single[i]), await TestData.ScalarAsync<string>(Db.DataSource, Row, bulk[i]));
+        }
+        foreach (var ids in new[] { single, bulk }) // the BOTH invoice's rows are marked with its first row's id, as the worker marks its split
+        {
+            Assert.Equal([0, ids[1], ids[1], 0], await Task.WhenAll(ids.Select(id =>
+                TestData.ScalarAsync<long>(Db.DataSource, "SELECT coalesce(split_from, 0) FROM communication_logs WHERE id = $1", id))));
         }
         Assert.Equal(notBefore, (await Outbox.GetAsync(Db.DataSource, bulk[0])).NextAttemptAt);
         Assert.Equal("MGT-7", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT template_data->>'form' FROM communication_logs WHERE id = $1", bulk[0]));

@@ -216,6 +216,7 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         {
             var row = await Outbox.GetAsync(Db.DataSource, id);
             Assert.Equal("BOTH", row.RequestedChannel);
+            Assert.Equal(ids[0], await TestData.ScalarAsync<long>(Db.DataSource, "SELECT split_from FROM communication_logs WHERE id = $1", id));
             Assert.Equal(pdf, await TestData.ScalarAsync<byte[]>(Db.DataSource, "SELECT content FROM communication_attachments WHERE message_id = $1 AND file_name = 'INV-7.pdf'", id));
             Assert.Equal((long)pdf.Length, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT size_bytes FROM communication_attachments WHERE message_id = $1 AND file_name = 'INV-7.pdf'", id));
             Assert.Equal("http://127.0.0.1:8080/terms.pdf", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT url FROM communication_attachments WHERE message_id = $1 AND file_name = 'terms.pdf'", id));
@@ -245,6 +246,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         {
             var row = await Outbox.GetAsync(Db.DataSource, id);
             Assert.Equal(("PENDING", "BOTH"), (row.Status, row.RequestedChannel));
+            // One pair: both rows marked with the first one's id, as the worker marks its split.
+            Assert.Equal(ids[0], await TestData.ScalarAsync<long>(Db.DataSource, "SELECT split_from FROM communication_logs WHERE id = $1", id));
             Assert.Equal(customer, await TestData.ScalarAsync<Guid>(Db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", id));
             Assert.Equal("CLIENT-9", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT customer_external_id FROM communication_logs WHERE id = $1", id));
             Assert.Equal(new DateTimeOffset(2031, 1, 1, 3, 30, 0, TimeSpan.Zero), await TestData.ScalarAsync<DateTime>(Db.DataSource, "SELECT next_attempt_at FROM communication_logs WHERE id = $1", id));

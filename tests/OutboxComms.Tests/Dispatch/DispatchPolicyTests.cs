@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using Npgsql;
 using OutboxComms.Core.Providers;
 using OutboxComms.Tests.Infrastructure;
 
@@ -533,7 +534,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var past = time.GetUtcNow().AddMinutes(-5);
         // Split by the worker: one PAYMENT_REMINDER row on BOTH.
         var split = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "BOTH", notBefore: past);
-        // Written as a pair, as the API writes a BOTH request: two rows created together.
+        // Written as a pair, as the API wrote a BOTH request before migration 0025 (no split_from): two rows created together.
         await using (var pair = db.DataSource.CreateCommand("""
             INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, subject, content, next_attempt_at)
             VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'EMAIL', 'BOTH', 'MGT-7', 'MGT-7 is due', $3), ($1, $2, 'COMPLIANCE_REMINDER', 'WHATSAPP', 'BOTH', 'MGT-7', 'MGT-7 is due', $3)
@@ -559,6 +560,83 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var deferred = await Outbox.GetAsync(db.DataSource, later);
         Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt));
         Assert.Equal(2, whatsApp.Calls);
+    }
+
+    [Fact]
+    public async Task Retry_counters_a_producer_wrote_out_of_range_are_counted_on_from_the_nearest_valid_value()
+    {
+        var (company, customer) = await CustomerAsync();
+        var negative = await EnqueueAsync(company, customer, content: "retry_count -1", maxRetries: 3);
+        var exhausted = await EnqueueAsync(company, customer, content: "retry_count int.MaxValue", maxRetries: 3);
+        var good = await EnqueueAsync(company, customer, content: "fine");
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH u AS (UPDATE communication_logs SET retry_count = CASE id WHEN $1 THEN -1 ELSE 2147483647 END, attempt_count = CASE id WHEN $1 THEN -5 ELSE 2147483647 END
+                        WHERE id IN ($1, $2) RETURNING 1) SELECT count(*)::int FROM u
+            """, negative, exhausted);
+        email.Behaviour = m => m.MessageId == good ? SendResult.Sent("smtp-good") : SendResult.Transient("SMTP 451 4.3.0 try again later");
+
+        await worker.RunOnceAsync(); // one batch: the two odd rows' retries must not stop the good row's outcome being recorded
+
+        var retried = await Outbox.GetAsync(db.DataSource, negative);
+        Assert.Equal(("PENDING", 1, 1), (retried.Status, retried.RetryCount, retried.AttemptCount));
+        var gaveUp = await Outbox.GetAsync(db.DataSource, exhausted);
+        Assert.Equal("FAILED", gaveUp.Status);
+        Assert.StartsWith("gave up after 2147483647 attempts; last error: SMTP 451", gaveUp.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, good)).Status);
+        Assert.Equal(3, email.Calls);
+    }
+
+    [Fact]
+    public async Task Two_reminders_on_both_channels_written_in_one_transaction_are_two_reminders()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY', whatsapp_opt_in = true");
+        var ct = TestContext.Current.CancellationToken;
+        await using (var connection = await db.DataSource.OpenConnectionAsync(ct))
+        await using (var transaction = await connection.BeginTransactionAsync(ct))
+        {
+            // One transaction, so one created_at for every row. Two filings' reminders on BOTH, each
+            // split by the worker (the scheduler queues reminder steps so; a business app may too)…
+            await using var both = new NpgsqlCommand("""
+                INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content, next_attempt_at)
+                VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'BOTH', 'AOC-4', 'AOC-4 is due', $3), ($1, $2, 'COMPLIANCE_REMINDER', 'BOTH', 'MGT-7', 'MGT-7 is due', $3)
+                """, connection, transaction);
+            // …and two invoices' reminders as the API writes BOTH requests: a pair of rows each,
+            // marked with the pair's first id.
+            await using var pairs = new NpgsqlCommand("""
+                INSERT INTO communication_logs (company_id, customer_id, type, channel, requested_channel, subject, content, next_attempt_at)
+                SELECT $1, $2, 'PAYMENT_REMINDER', ch, 'BOTH', invoice, invoice || ' is unpaid', $3
+                  FROM unnest(ARRAY['INV-17', 'INV-18']) AS invoice, unnest(ARRAY['EMAIL', 'WHATSAPP']) AS ch
+                """, connection, transaction);
+            foreach (var command in new[] { both, pairs })
+            {
+                command.Parameters.AddWithValue(company);
+                command.Parameters.AddWithValue(customer);
+                command.Parameters.AddWithValue(time.GetUtcNow().AddMinutes(-5));
+                await command.ExecuteNonQueryAsync(ct);
+            }
+            await using var mark = new NpgsqlCommand("""
+                UPDATE communication_logs m SET split_from = p.first
+                  FROM (SELECT subject, min(id) AS first FROM communication_logs WHERE company_id = $1 AND type = 'PAYMENT_REMINDER' GROUP BY subject) p
+                 WHERE m.company_id = $1 AND m.type = 'PAYMENT_REMINDER' AND m.subject = p.subject
+                """, connection, transaction) { Parameters = { new() { Value = company } } };
+            await mark.ExecuteNonQueryAsync(ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        await worker.RunOnceAsync(); // AOC-4's email (MGT-7 waits behind it, and is split) and INV-17's pair
+        await worker.RunOnceAsync(); // AOC-4's and MGT-7's WhatsApp siblings
+        time.Advance(TimeSpan.FromMinutes(10));
+        await worker.RunOnceAsync(); // the rows that waited behind another reminder
+
+        Assert.Equal(
+            "AOC-4:EMAIL:SENT,AOC-4:WHATSAPP:SENT,INV-17:EMAIL:SENT,INV-17:WHATSAPP:SENT,"
+            + "INV-18:EMAIL:PENDING,INV-18:WHATSAPP:PENDING,MGT-7:EMAIL:PENDING,MGT-7:WHATSAPP:PENDING",
+            await TestData.ScalarAsync<string>(db.DataSource,
+                "SELECT string_agg(subject || ':' || channel || ':' || status, ',' ORDER BY subject, channel) FROM communication_logs WHERE company_id = $1", company));
+        Assert.Equal(4, await TestData.ScalarAsync<long>(db.DataSource, // the second reminders wait for next Monday 00:00 IST
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND next_attempt_at = '2026-11-29 18:30:00+00'", company));
+        Assert.Equal((2, 2), (email.Calls, whatsApp.Calls));
     }
 
     [Fact]
