@@ -30,6 +30,9 @@ public static class ProviderExtensions
                 // caller's token (the worker's SendTimeout) the rest; see ProviderHttp.CreateHandler.
                 client.Timeout = Timeout.InfiniteTimeSpan;
             })
+            // HttpClientFactory logs four lines per request at Information (each naming a tenant's
+            // endpoint): thousands a second from a busy worker. Failures reach the logs as outcomes.
+            .RemoveAllLoggers()
             .ConfigurePrimaryHttpMessageHandler(services => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout,
                 services.GetRequiredService<IOptions<ProviderNetworkOptions>>().Value.AllowPrivateNetworks))
             .AddResilienceHandler("provider-http", pipeline => pipeline
@@ -39,6 +42,7 @@ public static class ProviderExtensions
         // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.
         builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section);
         builder.Services.AddHttpClient(AttachmentLoader.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
+            .RemoveAllLoggers()
             .ConfigurePrimaryHttpMessageHandler(services =>
             {
                 // Redirects are followed by the guard, so that behind a proxy each hop is checked too.

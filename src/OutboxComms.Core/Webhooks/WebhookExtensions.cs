@@ -55,6 +55,7 @@ public static class WebhookExtensions
                 client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0");
                 client.Timeout = TimeSpan.FromSeconds(15);
             })
+            .RemoveAllLoggers()
             // Only the address that was checked is fetched: a redirect could lead anywhere.
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false });
         builder.Services.AddSingleton<DeliveryEventRecorder>();

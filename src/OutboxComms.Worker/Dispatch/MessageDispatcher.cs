@@ -53,7 +53,7 @@ internal sealed partial class MessageDispatcher(
         metrics.Processed(WireName<DeliveryStatus>.Of(completion.Status), WireName<Channel>.Of(completion.Channel));
         if (completion.Status is DeliveryStatus.Failed or DeliveryStatus.Bounced)
         {
-            DispatchLog.Failed(logger, message.Id, message.CompanyId, completion.ErrorMessage);
+            DispatchLog.Failed(logger, message.Id, message.CompanyId, LogRedaction.Contacts(completion.ErrorMessage));
         }
         else
         {

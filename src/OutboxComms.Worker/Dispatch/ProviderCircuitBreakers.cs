@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Providers;
 using Polly;
 using Polly.CircuitBreaker;
@@ -48,7 +49,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
             if (line.Outage is not { } outage || IsOver(outage, now))
             {
                 line.Outage = new Outage(now);
-                DispatchLog.ProviderUnavailable(logger, provider, companyId, error);
+                DispatchLog.ProviderUnavailable(logger, provider, companyId, LogRedaction.Contacts(error));
                 return;
             }
             outage.Sends++;
@@ -56,7 +57,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
             if (now - outage.LoggedAt >= OutageLogInterval)
             {
                 outage.LoggedAt = now;
-                DispatchLog.ProviderStillUnavailable(logger, provider, companyId, outage.Since, outage.Sends, error);
+                DispatchLog.ProviderStillUnavailable(logger, provider, companyId, outage.Since, outage.Sends, LogRedaction.Contacts(error));
             }
         }
     }
@@ -99,7 +100,7 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 OnOpened = args =>
                 {
                     DispatchLog.CircuitOpened(logger, key.Provider, key.CompanyId, args.BreakDuration,
-                        args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message);
+                        LogRedaction.Contacts(args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message));
                     return ValueTask.CompletedTask;
                 },
                 OnClosed = _ =>

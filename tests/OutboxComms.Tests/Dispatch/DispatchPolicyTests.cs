@@ -341,6 +341,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_failed_message_keeps_the_customers_address_in_its_error_but_the_log_masks_it()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true", email: "meera.iyer@example.co.in", whatsApp: "+91 98765 432101");
+        var badNumber = await EnqueueAsync(company, customer, channel: "WHATSAPP");
+        var rejected = await EnqueueAsync(company, customer);
+        email.Behaviour = _ => SendResult.Permanent("SMTP 550 5.1.1 <meera.iyer@example.co.in>: Recipient address rejected", bounced: true);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal("customer's WhatsApp number '+91 98765 432101' is not valid", (await Outbox.GetAsync(db.DataSource, badNumber)).ErrorMessage);
+        Assert.Contains("<meera.iyer@example.co.in>", (await Outbox.GetAsync(db.DataSource, rejected)).ErrorMessage, StringComparison.Ordinal);
+        var failures = worker.Logs.GetSnapshot().Where(r => r.Message.Contains("failed:", StringComparison.Ordinal)).Select(r => r.Message).ToList();
+        Assert.Equal(2, failures.Count);
+        Assert.All(failures, logged => Assert.DoesNotContain("98765", logged, StringComparison.Ordinal));
+        Assert.All(failures, logged => Assert.DoesNotContain("meera", logged, StringComparison.Ordinal));
+        Assert.Contains(failures, logged => logged.Contains("'+** ***** ****01' is not valid", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Quiet_hours_across_midnight_defer_the_message_to_the_windows_end_without_an_attempt()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 24, 18, 0, 0, TimeSpan.Zero)); // 23:30 IST

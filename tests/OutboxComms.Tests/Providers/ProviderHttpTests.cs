@@ -4,8 +4,11 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Providers.Http;
+using OutboxComms.Core.Webhooks;
 using OutboxComms.Tests.Infrastructure;
 using WireMock.RequestBuilders;
 using WireMock.ResponseBuilders;
@@ -205,16 +208,43 @@ public sealed class ProviderHttpTests
     }
 
     /// <summary>The services as the worker registers them; the test listeners are on loopback.</summary>
-    private static IHost ProvidersHost(bool allowPrivateNetworks = true)
+    private static IHost ProvidersHost(bool allowPrivateNetworks = true, Action<HostApplicationBuilder>? configure = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption;
         if (allowPrivateNetworks)
         {
             builder.Configuration["Providers:AllowPrivateNetworks"] = "true";
+            builder.Configuration["Attachments:AllowPrivateNetworks"] = "true";
         }
         builder.AddProviders();
+        configure?.Invoke(builder);
         return builder.Build();
+    }
+
+    [Fact]
+    public async Task The_http_clients_log_nothing_per_request()
+    {
+        // HttpClientFactory's default handlers log four lines per request at Information: at
+        // thousands of sends a second, a flood of log lines naming tenants' endpoints.
+        using var server = WireMockServer.Start();
+        server.Given(Request.Create().UsingAnyMethod()).RespondWith(Response.Create().WithStatusCode(200).WithBody("{}"));
+        using var host = ProvidersHost(configure: builder =>
+        {
+            builder.AddDeliveryWebhooks();
+            builder.Services.AddFakeLogging();
+            builder.Logging.SetMinimumLevel(LogLevel.Trace);
+        });
+        var clients = host.Services.GetRequiredService<IHttpClientFactory>();
+
+        foreach (var name in new[] { ProviderHttp.ClientName, AttachmentLoader.ClientName, AwsSesWebhook.ClientName })
+        {
+            using var response = await clients.CreateClient(name).GetAsync(new Uri($"{server.Url}/{name}"), TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(3, server.LogEntries.Count());
+        Assert.DoesNotContain(host.Services.GetFakeLogCollector().GetSnapshot(), r => r.Category?.StartsWith("System.Net.Http", StringComparison.Ordinal) == true);
     }
 
     /// <summary>A POST to <paramref name="url"/>, and how long its result took.</summary>

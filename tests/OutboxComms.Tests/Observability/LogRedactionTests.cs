@@ -1,0 +1,18 @@
+using OutboxComms.Core.Observability;
+
+namespace OutboxComms.Tests.Observability;
+
+public sealed class LogRedactionTests
+{
+    [Theory]
+    [InlineData("customer's WhatsApp number '+91 98765 432101' is not valid", "customer's WhatsApp number '+** ***** ****01' is not valid")]
+    [InlineData("Twilio 21211: The 'To' number +919876543210 is not a valid phone number.", "Twilio 21211: The 'To' number +**********10 is not a valid phone number.")]
+    [InlineData("550 5.1.1 <meera.iyer@example.co.in>: Recipient address rejected", "550 5.1.1 <***@example.co.in>: Recipient address rejected")]
+    [InlineData("customer's email address 'meera.iyer@example' is not valid", "customer's email address 'meera.iyer@example' is not valid")]
+    [InlineData("WhatsApp 131026: message undeliverable", "WhatsApp 131026: message undeliverable")]
+    [InlineData("retry 2 of 3 at 2026-11-25 04:30:00Z", "retry 2 of 3 at 2026-11-25 04:30:00Z")]
+    [InlineData("call (022) 2345-6789 or 98765-43210", "call (***) ****-**89 or *****-***10")]
+    [InlineData(null, null)]
+    public void Contact_details_are_masked_and_the_rest_is_kept(string? text, string? logged) =>
+        Assert.Equal(logged, LogRedaction.Contacts(text));
+}
