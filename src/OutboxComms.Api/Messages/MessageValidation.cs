@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Net.Http.Headers;
 using System.Text.Json;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
@@ -171,7 +170,7 @@ internal static class MessageValidation
         }
 
         var contentType = string.IsNullOrWhiteSpace(attachment.ContentType) ? "application/octet-stream" : attachment.ContentType.Trim();
-        if (!MediaTypeHeaderValue.TryParse(contentType, out var mediaType) || mediaType.MediaType?.Contains('/', StringComparison.Ordinal) != true)
+        if (!AttachmentRules.IsMediaType(contentType))
         {
             Fail("contentType", "contentType is a MIME type such as application/pdf.");
         }

@@ -42,11 +42,11 @@ public static partial class WebhookEndpoints
                 detail: $"No webhook '{provider}' for company {companyId}.");
         }
 
-        if (context.Request.ContentLength > MaxBodyBytes)
+        // Read no further than the limit: a chunked body announces no length.
+        if (context.Request.ContentLength > MaxBodyBytes || await ReadAsync(context, options.Value) is not { } request)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Webhook body too large", detail: $"At most {MaxBodyBytes} bytes.");
         }
-        var request = await ReadAsync(context, options.Value);
         var refused = await webhook.VerifyAsync(request, settings, secrets, context.RequestAborted);
         if (refused is not null)
         {
@@ -77,7 +77,7 @@ public static partial class WebhookEndpoints
             }
             events = webhook.Parse(request);
         }
-        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException or FormatException or OverflowException)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unreadable webhook body", detail: ex.Message);
         }
@@ -111,10 +111,23 @@ public static partial class WebhookEndpoints
             : TypedResults.Text(challenge, "text/plain");
     }
 
-    private static async Task<WebhookRequest> ReadAsync(HttpContext context, WebhookOptions options)
+    /// <summary>The request, or null when its body is longer than <see cref="MaxBodyBytes"/>.</summary>
+    private static async Task<WebhookRequest?> ReadAsync(HttpContext context, WebhookOptions options)
     {
         var http = context.Request;
-        using var reader = new StreamReader(http.Body);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await http.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        {
+            if (buffer.Length + read > MaxBodyBytes)
+            {
+                return null;
+            }
+            buffer.Write(chunk, 0, read);
+        }
+        buffer.Position = 0;
+        using var reader = new StreamReader(buffer);
         var body = await reader.ReadToEndAsync(context.RequestAborted);
         var form = http.HasFormContentType
             ? QueryHelpers.ParseQuery(body).ToDictionary(p => p.Key, p => p.Value.ToString(), StringComparer.Ordinal)

@@ -41,25 +41,34 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
     // Forward-only: delivery_rank (migration 0003) orders SENT < FAILED/BOUNCED < DELIVERED < READ;
     // PENDING, SUPPRESSED and CANCELLED have no rank and are never touched. A READ also proves
-    // delivery. Mailgun reports the Message-Id without angle brackets, hence the second form.
-    // Both lookups are served by the hash index on provider_message_id (migration 0012; internal so
-    // a test can check their plans).
+    // delivery. One step back is taken: a bounce after "delivered" (the recipient's server accepted
+    // the mail, then bounced it: SES, SendGrid and Mailgun report both) makes the row BOUNCED; READ
+    // stays. A delivery after a failure (a carrier's late report) clears the failure's time and
+    // error. Mailgun reports the Message-Id without angle brackets, hence the second form. Both
+    // lookups are served by the hash index on provider_message_id (migration 0012; internal so a
+    // test can check their plans).
     internal const string ApplySql = """
         WITH target AS (
-            SELECT id, status FROM communication_logs
+            SELECT id, status,
+                   coalesce(delivery_rank($3) > delivery_rank(status) OR ($3 = 'BOUNCED' AND status = 'DELIVERED'), false) AS advances
+              FROM communication_logs
              WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
              LIMIT 1 FOR UPDATE),
         moved AS (
             UPDATE communication_logs m SET
-                   status        = CASE WHEN delivery_rank($3) > delivery_rank(t.status) THEN $3 ELSE m.status END,
+                   status        = CASE WHEN t.advances THEN $3 ELSE m.status END,
                    delivered_at  = CASE WHEN $3 IN ('DELIVERED', 'READ') AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.delivered_at, $4) ELSE m.delivered_at END,
                    read_at       = CASE WHEN $3 = 'READ' AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.read_at, $4) ELSE m.read_at END,
-                   failed_at     = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $4 ELSE m.failed_at END,
-                   error_message = CASE WHEN $3 IN ('FAILED', 'BOUNCED') AND delivery_rank($3) > delivery_rank(t.status) THEN $5 ELSE m.error_message END,
+                   failed_at     = CASE WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $4
+                                        WHEN t.advances AND t.status IN ('FAILED', 'BOUNCED') THEN NULL
+                                        ELSE m.failed_at END,
+                   error_message = CASE WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $5
+                                        WHEN t.advances AND t.status IN ('FAILED', 'BOUNCED') THEN NULL
+                                        ELSE m.error_message END,
                    updated_at    = now()
               FROM target t WHERE m.company_id = $1 AND m.id = t.id
-            RETURNING m.id, delivery_rank($3) > delivery_rank(t.status) AS advanced)
-        SELECT id, coalesce(advanced, false) FROM moved
+            RETURNING m.id, t.advances)
+        SELECT id, advances FROM moved
         """;
 
     internal const string ResponseSql = """
@@ -80,6 +89,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(delivery);
+        // A bounce reason is the recipient's mail server's text: a NUL in it is refused by PostgreSQL's text.
+        if (delivery.Error?.Contains('\0', StringComparison.Ordinal) == true)
+        {
+            delivery = delivery with { Error = delivery.Error.Replace("\0", "", StringComparison.Ordinal) };
+        }
         var at = (delivery.OccurredAt ?? receivedAt).ToUniversalTime();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);

@@ -96,7 +96,10 @@ public static class WebhookSignatures
     /// Whether a signed Unix timestamp (seconds) is within <see cref="Tolerance"/> of now. Any other
     /// text, or a number out of any date's range, is not: it never throws.
     /// </summary>
-    public static bool IsFresh(string? unixSeconds, TimeProvider time)
+    public static bool IsFresh(string? unixSeconds, TimeProvider time) => IsFresh(unixSeconds, time, Tolerance, Tolerance);
+
+    /// <summary>Whether a signed Unix timestamp (seconds) is at most <paramref name="maxAge"/> old and <paramref name="maxAhead"/> ahead of now.</summary>
+    public static bool IsFresh(string? unixSeconds, TimeProvider time, TimeSpan maxAge, TimeSpan maxAhead)
     {
         ArgumentNullException.ThrowIfNull(time);
         if (!long.TryParse(unixSeconds, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
@@ -104,8 +107,7 @@ public static class WebhookSignatures
             return false;
         }
         var now = time.GetUtcNow().ToUnixTimeSeconds();
-        var tolerance = (long)Tolerance.TotalSeconds;
-        return seconds >= now - tolerance && seconds <= now + tolerance;
+        return seconds >= now - (long)maxAge.TotalSeconds && seconds <= now + (long)maxAhead.TotalSeconds;
     }
 
     /// <summary>

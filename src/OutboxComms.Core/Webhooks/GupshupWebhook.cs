@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Preferences;
 using static OutboxComms.Core.Providers.Messaging.ChatMessageParts;
 using OutboxComms.Core.Security;
 
@@ -62,17 +63,24 @@ public sealed class GupshupWebhook : IDeliveryWebhook
         }
         string? error = null;
         var optedOut = false;
+        var marketingStopped = false;
         if (status == DeliveryStatus.Failed)
         {
             var detail = Child(payload, "payload");
             var code = Text(detail, "code");
-            // 1012: the number opted out of the business's messages.
+            // 1012: the number opted out of the business's messages. Meta's own codes are passed
+            // through: 131050, the customer stopped the business's marketing messages.
             optedOut = code == "1012";
+            marketingStopped = code == WhatsAppWebhook.MarketingStoppedCode;
             error = $"Gupshup {code ?? "?"}: {Text(detail, "reason") ?? "message failed"}{(optedOut ? " (the customer opted out: their WhatsApp opt-in is withdrawn)" : "")}";
         }
         var occurred = Child(root, "timestamp") is { ValueKind: JsonValueKind.Number } ms && ms.TryGetInt64(out var millis)
-            ? DateTimeOffset.FromUnixTimeMilliseconds(millis)
-            : (DateTimeOffset?)null;
-        return [new DeliveryEvent(id, status.Value, occurred, error, string.Create(CultureInfo.InvariantCulture, $"{id}:{kind}"), payload.GetRawText()) { RecipientOptedOut = optedOut }];
+            ? UnixTime.FromMilliseconds(millis)
+            : null;
+        return [new DeliveryEvent(id, status.Value, occurred, error, string.Create(CultureInfo.InvariantCulture, $"{id}:{kind}"), payload.GetRawText())
+        {
+            RecipientOptedOut = optedOut,
+            StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
+        }];
     }
 }

@@ -19,6 +19,15 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
 {
     public string Route => "mailgun";
 
+    /// <summary>
+    /// How old a Mailgun signature may be. Mailgun retries a webhook our API did not answer with 200
+    /// for 8 hours (at 5, 10 and 15 minutes, then 1, 2 and 4 hours), with the signature of the first
+    /// try: a 5-minute window refused every retry and lost the event (a bounce, a complaint). A
+    /// replayed signature is refused by its token (<see cref="WebhookNonces"/>), which is remembered
+    /// for longer than this.
+    /// </summary>
+    public static readonly TimeSpan RetryWindow = TimeSpan.FromHours(9);
+
     public string? Verify(WebhookRequest request, CompanySettings settings, SecretProtector secrets)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -32,13 +41,15 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         {
             using var document = JsonDocument.Parse(request.Body);
             var signature = document.RootElement.GetProperty("signature");
-            var timestamp = signature.GetProperty("timestamp").GetString();
+            var timestampValue = signature.GetProperty("timestamp");
+            // Documented as an integer, sent as a string in Mailgun's examples: either is read.
+            var timestamp = timestampValue.ValueKind == JsonValueKind.Number ? timestampValue.GetRawText() : timestampValue.GetString();
             var token = signature.GetProperty("token").GetString();
             if (string.IsNullOrEmpty(token))
             {
                 return "Mailgun token missing";
             }
-            if (!WebhookSignatures.IsFresh(timestamp, time))
+            if (!WebhookSignatures.IsFresh(timestamp, time, RetryWindow, WebhookSignatures.Tolerance))
             {
                 return "Mailgun timestamp outside the tolerance (replayed or clock skew)";
             }
@@ -82,11 +93,11 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             _ => null,
         };
         if ((status is null && stop is null) || !data.TryGetProperty("message", out var message) || !message.TryGetProperty("headers", out var headers)
-            || !headers.TryGetProperty("message-id", out var messageId))
+            || !headers.TryGetProperty("message-id", out var messageId) || messageId.ValueKind != JsonValueKind.String)
         {
             return [];
         }
-        var occurred = data.TryGetProperty("timestamp", out var ts) && ts.TryGetDouble(out var seconds) ? DateTimeOffset.FromUnixTimeMilliseconds((long)(seconds * 1000)) : (DateTimeOffset?)null;
+        var occurred = data.TryGetProperty("timestamp", out var ts) && ts.TryGetDouble(out var seconds) ? UnixTime.FromSeconds(seconds) : null;
         string? error = null;
         if (status is DeliveryStatus.Bounced or DeliveryStatus.Failed)
         {
@@ -94,7 +105,7 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
             var description = data.TryGetProperty("delivery-status", out var ds2) && ds2.TryGetProperty("message", out var m) ? m.GetString() : data.TryGetProperty("reason", out var reason) ? reason.GetString() : null;
             error = $"Mailgun {kind} {code}: {description}";
         }
-        var key = data.TryGetProperty("id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
+        var key = data.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
         var providerId = messageId.GetString()!.Trim('<', '>');
         return [status is { } changed
             ? new DeliveryEvent(providerId, changed, occurred, error, key, data.GetRawText())

@@ -128,8 +128,7 @@ public static class MessageBirdSignature
 
     private static DateTimeOffset? Seconds(JsonElement claims, string name) =>
         ChatMessageParts.Child(claims, name) is { ValueKind: JsonValueKind.Number } value && value.TryGetInt64(out var seconds)
-        && seconds is > -62_135_596_800 and < 253_402_300_800
-            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            ? UnixTime.FromSeconds(seconds)
             : null;
 
     private static byte[]? Decode(string part)

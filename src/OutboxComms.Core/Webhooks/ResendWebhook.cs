@@ -61,15 +61,19 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
             "email.opened" => DeliveryStatus.Read,
             "email.bounced" => DeliveryStatus.Bounced,
             "email.failed" => DeliveryStatus.Failed,
+            // Resend did not send it: the address is on its suppression list (an earlier bounce or complaint).
+            "email.suppressed" => DeliveryStatus.Failed,
             _ => null, // delivery_delayed, clicked
         };
         var complaint = type == "email.complained";
-        if ((status is null && !complaint) || !root.TryGetProperty("data", out var data) || !data.TryGetProperty("email_id", out var emailId))
+        if ((status is null && !complaint) || !root.TryGetProperty("data", out var data) || !data.TryGetProperty("email_id", out var emailId) || emailId.ValueKind != JsonValueKind.String)
         {
             return [];
         }
         var occurred = root.TryGetProperty("created_at", out var created) && DateTimeOffset.TryParse(created.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : (DateTimeOffset?)null;
-        var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed
+        var error = type == "email.suppressed"
+            ? "Resend email.suppressed: the address is on Resend's suppression list (an earlier bounce or complaint); nothing was sent"
+            : status is DeliveryStatus.Bounced or DeliveryStatus.Failed
             ? $"Resend {type}: {(data.TryGetProperty("bounce", out var bounce) && bounce.TryGetProperty("message", out var m) ? m.GetString() : "no reason given")}"
             : null;
         var key = request.Header("svix-id") ?? $"{emailId.GetString()}:{type}";

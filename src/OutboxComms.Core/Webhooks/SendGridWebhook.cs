@@ -73,16 +73,16 @@ public sealed class SendGridWebhook : IDeliveryWebhook
                 "unsubscribe" or "group_unsubscribe" => ProviderOptOuts.GeneralUpdatesStop.Unsubscribe,
                 _ => null,
             };
-            if ((status is null && stop is null) || !item.TryGetProperty("sg_message_id", out var sgId))
+            if ((status is null && stop is null) || !item.TryGetProperty("sg_message_id", out var sgId) || sgId.ValueKind != JsonValueKind.String)
             {
                 continue;
             }
             // The id SendGrid answered at send time (X-Message-Id) is the part before the first dot.
             var providerId = sgId.GetString()!.Split('.')[0];
-            var occurred = item.TryGetProperty("timestamp", out var ts) && ts.TryGetInt64(out var seconds) ? DateTimeOffset.FromUnixTimeSeconds(seconds) : (DateTimeOffset?)null;
-            var reason = item.TryGetProperty("reason", out var r) ? r.GetString() : null;
+            var occurred = item.TryGetProperty("timestamp", out var ts) && ts.TryGetInt64(out var seconds) ? UnixTime.FromSeconds(seconds) : null;
+            var reason = item.TryGetProperty("reason", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null;
             var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed ? $"SendGrid {kind}: {reason ?? "no reason given"}" : null;
-            var key = item.TryGetProperty("sg_event_id", out var id) ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
+            var key = item.TryGetProperty("sg_event_id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
             events.Add(status is { } changed
                 ? new DeliveryEvent(providerId, changed, occurred, error, key, item.GetRawText())
                 : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, item.GetRawText()));

@@ -22,8 +22,8 @@ public sealed class WebhookNonces(NpgsqlDataSource dataSource)
         RETURNING true
         """;
 
-    /// <summary>How long a nonce is remembered (the worker's retention deletes older ones): longer than a signature stays fresh, either way.</summary>
-    public static TimeSpan Retention => WebhookSignatures.Tolerance * 2 + TimeSpan.FromMinutes(5);
+    /// <summary>How long a nonce is remembered (the worker's retention deletes older ones): longer than a signature stays fresh (Mailgun's retries), either way.</summary>
+    public static TimeSpan Retention => MailgunWebhook.RetryWindow + WebhookSignatures.Tolerance * 2 + TimeSpan.FromMinutes(5);
 
     /// <summary>True when <paramref name="nonce"/> is new for this company and provider, or was first seen with this same body.</summary>
     public async Task<bool> TryUseAsync(Guid companyId, string provider, string nonce, string body, DateTimeOffset now, CancellationToken cancellationToken)

@@ -122,7 +122,10 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
 
     private static DeliveryEvent? Status(JsonElement status)
     {
-        var id = status.GetProperty("id").GetString()!;
+        if (ChatMessageParts.Text(status, "id") is not { } id)
+        {
+            return null;
+        }
         var name = status.GetProperty("status").GetString();
         DeliveryStatus? mapped = name switch
         {
@@ -179,6 +182,6 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
 
     private static DateTimeOffset? Timestamp(JsonElement element) =>
         element.TryGetProperty("timestamp", out var ts) && long.TryParse(ts.ValueKind == JsonValueKind.String ? ts.GetString() : ts.GetRawText(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
-            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            ? UnixTime.FromSeconds(seconds)
             : null;
 }

@@ -198,6 +198,12 @@ internal sealed partial class MessageDispatcher(
             return Fail(message, resolved, $"cannot read the company's {WireName<Channel>.Of(channel)} credentials: {ex.Message}");
         }
 
+        var attachments = context.Attachments(message.Id);
+        if (AttachmentRules.Problem(attachments, channel) is { } attachmentProblem)
+        {
+            return Fail(message, resolved, attachmentProblem);
+        }
+
         // Send.
         var outbound = new OutboundMessage
         {
@@ -212,7 +218,7 @@ internal sealed partial class MessageDispatcher(
             Body = rendered.Body,
             HtmlBody = rendered.HtmlBody,
             ProviderTemplate = rendered.ProviderTemplate,
-            Attachments = context.Attachments(message.Id),
+            Attachments = attachments,
             UnsubscribeUrl = channel == Channel.Email && EmailComposition.IsNonTransactional(message.Type) && settings.PublicBaseUrl is { } publicBase
                 ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
                 : null,

@@ -341,6 +341,36 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Attachments_a_producer_wrote_that_no_provider_can_carry_fail_their_message_with_the_reason()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, sms_opt_in = true, invoice_delivery_channel = 'SMS'");
+        var notAMediaType = await EnqueueAsync(company, customer, channel: "BOTH");
+        var relativeLink = await EnqueueAsync(company, customer);
+        var toSms = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        var fine = await EnqueueAsync(company, customer);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (
+                INSERT INTO communication_attachments (message_id, file_name, content_type, content, url)
+                VALUES ($1, 'INV-1.pdf', 'pdf', '\x25504446', NULL), ($2, 'INV-2.pdf', 'application/pdf', NULL, 'invoices/INV-2.pdf'),
+                       ($3, 'INV-3.pdf', 'application/pdf', '\x25504446', NULL), ($4, 'INV-4.pdf', 'application/pdf', '\x25504446', NULL)
+                RETURNING 1)
+            SELECT count(*)::int FROM a
+            """, notAMediaType, relativeLink, toSms, fine);
+
+        await worker.RunOnceAsync();
+        await worker.RunOnceAsync(); // the BOTH message's WhatsApp sibling, split off although its email failed
+
+        Assert.Equal("attachment 'INV-1.pdf': content type 'pdf' is not a media type such as application/pdf", (await Outbox.GetAsync(db.DataSource, notAMediaType)).ErrorMessage);
+        Assert.Equal("FAILED/attachment 'INV-1.pdf': content type 'pdf' is not a media type such as application/pdf", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT status || '/' || error_message FROM communication_logs WHERE split_from = $1 AND id <> $1", notAMediaType));
+        Assert.Equal("attachment 'INV-2.pdf': url 'invoices/INV-2.pdf' is not an absolute http(s) URL", (await Outbox.GetAsync(db.DataSource, relativeLink)).ErrorMessage);
+        var preferred = await Outbox.GetAsync(db.DataSource, toSms);
+        Assert.Equal(("FAILED", "SMS", "SMS cannot carry attachments (INV-3.pdf)"), (preferred.Status, preferred.Channel, preferred.ErrorMessage));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
+        Assert.Equal((1, 0, 0), (email.Calls, whatsApp.Calls, sms.Calls));
+    }
+
+    [Fact]
     public async Task A_failed_message_keeps_the_customers_address_in_its_error_but_the_log_masks_it()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true", email: "meera.iyer@example.co.in", whatsApp: "+91 98765 432101");

@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using OutboxComms.Core.Security;
+using OutboxComms.Core.Webhooks;
 using OutboxComms.Tests.Infrastructure;
 using WireMock.Server;
 
@@ -572,6 +573,99 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 mailbox does not exist"), (row.Status, row.Error));
     }
 
+    [Fact]
+    public async Task Odd_fields_in_a_signed_sendgrid_batch_are_read_or_skipped_and_the_rest_of_the_batch_applies()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var bounced = await SentMessageAsync(company, "SENDGRID", "sg-bounced", "EMAIL");
+        var delivered = await SentMessageAsync(company, "SENDGRID", "sg-delivered", "EMAIL");
+        // A timestamp beyond any date, a reason with a NUL from the recipient's server, an id that is null, an event id that is null.
+        var body = """
+            [{"timestamp":99999999999999,"event":"bounce","reason":"550 mailbox\u0000 unknown","sg_event_id":"ev-1","sg_message_id":"sg-bounced.filter1"},
+             {"timestamp":1764000700,"event":"delivered","sg_event_id":"ev-2","sg_message_id":null},
+             {"timestamp":1764000700,"event":"delivered","sg_event_id":null,"sg_message_id":"sg-delivered.filter1"}]
+            """;
+        const string timestamp = "1764000701";
+        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+
+        var (status, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", Json(body),
+            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((2, 2), (receipt!.Received, receipt.Applied));
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 mailbox unknown"), ((await RowAsync(bounced)).Status, (await RowAsync(bounced)).Error));
+        Assert.Equal("DELIVERED", (await RowAsync(delivered)).Status);
+    }
+
+    [Fact]
+    public async Task A_whatsapp_status_with_a_timestamp_beyond_any_date_is_applied_at_its_receipt()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FAR1");
+        var body = WhatsAppStatus("wamid.FAR1", "delivered", 99999999999999);
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+
+        var (status, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", Json(body), HubSignature("meta-app-secret", body));
+
+        Assert.Equal((HttpStatusCode.OK, 1), (status, receipt!.Applied));
+        var row = await RowAsync(id);
+        Assert.Equal("DELIVERED", row.Status);
+        Assert.InRange(row.Delivered!.Value, before, DateTimeOffset.UtcNow.AddSeconds(1));
+    }
+
+    [Fact]
+    public async Task A_webhook_body_over_a_megabyte_is_refused_even_when_sent_without_a_length()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+
+        var (status, _) = await PostAsync($"/webhooks/whatsapp/{company}", new UnknownLengthContent(new string(' ', 1024 * 1024 + 1)), ("Transfer-Encoding", "chunked"));
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+    }
+
+    /// <summary>A body whose length is not told in advance (sent chunked).</summary>
+    private sealed class UnknownLengthContent(string text) : HttpContent
+    {
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => stream.WriteAsync(Encoding.UTF8.GetBytes(text)).AsTask();
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task A_bounce_after_delivered_bounces_the_message_and_a_delivery_after_a_failure_clears_it()
+    {
+        var ses = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        var bounced = await SentMessageAsync(ses, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000", "EMAIL");
+        var whatsApp = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var late = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
+
+        // The recipient's server accepted the mail (SES Delivery), then bounced it.
+        await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery("0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000")));
+        var (_, bounce) = await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesBounce("0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000")));
+        // A failure, then the delivery report that came late.
+        foreach (var body in new[]
+        {
+            WhatsAppStatus("wamid.LATE1", "failed", 1764000300, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""),
+            WhatsAppStatus("wamid.LATE1", "delivered", 1764000200),
+        })
+        {
+            await PostAsync($"/webhooks/whatsapp/{whatsApp}", Json(body), HubSignature("meta-app-secret", body));
+        }
+
+        Assert.Equal((1, 1, 0, 0, 0), (bounce!.Received, bounce.Applied, bounce.Stale, bounce.Duplicates, bounce.UnknownMessages));
+        var row = await RowAsync(bounced);
+        Assert.Equal(("BOUNCED", "SES bounce (Permanent/General): smtp; 550 5.1.1 user unknown"), (row.Status, row.Error));
+        Assert.NotNull(row.Delivered);
+        var delivered = await RowAsync(late);
+        Assert.Equal(("DELIVERED", null), (delivered.Status, delivered.Error));
+        Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT failed_at IS NOT NULL FROM communication_logs WHERE id = $1", late));
+    }
+
     // --- Gupshup ----------------------------------------------------------------------------------
 
     private static StringContent GupshupEvent(string kind, string id, string? gsId = null, string? detail = null)
@@ -607,6 +701,22 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal("READ", row.Status);
         Assert.NotNull(row.Delivered);
         Assert.Equal(("FAILED", "Gupshup 1002: Number Does Not Exists On WhatsApp"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
+    public async Task A_gupshup_failure_with_metas_stopped_marketing_code_stops_general_updates_on_whatsapp()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-9d0e");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
+        var id = await SentMessageAsync(company, "GUPSHUP", "f6a7b8c9-3333-4eee-8fff-0123456789ab", to: customer);
+
+        var (_, receipt) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-9d0e",
+            GupshupEvent("failed", "f6a7b8c9-3333-4eee-8fff-0123456789ab", detail: "{\"code\":131050,\"reason\":\"Recipient has chosen to stop receiving marketing messages\"}"));
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal("FAILED", (await RowAsync(id)).Status);
+        Assert.Equal("{WHATSAPP}/false", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT general_updates_opt_out_channels::text || '/' || general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", customer));
     }
 
     [Fact]
@@ -930,17 +1040,21 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
-    public async Task A_mailgun_signature_outside_five_minutes_is_refused_since_it_does_not_cover_the_event()
+    public async Task A_mailgun_signature_is_accepted_through_mailguns_eight_hours_of_retries_and_refused_after_them_or_from_the_future()
     {
         var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
-        var id = await SentMessageAsync(company, "MAILGUN", "<20261124.old@mg.practice.example>", "EMAIL");
+        var retried = await SentMessageAsync(company, "MAILGUN", "<20261124.retried@mg.practice.example>", "EMAIL");
+        var old = await SentMessageAsync(company, "MAILGUN", "<20261124.old@mg.practice.example>", "EMAIL");
 
-        // A signature block seen an hour ago, replayed with a forged bounce.
-        var (replayed, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(-1), "failed", "20261124.old@mg.practice.example"));
+        // Mailgun retries an event our API did not take (at 5, 10, 15 minutes, 1, 2, 4 hours) with its first signature.
+        var (fourHoursLate, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(-4), "failed", "20261124.retried@mg.practice.example"));
+        var (tenHoursLate, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(-10), "failed", "20261124.old@mg.practice.example"));
         var (fromTheFuture, _) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow.AddHours(1), "failed", "20261124.old@mg.practice.example"));
 
-        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized), (replayed, fromTheFuture));
-        Assert.Equal("SENT", (await RowAsync(id)).Status);
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized), (fourHoursLate, tenHoursLate, fromTheFuture));
+        Assert.Equal(("BOUNCED", "SENT"), ((await RowAsync(retried)).Status, (await RowAsync(old)).Status));
+        // A replayed signature block is refused by its token for longer than that (A_mailgun_signature_is_accepted_again_with_its_own_body_only).
+        Assert.True(WebhookNonces.Retention > MailgunWebhook.RetryWindow + TimeSpan.FromMinutes(5));
     }
 
     [Fact]
@@ -1033,6 +1147,24 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(1, receipt!.Applied);
         var row = await RowAsync(id);
         Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 11, 24, 10, 0, 0, TimeSpan.Zero)), (row.Status, row.Delivered));
+    }
+
+    [Fact]
+    public async Task A_resend_email_suppressed_by_resend_fails_the_message()
+    {
+        var secretKey = RandomNumberGenerator.GetBytes(24);
+        var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
+        var id = await SentMessageAsync(company, "RESEND", "5af0b518-13fa-4e4a-be86-0722f1ddd44d", "EMAIL");
+        var body = """{"type":"email.suppressed","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"5af0b518-13fa-4e4a-be86-0722f1ddd44d","to":["client@example.com"]}}""";
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var signature = "v1," + Convert.ToBase64String(HMACSHA256.HashData(secretKey, Encoding.UTF8.GetBytes($"msg_2.{timestamp}.{body}")));
+
+        var (_, receipt) = await PostAsync($"/webhooks/resend/{company}", Json(body), ("svix-id", "msg_2"), ("svix-timestamp", timestamp), ("svix-signature", signature));
+
+        Assert.Equal(1, receipt!.Applied);
+        var row = await RowAsync(id);
+        Assert.Equal("FAILED", row.Status);
+        Assert.StartsWith("Resend email.suppressed: the address is on Resend's suppression list", row.Error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -38,7 +38,7 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
         var now = new DateTimeOffset(2026, 11, 24, 0, 0, 0, TimeSpan.Zero);
         await using (var insert = db.DataSource.CreateCommand("""
             INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256, seen_at)
-            SELECT $1, 'mailgun', 't' || g, '\x00', $2::timestamptz - (g || ' minutes')::interval FROM generate_series(1, 60) g
+            SELECT $1, 'mailgun', 't' || g, '\x00', $2::timestamptz - (g * 10 || ' minutes')::interval FROM generate_series(1, 120) g
             """))
         {
             insert.Parameters.AddWithValue(company);
@@ -49,7 +49,9 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
 
         var deleted = await retention.PurgeNoncesAsync(TestContext.Current.CancellationToken);
 
-        Assert.Equal(45, deleted); // 16..60 minutes old; a signature is fresh for five minutes either way
-        Assert.Equal(now.AddMinutes(-15).UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT min(seen_at) FROM webhook_nonces WHERE company_id = $1", company));
+        // Older than 9 h 15 min (560..1,200 minutes old): a Mailgun signature is fresh for 9 hours of
+        // retries, five minutes ahead, and the nonce is kept five minutes more.
+        Assert.Equal(65, deleted);
+        Assert.Equal(now.AddMinutes(-550).UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT min(seen_at) FROM webhook_nonces WHERE company_id = $1", company));
     }
 }

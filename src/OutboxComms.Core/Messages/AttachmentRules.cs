@@ -1,0 +1,51 @@
+using System.Net.Http.Headers;
+
+namespace OutboxComms.Core.Messages;
+
+/// <summary>
+/// What an attachment must be for a provider to carry it: the API checks a request by these, and
+/// the worker checks a row a business app wrote by plain SQL, so that a content type of "pdf" or a
+/// relative link fails that message with the reason instead of throwing inside a provider (an
+/// internal error, retried, and counted against the company's provider by its circuit breaker).
+/// </summary>
+public static class AttachmentRules
+{
+    /// <summary>A media type such as application/pdf, as HTTP and MIME both read it.</summary>
+    public static bool IsMediaType(string? contentType) =>
+        MediaTypeHeaderValue.TryParse(contentType, out var mediaType) && mediaType.MediaType?.Contains('/', StringComparison.Ordinal) == true
+        && MimeKit.ContentType.TryParse(contentType, out _);
+
+    /// <summary>
+    /// Why these attachments cannot go out on <paramref name="channel"/>, or null. SMS carries none:
+    /// a PREFERRED invoice to a customer who prefers SMS fails rather than going out without its file.
+    /// </summary>
+    public static string? Problem(IReadOnlyList<CommunicationAttachment> attachments, Channel channel)
+    {
+        ArgumentNullException.ThrowIfNull(attachments);
+        if (attachments.Count == 0)
+        {
+            return null;
+        }
+        if (channel == Channel.Sms)
+        {
+            return $"SMS cannot carry attachments ({string.Join(", ", attachments.Select(a => a.FileName))})";
+        }
+        foreach (var attachment in attachments)
+        {
+            if (string.IsNullOrWhiteSpace(attachment.FileName))
+            {
+                return "an attachment has no file name";
+            }
+            if (!IsMediaType(attachment.ContentType))
+            {
+                return $"attachment '{attachment.FileName}': content type '{attachment.ContentType}' is not a media type such as application/pdf";
+            }
+            if (attachment.Content is null
+                && !(Uri.TryCreate(attachment.Url?.Trim(), UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttps || url.Scheme == Uri.UriSchemeHttp)))
+            {
+                return $"attachment '{attachment.FileName}': url '{attachment.Url}' is not an absolute http(s) URL";
+            }
+        }
+        return null;
+    }
+}
