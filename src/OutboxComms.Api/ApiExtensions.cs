@@ -50,9 +50,12 @@ public static class ApiExtensions
         builder.AddMessages();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(options =>
+        {
             // Names only: a number would pick an enum member by its position (2 was RESEND) and an
             // undefined one (99) reached the code as a value no switch knows.
-            options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper, allowIntegerValues: false)));
+            options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper, allowIntegerValues: false));
+            options.SerializerOptions.Converters.Add(new OutboxComms.Api.Common.InstantJsonConverter());
+        });
         return builder;
     }
 

@@ -35,8 +35,10 @@ public static class JsonBody
         catch (JsonException ex)
         {
             var field = FieldOf(ex.Path);
-            return (null, Invalid(field, FormattableString.Invariant(
-                $"{field} is not valid here (wrong type or format, or malformed JSON at line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}).")));
+            return (null, Invalid(field, ex is JsonFieldFormatException format
+                ? $"{field} {format.Hint}"
+                : FormattableString.Invariant(
+                    $"{field} is not valid here (wrong type or format, or malformed JSON at line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}).")));
         }
         catch (BadHttpRequestException ex)
         {

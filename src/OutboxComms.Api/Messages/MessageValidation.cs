@@ -69,8 +69,10 @@ internal static class MessageValidation
             .When(templateKey is { Length: > 200 }, "templateKey", "templateKey is at most 200 characters.")
             .When(request.Content is { Length: > MaxContentLength }, "content", ContentLengthMessage)
             .When(request.Subject is { Length: > MaxSubjectLength }, "subject", SubjectLengthMessage)
-            .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both) && string.IsNullOrWhiteSpace(request.Subject),
-                "subject", "subject is required for an email without a template.")
+            .When(hasContent && channelOk && (channel is Channel.Email or Channel.Both or Channel.Preferred) && string.IsNullOrWhiteSpace(request.Subject),
+                "subject", channel == Channel.Preferred
+                    ? "subject is required for PREFERRED without a template: the customer's channel may be email."
+                    : "subject is required for an email without a template.")
             .When(request.Data is not null && !hasTemplate, "data", "data fills a template: give templateKey too.")
             .When(HasNul(externalId), "customerExternalId", Validation.NulMessage("customerExternalId"))
             .When(HasNul(templateKey), "templateKey", Validation.NulMessage("templateKey"))

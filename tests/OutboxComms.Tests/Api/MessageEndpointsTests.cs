@@ -95,6 +95,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         using var client = Api.As(key);
 
         var (noSubject, noSubjectProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "BOTH", content = "Hi" });
+        // The customer's channel for invoices may be email (every customer's default).
+        var (preferred, preferredProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "PREFERRED", content = "Hi" });
         var (both, bothProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "SMS", content = "Hi", templateKey = "x" });
         var (sms, smsProblem) = await client.PostAsync("/v1/messages", new
         {
@@ -104,6 +106,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
 
         Assert.Equal([HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest], new[] { noSubject.StatusCode, both.StatusCode, sms.StatusCode });
         Assert.Equal(["subject"], ErrorFields(noSubjectProblem));
+        Assert.Equal(HttpStatusCode.BadRequest, preferred.StatusCode);
+        Assert.Equal(["subject"], ErrorFields(preferredProblem));
         Assert.Equal(["templateKey"], ErrorFields(bothProblem));
         Assert.Equal(["attachments", "customerExternalId"], ErrorFields(smsProblem));
         Assert.Equal(0, await CountAsync(Db.DataSource, company));
@@ -122,6 +126,28 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
         Assert.Equal(["maxRetries"], ErrorFields(problem));
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, notJson.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_instant_without_an_offset_is_refused_by_field_name_rather_than_read_in_the_servers_time_zone()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        using var client = Api.As(key);
+
+        var (local, localProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$"""{"customerId":"{{customer}}","type":"PAYMENT_REMINDER","channel":"EMAIL","subject":"Due","content":"Due tomorrow","expiresAt":"2031-11-19T23:59:59"}""");
+        var (bulk, bulkProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages/bulk",
+            $$"""{"messages":[{"customerId":"{{customer}}","type":"INVOICE","channel":"EMAIL","subject":"Invoice","content":"Attached","notBefore":"2031-11-19"}]}""");
+        var (withOffset, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$"""{"customerId":"{{customer}}","type":"PAYMENT_REMINDER","channel":"EMAIL","subject":"Due","content":"Due tomorrow","expiresAt":"2031-11-19T23:59:59+05:30","notBefore":"2031-11-18T04:30:00Z"}""");
+
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.Accepted), (local.StatusCode, bulk.StatusCode, withOffset.StatusCode));
+        Assert.Equal(["expiresAt"], ErrorFields(localProblem));
+        Assert.StartsWith("expiresAt has no offset: write Z for UTC", localProblem!["errors"]!["expiresAt"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(["messages[0].notBefore"], ErrorFields(bulkProblem));
+        Assert.Equal(new DateTime(2031, 11, 19, 18, 29, 59), await TestData.ScalarAsync<DateTime>(Db.DataSource,
+            "SELECT expires_at AT TIME ZONE 'UTC' FROM communication_logs WHERE company_id = $1", company));
     }
 
     [Fact]
