@@ -29,7 +29,8 @@ cleanup() {
     as_pg "$(postgres_bin_dir)/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null || true
   fi
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 # --- database -------------------------------------------------------------------------------
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -58,7 +59,7 @@ if [ -z "${ConnectionStrings__Outbox:-}" ]; then
   if ! as_pg "$bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
     echo "==> starting PostgreSQL on 127.0.0.1:$pg_port"
     as_pg "$bin/pg_ctl" -D "$pg_data" -l "$pg_run/server.log" -w -t 60 \
-      -o "-p $pg_port -k $pg_run -c listen_addresses=127.0.0.1" start >/dev/null
+      -o "-p $pg_port -k '$pg_run' -c listen_addresses=127.0.0.1" start >/dev/null
     pg_started=1
   fi
   if ! as_pg "$bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='outboxcomms'" | grep -q 1; then
@@ -81,7 +82,12 @@ export OUTBOXCOMMS_ENCRYPTION_KEY OUTBOXCOMMS_ADMIN_KEY
 
 # --- build, migrate, run --------------------------------------------------------------------
 echo "==> building"
-dotnet build OutboxComms.sln -c Release -nologo -v quiet >/dev/null
+# Quiet when it builds; the compiler's output when it does not.
+if ! build_log=$(dotnet build OutboxComms.sln -c Release -nologo -v quiet 2>&1); then
+  echo "$build_log" >&2
+  echo "error: the build failed (above)" >&2
+  exit 1
+fi
 api_dll="$root/src/OutboxComms.Api/bin/Release/net10.0/OutboxComms.Api.dll"
 worker_dll="$root/src/OutboxComms.Worker/bin/Release/net10.0/OutboxComms.Worker.dll"
 
@@ -93,10 +99,25 @@ pids+=($!)
 dotnet "$worker_dll" run &
 pids+=($!)
 
-for _ in $(seq 1 60); do
-  curl -fsS "$api_url/health/ready" >/dev/null 2>&1 && break
+process_name() { [ "$1" = "${pids[0]}" ] && echo "API" || echo "worker"; }
+ready=""
+dead=""
+for _ in $(seq 1 120); do
+  if curl -fsS "$api_url/health/ready" >/dev/null 2>&1; then ready=1; break; fi
+  # A process that has already exited (a port in use, a bad setting) will not get ready.
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then dead=$(process_name "$pid"); break 2; fi
+  done
   sleep 0.5
 done
+if [ -n "$dead" ]; then
+  echo "error: the $dead exited while starting; its output above says why" >&2
+  exit 1
+elif [ -z "$ready" ]; then
+  echo "error: the API did not answer $api_url/health/ready within 60 s:" >&2
+  curl -sS "$api_url/health/ready" >&2 2>&1 || true
+  exit 1
+fi
 cat <<TXT
 
 OutboxComms is running.
@@ -106,4 +127,11 @@ OutboxComms is running.
   Admin key  $OUTBOXCOMMS_ADMIN_KEY
 Press Ctrl-C to stop.
 TXT
-wait -n "${pids[@]}" || true
+# Until Ctrl-C (the trap stops everything), or until the API or the worker exits on its own: then
+# say which, and exit with its status, not 0.
+set +e
+wait -n -p exited "${pids[@]}"
+status=$?
+set -e
+echo "error: the $(process_name "${exited:-}") (pid ${exited:-?}) exited with status $status; stopping the rest" >&2
+exit $(( status == 0 ? 1 : status ))

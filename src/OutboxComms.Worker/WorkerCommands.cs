@@ -24,6 +24,22 @@ public static class WorkerCommands
     public static async Task<int> RunAsync(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
+        try
+        {
+            return await RunVerbAsync(args);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // An unreachable database, a missing connection string, a bad setting, a changed
+            // migration: one line and exit code 1, not an unhandled-exception abort (134) with a
+            // stack trace (the host has logged the details when it got that far).
+            await Console.Error.WriteLineAsync($"error: {ex.GetType().Name}: {ex.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<int> RunVerbAsync(string[] args)
+    {
         if (args is ["--help" or "-h" or "help", ..])
         {
             Console.Out.WriteLine(Usage);
@@ -59,7 +75,7 @@ public static class WorkerCommands
                 }
                 return 0;
             case "replay":
-                using (var host = BuildHost([]))
+                using (var host = BuildHost([.. rest.Where(IsConfiguration)]))
                 {
                     return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None, Console.Error);
                 }

@@ -12,10 +12,11 @@ public static class ReplayCommand
 {
     public const string Usage = """
           replay [--company ID] [--id N] [--status FAILED|BOUNCED|SUPPRESSED] [--channel EMAIL|WHATSAPP|SMS]
-                 [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--execute]
+                 [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--execute [--all]]
                               count (dry run) or, with --execute, replay failed messages
                               (created from --from up to and including the day --to, UTC; or give
-                              instants such as 2026-11-24T18:30:00+05:30)
+                              instants such as 2026-11-24T18:30:00+05:30); --execute without any
+                              filter replays every failed message ever, so it also needs --all
         """;
 
     /// <summary>Runs the verb; its result goes to <paramref name="output"/>, a usage error to <paramref name="errors"/> (else to the output) with exit code 2.</summary>
@@ -29,6 +30,11 @@ public static class ReplayCommand
         try
         {
             (filter, execute) = Parse(args);
+            if (execute && filter == new ReplayFilter() && !args.Contains("--all"))
+            {
+                throw new FormatException("--execute without a filter would replay every failed, bounced and suppressed message of every company, ever; "
+                    + "narrow it (--company, --from, --status, …) or say --all");
+            }
         }
         catch (FormatException ex)
         {
@@ -55,6 +61,10 @@ public static class ReplayCommand
         for (var i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
+            if (args[i] == "--all" || WorkerCommands.IsConfiguration(args[i]))
+            {
+                continue;
+            }
             if (args[i] == "--execute")
             {
                 // Only as an option of its own: "--error --execute" searches for that text, dry.

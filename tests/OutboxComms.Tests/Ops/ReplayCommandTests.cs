@@ -50,6 +50,16 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", badErrors.ToString(), StringComparison.Ordinal);
         Assert.Empty(bad.ToString());   // usage errors go to stderr
 
+        // --execute with no filter at all would replay every failed message of every company, ever: it needs --all.
+        using var unfiltered = new StringWriter();
+        using var unfilteredErrors = new StringWriter();
+        Assert.Equal(2, await ReplayCommand.RunAsync(["--execute"], replay, unfiltered, TestContext.Current.CancellationToken, unfilteredErrors));
+        Assert.Contains("narrow it (--company, --from, --status, …) or say --all", unfilteredErrors.ToString(), StringComparison.Ordinal);
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company));
+        using var all = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync(["--execute", "--all", "--Logging:LogLevel:Default=Warning"], replay, all, TestContext.Current.CancellationToken));
+        Assert.StartsWith("Replayed 1 messages (all companies)", all.ToString(), StringComparison.Ordinal);
+
         // "--execute" as the text --error looks for is a dry run, not an order to replay.
         using var errorText = new StringWriter();
         Assert.Equal(0, await ReplayCommand.RunAsync(["--company", company.ToString(), "--error", "--execute"], replay, errorText, TestContext.Current.CancellationToken));

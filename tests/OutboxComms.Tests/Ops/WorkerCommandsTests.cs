@@ -26,6 +26,17 @@ public sealed class WorkerCommandsTests
     }
 
     [Theory]
+    [InlineData("migrate")]
+    [InlineData("rotate-keys")]
+    [InlineData("replay")]
+    public async Task A_verb_that_cannot_reach_the_database_exits_with_1_instead_of_aborting(string verb)
+    {
+        // Nothing listens on port 1: the connection is refused at once.
+        const string Unreachable = "--ConnectionStrings:Outbox=Host=127.0.0.1;Port=1;Username=outbox;Database=outbox;Timeout=2";
+        Assert.Equal(1, await WorkerCommands.RunAsync([verb, Unreachable]).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+    }
+
+    [Theory]
     [InlineData("--ConnectionStrings:Outbox=Host=db;Database=outbox", true)]
     [InlineData("/Dispatch:BatchSize=100", true)]
     [InlineData("--dry-run", false)]
