@@ -162,7 +162,8 @@ public static class ReminderEndpoints
             await db.CommunicationLogs
                 .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
                             && (m.LockedUntil == null || m.LockedUntil <= now)
-                            && (EF.Functions.JsonContains(m.Metadata, marker) || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)))
+                            && ((EF.Functions.JsonContains(m.Metadata, marker) && EF.Functions.JsonExists(m.Metadata, "reminderStepId"))
+                                || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)))
                 .ExecuteUpdateAsync(m => m
                     .SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now)
                     .SetProperty(x => x.LockedBy, (string?)null).SetProperty(x => x.LockedUntil, (DateTimeOffset?)null), cancellationToken);

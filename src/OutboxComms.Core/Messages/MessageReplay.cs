@@ -98,7 +98,7 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
            AND (expires_at IS NULL OR expires_at > $9)
            AND ($2::bigint IS NOT NULL OR NOT EXISTS (
                 SELECT 1 FROM reminders r
-                 WHERE metadata->>'reminderId' ~ '^[0-9]{1,18}$' AND r.id = (metadata->>'reminderId')::bigint
+                 WHERE metadata ? 'reminderStepId' AND metadata->>'reminderId' ~ '^[0-9]{1,18}$' AND r.id = (metadata->>'reminderId')::bigint
                    AND r.company_id = communication_logs.company_id AND r.status = 'RESOLVED'))
         """;
 

@@ -250,15 +250,17 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         var filed = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER");
         var open = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER");
         var odd = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "COMPLIANCE_REMINDER"); // a producer's own metadata, not a reminder id
-        await SetAsync(Db.DataSource, filed, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[0]}}}'");
-        await SetAsync(Db.DataSource, open, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[1]}}}'");
+        var producers = await Outbox.EnqueueAsync(Db.DataSource, company, customer, "PAYMENT_REMINDER"); // a producer's own reminderId that happens to be a number
+        await SetAsync(Db.DataSource, filed, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[0]}, \"reminderStepId\": 7}}'");
+        await SetAsync(Db.DataSource, open, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[1]}, \"reminderStepId\": 8}}'");
         await SetAsync(Db.DataSource, odd, "status = 'FAILED', metadata = '{\"reminderId\": \"MGT-7/2025\"}'");
+        await SetAsync(Db.DataSource, producers, $"status = 'FAILED', metadata = '{{\"reminderId\": {reminders[0]}}}'");
         var replay = new MessageReplay(Db.DataSource, TimeProvider.System, NullLogger<MessageReplay>.Instance);
 
         var all = new ReplayFilter { CompanyId = company, Status = DeliveryStatus.Failed };
-        Assert.Equal(2, await replay.CountAsync(all, TestContext.Current.CancellationToken));
-        Assert.Equal(2, await replay.ReplayAsync(all, "ops-cli", TestContext.Current.CancellationToken));
-        Assert.Equal(["FAILED", "PENDING", "PENDING"], new[] { filed, open, odd }.Select(id => Outbox.GetAsync(Db.DataSource, id).Result.Status));
+        Assert.Equal(3, await replay.CountAsync(all, TestContext.Current.CancellationToken));
+        Assert.Equal(3, await replay.ReplayAsync(all, "ops-cli", TestContext.Current.CancellationToken));
+        Assert.Equal(["FAILED", "PENDING", "PENDING", "PENDING"], new[] { filed, open, odd, producers }.Select(id => Outbox.GetAsync(Db.DataSource, id).Result.Status));
         Assert.Equal(1, await replay.ReplayAsync(new ReplayFilter { CompanyId = company, MessageId = filed }, "ops-cli", TestContext.Current.CancellationToken));
     }
 

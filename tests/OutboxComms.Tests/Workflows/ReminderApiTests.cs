@@ -107,8 +107,15 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (client, _, customer) = await PracticeAsync();
         var (_, reminder) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customer));
         var id = reminder!["id"]!.GetValue<long>();
+        // A business app's own message whose metadata happens to carry the same number as its reminderId: not ours to cancel.
+        var own = await TestData.ScalarAsync<long>(Db.DataSource, """
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, subject, content, metadata)
+            SELECT company_id, id, 'PAYMENT_REMINDER', 'EMAIL', 'Invoice', 'Due', jsonb_build_object('reminderId', $2::bigint) FROM customers WHERE id = $1
+            RETURNING id
+            """, customer, id);
 
         var (response, body) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "Paid by NEFT, UTR 1234" });
+        Assert.Equal("PENDING", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT status FROM communication_logs WHERE id = $1", own));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(("RESOLVED", "Paid by NEFT, UTR 1234"), (body.Text("status"), body.Text("resolutionNote")));
