@@ -19,6 +19,7 @@ public static class WorkerExtensions
         builder.AddDispatch();
         builder.AddScheduling();
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<KeyRetentionOptions>().BindConfiguration(KeyRetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
         builder.Services.AddSingleton<OutboxMetrics>();
         builder.Services.AddSingleton<WorkerHeartbeat>();

@@ -101,9 +101,20 @@ public sealed class DispatchOptions : IValidatableObject
         {
             yield return new ValidationResult("OutageMaxDelay must be more than 0 and at most a day.", [nameof(OutageMaxDelay)]);
         }
-        if (RetryBaseDelay <= TimeSpan.Zero || SendTimeout <= TimeSpan.Zero || BreakerBreakDuration < TimeSpan.FromMilliseconds(500))
+        if (RetryBaseDelay <= TimeSpan.Zero || SendTimeout <= TimeSpan.Zero || RenderTimeout <= TimeSpan.Zero)
         {
-            yield return new ValidationResult("RetryBaseDelay and SendTimeout must be positive; BreakerBreakDuration at least 0.5 s.", [nameof(RetryBaseDelay)]);
+            yield return new ValidationResult("RetryBaseDelay, SendTimeout and RenderTimeout must be positive.", [nameof(RetryBaseDelay)]);
+        }
+        if (MaxRetryDelay < RetryBaseDelay || MaxRetryDelay > TimeSpan.FromDays(7))
+        {
+            yield return new ValidationResult("MaxRetryDelay must be at least RetryBaseDelay and at most 7 days.", [nameof(MaxRetryDelay)]);
+        }
+        // The circuit breaker's own limits: outside them it throws when the first send builds it.
+        var halfSecond = TimeSpan.FromMilliseconds(500);
+        if (BreakerBreakDuration < halfSecond || BreakerBreakDuration > TimeSpan.FromDays(1)
+            || BreakerSamplingDuration < halfSecond || BreakerSamplingDuration > TimeSpan.FromDays(1))
+        {
+            yield return new ValidationResult("BreakerBreakDuration and BreakerSamplingDuration must be between 0.5 s and a day.", [nameof(BreakerBreakDuration)]);
         }
     }
 

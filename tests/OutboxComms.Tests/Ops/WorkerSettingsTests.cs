@@ -1,0 +1,31 @@
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker;
+
+namespace OutboxComms.Tests.Ops;
+
+/// <summary>Settings a worker refuses at start, naming them, rather than misbehaving later.</summary>
+public sealed class WorkerSettingsTests
+{
+    [Theory]
+    [InlineData("Api:IdempotencyKeyRetentionDays", "0", "IdempotencyKeyRetentionDays")]       // would delete keys still in use
+    [InlineData("Dispatch:MaxRetryDelay", "00:00:10", "MaxRetryDelay")]                     // below the first retry's delay
+    [InlineData("Dispatch:BreakerSamplingDuration", "00:00:00.100", "BreakerSamplingDuration")] // the breaker throws on its first send
+    [InlineData("Dispatch:BreakerBreakDuration", "2.00:00:00", "BreakerBreakDuration")]
+    [InlineData("Dispatch:RenderTimeout", "00:00:00", "RenderTimeout")]
+    public async Task A_setting_out_of_range_stops_the_worker_at_start_naming_it(string key, string value, string named)
+    {
+        // Refused before anything connects (nothing listens at this address): when the host is built
+        // or, at the latest, when it starts.
+        var refused = await Record.ExceptionAsync(async () =>
+        {
+            using var host = WorkerCommands.BuildHost([
+                "--ConnectionStrings:Outbox=Host=127.0.0.1;Port=1;Username=outbox;Database=outbox",
+                $"--OUTBOXCOMMS_ENCRYPTION_KEY={TestKeys.Encryption}",
+                $"--{key}={value}"]);
+            await host.StartAsync(TestContext.Current.CancellationToken);
+        });
+
+        Assert.IsType<Microsoft.Extensions.Options.OptionsValidationException>(refused);
+        Assert.Contains(named, refused.Message, StringComparison.Ordinal);
+    }
+}
