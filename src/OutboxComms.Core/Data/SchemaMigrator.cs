@@ -50,9 +50,20 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
         var applied = new Dictionary<int, string>();
         await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
         {
-            await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey}); {BookkeepingSql}", connection, transaction))
+            // The bookkeeping table is created only when it is missing: CREATE TABLE IF NOT EXISTS
+            // still needs CREATE on the schema, which a least-privilege role running an up-to-date
+            // database (a worker migrating at start) does not have.
+            await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({MigrationLockKey})", connection, transaction))
             {
                 await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+            }
+            await using (var exists = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NOT NULL", connection, transaction))
+            {
+                if (await exists.ExecuteScalarAsync(cancellationToken) is not true)
+                {
+                    await using var create = new NpgsqlCommand(BookkeepingSql, connection, transaction);
+                    await create.ExecuteNonQueryAsync(cancellationToken);
+                }
             }
             await using (var select = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection, transaction))
             await using (var reader = await select.ExecuteReaderAsync(cancellationToken))

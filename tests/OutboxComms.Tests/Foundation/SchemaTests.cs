@@ -9,6 +9,33 @@ namespace OutboxComms.Tests.Foundation;
 public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
     [Fact]
+    public async Task Migrate_under_a_role_that_may_only_read_and_write_rows_finds_nothing_to_do()
+    {
+        // Workers run migrate at start by default; behind a least-privilege role (no CREATE on the
+        // schema) an up-to-date database must not make them fail.
+        var role = "outbox_dml_" + Guid.NewGuid().ToString("N")[..12];
+        await using (var setup = db.DataSource.CreateCommand(
+            $"CREATE ROLE {role} LOGIN PASSWORD 'dml'; REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON schema_migrations TO {role}"))
+        {
+            await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        try
+        {
+            var connectionString = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Username = role, Password = "dml" }.ConnectionString;
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+
+            var applied = await new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).ApplyAsync(TestContext.Current.CancellationToken);
+
+            Assert.Empty(applied);
+        }
+        finally
+        {
+            await using var cleanup = db.DataSource.CreateCommand($"DROP OWNED BY {role}; DROP ROLE {role}");
+            await cleanup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+    }
+
+    [Fact]
     public async Task The_EF_model_maps_every_property_onto_an_existing_column_of_a_compatible_type()
     {
         var columns = new Dictionary<(string Table, string Column), string>();
