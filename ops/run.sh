@@ -30,7 +30,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # --- database -------------------------------------------------------------------------------
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -59,7 +60,7 @@ if [ -z "${ConnectionStrings__Outbox:-}" ]; then
   if ! as_pg "$bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
     echo "==> starting PostgreSQL on 127.0.0.1:$pg_port"
     as_pg "$bin/pg_ctl" -D "$pg_data" -l "$pg_run/server.log" -w -t 60 \
-      -o "-p $pg_port -k '$pg_run' -c listen_addresses=127.0.0.1" start >/dev/null
+      -o "-p $pg_port -k \"$pg_run\" -c listen_addresses=127.0.0.1" start >/dev/null
     pg_started=1
   fi
   if ! as_pg "$bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='outboxcomms'" | grep -q 1; then
@@ -106,13 +107,17 @@ for _ in $(seq 1 120); do
   if curl -fsS "$api_url/health/ready" >/dev/null 2>&1; then ready=1; break; fi
   # A process that has already exited (a port in use, a bad setting) will not get ready.
   for pid in "${pids[@]}"; do
-    if ! kill -0 "$pid" 2>/dev/null; then dead=$(process_name "$pid"); break 2; fi
+    if ! kill -0 "$pid" 2>/dev/null; then dead=$(process_name "$pid"); dead_pid=$pid; break 2; fi
   done
   sleep 0.5
 done
 if [ -n "$dead" ]; then
-  echo "error: the $dead exited while starting; its output above says why" >&2
-  exit 1
+  set +e
+  wait "$dead_pid"
+  status=$?
+  set -e
+  echo "error: the $dead exited while starting (status $status); its output above says why" >&2
+  exit $(( status == 0 ? 1 : status ))
 elif [ -z "$ready" ]; then
   echo "error: the API did not answer $api_url/health/ready within 60 s:" >&2
   curl -sS "$api_url/health/ready" >&2 2>&1 || true
@@ -130,8 +135,15 @@ TXT
 # Until Ctrl-C (the trap stops everything), or until the API or the worker exits on its own: then
 # say which, and exit with its status, not 0.
 set +e
-wait -n -p exited "${pids[@]}"
+if (( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) )); then
+  wait -n -p exited "${pids[@]}"
+else
+  wait -n "${pids[@]}"   # bash 5.0 has no -p: which one exited is found below
+fi
 status=$?
 set -e
+if [ -z "${exited:-}" ]; then
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || exited=$pid; done
+fi
 echo "error: the $(process_name "${exited:-}") (pid ${exited:-?}) exited with status $status; stopping the rest" >&2
 exit $(( status == 0 ? 1 : status ))

@@ -75,7 +75,7 @@ public static class WorkerCommands
                 }
                 return 0;
             case "replay":
-                using (var host = BuildHost([.. rest.Where(IsConfiguration)]))
+                using (var host = BuildHost([.. rest.Where(a => IsConfiguration(a) && !ReplayCommand.IsOwnOption(a))]))
                 {
                     return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None, Console.Error);
                 }

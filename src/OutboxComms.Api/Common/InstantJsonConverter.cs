@@ -17,10 +17,14 @@ internal sealed class InstantJsonConverter : JsonConverter<DateTimeOffset>
         {
             throw new JsonFieldFormatException("must be an ISO 8601 instant with its offset, such as 2026-11-24T10:00:00+05:30 or 2026-11-24T04:30:00Z.");
         }
+        // System.Text.Json reads only ISO 8601 with an upper-case T and Z.
         var text = reader.GetString()!;
-        var time = text.IndexOfAny(['T', 't']);
-        var hasOffset = time > 0 && (text.EndsWith('Z') || text.EndsWith('z') || text.AsSpan(time).IndexOfAny('+', '-') > 0);
-        return hasOffset
+        var time = text.IndexOf('T', StringComparison.Ordinal);
+        if (time < 0)
+        {
+            throw new JsonFieldFormatException("is a date without a time and offset: write an instant such as 2026-11-24T10:00:00+05:30.");
+        }
+        return text.EndsWith('Z') || text.AsSpan(time).IndexOfAny('+', '-') > 0
             ? value
             : throw new JsonFieldFormatException("has no offset: write Z for UTC or the customer's offset (+05:30); without one it would be read in the server's time zone.");
     }

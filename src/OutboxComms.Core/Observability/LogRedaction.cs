@@ -18,9 +18,15 @@ public static partial class LogRedaction
         {
             return text;
         }
+        // Our own "customer's email address 'x' is not valid": whatever the quotes hold, even what
+        // the patterns below would not take for an address (meera.iyer@gmail, a short number).
+        text = QuotedContact().Replace(text, match => $"{match.Groups[1].Value}'{Mask(match.Groups[2].Value)}'");
         text = EmailLocalPart().Replace(text, "***@");
         return PhoneNumber().Replace(text, match => Date().IsMatch(match.Value) ? match.Value : MaskDigits(match.Value));
     }
+
+    private static string Mask(string contact) =>
+        contact.Contains('@', StringComparison.Ordinal) ? "***" + contact[contact.LastIndexOf('@')..] : MaskDigits(contact);
 
     private static string MaskDigits(string number)
     {
@@ -29,13 +35,17 @@ public static partial class LogRedaction
         return string.Concat(number.Select(c => char.IsAsciiDigit(c) && ++seen <= digits - 2 ? '*' : c));
     }
 
+    [GeneratedRegex(@"((?:address|number|phone) )'([^']*)'")]
+    private static partial Regex QuotedContact();
+
     // The local part of an address whose domain has a dot: what a mail server echoes.
     [GeneratedRegex(@"[^\s<>""'@,;:()\[\]]+@(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")]
     private static partial Regex EmailLocalPart();
 
-    // Eight or more digits, written with or without a + and spaces, dots, dashes or brackets between
-    // them: a phone number. Provider error codes (Twilio 21211, WhatsApp 131026) are shorter.
-    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ .()-]{0,2}\d){7,}(?!\w)")]
+    // Eight or more digits, written with or without a + and spaces, dashes or brackets between them:
+    // a phone number. Provider error codes (Twilio 21211, WhatsApp 131026) are shorter; dotted
+    // numbers (an IP address, a decimal) are left alone.
+    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ ()-]{0,2}\d){7,}(?![\w.])")]
     private static partial Regex PhoneNumber();
 
     // A date and time (2026-11-25 04:30) reads as a long run of digits too.

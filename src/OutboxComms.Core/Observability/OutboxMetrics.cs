@@ -18,7 +18,11 @@ public sealed class OutboxMetrics : IDisposable
     private readonly Counter<long> schedulerSteps;
     private readonly Counter<long> scheduleOccurrences;
     private readonly Counter<long> providerUnavailable;
-    private QueueSnapshot queue = new(0, 0, 0, 0);
+    // Null until the first sample: the queue gauges then report nothing rather than an empty queue
+    // (the database unreachable at start read as "nothing waiting", which no alert on the backlog
+    // would catch).
+    private QueueSnapshot? queue;
+    private long queueSampledUnixMilliseconds;
     private long lastDispatchUnixMilliseconds;
 
     public OutboxMetrics(IMeterFactory meters)
@@ -28,10 +32,12 @@ public sealed class OutboxMetrics : IDisposable
         outcomes = meter.CreateCounter<long>("outbox.messages.processed", "{message}", "Messages the worker finished a step for, by resulting status and channel");
         sendDuration = meter.CreateHistogram<double>("outbox.provider.duration", "ms", "Provider call latency, by provider and outcome");
         batchSize = meter.CreateHistogram<int>("outbox.claim.batch_size", "{message}", "Rows claimed per batch");
-        meter.CreateObservableGauge("outbox.queue.due", () => queue.Due, "{message}", "PENDING messages due now (the backlog)");
-        meter.CreateObservableGauge("outbox.queue.deferred", () => queue.Deferred, "{message}", "PENDING messages waiting for a later time (quiet hours, frequency, retry backoff)");
-        meter.CreateObservableGauge("outbox.queue.in_flight", () => queue.InFlight, "{message}", "Messages claimed by a worker and not yet recorded");
-        meter.CreateObservableGauge("outbox.queue.oldest_due_age", () => queue.OldestDueAgeSeconds, "s", "How long the oldest due message has waited");
+        meter.CreateObservableGauge("outbox.queue.due", () => QueueValue(q => q.Due), "{message}", "PENDING messages due now (the backlog)");
+        meter.CreateObservableGauge("outbox.queue.deferred", () => QueueValue(q => q.Deferred), "{message}", "PENDING messages waiting for a later time (quiet hours, frequency, retry backoff)");
+        meter.CreateObservableGauge("outbox.queue.in_flight", () => QueueValue(q => q.InFlight), "{message}", "Messages claimed by a worker and not yet recorded");
+        meter.CreateObservableGauge("outbox.queue.oldest_due_age", () => QueueValue(q => q.OldestDueAgeSeconds), "s", "How long the oldest due message has waited");
+        meter.CreateObservableGauge("outbox.queue.sampled_at", QueueSampledAt, "s",
+            "When the queue gauges were last sampled (Unix time): they keep the last sample while sampling fails, so alert when this falls behind the clock");
         meter.CreateObservableGauge("outbox.worker.last_dispatch", LastDispatch, "s",
             "When this worker's dispatch loop last completed a claim (Unix time); alert when it falls behind the clock");
         schedulerPasses = meter.CreateCounter<long>("outbox.scheduler.passes", "{pass}", "Scheduler passes over due reminder steps and schedules, by outcome (ok, failed)");
@@ -51,7 +57,17 @@ public sealed class OutboxMetrics : IDisposable
 
     public void ProviderUnavailable(string provider) => providerUnavailable.Add(1, new KeyValuePair<string, object?>("provider", provider));
 
-    public void Queue(QueueSnapshot snapshot) => queue = snapshot;
+    public void Queue(QueueSnapshot snapshot, DateTimeOffset sampledAt)
+    {
+        queue = snapshot;
+        Interlocked.Exchange(ref queueSampledUnixMilliseconds, sampledAt.ToUnixTimeMilliseconds());
+    }
+
+    private IEnumerable<Measurement<T>> QueueValue<T>(Func<QueueSnapshot, T> value) where T : struct =>
+        queue is { } sampled ? [new Measurement<T>(value(sampled))] : [];
+
+    private IEnumerable<Measurement<double>> QueueSampledAt() =>
+        Interlocked.Read(ref queueSampledUnixMilliseconds) is > 0 and var at ? [new Measurement<double>(at / 1000.0)] : [];
 
     /// <summary>The dispatch loop completed a claim (whether or not it found rows).</summary>
     public void Dispatched(DateTimeOffset at) => Interlocked.Exchange(ref lastDispatchUnixMilliseconds, at.ToUnixTimeMilliseconds());

@@ -44,13 +44,18 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // delivery. One step back is taken: a bounce after "delivered" (the recipient's server accepted
     // the mail, then bounced it: SES, SendGrid and Mailgun report both) makes the row BOUNCED; READ
     // stays. A delivery after a failure (a carrier's late report) clears the failure's time and
-    // error. Mailgun reports the Message-Id without angle brackets, hence the second form. Both
+    // error. Events arrive in any order (SNS and SendGrid promise none), so both go by the events'
+    // own times: an earlier delivery that arrives after the bounce changes nothing. Mailgun reports the Message-Id without angle brackets, hence the second form. Both
     // lookups are served by the hash index on provider_message_id (migration 0012; internal so a
     // test can check their plans).
     internal const string ApplySql = """
         WITH target AS (
             SELECT id, status,
-                   coalesce(delivery_rank($3) > delivery_rank(status) OR ($3 = 'BOUNCED' AND status = 'DELIVERED'), false) AS advances
+                   coalesce(CASE
+                       WHEN $3 = 'BOUNCED' AND status = 'DELIVERED' THEN $4 >= coalesce(delivered_at, '-infinity')
+                       WHEN $3 IN ('DELIVERED', 'READ') AND status IN ('FAILED', 'BOUNCED') THEN $4 >= coalesce(failed_at, '-infinity')
+                       ELSE delivery_rank($3) > delivery_rank(status)
+                   END, false) AS advances
               FROM communication_logs
              WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
              LIMIT 1 FOR UPDATE),
@@ -89,11 +94,14 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(delivery);
-        // A bounce reason is the recipient's mail server's text: a NUL in it is refused by PostgreSQL's text.
-        if (delivery.Error?.Contains('\0', StringComparison.Ordinal) == true)
+        // A bounce reason is the recipient's mail server's text, and ids are whatever the body said:
+        // a NUL in any of them is refused by PostgreSQL's text.
+        delivery = delivery with
         {
-            delivery = delivery with { Error = delivery.Error.Replace("\0", "", StringComparison.Ordinal) };
-        }
+            Error = WithoutNul(delivery.Error),
+            ProviderMessageId = WithoutNul(delivery.ProviderMessageId)!,
+            EventKey = WithoutNul(delivery.EventKey)!,
+        };
         var at = (delivery.OccurredAt ?? receivedAt).ToUniversalTime();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -226,6 +234,9 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             },
         };
     }
+
+    private static string? WithoutNul(string? text) =>
+        text?.Contains('\0', StringComparison.Ordinal) == true ? text.Replace("\0", "", StringComparison.Ordinal) : text;
 
     /// <summary>Moves the event's message (forward only), applies the consent it carries, records the outcome and commits.</summary>
     private static async Task<WebhookOutcome> ApplyAsync(

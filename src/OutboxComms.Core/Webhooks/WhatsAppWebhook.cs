@@ -88,9 +88,9 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
             {
                 foreach (var reply in replies.EnumerateArray())
                 {
-                    if (reply.TryGetProperty("context", out var context) && context.TryGetProperty("id", out var repliedTo) && reply.TryGetProperty("id", out var replyId))
+                    if (reply.TryGetProperty("context", out var context) && ChatMessageParts.Text(context, "id") is { } repliedTo && ChatMessageParts.Text(reply, "id") is { } replyId)
                     {
-                        events.Add(new DeliveryEvent(repliedTo.GetString()!, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId.GetString()}", reply.GetRawText()) { IsResponse = true });
+                        events.Add(new DeliveryEvent(repliedTo, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId}", reply.GetRawText()) { IsResponse = true });
                     }
                 }
             }

@@ -38,7 +38,7 @@ internal sealed partial class QueueDepthSampler(NpgsqlDataSource dataSource, Out
             var cost = TimeSpan.Zero;
             try
             {
-                metrics.Queue(await SampleAsync(stoppingToken));
+                metrics.Queue(await SampleAsync(stoppingToken), time.GetUtcNow());
                 cost = time.GetElapsedTime(started);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

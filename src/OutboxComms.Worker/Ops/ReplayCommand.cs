@@ -54,8 +54,18 @@ public static class ReplayCommand
         return 0;
     }
 
+    private static readonly string[] ValueOptions = ["--company", "--id", "--status", "--channel", "--type", "--from", "--to", "--error"];
+
+    /// <summary>
+    /// One of this verb's options written with "=" (--from=2026-11-20): that option, not a
+    /// configuration override, which it would otherwise look like (and be dropped as, widening the replay).
+    /// </summary>
+    internal static bool IsOwnOption(string arg) =>
+        ValueOptions.Any(option => arg.StartsWith(option + "=", StringComparison.Ordinal));
+
     private static (ReplayFilter Filter, bool Execute) Parse(string[] args)
     {
+        args = [.. args.SelectMany(arg => IsOwnOption(arg) ? [arg[..arg.IndexOf('=', StringComparison.Ordinal)], arg[(arg.IndexOf('=', StringComparison.Ordinal) + 1)..]] : new[] { arg })];
         var filter = new ReplayFilter();
         var execute = false;
         for (var i = 0; i < args.Length; i++)

@@ -141,13 +141,19 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
             $$"""{"messages":[{"customerId":"{{customer}}","type":"INVOICE","channel":"EMAIL","subject":"Invoice","content":"Attached","notBefore":"2031-11-19"}]}""");
         var (withOffset, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
             $$"""{"customerId":"{{customer}}","type":"PAYMENT_REMINDER","channel":"EMAIL","subject":"Due","content":"Due tomorrow","expiresAt":"2031-11-19T23:59:59+05:30","notBefore":"2031-11-18T04:30:00Z"}""");
+        var (westward, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$"""{"customerId":"{{customer}}","type":"INVOICE","channel":"EMAIL","subject":"Invoice","content":"Attached","notBefore":"2031-11-18T04:30:00.125-05:00"}""");
 
-        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.Accepted), (local.StatusCode, bulk.StatusCode, withOffset.StatusCode));
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.Accepted, HttpStatusCode.Accepted),
+            (local.StatusCode, bulk.StatusCode, withOffset.StatusCode, westward.StatusCode));
         Assert.Equal(["expiresAt"], ErrorFields(localProblem));
         Assert.StartsWith("expiresAt has no offset: write Z for UTC", localProblem!["errors"]!["expiresAt"]![0]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(["messages[0].notBefore"], ErrorFields(bulkProblem));
+        Assert.StartsWith("messages[0].notBefore is a date without a time and offset", bulkProblem!["errors"]!["messages[0].notBefore"]![0]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(new DateTime(2031, 11, 19, 18, 29, 59), await TestData.ScalarAsync<DateTime>(Db.DataSource,
-            "SELECT expires_at AT TIME ZONE 'UTC' FROM communication_logs WHERE company_id = $1", company));
+            "SELECT expires_at AT TIME ZONE 'UTC' FROM communication_logs WHERE company_id = $1 AND type = 'PAYMENT_REMINDER'", company));
+        Assert.Equal(new DateTime(2031, 11, 18, 9, 30, 0, 125), await TestData.ScalarAsync<DateTime>(Db.DataSource,
+            "SELECT next_attempt_at AT TIME ZONE 'UTC' FROM communication_logs WHERE company_id = $1 AND type = 'INVOICE'", company));
     }
 
     [Fact]
@@ -577,6 +583,10 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.All(new[] { "/v1/messages", "/v1/messages/bulk", "/v1/messages/{id}", "/v1/messages/{id}/cancel", "/v1/messages/{id}/replay", "/v1/messages/replay", "/v1/analytics" },
             path => Assert.True(paths.ContainsKey(path), $"{path} is missing"));
         Assert.NotNull(paths["/v1/messages/bulk"]!["post"]!["requestBody"]);
+        // Instants are strings in date-time format, nullable ones also null (the instant converter must not hide that).
+        var schemas = document["components"]!["schemas"]!;
+        Assert.Equal("""{"type":"string","format":"date-time"}""", schemas["CompanyResponse"]!["properties"]!["createdAt"]!.ToJsonString());
+        Assert.Equal("""{"type":["null","string"],"format":"date-time"}""", schemas["KeyResponse"]!["properties"]!["lastUsedAt"]!.ToJsonString());
     }
 
     private static async Task<long[]> ListIdsAsync(HttpClient client, string query)

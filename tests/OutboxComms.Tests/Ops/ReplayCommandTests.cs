@@ -31,6 +31,11 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.StartsWith("1 messages would be replayed", dry.ToString(), StringComparison.Ordinal);
         Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING'", company));
 
+        // An option written with "=" is that option, not a configuration override to drop: this one names another company.
+        using var elsewhere = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync([$"--company={Guid.NewGuid()}", "--status=FAILED", "--execute"], replay, elsewhere, TestContext.Current.CancellationToken));
+        Assert.StartsWith("Replayed 0 messages (company ", elsewhere.ToString(), StringComparison.Ordinal);
+
         using var run = new StringWriter();
         Assert.Equal(0, await ReplayCommand.RunAsync([.. filter, "--execute"], replay, run, TestContext.Current.CancellationToken));
         Assert.StartsWith("Replayed 1 messages", run.ToString(), StringComparison.Ordinal);

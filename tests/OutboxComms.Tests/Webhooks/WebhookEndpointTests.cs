@@ -637,21 +637,28 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
-    public async Task A_bounce_after_delivered_bounces_the_message_and_a_delivery_after_a_failure_clears_it()
+    public async Task A_bounce_after_delivered_bounces_the_message_and_a_delivery_after_a_failure_clears_it_by_the_events_own_times()
     {
         var ses = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
-        var bounced = await SentMessageAsync(ses, "AWS_SES", "0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000", "EMAIL");
+        const string Accepted = "0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000", Reordered = "0109019af1c2d3e4-5f6a7b8c-cdcd-4efe-8faf-010101010101-000000";
+        var bounced = await SentMessageAsync(ses, "AWS_SES", Accepted, "EMAIL");
+        var reordered = await SentMessageAsync(ses, "AWS_SES", Reordered, "EMAIL");
         var whatsApp = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
         var late = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
+        var older = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.OLDER1");
 
-        // The recipient's server accepted the mail (SES Delivery), then bounced it.
-        await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery("0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000")));
-        var (_, bounce) = await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesBounce("0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000")));
-        // A failure, then the delivery report that came late.
+        // The recipient's server accepted the mail (SES Delivery, 10:14:57), then bounced it (10:14:58)…
+        await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery(Accepted)));
+        var (_, bounce) = await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesBounce(Accepted)));
+        // …and the same two reports arriving the other way round.
+        await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesBounce(Reordered)));
+        var (_, earlierDelivery) = await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery(Reordered)));
+        // A failure, then a delivery report made later (a carrier's late report); and one made before the failure, arriving after it.
+        const string Undeliverable = ""","errors":[{"code":131026,"title":"Message undeliverable"}]""";
         foreach (var body in new[]
         {
-            WhatsAppStatus("wamid.LATE1", "failed", 1764000300, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""),
-            WhatsAppStatus("wamid.LATE1", "delivered", 1764000200),
+            WhatsAppStatus("wamid.LATE1", "failed", 1764000300, Undeliverable), WhatsAppStatus("wamid.LATE1", "delivered", 1764000400),
+            WhatsAppStatus("wamid.OLDER1", "failed", 1764000300, Undeliverable), WhatsAppStatus("wamid.OLDER1", "delivered", 1764000200),
         })
         {
             await PostAsync($"/webhooks/whatsapp/{whatsApp}", Json(body), HubSignature("meta-app-secret", body));
@@ -661,9 +668,12 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var row = await RowAsync(bounced);
         Assert.Equal(("BOUNCED", "SES bounce (Permanent/General): smtp; 550 5.1.1 user unknown"), (row.Status, row.Error));
         Assert.NotNull(row.Delivered);
+        Assert.Equal(1, earlierDelivery!.Stale);
+        Assert.Equal(("BOUNCED", "SES bounce (Permanent/General): smtp; 550 5.1.1 user unknown"), ((await RowAsync(reordered)).Status, (await RowAsync(reordered)).Error));
         var delivered = await RowAsync(late);
         Assert.Equal(("DELIVERED", null), (delivered.Status, delivered.Error));
         Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT failed_at IS NOT NULL FROM communication_logs WHERE id = $1", late));
+        Assert.Equal(("FAILED", "WhatsApp 131026: Message undeliverable"), ((await RowAsync(older)).Status, (await RowAsync(older)).Error));
     }
 
     // --- Gupshup ----------------------------------------------------------------------------------
