@@ -156,7 +156,9 @@ public static class CustomerEndpoints
             return byId;
         }
         // A business application may use uuids as its own ids too, so a uuid that is no id of ours is still tried as an externalId.
-        return await Live(db, tenant).SingleOrDefaultAsync(c => c.ExternalId == id, cancellationToken);
+        // A client code such as CL/2026/001 is sent as CL%2F2026%2F001, which routing leaves encoded.
+        var externalId = id.Contains("%2F", StringComparison.OrdinalIgnoreCase) ? id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase) : id;
+        return await Live(db, tenant).SingleOrDefaultAsync(c => c.ExternalId == externalId, cancellationToken);
     }
 
     public static ProblemHttpResult NotFound(string id) => Problems.NotFound($"Customer '{id}'");

@@ -231,7 +231,9 @@ public static class PreferenceEndpoints
             validation.When(frequency != ReminderFrequency.Custom, "reminderCron", "reminderCron applies only when reminderFrequency is CUSTOM.");
             try
             {
-                ReminderFrequencyPolicy.ParseCron(cron!);
+                // "0 0 31 2 *" parses but never fires: the frequency limit would never apply.
+                validation.When(ReminderFrequencyPolicy.ParseCron(cron!).GetNextOccurrence(DateTime.UtcNow) is null,
+                    "reminderCron", "reminderCron never fires (a date that does not exist, such as 31 February).");
             }
             catch (CronFormatException ex)
             {

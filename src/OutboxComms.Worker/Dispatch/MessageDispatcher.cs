@@ -552,7 +552,7 @@ internal sealed partial class MessageDispatcher(
                         parameters.Add(value);
                     }
                 }
-                providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language, parameters);
+                providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language.Replace('-', '_'), parameters);   // WhatsApp's codes: en_GB, pt_BR
             }
             return new Rendered(customer.Id, subject, body, html, providerTemplate, used, subject, body);
         }

@@ -58,6 +58,12 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.True(updated["updatedAt"]!.GetValue<DateTimeOffset>() > updated["createdAt"]!.GetValue<DateTimeOffset>());
         Assert.Equal("Iyer & Sons LLP", (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Body!["name"]!.GetValue<string>());
 
+        // A client code with slashes, as many practices number their clients, reached with the slashes encoded.
+        var (slashed, slashedCustomer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CL/2026/001", name = "Rao Exports" });
+        Assert.Equal(HttpStatusCode.Created, slashed.StatusCode);
+        var (bySlashedId, foundSlashed) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL%2F2026%2F001");
+        Assert.Equal((HttpStatusCode.OK, slashedCustomer!["id"]!.GetValue<string>()), (bySlashedId.StatusCode, foundSlashed!["id"]!.GetValue<string>()));
+
         Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-404")).Response.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{Guid.NewGuid()}")).Response.StatusCode);
         var (missingPut, problem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-404", new { name = "Nobody" });

@@ -205,12 +205,15 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var (invalid, invalidBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM", reminderCron = "every monday" });
         var (notCustom, notCustomBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "WEEKLY", reminderCron = "0 9 * * MON" });
         var (unknown, unknownBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "HOURLY" });
+        var (never, neverBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM", reminderCron = "0 0 31 2,4 *" });
         var (valid, validBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { reminderFrequency = "CUSTOM", reminderCron = "0 0 9 1,15 * *" });
 
         Assert.Contains("required", ValidationProblemAssert.NamesFields(missing, missingBody, "reminderCron")["reminderCron"], StringComparison.Ordinal);
         Assert.Contains("not a valid cron", ValidationProblemAssert.NamesFields(invalid, invalidBody, "reminderCron")["reminderCron"], StringComparison.Ordinal);
         ValidationProblemAssert.NamesFields(notCustom, notCustomBody, "reminderCron");
         Assert.Contains("DAILY, WEEKLY, MONTHLY, CUSTOM", ValidationProblemAssert.NamesFields(unknown, unknownBody, "reminderFrequency")["reminderFrequency"], StringComparison.Ordinal);
+        // 31 February and 31 April never come: the frequency limit would never apply.
+        Assert.Contains("never fires", ValidationProblemAssert.NamesFields(never, neverBody, "reminderCron")["reminderCron"], StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, valid.StatusCode);
         Assert.Equal("0 0 9 1,15 * *", validBody!["reminderCron"]!.GetValue<string>());
         // With CUSTOM stored, an omitted cron keeps the stored one.

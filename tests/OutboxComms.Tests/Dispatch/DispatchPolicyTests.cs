@@ -830,13 +830,14 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
             INSERT INTO message_templates (company_id, key, channel, language, subject, body, html_body, provider_template_name, parameter_mapping) VALUES
               ($1, 'invoice', 'EMAIL', 'en', 'Invoice {{ number }}', 'Invoice {{ number }} is attached.', '<p>{{ note }}</p>', NULL, '[]'),
               ($1, 'no-subject', 'EMAIL', 'en', NULL, 'Hello', NULL, NULL, '[]'),
-              ($1, 'invoice', 'WHATSAPP', 'en', NULL, 'Invoice {{ number }}', NULL, 'invoice_ready', '["{{ number }}", "{{ address }}"]'),
+              ($1, 'invoice', 'WHATSAPP', 'en-GB', NULL, 'Invoice {{ number }}', NULL, 'invoice_ready', '["{{ number }}", "{{ address }}"]'),
               ($1, 'odd-mapping', 'WHATSAPP', 'en', NULL, 'x', NULL, 'invoice_ready', '["{{ number }}", 2]')
             """))
         {
             setup.Parameters.AddWithValue(company);
             await setup.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET preferred_language = 'en-GB' WHERE id = $1 RETURNING 1", customer);
         // A business app's field with a line break: in a subject, a header injection attempt to SMTP.
         const string Data = """{"number": "INV-7\r\nBcc: someone@example.com", "address": "12 MG Road,\n  Bengaluru\t560001", "note": "<a href=https://pay.example>Pay</a>"}""";
         var templated = await EnqueueAsync(company, customer, content: null, templateKey: "invoice", templateData: Data);
@@ -865,12 +866,13 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("<p>&lt;a href=https://pay.example&gt;Pay&lt;/a&gt;</p>", email.Sent.Single(m => m.MessageId == templated).HtmlBody);   // data cannot add a link
         Assert.Equal("Reminder MGT-7", subjects[plain]);
         Assert.Equal(["INV-7 Bcc: someone@example.com", "12 MG Road, Bengaluru 560001"], this.whatsApp.Sent.Single().ProviderTemplate!.Parameters);
+        Assert.Equal("en_GB", this.whatsApp.Sent.Single().ProviderTemplate!.Language);   // WhatsApp's codes take an underscore
         Assert.Equal(whatsApp, this.whatsApp.Sent.Single().MessageId);
         Assert.Equal(("FAILED", "template no-subject@v1/EMAIL/en: the email's subject is empty (the template's rendered empty, or it has none and the message gave none)"),
             ((await Outbox.GetAsync(db.DataSource, noSubject)).Status, (await Outbox.GetAsync(db.DataSource, noSubject)).ErrorMessage));
         Assert.Equal(("FAILED", "the email has no subject (the row's subject is empty)"),
             ((await Outbox.GetAsync(db.DataSource, plainNoSubject)).Status, (await Outbox.GetAsync(db.DataSource, plainNoSubject)).ErrorMessage));
-        Assert.Equal("template invoice@v1/WHATSAPP/en: parameter 2 of the provider template rendered empty", (await Outbox.GetAsync(db.DataSource, emptyParameter)).ErrorMessage);
+        Assert.Equal("template invoice@v1/WHATSAPP/en-GB: parameter 2 of the provider template rendered empty", (await Outbox.GetAsync(db.DataSource, emptyParameter)).ErrorMessage);
         Assert.Equal("template odd-mapping@v1/WHATSAPP/en: parameter 2 of the provider template is not a text (parameter_mapping holds Number)", (await Outbox.GetAsync(db.DataSource, oddMapping)).ErrorMessage);
         Assert.Equal((0, 0), ((await Outbox.GetAsync(db.DataSource, oddMapping)).AttemptCount, (await Outbox.GetAsync(db.DataSource, emptyParameter)).AttemptCount));
     }
