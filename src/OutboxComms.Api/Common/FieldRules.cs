@@ -15,6 +15,18 @@ public static partial class FieldRules
     public static bool IsLanguageCode(string? value) => value is not null && LanguageCode().IsMatch(value);
 
     /// <summary>
+    /// A language code as stored: a region in upper case, a script in title case (en-in → en-IN,
+    /// zh-hant → zh-Hant). Tags are matched whatever their case; stored one way, "en-IN" and
+    /// "en-in" are one template, not two of which the worker would always pick the same one.
+    /// </summary>
+    public static string NormaliseLanguage(string code) => code.Split('-') switch
+    {
+        [var language, { Length: 2 } region] when region.All(char.IsAsciiLetter) => $"{language}-{region.ToUpperInvariant()}",
+        [var language, { Length: 4 } script] when script.All(char.IsAsciiLetter) => $"{language}-{char.ToUpperInvariant(script[0])}{script[1..].ToLowerInvariant()}",
+        _ => code,
+    };
+
+    /// <summary>
     /// An IANA zone id (<c>Asia/Kolkata</c>). Windows ids, which .NET also resolves on Linux, are
     /// refused so that every stored zone reads the same to producers in any language.
     /// </summary>

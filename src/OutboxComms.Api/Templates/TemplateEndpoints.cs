@@ -89,7 +89,10 @@ public static partial class TemplateEndpoints
         var now = time.GetUtcNow();
         var id = Guid.CreateVersion7(now);
         var channelName = WireName<Channel>.Of(channel);
-        var language = request.Language ?? "en";
+        var language = FieldRules.NormaliseLanguage(request.Language ?? "en");
+        // A template stored before tags were normalised (en-in) is the one this request replaces.
+        language = await Of(db, tenant).Where(t => t.Key == key && t.Channel == channel && t.Language.ToLower() == language.ToLower())
+            .Select(t => t.Language).FirstOrDefaultAsync(cancellationToken) ?? language;
         var provider = request.ProviderTemplate;
         var mapping = JsonSerializer.Serialize(provider?.Parameters ?? []);
         // One statement, so concurrent writers of the same template cannot both create it or lose a
@@ -138,7 +141,7 @@ public static partial class TemplateEndpoints
         }
         if (language is not null)
         {
-            query = query.Where(t => t.Language == language);
+            query = query.Where(t => t.Language.ToLower() == language.ToLower());
         }
         // The key's last templates, while schedules, reminder steps or pending messages still name
         // it: each would fail when it fires (a renamed template found missing the day before a

@@ -107,6 +107,21 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_language_tag_in_another_case_names_the_same_template()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        var (created, first) = await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/notice", new { channel = "EMAIL", language = "en-in", subject = "Notice", body = "v1" });
+        var (replaced, second) = await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/notice", new { channel = "EMAIL", language = "en-IN", subject = "Notice", body = "v2" });
+
+        Assert.Equal((HttpStatusCode.Created, "en-IN"), (created.StatusCode, first!["language"]!.GetValue<string>()));
+        Assert.Equal((HttpStatusCode.OK, 2, "en-IN"), (replaced.StatusCode, second!["version"]!.GetValue<int>(), second["language"]!.GetValue<string>()));
+        Assert.Equal(["EMAIL/en-IN"], Variants((await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/notice")).Body!));
+        Assert.Equal(HttpStatusCode.NoContent, (await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/notice?language=EN-in&force=true")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/notice")).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task Delete_removes_the_named_variants_or_all_of_a_key()
     {
         using var client = await NewCompanyClientAsync();
