@@ -230,10 +230,19 @@ public static partial class TemplateEndpoints
         List<string> parameters;
         try
         {
-            subject = Render("subject", template.Subject);
+            // As the worker sends them: the subject and parameters on one line, and an empty one a
+            // failure (the message would fail with it).
+            subject = OneLineText.Of(Render("subject", template.Subject));
+            validation.When(template.Subject is not null && subject == "", "subject", "subject renders empty: a message would fail with it.");
             body = Render("body", template.Body);
             html = Render("htmlBody", template.HtmlBody, html: true);
-            parameters = Parameters(template).Select((p, i) => Render($"providerTemplate.parameters[{i}]", p) ?? "").ToList();
+            parameters = Parameters(template).Select((p, i) =>
+            {
+                var field = $"providerTemplate.parameters[{i}]";
+                var value = OneLineText.Of(Render(field, p));
+                validation.When(value == "", field, $"{field} renders empty: WhatsApp refuses an empty parameter, so a message would fail with it.");
+                return value ?? "";
+            }).ToList();
         }
         finally
         {
@@ -244,7 +253,7 @@ public static partial class TemplateEndpoints
             return validation.Problem("The template does not render with this data.");
         }
         var providerTemplate = template.ProviderTemplateName is { } name
-            ? new RenderedProviderTemplate(name, template.ProviderTemplateLanguage ?? template.Language, parameters)
+            ? new RenderedProviderTemplate(name, template.ProviderLanguage(), parameters)
             : null;
         return TypedResults.Ok(new PreviewResponse(template.Reference(), subject, body!, html, providerTemplate));
     }

@@ -26,6 +26,9 @@ public class MessageTemplate
     public DateTimeOffset UpdatedAt { get; set; }
 
     /// <summary><c>key@vN/CHANNEL/language</c>: which template text rendered a message, as recorded in <c>template_used</c>.</summary>
+    /// <summary>The language sent with the provider template: the approved template's own, else this template's tag in WhatsApp's form (en-GB as en_GB).</summary>
+    public string ProviderLanguage() => ProviderTemplateLanguage ?? Language.Replace('-', '_');
+
     public string Reference() => string.Create(CultureInfo.InvariantCulture, $"{Key}@v{Version}/{WireName<Channel>.Of(Channel)}/{Language}");
 
     /// <summary>

@@ -552,7 +552,7 @@ internal sealed partial class MessageDispatcher(
                         parameters.Add(value);
                     }
                 }
-                providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderTemplateLanguage ?? template.Language.Replace('-', '_'), parameters);   // WhatsApp's codes: en_GB, pt_BR
+                providerTemplate = new ProviderTemplate(template.ProviderTemplateName, template.ProviderLanguage(), parameters);
             }
             return new Rendered(customer.Id, subject, body, html, providerTemplate, used, subject, body);
         }
@@ -562,16 +562,7 @@ internal sealed partial class MessageDispatcher(
         }
     }
 
-    /// <summary>
-    /// A text that must be one line (a subject, a WhatsApp template parameter): line breaks, tabs and
-    /// runs of spaces become one space, and the ends are trimmed. A subject with a line break is a
-    /// header-injection attempt to SMTP and is handled differently by each email API.
-    /// </summary>
-    private static string? OneLine(string? text) =>
-        text is null ? null : WhitespaceRun().Replace(text, " ").Trim();
-
-    [System.Text.RegularExpressions.GeneratedRegex(@"\s{2,}|[\r\n\t\v\f\u0085\u2028\u2029]")]
-    private static partial System.Text.RegularExpressions.Regex WhitespaceRun();
+    private static string? OneLine(string? text) => OneLineText.Of(text);
 
     /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
     private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);

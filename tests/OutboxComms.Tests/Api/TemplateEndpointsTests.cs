@@ -217,7 +217,7 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
 
         var (_, sample) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/due/preview", new { channel = "WHATSAPP", type = "COMPLIANCE_REMINDER", data = new { form = "mgt-7" } });
         var (_, hindi) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/due/preview", new { channel = "WHATSAPP", data = new { form = "MGT-7" }, customer = new { name = "Sharma", preferredLanguage = "hi" } });
-        var (_, fallback) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/due/preview", new { channel = "WHATSAPP", customer = new { preferredLanguage = "ta" } });
+        var (_, fallback) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/due/preview", new { channel = "WHATSAPP", data = new { form = "DIR-3" }, customer = new { preferredLanguage = "ta" } });
         var (_, chosen) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/due/preview", new { channel = "WHATSAPP", language = "hi", data = new { form = "AOC-4" } });
 
         Assert.Equal("due@v1/WHATSAPP/en", sample!["template"]!.GetValue<string>());
@@ -230,6 +230,35 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Equal("Sharma: MGT-7 देय है", hindi["body"]!.GetValue<string>());
         Assert.Equal("due@v1/WHATSAPP/en", fallback!["template"]!.GetValue<string>());
         Assert.Equal("Sample Client Pvt Ltd: AOC-4 देय है", chosen!["body"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Preview_shows_subjects_and_whatsapp_parameters_as_the_worker_sends_them_and_refuses_what_it_would_fail()
+    {
+        using var client = await NewCompanyClientAsync();
+        await PutAsync(client, "invoice", new { channel = "EMAIL", subject = "Invoice {{ number }}", body = "Attached." });
+        await PutAsync(client, "invoice", new
+        {
+            channel = "WHATSAPP", language = "en-GB", body = "Invoice {{ number }}",
+            providerTemplate = new { name = "invoice_ready", parameters = new[] { "{{ number }}", "{{ address }}" } },
+        });
+
+        var (_, email) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice/preview", new { channel = "EMAIL", data = new { number = "INV-7\r\nBcc: x@example.com" } });
+        var (_, whatsApp) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice/preview",
+            new { channel = "WHATSAPP", language = "en-GB", data = new { number = "INV-7", address = "12 MG Road,\n  Bengaluru" } });
+        var (empty, emptyProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice/preview",
+            new { channel = "WHATSAPP", language = "en-GB", data = new { number = "INV-8", address = "  " } });
+        var (trimmed, trimmedBody) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/invoice/preview", new { channel = "EMAIL", data = new { number = "" } });
+        await PutAsync(client, "reference", new { channel = "EMAIL", subject = "{{ number }}", body = "Attached." });
+        var (noSubject, noSubjectProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/reference/preview", new { channel = "EMAIL", data = new { number = " " } });
+
+        Assert.Equal("Invoice INV-7 Bcc: x@example.com", email!["subject"]!.GetValue<string>());
+        Assert.Equal(["INV-7", "12 MG Road, Bengaluru"], whatsApp!["providerTemplate"]!["parameters"]!.AsArray().Select(p => p!.GetValue<string>()));
+        Assert.Equal("en_GB", whatsApp["providerTemplate"]!["language"]!.GetValue<string>());
+        Assert.Contains("renders empty", ValidationProblemAssert.NamesFields(empty, emptyProblem, "providerTemplate.parameters[1]")["providerTemplate.parameters[1]"], StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, trimmed.StatusCode); // "Invoice " is not empty: only a subject with nothing left is
+        Assert.Equal("Invoice", trimmedBody!["subject"]!.GetValue<string>());
+        Assert.Contains("renders empty", ValidationProblemAssert.NamesFields(noSubject, noSubjectProblem, "subject")["subject"], StringComparison.Ordinal);
     }
 
     [Fact]
