@@ -487,7 +487,7 @@ internal sealed partial class MessageDispatcher(
     {
         if (message.TemplateKey is null)
         {
-            var plainSubject = OneLine(message.Subject);
+            var plainSubject = OneLineText.Of(message.Subject);
             if (channel == Channel.Email && string.IsNullOrEmpty(plainSubject))
             {
                 throw new TemplateException("the email has no subject (the row's subject is empty)");
@@ -522,7 +522,7 @@ internal sealed partial class MessageDispatcher(
         try
         {
             using var session = renderer.Session(model);
-            var subject = OneLine(template.Subject is null ? message.Subject : session.Render(template.Subject));
+            var subject = OneLineText.Of(template.Subject is null ? message.Subject : session.Render(template.Subject));
             if (channel == Channel.Email && string.IsNullOrEmpty(subject))
             {
                 throw new TemplateException("the email's subject is empty (the template's rendered empty, or it has none and the message gave none)");
@@ -544,7 +544,7 @@ internal sealed partial class MessageDispatcher(
                         }
                         // WhatsApp refuses a parameter with a line break, a tab or more than four spaces in a
                         // row (a multi-line address), and an empty one: after the paid-for call, as a failure.
-                        var value = OneLine(session.Render(parameter.GetString()!));
+                        var value = OneLineText.Of(session.Render(parameter.GetString()!));
                         if (string.IsNullOrEmpty(value))
                         {
                             throw new TemplateException($"parameter {parameters.Count + 1} of the provider template rendered empty");
@@ -562,7 +562,6 @@ internal sealed partial class MessageDispatcher(
         }
     }
 
-    private static string? OneLine(string? text) => OneLineText.Of(text);
 
     /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
     private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);
