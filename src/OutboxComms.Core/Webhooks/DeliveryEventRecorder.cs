@@ -45,9 +45,9 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // the mail, then bounced it: SES, SendGrid and Mailgun report both) makes the row BOUNCED; READ
     // stays. A delivery after a failure (a carrier's late report) clears the failure's time and
     // error. Events arrive in any order (SNS and SendGrid promise none), so both go by the events'
-    // own times: an earlier delivery that arrives after the bounce changes nothing. Mailgun reports the Message-Id without angle brackets, hence the second form. Both
-    // lookups are served by the hash index on provider_message_id (migration 0012; internal so a
-    // test can check their plans).
+    // own times: an earlier delivery that arrives after the bounce changes nothing. Mailgun reports
+    // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
+    // hash index on provider_message_id (migration 0012; internal so a test can check their plans).
     internal const string ApplySql = """
         WITH target AS (
             SELECT id, status,

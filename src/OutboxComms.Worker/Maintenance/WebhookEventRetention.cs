@@ -10,7 +10,7 @@ namespace OutboxComms.Worker.Maintenance;
 /// keys older than <c>Api:IdempotencyKeyRetentionDays</c> (default 30; a client retrying after
 /// that gets a new message), and webhook signature nonces once their signatures are stale.
 /// </summary>
-internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, IConfiguration configuration, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
+internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource, IOptions<WebhookOptions> options, IOptions<KeyRetentionOptions> keys, TimeProvider time, ILogger<WebhookEventRetention> logger) : BackgroundService
 {
     private const string DeleteSql = """
         DELETE FROM webhook_events WHERE id IN (
@@ -34,7 +34,7 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
         {
             try
             {
-                await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-configuration.GetValue("Api:IdempotencyKeyRetentionDays", 30)), stoppingToken);
+                await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-keys.Value.IdempotencyKeyRetentionDays), stoppingToken);
                 await PurgeNoncesAsync(stoppingToken);
                 var deleted = await PurgeAsync(stoppingToken);
                 if (deleted > 0)

@@ -23,7 +23,7 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
             insert.Parameters.AddWithValue(now);
             await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
-        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions { RetentionDays = 30 }), new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
+        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions { RetentionDays = 30 }), Options.Create(new KeyRetentionOptions()), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
 
         var deleted = await retention.PurgeAsync(TestContext.Current.CancellationToken);
 
@@ -45,7 +45,7 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
             insert.Parameters.AddWithValue(now);
             await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
-        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions()), new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
+        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions()), Options.Create(new KeyRetentionOptions()), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
 
         var deleted = await retention.PurgeNoncesAsync(TestContext.Current.CancellationToken);
 
