@@ -1140,6 +1140,14 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             """;
     }
 
+    /// <summary>A Resend event signed as Svix signs it (id, timestamp and body, HMAC-SHA256 with the whsec_ key), now.</summary>
+    private Task<(HttpStatusCode Status, Receipt? Receipt)> PostResendAsync(Guid company, byte[] secretKey, string svixId, string body)
+    {
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var signature = "v1," + Convert.ToBase64String(HMACSHA256.HashData(secretKey, Encoding.UTF8.GetBytes($"{svixId}.{timestamp}.{body}")));
+        return PostAsync($"/webhooks/resend/{company}", Json(body), ("svix-id", svixId), ("svix-timestamp", timestamp), ("svix-signature", signature));
+    }
+
     [Fact]
     public async Task Resend_delivered_event_signed_by_svix_is_applied()
     {
@@ -1147,11 +1155,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
         var id = await SentMessageAsync(company, "RESEND", "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", "EMAIL");
         var body = """{"type":"email.delivered","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c","to":["client@example.com"]}}""";
-        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var signature = "v1," + Convert.ToBase64String(HMACSHA256.HashData(secretKey, Encoding.UTF8.GetBytes($"msg_1.{timestamp}.{body}")));
 
-        var (status, receipt) = await PostAsync($"/webhooks/resend/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
-            ("svix-id", "msg_1"), ("svix-timestamp", timestamp), ("svix-signature", signature));
+        var (status, receipt) = await PostResendAsync(company, secretKey, "msg_1", body);
 
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(1, receipt!.Applied);
@@ -1166,10 +1171,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
         var id = await SentMessageAsync(company, "RESEND", "5af0b518-13fa-4e4a-be86-0722f1ddd44d", "EMAIL");
         var body = """{"type":"email.suppressed","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"5af0b518-13fa-4e4a-be86-0722f1ddd44d","to":["client@example.com"]}}""";
-        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var signature = "v1," + Convert.ToBase64String(HMACSHA256.HashData(secretKey, Encoding.UTF8.GetBytes($"msg_2.{timestamp}.{body}")));
 
-        var (_, receipt) = await PostAsync($"/webhooks/resend/{company}", Json(body), ("svix-id", "msg_2"), ("svix-timestamp", timestamp), ("svix-signature", signature));
+        var (_, receipt) = await PostResendAsync(company, secretKey, "msg_2", body);
 
         Assert.Equal(1, receipt!.Applied);
         var row = await RowAsync(id);
