@@ -26,7 +26,16 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
         foreach (var id in ids)
         {
             // One company per transaction: a crash midway leaves every value readable (old or new key).
-            var settings = await db.CompanySettings.SingleAsync(s => s.CompanyId == id, cancellationToken);
+            // The row is locked while it is re-encrypted: a settings PUT that stores a new secret
+            // meanwhile either waits for this commit or is read here, never overwritten with the old value.
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            var settings = (await db.CompanySettings
+                .FromSql($"SELECT * FROM company_settings WHERE company_id = {id} FOR UPDATE")
+                .ToListAsync(cancellationToken)).SingleOrDefault();
+            if (settings is null)
+            {
+                continue; // the company was deleted since the ids were read
+            }
             var changed = false;
             foreach (var property in SecretProperties)
             {
@@ -50,6 +59,7 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
                 companies++;
                 await db.SaveChangesAsync(cancellationToken);
             }
+            await transaction.CommitAsync(cancellationToken);
             db.ChangeTracker.Clear();
         }
         return new Result(companies, reencrypted, current);

@@ -38,4 +38,46 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
         Assert.Equal(("test2", "smtp-password"), (SecretProtector.KeyIdOf(smtp), rotated.Unprotect(smtp)));
         Assert.Equal(("test2", "whatsapp-token"), (SecretProtector.KeyIdOf(whatsApp), With("test2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=").Unprotect(whatsApp)));
     }
+
+    [Fact]
+    public async Task A_secret_stored_while_rotation_runs_is_kept_not_overwritten_with_the_old_value()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var old = With(TestKeys.Encryption);
+        var rotated = With(TestKeys.RotatedEncryption);
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await using (var insert = db.DataSource.CreateCommand(
+            "INSERT INTO company_settings (company_id, whatsapp_api_key_encrypted) VALUES ($1, $2)"))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(old.Protect("old-token"));
+            await insert.ExecuteNonQueryAsync(ct);
+        }
+
+        // A settings PUT stores a new token (under the new key) and has not committed yet.
+        await using var put = await db.DataSource.OpenConnectionAsync(ct);
+        await using var putTransaction = await put.BeginTransactionAsync(ct);
+        await using (var update = new Npgsql.NpgsqlCommand(
+            "UPDATE company_settings SET whatsapp_api_key_encrypted = $2 WHERE company_id = $1", put, putTransaction))
+        {
+            update.Parameters.AddWithValue(company);
+            update.Parameters.AddWithValue(rotated.Protect("new-token"));
+            await update.ExecuteNonQueryAsync(ct);
+        }
+
+        await using var context = db.CreateDbContext();
+        var rotation = new SecretRotation(context, rotated).RotateAsync(ct);
+        // Rotation reaches this company's row and waits on the PUT's row lock.
+        while (await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") == 0)
+        {
+            Assert.False(rotation.IsCompleted, "rotation finished without waiting for the uncommitted PUT");
+            await Task.Delay(20, ct);
+        }
+        await putTransaction.CommitAsync(ct);
+        await rotation;
+
+        var stored = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", company);
+        Assert.Equal("new-token", rotated.Unprotect(stored));
+    }
 }
