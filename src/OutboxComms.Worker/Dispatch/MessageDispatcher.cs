@@ -97,12 +97,29 @@ internal sealed partial class MessageDispatcher(
         // 2. Channel resolution: PREFERRED takes the customer's channel for this type; BOTH is one row per channel.
         var requested = message.Channel;
         var wanted = requested == Channel.Preferred ? preference.ChannelFor(message.Type) : requested;
+        string? fallbackNote = null;
+        if (requested == Channel.Preferred && message.Type != MessageType.GeneralUpdate && wanted is Channel.Email or Channel.WhatsApp or Channel.Sms
+            && Unreachable(message, context, company, customer, preference, wanted) is { } why)
+        {
+            // An invoice or reminder still reaches the client on a channel they consented to when
+            // their preferred one cannot carry it (they replied STOP there, have no number, the
+            // company has no provider for it); a general update does not (their choice is the limit).
+            foreach (var other in FallbackOrder)
+            {
+                if (other != wanted && Unreachable(message, context, company, customer, preference, other) is null)
+                {
+                    fallbackNote = $"on {WireName<Channel>.Of(other)} instead of the preferred {WireName<Channel>.Of(wanted)}: {why}";
+                    wanted = other;
+                    break;
+                }
+            }
+        }
         Channel[] channels = wanted == Channel.Both ? [Channel.Email, Channel.WhatsApp] : [wanted];
         var channel = channels[0];
         var resolved = new Resolution(
             channel,
             requested is Channel.Both or Channel.Preferred ? requested : null,
-            channels.Length > 1 ? channels[1..] : []);
+            channels.Length > 1 ? channels[1..] : []) { Note = fallbackNote };
 
         // 3. Consent, then the company's own setup for the channel. A channel no provider serves
         // (VOICE, which plain-SQL producers can write) fails the row rather than reading as a consent problem.
@@ -292,6 +309,7 @@ internal sealed partial class MessageDispatcher(
                     TemplateUsed = rendered.TemplateUsed,
                     ProviderName = provider.Name,
                     ProviderMessageId = result.ProviderMessageId,
+                    StatusReason = resolved.Reason(null),
                     SentAt = at,
                     Cost = result.Cost ?? RateCard(companySettings, resolved.Channel),
                     CostCurrency = result.Cost is not null ? result.CostCurrency ?? companySettings.CostCurrency : RateCard(companySettings, resolved.Channel) is null ? null : companySettings.CostCurrency,
@@ -392,7 +410,7 @@ internal sealed partial class MessageDispatcher(
             RetryCount = retryCount,
             AttemptCount = attemptNo,
             ErrorMessage = error,
-            StatusReason = reason,
+            StatusReason = resolved is null ? reason : resolved.Reason(reason),
             ProviderName = providerName,
             Attempt = attempt,
         };
@@ -445,8 +463,40 @@ internal sealed partial class MessageDispatcher(
             NextAttemptAt = nextAttemptAt,
             RetryCount = message.RetryCount,
             AttemptCount = message.AttemptCount,
-            StatusReason = reason,
+            StatusReason = resolved.Reason(reason),
         };
+
+    private static readonly Channel[] FallbackOrder = [Channel.Email, Channel.WhatsApp, Channel.Sms];
+
+    /// <summary>
+    /// Why the message cannot go to the customer on <paramref name="channel"/> (consent, the
+    /// company's provider, the customer's address, its files, a template for the channel), or null.
+    /// </summary>
+    private string? Unreachable(ClaimedMessage message, BatchContext context, Company company, Customer customer, CommunicationPreference preference, Channel channel)
+    {
+        if (!OptedIn(preference, channel))
+        {
+            return $"customer has not opted in to {WireName<Channel>.Of(channel)}";
+        }
+        if (providers.Resolve(company.Settings, channel, out var noProvider) is null)
+        {
+            return noProvider;
+        }
+        if (!TryAddress(customer, channel, out _, out var addressProblem))
+        {
+            return addressProblem;
+        }
+        if (AttachmentRules.Problem(context.Attachments(message.Id), channel) is { } fileProblem)
+        {
+            return fileProblem;
+        }
+        if (message.TemplateKey is { } key
+            && !MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).Any(language => context.Template(message.CompanyId, key, channel, language) is not null))
+        {
+            return $"no template '{key}' for {WireName<Channel>.Of(channel)}";
+        }
+        return null;
+    }
 
     private static bool OptedIn(CommunicationPreference preference, Channel channel) => channel switch
     {
@@ -564,7 +614,13 @@ internal sealed partial class MessageDispatcher(
 
 
     /// <summary>The concrete channel this row goes out on, what was asked for, and the extra channels of a BOTH.</summary>
-    private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split);
+    private sealed record Resolution(Channel Channel, Channel? Requested, Channel[] Split)
+    {
+        /// <summary>Why a PREFERRED message is on another channel than the customer's preferred one; kept in every outcome's reason.</summary>
+        public string? Note { get; init; }
+
+        public string? Reason(string? reason) => Note is null ? reason : reason is null ? Note : $"{reason} ({Note})";
+    }
 
     /// <summary>What the customer will receive; StoreSubject/StoreContent are written back when a template produced them.</summary>
     private sealed record Rendered(

@@ -192,6 +192,36 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_preferred_invoice_or_reminder_goes_on_another_consented_channel_when_the_preferred_one_cannot_carry_it_but_a_general_update_does_not()
+    {
+        // Reminders and updates on WhatsApp, never opted in to (or replied STOP); invoices on SMS.
+        var (company, customer) = await CustomerAsync("sms_opt_in = true, compliance_reminder_channel = 'WHATSAPP', general_updates_channel = 'WHATSAPP', invoice_delivery_channel = 'SMS'");
+        var reminder = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", channel: "PREFERRED", content: "MGT-7 is due on 29 November.");
+        var update = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "PREFERRED");
+        var invoice = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content) VALUES ($1, 'INV-9.pdf', 'application/pdf', '\\x25504446') RETURNING 1) SELECT count(*)::int FROM a", invoice);
+        // A customer with no email address: the reminder goes by the next channel they consented to.
+        var noEmail = await TestData.CreateCustomerAsync(db.DataSource, company, email: null, whatsApp: "98765 43211");
+        await Outbox.SetPreferencesAsync(db.DataSource, noEmail, "sms_opt_in = true, compliance_reminder_channel = 'WHATSAPP'");
+        var bySms = await EnqueueAsync(company, noEmail, type: "COMPLIANCE_REMINDER", channel: "PREFERRED");
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SENT/EMAIL/PREFERRED/on EMAIL instead of the preferred WHATSAPP: customer has not opted in to WHATSAPP", await RowAsync(reminder));
+        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED/customer has not opted in to WHATSAPP", await RowAsync(update));
+        Assert.Equal("SENT/EMAIL/PREFERRED/on EMAIL instead of the preferred SMS: SMS cannot carry attachments (INV-9.pdf)", await RowAsync(invoice));
+        Assert.Equal("SENT/SMS/PREFERRED/on SMS instead of the preferred WHATSAPP: customer has not opted in to WHATSAPP", await RowAsync(bySms));
+        Assert.Equal([reminder, invoice], email.Sent.Select(m => m.MessageId).Order());
+        Assert.Equal(["INV-9.pdf"], email.Sent.Single(m => m.MessageId == invoice).Attachments.Select(a => a.FileName));
+        Assert.Equal(bySms, Assert.Single(sms.Sent).MessageId);
+        Assert.Equal(0, whatsApp.Calls);
+
+        Task<string> RowAsync(long id) => TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT status || '/' || channel || '/' || requested_channel || '/' || coalesce(status_reason, '') FROM communication_logs WHERE id = $1", id);
+    }
+
+    [Fact]
     public async Task Both_becomes_one_row_per_channel_and_each_is_sent_once()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
@@ -210,15 +240,15 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     [Fact]
     public async Task A_replayed_preferred_message_goes_to_the_customers_channel_as_it_is_now_unless_it_was_split()
     {
-        // The customer wanted invoices on WhatsApp, but never opted in to it: suppressed.
-        var (company, customer) = await CustomerAsync("invoice_delivery_channel = 'WHATSAPP'");
+        // The customer wanted invoices on WhatsApp, but never opted in to it, and opted out of email: suppressed.
+        var (company, customer) = await CustomerAsync("invoice_delivery_channel = 'WHATSAPP', email_opt_in = false");
         var single = await EnqueueAsync(company, customer, channel: "PREFERRED");
         // The same, created before migration 0022 marked split rows: a replay cannot tell whether it was split.
         var older = await EnqueueAsync(company, customer, channel: "PREFERRED");
         await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, older, "created_at = (SELECT applied_at FROM schema_migrations WHERE version = 22) - interval '1 day'");
         await worker.RunOnceAsync();
         // On both: the email goes (and later bounces), the WhatsApp sibling is suppressed.
-        await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'BOTH'");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'BOTH', email_opt_in = true");
         var both = await EnqueueAsync(company, customer, channel: "PREFERRED");
         await worker.RunOnceAsync();
         await worker.RunOnceAsync();
@@ -346,7 +376,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, sms_opt_in = true, invoice_delivery_channel = 'SMS'");
         var notAMediaType = await EnqueueAsync(company, customer, channel: "BOTH");
         var relativeLink = await EnqueueAsync(company, customer);
-        var toSms = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        var toSms = await EnqueueAsync(company, customer, channel: "SMS");
         var fine = await EnqueueAsync(company, customer);
         await TestData.ScalarAsync<int>(db.DataSource, """
             WITH a AS (
@@ -364,8 +394,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("FAILED/attachment 'INV-1.pdf': content type 'pdf' is not a media type such as application/pdf", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT status || '/' || error_message FROM communication_logs WHERE split_from = $1 AND id <> $1", notAMediaType));
         Assert.Equal("attachment 'INV-2.pdf': url 'invoices/INV-2.pdf' is not an absolute http(s) URL", (await Outbox.GetAsync(db.DataSource, relativeLink)).ErrorMessage);
-        var preferred = await Outbox.GetAsync(db.DataSource, toSms);
-        Assert.Equal(("FAILED", "SMS", "SMS cannot carry attachments (INV-3.pdf)"), (preferred.Status, preferred.Channel, preferred.ErrorMessage));
+        var onSms = await Outbox.GetAsync(db.DataSource, toSms);
+        Assert.Equal(("FAILED", "SMS", "SMS cannot carry attachments (INV-3.pdf)"), (onSms.Status, onSms.Channel, onSms.ErrorMessage));
         Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
         Assert.Equal((1, 0, 0), (email.Calls, whatsApp.Calls, sms.Calls));
     }
