@@ -7,6 +7,7 @@ using OutboxComms.Api.Common;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
 using OutboxComms.Core.Templates;
 using OutboxComms.Core.Workflows;
 
@@ -190,7 +191,8 @@ public static partial class TemplateEndpoints
         validation
             .When(request.Type is not null && !WireName<MessageType>.TryParse(request.Type, out type), "type", $"type is one of {string.Join(", ", WireName<MessageType>.All)}.")
             .When(request.Data is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null) }, "data", "data must be a JSON object (the message's template_data).")
-            .When(request.Language is not null && !FieldRules.IsLanguageCode(request.Language), "language", $"language is {FieldRules.LanguageHint}.");
+            .When(request.Language is not null && !FieldRules.IsLanguageCode(request.Language), "language", $"language is {FieldRules.LanguageHint}.")
+            .When(request.Customer?.TimeZone is { } timeZone && !FieldRules.IsIanaZone(timeZone), "customer.timeZone", $"'{request.Customer?.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).");
         if (!validation.IsValid)
         {
             return validation.Problem();
@@ -207,11 +209,13 @@ public static partial class TemplateEndpoints
             return Problems.NotFound($"Template '{key}' for {WireName<Channel>.Of(channel!.Value)} in {string.Join(", ", languages)}");
         }
 
-        var model = TemplateRenderer.Model(request.Data ?? default, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(0, type, template.Channel, time.GetUtcNow()));
+        LocalTimes.TryFindZone(customer.TimeZone, out var zone);
+        var now = time.GetUtcNow();
+        var model = TemplateRenderer.Model(request.Data ?? default, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(0, type, template.Channel, now, zone));
         // One render session for all of the message's texts, as the worker renders them (one time
         // limit for the whole message); after a text fails, the rest get a fresh session so that
         // every failing field is reported.
-        var session = renderer.Session(model);
+        var session = renderer.Session(model, TemplateRenderer.LocalTime(now, zone));
         string? Render(string field, string? text, bool html = false)
         {
             try
@@ -222,7 +226,7 @@ public static partial class TemplateEndpoints
             {
                 validation.Add(field, $"{field} does not render: {ex.Message}");
                 session.Dispose();
-                session = renderer.Session(model);
+                session = renderer.Session(model, TemplateRenderer.LocalTime(now, zone));
                 return null;
             }
         }

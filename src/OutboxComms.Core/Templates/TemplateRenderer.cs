@@ -25,6 +25,16 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
 {
     private const int CacheLimit = 10_000;
 
+    /// <summary>
+    /// The culture templates render and parse in: Indian English. <c>date.parse "30/11/2026"</c>
+    /// reads day first, <c>math.format "N0"</c> groups in lakhs and crores (11,80,000), month names
+    /// are English. A template may still name another culture in a function's culture argument.
+    /// </summary>
+    public static readonly CultureInfo Culture = CultureInfo.GetCultureInfo("en-IN");
+
+    // The context tag holding the customer's local time for date.now.
+    private const string LocalNowTag = "outboxcomms.local_now";
+
     // Scriban's built-in functions (string.*, date.*, html.*, …), built once and frozen. A context
     // made with `new TemplateContext()` deep-clones them, with reflection over every function, on
     // each render: the benchmark showed that as the worker's largest cost of its own. Frozen, they
@@ -55,10 +65,15 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
     /// body, HTML body, provider template parameters): one context and one deadline for all of them
     /// instead of one per text. The time limit covers the whole session.
     /// </summary>
-    public RenderSession Session(ScriptObject model)
+    /// <param name="model">What the template sees (<see cref="Model"/>).</param>
+    /// <param name="localNow">
+    /// What <c>date.now</c> returns: the recipient's wall-clock time. Without it, the host's
+    /// (Scriban's own behaviour), which in a container is UTC.
+    /// </param>
+    public RenderSession Session(ScriptObject model, DateTime? localNow = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return new RenderSession(this, model);
+        return new RenderSession(this, model, localNow);
     }
 
     /// <summary>
@@ -155,10 +170,13 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
         private bool failed;
         private bool disposed;
 
-        internal RenderSession(TemplateRenderer renderer, ScriptObject model)
+        private readonly DateTime? localNow;
+
+        internal RenderSession(TemplateRenderer renderer, ScriptObject model, DateTime? localNow)
         {
             this.renderer = renderer;
             this.model = model;
+            this.localNow = localNow;
             deadline = new CancellationTokenSource(renderer.timeout, renderer.clock);
             context = spareContext ?? NewContext();
             spareContext = null;
@@ -168,7 +186,15 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
         private void Prepare(TemplateContext prepared)
         {
             prepared.CancellationToken = deadline.Token;
-            prepared.PushCulture(CultureInfo.InvariantCulture);
+            prepared.PushCulture(Culture);
+            if (localNow is { } now)
+            {
+                prepared.Tags[LocalNowTag] = now;
+            }
+            else
+            {
+                prepared.Tags.Remove(LocalNowTag);
+            }
             prepared.PushGlobal(model);
         }
 
@@ -270,13 +296,18 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
     }
 
     /// <summary>The model's <c>message</c> object.</summary>
-    public static Dictionary<string, object?> MessageFields(long id, MessageType type, Channel channel, DateTimeOffset createdAt) => new()
+    /// <remarks><c>created_at</c> is the recipient's wall-clock time in <paramref name="zone"/>, as <c>date.now</c> is.</remarks>
+    public static Dictionary<string, object?> MessageFields(long id, MessageType type, Channel channel, DateTimeOffset createdAt, TimeZoneInfo zone) => new()
     {
         ["id"] = id,
         ["type"] = WireName<MessageType>.Of(type),
         ["channel"] = WireName<Channel>.Of(channel),
-        ["created_at"] = createdAt.UtcDateTime,
+        ["created_at"] = LocalTime(createdAt, zone),
     };
+
+    /// <summary>An instant as a wall-clock time in <paramref name="zone"/> (what <c>date.now</c> and <c>message.created_at</c> hold).</summary>
+    public static DateTime LocalTime(DateTimeOffset instant, TimeZoneInfo zone) =>
+        DateTime.SpecifyKind(TimeZoneInfo.ConvertTime(instant, zone).DateTime, DateTimeKind.Unspecified);
 
     private Template Parse(string text)
     {
@@ -300,6 +331,11 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
     private static ScriptObject FrozenBuiltins()
     {
         var builtins = TemplateContext.GetDefaultBuiltinObject();
+        // date.now is the recipient's wall-clock time when the session knows it, not the host's.
+        var date = (ScriptObject)builtins["date"]!;
+        date.Remove("now");   // the built-in is read-only: Import would not replace it
+        date.Import("now", new Func<TemplateContext, DateTime>(context =>
+            context.Tags.TryGetValue(LocalNowTag, out var now) ? (DateTime)now : DateTime.Now));
         foreach (var value in builtins.Values)
         {
             if (value is ScriptObject functions)

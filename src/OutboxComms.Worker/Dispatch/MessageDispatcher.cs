@@ -198,7 +198,7 @@ internal sealed partial class MessageDispatcher(
         Rendered rendered;
         try
         {
-            rendered = Render(message, context, company, customer, channel);
+            rendered = Render(message, context, company, customer, channel, zone);
         }
         catch (TemplateException ex)
         {
@@ -533,7 +533,7 @@ internal sealed partial class MessageDispatcher(
         _ => null,
     };
 
-    private Rendered Render(ClaimedMessage message, BatchContext context, Company company, Customer customer, Channel channel)
+    private Rendered Render(ClaimedMessage message, BatchContext context, Company company, Customer customer, Channel channel, TimeZoneInfo zone)
     {
         if (message.TemplateKey is null)
         {
@@ -567,11 +567,11 @@ internal sealed partial class MessageDispatcher(
             throw new TemplateException("template_data must be a JSON object");
         }
         var model = TemplateRenderer.Model(
-            data.RootElement, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(message.Id, message.Type, channel, message.CreatedAt));
+            data.RootElement, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(message.Id, message.Type, channel, message.CreatedAt, zone));
         var used = template.Reference();
         try
         {
-            using var session = renderer.Session(model);
+            using var session = renderer.Session(model, TemplateRenderer.LocalTime(time.GetUtcNow(), zone));
             var subject = OneLineText.Of(template.Subject is null ? message.Subject : session.Render(template.Subject));
             if (channel == Channel.Email && string.IsNullOrEmpty(subject))
             {

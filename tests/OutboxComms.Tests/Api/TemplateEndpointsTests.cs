@@ -233,6 +233,30 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task Preview_renders_dates_in_the_customers_time_zone_and_refuses_an_unknown_zone()
+    {
+        using var client = await NewCompanyClientAsync();
+        await PutAsync(client, "stamp", new { channel = "SMS", body = "{{ date.now | date.to_string '%Y-%m-%d %H:%M' }}|{{ message.created_at | date.to_string '%Y-%m-%d %H:%M' }}|{{ due | date.parse | date.to_string '%d %b' }}" });
+
+        async Task<string[]> PreviewAsync(string timeZone)
+        {
+            var (response, preview) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/stamp/preview", new { channel = "SMS", data = new { due = "30/11/2026" }, customer = new { timeZone } });
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return preview!["body"]!.GetValue<string>().Split('|');
+        }
+        var kiritimati = await PreviewAsync("Pacific/Kiritimati");   // UTC+14
+        var pagoPago = await PreviewAsync("Pacific/Pago_Pago");      // UTC-11
+
+        static DateTime Read(string text) => DateTime.ParseExact(text, "yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange((Read(kiritimati[0]) - Read(pagoPago[0])).TotalMinutes, 25 * 60 - 1, 25 * 60 + 1);
+        Assert.InRange((Read(kiritimati[1]) - Read(pagoPago[1])).TotalMinutes, 25 * 60 - 1, 25 * 60 + 1);
+        Assert.Equal("30 Nov", kiritimati[2]);
+
+        var (unknown, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/stamp/preview", new { channel = "SMS", customer = new { timeZone = "IST" } });
+        Assert.Contains("IANA", ValidationProblemAssert.NamesFields(unknown, problem, "customer.timeZone")["customer.timeZone"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Preview_shows_subjects_and_whatsapp_parameters_as_the_worker_sends_them_and_refuses_what_it_would_fail()
     {
         using var client = await NewCompanyClientAsync();

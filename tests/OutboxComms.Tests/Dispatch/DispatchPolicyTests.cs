@@ -853,6 +853,24 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_template_sees_dates_in_the_customers_time_zone_and_indian_number_grouping()
+    {
+        var (company, customer) = await CustomerAsync();
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'fee', 'EMAIL', 'Fee', 'Raised {{ message.created_at | date.to_string "%d/%m/%Y %H:%M" }}, sent {{ date.now | date.to_string "%H:%M" }}: ₹{{ fee | math.format "N0" }} by {{ due | date.parse | date.to_string "%d %B" }}')
+            RETURNING 1
+            """, company);
+        var id = await EnqueueAsync(company, customer, content: null, templateKey: "fee", templateData: """{"fee": 118000, "due": "05/02/2026"}""");
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, id, "created_at = '2026-01-04 19:00:00+00'");   // 00:30 IST on the 5th
+
+        await worker.RunOnceAsync();
+
+        // The clock is 06:00 UTC, 11:30 in Kolkata.
+        Assert.Equal("Raised 05/01/2026 00:30, sent 11:30: ₹1,18,000 by 05 February", Assert.Single(email.Sent).Body);
+    }
+
+    [Fact]
     public async Task Subjects_and_whatsapp_template_parameters_go_out_on_one_line_and_an_empty_one_fails_the_message()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");

@@ -55,6 +55,30 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void Dates_read_day_first_and_amounts_group_in_lakhs_as_in_india()
+    {
+        var model = Model("""{"due": "30/11/2026", "agm": "05/11/2026", "iso": "2026-09-30", "fee": 1180000}""");
+
+        Assert.Equal("30 November 2026, 05 November 2026, 30 Sept 2026",
+            renderer.Render("{{ due | date.parse | date.to_string '%d %B %Y' }}, {{ agm | date.parse | date.to_string '%d %B %Y' }}, {{ iso | date.parse }}", model));
+        Assert.Equal("₹11,80,000 / 11,80,000.00", renderer.Render("₹{{ fee | math.format 'N0' }} / {{ fee | object.format 'N2' }}", model));
+        // A template may still ask for another culture.
+        Assert.Equal("1,180,000", renderer.Render("{{ fee | math.format 'N0' 'en-US' }}", model));
+    }
+
+    [Fact]
+    public void Date_now_and_message_created_at_are_the_recipients_wall_clock_time()
+    {
+        var kolkata = TimeZoneInfo.FindSystemTimeZoneById("Asia/Kolkata");
+        var createdAt = new DateTimeOffset(2026, 11, 30, 18, 45, 0, TimeSpan.Zero);   // 00:15 IST on 1 December
+        var model = TemplateRenderer.Model(default, new Dictionary<string, object?>(), TemplateRenderer.MessageFields(7, Core.Messages.MessageType.Invoice, Core.Messages.Channel.Email, createdAt, kolkata));
+        using var session = renderer.Session(model, TemplateRenderer.LocalTime(createdAt.AddMinutes(5), kolkata));
+
+        Assert.Equal("01/12/2026 00:15, now 01/12/2026 00:20",
+            session.Render("{{ message.created_at | date.to_string '%d/%m/%Y %H:%M' }}, now {{ date.now | date.to_string '%d/%m/%Y %H:%M' }}"));
+    }
+
+    [Fact]
     public void Built_in_functions_are_shared_and_cannot_be_redefined_by_a_template()
     {
         Assert.Throws<TemplateException>(() => renderer.Render("{{ string.upcase = 1 }}", Model("{}")));
