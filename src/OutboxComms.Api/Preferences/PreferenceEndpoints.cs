@@ -153,7 +153,9 @@ public static class PreferenceEndpoints
             return validation.Problem();
         }
 
+        // PostgreSQL keeps microseconds: the answer shows the version a later GET will.
         var now = time.GetUtcNow();
+        now = now.AddTicks(-(now.Ticks % TimeSpan.TicksPerMicrosecond));
         var consents = Apply(change, preference)
             .Select(c => new ConsentRecord
             {
@@ -161,10 +163,20 @@ public static class PreferenceEndpoints
                 Source = request.ConsentSource?.Trim() ?? DefaultConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
             });
         db.ConsentRecords.AddRange(consents);
-        preference.UpdatedAt = now;
         if (existing is null)
         {
+            preference.UpdatedAt = now;
             db.CommunicationPreferences.Add(preference);
+        }
+        else
+        {
+            // A PUT that changes nothing (a retry, a client re-sending what it read) keeps the
+            // version: another client's If-Match on it still holds.
+            db.ChangeTracker.DetectChanges();
+            if (db.Entry(existing).State == EntityState.Modified)
+            {
+                preference.UpdatedAt = now;
+            }
         }
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);

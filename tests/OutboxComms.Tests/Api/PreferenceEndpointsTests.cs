@@ -181,6 +181,30 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_put_that_changes_nothing_keeps_the_version_so_another_clients_if_match_still_holds()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-11", "Client");
+        var path = $"/v1/customers/{id}/preferences";
+        var (set, setBody) = await client.SendJsonAsync(HttpMethod.Put, path, new
+        {
+            whatsAppOptIn = true, complianceReminderChannel = "WHATSAPP", generalUpdatesOptOutChannels = new[] { "SMS" }, quietHours = new { start = "21:00", end = "08:00" },
+        });
+        var version = set.Headers.ETag!.Tag;
+
+        // A retry of the same PUT, and a client sending back every field it read.
+        var (retry, _) = await client.SendJsonAsync(HttpMethod.Put, path, new { whatsAppOptIn = true, complianceReminderChannel = "WHATSAPP" });
+        var (echo, echoBody) = await client.SendJsonAsync(HttpMethod.Put, path, setBody!.ToJsonString());
+        var (other, _) = await client.SendJsonAsync(HttpMethod.Put, path, new { smsOptIn = true }, h => h.IfMatch.Add(new EntityTagHeaderValue(version)));
+
+        Assert.Equal((HttpStatusCode.OK, version), (retry.StatusCode, retry.Headers.ETag!.Tag));
+        Assert.Equal((HttpStatusCode.OK, version), (echo.StatusCode, echo.Headers.ETag!.Tag));
+        Assert.Equal(setBody["updatedAt"]!.GetValue<DateTimeOffset>(), echoBody!["updatedAt"]!.GetValue<DateTimeOffset>());
+        Assert.Equal(HttpStatusCode.OK, other.StatusCode);
+        Assert.NotEqual(version, other.Headers.ETag!.Tag);   // a real change still moves it
+    }
+
+    [Fact]
     public async Task Concurrent_identical_opt_ins_record_the_consent_once()
     {
         using var client = await NewCompanyClientAsync();
