@@ -358,13 +358,16 @@ internal sealed partial class MessageDispatcher(
     /// </summary>
     private Completion InternalError(ClaimedMessage message, string error)
     {
+        // BOTH is always an email and a WhatsApp row, whatever went wrong: the split still happens,
+        // so the WhatsApp half goes on its own instead of waiting out (or failing with) the email's retries.
+        var resolved = message.Channel == Channel.Both ? new Resolution(Channel.Email, Channel.Both, [Channel.WhatsApp]) : null;
         try
         {
-            return Retry(message, message.Channel, null, error, null, null, 0, providerUnavailable: false);
+            return Retry(message, resolved?.Channel ?? message.Channel, resolved, error, null, null, 0, providerUnavailable: false);
         }
         catch (Exception ex)
         {
-            return Fail(message, new Resolution(message.Channel, null, []), $"{error}; no retry could be scheduled: {ex.GetType().Name}: {ex.Message}");
+            return Fail(message, resolved ?? new Resolution(message.Channel, null, []), $"{error}; no retry could be scheduled: {ex.GetType().Name}: {ex.Message}");
         }
     }
 

@@ -238,6 +238,24 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_both_message_whose_email_hits_an_internal_error_is_still_split_and_its_whatsapp_goes_out()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        email.Behaviour = _ => throw new InvalidOperationException("a bug of ours");
+        var id = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "BOTH");
+
+        await worker.RunOnceAsync();   // the email: an internal error, retried; the split adds the WhatsApp row
+        await worker.RunOnceAsync();   // the WhatsApp row
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("PENDING", "EMAIL", "BOTH", 1), (row.Status, row.Channel, row.RequestedChannel, row.RetryCount));
+        Assert.Equal("internal error: InvalidOperationException: a bug of ours", row.ErrorMessage);
+        Assert.Equal("WHATSAPP:SENT:BOTH", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT channel || ':' || status || ':' || requested_channel FROM communication_logs WHERE company_id = $1 AND split_from = $2 AND id <> $2", company, id));
+        Assert.Equal(1, whatsApp.Calls);
+    }
+
+    [Fact]
     public async Task A_replayed_preferred_message_goes_to_the_customers_channel_as_it_is_now_unless_it_was_split()
     {
         // The customer wanted invoices on WhatsApp, but never opted in to it, and opted out of email: suppressed.
