@@ -17,12 +17,15 @@ namespace OutboxComms.Worker.Dispatch;
 /// that no send has seen for twice <see cref="DispatchOptions.OutageMaxDelay"/> (no message was
 /// waiting for the provider any more) is over: the next one is a new outage.
 /// </summary>
-internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options, TimeProvider time, ILogger<ProviderCircuitBreakers> logger)
+internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options, TimeProvider time, OutboxMetrics metrics, ILogger<ProviderCircuitBreakers> logger)
 {
     /// <summary>How often an outage that goes on is logged again.</summary>
     public static readonly TimeSpan OutageLogInterval = TimeSpan.FromMinutes(5);
 
     private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), Line> lines = new();
+
+    // Circuits open or half-open: counted once from opening until closed (a failed probe opens it again, not anew).
+    private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), bool> broken = new();
 
     public async ValueTask<SendResult> ExecuteAsync(Guid companyId, string provider, Func<CancellationToken, Task<SendResult>> send, CancellationToken cancellationToken)
     {
@@ -101,11 +104,19 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 {
                     DispatchLog.CircuitOpened(logger, key.Provider, key.CompanyId, args.BreakDuration,
                         LogRedaction.Contacts(args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message));
+                    if (broken.TryAdd(key, true))
+                    {
+                        metrics.CircuitOpened(key.Provider);
+                    }
                     return ValueTask.CompletedTask;
                 },
-                OnClosed = _ =>
+                OnClosed = args =>
                 {
                     DispatchLog.CircuitClosed(logger, key.Provider, key.CompanyId);
+                    if (broken.TryRemove(key, out _))
+                    {
+                        metrics.CircuitClosed(key.Provider);
+                    }
                     return ValueTask.CompletedTask;
                 },
             })

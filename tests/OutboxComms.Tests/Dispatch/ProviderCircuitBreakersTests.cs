@@ -1,23 +1,75 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Providers;
 using OutboxComms.Worker.Dispatch;
 
 namespace OutboxComms.Tests.Dispatch;
 
 /// <summary>What the per-company provider pipelines tell operators about an outage, on a fake clock.</summary>
-public sealed class ProviderCircuitBreakersTests
+public sealed class ProviderCircuitBreakersTests : IDisposable
 {
     private readonly FakeTimeProvider time = new(new DateTimeOffset(2026, 1, 5, 6, 0, 0, TimeSpan.Zero));
     private readonly FakeLogCollector logs = new();
     private readonly Guid company = Guid.NewGuid();
+    private readonly ServiceProvider services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+    private readonly OutboxMetrics metrics;
     private readonly ProviderCircuitBreakers breakers;
 
-    public ProviderCircuitBreakersTests() =>
+    public ProviderCircuitBreakersTests()
+    {
+        metrics = new OutboxMetrics(services.GetRequiredService<IMeterFactory>());
         // A circuit that never opens here: only the outage's own lines are logged.
-        breakers = new ProviderCircuitBreakers(Options.Create(new DispatchOptions { BreakerMinimumThroughput = 1000 }), time, new FakeLogger<ProviderCircuitBreakers>(logs));
+        breakers = new ProviderCircuitBreakers(Options.Create(new DispatchOptions { BreakerMinimumThroughput = 1000 }), time, metrics, new FakeLogger<ProviderCircuitBreakers>(logs));
+    }
+
+    public void Dispose()
+    {
+        metrics.Dispose();
+        services.Dispose();
+    }
+
+    [Fact]
+    public async Task The_open_circuits_gauge_counts_each_companys_broken_provider_once_until_it_closes()
+    {
+        using var open = new MetricCollector<int>(services.GetRequiredService<IMeterFactory>(), OutboxMetrics.MeterName, "outbox.provider.open_circuits");
+        var fragile = new ProviderCircuitBreakers(Options.Create(new DispatchOptions
+        {
+            BreakerMinimumThroughput = 2, BreakerFailureRatio = 0.5, BreakerSamplingDuration = TimeSpan.FromSeconds(30), BreakerBreakDuration = TimeSpan.FromSeconds(30),
+        }), time, metrics, new FakeLogger<ProviderCircuitBreakers>(logs));
+        var other = Guid.NewGuid();
+        async Task SendAsync(Guid to, SendResult result)
+        {
+            try
+            {
+                await fragile.ExecuteAsync(to, "SMTP", _ => Task.FromResult(result), TestContext.Current.CancellationToken);
+            }
+            catch (Polly.CircuitBreaker.BrokenCircuitException)
+            {
+                // open: the send was not made
+            }
+        }
+        int Open() => open.GetMeasurementSnapshot().Sum(m => m.Value);
+        var timeout = SendResult.Transient("SMTP timed out");
+
+        await SendAsync(company, timeout);
+        await SendAsync(company, timeout);
+        await SendAsync(other, timeout);
+        await SendAsync(other, timeout);
+        Assert.Equal(2, Open());
+        Assert.All(open.GetMeasurementSnapshot(), m => Assert.Equal("SMTP", m.Tags["provider"]));
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        await SendAsync(company, timeout);   // the half-open probe fails: open again, still one circuit
+        Assert.Equal(2, Open());
+        await SendAsync(other, SendResult.Sent("id-1"));   // the probe goes through: closed
+        Assert.Equal(1, Open());
+    }
 
     private async Task<IReadOnlyList<string>> SendAsync(SendResult result)
     {
