@@ -297,7 +297,11 @@ public static class PreferenceEndpoints
                     consents.Add((ConsentScope.GeneralUpdates, channel, !stopped));
                 }
             }
-            preference.GeneralUpdatesOptOutChannels = [.. stoppedOn.Order()];
+            // Only a different set is a change: the stored order (a WhatsApp stop is appended) is not.
+            if (!stoppedOn.ToHashSet().SetEquals(preference.GeneralUpdatesOptOutChannels))
+            {
+                preference.GeneralUpdatesOptOutChannels = [.. stoppedOn.Order()];
+            }
         }
         preference.InvoiceDeliveryChannel = change.Invoice ?? preference.InvoiceDeliveryChannel;
         preference.ComplianceReminderChannel = change.Compliance ?? preference.ComplianceReminderChannel;

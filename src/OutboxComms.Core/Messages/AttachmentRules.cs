@@ -17,7 +17,8 @@ public static class AttachmentRules
 
     /// <summary>
     /// Why these attachments cannot go out on <paramref name="channel"/>, or null. SMS carries none:
-    /// a PREFERRED invoice to a customer who prefers SMS fails rather than going out without its file.
+    /// an invoice on SMS fails rather than going out without its file (a PREFERRED one goes by
+    /// another channel the customer consented to, when one can carry it).
     /// </summary>
     public static string? Problem(IReadOnlyList<CommunicationAttachment> attachments, Channel channel)
     {

@@ -30,7 +30,7 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
             // meanwhile either waits for this commit or is read here, never overwritten with the old value.
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             var settings = (await db.CompanySettings
-                .FromSql($"SELECT * FROM company_settings WHERE company_id = {id} FOR UPDATE")
+                .FromSql($"SELECT * FROM company_settings WHERE company_id = {id} FOR NO KEY UPDATE")
                 .ToListAsync(cancellationToken)).SingleOrDefault();
             if (settings is null)
             {

@@ -274,7 +274,7 @@ internal sealed partial class MessageDispatcher(
             // without spending the message's retry budget.
             var latency = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var now = time.GetUtcNow();
-            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, resolved.Channel)
+            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Pending, resolved.StoredChannel(DeliveryStatus.Pending))
             {
                 RequestedChannel = resolved.Requested,
                 SplitInto = resolved.Split,
@@ -405,7 +405,7 @@ internal sealed partial class MessageDispatcher(
         var next = now + RetrySchedule.Delay(retry, settings.RetryBaseDelay, settings.RetryJitter, settings.MaxRetryDelay, retryAfter);
         return RetryAt(next, retry, $"retry {retry} of {message.MaxRetries} at {next.UtcDateTime:u}");
 
-        Completion RetryAt(DateTimeOffset at, int retryCount, string reason) => new(message.Id, message.CompanyId, DeliveryStatus.Pending, channel)
+        Completion RetryAt(DateTimeOffset at, int retryCount, string reason) => new(message.Id, message.CompanyId, DeliveryStatus.Pending, resolved?.StoredChannel(DeliveryStatus.Pending) ?? channel)
         {
             RequestedChannel = resolved?.Requested,
             SplitInto = resolved?.Split ?? [],
@@ -459,7 +459,7 @@ internal sealed partial class MessageDispatcher(
 
     /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>
-        new(message.Id, message.CompanyId, status, resolved.Channel)
+        new(message.Id, message.CompanyId, status, resolved.StoredChannel(status))
         {
             RequestedChannel = resolved.Requested,
             SplitInto = resolved.Split,
@@ -493,10 +493,20 @@ internal sealed partial class MessageDispatcher(
         {
             return fileProblem;
         }
-        if (message.TemplateKey is { } key
-            && !MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).Any(language => context.Template(message.CompanyId, key, channel, language) is not null))
+        MessageTemplate? template = null;
+        if (message.TemplateKey is { } key)
         {
-            return $"no template '{key}' for {WireName<Channel>.Of(channel)}";
+            template = MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage)
+                .Select(language => context.Template(message.CompanyId, key, channel, language))
+                .FirstOrDefault(found => found is not null);
+            if (template is null)
+            {
+                return $"no template '{key}' for {WireName<Channel>.Of(channel)}";
+            }
+        }
+        if (channel == Channel.Email && template?.Subject is null && string.IsNullOrEmpty(OneLineText.Of(message.Subject)))
+        {
+            return "the message has no subject for an email";
         }
         return null;
     }
@@ -623,6 +633,14 @@ internal sealed partial class MessageDispatcher(
         public string? Note { get; init; }
 
         public string? Reason(string? reason) => Note is null ? reason : reason is null ? Note : $"{reason} ({Note})";
+
+        /// <summary>
+        /// The channel the row keeps: a PREFERRED message that is still PENDING (deferred, retried)
+        /// and was not split stays PREFERRED, so the next attempt resolves the customer's channel
+        /// (and any fallback) as it is then, not as it was at this attempt.
+        /// </summary>
+        public Channel StoredChannel(DeliveryStatus status) =>
+            status == DeliveryStatus.Pending && Requested == Channel.Preferred && Split.Length == 0 ? Channel.Preferred : Channel;
     }
 
     /// <summary>What the customer will receive; StoreSubject/StoreContent are written back when a template produced them.</summary>

@@ -192,6 +192,12 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
         });
         var version = set.Headers.ETag!.Tag;
 
+        // WhatsApp's own stop is appended to the stored list (ProviderOptOuts), after SMS.
+        await TestData.ScalarAsync<int>(Db.DataSource,
+            "UPDATE communication_preferences SET general_updates_opt_out_channels = '{SMS,WHATSAPP}' WHERE customer_id = $1 RETURNING 1", Guid.Parse(id));
+        (set, setBody) = await client.SendJsonAsync(HttpMethod.Get, path);
+        version = set.Headers.ETag!.Tag;
+
         // A retry of the same PUT, and a client sending back every field it read.
         var (retry, _) = await client.SendJsonAsync(HttpMethod.Put, path, new { whatsAppOptIn = true, complianceReminderChannel = "WHATSAPP" });
         var (echo, echoBody) = await client.SendJsonAsync(HttpMethod.Put, path, setBody!.ToJsonString());

@@ -238,6 +238,48 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_preferred_message_that_waits_stays_preferred_and_is_resolved_again_with_the_consent_of_then()
+    {
+        // Quiet hours 11:00–12:00 IST; the clock shows 11:30.
+        var (company, customer) = await CustomerAsync("sms_opt_in = true, compliance_reminder_channel = 'WHATSAPP', invoice_delivery_channel = 'SMS', quiet_hours_start = '11:00', quiet_hours_end = '12:00'");
+        var reminder = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", channel: "PREFERRED");
+        var invoice = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content) VALUES ($1, 'INV-5.pdf', 'application/pdf', '\\x25504446') RETURNING 1) SELECT count(*)::int FROM a", invoice);
+
+        await worker.RunOnceAsync();
+
+        Assert.StartsWith("PENDING/PREFERRED/PREFERRED/quiet hours 11:00–12:00", await RowAsync(reminder));
+        Assert.EndsWith("(on EMAIL instead of the preferred WHATSAPP: customer has not opted in to WHATSAPP)", await RowAsync(reminder));
+        // The client opts in to WhatsApp before the quiet hours end.
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "whatsapp_opt_in = true");
+        time.Advance(TimeSpan.FromHours(1));
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SENT/WHATSAPP/PREFERRED/", await RowAsync(reminder));
+        Assert.Equal("SENT/EMAIL/PREFERRED/on EMAIL instead of the preferred SMS: SMS cannot carry attachments (INV-5.pdf)", await RowAsync(invoice));
+        Assert.Equal([invoice], email.Sent.Select(m => m.MessageId));
+
+        Task<string> RowAsync(long id) => TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT status || '/' || channel || '/' || requested_channel || '/' || coalesce(status_reason, '') FROM communication_logs WHERE id = $1", id);
+    }
+
+    [Fact]
+    public async Task A_preferred_row_without_a_subject_falls_back_past_email()
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true, payment_reminder_channel = 'WHATSAPP'");
+        var id = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "PREFERRED");
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, id, "subject = '  '");
+
+        await worker.RunOnceAsync();
+
+        // Email, first in the fallback order, needs a subject: SMS is next.
+        Assert.Equal("SENT/SMS/on SMS instead of the preferred WHATSAPP: customer has not opted in to WHATSAPP",
+            await TestData.ScalarAsync<string>(db.DataSource, "SELECT status || '/' || channel || '/' || status_reason FROM communication_logs WHERE id = $1", id));
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
     public async Task A_both_message_whose_email_hits_an_internal_error_is_still_split_and_its_whatsapp_goes_out()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
