@@ -64,6 +64,19 @@ public sealed class TemplateRendererTests
         Assert.Equal("₹11,80,000 / 11,80,000.00", renderer.Render("₹{{ fee | math.format 'N0' }} / {{ fee | object.format 'N2' }}", model));
         // A template may still ask for another culture.
         Assert.Equal("1,180,000", renderer.Render("{{ fee | math.format 'N0' 'en-US' }}", model));
+        Assert.Equal("30 Nov 2026", renderer.Render("{{ date.parse '11/30/2026' culture: 'en-US' }}", model));
+        Assert.Equal("30 Nov 2026", renderer.Render("{{ date.parse '2026--11--30' '%Y--%m--%d' }}", model));
+    }
+
+    [Fact]
+    public void A_date_parse_cannot_read_fails_the_render_instead_of_giving_year_one()
+    {
+        var model = Model("""{"us": "11/30/2026", "none": null, "empty": ""}""");
+
+        var failure = Assert.Throws<TemplateException>(() => renderer.Render("Due {{ us | date.parse | date.to_string '%d %B %Y' }}", model));
+        Assert.Contains("date.parse cannot read '11/30/2026' as a date (day first, as 30/11/2026, or as 2026-11-30)", failure.Message, StringComparison.Ordinal);
+        // An optional date left out is no date, as before.
+        Assert.Equal("Due: .", renderer.Render("Due: {{ none | date.parse }}{{ empty | date.parse }}.", model));
     }
 
     [Fact]
