@@ -48,18 +48,7 @@ public static class ApiExtensions
         // (and answer "Company required" when the admin key names no company).
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.AddMessages();
-        // The instant converter below hides DateTimeOffset's type from the document's schema
-        // generator: every instant would be described as {"format": "date-time"} alone.
-        builder.Services.AddOpenApi(options => options.AddSchemaTransformer((schema, context, _) =>
-        {
-            var type = context.JsonTypeInfo.Type;
-            if (type == typeof(DateTimeOffset) || type == typeof(DateTimeOffset?))
-            {
-                schema.Type = Microsoft.OpenApi.JsonSchemaType.String | (type == typeof(DateTimeOffset?) ? Microsoft.OpenApi.JsonSchemaType.Null : 0);
-                schema.Format = "date-time";
-            }
-            return Task.CompletedTask;
-        }));
+        builder.Services.AddOpenApi(OutboxComms.Api.Common.OpenApiDocumentation.Configure);
         builder.Services.ConfigureHttpJsonOptions(options =>
         {
             // Names only: a number would pick an enum member by its position (2 was RESEND) and an

@@ -91,8 +91,10 @@ public static class MessageEndpoints
         var send = endpoints.MapGroup("/v1/messages").WithTags("Messages")
             .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
             .WithMetadata(new BodySizeLimit(32 * 1024 * 1024));
-        send.MapPost("/", Send).Accepts<SendMessageRequest>("application/json");
-        send.MapPost("/bulk", SendBulk).Accepts<BulkSendRequest>("application/json").WithMetadata(new BodySizeLimit(128 * 1024 * 1024));
+        var idempotency = new OpenApiHeader(IdempotencyHeader,
+            "Optional, up to 255 printable ASCII characters: a retry with the same key and body answers what the first request answered and sends nothing twice; the same key with another body is a 409.");
+        send.MapPost("/", Send).Accepts<SendMessageRequest>("application/json").WithMetadata(idempotency);
+        send.MapPost("/bulk", SendBulk).Accepts<BulkSendRequest>("application/json").WithMetadata(new BodySizeLimit(128 * 1024 * 1024), idempotency);
 
         var ops = endpoints.MapGroup("/v1/messages").WithTags("Messages")
             .RequireAuthorization(AuthExtensions.CompanyOrAdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)

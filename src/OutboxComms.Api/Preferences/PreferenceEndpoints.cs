@@ -91,6 +91,7 @@ public static class PreferenceEndpoints
         group.MapGet("/preferences", Get)
             .WithSummary(CustomerEndpoints.AddressingSummary("The customer's preferences (the defaults, email on and WhatsApp/SMS off, until set)"));
         group.MapPut("/preferences", Put)
+            .WithMetadata(new OpenApiHeader("If-Match", "Optional: the ETag of a GET (or an earlier PUT); the PUT is refused with 412 when the preferences changed since."))
             .WithSummary(CustomerEndpoints.AddressingSummary("Changes the preferences; omitted fields keep their value and each opt-in change is recorded as consent"));
         group.MapGet("/consents", ListConsents)
             .WithSummary(CustomerEndpoints.AddressingSummary("Every recorded opt-in and opt-out of the customer, newest first"));

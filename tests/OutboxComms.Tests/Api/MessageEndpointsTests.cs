@@ -587,6 +587,18 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         var schemas = document["components"]!["schemas"]!;
         Assert.Equal("""{"type":"string","format":"date-time"}""", schemas["CompanyResponse"]!["properties"]!["createdAt"]!.ToJsonString());
         Assert.Equal("""{"type":["null","string"],"format":"date-time"}""", schemas["KeyResponse"]!["properties"]!["lastUsedAt"]!.ToJsonString());
+
+        // How to authenticate, which operations need it, the headers they read, and the problem answers.
+        Assert.Equal(("http", "bearer"), (document["components"]!["securitySchemes"]!["apiKey"]!["type"]!.GetValue<string>(), document["components"]!["securitySchemes"]!["apiKey"]!["scheme"]!.GetValue<string>()));
+        var send = paths["/v1/messages"]!["post"]!;
+        Assert.Equal("""[{"apiKey":[]}]""", send["security"]!.ToJsonString());
+        Assert.Equal(["401", "403", "429", "default"], send["responses"]!.AsObject().Select(r => r.Key).Where(k => k is "401" or "403" or "429" or "default").Order(StringComparer.Ordinal));
+        Assert.Equal("object", send["responses"]!["401"]!["content"]!["application/problem+json"]!["schema"]!["type"]!.GetValue<string>());
+        Assert.Contains(send["parameters"]!.AsArray(), p => p!["name"]!.GetValue<string>() == "Idempotency-Key" && p["in"]!.GetValue<string>() == "header");
+        Assert.Contains(paths["/v1/messages/bulk"]!["post"]!["parameters"]!.AsArray(), p => p!["name"]!.GetValue<string>() == "Idempotency-Key");
+        Assert.Contains(paths["/v1/customers/{id}/preferences"]!["put"]!["parameters"]!.AsArray(), p => p!["name"]!.GetValue<string>() == "If-Match");
+        // Webhooks authenticate by the provider's signature, not a key.
+        Assert.Null(paths["/webhooks/{provider}/{companyId}"]!["post"]!["security"]);
     }
 
     private static async Task<long[]> ListIdsAsync(HttpClient client, string query)
