@@ -46,6 +46,8 @@ public static class CustomerEndpoints
         group.MapGet("/{id}", Get).WithSummary(AddressingSummary("The customer"));
         group.MapPut("/{id}", Replace).WithSummary(AddressingSummary("Replaces every field of the customer"));
         group.MapDelete("/{id}", Delete).WithSummary(AddressingSummary("Soft-deletes the customer (message history stays; pending messages are suppressed)"));
+        group.MapPost("/{id}/restore", Restore)
+            .WithSummary(AddressingSummary("Brings back a deleted customer (a client who returns), with its externalId, preferences and consent history; a live customer is answered as it is"));
         return endpoints;
     }
 
@@ -144,6 +146,27 @@ public static class CustomerEndpoints
         return TypedResults.NoContent();
     }
 
+    internal static async Task<Results<Ok<CustomerResponse>, ProblemHttpResult>> Restore(string id, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (await FindAsync(db, tenant, id, cancellationToken) is { } live)
+        {
+            return TypedResults.Ok(ToResponse(live));   // a retried restore, or one never deleted
+        }
+        // Among the deleted, an id is ours or an externalId (which stays unique with its deleted holder).
+        var deleted = db.Customers.Where(c => c.CompanyId == tenant.CompanyId && c.DeletedAt != null);
+        var externalId = DecodedExternalId(id);
+        var customer = (Guid.TryParse(id, out var guid) ? await deleted.SingleOrDefaultAsync(c => c.Id == guid, cancellationToken) : null)
+            ?? await deleted.SingleOrDefaultAsync(c => c.ExternalId == externalId, cancellationToken);
+        if (customer is null)
+        {
+            return NotFound(id);
+        }
+        customer.DeletedAt = null;
+        customer.UpdatedAt = time.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Ok(ToResponse(customer));
+    }
+
     /// <summary>
     /// The company's live (not deleted) customer named by <paramref name="id"/>: our id when it parses
     /// as one and matches, else the externalId. Another company's customer is simply not found.
@@ -156,10 +179,13 @@ public static class CustomerEndpoints
             return byId;
         }
         // A business application may use uuids as its own ids too, so a uuid that is no id of ours is still tried as an externalId.
-        // A client code such as CL/2026/001 is sent as CL%2F2026%2F001, which routing leaves encoded.
-        var externalId = id.Contains("%2F", StringComparison.OrdinalIgnoreCase) ? id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase) : id;
+        var externalId = DecodedExternalId(id);
         return await Live(db, tenant).SingleOrDefaultAsync(c => c.ExternalId == externalId, cancellationToken);
     }
+
+    /// <summary>A client code such as CL/2026/001 is sent as CL%2F2026%2F001, which routing leaves encoded.</summary>
+    private static string DecodedExternalId(string id) =>
+        id.Contains("%2F", StringComparison.OrdinalIgnoreCase) ? id.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase) : id;
 
     public static ProblemHttpResult NotFound(string id) => Problems.NotFound($"Customer '{id}'");
 
@@ -220,7 +246,7 @@ public static class CustomerEndpoints
                 .Select(c => c.DeletedAt != null)
                 .FirstOrDefaultAsync(cancellationToken);
             return Problems.Conflict(holderDeleted
-                ? $"externalId '{customer.ExternalId}' belongs to a deleted customer; it stays reserved so that customer's message history keeps resolving."
+                ? $"externalId '{customer.ExternalId}' belongs to a deleted customer; it stays reserved so that customer's message history keeps resolving. A returning client: POST /v1/customers/{{id}}/restore with this externalId, then PUT the new details."
                 : $"externalId '{customer.ExternalId}' is already used by another customer of this company.");
         }
     }

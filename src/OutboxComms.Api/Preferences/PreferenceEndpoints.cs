@@ -154,9 +154,7 @@ public static class PreferenceEndpoints
             return validation.Problem();
         }
 
-        // PostgreSQL keeps microseconds: the answer shows the version a later GET will.
         var now = time.GetUtcNow();
-        now = now.AddTicks(-(now.Ticks % TimeSpan.TicksPerMicrosecond));
         var consents = Apply(change, preference)
             .Select(c => new ConsentRecord
             {

@@ -102,7 +102,7 @@ public static class OutboxDatabaseExtensions
     {
         if (!services.Any(d => d.ServiceType == typeof(TimeProvider)))
         {
-            services.AddSingleton(TimeProvider.System);
+            services.AddSingleton<TimeProvider>(DatabaseClock.Instance);
         }
     }
 }

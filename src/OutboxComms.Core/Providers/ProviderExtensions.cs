@@ -61,7 +61,7 @@ public static class ProviderExtensions
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();
-        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton<TimeProvider>(OutboxComms.Core.Data.DatabaseClock.Instance);
         builder.Services.AddSingleton<IMessageProvider, SmtpEmailProvider>();
         builder.Services.AddSingleton<IMessageProvider, WhatsAppCloudProvider>();
         builder.Services.AddSingleton<IMessageProvider, TwilioProvider>();

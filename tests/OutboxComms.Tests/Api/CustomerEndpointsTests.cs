@@ -152,6 +152,36 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var (reused, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CLIENT-9", name = "New Client" });
         Assert.Equal(HttpStatusCode.Conflict, reused.StatusCode);
         Assert.Contains("deleted customer", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("/restore", problem["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_deleted_customer_is_restored_by_external_id_or_id_with_its_preferences_and_a_retry_answers_the_same()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var id = await CreateCustomerAsync(client, "CL/2026/009", "Returning Client");
+        await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { whatsAppOptIn = true, consentSource = "engagement letter" });
+        var other = await CreateCustomerAsync(client, "CLIENT-10", "Other Client");
+        await client.SendJsonAsync(HttpMethod.Delete, $"/v1/customers/{id}");
+        await client.SendJsonAsync(HttpMethod.Delete, $"/v1/customers/{other}");
+        var (_, otherKey) = await Api.NewCompanyAsync();
+        using var stranger = Api.As(otherKey);
+
+        var (foreign, _) = await stranger.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL%2F2026%2F009/restore");
+        var (restored, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL%2F2026%2F009/restore");
+        var (again, againBody) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/customers/{id}/restore");
+        var (byId, _) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/customers/{other}/restore");
+        var (unknown, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CLIENT-404/restore");
+
+        Assert.Equal(HttpStatusCode.NotFound, foreign.StatusCode);
+        Assert.Equal((HttpStatusCode.OK, id, "CL/2026/009"), (restored.StatusCode, body!["id"]!.GetValue<string>(), body["externalId"]!.GetValue<string>()));
+        Assert.Equal((HttpStatusCode.OK, body["updatedAt"]!.GetValue<DateTimeOffset>()), (again.StatusCode, againBody!["updatedAt"]!.GetValue<DateTimeOffset>()));
+        Assert.Equal(HttpStatusCode.OK, byId.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL%2F2026%2F009")).Response.StatusCode);
+        Assert.True((await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}/preferences")).Body!["whatsAppOptIn"]!.GetValue<bool>());
+        Assert.False(await TestData.ScalarAsync<bool>(Db.DataSource, "SELECT bool_or(deleted_at IS NOT NULL) FROM customers WHERE company_id = $1", company));
     }
 
     [Fact]
