@@ -15,7 +15,7 @@ public static class ContactAddresses
 
     // Parsing with libphonenumber costs microseconds (regular expressions) and the worker checks the
     // same customers' numbers over and over: remember the answer (null = not valid) per input text.
-    private static readonly ConcurrentDictionary<string, string?> PhoneCache = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, Phone?> PhoneCache = new(StringComparer.Ordinal);
     private static int phoneCacheSize;
 
     public static bool TryNormaliseEmail(string? value, out string email)
@@ -37,32 +37,67 @@ public static class ContactAddresses
     /// <summary>E.164 (<c>+919876543210</c>) when <paramref name="value"/> is a valid number.</summary>
     public static bool TryNormalisePhone(string? value, out string e164)
     {
-        e164 = "";
+        var phone = Lookup(value);
+        e164 = phone?.E164 ?? "";
+        return phone is not null;
+    }
+
+    /// <summary>
+    /// As <see cref="TryNormalisePhone"/>, for SMS: also false, with the kind of number in
+    /// <paramref name="notMobile"/>, for a valid number that cannot receive SMS (an Indian landline,
+    /// a toll-free or premium-rate number). WhatsApp may still run on a landline, so only SMS asks.
+    /// </summary>
+    public static bool TryNormaliseSmsNumber(string? value, out string e164, out string? notMobile)
+    {
+        var phone = Lookup(value);
+        e164 = phone?.E164 ?? "";
+        notMobile = phone?.NotMobile;
+        return phone is { NotMobile: null };
+    }
+
+    private static Phone? Lookup(string? value)
+    {
         if (string.IsNullOrWhiteSpace(value))
         {
-            return false;
+            return null;
         }
-        if (!PhoneCache.TryGetValue(value, out var normalised))
+        if (!PhoneCache.TryGetValue(value, out var phone))
         {
-            normalised = ParsePhone(value);
+            phone = ParsePhone(value);
             // Counted on the side: ConcurrentDictionary.Count takes every lock of the dictionary.
             if (Interlocked.Increment(ref phoneCacheSize) > PhoneCacheLimit)
             {
                 PhoneCache.Clear();
                 Interlocked.Exchange(ref phoneCacheSize, 0);
             }
-            PhoneCache.TryAdd(value, normalised);
+            PhoneCache.TryAdd(value, phone);
         }
-        e164 = normalised ?? "";
-        return normalised is not null;
+        return phone;
     }
 
-    private static string? ParsePhone(string value)
+    /// <summary>A valid number: E.164, and what kind of number it is when it is certainly not one SMS reaches.</summary>
+    private sealed record Phone(string E164, string? NotMobile);
+
+    private static Phone? ParsePhone(string value)
     {
         try
         {
             var number = Phones.Parse(value, DefaultRegion);
-            return Phones.IsValidNumber(number) ? Phones.Format(number, PhoneNumberFormat.E164) : null;
+            if (!Phones.IsValidNumber(number))
+            {
+                return null;
+            }
+            var notMobile = Phones.GetNumberType(number) switch
+            {
+                PhoneNumberType.FIXED_LINE => "a landline",
+                PhoneNumberType.TOLL_FREE => "a toll-free number",
+                PhoneNumberType.PREMIUM_RATE => "a premium-rate number",
+                PhoneNumberType.SHARED_COST => "a shared-cost number",
+                PhoneNumberType.UAN => "a universal access number",
+                PhoneNumberType.VOICEMAIL => "a voicemail number",
+                _ => null,   // mobile, fixed line or mobile (where the plan cannot tell), VoIP, unknown
+            };
+            return new Phone(Phones.Format(number, PhoneNumberFormat.E164), notMobile);
         }
         catch (NumberParseException)
         {

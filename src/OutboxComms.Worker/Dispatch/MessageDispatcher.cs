@@ -528,12 +528,18 @@ internal sealed partial class MessageDispatcher(
             Channel.WhatsApp => (customer.WhatsAppNumber ?? customer.Phone, "WhatsApp number"),
             _ => (customer.Phone, "phone number"),
         };
-        var valid = channel == Channel.Email
-            ? ContactAddresses.TryNormaliseEmail(raw, out address)
-            : ContactAddresses.TryNormalisePhone(raw, out address);
+        string? notMobile = null;
+        var valid = channel switch
+        {
+            Channel.Email => ContactAddresses.TryNormaliseEmail(raw, out address),
+            Channel.Sms => ContactAddresses.TryNormaliseSmsNumber(raw, out address, out notMobile),
+            _ => ContactAddresses.TryNormalisePhone(raw, out address),
+        };
         if (!valid)
         {
-            problem = string.IsNullOrWhiteSpace(raw) ? $"customer has no {what}" : $"customer's {what} '{raw}' is not valid";
+            problem = string.IsNullOrWhiteSpace(raw) ? $"customer has no {what}"
+                : notMobile is not null ? $"customer's {what} '{raw}' is {notMobile}, which cannot receive SMS"
+                : $"customer's {what} '{raw}' is not valid";
         }
         return valid;
     }

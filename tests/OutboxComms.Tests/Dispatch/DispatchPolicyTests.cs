@@ -265,6 +265,22 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_sms_to_a_landline_fails_saying_so_and_a_preferred_one_goes_by_email()
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true, payment_reminder_channel = 'SMS'", whatsApp: "011 2345 6789");
+        var sms = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "SMS");
+        var preferred = await EnqueueAsync(company, customer, channel: "PREFERRED");
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "invoice_delivery_channel = 'SMS'");
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(("FAILED", "customer's phone number '011 2345 6789' is a landline, which cannot receive SMS"),
+            ((await Outbox.GetAsync(db.DataSource, sms)).Status, (await Outbox.GetAsync(db.DataSource, sms)).ErrorMessage));
+        Assert.Equal("SENT/EMAIL", await TestData.ScalarAsync<string>(db.DataSource, "SELECT status || '/' || channel FROM communication_logs WHERE id = $1", preferred));
+        Assert.Equal(0, this.sms.Calls);
+    }
+
+    [Fact]
     public async Task A_preferred_row_without_a_subject_falls_back_past_email()
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true, payment_reminder_channel = 'WHATSAPP'");

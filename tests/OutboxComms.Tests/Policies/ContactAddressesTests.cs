@@ -26,6 +26,19 @@ public sealed class ContactAddressesTests
     }
 
     [Theory]
+    [InlineData("98765 43210", null)]
+    [InlineData("+1 (212) 555-0123", null)]             // fixed line or mobile: the plan cannot tell
+    [InlineData("011 2345 6789", "a landline")]          // Delhi
+    [InlineData("1800 180 1111", "a toll-free number")]
+    public void Sms_numbers_must_be_able_to_receive_sms(string input, string? notMobile)
+    {
+        Assert.Equal(notMobile is null, ContactAddresses.TryNormaliseSmsNumber(input, out var e164, out var kind));
+        Assert.Equal(notMobile, kind);
+        Assert.StartsWith("+", e164, StringComparison.Ordinal);
+        Assert.True(ContactAddresses.TryNormalisePhone(input, out _));   // still a valid number, for WhatsApp
+    }
+
+    [Theory]
     [InlineData("client@example.com", true)]
     [InlineData(" accounts@practice.co.in ", true)]
     [InlineData("no-at-sign.example.com", false)]
