@@ -85,6 +85,25 @@ public sealed class AwsSesEmailProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task Hindi_text_and_long_html_lines_go_encoded_in_seven_bit_lines_ses_accepts()
+    {
+        host.Answer(SendPath, 200, """{"MessageId":"0109018f4a5e7c3b-000000"}""");
+        var hindi = "प्रिय प्रिया, मार्च का विवरण संलग्न है: ₹11,800";
+        var longHtml = "<p>" + string.Concat(Enumerable.Repeat("<span>statement line</span>", 100)) + "</p>";   // 2,707 characters, one line
+
+        await SendAsync(Message() with { Body = hindi, HtmlBody = longHtml });
+
+        var json = Json(host.Received(SendPath));
+        var bytes = Convert.FromBase64String(json.GetProperty("Content").GetProperty("Raw").GetProperty("Data").GetString()!);
+        Assert.All(bytes, b => Assert.True(b < 0x80, "a byte outside 7-bit ASCII"));
+        Assert.All(System.Text.Encoding.ASCII.GetString(bytes).Split("\r\n"), line => Assert.True(line.Length <= 998, $"a line of {line.Length} characters"));
+        using var raw = new MemoryStream(bytes);
+        var mime = await MimeMessage.LoadAsync(raw, TestContext.Current.CancellationToken);
+        Assert.Equal(hindi, mime.TextBody!.TrimEnd());
+        Assert.Equal(longHtml, mime.HtmlBody!.TrimEnd());
+    }
+
+    [Fact]
     public async Task The_configured_region_is_signed_into_the_credential_scope()
     {
         host.Answer(SendPath, 200, """{"MessageId":"m"}""");

@@ -173,6 +173,17 @@ public sealed class GupshupProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_2xx_answer_that_is_not_gupshups_json_is_not_taken_as_sent()
+    {
+        host.Answers("POST", "/wa/api/v1/msg", 200, "<html><body>Welcome to nginx!</body></html>", ("Content-Type", "text/html"));
+
+        var result = await Gupshup.SendAsync(Message(Channel.WhatsApp), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.StartsWith("Gupshup (HTTP 200) answered without its JSON: check the base URL;", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_gateway_error_page_is_transient()
     {
         host.Answers("POST", "/wa/api/v1/msg", 502, "<html><body>502 Bad Gateway</body></html>", ("Content-Type", "text/html"));

@@ -122,6 +122,7 @@ public sealed class MessageBirdProviderTests : IDisposable
         Assert.Equal(message.Body, json.GetProperty("body").GetString());
         Assert.Equal(["919876543210"], json.GetProperty("recipients").EnumerateArray().Select(r => r.GetString()));
         Assert.Equal("42", json.GetProperty("reference").GetString());
+        Assert.Equal("auto", json.GetProperty("datacoding").GetString());   // Hindi and ₹ go as Unicode, not replaced
         Assert.False(json.TryGetProperty("reportUrl", out _)); // no public URL to report to
     }
 

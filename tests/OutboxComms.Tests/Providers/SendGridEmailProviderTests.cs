@@ -57,6 +57,17 @@ public sealed class SendGridEmailProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_name_with_a_comma_or_semicolon_is_quoted_which_sendgrid_otherwise_drops()
+    {
+        host.Answer(SendPath, 202, headers: ("X-Message-Id", "W86EgYT6SQKk0lRflfLRsA"));
+
+        await SendAsync(Message() with { ToName = "Sharma, Priya" });
+        var quoted = Json(host.Received(SendPath)).GetProperty("personalizations")[0].GetProperty("to")[0].GetProperty("name").GetString();
+
+        Assert.Equal("\"Sharma, Priya\"", quoted);
+    }
+
+    [Fact]
     public async Task A_linked_attachment_is_fetched_and_sent_as_base64()
     {
         host.Answer(SendPath, 202, headers: ("X-Message-Id", "abc"));

@@ -152,6 +152,8 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
     [Theory]
     [InlineData(400, 131047, SendOutcome.Permanent, "send an approved template")]
     [InlineData(400, 130429, SendOutcome.Transient, "WhatsApp 130429")]
+    [InlineData(400, 131048, SendOutcome.Transient, "WhatsApp 131048")]
+    [InlineData(400, 131042, SendOutcome.Transient, "WhatsApp 131042")]
     [InlineData(429, 131056, SendOutcome.Transient, "WhatsApp 131056")]
     [InlineData(401, 190, SendOutcome.Permanent, "access token is invalid or expired")]
     [InlineData(400, 132001, SendOutcome.Permanent, "WhatsApp 132001")]
@@ -167,8 +169,8 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.Equal(outcome, result.Outcome);
         Assert.Contains(mentions, result.Error, StringComparison.Ordinal);
         Assert.False(result.MarketingStopped);
-        // Only the account's throughput limit is an outage; 131056 (this recipient) and 131000 (may be the message) use up retries.
-        Assert.Equal(code == 130429, result.ProviderUnavailable);
+        // Only the account's limits (throughput, the number's spam limit, payment) are an outage; 131056 (this recipient) and 131000 (may be the message) use up retries.
+        Assert.Equal(code is 130429 or 131048 or 131042, result.ProviderUnavailable);
         if (outcome == SendOutcome.Transient)
         {
             Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);

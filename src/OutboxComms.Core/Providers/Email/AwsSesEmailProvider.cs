@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MimeKit;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers.Http;
 
@@ -23,6 +24,16 @@ public sealed class AwsSesEmailProvider(ProviderHttp http, AttachmentLoader atta
 
     public IReadOnlyCollection<Channel> Channels { get; } = [Channel.Email];
 
+    // Internet mail's line ends, whatever the host's (MimeKit writes the host's by default).
+    private static readonly FormatOptions CrLf = NewCrLf();
+
+    private static FormatOptions NewCrLf()
+    {
+        var options = FormatOptions.Default.Clone();
+        options.NewLineFormat = NewLineFormat.Dos;
+        return options;
+    }
+
     public async Task<SendResult> SendAsync(OutboundMessage message, ProviderAccount account, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
@@ -34,7 +45,11 @@ public sealed class AwsSesEmailProvider(ProviderHttp http, AttachmentLoader atta
         }
 
         using var mime = new MemoryStream();
-        await EmailComposition.Build(message, account, files).WriteToAsync(mime, cancellationToken);
+        var email = EmailComposition.Build(message, account, files);
+        // As MailKit does before SMTP: Hindi text and ₹ quoted-printable or base64, long HTML lines
+        // wrapped. SES takes the raw bytes as they are and refuses lines over 1,000 characters.
+        email.Prepare(EncodingConstraint.SevenBit);
+        await email.WriteToAsync(CrLf, mime, cancellationToken);
         var payload = new JsonObject
         {
             ["FromEmailAddress"] = account.From,

@@ -84,8 +84,11 @@ public sealed class SendGridEmailProvider(ProviderHttp http, AttachmentLoader at
         return await http.CheckAsync(Provider, request, cancellationToken);
     }
 
+    // SendGrid accepts a name with a comma or semicolon ("Sharma, Priya") with 202 and then drops
+    // the mail as invalid; quoted, it is delivered (SendGrid's own libraries quote it).
     private static JsonObject Address(string email, string? name) =>
-        string.IsNullOrWhiteSpace(name) ? new JsonObject { ["email"] = email } : new JsonObject { ["email"] = email, ["name"] = name };
+        string.IsNullOrWhiteSpace(name) ? new JsonObject { ["email"] = email }
+            : new JsonObject { ["email"] = email, ["name"] = name.AsSpan().IndexOfAny(',', ';') >= 0 ? MimeKit.Utils.MimeUtils.Quote(name) : name };
 
     private static SendResult Interpret(ProviderResponse response)
     {

@@ -62,6 +62,8 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
             {
                 ["originator"] = account.From,
                 ["body"] = message.Body,
+                // Unicode when the text needs it (Hindi, ₹): "plain", the default, replaces what GSM 03.38 lacks.
+                ["datacoding"] = "auto",
                 ["recipients"] = new JsonArray(ChatMessageParts.Digits(message.To)),
                 ["reference"] = message.MessageId.ToString(CultureInfo.InvariantCulture),
             };

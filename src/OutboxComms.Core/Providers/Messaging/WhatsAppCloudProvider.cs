@@ -157,6 +157,10 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
             // Rate limits come back as HTTP 400 as well as 429: decide by the code.
             // Throughput and account rate limits are Meta's; 131056 limits messages to this one recipient.
             130429 or 80007 or 4 => SendResult.Unavailable(described, response.RetryAfter),
+            // The number's spam rate limit (too many blocked or reported messages) and the account's
+            // payment problem are the account's, not this message's: its messages wait, as for an
+            // empty MessageBird balance, and fail only once the outage budget is spent.
+            131048 or 131042 => SendResult.Unavailable(described, response.RetryAfter),
             131056 => SendResult.Transient(described, response.RetryAfter),
             131047 when freeText => SendResult.Permanent($"{described}. More than 24 hours have passed since the customer last replied: send an approved template instead of free text."),
             131047 => SendResult.Permanent(described),
