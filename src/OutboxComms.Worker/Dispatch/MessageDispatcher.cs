@@ -187,10 +187,17 @@ internal sealed partial class MessageDispatcher(
                 return DeferAtMost(message, resolved, recheck,
                     $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: another {WireName<MessageType>.Of(message.Type)} to this customer is being sent; checked again at {recheck.UtcDateTime:u}");
             }
-            if (allowedAt is { } next)
+            if (allowedAt is { } next && message.ExpiresAt is { } deadline && next >= deadline)
             {
-                return Defer(message, resolved, next,
-                    $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: a {WireName<MessageType>.Of(message.Type)} already went out this period; deferred until {next.UtcDateTime:u}");
+                // The limit would hold it until after it expires (a reminder sequence's "due tomorrow"
+                // behind Monday's digest): a reminder tied to a deadline is not dropped for it.
+                var held = $"sent although a {WireName<MessageType>.Of(message.Type)} already went out this period: reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)} would have held it until {next.UtcDateTime:u}, after it expires at {deadline.UtcDateTime:u}";
+                resolved = resolved with { Note = resolved.Note is null ? held : $"{resolved.Note}; {held}" };
+            }
+            else if (allowedAt is { } nextAllowed)
+            {
+                return Defer(message, resolved, nextAllowed,
+                    $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: a {WireName<MessageType>.Of(message.Type)} already went out this period; deferred until {nextAllowed.UtcDateTime:u}");
             }
         }
 

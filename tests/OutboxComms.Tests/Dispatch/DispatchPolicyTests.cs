@@ -596,6 +596,31 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(["PENDING", "SENT"], afterMonday); // one per week, still
     }
 
+    [Fact]
+    public async Task A_reminder_the_frequency_limit_would_hold_past_its_expiry_goes_now_instead_of_being_cancelled()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var past = time.GetUtcNow().AddMinutes(-1);
+        var digest = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        await worker.RunOnceAsync();
+        // A sequence's "due tomorrow" that expires when the due date ends (Thursday), and an undated one.
+        var dueTomorrow = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, dueTomorrow, "expires_at = '2026-11-26 18:30:00+00'");
+        var undated = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+
+        await worker.RunOnceAsync();
+        time.Advance(TimeSpan.FromMinutes(3));
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, digest)).Status);
+        var sent = await Outbox.GetAsync(db.DataSource, dueTomorrow);
+        Assert.Equal("SENT", sent.Status);
+        Assert.StartsWith("sent although a COMPLIANCE_REMINDER already went out this period: reminder frequency WEEKLY would have held it until 2026-11-29 18:30:00Z", sent.StatusReason, StringComparison.Ordinal);
+        var held = await Outbox.GetAsync(db.DataSource, undated);
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (held.Status, held.NextAttemptAt));
+    }
+
     /// <summary>
     /// A worker taking one row per batch (so two reminders land in two batches, as with concurrent
     /// batches), and its first batch, running, its email send held until <paramref name="release"/>.
