@@ -159,14 +159,19 @@ public static class ReminderEndpoints
             // (it is being sent); one whose lease ran out (its worker died) is cancelled, its lease
             // cleared as the message cancel does.
             var marker = System.Text.Json.JsonSerializer.Serialize(new { reminderId = id });
-            await db.CommunicationLogs
+            var pending = db.CommunicationLogs
                 .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
-                            && (m.LockedUntil == null || m.LockedUntil <= now)
                             && ((EF.Functions.JsonContains(m.Metadata, marker) && EF.Functions.JsonExists(m.Metadata, "reminderStepId"))
-                                || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)))
+                                || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)));
+            await pending.Where(m => m.LockedUntil == null || m.LockedUntil <= now)
                 .ExecuteUpdateAsync(m => m
                     .SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now)
                     .SetProperty(x => x.LockedBy, (string?)null).SetProperty(x => x.LockedUntil, (DateTimeOffset?)null), cancellationToken);
+            // One being sent right now still goes; but if it does not go now (a retry, quiet hours),
+            // it expires at its next claim instead of reaching the client after the resolution.
+            // Its lease and status stay the worker's, so the worker's own outcome is still recorded.
+            await pending.Where(m => m.LockedUntil > now && (m.ExpiresAt == null || m.ExpiresAt > now))
+                .ExecuteUpdateAsync(m => m.SetProperty(x => x.ExpiresAt, now).SetProperty(x => x.UpdatedAt, now), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();

@@ -144,9 +144,10 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
             dead AS (UPDATE communication_logs SET locked_by = 'worker-7#12', locked_until = '2026-03-13T04:29:00Z' WHERE id = $1 RETURNING 1)
             SELECT count(*)::int FROM sibling, dead
             """, queued.Id);
+        // A step's message a live worker is sending right now.
         var live = await Outbox.EnqueueAsync(db.DataSource, company, customer, "PAYMENT_REMINDER", "EMAIL", null, "payment-reminder", "{}", At("2026-03-13T04:00:00Z"), 3);
         await TestData.ScalarAsync<int>(db.DataSource,
-            "UPDATE communication_logs SET metadata = jsonb_build_object('reminderId', $2::bigint), locked_by = 'worker-8#3', locked_until = '2026-03-13T04:35:00Z' WHERE id = $1 RETURNING 1", live, id);
+            "UPDATE communication_logs SET metadata = jsonb_build_object('reminderId', $2::bigint, 'reminderStepId', 0), locked_by = 'worker-8#3', locked_until = '2026-03-13T04:35:00Z' WHERE id = $1 RETURNING 1", live, id);
 
         var (resolved, _) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "Paid by NEFT" });
 
@@ -155,6 +156,13 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(["CANCELLED", "CANCELLED", "PENDING"], rows.Select(r => r.Status)); // the step's row, the sibling, the one under a live lease
         Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource,
             "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'CANCELLED' AND (locked_by IS NOT NULL OR locked_until IS NOT NULL)", company));
+        // The one being sent keeps its lease, but expires at the resolution: if its send did not
+        // go through (its worker died, or it was to be retried), it never goes out afterwards.
+        Assert.Equal(At("2026-03-13T04:30:00Z").UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT expires_at FROM communication_logs WHERE id = $1 AND locked_by = 'worker-8#3'", live));
+        time.SetUtcNow(At("2026-03-13T04:36:00Z"));
+        await worker.RunOnceAsync();
+        Assert.Equal("CANCELLED", (await Outbox.GetAsync(db.DataSource, live)).Status);
+        Assert.Equal(0, email.Calls);
     }
 
     [Fact]
