@@ -73,8 +73,11 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
         {
             return new StepDecision(StepState.Skipped, $"{missed}; a later step of this reminder is due too and only the latest is sent");
         }
-        var grace = Invariant($"the due date {step.DueDate:yyyy-MM-dd} + {step.GraceDays} days of grace");
-        if (now < step.GraceEndsAt)
+        // Before the due date, a step's news ("due tomorrow") holds until the due date ends; grace
+        // is for the overdue notices.
+        var beforeDue = step.FireAt < step.DueAt;
+        var grace = beforeDue ? Invariant($"the due date {step.DueDate:yyyy-MM-dd}") : Invariant($"the due date {step.DueDate:yyyy-MM-dd} + {step.GraceDays} days of grace");
+        if (now < (beforeDue ? step.DueAt : step.GraceEndsAt))
         {
             return new StepDecision(StepState.Queued, Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; still within {grace}"));
         }

@@ -82,8 +82,9 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
 
     // An ordinary outbox row, so consent, quiet hours and frequency apply at dispatch. The template
     // sees the reminder's data, the step's data over it, and `reminder.*` (reference, due date, …).
-    // A step meant for before the due date expires when the grace ends: deferred past that (quiet
-    // hours, frequency), "due tomorrow" would be wrong, so dispatch cancels it with the reason.
+    // A step meant for before the due date expires when the due date ends (grace is for overdue
+    // notices): deferred past that (quiet hours, frequency), "due tomorrow" would be wrong, so
+    // dispatch cancels it with the reason.
     private const string QueueStepsSql = """
         INSERT INTO communication_logs (company_id, customer_id, type, channel, template_key, template_data, metadata,
                                         idempotency_key, next_attempt_at, expires_at)
@@ -93,7 +94,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                    'step', s.position, 'calendarKey', r.calendar_key, 'financialYear', r.financial_year)),
                jsonb_build_object('reminderId', r.id, 'reminderStepId', s.id),
                'reminder-step:' || s.id, $2,
-               CASE WHEN s.fire_at < r.due_at THEN r.grace_ends_at END
+               CASE WHEN s.fire_at < r.due_at THEN r.due_at END
           FROM reminder_steps s JOIN reminders r ON r.id = s.reminder_id
          WHERE s.id = ANY($1)
         ON CONFLICT DO NOTHING

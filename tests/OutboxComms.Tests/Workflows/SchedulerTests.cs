@@ -236,6 +236,26 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_missed_step_before_the_due_date_is_not_sent_after_it_whatever_the_grace()
+    {
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var dueTomorrow = await CreateReminderAsync(client, customer, "2026-03-10", 7, -1);
+        var sameDay = await CreateReminderAsync(client, customer, "2026-03-12", 7, -1);
+        Assert.Equal(0, (await PassAt("2026-03-02T00:00:00Z")).Steps.Claimed);
+
+        // No scheduler runs until 11 March 12:00Z (17:30 IST): 10 March has ended, 12 March has not.
+        await PassAt("2026-03-11T12:00:00Z");
+
+        Assert.Equal(("SKIPPED", "missed while no scheduler was running (its time was 2026-03-09 04:30:00Z); the due date 2026-03-10 had passed"),
+            Assert.Single((await StepsAsync(dueTomorrow)).Select(s => (s.State, s.Reason))));
+        var queued = Assert.Single(await StepsAsync(sameDay));
+        Assert.Equal("QUEUED", queued.State);
+        // Deferred past the due date's end (quiet hours, frequency), it is cancelled, not sent late.
+        Assert.Equal(At("2026-03-12T18:30:00Z").UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT expires_at FROM communication_logs WHERE id = $1", queued.MessageId!.Value));
+    }
+
+    [Fact]
     public async Task After_downtime_a_missed_step_is_sent_only_while_its_news_is_true_and_otherwise_skipped_with_the_reason()
     {
         var (client, company) = await PracticeAsync();
