@@ -20,6 +20,9 @@ internal static partial class SchedulingLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Schedule {ScheduleKey} of company {CompanyId} has no next occurrence and is paused until it is saved again")]
     public static partial void SchedulePaused(ILogger logger, Guid companyId, string scheduleKey);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "Schedule {ScheduleKey} of company {CompanyId}: occurrence {Occurrence} failed and was rolled back; tried again next pass (the other schedules went on)")]
+    public static partial void ScheduleFailed(ILogger logger, Exception exception, Guid companyId, string scheduleKey, DateTimeOffset occurrence);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Scheduler pass failed; the next runs in {PollInterval}")]
     public static partial void PassFailed(ILogger logger, Exception exception, TimeSpan pollInterval);
 }

@@ -22,36 +22,53 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
     {
         var now = time.GetUtcNow();
         var steps = default(StepCounts);
-        StepCounts batch;
-        do
+        Exception? stepsFailure = null;
+        try
         {
-            batch = await store.MaterialiseDueStepsAsync(now, settings.BatchSize, step => Decide(step, now, settings.MissedAfter, settings.CatchUpWindow), cancellationToken);
-            steps += batch;
+            StepCounts batch;
+            do
+            {
+                batch = await store.MaterialiseDueStepsAsync(now, settings.BatchSize, step => Decide(step, now, settings.MissedAfter, settings.CatchUpWindow), cancellationToken);
+                steps += batch;
+            }
+            while (batch.Claimed == settings.BatchSize);
         }
-        while (batch.Claimed == settings.BatchSize);
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The schedules still run; the pass then fails with this (logged and counted by the loop).
+            stepsFailure = ex;
+        }
         if (steps.Claimed > 0)
         {
             SchedulingLog.Steps(logger, steps.Queued, steps.Skipped, steps.Cancelled);
         }
 
         var schedules = 0;
-        int claimed;
+        (int Claimed, int Failed) claimed;
         do
         {
-            claimed = await store.MaterialiseDueSchedulesAsync(now, settings.BatchSize, schedule => Plan(schedule, now, settings), Report, cancellationToken);
-            schedules += claimed;
+            claimed = await store.MaterialiseDueSchedulesAsync(now, settings.BatchSize, schedule => Plan(schedule, now, settings), Report, Failed, cancellationToken);
+            schedules += claimed.Claimed;
         }
-        while (claimed == settings.BatchSize);
+        // A batch of nothing but failing schedules would be claimed again and again: stop there.
+        while (claimed.Claimed == settings.BatchSize && claimed.Failed < claimed.Claimed);
+        if (stepsFailure is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(stepsFailure);
+        }
         return new SchedulerPass(steps, schedules);
     }
+
+    private void Failed(DueSchedule schedule, Exception exception) =>
+        SchedulingLog.ScheduleFailed(logger, exception, schedule.CompanyId, schedule.Key, schedule.NextOccurrenceAt);
 
     /// <summary>
     /// A due step is queued unless its reminder was resolved or its customer deleted. A missed
     /// step is still sent if it is the latest due step of its reminder and its news is still true:
-    /// a step before the due date until the due date + grace ends ("due tomorrow" would be wrong
-    /// after that; its message expires then too), an overdue notice (on or after the due date)
-    /// until then or within the catch-up window of its time, whichever is later. Otherwise it is
-    /// skipped, with the reason.
+    /// a step before the due date until the due date ends, whatever the grace ("due tomorrow"
+    /// would be wrong after that; its message expires then too), an overdue notice (on or after
+    /// the due date) until the due date + grace ends or within the catch-up window of its time,
+    /// whichever is later. Otherwise it is skipped, with the reason.
     /// </summary>
     internal static StepDecision Decide(DueStep step, DateTimeOffset now, TimeSpan missedAfter, TimeSpan catchUpWindow)
     {

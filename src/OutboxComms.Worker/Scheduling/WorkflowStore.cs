@@ -214,8 +214,15 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
     /// <paramref name="plan"/> says and advances it, in one transaction. Calls
     /// <paramref name="report"/> with each schedule, its plan and how many messages it produced.
     /// </summary>
-    public async Task<int> MaterialiseDueSchedulesAsync(
-        DateTimeOffset now, int limit, Func<DueSchedule, SchedulePlan> plan, Action<DueSchedule, SchedulePlan, int> report, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Each schedule works under a savepoint: one whose statements fail (a data error, a timeout
+    /// on a large audience) is rolled back alone, reported through <paramref name="failed"/> and
+    /// left due, to be tried again next pass (and skipped by the catch-up rules once too old);
+    /// the other schedules of the batch, other practices' included, go on.
+    /// </remarks>
+    public async Task<(int Claimed, int Failed)> MaterialiseDueSchedulesAsync(
+        DateTimeOffset now, int limit, Func<DueSchedule, SchedulePlan> plan, Action<DueSchedule, SchedulePlan, int> report,
+        Action<DueSchedule, Exception> failed, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -235,7 +242,32 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
         }
 
         var outcomes = new List<(DueSchedule, SchedulePlan, int)>();
+        var failures = new List<(DueSchedule, Exception)>();
         foreach (var schedule in due)
+        {
+            await transaction.SaveAsync("schedule", cancellationToken);
+            try
+            {
+                outcomes.Add(await MaterialiseAsync(schedule));
+            }
+            catch (PostgresException ex)
+            {
+                await transaction.RollbackAsync("schedule", cancellationToken);
+                failures.Add((schedule, ex));
+            }
+        }
+        await transaction.CommitAsync(cancellationToken);
+        foreach (var (schedule, decided, messages) in outcomes)
+        {
+            report(schedule, decided, messages);
+        }
+        foreach (var (schedule, exception) in failures)
+        {
+            failed(schedule, exception);
+        }
+        return (due.Count, failures.Count);
+
+        async Task<(DueSchedule, SchedulePlan, int)> MaterialiseAsync(DueSchedule schedule)
         {
             var decided = plan(schedule);
             if (decided.SkipAt is { } skipAt)
@@ -259,14 +291,8 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                 advance.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)decided.Materialise?.ToUniversalTime() ?? DBNull.Value });
                 await advance.ExecuteNonQueryAsync(cancellationToken);
             }
-            outcomes.Add((schedule, decided, messages));
+            return (schedule, decided, messages);
         }
-        await transaction.CommitAsync(cancellationToken);
-        foreach (var (schedule, decided, messages) in outcomes)
-        {
-            report(schedule, decided, messages);
-        }
-        return due.Count;
     }
 
     private static async Task<int> MaterialiseOccurrenceAsync(

@@ -298,6 +298,38 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_schedule_or_step_that_fails_is_rolled_back_alone_and_the_other_practices_schedules_go_on()
+    {
+        var (client, company) = await PracticeAsync();
+        await TestData.CreateCustomerAsync(db.DataSource, company);
+        var (otherClient, other) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, other);
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/daily", new { cron = "0 9 * * *", type = "GENERAL_UPDATE", templateKey = "boom", audience = new { kind = "ALL_CUSTOMERS" } });
+        await otherClient.SendJsonAsync(HttpMethod.Put, "/v1/schedules/daily", new { cron = "0 9 * * *", type = "GENERAL_UPDATE", templateKey = "daily", audience = new { kind = "ALL_CUSTOMERS" } });
+        await CreateReminderAsync(otherClient, customer, "2026-03-10", 0, -9);   // its step fires at 10:00 IST on 1 March
+        // A data error for the first practice's schedule and for the reminder step's message.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.template_key IN ('boom', 'payment-reminder') THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER test_refuse BEFORE INSERT ON communication_logs FOR EACH ROW EXECUTE FUNCTION test_refuse();
+            SELECT 1
+            """);
+
+        // 1 March 04:31Z: both schedules (09:00 IST) and the step (10:00 IST) are due.
+        await Assert.ThrowsAsync<Npgsql.PostgresException>(() => PassAt("2026-03-01T04:31:00Z"));   // the steps phase failed: the pass is reported failed…
+
+        Assert.Single(await RowsAsync(other));   // …but the other practice's schedule went out
+        Assert.Empty(await RunsAsync(company, "daily"));
+        Assert.Equal(At("2026-03-01T03:30:00Z").UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource,
+            "SELECT next_occurrence_at FROM company_schedules WHERE company_id = $1", company));   // still due: tried again next pass
+
+        await TestData.ScalarAsync<int>(db.DataSource, "DROP TRIGGER test_refuse ON communication_logs; SELECT 1");
+        var retried = await PassAt("2026-03-01T04:35:00Z");
+        Assert.Equal((1, 1), (retried.Schedules, retried.Steps.Queued));
+        Assert.Equal("MATERIALISED", Assert.Single(await RunsAsync(company, "daily")).Outcome);
+    }
+
+    [Fact]
     public async Task After_downtime_a_schedule_catches_up_only_its_latest_occurrence_and_only_within_the_window()
     {
         var (client, company) = await PracticeAsync();
