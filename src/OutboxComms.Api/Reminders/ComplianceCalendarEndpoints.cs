@@ -75,6 +75,7 @@ public static class ComplianceCalendarEndpoints
         FinancialYear year = default;
         validation.When(financialYear is not null && !FinancialYear.TryParse(financialYear, out year), "financialYear", "financialYear is written \"2025-26\".");
         var agm = validation.ParseDate("agmDate", agmDate, required: false);
+        validation.When(financialYear is not null && year != default && agm is { } held && !year.CouldHoldAgm(held), "agmDate", year.AgmHint);
         if (!validation.IsValid)
         {
             return validation.Problem();
@@ -161,6 +162,7 @@ public static class ComplianceCalendarEndpoints
         FinancialYear year = default;
         validation.When(!FinancialYear.TryParse(request.FinancialYear, out year), "financialYear", "financialYear is required, written \"2025-26\" (1 April 2025 to 31 March 2026).");
         var agm = validation.ParseDate("agmDate", request.AgmDate, required: false);
+        validation.When(year != default && agm is { } held && !year.CouldHoldAgm(held), "agmDate", year.AgmHint);
         var (sendAt, channel, graceDays) = validation.ParseStepDefaults(request.SendAt, request.Channel, request.GraceDays);
         using var templateData = validation.ParseTemplateData("templateData", request.TemplateData);
         var filings = (await EffectiveAsync(db, calendar, tenant.CompanyId, cancellationToken)).Where(f => !f.Disabled).ToList();

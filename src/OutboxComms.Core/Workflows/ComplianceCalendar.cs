@@ -200,6 +200,24 @@ public readonly record struct FinancialYear(DateOnly Start, DateOnly End)
 
     public static FinancialYear StartingIn(int year) => new(new DateOnly(year, 4, 1), new DateOnly(year + 1, 3, 31));
 
+    /// <summary>
+    /// The longest an AGM adopting this year's accounts may follow its end: 6 months (9 for a
+    /// first AGM), plus an extension, or late; but one held after the next year has ended too is
+    /// that year's AGM.
+    /// </summary>
+    public const int MaxMonthsToAgm = 12;
+
+    /// <summary>
+    /// Whether <paramref name="agm"/> can be the AGM that adopts this year's accounts: after the
+    /// year ends and within <see cref="MaxMonthsToAgm"/> months of it. Anything else is a typo or
+    /// another year's AGM, whose due dates would plan this year's filings a year out.
+    /// </summary>
+    public bool CouldHoldAgm(DateOnly agm) => agm > End && agm <= End.AddMonths(MaxMonthsToAgm);
+
+    /// <summary>The error for an <c>agmDate</c> that <see cref="CouldHoldAgm"/> refuses.</summary>
+    public string AgmHint => string.Create(CultureInfo.InvariantCulture,
+        $"agmDate must be after FY {Label} ends ({End:dd MMMM yyyy}) and within {MaxMonthsToAgm} months of it: the AGM that adopts its accounts.");
+
     /// <summary>"2025-26" or "2025-2026".</summary>
     public static bool TryParse(string? text, out FinancialYear year)
     {

@@ -24,6 +24,16 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
 
         var (bad, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/compliance-calendar?financialYear=2025&agmDate=20-09-2026");
         WorkflowApi.AssertFields(bad, problem, "financialYear", "agmDate");
+        // An AGM that cannot adopt FY 2025-26's accounts: before the year ends, or another year's.
+        foreach (var wrongAgm in new[] { "2026-03-20", "2027-10-01" })
+        {
+            var (wrong, wrongProblem) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/compliance-calendar?financialYear=2025-26&agmDate={wrongAgm}");
+            WorkflowApi.AssertFields(wrong, wrongProblem, "agmDate");
+            Assert.Contains("after FY 2025-26 ends (31 March 2026) and within 12 months", wrongProblem!["errors"]!["agmDate"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+        var (created, createdProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerExternalId = "CLIENT-77", financialYear = "2024-25", agmDate = "2026-09-20" });
+        WorkflowApi.AssertFields(created, createdProblem, "agmDate");
     }
 
     [Fact]
