@@ -50,7 +50,7 @@ public static class ReminderEndpoints
         return endpoints;
     }
 
-    internal static async Task<Results<Created<ReminderView>, ValidationProblem, ProblemHttpResult>> Create(
+    internal static async Task<Results<Created<ReminderView>, Ok<ReminderView>, ValidationProblem, ProblemHttpResult>> Create(
         CreateReminderRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
         var validation = new Validation().RequireCustomer(request.CustomerId, request.CustomerExternalId);
@@ -81,8 +81,23 @@ public static class ReminderEndpoints
             var last = reminder.Steps.Max(s => s.FireAt);
             return validation.Add("steps", string.Create(CultureInfo.InvariantCulture, $"every step's time has passed (the last was {last.UtcDateTime:u} in the customer's zone {customer.TimeZone}); nothing would be sent.")).Problem();
         }
+        // A business app that retries after a timeout must not start a second sequence (every step
+        // sent twice): an active reminder of this customer, type, reference and due date is the
+        // answer. The lock orders concurrent retries, so only the first creates it.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var sameKey = $"reminder:{tenant.CompanyId}:{customer.Id}:{reminder.Type}:{reminder.Reference}";
+        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({sameKey}, 0))", cancellationToken);
+        var existing = await db.Reminders.AsNoTracking()
+            .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.Type == reminder.Type && r.Reference == reminder.Reference
+                        && r.DueDate == reminder.DueDate && r.Status == ReminderStatus.Active)
+            .Select(r => (long?)r.Id).FirstOrDefaultAsync(cancellationToken);
+        if (existing is { } existingId)
+        {
+            return TypedResults.Ok((await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == existingId), cancellationToken)).Single());
+        }
         db.Reminders.Add(reminder);
         await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == reminder.Id), cancellationToken)).Single();
         return TypedResults.Created($"/v1/reminders/{reminder.Id}", view);
     }

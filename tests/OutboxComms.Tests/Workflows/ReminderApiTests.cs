@@ -6,13 +6,13 @@ namespace OutboxComms.Tests.Workflows;
 
 public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
 {
-    private static object PaymentReminder(Guid? customerId = null, string? externalId = null) => new
+    private static object PaymentReminder(Guid? customerId = null, string? externalId = null, string dueDate = "2026-03-10", string reference = "Invoice INV-1042") => new
     {
         customerId,
         customerExternalId = externalId,
         type = "PAYMENT_REMINDER",
-        reference = "Invoice INV-1042",
-        dueDate = "2026-03-10",
+        reference,
+        dueDate,
         templateKey = "payment-reminder",
         templateData = new { amount = "₹11,800" },
         steps = new object[]
@@ -44,6 +44,23 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (get, fetched) = await client.SendJsonAsync(HttpMethod.Get, response.Headers.Location!.ToString());
         Assert.Equal(HttpStatusCode.OK, get.StatusCode);
         Assert.Equal(body.ToJsonString(), fetched!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task A_retried_create_answers_the_active_reminder_it_made_instead_of_starting_a_second_sequence()
+    {
+        var (client, company, _) = await PracticeAsync();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(externalId: "CLIENT-77"))));
+        var created = Assert.Single(answers, a => a.Response.StatusCode == HttpStatusCode.Created);
+        Assert.All(answers.Where(a => a != created), a => Assert.Equal((HttpStatusCode.OK, created.Body!["id"]!.GetValue<long>()), (a.Response.StatusCode, a.Body!["id"]!.GetValue<long>())));
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM reminders WHERE company_id = $1", company));
+
+        // Another due date is another reminder; once resolved, the same one may be created again.
+        var later = PaymentReminder(externalId: "CLIENT-77", dueDate: "2026-04-10");
+        Assert.Equal(HttpStatusCode.Created, (await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", later)).Response.StatusCode);
+        await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{created.Body!["id"]!.GetValue<long>()}/resolve", new { note = "paid" });
+        Assert.Equal(HttpStatusCode.Created, (await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(externalId: "CLIENT-77"))).Response.StatusCode);
     }
 
     [Fact]
@@ -134,9 +151,9 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (client, company, customer) = await PracticeAsync();
         var other = await TestData.CreateCustomerAsync(Db.DataSource, company, externalId: "CLIENT-78");
         var ids = new List<long>();
-        foreach (var who in new[] { customer, customer, other })
+        foreach (var (who, invoice) in new[] { (customer, "INV-1"), (customer, "INV-2"), (other, "INV-3") })
         {
-            var (_, created) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(who));
+            var (_, created) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(who, reference: invoice));
             ids.Add(created!["id"]!.GetValue<long>());
         }
         await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{ids[0]}/resolve");

@@ -261,7 +261,7 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         var (client, company) = await PracticeAsync();
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
         var withGrace = await CreateReminderAsync(client, customer, "2026-03-10", 2, -7, -1, 1, 5);
-        var withoutGrace = await CreateReminderAsync(client, customer, "2026-03-10", 0, -1, 1);
+        var withoutGrace = await CreateReminderAsync(client, customer, "Invoice INV-1043", "2026-03-10", 0, -1, 1);
         var later = await CreateReminderAsync(client, customer, "2026-03-20", 0, -14, -2);
         var stale = await CreateReminderAsync(client, customer, "2026-03-09", 0, 1);
         Assert.Equal(0, (await PassAt("2026-03-02T00:00:00Z")).Steps.Claimed);
@@ -423,13 +423,16 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         return (api.As(key), company);
     }
 
-    private static async Task<long> CreateReminderAsync(HttpClient client, Guid customer, string dueDate, int graceDays, params int[] offsets)
+    private static Task<long> CreateReminderAsync(HttpClient client, Guid customer, string dueDate, int graceDays, params int[] offsets) =>
+        CreateReminderAsync(client, customer, "Invoice INV-1042", dueDate, graceDays, offsets);
+
+    private static async Task<long> CreateReminderAsync(HttpClient client, Guid customer, string reference, string dueDate, int graceDays, params int[] offsets)
     {
         var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
         {
             customerId = customer,
             type = "PAYMENT_REMINDER",
-            reference = "Invoice INV-1042",
+            reference,
             dueDate,
             graceDays,
             templateKey = "payment-reminder",
