@@ -87,13 +87,18 @@ public static class ReminderEndpoints
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var sameKey = $"reminder:{tenant.CompanyId}:{customer.Id}:{reminder.Type}:{reminder.Reference}";
         await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({sameKey}, 0))", cancellationToken);
-        var existing = await db.Reminders.AsNoTracking()
+        var existing = await db.Reminders.AsNoTracking().Include(r => r.Steps)
             .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.Type == reminder.Type && r.Reference == reminder.Reference
                         && r.DueDate == reminder.DueDate && r.Status == ReminderStatus.Active)
-            .Select(r => (long?)r.Id).FirstOrDefaultAsync(cancellationToken);
-        if (existing is { } existingId)
+            .FirstOrDefaultAsync(cancellationToken);
+        if (existing is not null)
         {
-            return TypedResults.Ok((await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == existingId), cancellationToken)).Single());
+            if (!SamePlan(existing, reminder))
+            {
+                // Not a retry: a changed plan would be dropped silently. As for messages, the same key with another body is a conflict.
+                return Problems.Conflict($"An active reminder {existing.Id} for '{reminder.Reference}' due {reminder.DueDate:yyyy-MM-dd} already exists with other steps, grace or data: resolve it first to replace it.");
+            }
+            return TypedResults.Ok((await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == existing.Id), cancellationToken)).Single());
         }
         db.Reminders.Add(reminder);
         await db.SaveChangesAsync(cancellationToken);
@@ -178,20 +183,32 @@ public static class ReminderEndpoints
                 .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
                             && ((EF.Functions.JsonContains(m.Metadata, marker) && EF.Functions.JsonExists(m.Metadata, "reminderStepId"))
                                 || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)));
-            await pending.Where(m => m.LockedUntil == null || m.LockedUntil <= now)
-                .ExecuteUpdateAsync(m => m
-                    .SetProperty(x => x.Status, DeliveryStatus.Cancelled).SetProperty(x => x.StatusReason, reason).SetProperty(x => x.UpdatedAt, now)
-                    .SetProperty(x => x.LockedBy, (string?)null).SetProperty(x => x.LockedUntil, (DateTimeOffset?)null), cancellationToken);
-            // One being sent right now still goes; but if it does not go now (a retry, quiet hours),
-            // it expires at its next claim instead of reaching the client after the resolution.
-            // Its lease and status stay the worker's, so the worker's own outcome is still recorded.
-            await pending.Where(m => m.LockedUntil > now && (m.ExpiresAt == null || m.ExpiresAt > now))
-                .ExecuteUpdateAsync(m => m.SetProperty(x => x.ExpiresAt, now).SetProperty(x => x.UpdatedAt, now), cancellationToken);
+            // One statement, deciding each row by its lease as it is when the row is updated (a
+            // worker that records it meanwhile is waited for, and its row then read again): an
+            // unleased row is cancelled; one being sent right now still goes, but if it does not go
+            // now (a retry, quiet hours) it expires at its next claim instead of reaching the client
+            // after the resolution — its lease and status stay the worker's, whose outcome is still recorded.
+            await pending.ExecuteUpdateAsync(m => m
+                .SetProperty(x => x.Status, x => x.LockedUntil == null || x.LockedUntil <= now ? DeliveryStatus.Cancelled : x.Status)
+                .SetProperty(x => x.StatusReason, x => x.LockedUntil == null || x.LockedUntil <= now ? reason : x.StatusReason)
+                .SetProperty(x => x.ExpiresAt, x => x.LockedUntil > now && (x.ExpiresAt == null || x.ExpiresAt > now) ? now : x.ExpiresAt)
+                .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
+                .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
+                .SetProperty(x => x.UpdatedAt, now), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();
         return TypedResults.Ok(view);
     }
+
+    /// <summary>Whether a reminder asked for again is the same plan (a retry): grace, data and every step's offset, time, template, channel and data.</summary>
+    private static bool SamePlan(Reminder stored, Reminder asked) =>
+        stored.GraceDays == asked.GraceDays
+        && System.Text.Json.JsonElement.DeepEquals(stored.TemplateData.RootElement, asked.TemplateData.RootElement)
+        && stored.Steps.Count == asked.Steps.Count
+        && stored.Steps.OrderBy(s => s.Position).Zip(asked.Steps.OrderBy(s => s.Position)).All(pair =>
+            pair.First.OffsetDays == pair.Second.OffsetDays && pair.First.SendAt == pair.Second.SendAt && pair.First.TemplateKey == pair.Second.TemplateKey
+            && pair.First.Channel == pair.Second.Channel && System.Text.Json.JsonElement.DeepEquals(pair.First.TemplateData.RootElement, pair.Second.TemplateData.RootElement));
 
     private static List<StepDraft> Steps(Validation validation, List<StepRequest?>? steps, TimeOnly sendAt, Channel channel, string? templateKey)
     {

@@ -187,10 +187,11 @@ internal sealed partial class MessageDispatcher(
                 return DeferAtMost(message, resolved, recheck,
                     $"reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)}: another {WireName<MessageType>.Of(message.Type)} to this customer is being sent; checked again at {recheck.UtcDateTime:u}");
             }
-            if (allowedAt is { } next && message.ExpiresAt is { } deadline && next >= deadline)
+            if (allowedAt is { } next && message.IsReminderStep && message.ExpiresAt is { } deadline && next >= deadline)
             {
-                // The limit would hold it until after it expires (a reminder sequence's "due tomorrow"
-                // behind Monday's digest): a reminder tied to a deadline is not dropped for it.
+                // The limit would hold a reminder sequence's step until after its deadline (a "due
+                // tomorrow" behind Monday's digest): it is not dropped for it. Only steps: a
+                // producer's own expires_at says "not after", not "this is the deadline".
                 var held = $"sent although a {WireName<MessageType>.Of(message.Type)} already went out this period: reminder frequency {WireName<ReminderFrequency>.Of(preference.ReminderFrequency)} would have held it until {next.UtcDateTime:u}, after it expires at {deadline.UtcDateTime:u}";
                 resolved = resolved with { Note = resolved.Note is null ? held : $"{resolved.Note}; {held}" };
             }

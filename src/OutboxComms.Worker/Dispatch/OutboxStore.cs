@@ -41,6 +41,9 @@ internal sealed record ClaimedMessage(
     /// <summary>How many times an operator replayed the message (migration 0024).</summary>
     public int ReplayCount { get; init; }
 
+    /// <summary>A reminder sequence's step produced it (<c>metadata.reminderStepId</c>): its expiry is the step's deadline.</summary>
+    public bool IsReminderStep { get; init; }
+
     /// <summary>For reminders: when the customer last received one of this type.</summary>
     public DateTimeOffset? LastReminderSentAt { get; init; }
 
@@ -146,7 +149,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
              WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
                       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
-                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from, m.replay_count)
+                      m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from, m.replay_count,
+                      coalesce(m.metadata ? 'reminderStepId', false))
         SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
@@ -327,6 +331,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             {
                 SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
                 ReplayCount = reader.GetInt32(18),
+                IsReminderStep = reader.GetBoolean(19),
             });
         }
         return claimed;

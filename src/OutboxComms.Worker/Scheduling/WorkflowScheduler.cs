@@ -44,20 +44,25 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
         }
 
         var schedules = 0;
+        // Each schedule of a batch is a savepoint of its transaction: fewer than PostgreSQL's 64
+        // cached subtransactions per backend, past which every session's visibility checks slow down.
+        var scheduleBatch = Math.Min(settings.BatchSize, MaxSchedulesPerBatch);
         (int Claimed, int Failed) claimed;
         do
         {
-            claimed = await store.MaterialiseDueSchedulesAsync(now, settings.BatchSize, schedule => Plan(schedule, now, settings), Report, Failed, cancellationToken);
+            claimed = await store.MaterialiseDueSchedulesAsync(now, scheduleBatch, schedule => Plan(schedule, now, settings), Report, Failed, cancellationToken);
             schedules += claimed.Claimed;
         }
-        // A batch of nothing but failing schedules would be claimed again and again: stop there.
-        while (claimed.Claimed == settings.BatchSize && claimed.Failed < claimed.Claimed);
+        // A failed schedule stays due and would lead the next batch again: the rest waits for the next pass.
+        while (claimed.Claimed == scheduleBatch && claimed.Failed == 0);
         if (stepsFailure is not null)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(stepsFailure);
         }
         return new SchedulerPass(steps, schedules);
     }
+
+    internal const int MaxSchedulesPerBatch = 50;
 
     private void Failed(DueSchedule schedule, Exception exception) =>
         SchedulingLog.ScheduleFailed(logger, exception, schedule.CompanyId, schedule.Key, schedule.NextOccurrenceAt);

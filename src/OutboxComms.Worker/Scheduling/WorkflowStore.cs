@@ -250,8 +250,9 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
             {
                 outcomes.Add(await MaterialiseAsync(schedule));
             }
-            catch (PostgresException ex)
+            catch (NpgsqlException ex) when (connection.FullState == System.Data.ConnectionState.Open)
             {
+                // A PostgreSQL error, or a statement timeout on a large audience; a broken connection is the batch's.
                 await transaction.RollbackAsync("schedule", cancellationToken);
                 failures.Add((schedule, ex));
             }

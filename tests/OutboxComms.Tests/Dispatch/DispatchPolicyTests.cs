@@ -606,8 +606,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         await worker.RunOnceAsync();
         // A sequence's "due tomorrow" that expires when the due date ends (Thursday), and an undated one.
         var dueTomorrow = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
-        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, dueTomorrow, "expires_at = '2026-11-26 18:30:00+00'");
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, dueTomorrow,
+            "expires_at = '2026-11-26 18:30:00+00', metadata = '{\"reminderId\": 7, \"reminderStepId\": 21}'");
         var undated = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        // A producer's own reminder with an expiry: the limit holds, and it is cancelled as before.
+        var producers = await EnqueueAsync(company, customer, type: "COMPLIANCE_REMINDER", notBefore: past);
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, producers, "expires_at = '2026-11-26 18:30:00+00'");
 
         await worker.RunOnceAsync();
         time.Advance(TimeSpan.FromMinutes(3));
@@ -619,6 +623,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.StartsWith("sent although a COMPLIANCE_REMINDER already went out this period: reminder frequency WEEKLY would have held it until 2026-11-29 18:30:00Z", sent.StatusReason, StringComparison.Ordinal);
         var held = await Outbox.GetAsync(db.DataSource, undated);
         Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (held.Status, held.NextAttemptAt));
+        Assert.Equal("CANCELLED", (await Outbox.GetAsync(db.DataSource, producers)).Status);
     }
 
     /// <summary>

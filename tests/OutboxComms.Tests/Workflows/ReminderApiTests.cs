@@ -56,6 +56,13 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         Assert.All(answers.Where(a => a != created), a => Assert.Equal((HttpStatusCode.OK, created.Body!["id"]!.GetValue<long>()), (a.Response.StatusCode, a.Body!["id"]!.GetValue<long>())));
         Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM reminders WHERE company_id = $1", company));
 
+        // The same key with another plan is not a retry: a conflict, not a silent drop of the change.
+        var changedRequest = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(PaymentReminder(externalId: "CLIENT-77")))!;
+        changedRequest["graceDays"] = 3;
+        var (changed, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", changedRequest.ToJsonString());
+        Assert.Equal(HttpStatusCode.Conflict, changed.StatusCode);
+        Assert.Contains("resolve it first", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+
         // Another due date is another reminder; once resolved, the same one may be created again.
         var later = PaymentReminder(externalId: "CLIENT-77", dueDate: "2026-04-10");
         Assert.Equal(HttpStatusCode.Created, (await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", later)).Response.StatusCode);
