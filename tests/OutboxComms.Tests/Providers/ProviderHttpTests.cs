@@ -179,6 +179,27 @@ public sealed class ProviderHttpTests
     }
 
     [Fact]
+    public async Task A_request_the_workers_concurrency_limit_refuses_is_an_outage_not_a_bug()
+    {
+        using var refusing = new RefusingHandler();
+        var http = new ProviderHttp(new OneClient(new HttpClient(refusing)));
+
+        var result = await http.SendAsync("Test", new HttpRequestMessage(HttpMethod.Post, "http://127.0.0.1:9/send"),
+            answer => answer.Classify("unreachable"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.True(result.ProviderUnavailable);   // uses up no retry: nothing was sent
+        Assert.Contains("at their limit", result.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>As the resilience pipeline's concurrency limiter answers when its queue is full.</summary>
+    private sealed class RefusingHandler : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            throw new Polly.RateLimiting.RateLimiterRejectedException();
+    }
+
+    [Fact]
     public async Task The_providers_client_never_follows_a_redirect()
     {
         using var provider = WireMockServer.Start();

@@ -72,6 +72,12 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         {
             response = await ReadAsync(client, request, cancellationToken);
         }
+        catch (Polly.RateLimiting.RateLimiterRejectedException)
+        {
+            // This worker already has as many provider requests in flight and queued as it allows
+            // (ProviderExtensions): nothing was sent, and it is this process's load, not the message.
+            return SendResult.Unavailable($"{provider}: not sent: this worker's provider requests in flight and queued are at their limit");
+        }
         catch (HttpRequestException ex) when (ex.InnerException is NonPublicAddressException refused)
         {
             // The settings point the provider at an internal address: no retry will change that.
