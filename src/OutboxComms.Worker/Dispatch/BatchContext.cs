@@ -65,6 +65,10 @@ internal sealed class BatchContext
     public MessageTemplate? Template(Guid companyId, string key, Channel channel, string language) =>
         templates.GetValueOrDefault((companyId, key, channel, language.ToLowerInvariant()));
 
+    /// <summary>The company's template for the key and channel in the first of <paramref name="languages"/> that has one.</summary>
+    public MessageTemplate? Template(Guid companyId, string key, Channel channel, IEnumerable<string> languages) =>
+        languages.Select(language => Template(companyId, key, channel, language)).FirstOrDefault(found => found is not null);
+
     public IReadOnlyList<CommunicationAttachment> Attachments(long messageId) => [.. attachments[messageId]];
 
     /// <summary>

@@ -504,9 +504,7 @@ internal sealed partial class MessageDispatcher(
         MessageTemplate? template = null;
         if (message.TemplateKey is { } key)
         {
-            template = MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage)
-                .Select(language => context.Template(message.CompanyId, key, channel, language))
-                .FirstOrDefault(found => found is not null);
+            template = context.Template(message.CompanyId, key, channel, MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage));
             if (template is null)
             {
                 return $"no template '{key}' for {WireName<Channel>.Of(channel)}";
@@ -572,16 +570,8 @@ internal sealed partial class MessageDispatcher(
             return new Rendered(customer.Id, plainSubject, message.Content ?? "", null, null, null, null, null);
         }
 
-        MessageTemplate? template = null;
         var languages = MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).ToArray();
-        foreach (var language in languages)
-        {
-            template = context.Template(message.CompanyId, message.TemplateKey, channel, language);
-            if (template is not null)
-            {
-                break;
-            }
-        }
+        var template = context.Template(message.CompanyId, message.TemplateKey, channel, languages);
         if (template is null)
         {
             throw new TemplateException(
