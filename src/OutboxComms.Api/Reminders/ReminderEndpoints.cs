@@ -70,6 +70,14 @@ public static class ReminderEndpoints
         {
             return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
         }
+        var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, steps.Select(s => (s.TemplateKey, s.Channel)), cancellationToken);
+        for (var i = 0; i < steps.Count; i++)
+        {
+            if (missing.TryGetValue((steps[i].TemplateKey, steps[i].Channel), out var problem))
+            {
+                validation.Add($"steps[{i}].templateKey", problem);
+            }
+        }
         if (!validation.IsValid)
         {
             return validation.Problem();

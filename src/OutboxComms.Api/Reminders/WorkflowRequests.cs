@@ -136,5 +136,43 @@ internal static class WorkflowRequests
         return (validation.ParseLocalTime("sendAt", sendAt, ReminderPlan.DefaultSendAt), validation.ParseChannel("channel", channel, Core.Messages.Channel.Preferred), graceDays ?? 0);
     }
 
+    /// <summary>
+    /// What keeps each template key that a plan will send on a channel from rendering, keyed by the
+    /// use; a use that can render is absent. EMAIL, WHATSAPP and SMS need a template of that
+    /// channel, BOTH one for email and one for WhatsApp, PREFERRED any (the worker picks the
+    /// channel, and falls back, at send time). Checked when a reminder or schedule is saved: a
+    /// missing template would otherwise be found weeks later, when every step fails.
+    /// </summary>
+    public static async Task<Dictionary<(string Key, Channel Channel), string>> MissingTemplatesAsync(
+        OutboxDbContext db, Guid companyId, IEnumerable<(string Key, Channel Channel)> uses, CancellationToken cancellationToken)
+    {
+        var wanted = uses.Distinct().ToList();
+        var keys = wanted.Select(u => u.Key).Distinct().ToList();
+        var channels = (await db.MessageTemplates.AsNoTracking().Where(t => t.CompanyId == companyId && keys.Contains(t.Key))
+                .Select(t => new { t.Key, t.Channel }).Distinct().ToListAsync(cancellationToken))
+            .ToLookup(t => t.Key, t => t.Channel, StringComparer.Ordinal);
+        var missing = new Dictionary<(string Key, Channel Channel), string>();
+        foreach (var (key, channel) in wanted)
+        {
+            var have = channels[key].ToHashSet();
+            Channel[] needed = channel switch
+            {
+                Channel.Preferred => [],
+                Channel.Both => [Channel.Email, Channel.WhatsApp],
+                _ => [channel],
+            };
+            if (have.Count == 0)
+            {
+                missing[(key, channel)] = $"No template '{key}' exists in this company: create it with PUT /v1/templates/{key}.";
+            }
+            else if (needed.Where(c => !have.Contains(c)).Select(WireName<Channel>.Of).ToList() is { Count: > 0 } absent)
+            {
+                var sends = channel == Channel.Both ? "BOTH sends email and WhatsApp" : $"the channel is {WireName<Channel>.Of(channel)}";
+                missing[(key, channel)] = $"Template '{key}' has no {string.Join(" or ", absent)} version ({sends}; it has {string.Join(", ", have.Order().Select(WireName<Channel>.Of))}): add one with PUT /v1/templates/{key}.";
+            }
+        }
+        return missing;
+    }
+
     public static string Describe(Guid? id, string? externalId) => id is { } ours ? $"Customer {ours}" : $"Customer with external id '{externalId}'";
 }

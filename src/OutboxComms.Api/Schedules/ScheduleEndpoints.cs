@@ -84,6 +84,16 @@ public static partial class ScheduleEndpoints
             return validation.Problem();
         }
 
+        var enabled = request.Enabled ?? true;
+        if (enabled)
+        {
+            // A disabled schedule may be saved before its template is written; enabling it checks.
+            var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, [(request.TemplateKey!.Trim(), channel)], cancellationToken);
+            if (missing.Count > 0)
+            {
+                return validation.Add("templateKey", missing.Values.Single()).Problem();
+            }
+        }
         var companyZone = await db.Companies.Where(c => c.Id == tenant.CompanyId).Select(c => c.TimeZone).SingleAsync(cancellationToken);
         var zoneId = request.TimeZone ?? companyZone;
         LocalTimes.TryFindZone(zoneId, out var zone);
@@ -96,7 +106,6 @@ public static partial class ScheduleEndpoints
 
         var schedule = await db.CompanySchedules.SingleOrDefaultAsync(s => s.CompanyId == tenant.CompanyId && s.Key == key, cancellationToken);
         var created = schedule is null;
-        var enabled = request.Enabled ?? true;
         if (schedule is null)
         {
             schedule = new CompanySchedule { CompanyId = tenant.CompanyId, Key = key, Cron = "", TemplateKey = "", CreatedAt = now };

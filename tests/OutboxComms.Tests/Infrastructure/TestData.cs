@@ -25,6 +25,19 @@ public static class TestData
         return (Guid)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>An EMAIL, a WHATSAPP and an SMS template for each key, so that any channel can render it.</summary>
+    public static async Task CreateTemplatesAsync(NpgsqlDataSource db, Guid companyId, params string[] keys)
+    {
+        await using var command = db.CreateCommand("""
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            SELECT $1, key, channel, CASE channel WHEN 'EMAIL' THEN 'Reminder' END, 'Dear {{ customer.name }}'
+            FROM unnest($2::text[]) AS key CROSS JOIN unnest(ARRAY['EMAIL', 'WHATSAPP', 'SMS']) AS channel
+            """);
+        command.Parameters.AddWithValue(companyId);
+        command.Parameters.AddWithValue(keys);
+        await command.ExecuteNonQueryAsync();
+    }
+
     public static async Task<T> ScalarAsync<T>(NpgsqlDataSource db, string sql, params object[] parameters)
     {
         await using var command = db.CreateCommand(sql);

@@ -78,8 +78,8 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         var (client, company) = await PracticeAsync(channels: true);
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
         await TestData.ScalarAsync<int>(db.DataSource, """
-            INSERT INTO message_templates (company_id, key, channel, subject, body)
-            VALUES ($1, 'payment-reminder', 'EMAIL', 'Reminder: {{ reminder.reference }}', 'Dear client, {{ reminder.reference }} for {{ amount }} is due on {{ reminder.dueDate }}.')
+            UPDATE message_templates SET subject = 'Reminder: {{ reminder.reference }}', body = 'Dear client, {{ reminder.reference }} for {{ amount }} is due on {{ reminder.dueDate }}.'
+            WHERE company_id = $1 AND key = 'payment-reminder' AND channel = 'EMAIL'
             RETURNING 1
             """, company);
         var id = await CreateReminderAsync(client, customer, "2026-03-10", 0, -3, 1);
@@ -414,13 +414,13 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
 
     private async Task<(HttpClient Client, Guid Company)> PracticeAsync(bool channels = false)
     {
-        var (company, key) = await api.NewCompanyAsync();
+        var (company, client) = await WorkflowApi.CompanyAsync(api, db);
         if (channels)
         {
             await TestData.ScalarAsync<int>(db.DataSource,
                 "UPDATE company_settings SET email_provider = 'SMTP', email_enabled = true, from_email = 'accounts@practice.example' WHERE company_id = $1 RETURNING 1", company);
         }
-        return (api.As(key), company);
+        return (client, company);
     }
 
     private static Task<long> CreateReminderAsync(HttpClient client, Guid customer, string dueDate, int graceDays, params int[] offsets) =>

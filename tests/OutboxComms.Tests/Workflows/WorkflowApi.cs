@@ -8,12 +8,27 @@ namespace OutboxComms.Tests.Workflows;
 /// <summary>Helpers shared by the workflow API tests: a practice with a customer, and validation-problem checks.</summary>
 internal static class WorkflowApi
 {
-    /// <summary>A new company (its own key) with one customer in <paramref name="timeZone"/>, external id CLIENT-77.</summary>
-    public static async Task<(HttpClient Client, Guid Company, Guid Customer)> PracticeAsync(ApiFactory api, DatabaseFixture db, string timeZone = "Asia/Kolkata")
+    /// <summary>The template keys the workflow tests use; every practice has them on every channel.</summary>
+    public static readonly string[] TemplateKeys =
+    [
+        "payment-reminder", "payment-overdue", "compliance-reminder", "compliance-final-reminder", "compliance-overdue",
+        "weekly-digest", "daily", "daily-update", "newsletter", "csr-reminder", "boom", "t",
+    ];
+
+    /// <summary>A new company (its own key) with the <see cref="TemplateKeys"/> templates.</summary>
+    public static async Task<(Guid Company, HttpClient Client)> CompanyAsync(ApiFactory api, DatabaseFixture db)
     {
         var (company, key) = await api.NewCompanyAsync();
+        await TestData.CreateTemplatesAsync(db.DataSource, company, TemplateKeys);
+        return (company, api.As(key));
+    }
+
+    /// <summary>A new company (see <see cref="CompanyAsync"/>) with one customer in <paramref name="timeZone"/>, external id CLIENT-77.</summary>
+    public static async Task<(HttpClient Client, Guid Company, Guid Customer)> PracticeAsync(ApiFactory api, DatabaseFixture db, string timeZone = "Asia/Kolkata")
+    {
+        var (company, client) = await CompanyAsync(api, db);
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: timeZone, externalId: "CLIENT-77");
-        return (api.As(key), company, customer);
+        return (client, company, customer);
     }
 
     /// <summary>Asserts a 400 validation problem naming exactly these fields.</summary>
