@@ -192,7 +192,7 @@ public static class ComplianceCalendarEndpoints
             return validation.Problem();
         }
 
-        var (customer, zone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
+        var (customer, zone, deadlineZone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
         if (customer is null)
         {
             return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
@@ -251,7 +251,7 @@ public static class ComplianceCalendarEndpoints
             var reference = formsInUse.Contains(filing.Form) ? $"{filing.Form} ({filing.Key}) for FY {year.Label}" : $"{filing.Form} for FY {year.Label}";
             var draft = new ReminderDraft(tenant.CompanyId, customer.Id, MessageType.ComplianceReminder, reference, dueDate, graceDays,
                 FilingData(templateData, filing, year), steps, filing.Key, year.Label);
-            var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, now);
+            var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, deadlineZone, now);
             if (reminder.Steps.All(s => s.State == StepState.Skipped))
             {
                 skipped.Add(new SkippedFiling(filing.Key, string.Create(CultureInfo.InvariantCulture, $"due {dueDate:yyyy-MM-dd}: every step's time has already passed")));

@@ -32,8 +32,9 @@ public static class ReminderEndpoints
         long Id, int Position, int OffsetDays, string SendAt, DateTimeOffset ScheduledFor, string TemplateKey, Channel Channel,
         StepState State, string? Reason, DateTimeOffset? ProcessedAt, MessageView? Message);
 
+    /// <summary><c>timeZone</c> is the customer's (the steps' clock); <c>dueAt</c> and <c>graceEndsAt</c> are the deadline's instants, midnight in the company's zone.</summary>
     public sealed record ReminderView(
-        long Id, Guid CustomerId, MessageType Type, string Reference, DateOnly DueDate, int GraceDays, string TimeZone, ReminderStatus Status,
+        long Id, Guid CustomerId, MessageType Type, string Reference, DateOnly DueDate, DateTimeOffset DueAt, int GraceDays, DateTimeOffset GraceEndsAt, string TimeZone, ReminderStatus Status,
         string? CalendarKey, string? FinancialYear, JsonElement TemplateData, DateTimeOffset CreatedAt, DateTimeOffset? ResolvedAt, string? ResolutionNote,
         List<StepView> Steps);
 
@@ -65,7 +66,7 @@ public static class ReminderEndpoints
             return validation.Problem();
         }
 
-        var (customer, zone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
+        var (customer, zone, deadlineZone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
         if (customer is null)
         {
             return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
@@ -83,7 +84,7 @@ public static class ReminderEndpoints
             return validation.Problem();
         }
         var draft = new ReminderDraft(tenant.CompanyId, customer.Id, type!.Value, request.Reference!.Trim(), dueDate!.Value, graceDays, templateData, steps);
-        var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, time.GetUtcNow());
+        var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, deadlineZone, time.GetUtcNow());
         if (reminder.Steps.All(s => s.State == StepState.Skipped))
         {
             var last = reminder.Steps.Max(s => s.FireAt);
@@ -263,7 +264,7 @@ internal static class ReminderViews
                 .Select(m => new ReminderEndpoints.MessageView(m.Id, m.Status, m.Channel, m.StatusReason, m.ErrorMessage, m.SentAt, m.DeliveredAt, m.ReadAt))
                 .ToDictionaryAsync(m => m.Id, cancellationToken);
         return reminders.Select(r => new ReminderEndpoints.ReminderView(
-            r.Id, r.CustomerId, r.Type, r.Reference, r.DueDate, r.GraceDays, r.TimeZone, r.Status, r.CalendarKey, r.FinancialYear,
+            r.Id, r.CustomerId, r.Type, r.Reference, r.DueDate, r.DueAt, r.GraceDays, r.GraceEndsAt, r.TimeZone, r.Status, r.CalendarKey, r.FinancialYear,
             r.TemplateData.RootElement.Clone(), r.CreatedAt, r.ResolvedAt, r.ResolutionNote,
             [.. r.Steps.OrderBy(s => s.Position).Select(s => new ReminderEndpoints.StepView(
                 s.Id, s.Position, s.OffsetDays, s.SendAt.ToString("HH:mm", CultureInfo.InvariantCulture), s.FireAt, s.TemplateKey, s.Channel, s.State,

@@ -109,24 +109,27 @@ internal static class WorkflowRequests
 
     /// <summary>
     /// The company's live customer by our id or the business application's id (null when there is
-    /// none: answer 404), with their time zone; a zone that is not IANA is added to
+    /// none: answer 404), with their time zone (the steps' clock) and the company's (the deadline's:
+    /// see <see cref="ReminderPlan"/>); a customer zone that is not IANA is added to
     /// <paramref name="validation"/> as a <c>customerId</c> problem.
     /// </summary>
-    public static async Task<(Customer? Customer, TimeZoneInfo Zone)> FindCustomerAsync(
+    public static async Task<(Customer? Customer, TimeZoneInfo Zone, TimeZoneInfo DeadlineZone)> FindCustomerAsync(
         OutboxDbContext db, Guid companyId, Guid? id, string? externalId, Validation validation, CancellationToken cancellationToken)
     {
         var customers = db.Customers.AsNoTracking().Where(c => c.CompanyId == companyId && c.DeletedAt == null);
         var customer = await (id is { } ours ? customers.Where(c => c.Id == ours) : customers.Where(c => c.ExternalId == externalId)).SingleOrDefaultAsync(cancellationToken);
         if (customer is null)
         {
-            return (null, TimeZoneInfo.Utc);
+            return (null, TimeZoneInfo.Utc, TimeZoneInfo.Utc);
         }
-        if (LocalTimes.TryFindZone(customer.TimeZone, out var zone))
+        var companyZone = await db.Companies.Where(c => c.Id == companyId).Select(c => c.TimeZone).SingleAsync(cancellationToken);
+        if (!LocalTimes.TryFindZone(customer.TimeZone, out var zone))
         {
-            return (customer, zone);
+            validation.Add("customerId", $"the customer's time zone '{customer.TimeZone}' is not an IANA time zone; correct the customer first.");
+            return (customer, TimeZoneInfo.Utc, TimeZoneInfo.Utc);
         }
-        validation.Add("customerId", $"the customer's time zone '{customer.TimeZone}' is not an IANA time zone; correct the customer first.");
-        return (customer, TimeZoneInfo.Utc);
+        // The company's zone is checked when it is saved; one changed by SQL to something unknown leaves the deadline in the customer's.
+        return (customer, zone, LocalTimes.TryFindZone(companyZone, out var deadlineZone) ? deadlineZone : zone);
     }
 
     /// <summary>What a request may give for every step it creates: local send time, channel, grace days.</summary>

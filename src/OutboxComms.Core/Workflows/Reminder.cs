@@ -40,9 +40,9 @@ public class Reminder
     public int GraceDays { get; set; }
     /// <summary>The customer's IANA zone when the steps were planned.</summary>
     public required string TimeZone { get; set; }
-    /// <summary>The end of the due date in <see cref="TimeZone"/> (local midnight after it).</summary>
+    /// <summary>The end of the due date in the company's zone when the steps were planned (its local midnight after it): the deadline is the practice's.</summary>
     public DateTimeOffset DueAt { get; set; }
-    /// <summary><see cref="DueAt"/> + <see cref="GraceDays"/>, in local days.</summary>
+    /// <summary><see cref="DueAt"/> + <see cref="GraceDays"/>, in the company's local days.</summary>
     public DateTimeOffset GraceEndsAt { get; set; }
     public JsonDocument TemplateData { get; set; } = JsonDocument.Parse("{}");
     /// <summary>The compliance calendar filing this came from, with <see cref="FinancialYear"/>.</summary>

@@ -25,7 +25,9 @@ public sealed record ReminderDraft(
 /// Places a reminder's steps in time. Each step fires when the customer's clock shows its local
 /// send time on (due date + offset) — across DST gaps and overlaps via <see cref="LocalTimes"/> —
 /// and the instants are stored, so the scheduler's claim is a plain range scan. The zone is the
-/// customer's when the reminder is created.
+/// customer's when the reminder is created. The deadline itself is the practice's: an ROC filing or
+/// an invoice due on 30 November is late from midnight in the company's zone (IST), wherever the
+/// client lives, so the due date and the grace end in the company's zone.
 /// </summary>
 public static class ReminderPlan
 {
@@ -43,7 +45,7 @@ public static class ReminderPlan
     /// <paramref name="now"/> is recorded SKIPPED at once, so creating a reminder late never sends a
     /// burst of stale messages.
     /// </summary>
-    public static Reminder Create(ReminderDraft draft, string timeZoneId, TimeZoneInfo zone, DateTimeOffset now)
+    public static Reminder Create(ReminderDraft draft, string timeZoneId, TimeZoneInfo zone, TimeZoneInfo deadlineZone, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(draft);
         var steps = draft.Steps
@@ -64,7 +66,7 @@ public static class ReminderPlan
                 ProcessedAt = s.FireAt <= now ? now : null,
             })
             .ToList();
-        var dueAt = EndOf(draft.DueDate, zone);
+        var dueAt = EndOf(draft.DueDate, deadlineZone);
         return new Reminder
         {
             CompanyId = draft.CompanyId,
@@ -75,7 +77,7 @@ public static class ReminderPlan
             GraceDays = draft.GraceDays,
             TimeZone = timeZoneId,
             DueAt = dueAt,
-            GraceEndsAt = EndOf(draft.DueDate.AddDays(draft.GraceDays), zone),
+            GraceEndsAt = EndOf(draft.DueDate.AddDays(draft.GraceDays), deadlineZone),
             TemplateData = draft.TemplateData ?? JsonDocument.Parse("{}"),
             CalendarKey = draft.CalendarKey,
             FinancialYear = draft.FinancialYear,

@@ -32,6 +32,8 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         Assert.Equal(customer.ToString(), body.Text("customerId"));
         Assert.Equal(("PAYMENT_REMINDER", "ACTIVE", "2026-03-10", "America/New_York"), (body.Text("type"), body.Text("status"), body.Text("dueDate"), body.Text("timeZone")));
+        // The deadline is the practice's (Kolkata): midnight IST after 10 March, not New York's.
+        Assert.Equal(("2026-03-10T18:30:00+00:00", "2026-03-10T18:30:00+00:00"), (body.Text("dueAt"), body.Text("graceEndsAt")));
         var steps = body!["steps"]!.AsArray();
         // 10:00 EST on 7 March; 09:30 EDT on 11 March (New York moved its clocks on 8 March).
         Assert.Equal(["2026-03-07T15:00:00+00:00", "2026-03-11T13:30:00+00:00"], steps.Select(s => s.Text("scheduledFor")));

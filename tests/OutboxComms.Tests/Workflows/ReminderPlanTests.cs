@@ -37,10 +37,25 @@ public sealed class ReminderPlanTests
         var draft = new ReminderDraft(Guid.NewGuid(), Guid.NewGuid(), MessageType.PaymentReminder, "Invoice INV-1042", new DateOnly(2026, 3, 6), 3, null,
             [new StepDraft(-1, new TimeOnly(10, 0), "payment-reminder", Channel.Preferred)]);
 
-        var reminder = ReminderPlan.Create(draft, "America/New_York", NewYork, At("2026-01-01T00:00:00Z"));
+        var reminder = ReminderPlan.Create(draft, "America/New_York", NewYork, NewYork, At("2026-01-01T00:00:00Z"));
 
         Assert.Equal(At("2026-03-07T05:00:00Z"), reminder.DueAt);          // midnight EST after 6 March
         Assert.Equal(At("2026-03-10T04:00:00Z"), reminder.GraceEndsAt);    // midnight EDT after 9 March
+    }
+
+    [Fact]
+    public void The_deadline_is_the_practices_midnight_while_the_steps_keep_the_clients_clock()
+    {
+        // An Indian practice's client in New York: MGT-7 due 19 November is late from midnight IST.
+        var draft = new ReminderDraft(Guid.NewGuid(), Guid.NewGuid(), MessageType.ComplianceReminder, "MGT-7 for FY 2025-26", new DateOnly(2026, 11, 19), 2, null,
+            [new StepDraft(-1, new TimeOnly(10, 0), "compliance-reminder", Channel.Preferred)]);
+
+        var reminder = ReminderPlan.Create(draft, "America/New_York", NewYork, Kolkata, At("2026-11-01T00:00:00Z"));
+
+        Assert.Equal(At("2026-11-18T15:00:00Z"), Assert.Single(reminder.Steps).FireAt);   // 10:00 EST on 18 November
+        Assert.Equal(At("2026-11-19T18:30:00Z"), reminder.DueAt);                        // midnight IST after 19 November, 13:30 EST
+        Assert.Equal(At("2026-11-21T18:30:00Z"), reminder.GraceEndsAt);
+        Assert.Equal("America/New_York", reminder.TimeZone);
     }
 
     [Fact]
@@ -53,7 +68,7 @@ public sealed class ReminderPlanTests
             new StepDraft(-7, new TimeOnly(10, 0), "reminder", Channel.Email),
         ]);
 
-        var reminder = ReminderPlan.Create(draft, "Asia/Kolkata", Kolkata, At("2026-11-01T00:00:00Z"));
+        var reminder = ReminderPlan.Create(draft, "Asia/Kolkata", Kolkata, Kolkata, At("2026-11-01T00:00:00Z"));
 
         Assert.Equal([-30, -7, 1], reminder.Steps.Select(s => s.OffsetDays));
         Assert.Equal([1, 2, 3], reminder.Steps.Select(s => s.Position));

@@ -185,7 +185,7 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
                 {
                     var steps = new[] { -3, -2, -1 }.Select(d => new StepDraft(d, new TimeOnly(10, 0), "payment-reminder", Channel.Preferred)).ToList();
                     var draft = new ReminderDraft(company, customers[i % customers.Count], MessageType.PaymentReminder, $"Invoice INV-{2000 + i}", new DateOnly(2026, 3, 10), 0, null, steps);
-                    context.Reminders.Add(ReminderPlan.Create(draft, "Asia/Kolkata", kolkata, time.GetUtcNow()));
+                    context.Reminders.Add(ReminderPlan.Create(draft, "Asia/Kolkata", kolkata, kolkata, time.GetUtcNow()));
                 }
                 await context.SaveChangesAsync(TestContext.Current.CancellationToken);
             }
