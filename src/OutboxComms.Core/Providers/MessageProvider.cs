@@ -93,9 +93,18 @@ public sealed record SendResult
     public bool MarketingStopped { get; init; }
     /// <summary>Transient because the provider is down or throttling the account, not because of this message.</summary>
     public bool ProviderUnavailable { get; init; }
+    /// <summary>What the message's record should say about a send beyond its outcome (kept in <c>status_reason</c>).</summary>
+    public string? Note { get; init; }
 
     public static SendResult Sent(string? providerMessageId, decimal? cost = null, string? costCurrency = null) =>
         new() { Outcome = SendOutcome.Sent, ProviderMessageId = providerMessageId, Cost = cost, CostCurrency = costCurrency };
+
+    /// <summary>
+    /// Sent by an earlier attempt whose answer was lost: the provider says this message's
+    /// idempotency key was already taken. Its provider id is unknown, so delivery events cannot be
+    /// matched to it; <paramref name="note"/> says so in the record.
+    /// </summary>
+    public static SendResult SentEarlier(string note) => new() { Outcome = SendOutcome.Sent, Note = note };
 
     public static SendResult Transient(string error, TimeSpan? retryAfter = null) =>
         new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter };

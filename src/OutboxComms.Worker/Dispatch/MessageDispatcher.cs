@@ -317,7 +317,7 @@ internal sealed partial class MessageDispatcher(
                     TemplateUsed = rendered.TemplateUsed,
                     ProviderName = provider.Name,
                     ProviderMessageId = result.ProviderMessageId,
-                    StatusReason = resolved.Reason(null),
+                    StatusReason = resolved.Reason(result.Note),
                     SentAt = at,
                     Cost = result.Cost ?? RateCard(companySettings, resolved.Channel),
                     CostCurrency = result.Cost is not null ? result.CostCurrency ?? companySettings.CostCurrency : RateCard(companySettings, resolved.Channel) is null ? null : companySettings.CostCurrency,

@@ -119,6 +119,19 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_send_the_provider_says_an_earlier_attempt_made_is_sent_with_the_providers_note_and_no_provider_id()
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true");
+        sms.Behaviour = m => SendResult.SentEarlier("sent by an earlier attempt whose answer was lost");
+        var id = await EnqueueAsync(company, customer, channel: "SMS");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", null, "sent by an earlier attempt whose answer was lost"), (row.Status, row.ProviderMessageId, row.StatusReason));
+    }
+
+    [Fact]
     public async Task Opted_out_channel_is_suppressed_with_a_reason_and_no_provider_call()
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = false");

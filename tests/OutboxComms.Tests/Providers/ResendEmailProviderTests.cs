@@ -125,6 +125,18 @@ public sealed class ResendEmailProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_retry_whose_key_resend_already_sent_under_another_body_is_recorded_as_sent_by_the_earlier_attempt()
+    {
+        host.Answer(SendPath, 409, Error(409, "invalid_idempotent_request", "Same idempotency key used with a different request payload."));
+
+        var result = await SendAsync();
+
+        Assert.Equal((SendOutcome.Sent, null, null), (result.Outcome, result.ProviderMessageId, result.Error));
+        Assert.Equal("sent by an earlier attempt whose answer was lost (Resend invalid_idempotent_request: Same idempotency key used with a different request payload.); "
+            + "Resend's email id is unknown, so its delivery events cannot be matched", result.Note);
+    }
+
+    [Fact]
     public async Task Test_connection_lists_domains_accepts_a_sending_only_key_and_explains_a_rejected_one()
     {
         var account = host.Account("RESEND");

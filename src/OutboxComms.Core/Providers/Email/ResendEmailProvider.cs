@@ -106,6 +106,13 @@ public sealed class ResendEmailProvider(ProviderHttp http) : IMessageProvider
         {
             // The first request with this key is still being processed: its outcome decides, so ask again later.
             "concurrent_idempotent_requests" => SendResult.Transient(described, response.RetryAfter),
+            // Resend keeps the key of an email it sent for 24 hours. Only a retry reuses a key (a
+            // replay gets a new one), and a retry follows an attempt whose outcome was unknown (a
+            // timeout, a 5xx): that attempt was taken, and this one's body differs only because the
+            // template rendered again (date.now, an edited template). Failing it would tell the
+            // practice an email the client has did not go.
+            "invalid_idempotent_request" => SendResult.SentEarlier(
+                $"sent by an earlier attempt whose answer was lost ({described}); Resend's email id is unknown, so its delivery events cannot be matched"),
             // Also answered with 403 (unverified domain, test-only sender): a content problem, not a bad key.
             "validation_error" => SendResult.Permanent(described),
             _ => response.Classify(described),

@@ -17,7 +17,12 @@ namespace OutboxComms.Core.Providers.Messaging;
 /// </summary>
 public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
 {
-    public const string DefaultBaseUrl = "https://graph.facebook.com/v21.0/";
+    /// <summary>
+    /// Graph API v25.0 (released 18 February 2026, available until 29 July 2028, per Meta's version
+    /// table); v21.0, used before, expires on 21 January 2027. A practice pins another version by
+    /// its <c>baseUrl</c> setting. Move this default forward about once a year.
+    /// </summary>
+    public const string DefaultBaseUrl = "https://graph.facebook.com/v25.0/";
     private const string Provider = "WhatsApp";
 
     public string Name => "WHATSAPP_BUSINESS_API";
