@@ -104,13 +104,25 @@ internal sealed partial class MessageDispatcher(
             // An invoice or reminder still reaches the client on a channel they consented to when
             // their preferred one cannot carry it (they replied STOP there, have no number, the
             // company has no provider for it); a general update does not (their choice is the limit).
-            foreach (var other in FallbackOrder)
+            // Only a template has a text for each channel (an approved WhatsApp template, DLT-registered
+            // SMS text): plain content falls back to email alone, as free WhatsApp text needs the
+            // client's 24-hour window and SMS to India unregistered text is blocked by DLT scrubbing.
+            var plain = message.TemplateKey is null;
+            foreach (var other in plain ? [Channel.Email] : FallbackOrder)
             {
-                if (other != wanted && Unreachable(message, context, company, customer, preference, other) is null)
+                if (other == wanted)
+                {
+                    continue;
+                }
+                if (Unreachable(message, context, company, customer, preference, other) is not { } otherWhy)
                 {
                     fallbackNote = $"on {WireName<Channel>.Of(other)} instead of the preferred {WireName<Channel>.Of(wanted)}: {why}";
                     wanted = other;
                     break;
+                }
+                if (plain)
+                {
+                    fallbackNote = $"without a template it could go by EMAIL only, and not there either: {otherWhy}";
                 }
             }
         }

@@ -217,7 +217,10 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // A customer with no email address: the reminder goes by the next channel they consented to.
         var noEmail = await TestData.CreateCustomerAsync(db.DataSource, company, email: null, whatsApp: "98765 43211");
         await Outbox.SetPreferencesAsync(db.DataSource, noEmail, "sms_opt_in = true, compliance_reminder_channel = 'WHATSAPP'");
-        var bySms = await EnqueueAsync(company, noEmail, type: "COMPLIANCE_REMINDER", channel: "PREFERRED");
+        await TestData.CreateTemplatesAsync(db.DataSource, company, "mgt7-reminder");
+        var bySms = await EnqueueAsync(company, noEmail, type: "COMPLIANCE_REMINDER", channel: "PREFERRED", content: null, templateKey: "mgt7-reminder");
+        // Plain content has no text for SMS or WhatsApp (DLT, the 24-hour window): email or nothing.
+        var plain = await EnqueueAsync(company, noEmail, type: "COMPLIANCE_REMINDER", channel: "PREFERRED");
 
         await worker.RunOnceAsync();
 
@@ -225,6 +228,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED/customer has not opted in to WHATSAPP", await RowAsync(update));
         Assert.Equal("SENT/EMAIL/PREFERRED/on EMAIL instead of the preferred SMS: SMS cannot carry attachments (INV-9.pdf)", await RowAsync(invoice));
         Assert.Equal("SENT/SMS/PREFERRED/on SMS instead of the preferred WHATSAPP: customer has not opted in to WHATSAPP", await RowAsync(bySms));
+        Assert.Equal("SUPPRESSED/WHATSAPP/PREFERRED/customer has not opted in to WHATSAPP (without a template it could go by EMAIL only, and not there either: customer has no email address)",
+            await RowAsync(plain));
         Assert.Equal([reminder, invoice], email.Sent.Select(m => m.MessageId).Order());
         Assert.Equal(["INV-9.pdf"], email.Sent.Single(m => m.MessageId == invoice).Attachments.Select(a => a.FileName));
         Assert.Equal(bySms, Assert.Single(sms.Sent).MessageId);
@@ -297,7 +302,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     public async Task A_preferred_row_without_a_subject_falls_back_past_email()
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true, payment_reminder_channel = 'WHATSAPP'");
-        var id = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "PREFERRED");
+        await TestData.CreateTemplatesAsync(db.DataSource, company, "fee-due");
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE message_templates SET subject = NULL WHERE company_id = $1 AND channel = 'EMAIL' RETURNING 1", company);
+        var id = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", channel: "PREFERRED", content: null, templateKey: "fee-due");
         await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, id, "subject = '  '");
 
         await worker.RunOnceAsync();
