@@ -219,7 +219,8 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
             var template = renderer.Parse(text);
             try
             {
-                return template.Render(with);
+                // What goes out is what is stored: text that PostgreSQL refuses (a NUL, half an emoji) is cleaned here.
+                return StorableText.Of(template.Render(with))!;
             }
             // Scriban reports its cancellation token as a ScriptAbortException ("The operation was cancelled").
             catch (Exception ex) when (ex is ScriptAbortException or OperationCanceledException && deadline.IsCancellationRequested)

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
 using OutboxComms.Core.Observability;
 using OutboxComms.Core.Webhooks;
 
@@ -72,7 +73,7 @@ internal sealed class BatchProcessor(
         var reading = reminders.BeginRead();
         try
         {
-            claimed = await store.WithRecipientsAsync(claimed, CancellationToken.None);
+            claimed = await store.WithRecipientsAsync(lease, claimed, claimedAt, CancellationToken.None);
             await using var scope = scopes.CreateAsyncScope();
             context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, CancellationToken.None);
         }
@@ -86,7 +87,7 @@ internal sealed class BatchProcessor(
             // the lease ends and another worker, taking the row over, sends it a second time (a batch
             // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
             var startBy = claimedAt + settings.LeaseDuration - settings.SendTimeout - settings.ShutdownGrace;
-            return await DispatchAndRecordAsync(lease, claimed, context, startBy, stopping, sendToken);
+            return await DispatchAndRecordAsync(lease, claimed, context, startBy, claimedAt + settings.LeaseDuration, stopping, sendToken);
         }
         finally
         {
@@ -98,7 +99,7 @@ internal sealed class BatchProcessor(
     }
 
     private async Task<int> DispatchAndRecordAsync(
-        string lease, List<ClaimedMessage> claimed, BatchContext context, DateTimeOffset startBy, CancellationToken stopping, CancellationToken sendToken)
+        string lease, List<ClaimedMessage> claimed, BatchContext context, DateTimeOffset startBy, DateTimeOffset leaseEnds, CancellationToken stopping, CancellationToken sendToken)
     {
         var completions = new ConcurrentBag<Completion>();
         var released = new ConcurrentBag<ClaimedMessage>();
@@ -135,7 +136,7 @@ internal sealed class BatchProcessor(
         Completion[] outcomes = [.. completions];
         try
         {
-            await CompleteAsync(lease, outcomes);
+            await CompleteAsync(lease, outcomes, leaseEnds);
         }
         finally
         {
@@ -182,10 +183,63 @@ internal sealed class BatchProcessor(
     }
 
     /// <summary>
-    /// Records outcomes, retrying briefly: messages were already handed to providers, and if this
-    /// never lands the leases expire and they are sent again (at-least-once).
+    /// Records outcomes. The messages were already handed to providers: if this never lands, the
+    /// leases expire and they are sent again (at-least-once). So a lost connection (a database
+    /// failover) is retried until shortly before the lease ends, not given up after seconds; and an
+    /// outcome the database refuses (a value out of range, text it cannot store) does not throw away
+    /// the batch's others: they are recorded one at a time, the refused one without its texts.
     /// </summary>
-    private async Task CompleteAsync(string lease, IReadOnlyList<Completion> completions)
+    private async Task CompleteAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds)
+    {
+        try
+        {
+            await RecordAsync(lease, completions, leaseEnds);
+        }
+        catch (Exception ex) when (Refused(ex) && completions.Count > 1)
+        {
+            DispatchLog.CompleteOneByOne(logger, ex, completions.Count);
+            foreach (var completion in completions)
+            {
+                await RecordOneAsync(lease, completion, leaseEnds);
+            }
+        }
+        catch (Exception ex) when (Refused(ex))
+        {
+            await RecordOneAsync(lease, completions[0], leaseEnds, ex);
+        }
+    }
+
+    private async Task RecordOneAsync(string lease, Completion completion, DateTimeOffset leaseEnds, Exception? refusal = null)
+    {
+        if (refusal is null)
+        {
+            try
+            {
+                await RecordAsync(lease, [completion], leaseEnds);
+                return;
+            }
+            catch (Exception ex) when (Refused(ex))
+            {
+                refusal = ex;
+            }
+        }
+        DispatchLog.CompleteWithoutText(logger, refusal, completion.Id, WireName<Core.Messages.DeliveryStatus>.Of(completion.Status));
+        var reason = $"its outcome could not be stored as it was ({refusal.GetType().Name}: {StorableText.Truncate(refusal.Message, 200)}); recorded without its texts and cost";
+        await RecordAsync(lease, [completion with
+        {
+            StatusReason = reason,
+            ErrorMessage = completion.ErrorMessage is null ? null : "(not storable)",
+            Subject = null,
+            Content = null,
+            TemplateUsed = null,
+            Cost = null,
+            CostCurrency = null,
+            Attempt = completion.Attempt is null ? null : completion.Attempt with { Error = completion.Attempt.Error is null ? null : "(not storable)" },
+        }], leaseEnds);
+    }
+
+    /// <summary>One write of these outcomes, retried while the database cannot be reached, until 10 s before the lease ends (at least five tries, at most 300).</summary>
+    private async Task RecordAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -194,11 +248,15 @@ internal sealed class BatchProcessor(
                 await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None);
                 return;
             }
-            catch (NpgsqlException ex) when (attempt < 5)
+            catch (NpgsqlException ex) when (!Refused(ex) && (attempt < 5 || (ex.IsTransient && attempt < 300 && time.GetUtcNow() < leaseEnds - TimeSpan.FromSeconds(10))))
             {
                 DispatchLog.CompleteRetry(logger, ex, completions.Count, attempt);
-                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt));
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(200 * attempt, 2_000)));
             }
         }
     }
+
+    /// <summary>The database refused the values themselves (class 22 data exception, 23 constraint), or Npgsql could not write them: retrying the same write cannot help.</summary>
+    private static bool Refused(Exception ex) =>
+        ex is PostgresException { SqlState: ['2', '2' or '3', ..] } or ArgumentException or InvalidCastException or OverflowException or FormatException;
 }

@@ -20,6 +20,12 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Recording the outcome of {Count} messages failed (attempt {Attempt}); retrying")]
     public static partial void CompleteRetry(ILogger logger, Exception exception, int count, int attempt);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "The database refused the outcomes of a batch of {Count} messages; recording them one at a time")]
+    public static partial void CompleteOneByOne(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The database refused the outcome of message {MessageId}; recorded as {Status} without its texts and cost")]
+    public static partial void CompleteWithoutText(ILogger logger, Exception exception, long messageId, string status);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Listening for outbox notifications failed; reconnecting (polling continues meanwhile)")]
     public static partial void ListenFailed(ILogger logger, Exception exception);
 

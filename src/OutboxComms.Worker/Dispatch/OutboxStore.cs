@@ -306,39 +306,100 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         claim.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         batch.BatchCommands.Add(claim);
         var claimed = new List<ClaimedMessage>(limit);
+        var unreadable = new List<Unreadable>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            claimed.Add(new ClaimedMessage(
-                reader.GetInt64(0),
-                reader.GetGuid(1),
-                NullableGuid(reader, 2),
-                NullableString(reader, 3),
-                WireName<MessageType>.Parse(reader.GetString(4)),
-                WireName<Channel>.Parse(reader.GetString(5)),
-                reader.IsDBNull(6) ? null : WireName<Channel>.Parse(reader.GetString(6)),
-                NullableString(reader, 7),
-                NullableString(reader, 8),
-                NullableString(reader, 9),
-                reader.GetString(10),
-                Count(reader, 11),
-                reader.GetInt32(12),
-                Count(reader, 13),
-                NullableTime(reader, 14),
-                reader.GetFieldValue<DateTimeOffset>(15),
-                Count(reader, 16))
+            try
             {
-                SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
-                ReplayCount = reader.GetInt32(18),
-                IsReminderStep = reader.GetBoolean(19),
-            });
+                claimed.Add(ReadClaimed(reader));
+            }
+            catch (Exception ex) when (IsUnreadable(ex))
+            {
+                unreadable.Add(new Unreadable(reader.GetInt64(0), reader.GetGuid(1), $"the row cannot be read: {Describe(reader, ex)}"));
+            }
         }
+        await reader.CloseAsync();
+        await FailUnreadableAsync(connection, leaseToken, unreadable, now, cancellationToken);
         return claimed;
     }
 
+    private static ClaimedMessage ReadClaimed(NpgsqlDataReader reader) =>
+        new(
+            reader.GetInt64(0),
+            reader.GetGuid(1),
+            NullableGuid(reader, 2),
+            NullableString(reader, 3),
+            WireName<MessageType>.Parse(reader.GetString(4)),
+            WireName<Channel>.Parse(reader.GetString(5)),
+            reader.IsDBNull(6) ? null : WireName<Channel>.Parse(reader.GetString(6)),
+            NullableString(reader, 7),
+            NullableString(reader, 8),
+            NullableString(reader, 9),
+            reader.GetString(10),
+            Count(reader, 11),
+            reader.GetInt32(12),
+            Count(reader, 13),
+            NullableTime(reader, 14),
+            reader.GetFieldValue<DateTimeOffset>(15),
+            Count(reader, 16))
+        {
+            SplitFrom = reader.IsDBNull(17) ? null : reader.GetInt64(17),
+            ReplayCount = reader.GetInt32(18),
+            IsReminderStep = reader.GetBoolean(19),
+        };
+
+    /// <summary>A claimed row, or its customer, holding a value this worker cannot read: failed with the reason, so it neither blocks its batch nor comes back.</summary>
+    private sealed record Unreadable(long Id, Guid CompanyId, string Reason);
+
+    // Values PostgreSQL holds and .NET does not: a timestamp after the year 9999 (a producer's typo,
+    // '20260-01-01'), an unknown enum text where no CHECK guards it.
+    private static bool IsUnreadable(Exception ex) => ex is InvalidCastException or ArgumentException or FormatException or OverflowException or KeyNotFoundException;
+
+    /// <summary>The first column of the current row that cannot be read, with why; else the exception's own words.</summary>
+    private static string Describe(NpgsqlDataReader reader, Exception ex)
+    {
+        for (var i = 0; i < reader.FieldCount; i++)
+        {
+            try
+            {
+                reader.GetValue(i);
+            }
+            catch (Exception column) when (IsUnreadable(column))
+            {
+                return $"{reader.GetName(i)} holds a value this worker cannot read ({column.Message})";
+            }
+        }
+        return ex.Message;
+    }
+
+    private const string FailUnreadableSql = $"""
+        UPDATE communication_logs m SET
+               status = 'FAILED', error_message = b.reason, status_reason = NULL, failed_at = $1, next_attempt_at = $1,
+               locked_by = NULL, locked_until = NULL, updated_at = $1
+          FROM unnest($3::bigint[], $4::uuid[], $5::text[]) AS b(id, company_id, reason)
+         CROSS JOIN LATERAL ({LeasedRowSql}) l
+         WHERE m.ctid = l.tid
+        """;
+
+    private static async Task FailUnreadableAsync(NpgsqlConnection connection, string leaseToken, List<Unreadable> rows, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (rows.Count == 0)
+        {
+            return;
+        }
+        await using var command = new NpgsqlCommand(FailUnreadableSql, connection);
+        command.Parameters.Add(Value(now.ToUniversalTime()));
+        command.Parameters.Add(Value(leaseToken));
+        command.Parameters.Add(Array(rows, r => r.Id, NpgsqlDbType.Bigint));
+        command.Parameters.Add(Array(rows, r => r.CompanyId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Texts(rows, r => r.Reason));
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>The claimed rows, in the same order, each with its recipient, attachment flag and last reminder time.</summary>
-    public async Task<List<ClaimedMessage>> WithRecipientsAsync(List<ClaimedMessage> claimed, CancellationToken cancellationToken)
+    public async Task<List<ClaimedMessage>> WithRecipientsAsync(string leaseToken, List<ClaimedMessage> claimed, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (claimed.Count == 0)
         {
@@ -351,20 +412,36 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(Array(claimed, m => m.CustomerExternalId, NpgsqlDbType.Text));
         command.Parameters.Add(Array(claimed, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
         var byId = claimed.ToDictionary(m => m.Id);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        var unreadable = new List<Unreadable>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
-            var message = byId[reader.GetInt64(0)];
-            byId[message.Id] = message with
+            while (await reader.ReadAsync(cancellationToken))
             {
-                HasAttachments = reader.GetBoolean(1),
-                Customer = reader.IsDBNull(2) ? null : ReadCustomer(reader, message.CompanyId),
-                LastReminderSentAt = NullableTime(reader, 27),
-                LastReminderCreatedAt = NullableTime(reader, 28),
-                LastReminderPairId = reader.IsDBNull(29) ? null : reader.GetInt64(29),
-            };
+                var message = byId[reader.GetInt64(0)];
+                try
+                {
+                    byId[message.Id] = message with
+                    {
+                        HasAttachments = reader.GetBoolean(1),
+                        Customer = reader.IsDBNull(2) ? null : ReadCustomer(reader, message.CompanyId),
+                        LastReminderSentAt = NullableTime(reader, 27),
+                        LastReminderCreatedAt = NullableTime(reader, 28),
+                        LastReminderPairId = reader.IsDBNull(29) ? null : reader.GetInt64(29),
+                    };
+                }
+                catch (Exception ex) when (IsUnreadable(ex))
+                {
+                    unreadable.Add(new Unreadable(message.Id, message.CompanyId, $"the customer's record cannot be read: {Describe(reader, ex)}"));
+                    byId.Remove(message.Id);
+                }
+            }
         }
-        return [.. claimed.Select(m => byId[m.Id])];
+        if (unreadable.Count > 0)
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            await FailUnreadableAsync(connection, leaseToken, unreadable, now, cancellationToken);
+        }
+        return [.. claimed.Where(m => byId.ContainsKey(m.Id)).Select(m => byId[m.Id])];
     }
 
     // A counter (retries, attempts, outage attempts) as the worker counts on from it. The columns
@@ -461,9 +538,9 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             insert.Parameters.Add(Array(attempts, c => c.Attempt!.AttemptNo, NpgsqlDbType.Integer));
             insert.Parameters.Add(Array(attempts, c => c.Attempt!.AttemptedAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             insert.Parameters.Add(Array(attempts, c => WireName<Channel>.Of(c.Attempt!.Channel), NpgsqlDbType.Text));
-            insert.Parameters.Add(Array(attempts, c => c.Attempt!.ProviderName, NpgsqlDbType.Text));
+            insert.Parameters.Add(Texts(attempts, c => c.Attempt!.ProviderName));
             insert.Parameters.Add(Array(attempts, c => WireName<AttemptOutcome>.Of(c.Attempt!.Outcome), NpgsqlDbType.Text));
-            insert.Parameters.Add(Array(attempts, c => c.Attempt!.Error, NpgsqlDbType.Text));
+            insert.Parameters.Add(Texts(attempts, c => c.Attempt!.Error));
             insert.Parameters.Add(Array(attempts, c => c.Attempt!.LatencyMs, NpgsqlDbType.Integer));
             batch.BatchCommands.Add(insert);
         }
@@ -522,17 +599,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         complete.Parameters.Add(Array(completions, c => c.NextAttemptAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         complete.Parameters.Add(Array(completions, c => c.RetryCount, NpgsqlDbType.Integer));
         complete.Parameters.Add(Array(completions, c => c.AttemptCount, NpgsqlDbType.Integer));
-        complete.Parameters.Add(Array(completions, c => c.StatusReason, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ErrorMessage, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.Subject, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.Content, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.TemplateUsed, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ProviderName, NpgsqlDbType.Text));
-        complete.Parameters.Add(Array(completions, c => c.ProviderMessageId, NpgsqlDbType.Text));
+        complete.Parameters.Add(Texts(completions, c => c.StatusReason));
+        complete.Parameters.Add(Texts(completions, c => c.ErrorMessage));
+        complete.Parameters.Add(Texts(completions, c => c.Subject));
+        complete.Parameters.Add(Texts(completions, c => c.Content));
+        complete.Parameters.Add(Texts(completions, c => c.TemplateUsed));
+        complete.Parameters.Add(Texts(completions, c => c.ProviderName));
+        complete.Parameters.Add(Texts(completions, c => c.ProviderMessageId));
         complete.Parameters.Add(Array(completions, c => c.SentAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         complete.Parameters.Add(Array(completions, c => c.FailedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
-        complete.Parameters.Add(Array(completions, c => c.CostCurrency, NpgsqlDbType.Text));
+        complete.Parameters.Add(Texts(completions, c => c.CostCurrency));
         complete.Parameters.Add(Array(completions, c => c.OutageAttempts, NpgsqlDbType.Integer));
         return complete;
     }
@@ -568,6 +645,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     }
 
     private static NpgsqlParameter<T> Value<T>(T value) => new() { TypedValue = value };
+
+    /// <summary>An outcome's free text (provider answers, rendered bodies), as PostgreSQL can store it: see <see cref="StorableText"/>.</summary>
+    private static NpgsqlParameter Texts<TSource>(IEnumerable<TSource> source, Func<TSource, string?> select) =>
+        Array(source, s => StorableText.Of(select(s)), NpgsqlDbType.Text);
 
     private static NpgsqlParameter Array<TSource, TValue>(IEnumerable<TSource> source, Func<TSource, TValue> select, NpgsqlDbType type) =>
         new() { NpgsqlDbType = NpgsqlDbType.Array | type, Value = source.Select(select).ToArray() };

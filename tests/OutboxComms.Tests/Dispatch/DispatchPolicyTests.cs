@@ -979,6 +979,83 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Text_postgresql_cannot_store_is_cleaned_so_the_batchs_outcomes_are_recorded()
+    {
+        // A template that cuts a string by characters can split an emoji (a lone UTF-16 surrogate,
+        // which Npgsql's UTF-8 encoder refuses), and one can write a NUL (which text refuses). Either
+        // used to throw away every outcome of the batch, whose messages went out again at its lease's end.
+        var (company, customer) = await CustomerAsync();
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'cut', 'EMAIL', 'Hello {{ "Priya 🌸" | string.slice 0 7 }}', 'A{{ "\u0000" }}B {{ "🌸🌸" | string.slice 1 2 }}') RETURNING 1
+            """, company);
+        var cut = await EnqueueAsync(company, customer, content: null, templateKey: "cut");
+        var plain = await EnqueueAsync(company, customer);
+        // A provider's error text, cut at a length or not, is cleaned as it is stored.
+        await Outbox.SetPreferencesAsync(db.DataSource, customer, "sms_opt_in = true");
+        sms.Behaviour = _ => SendResult.Permanent("Twilio 30008: \uD83C\0 unknown error");
+        var refused = await EnqueueAsync(company, customer, channel: "SMS", content: "Your fee is due.");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, cut);
+        Assert.Equal(("SENT", "Hello Priya \uFFFD", "AB \uFFFD\uFFFD"), (row.Status, row.Subject, row.Content));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, plain)).Status);
+        Assert.Equal(2, email.Calls);
+        Assert.Contains(email.Sent, m => m.Body == "AB \uFFFD\uFFFD");   // what went out is what was stored
+        Assert.Equal(("FAILED", "Twilio 30008: \uFFFD unknown error"), ((await Outbox.GetAsync(db.DataSource, refused)).Status, (await Outbox.GetAsync(db.DataSource, refused)).ErrorMessage));
+        Assert.Equal("Twilio 30008: \uFFFD unknown error", Assert.Single(await Outbox.AttemptsAsync(db.DataSource, refused)).Error);
+    }
+
+    [Fact]
+    public async Task An_outcome_the_database_refuses_is_recorded_without_it_and_the_rest_of_the_batch_as_it_was()
+    {
+        // numeric(12, 6) holds under a million: a provider's absurd price fails the batch's write.
+        var (company, customer) = await CustomerAsync("sms_opt_in = true");
+        sms.Behaviour = m => SendResult.Sent("SM-absurd", 12_345_678m, "USD");
+        var absurd = await EnqueueAsync(company, customer, channel: "SMS", content: "Your fee is due.");
+        var plain = await EnqueueAsync(company, customer);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, absurd);
+        Assert.Equal(("SENT", "SM-absurd", null), (row.Status, row.ProviderMessageId, row.Cost));
+        Assert.StartsWith("its outcome could not be stored as it was (PostgresException: 22003", row.StatusReason, StringComparison.Ordinal);
+        Assert.EndsWith("recorded without its texts and cost", row.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(("SENT", 0.05m), ((await Outbox.GetAsync(db.DataSource, plain)).Status, (await Outbox.GetAsync(db.DataSource, plain)).Cost));
+        Assert.Single(await Outbox.AttemptsAsync(db.DataSource, absurd));
+    }
+
+    [Fact]
+    public async Task A_row_or_customer_holding_a_value_dotnet_cannot_read_fails_with_the_column_and_the_rest_of_the_batch_goes()
+    {
+        // A producer's typo: a timestamp after the year 9999 is valid to PostgreSQL, not to .NET.
+        var (company, customer) = await CustomerAsync();
+        var typo = await EnqueueAsync(company, customer);
+        await OutboxComms.Tests.Api.MessageTestData.SetAsync(db.DataSource, typo, "expires_at = '20260-01-01'");
+        var brokenCustomer = await TestData.CreateCustomerAsync(db.DataSource, company, "other@example.com");
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET updated_at = '99999-01-01' WHERE id = $1 RETURNING 1", brokenCustomer);
+        var toBroken = await EnqueueAsync(company, brokenCustomer);
+        var fine = await EnqueueAsync(company, customer);
+
+        await worker.RunOnceAsync();
+
+        var typoRow = await Outbox.GetAsync(db.DataSource, typo);
+        Assert.Equal("FAILED", typoRow.Status);
+        Assert.StartsWith("the row cannot be read: expires_at holds a value this worker cannot read", typoRow.ErrorMessage, StringComparison.Ordinal);
+        var brokenRow = await Outbox.GetAsync(db.DataSource, toBroken);
+        Assert.Equal("FAILED", brokenRow.Status);
+        Assert.StartsWith("the customer's record cannot be read: updated_at holds a value this worker cannot read", brokenRow.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
+        Assert.Equal([fine], email.Sent.Select(m => m.MessageId));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND locked_by IS NOT NULL", company));
+
+        // '24:00', which PostgreSQL's time takes and TimeOnly cannot hold, is refused by name (0026).
+        var refused = await Assert.ThrowsAsync<Npgsql.PostgresException>(() => Outbox.SetPreferencesAsync(db.DataSource, customer, "quiet_hours_start = '22:00', quiet_hours_end = '24:00'"));
+        Assert.Equal("quiet_hours_before_midnight", refused.ConstraintName);
+    }
+
+    [Fact]
     public async Task A_template_sees_dates_in_the_customers_time_zone_and_indian_number_grouping()
     {
         var (company, customer) = await CustomerAsync();

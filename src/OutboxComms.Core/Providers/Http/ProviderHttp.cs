@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using OutboxComms.Core.Messages;
 
 namespace OutboxComms.Core.Providers.Http;
 
@@ -173,8 +174,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) =>
         header?.Delta ?? (header?.Date is { } date ? date - DateTimeOffset.UtcNow : null);
 
-    public static string Truncate(string text, int length) =>
-        text.Length <= length ? text : string.Concat(text.AsSpan(0, length), "…");
+    public static string Truncate(string text, int length) => StorableText.Truncate(text, length);
 
     public static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
