@@ -80,6 +80,12 @@ public static partial class SettingsEndpoints
         var secretOf = Secrets(secrets);
         var password = secretOf(request.Password, settings.SmtpPasswordEncrypted);
         var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted);
+        var moved = settings.EmailProvider != request.Provider || settings.SmtpHost != request.Host || settings.SmtpPort != request.Port
+            || (settings.SmtpSecurity != (request.Security ?? SmtpSecurity.StartTls) && settings.EmailProvider == EmailProvider.Smtp) || settings.SmtpUsername != request.Username
+            || settings.EmailBaseUrl != request.BaseUrl || settings.EmailRegion != request.Region || settings.EmailApiUser != request.ApiUser;
+        const string Destination = "provider, host, port, security, username, baseUrl, region or apiUser";
+        KeptOnlyWhereEntered(validation, "password", request.Password, settings.SmtpPasswordEncrypted, moved, Destination);
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.EmailApiKeyEncrypted, moved, Destination);
         switch (request.Provider)
         {
             case EmailProvider.Smtp:
@@ -145,6 +151,9 @@ public static partial class SettingsEndpoints
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var secretOf = Secrets(secrets);
         var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted);
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted,
+            settings.WhatsAppProvider != request.Provider || settings.WhatsAppBaseUrl != request.BaseUrl || settings.WhatsAppPhoneId != request.PhoneNumberId
+            || settings.WhatsAppAccountSid != request.AccountSid, "provider, baseUrl, phoneNumberId or accountSid");
         if (request.Provider is not null)
         {
             validation.When(apiKey.Value is null, "apiKey", "apiKey (access token or auth token) is required.");
@@ -152,7 +161,10 @@ public static partial class SettingsEndpoints
         switch (request.Provider)
         {
             case WhatsAppProvider.WhatsAppBusinessApi:
-                validation.Require("phoneNumberId", request.PhoneNumberId);
+                // It becomes a segment of the request's path: Meta's ids are digits.
+                validation.Require("phoneNumberId", request.PhoneNumberId)
+                    .When(request.PhoneNumberId is { Length: > 0 } id && !id.All(char.IsAsciiDigit), "phoneNumberId",
+                        "phoneNumberId is the Cloud API's phone number id, digits only (WhatsApp Manager → API Setup), e.g. 106540352242922.");
                 break;
             case WhatsAppProvider.Twilio:
                 validation.When(request.AccountSid is null || !request.AccountSid.StartsWith("AC", StringComparison.Ordinal), "accountSid", "accountSid is required for Twilio and starts with 'AC'.")
@@ -193,6 +205,8 @@ public static partial class SettingsEndpoints
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var apiKey = Secrets(secrets)(request.ApiKey, settings.SmsApiKeyEncrypted);
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted,
+            settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid, "provider, baseUrl or accountSid");
         if (request.Provider is not null)
         {
             validation.When(apiKey.Value is null, "apiKey", "apiKey is required.").Require("fromNumber", request.FromNumber);
@@ -269,6 +283,16 @@ public static partial class SettingsEndpoints
     private static bool Internal(string host, ProviderNetworkOptions network) =>
         !network.AllowPrivateNetworks && (host.TrimEnd('.') is var name && (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
             || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && !PublicAddresses.IsPublic(address)));
+
+    /// <summary>
+    /// A stored secret is sent only where it was entered for. Left out of a request that changes
+    /// where the provider calls go (another host, base URL, account, provider), it would be handed
+    /// to the new destination, and a connection test would show it to whoever runs that server —
+    /// the settings never show a secret, and this keeps it so. Such a change must give it again.
+    /// </summary>
+    private static void KeptOnlyWhereEntered(Validation validation, string field, string? given, byte[]? stored, bool moved, string destination) =>
+        validation.When(given is null && stored is not null && moved, field,
+            $"{field} must be given again when {destination} changes: a stored secret is only ever sent where it was entered for.");
 
     /// <summary>null keeps what is stored, "" clears it, anything else is encrypted.</summary>
     private static Func<string?, byte[]?, (byte[]? Stored, object? Value)> Secrets(SecretProtector secrets) => (given, stored) => given switch

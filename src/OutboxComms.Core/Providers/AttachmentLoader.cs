@@ -32,6 +32,14 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
         return loaded;
     }
 
+    /// <summary>
+    /// A link as errors and logs show it: without its query, which in a presigned or shared link is
+    /// the credential (an S3 signature, a token) that an error must not carry into the row, the
+    /// attempt history and the worker's log.
+    /// </summary>
+    private static string Shown(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Query.Length > 1 ? uri.GetLeftPart(UriPartial.Path) + "?…" : url;
+
     private async Task<byte[]> FetchAsync(CommunicationAttachment attachment, CancellationToken cancellationToken)
     {
         var url = attachment.Url ?? throw new InvalidOperationException($"attachment {attachment.FileName} has neither content nor URL");
@@ -51,12 +59,12 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
             // A redirect still standing after the ones followed (more than MaxRedirects, or from
             // HTTPS to HTTP): the link will not lead to its file later either.
             throw new InvalidOperationException(
-                $"attachment {attachment.FileName} was not fetched: {url} redirects (HTTP {(int)response.StatusCode}) past the {MaxRedirects} redirects followed, or from HTTPS to HTTP");
+                $"attachment {attachment.FileName} was not fetched: {Shown(url)} redirects (HTTP {(int)response.StatusCode}) past the {MaxRedirects} redirects followed, or from HTTPS to HTTP");
         }
         if (!response.IsSuccessStatusCode)
         {
             // Surfaces as a transient failure: the producer's file server may be back later.
-            throw new HttpRequestException($"attachment {attachment.FileName} could not be fetched: HTTP {(int)response.StatusCode} from {url}");
+            throw new HttpRequestException($"attachment {attachment.FileName} could not be fetched: HTTP {(int)response.StatusCode} from {Shown(url)}");
         }
         if (response.Content.Headers.ContentLength > MaxBytes)
         {

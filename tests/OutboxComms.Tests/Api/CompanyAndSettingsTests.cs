@@ -261,6 +261,43 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_stored_secret_is_kept_only_while_its_destination_stays_so_it_cannot_be_redirected_elsewhere()
+    {
+        var (_, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+        object Sms(string baseUrl, string? apiKey, bool enabled = true) =>
+            new { provider = "TWILIO", enabled, accountSid = "AC0123456789abcdef0123456789abcdef", fromNumber = "MGASSO", apiKey, baseUrl };
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", Sms("https://api.twilio.com/", "auth-token"))).Response.StatusCode);
+
+        // Switching the channel off (nothing else changes) keeps the token without re-entering it…
+        var (off, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", Sms("https://api.twilio.com/", null, enabled: false));
+        // …pointing it at another server does not: a connection test would send the token there.
+        var (moved, movedProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", Sms("https://elsewhere.example/", null));
+        var (reentered, _) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", Sms("https://elsewhere.example/", "auth-token"));
+
+        Assert.Equal(HttpStatusCode.OK, off.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, moved.StatusCode);
+        Assert.StartsWith("apiKey must be given again when provider, baseUrl or accountSid changes", movedProblem!["errors"]!["apiKey"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, reentered.StatusCode);
+
+        // SMTP: the password stays with its host.
+        object Smtp(string host, string? password) =>
+            new { provider = "SMTP", enabled = true, host, port = 587, security = "STARTTLS", username = "accounts", password, fromEmail = "accounts@practice.example" };
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", Smtp("smtp.practice.example", "smtp-password"))).Response.StatusCode);
+        var (otherHost, otherHostProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", Smtp("smtp.elsewhere.example", null));
+        Assert.Equal(HttpStatusCode.BadRequest, otherHost.StatusCode);
+        Assert.True(otherHostProblem!["errors"]!.AsObject().ContainsKey("password"), otherHostProblem.ToJsonString());
+
+        // WhatsApp: the phone number id becomes part of the URL, so it is digits only.
+        var (url, urlProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/whatsapp", new
+        {
+            provider = "WHATSAPP_BUSINESS_API", enabled = true, apiKey = "EAAG-token", phoneNumberId = "https://elsewhere.example/x",
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, url.StatusCode);
+        Assert.True(urlProblem!["errors"]!.AsObject().ContainsKey("phoneNumberId"), urlProblem.ToJsonString());
+    }
+
+    [Fact]
     public async Task Test_connection_answers_in_words_when_the_provider_cannot_be_reached()
     {
         var (_, key) = await api.NewCompanyAsync();

@@ -44,5 +44,10 @@ public sealed class RetryScheduleTests
     {
         Assert.Equal(TimeSpan.FromMinutes(5), RetrySchedule.Delay(30, TimeSpan.FromSeconds(10), 0, TimeSpan.FromMinutes(5)));
         Assert.Equal(TimeSpan.FromMinutes(2), RetrySchedule.Delay(1, TimeSpan.FromSeconds(10), 0, TimeSpan.FromHours(1), TimeSpan.FromMinutes(2)));
+        // An hour's throttling beyond a 30-minute cap is still honoured…
+        Assert.Equal(TimeSpan.FromHours(1), RetrySchedule.Delay(1, TimeSpan.FromSeconds(10), 0, TimeSpan.FromMinutes(30), TimeSpan.FromHours(1)));
+        // …a bogus Retry-After of years only up to a day, or up to a longer cap.
+        Assert.Equal(TimeSpan.FromDays(1), RetrySchedule.Delay(1, TimeSpan.FromSeconds(10), 0, TimeSpan.FromMinutes(30), TimeSpan.FromDays(3650)));
+        Assert.Equal(TimeSpan.FromDays(7), RetrySchedule.Delay(1, TimeSpan.FromSeconds(10), 0, TimeSpan.FromDays(7), TimeSpan.MaxValue));
     }
 }

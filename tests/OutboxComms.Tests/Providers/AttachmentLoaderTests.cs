@@ -68,6 +68,11 @@ public sealed class AttachmentLoaderTests : IDisposable
             [new CommunicationAttachment { FileName = "statement.pdf", ContentType = "application/pdf", Url = files.Url + "/loop" }], TestContext.Current.CancellationToken));
         Assert.Contains("redirects (HTTP 302) past the 5 redirects followed", looping.Message, StringComparison.Ordinal);
         Assert.Equal(6, files.LogEntries.Count(e => e.RequestMessage.Path == "/loop"));
+
+        // A presigned link's query is its credential: an error shows the link without it.
+        var gone = await Assert.ThrowsAsync<HttpRequestException>(() => worker.Services.GetRequiredService<AttachmentLoader>().LoadAsync(
+            [new CommunicationAttachment { FileName = "inv.pdf", ContentType = "application/pdf", Url = files.Url + "/gone/inv.pdf?X-Amz-Signature=s3cr3t" }], TestContext.Current.CancellationToken));
+        Assert.Equal($"attachment inv.pdf could not be fetched: HTTP 404 from {files.Url}/gone/inv.pdf?…", gone.Message);
     }
 
     [Fact]

@@ -20,6 +20,18 @@ namespace OutboxComms.Tests.Providers;
 /// <summary>The shared HTTP plumbing's reading of a provider that cannot be reached, against real sockets.</summary>
 public sealed class ProviderHttpTests
 {
+    [Theory]
+    [InlineData("https://elsewhere.example/x/messages")]
+    [InlineData("//elsewhere.example/x/messages")]
+    [InlineData("http://graph.facebook.com/x/messages")]   // not even another scheme on the same host
+    public void A_company_id_written_as_a_url_cannot_send_a_request_and_its_credentials_to_another_host(string relative) =>
+        Assert.Throws<InvalidOperationException>(() => ProviderHttp.Endpoint(null, "https://graph.facebook.com/v25.0/", relative));
+
+    [Fact]
+    public void A_relative_path_stays_under_the_providers_base() =>
+        Assert.Equal("https://graph.facebook.com/v25.0/106540352242922/messages",
+            ProviderHttp.Endpoint(null, "https://graph.facebook.com/v25.0/", "106540352242922/messages").AbsoluteUri);
+
     [Fact]
     public async Task An_address_that_swallows_connection_attempts_is_an_outage_not_a_request_timeout()
     {

@@ -181,8 +181,21 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
 
     public static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
-    public static Uri Endpoint(Uri? configured, string defaultBase, string relative) =>
-        new(configured ?? new Uri(defaultBase), relative);
+    /// <summary>
+    /// <paramref name="relative"/> (built from a company's ids) under the provider's base URL, never
+    /// elsewhere: an id written as an absolute URL ("https://elsewhere/x") or "//elsewhere" would
+    /// replace the base, and the request's credentials would go to that host.
+    /// </summary>
+    public static Uri Endpoint(Uri? configured, string defaultBase, string relative)
+    {
+        var root = configured ?? new Uri(defaultBase);
+        var endpoint = new Uri(root, relative);
+        if (Uri.Compare(endpoint, root, UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) != 0)
+        {
+            throw new InvalidOperationException($"the provider account's ids would send the request away from {root.GetLeftPart(UriPartial.Authority)}: check the settings' ids");
+        }
+        return endpoint;
+    }
 }
 
 /// <summary>An HTTP answer from a provider, read whole.</summary>
