@@ -64,9 +64,11 @@ public sealed class ApiKeyAuthenticationHandler(
                 .Select(k => new { k.Id, k.CompanyId, k.Name })
                 .FirstOrDefaultAsync(Context.RequestAborted);
             key = row is null ? null : (row.Id, row.CompanyId, row.Name);
-            cache.Set(cacheKey, key, CacheFor);
+            // Only keys that exist are cached: a flood of made-up (well-formed) tokens, each its own
+            // entry, would otherwise fill the process's memory for 30 s at a time.
             if (row is not null)
             {
+                cache.Set(cacheKey, key, CacheFor);
                 // Once per cache period at most (per process), so lastUsedAt tells an operator
                 // whether an old key is still in use before it is revoked; to within a minute.
                 var now = time.GetUtcNow();

@@ -20,9 +20,16 @@ internal sealed class BatchContext
     private readonly Dictionary<(Guid CustomerId, MessageType Type), ClaimedMessage?> firstReminderInBatch = [];
     private readonly Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder> recordedReminders = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
+    private readonly Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent;
 
-    private BatchContext(IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate)
+    /// <summary>The Content of an attachment whose bytes are stored but not loaded with the batch (see <see cref="Attachments"/>).</summary>
+    private static readonly byte[] StoredNotLoaded = [];
+
+    private BatchContext(
+        IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate,
+        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent)
     {
+        this.loadContent = loadContent;
         this.companies = companies.ToDictionary(c => c.Id);
         // Languages match whatever their case; a company may hold the same tag in two cases (the
         // unique key compares them exactly): one of them, always the same, rather than a batch that
@@ -69,7 +76,31 @@ internal sealed class BatchContext
     public MessageTemplate? Template(Guid companyId, string key, Channel channel, IEnumerable<string> languages) =>
         languages.Select(language => Template(companyId, key, channel, language)).FirstOrDefault(found => found is not null);
 
+    /// <summary>
+    /// The message's attachments as the checks see them: a stored file's bytes are not loaded with
+    /// the batch (500 invoices with their PDFs, four batches at once, would hold gigabytes); its
+    /// Content is an empty marker. <see cref="AttachmentsForSendAsync"/> loads them for the send.
+    /// </summary>
     public IReadOnlyList<CommunicationAttachment> Attachments(long messageId) => [.. attachments[messageId]];
+
+    /// <summary>The message's attachments with their stored bytes, loaded now: only the messages being sent hold theirs.</summary>
+    public async Task<IReadOnlyList<CommunicationAttachment>> AttachmentsForSendAsync(long messageId, CancellationToken cancellationToken)
+    {
+        var listed = Attachments(messageId);
+        if (!listed.Any(a => ReferenceEquals(a.Content, StoredNotLoaded)))
+        {
+            return listed;
+        }
+        var content = await loadContent(messageId, cancellationToken);
+        return [.. listed.Select(a => ReferenceEquals(a.Content, StoredNotLoaded)
+            ? new CommunicationAttachment
+            {
+                Id = a.Id, MessageId = a.MessageId, FileName = a.FileName, ContentType = a.ContentType, Url = a.Url, SizeBytes = a.SizeBytes,
+                // Deleted since the claim (the message was too): what the URL gives, if any.
+                Content = content.GetValueOrDefault(a.Id),
+            }
+            : a)];
+    }
 
     /// <summary>
     /// Only one reminder of a type per customer goes out of one batch: the first in claim order
@@ -99,11 +130,20 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, Guid[] companyIds, string[] keys) =>
             db.MessageTemplates.AsNoTracking().Where(t => companyIds.Contains(t.CompanyId) && keys.Contains(t.Key)));
 
-    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<CommunicationAttachment>> AttachmentsQuery =
-        EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)));
+    private sealed record AttachmentInfo(long Id, long MessageId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
 
-    /// <summary>Loads the batch's companies (with settings), the templates its rows name, and the attachments of the rows that have any.</summary>
-    public static async Task<BatchContext> LoadAsync(OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, ReminderGate gate, CancellationToken cancellationToken)
+    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<AttachmentInfo>> AttachmentsQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)).OrderBy(a => a.Id)
+            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.FileName, a.ContentType, a.Url, a.SizeBytes, a.Content != null)));
+
+    /// <summary>
+    /// Loads the batch's companies (with settings), the templates its rows name, and the attachments
+    /// of the rows that have any, without their stored bytes (<paramref name="loadContent"/> gives a
+    /// message's, by attachment id, when it is sent).
+    /// </summary>
+    public static async Task<BatchContext> LoadAsync(
+        OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, ReminderGate gate, Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent,
+        CancellationToken cancellationToken)
     {
         var companyIds = batch.Select(m => m.CompanyId).Distinct().ToArray();
         var templateKeys = batch.Where(m => m.TemplateKey is not null).Select(m => m.TemplateKey!).Distinct().ToArray();
@@ -111,7 +151,13 @@ internal sealed class BatchContext
 
         var companies = await CompaniesQuery(db, companyIds).ToListAsync(cancellationToken);
         var templates = templateKeys.Length == 0 ? [] : await TemplatesQuery(db, companyIds, templateKeys).ToListAsync(cancellationToken);
-        var attachments = withAttachments.Length == 0 ? [] : await AttachmentsQuery(db, withAttachments).ToListAsync(cancellationToken);
-        return new BatchContext(batch, companies, templates, attachments, gate);
+        var attachments = withAttachments.Length == 0 ? [] : await AttachmentsQuery(db, withAttachments)
+            .Select(a => new CommunicationAttachment
+            {
+                Id = a.Id, MessageId = a.MessageId, FileName = a.FileName, ContentType = a.ContentType, Url = a.Url, SizeBytes = a.SizeBytes,
+                Content = a.Stored ? StoredNotLoaded : null,
+            })
+            .ToListAsync(cancellationToken);
+        return new BatchContext(batch, companies, templates, attachments, gate, loadContent);
     }
 }

@@ -255,7 +255,7 @@ internal sealed partial class MessageDispatcher(
             Body = rendered.Body,
             HtmlBody = rendered.HtmlBody,
             ProviderTemplate = rendered.ProviderTemplate,
-            Attachments = attachments,
+            Attachments = attachments.Count == 0 ? attachments : await context.AttachmentsForSendAsync(message.Id, sendToken),
             UnsubscribeUrl = channel == Channel.Email && EmailComposition.IsNonTransactional(message.Type) && settings.PublicBaseUrl is { } publicBase
                 ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
                 : null,

@@ -501,6 +501,20 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<DateTimeOffset>(ordinal);
 
 
+    /// <summary>A message's stored attachment bytes by attachment id, read when it is sent (the batch loads none: see BatchContext.Attachments).</summary>
+    public async Task<Dictionary<long, byte[]>> AttachmentContentAsync(long messageId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT id, content FROM communication_attachments WHERE message_id = $1 AND content IS NOT NULL");
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = messageId });
+        var content = new Dictionary<long, byte[]>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            content[reader.GetInt64(0)] = reader.GetFieldValue<byte[]>(1);
+        }
+        return content;
+    }
+
     /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction: one round trip and the commit.</summary>
     public async Task CompleteAsync(string leaseToken, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken)
     {

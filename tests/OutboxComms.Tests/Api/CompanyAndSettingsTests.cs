@@ -53,6 +53,23 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_made_up_key_is_refused_without_being_remembered_and_a_real_one_is_cached()
+    {
+        var cache = api.Services.GetRequiredService<Microsoft.Extensions.Caching.Memory.IMemoryCache>();
+        var (madeUp, _, _) = OutboxComms.Api.Auth.ApiKeys.Create();   // well formed, never stored
+        var (_, real) = await api.NewCompanyAsync();
+
+        using var withMadeUp = api.As(madeUp);
+        using var withReal = api.As(real);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await withMadeUp.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await withReal.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+
+        // A flood of made-up tokens must not fill the cache; a real key saves a query per request.
+        Assert.False(cache.TryGetValue("apikey:" + Convert.ToHexString(OutboxComms.Api.Auth.ApiKeys.Hash(madeUp)), out _));
+        Assert.True(cache.TryGetValue("apikey:" + Convert.ToHexString(OutboxComms.Api.Auth.ApiKeys.Hash(real)), out _));
+    }
+
+    [Fact]
     public async Task A_rotated_out_key_stops_working_at_once()
     {
         var (_, first) = await api.NewCompanyAsync();

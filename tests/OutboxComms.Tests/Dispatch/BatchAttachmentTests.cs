@@ -1,0 +1,60 @@
+using Microsoft.Extensions.DependencyInjection;
+using OutboxComms.Core.Data;
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Dispatch;
+
+namespace OutboxComms.Tests.Dispatch;
+
+/// <summary>A claimed batch holds its attachments' names and types, not their stored bytes: those are read per message, when it is sent.</summary>
+public sealed class BatchAttachmentTests(PostgresServer server) : IAsyncLifetime
+{
+    private readonly DatabaseFixture db = new(server);
+    private WorkerHarness worker = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        await db.InitializeAsync();
+        worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()]);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await worker.DisposeAsync();
+        await db.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Stored_bytes_are_read_only_for_the_message_being_sent()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var now = DateTimeOffset.UtcNow;
+        var stored = await Outbox.EnqueueAsync(db.DataSource, company, customer, "INVOICE", "EMAIL", "Invoice attached.", null, "{}", now.AddMinutes(-1), 3);
+        var linked = await Outbox.EnqueueAsync(db.DataSource, company, customer, "INVOICE", "EMAIL", "Invoice linked.", null, "{}", now.AddMinutes(-1), 3);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content, url)
+                       VALUES ($1, 'INV-1.pdf', 'application/pdf', '\x25504446', NULL), ($2, 'INV-2.pdf', 'application/pdf', NULL, 'https://files.example/INV-2.pdf')
+                       RETURNING 1)
+            SELECT count(*)::int FROM a
+            """, stored, linked);
+        var store = new OutboxStore(db.DataSource);
+        var claimed = await store.WithRecipientsAsync("bytes#1", await store.ClaimAsync("bytes#1", 500, now, TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken),
+            now, TestContext.Current.CancellationToken);
+        var reads = new List<long>();
+
+        // The worker's own DbContext: its compiled queries belong to the worker's model.
+        await using var scope = worker.Services.CreateAsyncScope();
+        var batch = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, new ReminderGate(), (id, token) =>
+        {
+            reads.Add(id);
+            return store.AttachmentContentAsync(id, token);
+        }, TestContext.Current.CancellationToken);
+
+        Assert.Empty(Assert.Single(batch.Attachments(stored)).Content!);   // listed for the checks, no bytes held
+        Assert.Null(Assert.Single(batch.Attachments(linked)).Content);
+        Assert.Empty(reads);
+        Assert.Equal("%PDF"u8.ToArray(), Assert.Single(await batch.AttachmentsForSendAsync(stored, TestContext.Current.CancellationToken)).Content);
+        Assert.Equal("https://files.example/INV-2.pdf", Assert.Single(await batch.AttachmentsForSendAsync(linked, TestContext.Current.CancellationToken)).Url);
+        Assert.Equal([stored], reads);   // the linked file needed no read
+    }
+}
