@@ -280,9 +280,28 @@ internal sealed partial class MessageDispatcher(
             // each time, every pending row of the company came back together at each break's end,
             // to be claimed and deferred again, for as long as the outage lasted.
             var outageAttempt = message.OutageAttempts + 1;
+            var failing = $"provider {provider.Name} is failing for this company (circuit open)";
+            if (outageAttempt > settings.OutageRetries)
+            {
+                // Past the outage budget each deferral spends a retry, as a failed call would: a
+                // provider broken for good (revoked credentials) fails its rows in the end instead of
+                // holding them PENDING for as long as it stays broken.
+                var retry = message.RetryCount + 1;
+                if (retry > message.MaxRetries)
+                {
+                    return Fail(message, resolved, $"gave up: {failing} past {settings.OutageRetries} outage attempts and {message.MaxRetries} retries") with
+                    {
+                        RetryCount = retry, OutageAttempts = outageAttempt, ProviderName = provider.Name,
+                    };
+                }
+                var later = time.GetUtcNow() + RetrySchedule.Delay(retry, settings.RetryBaseDelay, settings.RetryJitter, settings.MaxRetryDelay, ex.RetryAfter ?? settings.BreakerBreakDuration);
+                return DeferAtMost(message, resolved, later, $"{failing}; retry {retry} of {message.MaxRetries} at {later.UtcDateTime:u}") with
+                {
+                    RetryCount = retry, OutageAttempts = outageAttempt,
+                };
+            }
             var until = time.GetUtcNow() + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, ex.RetryAfter ?? settings.BreakerBreakDuration);
-            return DeferAtMost(message, resolved, until,
-                $"provider {provider.Name} is failing for this company (circuit open); deferred until {until.UtcDateTime:u}") with { OutageAttempts = outageAttempt };
+            return DeferAtMost(message, resolved, until, $"{failing}; deferred until {until.UtcDateTime:u}") with { OutageAttempts = outageAttempt };
         }
         catch (TimeoutRejectedException)
         {

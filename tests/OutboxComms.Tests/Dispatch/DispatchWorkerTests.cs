@@ -354,6 +354,30 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Behind_a_circuit_open_past_the_outage_budget_each_deferral_spends_a_retry_until_the_row_fails()
+    {
+        var (failing, customer) = await CustomerAsync();
+        var (email, time) = FailingEmail();
+        await using var worker = BreakingWorker(email, time, ("Dispatch:OutageRetries", "1"));
+        for (var i = 0; i < 8; i++)
+        {
+            await Outbox.EnqueueAsync(db.DataSource, failing, customer);
+        }
+        // Rows that already waited out one outage attempt, one of them with a single retry left.
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET outage_attempts = 1 WHERE company_id = $1 RETURNING 1", failing);
+        var lastChance = await TestData.ScalarAsync<long>(db.DataSource,
+            "UPDATE communication_logs SET retry_count = max_retries WHERE id = (SELECT max(id) FROM communication_logs WHERE company_id = $1) RETURNING id", failing);
+
+        await worker.RunOnceAsync();
+
+        var deferred = await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND status_reason LIKE 'provider SMTP is failing for this company (circuit open); retry 1 of 3 at %' AND retry_count = 1 AND attempt_count = 0", failing);
+        Assert.True(deferred > 0, "no row met the open circuit");
+        var failed = await Outbox.GetAsync(db.DataSource, lastChance);
+        Assert.Equal(("FAILED", "gave up: provider SMTP is failing for this company (circuit open) past 1 outage attempts and 3 retries"), (failed.Status, failed.ErrorMessage));
+    }
+
+    [Fact]
     public async Task Delivery_events_that_arrive_before_the_batch_records_their_provider_ids_are_applied_when_it_does()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
