@@ -20,7 +20,11 @@ results="$root/TestResults"
 rm -rf "$results"
 
 echo "==> restore and build"
-dotnet build OutboxComms.sln -c Release -nologo -v quiet
+if ! dotnet build OutboxComms.sln -c Release -nologo -v quiet; then
+  # The compiler's errors are above; this line is the last a reader (or CI's log tail) sees.
+  echo "build failed: no tests ran (0 passed, 0 failed, 0 skipped)"
+  exit 1
+fi
 
 echo "==> tests"
 status=0
