@@ -57,7 +57,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                        ELSE delivery_rank($3) > delivery_rank(status)
                    END, false) AS advances
               FROM communication_logs
-             WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
+             WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($6)
              LIMIT 1 FOR UPDATE),
         moved AS (
             UPDATE communication_logs m SET
@@ -78,16 +78,28 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
     internal const string ResponseSql = """
         UPDATE communication_logs SET response_at = coalesce(response_at, $3), updated_at = now()
-         WHERE company_id = $1 AND provider_message_id = $2
+         WHERE company_id = $1 AND provider_message_id = $2 AND provider_name = ANY ($4)
         RETURNING id, response_at = $3
         """;
 
     // A complaint or a provider's unsubscribe changes no status: it only names the message whose customer asked.
     internal const string ComplaintSql = """
         SELECT id, true FROM communication_logs
-         WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>')
+         WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
          LIMIT 1
         """;
+
+    /// <summary>
+    /// The providers whose messages a webhook route may move (communication_logs.provider_name): an
+    /// event verified with the company's Gupshup token must not touch its SES mail, whatever id it names.
+    /// </summary>
+    internal static string[] SendingProviders(string route) => route switch
+    {
+        "messagebird" or "messagebird-sms" => ["MESSAGEBIRD"],
+        "whatsapp" => ["WHATSAPP_BUSINESS_API"],
+        "ses" => ["AWS_SES"],
+        _ => [route.ToUpperInvariant()],   // twilio, sendgrid, mailgun, resend, gupshup
+    };
 
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
 
@@ -258,6 +270,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 apply.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
                 apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             }
+            apply.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = SendingProviders(provider) });
             await using var reader = await apply.ExecuteReaderAsync(cancellationToken);
             if (await reader.ReadAsync(cancellationToken))
             {

@@ -221,11 +221,13 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
             await TestData.ScalarAsync<string>(db.DataSource, "SELECT indexdef FROM pg_indexes WHERE tablename = 'communication_logs' AND indexdef LIKE '%provider_message_id%' AND $1::uuid IS NOT NULL", company));
         var providerId = new NpgsqlParameter<string> { TypedValue = "wamid.1042" };
         var apply = await PlanAsync(DeliveryEventRecorder.ApplySql, new NpgsqlParameter<Guid> { TypedValue = company }, providerId,
-            new NpgsqlParameter<string> { TypedValue = "DELIVERED" }, new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow }, new NpgsqlParameter<string> { TypedValue = "x" });
+            new NpgsqlParameter<string> { TypedValue = "DELIVERED" }, new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow }, new NpgsqlParameter<string> { TypedValue = "x" },
+            new NpgsqlParameter<string[]> { TypedValue = ["WHATSAPP_CLOUD"] });
         Assert.Contains("Bitmap Index Scan on ix_communication_logs_provider_message_id", apply, StringComparison.Ordinal);
         Assert.Contains("Index Cond: (provider_message_id = ANY ('{wamid.1042,<wamid.1042>}'::text[]))", apply, StringComparison.Ordinal);
         Assert.Contains("ix_communication_logs_provider_message_id on communication_logs", await PlanAsync(DeliveryEventRecorder.ResponseSql,
-            new NpgsqlParameter<Guid> { TypedValue = company }, providerId.Clone(), new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow }), StringComparison.Ordinal);
+            new NpgsqlParameter<Guid> { TypedValue = company }, providerId.Clone(), new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow },
+            new NpgsqlParameter<string[]> { TypedValue = ["WHATSAPP_CLOUD"] }), StringComparison.Ordinal);
 
         await using var cleanUp = new NpgsqlCommand("DELETE FROM communication_logs WHERE company_id = $1", connection) { Parameters = { new() { Value = company } } };
         await cleanUp.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);

@@ -714,6 +714,26 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task An_event_moves_only_messages_its_own_provider_sent_whatever_id_it_names()
+    {
+        // Whoever holds the company's Gupshup callback URL (its token travels in the query) must
+        // not be able to fail the company's invoice email by naming that email's SES id.
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-31ab");
+        var email = await SentMessageAsync(company, "AWS_SES", "0109019af1c2d3e4-aaaa-4bbb-cccc-000000000042-000000", "EMAIL");
+        var whatsApp = await SentMessageAsync(company, "GUPSHUP", "0109019af1c2d3e4-aaaa-4bbb-cccc-000000000043-000000");
+
+        var (_, forged) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-31ab",
+            GupshupEvent("failed", "0109019af1c2d3e4-aaaa-4bbb-cccc-000000000042-000000", detail: "{\"code\":1002,\"reason\":\"forged\"}"));
+        var (_, own) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-31ab",
+            GupshupEvent("read", "0109019af1c2d3e4-aaaa-4bbb-cccc-000000000043-000000"));
+
+        Assert.Equal((0, 1), (forged!.Applied, forged.UnknownMessages));
+        Assert.Equal("SENT", (await RowAsync(email)).Status);
+        Assert.Equal(1, own!.Applied);
+        Assert.Equal("READ", (await RowAsync(whatsApp)).Status);
+    }
+
+    [Fact]
     public async Task A_gupshup_failure_with_metas_stopped_marketing_code_stops_general_updates_on_whatsapp()
     {
         var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-9d0e");
