@@ -202,20 +202,6 @@ public static class ComplianceCalendarEndpoints
             return validation.Problem();
         }
 
-        // Every chosen filing's step templates, checked before anything is created: a practice
-        // learns now, not at the first step weeks later, which templates its calendar still needs.
-        var uses = chosen.SelectMany(f => (f.Filing.Steps ?? calendar.DefaultSteps).Select(s => (Filing: f.Filing.Key, s.TemplateKey))).ToList();
-        var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, uses.Select(u => (u.TemplateKey, channel)), cancellationToken);
-        foreach (var ((templateKey, _), problem) in missing)
-        {
-            var users = string.Join(", ", uses.Where(u => u.TemplateKey == templateKey).Select(u => u.Filing).Distinct());
-            validation.Add("filings", $"{problem} The steps of {users} use it; or correct their steps with PUT /v1/compliance-calendar/{{key}}.");
-        }
-        if (!validation.IsValid)
-        {
-            return validation.Problem();
-        }
-
         var keys = chosen.Select(f => f.Filing.Key).ToList();
         // Per filing: its active reminder if any, else the latest resolved one.
         var existing = (await db.Reminders.AsNoTracking()
@@ -258,6 +244,20 @@ public static class ComplianceCalendarEndpoints
                 continue;
             }
             created.Add(reminder);
+        }
+        // The step templates of the reminders to be created (not of the filings skipped), checked
+        // before any is: a practice learns now, not at the first step weeks later, which templates
+        // its calendar still needs.
+        var uses = created.SelectMany(r => r.Steps.Select(s => (Filing: r.CalendarKey!, s.TemplateKey))).ToList();
+        var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, uses.Select(u => (u.TemplateKey, channel)), cancellationToken, customer);
+        foreach (var ((templateKey, _), problem) in missing)
+        {
+            var users = string.Join(", ", uses.Where(u => u.TemplateKey == templateKey).Select(u => u.Filing).Distinct());
+            validation.Add("filings", $"{problem} The steps of {users} use it; or correct their steps with PUT /v1/compliance-calendar/{{key}}.");
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
         }
         db.Reminders.AddRange(created);
         try

@@ -71,14 +71,6 @@ public static class ReminderEndpoints
         {
             return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
         }
-        var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, steps.Select(s => (s.TemplateKey, s.Channel)), cancellationToken);
-        for (var i = 0; i < steps.Count; i++)
-        {
-            if (missing.TryGetValue((steps[i].TemplateKey, steps[i].Channel), out var problem))
-            {
-                validation.Add($"steps[{i}].templateKey", problem);
-            }
-        }
         if (!validation.IsValid)
         {
             return validation.Problem();
@@ -108,6 +100,20 @@ public static class ReminderEndpoints
                 return Problems.Conflict($"An active reminder {existing.Id} for '{reminder.Reference}' due {reminder.DueDate:yyyy-MM-dd} already exists with other steps, grace or data: resolve it first to replace it.");
             }
             return TypedResults.Ok((await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == existing.Id), cancellationToken)).Single());
+        }
+        // Checked now, for a reminder to be created (a retry of one is answered above whatever
+        // became of its templates since): weeks later every step would fail instead.
+        var missing = await WorkflowRequests.MissingTemplatesAsync(db, tenant.CompanyId, steps.Select(s => (s.TemplateKey, s.Channel)), cancellationToken, customer);
+        for (var i = 0; i < steps.Count; i++)
+        {
+            if (missing.TryGetValue((steps[i].TemplateKey, steps[i].Channel), out var problem))
+            {
+                validation.Add($"steps[{i}].templateKey", problem);
+            }
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
         }
         db.Reminders.Add(reminder);
         await db.SaveChangesAsync(cancellationToken);

@@ -6,6 +6,7 @@ using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Policies;
+using OutboxComms.Core.Templates;
 using OutboxComms.Core.Workflows;
 
 namespace OutboxComms.Api.Reminders;
@@ -147,31 +148,44 @@ internal static class WorkflowRequests
     /// missing template would otherwise be found weeks later, when every step fails.
     /// </summary>
     public static async Task<Dictionary<(string Key, Channel Channel), string>> MissingTemplatesAsync(
-        OutboxDbContext db, Guid companyId, IEnumerable<(string Key, Channel Channel)> uses, CancellationToken cancellationToken)
+        OutboxDbContext db, Guid companyId, IEnumerable<(string Key, Channel Channel)> uses, CancellationToken cancellationToken, Customer? customer = null)
     {
         var wanted = uses.Distinct().ToList();
         var keys = wanted.Select(u => u.Key).Distinct().ToList();
-        var channels = (await db.MessageTemplates.AsNoTracking().Where(t => t.CompanyId == companyId && keys.Contains(t.Key))
-                .Select(t => new { t.Key, t.Channel }).Distinct().ToListAsync(cancellationToken))
-            .ToLookup(t => t.Key, t => t.Channel, StringComparer.Ordinal);
+        var variants = await db.MessageTemplates.AsNoTracking().Where(t => t.CompanyId == companyId && keys.Contains(t.Key))
+            .Select(t => new { t.Key, t.Channel, t.Language }).ToListAsync(cancellationToken);
+        // For one customer, only the languages the worker will look in for them (theirs, the
+        // company's, English): a template only in Hindi does not reach an English-speaking client.
+        List<string>? languages = null;
+        if (customer is not null)
+        {
+            var companyLanguage = await db.Companies.Where(c => c.Id == companyId).Select(c => c.DefaultLanguage).SingleAsync(cancellationToken);
+            languages = [.. MessageTemplate.LanguagesToTry(customer.PreferredLanguage, companyLanguage).Distinct(StringComparer.OrdinalIgnoreCase)];
+        }
         var missing = new Dictionary<(string Key, Channel Channel), string>();
         foreach (var (key, channel) in wanted)
         {
-            var have = channels[key].ToHashSet();
+            var ofKey = variants.Where(v => v.Key == key).ToList();
+            var have = ofKey.Where(v => languages is null || languages.Contains(v.Language, StringComparer.OrdinalIgnoreCase)).Select(v => v.Channel).ToHashSet();
             Channel[] needed = channel switch
             {
                 Channel.Preferred => [],
                 Channel.Both => [Channel.Email, Channel.WhatsApp],
                 _ => [channel],
             };
-            if (have.Count == 0)
+            var inLanguages = languages is null ? "" : $" in the customer's languages ({string.Join(", ", languages)})";
+            if (ofKey.Count == 0)
             {
                 missing[(key, channel)] = $"No template '{key}' exists in this company: create it with PUT /v1/templates/{key}.";
+            }
+            else if (have.Count == 0)
+            {
+                missing[(key, channel)] = $"Template '{key}' has no version{inLanguages}: add one with PUT /v1/templates/{key}.";
             }
             else if (needed.Where(c => !have.Contains(c)).Select(WireName<Channel>.Of).ToList() is { Count: > 0 } absent)
             {
                 var sends = channel == Channel.Both ? "BOTH sends email and WhatsApp" : $"the channel is {WireName<Channel>.Of(channel)}";
-                missing[(key, channel)] = $"Template '{key}' has no {string.Join(" or ", absent)} version ({sends}; it has {string.Join(", ", have.Order().Select(WireName<Channel>.Of))}): add one with PUT /v1/templates/{key}.";
+                missing[(key, channel)] = $"Template '{key}' has no {string.Join(" or ", absent)} version{inLanguages} ({sends}; it has {string.Join(", ", have.Order().Select(WireName<Channel>.Of))}): add one with PUT /v1/templates/{key}.";
             }
         }
         return missing;

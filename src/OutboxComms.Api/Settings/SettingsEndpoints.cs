@@ -84,8 +84,9 @@ public static partial class SettingsEndpoints
             || (settings.SmtpSecurity != (request.Security ?? SmtpSecurity.StartTls) && settings.EmailProvider == EmailProvider.Smtp) || settings.SmtpUsername != request.Username
             || settings.EmailBaseUrl != request.BaseUrl || settings.EmailRegion != request.Region || settings.EmailApiUser != request.ApiUser;
         const string Destination = "provider, host, port, security, username, baseUrl, region or apiUser";
-        KeptOnlyWhereEntered(validation, "password", request.Password, settings.SmtpPasswordEncrypted, moved, Destination);
-        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.EmailApiKeyEncrypted, moved, Destination);
+        // Only the secret the chosen provider will send: SMTP's password, an API provider's key.
+        KeptOnlyWhereEntered(validation, "password", request.Password, settings.SmtpPasswordEncrypted, moved && request.Provider == EmailProvider.Smtp, Destination);
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.EmailApiKeyEncrypted, moved && request.Provider is not (null or EmailProvider.Smtp), Destination);
         switch (request.Provider)
         {
             case EmailProvider.Smtp:
@@ -151,9 +152,9 @@ public static partial class SettingsEndpoints
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var secretOf = Secrets(secrets);
         var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted);
-        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted,
-            settings.WhatsAppProvider != request.Provider || settings.WhatsAppBaseUrl != request.BaseUrl || settings.WhatsAppPhoneId != request.PhoneNumberId
-            || settings.WhatsAppAccountSid != request.AccountSid, "provider, baseUrl, phoneNumberId or accountSid");
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted, request.Provider is not null
+            && (settings.WhatsAppProvider != request.Provider || settings.WhatsAppBaseUrl != request.BaseUrl || settings.WhatsAppPhoneId != request.PhoneNumberId
+            || settings.WhatsAppAccountSid != request.AccountSid), "provider, baseUrl, phoneNumberId or accountSid");
         if (request.Provider is not null)
         {
             validation.When(apiKey.Value is null, "apiKey", "apiKey (access token or auth token) is required.");
@@ -205,8 +206,8 @@ public static partial class SettingsEndpoints
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
         var apiKey = Secrets(secrets)(request.ApiKey, settings.SmsApiKeyEncrypted);
-        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted,
-            settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid, "provider, baseUrl or accountSid");
+        KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted, request.Provider is not null
+            && (settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid), "provider, baseUrl or accountSid");
         if (request.Provider is not null)
         {
             validation.When(apiKey.Value is null, "apiKey", "apiKey is required.").Require("fromNumber", request.FromNumber);

@@ -50,6 +50,8 @@ public sealed record OutboundMessage
     public Uri? UnsubscribeUrl { get; init; }
     /// <summary>How many times an operator replayed the message: a replay is a new send, not a retry.</summary>
     public int ReplayCount { get; init; }
+    /// <summary>Provider calls this message had before this one (its attempt history): 0 on its first.</summary>
+    public int EarlierAttempts { get; init; }
     /// <summary>
     /// For providers that deduplicate (e.g. Resend's Idempotency-Key, kept 24 hours): the same on
     /// every retry of the message (one that timed out may have been taken), new after each replay

@@ -225,7 +225,18 @@ internal sealed class BatchProcessor(
         }
         DispatchLog.CompleteWithoutText(logger, refusal, completion.Id, WireName<Core.Messages.DeliveryStatus>.Of(completion.Status));
         var reason = $"its outcome could not be stored as it was ({refusal.GetType().Name}: {StorableText.Truncate(refusal.Message, 200)}); recorded without its texts and cost";
-        await RecordAsync(lease, [completion with
+        try
+        {
+            await RecordStrippedAsync();
+        }
+        catch (Exception ex) when (Refused(ex))
+        {
+            // Refused even so: this one row waits out its lease (and is sent again then), the
+            // batch's other outcomes are still recorded.
+            DispatchLog.CompleteRefused(logger, ex, completion.Id);
+        }
+
+        Task RecordStrippedAsync() => RecordAsync(lease, [completion with
         {
             StatusReason = reason,
             ErrorMessage = completion.ErrorMessage is null ? null : "(not storable)",

@@ -26,6 +26,9 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Error, Message = "The database refused the outcome of message {MessageId}; recorded as {Status} without its texts and cost")]
     public static partial void CompleteWithoutText(ILogger logger, Exception exception, long messageId, string status);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "The database refused even the stripped outcome of message {MessageId}; it is left to its lease")]
+    public static partial void CompleteRefused(ILogger logger, Exception exception, long messageId);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Listening for outbox notifications failed; reconnecting (polling continues meanwhile)")]
     public static partial void ListenFailed(ILogger logger, Exception exception);
 

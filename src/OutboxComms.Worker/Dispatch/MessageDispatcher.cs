@@ -247,6 +247,7 @@ internal sealed partial class MessageDispatcher(
             MessageId = message.Id,
             CompanyId = message.CompanyId,
             ReplayCount = message.ReplayCount,
+            EarlierAttempts = message.AttemptCount,
             Type = message.Type,
             Channel = channel,
             To = address,

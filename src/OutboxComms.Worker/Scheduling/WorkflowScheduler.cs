@@ -97,18 +97,18 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
         }
         // Before the due date, a step's news ("due tomorrow") holds until the due date ends; grace
         // is for the overdue notices.
-        var beforeDue = step.FireAt < step.DueAt;
+        var beforeDue = step.BeforeDeadline;
         var grace = beforeDue ? Invariant($"the due date {step.DueDate:yyyy-MM-dd}") : Invariant($"the due date {step.DueDate:yyyy-MM-dd} + {step.GraceDays} days of grace");
         if (now < (beforeDue ? step.DueAt : step.GraceEndsAt))
         {
             return new StepDecision(StepState.Queued, Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; still within {grace}"));
         }
-        if (step.FireAt >= step.DueAt && late <= catchUpWindow)
+        if (!beforeDue && late <= catchUpWindow)
         {
             return new StepDecision(StepState.Queued,
                 Invariant($"sent {Math.Round(late.TotalHours, 1)} h late: {missed}; an overdue notice, still within the catch-up window ({catchUpWindow.TotalHours:0.#} h)"));
         }
-        return new StepDecision(StepState.Skipped, step.FireAt >= step.DueAt
+        return new StepDecision(StepState.Skipped, !beforeDue
             ? Invariant($"{missed}; {grace} had passed and so had the catch-up window ({catchUpWindow.TotalHours:0.#} h)")
             : $"{missed}; {grace} had passed");
     }

@@ -18,7 +18,17 @@ internal sealed record DueStep(
     DateOnly DueDate,
     int GraceDays,
     DateTimeOffset GraceEndsAt,
-    DateTimeOffset DueAt);
+    DateTimeOffset DueAt,
+    int OffsetDays)
+{
+    /// <summary>
+    /// A notice before the deadline (due date − n, or on it): its news ("due tomorrow", "due today")
+    /// holds until the due date ends. Told by the step's day, not by comparing instants: the steps
+    /// keep the customer's clock and the deadline the company's, so a Sydney client's overdue
+    /// notice at 05:00 on the day after still comes before midnight in India.
+    /// </summary>
+    public bool BeforeDeadline => OffsetDays <= 0;
+}
 
 /// <summary>What becomes of a due step: QUEUED (an outbox row), SKIPPED or CANCELLED, and why.</summary>
 internal sealed record StepDecision(StepState State, string? Reason);
@@ -70,7 +80,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                EXISTS (SELECT 1 FROM reminder_steps later
                         WHERE later.reminder_id = s.reminder_id AND later.position > s.position
                           AND later.state IN ('SCHEDULED', 'QUEUED') AND later.fire_at <= $1),
-               r.due_date, r.grace_days, r.grace_ends_at, r.due_at
+               r.due_date, r.grace_days, r.grace_ends_at, r.due_at, s.offset_days
           FROM reminder_steps s
           JOIN reminders r ON r.id = s.reminder_id
           JOIN customers c ON c.id = r.customer_id
@@ -82,9 +92,9 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
 
     // An ordinary outbox row, so consent, quiet hours and frequency apply at dispatch. The template
     // sees the reminder's data, the step's data over it, and `reminder.*` (reference, due date, …).
-    // A step meant for before the due date expires when the due date ends (grace is for overdue
-    // notices): deferred past that (quiet hours, frequency), "due tomorrow" would be wrong, so
-    // dispatch cancels it with the reason.
+    // A step meant for before the due date, or on it, expires when the due date ends (grace is for
+    // overdue notices; see DueStep.BeforeDeadline): deferred past that (quiet hours, frequency),
+    // "due tomorrow" would be wrong, so dispatch cancels it with the reason.
     private const string QueueStepsSql = """
         INSERT INTO communication_logs (company_id, customer_id, type, channel, template_key, template_data, metadata,
                                         idempotency_key, next_attempt_at, expires_at)
@@ -94,7 +104,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                    'step', s.position, 'calendarKey', r.calendar_key, 'financialYear', r.financial_year)),
                jsonb_build_object('reminderId', r.id, 'reminderStepId', s.id),
                'reminder-step:' || s.id, $2,
-               CASE WHEN s.fire_at < r.due_at THEN r.due_at END
+               CASE WHEN s.offset_days <= 0 THEN r.due_at END
           FROM reminder_steps s JOIN reminders r ON r.id = s.reminder_id
          WHERE s.id = ANY($1)
         ON CONFLICT DO NOTHING
@@ -175,7 +185,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                 due.Add(new DueStep(
                     reader.GetInt64(0), reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2),
                     WireName<ReminderStatus>.Parse(reader.GetString(3)), reader.GetBoolean(4), reader.GetBoolean(5),
-                    reader.GetFieldValue<DateOnly>(6), reader.GetInt32(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<DateTimeOffset>(9)));
+                    reader.GetFieldValue<DateOnly>(6), reader.GetInt32(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<DateTimeOffset>(9), reader.GetInt32(10)));
             }
         }
         if (due.Count == 0)

@@ -304,6 +304,11 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         var (otherHost, otherHostProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", Smtp("smtp.elsewhere.example", null));
         Assert.Equal(HttpStatusCode.BadRequest, otherHost.StatusCode);
         Assert.True(otherHostProblem!["errors"]!.AsObject().ContainsKey("password"), otherHostProblem.ToJsonString());
+        // Moving to an API provider asks for its key only, not for SMTP's password, which it never sends.
+        var (toResend, toResendProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "RESEND", enabled = true, apiKey = "re_123", fromEmail = "accounts@practice.example" });
+        Assert.True(toResend.StatusCode == HttpStatusCode.OK, toResendProblem?.ToJsonString());
+        // Clearing the channel (no provider) sends nothing anywhere: no secret asked for.
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { enabled = false })).Response.StatusCode);
 
         // WhatsApp: the phone number id becomes part of the URL, so it is digits only.
         var (url, urlProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/whatsapp", new

@@ -129,11 +129,15 @@ public sealed class ResendEmailProviderTests : IDisposable
     {
         host.Answer(SendPath, 409, Error(409, "invalid_idempotent_request", "Same idempotency key used with a different request payload."));
 
-        var result = await SendAsync();
+        var result = await SendAsync(Message() with { EarlierAttempts = 1 });
+        var first = await SendAsync();
 
         Assert.Equal((SendOutcome.Sent, null, null), (result.Outcome, result.ProviderMessageId, result.Error));
         Assert.Equal("sent by an earlier attempt whose answer was lost (Resend invalid_idempotent_request: Same idempotency key used with a different request payload.); "
             + "Resend's email id is unknown, so its delivery events cannot be matched", result.Note);
+        // On a first attempt no earlier one of ours used the key: a failure, not a send.
+        Assert.Equal(SendOutcome.Permanent, first.Outcome);
+        Assert.EndsWith("(on this message's first attempt: its idempotency key was used by another request within 24 hours)", first.Error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -256,6 +256,31 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_clients_overdue_notice_that_fires_before_midnight_in_india_is_still_an_overdue_notice()
+    {
+        // A Sydney client (UTC+11 in March) of an Indian practice: the day after the due date at
+        // 05:00 in Sydney is 23:30 IST on the due date itself, before the practice's deadline ends.
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: "Australia/Sydney");
+        var (created, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer, type = "PAYMENT_REMINDER", reference = "Invoice INV-2001", dueDate = "2026-03-10", sendAt = "05:00",
+            templateKey = "payment-reminder", steps = new[] { new { offsetDays = -1 }, new { offsetDays = 1 } },
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+
+        await PassAt("2026-03-08T18:01:00Z");   // the day before, 05:01 in Sydney
+        await PassAt("2026-03-10T18:01:00Z");   // the day after, 05:01 in Sydney; 23:31 IST on the due date
+
+        var steps = await StepsAsync(body!["id"]!.GetValue<long>());
+        Assert.Equal(["QUEUED", "QUEUED"], steps.Select(s => s.State));
+        // The reminder before the deadline holds until it ends (midnight IST); the overdue notice is
+        // not cut off by it, though it fires half an hour before.
+        Assert.Equal(At("2026-03-10T18:30:00Z").UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT expires_at FROM communication_logs WHERE id = $1", steps[0].MessageId!.Value));
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT expires_at IS NULL FROM communication_logs WHERE id = $1", steps[1].MessageId!.Value));
+    }
+
+    [Fact]
     public async Task After_downtime_a_missed_step_is_sent_only_while_its_news_is_true_and_otherwise_skipped_with_the_reason()
     {
         var (client, company) = await PracticeAsync();

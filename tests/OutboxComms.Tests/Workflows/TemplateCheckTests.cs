@@ -37,9 +37,18 @@ public sealed class TemplateCheckTests(DatabaseFixture db) : WorkflowApiTests(db
         WorkflowApi.AssertFields(response, problem, "steps[2].templateKey", "steps[3].templateKey", "steps[4].templateKey");
         var errors = problem!["errors"]!;
         Assert.Equal("No template 'no-such-template' exists in this company: create it with PUT /v1/templates/no-such-template.", errors["steps[2].templateKey"]![0]!.GetValue<string>());
-        Assert.StartsWith("Template 'invoice-due' has no WHATSAPP version (the channel is WHATSAPP; it has EMAIL)", errors["steps[3].templateKey"]![0]!.GetValue<string>(), StringComparison.Ordinal);
-        Assert.StartsWith("Template 'invoice-due' has no WHATSAPP version (BOTH sends email and WhatsApp", errors["steps[4].templateKey"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.StartsWith("Template 'invoice-due' has no WHATSAPP version in the customer's languages (en) (the channel is WHATSAPP; it has EMAIL)", errors["steps[3].templateKey"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.StartsWith("Template 'invoice-due' has no WHATSAPP version in the customer's languages (en) (BOTH sends email and WhatsApp", errors["steps[4].templateKey"]![0]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM reminders WHERE customer_id = $1", customer));
+
+        // A template only in Hindi never reaches this English-speaking client (the worker looks in
+        // the customer's language, the company's, then English).
+        await TestData.ScalarAsync<int>(Db.DataSource,
+            "INSERT INTO message_templates (company_id, key, channel, language, subject, body) SELECT company_id, 'hindi-only', 'EMAIL', 'hi', 'देय', 'प्रिय' FROM customers WHERE id = $1 RETURNING 1", customer);
+        var (hindi, hindiProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", Reminder(customer, new { offsetDays = -7, templateKey = "hindi-only" }));
+        WorkflowApi.AssertFields(hindi, hindiProblem, "steps[0].templateKey");
+        Assert.Equal("Template 'hindi-only' has no version in the customer's languages (en): add one with PUT /v1/templates/hindi-only.",
+            hindiProblem!["errors"]!["steps[0].templateKey"]![0]!.GetValue<string>());
 
         var (created, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", Reminder(customer, new { offsetDays = -7 }, new { offsetDays = -3, channel = "EMAIL" }));
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);

@@ -58,7 +58,7 @@ public sealed class ResendEmailProvider(ProviderHttp http) : IMessageProvider
         };
         request.Headers.Authorization = ProviderHttp.Bearer(account.ApiKey!);
         request.Headers.Add("Idempotency-Key", message.IdempotencyKey);
-        return await http.SendAsync(Provider, request, Interpret, cancellationToken);
+        return await http.SendAsync(Provider, request, response => Interpret(response, message.EarlierAttempts), cancellationToken);
     }
 
     /// <summary>Lists the domains. A sending-only key (the kind Resend recommends) may not, and says so: that still proves the key.</summary>
@@ -91,7 +91,7 @@ public sealed class ResendEmailProvider(ProviderHttp http) : IMessageProvider
         return node;
     }
 
-    private static SendResult Interpret(ProviderResponse response)
+    private static SendResult Interpret(ProviderResponse response, int earlierAttempts)
     {
         if (response.IsSuccess)
         {
@@ -110,9 +110,11 @@ public sealed class ResendEmailProvider(ProviderHttp http) : IMessageProvider
             // replay gets a new one), and a retry follows an attempt whose outcome was unknown (a
             // timeout, a 5xx): that attempt was taken, and this one's body differs only because the
             // template rendered again (date.now, an edited template). Failing it would tell the
-            // practice an email the client has did not go.
-            "invalid_idempotent_request" => SendResult.SentEarlier(
+            // practice an email the client has did not go. On a first attempt no earlier one of
+            // ours can have used the key (ids handed out again after a restore): a failure.
+            "invalid_idempotent_request" when earlierAttempts > 0 => SendResult.SentEarlier(
                 $"sent by an earlier attempt whose answer was lost ({described}); Resend's email id is unknown, so its delivery events cannot be matched"),
+            "invalid_idempotent_request" => SendResult.Permanent($"{described} (on this message's first attempt: its idempotency key was used by another request within 24 hours)"),
             // Also answered with 403 (unverified domain, test-only sender): a content problem, not a bad key.
             "validation_error" => SendResult.Permanent(described),
             _ => response.Classify(described),
