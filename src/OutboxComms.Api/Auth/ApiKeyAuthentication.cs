@@ -14,6 +14,9 @@ public sealed class AdminOptions
 {
     public const string EnvironmentVariable = "OUTBOXCOMMS_ADMIN_KEY";
 
+    /// <summary>The shortest admin key the API starts with.</summary>
+    public const int MinimumLength = 32;
+
     public string? Key { get; set; }
 }
 

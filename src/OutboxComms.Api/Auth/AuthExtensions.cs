@@ -14,6 +14,14 @@ public static class AuthExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddMemoryCache();
+        var adminKey = builder.Configuration[AdminOptions.EnvironmentVariable] ?? builder.Configuration["Admin:Key"];
+        if (adminKey is { Length: > 0 } && adminKey.Length < AdminOptions.MinimumLength)
+        {
+            // The admin key acts on every company, and a request with a guess is answered 401 or
+            // 200: a short one is guessed. Refused at start rather than served.
+            throw new InvalidOperationException(
+                $"{AdminOptions.EnvironmentVariable} must be at least {AdminOptions.MinimumLength} characters (it has {adminKey.Length}): use a random one, e.g. `openssl rand -base64 33`; ops/run.sh generates one.");
+        }
         builder.Services.AddOptions<AdminOptions>().Configure(o => o.Key = builder.Configuration[AdminOptions.EnvironmentVariable] ?? builder.Configuration["Admin:Key"]);
         builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);

@@ -143,6 +143,16 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task An_admin_key_short_enough_to_guess_stops_the_api_at_start()
+    {
+        await using var misconfigured = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["OUTBOXCOMMS_ADMIN_KEY"] = "admin123" });
+
+        var refused = Assert.ThrowsAny<Exception>(() => misconfigured.CreateClient());
+
+        Assert.Contains("OUTBOXCOMMS_ADMIN_KEY must be at least 32 characters (it has 8)", refused.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_rate_limit_is_shared_by_all_of_a_companys_keys()
     {
         // Two requests a second, bursts of four. Both keys are made by the admin (whose share is its

@@ -5,5 +5,5 @@ public static class TestKeys
 {
     public const string Encryption = "test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     public const string RotatedEncryption = "test2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=," + Encryption;
-    public const string Admin = "oc_admin_test_key_0123456789";
+    public const string Admin = "oc_admin_test_key_0123456789abcdef0123456789";
 }
