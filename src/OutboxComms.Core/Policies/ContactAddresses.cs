@@ -87,10 +87,13 @@ public static class ContactAddresses
             {
                 return null;
             }
+            // Indian landlines and toll-free numbers take no SMS. Elsewhere some do (text-to-landline
+            // in the UK and Australia, toll-free texting in North America): the provider decides.
+            var india = number.CountryCode == 91;
             var notMobile = Phones.GetNumberType(number) switch
             {
-                PhoneNumberType.FIXED_LINE => "a landline",
-                PhoneNumberType.TOLL_FREE => "a toll-free number",
+                PhoneNumberType.FIXED_LINE when india => "a landline",
+                PhoneNumberType.TOLL_FREE when india => "a toll-free number",
                 PhoneNumberType.PREMIUM_RATE => "a premium-rate number",
                 PhoneNumberType.SHARED_COST => "a shared-cost number",
                 PhoneNumberType.UAN => "a universal access number",

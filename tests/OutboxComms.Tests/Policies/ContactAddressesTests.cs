@@ -30,6 +30,8 @@ public sealed class ContactAddressesTests
     [InlineData("+1 (212) 555-0123", null)]             // fixed line or mobile: the plan cannot tell
     [InlineData("011 2345 6789", "a landline")]          // Delhi
     [InlineData("1800 180 1111", "a toll-free number")]
+    [InlineData("+44 20 7946 0958", null)]              // a London landline: BT reads texts to it aloud
+    [InlineData("+1 800 555 0199", null)]               // North American toll-free numbers take texts
     public void Sms_numbers_must_be_able_to_receive_sms(string input, string? notMobile)
     {
         Assert.Equal(notMobile is null, ContactAddresses.TryNormaliseSmsNumber(input, out var e164, out var kind));
