@@ -55,7 +55,9 @@ internal sealed class BatchProcessor(
         try
         {
             claimedAt = time.GetUtcNow();
-            claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, stopping);
+            // Not cancelled by shutdown once started: a claim cut off after its commit would leave its
+            // rows leased and unsent until the lease ends; a claimed batch meeting shutdown is released at once.
+            claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, CancellationToken.None);
         }
         finally
         {
