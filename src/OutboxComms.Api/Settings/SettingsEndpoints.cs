@@ -262,6 +262,10 @@ public static partial class SettingsEndpoints
         {
             return TypedResults.Ok(new ConnectionTestResponse(false, $"{provider.Name} did not answer within 10 seconds."));
         }
+        catch (ProviderSettingsException ex)
+        {
+            return TypedResults.Ok(new ConnectionTestResponse(false, $"Cannot test: {ex.Message}."));
+        }
     }
 
     private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)

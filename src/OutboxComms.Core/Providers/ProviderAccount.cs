@@ -1,6 +1,7 @@
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Policies;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Providers;
@@ -52,10 +53,22 @@ public sealed record ProviderAccount
     /// <summary>Keeps secrets out of logs and exception messages.</summary>
     public override string ToString() => $"{Provider} account of company {CompanyId} ({Channel})";
 
+    /// <summary>
+    /// The account from the company's settings. The API validates what it stores, but settings
+    /// written by SQL are not checked there: a from or reply-to that is not an email address, or a
+    /// base URL that is not an absolute http(s) URL, throws <see cref="ProviderSettingsException"/>
+    /// naming the setting, so the worker fails the message saying what to fix instead of retrying
+    /// a parse error.
+    /// </summary>
     public static ProviderAccount For(CompanySettings settings, Channel channel, SecretProtector secrets)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
+        if (channel == Channel.Email)
+        {
+            Email(settings.FromEmail, "fromEmail");
+            Email(settings.ReplyToEmail, "replyTo");
+        }
         return channel switch
         {
             Channel.Email => new ProviderAccount
@@ -68,7 +81,7 @@ public sealed record ProviderAccount
                 From = settings.FromEmail,
                 FromName = settings.FromName,
                 ReplyTo = settings.ReplyToEmail,
-                BaseUrl = Url(settings.EmailBaseUrl),
+                BaseUrl = Url(settings.EmailBaseUrl, "email baseUrl"),
                 Region = settings.EmailRegion,
                 SmtpHost = settings.SmtpHost,
                 SmtpPort = settings.SmtpPort,
@@ -85,7 +98,7 @@ public sealed record ProviderAccount
                 AccountSid = settings.WhatsAppAccountSid,
                 SenderId = settings.WhatsAppPhoneId,
                 From = settings.WhatsAppFromNumber,
-                BaseUrl = Url(settings.WhatsAppBaseUrl),
+                BaseUrl = Url(settings.WhatsAppBaseUrl, "whatsApp baseUrl"),
             },
             Channel.Sms => new ProviderAccount
             {
@@ -95,7 +108,7 @@ public sealed record ProviderAccount
                 ApiKey = secrets.UnprotectOrNull(settings.SmsApiKeyEncrypted),
                 AccountSid = settings.SmsAccountSid,
                 From = settings.SmsFromNumber,
-                BaseUrl = Url(settings.SmsBaseUrl),
+                BaseUrl = Url(settings.SmsBaseUrl, "sms baseUrl"),
                 DltEntityId = settings.SmsDltEntityId,
                 DltTemplateId = settings.SmsDltTemplateId,
             },
@@ -103,5 +116,19 @@ public sealed record ProviderAccount
         };
     }
 
-    private static Uri? Url(string? value) => string.IsNullOrWhiteSpace(value) ? null : new Uri(value.TrimEnd('/') + "/", UriKind.Absolute);
+    private static Uri? Url(string? value, string setting) =>
+        string.IsNullOrWhiteSpace(value) ? null
+        : Uri.TryCreate(value.TrimEnd('/') + "/", UriKind.Absolute, out var url) && url.Scheme is "https" or "http" ? url
+        : throw new ProviderSettingsException($"the company's {setting} '{value}' is not an absolute http(s) URL: correct it in settings");
+
+    private static void Email(string? value, string setting)
+    {
+        if (value is not null && !ContactAddresses.TryNormaliseEmail(value, out _))
+        {
+            throw new ProviderSettingsException($"the company's {setting} '{value}' is not an email address: correct it in settings");
+        }
+    }
 }
+
+/// <summary>A company's provider setting that cannot be used as stored (see <see cref="ProviderAccount.For"/>).</summary>
+public sealed class ProviderSettingsException(string message) : Exception(message);

@@ -234,6 +234,10 @@ internal sealed partial class MessageDispatcher(
         {
             return Fail(message, resolved, $"cannot read the company's {WireName<Channel>.Of(channel)} credentials: {ex.Message}");
         }
+        catch (ProviderSettingsException ex)
+        {
+            return Fail(message, resolved, ex.Message);
+        }
 
         var attachments = context.Attachments(message.Id);
         if (AttachmentRules.Problem(attachments, channel) is { } attachmentProblem)
@@ -242,6 +246,13 @@ internal sealed partial class MessageDispatcher(
         }
 
         // Send.
+        var toSend = attachments.Count == 0 ? attachments : await context.AttachmentsForSendAsync(message.Id, sendToken);
+        if (toSend.FirstOrDefault(a => a.Content is null && a.Url is null) is { } gone)
+        {
+            // Its stored bytes were deleted since the claim, which only the message's own deletion
+            // does: nothing is sent, and no provider is blamed for it.
+            return Fail(message, resolved, $"attachment {gone.FileName} was deleted before the message could be sent");
+        }
         var outbound = new OutboundMessage
         {
             MessageId = message.Id,
@@ -256,7 +267,7 @@ internal sealed partial class MessageDispatcher(
             Body = rendered.Body,
             HtmlBody = rendered.HtmlBody,
             ProviderTemplate = rendered.ProviderTemplate,
-            Attachments = attachments.Count == 0 ? attachments : await context.AttachmentsForSendAsync(message.Id, sendToken),
+            Attachments = toSend,
             UnsubscribeUrl = channel == Channel.Email && EmailComposition.IsNonTransactional(message.Type) && settings.PublicBaseUrl is { } publicBase
                 ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
                 : null,

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
 using OutboxComms.Tests.Infrastructure;
 using OutboxComms.Worker.Dispatch;
 
@@ -9,12 +10,13 @@ namespace OutboxComms.Tests.Dispatch;
 public sealed class BatchAttachmentTests(PostgresServer server) : IAsyncLifetime
 {
     private readonly DatabaseFixture db = new(server);
+    private readonly CountingProvider email = WorkerHarness.Email();
     private WorkerHarness worker = null!;
 
     public async ValueTask InitializeAsync()
     {
         await db.InitializeAsync();
-        worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()]);
+        worker = new WorkerHarness(db.ConnectionString, [email]);
     }
 
     public async ValueTask DisposeAsync()
@@ -56,5 +58,30 @@ public sealed class BatchAttachmentTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("%PDF"u8.ToArray(), Assert.Single(await batch.AttachmentsForSendAsync(stored, TestContext.Current.CancellationToken)).Content);
         Assert.Equal("https://files.example/INV-2.pdf", Assert.Single(await batch.AttachmentsForSendAsync(linked, TestContext.Current.CancellationToken)).Url);
         Assert.Equal([stored], reads);   // the linked file needed no read
+    }
+
+    [Fact]
+    public async Task A_message_whose_stored_attachment_is_deleted_between_claim_and_send_fails_without_a_send()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var now = DateTimeOffset.UtcNow;
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, "INVOICE", "EMAIL", "Invoice attached.", null, "{}", now.AddMinutes(-1), 3);
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO communication_attachments (message_id, file_name, content_type, content) VALUES ($1, 'INV-1.pdf', 'application/pdf', '\\x25504446') RETURNING 1", id);
+        var store = new OutboxStore(db.DataSource);
+        var claimed = Assert.Single(await store.WithRecipientsAsync("gone#1", await store.ClaimAsync("gone#1", 500, now, TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken),
+            now, TestContext.Current.CancellationToken));
+        await using var scope = worker.Services.CreateAsyncScope();
+        var batch = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), [claimed], new ReminderGate(), store.AttachmentContentAsync,
+            TestContext.Current.CancellationToken);
+
+        await TestData.ScalarAsync<int>(db.DataSource, "WITH d AS (DELETE FROM communication_attachments WHERE message_id = $1 RETURNING 1) SELECT count(*)::int FROM d", id);
+        var completion = await worker.Services.GetRequiredService<MessageDispatcher>().DispatchAsync(claimed, batch, TestContext.Current.CancellationToken);
+
+        Assert.Equal(DeliveryStatus.Failed, completion.Status);
+        Assert.Equal("attachment INV-1.pdf was deleted before the message could be sent", completion.ErrorMessage);
+        Assert.Equal(0, email.Calls);
     }
 }

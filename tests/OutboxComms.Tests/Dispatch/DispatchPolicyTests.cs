@@ -448,6 +448,23 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData("EMAIL", "reply_to_email = 'accounts at practice'", "the company's replyTo 'accounts at practice' is not an email address: correct it in settings")]
+    [InlineData("EMAIL", "from_email = 'accounts@'", "the company's fromEmail 'accounts@' is not an email address: correct it in settings")]
+    [InlineData("WHATSAPP", "whatsapp_base_url = 'graph.facebook.com/v25.0'", "the company's whatsApp baseUrl 'graph.facebook.com/v25.0' is not an absolute http(s) URL: correct it in settings")]
+    public async Task A_provider_setting_written_by_sql_that_cannot_be_used_fails_the_message_naming_it_without_a_send(string channel, string assignment, string reason)
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, $"UPDATE company_settings SET {assignment} WHERE company_id = $1 RETURNING 1", company));
+        var id = await EnqueueAsync(company, customer, channel: channel);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("FAILED", reason, 0), (row.Status, row.ErrorMessage, row.RetryCount));
+        Assert.Equal(0, email.Calls + whatsApp.Calls);
+    }
+
+    [Theory]
     [InlineData("EMAIL", null, "customer has no email address")]
     [InlineData("EMAIL", "not-an-email", "customer's email address 'not-an-email' is not valid")]
     [InlineData("WHATSAPP", "12345", "customer's WhatsApp number '12345' is not valid")]

@@ -210,6 +210,20 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.DoesNotContain("approved template", result.Error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"messaging_product":"whatsapp","contacts":[{"input":"+919876543210","wa_id":"919876543210"}],"messages":[]}""", SendOutcome.Sent)]
+    [InlineData("""{"status":"ok"}""", SendOutcome.Transient)]
+    [InlineData("<html>Welcome to the proxy</html>", SendOutcome.Transient)]
+    public async Task A_success_without_a_message_id_counts_as_sent_only_when_graph_answered_it(string body, SendOutcome outcome)
+    {
+        Answer(200, body);
+
+        var result = await provider.SendAsync(Message(), Account, TestContext.Current.CancellationToken);
+
+        Assert.Equal((outcome, null), (result.Outcome, result.ProviderMessageId));
+        Assert.Contains("without a message id", outcome == SendOutcome.Sent ? result.Note : result.Error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_unreachable_endpoint_is_transient()
     {

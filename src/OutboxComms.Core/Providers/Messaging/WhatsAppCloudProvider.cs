@@ -141,9 +141,16 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
         var json = response.Json;
         if (response.IsSuccess)
         {
-            return ChatMessageParts.Child(json, "messages") is { ValueKind: JsonValueKind.Array } messages && messages.GetArrayLength() > 0
-                   && ChatMessageParts.Text(messages[0], "id") is { } id
-                ? SendResult.Sent(id)
+            if (ChatMessageParts.Child(json, "messages") is { ValueKind: JsonValueKind.Array } messages && messages.GetArrayLength() > 0
+                && ChatMessageParts.Text(messages[0], "id") is { } id)
+            {
+                return SendResult.Sent(id);
+            }
+            // Graph's own answer (it names the product) took the message even without an id to
+            // show for it: sending again would deliver it twice. Any other 2xx is not Graph's (a
+            // wrong base URL, a proxy's page), so nothing was sent and a retry is right.
+            return "whatsapp".Equals(ChatMessageParts.Text(json, "messaging_product"), StringComparison.Ordinal)
+                ? SendResult.Sent(null) with { Note = $"WhatsApp accepted the message without a message id ({ProviderHttp.Truncate(response.Body, 200)}): its delivery events cannot be matched to it" }
                 : SendResult.Transient($"WhatsApp: unexpected answer without a message id: {ProviderHttp.Truncate(response.Body, 200)}");
         }
 
