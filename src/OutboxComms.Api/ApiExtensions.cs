@@ -70,6 +70,8 @@ public static class ApiExtensions
         app.UseAuthorization();
         app.MapOpenApi();
         app.MapHealthEndpoints();
+        // As the worker does (see its MetricsEndpoint): a series not updated for 5 minutes would be dropped and restart at 0; a day is the most allowed.
+        Prometheus.Metrics.ConfigureMeterAdapter(options => options.MetricsExpireAfter = TimeSpan.FromDays(1));
         app.MapMetrics().RequireAuthorization(AuthExtensions.AdminPolicy);
         app.MapWebhooks();
         app.MapCompanies();

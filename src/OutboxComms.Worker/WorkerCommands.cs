@@ -72,8 +72,13 @@ public static class WorkerCommands
                     var rotation = ActivatorUtilities.CreateInstance<SecretRotation>(scope.ServiceProvider);
                     var result = await rotation.RotateAsync(CancellationToken.None);
                     Console.Out.WriteLine($"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId}'; {result.AlreadyCurrent} were already current.");
+                    foreach (var (company, property, reason) in result.Unreadable)
+                    {
+                        await Console.Error.WriteLineAsync($"error: company {company}: {property} was left as it is: {reason}");
+                    }
+                    // Unreadable secrets must be entered again in settings before the old key is dropped.
+                    return result.Unreadable.Count == 0 ? 0 : 1;
                 }
-                return 0;
             case "replay":
                 using (var host = BuildHost([.. rest.Where(a => IsConfiguration(a) && !ReplayCommand.IsOwnOption(a))]))
                 {

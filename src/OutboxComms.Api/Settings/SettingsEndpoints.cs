@@ -77,9 +77,9 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency);
-        var secretOf = Secrets(secrets);
-        var password = secretOf(request.Password, settings.SmtpPasswordEncrypted);
-        var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted);
+        var secretOf = Secrets(secrets, settings);
+        var password = secretOf(request.Password, settings.SmtpPasswordEncrypted, nameof(CompanySettings.SmtpPasswordEncrypted));
+        var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted, nameof(CompanySettings.EmailApiKeyEncrypted));
         var moved = settings.EmailProvider != request.Provider || settings.SmtpHost != request.Host || settings.SmtpPort != request.Port
             || (settings.SmtpSecurity != (request.Security ?? SmtpSecurity.StartTls) && settings.EmailProvider == EmailProvider.Smtp) || settings.SmtpUsername != request.Username
             || settings.EmailBaseUrl != request.BaseUrl || settings.EmailRegion != request.Region || settings.EmailApiUser != request.ApiUser;
@@ -136,7 +136,7 @@ public static partial class SettingsEndpoints
         settings.FromEmail = request.FromEmail?.Trim();
         settings.FromName = request.FromName;
         settings.ReplyToEmail = request.ReplyTo;
-        settings.EmailWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.EmailWebhookSecretEncrypted).Stored;
+        settings.EmailWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.EmailWebhookSecretEncrypted, nameof(CompanySettings.EmailWebhookSecretEncrypted)).Stored;
         settings.EmailBaseUrl = request.BaseUrl;
         settings.EmailCost = request.Cost;
         settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
@@ -150,8 +150,8 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
-        var secretOf = Secrets(secrets);
-        var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted);
+        var secretOf = Secrets(secrets, settings);
+        var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted, nameof(CompanySettings.WhatsAppApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted, request.Provider is not null
             && (settings.WhatsAppProvider != request.Provider || settings.WhatsAppBaseUrl != request.BaseUrl || settings.WhatsAppPhoneId != request.PhoneNumberId
             || settings.WhatsAppAccountSid != request.AccountSid), "provider, baseUrl, phoneNumberId or accountSid");
@@ -190,8 +190,8 @@ public static partial class SettingsEndpoints
         settings.WhatsAppPhoneId = request.PhoneNumberId;
         settings.WhatsAppAccountSid = request.AccountSid;
         settings.WhatsAppFromNumber = ContactAddresses.TryNormalisePhone(request.FromNumber, out var from) ? from : request.FromNumber;
-        settings.WhatsAppWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.WhatsAppWebhookSecretEncrypted).Stored;
-        settings.WhatsAppVerifyTokenEncrypted = secretOf(request.VerifyToken, settings.WhatsAppVerifyTokenEncrypted).Stored;
+        settings.WhatsAppWebhookSecretEncrypted = secretOf(request.WebhookSecret, settings.WhatsAppWebhookSecretEncrypted, nameof(CompanySettings.WhatsAppWebhookSecretEncrypted)).Stored;
+        settings.WhatsAppVerifyTokenEncrypted = secretOf(request.VerifyToken, settings.WhatsAppVerifyTokenEncrypted, nameof(CompanySettings.WhatsAppVerifyTokenEncrypted)).Stored;
         settings.WhatsAppBaseUrl = request.BaseUrl;
         settings.WhatsAppCost = request.Cost;
         settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
@@ -205,7 +205,7 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
-        var apiKey = Secrets(secrets)(request.ApiKey, settings.SmsApiKeyEncrypted);
+        var apiKey = Secrets(secrets, settings)(request.ApiKey, settings.SmsApiKeyEncrypted, nameof(CompanySettings.SmsApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted, request.Provider is not null
             && (settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid), "provider, baseUrl or accountSid");
         if (request.Provider is not null)
@@ -226,7 +226,7 @@ public static partial class SettingsEndpoints
         settings.SmsFromNumber = request.FromNumber;
         settings.SmsDltEntityId = request.DltEntityId;
         settings.SmsDltTemplateId = request.DltTemplateId;
-        settings.SmsWebhookSecretEncrypted = Secrets(secrets)(request.WebhookSecret, settings.SmsWebhookSecretEncrypted).Stored;
+        settings.SmsWebhookSecretEncrypted = Secrets(secrets, settings)(request.WebhookSecret, settings.SmsWebhookSecretEncrypted, nameof(CompanySettings.SmsWebhookSecretEncrypted)).Stored;
         settings.SmsBaseUrl = request.BaseUrl;
         settings.SmsCost = request.Cost;
         settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
@@ -300,11 +300,11 @@ public static partial class SettingsEndpoints
             $"{field} must be given again when {destination} changes: a stored secret is only ever sent where it was entered for.");
 
     /// <summary>null keeps what is stored, "" clears it, anything else is encrypted.</summary>
-    private static Func<string?, byte[]?, (byte[]? Stored, object? Value)> Secrets(SecretProtector secrets) => (given, stored) => given switch
+    private static Func<string?, byte[]?, string, (byte[]? Stored, object? Value)> Secrets(SecretProtector secrets, CompanySettings settings) => (given, stored, property) => given switch
     {
         null => (stored, stored),
         "" => (null, null),
-        _ => (secrets.Protect(given), given),
+        _ => (secrets.Protect(given, settings.Slot(property)), given),
     };
 
     private static async Task<CompanySettings> LoadAsync(OutboxDbContext db, Tenant tenant, CancellationToken cancellationToken)
@@ -327,22 +327,32 @@ public static partial class SettingsEndpoints
 
     private static SettingsView View(CompanySettings s, SecretProtector secrets)
     {
-        string? Mask(byte[]? encrypted)
+        string? Mask(byte[]? encrypted, string property)
         {
             if (encrypted is null)
             {
                 return null;
             }
-            var clear = secrets.Unprotect(encrypted);
+            string clear;
+            try
+            {
+                clear = secrets.Unprotect(encrypted, s.Slot(property));
+            }
+            catch (System.Security.Cryptography.CryptographicException)
+            {
+                // Copied from another row by SQL, altered, or under a key no longer configured:
+                // the settings still load, and say which secret to enter again.
+                return "(cannot be read: enter it again)";
+            }
             return clear.Length >= 12 ? "••••" + clear[^4..] : "••••";
         }
         return new SettingsView(
-            new EmailSettingsView(s.EmailProvider, s.EmailEnabled, s.SmtpHost, s.SmtpPort, s.SmtpSecurity, s.SmtpUsername, Mask(s.SmtpPasswordEncrypted),
-                Mask(s.EmailApiKeyEncrypted), s.EmailApiUser, s.EmailRegion, s.FromEmail, s.FromName, s.ReplyToEmail, Mask(s.EmailWebhookSecretEncrypted), s.EmailBaseUrl, s.EmailCost),
-            new WhatsAppSettingsView(s.WhatsAppProvider, s.WhatsAppEnabled, Mask(s.WhatsAppApiKeyEncrypted), s.WhatsAppPhoneId, s.WhatsAppAccountSid, s.WhatsAppFromNumber,
-                Mask(s.WhatsAppWebhookSecretEncrypted), Mask(s.WhatsAppVerifyTokenEncrypted), s.WhatsAppBaseUrl, s.WhatsAppCost),
-            new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost,
-                Mask(s.SmsWebhookSecretEncrypted)),
+            new EmailSettingsView(s.EmailProvider, s.EmailEnabled, s.SmtpHost, s.SmtpPort, s.SmtpSecurity, s.SmtpUsername, Mask(s.SmtpPasswordEncrypted, nameof(CompanySettings.SmtpPasswordEncrypted)),
+                Mask(s.EmailApiKeyEncrypted, nameof(CompanySettings.EmailApiKeyEncrypted)), s.EmailApiUser, s.EmailRegion, s.FromEmail, s.FromName, s.ReplyToEmail, Mask(s.EmailWebhookSecretEncrypted, nameof(CompanySettings.EmailWebhookSecretEncrypted)), s.EmailBaseUrl, s.EmailCost),
+            new WhatsAppSettingsView(s.WhatsAppProvider, s.WhatsAppEnabled, Mask(s.WhatsAppApiKeyEncrypted, nameof(CompanySettings.WhatsAppApiKeyEncrypted)), s.WhatsAppPhoneId, s.WhatsAppAccountSid, s.WhatsAppFromNumber,
+                Mask(s.WhatsAppWebhookSecretEncrypted, nameof(CompanySettings.WhatsAppWebhookSecretEncrypted)), Mask(s.WhatsAppVerifyTokenEncrypted, nameof(CompanySettings.WhatsAppVerifyTokenEncrypted)), s.WhatsAppBaseUrl, s.WhatsAppCost),
+            new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted, nameof(CompanySettings.SmsApiKeyEncrypted)), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost,
+                Mask(s.SmsWebhookSecretEncrypted, nameof(CompanySettings.SmsWebhookSecretEncrypted))),
             s.CostCurrency, s.UpdatedAt);
     }
 }

@@ -1,4 +1,6 @@
 using System.Text.Json.Serialization;
+using OutboxComms.Core.Security;
+
 namespace OutboxComms.Core.Companies;
 
 public enum EmailProvider
@@ -45,6 +47,9 @@ public enum SmtpSecurity
 public class CompanySettings
 {
     public Guid CompanyId { get; set; }
+
+    /// <summary>Where the secret property named <paramref name="property"/> of these settings is stored, as its encryption binds it.</summary>
+    public SecretSlot Slot(string property) => new(CompanyId, property);
 
     public EmailProvider? EmailProvider { get; set; }
     public bool EmailEnabled { get; set; }

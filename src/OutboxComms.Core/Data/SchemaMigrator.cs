@@ -109,7 +109,16 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
             }
             await using (var command = new NpgsqlCommand(migration.Sql, connection, transaction))
             {
-                await command.ExecuteNonQueryAsync(cancellationToken);
+                try
+                {
+                    await command.ExecuteNonQueryAsync(cancellationToken);
+                }
+                catch (PostgresException ex)
+                {
+                    // Name the file: "55P03: canceling statement due to lock timeout" alone leaves the
+                    // operator to work out which one from the lines before it.
+                    throw new MigrationFailedException($"migration {migration.Name} failed and was rolled back (the ones before it stay applied): {ex.SqlState}: {ex.MessageText}", ex);
+                }
             }
             await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", connection, transaction)
             {
@@ -197,3 +206,6 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
     [LoggerMessage(Level = LogLevel.Information, Message = "Database schema is up to date at version {Version}")]
     private partial void LogUpToDate(int version);
 }
+
+/// <summary>A migration file that PostgreSQL refused; its message names the file.</summary>
+public sealed class MigrationFailedException(string message, Exception inner) : Exception(message, inner);

@@ -163,12 +163,13 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
             await notify.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
-        Replayed(logger, replayed, actor, filter);
+        // The filter's error text is an operator's, and may name a customer's address or number.
+        Replayed(logger, replayed, actor, Observability.LogRedaction.Contacts(filter.ToString()) ?? "");
         return replayed;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Replayed {Count} messages for {Actor}: {Filter}")]
-    private static partial void Replayed(ILogger logger, int count, string actor, ReplayFilter filter);
+    private static partial void Replayed(ILogger logger, int count, string actor, string filter);
 
     private static void AddFilter(NpgsqlParameterCollection parameters, ReplayFilter filter)
     {

@@ -18,7 +18,9 @@ public sealed class OutboxMetrics : IDisposable
     private readonly Counter<long> schedulerSteps;
     private readonly Counter<long> scheduleOccurrences;
     private readonly Counter<long> providerUnavailable;
-    private readonly UpDownCounter<int> openCircuits;
+    // Observed, not an up/down counter: an exporter that drops a series left unchanged for a day
+    // (prometheus-net) would otherwise lose a long outage's +1 and read −1 once it closed.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> openCircuits = new(StringComparer.Ordinal);
     // Null until the first sample: the queue gauges then report nothing rather than an empty queue
     // (the database unreachable at start read as "nothing waiting", which no alert on the backlog
     // would catch).
@@ -45,7 +47,7 @@ public sealed class OutboxMetrics : IDisposable
         schedulerSteps = meter.CreateCounter<long>("outbox.scheduler.steps", "{step}", "Due reminder steps the scheduler decided, by result (queued, skipped, cancelled)");
         providerUnavailable = meter.CreateCounter<long>("outbox.provider.unavailable", "{attempt}",
             "Sends that found the provider down or throttling the account and were put off without using up a retry, by provider: alert on a steady rate");
-        openCircuits = meter.CreateUpDownCounter<int>("outbox.provider.open_circuits", "{circuit}",
+        meter.CreateObservableGauge("outbox.provider.open_circuits", OpenCircuits, "{circuit}",
             "Companies whose provider circuit is open now (their sends are deferred until it closes), by provider: alert when above 0 for long");
         scheduleOccurrences = meter.CreateCounter<long>("outbox.scheduler.occurrences", "{occurrence}", "Company schedule occurrences the scheduler handled");
     }
@@ -61,10 +63,13 @@ public sealed class OutboxMetrics : IDisposable
     public void ProviderUnavailable(string provider) => providerUnavailable.Add(1, new KeyValuePair<string, object?>("provider", provider));
 
     /// <summary>A company's circuit for <paramref name="provider"/> opened (once per outage, not again after a failed probe).</summary>
-    public void CircuitOpened(string provider) => openCircuits.Add(1, new KeyValuePair<string, object?>("provider", provider));
+    public void CircuitOpened(string provider) => openCircuits.AddOrUpdate(provider, 1, (_, open) => open + 1);
 
     /// <summary>A circuit <see cref="CircuitOpened"/> reported closed again.</summary>
-    public void CircuitClosed(string provider) => openCircuits.Add(-1, new KeyValuePair<string, object?>("provider", provider));
+    public void CircuitClosed(string provider) => openCircuits.AddOrUpdate(provider, 0, (_, open) => Math.Max(0, open - 1));
+
+    private IEnumerable<Measurement<int>> OpenCircuits() =>
+        [.. openCircuits.Select(p => new Measurement<int>(p.Value, new KeyValuePair<string, object?>("provider", p.Key)))];
 
     public void Queue(QueueSnapshot snapshot, DateTimeOffset sampledAt)
     {

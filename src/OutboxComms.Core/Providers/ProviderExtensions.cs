@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Providers.Http;
@@ -58,6 +59,10 @@ public static class ProviderExtensions
                 return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PublicAddresses.AttachmentRefusal, AttachmentLoader.MaxRedirects, TimeSpan.Zero);
             })
             .AddResilienceHandler("attachment-http", pipeline => pipeline.AddTimeout(TimeSpan.FromSeconds(25)));
+        // The resilience handlers' telemetry logs each timeout or concurrency rejection at Error
+        // (category "Polly"), without message or company: a hanging provider would log every send
+        // twice. Outcomes are logged by the worker, and an outage once (see DispatchLog).
+        builder.Logging.AddFilter("Polly", LogLevel.None);
         builder.Services.TryAddSingleton<ProviderHttp>();
         builder.Services.TryAddSingleton<AttachmentLoader>();
         builder.Services.TryAddSingleton<ProviderRegistry>();

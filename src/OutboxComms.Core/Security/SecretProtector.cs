@@ -19,13 +19,29 @@ public sealed class EncryptionKeyOptions
 }
 
 /// <summary>
+/// Where a secret is stored: a company and the property (column) holding it. Version 2 envelopes
+/// bind it into the ciphertext as AES-GCM associated data, so a value copied by SQL into another
+/// company's row, or into another secret's column, does not decrypt: another company's key cannot
+/// be made to travel with this company's settings (for example to a base URL set by SQL).
+/// The property name is part of every stored ciphertext: renaming one makes its values unreadable.
+/// </summary>
+public readonly record struct SecretSlot(Guid CompanyId, string Property)
+{
+    public override string ToString() => $"company_settings/{CompanyId:N}/{Property}";
+}
+
+/// <summary>
 /// AES-256-GCM for secrets at rest. Each value is a self-describing envelope:
 /// <c>version (1) | key id length (1) | key id (UTF-8) | nonce (12, random) | tag (16) | ciphertext</c>.
 /// The key id travels with the ciphertext, so rotation never needs to guess which key was used.
+/// The version and key id are authenticated; from version 2 so is the value's <see cref="SecretSlot"/>.
+/// Version 1 values (written before slots were bound) are still read, and <c>rotate-keys</c>
+/// rewrites them as version 2.
 /// </summary>
 public sealed class SecretProtector
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+    private const byte UnboundVersion = 1;
     private const int NonceSize = 12;
     private const int TagSize = 16;
     private readonly Dictionary<string, byte[]> keys;
@@ -38,7 +54,7 @@ public sealed class SecretProtector
 
     public string CurrentKeyId { get; }
 
-    public byte[] Protect(string plaintext)
+    public byte[] Protect(string plaintext, SecretSlot slot)
     {
         ArgumentNullException.ThrowIfNull(plaintext);
         var keyId = Encoding.UTF8.GetBytes(CurrentKeyId);
@@ -51,26 +67,35 @@ public sealed class SecretProtector
         var nonce = envelope.AsSpan(offset, NonceSize);
         RandomNumberGenerator.Fill(nonce);
         using var aes = new AesGcm(keys[CurrentKeyId], TagSize);
-        aes.Encrypt(nonce, clear, envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), Header(envelope, offset));
+        aes.Encrypt(nonce, clear, envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), AssociatedData(envelope, offset, slot));
         return envelope;
     }
 
-    public string Unprotect(byte[] envelope)
+    /// <summary>The secret stored at <paramref name="slot"/>; throws when it was stored elsewhere, tampered with, or under a key not configured.</summary>
+    public string Unprotect(byte[] envelope, SecretSlot slot)
     {
         ArgumentNullException.ThrowIfNull(envelope);
         var keyId = KeyIdOf(envelope);
         if (!keys.TryGetValue(keyId, out var key))
         {
-            throw new CryptographicException($"secret was encrypted with key '{keyId}', which is not configured in {EncryptionKeyOptions.EnvironmentVariable}");
+            throw new SecretKeyNotConfiguredException($"secret was encrypted with key '{keyId}', which is not configured in {EncryptionKeyOptions.EnvironmentVariable}");
         }
         var offset = 2 + Encoding.UTF8.GetByteCount(keyId);
         var clear = new byte[envelope.Length - offset - NonceSize - TagSize];
         using var aes = new AesGcm(key, TagSize);
-        aes.Decrypt(envelope.AsSpan(offset, NonceSize), envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), clear, Header(envelope, offset));
+        try
+        {
+            aes.Decrypt(envelope.AsSpan(offset, NonceSize), envelope.AsSpan(offset + NonceSize + TagSize), envelope.AsSpan(offset + NonceSize, TagSize), clear,
+                AssociatedData(envelope, offset, slot));
+        }
+        catch (AuthenticationTagMismatchException ex)
+        {
+            throw new CryptographicException($"the stored {slot.Property} was not encrypted for this company and setting, or was altered: enter it again in settings", ex);
+        }
         return Encoding.UTF8.GetString(clear);
     }
 
-    public string? UnprotectOrNull(byte[]? envelope) => envelope is null ? null : Unprotect(envelope);
+    public string? UnprotectOrNull(byte[]? envelope, SecretSlot slot) => envelope is null ? null : Unprotect(envelope, slot);
 
     /// <summary>
     /// A key for another purpose (e.g. signing unsubscribe links) derived from each configured key
@@ -80,15 +105,19 @@ public sealed class SecretProtector
         new[] { keys[CurrentKeyId] }.Concat(keys.Where(k => k.Key != CurrentKeyId).Select(k => k.Value))
             .Select(key => HKDF.DeriveKey(HashAlgorithmName.SHA256, key, 32, info: Encoding.UTF8.GetBytes(purpose)));
 
-    /// <summary>True when the value was encrypted with a key other than the current one.</summary>
-    public bool NeedsRotation(byte[] envelope) => KeyIdOf(envelope) != CurrentKeyId;
+    /// <summary>True when the value was encrypted with a key other than the current one, or before slots were bound (version 1).</summary>
+    public bool NeedsRotation(byte[] envelope) => KeyIdOf(envelope) != CurrentKeyId || envelope[0] == UnboundVersion;
 
     public static string KeyIdOf(byte[] envelope)
     {
         ArgumentNullException.ThrowIfNull(envelope);
-        if (envelope.Length < 2 + NonceSize + TagSize || envelope[0] != Version || envelope.Length < 2 + envelope[1] + NonceSize + TagSize)
+        if (envelope.Length < 2 + NonceSize + TagSize || envelope.Length < 2 + envelope[1] + NonceSize + TagSize)
         {
             throw new CryptographicException("not an OutboxComms secret envelope");
+        }
+        if (envelope[0] is not (Version or UnboundVersion))
+        {
+            throw new SecretKeyNotConfiguredException($"secret envelope version {envelope[0]} was written by a newer build than this one, which reads versions {UnboundVersion} and {Version}");
         }
         return Encoding.UTF8.GetString(envelope, 2, envelope[1]);
     }
@@ -96,8 +125,10 @@ public sealed class SecretProtector
     /// <summary>A new random key in the configuration format, e.g. for <c>ops/run.sh</c> or a rotation.</summary>
     public static string NewKey(string id) => $"{id}:{Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}";
 
-    // The version and key id are authenticated too, so neither can be swapped.
-    private static ReadOnlySpan<byte> Header(byte[] envelope, int length) => envelope.AsSpan(0, length);
+    // The version and key id are authenticated too, so neither can be swapped; from version 2 the
+    // slot follows them. (A version 1 value relabelled 2 then fails: its tag did not cover a slot.)
+    private static byte[] AssociatedData(byte[] envelope, int headerLength, SecretSlot slot) =>
+        envelope[0] == UnboundVersion ? envelope[..headerLength] : [.. envelope.AsSpan(0, headerLength), .. Encoding.UTF8.GetBytes(slot.ToString())];
 
     private static (string Current, Dictionary<string, byte[]> Keys) Parse(string? configured)
     {
@@ -136,6 +167,13 @@ public sealed class SecretProtector
         return (current!, keys);
     }
 }
+
+/// <summary>
+/// A secret this process cannot read yet, though another may: its key is not in this process's
+/// configuration, or a newer build wrote it. During a key rotation or a rolling deploy that passes;
+/// a secret altered or copied from another row (a plain <see cref="CryptographicException"/>) does not.
+/// </summary>
+public sealed class SecretKeyNotConfiguredException(string message) : CryptographicException(message);
 
 public static class SecretProtectorExtensions
 {

@@ -6,8 +6,9 @@ using OutboxComms.Core.Data;
 namespace OutboxComms.Core.Security;
 
 /// <summary>
-/// Re-encrypts every stored secret that is not under the current key (the first in
-/// OUTBOXCOMMS_ENCRYPTION_KEY). Run after putting a new key first; once it reports nothing left
+/// Reads every stored secret and re-encrypts each that is not under the current key (the first in
+/// OUTBOXCOMMS_ENCRYPTION_KEY), or not yet bound to its company and column (version 1 envelopes,
+/// see <see cref="SecretSlot"/>). Run after putting a new key first; once it reports nothing left
 /// under the old key, the old key can be dropped from the configuration.
 /// </summary>
 public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
@@ -17,11 +18,17 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
         .Where(p => p.PropertyType == typeof(byte[]) && p.Name.EndsWith("Encrypted", StringComparison.Ordinal))
         .ToArray();
 
-    public sealed record Result(int Companies, int Reencrypted, int AlreadyCurrent);
+    /// <summary>
+    /// What was done. <paramref name="Unreadable"/> lists the secrets left as they were because they
+    /// cannot be decrypted (company id, property, why): altered, copied from another row, or under a
+    /// key no longer configured. They must be entered again in settings.
+    /// </summary>
+    public sealed record Result(int Companies, int Reencrypted, int AlreadyCurrent, IReadOnlyList<(Guid CompanyId, string Property, string Reason)> Unreadable);
 
     public async Task<Result> RotateAsync(CancellationToken cancellationToken)
     {
         int companies = 0, reencrypted = 0, current = 0;
+        var unreadable = new List<(Guid, string, string)>();
         var ids = await db.CompanySettings.Select(s => s.CompanyId).ToListAsync(cancellationToken);
         foreach (var id in ids)
         {
@@ -43,16 +50,29 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
                 {
                     continue;
                 }
-                if (secrets.NeedsRotation(envelope))
+                // Every value is read, current ones too, so the run also reports a value that
+                // cannot be used (copied from another row, altered). One unreadable value must not
+                // stop the rotation of every company after it (a rerun would stop there again, and
+                // the old key could never be dropped).
+                var slot = settings.Slot(property.Name);
+                string clear;
+                try
                 {
-                    property.SetValue(settings, secrets.Protect(secrets.Unprotect(envelope)));
-                    reencrypted++;
-                    changed = true;
+                    clear = secrets.Unprotect(envelope, slot);
                 }
-                else
+                catch (System.Security.Cryptography.CryptographicException ex)
+                {
+                    unreadable.Add((id, property.Name, ex.Message));
+                    continue;
+                }
+                if (!secrets.NeedsRotation(envelope))
                 {
                     current++;
+                    continue;
                 }
+                property.SetValue(settings, secrets.Protect(clear, slot));
+                reencrypted++;
+                changed = true;
             }
             if (changed)
             {
@@ -62,6 +82,6 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
             await transaction.CommitAsync(cancellationToken);
             db.ChangeTracker.Clear();
         }
-        return new Result(companies, reencrypted, current);
+        return new Result(companies, reencrypted, current, unreadable);
     }
 }

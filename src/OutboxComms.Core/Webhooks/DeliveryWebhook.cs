@@ -124,7 +124,7 @@ public static class WebhookSignatures
         refusal = settings.EmailProvider != provider ? $"the company does not send email through {name}"
             : settings.EmailWebhookSecretEncrypted is null ? $"the company has no {secretName} configured"
             : null;
-        return refusal is null ? secrets.Unprotect(settings.EmailWebhookSecretEncrypted!) : null;
+        return refusal is null ? secrets.Unprotect(settings.EmailWebhookSecretEncrypted!, settings.Slot(nameof(CompanySettings.EmailWebhookSecretEncrypted))) : null;
     }
 
     /// <summary>
@@ -140,7 +140,7 @@ public static class WebhookSignatures
         refusal = settings.WhatsAppProvider != provider ? $"the company does not send WhatsApp through {name}"
             : settings.WhatsAppWebhookSecretEncrypted is null ? $"the company has no {name} webhook secret configured"
             : null;
-        return refusal is null ? Utf8(secrets.Unprotect(settings.WhatsAppWebhookSecretEncrypted!)) : null;
+        return refusal is null ? Utf8(secrets.Unprotect(settings.WhatsAppWebhookSecretEncrypted!, settings.Slot(nameof(CompanySettings.WhatsAppWebhookSecretEncrypted)))) : null;
     }
 
     public static bool Matches(ReadOnlySpan<byte> expected, string? presented, Func<string, byte[]?> decode)

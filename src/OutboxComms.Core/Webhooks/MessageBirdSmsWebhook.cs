@@ -33,7 +33,7 @@ public sealed class MessageBirdSmsWebhook(TimeProvider time) : IDeliveryWebhook
         {
             return "the company has no MessageBird signing key configured for SMS";
         }
-        var signingKey = WebhookSignatures.Utf8(secrets.Unprotect(encrypted));
+        var signingKey = WebhookSignatures.Utf8(secrets.Unprotect(encrypted, settings.Slot(nameof(CompanySettings.SmsWebhookSecretEncrypted))));
         return MessageBirdSignature.Verify(request.Url.AbsoluteUri, request.Body, request.Header("MessageBird-Signature-JWT"), signingKey, time.GetUtcNow());
     }
 

@@ -24,11 +24,11 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         var tokens = new List<byte[]>();
         if (settings.WhatsAppProvider == WhatsAppProvider.Twilio && settings.WhatsAppApiKeyEncrypted is { } w)
         {
-            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(w)));
+            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(w, settings.Slot(nameof(CompanySettings.WhatsAppApiKeyEncrypted)))));
         }
         if (settings.SmsProvider == SmsProvider.Twilio && settings.SmsApiKeyEncrypted is { } s)
         {
-            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(s)));
+            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(s, settings.Slot(nameof(CompanySettings.SmsApiKeyEncrypted)))));
         }
         if (tokens.Count == 0)
         {

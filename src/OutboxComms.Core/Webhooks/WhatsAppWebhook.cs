@@ -53,7 +53,7 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         {
             return null;
         }
-        var expected = WebhookSignatures.Utf8(secrets.Unprotect(encrypted));
+        var expected = WebhookSignatures.Utf8(secrets.Unprotect(encrypted, settings.Slot(nameof(CompanySettings.WhatsAppVerifyTokenEncrypted))));
         return CryptographicOperations.FixedTimeEquals(expected, WebhookSignatures.Utf8(token)) ? challenge : null;
     }
 

@@ -55,9 +55,10 @@ internal sealed partial class MessageDispatcher(
         {
             DispatchLog.Failed(logger, message.Id, message.CompanyId, LogRedaction.Contacts(completion.ErrorMessage));
         }
-        else
+        else if (logger.IsEnabled(LogLevel.Debug))
         {
-            DispatchLog.Outcome(logger, message.Id, message.CompanyId, WireName<DeliveryStatus>.Of(completion.Status), completion.StatusReason);
+            // Masked, as failures are: a fallback's reason may quote the customer's number.
+            DispatchLog.Outcome(logger, message.Id, message.CompanyId, WireName<DeliveryStatus>.Of(completion.Status), LogRedaction.Contacts(completion.StatusReason));
         }
         return completion;
     }
@@ -229,6 +230,14 @@ internal sealed partial class MessageDispatcher(
         try
         {
             account = context.Account(message.CompanyId, channel, () => AccountFor(company.Settings!, channel, provider));
+        }
+        catch (SecretKeyNotConfiguredException ex)
+        {
+            // This worker's configuration is behind (a new key put first elsewhere, a newer build
+            // wrote the secret): another worker, or this one once restarted, can read it. Waited
+            // out as an outage, not failed: OUTBOXCOMMS_ENCRYPTION_KEY must list the key.
+            return Retry(message, channel, resolved, $"cannot read the company's {WireName<Channel>.Of(channel)} credentials on this worker: {ex.Message}",
+                null, provider.Name, 0, providerUnavailable: true);
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {

@@ -15,6 +15,7 @@ internal sealed class MetricsEndpoint(IConfiguration configuration) : IHostedSer
     {
         if (configuration.GetValue<int?>("Metrics:Port") is { } port and > 0)
         {
+            KeepSeries();
             server = new KestrelMetricServer(hostname: configuration["Metrics:Host"] ?? "127.0.0.1", port: port);
             server.Start();
             // prometheus-net subscribes to .NET meters only on its first collection, and a counter's
@@ -23,6 +24,13 @@ internal sealed class MetricsEndpoint(IConfiguration configuration) : IHostedSer
             await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// prometheus-net drops a series of a .NET meter after 5 minutes without an update, and the next
+    /// increment starts it again at 0: a counter of rare events (a bounce a day) would never show an
+    /// increase. A day is the longest it allows; our labels are bounded (status, channel, provider).
+    /// </summary>
+    internal static void KeepSeries() => Metrics.ConfigureMeterAdapter(options => options.MetricsExpireAfter = TimeSpan.FromDays(1));
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {

@@ -71,7 +71,7 @@ public static class ReplayCommand
         for (var i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
-            if (args[i] == "--all" || WorkerCommands.IsConfiguration(args[i]))
+            if (args[i] == "--all" || IsSettingOverride(args[i]))
             {
                 continue;
             }
@@ -90,8 +90,9 @@ public static class ReplayCommand
                 "--type" => filter with { Type = Enum<MessageType>(Value(), "--type") },
                 "--from" => filter with { CreatedFrom = ReplayFilter.TryParseFrom(Value(), out var from) ? from : throw new FormatException("--from is a date or ISO 8601 instant") },
                 "--to" => filter with { CreatedTo = ReplayFilter.TryParseTo(Value(), out var to) ? to : throw new FormatException("--to is a date or ISO 8601 instant") },
-                "--error" => filter with { ErrorContains = Value() },
-                _ => throw new FormatException($"unknown option {args[i]}"),
+                // Empty, it would match everything yet count as a filter: a script's unset $ERR widening the replay.
+                "--error" => filter with { ErrorContains = Value() is { } text && !string.IsNullOrWhiteSpace(text) ? text : throw new FormatException("--error needs the text to match") },
+                _ => throw new FormatException($"unknown option {args[i]}{(WorkerCommands.IsConfiguration(args[i]) ? " (a setting override names its section, --Section:Key=value)" : "")}"),
             };
         }
         if (filter.Status is { } status && !MessageReplay.Replayable.Contains(status))
@@ -99,6 +100,21 @@ public static class ReplayCommand
             throw new FormatException("--status is FAILED, BOUNCED or SUPPRESSED");
         }
         return (filter, execute);
+    }
+
+    /// <summary>
+    /// A configuration override this verb passes to the host: a sectioned key (--ConnectionStrings:Outbox=…)
+    /// or an environment-style name (--OUTBOXCOMMS_ENCRYPTION_KEY=…). Anything else with "=" is a
+    /// mistyped option (--chanel=SMS), refused rather than dropped, which would widen the replay.
+    /// </summary>
+    private static bool IsSettingOverride(string arg)
+    {
+        if (!WorkerCommands.IsConfiguration(arg))
+        {
+            return false;
+        }
+        var key = arg.TrimStart('-', '/')[..arg.TrimStart('-', '/').IndexOf('=', StringComparison.Ordinal)];
+        return key.Contains(':', StringComparison.Ordinal) || key.All(c => char.IsAsciiLetterUpper(c) || char.IsAsciiDigit(c) || c == '_');
     }
 
     private static T Enum<T>(string value, string option) where T : struct, System.Enum =>

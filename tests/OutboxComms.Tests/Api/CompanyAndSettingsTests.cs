@@ -198,7 +198,7 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.DoesNotContain("s3cret", view.ToJsonString(), StringComparison.Ordinal);
         var ciphertext = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company);
         Assert.DoesNotContain("s3cret", System.Text.Encoding.UTF8.GetString(ciphertext), StringComparison.Ordinal);
-        Assert.Equal("s3cret-smtp-password-1234", api.Services.GetRequiredService<SecretProtector>().Unprotect(ciphertext));
+        Assert.Equal("s3cret-smtp-password-1234", api.Services.GetRequiredService<SecretProtector>().Unprotect(ciphertext, TestKeys.Slot(company, "smtp_password_encrypted")));
 
         // Omitting the password on a later change keeps it.
         await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
@@ -214,11 +214,20 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         });
         Assert.Equal("••••9a7c", sms!["sms"]!["webhookSecret"]!.GetValue<string>());
         Assert.Equal("mb-signing-key-for-sms-9a7c", api.Services.GetRequiredService<SecretProtector>().Unprotect(
-            await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT sms_webhook_secret_encrypted FROM company_settings WHERE company_id = $1", company)));
+            await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT sms_webhook_secret_encrypted FROM company_settings WHERE company_id = $1", company), TestKeys.Slot(company, "sms_webhook_secret_encrypted")));
 
         using var admin = api.As(TestKeys.Admin);
         admin.DefaultRequestHeaders.Add("X-Company-Id", company.ToString());
         Assert.Equal(HttpStatusCode.Forbidden, (await admin.SendJsonAsync(HttpMethod.Get, "/v1/settings")).Response.StatusCode);
+
+        // Copied by SQL into another company's row, the password does not decrypt there: its settings still load and say so.
+        var (copier, copierKey) = await api.NewCompanyAsync();
+        using var copierClient = api.As(copierKey);
+        await copierClient.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = true, host = "smtp.practice.example", fromEmail = "accounts@copier.example" });
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "UPDATE company_settings SET smtp_password_encrypted = $2 WHERE company_id = $1 RETURNING 1", copier, ciphertext));
+        var (copied, copiedView) = await copierClient.SendJsonAsync(HttpMethod.Get, "/v1/settings");
+        Assert.Equal(HttpStatusCode.OK, copied.StatusCode);
+        Assert.Equal("(cannot be read: enter it again)", copiedView!["email"]!["password"]!.GetValue<string>());
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using OutboxComms.Core.Providers;
+using OutboxComms.Core.Security;
 using OutboxComms.Tests.Infrastructure;
 
 namespace OutboxComms.Tests.Dispatch;
@@ -462,6 +463,34 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, id);
         Assert.Equal(("FAILED", reason, 0), (row.Status, row.ErrorMessage, row.RetryCount));
         Assert.Equal(0, email.Calls + whatsApp.Calls);
+    }
+
+    [Fact]
+    public async Task Credentials_under_a_key_this_worker_lacks_wait_as_an_outage_and_credentials_copied_from_another_company_fail()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (otherCompany, otherCustomer) = await CustomerAsync();
+        // Company 1's key under a key only the API has so far (put first elsewhere); company 2's copied from company 1's row by SQL.
+        var newer = new SecretProtector(Microsoft.Extensions.Options.Options.Create(new EncryptionKeyOptions { Keys = TestKeys.RotatedEncryption }));
+        var current = new SecretProtector(Microsoft.Extensions.Options.Options.Create(new EncryptionKeyOptions { Keys = TestKeys.Encryption }));
+        await SetSmtpPasswordAsync(company, newer.Protect("smtp-password", TestKeys.Slot(company, "smtp_password_encrypted")));
+        await SetSmtpPasswordAsync(otherCompany, current.Protect("smtp-password", TestKeys.Slot(company, "smtp_password_encrypted")));
+        var waiting = await EnqueueAsync(company, customer);
+        var copied = await EnqueueAsync(otherCompany, otherCustomer);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, waiting);
+        Assert.Equal(("PENDING", 0), (row.Status, row.RetryCount));
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT outage_attempts FROM communication_logs WHERE id = $1", waiting));
+        Assert.StartsWith("cannot read the company's EMAIL credentials on this worker: secret was encrypted with key 'test2'", row.ErrorMessage, StringComparison.Ordinal);
+        var failed = await Outbox.GetAsync(db.DataSource, copied);
+        Assert.Equal("FAILED", failed.Status);
+        Assert.Contains("was not encrypted for this company and setting", failed.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal(0, email.Calls);
+
+        async Task SetSmtpPasswordAsync(Guid id, byte[] envelope) =>
+            Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "UPDATE company_settings SET smtp_password_encrypted = $2 WHERE company_id = $1 RETURNING 1", id, envelope));
     }
 
     [Theory]

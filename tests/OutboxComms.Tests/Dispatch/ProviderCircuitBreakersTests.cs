@@ -54,7 +54,11 @@ public sealed class ProviderCircuitBreakersTests : IDisposable
                 // open: the send was not made
             }
         }
-        int Open() => open.GetMeasurementSnapshot().Sum(m => m.Value);
+        int Open()
+        {
+            open.RecordObservableInstruments();
+            return open.LastMeasurement!.Value;
+        }
         var timeout = SendResult.Transient("SMTP timed out");
 
         await SendAsync(company, timeout);

@@ -82,7 +82,7 @@ public sealed class WhatsAppEndToEndTests(PostgresServer server) : IAsyncLifetim
 
         // The token never sat in the database in clear.
         var stored = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", company);
-        Assert.Equal("EAAG-live-token", api.Services.GetRequiredService<SecretProtector>().Unprotect(stored));
+        Assert.Equal("EAAG-live-token", api.Services.GetRequiredService<SecretProtector>().Unprotect(stored, TestKeys.Slot(company, "whatsapp_api_key_encrypted")));
         Assert.DoesNotContain("EAAG-live-token", Encoding.UTF8.GetString(stored), StringComparison.Ordinal);
     }
 }

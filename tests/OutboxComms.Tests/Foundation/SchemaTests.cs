@@ -305,6 +305,27 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
         }
     }
 
+    [Fact]
+    public async Task A_migration_postgresql_refuses_is_named_in_the_error_and_leaves_nothing_recorded()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            // Something of the same name is already there, as on a database shared with another application.
+            await TestData.ScalarAsync<int>(dataSource, "CREATE TABLE companies (legacy text); SELECT 1");
+
+            var error = await Assert.ThrowsAsync<MigrationFailedException>(() => new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance).ApplyAsync(TestContext.Current.CancellationToken));
+
+            Assert.StartsWith("migration 0001_initial.sql failed and was rolled back (the ones before it stay applied): 42P07: ", error.Message, StringComparison.Ordinal);
+            Assert.Equal(0, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM schema_migrations"));
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
     private static async Task<string> SignatureAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("""

@@ -55,6 +55,17 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.Contains("--status is FAILED, BOUNCED or SUPPRESSED", badErrors.ToString(), StringComparison.Ordinal);
         Assert.Empty(bad.ToString());   // usage errors go to stderr
 
+        // A mistyped option with "=" is refused, not dropped as a setting (which would widen the replay), and so is an empty --error.
+        foreach (var widening in new string[][] { ["--status", "FAILED", "--chanel=SMS", "--execute"], ["--error", "", "--execute"], ["--error", "  ", "--execute"] })
+        {
+            using var refused = new StringWriter();
+            using var refusedErrors = new StringWriter();
+            Assert.Equal(2, await ReplayCommand.RunAsync(widening, replay, refused, TestContext.Current.CancellationToken, refusedErrors));
+            Assert.Contains(widening[2] == "--chanel=SMS" ? "unknown option --chanel=SMS (a setting override names its section" : "--error needs the text to match",
+                refusedErrors.ToString(), StringComparison.Ordinal);
+        }
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company));
+
         // --execute with no filter at all would replay every failed message of every company, ever: it needs --all.
         using var unfiltered = new StringWriter();
         using var unfilteredErrors = new StringWriter();

@@ -9,15 +9,17 @@ public sealed class SecretProtectorTests
 {
     private static SecretProtector With(string? keys) => new(Options.Create(new EncryptionKeyOptions { Keys = keys }));
 
+    private static readonly SecretSlot Slot = new(Guid.Parse("6f1c2a4e-0000-4000-8000-000000000001"), "SmtpPasswordEncrypted");
+
     [Fact]
     public void A_secret_round_trips_and_its_ciphertext_differs_every_time()
     {
         var protector = With(TestKeys.Encryption);
 
-        var first = protector.Protect("smtp-password-1234");
-        var second = protector.Protect("smtp-password-1234");
+        var first = protector.Protect("smtp-password-1234", Slot);
+        var second = protector.Protect("smtp-password-1234", Slot);
 
-        Assert.Equal("smtp-password-1234", protector.Unprotect(first));
+        Assert.Equal("smtp-password-1234", protector.Unprotect(first, Slot));
         Assert.NotEqual(first, second); // random 96-bit nonce
         Assert.Equal("test1", SecretProtector.KeyIdOf(first));
         Assert.DoesNotContain("smtp-password", System.Text.Encoding.UTF8.GetString(first), StringComparison.Ordinal);
@@ -26,12 +28,12 @@ public sealed class SecretProtectorTests
     [Fact]
     public void After_rotation_old_ciphertext_is_still_read_and_new_ciphertext_uses_the_new_key()
     {
-        var old = With(TestKeys.Encryption).Protect("token");
+        var old = With(TestKeys.Encryption).Protect("token", Slot);
         var rotated = With(TestKeys.RotatedEncryption);
 
-        Assert.Equal("token", rotated.Unprotect(old));
+        Assert.Equal("token", rotated.Unprotect(old, Slot));
         Assert.True(rotated.NeedsRotation(old));
-        var fresh = rotated.Protect("token");
+        var fresh = rotated.Protect("token", Slot);
         Assert.Equal("test2", SecretProtector.KeyIdOf(fresh));
         Assert.False(rotated.NeedsRotation(fresh));
     }
@@ -40,23 +42,23 @@ public sealed class SecretProtectorTests
     public void Tampered_ciphertext_or_a_swapped_key_id_is_refused()
     {
         var protector = With(TestKeys.RotatedEncryption);
-        var envelope = protector.Protect("api-key");
+        var envelope = protector.Protect("api-key", Slot);
 
         var tampered = (byte[])envelope.Clone();
         tampered[^1] ^= 1;
-        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(tampered));
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(tampered, Slot));
 
         var relabelled = (byte[])envelope.Clone();
         relabelled[2 + 4] = (byte)'1'; // "test2" → "test1": the header is authenticated
-        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(relabelled));
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(relabelled, Slot));
     }
 
     [Fact]
     public void Ciphertext_under_a_key_that_is_not_configured_names_the_missing_key()
     {
-        var envelope = With(TestKeys.RotatedEncryption).Protect("x");
+        var envelope = With(TestKeys.RotatedEncryption).Protect("x", Slot);
 
-        var error = Assert.ThrowsAny<CryptographicException>(() => With(TestKeys.Encryption).Unprotect(envelope));
+        var error = Assert.ThrowsAny<CryptographicException>(() => With(TestKeys.Encryption).Unprotect(envelope, Slot));
 
         Assert.Contains("'test2'", error.Message, StringComparison.Ordinal);
     }
@@ -72,5 +74,50 @@ public sealed class SecretProtectorTests
 
         Assert.Contains(EncryptionKeyOptions.EnvironmentVariable, error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("dG9vIHNob3J0", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_secret_copied_to_another_company_or_another_setting_is_refused()
+    {
+        var protector = With(TestKeys.Encryption);
+        var envelope = protector.Protect("company-a-api-key", Slot);
+
+        var otherCompany = Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(envelope, Slot with { CompanyId = Guid.NewGuid() }));
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(envelope, Slot with { Property = "WhatsAppApiKeyEncrypted" }));
+
+        Assert.Contains("was not encrypted for this company and setting", otherCompany.Message, StringComparison.Ordinal);
+        Assert.Equal("company-a-api-key", protector.Unprotect(envelope, Slot));
+    }
+
+    [Fact]
+    public void A_version_1_value_written_before_slots_were_bound_is_read_and_marked_for_rotation()
+    {
+        var protector = With(TestKeys.Encryption);
+        var legacy = Version1("test1", Convert.FromBase64String(TestKeys.Encryption["test1:".Length..]), "old-smtp-password");
+
+        Assert.Equal("old-smtp-password", protector.Unprotect(legacy, Slot));
+        Assert.True(protector.NeedsRotation(legacy));
+        Assert.False(protector.NeedsRotation(protector.Protect("new", Slot)));
+
+        // Relabelled as version 2, it no longer authenticates: the version is part of what the tag covers.
+        var relabelled = (byte[])legacy.Clone();
+        relabelled[0] = 2;
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(relabelled, Slot));
+    }
+
+    /// <summary>An envelope as version 1 wrote it: the header alone as associated data.</summary>
+    private static byte[] Version1(string keyId, byte[] key, string plaintext)
+    {
+        var id = System.Text.Encoding.UTF8.GetBytes(keyId);
+        var clear = System.Text.Encoding.UTF8.GetBytes(plaintext);
+        var envelope = new byte[2 + id.Length + 12 + 16 + clear.Length];
+        envelope[0] = 1;
+        envelope[1] = (byte)id.Length;
+        id.CopyTo(envelope, 2);
+        var offset = 2 + id.Length;
+        RandomNumberGenerator.Fill(envelope.AsSpan(offset, 12));
+        using var aes = new AesGcm(key, 16);
+        aes.Encrypt(envelope.AsSpan(offset, 12), clear, envelope.AsSpan(offset + 28), envelope.AsSpan(offset + 12, 16), envelope.AsSpan(0, offset));
+        return envelope;
     }
 }

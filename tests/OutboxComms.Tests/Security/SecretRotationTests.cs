@@ -17,8 +17,8 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
             "INSERT INTO company_settings (company_id, smtp_password_encrypted, whatsapp_api_key_encrypted, sms_api_key_encrypted) VALUES ($1, $2, $3, NULL)"))
         {
             insert.Parameters.AddWithValue(company);
-            insert.Parameters.AddWithValue(old.Protect("smtp-password"));
-            insert.Parameters.AddWithValue(old.Protect("whatsapp-token"));
+            insert.Parameters.AddWithValue(old.Protect("smtp-password", TestKeys.Slot(company, "smtp_password_encrypted")));
+            insert.Parameters.AddWithValue(old.Protect("whatsapp-token", TestKeys.Slot(company, "whatsapp_api_key_encrypted")));
             await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
         var rotated = With(TestKeys.RotatedEncryption);
@@ -35,8 +35,8 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
 
         var smtp = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company);
         var whatsApp = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", company);
-        Assert.Equal(("test2", "smtp-password"), (SecretProtector.KeyIdOf(smtp), rotated.Unprotect(smtp)));
-        Assert.Equal(("test2", "whatsapp-token"), (SecretProtector.KeyIdOf(whatsApp), With("test2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=").Unprotect(whatsApp)));
+        Assert.Equal(("test2", "smtp-password"), (SecretProtector.KeyIdOf(smtp), rotated.Unprotect(smtp, TestKeys.Slot(company, "smtp_password_encrypted"))));
+        Assert.Equal(("test2", "whatsapp-token"), (SecretProtector.KeyIdOf(whatsApp), With("test2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=").Unprotect(whatsApp, TestKeys.Slot(company, "whatsapp_api_key_encrypted"))));
     }
 
     [Fact]
@@ -50,7 +50,7 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
             "INSERT INTO company_settings (company_id, whatsapp_api_key_encrypted) VALUES ($1, $2)"))
         {
             insert.Parameters.AddWithValue(company);
-            insert.Parameters.AddWithValue(old.Protect("old-token"));
+            insert.Parameters.AddWithValue(old.Protect("old-token", TestKeys.Slot(company, "whatsapp_api_key_encrypted")));
             await insert.ExecuteNonQueryAsync(ct);
         }
 
@@ -61,7 +61,7 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
             "UPDATE company_settings SET whatsapp_api_key_encrypted = $2 WHERE company_id = $1", put, putTransaction))
         {
             update.Parameters.AddWithValue(company);
-            update.Parameters.AddWithValue(rotated.Protect("new-token"));
+            update.Parameters.AddWithValue(rotated.Protect("new-token", TestKeys.Slot(company, "whatsapp_api_key_encrypted")));
             await update.ExecuteNonQueryAsync(ct);
         }
 
@@ -78,6 +78,37 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
         await rotation;
 
         var stored = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", company);
-        Assert.Equal("new-token", rotated.Unprotect(stored));
+        Assert.Equal("new-token", rotated.Unprotect(stored, TestKeys.Slot(company, "whatsapp_api_key_encrypted")));
+    }
+
+    [Fact]
+    public async Task A_secret_that_cannot_be_read_is_reported_with_its_company_and_the_others_are_still_rotated()
+    {
+        var old = With(TestKeys.Encryption);
+        var rotated = With(TestKeys.RotatedEncryption);
+        var source = await TestData.CreateCompanyAsync(db.DataSource);
+        var copier = await TestData.CreateCompanyAsync(db.DataSource);
+        var envelope = old.Protect("company-a-token", TestKeys.Slot(source, "whatsapp_api_key_encrypted"));
+        await using (var insert = db.DataSource.CreateCommand(
+            "INSERT INTO company_settings (company_id, whatsapp_api_key_encrypted, smtp_password_encrypted) VALUES ($1, $3, NULL), ($2, $3, $4)"))
+        {
+            insert.Parameters.AddWithValue(source);
+            insert.Parameters.AddWithValue(copier);
+            insert.Parameters.AddWithValue(envelope);   // copied into the second company's row by SQL
+            insert.Parameters.AddWithValue(old.Protect("copier-smtp", TestKeys.Slot(copier, "smtp_password_encrypted")));
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await using var context = db.CreateDbContext();
+        var result = await new SecretRotation(context, rotated).RotateAsync(TestContext.Current.CancellationToken);
+
+        var (company, property, reason) = Assert.Single(result.Unreadable, u => u.CompanyId == copier || u.CompanyId == source);
+        Assert.Equal((copier, "WhatsAppApiKeyEncrypted"), (company, property));
+        Assert.Contains("was not encrypted for this company and setting", reason, StringComparison.Ordinal);
+        Assert.Equal("company-a-token", rotated.Unprotect(
+            await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", source), TestKeys.Slot(source, "whatsapp_api_key_encrypted")));
+        var copierSmtp = await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", copier);
+        Assert.Equal(("test2", "copier-smtp"), (SecretProtector.KeyIdOf(copierSmtp), rotated.Unprotect(copierSmtp, TestKeys.Slot(copier, "smtp_password_encrypted"))));
+        Assert.Equal(envelope, await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", copier));
     }
 }

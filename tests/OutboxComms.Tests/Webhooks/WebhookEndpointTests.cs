@@ -57,9 +57,11 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         await command.ExecuteNonQueryAsync();
         await using var update = db.DataSource.CreateCommand($"UPDATE company_settings SET {assignments} WHERE company_id = $1");
         update.Parameters.AddWithValue(company);
-        foreach (var secret in secrets)
+        for (var i = 0; i < secrets.Length; i++)
         {
-            update.Parameters.AddWithValue(secret is string s ? Secrets.Protect(s) : secret);
+            // Each secret is encrypted for the column it is assigned to ("…_encrypted = $2").
+            var column = Regex.Match(assignments, $@"(\w+_encrypted) = \${i + 2}\b").Groups[1].Value;
+            update.Parameters.AddWithValue(secrets[i] is string s ? Secrets.Protect(s, TestKeys.Slot(company, column)) : secrets[i]);
         }
         await update.ExecuteNonQueryAsync();
         return company;
