@@ -11,6 +11,21 @@ namespace OutboxComms.Api.Common;
 /// </summary>
 public static class JsonBody
 {
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<JsonSerializerOptions, JsonSerializerOptions> StrictOptions = [];
+
+    /// <summary>
+    /// As <see cref="ReadAsync{T}"/>, refusing a field <typeparamref name="T"/> does not have, named:
+    /// for requests that send something (a misspelt "not_before" dropped would send a reminder at
+    /// once). Endpoints whose answer a client may send back (a GET's extra fields in a PUT) read leniently.
+    /// Free-form objects (data, metadata) take any keys either way.
+    /// </summary>
+    public static Task<(T? Value, ProblemHttpResult? Problem)> ReadStrictAsync<T>(HttpRequest request, JsonSerializerOptions options, CancellationToken cancellationToken)
+        where T : class =>
+        ReadAsync<T>(request, StrictOptions.GetValue(options, lenient => new JsonSerializerOptions(lenient)
+        {
+            UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+        }), cancellationToken);
+
     public static async Task<(T? Value, ProblemHttpResult? Problem)> ReadAsync<T>(HttpRequest request, JsonSerializerOptions options, CancellationToken cancellationToken)
         where T : class
     {
@@ -37,6 +52,7 @@ public static class JsonBody
             var field = FieldOf(ex.Path);
             return (null, Invalid(field, ex is JsonFieldFormatException format
                 ? $"{field} {format.Hint}"
+                : IsUnknownField(ex) ? UnknownField(field)
                 : FormattableString.Invariant(
                     $"{field} is not valid here (wrong type or format, or malformed JSON at line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}).")));
         }
@@ -46,6 +62,11 @@ public static class JsonBody
             return (null, TypedResults.Problem(statusCode: ex.StatusCode, title: "Bad request body", detail: ex.Message));
         }
     }
+
+    /// <summary>A property the request type does not have (<see cref="System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow"/>).</summary>
+    internal static bool IsUnknownField(JsonException ex) => ex.Message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal);
+
+    internal static string UnknownField(string field) => $"{field} is not a field of this request: check its spelling (fields are camelCase, e.g. notBefore).";
 
     /// <summary><c>$.messages[3].channel</c> → <c>messages[3].channel</c>; the root is "body".</summary>
     internal static string FieldOf(string? path) => path switch

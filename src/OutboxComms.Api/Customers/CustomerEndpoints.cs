@@ -220,7 +220,9 @@ public static class CustomerEndpoints
 
     private static void Apply(Customer customer, CustomerRequest request, Contact contact, DateTimeOffset now)
     {
-        customer.ExternalId = request.ExternalId?.Trim();
+        // Kept when omitted: business apps address the customer by it (the path, and SQL producers'
+        // customer_external_id), so a PUT from a form without the field must not cut them off.
+        customer.ExternalId = request.ExternalId?.Trim() ?? customer.ExternalId;
         customer.Name = request.Name!.Trim();
         customer.Email = contact.Email;
         customer.Phone = contact.Phone;

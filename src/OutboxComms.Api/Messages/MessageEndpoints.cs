@@ -110,7 +110,7 @@ public static class MessageEndpoints
     internal static async Task<Results<Accepted<SendMessageResponse>, ValidationProblem, ProblemHttpResult>> Send(
         HttpContext http, Tenant tenant, MessageStore store, IOptions<JsonOptions> json, TimeProvider time)
     {
-        var (request, unreadable) = await JsonBody.ReadAsync<SendMessageRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
+        var (request, unreadable) = await JsonBody.ReadStrictAsync<SendMessageRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
         if (request is null)
         {
             return unreadable!;
@@ -123,7 +123,7 @@ public static class MessageEndpoints
     internal static async Task<Results<Accepted<BulkSendResponse>, ValidationProblem, ProblemHttpResult>> SendBulk(
         HttpContext http, Tenant tenant, MessageStore store, IOptions<JsonOptions> json, TimeProvider time)
     {
-        var (request, unreadable) = await JsonBody.ReadAsync<BulkSendRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
+        var (request, unreadable) = await JsonBody.ReadStrictAsync<BulkSendRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
         if (request is null)
         {
             return unreadable!;
@@ -238,7 +238,7 @@ public static class MessageEndpoints
     internal static async Task<Results<Ok<ReplayResponse>, ValidationProblem, ProblemHttpResult>> ReplayMatching(
         HttpContext http, Tenant tenant, MessageReplay replay, IOptions<JsonOptions> json)
     {
-        var (request, unreadable) = await JsonBody.ReadAsync<ReplayRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
+        var (request, unreadable) = await JsonBody.ReadStrictAsync<ReplayRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
         if (request is null)
         {
             return unreadable!;

@@ -93,7 +93,6 @@ public static partial class SettingsEndpoints
                 validation.Require("host", request.Host)
                     .When(request.Host is { } host && Internal(host.Trim(), network.Value), "host",
                         $"host names an internal address, which a company's SMTP server may not use ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).")
-                    .When(request.Port is < 1 or > 65535, "port", "port is between 1 and 65535.")
                     .When(request.Username is not null && password.Value is null, "password", "password is required when a username is set.");
                 break;
             case EmailProvider.SendGrid or EmailProvider.Resend:
@@ -117,6 +116,8 @@ public static partial class SettingsEndpoints
         {
             validation.When(!ContactAddresses.TryNormaliseEmail(request.FromEmail, out _), "fromEmail", "fromEmail must be a valid email address.");
         }
+        // Stored whatever the provider (it is kept for a switch back to SMTP), so checked whatever the provider.
+        validation.When(request.Port is < 1 or > 65535, "port", "port is between 1 and 65535.");
         validation.When(request.ReplyTo is not null && !ContactAddresses.TryNormaliseEmail(request.ReplyTo, out _), "replyTo", "replyTo must be a valid email address.");
         if (!validation.IsValid)
         {
@@ -278,6 +279,7 @@ public static partial class SettingsEndpoints
                 $"baseUrl names an internal address, which providers may not reach ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).")
             .When(cost is < 0, "cost", "cost cannot be negative.")
             .When(cost is >= 1_000_000, "cost", "cost is a price per message: below 1,000,000 with at most 6 decimals.")
+            .When(cost is { } c && c != decimal.Round(c, 6), "cost", "cost has at most 6 decimals (it would be stored rounded).")
             .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
     }
 

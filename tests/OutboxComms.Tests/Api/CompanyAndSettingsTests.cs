@@ -272,6 +272,17 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         var (cost, costProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, cost = 1_000_000m });
         Assert.Equal(HttpStatusCode.BadRequest, cost.StatusCode);
         Assert.True(costProblem!["errors"]!.AsObject().ContainsKey("cost"));
+        // More decimals than it keeps would be stored rounded without a word.
+        var (fine, fineProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, cost = 0.1234567m });
+        Assert.Equal(HttpStatusCode.BadRequest, fine.StatusCode);
+        Assert.Equal("cost has at most 6 decimals (it would be stored rounded).", fineProblem!["errors"]!["cost"]![0]!.GetValue<string>());
+        // The SMTP port is stored whatever the provider (for a switch back to SMTP), so it is checked whatever the provider: not a 500 from the column's CHECK.
+        var (port, portProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "SENDGRID", enabled = true, apiKey = "SG.key", fromEmail = "accounts@practice.example", port = 0,
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, port.StatusCode);
+        Assert.Equal(["port"], portProblem!["errors"]!.AsObject().Select(e => e.Key));
 
         // An SES region is part of the endpoint's host name: a typo is refused here, not on every send.
         var (ses, sesProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new

@@ -58,6 +58,12 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.True(updated["updatedAt"]!.GetValue<DateTimeOffset>() > updated["createdAt"]!.GetValue<DateTimeOffset>());
         Assert.Equal("Iyer & Sons LLP", (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Body!["name"]!.GetValue<string>());
 
+        // A PUT without externalId (a form that never shows it) keeps it: the business app still finds the customer by it.
+        var (withoutExternalId, kept) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-12", new { name = "Iyer & Sons LLP", email = "office@iyer.example" });
+        Assert.Equal(HttpStatusCode.OK, withoutExternalId.StatusCode);
+        Assert.Equal("CLIENT-12", kept!["externalId"]!.GetValue<string>());
+        Assert.Equal(id, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-12")).Body!["id"]!.GetValue<string>());
+
         // A client code with slashes, as many practices number their clients, reached with the slashes encoded.
         var (slashed, slashedCustomer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CL/2026/001", name = "Rao Exports" });
         Assert.Equal(HttpStatusCode.Created, slashed.StatusCode);

@@ -116,7 +116,7 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     [Fact]
     public async Task A_value_of_the_wrong_json_type_is_named_and_a_non_json_body_is_refused()
     {
-        var (_, key) = await Api.NewCompanyAsync();
+        var (company, key) = await Api.NewCompanyAsync();
         using var client = Api.As(key);
 
         var (wrongType, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages", """{"type":"INVOICE","maxRetries":"three"}""");
@@ -126,6 +126,17 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
         Assert.Equal(["maxRetries"], ErrorFields(problem));
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, notJson.StatusCode);
+
+        // A misspelt field is named, not dropped: a not_before left out would have sent the reminder at once.
+        var (misspelt, misspeltProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            """{"customerExternalId":"CL-1","type":"INVOICE","channel":"EMAIL","subject":"Invoice","content":"Attached.","not_before":"2026-12-01T10:00:00+05:30"}""");
+        var (nested, nestedProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages/bulk",
+            """{"messages":[{"customerExternalId":"CL-1","type":"INVOICE","channel":"EMAIL","subject":"Invoice","content":"Attached.","notbefore":"2026-12-01T10:00:00+05:30","sendAt":"10:00"}]}""");
+        Assert.Equal(HttpStatusCode.BadRequest, misspelt.StatusCode);
+        Assert.Equal(["not_before"], ErrorFields(misspeltProblem));
+        Assert.Equal(HttpStatusCode.BadRequest, nested.StatusCode);
+        Assert.Equal(["messages[0].sendAt"], ErrorFields(nestedProblem));   // field names are case-insensitive: notbefore is notBefore
+        Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
     }
 
     [Fact]
