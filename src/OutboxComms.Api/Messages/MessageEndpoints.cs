@@ -425,9 +425,19 @@ public static class MessageEndpoints
             }
             string Prefix() => bulk ? $"messages[{i}]." : "";
             customers[i] = ResolveCustomer(draft, lookup, Prefix, validation);
-            if (draft.TemplateKey is { } template && !lookup.TemplateKeys.Contains(template))
+            if (draft.TemplateKey is not { } template)
             {
-                validation.Add(Prefix() + "templateKey", $"No template '{draft.TemplateKey}' exists in this company.");
+                continue;
+            }
+            if (!lookup.TemplateChannels.TryGetValue(template, out var has))
+            {
+                validation.Add(Prefix() + "templateKey", $"No template '{template}' exists in this company.");
+            }
+            else if (draft.Channels.Select(WireName<Channel>.Of).FirstOrDefault(c => c != "PREFERRED" && !has.Contains(c)) is { } missing)
+            {
+                // It would fail at the worker ("no template for this channel"); PREFERRED takes any.
+                validation.Add(Prefix() + "templateKey",
+                    $"Template '{template}' has no {missing} version (it has {string.Join(", ", has.Order(StringComparer.Ordinal))}): add one, or send on a channel it has.");
             }
         }
         return customers;

@@ -15,7 +15,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     public sealed record CustomerRef(Guid Id, string? ExternalId, bool Deleted);
 
     /// <summary>What the database knows about a request's customers and templates, and the ids its rows will get.</summary>
-    public sealed record Lookup(IReadOnlyDictionary<Guid, CustomerRef> ById, IReadOnlyDictionary<string, CustomerRef> ByExternalId, IReadOnlySet<string> TemplateKeys, long[] Ids);
+    /// <param name="TemplateChannels">Each requested template key that exists, with the channels it has a version for.</param>
+    public sealed record Lookup(IReadOnlyDictionary<Guid, CustomerRef> ById, IReadOnlyDictionary<string, CustomerRef> ByExternalId, IReadOnlyDictionary<string, HashSet<string>> TemplateChannels, long[] Ids);
 
     /// <summary>
     /// One outbox row to insert; <paramref name="Id"/> comes from <see cref="Lookup.Ids"/>. The rows
@@ -42,7 +43,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
           CROSS JOIN LATERAL (SELECT * FROM customers c WHERE c.company_id = $1 AND c.external_id = k.external_id LIMIT 1) c
         """;
 
-    private const string TemplatesSql = "SELECT DISTINCT key FROM message_templates WHERE company_id = $1 AND key = ANY($2)";
+    private const string TemplatesSql = "SELECT DISTINCT key, channel FROM message_templates WHERE company_id = $1 AND key = ANY($2)";
 
     // Ids are taken from the identity sequence up front so that every row's id is known before the
     // INSERT (attachments and the idempotent response refer to them) and ascends in request order.
@@ -76,18 +77,20 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
     private static readonly string InsertReturningIdsSql = InsertMessagesSql(withIds: false);
 
     // One message to a customer and template that must exist (and the customer not be deleted), in
-    // one statement and one round trip: nothing is inserted otherwise.
-    private const string CheckedTargetSql = """
+    // one statement and one round trip: nothing is inserted otherwise. The template must have a
+    // version for the channel ($15: one channel, or a BOTH request's channels), except for PREFERRED,
+    // which the worker resolves to whichever channel the template has.
+    private static string CheckedTargetSql(string templateHasChannels) => $"""
         WITH target AS (
             SELECT c.id, c.external_id FROM customers c
              WHERE c.company_id = $1 AND c.deleted_at IS NULL
                AND c.id = coalesce($2, (SELECT x.id FROM customers x WHERE x.company_id = $1 AND x.external_id = $3))
-               AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM message_templates t WHERE t.company_id = $1 AND t.key = $8))
+               AND ($8::text IS NULL OR {templateHasChannels})
              LIMIT 1)
         """;
 
-    private const string InsertCheckedSql = $"""
-        {CheckedTargetSql}
+    private static readonly string InsertCheckedSql = $"""
+        {CheckedTargetSql("EXISTS (SELECT 1 FROM message_templates t WHERE t.company_id = $1 AND t.key = $8 AND ($15::text = 'PREFERRED' OR t.channel = $15::text))")}
         INSERT INTO communication_logs ({InsertColumns})
         SELECT $1, target.id, target.external_id, $4, $15::text, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb,
                $12, $12, coalesce($13, $12), $14, NULL
@@ -97,8 +100,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
     // A BOTH request: a row per channel, in channel order, each marked with the first row's id
     // (split_from), so the ids are taken from the identity's sequence before the INSERT.
-    private const string InsertCheckedPairSql = $"""
-        {CheckedTargetSql},
+    private static readonly string InsertCheckedPairSql = $"""
+        {CheckedTargetSql("(SELECT count(DISTINCT t.channel) FROM message_templates t WHERE t.company_id = $1 AND t.key = $8 AND t.channel = ANY($15::text[])) = cardinality($15::text[])")},
         ids AS (
             SELECT nextval(pg_get_serial_sequence('communication_logs', 'id')) AS id, ch.channel, ch.n
               FROM target, unnest($15::text[]) WITH ORDINALITY AS ch(channel, n)
@@ -148,7 +151,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
 
         var byId = new Dictionary<Guid, CustomerRef>();
         var byExternalId = new Dictionary<string, CustomerRef>(StringComparer.Ordinal);
-        var knownTemplateKeys = new HashSet<string>(StringComparer.Ordinal);
+        var templateChannels = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         var allocated = new List<long>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -165,7 +168,12 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             await reader.NextResultAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                knownTemplateKeys.Add(reader.GetString(0));
+                var key = reader.GetString(0);
+                if (!templateChannels.TryGetValue(key, out var channels))
+                {
+                    templateChannels[key] = channels = new HashSet<string>(StringComparer.Ordinal);
+                }
+                channels.Add(reader.GetString(1));
             }
         }
         if (allocateIds)
@@ -177,7 +185,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             }
             allocated.Sort();
         }
-        return new Lookup(byId, byExternalId, knownTemplateKeys, [.. allocated]);
+        return new Lookup(byId, byExternalId, templateChannels, [.. allocated]);
     }
 
     /// <summary>

@@ -232,6 +232,40 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_template_without_a_version_for_the_requested_channel_is_refused_and_preferred_takes_any()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        await CreateTemplateAsync(Db.DataSource, company, "invoice-issued", "EMAIL");
+        using var client = Api.As(key);
+
+        // The single checked insert, a BOTH pair, and a bulk item: each would have failed at the worker.
+        var (whatsApp, whatsAppProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "WHATSAPP", templateKey = "invoice-issued" });
+        var (both, bothProblem) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "BOTH", templateKey = "invoice-issued" });
+        var (bulk, bulkProblem) = await client.PostAsync("/v1/messages/bulk", new
+        {
+            messages = new object[]
+            {
+                new { customerId = customer, type = "INVOICE", channel = "EMAIL", templateKey = "invoice-issued" },
+                new { customerId = customer, type = "INVOICE", channel = "SMS", templateKey = "invoice-issued" },
+            },
+        });
+        Assert.All(new[] { whatsApp, both, bulk }, r => Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode));
+        Assert.Equal("Template 'invoice-issued' has no WHATSAPP version (it has EMAIL): add one, or send on a channel it has.",
+            whatsAppProblem!["errors"]!["templateKey"]![0]!.GetValue<string>());
+        Assert.Equal(["templateKey"], ErrorFields(bothProblem));
+        Assert.Equal(["messages[1].templateKey"], ErrorFields(bulkProblem));
+        Assert.Equal(0, await CountAsync(Db.DataSource, company));
+
+        var (email, _) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "EMAIL", templateKey = "invoice-issued" });
+        var (preferred, _) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "PREFERRED", templateKey = "invoice-issued" });
+        await CreateTemplateAsync(Db.DataSource, company, "invoice-issued", "WHATSAPP");
+        var (bothNow, _) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "BOTH", templateKey = "invoice-issued" });
+        Assert.Equal((HttpStatusCode.Accepted, HttpStatusCode.Accepted, HttpStatusCode.Accepted), (email.StatusCode, preferred.StatusCode, bothNow.StatusCode));
+        Assert.Equal(4, await CountAsync(Db.DataSource, company));
+    }
+
+    [Fact]
     public async Task Both_creates_an_email_row_and_a_whatsapp_row_each_with_the_attachments()
     {
         var (company, key) = await Api.NewCompanyAsync();
