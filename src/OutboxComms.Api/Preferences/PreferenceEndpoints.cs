@@ -155,7 +155,7 @@ public static class PreferenceEndpoints
         }
 
         var now = time.GetUtcNow();
-        var consents = Apply(change, preference)
+        var consents = Apply(change, preference, firstStatement: existing is null)
             .Select(c => new ConsentRecord
             {
                 CompanyId = tenant.CompanyId, CustomerId = found.Id, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
@@ -275,13 +275,18 @@ public static class PreferenceEndpoints
     /// event), general updates included: a re-subscription is recorded, so a provider's late report
     /// of an older complaint does not undo it (ProviderOptOuts).
     /// </summary>
-    private static List<(ConsentScope Scope, Channel? Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference)
+    /// <param name="firstStatement">
+    /// The customer has no stored preferences yet: what they hold are defaults, not a consent anyone
+    /// gave. An opt-in stated now is recorded even when it matches the default (an email opt-in on
+    /// a signed engagement letter is evidence to keep); afterwards only changes are.
+    /// </param>
+    private static List<(ConsentScope Scope, Channel? Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference, bool firstStatement)
     {
         var consents = new List<(ConsentScope, Channel?, bool)>();
         preference.EmailOptIn = Consent(Channel.Email, preference.EmailOptIn, change.EmailOptIn);
         preference.WhatsAppOptIn = Consent(Channel.WhatsApp, preference.WhatsAppOptIn, change.WhatsAppOptIn);
         preference.SmsOptIn = Consent(Channel.Sms, preference.SmsOptIn, change.SmsOptIn);
-        if (change.GeneralUpdatesOptOut is { } optOut && optOut != preference.GeneralUpdatesOptOut)
+        if (change.GeneralUpdatesOptOut is { } optOut && (optOut != preference.GeneralUpdatesOptOut || firstStatement))
         {
             consents.Add((ConsentScope.GeneralUpdates, null, !optOut));
             preference.GeneralUpdatesOptOut = optOut;
@@ -317,7 +322,7 @@ public static class PreferenceEndpoints
 
         bool Consent(Channel channel, bool current, bool? wanted)
         {
-            if (wanted is { } value && value != current)
+            if (wanted is { } value && (value != current || firstStatement))
             {
                 consents.Add((ConsentScope.Channel, channel, value));
                 return value;

@@ -82,7 +82,8 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         var id = await CreateCustomerAsync(client, "CLIENT-3", "Consenting Client");
 
-        // Email is on by default, so only WhatsApp changes here.
+        // The first statement of preferences records each opt-in it states, email's too though it is on
+        // by default (the engagement letter is the evidence); later PUTs record only changes.
         await PutAsync(client, id, new { emailOptIn = true, whatsAppOptIn = true, consentSource = "signed engagement letter" });
         clock.Advance(TimeSpan.FromDays(1));
         await PutAsync(client, id, new { emailOptIn = true, whatsAppOptIn = true, consentSource = "repeated" });
@@ -97,13 +98,14 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
             Channel: c!["channel"]!.GetValue<string>(), OptedIn: c["optedIn"]!.GetValue<bool>(), Source: c["source"]!.GetValue<string>(),
             RecordedBy: c["recordedBy"]!.GetValue<string>(), RecordedAt: c["recordedAt"]!.GetValue<DateTimeOffset>())).ToList();
         var third = new DateTimeOffset(2025, 3, 16, 10, 30, 0, TimeSpan.Zero);
-        Assert.Equal(3, records.Count);
+        Assert.Equal(4, records.Count);
         Assert.Equal(new[] { "SMS", "WHATSAPP" }, records.Take(2).Select(r => r.Channel).Order(StringComparer.Ordinal));
         Assert.All(records.Take(2), r => Assert.Equal((third, "api", "api-key:default"), (r.RecordedAt, r.Source, r.RecordedBy)));
         Assert.True(records.Single(r => r.RecordedAt == third && r.Channel == "SMS").OptedIn);
         Assert.False(records.Single(r => r.RecordedAt == third && r.Channel == "WHATSAPP").OptedIn);
-        Assert.Equal(("WHATSAPP", true, "signed engagement letter", "api-key:default", new DateTimeOffset(2025, 3, 14, 10, 30, 0, TimeSpan.Zero)), records[2]);
-        Assert.Equal(3L, await TestData.ScalarAsync<long>(Db.DataSource,
+        Assert.Equal(new[] { ("EMAIL", true, "signed engagement letter", "api-key:default", new DateTimeOffset(2025, 3, 14, 10, 30, 0, TimeSpan.Zero)),
+            ("WHATSAPP", true, "signed engagement letter", "api-key:default", new DateTimeOffset(2025, 3, 14, 10, 30, 0, TimeSpan.Zero)) }, records.Skip(2).OrderBy(r => r.Channel, StringComparer.Ordinal));
+        Assert.Equal(4L, await TestData.ScalarAsync<long>(Db.DataSource,
             "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND company_id = $2", Guid.Parse(id), company));
     }
 
