@@ -63,8 +63,9 @@ public static class AnalyticsEndpoints
         string? from, string? to, Tenant tenant, NpgsqlDataSource dataSource, TimeProvider time, CancellationToken cancellationToken)
     {
         var validation = new Validation();
-        var until = validation.InstantOrNull(to, "to") ?? time.GetUtcNow();
-        var since = validation.InstantOrNull(from, "from") ?? (until > DateTimeOffset.MinValue.AddDays(30) ? until.AddDays(-30) : DateTimeOffset.MinValue);
+        var zone = await ValidationParsing.DateZoneAsync(dataSource, tenant.CompanyId, cancellationToken, from, to);
+        var until = validation.RangeEndOrNull(to, "to", zone) ?? time.GetUtcNow();
+        var since = validation.RangeStartOrNull(from, "from", zone) ?? (until > DateTimeOffset.MinValue.AddDays(30) ? until.AddDays(-30) : DateTimeOffset.MinValue);
         validation.When(since >= until, "from", "from must be before to.");
         if (!validation.IsValid)
         {

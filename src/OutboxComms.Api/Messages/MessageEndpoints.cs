@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http.Json;
 using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
@@ -137,7 +138,8 @@ public static class MessageEndpoints
         return await AcceptAsync(batch, http, tenant, store, json.Value.SerializerOptions, time.GetUtcNow());
     }
 
-    internal static async Task<Results<Ok<MessagePage>, ValidationProblem>> List([AsParameters] ListQuery query, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
+    internal static async Task<Results<Ok<MessagePage>, ValidationProblem>> List(
+        [AsParameters] ListQuery query, Tenant tenant, OutboxDbContext db, NpgsqlDataSource dataSource, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         var status = validation.WireNameOrNull<DeliveryStatus>(query.Status, "status");
@@ -149,8 +151,9 @@ public static class MessageEndpoints
             validation.When(!Guid.TryParse(query.CustomerId, out var parsed), "customerId", "customerId is a customer id (uuid).");
             customerId = parsed;
         }
-        var from = validation.InstantOrNull(query.CreatedFrom, "createdFrom");
-        var to = validation.InstantOrNull(query.CreatedTo, "createdTo");
+        var zone = await ValidationParsing.DateZoneAsync(dataSource, tenant.CompanyId, cancellationToken, query.CreatedFrom, query.CreatedTo);
+        var from = validation.RangeStartOrNull(query.CreatedFrom, "createdFrom", zone);
+        var to = validation.RangeEndOrNull(query.CreatedTo, "createdTo", zone);
         long? after = null;
         if (query.After is not null)
         {
@@ -236,7 +239,7 @@ public static class MessageEndpoints
 
     /// <summary>Replays every message of the company matching the filter, in one UPDATE. dryRun defaults to true: counting first is the safe habit.</summary>
     internal static async Task<Results<Ok<ReplayResponse>, ValidationProblem, ProblemHttpResult>> ReplayMatching(
-        HttpContext http, Tenant tenant, MessageReplay replay, IOptions<JsonOptions> json)
+        HttpContext http, Tenant tenant, MessageReplay replay, IOptions<JsonOptions> json, NpgsqlDataSource dataSource)
     {
         var (request, unreadable) = await JsonBody.ReadStrictAsync<ReplayRequest>(http.Request, json.Value.SerializerOptions, http.RequestAborted);
         if (request is null)
@@ -249,12 +252,10 @@ public static class MessageEndpoints
             "status", $"status is required and one of {replayable}.");
         var channel = validation.WireNameOrNull<Channel>(request.Channel, "channel");
         var type = validation.WireNameOrNull<MessageType>(request.Type, "type");
-        DateTimeOffset? createdFrom = ReplayFilter.TryParseFrom(request.CreatedFrom, out var from) ? from : null;
-        DateTimeOffset? createdTo = ReplayFilter.TryParseTo(request.CreatedTo, out var to) ? to : null;
-        const string Dates = "is an ISO 8601 instant (UTC without an offset) or a date (2026-11-24; createdTo then includes that whole UTC day).";
+        var zone = await ValidationParsing.DateZoneAsync(dataSource, tenant.CompanyId, http.RequestAborted, request.CreatedFrom, request.CreatedTo);
+        var createdFrom = validation.RangeStartOrNull(request.CreatedFrom, "createdFrom", zone);
+        var createdTo = validation.RangeEndOrNull(request.CreatedTo, "createdTo", zone);
         validation
-            .When(request.CreatedFrom is not null && createdFrom is null, "createdFrom", $"createdFrom {Dates}")
-            .When(request.CreatedTo is not null && createdTo is null, "createdTo", $"createdTo {Dates}")
             .When(createdFrom >= createdTo, "createdTo", "createdTo must be after createdFrom.")
             .When(request.ErrorContains is { Length: > 500 }, "errorContains", "errorContains is at most 500 characters.");
         if (!validation.IsValid)

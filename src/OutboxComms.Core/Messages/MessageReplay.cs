@@ -43,12 +43,25 @@ public sealed partial record ReplayFilter
     /// date (2026-11-24), its midnight; without an offset, UTC. Nothing else: 11/12/2026 means
     /// different days to different readers.
     /// </summary>
-    public static bool TryParseFrom(string? text, out DateTimeOffset from)
+    public static bool TryParseFrom(string? text, out DateTimeOffset from) => TryParseFrom(text, TimeZoneInfo.Utc, out from);
+
+    /// <summary>As <see cref="TryParseFrom(string?, out DateTimeOffset)"/>, a plain date being that day's midnight in <paramref name="zone"/> (a practice's day).</summary>
+    public static bool TryParseFrom(string? text, TimeZoneInfo zone, out DateTimeOffset from)
     {
+        ArgumentNullException.ThrowIfNull(zone);
+        if (IsPlainDate(text, out var day))
+        {
+            from = Policies.LocalTimes.ToInstant(day.ToDateTime(TimeOnly.MinValue), zone);
+            return true;
+        }
         from = default;
         return text is not null && IsoDate().IsMatch(text)
             && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out from);
     }
+
+    /// <summary>A date without a time (2026-11-24): a whole day, whose bounds depend on the zone it is read in.</summary>
+    public static bool IsPlainDate(string? text, out DateOnly day) =>
+        DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out day);
 
     [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:?\d{2})?)?$", RegexOptions.CultureInvariant)]
     private static partial Regex IsoDate();
@@ -57,14 +70,18 @@ public sealed partial record ReplayFilter
     /// The exclusive end of a created-at range as an operator means it: a plain date (2026-11-24)
     /// includes that whole day, ending at the next midnight, UTC; an instant is taken as given.
     /// </summary>
-    public static bool TryParseTo(string? text, out DateTimeOffset to)
+    public static bool TryParseTo(string? text, out DateTimeOffset to) => TryParseTo(text, TimeZoneInfo.Utc, out to);
+
+    /// <summary>As <see cref="TryParseTo(string?, out DateTimeOffset)"/>, a plain date ending at the next midnight in <paramref name="zone"/>.</summary>
+    public static bool TryParseTo(string? text, TimeZoneInfo zone, out DateTimeOffset to)
     {
-        if (DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
+        ArgumentNullException.ThrowIfNull(zone);
+        if (IsPlainDate(text, out var day))
         {
-            to = new DateTimeOffset(day.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+            to = Policies.LocalTimes.ToInstant(day.AddDays(1).ToDateTime(TimeOnly.MinValue), zone);
             return true;
         }
-        return TryParseFrom(text, out to);
+        return TryParseFrom(text, zone, out to);
     }
 }
 

@@ -197,15 +197,28 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
-    public async Task Replay_dates_read_as_the_cli_reads_them_a_plain_created_to_date_including_that_whole_utc_day()
+    public async Task Filter_dates_are_iso_only_and_a_plain_date_is_the_whole_day_in_the_companys_zone()
     {
-        var (company, key) = await Api.NewCompanyAsync();
+        var (company, key) = await Api.NewCompanyAsync();   // Asia/Kolkata
         var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
         var id = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
         await SetAsync(Db.DataSource, id, "status = 'FAILED', created_at = '2026-11-24T17:45:00Z'");
+        // 00:30 on 25 November in India, though still the 24th in UTC.
+        var late = await Outbox.EnqueueAsync(Db.DataSource, company, customer);
+        await SetAsync(Db.DataSource, late, "status = 'FAILED', created_at = '2026-11-24T19:00:00Z'");
         using var client = Api.As(key);
 
         async Task<int> MatchedAsync(object filter) => (await client.PostAsync("/v1/messages/replay", filter)).Body!["matched"]!.GetValue<int>();
+        Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-25", createdTo = "2026-11-25" }));
+        var (listed, page) = await client.SendJsonAsync(HttpMethod.Get, "/v1/messages?createdFrom=2026-11-24&createdTo=2026-11-24");
+        Assert.Equal(HttpStatusCode.OK, listed.StatusCode);
+        Assert.Equal([id], page!["items"]!.AsArray().Select(m => m!["id"]!.GetValue<long>()));
+        var (_, report) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=2026-11-25&to=2026-11-25");
+        Assert.Equal(1, report!["total"]!.GetValue<int>());
+        var (ambiguous, ambiguousProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=01/11/2026");
+        Assert.Equal(HttpStatusCode.BadRequest, ambiguous.StatusCode);
+        Assert.Equal(["from"], ErrorFields(ambiguousProblem));
+        await SetAsync(Db.DataSource, late, "status = 'SENT'");
 
         Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24", createdTo = "2026-11-24" }));
         Assert.Equal(0, await MatchedAsync(new { status = "FAILED", createdTo = "2026-11-23" }));
