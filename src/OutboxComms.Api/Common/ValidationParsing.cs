@@ -48,30 +48,23 @@ public static class ValidationParsing
     /// (2026-11-24), its midnight in <paramref name="zone"/>. Nothing else: 01/04/2026 is a different
     /// day to different readers.
     /// </summary>
-    public static DateTimeOffset? RangeStartOrNull(this Validation validation, string? text, string field, TimeZoneInfo zone)
-    {
-        ArgumentNullException.ThrowIfNull(validation);
-        if (string.IsNullOrEmpty(text))
-        {
-            return null;
-        }
-        if (ReplayFilter.TryParseFrom(text, zone, out var value))
-        {
-            return value;
-        }
-        validation.Add(field, $"{field} {RangeHint(zone)}");
-        return null;
-    }
+    public static DateTimeOffset? RangeStartOrNull(this Validation validation, string? text, string field, TimeZoneInfo zone) =>
+        Range(validation, text, field, zone, ReplayFilter.TryParseFrom);
 
     /// <summary>The exclusive end of a created-at range: as <see cref="RangeStartOrNull"/>, a plain date including that whole day.</summary>
-    public static DateTimeOffset? RangeEndOrNull(this Validation validation, string? text, string field, TimeZoneInfo zone)
+    public static DateTimeOffset? RangeEndOrNull(this Validation validation, string? text, string field, TimeZoneInfo zone) =>
+        Range(validation, text, field, zone, ReplayFilter.TryParseTo);
+
+    private delegate bool RangeParser(string? text, TimeZoneInfo zone, out DateTimeOffset value);
+
+    private static DateTimeOffset? Range(Validation validation, string? text, string field, TimeZoneInfo zone, RangeParser parse)
     {
         ArgumentNullException.ThrowIfNull(validation);
         if (string.IsNullOrEmpty(text))
         {
             return null;
         }
-        if (ReplayFilter.TryParseTo(text, zone, out var value))
+        if (parse(text, zone, out var value))
         {
             return value;
         }
