@@ -76,7 +76,7 @@ public static partial class SettingsEndpoints
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         var secretOf = Secrets(secrets, settings);
         var password = secretOf(request.Password, settings.SmtpPasswordEncrypted, nameof(CompanySettings.SmtpPasswordEncrypted));
         var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted, nameof(CompanySettings.EmailApiKeyEncrypted));
@@ -150,7 +150,7 @@ public static partial class SettingsEndpoints
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         var secretOf = Secrets(secrets, settings);
         var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted, nameof(CompanySettings.WhatsAppApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted, request.Provider is not null
@@ -205,7 +205,7 @@ public static partial class SettingsEndpoints
     {
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
-        Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency);
+        Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         var apiKey = Secrets(secrets, settings)(request.ApiKey, settings.SmsApiKeyEncrypted, nameof(CompanySettings.SmsApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted, request.Provider is not null
             && (settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid), "provider, baseUrl or accountSid");
@@ -269,8 +269,16 @@ public static partial class SettingsEndpoints
         }
     }
 
-    private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency)
+    private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency,
+        CompanySettings settings)
     {
+        // The currency is the company's, for every channel's rate card: changed from one channel's
+        // settings it would relabel the others' prices (an email cost of 0.25 meant in INR recorded as USD).
+        var otherCosts = new[] { (Channel.Email, settings.EmailCost), (Channel.WhatsApp, settings.WhatsAppCost), (Channel.Sms, settings.SmsCost) }
+            .Where(c => c.Item1 != channel && c.Item2 is not null).Select(c => WireName<Channel>.Of(c.Item1)).ToList();
+        validation.When(currency is not null && currency != settings.CostCurrency && otherCosts.Count > 0, "costCurrency",
+            $"costCurrency is the company's, for every channel's cost, and {string.Join(" and ", otherCosts)} costs are set in {settings.CostCurrency}: "
+            + $"clear those costs first (or leave costCurrency out), then set them again in {currency}.");
         Uri? target = null;
         validation.When(enabled && provider is null, "provider", "provider is required to enable the channel.")
             .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")

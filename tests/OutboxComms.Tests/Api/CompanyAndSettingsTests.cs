@@ -305,6 +305,14 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
             webhookSecret = "arn:aws:sns:ap-south-1:123456789012:ses-notifications",
         });
         Assert.Equal(HttpStatusCode.OK, mumbai.StatusCode);
+
+        // One currency for the whole rate card: set from the SMS settings it would relabel email's INR price as USD.
+        await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = true, host = "smtp.practice.example", fromEmail = "accounts@practice.example", cost = 0.25m });
+        var (usd, usdProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, accountSid = "AC123", apiKey = "token", fromNumber = "+14155238886", cost = 0.0079m, costCurrency = "USD" });
+        var (inr, inrView) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, accountSid = "AC123", apiKey = "token", fromNumber = "+14155238886", cost = 0.65m });
+        Assert.Equal(["costCurrency"], usdProblem!["errors"]!.AsObject().Select(e => e.Key));
+        Assert.StartsWith("costCurrency is the company's, for every channel's cost, and EMAIL costs are set in INR", usdProblem["errors"]!["costCurrency"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.OK, "INR"), (usd.StatusCode, inr.StatusCode, inrView!["costCurrency"]!.GetValue<string>()));
     }
 
     [Fact]

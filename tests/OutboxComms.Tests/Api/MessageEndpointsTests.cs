@@ -503,6 +503,11 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal([ids[6], ids[4], ids[2], ids[0]], await ListIdsAsync(client, "type=INVOICE"));
         Assert.Equal([ids[6], ids[5]], await ListIdsAsync(client, $"customerId={bob}"));
         Assert.Equal([ids[4]], await ListIdsAsync(client, $"status=FAILED&channel=WHATSAPP&customerId={alice}"));
+        // A row a SQL producer wrote naming Bob by his external id only is Bob's under either filter.
+        Assert.Equal(1, await TestData.ScalarAsync<int>(Db.DataSource, "UPDATE customers SET external_id = 'CL-BOB' WHERE id = $1 RETURNING 1", bob));
+        await SetAsync(Db.DataSource, ids[5], "customer_id = NULL, customer_external_id = 'CL-BOB'");
+        Assert.Equal([ids[6], ids[5]], await ListIdsAsync(client, $"customerId={bob}"));
+        Assert.Equal([ids[6], ids[5]], await ListIdsAsync(client, "customerExternalId=CL-BOB"));
         Assert.Equal([ids[0]], await ListIdsAsync(client, $"createdTo={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-1).ToString("O"))}"));
         Assert.Equal(6, (await ListIdsAsync(client, $"createdFrom={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-1).ToString("O"))}")).Length);
 
