@@ -107,25 +107,65 @@ public static class OutboxDatabaseExtensions
     }
 }
 
-/// <summary>Ready when PostgreSQL answers and carries every migration this build knows.</summary>
-internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator) : IHealthCheck
+/// <summary>
+/// Ready when PostgreSQL answers and carries every migration this build knows. Anyone may ask, so
+/// a flood of probes must not take the connection pool from real requests: one check runs at a time
+/// (callers meanwhile share its answer), and a healthy answer is reused for a second.
+/// </summary>
+internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProvider time) : IHealthCheck
 {
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    private static readonly TimeSpan HealthyFor = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan CheckTimeout = TimeSpan.FromSeconds(10);
+
+    // Per migrator (one per host): the check itself is created per request.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SchemaMigrator, Shared> Checks = [];
+
+    private sealed class Shared
     {
+        public Task<HealthCheckResult>? Running;
+        public DateTimeOffset CompletedAt;
+    }
+
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var shared = Checks.GetValue(migrator, _ => new Shared());
+        Task<HealthCheckResult> check;
+        lock (shared)
+        {
+            if (shared.Running is not { } running
+                || (running.IsCompleted && (running.Result.Status != HealthStatus.Healthy || time.GetUtcNow() - shared.CompletedAt >= HealthyFor)))
+            {
+                shared.Running = running = RunAsync(shared);
+            }
+            check = running;
+        }
+        return check.WaitAsync(cancellationToken);
+    }
+
+    private async Task<HealthCheckResult> RunAsync(Shared shared)
+    {
+        // Not the caller's token: other callers wait on this check too.
+        using var timeout = new CancellationTokenSource(CheckTimeout);
+        HealthCheckResult result;
         try
         {
-            var state = await migrator.GetStateAsync(cancellationToken);
-            return state.IsCurrent
+            var state = await migrator.GetStateAsync(timeout.Token);
+            result = state.IsCurrent
                 ? HealthCheckResult.Healthy($"schema at version {state.AppliedVersion}")
                 : state.Missing.Count > 0
                     ? HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion} but migrations {string.Join(", ", state.Missing)} were never applied: run `OutboxComms.Worker migrate`")
                     : HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion}, this build needs {state.ExpectedVersion}: run `OutboxComms.Worker migrate`");
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception ex)
         {
             // The answer is public (no key is needed to ask): its error text, which may name the
             // database host or user, goes only to the log, where the health service writes the exception.
-            return HealthCheckResult.Unhealthy("database unreachable (the service's log has the error)", ex);
+            result = HealthCheckResult.Unhealthy("database unreachable (the service's log has the error)", ex);
         }
+        lock (shared)
+        {
+            shared.CompletedAt = time.GetUtcNow();
+        }
+        return result;
     }
 }

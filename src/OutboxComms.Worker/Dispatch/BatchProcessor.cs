@@ -139,6 +139,12 @@ internal sealed class BatchProcessor(
         try
         {
             await CompleteAsync(lease, outcomes, leaseEnds);
+            // Counted once recorded: an outcome that never lands is sent again under another lease
+            // and counted then, not twice.
+            foreach (var outcome in outcomes)
+            {
+                metrics.Processed(WireName<DeliveryStatus>.Of(outcome.Status), WireName<Channel>.Of(outcome.Channel));
+            }
         }
         finally
         {

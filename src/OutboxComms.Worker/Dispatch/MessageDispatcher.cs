@@ -50,7 +50,6 @@ internal sealed partial class MessageDispatcher(
             completion = InternalError(message, $"internal error: {ex.GetType().Name}: {ex.Message}");
         }
 
-        metrics.Processed(WireName<DeliveryStatus>.Of(completion.Status), WireName<Channel>.Of(completion.Channel));
         if (completion.Status is DeliveryStatus.Failed or DeliveryStatus.Bounced)
         {
             DispatchLog.Failed(logger, message.Id, message.CompanyId, LogRedaction.Contacts(completion.ErrorMessage));

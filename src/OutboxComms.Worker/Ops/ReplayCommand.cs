@@ -12,11 +12,13 @@ public static class ReplayCommand
 {
     public const string Usage = """
           replay [--company ID] [--id N] [--status FAILED|BOUNCED|SUPPRESSED] [--channel EMAIL|WHATSAPP|SMS]
-                 [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--execute [--all]]
+                 [--type INVOICE|...] [--from 2026-11-01] [--to 2026-11-24] [--error "Twilio 30003"] [--actor NAME] [--execute [--all]]
                               count (dry run) or, with --execute, replay failed messages
                               (created from --from up to and including the day --to, UTC; or give
                               instants such as 2026-11-24T18:30:00+05:30); --execute without any
-                              filter replays every failed message ever, so it also needs --all
+                              filter replays every failed message ever, so it also needs --all;
+                              --actor names who replays in the record (default: the OS user,
+                              which in a container is the image's)
         """;
 
     /// <summary>Runs the verb; its result goes to <paramref name="output"/>, a usage error to <paramref name="errors"/> (else to the output) with exit code 2.</summary>
@@ -27,9 +29,10 @@ public static class ReplayCommand
         ArgumentNullException.ThrowIfNull(output);
         ReplayFilter filter;
         bool execute;
+        string? actor;
         try
         {
-            (filter, execute) = Parse(args);
+            (filter, execute, actor) = Parse(args);
             if (execute && filter == new ReplayFilter() && !args.Contains("--all"))
             {
                 throw new FormatException("--execute without a filter would replay every failed, bounced and suppressed message of every company, ever; "
@@ -49,12 +52,12 @@ public static class ReplayCommand
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{matched} messages would be replayed ({scope}). Add --execute to replay them."));
             return 0;
         }
-        var replayed = await replay.ReplayAsync(filter, $"ops cli ({Environment.UserName})", cancellationToken);
+        var replayed = await replay.ReplayAsync(filter, $"ops cli ({actor ?? Environment.UserName})", cancellationToken);
         await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Replayed {replayed} messages ({scope}); workers were notified."));
         return 0;
     }
 
-    private static readonly string[] ValueOptions = ["--company", "--id", "--status", "--channel", "--type", "--from", "--to", "--error"];
+    private static readonly string[] ValueOptions = ["--company", "--id", "--status", "--channel", "--type", "--from", "--to", "--error", "--actor"];
 
     /// <summary>
     /// One of this verb's options written with "=" (--from=2026-11-20): that option, not a
@@ -63,8 +66,9 @@ public static class ReplayCommand
     internal static bool IsOwnOption(string arg) =>
         ValueOptions.Any(option => arg.StartsWith(option + "=", StringComparison.Ordinal));
 
-    private static (ReplayFilter Filter, bool Execute) Parse(string[] args)
+    private static (ReplayFilter Filter, bool Execute, string? Actor) Parse(string[] args)
     {
+        string? actor = null;
         args = [.. args.SelectMany(arg => IsOwnOption(arg) ? [arg[..arg.IndexOf('=', StringComparison.Ordinal)], arg[(arg.IndexOf('=', StringComparison.Ordinal) + 1)..]] : new[] { arg })];
         var filter = new ReplayFilter();
         var execute = false;
@@ -73,6 +77,11 @@ public static class ReplayCommand
             string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
             if (args[i] == "--all" || IsSettingOverride(args[i]))
             {
+                continue;
+            }
+            if (args[i] == "--actor")
+            {
+                actor = Value() is { } name && !string.IsNullOrWhiteSpace(name) && name.Length <= 100 ? name.Trim() : throw new FormatException("--actor is who replays, e.g. --actor \"meera (ops)\", at most 100 characters");
                 continue;
             }
             if (args[i] == "--execute")
@@ -99,7 +108,7 @@ public static class ReplayCommand
         {
             throw new FormatException("--status is FAILED, BOUNCED or SUPPRESSED");
         }
-        return (filter, execute);
+        return (filter, execute, actor);
     }
 
     /// <summary>

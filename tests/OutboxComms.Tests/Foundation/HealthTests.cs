@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using OutboxComms.Core.Data;
@@ -32,6 +33,36 @@ public sealed class HealthTests(PostgresServer server)
             Assert.Equal(HttpStatusCode.OK, after.StatusCode);
             var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative), TestContext.Current.CancellationToken);
             Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
+        finally
+        {
+            await server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
+    public async Task A_healthy_answer_is_reused_for_a_second_and_an_unhealthy_one_never()
+    {
+        var connectionString = await server.CreateDatabaseAsync(migrated: true);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+            var check = new DatabaseReadyHealthCheck(new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance), time);
+            async Task<HealthStatus> StatusAsync() => (await check.CheckHealthAsync(new HealthCheckContext(), TestContext.Current.CancellationToken)).Status;
+            Assert.Equal(HealthStatus.Healthy, await StatusAsync());
+
+            // The latest migration forgotten: within the second the healthy answer stands (a flood of probes costs one query a second), after it not.
+            var latest = await TestData.ScalarAsync<int>(dataSource, "SELECT max(version) FROM schema_migrations");
+            await TestData.ScalarAsync<int>(dataSource, "CREATE TABLE forgotten AS SELECT * FROM schema_migrations WITH NO DATA; SELECT 1");
+            await TestData.ScalarAsync<int>(dataSource, "WITH d AS (DELETE FROM schema_migrations WHERE version = $1 RETURNING *) INSERT INTO forgotten SELECT * FROM d RETURNING 1", latest);
+            Assert.Equal(HealthStatus.Healthy, await StatusAsync());
+            time.Advance(TimeSpan.FromSeconds(1));
+            Assert.Equal(HealthStatus.Unhealthy, await StatusAsync());
+
+            // An unhealthy answer is not kept: put right, the next probe says so at once.
+            await TestData.ScalarAsync<int>(dataSource, "INSERT INTO schema_migrations SELECT * FROM forgotten; SELECT 1");
+            Assert.Equal(HealthStatus.Healthy, await StatusAsync());
         }
         finally
         {

@@ -73,8 +73,9 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         Assert.Contains("narrow it (--company, --from, --status, …) or say --all", unfilteredErrors.ToString(), StringComparison.Ordinal);
         Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company));
         using var all = new StringWriter();
-        Assert.Equal(0, await ReplayCommand.RunAsync(["--execute", "--all", "--Logging:LogLevel:Default=Warning"], replay, all, TestContext.Current.CancellationToken));
+        Assert.Equal(0, await ReplayCommand.RunAsync(["--execute", "--all", "--actor", "meera (ops)", "--Logging:LogLevel:Default=Warning"], replay, all, TestContext.Current.CancellationToken));
         Assert.StartsWith("Replayed 1 messages (all companies)", all.ToString(), StringComparison.Ordinal);
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM message_replays WHERE company_id = $1 AND replayed_by = 'ops cli (meera (ops))'", company));
 
         // "--execute" as the text --error looks for is a dry run, not an order to replay.
         using var errorText = new StringWriter();
