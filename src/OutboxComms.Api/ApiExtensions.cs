@@ -64,6 +64,7 @@ public static class ApiExtensions
         ArgumentNullException.ThrowIfNull(app);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.Use(OutboxComms.Api.Common.BodySizeLimit.EnforceAsync);
         app.UseAuthentication();
         // Before authorization, which answers 401 itself: callers without a valid key are limited too (per address).
         app.UseRateLimiter();

@@ -58,6 +58,8 @@ public static class AnalyticsEndpoints
         return endpoints;
     }
 
+    private static readonly TimeSpan MaxWindow = TimeSpan.FromDays(367);
+
     /// <summary>Messages created in [from, to); the default window is the last 30 days.</summary>
     internal static async Task<Results<Ok<AnalyticsResponse>, ValidationProblem>> Get(
         string? from, string? to, Tenant tenant, NpgsqlDataSource dataSource, TimeProvider time, CancellationToken cancellationToken)
@@ -66,7 +68,10 @@ public static class AnalyticsEndpoints
         var zone = await ValidationParsing.DateZoneAsync(dataSource, tenant.CompanyId, cancellationToken, from, to);
         var until = validation.RangeEndOrNull(to, "to", zone) ?? time.GetUtcNow();
         var since = validation.RangeStartOrNull(from, "from", zone) ?? (until > DateTimeOffset.MinValue.AddDays(30) ? until.AddDays(-30) : DateTimeOffset.MinValue);
-        validation.When(since >= until, "from", "from must be before to.");
+        validation.When(since >= until, "from", "from must be before to.")
+            // Each report reads every message of its window (percentiles sort them): a year at most,
+            // so that one request cannot make PostgreSQL read a company's whole history.
+            .When(until - since > MaxWindow, "from", "The window is at most a year (a financial year: from=2025-04-01&to=2026-03-31); ask for longer periods a year at a time.");
         if (!validation.IsValid)
         {
             return validation.Problem();

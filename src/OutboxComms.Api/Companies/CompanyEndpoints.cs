@@ -27,11 +27,11 @@ public static class CompanyEndpoints
 
     public static IEndpointRouteBuilder MapCompanies(this IEndpointRouteBuilder endpoints)
     {
-        var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+        var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit).WithMetadata(BodySizeLimit.Small);
         admin.MapPost("/", CreateCompany);
         admin.MapPost("/{id:guid}/api-keys", CreateKeyForCompany);
 
-        var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+        var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit).WithMetadata(BodySizeLimit.Small);
         keys.MapGet("/", ListKeys);
         keys.MapPost("/", CreateKey);
         keys.MapDelete("/{id:guid}", RevokeKey);

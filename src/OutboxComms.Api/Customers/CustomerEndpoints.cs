@@ -39,7 +39,8 @@ public static class CustomerEndpoints
     public static IEndpointRouteBuilder MapCustomers(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/customers").WithTags("Customers")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Small);
         group.MapPost("/", Create).WithSummary("Adds a customer; externalId (the business application's own id) is unique per company (409 when taken).");
         group.MapGet("/", List)
             .WithSummary($"Customers ordered by id, {DefaultPageSize} a page (limit up to {MaxPageSize}); pass the previous page's next as after. Optional exact externalId and a search on name and email.");

@@ -520,7 +520,4 @@ public static class MessageEndpoints
             m.ProviderName, m.ProviderMessageId, m.Cost, m.CostCurrency,
             found.Attachments, attempts, replays);
     }
-
-    /// <summary>Kestrel applies this as the endpoint's MaxRequestBodySize.</summary>
-    private sealed record BodySizeLimit(long? MaxRequestBodySize) : IRequestSizeLimitMetadata;
 }

@@ -87,7 +87,8 @@ public static class PreferenceEndpoints
     public static IEndpointRouteBuilder MapPreferences(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/customers/{id}").WithTags("Preferences")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Small);
         group.MapGet("/preferences", Get)
             .WithSummary(CustomerEndpoints.AddressingSummary("The customer's preferences (the defaults, email on and WhatsApp/SMS off, until set)"));
         group.MapPut("/preferences", Put)
@@ -212,7 +213,12 @@ public static class PreferenceEndpoints
         var payment = ParseChannel(validation, "paymentReminderChannel", request.PaymentReminderChannel);
         var general = ParseChannel(validation, "generalUpdatesChannel", request.GeneralUpdatesChannel);
         List<Channel>? stoppedOn = null;
-        if (request.GeneralUpdatesOptOutChannels is { } named)
+        if (request.GeneralUpdatesOptOutChannels is { Count: > 3 } tooMany)
+        {
+            // One error, not one per entry: a list of millions would make an answer of hundreds of MB.
+            validation.Add("generalUpdatesOptOutChannels", $"generalUpdatesOptOutChannels lists each of EMAIL, WHATSAPP and SMS at most once ({tooMany.Count} entries given).");
+        }
+        else if (request.GeneralUpdatesOptOutChannels is { } named)
         {
             stoppedOn = [];
             foreach (var name in named)

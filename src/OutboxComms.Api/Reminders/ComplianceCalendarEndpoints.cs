@@ -59,7 +59,8 @@ public static class ComplianceCalendarEndpoints
     public static IEndpointRouteBuilder MapComplianceCalendar(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/compliance-calendar").WithTags("Compliance calendar")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Plan);
         group.MapGet("/", Get);
         group.MapPut("/{key}", PutOverride);
         group.MapDelete("/{key}", DeleteOverride);

@@ -43,7 +43,8 @@ public static class ReminderEndpoints
     public static IEndpointRouteBuilder MapReminders(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/reminders").WithTags("Reminders")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Plan);
         group.MapPost("/", Create);
         group.MapGet("/", List);
         group.MapGet("/{id:long}", Get);

@@ -38,7 +38,8 @@ public static partial class ScheduleEndpoints
     public static IEndpointRouteBuilder MapSchedules(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/schedules").WithTags("Schedules")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Plan);
         group.MapGet("/", List);
         group.MapGet("/{key}", Get);
         group.MapPut("/{key}", Put);

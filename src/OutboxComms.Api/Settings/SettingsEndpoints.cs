@@ -58,7 +58,8 @@ public static partial class SettingsEndpoints
     public static IEndpointRouteBuilder MapSettings(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/settings").WithTags("Settings")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Small);
         group.MapGet("/", Get);
         group.MapPut("/email", PutEmail);
         group.MapPut("/whatsapp", PutWhatsApp);

@@ -52,7 +52,8 @@ public static partial class TemplateEndpoints
     public static IEndpointRouteBuilder MapTemplates(this IEndpointRouteBuilder endpoints)
     {
         var group = endpoints.MapGroup("/v1/templates").WithTags("Templates")
-            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit);
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .WithMetadata(BodySizeLimit.Template);
         group.MapGet("/", List).WithSummary("The company's templates (the current version of each), optionally of one key.");
         group.MapGet("/{key}", GetKey).WithSummary("Every channel and language of one template key.");
         group.MapPut("/{key}", Upsert)

@@ -147,6 +147,12 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
             var (response, body) = await client.SendJsonAsync(HttpMethod.Put, path, new { generalUpdatesOptOutChannels = channels });
             Assert.Contains(channels[^1], ValidationProblemAssert.NamesFields(response, body, "generalUpdatesOptOutChannels")["generalUpdatesOptOutChannels"], StringComparison.Ordinal);
         }
+        // A long list is one error, not one per entry; a body past the endpoint's 64 KB is refused whole.
+        var (many, manyBody) = await client.SendJsonAsync(HttpMethod.Put, path, new { generalUpdatesOptOutChannels = Enumerable.Repeat("EMAIL", 1000).ToArray() });
+        Assert.Equal("generalUpdatesOptOutChannels lists each of EMAIL, WHATSAPP and SMS at most once (1000 entries given).",
+            ValidationProblemAssert.NamesFields(many, manyBody, "generalUpdatesOptOutChannels")["generalUpdatesOptOutChannels"]);
+        var (huge, _) = await client.SendJsonAsync(HttpMethod.Put, path, new { generalUpdatesOptOutChannels = Enumerable.Repeat("EMAIL", 20_000).ToArray() });
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, huge.StatusCode);
         Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", Guid.Parse(id)));
     }
 

@@ -218,6 +218,11 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         var (ambiguous, ambiguousProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=01/11/2026");
         Assert.Equal(HttpStatusCode.BadRequest, ambiguous.StatusCode);
         Assert.Equal(["from"], ErrorFields(ambiguousProblem));
+        // A financial year is the longest window (each report reads every message in it).
+        var (year, _) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=2025-04-01&to=2026-03-31");
+        var (twoYears, twoYearsProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=2024-04-01&to=2026-03-31");
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.BadRequest), (year.StatusCode, twoYears.StatusCode));
+        Assert.Equal(["from"], ErrorFields(twoYearsProblem));
         await SetAsync(Db.DataSource, late, "status = 'SENT'");
 
         Assert.Equal(1, await MatchedAsync(new { status = "FAILED", createdFrom = "2026-11-24", createdTo = "2026-11-24" }));
