@@ -50,6 +50,17 @@ public sealed class Validation
         }
     }
 
+    /// <summary>Refuses text PostgreSQL cannot store (a NUL character) in each of <paramref name="fields"/>, by name.</summary>
+    public Validation Storable(params (string Field, string? Value)[] fields)
+    {
+        ArgumentNullException.ThrowIfNull(fields);
+        foreach (var (field, value) in fields)
+        {
+            When(value is not null && value.Contains('\0', StringComparison.Ordinal), field, NulMessage(field));
+        }
+        return this;
+    }
+
     /// <summary>PostgreSQL stores no NUL character in text or jsonb: refused with the field's name rather than failing the INSERT.</summary>
     public static string NulMessage(string field) => $"{field} cannot contain the NUL character (\\u0000).";
 

@@ -201,6 +201,7 @@ public static class CustomerEndpoints
         string? email = null, phone = null, whatsApp = null;
         var validation = new Validation()
             .Require("name", request.Name)
+            .Storable(("name", request.Name), ("externalId", request.ExternalId))
             .When(request.Name is { Length: > 200 }, "name", "name is at most 200 characters.")
             .When(request.ExternalId is not null && string.IsNullOrWhiteSpace(request.ExternalId), "externalId", "externalId cannot be blank; omit it instead.")
             .When(request.ExternalId is { Length: > 200 }, "externalId", "externalId is at most 200 characters.")

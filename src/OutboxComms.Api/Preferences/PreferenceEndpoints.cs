@@ -268,6 +268,7 @@ public static class PreferenceEndpoints
                 "quietHours.end must differ from quietHours.start; set quietHours to null for no quiet hours.");
         }
 
+        validation.Storable(("consentSource", request.ConsentSource));
         validation.When(request.ConsentSource is not null && string.IsNullOrWhiteSpace(request.ConsentSource), "consentSource", "consentSource cannot be blank; omit it for \"api\".")
             .When(request.ConsentSource is { Length: > 200 }, "consentSource", "consentSource is at most 200 characters.");
 

@@ -78,6 +78,8 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
+        validation.Storable(("host", request.Host), ("username", request.Username), ("apiUser", request.ApiUser), ("region", request.Region),
+            ("fromEmail", request.FromEmail), ("fromName", request.FromName), ("replyTo", request.ReplyTo), ("baseUrl", request.BaseUrl));
         var secretOf = Secrets(secrets, settings);
         var password = secretOf(request.Password, settings.SmtpPasswordEncrypted, nameof(CompanySettings.SmtpPasswordEncrypted));
         var apiKey = secretOf(request.ApiKey, settings.EmailApiKeyEncrypted, nameof(CompanySettings.EmailApiKeyEncrypted));
@@ -152,6 +154,7 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
+        validation.Storable(("phoneNumberId", request.PhoneNumberId), ("accountSid", request.AccountSid), ("fromNumber", request.FromNumber), ("baseUrl", request.BaseUrl));
         var secretOf = Secrets(secrets, settings);
         var apiKey = secretOf(request.ApiKey, settings.WhatsAppApiKeyEncrypted, nameof(CompanySettings.WhatsAppApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.WhatsAppApiKeyEncrypted, request.Provider is not null
@@ -207,6 +210,8 @@ public static partial class SettingsEndpoints
         var settings = await LoadAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
+        validation.Storable(("accountSid", request.AccountSid), ("fromNumber", request.FromNumber), ("dltEntityId", request.DltEntityId),
+            ("dltTemplateId", request.DltTemplateId), ("baseUrl", request.BaseUrl));
         var apiKey = Secrets(secrets, settings)(request.ApiKey, settings.SmsApiKeyEncrypted, nameof(CompanySettings.SmsApiKeyEncrypted));
         KeptOnlyWhereEntered(validation, "apiKey", request.ApiKey, settings.SmsApiKeyEncrypted, request.Provider is not null
             && (settings.SmsProvider != request.Provider || settings.SmsBaseUrl != request.BaseUrl || settings.SmsAccountSid != request.AccountSid), "provider, baseUrl or accountSid");

@@ -288,6 +288,12 @@ public static partial class TemplateEndpoints
                 .When(request.ProviderTemplate is not null && parsed != Channel.WhatsApp, "providerTemplate", "providerTemplate is for WHATSAPP templates only.");
         }
 
+        validation.Storable(("subject", request.Subject), ("body", request.Body), ("htmlBody", request.HtmlBody),
+            ("providerTemplate.name", request.ProviderTemplate?.Name), ("providerTemplate.language", request.ProviderTemplate?.Language));
+        foreach (var (parameter, i) in (request.ProviderTemplate?.Parameters ?? []).Select((p, i) => (p, i)))
+        {
+            validation.Storable(($"providerTemplate.parameters[{i}]", parameter));
+        }
         Syntax(validation, "subject", request.Subject);
         Syntax(validation, "body", request.Body);
         Syntax(validation, "htmlBody", request.HtmlBody);

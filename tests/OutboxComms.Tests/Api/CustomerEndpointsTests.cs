@@ -126,12 +126,21 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var (created, createdProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { name = "Mehta\0Textiles" });
         var (searched, searchedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?search=%00");
 
-        foreach (var (response, problem) in new[] { (created, createdProblem), (searched, searchedProblem) })
+        // The name is named; a search text has no field of its own, so the last-resort answer says "body".
+        foreach (var (response, problem, field) in new[] { (created, createdProblem, "name"), (searched, searchedProblem, "body") })
         {
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
-            Assert.Contains("NUL", problem!["errors"]!["body"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+            Assert.Contains("NUL", problem!["errors"]![field]![0]!.GetValue<string>(), StringComparison.Ordinal);
         }
+        // The same for the other resources' text: a template's body, a consent's source, a setting.
+        var id = await CreateCustomerAsync(client, "CLIENT-NUL", "Nul Check Client");
+        var (template, templateProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/nul-check", new { channel = "SMS", body = "Dear\0client" });
+        var (consent, consentProblem) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { emailOptIn = true, consentSource = "letter\0" });
+        var (setting, settingProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SMTP", enabled = false, host = "smtp.practice.example", fromEmail = "a@practice.example", fromName = "Rao\0" });
+        ValidationProblemAssert.NamesFields(template, templateProblem, "body");
+        ValidationProblemAssert.NamesFields(consent, consentProblem, "consentSource");
+        ValidationProblemAssert.NamesFields(setting, settingProblem, "fromName");
         Assert.Equal(0L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM customers WHERE name LIKE 'Mehta%Textiles'"));
     }
 
