@@ -73,7 +73,7 @@ public static class ApiExtensions
         app.MapHealthEndpoints();
         // As the worker does (see its MetricsEndpoint): a series not updated for 5 minutes would be dropped and restart at 0; a day is the most allowed.
         Prometheus.Metrics.ConfigureMeterAdapter(options => options.MetricsExpireAfter = TimeSpan.FromDays(1));
-        app.MapMetrics().RequireAuthorization(AuthExtensions.AdminPolicy);
+        app.MapMetrics().RequireAuthorization(AuthExtensions.MetricsPolicy);
         app.MapWebhooks();
         app.MapCompanies();
         app.MapSettings();

@@ -21,19 +21,31 @@ public sealed class AdminOptions
 }
 
 /// <summary>
+/// A token that may read <c>/metrics</c> and nothing else, for the scraper: Prometheus need not hold
+/// the admin key, which acts on every company.
+/// </summary>
+public sealed class MetricsTokenOptions
+{
+    public const string EnvironmentVariable = "OUTBOXCOMMS_METRICS_TOKEN";
+
+    public string? Token { get; set; }
+}
+
+/// <summary>
 /// <c>Authorization: Bearer &lt;key&gt;</c>: the admin key (ops: create companies, act on any company,
 /// never read secrets) or a company's API key (looked up by hash; cached briefly so a hot client
 /// costs no query per request, and a revoked key stops working within that time).
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder,
-    IOptions<AdminOptions> admin, IServiceScopeFactory scopes, IMemoryCache cache, TimeProvider time)
+    IOptions<AdminOptions> admin, IOptions<MetricsTokenOptions> metrics, IServiceScopeFactory scopes, IMemoryCache cache, TimeProvider time)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
     public const string CompanyClaim = "company_id";
     public const string KeyIdClaim = "key_id";
     public const string AdminRole = "admin";
+    public const string MetricsRole = "metrics";
     private static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan LastUsedPrecision = TimeSpan.FromMinutes(1);
 
@@ -49,6 +61,12 @@ public sealed class ApiKeyAuthenticationHandler(
             && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(adminKey), Encoding.UTF8.GetBytes(presented)))
         {
             return Success([new Claim(ClaimTypes.Name, "admin"), new Claim(ClaimTypes.Role, AdminRole)]);
+        }
+        if (metrics.Value.Token is { Length: > 0 } metricsToken
+            && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(metricsToken), Encoding.UTF8.GetBytes(presented)))
+        {
+            // No company claim and not the admin role: every other endpoint answers 403.
+            return Success([new Claim(ClaimTypes.Name, "metrics"), new Claim(ClaimTypes.Role, MetricsRole)]);
         }
 
         if (!ApiKeys.IsWellFormed(presented))

@@ -8,6 +8,7 @@ public static class AuthExtensions
     public const string CompanyPolicy = "company";
     public const string CompanyOrAdminPolicy = "company-or-admin";
     public const string AdminPolicy = "admin";
+    public const string MetricsPolicy = "metrics";
     public const string PerCompanyRateLimit = "per-company";
 
     public static IHostApplicationBuilder AddApiAuth(this IHostApplicationBuilder builder)
@@ -23,11 +24,19 @@ public static class AuthExtensions
                 $"{AdminOptions.EnvironmentVariable} must be at least {AdminOptions.MinimumLength} characters (it has {adminKey.Length}): use a random one, e.g. `openssl rand -base64 33`; ops/run.sh generates one.");
         }
         builder.Services.AddOptions<AdminOptions>().Configure(o => o.Key = builder.Configuration[AdminOptions.EnvironmentVariable] ?? builder.Configuration["Admin:Key"]);
+        var metricsToken = builder.Configuration[MetricsTokenOptions.EnvironmentVariable] ?? builder.Configuration["Metrics:Token"];
+        if (metricsToken is { Length: > 0 } && (metricsToken.Length < AdminOptions.MinimumLength || metricsToken == adminKey))
+        {
+            throw new InvalidOperationException(
+                $"{MetricsTokenOptions.EnvironmentVariable} must be at least {AdminOptions.MinimumLength} characters and not the admin key: e.g. `openssl rand -base64 33`.");
+        }
+        builder.Services.AddOptions<MetricsTokenOptions>().Configure(o => o.Token = metricsToken);
         builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy(CompanyPolicy, p => p.RequireClaim(ApiKeyAuthenticationHandler.CompanyClaim))
             .AddPolicy(AdminPolicy, p => p.RequireRole(ApiKeyAuthenticationHandler.AdminRole))
+            .AddPolicy(MetricsPolicy, p => p.RequireRole(ApiKeyAuthenticationHandler.AdminRole, ApiKeyAuthenticationHandler.MetricsRole))
             .AddPolicy(CompanyOrAdminPolicy, p => p.RequireAssertion(c =>
                 c.User.HasClaim(x => x.Type == ApiKeyAuthenticationHandler.CompanyClaim) || c.User.IsInRole(ApiKeyAuthenticationHandler.AdminRole)));
 

@@ -153,6 +153,27 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
     }
 
     [Fact]
+    public async Task The_metrics_token_reads_metrics_and_nothing_else()
+    {
+        const string Token = "oc_metrics_test_token_0123456789abcdef";
+        await using var scraped = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["OUTBOXCOMMS_METRICS_TOKEN"] = Token });
+        using var scraper = scraped.As(Token);
+        using var admin = scraped.As(TestKeys.Admin);
+        using var anonymous = scraped.CreateClient();
+
+        using var metrics = await scraper.GetAsync(new Uri("/metrics", UriKind.Relative), TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+        Assert.Contains("# TYPE", await metrics.Content.ReadAsStringAsync(TestContext.Current.CancellationToken), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync(new Uri("/metrics", UriKind.Relative), TestContext.Current.CancellationToken)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync(new Uri("/metrics", UriKind.Relative), TestContext.Current.CancellationToken)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await scraper.SendJsonAsync(HttpMethod.Post, "/v1/companies", new { name = "Scraped Practice" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await scraper.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);
+
+        await using var weak = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["OUTBOXCOMMS_METRICS_TOKEN"] = "metrics" });
+        Assert.Contains("OUTBOXCOMMS_METRICS_TOKEN must be at least 32 characters", Assert.ThrowsAny<Exception>(() => weak.CreateClient()).ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_rate_limit_is_shared_by_all_of_a_companys_keys()
     {
         // Two requests a second, bursts of four. Both keys are made by the admin (whose share is its
