@@ -239,7 +239,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                provider_name = coalesce(b.provider_name, m.provider_name),
                provider_message_id = coalesce(b.provider_message_id, m.provider_message_id),
                sent_at = coalesce(b.sent_at, m.sent_at), failed_at = coalesce(b.failed_at, m.failed_at),
-               cost = coalesce(b.cost, m.cost), cost_currency = coalesce(b.cost_currency, m.cost_currency),
+               -- What the message cost in all: a replay's send adds to the first send's (in the same
+               -- currency; a price in another currency replaces it, since the two cannot be summed).
+               cost = CASE WHEN b.cost IS NULL THEN m.cost
+                           WHEN m.cost IS NULL OR m.cost_currency IS DISTINCT FROM b.cost_currency THEN b.cost
+                           ELSE m.cost + b.cost END,
+               cost_currency = coalesce(b.cost_currency, m.cost_currency),
                locked_by = NULL, locked_until = NULL, updated_at = $1
           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::int[],
                       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],

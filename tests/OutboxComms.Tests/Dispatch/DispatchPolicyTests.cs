@@ -106,6 +106,24 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_replayed_message_costs_both_sends()
+    {
+        var (company, customer) = await CustomerAsync();
+        var id = await EnqueueAsync(company, customer);
+        await worker.RunOnceAsync();
+        // Bounced after it went (a mailbox full, say), fixed, and replayed: the second send is paid for too.
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'BOUNCED' WHERE id = $1 RETURNING 1", id));
+        Assert.Equal(1, await new OutboxComms.Core.Messages.MessageReplay(db.DataSource, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<OutboxComms.Core.Messages.MessageReplay>.Instance)
+            .ReplayAsync(new OutboxComms.Core.Messages.ReplayFilter { CompanyId = company, MessageId = id }, "ops", CancellationToken.None));
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", 0.10m, "INR"), (row.Status, row.Cost, row.CostCurrency));
+        Assert.Equal(2, email.Calls);
+    }
+
+    [Fact]
     public async Task A_provider_reported_price_wins_over_the_rate_card()
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true");
