@@ -72,9 +72,9 @@ public static class WorkerCommands
                     var rotation = ActivatorUtilities.CreateInstance<SecretRotation>(scope.ServiceProvider);
                     var result = await rotation.RotateAsync(CancellationToken.None);
                     Console.Out.WriteLine($"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId}'; {result.AlreadyCurrent} were already current.");
-                    foreach (var (company, property, reason) in result.Unreadable)
+                    foreach (var (company, column, reason) in result.Unreadable)
                     {
-                        await Console.Error.WriteLineAsync($"error: company {company}: {property} was left as it is: {reason}");
+                        await Console.Error.WriteLineAsync($"error: company {company}: {column} was left as it is: {reason}");
                     }
                     // Unreadable secrets must be entered again in settings before the old key is dropped.
                     return result.Unreadable.Count == 0 ? 0 : 1;

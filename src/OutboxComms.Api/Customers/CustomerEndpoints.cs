@@ -203,7 +203,7 @@ public static class CustomerEndpoints
             .Require("name", request.Name)
             .Storable(("name", request.Name), ("externalId", request.ExternalId))
             .When(request.Name is { Length: > 200 }, "name", "name is at most 200 characters.")
-            .When(request.ExternalId is not null && string.IsNullOrWhiteSpace(request.ExternalId), "externalId", "externalId cannot be blank; omit it instead.")
+            .When(request.ExternalId is { Length: > 0 } && string.IsNullOrWhiteSpace(request.ExternalId), "externalId", "externalId cannot be blank: omit it to keep the current one, or give \"\" to remove it.")
             .When(request.ExternalId is { Length: > 200 }, "externalId", "externalId is at most 200 characters.")
             .When(Given(request.Email) && !ContactAddresses.TryNormaliseEmail(request.Email, out email), "email", "email must be a valid email address.")
             .When(Given(request.Phone) && !ContactAddresses.TryNormalisePhone(request.Phone, out phone), "phone", PhoneHint("phone"))
@@ -224,7 +224,8 @@ public static class CustomerEndpoints
     {
         // Kept when omitted: business apps address the customer by it (the path, and SQL producers'
         // customer_external_id), so a PUT from a form without the field must not cut them off.
-        customer.ExternalId = request.ExternalId?.Trim() ?? customer.ExternalId;
+        // "" removes it (the customer is then found by our id only).
+        customer.ExternalId = request.ExternalId is "" ? null : request.ExternalId?.Trim() ?? customer.ExternalId;
         customer.Name = request.Name!.Trim();
         customer.Email = contact.Email;
         customer.Phone = contact.Phone;

@@ -156,7 +156,9 @@ public static class PreferenceEndpoints
         }
 
         var now = time.GetUtcNow();
-        var consents = Apply(change, preference, firstStatement: existing is null)
+        var stated = await db.ConsentRecords.Where(r => r.CustomerId == found.Id && r.CompanyId == tenant.CompanyId && r.Scope == ConsentScope.Channel && r.Channel != null)
+            .Select(r => r.Channel!.Value).Distinct().ToListAsync(cancellationToken);
+        var consents = Apply(change, preference, [.. stated])
             .Select(c => new ConsentRecord
             {
                 CompanyId = tenant.CompanyId, CustomerId = found.Id, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
@@ -282,18 +284,18 @@ public static class PreferenceEndpoints
     /// event), general updates included: a re-subscription is recorded, so a provider's late report
     /// of an older complaint does not undo it (ProviderOptOuts).
     /// </summary>
-    /// <param name="firstStatement">
-    /// The customer has no stored preferences yet: what they hold are defaults, not a consent anyone
-    /// gave. An opt-in stated now is recorded even when it matches the default (an email opt-in on
-    /// a signed engagement letter is evidence to keep); afterwards only changes are.
+    /// <param name="stated">
+    /// The channels whose opt-in was ever recorded. An opt-in on any other channel is recorded even
+    /// when it matches what is stored, which is then only a default (email is on until changed), not
+    /// a consent anyone gave: an email opt-in on a signed engagement letter is evidence to keep.
     /// </param>
-    private static List<(ConsentScope Scope, Channel? Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference, bool firstStatement)
+    private static List<(ConsentScope Scope, Channel? Channel, bool OptedIn)> Apply(Change change, CommunicationPreference preference, HashSet<Channel> stated)
     {
         var consents = new List<(ConsentScope, Channel?, bool)>();
         preference.EmailOptIn = Consent(Channel.Email, preference.EmailOptIn, change.EmailOptIn);
         preference.WhatsAppOptIn = Consent(Channel.WhatsApp, preference.WhatsAppOptIn, change.WhatsAppOptIn);
         preference.SmsOptIn = Consent(Channel.Sms, preference.SmsOptIn, change.SmsOptIn);
-        if (change.GeneralUpdatesOptOut is { } optOut && (optOut != preference.GeneralUpdatesOptOut || firstStatement))
+        if (change.GeneralUpdatesOptOut is { } optOut && optOut != preference.GeneralUpdatesOptOut)
         {
             consents.Add((ConsentScope.GeneralUpdates, null, !optOut));
             preference.GeneralUpdatesOptOut = optOut;
@@ -329,7 +331,7 @@ public static class PreferenceEndpoints
 
         bool Consent(Channel channel, bool current, bool? wanted)
         {
-            if (wanted is { } value && (value != current || firstStatement))
+            if (wanted is { } value && (value != current || (value && !stated.Contains(channel))))
             {
                 consents.Add((ConsentScope.Channel, channel, value));
                 return value;

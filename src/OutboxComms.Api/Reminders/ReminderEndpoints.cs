@@ -204,13 +204,19 @@ public static class ReminderEndpoints
             // unleased row is cancelled; one being sent right now still goes, but if it does not go
             // now (a retry, quiet hours) it expires at its next claim instead of reaching the client
             // after the resolution — its lease and status stay the worker's, whose outcome is still recorded.
-            await pending.ExecuteUpdateAsync(m => m
-                .SetProperty(x => x.Status, x => x.LockedUntil == null || x.LockedUntil <= now ? DeliveryStatus.Cancelled : x.Status)
-                .SetProperty(x => x.StatusReason, x => x.LockedUntil == null || x.LockedUntil <= now ? reason : x.StatusReason)
-                .SetProperty(x => x.ExpiresAt, x => x.LockedUntil > now && (x.ExpiresAt == null || x.ExpiresAt > now) ? now : x.ExpiresAt)
-                .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
-                .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
-                .SetProperty(x => x.UpdatedAt, now), cancellationToken);
+            // Twice: a worker recording a BOTH step's outcome inserts its WhatsApp twin in the same
+            // transaction the first statement waits for; the twin, committed after that statement's
+            // snapshot, is only seen by a second one (which finds nothing else to change).
+            for (var pass = 0; pass < 2; pass++)
+            {
+                await pending.ExecuteUpdateAsync(m => m
+                    .SetProperty(x => x.Status, x => x.LockedUntil == null || x.LockedUntil <= now ? DeliveryStatus.Cancelled : x.Status)
+                    .SetProperty(x => x.StatusReason, x => x.LockedUntil == null || x.LockedUntil <= now ? reason : x.StatusReason)
+                    .SetProperty(x => x.ExpiresAt, x => x.LockedUntil > now && (x.ExpiresAt == null || x.ExpiresAt > now) ? now : x.ExpiresAt)
+                    .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
+                    .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
+                    .SetProperty(x => x.UpdatedAt, now), cancellationToken);
+            }
             await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();

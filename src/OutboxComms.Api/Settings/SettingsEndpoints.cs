@@ -273,6 +273,10 @@ public static partial class SettingsEndpoints
         {
             return TypedResults.Ok(new ConnectionTestResponse(false, $"Cannot test: {ex.Message}."));
         }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            return TypedResults.Ok(new ConnectionTestResponse(false, $"Cannot test: the stored secret cannot be read ({ex.Message})."));
+        }
     }
 
     private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency,

@@ -47,7 +47,24 @@ public static partial class WebhookEndpoints
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Webhook body too large", detail: $"At most {MaxBodyBytes} bytes.");
         }
-        var refused = await webhook.VerifyAsync(request, settings, secrets, context.RequestAborted);
+        string? refused;
+        try
+        {
+            refused = await webhook.VerifyAsync(request, settings, secrets, context.RequestAborted);
+        }
+        catch (SecretKeyNotConfiguredException ex)
+        {
+            // This instance lacks the key (a rotation under way): the provider retries a 503 later,
+            // perhaps at an instance that has it.
+            LogRefused(logger, provider, companyId, ex.Message);
+            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Webhook secret not readable here yet",
+                detail: "This instance cannot read the company's webhook secret yet; retry later.");
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            // Altered, or copied from another company's row: nothing can be verified with it.
+            refused = $"the company's webhook secret cannot be read ({ex.Message})";
+        }
         if (refused is not null)
         {
             LogRefused(logger, provider, companyId, refused);

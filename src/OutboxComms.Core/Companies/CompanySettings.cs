@@ -49,7 +49,24 @@ public class CompanySettings
     public Guid CompanyId { get; set; }
 
     /// <summary>Where the secret property named <paramref name="property"/> of these settings is stored, as its encryption binds it.</summary>
-    public SecretSlot Slot(string property) => new(CompanyId, property);
+    public SecretSlot Slot(string property) => new(CompanyId, SecretColumns[property]);
+
+    /// <summary>
+    /// Each secret property (key: its name) and the label its values are bound to: its column. Fixed
+    /// text, so renaming a property cannot orphan the values stored under the old name (a test pins
+    /// the list to the properties and to the columns the model maps them to).
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> SecretColumns { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        [nameof(SmtpPasswordEncrypted)] = "smtp_password_encrypted",
+        [nameof(EmailApiKeyEncrypted)] = "email_api_key_encrypted",
+        [nameof(EmailWebhookSecretEncrypted)] = "email_webhook_secret_encrypted",
+        [nameof(WhatsAppApiKeyEncrypted)] = "whatsapp_api_key_encrypted",
+        [nameof(WhatsAppWebhookSecretEncrypted)] = "whatsapp_webhook_secret_encrypted",
+        [nameof(WhatsAppVerifyTokenEncrypted)] = "whatsapp_verify_token_encrypted",
+        [nameof(SmsApiKeyEncrypted)] = "sms_api_key_encrypted",
+        [nameof(SmsWebhookSecretEncrypted)] = "sms_webhook_secret_encrypted",
+    };
 
     public EmailProvider? EmailProvider { get; set; }
     public bool EmailEnabled { get; set; }

@@ -19,15 +19,15 @@ public sealed class EncryptionKeyOptions
 }
 
 /// <summary>
-/// Where a secret is stored: a company and the property (column) holding it. Version 2 envelopes
-/// bind it into the ciphertext as AES-GCM associated data, so a value copied by SQL into another
-/// company's row, or into another secret's column, does not decrypt: another company's key cannot
-/// be made to travel with this company's settings (for example to a base URL set by SQL).
-/// The property name is part of every stored ciphertext: renaming one makes its values unreadable.
+/// Where a secret is stored: a company and the column holding it. Version 2 envelopes bind it into
+/// the ciphertext as AES-GCM associated data, so a value copied by SQL into another company's row,
+/// or into another secret's column, does not decrypt: another company's key cannot be made to
+/// travel with this company's settings (for example to a base URL set by SQL). The column label is
+/// part of every stored ciphertext (see CompanySettings.SecretColumns).
 /// </summary>
-public readonly record struct SecretSlot(Guid CompanyId, string Property)
+public readonly record struct SecretSlot(Guid CompanyId, string Column)
 {
-    public override string ToString() => $"company_settings/{CompanyId:N}/{Property}";
+    public override string ToString() => $"company_settings/{CompanyId:N}/{Column}";
 }
 
 /// <summary>
@@ -90,7 +90,7 @@ public sealed class SecretProtector
         }
         catch (AuthenticationTagMismatchException ex)
         {
-            throw new CryptographicException($"the stored {slot.Property} was not encrypted for this company and setting, or was altered: enter it again in settings", ex);
+            throw new CryptographicException($"the stored {slot.Column} was not encrypted for this company and setting, or was altered: enter it again in settings", ex);
         }
         return Encoding.UTF8.GetString(clear);
     }
@@ -115,9 +115,15 @@ public sealed class SecretProtector
         {
             throw new CryptographicException("not an OutboxComms secret envelope");
         }
+        if (envelope[0] is > Version and <= 15)
+        {
+            // A later envelope format, as a newer build writes it (a rolling deploy): another process reads it.
+            throw new SecretKeyNotConfiguredException($"secret envelope version {envelope[0]} was written by a newer build than this one, which reads versions {UnboundVersion} and {Version}");
+        }
         if (envelope[0] is not (Version or UnboundVersion))
         {
-            throw new SecretKeyNotConfiguredException($"secret envelope version {envelope[0]} was written by a newer build than this one, which reads versions {UnboundVersion} and {Version}");
+            // Anything else is not ours (plaintext or garbage written by SQL): fails, it will not pass.
+            throw new CryptographicException("not an OutboxComms secret envelope");
         }
         return Encoding.UTF8.GetString(envelope, 2, envelope[1]);
     }

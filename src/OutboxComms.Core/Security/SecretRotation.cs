@@ -13,17 +13,15 @@ namespace OutboxComms.Core.Security;
 /// </summary>
 public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
 {
-    // Every secret column is a byte[] property named *Encrypted (a schema test holds the columns to that).
-    private static readonly PropertyInfo[] SecretProperties = typeof(CompanySettings).GetProperties()
-        .Where(p => p.PropertyType == typeof(byte[]) && p.Name.EndsWith("Encrypted", StringComparison.Ordinal))
-        .ToArray();
+    // Every secret property (a test holds CompanySettings.SecretColumns to the byte[] properties).
+    private static readonly PropertyInfo[] SecretProperties = [.. CompanySettings.SecretColumns.Keys.Select(name => typeof(CompanySettings).GetProperty(name)!)];
 
     /// <summary>
     /// What was done. <paramref name="Unreadable"/> lists the secrets left as they were because they
-    /// cannot be decrypted (company id, property, why): altered, copied from another row, or under a
+    /// cannot be decrypted (company id, column, why): altered, copied from another row, or under a
     /// key no longer configured. They must be entered again in settings.
     /// </summary>
-    public sealed record Result(int Companies, int Reencrypted, int AlreadyCurrent, IReadOnlyList<(Guid CompanyId, string Property, string Reason)> Unreadable);
+    public sealed record Result(int Companies, int Reencrypted, int AlreadyCurrent, IReadOnlyList<(Guid CompanyId, string Column, string Reason)> Unreadable);
 
     public async Task<Result> RotateAsync(CancellationToken cancellationToken)
     {
@@ -62,7 +60,7 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
                 }
                 catch (System.Security.Cryptography.CryptographicException ex)
                 {
-                    unreadable.Add((id, property.Name, ex.Message));
+                    unreadable.Add((id, slot.Column, ex.Message));
                     continue;
                 }
                 if (!secrets.NeedsRotation(envelope))

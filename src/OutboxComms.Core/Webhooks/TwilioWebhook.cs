@@ -21,18 +21,19 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
         // The company may use Twilio for WhatsApp, SMS or both (possibly different accounts).
+        // One unreadable token (copied from another row) must not stop the other channel's callbacks.
         var tokens = new List<byte[]>();
-        if (settings.WhatsAppProvider == WhatsAppProvider.Twilio && settings.WhatsAppApiKeyEncrypted is { } w)
+        if (settings.WhatsAppProvider == WhatsAppProvider.Twilio && settings.WhatsAppApiKeyEncrypted is { } w && Readable(w, nameof(CompanySettings.WhatsAppApiKeyEncrypted)) is { } whatsApp)
         {
-            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(w, settings.Slot(nameof(CompanySettings.WhatsAppApiKeyEncrypted)))));
+            tokens.Add(whatsApp);
         }
-        if (settings.SmsProvider == SmsProvider.Twilio && settings.SmsApiKeyEncrypted is { } s)
+        if (settings.SmsProvider == SmsProvider.Twilio && settings.SmsApiKeyEncrypted is { } s && Readable(s, nameof(CompanySettings.SmsApiKeyEncrypted)) is { } sms)
         {
-            tokens.Add(Encoding.UTF8.GetBytes(secrets.Unprotect(s, settings.Slot(nameof(CompanySettings.SmsApiKeyEncrypted)))));
+            tokens.Add(sms);
         }
         if (tokens.Count == 0)
         {
-            return "the company has no Twilio auth token configured";
+            return "the company has no readable Twilio auth token configured";
         }
         var signed = new StringBuilder(request.Url.AbsoluteUri);
         foreach (var (name, value) in request.Form.OrderBy(p => p.Key, StringComparer.Ordinal))
@@ -44,6 +45,18 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         return tokens.Any(token => WebhookSignatures.Matches(HMACSHA1.HashData(token, data), presented, WebhookSignatures.FromBase64))
             ? null
             : "X-Twilio-Signature missing or wrong";
+
+        byte[]? Readable(byte[] envelope, string property)
+        {
+            try
+            {
+                return Encoding.UTF8.GetBytes(secrets.Unprotect(envelope, settings.Slot(property)));
+            }
+            catch (System.Security.Cryptography.CryptographicException ex) when (ex is not SecretKeyNotConfiguredException)
+            {
+                return null;
+            }
+        }
     }
 
     public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)

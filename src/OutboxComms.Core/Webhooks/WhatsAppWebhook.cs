@@ -53,7 +53,15 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         {
             return null;
         }
-        var expected = WebhookSignatures.Utf8(secrets.Unprotect(encrypted, settings.Slot(nameof(CompanySettings.WhatsAppVerifyTokenEncrypted))));
+        byte[] expected;
+        try
+        {
+            expected = WebhookSignatures.Utf8(secrets.Unprotect(encrypted, settings.Slot(nameof(CompanySettings.WhatsAppVerifyTokenEncrypted))));
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return null;   // unreadable: nothing to match, refused as a wrong token is
+        }
         return CryptographicOperations.FixedTimeEquals(expected, WebhookSignatures.Utf8(token)) ? challenge : null;
     }
 

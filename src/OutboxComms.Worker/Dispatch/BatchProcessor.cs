@@ -29,6 +29,7 @@ internal sealed class BatchProcessor(
     private readonly SemaphoreSlim claiming = new(1, 1);
 
     private long batches;
+    private readonly string processMark = Guid.NewGuid().ToString("N")[..8];
 
     public string WorkerId => settings.ResolvedWorkerId();
 
@@ -43,10 +44,11 @@ internal sealed class BatchProcessor(
         {
             return 0;
         }
-        // Each batch's own lease token (worker id, then a batch number): a process runs several
-        // batches at once, and one batch must never complete or release rows that another batch
-        // of the same process reclaimed after this one's lease ran out.
-        var lease = $"{WorkerId}#{Interlocked.Increment(ref batches)}";
+        // Each batch's own lease token (worker id, this process's random mark, a batch number): a
+        // process runs several batches at once, and one batch must never complete or release rows
+        // that another batch reclaimed after this one's lease ran out — of this process, or of
+        // another given the same Dispatch:WorkerId (two replicas of one configuration).
+        var lease = $"{WorkerId}#{processMark}.{Interlocked.Increment(ref batches)}";
         List<ClaimedMessage> claimed;
         DateTimeOffset claimedAt;
         // One claim in flight per process: concurrent claims walk the same head of the due index,
@@ -139,8 +141,9 @@ internal sealed class BatchProcessor(
         try
         {
             await CompleteAsync(lease, outcomes, leaseEnds);
-            // Counted once recorded: an outcome that never lands is sent again under another lease
-            // and counted then, not twice.
+            // Counted once the recording returned, not when decided: an outcome whose recording
+            // failed is sent again under another lease and counted then. (One the database refused
+            // even alone, or whose lease was lost meanwhile, may still be counted twice.)
             foreach (var outcome in outcomes)
             {
                 metrics.Processed(WireName<DeliveryStatus>.Of(outcome.Status), WireName<Channel>.Of(outcome.Channel));
@@ -152,6 +155,8 @@ internal sealed class BatchProcessor(
             // reminder remembered too long only waits, where one forgotten goes out twice.
             reminders.Recorded(outcomes);
         }
+        // Before the release, whose failure must not leave an early delivery event unapplied.
+        await ApplyWaitingEventsAsync(outcomes);
         if (!released.IsEmpty)
         {
             await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
@@ -164,7 +169,6 @@ internal sealed class BatchProcessor(
                 DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
             }
         }
-        await ApplyWaitingEventsAsync(outcomes);
         return claimed.Count;
     }
 

@@ -38,8 +38,12 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>One provider call's timeout.</summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>On shutdown, how long in-flight sends may finish before they are cancelled.</summary>
-    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// On shutdown, how long in-flight sends may finish before they are cancelled. As long as
+    /// <see cref="SendTimeout"/> by default, so a stop never cuts a send short: one cut short may
+    /// already be with the provider, and is due again at once (a deploy would send it twice).
+    /// </summary>
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>First retry delay; retry n waits base × 1.618^n (golden-ratio backoff), ± jitter.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);

@@ -236,7 +236,7 @@ internal sealed partial class MessageDispatcher(
             // wrote the secret): another worker, or this one once restarted, can read it. Waited
             // out as an outage, not failed: OUTBOXCOMMS_ENCRYPTION_KEY must list the key.
             return Retry(message, channel, resolved, $"cannot read the company's {WireName<Channel>.Of(channel)} credentials on this worker: {ex.Message}",
-                null, provider.Name, 0, providerUnavailable: true);
+                null, provider.Name, 0, providerUnavailable: true, waitingFor: "waiting for this worker's encryption keys");
         }
         catch (System.Security.Cryptography.CryptographicException ex)
         {
@@ -431,7 +431,13 @@ internal sealed partial class MessageDispatcher(
     }
 
     /// <summary>A transient failure: retry after a golden-ratio backoff, or give up when the budget is spent.</summary>
-    private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs, bool providerUnavailable)
+    /// <param name="waitingFor">
+    /// Set when the wait is not the provider's fault (this worker's configuration is behind): the
+    /// outage budget is used the same way, but the reason says what is awaited and no provider
+    /// outage is counted in the metrics.
+    /// </param>
+    private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs, bool providerUnavailable,
+        string? waitingFor = null)
     {
         var now = time.GetUtcNow();
         var retry = message.RetryCount + 1;
@@ -440,7 +446,7 @@ internal sealed partial class MessageDispatcher(
         // A provider outage or throttling is not this message's fault: it waits it out without using
         // up its retries, for OutageRetries attempts (about a day by default), counted on the row.
         var outageAttempt = message.OutageAttempts + 1;
-        if (providerUnavailable)
+        if (providerUnavailable && waitingFor is null)
         {
             metrics.ProviderUnavailable(providerName ?? "unknown");   // every one, within the budget or past it
         }
@@ -448,7 +454,7 @@ internal sealed partial class MessageDispatcher(
         {
             var wait = now + RetrySchedule.Delay(outageAttempt, settings.RetryBaseDelay, settings.RetryJitter, settings.OutageMaxDelay, retryAfter);
             return RetryAt(wait, message.RetryCount,
-                $"provider unavailable ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}")
+                $"{waitingFor ?? "provider unavailable"} ({outageAttempt} of {settings.OutageRetries} attempts that use up no retries); next attempt at {wait.UtcDateTime:u}")
                 with { OutageAttempts = outageAttempt };
         }
         if (retry > message.MaxRetries)

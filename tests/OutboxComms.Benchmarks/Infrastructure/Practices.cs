@@ -41,7 +41,7 @@ internal sealed class Practices
                                               whatsapp_provider, whatsapp_enabled, whatsapp_api_key_encrypted, whatsapp_phone_id,
                                               email_cost, whatsapp_cost, cost_currency)
                 VALUES ($1, 'SMTP', true, 'accounts@practice.example', 'Bench CS Practice', 'WHATSAPP_BUSINESS_API', true, $2, $3, 0.05, 0.80, 'INR')
-                """, id, secrets.Protect($"EAAG-bench-token-{i}", new SecretSlot(id, nameof(CompanySettings.WhatsAppApiKeyEncrypted))), WhatsAppPhoneNumberId);
+                """, id, secrets.Protect($"EAAG-bench-token-{i}", new CompanySettings { CompanyId = id }.Slot(nameof(CompanySettings.WhatsAppApiKeyEncrypted))), WhatsAppPhoneNumberId);
             await db.ExecuteAsync(Templates, id);
             companies.Add(id);
         }

@@ -63,6 +63,11 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Equal(HttpStatusCode.OK, withoutExternalId.StatusCode);
         Assert.Equal("CLIENT-12", kept!["externalId"]!.GetValue<string>());
         Assert.Equal(id, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-12")).Body!["id"]!.GetValue<string>());
+        // "" removes it: the customer is then found by our id only.
+        var (removed, detached) = await client.SendJsonAsync(HttpMethod.Put, "/v1/customers/CLIENT-12", new { externalId = "", name = "Iyer & Sons LLP" });
+        Assert.Equal(HttpStatusCode.OK, removed.StatusCode);
+        Assert.Null(detached!["externalId"]);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CLIENT-12")).Response.StatusCode);
 
         // A client code with slashes, as many practices number their clients, reached with the slashes encoded.
         var (slashed, slashedCustomer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CL/2026/001", name = "Rao Exports" });

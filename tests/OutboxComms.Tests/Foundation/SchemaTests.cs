@@ -82,6 +82,14 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
         var secretLike = await ColumnsAsync("column_name ~ '(password|api_key|secret|token)'");
         Assert.NotEmpty(secretLike);
         Assert.All(secretLike, c => Assert.True(c.Name.EndsWith("_encrypted", StringComparison.Ordinal) && c.Type == "bytea", $"{c.Name} is {c.Type}"));
+
+        // Each secret's ciphertext is bound to a fixed label, its column: every byte[] property is listed, with the column the model maps it to.
+        await using var context = db.CreateDbContext();
+        var entity = context.Model.FindEntityType(typeof(OutboxComms.Core.Companies.CompanySettings))!;
+        var secretProperties = typeof(OutboxComms.Core.Companies.CompanySettings).GetProperties().Where(p => p.PropertyType == typeof(byte[])).Select(p => p.Name).Order(StringComparer.Ordinal);
+        Assert.Equal(secretProperties, OutboxComms.Core.Companies.CompanySettings.SecretColumns.Keys.Order(StringComparer.Ordinal));
+        Assert.All(OutboxComms.Core.Companies.CompanySettings.SecretColumns, pair => Assert.Equal(entity.FindProperty(pair.Key)!.GetColumnName(), pair.Value));
+        Assert.Equal(secretLike.Select(c => c.Name).Order(StringComparer.Ordinal), OutboxComms.Core.Companies.CompanySettings.SecretColumns.Values.Select(c => $"company_settings.{c}").Order(StringComparer.Ordinal));
     }
 
     [Fact]

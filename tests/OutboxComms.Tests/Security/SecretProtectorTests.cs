@@ -9,7 +9,7 @@ public sealed class SecretProtectorTests
 {
     private static SecretProtector With(string? keys) => new(Options.Create(new EncryptionKeyOptions { Keys = keys }));
 
-    private static readonly SecretSlot Slot = new(Guid.Parse("6f1c2a4e-0000-4000-8000-000000000001"), "SmtpPasswordEncrypted");
+    private static readonly SecretSlot Slot = new(Guid.Parse("6f1c2a4e-0000-4000-8000-000000000001"), "smtp_password_encrypted");
 
     [Fact]
     public void A_secret_round_trips_and_its_ciphertext_differs_every_time()
@@ -83,7 +83,7 @@ public sealed class SecretProtectorTests
         var envelope = protector.Protect("company-a-api-key", Slot);
 
         var otherCompany = Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(envelope, Slot with { CompanyId = Guid.NewGuid() }));
-        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(envelope, Slot with { Property = "WhatsAppApiKeyEncrypted" }));
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(envelope, Slot with { Column = "whatsapp_api_key_encrypted" }));
 
         Assert.Contains("was not encrypted for this company and setting", otherCompany.Message, StringComparison.Ordinal);
         Assert.Equal("company-a-api-key", protector.Unprotect(envelope, Slot));
@@ -103,6 +103,19 @@ public sealed class SecretProtectorTests
         var relabelled = (byte[])legacy.Clone();
         relabelled[0] = 2;
         Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(relabelled, Slot));
+
+        // Nor does a version 2 value relabelled 1 (which would be read without its slot, in any company):
+        // the same key, the same bytes, only the version byte changed.
+        var bound = protector.Protect("bound-secret", Slot);
+        var downgraded = (byte[])bound.Clone();
+        downgraded[0] = 1;
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(downgraded, Slot));
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(downgraded, Slot with { CompanyId = Guid.NewGuid() }));
+
+        // Garbage (plaintext written by SQL) is not mistaken for a newer build's envelope: it fails rather than waits.
+        byte[] plain = [(byte)'h', 5, .. System.Text.Encoding.UTF8.GetBytes("unter2-smtp-password-in-clear-at-some-length")];
+        var garbage = Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(plain, Slot));
+        Assert.IsNotType<SecretKeyNotConfiguredException>(garbage);
     }
 
     /// <summary>An envelope as version 1 wrote it: the header alone as associated data.</summary>

@@ -103,7 +103,7 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
         var result = await new SecretRotation(context, rotated).RotateAsync(TestContext.Current.CancellationToken);
 
         var (company, property, reason) = Assert.Single(result.Unreadable, u => u.CompanyId == copier || u.CompanyId == source);
-        Assert.Equal((copier, "WhatsAppApiKeyEncrypted"), (company, property));
+        Assert.Equal((copier, "whatsapp_api_key_encrypted"), (company, property));
         Assert.Contains("was not encrypted for this company and setting", reason, StringComparison.Ordinal);
         Assert.Equal("company-a-token", rotated.Unprotect(
             await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT whatsapp_api_key_encrypted FROM company_settings WHERE company_id = $1", source), TestKeys.Slot(source, "whatsapp_api_key_encrypted")));

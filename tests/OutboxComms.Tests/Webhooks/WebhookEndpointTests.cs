@@ -338,7 +338,11 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task Twilio_status_callbacks_are_verified_against_the_called_url_and_applied()
     {
-        var company = await CompanyAsync("sms_provider = 'TWILIO', sms_account_sid = 'AC123', sms_api_key_encrypted = $2", "twilio-auth-token");
+        // Its WhatsApp token was copied from another company's row by SQL, so it does not decrypt here:
+        // refused alone, it does not stop the SMS callbacks (nor answer 500).
+        var copied = Secrets.Protect("other-companys-token", TestKeys.Slot(Guid.NewGuid(), "whatsapp_api_key_encrypted"));
+        var company = await CompanyAsync("sms_provider = 'TWILIO', sms_account_sid = 'AC123', sms_api_key_encrypted = $2, whatsapp_provider = 'TWILIO', whatsapp_api_key_encrypted = $3",
+            "twilio-auth-token", copied);
         var id = await SentMessageAsync(company, "TWILIO", "SM0123456789abcdef", "SMS");
         var form = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {

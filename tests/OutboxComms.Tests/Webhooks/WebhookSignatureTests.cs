@@ -31,7 +31,7 @@ public sealed class WebhookSignatureTests
     [InlineData("", false)]
     public void Twilio_signature_matches_twilios_documented_example(string signature, bool valid)
     {
-        var settings = new CompanySettings { SmsProvider = SmsProvider.Twilio, SmsApiKeyEncrypted = Secrets.Protect("12345", new SecretSlot(Guid.Empty, nameof(CompanySettings.SmsApiKeyEncrypted))) };
+        var settings = new CompanySettings { SmsProvider = SmsProvider.Twilio, SmsApiKeyEncrypted = Secrets.Protect("12345", new CompanySettings().Slot(nameof(CompanySettings.SmsApiKeyEncrypted))) };
         var request = Request("https://mycompany.com/myapp.php?foo=1&bar=2", "", new() { ["X-Twilio-Signature"] = signature }, TwilioParams);
 
         Assert.Equal(valid, new TwilioWebhook().Verify(request, settings, Secrets) is null);
@@ -40,7 +40,7 @@ public sealed class WebhookSignatureTests
     [Fact]
     public void Twilio_signature_fails_when_a_parameter_was_changed()
     {
-        var settings = new CompanySettings { WhatsAppProvider = WhatsAppProvider.Twilio, WhatsAppApiKeyEncrypted = Secrets.Protect("12345", new SecretSlot(Guid.Empty, nameof(CompanySettings.WhatsAppApiKeyEncrypted))) };
+        var settings = new CompanySettings { WhatsAppProvider = WhatsAppProvider.Twilio, WhatsAppApiKeyEncrypted = Secrets.Protect("12345", new CompanySettings().Slot(nameof(CompanySettings.WhatsAppApiKeyEncrypted))) };
         var tampered = new Dictionary<string, string>(TwilioParams) { ["Digits"] = "9999" };
 
         Assert.NotNull(new TwilioWebhook().Verify(Request("https://mycompany.com/myapp.php?foo=1&bar=2", "", new() { ["X-Twilio-Signature"] = "GvWf1cFY/Q7PnoempGyD5oXAezc=" }, tampered), settings, Secrets));
@@ -54,7 +54,7 @@ public sealed class WebhookSignatureTests
     [InlineData("v1,h0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", 0, false)]
     public void Resend_svix_signature_matches_the_documented_example_within_the_tolerance(string signature, int secondsLater, bool valid)
     {
-        var settings = new CompanySettings { EmailProvider = EmailProvider.Resend, EmailWebhookSecretEncrypted = Secrets.Protect("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", new SecretSlot(Guid.Empty, nameof(CompanySettings.EmailWebhookSecretEncrypted))) };
+        var settings = new CompanySettings { EmailProvider = EmailProvider.Resend, EmailWebhookSecretEncrypted = Secrets.Protect("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", new CompanySettings().Slot(nameof(CompanySettings.EmailWebhookSecretEncrypted))) };
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeSeconds(1614265330 + secondsLater));
         var request = Request("https://x.example/webhooks/resend/1", """{"test": 2432232314}""", new()
         {
@@ -72,7 +72,7 @@ public sealed class WebhookSignatureTests
     public void Mailgun_signature_is_hmac_sha256_of_timestamp_and_token(string signature, bool valid)
     {
         // Vector computed independently with Python's hmac module.
-        var settings = new CompanySettings { EmailProvider = EmailProvider.Mailgun, EmailWebhookSecretEncrypted = Secrets.Protect("key-7e55d003b5c27a1b2d0ab3e4fbe8d5c1", new SecretSlot(Guid.Empty, nameof(CompanySettings.EmailWebhookSecretEncrypted))) };
+        var settings = new CompanySettings { EmailProvider = EmailProvider.Mailgun, EmailWebhookSecretEncrypted = Secrets.Protect("key-7e55d003b5c27a1b2d0ab3e4fbe8d5c1", new CompanySettings().Slot(nameof(CompanySettings.EmailWebhookSecretEncrypted))) };
         var body = $$$"""{"signature":{"timestamp":"1700000000","token":"c0ffee0123456789abcdef0123456789abcdef0123456789ab","signature":"{{{signature}}}"},"event-data":{"event":"delivered"}}""";
 
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeSeconds(1700000000 + 299)); // inside the five minutes
