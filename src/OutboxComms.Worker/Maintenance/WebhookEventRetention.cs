@@ -51,7 +51,7 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
                 LogFailed(logger, ex);
             }
         }
-        while (await WaitAsync(timer, stoppingToken));
+        while (await timer.TickAsync(stoppingToken));
     }
 
     public Task<long> PurgeAsync(CancellationToken cancellationToken) =>
@@ -74,18 +74,6 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
             {
                 return total;
             }
-        }
-    }
-
-    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await timer.WaitForNextTickAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
         }
     }
 

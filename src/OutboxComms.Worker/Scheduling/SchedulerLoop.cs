@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using OutboxComms.Core.Observability;
+using OutboxComms.Worker.Maintenance;
 
 namespace OutboxComms.Worker.Scheduling;
 
@@ -38,18 +39,6 @@ internal sealed class SchedulerLoop(IServiceScopeFactory scopes, IOptions<Schedu
                 SchedulingLog.PassFailed(logger, ex, settings.PollInterval);
             }
         }
-        while (await WaitAsync(timer, stoppingToken));
-    }
-
-    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await timer.WaitForNextTickAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
+        while (await timer.TickAsync(stoppingToken));
     }
 }

@@ -54,4 +54,34 @@ public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<Da
         Assert.Equal(65, deleted);
         Assert.Equal(now.AddMinutes(-550).UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT min(seen_at) FROM webhook_nonces WHERE company_id = $1", company));
     }
+
+    [Fact]
+    public async Task A_waiting_event_whose_message_was_recorded_without_applying_it_is_applied_by_the_sweep()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var now = DateTimeOffset.UtcNow;
+        var recorder = new DeliveryEventRecorder(db.DataSource);
+        // A bounce that came before its message's provider id was recorded, and a batch that recorded the id but never applied it.
+        Assert.Equal(WebhookOutcome.UnknownMessage, await recorder.RecordAsync(company, "smtp",
+            new DeliveryEvent("SMTP-sweep-1", Core.Messages.DeliveryStatus.Bounced, now.AddMinutes(-5), "550 5.1.1 mailbox unavailable", "sweep-e1", "{}"), now.AddMinutes(-5), TestContext.Current.CancellationToken));
+        Assert.Equal(WebhookOutcome.UnknownMessage, await recorder.RecordAsync(company, "smtp",
+            new DeliveryEvent("SMTP-elsewhere", Core.Messages.DeliveryStatus.Delivered, now.AddMinutes(-5), null, "sweep-e2", "{}"), now.AddMinutes(-5), TestContext.Current.CancellationToken));
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource,
+            "UPDATE communication_logs SET status = 'SENT', provider_name = 'SMTP', provider_message_id = 'SMTP-sweep-1', sent_at = $2 WHERE id = $1 RETURNING 1", id, now.AddMinutes(-6)));
+        // Events are stamped with the database's clock on arrival; the sweep leaves those under a minute old to the batch.
+        var clock = new FakeTimeProvider(now);
+        var sweep = new WaitingEventSweep(db.DataSource, recorder, clock, NullLogger<WaitingEventSweep>.Instance);
+        Assert.Equal(0, await sweep.SweepOnceAsync(TestContext.Current.CancellationToken));
+        clock.Advance(TimeSpan.FromMinutes(2));
+
+        Assert.Equal(1, await sweep.SweepOnceAsync(TestContext.Current.CancellationToken));
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("BOUNCED", "550 5.1.1 mailbox unavailable"), (row.Status, row.ErrorMessage));
+        Assert.Equal("sweep-e1:APPLIED,sweep-e2:UNKNOWN_MESSAGE", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(event_key || ':' || outcome, ',' ORDER BY event_key) FROM webhook_events WHERE company_id = $1", company));
+        Assert.Equal(0, await sweep.SweepOnceAsync(TestContext.Current.CancellationToken));   // applied once
+    }
 }
