@@ -156,7 +156,7 @@ public static class PreferenceEndpoints
         }
 
         var now = time.GetUtcNow();
-        var stated = await db.ConsentRecords.Where(r => r.CustomerId == found.Id && r.CompanyId == tenant.CompanyId && r.Scope == ConsentScope.Channel && r.Channel != null)
+        var stated = await db.ConsentRecords.Where(r => r.CustomerId == found.Id && r.CompanyId == tenant.CompanyId && r.Scope == ConsentScope.Channel && r.Channel != null && r.OptedIn)
             .Select(r => r.Channel!.Value).Distinct().ToListAsync(cancellationToken);
         var consents = Apply(change, preference, [.. stated])
             .Select(c => new ConsentRecord

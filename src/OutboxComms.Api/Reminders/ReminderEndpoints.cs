@@ -206,7 +206,8 @@ public static class ReminderEndpoints
             // after the resolution — its lease and status stay the worker's, whose outcome is still recorded.
             // Twice: a worker recording a BOTH step's outcome inserts its WhatsApp twin in the same
             // transaction the first statement waits for; the twin, committed after that statement's
-            // snapshot, is only seen by a second one (which finds nothing else to change).
+            // snapshot, is only seen by a second one (which otherwise only writes the first one's
+            // result again: a leased row keeps its lease, status and the expiry already set).
             for (var pass = 0; pass < 2; pass++)
             {
                 await pending.ExecuteUpdateAsync(m => m

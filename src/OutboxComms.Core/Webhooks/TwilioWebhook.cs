@@ -22,6 +22,7 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(secrets);
         // The company may use Twilio for WhatsApp, SMS or both (possibly different accounts).
         // One unreadable token (copied from another row) must not stop the other channel's callbacks.
+        SecretKeyNotConfiguredException? notYet = null;
         var tokens = new List<byte[]>();
         if (settings.WhatsAppProvider == WhatsAppProvider.Twilio && settings.WhatsAppApiKeyEncrypted is { } w && Readable(w, nameof(CompanySettings.WhatsAppApiKeyEncrypted)) is { } whatsApp)
         {
@@ -33,7 +34,9 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         }
         if (tokens.Count == 0)
         {
-            return "the company has no readable Twilio auth token configured";
+            // Only a token this instance lacks the key for: another instance, or this one later,
+            // can verify it (a 503 makes the provider come back); none configured or none readable: refused.
+            return notYet is not null ? throw notYet : "the company has no readable Twilio auth token configured";
         }
         var signed = new StringBuilder(request.Url.AbsoluteUri);
         foreach (var (name, value) in request.Form.OrderBy(p => p.Key, StringComparer.Ordinal))
@@ -52,7 +55,12 @@ public sealed class TwilioWebhook : IDeliveryWebhook
             {
                 return Encoding.UTF8.GetBytes(secrets.Unprotect(envelope, settings.Slot(property)));
             }
-            catch (System.Security.Cryptography.CryptographicException ex) when (ex is not SecretKeyNotConfiguredException)
+            catch (SecretKeyNotConfiguredException ex)
+            {
+                notYet = ex;
+                return null;
+            }
+            catch (CryptographicException)
             {
                 return null;
             }

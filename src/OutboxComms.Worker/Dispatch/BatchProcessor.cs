@@ -155,18 +155,25 @@ internal sealed class BatchProcessor(
             // reminder remembered too long only waits, where one forgotten goes out twice.
             reminders.Recorded(outcomes);
         }
-        // Before the release, whose failure must not leave an early delivery event unapplied.
-        await ApplyWaitingEventsAsync(outcomes);
-        if (!released.IsEmpty)
+        // Each step whatever happens to the other: a failed release must not leave an early
+        // delivery event unapplied, nor a failure applying one keep unsent rows leased.
+        try
         {
-            await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
-            if (outOfLease > 0)
+            await ApplyWaitingEventsAsync(outcomes);
+        }
+        finally
+        {
+            if (!released.IsEmpty)
             {
-                DispatchLog.ReleasedOutOfLease(logger, WorkerId, outOfLease, claimed.Count, settings.LeaseDuration);
-            }
-            if (released.Count > outOfLease)
-            {
-                DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
+                await store.ReleaseAsync(lease, [.. released], time.GetUtcNow(), CancellationToken.None);
+                if (outOfLease > 0)
+                {
+                    DispatchLog.ReleasedOutOfLease(logger, WorkerId, outOfLease, claimed.Count, settings.LeaseDuration);
+                }
+                if (released.Count > outOfLease)
+                {
+                    DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
+                }
             }
         }
         return claimed.Count;

@@ -8,6 +8,9 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Debug, Message = "Message {MessageId} of company {CompanyId}: {Status} {Reason}")]
     public static partial void Outcome(ILogger logger, long messageId, Guid companyId, string status, string? reason);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Company {CompanyId}'s {Channel} credentials cannot be read by this worker, so its messages wait: {Reason}. List the key in OUTBOXCOMMS_ENCRYPTION_KEY and restart")]
+    public static partial void KeyMissing(ILogger logger, Guid companyId, string channel, string reason);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId} failed: {Error}")]
     public static partial void Failed(ILogger logger, long messageId, Guid companyId, string? error);
 

@@ -38,12 +38,21 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>One provider call's timeout.</summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    private TimeSpan? shutdownGrace;
+
     /// <summary>
-    /// On shutdown, how long in-flight sends may finish before they are cancelled. As long as
-    /// <see cref="SendTimeout"/> by default, so a stop never cuts a send short: one cut short may
-    /// already be with the provider, and is due again at once (a deploy would send it twice).
+    /// On shutdown, how long in-flight sends may finish before they are cancelled. Unless set, as
+    /// long as <see cref="SendTimeout"/> (so a stop never cuts a send short: one cut short may
+    /// already be with the provider, and is due again at once, so a deploy would send it twice)
+    /// when the lease leaves room for it — <see cref="LeaseDuration"/> at least twice
+    /// <see cref="SendTimeout"/> plus 30 s of sending, as the defaults do — else 10 s, as before,
+    /// so that settings valid before stay valid.
     /// </summary>
-    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan ShutdownGrace
+    {
+        get => shutdownGrace ?? (LeaseDuration >= SendTimeout + SendTimeout + TimeSpan.FromSeconds(30) ? SendTimeout : TimeSpan.FromSeconds(10));
+        set => shutdownGrace = value;
+    }
 
     /// <summary>First retry delay; retry n waits base × 1.618^n (golden-ratio backoff), ± jitter.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);

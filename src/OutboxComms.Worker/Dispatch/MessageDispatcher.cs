@@ -35,6 +35,7 @@ internal sealed partial class MessageDispatcher(
     ILogger<MessageDispatcher> logger)
 {
     private readonly DispatchOptions settings = options.Value;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, DateTimeOffset> keyMissingLogged = new();
 
     public async Task<Completion> DispatchAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
     {
@@ -232,6 +233,13 @@ internal sealed partial class MessageDispatcher(
         }
         catch (SecretKeyNotConfiguredException ex)
         {
+            // Once per company every 5 minutes, not once per message of its backlog.
+            var seen = time.GetUtcNow();
+            if (keyMissingLogged.GetValueOrDefault(message.CompanyId) is var last && seen - last >= TimeSpan.FromMinutes(5))
+            {
+                keyMissingLogged[message.CompanyId] = seen;
+                DispatchLog.KeyMissing(logger, message.CompanyId, WireName<Channel>.Of(channel), ex.Message);
+            }
             // This worker's configuration is behind (a new key put first elsewhere, a newer build
             // wrote the secret): another worker, or this one once restarted, can read it. Waited
             // out as an outage, not failed: OUTBOXCOMMS_ENCRYPTION_KEY must list the key.

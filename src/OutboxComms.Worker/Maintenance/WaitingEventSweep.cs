@@ -8,16 +8,18 @@ namespace OutboxComms.Worker.Maintenance;
 /// unknown message, and the batch that records the id applies it. Should that batch not get there
 /// (its recording gave up on an unacknowledged commit, the process was killed just after), the
 /// event would wait for ever and the message stay SENT though the provider said FAILED. Every
-/// minute this applies such events whose message is now known, from the last two days (safe in
-/// every worker at once: each event is applied under its own row lock, once).
+/// minute this applies such events whose message is now known, from the last hour — a batch records
+/// its provider ids within its lease, minutes at most — (safe in every worker at once: each event is
+/// applied under its own row lock, once; an event that matches a message it cannot move is looked
+/// at again only within that hour).
 /// </summary>
 internal sealed partial class WaitingEventSweep(NpgsqlDataSource dataSource, DeliveryEventRecorder recorder, TimeProvider time, ILogger<WaitingEventSweep> logger) : BackgroundService
 {
     /// <summary>Events younger than this are left to the batch that records their message.</summary>
     private static readonly TimeSpan Settle = TimeSpan.FromMinutes(1);
-    private static readonly TimeSpan Window = TimeSpan.FromDays(2);
+    private static readonly TimeSpan Window = TimeSpan.FromHours(1);
 
-    // The partial index on waiting events (0023), then one hash-index probe per event.
+    // The partial index of waiting events by arrival (0027), then one hash-index probe per event.
     private const string FindSql = """
         SELECT DISTINCT e.provider_message_id FROM webhook_events e
          WHERE e.outcome = 'UNKNOWN_MESSAGE' AND e.provider_message_id IS NOT NULL
@@ -25,6 +27,7 @@ internal sealed partial class WaitingEventSweep(NpgsqlDataSource dataSource, Del
            AND EXISTS (SELECT 1 FROM communication_logs m
                         WHERE m.provider_message_id = ANY (ARRAY[e.provider_message_id, '<' || e.provider_message_id || '>'])
                           AND m.company_id = e.company_id)
+         ORDER BY e.provider_message_id
          LIMIT 1000
         """;
 

@@ -219,6 +219,22 @@ public sealed class PreferenceEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_channels_first_stated_opt_in_is_recorded_even_when_it_matches_the_default_and_only_once()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CLIENT-FIRST", "First Statement Client");
+        var path = $"/v1/customers/{id}/preferences";
+
+        await client.SendJsonAsync(HttpMethod.Put, path, new { whatsAppOptIn = true, consentSource = "website form" });
+        // Email was on by default all along; stated now, on a signed letter, it is the consent given.
+        await client.SendJsonAsync(HttpMethod.Put, path, new { emailOptIn = true, consentSource = "signed engagement letter" });
+        await client.SendJsonAsync(HttpMethod.Put, path, new { emailOptIn = true, whatsAppOptIn = true, consentSource = "repeated" });
+
+        Assert.Equal("WHATSAPP:True:website form,EMAIL:True:signed engagement letter", await TestData.ScalarAsync<string>(Db.DataSource,
+            "SELECT string_agg(channel || ':' || CASE WHEN opted_in THEN 'True' ELSE 'False' END || ':' || source, ',' ORDER BY recorded_at, id) FROM consent_records WHERE customer_id = $1", Guid.Parse(id)));
+    }
+
+    [Fact]
     public async Task Concurrent_identical_opt_ins_record_the_consent_once()
     {
         using var client = await NewCompanyClientAsync();

@@ -28,4 +28,24 @@ public sealed class WorkerSettingsTests
         Assert.IsType<Microsoft.Extensions.Options.OptionsValidationException>(refused);
         Assert.Contains(named, refused.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(null, null, null, 30)]            // the defaults: a stop lets a send run its whole timeout
+    [InlineData("00:03:00", "00:01:00", null, 60)] // a longer send timeout with a lease to match
+    [InlineData("00:01:00", null, null, 10)]       // a short lease keeps the old 10 s, so it stays valid
+    [InlineData("00:02:00", "00:01:30", null, 10)]
+    [InlineData(null, null, "00:00:05", 5)]        // set, it is what was set
+    public void The_shutdown_grace_follows_the_send_timeout_where_the_lease_leaves_room(string? lease, string? send, string? grace, int expectedSeconds)
+    {
+        var options = new OutboxComms.Worker.Dispatch.DispatchOptions();
+        options.LeaseDuration = lease is null ? options.LeaseDuration : TimeSpan.Parse(lease, System.Globalization.CultureInfo.InvariantCulture);
+        options.SendTimeout = send is null ? options.SendTimeout : TimeSpan.Parse(send, System.Globalization.CultureInfo.InvariantCulture);
+        if (grace is not null)
+        {
+            options.ShutdownGrace = TimeSpan.Parse(grace, System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), options.ShutdownGrace);
+        Assert.Empty(options.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(options)));
+    }
 }
