@@ -16,6 +16,13 @@ public sealed class EncryptionKeyOptions
     public const string EnvironmentVariable = "OUTBOXCOMMS_ENCRYPTION_KEY";
 
     public string? Keys { get; set; }
+
+    /// <summary>
+    /// <c>Encryption:RefuseUnbound</c>: refuse version 1 values (written before secrets were bound
+    /// to their company and column, so readable in any row). Set it once <c>rotate-keys</c> has
+    /// rewritten them all: a version 1 value copied in from a backup or another row is then refused.
+    /// </summary>
+    public bool RefuseUnbound { get; set; }
 }
 
 /// <summary>
@@ -50,7 +57,10 @@ public sealed class SecretProtector
     {
         ArgumentNullException.ThrowIfNull(options);
         (CurrentKeyId, keys) = Parse(options.Value.Keys);
+        refuseUnbound = options.Value.RefuseUnbound;
     }
+
+    private readonly bool refuseUnbound;
 
     public string CurrentKeyId { get; }
 
@@ -76,6 +86,10 @@ public sealed class SecretProtector
     {
         ArgumentNullException.ThrowIfNull(envelope);
         var keyId = KeyIdOf(envelope);
+        if (refuseUnbound && envelope[0] == UnboundVersion)
+        {
+            throw new CryptographicException($"the stored {slot.Column} predates binding to its company and setting, and Encryption:RefuseUnbound is set: enter it again in settings (or run rotate-keys before setting it)");
+        }
         if (!keys.TryGetValue(keyId, out var key))
         {
             throw new SecretKeyNotConfiguredException($"secret was encrypted with key '{keyId}', which is not configured in {EncryptionKeyOptions.EnvironmentVariable}");
@@ -187,7 +201,11 @@ public static class SecretProtectorExtensions
     public static IServiceCollection AddSecretProtector(this IServiceCollection services, Microsoft.Extensions.Configuration.IConfiguration configuration)
     {
         services.AddOptions<EncryptionKeyOptions>()
-            .Configure(o => o.Keys = configuration[EncryptionKeyOptions.EnvironmentVariable] ?? configuration["Encryption:Keys"])
+            .Configure(o =>
+            {
+                o.Keys = configuration[EncryptionKeyOptions.EnvironmentVariable] ?? configuration["Encryption:Keys"];
+                o.RefuseUnbound = string.Equals(configuration["Encryption:RefuseUnbound"], "true", StringComparison.OrdinalIgnoreCase);
+            })
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<EncryptionKeyOptions>, EncryptionKeyValidator>();
         services.AddSingleton<SecretProtector>();

@@ -1,4 +1,6 @@
 using System.Security.Cryptography;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using OutboxComms.Core.Security;
 using OutboxComms.Tests.Infrastructure;
@@ -98,6 +100,19 @@ public sealed class SecretProtectorTests
         Assert.Equal("old-smtp-password", protector.Unprotect(legacy, Slot));
         Assert.True(protector.NeedsRotation(legacy));
         Assert.False(protector.NeedsRotation(protector.Protect("new", Slot)));
+
+        // Once rotate-keys has rewritten them all, an operator may refuse version 1 (one copied in from a backup).
+        var strict = new SecretProtector(Options.Create(new EncryptionKeyOptions { Keys = TestKeys.Encryption, RefuseUnbound = true }));
+        Assert.Contains("Encryption:RefuseUnbound", Assert.ThrowsAny<CryptographicException>(() => strict.Unprotect(legacy, Slot)).Message, StringComparison.Ordinal);
+        Assert.Equal("new", strict.Unprotect(protector.Protect("new", Slot), Slot));
+        using var configured = new ServiceCollection()
+            .AddSecretProtector(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                [EncryptionKeyOptions.EnvironmentVariable] = TestKeys.Encryption, ["Encryption:RefuseUnbound"] = "true",
+            }).Build())
+            .BuildServiceProvider();
+        var fromConfiguration = configured.GetRequiredService<SecretProtector>();
+        Assert.ThrowsAny<CryptographicException>(() => { _ = fromConfiguration.Unprotect(legacy, Slot); });
 
         // Relabelled as version 2, it no longer authenticates: the version is part of what the tag covers.
         var relabelled = (byte[])legacy.Clone();
