@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Http.Metadata;
 
 namespace OutboxComms.Api.Common;
 
@@ -35,13 +34,7 @@ public static class JsonBody
             return (null, TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
                 detail: "Send the request body as application/json."));
         }
-        // Kestrel enforces the endpoint's limit while reading; a declared length over it is refused
-        // before reading at all (and also under hosts without that feature, such as the test server).
-        if (request.HttpContext.GetEndpoint()?.Metadata.GetMetadata<IRequestSizeLimitMetadata>()?.MaxRequestBodySize is { } limit && request.ContentLength > limit)
-        {
-            return (null, TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
-                detail: FormattableString.Invariant($"This endpoint accepts at most {limit} bytes.")));
-        }
+        // The endpoint's body limit is applied before this (BodySizeLimit.EnforceAsync: 413).
         try
         {
             var value = await request.ReadFromJsonAsync<T>(options, cancellationToken);
@@ -64,9 +57,9 @@ public static class JsonBody
     }
 
     /// <summary>A property the request type does not have (<see cref="System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow"/>).</summary>
-    internal static bool IsUnknownField(JsonException ex) => ex.Message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal);
+    private static bool IsUnknownField(JsonException ex) => ex.Message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal);
 
-    internal static string UnknownField(string field) => $"{field} is not a field of this request: check its spelling (fields are camelCase, e.g. notBefore).";
+    private static string UnknownField(string field) => $"{field} is not a field of this request: check its spelling (fields are camelCase, e.g. notBefore).";
 
     /// <summary><c>$.messages[3].channel</c> → <c>messages[3].channel</c>; the root is "body".</summary>
     internal static string FieldOf(string? path) => path switch
