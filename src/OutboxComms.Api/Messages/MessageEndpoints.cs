@@ -42,7 +42,9 @@ public static class MessageEndpoints
 
     public sealed record AttachmentView(long Id, string FileName, string ContentType, long? SizeBytes, string? Url);
 
-    public sealed record AttemptView(int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int? LatencyMs);
+    /// <summary>One provider call; <c>cost</c> is what that send cost (null when it failed, had no price, or was recorded before costs per send were kept).</summary>
+    public sealed record AttemptView(int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int? LatencyMs,
+        decimal? Cost, string? Currency);
 
     public sealed record MessageView(
         long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, long? SplitFrom, DeliveryStatus Status,
@@ -502,7 +504,7 @@ public static class MessageEndpoints
         var attempts = await db.CommunicationAttempts.AsNoTracking()
             .Where(a => a.MessageId == id && a.CompanyId == tenant.CompanyId)
             .OrderBy(a => a.AttemptNo)
-            .Select(a => new AttemptView(a.AttemptNo, a.AttemptedAt, a.Channel, a.ProviderName, a.Outcome, a.ErrorMessage, a.ProviderLatencyMs))
+            .Select(a => new AttemptView(a.AttemptNo, a.AttemptedAt, a.Channel, a.ProviderName, a.Outcome, a.ErrorMessage, a.ProviderLatencyMs, a.Cost, a.CostCurrency))
             .ToListAsync(cancellationToken);
         var replays = await db.MessageReplays.AsNoTracking()
             .Where(r => r.CompanyId == tenant.CompanyId && r.MessageId == id)

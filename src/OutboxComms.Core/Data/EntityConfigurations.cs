@@ -151,5 +151,6 @@ internal sealed class CommunicationAttemptConfiguration : IEntityTypeConfigurati
         builder.ToTable("communication_attempts");
         builder.Property(a => a.Id).UseIdentityByDefaultColumn();
         builder.Property(a => a.AttemptedAt).HasDefaultValueSql("now()");
+        builder.Property(a => a.Cost).HasPrecision(12, 6);
     }
 }

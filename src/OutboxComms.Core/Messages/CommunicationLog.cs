@@ -90,4 +90,7 @@ public class CommunicationAttempt
     public AttemptOutcome Outcome { get; set; }
     public string? ErrorMessage { get; set; }
     public int? ProviderLatencyMs { get; set; }
+    /// <summary>What this send cost (migration 0028); null for a failed send, no price, or an attempt recorded before.</summary>
+    public decimal? Cost { get; set; }
+    public string? CostCurrency { get; set; }
 }

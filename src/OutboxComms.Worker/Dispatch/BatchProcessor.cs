@@ -264,7 +264,7 @@ internal sealed class BatchProcessor(
             TemplateUsed = null,
             Cost = null,
             CostCurrency = null,
-            Attempt = completion.Attempt is null ? null : completion.Attempt with { Error = completion.Attempt.Error is null ? null : "(not storable)" },
+            Attempt = completion.Attempt is null ? null : completion.Attempt with { Error = completion.Attempt.Error is null ? null : "(not storable)", Cost = null, CostCurrency = null },
         }], leaseEnds);
     }
 

@@ -364,6 +364,9 @@ internal sealed partial class MessageDispatcher(
         switch (result.Outcome)
         {
             case SendOutcome.Sent:
+                var (cost, currency) = result.Cost is not null
+                    ? (result.Cost, result.CostCurrency ?? companySettings.CostCurrency)
+                    : RateCard(companySettings, resolved.Channel) is { } price ? (price, companySettings.CostCurrency) : ((decimal?)null, (string?)null);
                 return new Completion(message.Id, message.CompanyId, DeliveryStatus.Sent, resolved.Channel)
                 {
                     RequestedChannel = resolved.Requested,
@@ -378,9 +381,13 @@ internal sealed partial class MessageDispatcher(
                     ProviderMessageId = result.ProviderMessageId,
                     StatusReason = resolved.Reason(result.Note),
                     SentAt = at,
-                    Cost = result.Cost ?? RateCard(companySettings, resolved.Channel),
-                    CostCurrency = result.Cost is not null ? result.CostCurrency ?? companySettings.CostCurrency : RateCard(companySettings, resolved.Channel) is null ? null : companySettings.CostCurrency,
-                    Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.Sent, null, latencyMs),
+                    Cost = cost,
+                    CostCurrency = currency,
+                    Attempt = new AttemptRecord(message.CompanyId, attemptNo, at, resolved.Channel, provider.Name, AttemptOutcome.Sent, null, latencyMs)
+                    {
+                        Cost = cost,
+                        CostCurrency = currency,
+                    },
                     ReminderSent = message.Type.IsReminder() ? (rendered.CustomerId, message.Type) : null,
                     ReminderCreatedAt = message.Type.IsReminder() ? message.CreatedAt : null,
                     ReminderPairId = message.Type.IsReminder() ? message.ReminderPairId : null,

@@ -115,7 +115,12 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public int? OutageAttempts { get; init; }
 }
 
-internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs);
+internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffset AttemptedAt, Channel Channel, string? ProviderName, AttemptOutcome Outcome, string? Error, int LatencyMs)
+{
+    /// <summary>What this send cost, when it was sent (the message's cost is the sum over its sends).</summary>
+    public decimal? Cost { get; init; }
+    public string? CostCurrency { get; init; }
+}
 
 /// <summary>
 /// The dispatcher's SQL, kept in one place and written against Npgsql directly: these statements
@@ -256,9 +261,20 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
          WHERE m.ctid = l.tid
         """;
 
+    // Once per attempt: when a batch's commit landed but its acknowledgement was lost (a failover),
+    // the worker writes the same outcomes again; the outcome then changes nothing (the lease is
+    // gone), and the attempts it already recorded, the same number at the same instant, are not
+    // inserted twice. One probe of the primary key (message_id, attempt_no, id) per attempt. A row
+    // whose lease this batch lost is still recorded: the provider call happened.
     private const string AttemptsSql = """
-        INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message, provider_latency_ms)
-        SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[])
+        INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message,
+                                            provider_latency_ms, cost, cost_currency)
+        SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[],
+                             $9::int[], $10::numeric[], $11::text[])
+                   AS b(message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message,
+                        provider_latency_ms, cost, cost_currency)
+         WHERE NOT EXISTS (SELECT 1 FROM communication_attempts a
+                            WHERE a.message_id = b.message_id AND a.attempt_no = b.attempt_no AND a.attempted_at = b.attempted_at)
         """;
 
     private const string RemindersSql = """
@@ -561,6 +577,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             insert.Parameters.Add(Array(attempts, c => WireName<AttemptOutcome>.Of(c.Attempt!.Outcome), NpgsqlDbType.Text));
             insert.Parameters.Add(Texts(attempts, c => c.Attempt!.Error));
             insert.Parameters.Add(Array(attempts, c => c.Attempt!.LatencyMs, NpgsqlDbType.Integer));
+            insert.Parameters.Add(Array(attempts, c => c.Attempt!.Cost, NpgsqlDbType.Numeric));
+            insert.Parameters.Add(Texts(attempts, c => c.Attempt!.CostCurrency));
             batch.BatchCommands.Add(insert);
         }
 

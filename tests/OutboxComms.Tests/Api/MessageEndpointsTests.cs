@@ -438,9 +438,9 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
             split_from = 41
             """, sent, sent.AddSeconds(3));
         await using (var attempts = Db.DataSource.CreateCommand("""
-            INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message, provider_latency_ms)
-            VALUES ($1, $2, 1, $3, 'EMAIL', 'SMTP', 'TRANSIENT_FAILURE', 'SMTP 421: try again later', 812),
-                   ($1, $2, 2, $4, 'EMAIL', 'SMTP', 'SENT', NULL, 95)
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message, provider_latency_ms, cost, cost_currency)
+            VALUES ($1, $2, 1, $3, 'EMAIL', 'SMTP', 'TRANSIENT_FAILURE', 'SMTP 421: try again later', 812, NULL, NULL),
+                   ($1, $2, 2, $4, 'EMAIL', 'SMTP', 'SENT', NULL, 95, 0.05, 'INR')
             """))
         {
             attempts.Parameters.AddWithValue(id);
@@ -467,7 +467,8 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         var attemptViews = view["attempts"]!.AsArray();
         Assert.Equal([1, 2], attemptViews.Select(a => a!["attemptNo"]!.GetValue<int>()));
         Assert.Equal(("TRANSIENT_FAILURE", "SMTP 421: try again later", 812), (attemptViews[0]!["outcome"]!.GetValue<string>(), attemptViews[0]!["error"]!.GetValue<string>(), attemptViews[0]!["latencyMs"]!.GetValue<int>()));
-        Assert.Equal("SENT", attemptViews[1]!["outcome"]!.GetValue<string>());
+        Assert.Null(attemptViews[0]!["cost"]);
+        Assert.Equal(("SENT", 0.05m, "INR"), (attemptViews[1]!["outcome"]!.GetValue<string>(), attemptViews[1]!["cost"]!.GetValue<decimal>(), attemptViews[1]!["currency"]!.GetValue<string>()));
     }
 
     [Fact]

@@ -121,6 +121,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, id);
         Assert.Equal(("SENT", 0.10m, "INR"), (row.Status, row.Cost, row.CostCurrency));
         Assert.Equal(2, email.Calls);
+        // Each send's own cost is in the attempt history.
+        Assert.Equal("1 SENT 0.050000 INR, 2 SENT 0.050000 INR", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(attempt_no || ' ' || outcome || ' ' || cost || ' ' || cost_currency, ', ' ORDER BY attempt_no) FROM communication_attempts WHERE message_id = $1", id));
     }
 
     [Fact]
@@ -135,6 +138,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, id);
         Assert.Equal((0.0075m, "USD"), (row.Cost, row.CostCurrency));
         Assert.Equal("+919876543210", Assert.Single(sms.Sent).To);
+        Assert.Equal("0.007500 USD", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT cost || ' ' || cost_currency FROM communication_attempts WHERE message_id = $1", id));
     }
 
     [Fact]

@@ -156,6 +156,37 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Outcomes_written_again_after_an_unacknowledged_commit_record_each_attempt_once()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], time);
+        var store = worker.Services.GetRequiredService<OutboxStore>();
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: time.GetUtcNow().AddMinutes(-1));
+        var lease = $"{worker.WorkerId}#1";
+        Assert.Equal([id], (await store.ClaimAsync(lease, 10, time.GetUtcNow(), TimeSpan.FromMinutes(2), CancellationToken.None)).Select(m => m.Id));
+
+        var at = time.GetUtcNow();
+        var sent = new Completion(id, company, DeliveryStatus.Sent, Channel.Email)
+        {
+            NextAttemptAt = at, SentAt = at, AttemptCount = 1, ProviderMessageId = "p-1", Cost = 0.05m, CostCurrency = "INR",
+            Attempt = new AttemptRecord(company, 1, at, Channel.Email, "smtp", AttemptOutcome.Sent, null, 12) { Cost = 0.05m, CostCurrency = "INR" },
+        };
+        // The commit lands, its acknowledgement is lost, and the worker writes the same outcomes again.
+        await store.CompleteAsync(lease, [sent], time.GetUtcNow(), CancellationToken.None);
+        await store.CompleteAsync(lease, [sent], time.GetUtcNow(), CancellationToken.None);
+
+        Assert.Equal("1 SENT 0.050000", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(attempt_no || ' ' || outcome || ' ' || cost, ', ') FROM communication_attempts WHERE message_id = $1", id));
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", 0.05m), (row.Status, row.Cost));
+
+        // A later attempt of the same number (another worker's, after a lost lease) is a provider call of its own, and recorded.
+        await store.CompleteAsync(lease, [sent with { Attempt = sent.Attempt! with { AttemptedAt = at.AddSeconds(1) } }], time.GetUtcNow(), CancellationToken.None);
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_attempts WHERE message_id = $1", id));
+    }
+
+    [Fact]
     public async Task A_batch_gives_back_unsent_the_rows_whose_send_could_not_finish_within_its_lease()
     {
         var (company, customer) = await CustomerAsync();
