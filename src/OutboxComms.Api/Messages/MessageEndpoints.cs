@@ -503,7 +503,7 @@ public static class MessageEndpoints
         }
         var attempts = await db.CommunicationAttempts.AsNoTracking()
             .Where(a => a.MessageId == id && a.CompanyId == tenant.CompanyId)
-            .OrderBy(a => a.AttemptNo)
+            .OrderBy(a => a.AttemptNo).ThenBy(a => a.AttemptedAt).ThenBy(a => a.Id)
             .Select(a => new AttemptView(a.AttemptNo, a.AttemptedAt, a.Channel, a.ProviderName, a.Outcome, a.ErrorMessage, a.ProviderLatencyMs, a.Cost, a.CostCurrency))
             .ToListAsync(cancellationToken);
         var replays = await db.MessageReplays.AsNoTracking()

@@ -275,7 +275,9 @@ internal sealed class BatchProcessor(
         {
             try
             {
-                await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None);
+                // After a lost connection the earlier write may have committed unacknowledged. (One the
+                // database refused was rolled back: a refusal on a later try means none landed.)
+                await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None, mayHaveLanded: attempt > 1);
                 return;
             }
             catch (NpgsqlException ex) when (!Refused(ex) && (attempt < 5 || (ex.IsTransient && attempt < 300 && time.GetUtcNow() < leaseEnds - TimeSpan.FromSeconds(10))))

@@ -174,7 +174,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         };
         // The commit lands, its acknowledgement is lost, and the worker writes the same outcomes again.
         await store.CompleteAsync(lease, [sent], time.GetUtcNow(), CancellationToken.None);
-        await store.CompleteAsync(lease, [sent], time.GetUtcNow(), CancellationToken.None);
+        await store.CompleteAsync(lease, [sent], time.GetUtcNow(), CancellationToken.None, mayHaveLanded: true);
 
         Assert.Equal("1 SENT 0.050000", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT string_agg(attempt_no || ' ' || outcome || ' ' || cost, ', ') FROM communication_attempts WHERE message_id = $1", id));
@@ -182,7 +182,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("SENT", 0.05m), (row.Status, row.Cost));
 
         // A later attempt of the same number (another worker's, after a lost lease) is a provider call of its own, and recorded.
-        await store.CompleteAsync(lease, [sent with { Attempt = sent.Attempt! with { AttemptedAt = at.AddSeconds(1) } }], time.GetUtcNow(), CancellationToken.None);
+        await store.CompleteAsync(lease, [sent with { Attempt = sent.Attempt! with { AttemptedAt = at.AddSeconds(1) } }], time.GetUtcNow(), CancellationToken.None, mayHaveLanded: true);
         Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_attempts WHERE message_id = $1", id));
     }
 
