@@ -217,11 +217,67 @@ public static class ReminderEndpoints
                     .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
                     .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
                     .SetProperty(x => x.UpdatedAt, now), cancellationToken);
+                foreach (var statement in DigestsWithout(tenant.CompanyId, reminder.CustomerId, id, reason, now))
+                {
+                    await db.Database.ExecuteSqlAsync(statement, cancellationToken);
+                }
             }
             await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();
         return TypedResults.Ok(view);
+    }
+
+    /// <summary>
+    /// A schedule's digest not yet sent (deferred by quiet hours or the frequency policy, or queued)
+    /// that lists the resolved reminder in its <c>dueReminders</c> no longer lists it: the client is
+    /// not reminded of a filing already made. A digest written for customers with a reminder due
+    /// (<c>REMINDERS_DUE</c>) left with nothing to list is cancelled, as its schedule would not have
+    /// written it; an <c>ALL_CUSTOMERS</c> one still goes. One a worker is sending right now is
+    /// changed too (the send under way goes as it is; the row is what a retry, its BOTH twin or a
+    /// replay renders), and when left with nothing to list it expires now. (The worker also leaves
+    /// out any resolved reminder a digest still lists: <see cref="DigestReminders"/>.)
+    /// Two statements: the first locks the digests in id order, waiting for a concurrent resolve of
+    /// another reminder they list (and for a worker recording one); the second, with a snapshot
+    /// taken after that, builds on what it wrote. In one statement the new list would be computed
+    /// from the rows as they were before the wait, and would put the other reminder back.
+    /// </summary>
+    private static FormattableString[] DigestsWithout(Guid companyId, Guid customerId, long reminderId, string reason, DateTimeOffset now)
+    {
+        var listed = System.Text.Json.JsonSerializer.Serialize(new[] { new { reminderId } });
+        var others = System.Text.Json.JsonSerializer.Serialize(new { id = reminderId });
+        var emptied = reason + "; the digest listed nothing else";
+        return
+        [
+            $"""
+            SELECT id FROM communication_logs
+             WHERE company_id = {companyId} AND customer_id = {customerId} AND status = 'PENDING'
+               AND metadata ? 'scheduleKey' AND template_data->'dueReminders' @> {listed}::jsonb
+             ORDER BY id
+               FOR NO KEY UPDATE
+            """,
+            $$"""
+            UPDATE communication_logs m
+               SET template_data = jsonb_set(m.template_data, '{dueReminders}', d.rest),
+                   status = CASE WHEN d.nothing_left AND d.free THEN 'CANCELLED' ELSE m.status END,
+                   status_reason = CASE WHEN d.nothing_left AND d.free THEN {{emptied}} ELSE m.status_reason END,
+                   expires_at = CASE WHEN d.nothing_left AND NOT d.free AND (m.expires_at IS NULL OR m.expires_at > {{now}}) THEN {{now}} ELSE m.expires_at END,
+                   locked_by = CASE WHEN d.nothing_left AND d.free THEN NULL ELSE m.locked_by END,
+                   locked_until = CASE WHEN d.nothing_left AND d.free THEN NULL ELSE m.locked_until END,
+                   updated_at = {{now}}
+              FROM (SELECT c.company_id, c.id, r.rest,
+                           r.rest = '[]'::jsonb
+                           AND coalesce(c.template_data->'schedule'->>'audience',
+                                        (SELECT s.audience FROM company_schedules s WHERE s.company_id = c.company_id AND s.key = c.metadata->>'scheduleKey'))
+                               = 'REMINDERS_DUE' AS nothing_left,
+                           c.locked_until IS NULL OR c.locked_until <= {{now}} AS free
+                      FROM communication_logs c
+                     CROSS JOIN LATERAL (SELECT jsonb_path_query_array(c.template_data->'dueReminders', '$[*] ? (@.reminderId != $id)', {{others}}::jsonb) AS rest) r
+                     WHERE c.company_id = {{companyId}} AND c.customer_id = {{customerId}} AND c.status = 'PENDING'
+                       AND c.metadata ? 'scheduleKey' AND c.template_data->'dueReminders' @> {{listed}}::jsonb) d
+             WHERE m.company_id = d.company_id AND m.id = d.id AND m.status = 'PENDING'
+            """,
+        ];
     }
 
     /// <summary>Whether a reminder asked for again is the same plan (a retry): grace, data and every step's offset, time, template, channel and data.</summary>

@@ -5,6 +5,7 @@ using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Templates;
+using OutboxComms.Core.Workflows;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -27,9 +28,10 @@ internal sealed class BatchContext
 
     private BatchContext(
         IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate,
-        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent)
+        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent, HashSet<long> resolvedReminders)
     {
         this.loadContent = loadContent;
+        ResolvedReminders = resolvedReminders;
         this.companies = companies.ToDictionary(c => c.Id);
         // Languages match whatever their case; a company may hold the same tag in two cases (the
         // unique key compares them exactly): one of them, always the same, rather than a batch that
@@ -60,6 +62,9 @@ internal sealed class BatchContext
     public List<(Guid CustomerId, MessageType Type, long MessageId)> HeldReminders { get; } = [];
 
     public Company? Company(Guid id) => companies.GetValueOrDefault(id);
+
+    /// <summary>The reminders the batch's digests list (<see cref="DigestReminders"/>) that are no longer active.</summary>
+    public IReadOnlySet<long> ResolvedReminders { get; }
 
     /// <summary>
     /// A company's provider account for a channel, built (secrets decrypted) once per batch instead
@@ -130,6 +135,9 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, Guid[] companyIds, string[] keys) =>
             db.MessageTemplates.AsNoTracking().Where(t => companyIds.Contains(t.CompanyId) && keys.Contains(t.Key)));
 
+    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<long>> InactiveRemindersQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, long[] ids) => db.Reminders.AsNoTracking().Where(r => ids.Contains(r.Id) && r.Status != ReminderStatus.Active).Select(r => r.Id));
+
     private sealed record AttachmentInfo(long Id, long MessageId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
 
     private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<AttachmentInfo>> AttachmentsQuery =
@@ -148,6 +156,7 @@ internal sealed class BatchContext
         var companyIds = batch.Select(m => m.CompanyId).Distinct().ToArray();
         var templateKeys = batch.Where(m => m.TemplateKey is not null).Select(m => m.TemplateKey!).Distinct().ToArray();
         var withAttachments = batch.Where(m => m.HasAttachments).Select(m => m.Id).ToArray();
+        var listedReminders = batch.SelectMany(m => DigestReminders.Listed(m.TemplateData)).Distinct().ToArray();
 
         var companies = await CompaniesQuery(db, companyIds).ToListAsync(cancellationToken);
         var templates = templateKeys.Length == 0 ? [] : await TemplatesQuery(db, companyIds, templateKeys).ToListAsync(cancellationToken);
@@ -158,6 +167,7 @@ internal sealed class BatchContext
                 Content = a.Stored ? StoredNotLoaded : null,
             })
             .ToListAsync(cancellationToken);
-        return new BatchContext(batch, companies, templates, attachments, gate, loadContent);
+        var resolvedReminders = listedReminders.Length == 0 ? [] : (await InactiveRemindersQuery(db, listedReminders).ToListAsync(cancellationToken)).ToHashSet();
+        return new BatchContext(batch, companies, templates, attachments, gate, loadContent, resolvedReminders);
     }
 }

@@ -12,6 +12,7 @@ using OutboxComms.Core.Providers;
 using OutboxComms.Core.Providers.Email;
 using OutboxComms.Core.Security;
 using OutboxComms.Core.Templates;
+using OutboxComms.Core.Workflows;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
 
@@ -76,6 +77,21 @@ internal sealed partial class MessageDispatcher(
                 StatusReason = $"expired at {expiresAt.UtcDateTime:u} before it could be sent",
             };
         }
+
+        // A digest lists no reminder resolved since it was written; one written for customers with a
+        // reminder due that has nothing left to list does not go.
+        var (templateData, nothingLeft) = DigestReminders.Without(message.TemplateData, context.ResolvedReminders);
+        if (nothingLeft)
+        {
+            return new Completion(message.Id, message.CompanyId, DeliveryStatus.Cancelled, message.Channel)
+            {
+                NextAttemptAt = now,
+                RetryCount = message.RetryCount,
+                AttemptCount = message.AttemptCount,
+                StatusReason = "every reminder this digest listed was resolved before it could be sent",
+            };
+        }
+        message = message with { TemplateData = templateData };
 
         var customer = message.Customer;
         var company = context.Company(message.CompanyId);
@@ -449,15 +465,16 @@ internal sealed partial class MessageDispatcher(
     /// <param name="waitingFor">
     /// Set when the wait is not the provider's fault (this worker's configuration is behind): the
     /// outage budget is used the same way, but the reason says what is awaited and no provider
-    /// outage is counted in the metrics.
+    /// outage is counted in the metrics, and since no provider was called, no attempt is recorded
+    /// (the attempt history is of provider calls) nor counted.
     /// </param>
     private Completion Retry(ClaimedMessage message, Channel channel, Resolution? resolved, string error, TimeSpan? retryAfter, string? providerName, int latencyMs, bool providerUnavailable,
         string? waitingFor = null)
     {
         var now = time.GetUtcNow();
         var retry = message.RetryCount + 1;
-        var attemptNo = message.AttemptCount + 1;
-        var attempt = new AttemptRecord(message.CompanyId, attemptNo, now, channel, providerName, AttemptOutcome.TransientFailure, error, latencyMs);
+        var attemptNo = waitingFor is null ? message.AttemptCount + 1 : message.AttemptCount;
+        var attempt = waitingFor is null ? new AttemptRecord(message.CompanyId, attemptNo, now, channel, providerName, AttemptOutcome.TransientFailure, error, latencyMs) : null;
         // A provider outage or throttling is not this message's fault: it waits it out without using
         // up its retries, for OutageRetries attempts (about a day by default), counted on the row.
         var outageAttempt = message.OutageAttempts + 1;

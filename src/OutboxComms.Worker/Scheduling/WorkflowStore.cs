@@ -317,6 +317,8 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
             occurrence = local.ToString("yyyy-MM-dd'T'HH:mm:sszzz", CultureInfo.InvariantCulture),
             date = localDate.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
             dueWithinDays = schedule.AudienceDays,
+            // Read when a resolve leaves the digest nothing to list (DigestReminders): with this audience it does not go.
+            audience = WireName<ScheduleAudience>.Of(schedule.Audience),
         });
         var idempotencyPrefix = string.Create(CultureInfo.InvariantCulture, $"schedule:{schedule.Key}:{occurrence.UtcDateTime:yyyy-MM-dd'T'HH:mm:ss'Z'}:");
         await using var command = new NpgsqlCommand(MaterialiseOccurrenceSql, connection, transaction);

@@ -127,6 +127,47 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_digest_leaves_out_reminders_resolved_since_it_was_written_and_one_for_reminders_due_with_none_left_is_cancelled()
+    {
+        var (company, first) = await CustomerAsync();
+        var second = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var third = await TestData.CreateCustomerAsync(db.DataSource, company);
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'digest', 'EMAIL', 'Due this week', 'Due: {{ for r in dueReminders }}{{ r.reference }}; {{ end }}') RETURNING 1
+            """, company));
+        async Task<long> ReminderAsync(Guid customer, string reference, string status) => await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at, status)
+            VALUES ($1, $2, 'COMPLIANCE_REMINDER', $3, '2026-03-12', 'Asia/Kolkata', now(), now(), $4) RETURNING id
+            """, company, customer, reference, status);
+        // Written as the scheduler writes them; the MGT-7 was filed (resolved, here by the practice's own SQL) before they went.
+        var filed = await ReminderAsync(first, "MGT-7 FY 2025-26", "RESOLVED");
+        var open = await ReminderAsync(first, "Invoice INV-1042", "ACTIVE");
+        var filedToo = await ReminderAsync(second, "AOC-4 FY 2025-26", "RESOLVED");
+        var filedAlso = await ReminderAsync(third, "DPT-3 FY 2025-26", "RESOLVED");
+        string Digest(string audience, params (long Id, string Reference)[] due) => System.Text.Json.JsonSerializer.Serialize(new
+        {
+            schedule = new { key = "monday", audience },
+            dueReminders = due.Select(d => new { reminderId = d.Id, reference = d.Reference, type = "COMPLIANCE_REMINDER", dueDate = "2026-03-12" }),
+        });
+        var both = await EnqueueAsync(company, first, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
+            templateData: Digest("REMINDERS_DUE", (filed, "MGT-7 FY 2025-26"), (open, "Invoice INV-1042")));
+        var emptied = await EnqueueAsync(company, second, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
+            templateData: Digest("REMINDERS_DUE", (filedToo, "AOC-4 FY 2025-26")));
+        var everyone = await EnqueueAsync(company, third, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
+            templateData: Digest("ALL_CUSTOMERS", (filedAlso, "DPT-3 FY 2025-26")));
+
+        await worker.RunOnceAsync();
+
+        var sent = email.Sent.ToDictionary(m => m.MessageId);
+        Assert.Equal("Due: Invoice INV-1042; ", sent[both].Body);
+        Assert.Equal("Due: ", sent[everyone].Body);    // an ALL_CUSTOMERS digest goes to everyone, with what is still due
+        Assert.False(sent.ContainsKey(emptied));
+        var row = await Outbox.GetAsync(db.DataSource, emptied);
+        Assert.Equal(("CANCELLED", "every reminder this digest listed was resolved before it could be sent"), (row.Status, row.StatusReason));
+    }
+
+    [Fact]
     public async Task A_provider_reported_price_wins_over_the_rate_card()
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true");
@@ -506,6 +547,8 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, waiting);
         Assert.Equal(("PENDING", 0), (row.Status, row.RetryCount));
         Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT outage_attempts FROM communication_logs WHERE id = $1", waiting));
+        // No provider was called: nothing in the attempt history, no attempt counted.
+        Assert.Equal((0L, 0), (await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_attempts WHERE message_id = $1", waiting), row.AttemptCount));
         Assert.StartsWith("cannot read the company's EMAIL credentials on this worker: secret was encrypted with key 'test2'", row.ErrorMessage, StringComparison.Ordinal);
         var failed = await Outbox.GetAsync(db.DataSource, copied);
         Assert.Equal("FAILED", failed.Status);

@@ -97,6 +97,19 @@ public sealed class TwilioProviderTests : IDisposable
         Assert.Empty(host.Server.LogEntries);
     }
 
+    [Theory]
+    [InlineData("\"price_unit\":\"inr\"", "INR")]
+    [InlineData("\"price_unit\":null", "USD")]   // Twilio's own currency, never the company's rate-card one
+    [InlineData("\"price_unit\":\"\"", "USD")]
+    public async Task A_price_is_in_twilios_unit_upper_cased_and_in_usd_when_it_names_none(string unit, string currency)
+    {
+        host.Answers("POST", MessagesPath, 201, $$"""{"sid":"SM42","status":"queued","price":"-0.25",{{unit}}}""");
+
+        var result = await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: "OUTBOX"), TestContext.Current.CancellationToken);
+
+        Assert.Equal((0.25m, currency), (result.Cost, result.CostCurrency));
+    }
+
     [Fact]
     public async Task Sms_goes_from_the_sender_id_to_the_plain_number_with_the_registered_body_only_no_media_or_dlt_fields()
     {

@@ -437,6 +437,39 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("Invoice INV-1042", "2026-03-12"), (due.Text("reference"), due.Text("dueDate")));
     }
 
+    [Fact]
+    public async Task A_digest_not_yet_sent_stops_listing_a_reminder_once_it_is_resolved_and_is_cancelled_when_it_lists_nothing()
+    {
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var invoice = await CreateReminderAsync(client, customer, "Invoice INV-1042", "2026-03-12", 0, -1);
+        var filing = await CreateReminderAsync(client, customer, "MGT-7 FY 2025-26", "2026-03-13", 0, -1);
+        foreach (var (key, kind) in new[] { ("due-digest", "REMINDERS_DUE"), ("newsletter", "ALL_CUSTOMERS") })
+        {
+            var (put, body) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/schedules/{key}", new
+            {
+                cron = "0 9 * * MON", timeZone = "Asia/Kolkata", type = "COMPLIANCE_REMINDER", channel = "EMAIL", templateKey = "weekly-digest",
+                audience = new { kind, withinDays = 7 },
+            });
+            Assert.True(put.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+        }
+        await PassAt("2026-03-09T03:30:00Z");   // Monday 09:00 in Kolkata: both digests written, not yet sent (no worker here)
+        List<OutboxRow> Digests(List<OutboxRow> rows) => [.. rows.Where(r => r.IdempotencyKey!.StartsWith("schedule:", StringComparison.Ordinal)).OrderBy(r => r.IdempotencyKey)];
+        string[] Listed(OutboxRow row) => [.. row.TemplateData["dueReminders"]!.AsArray().Select(d => d.Text("reference"))];
+        Assert.All(Digests(await RowsAsync(company)), d => Assert.Equal(["Invoice INV-1042", "MGT-7 FY 2025-26"], Listed(d)));
+
+        var (resolved, _) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{filing}/resolve", new { note = "MGT-7 filed, SRN F12345678" });
+        Assert.Equal(HttpStatusCode.OK, resolved.StatusCode);
+        Assert.All(Digests(await RowsAsync(company)), d => Assert.Equal("PENDING: Invoice INV-1042", $"{d.Status}: {string.Join(", ", Listed(d))}"));
+
+        await client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{invoice}/resolve", new { note = "Paid by NEFT" });
+        var digests = Digests(await RowsAsync(company));
+        Assert.Equal(["schedule:due-digest", "schedule:newsletter"], digests.Select(d => d.IdempotencyKey![..d.IdempotencyKey!.IndexOf(':', 9)]));
+        Assert.Equal("CANCELLED", digests[0].Status);
+        Assert.EndsWith("; the digest listed nothing else", digests[0].StatusReason, StringComparison.Ordinal);
+        Assert.Equal(("PENDING", 0), (digests[1].Status, Listed(digests[1]).Length));   // sent to every customer, with an empty list
+    }
+
     private async Task<(HttpClient Client, Guid Company)> PracticeAsync(bool channels = false)
     {
         var (company, client) = await WorkflowApi.CompanyAsync(api, db);
