@@ -296,7 +296,7 @@ public static partial class SettingsEndpoints
             .When(target is not null && Internal(target.IdnHost, network), "baseUrl",
                 $"baseUrl names an internal address, which providers may not reach ({ProviderNetworkOptions.Section}:{nameof(ProviderNetworkOptions.AllowPrivateNetworks)}).")
             .When(cost is < 0, "cost", "cost cannot be negative.")
-            .When(cost is >= 1_000_000, "cost", "cost is a price per message: below 1,000,000 with at most 6 decimals.")
+            .When(cost is >= 1_000_000, "cost", "cost is a price per message (per SMS for the SMS channel: a long or Unicode text goes as several): below 1,000,000 with at most 6 decimals.")
             .When(cost is { } c && c != decimal.Round(c, 6), "cost", "cost has at most 6 decimals (it would be stored rounded).")
             .When(currency is not null && (currency.Length != 3 || !currency.All(char.IsAsciiLetterUpper)), "costCurrency", "costCurrency is an ISO 4217 code such as INR.");
     }

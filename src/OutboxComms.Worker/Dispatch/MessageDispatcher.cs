@@ -10,6 +10,7 @@ using OutboxComms.Core.Policies;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Providers.Email;
+using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
 using OutboxComms.Core.Templates;
 using OutboxComms.Core.Workflows;
@@ -380,9 +381,13 @@ internal sealed partial class MessageDispatcher(
         switch (result.Outcome)
         {
             case SendOutcome.Sent:
+                // The provider's price is for the whole send; the rate card's SMS price is per SMS, and a
+                // long or non-GSM text (a ₹ sign, Hindi) goes as several.
                 var (cost, currency) = result.Cost is not null
                     ? (result.Cost, result.CostCurrency ?? companySettings.CostCurrency)
-                    : RateCard(companySettings, resolved.Channel) is { } price ? (price, companySettings.CostCurrency) : ((decimal?)null, (string?)null);
+                    : RateCard(companySettings, resolved.Channel) is { } price
+                        ? (resolved.Channel == Channel.Sms ? price * SmsSegments.Count(outbound.Body) : price, companySettings.CostCurrency)
+                        : ((decimal?)null, (string?)null);
                 return new Completion(message.Id, message.CompanyId, DeliveryStatus.Sent, resolved.Channel)
                 {
                     RequestedChannel = resolved.Requested,

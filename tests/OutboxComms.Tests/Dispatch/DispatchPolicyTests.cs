@@ -167,6 +167,26 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("CANCELLED", "every reminder this digest listed was resolved before it could be sent"), (row.Status, row.StatusReason));
     }
 
+    [Theory]
+    [InlineData(160, "", 0.25)]          // one SMS of GSM characters
+    [InlineData(161, "", 0.50)]          // split, 153 per part
+    [InlineData(307, "", 0.75)]
+    [InlineData(160, "€", 0.50)]         // € is GSM, but takes two of the 160
+    [InlineData(70, "₹", 0.25)]          // Unicode: 70 in one SMS
+    [InlineData(135, "₹", 0.75)]         // 67 per part
+    public async Task The_rate_card_prices_an_sms_per_part_it_goes_as(int length, string symbol, decimal cost)
+    {
+        var (company, customer) = await CustomerAsync("sms_opt_in = true");
+        var content = symbol + new string('x', length - symbol.Length);
+        var id = await EnqueueAsync(company, customer, channel: "SMS", content: content);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(content, Assert.Single(sms.Sent).Body);
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("SENT", cost, "INR"), (row.Status, row.Cost, row.CostCurrency));
+    }
+
     [Fact]
     public async Task A_provider_reported_price_wins_over_the_rate_card()
     {
