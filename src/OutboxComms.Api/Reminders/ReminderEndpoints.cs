@@ -217,9 +217,9 @@ public static class ReminderEndpoints
                     .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
                     .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
                     .SetProperty(x => x.UpdatedAt, now), cancellationToken);
-                foreach (var statement in DigestsWithout(tenant.CompanyId, reminder.CustomerId, id, reason, now))
+                foreach (var (sql, parameters) in DigestsWithout(tenant.CompanyId, reminder.CustomerId, id, reason, now))
                 {
-                    await db.Database.ExecuteSqlAsync(statement, cancellationToken);
+                    await db.Database.ExecuteSqlRawAsync(sql, parameters, cancellationToken);
                 }
             }
             await transaction.CommitAsync(cancellationToken);
@@ -237,46 +237,45 @@ public static class ReminderEndpoints
     /// changed too (the send under way goes as it is; the row is what a retry, its BOTH twin or a
     /// replay renders), and when left with nothing to list it expires now. (The worker also leaves
     /// out any resolved reminder a digest still lists: <see cref="DigestReminders"/>.)
-    /// Two statements: the first locks the digests in id order, waiting for a concurrent resolve of
-    /// another reminder they list (and for a worker recording one); the second, with a snapshot
-    /// taken after that, builds on what it wrote. In one statement the new list would be computed
-    /// from the rows as they were before the wait, and would put the other reminder back.
+    /// Two statements: the first locks the digests in id order (two resolves for one customer take
+    /// them in the same order); the second computes every new value from the row it updates, so
+    /// that a row changed while it waited (a concurrent resolve of another reminder, a worker that
+    /// claimed it) is decided on as it is now.
     /// </summary>
-    private static FormattableString[] DigestsWithout(Guid companyId, Guid customerId, long reminderId, string reason, DateTimeOffset now)
+    private static (string Sql, object[] Parameters)[] DigestsWithout(Guid companyId, Guid customerId, long reminderId, string reason, DateTimeOffset now)
     {
-        var listed = System.Text.Json.JsonSerializer.Serialize(new[] { new { reminderId } });
-        var others = System.Text.Json.JsonSerializer.Serialize(new { id = reminderId });
-        var emptied = reason + "; the digest listed nothing else";
+        object[] parameters =
+        [
+            companyId, customerId, System.Text.Json.JsonSerializer.Serialize(new[] { new { reminderId } }), reminderId, now,
+            reason + "; the digest listed nothing else",
+        ];
+        // {0} company, {1} customer, {2} the list holding the reminder, {3} its id, {4} now, {5} the reason.
+        const string Digests = """
+             WHERE m.company_id = {0} AND m.customer_id = {1} AND m.status = 'PENDING'
+               AND m.metadata ? 'scheduleKey' AND m.template_data->'dueReminders' @> {2}::jsonb
+            """;
+        const string Others = "jsonb_array_elements(m.template_data->'dueReminders') WITH ORDINALITY AS e(item, n) WHERE e.item->'reminderId' IS DISTINCT FROM to_jsonb({3}::bigint)";
+        const string NothingLeft = $"""
+            (NOT EXISTS (SELECT 1 FROM {Others})
+             AND coalesce(m.template_data->'schedule'->>'audience',
+                          (SELECT s.audience FROM company_schedules s WHERE s.company_id = m.company_id AND s.key = m.metadata->>'scheduleKey'))
+                 = 'REMINDERS_DUE')
+            """;
+        const string Free = "(m.locked_until IS NULL OR m.locked_until <= {4})";
         return
         [
-            $"""
-            SELECT id FROM communication_logs
-             WHERE company_id = {companyId} AND customer_id = {customerId} AND status = 'PENDING'
-               AND metadata ? 'scheduleKey' AND template_data->'dueReminders' @> {listed}::jsonb
-             ORDER BY id
-               FOR NO KEY UPDATE
-            """,
-            $$"""
-            UPDATE communication_logs m
-               SET template_data = jsonb_set(m.template_data, '{dueReminders}', d.rest),
-                   status = CASE WHEN d.nothing_left AND d.free THEN 'CANCELLED' ELSE m.status END,
-                   status_reason = CASE WHEN d.nothing_left AND d.free THEN {{emptied}} ELSE m.status_reason END,
-                   expires_at = CASE WHEN d.nothing_left AND NOT d.free AND (m.expires_at IS NULL OR m.expires_at > {{now}}) THEN {{now}} ELSE m.expires_at END,
-                   locked_by = CASE WHEN d.nothing_left AND d.free THEN NULL ELSE m.locked_by END,
-                   locked_until = CASE WHEN d.nothing_left AND d.free THEN NULL ELSE m.locked_until END,
-                   updated_at = {{now}}
-              FROM (SELECT c.company_id, c.id, r.rest,
-                           r.rest = '[]'::jsonb
-                           AND coalesce(c.template_data->'schedule'->>'audience',
-                                        (SELECT s.audience FROM company_schedules s WHERE s.company_id = c.company_id AND s.key = c.metadata->>'scheduleKey'))
-                               = 'REMINDERS_DUE' AS nothing_left,
-                           c.locked_until IS NULL OR c.locked_until <= {{now}} AS free
-                      FROM communication_logs c
-                     CROSS JOIN LATERAL (SELECT jsonb_path_query_array(c.template_data->'dueReminders', '$[*] ? (@.reminderId != $id)', {{others}}::jsonb) AS rest) r
-                     WHERE c.company_id = {{companyId}} AND c.customer_id = {{customerId}} AND c.status = 'PENDING'
-                       AND c.metadata ? 'scheduleKey' AND c.template_data->'dueReminders' @> {{listed}}::jsonb) d
-             WHERE m.company_id = d.company_id AND m.id = d.id AND m.status = 'PENDING'
-            """,
+            ($"SELECT m.id FROM communication_logs m {Digests} ORDER BY m.id FOR NO KEY UPDATE", parameters),
+            ($$"""
+             UPDATE communication_logs m
+                SET template_data = jsonb_set(m.template_data, ARRAY['dueReminders'], (SELECT coalesce(jsonb_agg(e.item ORDER BY e.n), '[]'::jsonb) FROM {{Others}})),
+                    status = CASE WHEN {{NothingLeft}} AND {{Free}} THEN 'CANCELLED' ELSE m.status END,
+                    status_reason = CASE WHEN {{NothingLeft}} AND {{Free}} THEN {5} ELSE m.status_reason END,
+                    expires_at = CASE WHEN {{NothingLeft}} AND NOT {{Free}} AND (m.expires_at IS NULL OR m.expires_at > {4}) THEN {4} ELSE m.expires_at END,
+                    locked_by = CASE WHEN {{NothingLeft}} AND {{Free}} THEN NULL ELSE m.locked_by END,
+                    locked_until = CASE WHEN {{NothingLeft}} AND {{Free}} THEN NULL ELSE m.locked_until END,
+                    updated_at = {4}
+             {{Digests}}
+             """, parameters),
         ];
     }
 

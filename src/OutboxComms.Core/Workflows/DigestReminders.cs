@@ -34,17 +34,19 @@ public static class DigestReminders
                 return [];
             }
             return [.. list.EnumerateArray()
-                .Select(item => item.ValueKind == JsonValueKind.Object && item.TryGetProperty("reminderId", out var id) && id.TryGetInt64(out var value) ? value : (long?)null)
+                .Select(item => item.ValueKind == JsonValueKind.Object && item.TryGetProperty("reminderId", out var id)
+                                && id.ValueKind == JsonValueKind.Number && id.TryGetInt64(out var value) ? value : (long?)null)
                 .OfType<long>()];
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException)
         {
             return [];   // the renderer reports malformed template data
         }
     }
 
     /// <summary>
-    /// The template data without the listed reminders in <paramref name="resolved"/>, and whether the
+    /// The template data without the listed reminders in <paramref name="resolved"/> (the company's
+    /// reminders, by id, that are no longer active), and whether the
     /// digest, written for customers with a reminder due, now lists nothing (it should not go).
     /// Unchanged (the same string) when it lists none of them.
     /// </summary>
@@ -55,13 +57,14 @@ public static class DigestReminders
             return (templateData, false);
         }
         var data = JsonNode.Parse(templateData)!.AsObject();
-        var list = data[ListKey]!.AsArray();
-        foreach (var item in list.Where(item => item is JsonObject o && o["reminderId"] is JsonValue v && v.TryGetValue<long>(out var id) && resolved.Contains(id)).ToList())
-        {
-            list.Remove(item);
-        }
+        var kept = new JsonArray([.. data[ListKey]!.AsArray().Where(item => !IsResolved(item)).Select(item => item?.DeepClone())]);
+        data[ListKey] = kept;
+        var list = kept;
         var remindersDue = data["schedule"] is JsonObject schedule && schedule["audience"] is JsonValue audience
                            && audience.TryGetValue<string>(out var kind) && kind == RemindersDueAudience;
         return (data.ToJsonString(), list.Count == 0 && remindersDue);
+
+        bool IsResolved(JsonNode? item) =>
+            item is JsonObject o && o["reminderId"] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<long>(out var id) && resolved.Contains(id);
     }
 }

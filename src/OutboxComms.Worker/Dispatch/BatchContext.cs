@@ -22,16 +22,17 @@ internal sealed class BatchContext
     private readonly Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder> recordedReminders = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
     private readonly Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent;
+    private readonly Dictionary<Guid, HashSet<long>> resolvedReminders;
 
     /// <summary>The Content of an attachment whose bytes are stored but not loaded with the batch (see <see cref="Attachments"/>).</summary>
     private static readonly byte[] StoredNotLoaded = [];
 
     private BatchContext(
         IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate,
-        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent, HashSet<long> resolvedReminders)
+        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent, Dictionary<Guid, HashSet<long>> resolvedReminders)
     {
         this.loadContent = loadContent;
-        ResolvedReminders = resolvedReminders;
+        this.resolvedReminders = resolvedReminders;
         this.companies = companies.ToDictionary(c => c.Id);
         // Languages match whatever their case; a company may hold the same tag in two cases (the
         // unique key compares them exactly): one of them, always the same, rather than a batch that
@@ -63,8 +64,10 @@ internal sealed class BatchContext
 
     public Company? Company(Guid id) => companies.GetValueOrDefault(id);
 
-    /// <summary>The reminders the batch's digests list (<see cref="DigestReminders"/>) that are no longer active.</summary>
-    public IReadOnlySet<long> ResolvedReminders { get; }
+    /// <summary>The company's reminders that the batch's digests list (<see cref="DigestReminders"/>) and that are no longer active (another company's are never looked at).</summary>
+    public IReadOnlySet<long> ResolvedReminders(Guid companyId) => resolvedReminders.TryGetValue(companyId, out var ids) ? ids : NoReminders;
+
+    private static readonly HashSet<long> NoReminders = [];
 
     /// <summary>
     /// A company's provider account for a channel, built (secrets decrypted) once per batch instead
@@ -135,8 +138,11 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, Guid[] companyIds, string[] keys) =>
             db.MessageTemplates.AsNoTracking().Where(t => companyIds.Contains(t.CompanyId) && keys.Contains(t.Key)));
 
-    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<long>> InactiveRemindersQuery =
-        EF.CompileAsyncQuery((OutboxDbContext db, long[] ids) => db.Reminders.AsNoTracking().Where(r => ids.Contains(r.Id) && r.Status != ReminderStatus.Active).Select(r => r.Id));
+    private sealed record InactiveReminder(Guid CompanyId, long Id);
+
+    private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<InactiveReminder>> InactiveRemindersQuery =
+        EF.CompileAsyncQuery((OutboxDbContext db, long[] ids) => db.Reminders.AsNoTracking().Where(r => ids.Contains(r.Id) && r.Status != ReminderStatus.Active)
+            .Select(r => new InactiveReminder(r.CompanyId, r.Id)));
 
     private sealed record AttachmentInfo(long Id, long MessageId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
 
@@ -167,7 +173,8 @@ internal sealed class BatchContext
                 Content = a.Stored ? StoredNotLoaded : null,
             })
             .ToListAsync(cancellationToken);
-        var resolvedReminders = listedReminders.Length == 0 ? [] : (await InactiveRemindersQuery(db, listedReminders).ToListAsync(cancellationToken)).ToHashSet();
+        var resolvedReminders = listedReminders.Length == 0 ? [] : (await InactiveRemindersQuery(db, listedReminders).ToListAsync(cancellationToken))
+            .GroupBy(r => r.CompanyId).ToDictionary(g => g.Key, g => g.Select(r => r.Id).ToHashSet());
         return new BatchContext(batch, companies, templates, attachments, gate, loadContent, resolvedReminders);
     }
 }

@@ -81,7 +81,7 @@ internal sealed partial class MessageDispatcher(
 
         // A digest lists no reminder resolved since it was written; one written for customers with a
         // reminder due that has nothing left to list does not go.
-        var (templateData, nothingLeft) = DigestReminders.Without(message.TemplateData, context.ResolvedReminders);
+        var (templateData, nothingLeft) = DigestReminders.Without(message.TemplateData, context.ResolvedReminders(message.CompanyId));
         if (nothingLeft)
         {
             return new Completion(message.Id, message.CompanyId, DeliveryStatus.Cancelled, message.Channel)
@@ -496,7 +496,8 @@ internal sealed partial class MessageDispatcher(
         }
         if (retry > message.MaxRetries)
         {
-            return Fail(message, resolved ?? new Resolution(channel, null, []), $"gave up after {attemptNo} attempts; last error: {error}") with
+            return Fail(message, resolved ?? new Resolution(channel, null, []),
+                waitingFor is null ? $"gave up after {attemptNo} attempts; last error: {error}" : $"gave up {waitingFor} past its outage budget and retries: {error}") with
             {
                 RetryCount = retry,
                 AttemptCount = attemptNo,

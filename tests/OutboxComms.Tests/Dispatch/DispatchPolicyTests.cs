@@ -157,9 +157,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var everyone = await EnqueueAsync(company, third, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
             templateData: Digest("ALL_CUSTOMERS", (filedAlso, "DPT-3 FY 2025-26")));
 
+        // Another company's resolved reminder is not looked at (its id listed by this company's row stays listed);
+        // a list a producer wrote with ids that are not numbers is sent as it is, and does not hold up the batch.
+        var (otherCompany, otherCustomer) = await CustomerAsync();
+        var othersFiled = await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at, status)
+            VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'theirs', '2026-03-12', 'Asia/Kolkata', now(), now(), 'RESOLVED') RETURNING id
+            """, otherCompany, otherCustomer);
+        var fourth = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var foreign = await EnqueueAsync(company, fourth, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
+            templateData: Digest("REMINDERS_DUE", (othersFiled, "GST-1")));
+        var fifth = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var odd = await EnqueueAsync(company, fifth, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
+            templateData: """{"dueReminders": [{"reminderId": "42", "reference": "A"}, {"reminderId": null, "reference": "B"}, {"reminderId": true, "reference": "C"}, "D"]}""");
+
         await worker.RunOnceAsync();
 
         var sent = email.Sent.ToDictionary(m => m.MessageId);
+        Assert.Equal("Due: GST-1; ", sent[foreign].Body);
+        Assert.Equal("Due: A; B; C; ; ", sent[odd].Body);
         Assert.Equal("Due: Invoice INV-1042; ", sent[both].Body);
         Assert.Equal("Due: ", sent[everyone].Body);    // an ALL_CUSTOMERS digest goes to everyone, with what is still due
         Assert.False(sent.ContainsKey(emptied));
