@@ -59,10 +59,9 @@ public static class DigestReminders
         var data = JsonNode.Parse(templateData)!.AsObject();
         var kept = new JsonArray([.. data[ListKey]!.AsArray().Where(item => !IsResolved(item)).Select(item => item?.DeepClone())]);
         data[ListKey] = kept;
-        var list = kept;
         var remindersDue = data["schedule"] is JsonObject schedule && schedule["audience"] is JsonValue audience
                            && audience.TryGetValue<string>(out var kind) && kind == RemindersDueAudience;
-        return (data.ToJsonString(), list.Count == 0 && remindersDue);
+        return (data.ToJsonString(), kept.Count == 0 && remindersDue);
 
         bool IsResolved(JsonNode? item) =>
             item is JsonObject o && o["reminderId"] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<long>(out var id) && resolved.Contains(id);

@@ -136,10 +136,10 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
             INSERT INTO message_templates (company_id, key, channel, subject, body)
             VALUES ($1, 'digest', 'EMAIL', 'Due this week', 'Due: {{ for r in dueReminders }}{{ r.reference }}; {{ end }}') RETURNING 1
             """, company));
-        async Task<long> ReminderAsync(Guid customer, string reference, string status) => await TestData.ScalarAsync<long>(db.DataSource, """
+        async Task<long> ReminderAsync(Guid customer, string reference, string status, Guid? of = null) => await TestData.ScalarAsync<long>(db.DataSource, """
             INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at, status)
             VALUES ($1, $2, 'COMPLIANCE_REMINDER', $3, '2026-03-12', 'Asia/Kolkata', now(), now(), $4) RETURNING id
-            """, company, customer, reference, status);
+            """, of ?? company, customer, reference, status);
         // Written as the scheduler writes them; the MGT-7 was filed (resolved, here by the practice's own SQL) before they went.
         var filed = await ReminderAsync(first, "MGT-7 FY 2025-26", "RESOLVED");
         var open = await ReminderAsync(first, "Invoice INV-1042", "ACTIVE");
@@ -160,10 +160,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // Another company's resolved reminder is not looked at (its id listed by this company's row stays listed);
         // a list a producer wrote with ids that are not numbers is sent as it is, and does not hold up the batch.
         var (otherCompany, otherCustomer) = await CustomerAsync();
-        var othersFiled = await TestData.ScalarAsync<long>(db.DataSource, """
-            INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at, status)
-            VALUES ($1, $2, 'COMPLIANCE_REMINDER', 'theirs', '2026-03-12', 'Asia/Kolkata', now(), now(), 'RESOLVED') RETURNING id
-            """, otherCompany, otherCustomer);
+        var othersFiled = await ReminderAsync(otherCustomer, "theirs", "RESOLVED", of: otherCompany);
         var fourth = await TestData.CreateCustomerAsync(db.DataSource, company);
         var foreign = await EnqueueAsync(company, fourth, type: "COMPLIANCE_REMINDER", content: null, templateKey: "digest",
             templateData: Digest("REMINDERS_DUE", (othersFiled, "GST-1")));
