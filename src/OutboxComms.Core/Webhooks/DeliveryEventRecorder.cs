@@ -101,6 +101,25 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         _ => [route.ToUpperInvariant()],   // twilio, sendgrid, mailgun, resend, gupshup
     };
 
+    // A send the provider did not charge for (DeliveryEvent.Free) costs nothing: its attempt's cost
+    // becomes 0 and the message's total loses it. The event names the message's latest send (a
+    // replay's new send gets a new provider id, and webhooks for the old one match no message), so
+    // the latest SENT attempt is the one. The message's row lock (ApplySql) orders concurrent events,
+    // and a second "free" event finds the attempt at 0 and changes nothing.
+    internal const string FreeSql = """
+        WITH latest AS (
+            SELECT message_id, attempt_no, id, cost, cost_currency FROM communication_attempts
+             WHERE message_id = $2 AND company_id = $1 AND outcome = 'SENT'
+             ORDER BY attempt_no DESC, attempted_at DESC, id DESC
+             LIMIT 1),
+        freed AS (
+            UPDATE communication_attempts a SET cost = 0
+              FROM latest l WHERE a.message_id = l.message_id AND a.attempt_no = l.attempt_no AND a.id = l.id AND l.cost <> 0
+            RETURNING l.cost, l.cost_currency)
+        UPDATE communication_logs m SET cost = greatest(m.cost - f.cost, 0), updated_at = now()
+          FROM freed f WHERE m.company_id = $1 AND m.id = $2 AND m.cost_currency = f.cost_currency
+        """;
+
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
 
     public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
@@ -205,6 +224,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 at = occurredAt ?? receivedAt;
                 delivery = Stored(reader.GetString(3), reader.GetString(4), occurredAt, reader.IsDBNull(7) ? null : reader.GetString(7),
                     reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetString(2), reader.GetString(9));
+                // Whether it was charged is read again from the provider's own words, as on receipt.
+                delivery = delivery with { Free = provider == "whatsapp" && !delivery.IsResponse && WhatsAppWebhook.Free(delivery.Payload) };
             }
             if (await ApplyAsync(connection, transaction, eventId, companyId, provider, delivery, at, receivedAt, cancellationToken) != WebhookOutcome.UnknownMessage)
             {
@@ -277,6 +298,15 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 messageId = reader.GetInt64(0);
                 advanced = !reader.IsDBNull(1) && reader.GetBoolean(1);
             }
+        }
+
+        // A failure that did not move the message (it was delivered already) is not believed about the charge either.
+        if (messageId is { } free && delivery.Free && (advanced || delivery.Status != DeliveryStatus.Failed))
+        {
+            await using var waive = new NpgsqlCommand(FreeSql, connection, transaction);
+            waive.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            waive.Parameters.Add(new NpgsqlParameter<long> { TypedValue = free });
+            await waive.ExecuteNonQueryAsync(cancellationToken);
         }
 
         if (messageId is { } stopped && (delivery.RecipientOptedOut || delivery.StopsGeneralUpdates is not null))

@@ -29,6 +29,14 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// </summary>
     public ProviderOptOuts.GeneralUpdatesStop? StopsGeneralUpdates { get; init; }
 
+    /// <summary>
+    /// The provider says this send is not charged: WhatsApp's pricing calls it free (<c>billable</c>
+    /// false, or a <c>free_…</c> pricing type: a reply in the customer service window, a click-to-WhatsApp
+    /// entry point), or the message failed (Meta charges a message only once delivered). Its rate-card
+    /// cost is taken back (<see cref="DeliveryEventRecorder"/>).
+    /// </summary>
+    public bool Free { get; init; }
+
     /// <summary>False for an event that only names the message whose recipient asked for something (<see cref="Status"/> is not used).</summary>
     public bool CarriesStatus { get; init; } = true;
 

@@ -163,7 +163,35 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
             $"{id}:{name}:{occurred?.ToUnixTimeSeconds()}", status.GetRawText())
         {
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
+            Free = Free(status),
         };
+    }
+
+    /// <summary>
+    /// Whether Meta charges nothing for the message a status names: a failed message is not charged
+    /// (per-message pricing charges on delivery; a conversation opens on a delivered message), nor one
+    /// whose <c>pricing</c> says <c>"billable": false</c> or a <c>free_customer_service</c> /
+    /// <c>free_entry_point</c> type. A status without <c>pricing</c> says nothing.
+    /// </summary>
+    /// <param name="storedStatus">One <c>statuses[]</c> element as received (webhook_events.payload).</param>
+    internal static bool Free(string storedStatus)
+    {
+        using var document = JsonDocument.Parse(storedStatus);
+        return document.RootElement.ValueKind == JsonValueKind.Object && Free(document.RootElement);
+    }
+
+    private static bool Free(JsonElement status)
+    {
+        if (ChatMessageParts.Text(status, "status") == "failed")
+        {
+            return true;
+        }
+        if (!status.TryGetProperty("pricing", out var pricing) || pricing.ValueKind != JsonValueKind.Object)
+        {
+            return false;
+        }
+        return (pricing.TryGetProperty("billable", out var billable) && billable.ValueKind == JsonValueKind.False)
+            || ChatMessageParts.Text(pricing, "type")?.StartsWith("free_", StringComparison.Ordinal) == true;
     }
 
     // {"wa_id":"919876543210","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":1731705721}

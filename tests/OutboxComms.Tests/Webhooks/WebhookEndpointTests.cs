@@ -291,6 +291,71 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", company));
     }
 
+    // A WhatsApp message sent once per price given (a replayed one more than once), each send
+    // costed as the worker records it: on its attempt and summed on the message.
+    private async Task<long> CostedWhatsAppAsync(Guid company, string wamid, params decimal[] sends)
+    {
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", wamid);
+        await using var command = db.DataSource.CreateCommand("""
+            WITH costed AS (
+                UPDATE communication_logs SET cost = (SELECT sum(c) FROM unnest($3::numeric[]) c), cost_currency = 'INR' WHERE company_id = $1 AND id = $2 RETURNING id)
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, cost, cost_currency)
+            SELECT costed.id, $1, n, now() - interval '1 hour' + n * interval '1 minute', 'WHATSAPP', 'WHATSAPP_BUSINESS_API', 'SENT', c, 'INR'
+              FROM costed, unnest($3::numeric[]) WITH ORDINALITY AS s(c, n)
+            """);
+        command.Parameters.AddWithValue(company);
+        command.Parameters.AddWithValue(id);
+        command.Parameters.AddWithValue(sends);
+        await command.ExecuteNonQueryAsync();
+        return id;
+    }
+
+    private async Task<string> CostsAsync(long id) => await TestData.ScalarAsync<string>(db.DataSource, """
+        SELECT m.cost::text || ' = ' || (SELECT string_agg(coalesce(a.cost::text, '-'), ' + ' ORDER BY a.attempt_no) FROM communication_attempts a WHERE a.message_id = m.id)
+          FROM communication_logs m WHERE m.id = $1
+        """, id);
+
+    private static string Priced(string wamid, string status, long timestamp, string pricing) =>
+        WhatsAppStatus(wamid, status, timestamp, $$""","pricing":{{pricing}}""");
+
+    [Fact]
+    public async Task A_whatsapp_send_meta_does_not_charge_for_costs_nothing_and_a_replays_earlier_send_keeps_its_cost()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var path = $"/webhooks/whatsapp/{company}";
+        async Task Post(string body) => Assert.Equal(HttpStatusCode.OK, (await PostAsync(path, Json(body), HubSignature("meta-app-secret", body))).Status);
+
+        // A replayed message: the first send was charged, the second went in the customer's service window.
+        var replayed = await CostedWhatsAppAsync(company, "wamid.FREE1", 0.785m, 0.785m);
+        await Post(Priced("wamid.FREE1", "delivered", 1764000100, """{"billable":false,"pricing_model":"PMP","category":"service","type":"free_customer_service"}"""));
+        Assert.Equal("0.785000 = 0.785000 + 0.000000", await CostsAsync(replayed));
+        await Post(Priced("wamid.FREE1", "read", 1764000200, """{"billable":false,"pricing_model":"PMP","category":"service","type":"free_customer_service"}"""));
+        Assert.Equal("0.785000 = 0.785000 + 0.000000", await CostsAsync(replayed));
+
+        // The newer pricing form, with only a free type; and a billable send keeps its rate-card price.
+        var entryPoint = await CostedWhatsAppAsync(company, "wamid.FREE2", 0.785m);
+        await Post(Priced("wamid.FREE2", "sent", 1764000100, """{"pricing_model":"PMP","category":"marketing","type":"free_entry_point"}"""));
+        Assert.Equal("0.000000 = 0.000000", await CostsAsync(entryPoint));
+        var charged = await CostedWhatsAppAsync(company, "wamid.PAID1", 0.785m);
+        await Post(Priced("wamid.PAID1", "delivered", 1764000100, """{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}"""));
+        Assert.Equal("0.785000 = 0.785000", await CostsAsync(charged));
+
+        // A failed message is not charged; a failure reported after the message was read changes nothing.
+        var failed = await CostedWhatsAppAsync(company, "wamid.FAIL2", 0.785m);
+        await Post(WhatsAppStatus("wamid.FAIL2", "failed", 1764000100, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""));
+        Assert.Equal(("FAILED", "0.000000 = 0.000000"), ((await RowAsync(failed)).Status, await CostsAsync(failed)));
+        var read = await CostedWhatsAppAsync(company, "wamid.READ2", 0.785m);
+        await Post(WhatsAppStatus("wamid.READ2", "read", 1764000100));
+        await Post(WhatsAppStatus("wamid.READ2", "failed", 1764000200, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""));
+        Assert.Equal(("READ", "0.785000 = 0.785000"), ((await RowAsync(read)).Status, await CostsAsync(read)));
+
+        // An event that came before its message's id was recorded is judged the same when it is applied.
+        await Post(WhatsAppStatus("wamid.EARLY1", "failed", 1764000100, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""));
+        var early = await CostedWhatsAppAsync(company, "wamid.EARLY1", 0.785m);
+        Assert.Equal(1, await api.Services.GetRequiredService<DeliveryEventRecorder>().ApplyWaitingAsync(["wamid.EARLY1"], TestContext.Current.CancellationToken));
+        Assert.Equal(("FAILED", "0.000000 = 0.000000"), ((await RowAsync(early)).Status, await CostsAsync(early)));
+    }
+
     [Fact]
     public async Task An_event_for_an_unknown_message_is_acknowledged_and_kept_for_audit()
     {
