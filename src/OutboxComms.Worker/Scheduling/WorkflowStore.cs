@@ -131,17 +131,20 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
 
     // One outbox row per customer of the audience, and the run that records it, in one statement.
     // dueReminders (when the schedule looks ahead) lists the customer's active reminders due from
-    // the occurrence's local date to that + audience_days.
+    // the occurrence's local date to that + audience_days. Each message expires at the schedule's
+    // next occurrence ($16), which supersedes it: a digest that reminder frequency or quiet hours
+    // hold past that is cancelled, not sent beside (or after) its successor; without this a weekly
+    // digest to a MONTHLY customer piled up one more pending digest every week.
     private const string MaterialiseOccurrenceSql = """
         WITH sent AS (
             INSERT INTO communication_logs (company_id, customer_id, type, channel, template_key, template_data, metadata,
-                                            idempotency_key, next_attempt_at)
+                                            idempotency_key, next_attempt_at, expires_at)
             SELECT c.company_id, c.id, $2, $3, $4,
                    $5::jsonb || jsonb_build_object('schedule', $6::jsonb)
                              || CASE WHEN $7::int IS NULL THEN '{}'::jsonb
                                      ELSE jsonb_build_object('dueReminders', coalesce(d.items, '[]'::jsonb)) END,
                    jsonb_build_object('scheduleKey', $13::text, 'occurrence', $14::timestamptz),
-                   $11 || c.id::text, $12
+                   $11 || c.id::text, $12, $16
               FROM customers c
               LEFT JOIN LATERAL (
                    SELECT jsonb_agg(jsonb_build_object('reminderId', r.id, 'reference', r.reference, 'type', r.type, 'dueDate', r.due_date)
@@ -337,6 +340,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(Value(schedule.Key));
         command.Parameters.Add(Value(occurrence.ToUniversalTime()));
         command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)plan.MaterialiseNote ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = (object?)plan.Next?.ToUniversalTime() ?? DBNull.Value });
         // No row back: this occurrence was already recorded (and its messages, by their keys, already exist).
         return await command.ExecuteScalarAsync(cancellationToken) is int count ? count : 0;
     }

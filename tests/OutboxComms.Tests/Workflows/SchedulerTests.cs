@@ -438,6 +438,31 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_weekly_digest_that_reminder_frequency_would_hold_past_the_next_one_is_cancelled_rather_than_piled_up()
+    {
+        var (client, company) = await PracticeAsync(channels: true);
+        var monthly = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await Outbox.SetPreferencesAsync(db.DataSource, monthly, "reminder_frequency = 'MONTHLY'");
+        var (put, body) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/monday-digest", new
+        {
+            cron = "0 9 * * MON", timeZone = "Asia/Kolkata", type = "COMPLIANCE_REMINDER", channel = "EMAIL", templateKey = "weekly-digest",
+            audience = new { kind = "ALL_CUSTOMERS" },
+        });
+        Assert.True(put.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+
+        await PassAt("2026-03-02T03:30:00Z");   // Monday 2 March, 09:00 in Kolkata
+        Assert.Equal(1, await worker.RunOnceAsync());
+        await PassAt("2026-03-09T03:30:00Z");   // the next Monday: the month's reminder has gone
+        await worker.RunOnceAsync();
+
+        var digests = await RowsAsync(company);
+        Assert.Equal([At("2026-03-09T03:30:00Z"), At("2026-03-16T03:30:00Z")], digests.Select(d => d.ExpiresAt!.Value));   // each superseded by the next
+        Assert.Equal(("SENT", "CANCELLED"), (digests[0].Status, digests[1].Status));
+        Assert.StartsWith("expires at 2026-03-16 03:30:00Z, before it could be sent: reminder frequency MONTHLY", digests[1].StatusReason, StringComparison.Ordinal);
+        Assert.Single(email.Sent);
+    }
+
+    [Fact]
     public async Task A_digest_not_yet_sent_stops_listing_a_reminder_once_it_is_resolved_and_is_cancelled_when_it_lists_nothing()
     {
         var (client, company) = await PracticeAsync();
