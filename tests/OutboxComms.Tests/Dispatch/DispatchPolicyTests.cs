@@ -187,10 +187,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     [InlineData(160, "€", 0.50)]         // € is GSM, but takes two of the 160
     [InlineData(70, "₹", 0.25)]          // Unicode: 70 in one SMS
     [InlineData(135, "₹", 0.75)]         // 67 per part
-    public async Task The_rate_card_prices_an_sms_per_part_it_goes_as(int length, string symbol, decimal cost)
+    [InlineData(305, "€", 0.75, 152)]    // 306 of 153 × 2, but the € does not fit in the first part's last place
+    [InlineData(134, "😀", 0.75, 66)]    // 134 UTF-16 units of 67 × 2, but the emoji's pair is not split either
+    public async Task The_rate_card_prices_an_sms_per_part_it_goes_as(int length, string symbol, decimal cost, int at = 0)
     {
         var (company, customer) = await CustomerAsync("sms_opt_in = true");
-        var content = symbol + new string('x', length - symbol.Length);
+        var content = new string('x', at) + symbol + new string('x', length - at - symbol.Length);
         var id = await EnqueueAsync(company, customer, channel: "SMS", content: content);
 
         await worker.RunOnceAsync();

@@ -18,28 +18,31 @@ public static class SmsSegments
 
     public static int Count(string text)
     {
-        if (text.Length == 0)
+        var gsm = text.All(c => BasicSet.Contains(c) || ExtensionSet.Contains(c));
+        var single = gsm ? 160 : 70;
+        var perPart = gsm ? 153 : 67;
+        // A part never ends inside a character: an extension character's escape and its code (GSM),
+        // or a surrogate pair (an emoji in UCS-2), go whole into the next part when only one unit is left.
+        var parts = 1;
+        var used = 0;
+        var total = 0;
+        for (var i = 0; i < text.Length; i++)
         {
-            return 1;
+            var width = gsm
+                ? ExtensionSet.Contains(text[i]) ? 2 : 1
+                : char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+            if (width == 2 && !gsm)
+            {
+                i++;
+            }
+            total += width;
+            if (used + width > perPart)
+            {
+                parts++;
+                used = 0;
+            }
+            used += width;
         }
-        var septets = 0;
-        foreach (var c in text)
-        {
-            if (BasicSet.Contains(c))
-            {
-                septets++;
-            }
-            else if (ExtensionSet.Contains(c))
-            {
-                septets += 2;
-            }
-            else
-            {
-                return Parts(text.Length, 70, 67);
-            }
-        }
-        return Parts(septets, 160, 153);
+        return total <= single ? 1 : parts;
     }
-
-    private static int Parts(int units, int single, int perPart) => units <= single ? 1 : (units + perPart - 1) / perPart;
 }
