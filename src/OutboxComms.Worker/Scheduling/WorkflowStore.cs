@@ -131,7 +131,8 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
 
     // One outbox row per customer of the audience, and the run that records it, in one statement.
     // dueReminders (when the schedule looks ahead) lists the customer's active reminders due from
-    // the occurrence's local date to that + audience_days. Each message expires at the schedule's
+    // the occurrence's local date to that + audience_days, and those already overdue whose grace
+    // has not ended (overdue: true; the most urgent, not to be left out of the list). Each message expires at the schedule's
     // next occurrence ($16), which supersedes it: a digest that reminder frequency or quiet hours
     // hold past that is cancelled, not sent beside (or after) its successor; without this a weekly
     // digest to a MONTHLY customer piled up one more pending digest every week.
@@ -147,10 +148,12 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
                    $11 || c.id::text, $12, $16
               FROM customers c
               LEFT JOIN LATERAL (
-                   SELECT jsonb_agg(jsonb_build_object('reminderId', r.id, 'reference', r.reference, 'type', r.type, 'dueDate', r.due_date)
+                   SELECT jsonb_agg(jsonb_build_object('reminderId', r.id, 'reference', r.reference, 'type', r.type, 'dueDate', r.due_date,
+                                                       'overdue', r.due_date < $8)
                                     ORDER BY r.due_date, r.id) AS items
                      FROM reminders r
-                    WHERE r.customer_id = c.id AND r.status = 'ACTIVE' AND r.due_date BETWEEN $8 AND $9) d ON $7::int IS NOT NULL
+                    WHERE r.customer_id = c.id AND r.status = 'ACTIVE' AND r.due_date <= $9
+                      AND (r.due_date >= $8 OR r.grace_ends_at > $14)) d ON $7::int IS NOT NULL
              WHERE c.company_id = $1 AND c.deleted_at IS NULL AND ($10 = 'ALL_CUSTOMERS' OR d.items IS NOT NULL)
             ON CONFLICT DO NOTHING
             RETURNING 1)

@@ -438,6 +438,32 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_digest_lists_first_what_is_overdue_but_still_within_its_grace_and_leaves_out_what_is_past_it()
+    {
+        var (client, company) = await PracticeAsync();
+        var inGrace = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var pastGrace = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await CreateReminderAsync(client, inGrace, "MGT-7 FY 2025-26", "2026-03-11", 0, -1);
+        await CreateReminderAsync(client, inGrace, "Invoice INV-1042", "2026-03-06", 7, -1);    // grace until the end of 13 March
+        await CreateReminderAsync(client, pastGrace, "Invoice INV-1043", "2026-03-06", 2, -1);  // grace over at the end of 8 March
+        var (put, body) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/monday-digest", new
+        {
+            cron = "0 9 * * MON", timeZone = "Asia/Kolkata", type = "COMPLIANCE_REMINDER", channel = "EMAIL", templateKey = "weekly-digest",
+            audience = new { kind = "REMINDERS_DUE", withinDays = 7 },
+        });
+        Assert.True(put.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+
+        await PassAt("2026-03-02T03:30:00Z");
+        await PassAt("2026-03-09T03:30:00Z");   // Monday 9 March, 09:00 in Kolkata
+
+        var digests = (await RowsAsync(company)).Where(r => r.IdempotencyKey!.StartsWith("schedule:monday-digest:2026-03-09", StringComparison.Ordinal)).ToList();
+        var digest = Assert.Single(digests);
+        Assert.Equal(inGrace, digest.CustomerId);
+        Assert.Equal(["Invoice INV-1042 2026-03-06 overdue", "MGT-7 FY 2025-26 2026-03-11 due"],
+            digest.TemplateData["dueReminders"]!.AsArray().Select(d => $"{d.Text("reference")} {d.Text("dueDate")} {(d!["overdue"]!.GetValue<bool>() ? "overdue" : "due")}"));
+    }
+
+    [Fact]
     public async Task A_weekly_digest_that_reminder_frequency_would_hold_past_the_next_one_is_cancelled_rather_than_piled_up()
     {
         var (client, company) = await PracticeAsync(channels: true);
