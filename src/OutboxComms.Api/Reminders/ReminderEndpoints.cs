@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
@@ -171,6 +172,26 @@ public static class ReminderEndpoints
         {
             return new Validation().Add("note", "note is at most 500 characters.").Problem();
         }
+        // The resolve locks the reminder, its steps, then their messages and digests; a worker
+        // recording a batch, or a business app's transaction, may hold some of those rows and want
+        // one the resolve holds. PostgreSQL then aborts one side (40P01). Resolving is idempotent,
+        // so it is done again, from a fresh read, rather than answered with a 409.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await ResolveOnceAsync(id, request, tenant, db, time, cancellationToken);
+            }
+            catch (Exception ex) when (attempt < 3 && (ex as PostgresException ?? ex.InnerException as PostgresException)?.SqlState == PostgresErrorCodes.DeadlockDetected)
+            {
+                db.ChangeTracker.Clear();   // SaveChanges wraps it (DbUpdateException); the set-based updates do not
+            }
+        }
+    }
+
+    private static async Task<Results<Ok<ReminderView>, ValidationProblem, ProblemHttpResult>> ResolveOnceAsync(
+        long id, ResolveRequest? request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
         var reminder = await db.Reminders.SingleOrDefaultAsync(r => r.Id == id && r.CompanyId == tenant.CompanyId, cancellationToken);
         if (reminder is null)
         {

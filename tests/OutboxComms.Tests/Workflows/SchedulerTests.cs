@@ -125,6 +125,42 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_resolve_that_deadlocks_with_another_transaction_is_done_again_and_succeeds()
+    {
+        var (client, company) = await PracticeAsync(channels: true);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var id = await CreateReminderAsync(client, customer, "2026-03-20", 0, -7, -1);
+        await PassAt("2026-03-13T04:30:00Z");   // the first step's message, waiting for a worker
+        var message = Assert.Single(await RowsAsync(company)).Id;
+
+        // Another transaction (a worker recording a batch, a business app) holds the message and then
+        // wants the reminder, which the resolve has locked meanwhile: PostgreSQL aborts one of them.
+        await using var other = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var transaction = await other.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var hold = new Npgsql.NpgsqlCommand("SELECT 1 FROM communication_logs WHERE id = $1 FOR UPDATE", other, transaction) { Parameters = { new() { Value = message } } })
+        {
+            await hold.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var resolving = client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "MGT-7 filed" });
+        for (var i = 0; i < 400 && !await TestData.ScalarAsync<bool>(db.DataSource,
+                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%communication_logs%' AND pid <> $1)", other.ProcessID); i++)
+        {
+            await Task.Delay(25, TestContext.Current.CancellationToken);
+        }
+        await using (var want = new Npgsql.NpgsqlCommand("UPDATE reminders SET updated_at = updated_at WHERE id = $1", other, transaction) { Parameters = { new() { Value = id } } })
+        {
+            await want.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);   // the resolve waited first, so it is the one aborted
+        }
+        await transaction.CommitAsync(TestContext.Current.CancellationToken);
+
+        var (resolved, body) = await resolving;
+        Assert.Equal(HttpStatusCode.OK, resolved.StatusCode);
+        Assert.Equal(("RESOLVED", "MGT-7 filed"), (body.Text("status"), body.Text("resolutionNote")));
+        Assert.Equal(["QUEUED", "CANCELLED"], body!["steps"]!.AsArray().Select(s => s.Text("state")));
+        Assert.Equal("CANCELLED", Assert.Single(await RowsAsync(company)).Status);
+    }
+
+    [Fact]
     public async Task Resolving_cancels_a_split_steps_second_channel_and_a_step_a_dead_worker_left_locked()
     {
         var (client, company) = await PracticeAsync();
