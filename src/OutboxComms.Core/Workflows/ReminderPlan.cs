@@ -41,15 +41,47 @@ public static class ReminderPlan
         LocalTimes.ToInstant(date.AddDays(1).ToDateTime(TimeOnly.MinValue), zone);
 
     /// <summary>
+    /// When a step fires. A step meant for before the due date or on it expires when the due date
+    /// ends in the company's zone; for a client far west of it (Honolulu, 15½ hours behind IST) the
+    /// due date's 10:00 comes after that, and the step would only ever be cancelled. It goes the
+    /// day before instead (or earlier, until it comes before the deadline), at the same local time,
+    /// saying so.
+    /// </summary>
+    private static (DateTimeOffset FireAt, string? Note) BeforeTheDeadline(DateOnly dueDate, StepDraft step, TimeZoneInfo zone, DateTimeOffset dueAt)
+    {
+        var fireAt = StepTime(dueDate, step.OffsetDays, step.SendAt, zone);
+        if (step.OffsetDays > 0 || fireAt < dueAt)
+        {
+            return (fireAt, null);
+        }
+        var offset = step.OffsetDays;
+        while (fireAt >= dueAt)
+        {
+            fireAt = StepTime(dueDate, --offset, step.SendAt, zone);
+        }
+        return (fireAt, string.Create(CultureInfo.InvariantCulture,
+            $"moved to {dueDate.AddDays(offset):yyyy-MM-dd} {step.SendAt:HH:mm} in the customer's zone ({zone.Id}): on {dueDate.AddDays(step.OffsetDays):yyyy-MM-dd} it would have come after the due date ends in the company's zone ({dueAt.UtcDateTime:u})"));
+    }
+
+    /// <summary>
     /// The reminder with its steps in time order. A step whose time has already passed at
     /// <paramref name="now"/> is recorded SKIPPED at once, so creating a reminder late never sends a
-    /// burst of stale messages.
+    /// burst of stale messages; so is a step moved before the deadline (<see cref="BeforeTheDeadline"/>)
+    /// onto or before another step that still goes before it (two reminders at once say no more than one).
     /// </summary>
     public static Reminder Create(ReminderDraft draft, string timeZoneId, TimeZoneInfo zone, TimeZoneInfo deadlineZone, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(draft);
-        var steps = draft.Steps
-            .Select(s => (Draft: s, FireAt: StepTime(draft.DueDate, s.OffsetDays, s.SendAt, zone)))
+        var dueAt = EndOf(draft.DueDate, deadlineZone);
+        var planned = draft.Steps.Select(s => (Draft: s, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt))).ToList();
+        var steps = planned
+            .Select(s => (s.Draft, s.Planned.FireAt, Skipped: s.Planned.FireAt <= now
+                ? string.Create(CultureInfo.InvariantCulture, $"its time ({s.Planned.FireAt.UtcDateTime:u}) had passed when the reminder was created")
+                : s.Planned.Note is { } moved && planned.FirstOrDefault(o => !ReferenceEquals(o.Draft, s.Draft) && o.Planned.FireAt >= s.Planned.FireAt && o.Planned.FireAt < dueAt) is { Draft: not null } later
+                    // Moved onto or before another step that still goes before the deadline: that one reminds the client.
+                    ? string.Create(CultureInfo.InvariantCulture, $"{moved}, where the step of offsetDays {later.Draft.OffsetDays} already reminds the client")
+                    : null,
+                s.Planned.Note))
             .OrderBy(s => s.FireAt)
             .ThenBy(s => s.Draft.OffsetDays)
             .Select((s, i) => new ReminderStep
@@ -61,12 +93,11 @@ public static class ReminderPlan
                 TemplateKey = s.Draft.TemplateKey,
                 Channel = s.Draft.Channel,
                 TemplateData = s.Draft.TemplateData ?? JsonDocument.Parse("{}"),
-                State = s.FireAt <= now ? StepState.Skipped : StepState.Scheduled,
-                StateReason = s.FireAt <= now ? string.Create(CultureInfo.InvariantCulture, $"its time ({s.FireAt.UtcDateTime:u}) had passed when the reminder was created") : null,
-                ProcessedAt = s.FireAt <= now ? now : null,
+                State = s.Skipped is null ? StepState.Scheduled : StepState.Skipped,
+                StateReason = s.Skipped ?? s.Note,
+                ProcessedAt = s.Skipped is null ? null : now,
             })
             .ToList();
-        var dueAt = EndOf(draft.DueDate, deadlineZone);
         return new Reminder
         {
             CompanyId = draft.CompanyId,

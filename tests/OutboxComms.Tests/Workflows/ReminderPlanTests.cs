@@ -76,5 +76,33 @@ public sealed class ReminderPlanTests
         Assert.Equal("its time (2026-10-20 04:30:00Z) had passed when the reminder was created", reminder.Steps[0].StateReason);
     }
 
+    [Fact]
+    public void A_step_on_the_due_date_that_would_come_after_the_deadline_for_a_client_far_west_goes_the_day_before_unless_another_step_already_does()
+    {
+        // MGT-7 due 19 November is late from 18:30Z, 08:30 in Honolulu: its 10:00 on the 19th is too late.
+        var honolulu = TimeZoneInfo.FindSystemTimeZoneById("Pacific/Honolulu");
+        StepDraft Step(int offset) => new(offset, new TimeOnly(10, 0), "reminder", Channel.Preferred);
+        ReminderDraft Draft(params StepDraft[] steps) => new(Guid.NewGuid(), Guid.NewGuid(), MessageType.ComplianceReminder, "MGT-7 for FY 2025-26", new DateOnly(2026, 11, 19), 0, null, steps);
+
+        var alone = ReminderPlan.Create(Draft(Step(-7), Step(0), Step(1)), "Pacific/Honolulu", honolulu, Kolkata, At("2026-11-01T00:00:00Z"));
+
+        Assert.Equal([At("2026-11-12T20:00:00Z"), At("2026-11-18T20:00:00Z"), At("2026-11-20T20:00:00Z")], alone.Steps.Select(s => s.FireAt));
+        Assert.Equal([StepState.Scheduled, StepState.Scheduled, StepState.Scheduled], alone.Steps.Select(s => s.State));
+        Assert.Equal("moved to 2026-11-18 10:00 in the customer's zone (Pacific/Honolulu): on 2026-11-19 it would have come after the due date ends in the company's zone (2026-11-19 18:30:00Z)",
+            alone.Steps[1].StateReason);
+        Assert.Null(alone.Steps[0].StateReason);
+        Assert.Null(alone.Steps[2].StateReason);   // an overdue notice is meant for after the deadline
+
+        var withDayBefore = ReminderPlan.Create(Draft(Step(-1), Step(0)), "Pacific/Honolulu", honolulu, Kolkata, At("2026-11-01T00:00:00Z"));
+
+        Assert.Equal([(-1, StepState.Scheduled), (0, StepState.Skipped)], withDayBefore.Steps.Select(s => (s.OffsetDays, s.State)));
+        Assert.EndsWith(", where the step of offsetDays -1 already reminds the client", withDayBefore.Steps[1].StateReason, StringComparison.Ordinal);
+
+        // Where the due date's 10:00 comes before the deadline (New York: 15:00Z), nothing moves.
+        var newYork = ReminderPlan.Create(Draft(Step(-1), Step(0)), "America/New_York", NewYork, Kolkata, At("2026-11-01T00:00:00Z"));
+        Assert.Equal([At("2026-11-18T15:00:00Z"), At("2026-11-19T15:00:00Z")], newYork.Steps.Select(s => s.FireAt));
+        Assert.All(newYork.Steps, s => Assert.Null(s.StateReason));
+    }
+
     private static DateTimeOffset At(string utc) => DateTimeOffset.Parse(utc, System.Globalization.CultureInfo.InvariantCulture);
 }
