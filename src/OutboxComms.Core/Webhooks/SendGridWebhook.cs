@@ -14,10 +14,19 @@ namespace OutboxComms.Core.Webhooks;
 /// body, checked with the verification public key from SendGrid's settings (base64 DER, stored as
 /// the company's email webhook secret). The body is an array of events.
 /// </summary>
-public sealed class SendGridWebhook : IDeliveryWebhook
+public sealed class SendGridWebhook(TimeProvider time) : IDeliveryWebhook
 {
     public const string SignatureHeader = "X-Twilio-Email-Event-Webhook-Signature";
     public const string TimestampHeader = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+    /// <summary>
+    /// How old a SendGrid signature may be. SendGrid retries a POST our API did not answer with a
+    /// 2xx for up to 24 hours, so a tighter window could refuse a retry and lose its events; within
+    /// this one a replayed batch is a duplicate of what webhook_events already holds (kept far
+    /// longer), beyond it a signature captured long ago is refused rather than applied once the
+    /// events it carries have been purged.
+    /// </summary>
+    public static readonly TimeSpan RetryWindow = TimeSpan.FromDays(3);
 
     public string Route => "sendgrid";
 
@@ -35,6 +44,10 @@ public sealed class SendGridWebhook : IDeliveryWebhook
         if (signature is null || timestamp is null)
         {
             return "SendGrid signature headers missing";
+        }
+        if (!WebhookSignatures.IsFresh(timestamp, time, RetryWindow, WebhookSignatures.Tolerance))
+        {
+            return "SendGrid signature timestamp older than SendGrid's retries or in the future (a replay, or a clock far off)";
         }
         using var key = ECDsa.Create();
         try

@@ -629,20 +629,34 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
         var id = await SentMessageAsync(company, "SENDGRID", "14c5d75ce93", "EMAIL");
         var body = """[{"email":"client@example.com","timestamp":1764000700,"event":"bounce","reason":"550 5.1.1 mailbox does not exist","sg_event_id":"ZGVsaXZlcmVk","sg_message_id":"14c5d75ce93.filter0001.16648.5515E0B88.0"}]""";
-        const string timestamp = "1764000701";
-        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        var timestamp = SendGridNow();
+        var signature = SendGridSignature(key, timestamp, body);
 
         var (bad, _) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
-            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", "1764000702"));
+            ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", SendGridNow(TimeSpan.FromSeconds(1))));
+        // Signed properly, but four days ago: beyond SendGrid's day of retries, so a replay.
+        var stale = SendGridNow(TimeSpan.FromDays(-4));
+        var (replayed, _) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("X-Twilio-Email-Event-Webhook-Signature", SendGridSignature(key, stale, body)), ("X-Twilio-Email-Event-Webhook-Timestamp", stale));
         var (good, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
             ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
+        // A retry a day later, with the first try's signature, is still taken (and is a duplicate).
+        var dayOld = SendGridNow(TimeSpan.FromDays(-1));
+        var (retried, again) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
+            ("X-Twilio-Email-Event-Webhook-Signature", SendGridSignature(key, dayOld, body)), ("X-Twilio-Email-Event-Webhook-Timestamp", dayOld));
 
-        Assert.Equal(HttpStatusCode.Unauthorized, bad);
-        Assert.Equal(HttpStatusCode.OK, good);
-        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized), (bad, replayed));
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.OK), (good, retried));
+        Assert.Equal((1, 1), (receipt!.Applied, again!.Duplicates));
         var row = await RowAsync(id);
         Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 mailbox does not exist"), (row.Status, row.Error));
     }
+
+    private static string SendGridNow(TimeSpan? offset = null) =>
+        (DateTimeOffset.UtcNow + (offset ?? TimeSpan.Zero)).ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string SendGridSignature(ECDsa key, string timestamp, string body) =>
+        Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
 
     [Fact]
     public async Task Odd_fields_in_a_signed_sendgrid_batch_are_read_or_skipped_and_the_rest_of_the_batch_applies()
@@ -657,8 +671,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
              {"timestamp":1764000700,"event":"delivered","sg_event_id":"ev-2","sg_message_id":null},
              {"timestamp":1764000700,"event":"delivered","sg_event_id":null,"sg_message_id":"sg-delivered.filter1"}]
             """;
-        const string timestamp = "1764000701";
-        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        var timestamp = SendGridNow();
+        var signature = SendGridSignature(key, timestamp, body);
 
         var (status, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", Json(body),
             ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
@@ -1114,8 +1128,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         await SentMessageAsync(company, "SENDGRID", "a1b2c3d4e5", "EMAIL", to: reporter);
         await SentMessageAsync(company, "SENDGRID", "f6a7b8c9d0", "EMAIL", to: leaver);
         var body = """[{"email":"client@example.com","timestamp":1764000800,"event":"spamreport","sg_event_id":"c3BhbXJlcG9ydA","sg_message_id":"a1b2c3d4e5.filter0001.1.1"},{"email":"client@example.com","timestamp":1764000801,"event":"group_unsubscribe","asm_group_id":42,"sg_event_id":"Z3JvdXB1bnN1Yg","sg_message_id":"f6a7b8c9d0.filter0001.1.2"}]""";
-        const string timestamp = "1764000802";
-        var signature = Convert.ToBase64String(key.SignData(Encoding.UTF8.GetBytes(timestamp + body), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        var timestamp = SendGridNow();
+        var signature = SendGridSignature(key, timestamp, body);
 
         var (_, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", new StringContent(body, Encoding.UTF8, "application/json"),
             ("X-Twilio-Email-Event-Webhook-Signature", signature), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
