@@ -211,6 +211,14 @@ public static class ComplianceCalendarEndpoints
                 .ToListAsync(cancellationToken))
             .GroupBy(r => r.Key)
             .ToDictionary(g => g.Key, g => g.OrderBy(r => r.Status == ReminderStatus.Active ? 0 : 1).ThenByDescending(r => r.Id).Select(r => (r.Id, r.Status)).First());
+        // The customer's compliance reminders made by hand (a business app's POST /v1/reminders), which
+        // may already remind of a filing the calendar would plan: see ByHandReminder.
+        var byHand = await db.Reminders.AsNoTracking()
+            .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.Status == ReminderStatus.Active
+                        && r.CalendarKey == null && r.Type == MessageType.ComplianceReminder)
+            .OrderBy(r => r.Id)
+            .Select(r => new ByHandReminder(r.Id, r.Reference, r.DueDate))
+            .ToListAsync(cancellationToken);
         var formsInUse = filings.GroupBy(f => f.Filing.Form).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
         var now = time.GetUtcNow();
         var created = new List<Reminder>();
@@ -234,8 +242,14 @@ public static class ComplianceCalendarEndpoints
                 skipped.Add(new SkippedFiling(filing.Key, $"needs agmDate: due {filing.Rule.Describe()}"));
                 continue;
             }
-            var steps = (filing.Steps ?? calendar.DefaultSteps).Select(s => new StepDraft(s.OffsetDays, sendAt, s.TemplateKey, channel)).ToList();
             var reference = formsInUse.Contains(filing.Form) ? $"{filing.Form} ({filing.Key}) for FY {year.Label}" : $"{filing.Form} for FY {year.Label}";
+            if (byHand.FirstOrDefault(r => r.DueDate == dueDate && string.Equals(r.Reference.Trim(), reference, StringComparison.OrdinalIgnoreCase)) is { } same)
+            {
+                skipped.Add(new SkippedFiling(filing.Key, string.Create(CultureInfo.InvariantCulture,
+                    $"due {dueDate:yyyy-MM-dd}: reminder {same.Id} ('{same.Reference}'), made by hand, already reminds of it; resolve that one to plan this one instead")));
+                continue;
+            }
+            var steps = (filing.Steps ?? calendar.DefaultSteps).Select(s => new StepDraft(s.OffsetDays, sendAt, s.TemplateKey, channel)).ToList();
             var draft = new ReminderDraft(tenant.CompanyId, customer.Id, MessageType.ComplianceReminder, reference, dueDate, graceDays,
                 FilingData(templateData, filing, year), steps, filing.Key, year.Label);
             var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, deadlineZone, now);
@@ -276,6 +290,15 @@ public static class ComplianceCalendarEndpoints
             ? TypedResults.Created($"/v1/reminders?customerId={customer.Id}", result)
             : TypedResults.Ok(result);
     }
+
+    /// <summary>
+    /// A compliance reminder made by hand (POST /v1/reminders). It already reminds of a calendar
+    /// filing when it names it as the calendar does ("MGT-7 for FY 2025-26", in any case) and is due
+    /// the same day: two sequences for one filing would send the client every step twice. (The other
+    /// way round, POST /v1/reminders answers an active reminder of the same reference and due date,
+    /// calendar-made or not.) Nothing looser: "AOC-4 CFS" is a filing of its own, due the same day.
+    /// </summary>
+    private sealed record ByHandReminder(long Id, string Reference, DateOnly DueDate);
 
     private static async Task<IReadOnlyList<EffectiveFiling>> EffectiveAsync(OutboxDbContext db, ComplianceCalendar calendar, Guid companyId, CancellationToken cancellationToken) =>
         calendar.For(await db.ComplianceRuleOverrides.AsNoTracking().Where(o => o.CompanyId == companyId).ToListAsync(cancellationToken));

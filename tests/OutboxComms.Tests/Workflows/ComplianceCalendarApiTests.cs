@@ -95,6 +95,33 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
     }
 
     [Fact]
+    public async Task A_filing_a_reminder_made_by_hand_already_reminds_of_is_not_planned_twice()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        async Task<long> ByHand(string reference, string dueDate)
+        {
+            var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+            {
+                customerId = customer, type = "COMPLIANCE_REMINDER", reference, dueDate, templateKey = "compliance-reminder", steps = new[] { new { offsetDays = -7 } },
+            });
+            Assert.True(response.StatusCode == HttpStatusCode.Created, body?.ToJsonString());
+            return body!["id"]!.GetValue<long>();
+        }
+        await ByHand("AOC-4 CFS for FY 2025-26", "2026-10-20");       // the consolidated statements: a filing of its own, due the same day
+        await ByHand("MGT-7 for FY 2025-26", "2026-11-26");           // the MGT-7 of another AGM date
+        var annualReturn = await ByHand("mgt-7 for FY 2025-26 ", "2026-11-19");
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-20", filings = new[] { "MGT-7", "AOC-4" } });
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        Assert.Equal(["AOC-4"], body!["created"]!.AsArray().Select(r => r.Text("calendarKey")));
+        var skipped = Assert.Single(body["skipped"]!.AsArray());
+        Assert.Equal(("MGT-7", $"due 2026-11-19: reminder {annualReturn} ('mgt-7 for FY 2025-26'), made by hand, already reminds of it; resolve that one to plan this one instead"),
+            (skipped.Text("key"), skipped.Text("reason")));
+    }
+
+    [Fact]
     public async Task Filings_that_need_the_AGM_date_or_whose_steps_have_all_passed_are_skipped_with_the_reason()
     {
         var (client, _, _) = await PracticeAsync();
