@@ -47,7 +47,7 @@ public static class ReminderPlan
     /// day before instead (or earlier, until it comes before the deadline), at the same local time,
     /// saying so.
     /// </summary>
-    private static (DateTimeOffset FireAt, string? Note) BeforeTheDeadline(DateOnly dueDate, StepDraft step, TimeZoneInfo zone, DateTimeOffset dueAt)
+    private static (DateTimeOffset FireAt, string? Note) BeforeTheDeadline(DateOnly dueDate, StepDraft step, TimeZoneInfo zone, DateTimeOffset dueAt, DateTimeOffset now)
     {
         var fireAt = StepTime(dueDate, step.OffsetDays, step.SendAt, zone);
         if (step.OffsetDays > 0 || fireAt < dueAt)
@@ -59,8 +59,12 @@ public static class ReminderPlan
         {
             fireAt = StepTime(dueDate, --offset, step.SendAt, zone);
         }
-        return (fireAt, string.Create(CultureInfo.InvariantCulture,
-            $"moved to {dueDate.AddDays(offset):yyyy-MM-dd} {step.SendAt:HH:mm} in the customer's zone ({zone.Id}): on {dueDate.AddDays(step.OffsetDays):yyyy-MM-dd} it would have come after the due date ends in the company's zone ({dueAt.UtcDateTime:u})"));
+        var tooLate = string.Create(CultureInfo.InvariantCulture,
+            $"on {dueDate.AddDays(step.OffsetDays):yyyy-MM-dd} it would have come after the due date ends in the company's zone ({dueAt.UtcDateTime:u})");
+        return fireAt <= now && now < dueAt
+            // Created after the earlier time but before the deadline: now is the last chance.
+            ? (now, string.Create(CultureInfo.InvariantCulture, $"moved to when the reminder was created: {tooLate}, and {dueDate.AddDays(offset):yyyy-MM-dd} {step.SendAt:HH:mm} had passed"))
+            : (fireAt, string.Create(CultureInfo.InvariantCulture, $"moved to {dueDate.AddDays(offset):yyyy-MM-dd} {step.SendAt:HH:mm} in the customer's zone ({zone.Id}): {tooLate}"));
     }
 
     /// <summary>
@@ -73,9 +77,9 @@ public static class ReminderPlan
     {
         ArgumentNullException.ThrowIfNull(draft);
         var dueAt = EndOf(draft.DueDate, deadlineZone);
-        var planned = draft.Steps.Select(s => (Draft: s, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt))).ToList();
+        var planned = draft.Steps.Select(s => (Draft: s, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt, now))).ToList();
         var steps = planned
-            .Select(s => (s.Draft, s.Planned.FireAt, Skipped: s.Planned.FireAt <= now
+            .Select(s => (s.Draft, s.Planned.FireAt, Skipped: s.Planned.FireAt < now || (s.Planned.FireAt == now && s.Planned.Note is null)
                 ? string.Create(CultureInfo.InvariantCulture, $"its time ({s.Planned.FireAt.UtcDateTime:u}) had passed when the reminder was created")
                 : s.Planned.Note is { } moved && planned.FirstOrDefault(o => !ReferenceEquals(o.Draft, s.Draft) && o.Planned.FireAt >= s.Planned.FireAt && o.Planned.FireAt < dueAt) is { Draft: not null } later
                     // Moved onto or before another step that still goes before the deadline: that one reminds the client.

@@ -112,7 +112,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
 
     private const string RecordStepsSql = """
         UPDATE reminder_steps s
-           SET state = u.state, state_reason = u.reason, processed_at = $1,
+           SET state = u.state, state_reason = coalesce(u.reason, s.state_reason), processed_at = $1,   -- a queued step keeps its plan's note ("moved to …")
                message_id = (SELECT m.id FROM communication_logs m
                               WHERE m.company_id = r.company_id AND m.idempotency_key = 'reminder-step:' || s.id)
           FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(id, state, reason), reminders r
@@ -132,7 +132,8 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
     // One outbox row per customer of the audience, and the run that records it, in one statement.
     // dueReminders (when the schedule looks ahead) lists the customer's active reminders due from
     // the occurrence's local date to that + audience_days, and those already overdue whose grace
-    // has not ended (overdue: true; the most urgent, not to be left out of the list). Each message expires at the schedule's
+    // has not ended (overdue: true; the most urgent, not to be left out of the list). Overdue is
+    // the reminder's own deadline (due_at, the company's midnight), whatever the schedule's zone. Each message expires at the schedule's
     // next occurrence ($16), which supersedes it: a digest that reminder frequency or quiet hours
     // hold past that is cancelled, not sent beside (or after) its successor; without this a weekly
     // digest to a MONTHLY customer piled up one more pending digest every week.
@@ -149,11 +150,11 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
               FROM customers c
               LEFT JOIN LATERAL (
                    SELECT jsonb_agg(jsonb_build_object('reminderId', r.id, 'reference', r.reference, 'type', r.type, 'dueDate', r.due_date,
-                                                       'overdue', r.due_date < $8)
+                                                       'overdue', r.due_at <= $14)
                                     ORDER BY r.due_date, r.id) AS items
                      FROM reminders r
                     WHERE r.customer_id = c.id AND r.status = 'ACTIVE' AND r.due_date <= $9
-                      AND (r.due_date >= $8 OR r.grace_ends_at > $14)) d ON $7::int IS NOT NULL
+                      AND (r.due_at > $14 OR r.grace_ends_at > $14)) d ON $7::int IS NOT NULL
              WHERE c.company_id = $1 AND c.deleted_at IS NULL AND ($10 = 'ALL_CUSTOMERS' OR d.items IS NOT NULL)
             ON CONFLICT DO NOTHING
             RETURNING 1)

@@ -98,6 +98,15 @@ public sealed class ReminderPlanTests
         Assert.Equal([(-1, StepState.Scheduled), (0, StepState.Skipped)], withDayBefore.Steps.Select(s => (s.OffsetDays, s.State)));
         Assert.EndsWith(", where the step of offsetDays -1 already reminds the client", withDayBefore.Steps[1].StateReason, StringComparison.Ordinal);
 
+        // Created at 11:00 in Honolulu the day before (21:00Z): the day before's 10:00 has passed, the deadline has not.
+        var late = At("2026-11-18T21:00:00Z");
+        var lastChance = ReminderPlan.Create(Draft(Step(-7), Step(0)), "Pacific/Honolulu", honolulu, Kolkata, late);
+        Assert.Equal([(-7, StepState.Skipped, At("2026-11-12T20:00:00Z")), (0, StepState.Scheduled, late)], lastChance.Steps.Select(s => (s.OffsetDays, s.State, s.FireAt)));
+        Assert.StartsWith("moved to when the reminder was created: on 2026-11-19 it would have come after", lastChance.Steps[1].StateReason, StringComparison.Ordinal);
+        // After the deadline, nothing is moved to now: it is skipped as passed.
+        var tooLate = ReminderPlan.Create(Draft(Step(0), Step(1)), "Pacific/Honolulu", honolulu, Kolkata, At("2026-11-19T19:00:00Z"));
+        Assert.Equal([StepState.Skipped, StepState.Scheduled], tooLate.Steps.Select(s => s.State));
+
         // Where the due date's 10:00 comes before the deadline (New York: 15:00Z), nothing moves.
         var newYork = ReminderPlan.Create(Draft(Step(-1), Step(0)), "America/New_York", NewYork, Kolkata, At("2026-11-01T00:00:00Z"));
         Assert.Equal([At("2026-11-18T15:00:00Z"), At("2026-11-19T15:00:00Z")], newYork.Steps.Select(s => s.FireAt));

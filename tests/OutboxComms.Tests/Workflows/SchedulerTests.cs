@@ -141,9 +141,13 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         {
             await hold.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
+        var deadlocks = await TestData.ScalarAsync<long>(db.DataSource, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()");
         var resolving = client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "MGT-7 filed" });
-        for (var i = 0; i < 400 && !await TestData.ScalarAsync<bool>(db.DataSource,
-                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%communication_logs%' AND pid <> $1)", other.ProcessID); i++)
+        for (var i = 0; i < 400 && !await TestData.ScalarAsync<bool>(db.DataSource, """
+                 SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1
+                                   AND query LIKE '%UPDATE communication_logs%')
+                 """, other.ProcessID); i++)
         {
             await Task.Delay(25, TestContext.Current.CancellationToken);
         }
@@ -158,6 +162,12 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("RESOLVED", "MGT-7 filed"), (body.Text("status"), body.Text("resolutionNote")));
         Assert.Equal(["QUEUED", "CANCELLED"], body!["steps"]!.AsArray().Select(s => s.Text("state")));
         Assert.Equal("CANCELLED", Assert.Single(await RowsAsync(company)).Status);
+        // It did deadlock (a backend reports its statistics when idle, within ten seconds).
+        for (var i = 0; i < 300 && await TestData.ScalarAsync<long>(db.DataSource, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()") == deadlocks; i++)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        Assert.True(await TestData.ScalarAsync<long>(db.DataSource, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()") > deadlocks);
     }
 
     [Fact]
