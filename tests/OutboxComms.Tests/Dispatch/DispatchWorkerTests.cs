@@ -187,6 +187,26 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_worker_whose_outcome_commit_lands_unacknowledged_writes_it_again_without_a_second_attempt()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        using var network = new LostCommitProxy(db.ConnectionString);
+        await using var worker = new WorkerHarness(network.Through(db.ConnectionString), [email]);
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        // The batch's write (outcome, attempt) commits on the server; its acknowledgement is lost on the way back.
+        network.LoseCommitAfter("INSERT INTO communication_attempts");
+
+        Assert.Equal(1, await worker.RunOnceAsync());
+
+        Assert.Equal(1, network.Lost);
+        Assert.Equal(1, email.Calls);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
+        Assert.Equal("1 SENT", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(attempt_no || ' ' || outcome, ', ') FROM communication_attempts WHERE message_id = $1", id));
+    }
+
+    [Fact]
     public async Task A_batch_gives_back_unsent_the_rows_whose_send_could_not_finish_within_its_lease()
     {
         var (company, customer) = await CustomerAsync();

@@ -21,7 +21,7 @@ public sealed class ConnectProxy : IDisposable
     {
         this.tunnelTo = tunnelTo;
         listener.Start();
-        _ = AcceptAsync();
+        _ = Loopback.AcceptEachAsync(listener, ServeAsync, stopping.Token);
     }
 
     public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}");
@@ -29,22 +29,6 @@ public sealed class ConnectProxy : IDisposable
     /// <summary>The first line of every request the proxy received, in order.</summary>
     public ConcurrentQueue<string> Requests { get; } = new();
 
-    private async Task AcceptAsync()
-    {
-        while (!stopping.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await listener.AcceptTcpClientAsync(stopping.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-            _ = ServeAsync(client);
-        }
-    }
 
     private async Task ServeAsync(TcpClient client)
     {
