@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text;
 using System.Net.Mail;
 using PhoneNumbers;
 
@@ -33,6 +34,33 @@ public static class ContactAddresses
         email = address.Address;
         return true;
     }
+
+    /// <summary>
+    /// The address as a provider gets it: an internationalised domain (<c>münchen.de</c>, <c>.भारत</c>)
+    /// in its ASCII form (<c>xn--mnchen-3ya.de</c>), which every provider's API and every mail server
+    /// takes, while the customer record keeps it as the practice wrote it. A mailbox name in another
+    /// script (DATAMAIL's Hindi addresses) stays: only a mail server that speaks SMTPUTF8 takes it,
+    /// and one that does not refuses it (a bounce, with the server's reply).
+    /// </summary>
+    public static string ForSending(string email)
+    {
+        ArgumentNullException.ThrowIfNull(email);
+        var at = email.LastIndexOf('@');
+        if (at < 0 || Ascii.IsValid(email.AsSpan(at + 1)))
+        {
+            return email;
+        }
+        try
+        {
+            return string.Concat(email.AsSpan(0, at + 1), Idn.GetAscii(email[(at + 1)..]));
+        }
+        catch (ArgumentException)
+        {
+            return email;   // not a name IDNA can write in ASCII: the provider says what it makes of it
+        }
+    }
+
+    private static readonly System.Globalization.IdnMapping Idn = new();
 
     /// <summary>E.164 (<c>+919876543210</c>) when <paramref name="value"/> is a valid number.</summary>
     public static bool TryNormalisePhone(string? value, out string e164)

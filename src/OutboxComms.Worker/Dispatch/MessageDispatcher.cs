@@ -636,6 +636,10 @@ internal sealed partial class MessageDispatcher(
             Channel.Sms => ContactAddresses.TryNormaliseSmsNumber(raw, out address, out notMobile),
             _ => ContactAddresses.TryNormalisePhone(raw, out address),
         };
+        if (valid && channel == Channel.Email)
+        {
+            address = ContactAddresses.ForSending(address);
+        }
         if (!valid)
         {
             problem = string.IsNullOrWhiteSpace(raw) ? $"customer has no {what}"

@@ -180,6 +180,19 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("CANCELLED", "every reminder this digest listed was resolved before it could be sent"), (row.Status, row.StatusReason));
     }
 
+    [Fact]
+    public async Task An_email_to_an_internationalised_domain_goes_to_the_provider_with_the_domain_in_ascii()
+    {
+        var (company, customer) = await CustomerAsync(email: "accounts@rao-associates.भारत");
+        var id = await EnqueueAsync(company, customer);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal("accounts@rao-associates.xn--h2brj9c", Assert.Single(email.Sent).To);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
+        Assert.Equal("accounts@rao-associates.भारत", await TestData.ScalarAsync<string>(db.DataSource, "SELECT email FROM customers WHERE id = $1", customer));
+    }
+
     [Theory]
     [InlineData(160, "", 0.25)]          // one SMS of GSM characters
     [InlineData(161, "", 0.50)]          // split, 153 per part

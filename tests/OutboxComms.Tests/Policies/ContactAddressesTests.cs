@@ -47,8 +47,23 @@ public sealed class ContactAddressesTests
     [InlineData("Client <client@example.com>", false)]
     [InlineData("client@localhost", false)]
     [InlineData("", false)]
+    [InlineData("info@münchen.de", true)]          // an internationalised domain
+    [InlineData("accounts@rao.भारत", true)]
+    [InlineData("राम@डाटामेल.भारत", true)]          // and a Hindi mailbox (DATAMAIL)
     public void Email_addresses_must_be_plain_and_valid(string input, bool valid)
     {
         Assert.Equal(valid, ContactAddresses.TryNormaliseEmail(input, out _));
+    }
+
+    [Theory]
+    [InlineData("client@example.com", "client@example.com")]
+    [InlineData("info@münchen.de", "info@xn--mnchen-3ya.de")]
+    [InlineData("accounts@rao.भारत", "accounts@rao.xn--h2brj9c")]
+    [InlineData("राम@example.भारत", "राम@example.xn--h2brj9c")]   // the mailbox stays: only a server with SMTPUTF8 takes it
+    public void An_address_goes_to_a_provider_with_its_domain_in_ascii_as_dns_knows_it(string stored, string sent)
+    {
+        Assert.True(ContactAddresses.TryNormaliseEmail(stored, out var email));
+        Assert.Equal(stored, email);   // kept as the practice wrote it
+        Assert.Equal(sent, ContactAddresses.ForSending(email));
     }
 }

@@ -161,6 +161,18 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     }
 
     [Fact]
+    public async Task A_mailbox_name_in_another_script_to_a_server_without_smtputf8_is_refused_as_a_bounce_with_its_reply()
+    {
+        await using var provider = NewProvider();   // the test server does not offer SMTPUTF8
+        var message = Message($"राम-{Guid.NewGuid():N}@patients.example");
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        Assert.Equal((SendOutcome.Permanent, true, false), (result.Outcome, result.Bounced, result.ProviderUnavailable));
+        Assert.Equal("SMTP 500 Error: strict ASCII mode", result.Error);
+    }
+
+    [Fact]
     public async Task Unreachable_server_is_transient()
     {
         await using var provider = NewProvider();
