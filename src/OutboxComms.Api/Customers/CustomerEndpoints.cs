@@ -14,7 +14,7 @@ namespace OutboxComms.Api.Customers;
 /// <c>externalId</c>, so an app never has to store our ids. Deleting is soft: the row stays so its
 /// message history (and the worker's "customer was deleted" suppression) keeps pointing at it.
 /// </summary>
-public static class CustomerEndpoints
+public static partial class CustomerEndpoints
 {
     public const int DefaultPageSize = 50;
     public const int MaxPageSize = 500;
@@ -47,6 +47,8 @@ public static class CustomerEndpoints
         group.MapGet("/{id}", Get).WithSummary(AddressingSummary("The customer"));
         group.MapPut("/{id}", Replace).WithSummary(AddressingSummary("Replaces every field of the customer"));
         group.MapDelete("/{id}", Delete).WithSummary(AddressingSummary("Soft-deletes the customer (message history stays; pending messages are suppressed)"));
+        group.MapPost("/import", Import).WithMetadata(new BodySizeLimit(2 * 1024 * 1024))
+            .WithSummary($"Creates or replaces up to {MaxImport} customers by externalId in one transaction (a practice's client list, or a nightly sync): all or none, with each item's problems named customers[i].field.");
         group.MapPost("/{id}/restore", Restore)
             .WithSummary(AddressingSummary("Brings back a deleted customer (a client who returns), with its externalId, preferences and consent history; a live customer is answered as it is"));
         return endpoints;

@@ -1,5 +1,6 @@
 using System.Net;
 using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Tests.Workflows;
 
 namespace OutboxComms.Tests.Api;
 
@@ -31,6 +32,70 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         {
             Assert.Equal(customer[field]!.GetValue<string>(), again![field]!.GetValue<string>());
         }
+    }
+
+    [Fact]
+    public async Task A_client_list_is_imported_by_external_id_creating_or_replacing_each_and_again_it_changes_nothing()
+    {
+        using var client = await NewCompanyClientAsync();
+        var existing = await CreateCustomerAsync(client, "CL/2026/003", "Iyer & Sons", "old@iyer.example");
+        object[] list =
+        [
+            new { externalId = "CL/2026/001", name = "Mehta Textiles Pvt Ltd", email = "accounts@mehta.example", whatsAppNumber = "98765 43210" },
+            new { externalId = "CL/2026/002", name = "Rao Foods LLP", phone = "022 2345 6789", timeZone = "America/New_York" },
+            new { externalId = " CL/2026/003 ", name = "Iyer & Sons", email = "accounts@iyer.example" },
+        ];
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = list });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal((2, 1, 0), (body!["created"]!.GetValue<int>(), body["updated"]!.GetValue<int>(), body["unchanged"]!.GetValue<int>()));
+        Assert.Equal(["CREATED", "CREATED", "UPDATED"], body["customers"]!.AsArray().Select(c => c!["outcome"]!.GetValue<string>()));
+        Assert.Equal(existing, body["customers"]![2]!["id"]!.GetValue<string>());
+        var (_, mehta) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL%2F2026%2F001");
+        Assert.Equal(("+919876543210", body["customers"]![0]!["id"]!.GetValue<string>()), (mehta!["whatsAppNumber"]!.GetValue<string>(), mehta["id"]!.GetValue<string>()));
+        var (_, iyer) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{existing}");
+        Assert.Equal("accounts@iyer.example", iyer!["email"]!.GetValue<string>());
+
+        // The nightly sync sends the same list: nothing changes, not even updatedAt.
+        var (again, repeat) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = list });
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal((0, 0, 3), (repeat!["created"]!.GetValue<int>(), repeat["updated"]!.GetValue<int>(), repeat["unchanged"]!.GetValue<int>()));
+        var (_, iyerAgain) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{existing}");
+        Assert.Equal(iyer["updatedAt"]!.GetValue<DateTimeOffset>(), iyerAgain!["updatedAt"]!.GetValue<DateTimeOffset>());
+    }
+
+    [Fact]
+    public async Task An_import_with_any_bad_item_stores_nothing_and_names_each_problem()
+    {
+        using var client = await NewCompanyClientAsync();
+        var gone = await CreateCustomerAsync(client, "CL-GONE", "Former client");
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync($"/v1/customers/{gone}", TestContext.Current.CancellationToken)).StatusCode);
+
+        var (response, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new
+        {
+            customers = new object?[]
+            {
+                new { externalId = "CL-1", name = "Fine" },
+                new { externalId = "CL-2", name = "Bad email", email = "not-an-address" },
+                new { name = "No external id" },
+                new { externalId = "CL-1", name = "Twice" },
+                null,
+            },
+        });
+        WorkflowApi.AssertFields(response, problem, "customers[1].email", "customers[2].externalId", "customers[3].externalId", "customers[4]");
+
+        var (held, heldProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new
+        {
+            customers = new[] { new { externalId = "CL-NEW", name = "New" }, new { externalId = "CL-GONE", name = "Back again" } },
+        });
+        WorkflowApi.AssertFields(held, heldProblem, "customers[1].externalId");
+        Assert.Contains("/restore", heldProblem!["errors"]!["customers[1].externalId"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(1, await TestData.ScalarAsync<long>(Db.DataSource,
+            "SELECT count(*) FROM customers WHERE company_id = (SELECT company_id FROM customers WHERE id = $1)", Guid.Parse(gone)));
+
+        var (empty, emptyProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = Array.Empty<object>() });
+        WorkflowApi.AssertFields(empty, emptyProblem, "customers");
     }
 
     [Fact]

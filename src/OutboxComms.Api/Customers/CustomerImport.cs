@@ -1,0 +1,112 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Customers;
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Api.Customers;
+
+public static partial class CustomerEndpoints
+{
+    public const int MaxImport = 1000;
+
+    /// <summary>Customers to create or replace, each named by its <c>externalId</c> (required here).</summary>
+    public sealed record ImportRequest(List<CustomerRequest?>? Customers);
+
+    /// <summary>What became of each item, in the request's order: <c>CREATED</c>, <c>UPDATED</c> or <c>UNCHANGED</c>.</summary>
+    public sealed record ImportedCustomer(Guid Id, string ExternalId, string Outcome);
+
+    public sealed record ImportResponse(int Created, int Updated, int Unchanged, List<ImportedCustomer> Customers);
+
+    /// <summary>
+    /// A practice onboarding its client list, or its app syncing it, one request per thousand: each
+    /// item is a whole customer as PUT takes it, matched by externalId. A live customer with it is
+    /// replaced (UNCHANGED when every field already matches, so a nightly sync of the same list
+    /// changes nothing), otherwise one is created. All or none: any invalid item, an externalId given
+    /// twice, or one held by a deleted customer (restore it first: its history keeps the id) is a
+    /// 400 naming customers[i].field, and nothing is stored. Preferences are not touched.
+    /// </summary>
+    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem>> Import(
+        ImportRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var validation = new Validation();
+        var items = request.Customers;
+        if (items is null || items.Count is 0 or > MaxImport)
+        {
+            return validation.Add("customers", $"customers lists 1 to {MaxImport} customers, each with its externalId.").Problem();
+        }
+        var contacts = new Contact[items.Count];
+        var externalIds = new string[items.Count];
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var prefix = $"customers[{i}]";
+            if (items[i] is not { } item)
+            {
+                validation.Add(prefix, $"{prefix} is a customer, not null.");
+                continue;
+            }
+            var itemValidation = Validate(item, out contacts[i])
+                .When(string.IsNullOrWhiteSpace(item.ExternalId), "externalId", "externalId is required here: an import matches customers by it.");
+            validation.Merge(prefix, itemValidation);
+            externalIds[i] = item.ExternalId?.Trim() ?? "";
+            if (externalIds[i].Length > 0 && !seen.TryAdd(externalIds[i], i))
+            {
+                validation.Add($"{prefix}.externalId", $"externalId '{externalIds[i]}' is also customers[{seen[externalIds[i]]}]: give each customer once.");
+            }
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+
+        // Deleted holders too: their externalId stays reserved.
+        var wanted = externalIds.ToList();
+        var existing = await db.Customers
+            .Where(c => c.CompanyId == tenant.CompanyId && c.ExternalId != null && wanted.Contains(c.ExternalId))
+            .ToDictionaryAsync(c => c.ExternalId!, StringComparer.Ordinal, cancellationToken);
+        var now = time.GetUtcNow();
+        var outcomes = new List<ImportedCustomer>(items.Count);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i]!;
+            if (existing.TryGetValue(externalIds[i], out var customer))
+            {
+                if (customer.DeletedAt is not null)
+                {
+                    validation.Add($"customers[{i}].externalId",
+                        $"externalId '{externalIds[i]}' belongs to a deleted customer; it stays reserved so that customer's message history keeps resolving. A returning client: POST /v1/customers/{{id}}/restore with this externalId first.");
+                    continue;
+                }
+                var before = Fields(customer);
+                Apply(customer, item, contacts[i], now);
+                var changed = Fields(customer) != before;
+                if (!changed)
+                {
+                    db.Entry(customer).State = EntityState.Unchanged;   // UpdatedAt stays what it was
+                }
+                outcomes.Add(new ImportedCustomer(customer.Id, externalIds[i], changed ? "UPDATED" : "UNCHANGED"));
+            }
+            else
+            {
+                customer = new Customer { Id = Guid.CreateVersion7(now), CompanyId = tenant.CompanyId, Name = "", CreatedAt = now };
+                Apply(customer, item, contacts[i], now);
+                db.Customers.Add(customer);
+                outcomes.Add(new ImportedCustomer(customer.Id, externalIds[i], "CREATED"));
+            }
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        // One transaction; an externalId another request creates meanwhile is the unique index's
+        // to refuse (a 409 asking to retry, which then updates it).
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Ok(new ImportResponse(
+            outcomes.Count(o => o.Outcome == "CREATED"), outcomes.Count(o => o.Outcome == "UPDATED"), outcomes.Count(o => o.Outcome == "UNCHANGED"), outcomes));
+
+        static (string? ExternalId, string Name, string? Email, string? Phone, string? WhatsAppNumber, string PreferredLanguage, string TimeZone) Fields(Customer c) =>
+            (c.ExternalId, c.Name, c.Email, c.Phone, c.WhatsAppNumber, c.PreferredLanguage, c.TimeZone);
+    }
+}
