@@ -47,7 +47,7 @@ public static partial class CustomerEndpoints
         group.MapGet("/{id}", Get).WithSummary(AddressingSummary("The customer"));
         group.MapPut("/{id}", Replace).WithSummary(AddressingSummary("Replaces every field of the customer"));
         group.MapDelete("/{id}", Delete).WithSummary(AddressingSummary("Soft-deletes the customer (message history stays; pending messages are suppressed)"));
-        group.MapPost("/import", Import).WithMetadata(new BodySizeLimit(2 * 1024 * 1024))
+        group.MapPost("/import", Import).WithMetadata(new BodySizeLimit(8 * 1024 * 1024))
             .WithSummary($"Creates or replaces up to {MaxImport} customers by externalId in one transaction (a practice's client list, or a nightly sync): all or none, with each item's problems named customers[i].field.");
         group.MapPost("/{id}/restore", Restore)
             .WithSummary(AddressingSummary("Brings back a deleted customer (a client who returns), with its externalId, preferences and consent history; a live customer is answered as it is"));

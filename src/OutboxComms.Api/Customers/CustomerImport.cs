@@ -47,8 +47,9 @@ public static partial class CustomerEndpoints
                 validation.Add(prefix, $"{prefix} is a customer, not null.");
                 continue;
             }
-            var itemValidation = Validate(item, out contacts[i])
-                .When(string.IsNullOrWhiteSpace(item.ExternalId), "externalId", "externalId is required here: an import matches customers by it.");
+            var blankId = string.IsNullOrWhiteSpace(item.ExternalId);
+            var itemValidation = Validate(blankId ? item with { ExternalId = null } : item, out contacts[i])
+                .When(blankId, "externalId", "externalId is required here: an import matches customers by it.");
             validation.Merge(prefix, itemValidation);
             externalIds[i] = item.ExternalId?.Trim() ?? "";
             if (externalIds[i].Length > 0 && !seen.TryAdd(externalIds[i], i))
@@ -61,10 +62,11 @@ public static partial class CustomerEndpoints
             return validation.Problem();
         }
 
-        // Deleted holders too: their externalId stays reserved.
-        var wanted = externalIds.ToList();
+        // Deleted holders too: their externalId stays reserved. Locked until the commit, so a DELETE
+        // or a PUT of one of them waits rather than being overwritten by what this import read before it.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var existing = await db.Customers
-            .Where(c => c.CompanyId == tenant.CompanyId && c.ExternalId != null && wanted.Contains(c.ExternalId))
+            .FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = ANY ({externalIds}) ORDER BY id FOR UPDATE")
             .ToDictionaryAsync(c => c.ExternalId!, StringComparer.Ordinal, cancellationToken);
         var now = time.GetUtcNow();
         var outcomes = new List<ImportedCustomer>(items.Count);
@@ -100,9 +102,10 @@ public static partial class CustomerEndpoints
         {
             return validation.Problem();
         }
-        // One transaction; an externalId another request creates meanwhile is the unique index's
-        // to refuse (a 409 asking to retry, which then updates it).
+        // An externalId another request creates meanwhile is the unique index's to refuse (a 409
+        // asking to retry, which then updates it).
         await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(new ImportResponse(
             outcomes.Count(o => o.Outcome == "CREATED"), outcomes.Count(o => o.Outcome == "UPDATED"), outcomes.Count(o => o.Outcome == "UNCHANGED"), outcomes));
 

@@ -78,9 +78,10 @@ public sealed record ProviderAccount
                 Provider = settings.EmailProvider is { } e ? WireName<EmailProvider>.Of(e) : "",
                 ApiKey = secrets.UnprotectOrNull(settings.EmailApiKeyEncrypted, settings.Slot(nameof(CompanySettings.EmailApiKeyEncrypted))),
                 ApiUser = settings.EmailApiUser,
-                From = settings.FromEmail,
+                // An internationalised domain in the form every provider's API takes (ContactAddresses.ForSending).
+                From = settings.FromEmail is { } from ? ContactAddresses.ForSending(from.Trim()) : null,
                 FromName = settings.FromName,
-                ReplyTo = settings.ReplyToEmail,
+                ReplyTo = settings.ReplyToEmail is { } replyTo ? ContactAddresses.ForSending(replyTo.Trim()) : null,
                 BaseUrl = Url(settings.EmailBaseUrl, "email baseUrl"),
                 Region = settings.EmailRegion,
                 SmtpHost = settings.SmtpHost,

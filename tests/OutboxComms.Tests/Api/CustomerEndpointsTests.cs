@@ -66,6 +66,28 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task An_import_racing_a_delete_of_one_of_its_customers_waits_for_it_and_then_refuses_that_item()
+    {
+        using var client = await NewCompanyClientAsync();
+        var leaving = Guid.Parse(await CreateCustomerAsync(client, "CL-LEAVING", "Leaving client"));
+        await using var connection = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var delete = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var command = new Npgsql.NpgsqlCommand("UPDATE customers SET deleted_at = now() WHERE id = $1", connection, delete) { Parameters = { new() { Value = leaving } } })
+        {
+            await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        var importing = client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = new[] { new { externalId = "CL-LEAVING", name = "Leaving client", email = "new@leaving.example" } } });
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(importing.IsCompleted);   // waiting for the delete
+        await delete.CommitAsync(TestContext.Current.CancellationToken);
+
+        var (response, problem) = await importing;
+        WorkflowApi.AssertFields(response, problem, "customers[0].externalId");
+        Assert.Equal("client@example.com", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT email FROM customers WHERE id = $1", leaving));
+    }
+
+    [Fact]
     public async Task An_import_with_any_bad_item_stores_nothing_and_names_each_problem()
     {
         using var client = await NewCompanyClientAsync();

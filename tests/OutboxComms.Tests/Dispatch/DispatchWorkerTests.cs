@@ -200,6 +200,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(1, await worker.RunOnceAsync());
 
         Assert.Equal(1, network.Lost);
+        Assert.True(network.Sightings >= 2, $"the write was sent {network.Sightings} time(s): it was never retried");
         Assert.Equal(1, email.Calls);
         Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, id)).Status);
         Assert.Equal("1 SENT", await TestData.ScalarAsync<string>(db.DataSource,

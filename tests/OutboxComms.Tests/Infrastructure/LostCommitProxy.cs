@@ -18,8 +18,10 @@ public sealed class LostCommitProxy : IDisposable
     private readonly TcpListener listener = new(IPAddress.Loopback, 0);
     private readonly IPEndPoint server;
     private readonly CancellationTokenSource stopping = new();
-    private byte[]? armedWith;
+    private byte[]? marker;
+    private int armed;
     private int lost;
+    private int sightings;
 
     public LostCommitProxy(string serverConnectionString)
     {
@@ -36,11 +38,22 @@ public sealed class LostCommitProxy : IDisposable
         Port = ((IPEndPoint)listener.LocalEndpoint).Port,
     }.ConnectionString;
 
-    /// <summary>Loses the acknowledgement of the next commit of a transaction that sent <paramref name="sql"/> (once).</summary>
-    public void LoseCommitAfter(string sql) => Volatile.Write(ref armedWith, Encoding.UTF8.GetBytes(sql));
+    /// <summary>
+    /// Loses the acknowledgement of the next commit of a transaction that sent <paramref name="sql"/> (once).
+    /// The text is looked for in each chunk read: it must reach the server whole in one (a statement
+    /// the connection has not prepared yet, short enough not to be split across writes).
+    /// </summary>
+    public void LoseCommitAfter(string sql)
+    {
+        Volatile.Write(ref marker, Encoding.UTF8.GetBytes(sql));
+        Volatile.Write(ref armed, 1);
+    }
 
     /// <summary>How many acknowledgements were lost.</summary>
     public int Lost => Volatile.Read(ref lost);
+
+    /// <summary>How many times a client sent the armed text, before and after the loss (a retry sends it again).</summary>
+    public int Sightings => Volatile.Read(ref sightings);
 
 
     private async Task CarryAsync(TcpClient client)
@@ -55,15 +68,16 @@ public sealed class LostCommitProxy : IDisposable
                 using var cut = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
                 var toServer = PumpAsync(client.GetStream(), upstream.GetStream(), chunk =>
                 {
-                    if (Volatile.Read(ref armedWith) is { } marker && chunk.AsSpan().IndexOf(marker) >= 0)
+                    if (Volatile.Read(ref marker) is { } sql && chunk.AsSpan().IndexOf(sql) >= 0)
                     {
+                        Interlocked.Increment(ref sightings);
                         watching = true;
                     }
                     return true;
                 }, cut.Token);
                 var toClient = PumpAsync(upstream.GetStream(), client.GetStream(), chunk =>
                 {
-                    if (watching && chunk.AsSpan().IndexOf(CommitComplete) >= 0 && Interlocked.Exchange(ref armedWith, null) is not null)
+                    if (watching && chunk.AsSpan().IndexOf(CommitComplete) >= 0 && Interlocked.Exchange(ref armed, 0) == 1)
                     {
                         Interlocked.Increment(ref lost);
                         return false;   // committed on the server; the client never hears it

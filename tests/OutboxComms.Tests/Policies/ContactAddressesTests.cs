@@ -66,4 +66,20 @@ public sealed class ContactAddressesTests
         Assert.Equal(stored, email);   // kept as the practice wrote it
         Assert.Equal(sent, ContactAddresses.ForSending(email));
     }
+
+    [Fact]
+    public void The_companys_own_addresses_reach_the_provider_with_the_domain_in_ascii_too()
+    {
+        var settings = new OutboxComms.Core.Companies.CompanySettings
+        {
+            CompanyId = Guid.NewGuid(), EmailProvider = OutboxComms.Core.Companies.EmailProvider.SendGrid,
+            FromEmail = "billing@rao.भारत", ReplyToEmail = " accounts@rao.भारत",
+        };
+        var secrets = new OutboxComms.Core.Security.SecretProtector(Microsoft.Extensions.Options.Options.Create(
+            new OutboxComms.Core.Security.EncryptionKeyOptions { Keys = OutboxComms.Tests.Infrastructure.TestKeys.Encryption }));
+
+        var account = OutboxComms.Core.Providers.ProviderAccount.For(settings, OutboxComms.Core.Messages.Channel.Email, secrets);
+
+        Assert.Equal(("billing@rao.xn--h2brj9c", "accounts@rao.xn--h2brj9c"), (account.From, account.ReplyTo));
+    }
 }
