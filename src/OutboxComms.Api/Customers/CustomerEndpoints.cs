@@ -49,6 +49,8 @@ public static partial class CustomerEndpoints
         group.MapDelete("/{id}", Delete).WithSummary(AddressingSummary("Soft-deletes the customer (message history stays; pending messages are suppressed)"));
         group.MapPost("/import", Import).WithMetadata(new BodySizeLimit(8 * 1024 * 1024))
             .WithSummary($"Creates or replaces up to {MaxImport} customers by externalId in one transaction (a practice's client list, or a nightly sync): all or none, with each item's problems named customers[i].field.");
+        group.MapPost("/import/csv", ImportCsv).Accepts<string>("text/csv").WithMetadata(new BodySizeLimit(8 * 1024 * 1024))
+            .WithSummary($"The same import from a CSV file (UTF-8; a header line naming externalId, name and any of email, phone, whatsAppNumber, preferredLanguage, timeZone; up to {MaxImport} lines after it); problems are named lines[n].field by line number.");
         group.MapPost("/{id}/restore", Restore)
             .WithSummary(AddressingSummary("Brings back a deleted customer (a client who returns), with its externalId, preferences and consent history; a live customer is answered as it is"));
         return endpoints;

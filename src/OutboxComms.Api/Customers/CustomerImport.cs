@@ -30,18 +30,29 @@ public static partial class CustomerEndpoints
     internal static async Task<Results<Ok<ImportResponse>, ValidationProblem>> Import(
         ImportRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
-        var validation = new Validation();
         var items = request.Customers;
         if (items is null || items.Count is 0 or > MaxImport)
         {
-            return validation.Add("customers", $"customers lists 1 to {MaxImport} customers, each with its externalId.").Problem();
+            return new Validation().Add("customers", $"customers lists 1 to {MaxImport} customers, each with its externalId.").Problem();
         }
+        return await ImportAsync(items, i => $"customers[{i}]", tenant, db, time, cancellationToken);
+    }
+
+    /// <summary>
+    /// The import of <paramref name="items"/>, whose problems are named <paramref name="label"/>(i).field,
+    /// answered together with those <paramref name="found"/> already holds (lines of a file that could not be read as customers).
+    /// </summary>
+    private static async Task<Results<Ok<ImportResponse>, ValidationProblem>> ImportAsync(
+        IReadOnlyList<CustomerRequest?> items, Func<int, string> label, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken,
+        Validation? found = null)
+    {
+        var validation = found ?? new Validation();
         var contacts = new Contact[items.Count];
         var externalIds = new string[items.Count];
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < items.Count; i++)
         {
-            var prefix = $"customers[{i}]";
+            var prefix = label(i);
             if (items[i] is not { } item)
             {
                 validation.Add(prefix, $"{prefix} is a customer, not null.");
@@ -54,7 +65,7 @@ public static partial class CustomerEndpoints
             externalIds[i] = item.ExternalId?.Trim() ?? "";
             if (externalIds[i].Length > 0 && !seen.TryAdd(externalIds[i], i))
             {
-                validation.Add($"{prefix}.externalId", $"externalId '{externalIds[i]}' is also customers[{seen[externalIds[i]]}]: give each customer once.");
+                validation.Add($"{prefix}.externalId", $"externalId '{externalIds[i]}' is also {label(seen[externalIds[i]])}: give each customer once.");
             }
         }
         if (!validation.IsValid)
@@ -77,7 +88,7 @@ public static partial class CustomerEndpoints
             {
                 if (customer.DeletedAt is not null)
                 {
-                    validation.Add($"customers[{i}].externalId",
+                    validation.Add($"{label(i)}.externalId",
                         $"externalId '{externalIds[i]}' belongs to a deleted customer; it stays reserved so that customer's message history keeps resolving. A returning client: POST /v1/customers/{{id}}/restore with this externalId first.");
                     continue;
                 }

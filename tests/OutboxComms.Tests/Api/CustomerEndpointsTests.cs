@@ -66,6 +66,44 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_client_list_saved_from_a_spreadsheet_is_imported_and_its_problems_are_named_by_line()
+    {
+        using var client = await NewCompanyClientAsync();
+        async Task<(System.Net.HttpStatusCode Status, System.Text.Json.Nodes.JsonNode? Body)> PostCsv(byte[] bytes)
+        {
+            using var content = new ByteArrayContent(bytes);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/csv");
+            using var response = await client.PostAsync("/v1/customers/import/csv", content, TestContext.Current.CancellationToken);
+            var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            return (response.StatusCode, text.Length == 0 ? null : System.Text.Json.Nodes.JsonNode.Parse(text));
+        }
+        static byte[] Utf8WithBom(string text) => [.. System.Text.Encoding.UTF8.GetPreamble(), .. System.Text.Encoding.UTF8.GetBytes(text)];
+
+        var (status, body) = await PostCsv(Utf8WithBom(
+            "Name,ExternalId,WhatsAppNumber,Email\r\n\"Iyer & Sons, Chennai\",CL-1,98765 43210,accounts@iyer.example\r\nमेहता टेक्सटाइल्स,CL-2,,\r\n"));
+
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        Assert.Equal(["CREATED", "CREATED"], body!["customers"]!.AsArray().Select(c => c!["outcome"]!.GetValue<string>()));
+        var (_, iyer) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1");
+        Assert.Equal(("Iyer & Sons, Chennai", "+919876543210", "accounts@iyer.example"),
+            (iyer!["name"]!.GetValue<string>(), iyer["whatsAppNumber"]!.GetValue<string>(), iyer["email"]!.GetValue<string>()));
+        var (_, mehta) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-2");
+        Assert.Equal(("मेहता टेक्सटाइल्स", null), (mehta!["name"]!.GetValue<string>(), mehta["email"]?.GetValue<string>()));
+
+        // Line 3 has a bad address, line 4 a name with an unquoted comma; nothing of the file is stored.
+        var (bad, problem) = await PostCsv(System.Text.Encoding.UTF8.GetBytes(
+            "externalId,name,email\nCL-3,Rao Foods LLP,rao@foods.example\nCL-4,Bad address,not-an-address\nCL-5,Iyer & Sons, Madurai,\n"));
+        WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[3].email", "lines[4]");
+        var (missing, _) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-3");
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, missing.StatusCode);
+
+        var (header, headerProblem) = await PostCsv(System.Text.Encoding.UTF8.GetBytes("client code,name\nCL-6,x\n"));
+        WorkflowApi.AssertFields(new HttpResponseMessage(header), headerProblem, "header");
+        var (latin1, latin1Problem) = await PostCsv(System.Text.Encoding.Latin1.GetBytes("externalId,name\nCL-7,Müller GmbH\n"));
+        WorkflowApi.AssertFields(new HttpResponseMessage(latin1), latin1Problem, "file");
+    }
+
+    [Fact]
     public async Task An_import_racing_a_delete_of_one_of_its_customers_waits_for_it_and_then_refuses_that_item()
     {
         using var client = await NewCompanyClientAsync();

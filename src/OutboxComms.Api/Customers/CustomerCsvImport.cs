@@ -1,0 +1,87 @@
+using System.Text;
+using Microsoft.AspNetCore.Http.HttpResults;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Api.Customers;
+
+public static partial class CustomerEndpoints
+{
+    /// <summary>The columns a client list may have, as the JSON import names its fields; the first two are required.</summary>
+    private static readonly string[] CsvColumns = ["externalId", "name", "email", "phone", "whatsAppNumber", "preferredLanguage", "timeZone"];
+
+    /// <summary>
+    /// The same import from a CSV file, as a spreadsheet saves a client list ("CSV UTF-8"): a header
+    /// line naming the columns (any order and case; <c>externalId</c> and <c>name</c> required), then
+    /// one customer a line, an empty cell meaning the field is not given. Problems are named by the
+    /// file's line number (<c>lines[3].email</c>; the header is line 1).
+    /// </summary>
+    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem>> ImportCsv(
+        HttpRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var validation = new Validation();
+        List<CsvText.Record> records;
+        try
+        {
+            using var reader = new StreamReader(request.Body, new UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
+            records = CsvText.Parse(await reader.ReadToEndAsync(cancellationToken));
+        }
+        catch (DecoderFallbackException)
+        {
+            return validation.Add("file", "The file is not UTF-8 text: save it as \"CSV UTF-8\".").Problem();
+        }
+        catch (FormatException ex)
+        {
+            return validation.Add("file", $"Not a well-formed CSV file: {ex.Message}").Problem();
+        }
+        if (records.Count == 0)
+        {
+            return validation.Add("file", "The file is empty: its first line names the columns (externalId,name,email,phone,whatsAppNumber,preferredLanguage,timeZone).").Problem();
+        }
+        var header = records[0].Fields;
+        var columns = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var c = 0; c < header.Count; c++)
+        {
+            var known = CsvColumns.FirstOrDefault(k => string.Equals(k, header[c].Trim(), StringComparison.OrdinalIgnoreCase));
+            if (known is null)
+            {
+                validation.Add("header", $"'{header[c]}' is not a column of a client list; the columns are {string.Join(", ", CsvColumns)}.");
+            }
+            else if (!columns.TryAdd(known, c))
+            {
+                validation.Add("header", $"{known} is named twice.");
+            }
+        }
+        foreach (var required in CsvColumns[..2].Where(r => !columns.ContainsKey(r)))
+        {
+            validation.Add("header", $"The column {required} is required.");
+        }
+        if (records.Count - 1 > MaxImport)
+        {
+            validation.Add("file", $"The file has {records.Count - 1} customers: send it in parts of at most {MaxImport} lines after the header.");
+        }
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        var items = new List<CustomerRequest?>();
+        var lines = new List<int>();
+        foreach (var record in records.Skip(1))
+        {
+            if (record.Fields.Count != header.Count)
+            {
+                validation.Add($"lines[{record.Line}]", $"line {record.Line} has {record.Fields.Count} cells and the header {header.Count} (a comma in a name needs the name in double quotes).");
+                continue;
+            }
+            string? Cell(string column) => columns.TryGetValue(column, out var at) && record.Fields[at].Trim() is { Length: > 0 } text ? text : null;
+            items.Add(new CustomerRequest(Cell("externalId"), Cell("name"), Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone")));
+            lines.Add(record.Line);
+        }
+        if (items.Count == 0)
+        {
+            return validation.Add("file", "The file has a header but no customers.").Problem();
+        }
+        return await ImportAsync(items, i => $"lines[{lines[i]}]", tenant, db, time, cancellationToken, validation);
+    }
+}
