@@ -3,14 +3,19 @@ namespace OutboxComms.Api.Common;
 /// <summary>
 /// Comma-separated text as RFC 4180 writes it, and as spreadsheets save it: fields separated by
 /// commas, records by CRLF or LF, a field in double quotes may hold commas, line breaks and
-/// doubled quotes (""). Each record comes with the line it starts on (1-based).
+/// doubled quotes (""). Each record comes with the line it starts on (1-based). Blank lines, and
+/// lines of empty cells only, are skipped.
 /// </summary>
 public static class CsvText
 {
     public sealed record Record(int Line, IReadOnlyList<string> Fields);
 
-    /// <summary>The records of <paramref name="text"/>, blank lines skipped; a quote left open is a <see cref="FormatException"/> naming its line.</summary>
-    public static List<Record> Parse(string text)
+    /// <summary>
+    /// The records of <paramref name="text"/>, blank lines skipped, at most <paramref name="maxRecords"/>
+    /// + 1 (enough to tell there are too many) of at most <paramref name="maxFields"/> fields; a quote
+    /// left open or a line with more fields is a <see cref="FormatException"/> naming its line.
+    /// </summary>
+    public static List<Record> Parse(string text, int maxRecords = int.MaxValue - 1, int maxFields = 256)
     {
         ArgumentNullException.ThrowIfNull(text);
         var records = new List<Record>();
@@ -36,7 +41,8 @@ public static class CsvText
                 }
                 else
                 {
-                    line += c == '\n' ? 1 : 0;
+                    // A line break inside quotes: LF, CRLF (counted at its LF) or a lone CR.
+                    line += c == '\n' || (c == '\r' && (i + 1 == text.Length || text[i + 1] != '\n')) ? 1 : 0;
                     field.Append(c);
                 }
                 continue;
@@ -47,6 +53,10 @@ public static class CsvText
                     quoted = fieldStarted = true;
                     break;
                 case ',':
+                    if (fields.Count == maxFields - 1)
+                    {
+                        throw new FormatException($"line {recordLine} has more than {maxFields} cells.");
+                    }
                     fields.Add(field.ToString());
                     field.Clear();
                     fieldStarted = false;
@@ -55,6 +65,10 @@ public static class CsvText
                     break;
                 case '\r' or '\n':
                     EndRecord();
+                    if (records.Count > maxRecords)
+                    {
+                        return records;
+                    }
                     line++;
                     recordLine = line;
                     break;
@@ -73,9 +87,10 @@ public static class CsvText
 
         void EndRecord()
         {
-            if (fields.Count > 0 || field.Length > 0)
+            fields.Add(field.ToString());
+            // A line of nothing but blanks and commas (a spreadsheet's cleared row) is no record.
+            if (fields.Exists(f => !string.IsNullOrWhiteSpace(f)))
             {
-                fields.Add(field.ToString());
                 records.Add(new Record(recordLine, [.. fields]));
             }
             fields.Clear();

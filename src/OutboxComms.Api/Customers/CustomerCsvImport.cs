@@ -1,4 +1,5 @@
 using System.Text;
+using Microsoft.Net.Http.Headers;
 using Microsoft.AspNetCore.Http.HttpResults;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
@@ -14,18 +15,29 @@ public static partial class CustomerEndpoints
     /// <summary>
     /// The same import from a CSV file, as a spreadsheet saves a client list ("CSV UTF-8"): a header
     /// line naming the columns (any order and case; <c>externalId</c> and <c>name</c> required), then
-    /// one customer a line, an empty cell meaning the field is not given. Problems are named by the
-    /// file's line number (<c>lines[3].email</c>; the header is line 1).
+    /// one customer a line. A column the file has replaces that field (an empty cell clears it, as
+    /// PUT would); a column it does not have leaves an existing customer's field as it is. Problems
+    /// are named by the file's line number (<c>lines[3].email</c>; the header is line 1).
     /// </summary>
-    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem>> ImportCsv(
+    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem, ProblemHttpResult>> ImportCsv(
         HttpRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
+            || !(type.MediaType.Equals("text/csv", StringComparison.OrdinalIgnoreCase) || type.MediaType.Equals("text/plain", StringComparison.OrdinalIgnoreCase))
+            || (type.Charset.HasValue && !type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase)))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "A CSV file in UTF-8 is expected",
+                detail: "Send the client list as Content-Type: text/csv (UTF-8: Excel's \"CSV UTF-8\"); the same list as JSON goes to POST /v1/customers/import.");
+        }
         var validation = new Validation();
         List<CsvText.Record> records;
         try
         {
-            using var reader = new StreamReader(request.Body, new UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
-            records = CsvText.Parse(await reader.ReadToEndAsync(cancellationToken));
+            // Strict UTF-8 whether or not the file starts with a BOM (which is skipped): with BOM
+            // detection on, StreamReader would switch to a lenient decoder and store U+FFFD for a
+            // Windows-1252 "ü" after a BOM.
+            using var reader = new StreamReader(request.Body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: false);
+            records = CsvText.Parse(await reader.ReadToEndAsync(cancellationToken), MaxImport + 1, maxFields: 2 * CsvColumns.Length);
         }
         catch (DecoderFallbackException)
         {
@@ -59,7 +71,7 @@ public static partial class CustomerEndpoints
         }
         if (records.Count - 1 > MaxImport)
         {
-            validation.Add("file", $"The file has {records.Count - 1} customers: send it in parts of at most {MaxImport} lines after the header.");
+            validation.Add("file", $"The file has more than {MaxImport} customers: send it in parts of at most {MaxImport} lines after the header.");
         }
         if (!validation.IsValid)
         {
@@ -75,13 +87,19 @@ public static partial class CustomerEndpoints
                 continue;
             }
             string? Cell(string column) => columns.TryGetValue(column, out var at) && record.Fields[at].Trim() is { Length: > 0 } text ? text : null;
-            items.Add(new CustomerRequest(Cell("externalId"), Cell("name"), Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone")));
+            var name = Cell("name");
+            if (name is not null && name.All(c => c == '?' || char.IsWhiteSpace(c)))
+            {
+                // Excel's plain "CSV" writes each letter its code page lacks (Devanagari, ₹) as '?'.
+                validation.Add($"lines[{record.Line}].name", $"name is only question marks ('{name}'): the spreadsheet was saved as plain CSV, which loses letters outside its code page; save it as \"CSV UTF-8\".");
+            }
+            items.Add(new CustomerRequest(Cell("externalId"), name, Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone")));
             lines.Add(record.Line);
         }
         if (items.Count == 0)
         {
-            return validation.Add("file", "The file has a header but no customers.").Problem();
+            return (validation.IsValid ? validation.Add("file", "The file has a header but no customers.") : validation).Problem();
         }
-        return await ImportAsync(items, i => $"lines[{lines[i]}]", tenant, db, time, cancellationToken, validation);
+        return await ImportAsync(items, i => $"lines[{lines[i]}]", tenant, db, time, cancellationToken, validation, columns.Keys.ToHashSet(StringComparer.Ordinal));
     }
 }

@@ -27,7 +27,7 @@ public static partial class CustomerEndpoints
     /// twice, or one held by a deleted customer (restore it first: its history keeps the id) is a
     /// 400 naming customers[i].field, and nothing is stored. Preferences are not touched.
     /// </summary>
-    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem>> Import(
+    internal static async Task<Results<Ok<ImportResponse>, ValidationProblem, ProblemHttpResult>> Import(
         ImportRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
         var items = request.Customers;
@@ -42,9 +42,10 @@ public static partial class CustomerEndpoints
     /// The import of <paramref name="items"/>, whose problems are named <paramref name="label"/>(i).field,
     /// answered together with those <paramref name="found"/> already holds (lines of a file that could not be read as customers).
     /// </summary>
-    private static async Task<Results<Ok<ImportResponse>, ValidationProblem>> ImportAsync(
+    /// <param name="given">The fields the items carry (a file's columns): an existing customer keeps the others as they are. Null: every field (the JSON import, as PUT).</param>
+    private static async Task<Results<Ok<ImportResponse>, ValidationProblem, ProblemHttpResult>> ImportAsync(
         IReadOnlyList<CustomerRequest?> items, Func<int, string> label, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken,
-        Validation? found = null)
+        Validation? found = null, IReadOnlySet<string>? given = null)
     {
         var validation = found ?? new Validation();
         var contacts = new Contact[items.Count];
@@ -93,6 +94,23 @@ public static partial class CustomerEndpoints
                     continue;
                 }
                 var before = Fields(customer);
+                if (given is not null)
+                {
+                    // A column the file does not have is no news: the customer keeps that field.
+                    bool Has(string field) => given.Contains(field);
+                    item = item with
+                    {
+                        Email = Has("email") ? item.Email : customer.Email,
+                        Phone = Has("phone") ? item.Phone : customer.Phone,
+                        WhatsAppNumber = Has("whatsAppNumber") ? item.WhatsAppNumber : customer.WhatsAppNumber,
+                        PreferredLanguage = Has("preferredLanguage") ? item.PreferredLanguage : customer.PreferredLanguage,
+                        TimeZone = Has("timeZone") ? item.TimeZone : customer.TimeZone,
+                    };
+                    contacts[i] = new Contact(
+                        Has("email") ? contacts[i].Email : customer.Email,
+                        Has("phone") ? contacts[i].Phone : customer.Phone,
+                        Has("whatsAppNumber") ? contacts[i].WhatsAppNumber : customer.WhatsAppNumber);
+                }
                 Apply(customer, item, contacts[i], now);
                 var changed = Fields(customer) != before;
                 if (!changed)

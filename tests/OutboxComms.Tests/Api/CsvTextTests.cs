@@ -24,4 +24,16 @@ public sealed class CsvTextTests
 
         Assert.Equal("line 3: a quoted field is not closed.", error.Message);
     }
+
+    [Fact]
+    public void Cleared_rows_are_skipped_a_lone_cr_inside_quotes_counts_as_a_line_and_the_size_is_bounded()
+    {
+        var records = CsvText.Parse("a,b\n,,\n  , \n\"x\ry\",z\nlast,one");
+
+        Assert.Equal([1, 4, 6], records.Select(r => r.Line));
+        Assert.Equal(["x\ry", "z"], records[1].Fields);
+
+        Assert.Equal(3, CsvText.Parse("h\n1\n2\n3\n4\n5\n", maxRecords: 2).Count);   // enough to tell there are more than 2
+        Assert.Equal("line 2 has more than 4 cells.", Assert.Throws<FormatException>(() => CsvText.Parse("a,b\n1,2,3,4,5\n", maxFields: 4)).Message);
+    }
 }

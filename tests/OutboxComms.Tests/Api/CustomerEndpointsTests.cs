@@ -101,6 +101,24 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         WorkflowApi.AssertFields(new HttpResponseMessage(header), headerProblem, "header");
         var (latin1, latin1Problem) = await PostCsv(System.Text.Encoding.Latin1.GetBytes("externalId,name\nCL-7,Müller GmbH\n"));
         WorkflowApi.AssertFields(new HttpResponseMessage(latin1), latin1Problem, "file");
+        // A BOM does not make Windows-1252 bytes pass, and Excel's plain CSV ('?' for Devanagari) is caught.
+        var (bom, bomProblem) = await PostCsv([.. System.Text.Encoding.UTF8.GetPreamble(), .. System.Text.Encoding.Latin1.GetBytes("externalId,name\nCL-7,Müller GmbH\n")]);
+        WorkflowApi.AssertFields(new HttpResponseMessage(bom), bomProblem, "file");
+        var (plain, plainProblem) = await PostCsv(System.Text.Encoding.ASCII.GetBytes("externalId,name\nCL-8,????? ????????\n"));
+        WorkflowApi.AssertFields(new HttpResponseMessage(plain), plainProblem, "lines[2].name");
+
+        // A reload with fewer columns changes only those it has: CL-1 keeps its WhatsApp number; an empty cell clears.
+        var (partial, reloaded) = await PostCsv(System.Text.Encoding.UTF8.GetBytes("externalId,name,email\nCL-1,\"Iyer & Sons, Chennai\",\n"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, partial);
+        Assert.Equal("UPDATED", reloaded!["customers"]![0]!["outcome"]!.GetValue<string>());
+        var (_, iyerAfter) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1");
+        Assert.Equal(("+919876543210", null), (iyerAfter!["whatsAppNumber"]!.GetValue<string>(), iyerAfter["email"]?.GetValue<string>()));
+
+        // JSON sent here, or CSV in another charset, is a 415.
+        using var json = new StringContent("{\"customers\":[]}", System.Text.Encoding.UTF8, "application/json");
+        Assert.Equal(System.Net.HttpStatusCode.UnsupportedMediaType, (await client.PostAsync("/v1/customers/import/csv", json, TestContext.Current.CancellationToken)).StatusCode);
+        using var windows = new StringContent("externalId,name\nCL-9,x\n", System.Text.Encoding.Latin1, "text/csv");
+        Assert.Equal(System.Net.HttpStatusCode.UnsupportedMediaType, (await client.PostAsync("/v1/customers/import/csv", windows, TestContext.Current.CancellationToken)).StatusCode);
     }
 
     [Fact]
