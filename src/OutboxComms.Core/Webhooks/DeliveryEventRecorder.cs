@@ -72,8 +72,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                                         ELSE m.error_message END,
                    updated_at    = now()
               FROM target t WHERE m.company_id = $1 AND m.id = t.id
-            RETURNING m.id, t.advances)
-        SELECT id, advances FROM moved
+            RETURNING m.id, t.advances, t.status)
+        SELECT id, advances, status FROM moved
         """;
 
     internal const string ResponseSql = """
@@ -101,23 +101,39 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         _ => [route.ToUpperInvariant()],   // twilio, sendgrid, mailgun, resend, gupshup
     };
 
+    // The message's latest send: the one a delivery event names (a replay's new send gets a new
+    // provider id, and webhooks for the old one match no message).
+    private const string LatestSendSql = """
+        SELECT message_id, attempt_no, id, cost, waived_cost, cost_currency FROM communication_attempts
+         WHERE message_id = $2 AND company_id = $1 AND outcome = 'SENT'
+         ORDER BY attempt_no DESC, attempted_at DESC, id DESC
+         LIMIT 1
+        """;
+
     // A send the provider did not charge for (DeliveryEvent.Free) costs nothing: its attempt's cost
-    // becomes 0 and the message's total loses it. The event names the message's latest send (a
-    // replay's new send gets a new provider id, and webhooks for the old one match no message), so
-    // the latest SENT attempt is the one. The message's row lock (ApplySql) orders concurrent events,
-    // and a second "free" event finds the attempt at 0 and changes nothing.
-    internal const string FreeSql = """
-        WITH latest AS (
-            SELECT message_id, attempt_no, id, cost, cost_currency FROM communication_attempts
-             WHERE message_id = $2 AND company_id = $1 AND outcome = 'SENT'
-             ORDER BY attempt_no DESC, attempted_at DESC, id DESC
-             LIMIT 1),
+    // becomes 0 (kept in waived_cost, migration 0029) and the message's total loses it. The
+    // message's row lock (ApplySql) orders concurrent events, and a second "free" event finds the
+    // attempt at 0 and changes nothing.
+    internal const string FreeSql = $$"""
+        WITH latest AS ({{LatestSendSql}}),
         freed AS (
-            UPDATE communication_attempts a SET cost = 0
+            UPDATE communication_attempts a SET cost = 0, waived_cost = l.cost
               FROM latest l WHERE a.message_id = l.message_id AND a.attempt_no = l.attempt_no AND a.id = l.id AND l.cost <> 0
             RETURNING l.cost, l.cost_currency)
         UPDATE communication_logs m SET cost = greatest(m.cost - f.cost, 0), updated_at = now()
           FROM freed f WHERE m.company_id = $1 AND m.id = $2 AND m.cost_currency = f.cost_currency
+        """;
+
+    // The other way: a message reported failed (its send waived above) and then delivered after all,
+    // which the provider does charge for, gets the waived cost back.
+    internal const string ChargedAfterAllSql = $$"""
+        WITH latest AS ({{LatestSendSql}}),
+        restored AS (
+            UPDATE communication_attempts a SET cost = l.waived_cost, waived_cost = NULL
+              FROM latest l WHERE a.message_id = l.message_id AND a.attempt_no = l.attempt_no AND a.id = l.id AND l.waived_cost IS NOT NULL
+            RETURNING l.waived_cost, l.cost_currency)
+        UPDATE communication_logs m SET cost = m.cost + r.waived_cost, updated_at = now()
+          FROM restored r WHERE m.company_id = $1 AND m.id = $2 AND m.cost_currency = r.cost_currency
         """;
 
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
@@ -277,6 +293,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     {
         long? messageId = null;
         var advanced = false;
+        string? previous = null;
         await using (var apply = new NpgsqlCommand(delivery.IsResponse ? ResponseSql : !delivery.CarriesStatus ? ComplaintSql : ApplySql, connection, transaction))
         {
             apply.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
@@ -297,16 +314,21 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             {
                 messageId = reader.GetInt64(0);
                 advanced = !reader.IsDBNull(1) && reader.GetBoolean(1);
+                previous = reader.FieldCount > 2 ? reader.GetString(2) : null;
             }
         }
 
         // A failure that did not move the message (it was delivered already) is not believed about the charge either.
-        if (messageId is { } free && delivery.Free && (advanced || delivery.Status != DeliveryStatus.Failed))
+        var charge = messageId is null ? null
+            : delivery.Free && (advanced || delivery.Status != DeliveryStatus.Failed) ? FreeSql
+            : advanced && previous == "FAILED" && delivery.Status is DeliveryStatus.Delivered or DeliveryStatus.Read ? ChargedAfterAllSql
+            : null;
+        if (charge is not null)
         {
-            await using var waive = new NpgsqlCommand(FreeSql, connection, transaction);
-            waive.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
-            waive.Parameters.Add(new NpgsqlParameter<long> { TypedValue = free });
-            await waive.ExecuteNonQueryAsync(cancellationToken);
+            await using var command = new NpgsqlCommand(charge, connection, transaction);
+            command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = messageId!.Value });
+            await command.ExecuteNonQueryAsync(cancellationToken);
         }
 
         if (messageId is { } stopped && (delivery.RecipientOptedOut || delivery.StopsGeneralUpdates is not null))

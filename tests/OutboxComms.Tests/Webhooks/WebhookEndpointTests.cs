@@ -344,6 +344,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var failed = await CostedWhatsAppAsync(company, "wamid.FAIL2", 0.785m);
         await Post(WhatsAppStatus("wamid.FAIL2", "failed", 1764000100, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""));
         Assert.Equal(("FAILED", "0.000000 = 0.000000"), ((await RowAsync(failed)).Status, await CostsAsync(failed)));
+        // Reported delivered after the failure (a later event, which Meta does charge for): the cost comes back.
+        await Post(Priced("wamid.FAIL2", "delivered", 1764000300, """{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}"""));
+        Assert.Equal(("DELIVERED", "0.785000 = 0.785000"), ((await RowAsync(failed)).Status, await CostsAsync(failed)));
         var read = await CostedWhatsAppAsync(company, "wamid.READ2", 0.785m);
         await Post(WhatsAppStatus("wamid.READ2", "read", 1764000100));
         await Post(WhatsAppStatus("wamid.READ2", "failed", 1764000200, ""","errors":[{"code":131026,"title":"Message undeliverable"}]"""));
