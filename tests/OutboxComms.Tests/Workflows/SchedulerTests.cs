@@ -302,6 +302,22 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_step_moved_before_the_deadline_keeps_saying_so_once_it_is_queued()
+    {
+        var (client, company) = await PracticeAsync();
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: "Pacific/Honolulu");
+        // Due 10 March: the IST deadline is 18:30Z; Honolulu's 10:00 that day is 20:00Z, so the step goes on the 9th.
+        var id = await CreateReminderAsync(client, customer, "2026-03-10", 0, 0);
+
+        await PassAt("2026-03-09T20:00:00Z");
+
+        var step = Assert.Single(await StepsAsync(id));
+        Assert.Equal("QUEUED", step.State);
+        Assert.StartsWith("moved to 2026-03-09 10:00 in the customer's zone (Pacific/Honolulu)", step.Reason, StringComparison.Ordinal);
+        Assert.NotNull(step.MessageId);
+    }
+
+    [Fact]
     public async Task A_clients_overdue_notice_that_fires_before_midnight_in_india_is_still_an_overdue_notice()
     {
         // A Sydney client (UTC+11 in March) of an Indian practice: the day after the due date at
