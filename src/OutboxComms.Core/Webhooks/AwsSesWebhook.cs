@@ -30,6 +30,15 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
 
     private readonly ConcurrentDictionary<string, Lazy<Task<X509Certificate2>>> certificates = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// How old a signed notification may be. SNS retries an HTTP/S subscription for an hour at
+    /// most (a hard limit of its delivery policies), so a notification signed three hours ago is
+    /// a replay of a captured request rather than a retry: refused, like SendGrid's and Mailgun's
+    /// stale signatures, before its events could be applied once their webhook_events rows are
+    /// purged. Subscription confirmations are not limited: confirming one again changes nothing.
+    /// </summary>
+    public static readonly TimeSpan RetryWindow = TimeSpan.FromHours(3);
+
     public string Route => "ses";
 
     /// <summary>SNS signatures need the signing certificate, fetched over the network: see <see cref="VerifyAsync"/>.</summary>
@@ -61,6 +70,10 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
         if (!string.Equals(message.TopicArn, topicArn, StringComparison.Ordinal))
         {
             return $"SNS topic {message.TopicArn} is not the company's";
+        }
+        if (message.Type == "Notification" && !IsFresh(message.Timestamp))
+        {
+            return "SNS Timestamp older than SNS's retries or in the future (a replay, or a clock far off)";
         }
         var hash = message.SignatureVersion switch
         {
@@ -94,6 +107,16 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
             return "SNS signing certificate is not a valid RSA certificate";
         }
         return rsa.VerifyData(WebhookSignatures.Utf8(signed), signature, hash.Value, RSASignaturePadding.Pkcs1) ? null : "SNS signature wrong";
+    }
+
+    private bool IsFresh(string? timestamp)
+    {
+        if (!DateTimeOffset.TryParse(timestamp, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var signedAt))
+        {
+            return false;
+        }
+        var now = time.GetUtcNow();
+        return signedAt >= now - RetryWindow && signedAt <= now + WebhookSignatures.Tolerance;
     }
 
     /// <summary>A verified subscription request is confirmed by fetching its SubscribeURL (an SNS address too).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
@@ -475,11 +476,12 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     private const string SesTopic = "arn:aws:sns:ap-south-1:123456789012:ses-notifications";
 
     /// <summary>An SNS message as SNS sends it: its fields, signed (SignatureVersion 1: SHA1, 2: SHA256) over the canonical text.</summary>
-    private StringContent SnsMessage(string type, string message, string topic = SesTopic, string version = "1", string? certificateUrl = null, string? tamperedMessage = null, string? tamperedToken = null)
+    private StringContent SnsMessage(string type, string message, string topic = SesTopic, string version = "1", string? certificateUrl = null, string? tamperedMessage = null, string? tamperedToken = null, TimeSpan? age = null)
     {
+        var timestamp = (DateTimeOffset.UtcNow - (age ?? TimeSpan.FromSeconds(2))).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
         var fields = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
-            ["Message"] = message, ["MessageId"] = Guid.NewGuid().ToString(), ["Timestamp"] = "2026-12-06T10:15:00.000Z", ["TopicArn"] = topic, ["Type"] = type,
+            ["Message"] = message, ["MessageId"] = Guid.NewGuid().ToString(), ["Timestamp"] = timestamp, ["TopicArn"] = topic, ["Type"] = type,
         };
         if (type == "SubscriptionConfirmation")
         {
@@ -562,6 +564,25 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(beforeRedirect, SnsCalls(SnsCertificatePath));
         Assert.Equal("SENT", (await RowAsync(id)).Status);
         Assert.DoesNotContain(sns.LogEntries, e => e.RequestMessage.Url.Contains("127.0.0.1", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_signed_sns_notification_is_accepted_through_sns_hour_of_retries_and_refused_when_hours_old_or_from_the_future()
+    {
+        var company = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
+        const string Replayed = "0109019af1c2d3e4-bbbb0000-1111-4222-3333-444455556666-000000";
+        const string Retried = "0109019af1c2d3e4-cccc0000-1111-4222-3333-444455556666-000000";
+        var replayed = await SentMessageAsync(company, "AWS_SES", Replayed, "EMAIL");
+        var retried = await SentMessageAsync(company, "AWS_SES", Retried, "EMAIL");
+
+        // Signed properly, but four hours ago (SNS gives up after an hour), or ten minutes ahead.
+        var (stale, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesBounce(Replayed), age: TimeSpan.FromHours(4)));
+        var (future, _) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesBounce(Replayed), age: TimeSpan.FromMinutes(-10)));
+        // SNS's last retry of a notification it first sent fifty minutes ago.
+        var (late, receipt) = await PostAsync($"/webhooks/ses/{company}", SnsMessage("Notification", SesBounce(Retried), age: TimeSpan.FromMinutes(50)));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.OK), (stale, future, late));
+        Assert.Equal(("SENT", "BOUNCED", 1), ((await RowAsync(replayed)).Status, (await RowAsync(retried)).Status, receipt!.Applied));
     }
 
     [Theory]
