@@ -92,7 +92,7 @@ public static partial class WebhookEndpoints
                 return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Signature verification failed",
                     detail: "This signature was already used for another request.");
             }
-            events = webhook.Parse(request);
+            events = webhook.Parse(request, settings);
         }
         catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException or FormatException or OverflowException)
         {

@@ -388,8 +388,9 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
         JsonValueKind.Object => value.EnumerateObject().Aggregate(new ScriptObject(), (o, p) => { o[p.Name] = FromJson(p.Value); return o; }),
         JsonValueKind.Array => new ScriptArray(value.EnumerateArray().Select(FromJson)),
         JsonValueKind.String => value.GetString(),
-        // Beyond decimal's range (1e30, 1e-40) a number is a double rather than an error.
-        JsonValueKind.Number => value.TryGetInt64(out var l) ? l : value.TryGetDecimal(out var m) ? m : value.GetDouble(),
+        // Beyond decimal's range (1e30, 1e-40) a number is a double rather than an error, and
+        // beyond a double's (1e309, which jsonb keeps) it is its text.
+        JsonValueKind.Number => value.TryGetInt64(out var l) ? l : value.TryGetDecimal(out var m) ? m : value.TryGetDouble(out var d) && double.IsFinite(d) ? d : value.GetRawText(),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         _ => null,

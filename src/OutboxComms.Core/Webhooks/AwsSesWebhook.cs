@@ -136,7 +136,7 @@ public sealed partial class AwsSesWebhook(IHttpClientFactory httpClients, IOptio
         response.EnsureSuccessStatusCode();
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         var envelope = SnsMessage.Read(request.Body);

@@ -85,7 +85,8 @@ public interface IDeliveryWebhook
     /// </summary>
     Task ConfirmAsync(WebhookRequest request, CancellationToken cancellationToken) => Task.CompletedTask;
 
-    IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request);
+    /// <summary>The events of a verified request, for the company whose <paramref name="settings"/> verified it.</summary>
+    IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings);
 
     /// <summary>
     /// For a provider whose signature does not cover the body: the signed one-time token of an

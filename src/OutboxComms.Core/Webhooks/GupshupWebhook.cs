@@ -38,7 +38,7 @@ public sealed class GupshupWebhook : IDeliveryWebhook
             : "Gupshup callback token missing or wrong";
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var document = JsonDocument.Parse(request.Body);

@@ -70,7 +70,7 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         return document.RootElement.GetProperty("signature").GetProperty("token").GetString();
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var document = JsonDocument.Parse(request.Body);

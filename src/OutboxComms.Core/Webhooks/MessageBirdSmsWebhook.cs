@@ -37,7 +37,7 @@ public sealed class MessageBirdSmsWebhook(TimeProvider time) : IDeliveryWebhook
         return MessageBirdSignature.Verify(request.Url.AbsoluteUri, request.Body, request.Header("MessageBird-Signature-JWT"), signingKey, time.GetUtcNow());
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         var query = System.Web.HttpUtility.ParseQueryString(request.Url.Query);

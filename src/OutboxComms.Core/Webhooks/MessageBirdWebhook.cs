@@ -30,7 +30,7 @@ public sealed class MessageBirdWebhook(TimeProvider time) : IDeliveryWebhook
         return MessageBirdSignature.Verify(request.Url.AbsoluteUri, request.Body, request.Header("MessageBird-Signature-JWT"), signingKey, time.GetUtcNow());
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var document = JsonDocument.Parse(request.Body);

@@ -48,7 +48,7 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
             : "Svix signature wrong";
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var document = JsonDocument.Parse(request.Body);

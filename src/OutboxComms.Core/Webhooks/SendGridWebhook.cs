@@ -4,6 +4,7 @@ using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
+using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -63,19 +64,27 @@ public sealed class SendGridWebhook(TimeProvider time) : IDeliveryWebhook
             : "SendGrid signature wrong";
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         var events = new List<DeliveryEvent>();
         using var document = JsonDocument.Parse(request.Body);
         foreach (var item in document.RootElement.EnumerateArray())
         {
-            var kind = item.TryGetProperty("event", out var e) ? e.GetString() : null;
+            if (item.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+            var kind = ChatMessageParts.Text(item, "event");
             DeliveryStatus? status = kind switch
             {
                 "delivered" => DeliveryStatus.Delivered,
-                "open" => DeliveryStatus.Read,
-                "bounce" => DeliveryStatus.Bounced,
+                // Apple Mail Privacy Protection fetches every image of every message, read or not:
+                // SendGrid marks such an open sg_machine_open, and it says nothing about the client.
+                "open" when !(item.TryGetProperty("sg_machine_open", out var machine) && machine.ValueKind == JsonValueKind.True) => DeliveryStatus.Read,
+                // A "blocked" bounce is the receiving server refusing the sender (its IP, its
+                // content), not the address: FAILED, leaving BOUNCED for an address that does not exist.
+                "bounce" => ChatMessageParts.Text(item, "type") == "blocked" ? DeliveryStatus.Failed : DeliveryStatus.Bounced,
                 "dropped" => DeliveryStatus.Failed,
                 _ => null, // processed, deferred, click…
             };
@@ -90,16 +99,30 @@ public sealed class SendGridWebhook(TimeProvider time) : IDeliveryWebhook
             {
                 continue;
             }
-            // The id SendGrid answered at send time (X-Message-Id) is the part before the first dot.
-            var providerId = sgId.GetString()!.Split('.')[0];
+            var providerId = SentId(sgId.GetString()!);
             var occurred = item.TryGetProperty("timestamp", out var ts) && ts.TryGetInt64(out var seconds) ? UnixTime.FromSeconds(seconds) : null;
             var reason = item.TryGetProperty("reason", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null;
-            var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed ? $"SendGrid {kind}: {reason ?? "no reason given"}" : null;
+            var error = status is DeliveryStatus.Bounced or DeliveryStatus.Failed
+                ? $"SendGrid {(kind == "bounce" && ChatMessageParts.Text(item, "type") == "blocked" ? "blocked" : kind)}: {reason ?? "no reason given"}"
+                : null;
             var key = item.TryGetProperty("sg_event_id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{providerId}:{kind}:{occurred?.ToUnixTimeSeconds()}");
             events.Add(status is { } changed
                 ? new DeliveryEvent(providerId, changed, occurred, error, key, item.GetRawText())
                 : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, item.GetRawText()));
         }
         return events;
+    }
+
+    /// <summary>
+    /// The id SendGrid answered at send time (<c>X-Message-Id</c>) in an event's
+    /// <c>sg_message_id</c>, which adds a suffix: <c>W86EgYT6SQKk0lRflfLRsA.filter0425p1las1-…</c>.
+    /// Ids of the older form hold dots themselves (<c>14c5d75ce93.dfd.64b469.filter0001p1las1-…</c>),
+    /// so the suffix is cut at <c>.filter</c> when there is one, else at the first dot.
+    /// </summary>
+    internal static string SentId(string sgMessageId)
+    {
+        var filter = sgMessageId.IndexOf(".filter", StringComparison.Ordinal);
+        var dot = sgMessageId.IndexOf('.', StringComparison.Ordinal);
+        return filter > 0 ? sgMessageId[..filter] : dot > 0 ? sgMessageId[..dot] : sgMessageId;
     }
 }

@@ -67,7 +67,7 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         }
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (!request.Form.TryGetValue("MessageSid", out var sid) || !request.Form.TryGetValue("MessageStatus", out var status))

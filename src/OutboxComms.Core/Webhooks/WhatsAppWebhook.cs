@@ -14,6 +14,9 @@ namespace OutboxComms.Core.Webhooks;
 /// secret, raw body))</c>; statuses sit in <c>entry[].changes[].value.statuses[]</c>, may arrive out
 /// of order and twice, and <c>read</c> can come without <c>delivered</c>. Customer replies
 /// (<c>messages[]</c> with a <c>context.id</c> of ours) record when the customer responded.
+/// Only changes for the company's own phone number id (<c>value.metadata.phone_number_id</c>) are
+/// read: companies onboarded through one Meta app share its app secret, so the signature alone
+/// does not say whose account a body is about.
 /// </summary>
 public sealed class WhatsAppWebhook : IDeliveryWebhook
 {
@@ -65,68 +68,56 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         return CryptographicOperations.FixedTimeEquals(expected, WebhookSignatures.Utf8(token)) ? challenge : null;
     }
 
-    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request)
+    public IReadOnlyList<DeliveryEvent> Parse(WebhookRequest request, CompanySettings settings)
     {
         ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(settings);
         var events = new List<DeliveryEvent>();
         using var document = JsonDocument.Parse(request.Body);
         foreach (var value in Values(document.RootElement))
         {
-            if (value.TryGetProperty("statuses", out var statuses))
+            if (settings.WhatsAppPhoneId is not { } phoneId || ChatMessageParts.Text(ChatMessageParts.Child(value, "metadata"), "phone_number_id") != phoneId)
             {
-                foreach (var status in statuses.EnumerateArray())
+                continue;   // another business number's change (one Meta app, several companies): not this company's to apply
+            }
+            foreach (var status in Items(value, "statuses"))
+            {
+                if (Status(status) is { } parsed)
                 {
-                    if (Status(status) is { } parsed)
-                    {
-                        events.Add(parsed);
-                    }
+                    events.Add(parsed);
                 }
             }
-            if (value.TryGetProperty("user_preferences", out var choices))
+            foreach (var choice in Items(value, "user_preferences"))
             {
-                foreach (var choice in choices.EnumerateArray())
+                if (MarketingChoice(choice) is { } parsed)
                 {
-                    if (MarketingChoice(choice) is { } parsed)
-                    {
-                        events.Add(parsed);
-                    }
+                    events.Add(parsed);
                 }
             }
-            if (value.TryGetProperty("messages", out var replies))
+            foreach (var reply in Items(value, "messages"))
             {
-                foreach (var reply in replies.EnumerateArray())
+                if (ChatMessageParts.Text(ChatMessageParts.Child(reply, "context"), "id") is { } repliedTo && ChatMessageParts.Text(reply, "id") is { } replyId)
                 {
-                    if (reply.TryGetProperty("context", out var context) && ChatMessageParts.Text(context, "id") is { } repliedTo && ChatMessageParts.Text(reply, "id") is { } replyId)
-                    {
-                        events.Add(new DeliveryEvent(repliedTo, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId}", reply.GetRawText()) { IsResponse = true });
-                    }
+                    events.Add(new DeliveryEvent(repliedTo, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId}", reply.GetRawText()) { IsResponse = true });
                 }
             }
         }
         return events;
     }
 
-    private static IEnumerable<JsonElement> Values(JsonElement root)
-    {
-        if (!root.TryGetProperty("entry", out var entries))
-        {
-            yield break;
-        }
-        foreach (var entry in entries.EnumerateArray())
-        {
-            if (!entry.TryGetProperty("changes", out var changes))
-            {
-                continue;
-            }
-            foreach (var change in changes.EnumerateArray())
-            {
-                if (change.TryGetProperty("value", out var value))
-                {
-                    yield return value;
-                }
-            }
-        }
-    }
+    /// <summary>
+    /// The objects of one of a change's arrays: an item of another shape (a field Meta adds or
+    /// changes) is passed over, so the rest of the signed batch still applies — refusing it would
+    /// only make Meta send the same body again, with the same result.
+    /// </summary>
+    private static IEnumerable<JsonElement> Items(JsonElement value, string name) =>
+        ChatMessageParts.Child(value, name) is { ValueKind: JsonValueKind.Array } items
+            ? items.EnumerateArray().Where(item => item.ValueKind == JsonValueKind.Object)
+            : [];
+
+    private static IEnumerable<JsonElement> Values(JsonElement root) =>
+        Items(root, "entry").SelectMany(entry => Items(entry, "changes"))
+            .Select(change => ChatMessageParts.Child(change, "value")).OfType<JsonElement>().Where(value => value.ValueKind == JsonValueKind.Object);
 
     private static DeliveryEvent? Status(JsonElement status)
     {
@@ -134,7 +125,7 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         {
             return null;
         }
-        var name = status.GetProperty("status").GetString();
+        var name = ChatMessageParts.Text(status, "status");
         DeliveryStatus? mapped = name switch
         {
             "sent" => DeliveryStatus.Sent,
@@ -149,13 +140,12 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         }
         string? error = null;
         var marketingStopped = false;
-        if (mapped == DeliveryStatus.Failed && status.TryGetProperty("errors", out var errors) && errors.GetArrayLength() > 0)
+        if (mapped == DeliveryStatus.Failed && Items(status, "errors").FirstOrDefault() is { ValueKind: JsonValueKind.Object } first)
         {
-            var first = errors[0];
-            var code = first.TryGetProperty("code", out var c) ? c.ToString() : "?";
+            var code = ChatMessageParts.Text(first, "code") ?? "?";
             marketingStopped = code == MarketingStoppedCode;
-            var title = first.TryGetProperty("title", out var t) ? t.GetString() : null;
-            var detail = first.TryGetProperty("error_data", out var d) && d.TryGetProperty("details", out var dd) ? dd.GetString() : null;
+            var title = ChatMessageParts.Text(first, "title");
+            var detail = ChatMessageParts.Text(ChatMessageParts.Child(first, "error_data"), "details");
             error = $"WhatsApp {code}: {title}{(detail is null ? "" : $" ({detail})")}";
         }
         var occurred = Timestamp(status);

@@ -75,6 +75,8 @@ internal sealed partial class MessageDispatcher(
             return new Completion(message.Id, message.CompanyId, DeliveryStatus.Cancelled, message.Channel)
             {
                 NextAttemptAt = now,
+                RetryCount = message.RetryCount,
+                AttemptCount = message.AttemptCount,
                 StatusReason = $"expired at {expiresAt.UtcDateTime:u} before it could be sent",
             };
         }
@@ -561,6 +563,25 @@ internal sealed partial class MessageDispatcher(
     private static readonly TimeSpan LastTryBeforeExpiry = TimeSpan.FromSeconds(30);
 
     /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
+    /// <summary>
+    /// The message's template_data as a document. PostgreSQL's jsonb nests deeper than .NET's
+    /// reader goes by default (64): such data is a fault of the row, failed with the reason, not
+    /// an internal error retried until the budget runs out.
+    /// </summary>
+    private static JsonDocument TemplateData(string json)
+    {
+        try
+        {
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = TemplateDataMaxDepth });
+        }
+        catch (JsonException ex)
+        {
+            throw new TemplateException($"template_data cannot be read: {ex.Message}", ex);
+        }
+    }
+
+    private const int TemplateDataMaxDepth = 256;
+
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>
         new(message.Id, message.CompanyId, status, resolved.StoredChannel(status))
         {
@@ -677,7 +698,7 @@ internal sealed partial class MessageDispatcher(
                 $"no template '{message.TemplateKey}' for {WireName<Channel>.Of(channel)} in {string.Join(", ", languages)}");
         }
 
-        using var data = JsonDocument.Parse(message.TemplateData);
+        using var data = TemplateData(message.TemplateData);
         if (data.RootElement.ValueKind != JsonValueKind.Object)
         {
             throw new TemplateException("template_data must be a JSON object");

@@ -1078,11 +1078,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task An_expired_message_is_cancelled_without_a_send()
+    public async Task An_expired_message_is_cancelled_without_a_send_and_keeps_the_count_of_its_earlier_tries()
     {
         var (company, customer) = await CustomerAsync();
         var id = await EnqueueAsync(company, customer);
-        await using (var expire = db.DataSource.CreateCommand("UPDATE communication_logs SET expires_at = $2 WHERE id = $1"))
+        // Tried three times before (two retries used), then held past its expiry.
+        await using (var expire = db.DataSource.CreateCommand("UPDATE communication_logs SET expires_at = $2, retry_count = 2, attempt_count = 3 WHERE id = $1"))
         {
             expire.Parameters.AddWithValue(id);
             expire.Parameters.AddWithValue(time.GetUtcNow().AddSeconds(-1));
@@ -1094,6 +1095,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, id);
         Assert.Equal("CANCELLED", row.Status);
         Assert.StartsWith("expired at", row.StatusReason, StringComparison.Ordinal);
+        Assert.Equal((2, 3), (row.RetryCount, row.AttemptCount));
         Assert.Equal(0, email.Calls);
     }
 
@@ -1231,6 +1233,28 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
 
         // The clock is 06:00 UTC, 11:30 in Kolkata.
         Assert.Equal("Raised 05/01/2026 00:30, sent 11:30: ₹1,18,000 by 05 February", Assert.Single(email.Sent).Body);
+    }
+
+    [Fact]
+    public async Task Template_data_jsonb_holds_but_dotnet_reads_differently_fails_or_renders_without_using_up_retries()
+    {
+        var (company, customer) = await CustomerAsync();
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'fee', 'EMAIL', 'Fee', 'Amount {{ amount }}') RETURNING 1
+            """, company));
+        // A producer's data nested 300 deep (jsonb takes it), and a number beyond a double's range.
+        var deep = await EnqueueAsync(company, customer, content: null, templateKey: "fee",
+            templateData: string.Concat(Enumerable.Repeat("{\"a\":", 300)) + "1" + new string('}', 300));
+        var huge = await EnqueueAsync(company, customer, content: null, templateKey: "fee", templateData: """{"amount": 1e400}""");
+
+        await worker.RunOnceAsync();
+
+        var deepRow = await Outbox.GetAsync(db.DataSource, deep);
+        Assert.Equal(("FAILED", 0), (deepRow.Status, deepRow.RetryCount));
+        Assert.Contains("template_data cannot be read", deepRow.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, huge)).Status);
+        Assert.Equal("Amount 1" + new string('0', 400), Assert.Single(email.Sent).Body);
     }
 
     [Fact]

@@ -73,7 +73,7 @@ public sealed class WhatsAppEndToEndTests(PostgresServer server) : IAsyncLifetim
         Assert.Equal("919876543210", request.GetProperty("to").GetString());
         Assert.Equal("Invoice INV-1042 for ₹11,800 is ready.", request.GetProperty("text").GetProperty("body").GetString());
 
-        var webhook = $$"""{"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","statuses":[{"id":"wamid.E2E","status":"delivered","timestamp":"1764000900","recipient_id":"919876543210"}]} }]}]}""";
+        var webhook = $$"""{"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"912255550100","phone_number_id":"106540352242922"},"statuses":[{"id":"wamid.E2E","status":"delivered","timestamp":"1764000900","recipient_id":"919876543210"}]} }]}]}""";
         using var post = new HttpRequestMessage(HttpMethod.Post, $"/webhooks/whatsapp/{company}") { Content = new StringContent(webhook, Encoding.UTF8, "application/json") };
         post.Headers.Add("X-Hub-Signature-256", "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData("meta-app-secret"u8.ToArray(), Encoding.UTF8.GetBytes(webhook))));
         using var anonymous = api.CreateClient();

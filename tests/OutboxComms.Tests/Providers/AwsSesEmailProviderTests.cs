@@ -155,13 +155,25 @@ public sealed class AwsSesEmailProviderTests : IDisposable
     }
 
     [Fact]
-    public async Task Paused_sending_is_permanent_and_points_at_the_aws_console()
+    public async Task Paused_sending_waits_an_hour_as_an_outage_and_points_at_the_aws_console()
     {
         host.Answer(SendPath, 400, """{"message":"Sending is paused for this account."}""", ("x-amzn-ErrorType", "SendingPausedException"));
 
         var result = await SendAsync();
 
-        AssertClassified(result, SendOutcome.Permanent, "Amazon SES SendingPausedException: Sending is paused for this account.");
+        AssertClassified(result, SendOutcome.Transient, "Amazon SES SendingPausedException: Sending is paused for this account.", TimeSpan.FromHours(1));
+        Assert.True(result.ProviderUnavailable);
+        Assert.Contains("AWS console", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_suspended_account_is_permanent_and_points_at_the_aws_console()
+    {
+        host.Answer(SendPath, 400, """{"message":"Your account has been suspended."}""", ("x-amzn-ErrorType", "AccountSuspendedException"));
+
+        var result = await SendAsync();
+
+        AssertClassified(result, SendOutcome.Permanent, "Amazon SES AccountSuspendedException: Your account has been suspended.");
         Assert.Contains("AWS console", result.Error, StringComparison.Ordinal);
     }
 

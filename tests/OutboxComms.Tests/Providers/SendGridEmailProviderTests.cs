@@ -126,6 +126,18 @@ public sealed class SendGridEmailProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task Used_up_plan_credits_wait_an_hour_as_an_outage_not_a_bad_key()
+    {
+        host.Answer(SendPath, 401, """{"errors":[{"field":null,"message":"Maximum credits exceeded"}]}""");
+
+        var result = await SendAsync();
+
+        AssertClassified(result, SendOutcome.Transient, "SendGrid 401: Maximum credits exceeded", TimeSpan.FromHours(1));
+        Assert.True(result.ProviderUnavailable);
+        Assert.DoesNotContain("check the credentials", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_unverified_sender_is_permanent_with_a_verification_hint_not_a_credentials_one()
     {
         host.Answer(SendPath, 403, """{"errors":[{"message":"The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved.","field":"from","help":"https://sendgrid.com/docs/for-developers/sending-email/sender-identity/"}]}""");

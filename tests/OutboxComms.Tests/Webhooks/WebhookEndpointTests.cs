@@ -109,6 +109,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
     // --- WhatsApp Cloud API ----------------------------------------------------------------
 
+    /// <summary>A company sending through the Cloud API from business number id 106540352242922 (the payloads' <c>metadata.phone_number_id</c>).</summary>
+    private const string WhatsAppCompany = "whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_phone_id = '106540352242922', whatsapp_webhook_secret_encrypted = $2";
+
     private static string WhatsAppStatus(string wamid, string status, long timestamp, string? errors = null) =>
         "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"WABA\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messaging_product\":\"whatsapp\","
         + "\"metadata\":{\"display_phone_number\":\"912255550100\",\"phone_number_id\":\"106540352242922\"},"
@@ -120,7 +123,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task WhatsApp_statuses_only_move_forward_and_read_implies_delivered()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.READ1");
         var path = $"/webhooks/whatsapp/{company}";
 
@@ -144,7 +147,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task WhatsApp_failure_records_metas_error_and_a_redelivered_event_is_a_duplicate()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FAIL1");
         var body = WhatsAppStatus("wamid.FAIL1", "failed", 1764000300, ""","errors":[{"code":131026,"title":"Message undeliverable","error_data":{"details":"recipient not on WhatsApp"}}]""");
 
@@ -161,7 +164,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task A_whatsapp_user_who_stopped_marketing_messages_gets_no_more_general_updates_on_whatsapp_unless_resubscribed_since()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var stopper = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543210");
         var resubscribed = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543211");
         var first = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.MKT1", to: stopper);
@@ -200,7 +203,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task A_whatsapp_user_stopping_and_resuming_marketing_messages_stops_and_resumes_general_updates_on_whatsapp_for_every_customer_with_that_number()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var stored = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543220");
         // A plain SQL producer's customer: no WhatsApp number, the phone written the Indian way.
         var byPhone = await TestData.ScalarAsync<Guid>(db.DataSource,
@@ -211,7 +214,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             "INSERT INTO customers (company_id, name, whatsapp_number, time_zone, deleted_at) VALUES ($1, 'Gone', '+919876543220', 'Asia/Kolkata', now()) RETURNING id", company);
         var otherNumber = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543221");
         var sameEnding = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+44 98765 43220");
-        var otherCompany = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var otherCompany = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var elsewhere = await TestData.CreateCustomerAsync(db.DataSource, otherCompany, whatsApp: "+919876543220");
         var path = $"/webhooks/whatsapp/{company}";
 
@@ -257,9 +260,59 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_body_signed_with_a_shared_meta_app_secret_applies_only_to_the_company_whose_business_number_it_names()
+    {
+        // Two practices onboarded through one Meta app: the same app secret, their own numbers.
+        var ours = await CompanyAsync(WhatsAppCompany, "shared-app-secret");
+        var theirs = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_phone_id = '209876543210987', whatsapp_webhook_secret_encrypted = $2", "shared-app-secret");
+        var theirMessage = await SentMessageAsync(theirs, "WHATSAPP_BUSINESS_API", "wamid.THEIRS");
+        var theirClient = await TestData.CreateCustomerAsync(db.DataSource, theirs, whatsApp: "+919876543230");
+        var ourMessage = await SentMessageAsync(ours, "WHATSAPP_BUSINESS_API", "wamid.OURS");
+
+        // Bodies about our number (106540352242922), signed with the shared secret, sent to their URL.
+        var status = WhatsAppStatus("wamid.THEIRS", "failed", 1764000100, ",\"errors\":[{\"code\":131026,\"title\":\"Message undeliverable\"}]");
+        var stop = WhatsAppMarketingChoice("919876543230", "stop", 1764000100);
+        var (statusAnswer, statusReceipt) = await PostAsync($"/webhooks/whatsapp/{theirs}", Json(status), HubSignature("shared-app-secret", status));
+        var (_, stopReceipt) = await PostAsync($"/webhooks/whatsapp/{theirs}", Json(stop), HubSignature("shared-app-secret", stop));
+        // The same kind of body sent where it belongs applies.
+        var ourStatus = WhatsAppStatus("wamid.OURS", "delivered", 1764000100);
+        var (_, ourReceipt) = await PostAsync($"/webhooks/whatsapp/{ours}", Json(ourStatus), HubSignature("shared-app-secret", ourStatus));
+
+        Assert.Equal((HttpStatusCode.OK, 0, 0, 1), (statusAnswer, statusReceipt!.Received, stopReceipt!.Received, ourReceipt!.Applied));
+        Assert.Equal(("SENT", "DELIVERED"), ((await RowAsync(theirMessage)).Status, (await RowAsync(ourMessage)).Status));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", theirClient));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1", theirs));
+    }
+
+    [Fact]
+    public async Task A_status_of_an_unexpected_shape_in_a_signed_whatsapp_batch_is_passed_over_and_the_rest_applies()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var delivered = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.SHAPE1");
+        var failed = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.SHAPE2");
+        var untouched = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.SHAPE3");
+        var body = """
+            {"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+             "metadata":{"display_phone_number":"912255550100","phone_number_id":"106540352242922"},
+             "statuses":[
+              {"id":"wamid.SHAPE3","timestamp":"1764000100","recipient_id":"919876543210"},
+              "not an object",
+              {"id":"wamid.SHAPE2","status":"failed","timestamp":"1764000100","recipient_id":"919876543210","errors":[{"code":131000,"title":"Something went wrong","error_data":"a string, not an object"}]},
+              {"id":"wamid.SHAPE1","status":"delivered","timestamp":"1764000100","recipient_id":"919876543210"}],
+             "messages":{"not":"an array"}}}, "not a change"]}]}
+            """;
+
+        var (status, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", Json(body), HubSignature("meta-app-secret", body));
+
+        Assert.Equal((HttpStatusCode.OK, 2, 2), (status, receipt!.Received, receipt.Applied));
+        Assert.Equal(("DELIVERED", "FAILED", "WhatsApp 131000: Something went wrong", "SENT"),
+            ((await RowAsync(delivered)).Status, (await RowAsync(failed)).Status, (await RowAsync(failed)).Error, (await RowAsync(untouched)).Status));
+    }
+
+    [Fact]
     public async Task A_resume_received_after_a_late_131050_failure_still_resumes_general_updates_on_whatsapp()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543230");
         await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.OLD1", to: customer);
         var path = $"/webhooks/whatsapp/{company}";
@@ -279,7 +332,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task Forged_or_unsigned_webhooks_get_401_and_change_nothing()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FORGED");
         var body = WhatsAppStatus("wamid.FORGED", "delivered", 1764000400);
 
@@ -322,7 +375,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task A_whatsapp_send_meta_does_not_charge_for_costs_nothing_and_a_replays_earlier_send_keeps_its_cost()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var path = $"/webhooks/whatsapp/{company}";
         async Task Post(string body) => Assert.Equal(HttpStatusCode.OK, (await PostAsync(path, Json(body), HubSignature("meta-app-secret", body))).Status);
 
@@ -363,7 +416,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task An_event_for_an_unknown_message_is_acknowledged_and_kept_for_audit()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var body = WhatsAppStatus("wamid.NOT-OURS", "delivered", 1764000500);
 
         var (status, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", new StringContent(body, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", body));
@@ -376,10 +429,11 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task A_customers_whatsapp_reply_records_when_they_responded()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.ASKED");
         var body = """
             {"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+             "metadata":{"display_phone_number":"912255550100","phone_number_id":"106540352242922"},
              "messages":[{"from":"919876543210","id":"wamid.REPLY","timestamp":"1764000600","type":"text","text":{"body":"Paid, thanks"},"context":{"from":"912255550100","id":"wamid.ASKED"}}]}}]}]}
             """;
 
@@ -708,9 +762,41 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_sendgrid_block_fails_a_bounce_bounces_a_machine_open_reads_nothing_and_older_ids_with_dots_match()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var blocked = await SentMessageAsync(company, "SENDGRID", "sg-blocked", "EMAIL");
+        var bounced = await SentMessageAsync(company, "SENDGRID", "sg-bounced2", "EMAIL");
+        var prefetched = await SentMessageAsync(company, "SENDGRID", "sg-prefetched", "EMAIL");
+        var opened = await SentMessageAsync(company, "SENDGRID", "sg-opened", "EMAIL");
+        // SendGrid's older X-Message-Id form holds dots of its own.
+        var older = await SentMessageAsync(company, "SENDGRID", "14c5d75ce93.dfd.64b469", "EMAIL");
+        var body = """
+            [{"timestamp":1764000700,"event":"bounce","type":"blocked","reason":"550 5.7.1 sender IP listed on a blocklist","sg_event_id":"bl-1","sg_message_id":"sg-blocked.filter0425p1las1-8268-5C79C5E1-10.0"},
+             {"timestamp":1764000700,"event":"bounce","type":"bounce","reason":"550 5.1.1 no such user","sg_event_id":"bl-2","sg_message_id":"sg-bounced2.filter0425p1las1-8268-5C79C5E1-11.0"},
+             {"timestamp":1764000700,"event":"delivered","sg_event_id":"bl-3","sg_message_id":"sg-prefetched.filter0425p1las1-8268-5C79C5E1-12.0"},
+             {"timestamp":1764000710,"event":"open","sg_machine_open":true,"sg_event_id":"bl-4","sg_message_id":"sg-prefetched.filter0425p1las1-8268-5C79C5E1-12.0"},
+             {"timestamp":1764000720,"event":"open","sg_machine_open":false,"sg_event_id":"bl-5","sg_message_id":"sg-opened.filter0425p1las1-8268-5C79C5E1-13.0"},
+             {"timestamp":1764000700,"event":"delivered","sg_event_id":"bl-6","sg_message_id":"14c5d75ce93.dfd.64b469.filter0001p1las1-16816-5A023E36-1.0"}]
+            """;
+        var timestamp = SendGridNow();
+
+        var (status, receipt) = await PostAsync($"/webhooks/sendgrid/{company}", Json(body),
+            ("X-Twilio-Email-Event-Webhook-Signature", SendGridSignature(key, timestamp, body)), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp));
+
+        Assert.Equal((HttpStatusCode.OK, 5, 5), (status, receipt!.Received, receipt.Applied));
+        Assert.Equal(("FAILED", "SendGrid blocked: 550 5.7.1 sender IP listed on a blocklist"), ((await RowAsync(blocked)).Status, (await RowAsync(blocked)).Error));
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 no such user"), ((await RowAsync(bounced)).Status, (await RowAsync(bounced)).Error));
+        Assert.Equal(("DELIVERED", null), ((await RowAsync(prefetched)).Status, (await RowAsync(prefetched)).Read));
+        Assert.Equal("READ", (await RowAsync(opened)).Status);
+        Assert.Equal("DELIVERED", (await RowAsync(older)).Status);
+    }
+
+    [Fact]
     public async Task A_whatsapp_status_with_a_timestamp_beyond_any_date_is_applied_at_its_receipt()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.FAR1");
         var body = WhatsAppStatus("wamid.FAR1", "delivered", 99999999999999);
         var before = DateTimeOffset.UtcNow.AddSeconds(-1);
@@ -726,7 +812,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     [Fact]
     public async Task A_webhook_body_over_a_megabyte_is_refused_even_when_sent_without_a_length()
     {
-        var company = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
 
         var (status, _) = await PostAsync($"/webhooks/whatsapp/{company}", new UnknownLengthContent(new string(' ', 1024 * 1024 + 1)), ("Transfer-Encoding", "chunked"));
 
@@ -752,7 +838,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         const string Accepted = "0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000", Reordered = "0109019af1c2d3e4-5f6a7b8c-cdcd-4efe-8faf-010101010101-000000";
         var bounced = await SentMessageAsync(ses, "AWS_SES", Accepted, "EMAIL");
         var reordered = await SentMessageAsync(ses, "AWS_SES", Reordered, "EMAIL");
-        var whatsApp = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "meta-app-secret");
+        var whatsApp = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var late = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
         var older = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.OLDER1");
 
@@ -945,7 +1031,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     {
         var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-5c1f");
         var id = await SentMessageAsync(company, "GUPSHUP", "ee4a68a0-1203-4c85-8dc3-49d0b3226a35");
-        var cloud = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-5c1f");
+        var cloud = await CompanyAsync(WhatsAppCompany, "gs-callback-token-5c1f");
         StringContent Bounce() => GupshupEvent("failed", "ee4a68a0-1203-4c85-8dc3-49d0b3226a35", detail: "{\"code\":1012,\"reason\":\"opted out\"}");
 
         var (none, _) = await PostAsync($"/webhooks/gupshup/{company}", Bounce());

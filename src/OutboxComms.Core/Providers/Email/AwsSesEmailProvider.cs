@@ -109,11 +109,18 @@ public sealed class AwsSesEmailProvider(ProviderHttp http, AttachmentLoader atta
                 SendResult.Unavailable(described, response.RetryAfter),
             "MessageRejected" or "MailFromDomainNotVerifiedException" or "BadRequestException" or "NotFoundException" =>
                 SendResult.Permanent(described),
-            "AccountSuspendedException" or "SendingPausedException" =>
+            // Paused (SES's review of a high bounce or complaint rate, or the account's own pause)
+            // ends once resolved: the messages wait as in an outage. Suspended is final.
+            "SendingPausedException" =>
+                SendResult.Unavailable($"{described} (sending is paused for this SES account; resolve it in the AWS console, and the messages go when it resumes)", PausedRetry),
+            "AccountSuspendedException" =>
                 SendResult.Permanent($"{described} (sending is stopped for this SES account; resolve it in the AWS console)"),
             _ => response.Classify(described),
         };
     }
+
+    /// <summary>How long sends wait while the account's sending is paused, before trying again.</summary>
+    internal static readonly TimeSpan PausedRetry = TimeSpan.FromHours(1);
 
     /// <summary>
     /// <c>x-amzn-ErrorType: MessageRejected:http://internal.amazon.com/…</c>, else the body's

@@ -112,6 +112,12 @@ public sealed class SendGridEmailProvider(ProviderHttp http, AttachmentLoader at
         {
             return SendResult.Permanent($"{described} (verify the from address as a Sender Identity or authenticated domain in SendGrid)");
         }
+        // A 401 saying "Maximum credits exceeded" is the plan's email allowance used up, not a bad
+        // key: the messages wait (an outage) until the allowance resets or the plan is raised.
+        if (response.Status == HttpStatusCode.Unauthorized && errors.Any(e => e.Text.Contains("Maximum credits exceeded", StringComparison.OrdinalIgnoreCase)))
+        {
+            return SendResult.Unavailable($"{described} (the SendGrid plan's email credits are used up: they come back when the plan resets, or raise the plan)", CreditsRetry);
+        }
         if (response.Status == HttpStatusCode.TooManyRequests && response.RetryAfter is null)
         {
             // SendGrid signals its rate-limit window with X-RateLimit-Reset (Unix seconds) rather than Retry-After.
@@ -119,6 +125,9 @@ public sealed class SendGridEmailProvider(ProviderHttp http, AttachmentLoader at
         }
         return response.Classify(described);
     }
+
+    /// <summary>How long sends wait once the plan's credits are used up: an hour, then they try again.</summary>
+    internal static readonly TimeSpan CreditsRetry = TimeSpan.FromHours(1);
 
     private static (string Text, string? Field) Describe(JsonElement error)
     {
