@@ -38,11 +38,12 @@ public static class CompanyEndpoints
         return endpoints;
     }
 
-    internal static async Task<Results<Created<CreatedCompanyResponse>, ValidationProblem>> CreateCompany(CreateCompanyRequest request, OutboxDbContext db, CancellationToken cancellationToken)
+    internal static async Task<Results<Created<CreatedCompanyResponse>, ValidationProblem>> CreateCompany(CreateCompanyRequest request, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
         var validation = new Validation()
             .Require("name", request.Name)
             .When(request.Name is { Length: > 200 }, "name", "name is at most 200 characters.")
+            .Storable(("name", request.Name))
             .When(request.TimeZone is not null && !FieldRules.IsIanaZone(request.TimeZone), "timeZone", $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).")
             .When(request.DefaultLanguage is not null && !FieldRules.IsLanguageCode(request.DefaultLanguage), "defaultLanguage", $"defaultLanguage is {FieldRules.LanguageHint}.");
         if (!validation.IsValid)
@@ -53,7 +54,7 @@ public static class CompanyEndpoints
         var company = new Company { Id = Guid.NewGuid(), Name = request.Name!.Trim(), TimeZone = request.TimeZone ?? "Asia/Kolkata", DefaultLanguage = request.DefaultLanguage ?? "en" };
         db.Companies.Add(company);
         db.CompanySettings.Add(new CompanySettings { CompanyId = company.Id });
-        var (key, created) = NewKey(company.Id, "default");
+        var (key, created) = NewKey(company.Id, "default", time.GetUtcNow());
         db.ApiKeys.Add(key);
         await db.SaveChangesAsync(cancellationToken);
 
@@ -66,12 +67,12 @@ public static class CompanyEndpoints
             .Select(k => new KeyResponse(k.Id, k.Name, k.KeyPrefix, k.CreatedAt, k.LastUsedAt, k.RevokedAt))
             .ToListAsync(cancellationToken));
 
-    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
-        KeyRequestProblem(request) is { } problem ? problem : await AddKeyAsync(tenant.CompanyId, request.Name!.Trim(), db, cancellationToken);
+    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken) =>
+        KeyRequestProblem(request) is { } problem ? problem : await AddKeyAsync(tenant.CompanyId, request.Name!.Trim(), db, time, cancellationToken);
 
     /// <summary>The admin gives a company a new key: the way back in for a practice that lost all of its own.</summary>
     internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem, ProblemHttpResult>> CreateKeyForCompany(
-        Guid id, CreateKeyRequest request, OutboxDbContext db, CancellationToken cancellationToken)
+        Guid id, CreateKeyRequest request, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
         if (KeyRequestProblem(request) is { } problem)
         {
@@ -81,18 +82,18 @@ public static class CompanyEndpoints
         {
             return Problems.NotFound($"Company {id}");
         }
-        return await AddKeyAsync(id, request.Name!.Trim(), db, cancellationToken);
+        return await AddKeyAsync(id, request.Name!.Trim(), db, time, cancellationToken);
     }
 
     private static ValidationProblem? KeyRequestProblem(CreateKeyRequest request)
     {
-        var validation = new Validation().Require("name", request.Name).When(request.Name is { Length: > 100 }, "name", "name is at most 100 characters.");
+        var validation = new Validation().Require("name", request.Name).When(request.Name is { Length: > 100 }, "name", "name is at most 100 characters.").Storable(("name", request.Name));
         return validation.IsValid ? null : validation.Problem();
     }
 
-    private static async Task<Created<CreatedKeyResponse>> AddKeyAsync(Guid companyId, string name, OutboxDbContext db, CancellationToken cancellationToken)
+    private static async Task<Created<CreatedKeyResponse>> AddKeyAsync(Guid companyId, string name, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (key, created) = NewKey(companyId, name);
+        var (key, created) = NewKey(companyId, name, time.GetUtcNow());
         db.ApiKeys.Add(key);
         await db.SaveChangesAsync(cancellationToken);
         return TypedResults.Created($"/v1/api-keys/{key.Id}", created with { Id = key.Id, CreatedAt = key.CreatedAt });
@@ -121,10 +122,10 @@ public static class CompanyEndpoints
         return TypedResults.NoContent();
     }
 
-    private static (ApiKey Entity, CreatedKeyResponse Created) NewKey(Guid companyId, string name)
+    private static (ApiKey Entity, CreatedKeyResponse Created) NewKey(Guid companyId, string name, DateTimeOffset now)
     {
         var (key, prefix, hash) = ApiKeys.Create();
-        var entity = new ApiKey { Id = Guid.NewGuid(), CompanyId = companyId, Name = name, KeyPrefix = prefix, KeyHash = hash, CreatedAt = DateTimeOffset.UtcNow };
+        var entity = new ApiKey { Id = Guid.NewGuid(), CompanyId = companyId, Name = name, KeyPrefix = prefix, KeyHash = hash, CreatedAt = now };
         return (entity, new CreatedKeyResponse(entity.Id, name, key, prefix, entity.CreatedAt));
     }
 

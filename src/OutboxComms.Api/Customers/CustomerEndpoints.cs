@@ -86,7 +86,8 @@ public static partial class CustomerEndpoints
     {
         var validation = new Validation()
             .When(limit is < 1 or > MaxPageSize, "limit", $"limit is between 1 and {MaxPageSize}.")
-            .When(search is { Length: > 200 }, "search", "search is at most 200 characters.");
+            .When(search is { Length: > 200 }, "search", "search is at most 200 characters.")
+            .Storable(("externalId", externalId), ("search", search));
         if (!validation.IsValid)
         {
             return validation.Problem();
@@ -131,11 +132,23 @@ public static partial class CustomerEndpoints
         {
             return validation.Problem();
         }
+        // Locked and read again as it is now: a DELETE that committed since the read above makes
+        // it gone (404), rather than a deleted customer given new details and a 200.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var locked = await db.Database
+            .SqlQuery<int>($"SELECT 1 AS \"Value\" FROM customers WHERE id = {customer.Id} AND company_id = {tenant.CompanyId} AND deleted_at IS NULL FOR NO KEY UPDATE")
+            .ToListAsync(cancellationToken);
+        if (locked.Count == 0)
+        {
+            return NotFound(id);
+        }
+        await db.Entry(customer).ReloadAsync(cancellationToken);
         Apply(customer, request, contact, time.GetUtcNow());
         if (await SaveAsync(db, tenant, customer, cancellationToken) is { } conflict)
         {
             return conflict;
         }
+        await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(ToResponse(customer));
     }
 
@@ -250,6 +263,10 @@ public static partial class CustomerEndpoints
         catch (DbUpdateException ex) when (ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: ExternalIdIndex })
         {
             db.ChangeTracker.Clear();
+            if (db.Database.CurrentTransaction is { } failed)
+            {
+                await failed.RollbackAsync(cancellationToken);   // aborted by the violation: the lookup below needs a working one
+            }
             var holderDeleted = await db.Customers.AsNoTracking()
                 .Where(c => c.CompanyId == tenant.CompanyId && c.ExternalId == customer.ExternalId)
                 .Select(c => c.DeletedAt != null)

@@ -153,6 +153,7 @@ public static class MessageEndpoints
             validation.When(!Guid.TryParse(query.CustomerId, out var parsed), "customerId", "customerId is a customer id (uuid).");
             customerId = parsed;
         }
+        validation.Storable(("customerExternalId", query.CustomerExternalId));
         var zone = await ValidationParsing.DateZoneAsync(dataSource, tenant.CompanyId, cancellationToken, query.CreatedFrom, query.CreatedTo);
         var from = validation.RangeStartOrNull(query.CreatedFrom, "createdFrom", zone);
         var to = validation.RangeEndOrNull(query.CreatedTo, "createdTo", zone);
@@ -270,7 +271,8 @@ public static class MessageEndpoints
         var createdTo = validation.RangeEndOrNull(request.CreatedTo, "createdTo", zone);
         validation
             .When(createdFrom >= createdTo, "createdTo", "createdTo must be after createdFrom.")
-            .When(request.ErrorContains is { Length: > 500 }, "errorContains", "errorContains is at most 500 characters.");
+            .When(request.ErrorContains is { Length: > 500 }, "errorContains", "errorContains is at most 500 characters.")
+            .Storable(("errorContains", request.ErrorContains));
         if (!validation.IsValid)
         {
             return validation.Problem();

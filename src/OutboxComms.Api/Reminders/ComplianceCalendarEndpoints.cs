@@ -95,7 +95,15 @@ public static class ComplianceCalendarEndpoints
             .When(request.Source is { Length: > 1000 }, "source", "source is at most 1000 characters.")
             .When(request.Form is { Length: > 40 }, "form", "form is at most 40 characters.")
             .When(request.Title is { Length: > 200 }, "title", "title is at most 200 characters.")
-            .When(request.AppliesTo is { Length: > 1000 }, "appliesTo", "appliesTo is at most 1000 characters.");
+            .When(request.AppliesTo is { Length: > 1000 }, "appliesTo", "appliesTo is at most 1000 characters.")
+            .Storable(("source", request.Source), ("form", request.Form), ("title", request.Title), ("appliesTo", request.AppliesTo));
+        // A blank form would name every such filing "" (its reminders' reference " for FY 2025-26").
+        foreach (var (field, value) in new[] { ("form", request.Form), ("title", request.Title) })
+        {
+            validation.When(value is not null && string.IsNullOrWhiteSpace(value), field, $"{field} cannot be blank: leave it out to keep the calendar's own.");
+        }
+        validation.When(request.AppliesTo is { Length: > 0 } && string.IsNullOrWhiteSpace(request.AppliesTo), "appliesTo",
+            "appliesTo cannot be only spaces: leave it out to keep the calendar's own, or give \"\" for none.");
         if (shipped is null)
         {
             // A filing of the company's own: nothing to inherit.
@@ -325,7 +333,16 @@ public static class ComplianceCalendarEndpoints
     /// <summary>The request's template data with <c>filing.*</c> (form, title, source, financial year) for the templates.</summary>
     private static JsonDocument FilingData(JsonDocument? requestData, ComplianceFiling filing, FinancialYear year)
     {
-        var data = requestData is null ? new JsonObject() : JsonNode.Parse(requestData.RootElement.GetRawText())!.AsObject();
+        // Property by property, so a name the request gives twice is the last one given (as in
+        // POST /v1/reminders) rather than an error building the object's dictionary.
+        var data = new JsonObject();
+        if (requestData is not null)
+        {
+            foreach (var property in requestData.RootElement.EnumerateObject())
+            {
+                data[property.Name] = JsonNode.Parse(property.Value.GetRawText());
+            }
+        }
         data["filing"] = new JsonObject
         {
             ["key"] = filing.Key,

@@ -58,7 +58,8 @@ public static class ReminderEndpoints
     {
         var validation = new Validation().RequireCustomer(request.CustomerId, request.CustomerExternalId);
         var type = validation.ParseMessageType("type", request.Type, MessageType.ComplianceReminder, MessageType.PaymentReminder);
-        validation.Require("reference", request.Reference).When(request.Reference is { Length: > 200 }, "reference", "reference is at most 200 characters.");
+        validation.Require("reference", request.Reference).When(request.Reference is { Length: > 200 }, "reference", "reference is at most 200 characters.")
+            .Storable(("reference", request.Reference), ("templateKey", request.TemplateKey));
         var dueDate = validation.ParseDate("dueDate", request.DueDate, required: true);
         var (sendAt, channel, graceDays) = validation.ParseStepDefaults(request.SendAt, request.Channel, request.GraceDays);
         var templateData = validation.ParseTemplateData("templateData", request.TemplateData);
@@ -168,9 +169,10 @@ public static class ReminderEndpoints
     internal static async Task<Results<Ok<ReminderView>, ValidationProblem, ProblemHttpResult>> Resolve(
         long id, ResolveRequest? request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
-        if (request?.Note is { Length: > 500 })
+        var noteProblems = new Validation().When(request?.Note is { Length: > 500 }, "note", "note is at most 500 characters.").Storable(("note", request?.Note));
+        if (!noteProblems.IsValid)
         {
-            return new Validation().Add("note", "note is at most 500 characters.").Problem();
+            return noteProblems.Problem();
         }
         // The resolve locks the reminder, its steps, then their messages and digests; a worker
         // recording a batch, or a business app's transaction, may hold some of those rows and want
@@ -325,8 +327,9 @@ public static class ReminderEndpoints
                 validation.Add(at, "a step is an object with offsetDays.");
                 continue;
             }
-            validation.When(step.OffsetDays is null || Math.Abs(step.OffsetDays.Value) > CalendarStep.MaxOffsetDays, $"{at}.offsetDays",
+            validation.When(step.OffsetDays is not { } offset || offset is < -CalendarStep.MaxOffsetDays or > CalendarStep.MaxOffsetDays, $"{at}.offsetDays",
                 $"offsetDays is required: days from the due date, -{CalendarStep.MaxOffsetDays} to {CalendarStep.MaxOffsetDays}.");
+            validation.Storable(($"{at}.templateKey", step.TemplateKey));
             var key = step.TemplateKey ?? templateKey;
             validation.When(string.IsNullOrWhiteSpace(key), $"{at}.templateKey", "templateKey is required (on the step, or on the reminder for every step).")
                 .When(key is { Length: > 100 }, $"{at}.templateKey", "templateKey is at most 100 characters.");

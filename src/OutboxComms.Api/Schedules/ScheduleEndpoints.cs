@@ -66,7 +66,8 @@ public static partial class ScheduleEndpoints
             $"'{request.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata); leave it out to use the company's.");
         var type = validation.ParseMessageType("type", request.Type, Enum.GetValues<MessageType>());
         var channel = validation.ParseChannel("channel", request.Channel, Channel.Preferred);
-        validation.Require("templateKey", request.TemplateKey).When(request.TemplateKey is { Length: > 100 }, "templateKey", "templateKey is at most 100 characters.");
+        validation.Require("templateKey", request.TemplateKey).When(request.TemplateKey is { Length: > 100 }, "templateKey", "templateKey is at most 100 characters.")
+            .Storable(("templateKey", request.TemplateKey));
         using var templateData = validation.ParseTemplateData("templateData", request.TemplateData);
         var audience = default(ScheduleAudience);
         if (request.Audience is null)

@@ -75,7 +75,7 @@ public static partial class SettingsEndpoints
         EmailSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
         IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
-        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var settings = await LoadForChangeAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<EmailProvider>.Of(p) : null, network.Value, Channel.Email, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         validation.Storable(("host", request.Host), ("username", request.Username), ("apiUser", request.ApiUser), ("region", request.Region),
@@ -151,7 +151,7 @@ public static partial class SettingsEndpoints
         WhatsAppSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
         IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
-        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var settings = await LoadForChangeAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<WhatsAppProvider>.Of(p) : null, network.Value, Channel.WhatsApp, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         validation.Storable(("phoneNumberId", request.PhoneNumberId), ("accountSid", request.AccountSid), ("fromNumber", request.FromNumber), ("baseUrl", request.BaseUrl));
@@ -207,7 +207,7 @@ public static partial class SettingsEndpoints
         SmsSettingsRequest request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, ProviderRegistry providers, TimeProvider time,
         IOptions<ProviderNetworkOptions> network, CancellationToken cancellationToken)
     {
-        var settings = await LoadAsync(db, tenant, cancellationToken);
+        var settings = await LoadForChangeAsync(db, tenant, cancellationToken);
         var validation = new Validation();
         Common(validation, request.Enabled, request.Provider is { } p ? WireName<SmsProvider>.Of(p) : null, network.Value, Channel.Sms, providers, request.BaseUrl, request.Cost, request.CostCurrency, settings);
         validation.Storable(("accountSid", request.AccountSid), ("fromNumber", request.FromNumber), ("dltEntityId", request.DltEntityId),
@@ -338,10 +338,33 @@ public static partial class SettingsEndpoints
         return settings;
     }
 
+    /// <summary>
+    /// As <see cref="LoadAsync"/>, the row locked until <see cref="SaveAsync"/> commits (or the
+    /// request ends, rolling back): a channel's PUT checks the other channels' costs against the
+    /// currency it sets, so two PUTs at once (email's cost, SMS's currency) must not both pass on
+    /// what each read before the other wrote — the email cost would be relabelled silently.
+    /// </summary>
+    private static async Task<CompanySettings> LoadForChangeAsync(OutboxDbContext db, Tenant tenant, CancellationToken cancellationToken)
+    {
+        await db.Database.BeginTransactionAsync(cancellationToken);
+        var settings = await db.CompanySettings.FromSql($"SELECT * FROM company_settings WHERE company_id = {tenant.CompanyId} FOR UPDATE")
+            .SingleOrDefaultAsync(cancellationToken);
+        if (settings is null)
+        {
+            settings = new CompanySettings { CompanyId = tenant.CompanyId };
+            db.CompanySettings.Add(settings);
+        }
+        return settings;
+    }
+
     private static async Task<Results<Ok<SettingsView>, ValidationProblem>> SaveAsync(OutboxDbContext db, CompanySettings settings, SecretProtector secrets, TimeProvider time, CancellationToken cancellationToken)
     {
         settings.UpdatedAt = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+        if (db.Database.CurrentTransaction is { } transaction)
+        {
+            await transaction.CommitAsync(cancellationToken);
+        }
         return TypedResults.Ok(View(settings, secrets));
     }
 

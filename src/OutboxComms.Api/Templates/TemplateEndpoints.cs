@@ -284,6 +284,9 @@ public static partial class TemplateEndpoints
             channel = parsed;
             validation
                 .When(request.Subject is not null && parsed != Channel.Email, "subject", "subject is for EMAIL templates only.")
+                // Blank, every email from it would fail at the send ("the email's subject is empty").
+                .When(request.Subject is not null && parsed == Channel.Email && string.IsNullOrWhiteSpace(request.Subject), "subject",
+                    "subject cannot be blank: give one, or leave it out to send each message's own subject.")
                 .When(request.HtmlBody is not null && parsed != Channel.Email, "htmlBody", "htmlBody is for EMAIL templates only.")
                 .When(request.ProviderTemplate is not null && parsed != Channel.WhatsApp, "providerTemplate", "providerTemplate is for WHATSAPP templates only.");
         }
@@ -292,7 +295,9 @@ public static partial class TemplateEndpoints
             ("providerTemplate.name", request.ProviderTemplate?.Name), ("providerTemplate.language", request.ProviderTemplate?.Language));
         foreach (var (parameter, i) in (request.ProviderTemplate?.Parameters ?? []).Select((p, i) => (p, i)))
         {
-            validation.Storable(($"providerTemplate.parameters[{i}]", parameter));
+            validation.Storable(($"providerTemplate.parameters[{i}]", parameter))
+                .When(string.IsNullOrWhiteSpace(parameter), $"providerTemplate.parameters[{i}]",
+                    "a parameter is an expression such as {{ invoice.number }}: WhatsApp refuses an empty one, so every message would fail.");
         }
         Syntax(validation, "subject", request.Subject);
         Syntax(validation, "body", request.Body);

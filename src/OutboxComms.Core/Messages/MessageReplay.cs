@@ -51,8 +51,7 @@ public sealed partial record ReplayFilter
         ArgumentNullException.ThrowIfNull(zone);
         if (IsPlainDate(text, out var day))
         {
-            from = Policies.LocalTimes.ToInstant(day.ToDateTime(TimeOnly.MinValue), zone);
-            return true;
+            return TryInstant(day, zone, out from);
         }
         from = default;
         return text is not null && IsoDate().IsMatch(text)
@@ -78,10 +77,25 @@ public sealed partial record ReplayFilter
         ArgumentNullException.ThrowIfNull(zone);
         if (IsPlainDate(text, out var day))
         {
-            to = Policies.LocalTimes.ToInstant(day.AddDays(1).ToDateTime(TimeOnly.MinValue), zone);
-            return true;
+            to = default;
+            return day < DateOnly.MaxValue && TryInstant(day.AddDays(1), zone, out to);
         }
         return TryParseFrom(text, zone, out to);
+    }
+
+    /// <summary>The midnight starting <paramref name="day"/> in <paramref name="zone"/>; false at the calendar's ends (0001-01-01 in India is before the first instant .NET holds).</summary>
+    private static bool TryInstant(DateOnly day, TimeZoneInfo zone, out DateTimeOffset instant)
+    {
+        try
+        {
+            instant = Policies.LocalTimes.ToInstant(day.ToDateTime(TimeOnly.MinValue), zone);
+            return true;
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            instant = default;
+            return false;
+        }
     }
 }
 

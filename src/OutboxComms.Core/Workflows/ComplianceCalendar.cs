@@ -108,7 +108,7 @@ public sealed record CalendarStep(int OffsetDays, string TemplateKey)
                 yield return ($"{field}[{i}]", "a step is an object with offsetDays and templateKey.");
                 continue;
             }
-            if (Math.Abs(steps[i].OffsetDays) > MaxOffsetDays)
+            if (steps[i].OffsetDays is < -MaxOffsetDays or > MaxOffsetDays)
             {
                 yield return ($"{field}[{i}].offsetDays", $"offsetDays is between -{MaxOffsetDays} and {MaxOffsetDays}.");
             }

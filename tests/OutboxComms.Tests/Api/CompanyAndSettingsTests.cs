@@ -79,6 +79,11 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         using var withSecond = api.As(second!["key"]!.GetValue<string>());
         var (_, keys) = await withSecond.SendJsonAsync(HttpMethod.Get, "/v1/api-keys");
         var firstId = keys!.AsArray().Single(k => k!["name"]!.GetValue<string>() == "default")!["id"]!.GetValue<string>();
+        var (nulName, _) = await withSecond.SendJsonAsync(HttpMethod.Post, "/v1/api-keys", new { name = "crm\u0000" });
+        Assert.Equal(HttpStatusCode.BadRequest, nulName.StatusCode);
+        // The answer's createdAt is the one stored (microseconds, as PostgreSQL keeps it).
+        Assert.Equal(second["createdAt"]!.GetValue<DateTimeOffset>(),
+            keys.AsArray().Single(k => k!["name"]!.GetValue<string>() == "billing-app")!["createdAt"]!.GetValue<DateTimeOffset>());
 
         var (revoked, _) = await withSecond.SendJsonAsync(HttpMethod.Delete, $"/v1/api-keys/{firstId}");
 
@@ -334,6 +339,33 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.Equal(["costCurrency"], usdProblem!["errors"]!.AsObject().Select(e => e.Key));
         Assert.StartsWith("costCurrency is the company's, for every channel's cost, and EMAIL costs are set in INR", usdProblem["errors"]!["costCurrency"]![0]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.OK, "INR"), (usd.StatusCode, inr.StatusCode, inrView!["costCurrency"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task A_currency_change_waits_for_a_cost_being_set_at_the_same_moment_and_is_then_refused()
+    {
+        var (company, key) = await api.NewCompanyAsync();
+        using var client = api.As(key);
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email",
+            new { provider = "SMTP", enabled = true, host = "smtp.practice.example", fromEmail = "accounts@practice.example" })).Response.StatusCode);
+
+        // Another request is setting email's price in INR, and has not committed yet…
+        await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var price = new Npgsql.NpgsqlCommand("UPDATE company_settings SET email_cost = 0.25 WHERE company_id = $1", connection, transaction) { Parameters = { new() { Value = company } } })
+        {
+            Assert.Equal(1, await price.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+        // …when the SMS settings would make the company's currency USD.
+        var usd = client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, accountSid = "AC123", apiKey = "token", fromNumber = "+14155238886", cost = 0.0079m, costCurrency = "USD" });
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(usd.IsCompleted);   // waiting for the row
+        await transaction.CommitAsync(TestContext.Current.CancellationToken);
+        var (response, problem) = await usd;
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["costCurrency"], problem!["errors"]!.AsObject().Select(e => e.Key));
+        Assert.Equal("INR/0.250000", await TestData.ScalarAsync<string>(db.DataSource, "SELECT cost_currency || '/' || email_cost FROM company_settings WHERE company_id = $1", company));
     }
 
     [Fact]

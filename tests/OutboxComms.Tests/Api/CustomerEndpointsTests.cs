@@ -144,6 +144,38 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_put_racing_a_delete_of_its_customer_waits_for_it_and_then_answers_not_found()
+    {
+        using var client = await NewCompanyClientAsync();
+        var leaving = Guid.Parse(await CreateCustomerAsync(client, "CL-GOING", "Leaving client"));
+        await using var connection = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var delete = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var command = new Npgsql.NpgsqlCommand("UPDATE customers SET deleted_at = now() WHERE id = $1", connection, delete) { Parameters = { new() { Value = leaving } } })
+        {
+            await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        var replacing = client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{leaving}", new { name = "Leaving client", email = "new@leaving.example" });
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(replacing.IsCompleted);   // waiting for the delete
+        await delete.CommitAsync(TestContext.Current.CancellationToken);
+
+        var (response, _) = await replacing;
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal("client@example.com", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT email FROM customers WHERE id = $1", leaving));
+    }
+
+    [Fact]
+    public async Task A_nul_in_a_query_is_named_by_its_parameter()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        var (listed, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?search=Iyer%00&externalId=CL%00");
+
+        WorkflowApi.AssertFields(listed, problem, "externalId", "search");
+    }
+
+    [Fact]
     public async Task An_import_with_any_bad_item_stores_nothing_and_names_each_problem()
     {
         using var client = await NewCompanyClientAsync();
@@ -274,8 +306,8 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var (created, createdProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { name = "Mehta\0Textiles" });
         var (searched, searchedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers?search=%00");
 
-        // The name is named; a search text has no field of its own, so the last-resort answer says "body".
-        foreach (var (response, problem, field) in new[] { (created, createdProblem, "name"), (searched, searchedProblem, "body") })
+        // Each is named by its field (a query parameter too).
+        foreach (var (response, problem, field) in new[] { (created, createdProblem, "name"), (searched, searchedProblem, "search") })
         {
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);

@@ -232,6 +232,24 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
         var (bad, problem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", createdFrom = "yesterday", createdTo = "11/12/2026" });
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         Assert.Equal(["createdFrom", "createdTo"], ErrorFields(problem));
+        // The calendar's ends: 0001-01-01 in the practice's zone (+05:30) is before the first
+        // instant .NET holds, and 9999-12-31 has no next midnight. 400s naming them, not 500s.
+        var (ends, endsProblem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", createdFrom = "0001-01-01", createdTo = "9999-12-31" });
+        Assert.Equal(HttpStatusCode.BadRequest, ends.StatusCode);
+        Assert.Equal(["createdFrom", "createdTo"], ErrorFields(endsProblem));
+        var (listedAll, listedAllProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/messages?createdFrom=0001-01-01&createdTo=9999-12-31");
+        Assert.Equal(HttpStatusCode.BadRequest, listedAll.StatusCode);
+        Assert.Equal(["createdFrom", "createdTo"], ErrorFields(listedAllProblem));
+        // A NUL (PostgreSQL stores none) is named by its field.
+        var (nul, nulProblem) = await client.PostAsync("/v1/messages/replay", new { status = "FAILED", errorContains = "Twilio\u0000" });
+        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
+        Assert.Equal(["errorContains"], ErrorFields(nulProblem));
+        var (nulListed, nulListedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/messages?customerExternalId=CL%00");
+        Assert.Equal(HttpStatusCode.BadRequest, nulListed.StatusCode);
+        Assert.Equal(["customerExternalId"], ErrorFields(nulListedProblem));
+        var (analysed, analysedProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?to=9999-12-31");
+        Assert.Equal(HttpStatusCode.BadRequest, analysed.StatusCode);
+        Assert.Equal(["to"], ErrorFields(analysedProblem));
     }
 
     [Fact]

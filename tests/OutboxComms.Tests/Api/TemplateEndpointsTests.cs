@@ -104,6 +104,13 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
         ValidationProblemAssert.NamesFields(sms, smsProblem, "subject", "htmlBody", "providerTemplate");
         ValidationProblemAssert.NamesFields(whatsApp, whatsAppProblem, "providerTemplate.name");
         ValidationProblemAssert.NamesFields(badKey, badKeyProblem, "key");
+
+        // What every message from the template would fail on at the send: a blank email subject, an empty WhatsApp parameter.
+        var (blankSubject, blankSubjectProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/t1", new { channel = "EMAIL", body = "Hi", subject = "  " });
+        var (emptyParameter, emptyParameterProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/t1",
+            new { channel = "WHATSAPP", body = "Hi", providerTemplate = new { name = "invoice_ready", parameters = new[] { "{{ invoice.number }}", " " } } });
+        ValidationProblemAssert.NamesFields(blankSubject, blankSubjectProblem, "subject");
+        ValidationProblemAssert.NamesFields(emptyParameter, emptyParameterProblem, "providerTemplate.parameters[1]");
     }
 
     [Fact]

@@ -95,6 +95,20 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
     }
 
     [Fact]
+    public async Task Template_data_naming_a_field_twice_keeps_the_last_as_a_hand_made_reminder_does()
+    {
+        var (client, _, customer) = await PracticeAsync();
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            $$$$"""{"customerId":"{{{{customer}}}}","financialYear":"2025-26","agmDate":"2026-09-20","filings":["MGT-7"],"templateData":{"signature":"A","signature":"Rao & Associates","nested":{"x":1,"x":2}}}""");
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var id = Assert.Single(body!["created"]!.AsArray())!["id"]!.GetValue<long>();
+        Assert.Equal("Rao & Associates/MGT-7", await TestData.ScalarAsync<string>(Db.DataSource,
+            "SELECT (template_data->>'signature') || '/' || (template_data->'filing'->>'key') FROM reminders WHERE id = $1", id));
+    }
+
+    [Fact]
     public async Task A_filing_a_reminder_made_by_hand_already_reminds_of_is_not_planned_twice()
     {
         var (client, _, customer) = await PracticeAsync();
@@ -202,8 +216,11 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
         WorkflowApi.AssertFields(bad, problem, "rule.days", "rule.month", "source");
         var (newWithoutRule, newProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/compliance-calendar/FORM-X", new { source = "s" });
         WorkflowApi.AssertFields(newWithoutRule, newProblem, "form", "title", "rule");
-        var (badSteps, stepsProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/compliance-calendar/MGT-7", new { source = "s", steps = new object[] { new { templateKey = "t" }, new { offsetDays = 1000, templateKey = "" } } });
-        WorkflowApi.AssertFields(badSteps, stepsProblem, "steps[0].offsetDays", "steps[1].offsetDays", "steps[1].templateKey");
+        var (badSteps, stepsProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/compliance-calendar/MGT-7", new { source = "s", steps = new object[] { new { templateKey = "t" }, new { offsetDays = 1000, templateKey = "" }, new { offsetDays = int.MinValue, templateKey = "t" } } });
+        WorkflowApi.AssertFields(badSteps, stepsProblem, "steps[0].offsetDays", "steps[1].offsetDays", "steps[1].templateKey", "steps[2].offsetDays");
+        // Blank names (every such filing would be called ""), spaces for appliesTo, and a NUL PostgreSQL cannot store.
+        var (blank, blankProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/compliance-calendar/MGT-7", new { source = "circular\u0000", form = "   ", title = "", appliesTo = "  " });
+        WorkflowApi.AssertFields(blank, blankProblem, "source", "form", "title", "appliesTo");
         var (badKey, keyProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/compliance-calendar/mgt 7", new { source = "s", rule = new { kind = "WHENEVER" } });
         WorkflowApi.AssertFields(badKey, keyProblem, "key", "rule.kind", "form", "title");
     }

@@ -103,6 +103,23 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (endOfTime, endProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders",
             $$"""{"customerId":"{{customer}}","type":"PAYMENT_REMINDER","reference":"x","dueDate":"9999-12-31","templateKey":"t","templateData":{"invoice":"\ud800"},"steps":[{"offsetDays":0}]}""");
         WorkflowApi.AssertFields(endOfTime, endProblem, "dueDate", "templateData");
+
+        // A NUL, which PostgreSQL cannot store, is named by its field (not "body"), in the reminder,
+        // its step, a resolve's note and a schedule.
+        var (nul, nulProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders",
+            new { customerId = customer, type = "PAYMENT_REMINDER", reference = "INV\u0000", dueDate = "2026-03-10", templateKey = "t", steps = new[] { new { offsetDays = 0, templateKey = "t\u0000" } } });
+        WorkflowApi.AssertFields(nul, nulProblem, "reference", "steps[0].templateKey");
+        var (nulNote, nulNoteProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders/1/resolve", new { note = "paid\u0000" });
+        WorkflowApi.AssertFields(nulNote, nulNoteProblem, "note");
+        var (nulSchedule, nulScheduleProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/schedules/nul-key",
+            new { cron = "0 9 * * MON", type = "GENERAL_UPDATE", channel = "EMAIL", templateKey = "digest\u0000", audience = new { kind = "ALL_CUSTOMERS" } });
+        Assert.Contains("templateKey", nulScheduleProblem!["errors"]!.AsObject().Select(e => e.Key));
+        Assert.Equal(HttpStatusCode.BadRequest, nulSchedule.StatusCode);
+
+        // The most negative int has no positive counterpart (Math.Abs throws on it): a 400 too.
+        var (minimum, minimumProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders",
+            new { customerId = customer, type = "PAYMENT_REMINDER", reference = "x", dueDate = "2026-03-10", templateKey = "t", steps = new[] { new { offsetDays = int.MinValue } } });
+        WorkflowApi.AssertFields(minimum, minimumProblem, "steps[0].offsetDays");
     }
 
     [Fact]
