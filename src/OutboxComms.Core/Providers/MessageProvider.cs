@@ -95,6 +95,14 @@ public sealed record SendResult
     public bool MarketingStopped { get; init; }
     /// <summary>Transient because the provider is down or throttling the account, not because of this message.</summary>
     public bool ProviderUnavailable { get; init; }
+    /// <summary>
+    /// Transient because of this message, the provider working fine: its recipient's mailbox
+    /// (greylisted, full), a refusal of this message to come back later, its attachment's link, a
+    /// limit on messages to this recipient. It says nothing about the provider, so it does not
+    /// count toward the company's circuit breaker (a practice's file server being down must not
+    /// hold back its emails without attachments).
+    /// </summary>
+    public bool AboutThisMessage { get; init; }
     /// <summary>What the message's record should say about a send beyond its outcome (kept in <c>status_reason</c>).</summary>
     public string? Note { get; init; }
 
@@ -110,6 +118,10 @@ public sealed record SendResult
 
     public static SendResult Transient(string error, TimeSpan? retryAfter = null) =>
         new() { Outcome = SendOutcome.Transient, Error = error, RetryAfter = retryAfter };
+
+    /// <summary><see cref="Transient"/>, and <see cref="AboutThisMessage"/>.</summary>
+    public static SendResult TransientForThisMessage(string error, TimeSpan? retryAfter = null) =>
+        Transient(error, retryAfter) with { AboutThisMessage = true };
 
     /// <summary>
     /// Transient, and not about this message, which the provider certainly did not take: it cannot

@@ -54,7 +54,7 @@ public sealed class DispatchOptions : IValidatableObject
         set => shutdownGrace = value;
     }
 
-    /// <summary>First retry delay; retry n waits base × 1.618^n (golden-ratio backoff), ± jitter.</summary>
+    /// <summary>The backoff's base: retry n (the first is 1) waits base × 1.618^n (golden-ratio backoff), ± jitter — the first about 49 s with the default 30 s.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);
 
     [Range(0.0, 0.5)]
@@ -100,15 +100,21 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>Render timeout for one template.</summary>
     public TimeSpan RenderTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>The least time a claimed batch has to start its sends (see <see cref="Validate"/>).</summary>
+    public static readonly TimeSpan MinimumSendWindow = TimeSpan.FromSeconds(15);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (PollInterval <= TimeSpan.Zero || PollInterval > TimeSpan.FromMinutes(5))
         {
             yield return new ValidationResult("PollInterval must be more than 0 and at most 5 minutes (1 second is the default and the advice).", [nameof(PollInterval)]);
         }
-        if (LeaseDuration <= SendTimeout + ShutdownGrace)
+        // A batch's sends must start by the lease's end less SendTimeout and ShutdownGrace: with
+        // less than MinimumSendWindow left, most of each batch would be released unsent and
+        // claimed again at once, round after round.
+        if (LeaseDuration < SendTimeout + ShutdownGrace + MinimumSendWindow)
         {
-            yield return new ValidationResult("LeaseDuration must exceed SendTimeout + ShutdownGrace, or a slow send could be reclaimed while in flight.", [nameof(LeaseDuration)]);
+            yield return new ValidationResult($"LeaseDuration must exceed SendTimeout + ShutdownGrace by at least {MinimumSendWindow.TotalSeconds:0} s (the time a batch has to start its sends), or slow sends could be reclaimed while in flight and batches released unsent.", [nameof(LeaseDuration)]);
         }
         if (OutageMaxDelay <= TimeSpan.Zero || OutageMaxDelay > TimeSpan.FromDays(1))
         {

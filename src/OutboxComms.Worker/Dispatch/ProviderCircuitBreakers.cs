@@ -96,9 +96,10 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 SamplingDuration = settings.BreakerSamplingDuration,
                 BreakDuration = settings.BreakerBreakDuration,
                 // Transient outcomes and exceptions say the provider is unwell; a permanent answer
-                // (bad number, rejected template) says it is working fine.
+                // (bad number, rejected template) says it is working fine, and so does a transient
+                // one about the message itself (a greylisted mailbox, an attachment's dead link).
                 ShouldHandle = new PredicateBuilder<SendResult>()
-                    .HandleResult(r => r.Outcome == SendOutcome.Transient)
+                    .HandleResult(r => r.Outcome == SendOutcome.Transient && !r.AboutThisMessage)
                     .Handle<Exception>(ex => ex is not OperationCanceledException),
                 OnOpened = args =>
                 {

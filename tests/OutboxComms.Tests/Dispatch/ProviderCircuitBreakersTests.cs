@@ -75,6 +75,38 @@ public sealed class ProviderCircuitBreakersTests : IDisposable
         Assert.Equal(1, Open());
     }
 
+    [Fact]
+    public async Task Failures_about_the_message_itself_never_open_the_circuit_and_failures_of_the_provider_do()
+    {
+        var fragile = new ProviderCircuitBreakers(Options.Create(new DispatchOptions
+        {
+            BreakerMinimumThroughput = 2, BreakerFailureRatio = 0.5, BreakerSamplingDuration = TimeSpan.FromSeconds(30), BreakerBreakDuration = TimeSpan.FromSeconds(30),
+        }), time, metrics, new FakeLogger<ProviderCircuitBreakers>(logs));
+        var calls = 0;
+        Task<SendResult> Send(SendResult result)
+        {
+            calls++;
+            return Task.FromResult(result);
+        }
+
+        // The practice's file server is down: every email with a linked invoice fails for now…
+        for (var i = 0; i < 10; i++)
+        {
+            await fragile.ExecuteAsync(company, "SMTP", _ => Send(SendResult.TransientForThisMessage("SMTP: attachment INV-1042.pdf could not be fetched: HTTP 503")), TestContext.Current.CancellationToken);
+        }
+        // …and an email without one still goes to the SMTP server.
+        await fragile.ExecuteAsync(company, "SMTP", _ => Send(SendResult.Sent("id-1")), TestContext.Current.CancellationToken);
+        Assert.Equal(11, calls);
+
+        // The server itself failing opens the circuit: the next send is not made.
+        time.Advance(TimeSpan.FromSeconds(31));   // a fresh sampling window
+        await fragile.ExecuteAsync(company, "SMTP", _ => Send(SendResult.Transient("SMTP: connection lost")), TestContext.Current.CancellationToken);
+        await fragile.ExecuteAsync(company, "SMTP", _ => Send(SendResult.Transient("SMTP: connection lost")), TestContext.Current.CancellationToken);
+        await Assert.ThrowsAsync<Polly.CircuitBreaker.BrokenCircuitException>(async () =>
+            await fragile.ExecuteAsync(company, "SMTP", _ => Send(SendResult.Sent("id-2")), TestContext.Current.CancellationToken));
+        Assert.Equal(13, calls);
+    }
+
     private async Task<IReadOnlyList<string>> SendAsync(SendResult result)
     {
         var before = logs.Count;

@@ -87,6 +87,7 @@ public sealed class SendGridEmailProviderTests : IDisposable
         var result = await SendAsync(Message(missing));
 
         AssertClassified(result, SendOutcome.Transient, "SendGrid: attachment gone.pdf could not be fetched: HTTP 404");
+        Assert.True(result.AboutThisMessage);   // the practice's file server, not SendGrid: no count against the circuit breaker
         Assert.False(result.ProviderUnavailable);   // this message's link, not SendGrid: its retries count
         Assert.DoesNotContain(host.Server.LogEntries, e => e.RequestMessage.Path == SendPath);
     }

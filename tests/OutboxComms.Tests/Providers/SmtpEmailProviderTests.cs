@@ -157,6 +157,7 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
         Assert.Equal(outcome, result.Outcome);
         Assert.Equal(bounced, result.Bounced);
         Assert.False(result.ProviderUnavailable);   // a deferral at RCPT TO is about this recipient: it uses up the message's retries
+        Assert.Equal(outcome == SendOutcome.Transient, result.AboutThisMessage);   // and does not count against the server's circuit breaker
         Assert.Equal(error.Replace("{to}", message.To, StringComparison.Ordinal), result.Error);
     }
 

@@ -171,6 +171,7 @@ public sealed class WhatsAppCloudProviderTests : IDisposable
         Assert.False(result.MarketingStopped);
         // Only the account's limits (throughput, the number's spam limit, payment) are an outage; 131056 (this recipient) and 131000 (may be the message) use up retries.
         Assert.Equal(code is 130429 or 131048 or 131042, result.ProviderUnavailable);
+        Assert.Equal(code is 131056, result.AboutThisMessage);   // this recipient's limit says nothing about Meta
         if (outcome == SendOutcome.Transient)
         {
             Assert.Equal(TimeSpan.FromSeconds(120), result.RetryAfter);

@@ -86,11 +86,11 @@ internal static class EmailApi
         }
         catch (HttpRequestException ex)
         {
-            return ([], SendResult.Transient($"{provider}: {ex.Message}"));
+            return ([], SendResult.TransientForThisMessage($"{provider}: {ex.Message}"));
         }
         catch (Exception ex) when (Http.ProviderHttp.IsTimeout(ex, cancellationToken))
         {
-            return ([], SendResult.Transient($"{provider}: an attachment's link did not answer in time"));
+            return ([], SendResult.TransientForThisMessage($"{provider}: an attachment's link did not answer in time"));
         }
         catch (InvalidOperationException ex)
         {

@@ -272,7 +272,7 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
             // Before any recipient (the greeting's or AUTH's 421/454, MAIL FROM's 451) the server is
             // not taking mail from us now; at RCPT TO it is this recipient's mailbox (full,
             // greylisted), and after DATA this message.
-            return ex.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted ? SendResult.Transient(error) : SendResult.Unavailable(error);
+            return ex.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted ? SendResult.TransientForThisMessage(error) : SendResult.Unavailable(error);
         }
         if (code < 400)
         {

@@ -173,7 +173,7 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
             // payment problem are the account's, not this message's: its messages wait, as for an
             // empty MessageBird balance, and fail only once the outage budget is spent.
             131048 or 131042 => SendResult.Unavailable(described, response.RetryAfter),
-            131056 => SendResult.Transient(described, response.RetryAfter),
+            131056 => SendResult.TransientForThisMessage(described, response.RetryAfter),
             131047 when freeText => SendResult.Permanent($"{described}. More than 24 hours have passed since the customer last replied: send an approved template instead of free text."),
             131047 => SendResult.Permanent(described),
             131050 => SendResult.Permanent($"{described}. The customer stopped this business's marketing messages in WhatsApp: general updates to them on WhatsApp stop; use a utility template for invoices and reminders.") with { MarketingStopped = true },
