@@ -3,6 +3,7 @@ using System.Text.Json;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
+using OutboxComms.Core.Providers.Messaging;
 using OutboxComms.Core.Security;
 
 namespace OutboxComms.Core.Webhooks;
@@ -77,11 +78,16 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         var data = document.RootElement.GetProperty("event-data");
         var kind = data.GetProperty("event").GetString();
         var permanent = data.TryGetProperty("severity", out var severity) && severity.GetString() == "permanent";
+        // A permanent failure is a bounce when the address was refused (reason "bounce", or
+        // "suppress-bounce": it bounced before); Mailgun also fails messages it would not send to
+        // an address that unsubscribed or complained, or gave up on ("old"), which say nothing
+        // about the address being wrong: FAILED, with the reason.
+        var reasonGiven = ChatMessageParts.Text(data, "reason");
         DeliveryStatus? status = kind switch
         {
             "delivered" => DeliveryStatus.Delivered,
             "opened" => DeliveryStatus.Read,
-            "failed" when permanent => DeliveryStatus.Bounced,
+            "failed" when permanent => reasonGiven is null or "bounce" or "suppress-bounce" ? DeliveryStatus.Bounced : DeliveryStatus.Failed,
             "rejected" => DeliveryStatus.Failed,
             _ => null, // accepted, temporary failures (Mailgun retries), clicked…
         };
@@ -103,7 +109,7 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         {
             var code = data.TryGetProperty("delivery-status", out var ds) && ds.TryGetProperty("code", out var c) ? c.ToString() : "?";
             var description = data.TryGetProperty("delivery-status", out var ds2) && ds2.TryGetProperty("message", out var m) ? m.GetString() : data.TryGetProperty("reason", out var reason) ? reason.GetString() : null;
-            error = $"Mailgun {kind} {code}: {description}";
+            error = $"Mailgun {kind}{(reasonGiven is null ? "" : $" ({reasonGiven})")} {code}: {description}";
         }
         var key = data.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
         var providerId = messageId.GetString()!.Trim('<', '>');

@@ -1166,6 +1166,25 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_mailgun_permanent_failure_bounces_only_an_address_that_was_refused()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var refused = await SentMessageAsync(company, "MAILGUN", "<20261207.refused@mg.practice.example>", "EMAIL");
+        var unsubscribed = await SentMessageAsync(company, "MAILGUN", "<20261207.unsub@mg.practice.example>", "EMAIL");
+        var old = await SentMessageAsync(company, "MAILGUN", "<20261207.old@mg.practice.example>", "EMAIL");
+        async Task Fail(string messageId, string failure) =>
+            await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "failed", messageId, failure));
+
+        await Fail("20261207.refused@mg.practice.example", """ "reason":"bounce","delivery-status":{"code":550,"message":"5.1.1 The email account that you tried to reach does not exist"} """);
+        await Fail("20261207.unsub@mg.practice.example", """ "reason":"suppress-unsubscribe","delivery-status":{"code":605,"message":"Not delivering to previously unsubscribed address"} """);
+        await Fail("20261207.old@mg.practice.example", """ "reason":"old","delivery-status":{"code":498,"message":"Too old"} """);
+
+        Assert.Equal(("BOUNCED", "Mailgun failed (bounce) 550: 5.1.1 The email account that you tried to reach does not exist"), ((await RowAsync(refused)).Status, (await RowAsync(refused)).Error));
+        Assert.Equal(("FAILED", "Mailgun failed (suppress-unsubscribe) 605: Not delivering to previously unsubscribed address"), ((await RowAsync(unsubscribed)).Status, (await RowAsync(unsubscribed)).Error));
+        Assert.Equal(("FAILED", "Mailgun failed (old) 498: Too old"), ((await RowAsync(old)).Status, (await RowAsync(old)).Error));
+    }
+
+    [Fact]
     public async Task A_spam_complaint_stops_general_updates_once_and_changes_no_status()
     {
         var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
@@ -1339,18 +1358,19 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(HttpStatusCode.Unauthorized, status);
     }
 
-    private static StringContent MailgunEvent(string signingKey, DateTimeOffset signedAt, string kind, string messageId) =>
-        Json(MailgunBody(signingKey, signedAt, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), kind, messageId));
+    private static StringContent MailgunEvent(string signingKey, DateTimeOffset signedAt, string kind, string messageId, string? failure = null) =>
+        Json(MailgunBody(signingKey, signedAt, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), kind, messageId, failure));
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
-    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId)
+    /// <param name="failure">For a failed event: its fields after <c>severity</c>, e.g. <c>"reason":"bounce","delivery-status":{…}</c>.</param>
+    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId, string? failure = null)
     {
         var timestamp = signedAt.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.UTF8.GetBytes(timestamp + token)));
         return $$$"""
             {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
-             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent","timestamp":{{{timestamp}}}.5,
+             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent",{{{(failure is null ? "" : failure + ",")}}}"timestamp":{{{timestamp}}}.5,
                            "message":{"headers":{"message-id":"{{{messageId}}}"} } } }
             """;
     }
