@@ -138,27 +138,28 @@ internal sealed class BatchProcessor(
             });
 
         Completion[] outcomes = [.. completions];
+        // The unsent rows are given back whatever happens to the outcomes: a recording that gave up
+        // (the database away longer than its retries) or a failure applying an early delivery event
+        // must not keep them leased, and a failed release must not leave such an event unapplied.
         try
         {
-            await CompleteAsync(lease, outcomes, leaseEnds);
-            // Counted once the recording returned, not when decided: an outcome whose recording
-            // failed is sent again under another lease and counted then. (One the database refused
-            // even alone, or whose lease was lost meanwhile, may still be counted twice.)
-            foreach (var outcome in outcomes)
+            try
             {
-                metrics.Processed(WireName<DeliveryStatus>.Of(outcome.Status), WireName<Channel>.Of(outcome.Channel));
+                await CompleteAsync(lease, outcomes, leaseEnds);
+                // Counted once the recording returned, not when decided: an outcome whose recording
+                // failed is sent again under another lease and counted then. (One the database refused
+                // even alone, or whose lease was lost meanwhile, may still be counted twice.)
+                foreach (var outcome in outcomes)
+                {
+                    metrics.Processed(WireName<DeliveryStatus>.Of(outcome.Status), WireName<Channel>.Of(outcome.Channel));
+                }
             }
-        }
-        finally
-        {
-            // Even when recording gave up: its last commit may have landed unacknowledged, and a
-            // reminder remembered too long only waits, where one forgotten goes out twice.
-            reminders.Recorded(outcomes);
-        }
-        // Each step whatever happens to the other: a failed release must not leave an early
-        // delivery event unapplied, nor a failure applying one keep unsent rows leased.
-        try
-        {
+            finally
+            {
+                // Even when recording gave up: its last commit may have landed unacknowledged, and a
+                // reminder remembered too long only waits, where one forgotten goes out twice.
+                reminders.Recorded(outcomes);
+            }
             await ApplyWaitingEventsAsync(outcomes);
         }
         finally

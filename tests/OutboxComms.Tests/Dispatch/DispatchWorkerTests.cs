@@ -207,13 +207,13 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             "SELECT string_agg(attempt_no || ' ' || outcome, ', ') FROM communication_attempts WHERE message_id = $1", id));
     }
 
-    [Fact]
-    public async Task A_batch_gives_back_unsent_the_rows_whose_send_could_not_finish_within_its_lease()
+    /// <summary>
+    /// A provider that takes 15 s per message, one send at a time, a one-minute lease and a 20 s send timeout:
+    /// a send may start until 60 - 20 - 2 (shutdown grace) = 38 s after the claim, so 3 of 5 go out (at 0, 15 and 30 s).
+    /// </summary>
+    private (FakeTimeProvider Time, CountingProvider Email, WorkerHarness Worker) SlowProvider()
     {
-        var (company, customer) = await CustomerAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
-        // A provider that takes 15 s per message, one send at a time, a one-minute lease and a 20 s send timeout:
-        // a send may start until 60 - 20 - 2 (shutdown grace) = 38 s after the claim, so 3 of 5 go out (at 0, 15 and 30 s).
         var email = WorkerHarness.Email();
         email.Behaviour = m =>
         {
@@ -221,7 +221,15 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             return SendResult.Sent($"slow-{m.MessageId}");
         };
         var settings = new Dictionary<string, string?> { ["Dispatch:LeaseDuration"] = "00:01:00", ["Dispatch:SendTimeout"] = "00:00:20", ["Dispatch:MaxConcurrentSends"] = "1" };
-        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, settings);
+        return (time, email, new WorkerHarness(db.ConnectionString, [email], time, settings));
+    }
+
+    [Fact]
+    public async Task A_batch_gives_back_unsent_the_rows_whose_send_could_not_finish_within_its_lease()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (time, email, worker) = SlowProvider();
+        await using var _ = worker;
         await EnqueueManyAsync(company, customer, 5);
 
         Assert.Equal(5, await worker.RunOnceAsync());
@@ -237,6 +245,38 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(5, email.Calls);
         Assert.Equal(5, email.Sent.Select(m => m.MessageId).Distinct().Count());
         Assert.Equal(5, await CountAsync(company, "SENT"));
+    }
+
+    [Fact]
+    public async Task Rows_a_batch_gives_back_unsent_are_given_back_even_when_recording_its_outcomes_gives_up()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (time, email, worker) = SlowProvider();
+        await using var _ = worker;
+        await EnqueueManyAsync(company, customer, 5);
+        // The database keeps refusing the outcomes (not their values: a fault no retry cures), for this company's rows only.
+        var function = $"refuse_{company:N}";
+        await TestData.ScalarAsync<int>(db.DataSource, $"""
+            CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'outcomes cannot be recorded now'; END $$;
+            CREATE TRIGGER {function} BEFORE UPDATE ON communication_logs FOR EACH ROW
+              WHEN (NEW.company_id = '{company}' AND NEW.status = 'SENT') EXECUTE FUNCTION {function}();
+            SELECT 1
+            """);
+        try
+        {
+            await Assert.ThrowsAsync<PostgresException>(() => worker.RunOnceAsync());
+        }
+        finally
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, $"DROP TRIGGER {function} ON communication_logs; DROP FUNCTION {function}(); SELECT 1");
+        }
+
+        // Three were sent and their outcomes lost (they come back when their lease ends); the two
+        // never sent are due again at once, unleased, not held for the lease.
+        Assert.Equal(3, email.Calls);
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND next_attempt_at <= $2",
+            company, time.GetUtcNow()));
     }
 
     [Fact]
