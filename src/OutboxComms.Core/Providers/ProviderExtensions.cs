@@ -37,7 +37,7 @@ public static class ProviderExtensions
             .ConfigurePrimaryHttpMessageHandler(services => ProviderHttp.CreateHandler(ProviderHttp.ConnectTimeout, ProviderHttp.SetupTimeout,
                 services.GetRequiredService<IOptions<ProviderNetworkOptions>>().Value.AllowPrivateNetworks))
             .AddResilienceHandler("provider-http", pipeline => pipeline
-                .AddConcurrencyLimiter(256, 1024)
+                .AddConcurrencyLimiter(ProviderHttp.MaxRequestsInFlight, ProviderHttp.MaxRequestsQueued)
                 .AddTimeout(TimeSpan.FromSeconds(25)));
         // Attachment links are fetched by a client of their own: only public addresses (see
         // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using OutboxComms.Core.Providers.Http;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -115,6 +116,12 @@ public sealed class DispatchOptions : IValidatableObject
         if (LeaseDuration < SendTimeout + ShutdownGrace + MinimumSendWindow)
         {
             yield return new ValidationResult($"LeaseDuration must exceed SendTimeout + ShutdownGrace by at least {MinimumSendWindow.TotalSeconds:0} s (the time a batch has to start its sends), or slow sends could be reclaimed while in flight and batches released unsent.", [nameof(LeaseDuration)]);
+        }
+        // More sends at once than the process's provider client lets in flight and queue would have
+        // it refuse some locally, and those would count against one company's provider as an outage.
+        if ((long)MaxConcurrentSends * ConcurrentBatches > ProviderHttp.MaxRequestsInFlight + ProviderHttp.MaxRequestsQueued)
+        {
+            yield return new ValidationResult($"MaxConcurrentSends × ConcurrentBatches must be at most {ProviderHttp.MaxRequestsInFlight + ProviderHttp.MaxRequestsQueued} (the provider requests one process sends at once and queues).", [nameof(MaxConcurrentSends)]);
         }
         if (OutageMaxDelay <= TimeSpan.Zero || OutageMaxDelay > TimeSpan.FromDays(1))
         {

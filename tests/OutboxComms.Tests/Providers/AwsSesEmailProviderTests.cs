@@ -188,6 +188,16 @@ public sealed class AwsSesEmailProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_success_without_sess_json_is_not_taken_as_sent()
+    {
+        host.Answer(SendPath, 200, "<html><body>Welcome to nginx!</body></html>");
+
+        var result = await SendAsync();
+
+        AssertClassified(result, SendOutcome.Transient, "Amazon SES (HTTP 200) answered without its JSON: check the base URL");
+    }
+
+    [Fact]
     public async Task A_server_error_is_transient()
     {
         host.Answer(SendPath, 500, """{"message":"Internal Failure"}""", ("x-amzn-ErrorType", "InternalFailure"));

@@ -140,7 +140,6 @@ public sealed class MessageBirdProviderTests : IDisposable
     [Theory]
     [InlineData("""{"message":{"id":"nested-1","status":"accepted"}}""", "nested-1")]
     [InlineData("""{"status":"accepted"}""", null)]
-    [InlineData("", null)]
     public async Task Send_ids_are_read_defensively(string answer, string? id)
     {
         host.Answers("POST", "/v1/send", 202, answer);
@@ -149,6 +148,20 @@ public sealed class MessageBirdProviderTests : IDisposable
 
         Assert.Equal(SendOutcome.Sent, result.Outcome);
         Assert.Equal(id, result.ProviderMessageId);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("<html><body>Welcome to nginx!</body></html>")]
+    public async Task A_success_without_messagebirds_json_is_not_taken_as_sent(string answer)
+    {
+        // A base URL that points at some other server: its 2xx is not MessageBird's answer.
+        host.Answers("POST", "/v1/send", 200, answer);
+
+        var result = await MessageBird.SendAsync(Message(Channel.WhatsApp), WhatsAppAccount, TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.StartsWith("MessageBird (HTTP 200) answered without its JSON: check the base URL", result.Error, StringComparison.Ordinal);
     }
 
     [Theory]

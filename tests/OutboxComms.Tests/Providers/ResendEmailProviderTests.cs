@@ -82,6 +82,16 @@ public sealed class ResendEmailProviderTests : IDisposable
         host.AssertRefusedUnsent(result, "Resend: the from address is missing");
     }
 
+    [Fact]
+    public async Task A_success_without_resends_json_is_not_taken_as_sent()
+    {
+        host.Answer(SendPath, 200, "<html><body>Welcome to nginx!</body></html>");
+
+        var result = await SendAsync();
+
+        AssertClassified(result, SendOutcome.Transient, "Resend (HTTP 200) answered without its JSON: check the base URL");
+    }
+
     [Theory]
     [InlineData(400, "validation_error", "Invalid `to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.")]
     [InlineData(403, "validation_error", "The sharma-clinic.in domain is not verified. Please, add and verify your domain on https://resend.com/domains")]

@@ -97,6 +97,17 @@ public sealed class TwilioProviderTests : IDisposable
         Assert.Empty(host.Server.LogEntries);
     }
 
+    [Fact]
+    public async Task A_success_without_twilios_json_is_not_taken_as_sent()
+    {
+        host.Answers("POST", MessagesPath, 200, "<html><body>Welcome to nginx!</body></html>");
+
+        var result = await Twilio.SendAsync(Message(Channel.Sms), Account(Channel.Sms, from: "OUTBOX"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(SendOutcome.Transient, result.Outcome);
+        Assert.StartsWith("Twilio (HTTP 200) answered without its JSON: check the base URL", result.Error, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("\"price_unit\":\"inr\"", "INR")]
     [InlineData("\"price_unit\":null", "USD")]   // Twilio's own currency, never the company's rate-card one

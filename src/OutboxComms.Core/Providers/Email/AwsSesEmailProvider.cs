@@ -96,7 +96,7 @@ public sealed class AwsSesEmailProvider(ProviderHttp http, AttachmentLoader atta
         var json = response.Json;
         if (response.IsSuccess)
         {
-            return SendResult.Sent(EmailApi.StringProperty(json, "MessageId"));
+            return response.SentWithId(Provider, EmailApi.StringProperty(json, "MessageId"));
         }
 
         var type = ErrorType(response);

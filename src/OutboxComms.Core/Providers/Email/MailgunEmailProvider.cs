@@ -88,7 +88,7 @@ public sealed class MailgunEmailProvider(ProviderHttp http, AttachmentLoader att
         if (response.IsSuccess)
         {
             // Mailgun answers the id in angle brackets; its events carry it without them.
-            return SendResult.Sent(EmailApi.StringProperty(json, "id")?.Trim('<', '>'));
+            return response.SentWithId(Provider, EmailApi.StringProperty(json, "id")?.Trim('<', '>'));
         }
 
         // Errors are { "message": "…" }, except 401, which answers a bare "Forbidden".

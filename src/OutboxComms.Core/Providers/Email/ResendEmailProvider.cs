@@ -95,7 +95,7 @@ public sealed class ResendEmailProvider(ProviderHttp http) : IMessageProvider
     {
         if (response.IsSuccess)
         {
-            return SendResult.Sent(EmailApi.StringProperty(response.Json, "id"));
+            return response.SentWithId(Provider, EmailApi.StringProperty(response.Json, "id"));
         }
 
         var (name, text) = Error(response);

@@ -94,7 +94,11 @@ public sealed class SendGridEmailProvider(ProviderHttp http, AttachmentLoader at
     {
         if (response.IsSuccess)
         {
-            return SendResult.Sent(response.Header("X-Message-Id"));
+            // SendGrid answers 202 with an empty body and the id in X-Message-Id, on every send:
+            // a 2xx without it is some other server's (a wrong base URL, a proxy's page).
+            return response.Header("X-Message-Id") is { Length: > 0 } id
+                ? SendResult.Sent(id)
+                : SendResult.Transient($"SendGrid (HTTP {(int)response.Status}) answered without X-Message-Id: check the base URL; {ProviderHttp.Truncate(response.Body, 200)}");
         }
 
         // { "errors": [ { "message", "field", "help" } ] }

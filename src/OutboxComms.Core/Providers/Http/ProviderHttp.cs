@@ -16,6 +16,12 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
 {
     public const string ClientName = "providers";
 
+    /// <summary>Provider requests one process has in flight at once; beyond them, up to <see cref="MaxRequestsQueued"/> wait.</summary>
+    public const int MaxRequestsInFlight = 256;
+
+    /// <summary>Provider requests that wait for a place; one more is not sent ("at their limit").</summary>
+    public const int MaxRequestsQueued = 1024;
+
     /// <summary>How long a provider's TCP connection may take to open, well inside the request's 25 s.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 
@@ -210,6 +216,17 @@ public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSp
     public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
 
     public string? Header(string name) => Headers.TryGetValue(name, out var value) ? value : null;
+
+    /// <summary>
+    /// A 2xx: sent, with the provider's message id when the answer has one — unless the body is
+    /// not a JSON object at all, which no answer of these providers is: then it is not the
+    /// provider's answer (a wrong base URL, a proxy's page) and is retried, as SENT with no id
+    /// would never be matched by a delivery webhook.
+    /// </summary>
+    public SendResult SentWithId(string provider, string? messageId, decimal? cost = null, string? costCurrency = null) =>
+        Json is { ValueKind: JsonValueKind.Object }
+            ? SendResult.Sent(messageId, cost, costCurrency)
+            : SendResult.Transient($"{provider} (HTTP {(int)Status}) answered without its JSON: check the base URL; {ProviderHttp.Truncate(Body, 200)}");
 
     /// <summary>The body as JSON, or null when it is not JSON (some providers answer HTML on errors).</summary>
     public JsonElement? Json

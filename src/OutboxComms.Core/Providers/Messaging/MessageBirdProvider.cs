@@ -134,7 +134,7 @@ public sealed class MessageBirdProvider(ProviderHttp http) : IMessageProvider
         if (response.IsSuccess)
         {
             // /v1/send has answered both {id, status} and a full message object; read either.
-            return SendResult.Sent(ChatMessageParts.Text(json, "id") ?? ChatMessageParts.Text(ChatMessageParts.Child(json, "message"), "id"));
+            return response.SentWithId(Provider, ChatMessageParts.Text(json, "id") ?? ChatMessageParts.Text(ChatMessageParts.Child(json, "message"), "id"));
         }
         var first = ChatMessageParts.Child(json, "errors") is { ValueKind: JsonValueKind.Array } errors && errors.GetArrayLength() > 0 ? errors[0] : (JsonElement?)null;
         var code = ChatMessageParts.Code(first, "code");

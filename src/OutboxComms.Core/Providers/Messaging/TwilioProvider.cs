@@ -121,7 +121,7 @@ public sealed partial class TwilioProvider(ProviderHttp http) : IMessageProvider
             // Twilio prices in the account's currency, USD unless the account says otherwise (price_unit,
             // ISO 4217, sometimes lower case): never the company's rate-card currency.
             var unit = ChatMessageParts.Text(json, "price_unit") is { Length: > 0 } named ? named.ToUpperInvariant() : "USD";
-            return SendResult.Sent(ChatMessageParts.Text(json, "sid"), price, price is null ? null : unit);
+            return response.SentWithId(Provider, ChatMessageParts.Text(json, "sid"), price, price is null ? null : unit);
         }
         var code = ChatMessageParts.Code(json, "code");
         var text = ChatMessageParts.Text(json, "message") ?? ProviderHttp.Truncate(response.Body, 300);
