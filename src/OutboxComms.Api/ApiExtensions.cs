@@ -72,7 +72,12 @@ public static class ApiExtensions
         app.MapOpenApi();
         app.MapHealthEndpoints();
         // As the worker does (see its MetricsEndpoint): a series not updated for 5 minutes would be dropped and restart at 0; a day is the most allowed.
-        Prometheus.Metrics.ConfigureMeterAdapter(options => options.MetricsExpireAfter = TimeSpan.FromDays(1));
+        // Without .NET's networking meters, labelled by tenants' hosts (OutboxMetrics.IsExported).
+        Prometheus.Metrics.ConfigureMeterAdapter(options =>
+        {
+            options.MetricsExpireAfter = TimeSpan.FromDays(1);
+            options.InstrumentFilterPredicate = instrument => OutboxComms.Core.Observability.OutboxMetrics.IsExported(instrument.Meter.Name);
+        });
         app.MapMetrics().RequireAuthorization(AuthExtensions.MetricsPolicy);
         app.MapWebhooks();
         app.MapCompanies();

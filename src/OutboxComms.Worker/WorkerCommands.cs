@@ -45,8 +45,19 @@ public static class WorkerCommands
             Console.Out.WriteLine(Usage);
             return 0;
         }
-        var verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
-        var rest = args.SkipWhile(a => a == verb).ToArray();
+        // The verb is the first argument that is not a setting override, wherever the overrides are:
+        // "--ConnectionStrings:Outbox=… replay --status FAILED" must replay (a dry run by default),
+        // not start a dispatcher that ignores the word "replay" and sends from the operator's machine.
+        var verbAt = Array.FindIndex(args, a => !IsConfiguration(a));
+        var verb = verbAt < 0 ? "run" : args[verbAt];
+        string[] rest = verbAt < 0 ? args : [.. args[..verbAt], .. args[(verbAt + 1)..]];
+        // The dispatcher takes setting overrides only: anything else is a mistake (a verb misspelt
+        // or misplaced, an option of another verb) that must not start it.
+        if (verb == "run" && rest.FirstOrDefault(a => !IsConfiguration(a)) is { } stray)
+        {
+            await Console.Error.WriteLineAsync($"run: unknown argument '{stray}' (settings are given as --Section:Key=value).\n{Usage}");
+            return 2;
+        }
         // One-shot verbs take configuration overrides (--Section:Key=value) and their own options
         // only: a mistyped option ("migrate --dry-run") must not go ahead and change the database.
         if (verb is "migrate" or "rotate-keys" && rest.FirstOrDefault(a => !IsConfiguration(a) && !(verb == "migrate" && a == "--script")) is { } unknown)
@@ -88,7 +99,7 @@ public static class WorkerCommands
                 await BuildHost(rest).RunAsync();
                 return 0;
             default:
-                await Console.Error.WriteLineAsync($"Unknown verb '{verb}'.\n{Usage}");
+                await Console.Error.WriteLineAsync($"Unknown verb '{verb}' (settings are given as --Section:Key=value).\n{Usage}");
                 return 2;
         }
     }

@@ -152,6 +152,8 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProv
             var state = await migrator.GetStateAsync(timeout.Token);
             result = state.IsCurrent
                 ? HealthCheckResult.Healthy($"schema at version {state.AppliedVersion}")
+                : state.Changed.Count > 0
+                    ? HealthCheckResult.Unhealthy($"migrations {string.Join(", ", state.Changed)} were applied from files that differ from this build's: the workers refuse to migrate until that is resolved (see README, Migrations)")
                 : state.Missing.Count > 0
                     ? HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion} but migrations {string.Join(", ", state.Missing)} were never applied: run `OutboxComms.Worker migrate`")
                     : HealthCheckResult.Unhealthy($"schema at version {state.AppliedVersion}, this build needs {state.ExpectedVersion}: run `OutboxComms.Worker migrate`");

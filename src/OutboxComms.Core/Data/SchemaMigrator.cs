@@ -18,7 +18,10 @@ public sealed record SchemaState(int AppliedVersion, int ExpectedVersion)
     /// <summary>Migrations of this build below the applied version that were never applied (a file applied out of order by hand).</summary>
     public IReadOnlyList<int> Missing { get; init; } = [];
 
-    public bool IsCurrent => AppliedVersion >= ExpectedVersion && Missing.Count == 0;
+    /// <summary>Migrations applied from a file that differs from this build's: the workers refuse to migrate (and start) until it is sorted out.</summary>
+    public IReadOnlyList<int> Changed { get; init; } = [];
+
+    public bool IsCurrent => AppliedVersion >= ExpectedVersion && Missing.Count == 0 && Changed.Count == 0;
 }
 
 /// <summary>
@@ -142,18 +145,22 @@ public sealed partial class SchemaMigrator(NpgsqlDataSource dataSource, ILogger<
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var exists = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NOT NULL", connection);
-        var versions = new HashSet<int>();
+        var checksums = new Dictionary<int, string>();
         if ((bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
         {
-            await using var command = new NpgsqlCommand("SELECT version FROM schema_migrations", connection);
+            await using var command = new NpgsqlCommand("SELECT version, checksum FROM schema_migrations", connection);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
-                versions.Add(reader.GetInt32(0));
+                checksums[reader.GetInt32(0)] = reader.GetString(1);
             }
         }
-        var applied = versions.Count == 0 ? 0 : versions.Max();
-        return new SchemaState(applied, LatestVersion) { Missing = [.. All.Select(m => m.Version).Where(v => v < applied && !versions.Contains(v))] };
+        var applied = checksums.Count == 0 ? 0 : checksums.Keys.Max();
+        return new SchemaState(applied, LatestVersion)
+        {
+            Missing = [.. All.Select(m => m.Version).Where(v => v < applied && !checksums.ContainsKey(v))],
+            Changed = [.. All.Where(m => checksums.TryGetValue(m.Version, out var stored) && stored != m.Checksum).Select(m => m.Version)],
+        };
     }
 
     /// <summary>

@@ -10,6 +10,16 @@ namespace OutboxComms.Core.Observability;
 public sealed class OutboxMetrics : IDisposable
 {
     public const string MeterName = "OutboxComms";
+
+    /// <summary>
+    /// Whether a .NET meter's series go to /metrics. Not .NET's networking meters (System.Net.Http,
+    /// System.Net.NameResolution, System.Net.Sockets): they label series by the host dialled, and
+    /// those hosts are tenants' (an SMTP host, a provider base URL, every attachment link a
+    /// producer sends) — unbounded series kept for a day, and other tenants' hosts shown to whoever
+    /// reads the metrics. Ours, the runtime's and ASP.NET Core's are bounded.
+    /// </summary>
+    public static bool IsExported(string meterName) =>
+        !(meterName ?? throw new ArgumentNullException(nameof(meterName))).StartsWith("System.Net.", StringComparison.Ordinal);
     private readonly Meter meter;
     private readonly Counter<long> outcomes;
     private readonly Histogram<double> sendDuration;

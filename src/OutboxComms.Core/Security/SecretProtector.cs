@@ -181,7 +181,21 @@ public sealed class SecretProtector
                     [$"{EncryptionKeyOptions.EnvironmentVariable} entry {keys.Count + 1} is not 'id:base64-of-32-bytes'"]);
             }
             var id = entry[..separator];
-            keys[id] = key;
+            // The id is stored in each value's header in one length byte: a longer one (in UTF-8)
+            // would write values no one could read.
+            if (Encoding.UTF8.GetByteCount(id) > byte.MaxValue)
+            {
+                throw new OptionsValidationException(EncryptionKeyOptions.EnvironmentVariable, typeof(EncryptionKeyOptions),
+                    [$"{EncryptionKeyOptions.EnvironmentVariable} entry {keys.Count + 1}: its key id is longer than 255 bytes"]);
+            }
+            // A second key under an id already given would silently replace the first: the new key
+            // given as "k1:NEW,k1:OLD" would leave values written under OLD while rotate-keys said
+            // they were current, and dropping OLD later would lose every secret.
+            if (!keys.TryAdd(id, key))
+            {
+                throw new OptionsValidationException(EncryptionKeyOptions.EnvironmentVariable, typeof(EncryptionKeyOptions),
+                    [$"{EncryptionKeyOptions.EnvironmentVariable} names key id '{id}' twice: give the new key an id of its own (e.g. k2:…, then k1:… for the old one)"]);
+            }
             current ??= id;
         }
         return (current!, keys);

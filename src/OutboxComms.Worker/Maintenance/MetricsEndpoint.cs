@@ -1,3 +1,4 @@
+using OutboxComms.Core.Observability;
 using Prometheus;
 
 namespace OutboxComms.Worker.Maintenance;
@@ -28,9 +29,14 @@ internal sealed class MetricsEndpoint(IConfiguration configuration) : IHostedSer
     /// <summary>
     /// prometheus-net drops a series of a .NET meter after 5 minutes without an update, and the next
     /// increment starts it again at 0: a counter of rare events (a bounce a day) would never show an
-    /// increase. A day is the longest it allows; our labels are bounded (status, channel, provider).
+    /// increase. A day is the longest it allows; our labels are bounded (status, channel, provider),
+    /// and meters whose labels are not are left out (<see cref="OutboxMetrics.IsExported"/>).
     /// </summary>
-    internal static void KeepSeries() => Metrics.ConfigureMeterAdapter(options => options.MetricsExpireAfter = TimeSpan.FromDays(1));
+    internal static void KeepSeries() => Metrics.ConfigureMeterAdapter(options =>
+    {
+        options.MetricsExpireAfter = TimeSpan.FromDays(1);
+        options.InstrumentFilterPredicate = instrument => OutboxMetrics.IsExported(instrument.Meter.Name);
+    });
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {

@@ -194,6 +194,34 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     }
 
     [Fact]
+    public async Task A_migration_applied_from_another_version_of_its_file_is_not_current()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: true);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            var edited = SchemaMigrator.All[^2].Version;
+            // As when a file was edited after a database applied it: the workers refuse to migrate.
+            await using (var change = dataSource.CreateCommand($"UPDATE schema_migrations SET checksum = 'an earlier version' WHERE version = {edited}"))
+            {
+                await change.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            var migrator = new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance);
+
+            var state = await migrator.GetStateAsync(TestContext.Current.CancellationToken);
+
+            Assert.False(state.IsCurrent);
+            Assert.Empty(state.Missing);
+            Assert.Equal([edited], state.Changed);
+            await Assert.ThrowsAnyAsync<InvalidOperationException>(() => migrator.ApplyAsync(TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task The_plain_SQL_script_builds_the_same_schema_as_the_migrate_verb()
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
@@ -268,37 +296,50 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
         }
     }
 
-    [Fact]
-    public async Task Migration_0020_takes_the_index_its_header_builds_concurrently_and_refuses_one_whose_build_failed()
+    /// <summary>
+    /// A migration whose header says to build its index first with CREATE INDEX CONCURRENTLY (on a
+    /// large table) takes that index, and one whose build failed (left invalid) is refused — by the
+    /// migration itself, or for 0012, which did not check, by 0030.
+    /// </summary>
+    [Theory]
+    [InlineData(12, 30, "ix_communication_logs_provider_message_id")]
+    [InlineData(20, 20, "ix_customers_number_suffix")]
+    [InlineData(23, 23, "ix_webhook_events_waiting")]
+    [InlineData(27, 27, "ix_webhook_events_waiting_received")]
+    public async Task A_migration_takes_the_index_its_header_builds_concurrently_and_an_invalid_one_is_refused(int recipeIn, int refusedBy, string index)
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
         try
         {
             await using var dataSource = NpgsqlDataSource.Create(connectionString);
-            foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < 20))
+            foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < recipeIn))
             {
-                await using var apply = dataSource.CreateCommand(migration.Sql);
-                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+                await MigrateAsync(migration.Sql);
             }
-            var sql = SchemaMigrator.All.Single(m => m.Version == 20).Sql;
-            // The header's recipe for a large customers table, run as an operator would.
-            var recipe = string.Join('\n', sql.Split('\n').Where(l => l.StartsWith("--   ", StringComparison.Ordinal)).Select(l => l[5..]));
-            Assert.StartsWith("CREATE INDEX CONCURRENTLY ix_customers_number_suffix ON customers", recipe, StringComparison.Ordinal);
+            // The header's recipe for a large table, run as an operator would.
+            var header = SchemaMigrator.All.Single(m => m.Version == recipeIn).Sql;
+            var recipe = string.Join('\n', header.Split('\n').Where(l => l.StartsWith("--   ", StringComparison.Ordinal)).Select(l => l[5..]));
+            Assert.StartsWith($"CREATE INDEX CONCURRENTLY {index} ON ", recipe, StringComparison.Ordinal);
             await using (var build = dataSource.CreateCommand(recipe))
             {
                 await build.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
             }
             // As a build that failed half-way leaves it.
-            await TestData.ScalarAsync<int>(dataSource, "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_customers_number_suffix'::regclass RETURNING 1");
+            await TestData.ScalarAsync<int>(dataSource, $"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass RETURNING 1");
+            foreach (var migration in SchemaMigrator.All.Where(m => m.Version >= recipeIn && m.Version < refusedBy))
+            {
+                await MigrateAsync(migration.Sql);
+            }
+            var guard = SchemaMigrator.All.Single(m => m.Version == refusedBy).Sql;
 
-            var refused = await Assert.ThrowsAsync<PostgresException>(() => MigrateAsync());
-            Assert.Contains("ix_customers_number_suffix exists but is invalid", refused.MessageText, StringComparison.Ordinal);
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => MigrateAsync(guard));
+            Assert.Contains($"{index} exists but is invalid", refused.MessageText, StringComparison.Ordinal);
 
-            await TestData.ScalarAsync<int>(dataSource, "UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'ix_customers_number_suffix'::regclass RETURNING 1");
-            await MigrateAsync();
-            Assert.Equal(1, await TestData.ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_customers_number_suffix'"));
+            await TestData.ScalarAsync<int>(dataSource, $"UPDATE pg_index SET indisvalid = true WHERE indexrelid = '{index}'::regclass RETURNING 1");
+            await MigrateAsync(guard);
+            Assert.Equal(1, await TestData.ScalarAsync<long>(dataSource, $"SELECT count(*) FROM pg_indexes WHERE indexname = '{index}'"));
 
-            async Task MigrateAsync()
+            async Task MigrateAsync(string sql)
             {
                 await using var connection = await dataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
                 await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);

@@ -26,6 +26,26 @@ public sealed class WorkerCommandsTests
     }
 
     [Theory]
+    [InlineData("run", "replay")]                   // a verb after "run": not a setting
+    [InlineData("--Dispatch:BatchSize=10", "--dry-run")]
+    [InlineData("--Dispatch:BatchSize=10", "migrate", "--dry-run")]
+    [InlineData("--ConnectionStrings:Outbox", "Host=db")]   // the spaced form: settings are --Section:Key=value
+    public async Task Arguments_the_dispatcher_does_not_take_are_refused_instead_of_starting_it(params string[] args)
+    {
+        // Started, the dispatcher would run until stopped: refusing returns at once.
+        Assert.Equal(2, await WorkerCommands.RunAsync(args).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task A_verb_after_setting_overrides_is_the_verb()
+    {
+        // Before, "replay" after an override started the dispatcher (which ignored it) against that
+        // database; now it is a replay's dry run, which here cannot reach the database: exit 1 at once.
+        const string Unreachable = "--ConnectionStrings:Outbox=Host=127.0.0.1;Port=1;Username=outbox;Database=outbox;Timeout=2";
+        Assert.Equal(1, await WorkerCommands.RunAsync([Unreachable, "replay", "--status", "FAILED"]).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+    }
+
+    [Theory]
     [InlineData("migrate")]
     [InlineData("rotate-keys")]
     [InlineData("replay")]

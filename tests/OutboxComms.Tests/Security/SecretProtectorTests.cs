@@ -79,6 +79,23 @@ public sealed class SecretProtectorTests
     }
 
     [Fact]
+    public void A_key_id_given_twice_or_too_long_for_the_header_is_refused_at_start()
+    {
+        var fresh = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+        var old = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
+        // The new key under the old one's id: the first would have been replaced by the second.
+        var twice = Assert.Throws<OptionsValidationException>(() => With($"k1:{fresh},k1:{old}"));
+        // 100 Devanagari letters are 300 bytes: more than the header's one length byte holds.
+        var tooLong = Assert.Throws<OptionsValidationException>(() => With($"{new string('क', 100)}:{fresh}"));
+
+        Assert.Contains("names key id 'k1' twice", twice.Message, StringComparison.Ordinal);
+        Assert.Contains("longer than 255 bytes", tooLong.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(fresh, twice.Message + tooLong.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(old, twice.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_secret_copied_to_another_company_or_another_setting_is_refused()
     {
         var protector = With(TestKeys.Encryption);
