@@ -211,6 +211,18 @@ public static class ComplianceCalendarEndpoints
             return validation.Problem();
         }
 
+        // A filing's reference names its form, with its key when another filing planned here has
+        // the same form (AOC-4 beside AOC-4-OPC): "AOC-4 for FY 2025-26", as a practice writes it.
+        var formsInUse = chosen.GroupBy(f => f.Filing.Form).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+        string Reference(ComplianceFiling filing) =>
+            formsInUse.Contains(filing.Form) ? $"{filing.Form} ({filing.Key}) for FY {year.Label}" : $"{filing.Form} for FY {year.Label}";
+        // Ordered with a business app creating the same reminder by hand at this moment (the lock
+        // POST /v1/reminders takes), in one order, so that one of the two sees the other's.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        foreach (var reference in chosen.Select(f => Reference(f.Filing).ToLowerInvariant()).Distinct().Order(StringComparer.Ordinal))
+        {
+            await ReminderEndpoints.LockReferenceAsync(db, tenant.CompanyId, customer.Id, MessageType.ComplianceReminder, reference, cancellationToken);
+        }
         var keys = chosen.Select(f => f.Filing.Key).ToList();
         // Per filing: its active reminder if any, else the latest resolved one.
         var existing = (await db.Reminders.AsNoTracking()
@@ -227,7 +239,6 @@ public static class ComplianceCalendarEndpoints
             .OrderBy(r => r.Id)
             .Select(r => new ByHandReminder(r.Id, r.Reference, r.DueDate))
             .ToListAsync(cancellationToken);
-        var formsInUse = filings.GroupBy(f => f.Filing.Form).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
         var now = time.GetUtcNow();
         var created = new List<Reminder>();
         var skipped = new List<SkippedFiling>();
@@ -250,8 +261,10 @@ public static class ComplianceCalendarEndpoints
                 skipped.Add(new SkippedFiling(filing.Key, $"needs agmDate: due {filing.Rule.Describe()}"));
                 continue;
             }
-            var reference = formsInUse.Contains(filing.Form) ? $"{filing.Form} ({filing.Key}) for FY {year.Label}" : $"{filing.Form} for FY {year.Label}";
-            if (byHand.FirstOrDefault(r => r.DueDate == dueDate && string.Equals(r.Reference.Trim(), reference, StringComparison.OrdinalIgnoreCase)) is { } same)
+            var reference = Reference(filing);
+            var plain = $"{filing.Form} for FY {year.Label}";
+            if (byHand.FirstOrDefault(r => r.DueDate == dueDate
+                    && (string.Equals(r.Reference.Trim(), reference, StringComparison.OrdinalIgnoreCase) || string.Equals(r.Reference.Trim(), plain, StringComparison.OrdinalIgnoreCase))) is { } same)
             {
                 skipped.Add(new SkippedFiling(filing.Key, string.Create(CultureInfo.InvariantCulture,
                     $"due {dueDate:yyyy-MM-dd}: reminder {same.Id} ('{same.Reference}'), made by hand, already reminds of it; resolve that one to plan this one instead")));
@@ -291,6 +304,7 @@ public static class ComplianceCalendarEndpoints
         {
             return Problems.Conflict("These calendar reminders were being created by another request at the same moment; list them with GET /v1/reminders.");
         }
+        await transaction.CommitAsync(cancellationToken);
         var ids = created.Select(r => r.Id).ToList();
         var views = ids.Count == 0 ? [] : await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => ids.Contains(r.Id)).OrderBy(r => r.DueDate), cancellationToken);
         var result = new CreatedFromCalendar([.. views.OrderBy(v => v.DueDate).ThenBy(v => v.Id)], skipped);

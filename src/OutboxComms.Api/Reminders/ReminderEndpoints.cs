@@ -80,19 +80,16 @@ public static class ReminderEndpoints
         }
         var draft = new ReminderDraft(tenant.CompanyId, customer.Id, type!.Value, request.Reference!.Trim(), dueDate!.Value, graceDays, templateData, steps);
         var reminder = ReminderPlan.Create(draft, customer.TimeZone, zone, deadlineZone, time.GetUtcNow());
-        if (reminder.Steps.All(s => s.State == StepState.Skipped))
-        {
-            var last = reminder.Steps.Max(s => s.FireAt);
-            return validation.Add("steps", string.Create(CultureInfo.InvariantCulture, $"every step's time has passed (the last was {last.UtcDateTime:u} in the customer's zone {customer.TimeZone}); nothing would be sent.")).Problem();
-        }
         // A business app that retries after a timeout must not start a second sequence (every step
-        // sent twice): an active reminder of this customer, type, reference and due date is the
-        // answer. The lock orders concurrent retries, so only the first creates it.
+        // sent twice): an active reminder of this customer, type, reference (in any case, as the
+        // compliance calendar matches it) and due date is the answer — even when the retry comes
+        // after the last step's time. The lock orders concurrent retries, so only the first creates
+        // it, and the calendar takes the same lock for a filing it plans.
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var sameKey = $"reminder:{tenant.CompanyId}:{customer.Id}:{reminder.Type}:{reminder.Reference}";
-        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({sameKey}, 0))", cancellationToken);
+        await LockReferenceAsync(db, tenant.CompanyId, customer.Id, reminder.Type, reminder.Reference, cancellationToken);
+        var lowered = reminder.Reference.ToLowerInvariant();
         var existing = await db.Reminders.AsNoTracking().Include(r => r.Steps)
-            .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.Type == reminder.Type && r.Reference == reminder.Reference
+            .Where(r => r.CompanyId == tenant.CompanyId && r.CustomerId == customer.Id && r.Type == reminder.Type && r.Reference.ToLower() == lowered
                         && r.DueDate == reminder.DueDate && r.Status == ReminderStatus.Active)
             .FirstOrDefaultAsync(cancellationToken);
         if (existing is not null)
@@ -103,6 +100,11 @@ public static class ReminderEndpoints
                 return Problems.Conflict($"An active reminder {existing.Id} for '{reminder.Reference}' due {reminder.DueDate:yyyy-MM-dd} already exists with other steps, grace or data: resolve it first to replace it.");
             }
             return TypedResults.Ok((await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == existing.Id), cancellationToken)).Single());
+        }
+        if (reminder.Steps.All(s => s.State == StepState.Skipped))
+        {
+            var last = reminder.Steps.Max(s => s.FireAt);
+            return validation.Add("steps", string.Create(CultureInfo.InvariantCulture, $"every step's time has passed (the last was {last.UtcDateTime:u} in the customer's zone {customer.TimeZone}); nothing would be sent.")).Problem();
         }
         // Checked now, for a reminder to be created (a retry of one is answered above whatever
         // became of its templates since): weeks later every step would fail instead.
@@ -123,6 +125,17 @@ public static class ReminderEndpoints
         await transaction.CommitAsync(cancellationToken);
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == reminder.Id), cancellationToken)).Single();
         return TypedResults.Created($"/v1/reminders/{reminder.Id}", view);
+    }
+
+    /// <summary>
+    /// Orders, until the transaction ends, everyone creating a reminder of this customer, type and
+    /// reference (in any case): a business app's retries, and the compliance calendar planning the
+    /// same filing, so that only the first creates it.
+    /// </summary>
+    internal static Task LockReferenceAsync(OutboxDbContext db, Guid companyId, Guid customerId, MessageType type, string reference, CancellationToken cancellationToken)
+    {
+        var key = $"reminder:{companyId}:{customerId}:{WireName<MessageType>.Of(type)}:{reference.Trim().ToLowerInvariant()}";
+        return db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0))", cancellationToken);
     }
 
     internal static async Task<Results<Ok<ReminderPage>, ValidationProblem>> List(
@@ -201,51 +214,58 @@ public static class ReminderEndpoints
         }
         if (reminder.Status == ReminderStatus.Active)
         {
-            var now = time.GetUtcNow();
-            var reason = string.Create(CultureInfo.InvariantCulture, $"the reminder was resolved at {now.UtcDateTime:u}");
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            reminder.Status = ReminderStatus.Resolved;
-            reminder.ResolvedAt = now;
-            reminder.ResolutionNote = request?.Note;
-            reminder.UpdatedAt = now;
-            await db.SaveChangesAsync(cancellationToken);
-            // A step the scheduler holds right now is waited for, then no longer SCHEDULED; the next
-            // statement (a fresh snapshot) then sees the outbox row it produced and cancels that.
-            await db.ReminderSteps.Where(s => s.ReminderId == id && s.State == StepState.Scheduled)
-                .ExecuteUpdateAsync(s => s.SetProperty(x => x.State, StepState.Cancelled).SetProperty(x => x.StateReason, reason).SetProperty(x => x.ProcessedAt, now), cancellationToken);
-            // The steps' messages and the rows the worker split from them (a step on BOTH channels:
-            // the sibling carries the step's metadata), unless a worker holds one under a live lease
-            // (it is being sent); one whose lease ran out (its worker died) is cancelled, its lease
-            // cleared as the message cancel does.
-            var marker = System.Text.Json.JsonSerializer.Serialize(new { reminderId = id });
-            var pending = db.CommunicationLogs
-                .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
-                            && ((EF.Functions.JsonContains(m.Metadata, marker) && EF.Functions.JsonExists(m.Metadata, "reminderStepId"))
-                                || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)));
-            // One statement, deciding each row by its lease as it is when the row is updated (a
-            // worker that records it meanwhile is waited for, and its row then read again): an
-            // unleased row is cancelled; one being sent right now still goes, but if it does not go
-            // now (a retry, quiet hours) it expires at its next claim instead of reaching the client
-            // after the resolution — its lease and status stay the worker's, whose outcome is still recorded.
-            // Twice: a worker recording a BOTH step's outcome inserts its WhatsApp twin in the same
-            // transaction the first statement waits for; the twin, committed after that statement's
-            // snapshot, is only seen by a second one (which otherwise only writes the first one's
-            // result again: a leased row keeps its lease, status and the expiry already set).
-            for (var pass = 0; pass < 2; pass++)
+            // Locked, then read again: a resolve of the same reminder at this moment waits here and
+            // then finds it resolved, so the first resolution and its note stay as they were.
+            await db.Database.ExecuteSqlAsync($"SELECT 1 FROM reminders WHERE id = {id} AND company_id = {tenant.CompanyId} FOR UPDATE", cancellationToken);
+            await db.Entry(reminder).ReloadAsync(cancellationToken);
+            if (reminder.Status == ReminderStatus.Active)
             {
-                await pending.ExecuteUpdateAsync(m => m
-                    .SetProperty(x => x.Status, x => x.LockedUntil == null || x.LockedUntil <= now ? DeliveryStatus.Cancelled : x.Status)
-                    .SetProperty(x => x.StatusReason, x => x.LockedUntil == null || x.LockedUntil <= now ? reason : x.StatusReason)
-                    .SetProperty(x => x.ExpiresAt, x => x.LockedUntil > now && (x.ExpiresAt == null || x.ExpiresAt > now) ? now : x.ExpiresAt)
-                    .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
-                    .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
-                    .SetProperty(x => x.UpdatedAt, now), cancellationToken);
-                foreach (var (sql, parameters) in DigestsWithout(tenant.CompanyId, reminder.CustomerId, id, reason, now))
+                var now = time.GetUtcNow();
+                var reason = string.Create(CultureInfo.InvariantCulture, $"the reminder was resolved at {now.UtcDateTime:u}");
+                reminder.Status = ReminderStatus.Resolved;
+                reminder.ResolvedAt = now;
+                reminder.ResolutionNote = request?.Note;
+                reminder.UpdatedAt = now;
+                await db.SaveChangesAsync(cancellationToken);
+                // A step the scheduler holds right now is waited for, then no longer SCHEDULED; the next
+                // statement (a fresh snapshot) then sees the outbox row it produced and cancels that.
+                await db.ReminderSteps.Where(s => s.ReminderId == id && s.State == StepState.Scheduled)
+                    .ExecuteUpdateAsync(s => s.SetProperty(x => x.State, StepState.Cancelled).SetProperty(x => x.StateReason, reason).SetProperty(x => x.ProcessedAt, now), cancellationToken);
+                // The steps' messages and the rows the worker split from them (a step on BOTH channels:
+                // the sibling carries the step's metadata), unless a worker holds one under a live lease
+                // (it is being sent); one whose lease ran out (its worker died) is cancelled, its lease
+                // cleared as the message cancel does.
+                var marker = System.Text.Json.JsonSerializer.Serialize(new { reminderId = id });
+                var pending = db.CommunicationLogs
+                    .Where(m => m.CompanyId == tenant.CompanyId && m.CustomerId == reminder.CustomerId && m.Status == DeliveryStatus.Pending
+                                && ((EF.Functions.JsonContains(m.Metadata, marker) && EF.Functions.JsonExists(m.Metadata, "reminderStepId"))
+                                    || db.ReminderSteps.Any(s => s.ReminderId == id && s.MessageId == m.Id)));
+                // One statement, deciding each row by its lease as it is when the row is updated (a
+                // worker that records it meanwhile is waited for, and its row then read again): an
+                // unleased row is cancelled; one being sent right now still goes, but if it does not go
+                // now (a retry, quiet hours) it expires at its next claim instead of reaching the client
+                // after the resolution — its lease and status stay the worker's, whose outcome is still recorded.
+                // Twice: a worker recording a BOTH step's outcome inserts its WhatsApp twin in the same
+                // transaction the first statement waits for; the twin, committed after that statement's
+                // snapshot, is only seen by a second one (which otherwise only writes the first one's
+                // result again: a leased row keeps its lease, status and the expiry already set).
+                for (var pass = 0; pass < 2; pass++)
                 {
-                    await db.Database.ExecuteSqlRawAsync(sql, parameters, cancellationToken);
+                    await pending.ExecuteUpdateAsync(m => m
+                        .SetProperty(x => x.Status, x => x.LockedUntil == null || x.LockedUntil <= now ? DeliveryStatus.Cancelled : x.Status)
+                        .SetProperty(x => x.StatusReason, x => x.LockedUntil == null || x.LockedUntil <= now ? reason : x.StatusReason)
+                        .SetProperty(x => x.ExpiresAt, x => x.LockedUntil > now && (x.ExpiresAt == null || x.ExpiresAt > now) ? now : x.ExpiresAt)
+                        .SetProperty(x => x.LockedBy, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedBy)
+                        .SetProperty(x => x.LockedUntil, x => x.LockedUntil == null || x.LockedUntil <= now ? null : x.LockedUntil)
+                        .SetProperty(x => x.UpdatedAt, now), cancellationToken);
+                    foreach (var (sql, parameters) in DigestsWithout(tenant.CompanyId, reminder.CustomerId, id, reason, now))
+                    {
+                        await db.Database.ExecuteSqlRawAsync(sql, parameters, cancellationToken);
+                    }
                 }
+                await transaction.CommitAsync(cancellationToken);
             }
-            await transaction.CommitAsync(cancellationToken);
         }
         var view = (await ReminderViews.LoadAsync(db, tenant.CompanyId, db.Reminders.Where(r => r.Id == id), cancellationToken)).Single();
         return TypedResults.Ok(view);

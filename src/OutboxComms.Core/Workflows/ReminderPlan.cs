@@ -77,11 +77,18 @@ public static class ReminderPlan
     {
         ArgumentNullException.ThrowIfNull(draft);
         var dueAt = EndOf(draft.DueDate, deadlineZone);
-        var planned = draft.Steps.Select(s => (Draft: s, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt, now))).ToList();
+        var planned = draft.Steps.Select((s, i) => (Draft: s, Index: i, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt, now))).ToList();
+        // Another step that still reminds the client before the deadline, at or after a moved
+        // step's time. At the same instant (two steps moved to now) an unmoved step, else the one
+        // given later, is the one kept: exactly one of them goes.
+        bool RemindsInstead((StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) other, (StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) moved) =>
+            other.Index != moved.Index && other.Planned.FireAt < dueAt
+            && (other.Planned.FireAt > moved.Planned.FireAt
+                || (other.Planned.FireAt == moved.Planned.FireAt && (other.Planned.Note is null || other.Index > moved.Index)));
         var steps = planned
             .Select(s => (s.Draft, s.Planned.FireAt, Skipped: s.Planned.FireAt < now || (s.Planned.FireAt == now && s.Planned.Note is null)
                 ? string.Create(CultureInfo.InvariantCulture, $"its time ({s.Planned.FireAt.UtcDateTime:u}) had passed when the reminder was created")
-                : s.Planned.Note is { } moved && planned.FirstOrDefault(o => !ReferenceEquals(o.Draft, s.Draft) && o.Planned.FireAt >= s.Planned.FireAt && o.Planned.FireAt < dueAt) is { Draft: not null } later
+                : s.Planned.Note is { } moved && planned.FirstOrDefault(o => RemindsInstead(o, s)) is { Draft: not null } later
                     // Moved onto or before another step that still goes before the deadline: that one reminds the client.
                     ? string.Create(CultureInfo.InvariantCulture, $"{moved}, where the step of offsetDays {later.Draft.OffsetDays} already reminds the client")
                     : null,

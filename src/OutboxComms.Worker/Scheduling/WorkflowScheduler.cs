@@ -70,8 +70,8 @@ internal sealed class WorkflowScheduler(WorkflowStore store, IOptions<Scheduling
     /// <summary>
     /// A due step is queued unless its reminder was resolved or its customer deleted. A missed
     /// step is still sent if it is the latest due step of its reminder and its news is still true:
-    /// a step before the due date until the due date ends, whatever the grace ("due tomorrow"
-    /// would be wrong after that; its message expires then too), an overdue notice (on or after
+    /// a step before the due date, or on it, until the due date ends, whatever the grace ("due
+    /// tomorrow" would be wrong after that; its message expires then too), an overdue notice (after
     /// the due date) until the due date + grace ends or within the catch-up window of its time,
     /// whichever is later. Otherwise it is skipped, with the reason.
     /// </summary>

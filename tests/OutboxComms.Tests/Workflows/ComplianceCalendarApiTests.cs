@@ -136,6 +136,25 @@ public sealed class ComplianceCalendarApiTests(DatabaseFixture db) : WorkflowApi
     }
 
     [Fact]
+    public async Task A_filing_whose_form_another_filing_shares_is_covered_by_a_hand_made_reminder_named_by_its_form()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        // The practice's own "AOC-4 for FY 2025-26" (AOC-4-OPC shares the form in the calendar, but is not planned here).
+        var (handMade, byHand) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
+        {
+            customerId = customer, type = "COMPLIANCE_REMINDER", reference = "AOC-4 for FY 2025-26", dueDate = "2026-10-20", templateKey = "compliance-reminder", steps = new[] { new { offsetDays = -7 } },
+        });
+        Assert.Equal(HttpStatusCode.Created, handMade.StatusCode);
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/compliance-calendar/reminders",
+            new { customerId = customer, financialYear = "2025-26", agmDate = "2026-09-20", filings = new[] { "AOC-4", "MGT-7" } });
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        Assert.Equal(["MGT-7 for FY 2025-26"], body!["created"]!.AsArray().Select(r => r.Text("reference")));
+        Assert.StartsWith($"due 2026-10-20: reminder {byHand!["id"]!.GetValue<long>()} ('AOC-4 for FY 2025-26'), made by hand", Assert.Single(body["skipped"]!.AsArray()).Text("reason"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Filings_that_need_the_AGM_date_or_whose_steps_have_all_passed_are_skipped_with_the_reason()
     {
         var (client, _, _) = await PracticeAsync();

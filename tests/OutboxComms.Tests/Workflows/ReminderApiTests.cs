@@ -145,6 +145,54 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
     }
 
     [Fact]
+    public async Task A_retry_after_the_last_steps_time_or_in_another_case_is_answered_with_the_reminder_it_created()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        object Request(string reference) => new
+        {
+            customerId = customer, type = "PAYMENT_REMINDER", reference, dueDate = "2026-01-10", templateKey = "payment-reminder",
+            steps = new[] { new { offsetDays = -1 } },   // 9 January, 10:00 IST
+        };
+        var (created, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", Request("Invoice INV-2000"));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = body!["id"]!.GetValue<long>();
+
+        // The answer was lost; the business app retries after the step's time, and writes the reference in capitals.
+        Time.SetUtcNow(new DateTimeOffset(2026, 1, 9, 5, 0, 0, TimeSpan.Zero));
+        var (retried, again) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", Request("Invoice INV-2000"));
+        var (shouted, same) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", Request("INVOICE INV-2000"));
+
+        Assert.Equal((HttpStatusCode.OK, id), (retried.StatusCode, again!["id"]!.GetValue<long>()));
+        Assert.Equal((HttpStatusCode.OK, id), (shouted.StatusCode, same!["id"]!.GetValue<long>()));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM reminders WHERE customer_id = $1", customer));
+    }
+
+    [Fact]
+    public async Task A_resolve_at_the_same_moment_as_another_waits_for_it_and_keeps_the_first_resolution()
+    {
+        var (client, _, customer) = await PracticeAsync();
+        var (_, reminder) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customer));
+        var id = reminder!["id"]!.GetValue<long>();
+        // Another resolve has changed the reminder and not committed yet.
+        await using var connection = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var first = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var resolve = new Npgsql.NpgsqlCommand("UPDATE reminders SET status = 'RESOLVED', resolved_at = now(), resolution_note = 'Paid by NEFT' WHERE id = $1", connection, first) { Parameters = { new() { Value = id } } })
+        {
+            Assert.Equal(1, await resolve.ExecuteNonQueryAsync(TestContext.Current.CancellationToken));
+        }
+
+        var second = client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "Paid by cheque" });
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(second.IsCompleted);   // waiting for the first
+        await first.CommitAsync(TestContext.Current.CancellationToken);
+        var (response, body) = await second;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(("RESOLVED", "Paid by NEFT"), (body!.Text("status"), body.Text("resolutionNote")));
+        Assert.Equal("Paid by NEFT", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT resolution_note FROM reminders WHERE id = $1", id));
+    }
+
+    [Fact]
     public async Task Resolving_cancels_every_step_not_yet_sent_and_resolving_again_changes_nothing()
     {
         var (client, _, customer) = await PracticeAsync();

@@ -103,6 +103,11 @@ public sealed class ReminderPlanTests
         var lastChance = ReminderPlan.Create(Draft(Step(-7), Step(0)), "Pacific/Honolulu", honolulu, Kolkata, late);
         Assert.Equal([(-7, StepState.Skipped, At("2026-11-12T20:00:00Z")), (0, StepState.Scheduled, late)], lastChance.Steps.Select(s => (s.OffsetDays, s.State, s.FireAt)));
         Assert.StartsWith("moved to when the reminder was created: on 2026-11-19 it would have come after", lastChance.Steps[1].StateReason, StringComparison.Ordinal);
+        // Two steps on the due date (09:00 and 10:00), both moved to now: one of them goes, not none.
+        var twoMoved = ReminderPlan.Create(Draft(new StepDraft(0, new TimeOnly(9, 0), "reminder", Channel.Preferred), Step(0)), "Pacific/Honolulu", honolulu, Kolkata, late);
+        Assert.Equal([StepState.Skipped, StepState.Scheduled], twoMoved.Steps.Select(s => s.State));
+        Assert.Equal([late, late], twoMoved.Steps.Select(s => s.FireAt));
+        Assert.EndsWith("where the step of offsetDays 0 already reminds the client", twoMoved.Steps[0].StateReason, StringComparison.Ordinal);
         // After the deadline, nothing is moved to now: it is skipped as passed.
         var tooLate = ReminderPlan.Create(Draft(Step(0), Step(1)), "Pacific/Honolulu", honolulu, Kolkata, At("2026-11-19T19:00:00Z"));
         Assert.Equal([StepState.Skipped, StepState.Scheduled], tooLate.Steps.Select(s => s.State));
