@@ -29,8 +29,10 @@ public sealed class OutboxMetrics : IDisposable
     private readonly Counter<long> scheduleOccurrences;
     private readonly Counter<long> providerUnavailable;
     // Observed, not an up/down counter: an exporter that drops a series left unchanged for a day
-    // (prometheus-net) would otherwise lose a long outage's +1 and read −1 once it closed.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> openCircuits = new(StringComparer.Ordinal);
+    // (prometheus-net) would otherwise lose a long outage's +1 and read −1 once it closed. Each
+    // company's circuit by provider, with the end of its current break.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(Guid CompanyId, string Provider), DateTimeOffset> openCircuits = new();
+    private readonly TimeProvider time;
     // Null until the first sample: the queue gauges then report nothing rather than an empty queue
     // (the database unreachable at start read as "nothing waiting", which no alert on the backlog
     // would catch).
@@ -38,9 +40,10 @@ public sealed class OutboxMetrics : IDisposable
     private long queueSampledUnixMilliseconds;
     private long lastDispatchUnixMilliseconds;
 
-    public OutboxMetrics(IMeterFactory meters)
+    public OutboxMetrics(IMeterFactory meters, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(meters);
+        this.time = time ?? TimeProvider.System;
         meter = meters.Create(MeterName);
         outcomes = meter.CreateCounter<long>("outbox.messages.processed", "{message}", "Messages the worker finished a step for, by resulting status and channel");
         sendDuration = meter.CreateHistogram<double>("outbox.provider.duration", "ms", "Provider call latency, by provider and outcome");
@@ -58,7 +61,7 @@ public sealed class OutboxMetrics : IDisposable
         providerUnavailable = meter.CreateCounter<long>("outbox.provider.unavailable", "{attempt}",
             "Sends that found the provider down or throttling the account and were put off without using up a retry, by provider: alert on a steady rate");
         meter.CreateObservableGauge("outbox.provider.open_circuits", OpenCircuits, "{circuit}",
-            "Companies whose provider circuit is open now (their sends are deferred until it closes), by provider: alert when above 0 for long");
+            "Companies whose provider circuit is in its break now (opened, or opened again by a failed probe; their sends are deferred), by provider: alert when above 0 for long");
         scheduleOccurrences = meter.CreateCounter<long>("outbox.scheduler.occurrences", "{occurrence}", "Company schedule occurrences the scheduler handled");
     }
 
@@ -72,14 +75,24 @@ public sealed class OutboxMetrics : IDisposable
 
     public void ProviderUnavailable(string provider) => providerUnavailable.Add(1, new KeyValuePair<string, object?>("provider", provider));
 
-    /// <summary>A company's circuit for <paramref name="provider"/> opened (once per outage, not again after a failed probe).</summary>
-    public void CircuitOpened(string provider) => openCircuits.AddOrUpdate(provider, 1, (_, open) => open + 1);
+    /// <summary>
+    /// A company's circuit for <paramref name="provider"/> opened, or opened again by a failed
+    /// probe, for a break until <paramref name="breakEnds"/>. It counts until then: a circuit whose
+    /// break ended with no send since (the company's messages went elsewhere, or expired, or another
+    /// worker took them) is not reported open for ever, only until the next probe would be made.
+    /// </summary>
+    public void CircuitOpened(Guid companyId, string provider, DateTimeOffset breakEnds) => openCircuits[(companyId, provider)] = breakEnds;
 
     /// <summary>A circuit <see cref="CircuitOpened"/> reported closed again.</summary>
-    public void CircuitClosed(string provider) => openCircuits.AddOrUpdate(provider, 0, (_, open) => Math.Max(0, open - 1));
+    public void CircuitClosed(Guid companyId, string provider) => openCircuits.TryRemove((companyId, provider), out _);
 
-    private IEnumerable<Measurement<int>> OpenCircuits() =>
-        [.. openCircuits.Select(p => new Measurement<int>(p.Value, new KeyValuePair<string, object?>("provider", p.Key)))];
+    private IEnumerable<Measurement<int>> OpenCircuits()
+    {
+        var now = time.GetUtcNow();
+        // Every provider that ever had one, so a closed circuit reads 0 rather than vanishing.
+        return [.. openCircuits.GroupBy(c => c.Key.Provider, StringComparer.Ordinal)
+            .Select(g => new Measurement<int>(g.Count(c => c.Value > now), new KeyValuePair<string, object?>("provider", g.Key)))];
+    }
 
     public void Queue(QueueSnapshot snapshot, DateTimeOffset sampledAt)
     {

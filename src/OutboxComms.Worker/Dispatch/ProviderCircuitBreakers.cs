@@ -24,9 +24,6 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
 
     private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), Line> lines = new();
 
-    // Circuits open or half-open: counted once from opening until closed (a failed probe opens it again, not anew).
-    private readonly ConcurrentDictionary<(Guid CompanyId, string Provider), bool> broken = new();
-
     public async ValueTask<SendResult> ExecuteAsync(Guid companyId, string provider, Func<CancellationToken, Task<SendResult>> send, CancellationToken cancellationToken)
     {
         var line = lines.GetOrAdd((companyId, provider), static (key, self) => new Line(self.Build(key)), this);
@@ -105,19 +102,13 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 {
                     DispatchLog.CircuitOpened(logger, key.Provider, key.CompanyId, args.BreakDuration,
                         LogRedaction.Contacts(args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message));
-                    if (broken.TryAdd(key, true))
-                    {
-                        metrics.CircuitOpened(key.Provider);
-                    }
+                    metrics.CircuitOpened(key.CompanyId, key.Provider, time.GetUtcNow() + args.BreakDuration);
                     return ValueTask.CompletedTask;
                 },
                 OnClosed = args =>
                 {
                     DispatchLog.CircuitClosed(logger, key.Provider, key.CompanyId);
-                    if (broken.TryRemove(key, out _))
-                    {
-                        metrics.CircuitClosed(key.Provider);
-                    }
+                    metrics.CircuitClosed(key.CompanyId, key.Provider);
                     return ValueTask.CompletedTask;
                 },
             })
