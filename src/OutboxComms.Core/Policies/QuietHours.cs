@@ -7,6 +7,19 @@ namespace OutboxComms.Core.Policies;
 public readonly record struct QuietHours(TimeOnly Start, TimeOnly End)
 {
     /// <summary>
+    /// The last instant PostgreSQL's <c>time</c> holds: migration 0026 stores an end of 24:00 as this,
+    /// so 00:00–24:00 stays a whole day.
+    /// </summary>
+    public static readonly TimeOnly EndOfDay = new(23, 59, 59, 999, 999);
+
+    /// <summary>
+    /// 00:00–24:00: the customer may never be contacted. No deferral ever ends (each would end one
+    /// microsecond before midnight, inside the next day's window), so such a message is not sent
+    /// at all rather than deferred from day to day.
+    /// </summary>
+    public bool CoversWholeDay => Start == TimeOnly.MinValue && End >= EndOfDay;
+
+    /// <summary>
     /// When <paramref name="now"/> falls inside the window, the instant the window ends (the first
     /// moment the customer's clock shows <see cref="End"/>, so a DST jump can't strand a message);
     /// otherwise null.
@@ -51,7 +64,7 @@ public readonly record struct QuietHours(TimeOnly Start, TimeOnly End)
         return end > now ? end : null;
     }
 
-    public override string ToString() => $"{Start:HH\\:mm}–{End:HH\\:mm}";
+    public override string ToString() => CoversWholeDay ? "00:00–24:00" : $"{Start:HH\\:mm}–{End:HH\\:mm}";
 }
 
 /// <summary>Turning a customer's wall-clock time into an instant, across DST gaps and overlaps.</summary>

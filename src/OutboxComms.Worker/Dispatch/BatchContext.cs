@@ -59,6 +59,23 @@ internal sealed class BatchContext
         }
     }
 
+    private Func<ClaimedMessage, CancellationToken, Task<Core.Customers.Customer?>>? currentRecipient;
+
+    /// <summary>When the batch's recipients (customers, consent, preferences) were read; never, for a batch that cannot read them again.</summary>
+    public DateTimeOffset RecipientsReadAt { get; private set; } = DateTimeOffset.MaxValue;
+
+    /// <summary>Lets <see cref="CurrentRecipientAsync"/> read a recipient again, the batch's having been read at <paramref name="readAt"/>.</summary>
+    public BatchContext ReadingRecipientsAgain(DateTimeOffset readAt, Func<ClaimedMessage, CancellationToken, Task<Core.Customers.Customer?>> current)
+    {
+        RecipientsReadAt = readAt;
+        currentRecipient = current;
+        return this;
+    }
+
+    /// <summary>The message's recipient as the database has it now, or null when this batch cannot read it again.</summary>
+    public Task<Core.Customers.Customer?>? CurrentRecipientAsync(ClaimedMessage message, CancellationToken cancellationToken) =>
+        currentRecipient?.Invoke(message, cancellationToken);
+
     /// <summary>The reminder slots this batch holds in the <see cref="ReminderGate"/>, to give back once its outcomes are recorded.</summary>
     public List<(Guid CustomerId, MessageType Type, long MessageId)> HeldReminders { get; } = [];
 

@@ -79,7 +79,8 @@ internal sealed class BatchProcessor(
         {
             claimed = await store.WithRecipientsAsync(lease, claimed, claimedAt, CancellationToken.None);
             await using var scope = scopes.CreateAsyncScope();
-            context = await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, store.AttachmentContentAsync, CancellationToken.None);
+            context = (await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, store.AttachmentContentAsync, CancellationToken.None))
+                .ReadingRecipientsAgain(claimedAt, store.CurrentRecipientAsync);
         }
         finally
         {

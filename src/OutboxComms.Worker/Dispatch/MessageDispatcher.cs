@@ -37,6 +37,9 @@ internal sealed partial class MessageDispatcher(
     ILogger<MessageDispatcher> logger)
 {
     private readonly DispatchOptions settings = options.Value;
+
+    /// <summary>How long a batch's reading of its recipients decides its sends; a send starting later reads its recipient again.</summary>
+    internal static readonly TimeSpan RecipientsFreshFor = TimeSpan.FromSeconds(5);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, DateTimeOffset> keyMissingLogged = new();
 
     public async Task<Completion> DispatchAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
@@ -95,6 +98,16 @@ internal sealed partial class MessageDispatcher(
             };
         }
         message = message with { TemplateData = templateData };
+
+        // Consent as it is now. The batch read its recipients at the claim, and with a slow
+        // provider its last sends start most of a lease later: an opt-out, an unsubscribe, a
+        // provider's STOP or a deletion committed meanwhile must decide them, not be overridden for
+        // up to a minute. A fast batch (every send within RecipientsFreshFor) costs no extra query.
+        if (message.Customer is not null && now - context.RecipientsReadAt > RecipientsFreshFor
+            && context.CurrentRecipientAsync(message, sendToken) is { } reading)
+        {
+            message = message with { Customer = await reading };
+        }
 
         var customer = message.Customer;
         var company = context.Company(message.CompanyId);
@@ -186,6 +199,10 @@ internal sealed partial class MessageDispatcher(
         if (!LocalTimes.TryFindZone(customer.TimeZone, out var zone))
         {
             return Fail(message, resolved, $"customer's time zone '{customer.TimeZone}' is not a known IANA time zone");
+        }
+        if (preference is { QuietHoursStart: { } wholeDayStart, QuietHoursEnd: { } wholeDayEnd } && new QuietHours(wholeDayStart, wholeDayEnd).CoversWholeDay)
+        {
+            return Suppress(message, resolved, "the customer's quiet hours cover the whole day (00:00–24:00): nothing may be sent to them; change the quiet hours, then replay the message", now);
         }
         if (preference is { QuietHoursStart: { } start, QuietHoursEnd: { } end }
             && new QuietHours(start, end).DeferUntil(now, zone) is { } quietUntil)

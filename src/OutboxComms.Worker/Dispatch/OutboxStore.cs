@@ -470,6 +470,24 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         return [.. claimed.Where(m => byId.ContainsKey(m.Id)).Select(m => byId[m.Id])];
     }
 
+    /// <summary>
+    /// The message's recipient as the database has it now: the batch read every recipient at its
+    /// claim, and its last sends may start most of a lease later (see BatchContext.CurrentRecipientAsync).
+    /// The same lookup as the batch's, for one row.
+    /// </summary>
+    public async Task<Customer?> CurrentRecipientAsync(ClaimedMessage message, CancellationToken cancellationToken)
+    {
+        List<ClaimedMessage> one = [message];
+        await using var command = dataSource.CreateCommand(RecipientsSql);
+        command.Parameters.Add(Array(one, m => m.Id, NpgsqlDbType.Bigint));
+        command.Parameters.Add(Array(one, m => m.CompanyId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(one, m => m.CustomerId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(one, m => m.CustomerExternalId, NpgsqlDbType.Text));
+        command.Parameters.Add(Array(one, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) && !reader.IsDBNull(2) ? ReadCustomer(reader, message.CompanyId) : null;
+    }
+
     // A counter (retries, attempts, outage attempts) as the worker counts on from it. The columns
     // have no CHECK: a producer may write -1 or int.MaxValue, and one more would then be out of range
     // (negative, or an overflow) for the retry schedule.

@@ -701,6 +701,21 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Quiet_hours_of_the_whole_day_suppress_the_message_rather_than_defer_it_from_day_to_day()
+    {
+        // 00:00–24:00 ("never contact"), stored by migration 0026's rule as 00:00–23:59:59.999999.
+        var (company, customer) = await CustomerAsync("quiet_hours_start = '00:00', quiet_hours_end = '23:59:59.999999'");
+        var id = await EnqueueAsync(company, customer, type: "INVOICE");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal("SUPPRESSED", row.Status);
+        Assert.StartsWith("the customer's quiet hours cover the whole day (00:00–24:00)", row.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
     public async Task A_message_that_would_expire_before_its_deferral_ends_is_cancelled_at_once_with_the_reason()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 24, 18, 0, 0, TimeSpan.Zero)); // 23:30 IST

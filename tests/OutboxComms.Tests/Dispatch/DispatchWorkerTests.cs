@@ -248,6 +248,35 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_send_starting_seconds_after_its_batch_was_claimed_obeys_an_unsubscribe_made_meanwhile()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (time, email, worker) = SlowProvider();
+        await using var _ = worker;
+        await EnqueueManyAsync(company, customer, 3);
+        // The client clicks the unsubscribe link while the batch's first general update is being sent.
+        var unsubscribed = false;
+        email.Behaviour = m =>
+        {
+            time.Advance(TimeSpan.FromSeconds(15));
+            if (!unsubscribed)
+            {
+                unsubscribed = true;
+                Outbox.SetPreferencesAsync(db.DataSource, customer, "general_updates_opt_out = true").GetAwaiter().GetResult();
+            }
+            return SendResult.Sent($"slow-{m.MessageId}");
+        };
+
+        Assert.Equal(3, await worker.RunOnceAsync());
+
+        // The batch read the customer at its claim (subscribed); the later sends read them again.
+        Assert.Equal(1, email.Calls);
+        Assert.Equal((1, 2), (await CountAsync(company, "SENT"), await CountAsync(company, "SUPPRESSED")));
+        Assert.Equal("customer unsubscribed from general updates", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT DISTINCT status_reason FROM communication_logs WHERE company_id = $1 AND status = 'SUPPRESSED'", company));
+    }
+
+    [Fact]
     public async Task Rows_a_batch_gives_back_unsent_are_given_back_even_when_recording_its_outcomes_gives_up()
     {
         var (company, customer) = await CustomerAsync();
