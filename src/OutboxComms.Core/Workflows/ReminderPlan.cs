@@ -45,12 +45,23 @@ public static class ReminderPlan
     /// ends in the company's zone; for a client far west of it (Honolulu, 15½ hours behind IST) the
     /// due date's 10:00 comes after that, and the step would only ever be cancelled. It goes the
     /// day before instead (or earlier, until it comes before the deadline), at the same local time,
-    /// saying so.
+    /// saying so. An overdue notice (after the due date) whose local time comes before that
+    /// deadline (a client far east: Sydney) goes at the deadline, saying so.
     /// </summary>
     private static (DateTimeOffset FireAt, string? Note) BeforeTheDeadline(DateOnly dueDate, StepDraft step, TimeZoneInfo zone, DateTimeOffset dueAt, DateTimeOffset now)
     {
         var fireAt = StepTime(dueDate, step.OffsetDays, step.SendAt, zone);
-        if (step.OffsetDays > 0 || fireAt < dueAt)
+        if (step.OffsetDays > 0)
+        {
+            // An overdue notice is not sent before the filing is overdue: a client far east of the
+            // company (Sydney's 05:00 the day after is 23:30 IST on the due date) gets it when the
+            // due date ends in the company's zone, not half an hour before a last-minute filing.
+            return fireAt >= dueAt
+                ? (fireAt, null)
+                : (dueAt, string.Create(CultureInfo.InvariantCulture,
+                    $"moved to when the due date ends in the company's zone ({dueAt.UtcDateTime:u}): at {dueDate.AddDays(step.OffsetDays):yyyy-MM-dd} {step.SendAt:HH:mm} in the customer's zone ({zone.Id}) the filing was not yet overdue"));
+        }
+        if (fireAt < dueAt)
         {
             return (fireAt, null);
         }
@@ -78,13 +89,18 @@ public static class ReminderPlan
         ArgumentNullException.ThrowIfNull(draft);
         var dueAt = EndOf(draft.DueDate, deadlineZone);
         var planned = draft.Steps.Select((s, i) => (Draft: s, Index: i, Planned: BeforeTheDeadline(draft.DueDate, s, zone, dueAt, now))).ToList();
-        // Another step that still reminds the client before the deadline, at or after a moved
-        // step's time. At the same instant (two steps moved to now) an unmoved step, else the one
-        // given later, is the one kept: exactly one of them goes.
-        bool RemindsInstead((StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) other, (StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) moved) =>
-            other.Index != moved.Index && other.Planned.FireAt < dueAt
-            && (other.Planned.FireAt > moved.Planned.FireAt
-                || (other.Planned.FireAt == moved.Planned.FireAt && (other.Planned.Note is null || other.Index > moved.Index)));
+        // Another step that still reminds the client instead of a moved one: for one moved before
+        // the deadline, a step at or after its time that still goes before the deadline; for an
+        // overdue notice moved to the deadline, another at that same instant. At the same instant
+        // (two steps moved to now, or to the deadline) an unmoved step, else the one given later,
+        // is the one kept: exactly one of them goes.
+        bool RemindsInstead((StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) other, (StepDraft Draft, int Index, (DateTimeOffset FireAt, string? Note) Planned) moved)
+        {
+            var kept = other.Planned.FireAt == moved.Planned.FireAt && (other.Planned.Note is null || other.Index > moved.Index);
+            return other.Index != moved.Index && (moved.Draft.OffsetDays > 0
+                ? kept
+                : other.Planned.FireAt < dueAt && (other.Planned.FireAt > moved.Planned.FireAt || kept));
+        }
         var steps = planned
             .Select(s => (s.Draft, s.Planned.FireAt, Skipped: s.Planned.FireAt < now || (s.Planned.FireAt == now && s.Planned.Note is null)
                 ? string.Create(CultureInfo.InvariantCulture, $"its time ({s.Planned.FireAt.UtcDateTime:u}) had passed when the reminder was created")

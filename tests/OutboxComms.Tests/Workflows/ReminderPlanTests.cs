@@ -112,6 +112,18 @@ public sealed class ReminderPlanTests
         var tooLate = ReminderPlan.Create(Draft(Step(0), Step(1)), "Pacific/Honolulu", honolulu, Kolkata, At("2026-11-19T19:00:00Z"));
         Assert.Equal([StepState.Skipped, StepState.Scheduled], tooLate.Steps.Select(s => s.State));
 
+        // Far east, the overdue notice: the day after at 04:00 and 05:00 in Sydney (17:00Z, 18:00Z) come
+        // before the deadline (18:30Z on the 19th): the filing is not overdue yet; both go at the
+        // deadline, which is one notice, not two.
+        var sydney = TimeZoneInfo.FindSystemTimeZoneById("Australia/Sydney");
+        var east = ReminderPlan.Create(Draft(new StepDraft(1, new TimeOnly(4, 0), "overdue", Channel.Preferred), new StepDraft(1, new TimeOnly(5, 0), "overdue", Channel.Preferred)),
+            "Australia/Sydney", sydney, Kolkata, At("2026-11-01T00:00:00Z"));
+        Assert.Equal([(StepState.Skipped, At("2026-11-19T18:30:00Z")), (StepState.Scheduled, At("2026-11-19T18:30:00Z"))], east.Steps.Select(s => (s.State, s.FireAt)));
+        Assert.StartsWith("moved to when the due date ends in the company's zone (2026-11-19 18:30:00Z): at 2026-11-20 05:00", east.Steps[1].StateReason, StringComparison.Ordinal);
+        // At 10:00 in Sydney (23:00Z) the day after, it is overdue: nothing moves.
+        var eastLater = ReminderPlan.Create(Draft(Step(1)), "Australia/Sydney", sydney, Kolkata, At("2026-11-01T00:00:00Z"));
+        Assert.Equal((At("2026-11-19T23:00:00Z"), (string?)null), (eastLater.Steps[0].FireAt, eastLater.Steps[0].StateReason));
+
         // Where the due date's 10:00 comes before the deadline (New York: 15:00Z), nothing moves.
         var newYork = ReminderPlan.Create(Draft(Step(-1), Step(0)), "America/New_York", NewYork, Kolkata, At("2026-11-01T00:00:00Z"));
         Assert.Equal([At("2026-11-18T15:00:00Z"), At("2026-11-19T15:00:00Z")], newYork.Steps.Select(s => s.FireAt));

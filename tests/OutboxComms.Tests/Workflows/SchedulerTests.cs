@@ -318,10 +318,11 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_clients_overdue_notice_that_fires_before_midnight_in_india_is_still_an_overdue_notice()
+    public async Task A_clients_overdue_notice_whose_time_comes_before_midnight_in_india_goes_at_the_deadline_as_an_overdue_notice()
     {
         // A Sydney client (UTC+11 in March) of an Indian practice: the day after the due date at
-        // 05:00 in Sydney is 23:30 IST on the due date itself, before the practice's deadline ends.
+        // 05:00 in Sydney is 23:30 IST on the due date itself, before the practice's deadline ends:
+        // the filing is not overdue yet, so the notice waits for the deadline (05:30 in Sydney).
         var (client, company) = await PracticeAsync();
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company, timeZone: "Australia/Sydney");
         var (created, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/reminders", new
@@ -333,11 +334,14 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
 
         await PassAt("2026-03-08T18:01:00Z");   // the day before, 05:01 in Sydney
         await PassAt("2026-03-10T18:01:00Z");   // the day after, 05:01 in Sydney; 23:31 IST on the due date
+        Assert.Equal(["QUEUED", "SCHEDULED"], (await StepsAsync(body!["id"]!.GetValue<long>())).Select(s => s.State));
+        await PassAt("2026-03-10T18:31:00Z");   // midnight IST has passed: overdue
 
         var steps = await StepsAsync(body!["id"]!.GetValue<long>());
         Assert.Equal(["QUEUED", "QUEUED"], steps.Select(s => s.State));
-        // The reminder before the deadline holds until it ends (midnight IST); the overdue notice is
-        // not cut off by it, though it fires half an hour before.
+        Assert.StartsWith("moved to when the due date ends in the company's zone (2026-03-10 18:30:00Z): at 2026-03-11 05:00 in the customer's zone (Australia/Sydney) the filing was not yet overdue", steps[1].Reason, StringComparison.Ordinal);
+        // The reminder before the deadline holds until it ends (midnight IST); the overdue notice,
+        // a step after the due date, is not cut off by it.
         Assert.Equal(At("2026-03-10T18:30:00Z").UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource, "SELECT expires_at FROM communication_logs WHERE id = $1", steps[0].MessageId!.Value));
         Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT expires_at IS NULL FROM communication_logs WHERE id = $1", steps[1].MessageId!.Value));
     }
