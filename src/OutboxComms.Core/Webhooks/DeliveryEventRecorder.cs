@@ -45,7 +45,9 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // the mail, then bounced it: SES, SendGrid and Mailgun report both) makes the row BOUNCED; READ
     // stays. A delivery after a failure (a carrier's late report) clears the failure's time and
     // error. Events arrive in any order (SNS and SendGrid promise none), so both go by the events'
-    // own times: an earlier delivery that arrives after the bounce changes nothing. Mailgun reports
+    // own times: an earlier delivery that arrives after the bounce changes nothing. The delivery and
+    // read times are the earliest reported: a "read" that came first stands in for the delivery
+    // until the "delivered" with its own, earlier time arrives (the status stays READ). Mailgun reports
     // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
     // hash index on provider_message_id (migration 0012; internal so a test can check their plans).
     internal const string ApplySql = """
@@ -62,8 +64,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         moved AS (
             UPDATE communication_logs m SET
                    status        = CASE WHEN t.advances THEN $3 ELSE m.status END,
-                   delivered_at  = CASE WHEN $3 IN ('DELIVERED', 'READ') AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.delivered_at, $4) ELSE m.delivered_at END,
-                   read_at       = CASE WHEN $3 = 'READ' AND delivery_rank(t.status) IS NOT NULL THEN coalesce(m.read_at, $4) ELSE m.read_at END,
+                   delivered_at  = CASE WHEN $3 IN ('DELIVERED', 'READ') AND delivery_rank(t.status) IS NOT NULL THEN least(coalesce(m.delivered_at, $4), $4) ELSE m.delivered_at END,
+                   read_at       = CASE WHEN $3 = 'READ' AND delivery_rank(t.status) IS NOT NULL THEN least(coalesce(m.read_at, $4), $4) ELSE m.read_at END,
                    failed_at     = CASE WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $4
                                         WHEN t.advances AND t.status IN ('FAILED', 'BOUNCED') THEN NULL
                                         ELSE m.failed_at END,

@@ -136,12 +136,15 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1764000100), afterRead.Read);
         Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1764000100), afterRead.Delivered); // read without delivered still proves delivery
 
+        // The "delivered" that arrives late keeps the status READ but gives the delivery its own, earlier time.
         var lateDelivered = WhatsAppStatus("wamid.READ1", "delivered", 1764000050);
         (_, receipt) = await PostAsync(path, new StringContent(lateDelivered, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", lateDelivered));
         Assert.Equal(1, receipt!.Stale);
+        var afterDelivered = await RowAsync(id);
+        Assert.Equal(("READ", DateTimeOffset.FromUnixTimeSeconds(1764000050), afterRead.Read), (afterDelivered.Status, afterDelivered.Delivered, afterDelivered.Read));
         var lateFailed = WhatsAppStatus("wamid.READ1", "failed", 1764000200, ""","errors":[{"code":131026,"title":"Message undeliverable"}]""");
         await PostAsync(path, new StringContent(lateFailed, Encoding.UTF8, "application/json"), HubSignature("meta-app-secret", lateFailed));
-        Assert.Equal(afterRead, await RowAsync(id));
+        Assert.Equal(afterDelivered, await RowAsync(id));
     }
 
     [Fact]
