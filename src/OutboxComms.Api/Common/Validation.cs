@@ -6,7 +6,7 @@ namespace OutboxComms.Api.Common;
 /// Collects field errors and answers them as one RFC 7807 validation problem, each error keyed by
 /// the field's JSON name (e.g. <c>quietHours.start</c>), so a client can show it next to the field.
 /// </summary>
-public sealed class Validation
+public sealed partial class Validation
 {
     private readonly Dictionary<string, List<string>> errors = new(StringComparer.Ordinal);
 
@@ -35,6 +35,12 @@ public sealed class Validation
     public Validation StorableJson(string field, JsonElement value, string raw)
     {
         ArgumentNullException.ThrowIfNull(raw);
+        // jsonb keeps a number as numeric: at most 131,072 digits before the point and 16,383
+        // after. Only an exponent (or a very long body) can reach that, so others are not walked.
+        if ((raw.Length > MaxNumericDigitsBeforePoint || ExponentNumber().IsMatch(raw)) && HasUnstorableNumber(value))
+        {
+            Add(field, $"{field} holds a number PostgreSQL cannot store (more than {MaxNumericDigitsBeforePoint:N0} digits before the point or {MaxNumericDigitsAfterPoint:N0} after).");
+        }
         if (!raw.Contains("\\u", StringComparison.Ordinal))
         {
             return this;
@@ -71,6 +77,40 @@ public sealed class Validation
         JsonValueKind.Array => element.EnumerateArray().Any(HasNul),
         _ => false,
     };
+
+    private const int MaxNumericDigitsBeforePoint = 131_072;
+    private const int MaxNumericDigitsAfterPoint = 16_383;
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"[0-9][eE][+-]?[0-9]", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex ExponentNumber();
+
+    private static bool HasUnstorableNumber(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.Number => !StorableNumber(element.GetRawText()),
+        JsonValueKind.Object => element.EnumerateObject().Any(p => HasUnstorableNumber(p.Value)),
+        JsonValueKind.Array => element.EnumerateArray().Any(HasUnstorableNumber),
+        _ => false,
+    };
+
+    /// <summary>Whether PostgreSQL's numeric holds a JSON number written as <paramref name="text"/> (e.g. 1.5e1000).</summary>
+    internal static bool StorableNumber(string text)
+    {
+        var e = text.IndexOfAny(['e', 'E']);
+        var mantissa = e < 0 ? text : text[..e];
+        long exponent = 0;
+        if (e >= 0 && !long.TryParse(text[(e + 1)..], System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out exponent))
+        {
+            return false;   // an exponent beyond a long: far beyond numeric
+        }
+        var point = mantissa.IndexOf('.', StringComparison.Ordinal);
+        var whole = (point < 0 ? mantissa : mantissa[..point]).TrimStart('-').TrimStart('0');
+        var fraction = point < 0 ? "" : mantissa[(point + 1)..].TrimEnd('0');
+        if (whole.Length == 0 && fraction.Length == 0)
+        {
+            return true;   // zero, whatever its exponent
+        }
+        return whole.Length + exponent <= MaxNumericDigitsBeforePoint && fraction.Length - exponent <= MaxNumericDigitsAfterPoint;
+    }
 
     /// <summary>Prefixes every field, for items of a bulk request (<c>messages[3].channel</c>).</summary>
     public Validation Merge(string prefix, Validation other)

@@ -235,7 +235,9 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         await batch.ExecuteNonQueryAsync(cancellationToken);
         if (transaction is not null)
         {
-            await transaction.CommitAsync(cancellationToken);
+            // Not the client's token: a client gone away mid-commit must not skip the wake-up of a
+            // commit that landed.
+            await transaction.CommitAsync(CancellationToken.None);
         }
         notifier.Notify();
         return null;
@@ -308,12 +310,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         // A caller that goes away drops its insert only while no batch has taken it; once taken it
         // may already be committed.
         var rows = await insert.Done.Task.WaitAsync(cancellationToken);
-        if (rows.Count == 0)
-        {
-            return null;
-        }
-        notifier.Notify();
-        return rows;
+        return rows.Count == 0 ? null : rows;
     }
 
     private sealed record CheckedInsert(Guid CompanyId, MessageDraft Draft, DateTimeOffset Now, CancellationToken Abandoned)
@@ -433,6 +430,13 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             }
             return;
         }
+        // Once per committed batch, here rather than by each caller: a caller that has gone away
+        // (a client's timeout) after its send was taken must not leave its committed row waiting
+        // for the workers' poll.
+        if (results.Any(rows => rows.Count > 0))
+        {
+            notifier.Notify();
+        }
         for (var i = 0; i < group.Count; i++)
         {
             group[i].Done.TrySetResult(results[i]);
@@ -463,9 +467,13 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             }
             while (await reader.NextResultAsync()); // the last one reads up to the commit's ReadyForQuery
         }
-        catch (PostgresException ex)
+        catch (PostgresException ex) when (ex.SqlState is ['2', '2' or '3', ..])
         {
-            // An error ends the batch at the statement that raised it: the one after the answered ones.
+            // A data error (class 22) or a constraint's (23) ends the batch at the statement that
+            // raised it: the one after the answered ones, whose own values are at fault. Any other
+            // (a failover's read-only 25006, a shutdown, a lock timeout) is the database's, not a
+            // statement's: it fails the whole batch at once rather than being blamed on one call
+            // and the rest written again, one shorter batch after another.
             throw new StatementFailedException(results.Count, ex);
         }
         return results;

@@ -22,7 +22,10 @@ public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
             BEGIN
                 PERFORM pg_advisory_xact_lock_shared(4242);
                 IF NEW.subject = 'poison' THEN
-                    RAISE EXCEPTION 'a row this test refuses';
+                    RAISE EXCEPTION 'a row this test refuses' USING ERRCODE = 'check_violation';
+                END IF;
+                IF NEW.subject = 'read-only' THEN
+                    RAISE EXCEPTION 'the database is read-only now' USING ERRCODE = 'read_only_sql_transaction';
                 END IF;
                 RETURN NEW;
             END $$;
@@ -139,11 +142,38 @@ public sealed class CoalescedSendTests(DatabaseFixture db) : ApiTests(db)
 
         var answers = await SendBehindGateAsync(requests);
 
-        Assert.Equal(HttpStatusCode.InternalServerError, answers[13].Response.StatusCode);
+        // Its values are at fault (a constraint's error, class 23): a 400, and it alone.
+        Assert.Equal(HttpStatusCode.BadRequest, answers[13].Response.StatusCode);
         Assert.All(answers.Where((_, i) => i != 13), a => Assert.Equal(HttpStatusCode.Accepted, a.Response.StatusCode));
         Assert.Equal(19, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
         Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE subject = 'poison'"));
         // The failed send's batch was written again without it, in one transaction, not one by one.
         Assert.True(await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(DISTINCT xmin::text) FROM communication_logs WHERE company_id = $1", company) < 19 / 2);
+    }
+
+    [Fact]
+    public async Task An_error_of_the_database_rather_than_of_a_sends_values_fails_its_whole_batch_at_once()
+    {
+        await InstallGateAsync();
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        // As a failover's read-only standby answers (25006): nothing about these sends' values.
+        // Four of them, so that at least one shares the batch of the many queued behind the gate.
+        bool ReadOnly(int i) => i % 5 == 3;
+        var requests = Enumerable.Range(0, 20)
+            .Select(i => (client, (object)new { customerId = customer, type = "INVOICE", channel = "EMAIL", subject = ReadOnly(i) ? "read-only" : $"Invoice {i}", content = "Attached." }))
+            .ToList();
+
+        var answers = await SendBehindGateAsync(requests);
+
+        // Such a send's batch fails as a whole, innocent sends included, rather than the send being
+        // blamed alone and the rest written again (one shorter batch after another, each failing
+        // its first send, during a failover).
+        var failed = answers.Count(a => a.Response.StatusCode == HttpStatusCode.InternalServerError);
+        Assert.All(answers.Where((_, i) => ReadOnly(i)), a => Assert.Equal(HttpStatusCode.InternalServerError, a.Response.StatusCode));
+        Assert.True(failed > 4, $"only the {failed} read-only sends failed: each was blamed alone and its batch written again");
+        Assert.All(answers.Where(a => a.Response.StatusCode != HttpStatusCode.InternalServerError), a => Assert.Equal(HttpStatusCode.Accepted, a.Response.StatusCode));
+        Assert.Equal(20 - failed, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
     }
 }

@@ -207,6 +207,28 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_number_jsonb_cannot_hold_is_refused_by_field_name_and_one_it_can_is_stored()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        using var client = Api.As(key);
+
+        // Valid JSON, but PostgreSQL's numeric keeps at most 131,072 digits before the point and 16,383 after.
+        var (single, singleProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$$"""{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c","metadata":{"k":1e131072}}""");
+        var (bulk, bulkProblem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages/bulk",
+            $$$"""{"messages":[{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c"},{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c","metadata":{"k":[0.5e-16383]}}]}""");
+        // Large, and yet within numeric's range: stored.
+        var (fits, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            $$$"""{"customerId":"{{{customer}}}","type":"GENERAL_UPDATE","channel":"EMAIL","subject":"s","content":"c","metadata":{"k":1e131071,"tiny":1e-16383,"zero":0e999999}}""");
+
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.Accepted), (single.StatusCode, bulk.StatusCode, fits.StatusCode));
+        Assert.Equal(["metadata"], ErrorFields(singleProblem));
+        Assert.Equal(["messages[1].metadata"], ErrorFields(bulkProblem));
+        Assert.Equal(1, await CountAsync(Db.DataSource, company));
+    }
+
+    [Fact]
     public async Task The_customer_must_exist_in_the_callers_company_and_not_be_deleted_and_the_template_must_exist()
     {
         var (company, key) = await Api.NewCompanyAsync();
