@@ -15,6 +15,24 @@ public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
     public ValueTask DisposeAsync() => db.DisposeAsync();
 
     [Fact]
+    public async Task A_link_of_a_deleted_customer_is_not_found_and_records_nothing()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await using var api = new ApiFactory(db.ConnectionString);
+        using var browser = api.CreateClient();
+        var link = new Uri($"/unsubscribe/{api.Services.GetRequiredService<OutboxComms.Core.Preferences.UnsubscribeTokens>().Create(customer)}", UriKind.Relative);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET deleted_at = now() WHERE id = $1 RETURNING 1", customer);
+
+        var asked = await browser.GetAsync(link, TestContext.Current.CancellationToken);
+        var clicked = await browser.PostAsync(link, new FormUrlEncodedContent(new Dictionary<string, string> { ["List-Unsubscribe"] = "One-Click" }), TestContext.Current.CancellationToken);
+
+        Assert.Equal((HttpStatusCode.NotFound, HttpStatusCode.NotFound), (asked.StatusCode, clicked.StatusCode));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", customer));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", customer));
+    }
+
+    [Fact]
     public async Task Two_clicks_at_once_queue_behind_the_customer_lock_and_record_one_unsubscribe()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
