@@ -37,7 +37,7 @@ public sealed partial class Validation
         ArgumentNullException.ThrowIfNull(raw);
         // jsonb keeps a number as numeric: at most 131,072 digits before the point and 16,383
         // after. Only an exponent (or a very long body) can reach that, so others are not walked.
-        if ((raw.Length > MaxNumericDigitsBeforePoint || ExponentNumber().IsMatch(raw)) && HasUnstorableNumber(value))
+        if ((raw.Length > MaxNumericDigitsAfterPoint || ExponentNumber().IsMatch(raw)) && HasUnstorableNumber(value))
         {
             Add(field, $"{field} holds a number PostgreSQL cannot store (more than {MaxNumericDigitsBeforePoint:N0} digits before the point or {MaxNumericDigitsAfterPoint:N0} after).");
         }
@@ -92,24 +92,30 @@ public sealed partial class Validation
         _ => false,
     };
 
-    /// <summary>Whether PostgreSQL's numeric holds a JSON number written as <paramref name="text"/> (e.g. 1.5e1000).</summary>
+    /// <summary>
+    /// Whether PostgreSQL's numeric holds a JSON number written as <paramref name="text"/> (e.g.
+    /// 1.5e1000). numeric keeps the scale as written (1.0e-16383 has 16,384 digits after the point,
+    /// one too many, zeros included, as does 0e-16384) and counts the digits before the point from
+    /// the first that is not zero (0.000005e131075 has 131,070).
+    /// </summary>
     internal static bool StorableNumber(string text)
     {
         var e = text.IndexOfAny(['e', 'E']);
-        var mantissa = e < 0 ? text : text[..e];
+        var mantissa = (e < 0 ? text : text[..e]).TrimStart('-');
         long exponent = 0;
         if (e >= 0 && !long.TryParse(text[(e + 1)..], System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out exponent))
         {
             return false;   // an exponent beyond a long: far beyond numeric
         }
         var point = mantissa.IndexOf('.', StringComparison.Ordinal);
-        var whole = (point < 0 ? mantissa : mantissa[..point]).TrimStart('-').TrimStart('0');
-        var fraction = point < 0 ? "" : mantissa[(point + 1)..].TrimEnd('0');
-        if (whole.Length == 0 && fraction.Length == 0)
+        var whole = point < 0 ? mantissa : mantissa[..point];
+        var fraction = point < 0 ? "" : mantissa[(point + 1)..];
+        if (fraction.Length - exponent > MaxNumericDigitsAfterPoint)
         {
-            return true;   // zero, whatever its exponent
+            return false;
         }
-        return whole.Length + exponent <= MaxNumericDigitsBeforePoint && fraction.Length - exponent <= MaxNumericDigitsAfterPoint;
+        var firstSignificant = (whole + fraction).AsSpan().IndexOfAnyExcept('0');
+        return firstSignificant < 0 || whole.Length - firstSignificant + exponent <= MaxNumericDigitsBeforePoint;
     }
 
     /// <summary>Prefixes every field, for items of a bulk request (<c>messages[3].channel</c>).</summary>

@@ -467,13 +467,14 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             }
             while (await reader.NextResultAsync()); // the last one reads up to the commit's ReadyForQuery
         }
-        catch (PostgresException ex) when (ex.SqlState is ['2', '2' or '3', ..])
+        catch (PostgresException ex) when (ex.SqlState is ['2', '2' or '3', ..] or ['4', '0', ..])
         {
             // A data error (class 22) or a constraint's (23) ends the batch at the statement that
-            // raised it: the one after the answered ones, whose own values are at fault. Any other
-            // (a failover's read-only 25006, a shutdown, a lock timeout) is the database's, not a
-            // statement's: it fails the whole batch at once rather than being blamed on one call
-            // and the rest written again, one shorter batch after another.
+            // raised it: the one after the answered ones, whose own values are at fault; so does a
+            // deadlock or serialization failure (40), which one call losing and the rest written
+            // again resolves. Any other (a failover's read-only 25006, a shutdown, a lock timeout)
+            // is the database's, not a statement's: it fails the whole batch at once rather than
+            // being blamed on one call and the rest written again, one shorter batch after another.
             throw new StatementFailedException(results.Count, ex);
         }
         return results;

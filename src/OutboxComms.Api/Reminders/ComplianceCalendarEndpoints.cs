@@ -219,7 +219,9 @@ public static class ComplianceCalendarEndpoints
         // Ordered with a business app creating the same reminder by hand at this moment (the lock
         // POST /v1/reminders takes), in one order, so that one of the two sees the other's.
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        foreach (var reference in chosen.Select(f => Reference(f.Filing).ToLowerInvariant()).Distinct().Order(StringComparer.Ordinal))
+        // Both references a filing is matched by (its own, and its form's plain one).
+        foreach (var reference in chosen.SelectMany(f => new[] { Reference(f.Filing), $"{f.Filing.Form} for FY {year.Label}" })
+                     .Select(r => r.ToLowerInvariant()).Distinct().Order(StringComparer.Ordinal))
         {
             await ReminderEndpoints.LockReferenceAsync(db, tenant.CompanyId, customer.Id, MessageType.ComplianceReminder, reference, cancellationToken);
         }

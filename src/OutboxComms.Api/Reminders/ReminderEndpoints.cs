@@ -217,7 +217,7 @@ public static class ReminderEndpoints
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             // Locked, then read again: a resolve of the same reminder at this moment waits here and
             // then finds it resolved, so the first resolution and its note stay as they were.
-            await db.Database.ExecuteSqlAsync($"SELECT 1 FROM reminders WHERE id = {id} AND company_id = {tenant.CompanyId} FOR UPDATE", cancellationToken);
+            await db.Database.ExecuteSqlAsync($"SELECT 1 FROM reminders WHERE id = {id} AND company_id = {tenant.CompanyId} FOR NO KEY UPDATE", cancellationToken);
             await db.Entry(reminder).ReloadAsync(cancellationToken);
             if (reminder.Status == ReminderStatus.Active)
             {

@@ -32,6 +32,9 @@ public sealed class OutboxMetrics : IDisposable
     // (prometheus-net) would otherwise lose a long outage's +1 and read −1 once it closed. Each
     // company's circuit by provider, with the end of its current break.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(Guid CompanyId, string Provider), DateTimeOffset> openCircuits = new();
+    // Every provider that ever had an open circuit here, so that it reads 0 once none is: a series
+    // no longer reported would keep its last value (1) in the exporter for a day.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> circuitProviders = new(StringComparer.Ordinal);
     private readonly TimeProvider time;
     // Null until the first sample: the queue gauges then report nothing rather than an empty queue
     // (the database unreachable at start read as "nothing waiting", which no alert on the backlog
@@ -77,11 +80,16 @@ public sealed class OutboxMetrics : IDisposable
 
     /// <summary>
     /// A company's circuit for <paramref name="provider"/> opened, or opened again by a failed
-    /// probe, for a break until <paramref name="breakEnds"/>. It counts until then: a circuit whose
-    /// break ended with no send since (the company's messages went elsewhere, or expired, or another
-    /// worker took them) is not reported open for ever, only until the next probe would be made.
+    /// probe; it counts until it closes or until <paramref name="countedUntil"/> (its break, and the
+    /// longest its waiting messages wait before the next probe): a circuit no send has probed since
+    /// (the company's messages went elsewhere, or expired, or another worker took them) is not
+    /// reported open for ever.
     /// </summary>
-    public void CircuitOpened(Guid companyId, string provider, DateTimeOffset breakEnds) => openCircuits[(companyId, provider)] = breakEnds;
+    public void CircuitOpened(Guid companyId, string provider, DateTimeOffset countedUntil)
+    {
+        circuitProviders.TryAdd(provider, true);
+        openCircuits[(companyId, provider)] = countedUntil;
+    }
 
     /// <summary>A circuit <see cref="CircuitOpened"/> reported closed again.</summary>
     public void CircuitClosed(Guid companyId, string provider) => openCircuits.TryRemove((companyId, provider), out _);
@@ -89,9 +97,8 @@ public sealed class OutboxMetrics : IDisposable
     private IEnumerable<Measurement<int>> OpenCircuits()
     {
         var now = time.GetUtcNow();
-        // Every provider that ever had one, so a closed circuit reads 0 rather than vanishing.
-        return [.. openCircuits.GroupBy(c => c.Key.Provider, StringComparer.Ordinal)
-            .Select(g => new Measurement<int>(g.Count(c => c.Value > now), new KeyValuePair<string, object?>("provider", g.Key)))];
+        return [.. circuitProviders.Keys.Select(provider => new Measurement<int>(
+            openCircuits.Count(c => c.Key.Provider == provider && c.Value > now), new KeyValuePair<string, object?>("provider", provider)))];
     }
 
     public void Queue(QueueSnapshot snapshot, DateTimeOffset sampledAt)

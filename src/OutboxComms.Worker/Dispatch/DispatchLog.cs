@@ -61,4 +61,7 @@ internal static partial class DispatchLog
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Provider {Provider} of company {CompanyId} is answering again: circuit closed")]
     public static partial void CircuitClosed(ILogger logger, string provider, Guid companyId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]
+    public static partial void RecipientNotReread(ILogger logger, Exception exception, long messageId, Guid companyId);
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
@@ -106,7 +107,17 @@ internal sealed partial class MessageDispatcher(
         if (message.Customer is not null && now - context.RecipientsReadAt > RecipientsFreshFor
             && context.CurrentRecipientAsync(message, sendToken) is { } reading)
         {
-            message = message with { Customer = await reading };
+            try
+            {
+                message = message with { Customer = await reading };
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidCastException or FormatException or OverflowException or ArgumentException)
+            {
+                // Not read again (a database blip, a pool that is full, a row .NET cannot read): the
+                // batch's reading at the claim decides, as it always did, rather than the message
+                // losing a retry to an internal error.
+                DispatchLog.RecipientNotReread(logger, ex, message.Id, message.CompanyId);
+            }
         }
 
         var customer = message.Customer;
@@ -579,7 +590,6 @@ internal sealed partial class MessageDispatcher(
 
     private static readonly TimeSpan LastTryBeforeExpiry = TimeSpan.FromSeconds(30);
 
-    /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     /// <summary>
     /// The message's template_data as a document. PostgreSQL's jsonb nests deeper than .NET's
     /// reader goes by default (64): such data is a fault of the row, failed with the reason, not
@@ -599,6 +609,7 @@ internal sealed partial class MessageDispatcher(
 
     private const int TemplateDataMaxDepth = 256;
 
+    /// <summary>An outcome reached without calling a provider: the retry budget and attempt count are untouched.</summary>
     private static Completion Unsent(ClaimedMessage message, Resolution resolved, DeliveryStatus status, DateTimeOffset nextAttemptAt, string reason) =>
         new(message.Id, message.CompanyId, status, resolved.StoredChannel(status))
         {

@@ -102,7 +102,9 @@ internal sealed class ProviderCircuitBreakers(IOptions<DispatchOptions> options,
                 {
                     DispatchLog.CircuitOpened(logger, key.Provider, key.CompanyId, args.BreakDuration,
                         LogRedaction.Contacts(args.Outcome.Result?.Error ?? args.Outcome.Exception?.Message));
-                    metrics.CircuitOpened(key.CompanyId, key.Provider, time.GetUtcNow() + args.BreakDuration);
+                    // Counted through the break and the longest wait of the company's deferred rows,
+                    // whose next send is the probe (IsOver's rule for an outage).
+                    metrics.CircuitOpened(key.CompanyId, key.Provider, time.GetUtcNow() + args.BreakDuration + 2 * settings.OutageMaxDelay);
                     return ValueTask.CompletedTask;
                 },
                 OnClosed = args =>

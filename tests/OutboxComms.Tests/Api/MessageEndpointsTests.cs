@@ -228,6 +228,36 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(1, await CountAsync(Db.DataSource, company));
     }
 
+    /// <summary>The API's check of a JSON number against what PostgreSQL's jsonb really takes, number by number.</summary>
+    [Theory]
+    [InlineData("123.456")]
+    [InlineData("-1.5e1000")]
+    [InlineData("1e131071")]
+    [InlineData("1e131072")]
+    [InlineData("0.000005e131075")]
+    [InlineData("0.000005e131078")]
+    [InlineData("1e-16383")]
+    [InlineData("1e-16384")]
+    [InlineData("1.0e-16383")]
+    [InlineData("5e-16384")]
+    [InlineData("0e999999")]
+    [InlineData("0e-16383")]
+    [InlineData("0e-16384")]
+    public async Task A_number_is_judged_storable_exactly_when_jsonb_takes_it(string number)
+    {
+        bool postgresql;
+        try
+        {
+            postgresql = await TestData.ScalarAsync<bool>(Db.DataSource, "SELECT ('{\"x\":' || $1 || '}')::jsonb IS NOT NULL", number);
+        }
+        catch (Npgsql.PostgresException ex) when (ex.SqlState == "22003")
+        {
+            postgresql = false;   // value overflows numeric format
+        }
+
+        Assert.Equal(postgresql, OutboxComms.Api.Common.Validation.StorableNumber(number));
+    }
+
     [Fact]
     public async Task The_customer_must_exist_in_the_callers_company_and_not_be_deleted_and_the_template_must_exist()
     {

@@ -12,8 +12,8 @@ public sealed class WorkerSettingsTests
     [InlineData("Dispatch:BreakerSamplingDuration", "00:00:00.100", "BreakerSamplingDuration")] // the breaker throws on its first send
     [InlineData("Dispatch:BreakerBreakDuration", "2.00:00:00", "BreakerBreakDuration")]
     [InlineData("Dispatch:RenderTimeout", "00:00:00", "RenderTimeout")]
-    [InlineData("Dispatch:LeaseDuration", "00:00:50", "LeaseDuration")]
-    [InlineData("Dispatch:MaxConcurrentSends", "400", "MaxConcurrentSends")]                  // × 4 batches: more than the provider client lets in flight and queue                      // 30 s sends + 10 s grace leave a batch 10 s to start them
+    [InlineData("Dispatch:LeaseDuration", "00:00:50", "LeaseDuration")]                      // 30 s sends + 10 s grace leave a batch 10 s to start them
+    [InlineData("Dispatch:MaxConcurrentSends", "400", "MaxConcurrentSends")]                  // × 4 batches: more than the provider client lets in flight and queue
     public async Task A_setting_out_of_range_stops_the_worker_at_start_naming_it(string key, string value, string named)
     {
         // Refused before anything connects (nothing listens at this address): when the host is built

@@ -228,20 +228,28 @@ public sealed record ProviderResponse(HttpStatusCode Status, string Body, TimeSp
             ? SendResult.Sent(messageId, cost, costCurrency)
             : SendResult.Transient($"{provider} (HTTP {(int)Status}) answered without its JSON: check the base URL; {ProviderHttp.Truncate(Body, 200)}");
 
-    /// <summary>The body as JSON, or null when it is not JSON (some providers answer HTML on errors).</summary>
+    private JsonElement? json;
+    private bool jsonRead;
+
+    /// <summary>The body as JSON, or null when it is not JSON (some providers answer HTML on errors); parsed once.</summary>
     public JsonElement? Json
     {
         get
         {
-            try
+            if (!jsonRead)
             {
-                using var document = JsonDocument.Parse(Body);
-                return document.RootElement.Clone();
+                try
+                {
+                    using var document = JsonDocument.Parse(Body);
+                    json = document.RootElement.Clone();
+                }
+                catch (JsonException)
+                {
+                    json = null;
+                }
+                jsonRead = true;
             }
-            catch (JsonException)
-            {
-                return null;
-            }
+            return json;
         }
     }
 
