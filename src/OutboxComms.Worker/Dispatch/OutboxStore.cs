@@ -431,12 +431,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         {
             return claimed;
         }
-        await using var command = dataSource.CreateCommand(RecipientsSql);
-        command.Parameters.Add(Array(claimed, m => m.Id, NpgsqlDbType.Bigint));
-        command.Parameters.Add(Array(claimed, m => m.CompanyId, NpgsqlDbType.Uuid));
-        command.Parameters.Add(Array(claimed, m => m.CustomerId, NpgsqlDbType.Uuid));
-        command.Parameters.Add(Array(claimed, m => m.CustomerExternalId, NpgsqlDbType.Text));
-        command.Parameters.Add(Array(claimed, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
+        await using var command = RecipientsCommand(claimed);
         var byId = claimed.ToDictionary(m => m.Id);
         var unreadable = new List<Unreadable>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -477,15 +472,20 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
     /// </summary>
     public async Task<Customer?> CurrentRecipientAsync(ClaimedMessage message, CancellationToken cancellationToken)
     {
-        List<ClaimedMessage> one = [message];
-        await using var command = dataSource.CreateCommand(RecipientsSql);
-        command.Parameters.Add(Array(one, m => m.Id, NpgsqlDbType.Bigint));
-        command.Parameters.Add(Array(one, m => m.CompanyId, NpgsqlDbType.Uuid));
-        command.Parameters.Add(Array(one, m => m.CustomerId, NpgsqlDbType.Uuid));
-        command.Parameters.Add(Array(one, m => m.CustomerExternalId, NpgsqlDbType.Text));
-        command.Parameters.Add(Array(one, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
+        await using var command = RecipientsCommand([message]);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         return await reader.ReadAsync(cancellationToken) && !reader.IsDBNull(2) ? ReadCustomer(reader, message.CompanyId) : null;
+    }
+
+    private NpgsqlCommand RecipientsCommand(IReadOnlyList<ClaimedMessage> rows)
+    {
+        var command = dataSource.CreateCommand(RecipientsSql);
+        command.Parameters.Add(Array(rows, m => m.Id, NpgsqlDbType.Bigint));
+        command.Parameters.Add(Array(rows, m => m.CompanyId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(rows, m => m.CustomerId, NpgsqlDbType.Uuid));
+        command.Parameters.Add(Array(rows, m => m.CustomerExternalId, NpgsqlDbType.Text));
+        command.Parameters.Add(Array(rows, m => WireName<MessageType>.Of(m.Type), NpgsqlDbType.Text));
+        return command;
     }
 
     // A counter (retries, attempts, outage attempts) as the worker counts on from it. The columns
