@@ -143,10 +143,11 @@ public sealed class SchedulerTests(PostgresServer server) : IAsyncLifetime
         }
         var deadlocks = await TestData.ScalarAsync<long>(db.DataSource, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()");
         var resolving = client.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve", new { note = "MGT-7 filed" });
+        // Until the resolve waits for the row this transaction holds (only it can: another test's
+        // backend waiting on a lock of its own must not be taken for it, or this transaction would
+        // wait first and be the one aborted).
         for (var i = 0; i < 400 && !await TestData.ScalarAsync<bool>(db.DataSource, """
-                 SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1
-                                   AND query LIKE '%UPDATE communication_logs%')
+                 SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)))
                  """, other.ProcessID); i++)
         {
             await Task.Delay(25, TestContext.Current.CancellationToken);
