@@ -17,6 +17,7 @@ public static class WorkerCommands
           migrate             apply pending database migrations, then exit
           migrate --script    print every migration as one plain SQL script, then exit
           rotate-keys         re-encrypt provider secrets under the current (first) key in OUTBOXCOMMS_ENCRYPTION_KEY
+          rotate-keys --dry-run  count what would be re-encrypted and list what cannot be read; change nothing
         """ + ReplayCommand.Usage + """
         Configuration: ConnectionStrings__Outbox (required), see README.
         """;
@@ -60,7 +61,7 @@ public static class WorkerCommands
         }
         // One-shot verbs take configuration overrides (--Section:Key=value) and their own options
         // only: a mistyped option ("migrate --dry-run") must not go ahead and change the database.
-        if (verb is "migrate" or "rotate-keys" && rest.FirstOrDefault(a => !IsConfiguration(a) && !(verb == "migrate" && a == "--script")) is { } unknown)
+        if (verb is "migrate" or "rotate-keys" && rest.FirstOrDefault(a => !IsConfiguration(a) && !(verb == "migrate" && a == "--script") && !(verb == "rotate-keys" && a == "--dry-run")) is { } unknown)
         {
             await Console.Error.WriteLineAsync($"{verb}: unknown option '{unknown}'.\n{Usage}");
             return 2;
@@ -77,12 +78,16 @@ public static class WorkerCommands
                 }
                 return 0;
             case "rotate-keys":
-                using (var host = BuildHost(rest))
+                using (var host = BuildHost([.. rest.Where(a => a != "--dry-run")]))
                 await using (var scope = host.Services.CreateAsyncScope())
                 {
                     var rotation = ActivatorUtilities.CreateInstance<SecretRotation>(scope.ServiceProvider);
-                    var result = await rotation.RotateAsync(CancellationToken.None);
-                    Console.Out.WriteLine($"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId}'; {result.AlreadyCurrent} were already current.");
+                    var dryRun = rest.Contains("--dry-run");
+                    var result = await rotation.RotateAsync(dryRun, CancellationToken.None);
+                    var key = scope.ServiceProvider.GetRequiredService<SecretProtector>().CurrentKeyId;
+                    Console.Out.WriteLine(dryRun
+                        ? $"Would re-encrypt {result.Reencrypted} secrets in {result.Companies} companies under key '{key}'; {result.AlreadyCurrent} are already current. Nothing was changed (--dry-run)."
+                        : $"Re-encrypted {result.Reencrypted} secrets in {result.Companies} companies under key '{key}'; {result.AlreadyCurrent} were already current.");
                     foreach (var (company, column, reason) in result.Unreadable)
                     {
                         await Console.Error.WriteLineAsync($"error: company {company}: {column} was left as it is: {reason}");

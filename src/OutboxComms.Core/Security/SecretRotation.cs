@@ -23,7 +23,15 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
     /// </summary>
     public sealed record Result(int Companies, int Reencrypted, int AlreadyCurrent, IReadOnlyList<(Guid CompanyId, string Column, string Reason)> Unreadable);
 
-    public async Task<Result> RotateAsync(CancellationToken cancellationToken)
+    public Task<Result> RotateAsync(CancellationToken cancellationToken) => RotateAsync(dryRun: false, cancellationToken);
+
+    /// <summary>
+    /// Re-encrypts every secret not under the current key. With <paramref name="dryRun"/> it only
+    /// reads and counts: how many would be re-encrypted, and which cannot be read — to run before a
+    /// rotation, with the new key first, from a machine that has the keys the API and workers will
+    /// have, and again after it.
+    /// </summary>
+    public async Task<Result> RotateAsync(bool dryRun, CancellationToken cancellationToken)
     {
         int companies = 0, reencrypted = 0, current = 0;
         var unreadable = new List<(Guid, string, string)>();
@@ -42,6 +50,7 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
                 continue; // the company was deleted since the ids were read
             }
             var changed = false;
+            var reencryptedBefore = reencrypted;
             foreach (var property in SecretProperties)
             {
                 if (property.GetValue(settings) is not byte[] envelope)
@@ -68,14 +77,20 @@ public sealed class SecretRotation(OutboxDbContext db, SecretProtector secrets)
                     current++;
                     continue;
                 }
-                property.SetValue(settings, secrets.Protect(clear, slot));
                 reencrypted++;
-                changed = true;
+                if (!dryRun)
+                {
+                    property.SetValue(settings, secrets.Protect(clear, slot));
+                    changed = true;
+                }
             }
             if (changed)
             {
-                companies++;
                 await db.SaveChangesAsync(cancellationToken);
+            }
+            if (changed || (dryRun && reencrypted > reencryptedBefore))
+            {
+                companies++;
             }
             await transaction.CommitAsync(cancellationToken);
             db.ChangeTracker.Clear();

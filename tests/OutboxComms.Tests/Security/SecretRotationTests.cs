@@ -40,6 +40,34 @@ public sealed class SecretRotationTests(DatabaseFixture db) : IClassFixture<Data
     }
 
     [Fact]
+    public async Task A_dry_run_counts_what_rotation_would_reencrypt_and_reports_what_it_cannot_read_changing_nothing()
+    {
+        var old = With(TestKeys.Encryption);
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var smtpSecret = old.Protect("smtp-password", TestKeys.Slot(company, "smtp_password_encrypted"));
+        // A value copied from another company's row: it cannot be read here.
+        var copied = old.Protect("whatsapp-token", TestKeys.Slot(Guid.NewGuid(), "whatsapp_api_key_encrypted"));
+        await using (var insert = db.DataSource.CreateCommand(
+            "INSERT INTO company_settings (company_id, smtp_password_encrypted, whatsapp_api_key_encrypted) VALUES ($1, $2, $3)"))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(smtpSecret);
+            insert.Parameters.AddWithValue(copied);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        SecretRotation.Result result;
+        await using (var context = db.CreateDbContext())
+        {
+            result = await new SecretRotation(context, With(TestKeys.RotatedEncryption)).RotateAsync(dryRun: true, TestContext.Current.CancellationToken);
+        }
+
+        Assert.True(result.Reencrypted >= 1);
+        Assert.Contains(result.Unreadable, u => u.CompanyId == company && u.Column == "whatsapp_api_key_encrypted");
+        Assert.Equal(smtpSecret, await TestData.ScalarAsync<byte[]>(db.DataSource, "SELECT smtp_password_encrypted FROM company_settings WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task A_secret_stored_while_rotation_runs_is_kept_not_overwritten_with_the_old_value()
     {
         var ct = TestContext.Current.CancellationToken;
