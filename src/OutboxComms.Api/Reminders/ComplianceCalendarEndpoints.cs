@@ -219,8 +219,9 @@ public static class ComplianceCalendarEndpoints
         // Ordered with a business app creating the same reminder by hand at this moment (the lock
         // POST /v1/reminders takes), in one order, so that one of the two sees the other's.
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // Both references a filing is matched by (its own, and its form's plain one).
-        foreach (var reference in chosen.SelectMany(f => new[] { Reference(f.Filing), $"{f.Filing.Form} for FY {year.Label}" })
+        // The form's plain reference, which a hand-made reminder of the filing is matched by too.
+        string Plain(ComplianceFiling filing) => $"{filing.Form} for FY {year.Label}";
+        foreach (var reference in chosen.SelectMany(f => new[] { Reference(f.Filing), Plain(f.Filing) })
                      .Select(r => r.ToLowerInvariant()).Distinct().Order(StringComparer.Ordinal))
         {
             await ReminderEndpoints.LockReferenceAsync(db, tenant.CompanyId, customer.Id, MessageType.ComplianceReminder, reference, cancellationToken);
@@ -264,7 +265,7 @@ public static class ComplianceCalendarEndpoints
                 continue;
             }
             var reference = Reference(filing);
-            var plain = $"{filing.Form} for FY {year.Label}";
+            var plain = Plain(filing);
             if (byHand.FirstOrDefault(r => r.DueDate == dueDate
                     && (string.Equals(r.Reference.Trim(), reference, StringComparison.OrdinalIgnoreCase) || string.Equals(r.Reference.Trim(), plain, StringComparison.OrdinalIgnoreCase))) is { } same)
             {

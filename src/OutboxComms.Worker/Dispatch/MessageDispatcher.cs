@@ -211,15 +211,17 @@ internal sealed partial class MessageDispatcher(
         {
             return Fail(message, resolved, $"customer's time zone '{customer.TimeZone}' is not a known IANA time zone");
         }
-        if (preference is { QuietHoursStart: { } wholeDayStart, QuietHoursEnd: { } wholeDayEnd } && new QuietHours(wholeDayStart, wholeDayEnd).CoversWholeDay)
+        if (preference is { QuietHoursStart: { } start, QuietHoursEnd: { } end })
         {
-            return Suppress(message, resolved, "the customer's quiet hours cover the whole day (00:00–24:00): nothing may be sent to them; change the quiet hours, then replay the message", now);
-        }
-        if (preference is { QuietHoursStart: { } start, QuietHoursEnd: { } end }
-            && new QuietHours(start, end).DeferUntil(now, zone) is { } quietUntil)
-        {
-            return Defer(message, resolved, quietUntil,
-                $"quiet hours {new QuietHours(start, end)} ({zone.Id}); deferred until {quietUntil.UtcDateTime:u}");
+            var quiet = new QuietHours(start, end);
+            if (quiet.CoversWholeDay)
+            {
+                return Suppress(message, resolved, "the customer's quiet hours cover the whole day (00:00–24:00): nothing may be sent to them; change the quiet hours, then replay the message", now);
+            }
+            if (quiet.DeferUntil(now, zone) is { } quietUntil)
+            {
+                return Defer(message, resolved, quietUntil, $"quiet hours {quiet} ({zone.Id}); deferred until {quietUntil.UtcDateTime:u}");
+            }
         }
 
         // 6. Reminder frequency (a BOTH pair is one reminder: its second channel follows the first).

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers.Http;
@@ -99,15 +98,11 @@ public sealed class GupshupProvider(ProviderHttp http) : IMessageProvider
     {
         var json = response.Json;
         var status = ChatMessageParts.Text(json, "status");
-        if (response.IsSuccess && json is not { ValueKind: JsonValueKind.Object })
-        {
-            // Not Gupshup's answer ({"status":"submitted","messageId":…}): a wrong base URL or a
-            // proxy's page. Sent(null) would leave the message SENT with no id a webhook can match.
-            return SendResult.Transient($"{Provider} (HTTP {(int)response.Status}) answered without its JSON: check the base URL; {ProviderHttp.Truncate(response.Body, 200)}");
-        }
         if (response.IsSuccess && !"error".Equals(status, StringComparison.OrdinalIgnoreCase))
         {
-            return SendResult.Sent(ChatMessageParts.Text(json, "messageId"));
+            // {"status":"submitted","messageId":…}; a 2xx that is not Gupshup's JSON (a wrong base
+            // URL, a proxy's page) is retried, as for every HTTP provider.
+            return response.SentWithId(Provider, ChatMessageParts.Text(json, "messageId"));
         }
         // "message" is usually a sentence; some gateways nest an object there, so fall back to its raw text.
         var text = ChatMessageParts.Text(json, "message")
