@@ -43,9 +43,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // PENDING, SUPPRESSED and CANCELLED have no rank and are never touched. A READ also proves
     // delivery. One step back is taken: a bounce after "delivered" (the recipient's server accepted
     // the mail, then bounced it: SES, SendGrid and Mailgun report both) makes the row BOUNCED; READ
-    // stays. A delivery after a failure (a carrier's late report) clears the failure's time and
-    // error. Events arrive in any order (SNS and SendGrid promise none), so both go by the events'
-    // own times: an earlier delivery that arrives after the bounce changes nothing. The delivery and
+    // stays. Events arrive in any order (SNS and SendGrid promise none), so the outcome must not
+    // depend on it: a bounce and a delivery go by the events' own times (the later wins: an earlier
+    // delivery that arrives after the bounce changes nothing), while a delivery or read beats a
+    // failure whatever the times (it proves the message arrived; a failure after "delivered" was
+    // never believed), and a read beats a bounce likewise. Such a delivery clears the failure's time
+    // and error. The delivery and
     // read times are the earliest reported: a "read" that came first stands in for the delivery
     // until the "delivered" with its own, earlier time arrives (the status stays READ). Mailgun reports
     // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
@@ -55,7 +58,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             SELECT id, status,
                    coalesce(CASE
                        WHEN $3 = 'BOUNCED' AND status = 'DELIVERED' THEN $4 >= coalesce(delivered_at, '-infinity')
-                       WHEN $3 IN ('DELIVERED', 'READ') AND status IN ('FAILED', 'BOUNCED') THEN $4 >= coalesce(failed_at, '-infinity')
+                       WHEN $3 = 'DELIVERED' AND status = 'BOUNCED' THEN $4 >= coalesce(failed_at, '-infinity')
+                       WHEN $3 IN ('DELIVERED', 'READ') AND status IN ('FAILED', 'BOUNCED') THEN true
                        ELSE delivery_rank($3) > delivery_rank(status)
                    END, false) AS advances
               FROM communication_logs

@@ -835,7 +835,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
-    public async Task A_bounce_after_delivered_bounces_the_message_and_a_delivery_after_a_failure_clears_it_by_the_events_own_times()
+    public async Task A_bounce_and_a_delivery_go_by_their_own_times_and_a_delivery_beats_a_failure_whatever_order_they_arrive_in()
     {
         var ses = await CompanyAsync("email_provider = 'AWS_SES', email_webhook_secret_encrypted = $2", SesTopic);
         const string Accepted = "0109019af1c2d3e4-5f6a7b8c-abab-4cdc-8ded-efefefefefef-000000", Reordered = "0109019af1c2d3e4-5f6a7b8c-cdcd-4efe-8faf-010101010101-000000";
@@ -844,6 +844,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var whatsApp = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
         var late = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
         var older = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.OLDER1");
+        var first = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.FIRST1");
+        var seen = await SentMessageAsync(whatsApp, "WHATSAPP_BUSINESS_API", "wamid.SEEN1");
 
         // The recipient's server accepted the mail (SES Delivery, 10:14:57), then bounced it (10:14:58)…
         await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery(Accepted)));
@@ -851,12 +853,15 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         // …and the same two reports arriving the other way round.
         await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesBounce(Reordered)));
         var (_, earlierDelivery) = await PostAsync($"/webhooks/ses/{ses}", SnsMessage("Notification", SesDelivery(Reordered)));
-        // A failure, then a delivery report made later (a carrier's late report); and one made before the failure, arriving after it.
+        // A failure, then a delivery report made later (a carrier's late report); one made before the failure, arriving after it;
+        // and the same two the other way round: each message ends DELIVERED, as the order of arrival must not decide.
         const string Undeliverable = ""","errors":[{"code":131026,"title":"Message undeliverable"}]""";
         foreach (var body in new[]
         {
             WhatsAppStatus("wamid.LATE1", "failed", 1764000300, Undeliverable), WhatsAppStatus("wamid.LATE1", "delivered", 1764000400),
             WhatsAppStatus("wamid.OLDER1", "failed", 1764000300, Undeliverable), WhatsAppStatus("wamid.OLDER1", "delivered", 1764000200),
+            WhatsAppStatus("wamid.FIRST1", "delivered", 1764000200), WhatsAppStatus("wamid.FIRST1", "failed", 1764000300, Undeliverable),
+            WhatsAppStatus("wamid.SEEN1", "failed", 1764000300, Undeliverable), WhatsAppStatus("wamid.SEEN1", "read", 1764000200),
         })
         {
             await PostAsync($"/webhooks/whatsapp/{whatsApp}", Json(body), HubSignature("meta-app-secret", body));
@@ -871,7 +876,13 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var delivered = await RowAsync(late);
         Assert.Equal(("DELIVERED", null), (delivered.Status, delivered.Error));
         Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT failed_at IS NOT NULL FROM communication_logs WHERE id = $1", late));
-        Assert.Equal(("FAILED", "WhatsApp 131026: Message undeliverable"), ((await RowAsync(older)).Status, (await RowAsync(older)).Error));
+        foreach (var (message, at) in new[] { (older, 1764000200L), (first, 1764000200L) })
+        {
+            var row2 = await RowAsync(message);
+            Assert.Equal(("DELIVERED", null, DateTimeOffset.FromUnixTimeSeconds(at)), (row2.Status, row2.Error, row2.Delivered));
+            Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT failed_at IS NOT NULL FROM communication_logs WHERE id = $1", message));
+        }
+        Assert.Equal(("READ", null), ((await RowAsync(seen)).Status, (await RowAsync(seen)).Error));
     }
 
     // --- Gupshup ----------------------------------------------------------------------------------
