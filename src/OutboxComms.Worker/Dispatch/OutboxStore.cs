@@ -629,8 +629,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await ProviderOptOuts.ApplySendSignalsAsync(transaction, Signals(c => c.RecipientOptedOut), Signals(c => c.MarketingStopped), now, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
 
+        // Signalled when the provider answered, not at this commit (a batch may send for minutes):
+        // an opt-in the practice recorded in between (the customer replied START) stands.
         List<ProviderOptOuts.Signal> Signals(Func<Completion, bool> said) =>
-            [.. completions.Where(said).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", now))];
+            [.. completions.Where(said).Select(c => new ProviderOptOuts.Signal(c.CompanyId, c.Id, c.ProviderName ?? "provider", c.Attempt?.AttemptedAt ?? now))];
     }
 
     /// <summary>

@@ -1,9 +1,11 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
+using OutboxComms.Core.Messages;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Security;
 using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Dispatch;
 
 namespace OutboxComms.Tests.Dispatch;
 
@@ -285,6 +287,41 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var row = await Outbox.GetAsync(db.DataSource, later);
         Assert.Equal(("SUPPRESSED", "customer has not opted in to SMS"), (row.Status, row.StatusReason));
         Assert.Equal(2, sms.Calls);
+    }
+
+    [Fact]
+    public async Task A_provider_opt_out_dates_from_the_providers_answer_so_an_opt_in_recorded_before_its_batch_commits_stands()
+    {
+        var (company, restarted) = await CustomerAsync("sms_opt_in = true");
+        var stopped = await TestData.CreateCustomerAsync(db.DataSource, company, whatsApp: "+919876543298");
+        await Outbox.SetPreferencesAsync(db.DataSource, stopped, "sms_opt_in = true");
+        await EnqueueAsync(company, restarted, channel: "SMS");
+        await EnqueueAsync(company, stopped, channel: "SMS");
+        var answered = time.GetUtcNow();
+        var store = new OutboxStore(db.DataSource);
+        var claimed = await store.ClaimAsync("opt-out-test#1", 10, answered, TimeSpan.FromMinutes(5), TestContext.Current.CancellationToken);
+        // Twilio answered 21610 for both; one customer replied START and the practice recorded it a
+        // minute later, while the batch still sent; the other's opt-in was recorded before the answer.
+        foreach (var (customer, at) in new[] { (restarted, answered.AddMinutes(1)), (stopped, answered.AddMinutes(-1)) })
+        {
+            await TestData.ScalarAsync<long>(db.DataSource, """
+                INSERT INTO consent_records (company_id, customer_id, scope, channel, opted_in, source, recorded_by, recorded_at)
+                VALUES ($1, $2, 'CHANNEL', 'SMS', true, 'replied START', 'api-key:default', $3) RETURNING id
+                """, company, customer, at);
+        }
+        var committed = answered.AddMinutes(2);
+
+        await store.CompleteAsync("opt-out-test#1", [.. claimed.Select(m => new Completion(m.Id, company, DeliveryStatus.Failed, Channel.Sms)
+        {
+            NextAttemptAt = committed, FailedAt = answered, ProviderName = "TWILIO", ErrorMessage = "Twilio 21610", AttemptCount = 1, RecipientOptedOut = true,
+            Attempt = new AttemptRecord(company, 1, answered, Channel.Sms, "TWILIO", AttemptOutcome.PermanentFailure, "Twilio 21610", 40),
+        })], committed, TestContext.Current.CancellationToken);
+
+        Assert.Equal(2, claimed.Count);
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT sms_opt_in FROM communication_preferences WHERE customer_id = $1", restarted));
+        Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT sms_opt_in FROM communication_preferences WHERE customer_id = $1", stopped));
+        Assert.Equal(committed.UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource,
+            "SELECT recorded_at FROM consent_records WHERE customer_id = $1 AND NOT opted_in AND source = 'provider opt-out'", stopped));
     }
 
     [Fact]
