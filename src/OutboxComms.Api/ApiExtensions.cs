@@ -38,8 +38,10 @@ public static class ApiExtensions
         builder.AddApiAuth();
         builder.AddComplianceCalendar();
         builder.Services.AddSingleton<OutboxComms.Core.Preferences.UnsubscribeTokens>();
-        // Template previews render in the same sandbox as the worker.
-        builder.Services.AddSingleton(new TemplateRenderer());
+        // Template previews render in the same sandbox as the worker, with its time limit when
+        // the API is given the workers' Dispatch:RenderTimeout (else the worker's default).
+        builder.Services.AddSingleton(new TemplateRenderer(
+            builder.Configuration.GetValue<TimeSpan?>("Dispatch:RenderTimeout") is { } renderTimeout && renderTimeout > TimeSpan.Zero ? renderTimeout : null));
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.BadRequestExceptionHandler>();
         builder.Services.AddExceptionHandler<OutboxComms.Api.Common.StorageRefusedExceptionHandler>();

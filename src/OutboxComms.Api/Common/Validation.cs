@@ -28,6 +28,26 @@ public sealed partial class Validation
     public Validation When(bool invalid, string field, string message) => invalid ? Add(field, message) : this;
 
     /// <summary>
+    /// Refuses template data naming a value <c>customer</c> or <c>message</c>: the template's model
+    /// has its own under those names (<see cref="OutboxComms.Core.Templates.TemplateRenderer.ModelNames"/>),
+    /// which would hide it, and <c>{{ message }}</c> would print ours instead of the app's text.
+    /// </summary>
+    public Validation TemplateDataNames(string field, JsonElement? value)
+    {
+        if (value is { ValueKind: JsonValueKind.Object } data)
+        {
+            foreach (var property in data.EnumerateObject())
+            {
+                if (OutboxComms.Core.Templates.TemplateRenderer.ModelNames.Contains(property.Name, StringComparer.Ordinal))
+                {
+                    Add($"{field}.{property.Name}", $"'{property.Name}' is the template's own ({{{{ {property.Name}.… }}}}), which would hide this value: give it another name.");
+                }
+            }
+        }
+        return this;
+    }
+
+    /// <summary>
     /// Refuses JSON that PostgreSQL's jsonb cannot store: a NUL character or an unpaired UTF-16
     /// surrogate (<c>"\ud800"</c>) in any string or property name. Both can only arrive as a
     /// <c>\u</c> escape, so JSON without one (<paramref name="raw"/>, its text) is not walked.

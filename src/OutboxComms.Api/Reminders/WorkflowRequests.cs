@@ -101,7 +101,7 @@ internal static class WorkflowRequests
             return null;
         }
         var raw = value.Value.GetRawText();
-        validation.StorableJson(field, value.Value, raw);
+        validation.StorableJson(field, value.Value, raw).TemplateDataNames(field, value);
         return JsonDocument.Parse(raw);
     }
 

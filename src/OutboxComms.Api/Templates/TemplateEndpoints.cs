@@ -1,4 +1,6 @@
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -193,7 +195,8 @@ public static partial class TemplateEndpoints
             .When(request.Type is not null && !WireName<MessageType>.TryParse(request.Type, out type), "type", $"type is one of {string.Join(", ", WireName<MessageType>.All)}.")
             .When(request.Data is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null) }, "data", "data must be a JSON object (the message's template_data).")
             .When(request.Language is not null && !FieldRules.IsLanguageCode(request.Language), "language", $"language is {FieldRules.LanguageHint}.")
-            .When(request.Customer?.TimeZone is { } timeZone && !FieldRules.IsIanaZone(timeZone), "customer.timeZone", $"'{request.Customer?.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).");
+            .When(request.Customer?.TimeZone is { } timeZone && !FieldRules.IsIanaZone(timeZone), "customer.timeZone", $"'{request.Customer?.TimeZone}' is not an IANA time zone (e.g. Asia/Kolkata).")
+            .TemplateDataNames("data", request.Data);
         if (!validation.IsValid)
         {
             return validation.Problem();
@@ -212,7 +215,7 @@ public static partial class TemplateEndpoints
 
         LocalTimes.TryFindZone(customer.TimeZone, out var zone);
         var now = time.GetUtcNow();
-        var model = TemplateRenderer.Model(request.Data ?? default, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(0, type, template.Channel, now, zone));
+        var model = TemplateRenderer.Model(request.Data is { } data ? AsStored(data) : default, TemplateRenderer.CustomerFields(customer), TemplateRenderer.MessageFields(0, type, template.Channel, now, zone));
         // One render session for all of the message's texts, as the worker renders them (one time
         // limit for the whole message); after a text fails, the rest get a fresh session so that
         // every failing field is reported.
@@ -336,6 +339,25 @@ public static partial class TemplateEndpoints
     }
 
     /// <summary>The customer a preview renders for: the sample client, with whatever the request says about them.</summary>
+    /// <summary>
+    /// Template data as the worker reads it back from jsonb: an object's keys shortest first, then by
+    /// their UTF-8 bytes, a repeated key's last value. A template that walks an object's keys
+    /// (<c>object.keys</c>, <c>for … in</c>) sees them in the order the sent message will.
+    /// </summary>
+    internal static JsonElement AsStored(JsonElement data) => JsonSerializer.SerializeToElement(AsJsonb(data));
+
+    private static readonly Comparer<byte[]> Utf8Order = Comparer<byte[]>.Create((a, b) => a.AsSpan().SequenceCompareTo(b));
+
+    private static JsonNode? AsJsonb(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.Object => new JsonObject(value.EnumerateObject()
+            .GroupBy(p => p.Name, StringComparer.Ordinal).Select(g => g.Last())
+            .OrderBy(p => Encoding.UTF8.GetByteCount(p.Name)).ThenBy(p => Encoding.UTF8.GetBytes(p.Name), Utf8Order)
+            .Select(p => KeyValuePair.Create(p.Name, AsJsonb(p.Value)))),
+        JsonValueKind.Array => new JsonArray([.. value.EnumerateArray().Select(AsJsonb)]),
+        _ => JsonValue.Create(value),
+    };
+
     private static Customer SampleCustomer(PreviewCustomer? given, string companyLanguage) => new()
     {
         Id = Guid.Empty,

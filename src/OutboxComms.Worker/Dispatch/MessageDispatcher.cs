@@ -739,13 +739,13 @@ internal sealed partial class MessageDispatcher(
         try
         {
             using var session = renderer.Session(model, TemplateRenderer.LocalTime(time.GetUtcNow(), zone));
-            var subject = OneLineText.Of(template.Subject is null ? message.Subject : session.Render(template.Subject));
+            var subject = OneLineText.Of(template.Subject is null ? message.Subject : session.Render(template.Subject, "subject"));
             if (channel == Channel.Email && string.IsNullOrEmpty(subject))
             {
                 throw new TemplateException("the email's subject is empty (the template's rendered empty, or it has none and the message gave none)");
             }
-            var body = session.Render(template.Body);
-            var html = template.HtmlBody is null ? null : session.RenderHtml(template.HtmlBody);
+            var body = session.Render(template.Body, "body");
+            var html = template.HtmlBody is null ? null : session.RenderHtml(template.HtmlBody, "htmlBody");
             ProviderTemplate? providerTemplate = null;
             if (template.ProviderTemplateName is not null)
             {
@@ -761,7 +761,7 @@ internal sealed partial class MessageDispatcher(
                         }
                         // WhatsApp refuses a parameter with a line break, a tab or more than four spaces in a
                         // row (a multi-line address), and an empty one: after the paid-for call, as a failure.
-                        var value = OneLineText.Of(session.Render(parameter.GetString()!));
+                        var value = OneLineText.Of(session.Render(parameter.GetString()!, $"parameter {parameters.Count + 1}"));
                         if (string.IsNullOrEmpty(value))
                         {
                             throw new TemplateException($"parameter {parameters.Count + 1} of the provider template rendered empty");

@@ -293,10 +293,31 @@ public sealed class TemplateEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task Preview_walks_an_objects_keys_in_the_order_the_sent_message_will_and_refuses_data_under_the_models_own_names()
+    {
+        using var client = await NewCompanyClientAsync();
+        await PutAsync(client, "fees", new { channel = "EMAIL", subject = "Fees", body = "{{ for k in fees | object.keys }}{{ k }};{{ end }}" });
+        const string Fees = """{"Professional fee": 10000, "GST": 1800, "Total": 11800, "zz": 1, "é": 2, "ab": 3, "B": 4}""";
+
+        var (response, preview) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/fees/preview",
+            JsonNode.Parse($$$"""{"channel": "EMAIL", "data": {"fees": {{{Fees}}}}}"""));
+        var (reserved, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/fees/preview",
+            new { channel = "EMAIL", data = new { message = "Your DSC expires on 30/11", customer = "Mehta", fees = new { } } });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The worker reads template_data back from jsonb, which orders an object's keys its own way.
+        var stored = await TestData.ScalarAsync<string>(Db.DataSource, "SELECT string_agg(k, ';') || ';' FROM jsonb_object_keys($1::jsonb) k", Fees);
+        Assert.Equal("B;ab;zz;é;GST;Total;Professional fee;", stored);
+        Assert.Equal(stored, preview!["body"]!.GetValue<string>());
+        var fields = ValidationProblemAssert.NamesFields(reserved, problem, "data.message", "data.customer");
+        Assert.Contains("{{ message.… }}", fields["data.message"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Preview_answers_a_render_error_as_a_400_naming_the_field_and_a_missing_template_as_404()
     {
         using var client = await NewCompanyClientAsync();
-        await PutAsync(client, "runaway", new { channel = "EMAIL", subject = "Fine", body = "{{ for i in 1..100000 }}x{{ end }}" });
+        await PutAsync(client, "runaway", new { channel = "EMAIL", subject = "Fine", body = "{{ for i in 1..1000000 }}x{{ end }}" });
 
         var (runaway, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/runaway/preview", new { channel = "EMAIL" });
         var (wrongChannel, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/templates/runaway/preview", new { channel = "SMS" });

@@ -567,7 +567,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("no template 'no-such-template' for EMAIL in en", (await Outbox.GetAsync(db.DataSource, unknownTemplate)).ErrorMessage);
         Assert.Equal($"customer {(await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", missingCustomer))} does not exist in this company",
             (await Outbox.GetAsync(db.DataSource, missingCustomer)).ErrorMessage);
-        Assert.Matches(@"^template broken@v1/EMAIL/en: line 1, column \d+: ", (await Outbox.GetAsync(db.DataSource, brokenTemplate)).ErrorMessage);
+        Assert.Matches(@"^template broken@v1/EMAIL/en: body: line 1, column \d+: ", (await Outbox.GetAsync(db.DataSource, brokenTemplate)).ErrorMessage);
         Assert.Equal("template_data must be a JSON object", (await Outbox.GetAsync(db.DataSource, arrayData)).ErrorMessage);
         Assert.Equal("customer with external id 'NOT-A-CLIENT' does not exist in this company", (await Outbox.GetAsync(db.DataSource, unknownExternal)).ErrorMessage);
         Assert.Equal($"company {noSuchCompany} does not exist", (await Outbox.GetAsync(db.DataSource, unknownCompany)).ErrorMessage);

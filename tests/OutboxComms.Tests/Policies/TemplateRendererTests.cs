@@ -162,6 +162,57 @@ public sealed class TemplateRendererTests
     }
 
     [Fact]
+    public void A_regular_expression_is_held_to_the_render_time_limit()
+    {
+        var quick = new TemplateRenderer(TimeSpan.FromMilliseconds(300));
+        var model = Model($$"""{"statement": "{{new string('a', 40)}}!"}""");
+
+        // (a+)+b backtracks for ever over forty a's: Scriban's own limit for a match is 10 s, a thread held all that time.
+        var error = Assert.Throws<TemplateException>(() => quick.Render("""{{ statement | regex.replace "(a+)+b" "" }}""", model));
+
+        Assert.Equal("rendering took longer than 0.3 s (a regular expression did not finish)", error.Message);
+        var timedOut = error.InnerException as System.Text.RegularExpressions.RegexMatchTimeoutException
+            ?? Assert.IsType<System.Text.RegularExpressions.RegexMatchTimeoutException>(error.InnerException?.InnerException);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), timedOut.MatchTimeout);
+    }
+
+    [Fact]
+    public void Nested_loops_of_a_long_statement_render_and_an_endless_one_still_stops()
+    {
+        var clients = string.Join(",", Enumerable.Range(1, 50).Select(c => $$"""{"name":"Client {{c}}","filings":[{{string.Join(",", Enumerable.Range(1, 25).Select(f => $"\"F{f}\""))}}]}"""));
+        var model = Model($$"""{"clients":[{{clients}}]}""");
+
+        var text = renderer.Render("{{ for c in clients }}{{ for f in c.filings }}.{{ end }}{{ end }}|{{ clients | array.map 'name' | array.join ',' | string.size }}", model);
+
+        Assert.Equal(new string('.', 1250) + "|" + string.Join(",", Enumerable.Range(1, 50).Select(c => $"Client {c}")).Length, text);
+        Assert.Contains("loop", Assert.Throws<TemplateException>(() => renderer.Render("{{ for i in 1..1000000 }}{{ end }}", model)).Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Date_parse_to_string_and_date_as_a_function_read_dates_as_date_parse_does()
+    {
+        var model = Model("""{"due": "30/11/2026", "us": "11/30/2026", "none": null}""");
+
+        Assert.Equal("30 November 2026 / 30 Nov 2026 / 30 Nov 2026", renderer.Render("{{ due | date.parse_to_string '%d %B %Y' }} / {{ due | date.parse_to_string }} / {{ due | date }}", model));
+        Assert.Equal("Nov 30, 26", renderer.Render("""{{ us | date.parse_to_string "%b %d, %y" input_pattern: "%m/%d/%Y" }}""", model));
+        Assert.Equal("[]", renderer.Render("[{{ none | date.parse_to_string '%d' }}{{ none | date }}]", model));
+        foreach (var text in new[] { "{{ us | date.parse_to_string '%d %B %Y' }}", "{{ us | date }}" })
+        {
+            Assert.Contains("cannot read '11/30/2026' as a date", Assert.Throws<TemplateException>(() => renderer.Render(text, model)).Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void A_failing_text_of_a_session_is_named_when_the_caller_names_it()
+    {
+        using var session = renderer.Session(Model("{}"));
+
+        var error = Assert.Throws<TemplateException>(() => session.Render("Due {{ \"11/30/2026\" | date.parse }}", "body"));
+
+        Assert.StartsWith("body: ", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Syntax_errors_name_line_and_column()
     {
         var error = TemplateRenderer.Validate("Hello\n{{ if }}");
