@@ -53,8 +53,16 @@ public static partial class CustomerEndpoints
         }
         var header = records[0].Fields;
         var columns = new Dictionary<string, int>(StringComparer.Ordinal);
+        // Excel writes a comma for each column of the sheet's used range, named or not: a blank
+        // header cell is no column, as long as no line has anything under it.
+        var unnamed = new List<int>();
         for (var c = 0; c < header.Count; c++)
         {
+            if (string.IsNullOrWhiteSpace(header[c]))
+            {
+                unnamed.Add(c);
+                continue;
+            }
             var known = CsvColumns.FirstOrDefault(k => string.Equals(k, header[c].Trim(), StringComparison.OrdinalIgnoreCase));
             if (known is null)
             {
@@ -85,6 +93,10 @@ public static partial class CustomerEndpoints
             {
                 validation.Add($"lines[{record.Line}]", $"line {record.Line} has {record.Fields.Count} cells and the header {header.Count} (a comma in a name needs the name in double quotes).");
                 continue;
+            }
+            foreach (var c in unnamed.Where(c => !string.IsNullOrWhiteSpace(record.Fields[c])))
+            {
+                validation.Add($"lines[{record.Line}]", $"line {record.Line} has '{record.Fields[c].Trim()}' in column {c + 1}, which the header leaves unnamed: name the column or clear the cell.");
             }
             string? Cell(string column) => columns.TryGetValue(column, out var at) && record.Fields[at].Trim() is { Length: > 0 } text ? text : null;
             var name = Cell("name");

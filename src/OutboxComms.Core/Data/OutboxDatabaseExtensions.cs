@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace OutboxComms.Core.Data;
@@ -10,6 +11,9 @@ namespace OutboxComms.Core.Data;
 public static class OutboxDatabaseExtensions
 {
     public const string ConnectionStringName = "Outbox";
+
+    /// <summary>The log category of ASP.NET Core's health check service (silenced: see AddOutboxDatabase).</summary>
+    public const string HealthServiceCategory = "Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService";
 
     /// <summary>
     /// The startup option (connection string <c>Options</c>) of a session whose outbox inserts do
@@ -89,6 +93,10 @@ public static class OutboxDatabaseExtensions
         builder.Services.TryAddSystemTimeProvider();
         builder.Services.AddHealthChecks()
             .AddCheck<DatabaseReadyHealthCheck>("database", tags: ["ready"]);
+        // The health service logs every probe's result, an unhealthy one as an error with its stack
+        // trace: anyone may probe, so an outage would fill the log at the prober's pace. The check
+        // logs changes itself (DatabaseReadyHealthCheck).
+        builder.Logging.AddFilter(HealthServiceCategory, LogLevel.None);
         return builder;
     }
 
@@ -110,11 +118,13 @@ public static class OutboxDatabaseExtensions
 /// <summary>
 /// Ready when PostgreSQL answers and carries every migration this build knows. Anyone may ask, so
 /// a flood of probes must not take the connection pool from real requests: one check runs at a time
-/// (callers meanwhile share its answer), and a healthy answer is reused for a second.
+/// (callers meanwhile share its answer), and a healthy answer is reused for a second. The log gets
+/// each change of the answer, and an unchanged unhealthy one once a minute, not one line per probe.
 /// </summary>
-internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProvider time) : IHealthCheck
+internal sealed partial class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProvider time, ILogger<DatabaseReadyHealthCheck> logger) : IHealthCheck
 {
     private static readonly TimeSpan HealthyFor = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan RepeatUnhealthyLogAfter = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan CheckTimeout = TimeSpan.FromSeconds(10);
 
     // Per migrator (one per host): the check itself is created per request.
@@ -124,6 +134,8 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProv
     {
         public Task<HealthCheckResult>? Running;
         public DateTimeOffset CompletedAt;
+        public HealthStatus? Logged;
+        public DateTimeOffset LoggedAt;
     }
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -164,10 +176,34 @@ internal sealed class DatabaseReadyHealthCheck(SchemaMigrator migrator, TimeProv
             // database host or user, goes only to the log, where the health service writes the exception.
             result = HealthCheckResult.Unhealthy("database unreachable (the service's log has the error)", ex);
         }
+        bool log;
+        HealthStatus? before;
         lock (shared)
         {
             shared.CompletedAt = time.GetUtcNow();
+            before = shared.Logged;
+            // The first healthy answer is the normal state: nothing to say.
+            log = before is null ? result.Status != HealthStatus.Healthy
+                : result.Status != before || (result.Status != HealthStatus.Healthy && shared.CompletedAt - shared.LoggedAt >= RepeatUnhealthyLogAfter);
+            if (log || before is null)
+            {
+                (shared.Logged, shared.LoggedAt) = (result.Status, shared.CompletedAt);
+            }
+        }
+        if (log && result.Status == HealthStatus.Healthy)
+        {
+            ReadyAgain(logger, result.Description);
+        }
+        else if (log)
+        {
+            NotReady(logger, result.Exception, result.Description);
         }
         return result;
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Not ready: {Description}")]
+    private static partial void NotReady(ILogger logger, Exception? exception, string? description);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Ready again: {Description}")]
+    private static partial void ReadyAgain(ILogger logger, string? description);
 }

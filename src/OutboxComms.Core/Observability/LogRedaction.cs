@@ -22,7 +22,10 @@ public static partial class LogRedaction
         // the patterns below would not take for an address (meera.iyer@gmail, a short number).
         text = QuotedContact().Replace(text, match => $"{match.Groups[1].Value}'{Mask(match.Groups[2].Value)}'");
         text = EmailLocalPart().Replace(text, "***@");
-        return PhoneNumber().Replace(text, match => Date().IsMatch(match.Value) ? match.Value : MaskDigits(match.Value));
+        // A date and time is kept; digits after it (a number written right after the date) are not.
+        return PhoneNumber().Replace(text, match => Date().Match(match.Value) is { Success: true } date
+            ? date.Value + PhoneNumber().Replace(match.Value[date.Length..], number => MaskDigits(number.Value))
+            : MaskDigits(match.Value));
     }
 
     private static string Mask(string contact) =>
@@ -43,9 +46,10 @@ public static partial class LogRedaction
     private static partial Regex EmailLocalPart();
 
     // Eight or more digits, written with or without a + and spaces, dashes or brackets between them:
-    // a phone number. Provider error codes (Twilio 21211, WhatsApp 131026) are shorter; dotted
-    // numbers (an IP address, a decimal) are left alone.
-    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ ()-]{0,2}\d){7,}(?![\w.])")]
+    // a phone number, also at the end of a sentence ("…the 'To' number: +919876543210."). Provider
+    // error codes (Twilio 21211, WhatsApp 131026) are shorter; dotted numbers (an IP address, a
+    // decimal) are left alone.
+    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ ()-]{0,2}\d){7,}(?!\w|\.\d)")]
     private static partial Regex PhoneNumber();
 
     // A date and time (2026-11-25 04:30) reads as a long run of digits too.

@@ -114,6 +114,14 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var (_, iyerAfter) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1");
         Assert.Equal(("+919876543210", null), (iyerAfter!["whatsAppNumber"]!.GetValue<string>(), iyerAfter["email"]?.GetValue<string>()));
 
+        // Excel's trailing commas (its used range ran past the named columns) are no columns; a value under one is named.
+        var (trailing, trailingBody) = await PostCsv(System.Text.Encoding.UTF8.GetBytes("externalId,name,,\r\nCL-10,Kapoor Traders,,\r\n"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, trailing);
+        Assert.Equal("CREATED", trailingBody!["customers"]![0]!["outcome"]!.GetValue<string>());
+        var (stray, strayProblem) = await PostCsv(System.Text.Encoding.UTF8.GetBytes("externalId,name,\nCL-11,Nair & Co,98470 12345\n"));
+        WorkflowApi.AssertFields(new HttpResponseMessage(stray), strayProblem, "lines[2]");
+        Assert.Contains("'98470 12345' in column 3", strayProblem!["errors"]!["lines[2]"]![0]!.GetValue<string>(), StringComparison.Ordinal);
+
         // JSON sent here, or CSV in another charset, is a 415.
         using var json = new StringContent("{\"customers\":[]}", System.Text.Encoding.UTF8, "application/json");
         Assert.Equal(System.Net.HttpStatusCode.UnsupportedMediaType, (await client.PostAsync("/v1/customers/import/csv", json, TestContext.Current.CancellationToken)).StatusCode);

@@ -48,7 +48,8 @@ public sealed class HealthTests(PostgresServer server)
         {
             await using var dataSource = NpgsqlDataSource.Create(connectionString);
             var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
-            var check = new DatabaseReadyHealthCheck(new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance), time);
+            var logs = new Microsoft.Extensions.Logging.Testing.FakeLogCollector();
+            var check = new DatabaseReadyHealthCheck(new SchemaMigrator(dataSource, NullLogger<SchemaMigrator>.Instance), time, new Microsoft.Extensions.Logging.Testing.FakeLogger<DatabaseReadyHealthCheck>(logs));
             async Task<HealthStatus> StatusAsync() => (await check.CheckHealthAsync(new HealthCheckContext(), TestContext.Current.CancellationToken)).Status;
             Assert.Equal(HealthStatus.Healthy, await StatusAsync());
 
@@ -60,9 +61,23 @@ public sealed class HealthTests(PostgresServer server)
             time.Advance(TimeSpan.FromSeconds(1));
             Assert.Equal(HealthStatus.Unhealthy, await StatusAsync());
 
+            // Each probe checks again, but the log says so once (anyone may probe: not a line each), and again after a minute.
+            for (var i = 0; i < 5; i++)
+            {
+                Assert.Equal(HealthStatus.Unhealthy, await StatusAsync());
+            }
+            time.Advance(TimeSpan.FromMinutes(1));
+            Assert.Equal(HealthStatus.Unhealthy, await StatusAsync());
+
             // An unhealthy answer is not kept: put right, the next probe says so at once.
             await TestData.ScalarAsync<int>(dataSource, "INSERT INTO schema_migrations SELECT * FROM forgotten; SELECT 1");
             Assert.Equal(HealthStatus.Healthy, await StatusAsync());
+            time.Advance(TimeSpan.FromSeconds(1));
+            Assert.Equal(HealthStatus.Healthy, await StatusAsync());
+            var logged = logs.GetSnapshot();
+            Assert.Equal(["Error", "Error", "Information"], logged.Select(r => r.Level.ToString()));
+            Assert.All(logged.Take(2), r => Assert.StartsWith($"Not ready: schema at version {latest - 1}", r.Message, StringComparison.Ordinal));
+            Assert.Equal($"Ready again: schema at version {latest}", logged[2].Message);
         }
         finally
         {
@@ -85,6 +100,9 @@ public sealed class HealthTests(PostgresServer server)
         var body = await ready.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
         Assert.Contains("database unreachable", body, StringComparison.Ordinal);
         Assert.DoesNotContain("127.0.0.1", body, StringComparison.Ordinal);
+        // The health service's own line per probe (an error with its stack trace) is not written: the check logs changes.
+        var loggers = factory.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>();
+        Assert.False(loggers.CreateLogger(OutboxDatabaseExtensions.HealthServiceCategory).IsEnabled(Microsoft.Extensions.Logging.LogLevel.Critical));
     }
 
     [Fact]
