@@ -11,6 +11,7 @@ using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
 
 namespace OutboxComms.Api.Messages;
 
@@ -325,7 +326,8 @@ public static class MessageEndpoints
             }
         }
 
-        var drafts = ValidateItems(batch.Items, batch.Bulk, now, validation);
+        var privateLinks = http.RequestServices.GetRequiredService<IOptions<AttachmentOptions>>().Value.AllowPrivateNetworks;
+        var drafts = ValidateItems(batch.Items, batch.Bulk, now, privateLinks, validation);
         var wellFormed = drafts.OfType<MessageDraft>().ToList();
         if (wellFormed.Count == 0)
         {
@@ -401,20 +403,20 @@ public static class MessageEndpoints
     }
 
     /// <summary>Field checks of every item; a bulk item's errors are named <c>messages[i].field</c>.</summary>
-    private static MessageDraft?[] ValidateItems(IReadOnlyList<SendMessageRequest?> items, bool bulk, DateTimeOffset now, Validation validation)
+    private static MessageDraft?[] ValidateItems(IReadOnlyList<SendMessageRequest?> items, bool bulk, DateTimeOffset now, bool privateLinks, Validation validation)
     {
         var drafts = new MessageDraft?[items.Count];
         for (var i = 0; i < items.Count; i++)
         {
             if (!bulk)
             {
-                drafts[i] = MessageValidation.Validate(items[i]!, now, validation);
+                drafts[i] = MessageValidation.Validate(items[i]!, now, privateLinks, validation);
                 continue;
             }
             var item = new Validation();
             if (items[i] is { } request)
             {
-                drafts[i] = MessageValidation.Validate(request, now, item);
+                drafts[i] = MessageValidation.Validate(request, now, privateLinks, item);
             }
             else
             {

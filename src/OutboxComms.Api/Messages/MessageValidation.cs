@@ -3,6 +3,7 @@ using System.Text.Json;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Providers;
 
 namespace OutboxComms.Api.Messages;
 
@@ -46,7 +47,8 @@ internal static class MessageValidation
     private static readonly string SubjectLengthMessage = $"subject is at most {MaxSubjectLength} characters.";
     private static readonly string MaxRetriesMessage = $"maxRetries is between 0 and {MaxRetriesLimit}.";
 
-    public static MessageDraft? Validate(SendMessageRequest request, DateTimeOffset now, Validation validation)
+    /// <param name="privateLinks">Attachments:AllowPrivateNetworks: attachment links may name internal hosts (the worker may fetch them).</param>
+    public static MessageDraft? Validate(SendMessageRequest request, DateTimeOffset now, bool privateLinks, Validation validation)
     {
         var externalId = request.CustomerExternalId?.Trim();
         validation
@@ -79,6 +81,7 @@ internal static class MessageValidation
             .When(HasNul(request.Subject), "subject", Validation.NulMessage("subject"))
             .When(HasNul(request.Content), "content", Validation.NulMessage("content"));
         var data = JsonObject(request.Data, "data", validation);
+        validation.TemplateDataNames("data", request.Data);
         var metadata = JsonObject(request.Metadata, "metadata", validation);
 
         validation
@@ -86,7 +89,7 @@ internal static class MessageValidation
             .When(request.ExpiresAt is { } expires && expires <= now, "expiresAt", "expiresAt must be in the future.")
             .When(request.ExpiresAt is { } e && request.NotBefore is { } n && e <= n, "expiresAt", "expiresAt must be after notBefore.");
 
-        var attachments = Attachments(request.Attachments, validation);
+        var attachments = Attachments(request.Attachments, privateLinks, validation);
         validation.When(attachments.Count > 0 && channelOk && channel == Channel.Sms, "attachments", "SMS cannot carry attachments.");
 
         if (!validation.IsValid)
@@ -124,7 +127,7 @@ internal static class MessageValidation
     // than failing the INSERT.
     private static bool HasNul(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
 
-    private static List<AttachmentDraft> Attachments(IReadOnlyList<AttachmentRequest?>? attachments, Validation validation)
+    private static List<AttachmentDraft> Attachments(IReadOnlyList<AttachmentRequest?>? attachments, bool privateLinks, Validation validation)
     {
         var drafts = new List<AttachmentDraft>();
         if (attachments is null)
@@ -141,7 +144,7 @@ internal static class MessageValidation
                 validation.Add(field, "An attachment object is required.");
                 continue;
             }
-            var draft = Attachment(attachment, field, validation);
+            var draft = Attachment(attachment, field, privateLinks, validation);
             if (draft is not null)
             {
                 drafts.Add(draft);
@@ -152,7 +155,7 @@ internal static class MessageValidation
         return drafts;
     }
 
-    private static AttachmentDraft? Attachment(AttachmentRequest attachment, string field, Validation validation)
+    private static AttachmentDraft? Attachment(AttachmentRequest attachment, string field, bool privateLinks, Validation validation)
     {
         var ok = true;
         void Fail(string name, string message)
@@ -203,15 +206,20 @@ internal static class MessageValidation
                 content = Convert.FromBase64String(attachment.ContentBase64!);
             }
         }
-        else if (!IsAllowedUrl(attachment.Url!))
+        else if (!IsAllowedUrl(attachment.Url!, out var link))
         {
             Fail("url", "url must be an absolute https URL (http only for localhost).");
+        }
+        else if (!privateLinks && PublicAddresses.IsPlainlyInternal(link.IdnHost))
+        {
+            // The worker would refuse to fetch it and fail the message: said now instead.
+            Fail("url", $"url names an internal address, which {PublicAddresses.AttachmentRefusal}.");
         }
         return ok ? new AttachmentDraft(fileName!, contentType, content, hasUrl ? attachment.Url!.Trim() : null) : null;
     }
 
     /// <summary>https anywhere; plain http only to a loopback host (a local file server in development and tests).</summary>
-    private static bool IsAllowedUrl(string url) =>
-        Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri)
+    private static bool IsAllowedUrl(string url, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Uri? uri) =>
+        Uri.TryCreate(url.Trim(), UriKind.Absolute, out uri)
         && (uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback));
 }

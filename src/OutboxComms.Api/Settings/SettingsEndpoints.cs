@@ -305,9 +305,7 @@ public static partial class SettingsEndpoints
     /// A host that is plainly internal, so the settings are refused at once: localhost, or an
     /// address literal that is not public. A name that resolves to one is refused when dialled.
     /// </summary>
-    private static bool Internal(string host, ProviderNetworkOptions network) =>
-        !network.AllowPrivateNetworks && (host.TrimEnd('.') is var name && (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
-            || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && !PublicAddresses.IsPublic(address)));
+    private static bool Internal(string host, ProviderNetworkOptions network) => !network.AllowPrivateNetworks && PublicAddresses.IsPlainlyInternal(host);
 
     /// <summary>
     /// A stored secret is sent only where it was entered for. Left out of a request that changes

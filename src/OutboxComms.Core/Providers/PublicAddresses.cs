@@ -45,6 +45,19 @@ public sealed class NonPublicAddressException(string message) : Exception(messag
 /// </summary>
 public static class PublicAddresses
 {
+    /// <summary>
+    /// A host that is plainly internal without asking DNS: localhost (or a name under it), or an
+    /// address literal that is not public. Settings and requests naming one are refused at once; a
+    /// name that resolves to such an address is refused when dialled.
+    /// </summary>
+    public static bool IsPlainlyInternal(string host)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var name = host.TrimEnd('.');
+        return name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+            || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && !IsPublic(address));
+    }
+
     /// <summary>What an attachment link on a private network is refused with.</summary>
     public const string AttachmentRefusal = "attachment links may not reach (Attachments:AllowPrivateNetworks)";
 

@@ -63,6 +63,26 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task Template_data_under_the_models_own_names_is_refused_by_field_name()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        await TestData.CreateCustomerAsync(Db.DataSource, company, externalId: "CLIENT-78");
+        await CreateTemplateAsync(Db.DataSource, company, "general-note");
+        using var client = Api.As(key);
+
+        // {{ message }} is the model's message (id, type, channel…): the app's text would never be seen.
+        var (response, problem) = await client.PostAsync("/v1/messages", new
+        {
+            customerExternalId = "CLIENT-78", type = "GENERAL_UPDATE", channel = "EMAIL", templateKey = "general-note",
+            data = new { message = "Office closed on 2 October", customer = new { name = "Mehta" }, note = "fine" },
+        });
+
+        Assert.Equal(["data.customer", "data.message"], ErrorFields(problem));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task Every_invalid_field_is_named_in_one_validation_problem()
     {
         var (_, key) = await Api.NewCompanyAsync();
@@ -315,6 +335,31 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         var (bothNow, _) = await client.PostAsync("/v1/messages", new { customerId = customer, type = "INVOICE", channel = "BOTH", templateKey = "invoice-issued" });
         Assert.Equal((HttpStatusCode.Accepted, HttpStatusCode.Accepted, HttpStatusCode.Accepted), (email.StatusCode, preferred.StatusCode, bothNow.StatusCode));
         Assert.Equal(4, await CountAsync(Db.DataSource, company));
+    }
+
+    [Fact]
+    public async Task Attachment_links_to_plainly_internal_hosts_are_refused_by_field_name_unless_the_operator_allows_private_networks()
+    {
+        await using var strict = new ApiFactory(Db.ConnectionString, new Dictionary<string, string?> { ["Attachments:AllowPrivateNetworks"] = "false" });
+        var (company, key) = await strict.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        using var client = strict.As(key);
+        object Send(params string[] urls) => new
+        {
+            customerId = customer, type = "INVOICE", channel = "EMAIL", subject = "Invoice INV-8", content = "Attached.",
+            attachments = urls.Select((url, i) => new { fileName = $"file{i}.pdf", url }).ToArray(),
+        };
+
+        // The worker would refuse to fetch each of these and fail the message: the API says so at once.
+        var (refused, problem) = await client.PostAsync("/v1/messages", Send(
+            "https://169.254.169.254/latest/meta-data/iam/", "https://10.0.0.5/statement.pdf", "http://127.0.0.1:8080/terms.pdf", "https://[::ffff:192.168.1.9]/a.pdf", "https://files.localhost/b.pdf"));
+        var (accepted, _) = await client.PostAsync("/v1/messages", Send("https://files.practice.example/terms.pdf"));
+
+        Assert.Equal(["attachments[0].url", "attachments[1].url", "attachments[2].url", "attachments[3].url", "attachments[4].url"], ErrorFields(problem));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal("url names an internal address, which attachment links may not reach (Attachments:AllowPrivateNetworks).",
+            problem!["errors"]!["attachments[0].url"]![0]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
     }
 
     [Fact]

@@ -22,6 +22,7 @@ public sealed class ApiFactory(string connectionString, IReadOnlyDictionary<stri
         builder.UseSetting("OUTBOXCOMMS_ENCRYPTION_KEY", TestKeys.Encryption);
         builder.UseSetting("OUTBOXCOMMS_ADMIN_KEY", TestKeys.Admin);
         builder.UseSetting("Providers:AllowPrivateNetworks", "true");   // the test servers listen on loopback
+        builder.UseSetting("Attachments:AllowPrivateNetworks", "true");
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             builder.UseSetting(key, value);
