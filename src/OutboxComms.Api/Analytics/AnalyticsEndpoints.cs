@@ -30,12 +30,19 @@ public static class AnalyticsEndpoints
 
     // Both statements scan the company's rows in the window once each, and go in one round trip.
     // Counts are grouped finely here and summed up per dimension in C# (a few dozen groups at most).
+    // A cost is the channel's it was sent on: a PREFERRED row keeps its costs when a replay (or a
+    // retry of a split) puts it back to PREFERRED, so its last send's channel names them.
     private const string CountsSql = """
         SELECT status, channel, type, cost_currency, count(*)::int, sum(cost),
-               count(*) FILTER (WHERE status = 'FAILED' AND sent_at IS NOT NULL)::int
-          FROM communication_logs
-         WHERE company_id = $1 AND created_at >= $2 AND created_at < $3
-         GROUP BY status, channel, type, cost_currency
+               count(*) FILTER (WHERE status = 'FAILED' AND sent_at IS NOT NULL)::int, cost_channel
+          FROM (SELECT m.*, CASE WHEN m.channel = 'PREFERRED' AND m.cost IS NOT NULL
+                                 THEN coalesce((SELECT a.channel FROM communication_attempts a
+                                                 WHERE a.message_id = m.id AND a.company_id = m.company_id AND a.outcome = 'SENT'
+                                                 ORDER BY a.attempt_no DESC, a.id DESC LIMIT 1), m.channel)
+                                 ELSE m.channel END AS cost_channel
+                  FROM communication_logs m
+                 WHERE m.company_id = $1 AND m.created_at >= $2 AND m.created_at < $3) m
+         GROUP BY status, channel, type, cost_currency, cost_channel
         """;
 
     private const string TimingsSql = """
@@ -106,7 +113,7 @@ public static class AnalyticsEndpoints
             failedAfterSend += reader.GetInt32(6);
             if (!reader.IsDBNull(3) && !reader.IsDBNull(5))
             {
-                var key = (WireName<Channel>.Parse(reader.GetString(1)), reader.GetString(3));
+                var key = (WireName<Channel>.Parse(reader.GetString(7)), reader.GetString(3));
                 var (amount, messages) = costs.GetValueOrDefault(key);
                 costs[key] = (amount + reader.GetDecimal(5), messages + count);
             }

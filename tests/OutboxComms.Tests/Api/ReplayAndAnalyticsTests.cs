@@ -301,6 +301,27 @@ public sealed class ReplayAndAnalyticsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_replayed_preferred_messages_cost_is_counted_under_the_channel_it_went_on()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var id = await Outbox.EnqueueAsync(Db.DataSource, company, customer, channel: "PREFERRED");
+        // Sent by email for 0.05, bounced, replayed: the row waits as PREFERRED again, with the cost it has.
+        await SetAsync(Db.DataSource, id, "status = 'PENDING', cost = 0.05, cost_currency = 'INR', replay_count = 1");
+        await TestData.ScalarAsync<long>(Db.DataSource, """
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, provider_name, outcome, cost, cost_currency)
+            VALUES ($1, $2, 1, 'EMAIL', 'SMTP', 'SENT', 0.05, 'INR') RETURNING id
+            """, id, company);
+        using var client = Api.As(key);
+
+        var (_, report) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics");
+
+        var costs = report!["costs"]!.AsArray().Select(c => (c!["channel"]!.GetValue<string>(), c["currency"]!.GetValue<string>(), c["amount"]!.GetValue<decimal>(), c["messages"]!.GetValue<int>()));
+        Assert.Equal([("EMAIL", "INR", 0.05m, 1)], costs);
+        Assert.Equal(1, report["byChannel"]!["PREFERRED"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task Analytics_count_rates_costs_and_timing_percentiles_over_the_window()
     {
         var (company, key) = await Api.NewCompanyAsync();
