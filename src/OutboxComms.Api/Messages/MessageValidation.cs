@@ -90,7 +90,8 @@ internal static class MessageValidation
             .When(request.ExpiresAt is { } e && request.NotBefore is { } n && e <= n, "expiresAt", "expiresAt must be after notBefore.");
 
         var attachments = Attachments(request.Attachments, privateLinks, validation);
-        validation.When(attachments.Count > 0 && channelOk && channel == Channel.Sms, "attachments", "SMS cannot carry attachments.");
+        validation.When(attachments.Count > 0 && channelOk && channel == Channel.Sms, "attachments", "SMS cannot carry attachments.")
+            .When(attachments.Count > 1 && channelOk && channel == Channel.WhatsApp, "attachments", "A WhatsApp message carries one document: send the others as messages of their own, or by EMAIL.");
 
         if (!validation.IsValid)
         {

@@ -31,6 +31,12 @@ public static class AttachmentRules
         {
             return $"SMS cannot carry attachments ({string.Join(", ", attachments.Select(a => a.FileName))})";
         }
+        // Every WhatsApp API takes one document per message (ChatMessageParts): a PREFERRED message
+        // with more goes by another channel the customer consented to.
+        if (channel == Channel.WhatsApp && attachments.Count > 1)
+        {
+            return $"a WhatsApp message carries one document, this one has {attachments.Count} ({string.Join(", ", attachments.Select(a => a.FileName))})";
+        }
         foreach (var attachment in attachments)
         {
             if (string.IsNullOrWhiteSpace(attachment.FileName))
@@ -44,7 +50,7 @@ public static class AttachmentRules
             if (attachment.Content is null
                 && !(Uri.TryCreate(attachment.Url?.Trim(), UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttps || url.Scheme == Uri.UriSchemeHttp)))
             {
-                return $"attachment '{attachment.FileName}': url '{attachment.Url}' is not an absolute http(s) URL";
+                return $"attachment '{attachment.FileName}': url '{Providers.AttachmentLoader.Shown(attachment.Url)}' is not an absolute http(s) URL";
             }
         }
         return null;

@@ -17,16 +17,42 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
     /// <summary>Redirects a link may take to its file.</summary>
     public const int MaxRedirects = 5;
 
-    /// <summary>Larger attachments are refused rather than loaded into memory.</summary>
+    /// <summary>
+    /// A message's attachments together, stored or fetched: larger ones are refused rather than
+    /// loaded into memory (email providers refuse a message of 25–40 MB once encoded anyway).
+    /// </summary>
     public const long MaxBytes = 25 * 1024 * 1024;
+
+    /// <summary>
+    /// The time all of a message's links may take, headers and bodies: within the send's own time
+    /// limit (Dispatch:SendTimeout, 30 s by default), so that a slow file server is the message's
+    /// problem, not taken for its email provider's.
+    /// </summary>
+    public TimeSpan FetchTimeout { get; init; } = TimeSpan.FromSeconds(20);
 
     public async Task<IReadOnlyList<LoadedAttachment>> LoadAsync(IReadOnlyList<CommunicationAttachment> attachments, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(attachments);
         var loaded = new List<LoadedAttachment>(attachments.Count);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(FetchTimeout);
+        long total = 0;
         foreach (var attachment in attachments)
         {
-            var content = attachment.Content ?? await FetchAsync(attachment, cancellationToken);
+            byte[] content;
+            try
+            {
+                content = attachment.Content ?? await FetchAsync(attachment, MaxBytes - total, deadline.Token);
+            }
+            catch (OperationCanceledException ex) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"attachment {attachment.FileName}: its link did not answer in time (the message's links have {FetchTimeout.TotalSeconds:0.#} s together)", ex);
+            }
+            total += content.Length;
+            if (total > MaxBytes)
+            {
+                throw TooLarge(attachment);
+            }
             loaded.Add(new LoadedAttachment(attachment.FileName, attachment.ContentType, content));
         }
         return loaded;
@@ -35,12 +61,20 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
     /// <summary>
     /// A link as errors and logs show it: without its query, which in a presigned or shared link is
     /// the credential (an S3 signature, a token) that an error must not carry into the row, the
-    /// attempt history and the worker's log.
+    /// attempt history and the worker's log; nor its user and password (https://user:token@host/…).
+    /// A text that is no absolute URL is cut at its query likewise.
     /// </summary>
-    private static string Shown(string url) =>
-        Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Query.Length > 1 ? uri.GetLeftPart(UriPartial.Path) + "?…" : url;
+    internal static string Shown(string? url)
+    {
+        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.IsAbsoluteUri && !uri.IsFile)
+        {
+            return uri.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped) + (uri.Query.Length > 1 ? "?…" : "");
+        }
+        var query = url?.IndexOf('?', StringComparison.Ordinal) ?? -1;
+        return query >= 0 ? url![..query] + "?…" : url ?? "";
+    }
 
-    private async Task<byte[]> FetchAsync(CommunicationAttachment attachment, CancellationToken cancellationToken)
+    private async Task<byte[]> FetchAsync(CommunicationAttachment attachment, long maxBytes, CancellationToken cancellationToken)
     {
         var url = attachment.Url ?? throw new InvalidOperationException($"attachment {attachment.FileName} has neither content nor URL");
         HttpResponseMessage response;
@@ -66,27 +100,35 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
             // Surfaces as a transient failure: the producer's file server may be back later.
             throw new HttpRequestException($"attachment {attachment.FileName} could not be fetched: HTTP {(int)response.StatusCode} from {Shown(url)}");
         }
-        if (response.Content.Headers.ContentLength > MaxBytes)
+        if (response.Content.Headers.ContentLength > maxBytes)
         {
             throw TooLarge(attachment);
         }
         // Counted as it streams too: a server that sends no Content-Length (or a wrong one) must not
         // fill the worker's memory.
-        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var content = new MemoryStream();
-        var chunk = new byte[81_920];
-        int read;
-        while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+        try
         {
-            if (content.Length + read > MaxBytes)
+            await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+            var chunk = new byte[81_920];
+            int read;
+            while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
             {
-                throw TooLarge(attachment);
+                if (content.Length + read > maxBytes)
+                {
+                    throw TooLarge(attachment);
+                }
+                content.Write(chunk, 0, read);
             }
-            content.Write(chunk, 0, read);
+        }
+        catch (IOException ex)
+        {
+            // The file server dropped the connection mid-file: its problem, and perhaps not for long.
+            throw new HttpRequestException($"attachment {attachment.FileName} could not be fetched: {ex.Message} ({Shown(url)})", ex);
         }
         return content.ToArray();
     }
 
     private static InvalidOperationException TooLarge(CommunicationAttachment attachment) =>
-        new($"attachment {attachment.FileName} is larger than {MaxBytes / 1024 / 1024} MB");
+        new($"attachment {attachment.FileName} takes the message's attachments past {MaxBytes / 1024 / 1024} MB");
 }

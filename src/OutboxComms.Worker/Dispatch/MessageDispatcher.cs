@@ -717,7 +717,12 @@ internal sealed partial class MessageDispatcher(
             {
                 throw new TemplateException("the email has no subject (the row's subject is empty)");
             }
-            return new Rendered(customer.Id, plainSubject, message.Content ?? "", null, null, null, null, null);
+            // The schema takes '' (its CHECK is only that content or a template is given); the API refuses it.
+            if (string.IsNullOrWhiteSpace(message.Content))
+            {
+                throw new TemplateException("the message has no text (the row's content is blank and it names no template)");
+            }
+            return new Rendered(customer.Id, plainSubject, message.Content, null, null, null, null, null);
         }
 
         var languages = MessageTemplate.LanguagesToTry(customer.PreferredLanguage, company.DefaultLanguage).ToArray();

@@ -130,6 +130,14 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(["subject"], ErrorFields(preferredProblem));
         Assert.Equal(["templateKey"], ErrorFields(bothProblem));
         Assert.Equal(["attachments", "customerExternalId"], ErrorFields(smsProblem));
+        // WhatsApp takes one document per message.
+        var (whatsApp, whatsAppProblem) = await client.PostAsync("/v1/messages", new
+        {
+            customerId = customer, type = "INVOICE", channel = "WHATSAPP", content = "Hi",
+            attachments = new[] { new { fileName = "a.pdf", url = "https://files.example.com/a.pdf" }, new { fileName = "b.pdf", url = "https://files.example.com/b.pdf" } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, whatsApp.StatusCode);
+        Assert.Equal(["attachments"], ErrorFields(whatsAppProblem));
         Assert.Equal(0, await CountAsync(Db.DataSource, company));
     }
 

@@ -325,6 +325,30 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Rows_of_two_companies_sharing_an_id_and_a_row_with_blank_content_fail_with_the_reason_and_the_batch_goes_on()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (other, otherCustomer) = await CustomerAsync();
+        var first = await EnqueueAsync(company, customer);
+        // COPY writes the ids it is given, whatever GENERATED ALWAYS says, as an INSERT … OVERRIDING SYSTEM VALUE does.
+        await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_logs (id, company_id, customer_id, type, channel, subject, content, next_attempt_at)
+            OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, 'INVOICE', 'EMAIL', 'Invoice', 'Imported', $4) RETURNING id
+            """, first, other, otherCustomer, time.GetUtcNow().AddMinutes(-1));
+        var blank = await EnqueueAsync(company, customer, content: " ");
+        var fine = await EnqueueAsync(company, customer);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE id = $1 AND status = 'FAILED' AND error_message LIKE 'another company''s message has the same id%' AND locked_by IS NULL", first));
+        Assert.Equal(("FAILED", "the message has no text (the row's content is blank and it names no template)"),
+            ((await Outbox.GetAsync(db.DataSource, blank)).Status, (await Outbox.GetAsync(db.DataSource, blank)).ErrorMessage));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
+        Assert.Equal(1, email.Calls);
+    }
+
+    [Fact]
     public async Task A_voice_row_a_producer_wrote_fails_because_no_provider_serves_the_channel_not_as_a_consent_problem()
     {
         var (company, customer) = await CustomerAsync();
@@ -352,6 +376,24 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(("SENT", "EMAIL", "PREFERRED"), (invoiceRow.Status, invoiceRow.Channel, invoiceRow.RequestedChannel));
         Assert.Equal(reminder, Assert.Single(whatsApp.Sent).MessageId);
         Assert.Equal(invoice, Assert.Single(email.Sent).MessageId);
+    }
+
+    [Fact]
+    public async Task A_preferred_invoice_with_two_documents_for_a_whatsapp_client_goes_by_email_as_whatsapp_carries_one()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true, invoice_delivery_channel = 'WHATSAPP'");
+        await TestData.CreateTemplatesAsync(db.DataSource, company, "mgt7-reminder");
+        var invoice = await EnqueueAsync(company, customer, channel: "PREFERRED", content: null, templateKey: "mgt7-reminder");
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content)
+                       VALUES ($1, 'INV-11.pdf', 'application/pdf', '\x25504446'), ($1, 'SOA-11.pdf', 'application/pdf', '\x25504446') RETURNING 1)
+            SELECT count(*)::int FROM a
+            """, invoice);
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SENT/EMAIL/PREFERRED/on EMAIL instead of the preferred WHATSAPP: a WhatsApp message carries one document, this one has 2 (INV-11.pdf, SOA-11.pdf)", await RowAsync(invoice));
+        Assert.Equal(0, whatsApp.Calls);
     }
 
     [Fact]
@@ -384,10 +426,11 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(["INV-9.pdf"], email.Sent.Single(m => m.MessageId == invoice).Attachments.Select(a => a.FileName));
         Assert.Equal(bySms, Assert.Single(sms.Sent).MessageId);
         Assert.Equal(0, whatsApp.Calls);
-
-        Task<string> RowAsync(long id) => TestData.ScalarAsync<string>(db.DataSource,
-            "SELECT status || '/' || channel || '/' || requested_channel || '/' || coalesce(status_reason, '') FROM communication_logs WHERE id = $1", id);
     }
+
+    /// <summary>status/channel/requested_channel/status_reason of a row.</summary>
+    private Task<string> RowAsync(long id) => TestData.ScalarAsync<string>(db.DataSource,
+        "SELECT status || '/' || channel || '/' || requested_channel || '/' || coalesce(status_reason, '') FROM communication_logs WHERE id = $1", id);
 
     [Fact]
     public async Task Both_becomes_one_row_per_channel_and_each_is_sent_once()

@@ -76,6 +76,46 @@ public sealed class AttachmentLoaderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_message_s_attachments_are_held_to_25_MB_together_its_links_to_one_time_limit_and_a_dropped_file_is_the_links_problem()
+    {
+        using var worker = Worker(allowPrivateNetworks: true);
+        var loader = worker.Services.GetRequiredService<AttachmentLoader>();
+        var thirteen = new byte[13 * 1024 * 1024];
+
+        // Each under the limit, together past it (a worker sends up to 128 messages at once: the limit is per message).
+        var together = await Assert.ThrowsAsync<InvalidOperationException>(() => loader.LoadAsync(
+            [new CommunicationAttachment { FileName = "a.pdf", ContentType = "application/pdf", Content = thirteen },
+             new CommunicationAttachment { FileName = "b.pdf", ContentType = "application/pdf", Content = thirteen }], TestContext.Current.CancellationToken));
+        Assert.Equal("attachment b.pdf takes the message's attachments past 25 MB", together.Message);
+
+        // A link's user and password are no more shown than its query.
+        var credentials = await Assert.ThrowsAsync<HttpRequestException>(() => loader.LoadAsync(
+            [new CommunicationAttachment { FileName = "inv.pdf", ContentType = "application/pdf", Url = files.Url!.Replace("http://", "http://files:s3cr3t@", StringComparison.Ordinal) + "/gone/inv.pdf" }], TestContext.Current.CancellationToken));
+        Assert.Equal($"attachment inv.pdf could not be fetched: HTTP 404 from {files.Url}/gone/inv.pdf", credentials.Message);
+
+        // A file server that drops the connection mid-file, or answers slower than the message's links may take.
+        using var broken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        broken.Start();
+        var serving = Task.Run(async () =>
+        {
+            using var socket = await broken.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            await socket.ReceiveAsync(new byte[8192], System.Net.Sockets.SocketFlags.None, TestContext.Current.CancellationToken);
+            await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: 100000\r\n\r\n%PDF-1.7 the first part"u8.ToArray(), System.Net.Sockets.SocketFlags.None, TestContext.Current.CancellationToken);
+            socket.Shutdown(System.Net.Sockets.SocketShutdown.Both);
+        }, TestContext.Current.CancellationToken);
+        files.Given(Request.Create().WithPath("/slow.pdf").UsingGet()).RespondWith(Response.Create().WithStatusCode(200).WithBody(Pdf).WithDelay(TimeSpan.FromSeconds(3)));
+        var dropped = await Assert.ThrowsAsync<HttpRequestException>(() => loader.LoadAsync(
+            [new CommunicationAttachment { FileName = "broken.pdf", ContentType = "application/pdf", Url = $"http://127.0.0.1:{((IPEndPoint)broken.LocalEndpoint).Port}/broken.pdf" }], TestContext.Current.CancellationToken));
+        await serving;
+        Assert.StartsWith("attachment broken.pdf could not be fetched: ", dropped.Message, StringComparison.Ordinal);
+        Assert.IsAssignableFrom<IOException>(dropped.InnerException);
+        var quick = new AttachmentLoader(worker.Services.GetRequiredService<IHttpClientFactory>()) { FetchTimeout = TimeSpan.FromMilliseconds(300) };
+        var slow = await Assert.ThrowsAsync<TimeoutException>(() => quick.LoadAsync(
+            [new CommunicationAttachment { FileName = "slow.pdf", ContentType = "application/pdf", Url = files.Url + "/slow.pdf" }], TestContext.Current.CancellationToken));
+        Assert.Equal("attachment slow.pdf: its link did not answer in time (the message's links have 0.3 s together)", slow.Message);
+    }
+
+    [Fact]
     public async Task Through_a_proxy_each_link_and_each_redirect_hop_is_checked_not_the_proxy()
     {
         // The operator's proxy listens on loopback (and answers for the hosts behind it here).

@@ -77,6 +77,17 @@ public sealed class MailgunEmailProviderTests : IDisposable
         Assert.Equal("statement-march.pdf", attachment.FileName);
     }
 
+    [Fact]
+    public async Task A_file_name_with_double_quotes_goes_with_single_ones_rather_than_failing_the_form()
+    {
+        host.Answer(SendPath, 200, """{"id":"<b@mg.sharma-clinic.in>","message":"Queued. Thank you."}""");
+
+        var result = await SendAsync(Message(new CommunicationAttachment { FileName = "Invoice \"Final\".pdf", ContentType = "application/pdf", Content = PdfBytes }));
+
+        Assert.Equal(SendOutcome.Sent, result.Outcome);
+        Assert.Equal("Invoice 'Final'.pdf", Assert.Single(Form(host.Received(SendPath)), f => f.Name == "attachment").Part.FileName);
+    }
+
     [Theory]
     [InlineData(null, "https://api.mailgun.net/v3/mg.sharma-clinic.in/messages")]
     [InlineData("us", "https://api.mailgun.net/v3/mg.sharma-clinic.in/messages")]

@@ -88,6 +88,10 @@ internal static class EmailApi
         {
             return ([], SendResult.TransientForThisMessage($"{provider}: {ex.Message}"));
         }
+        catch (TimeoutException ex)
+        {
+            return ([], SendResult.TransientForThisMessage($"{provider}: {ex.Message}"));
+        }
         catch (Exception ex) when (Http.ProviderHttp.IsTimeout(ex, cancellationToken))
         {
             return ([], SendResult.TransientForThisMessage($"{provider}: an attachment's link did not answer in time"));

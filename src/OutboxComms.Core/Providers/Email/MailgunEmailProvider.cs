@@ -55,7 +55,7 @@ public sealed class MailgunEmailProvider(ProviderHttp http, AttachmentLoader att
         {
             var part = new ByteArrayContent(file.Content);
             part.Headers.ContentType = MediaTypeHeaderValue.Parse(file.ContentType);
-            form.Add(part, "attachment", file.FileName);
+            form.Add(part, "attachment", ProviderHttp.FormFileName(file.FileName));
         }
 
         using var request = new HttpRequestMessage(HttpMethod.Post, Endpoint(account, $"v3/{Uri.EscapeDataString(account.ApiUser!)}/messages"))

@@ -126,7 +126,7 @@ public sealed class WhatsAppCloudProvider(ProviderHttp http) : IMessageProvider
         {
             { new StringContent("whatsapp"), "messaging_product" },
             { new StringContent(attachment.ContentType), "type" },
-            { file, "file", attachment.FileName },
+            { file, "file", ProviderHttp.FormFileName(attachment.FileName) },
         };
         using var request = new HttpRequestMessage(HttpMethod.Post, ProviderHttp.Endpoint(account.BaseUrl, DefaultBaseUrl, $"{account.SenderId}/media")) { Content = form };
         request.Headers.Authorization = ProviderHttp.Bearer(account.ApiKey!);
