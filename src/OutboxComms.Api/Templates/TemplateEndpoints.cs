@@ -338,7 +338,6 @@ public static partial class TemplateEndpoints
         return null;
     }
 
-    /// <summary>The customer a preview renders for: the sample client, with whatever the request says about them.</summary>
     /// <summary>
     /// Template data as the worker reads it back from jsonb: an object's keys shortest first, then by
     /// their UTF-8 bytes, a repeated key's last value. A template that walks an object's keys
@@ -358,6 +357,7 @@ public static partial class TemplateEndpoints
         _ => JsonValue.Create(value),
     };
 
+    /// <summary>The customer a preview renders for: the sample client, with whatever the request says about them.</summary>
     private static Customer SampleCustomer(PreviewCustomer? given, string companyLanguage) => new()
     {
         Id = Guid.Empty,

@@ -150,6 +150,10 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
                SET status = 'PENDING', retry_count = 0, outage_attempts = 0, replay_count = m.replay_count + 1, next_attempt_at = $9, updated_at = $9,
                    error_message = NULL, failed_at = NULL, locked_by = NULL, locked_until = NULL,
                    status_reason = 'replayed by ' || $10,
+                   -- The earlier send's reports no longer move the row (a late "delivered" would
+                   -- otherwise undo a resend's failure, which keeps the id it had): the resend
+                   -- records its own id. The attempts keep each send's history.
+                   provider_message_id = NULL,
                    -- A PREFERRED message never split goes to the customer's channel as it is now;
                    -- the rows of one that was split keep theirs. Only rows created since
                    -- migration 0022, which marks split rows: older ones keep theirs too.

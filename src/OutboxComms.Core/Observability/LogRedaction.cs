@@ -48,8 +48,8 @@ public static partial class LogRedaction
     // Eight or more digits, written with or without a + and spaces, dashes or brackets between them:
     // a phone number, also at the end of a sentence ("…the 'To' number: +919876543210."). Provider
     // error codes (Twilio 21211, WhatsApp 131026) are shorter; dotted numbers (an IP address, a
-    // decimal) are left alone.
-    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ ()-]{0,2}\d){7,}(?!\w|\.\d)")]
+    // decimal) and names (INV-2026-000123.pdf, a host) are left alone.
+    [GeneratedRegex(@"(?<![\w.*])\+?\d(?:[ ()-]{0,2}\d){7,}(?!\w|\.\w)")]
     private static partial Regex PhoneNumber();
 
     // A date and time (2026-11-25 04:30) reads as a long run of digits too.

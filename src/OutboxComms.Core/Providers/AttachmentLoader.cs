@@ -9,7 +9,7 @@ public sealed record LoadedAttachment(string FileName, string ContentType, byte[
 /// Gives providers that need the bytes (SMTP, SES raw MIME, Mailgun) an attachment's content,
 /// fetching a URL attachment when the producer supplied a link instead of bytes.
 /// </summary>
-public sealed class AttachmentLoader(IHttpClientFactory clients)
+public sealed class AttachmentLoader(IHttpClientFactory clients, Microsoft.Extensions.Options.IOptions<AttachmentOptions>? options = null)
 {
     /// <summary>The named HttpClient that fetches links (public addresses only, see <see cref="PublicAddresses"/>).</summary>
     public const string ClientName = "attachments";
@@ -23,39 +23,53 @@ public sealed class AttachmentLoader(IHttpClientFactory clients)
     /// </summary>
     public const long MaxBytes = 25 * 1024 * 1024;
 
-    /// <summary>
-    /// The time all of a message's links may take, headers and bodies: within the send's own time
-    /// limit (Dispatch:SendTimeout, 30 s by default), so that a slow file server is the message's
-    /// problem, not taken for its email provider's.
-    /// </summary>
-    public TimeSpan FetchTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    /// <summary>The time all of a message's links may take (<see cref="AttachmentOptions.FetchTimeout"/>).</summary>
+    public TimeSpan FetchTimeout { get; init; } = options?.Value.FetchTimeout ?? TimeSpan.FromSeconds(20);
 
     public async Task<IReadOnlyList<LoadedAttachment>> LoadAsync(IReadOnlyList<CommunicationAttachment> attachments, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(attachments);
         var loaded = new List<LoadedAttachment>(attachments.Count);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(FetchTimeout);
-        long total = 0;
-        foreach (var attachment in attachments)
+        CancellationTokenSource? deadline = null;   // started by the first link: most sends have none
+        try
         {
-            byte[] content;
-            try
+            long total = 0;
+            foreach (var attachment in attachments)
             {
-                content = attachment.Content ?? await FetchAsync(attachment, MaxBytes - total, deadline.Token);
+                byte[] content;
+                if (attachment.Content is { } stored)
+                {
+                    content = stored;
+                }
+                else
+                {
+                    if (deadline is null)
+                    {
+                        deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                        deadline.CancelAfter(FetchTimeout);
+                    }
+                    try
+                    {
+                        content = await FetchAsync(attachment, MaxBytes - total, deadline.Token);
+                    }
+                    catch (OperationCanceledException ex) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                    {
+                        throw new TimeoutException($"attachment {attachment.FileName}: its link did not answer in time (the message's links have {FetchTimeout.TotalSeconds:0.#} s together)", ex);
+                    }
+                }
+                total += content.Length;
+                if (total > MaxBytes)
+                {
+                    throw TooLarge(attachment);
+                }
+                loaded.Add(new LoadedAttachment(attachment.FileName, attachment.ContentType, content));
             }
-            catch (OperationCanceledException ex) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                throw new TimeoutException($"attachment {attachment.FileName}: its link did not answer in time (the message's links have {FetchTimeout.TotalSeconds:0.#} s together)", ex);
-            }
-            total += content.Length;
-            if (total > MaxBytes)
-            {
-                throw TooLarge(attachment);
-            }
-            loaded.Add(new LoadedAttachment(attachment.FileName, attachment.ContentType, content));
+            return loaded;
         }
-        return loaded;
+        finally
+        {
+            deadline?.Dispose();
+        }
     }
 
     /// <summary>

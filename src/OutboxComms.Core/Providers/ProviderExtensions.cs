@@ -41,7 +41,8 @@ public static class ProviderExtensions
                 .AddTimeout(TimeSpan.FromSeconds(25)));
         // Attachment links are fetched by a client of their own: only public addresses (see
         // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.
-        builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section);
+        builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section)
+            .Validate(o => o.FetchTimeout > TimeSpan.Zero, "Attachments:FetchTimeout must be positive.").ValidateOnStart();
         builder.Services.AddHttpClient(AttachmentLoader.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
             .RemoveAllLoggers()
             .ConfigurePrimaryHttpMessageHandler(services =>

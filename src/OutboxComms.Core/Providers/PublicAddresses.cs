@@ -16,6 +16,14 @@ public sealed class AttachmentOptions
     /// answer to a customer address the tenant controls.
     /// </summary>
     public bool AllowPrivateNetworks { get; set; }
+
+    /// <summary>
+    /// The time all of one message's links may take, headers and bodies (20 s by default). Keep it
+    /// below the workers' Dispatch:SendTimeout (30 s), which also covers the provider's call: a
+    /// slow file server is then that message's transient failure, not taken for its email
+    /// provider's outage. Raise both for large files behind slow links.
+    /// </summary>
+    public TimeSpan FetchTimeout { get; set; } = TimeSpan.FromSeconds(20);
 }
 
 /// <summary>Provider connection settings (<c>Providers</c> section).</summary>

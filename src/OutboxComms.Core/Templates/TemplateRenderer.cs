@@ -22,7 +22,7 @@ public sealed class TemplateException(string message, Exception? inner = null) :
 /// output size and time are bounded. Parsed templates are cached by text, so a changed template is
 /// parsed again and an unchanged one never is.
 /// </summary>
-public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clock = null)
+public sealed partial class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clock = null)
 {
     private const int CacheLimit = 10_000;
 
@@ -379,17 +379,30 @@ public sealed class TemplateRenderer(TimeSpan? timeout = null, TimeProvider? clo
             throw new ScriptRuntimeException(context.CurrentSpan, $"date.parse cannot read '{text}' as a date ({how})");
         }
         // Text with Z or an offset is an instant, which Scriban gives in the host's time zone: in
-        // UTC here, whatever zone the host is set to.
-        return parsed.Value.Kind == DateTimeKind.Local ? parsed.Value.ToUniversalTime() : parsed;
+        // UTC here, whatever zone the host is set to. Text without one is the date and time it
+        // says (Scriban marks it local too, unconverted: it must stay as it is).
+        return HasOffset(text) ? DateTime.SpecifyKind(parsed.Value.ToUniversalTime(), DateTimeKind.Utc) : parsed;
     }
+
+    /// <summary>A date text naming its offset from UTC after a time of day: <c>…T20:00:00Z</c>, <c>… 20:00 +05:30</c>, <c>…-0500</c>.</summary>
+    internal static bool HasOffset(string text) => OffsetAfterTime().IsMatch(text);
+
+    [GeneratedRegex(@"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|(?:UTC|GMT)?\s*[+-]\d{2}(?::?\d{2})?)\s*$")]
+    private static partial Regex OffsetAfterTime();
 
     /// <summary><c>date.parse_to_string</c>: reads as <see cref="ParseDate"/> does (unreadable text fails the render), then writes as <c>date.to_string</c>.</summary>
     private static string? ParseDateToString(TemplateContext context, string? text, string? output_pattern = null, string? output_culture = null, string? input_pattern = null, string? input_culture = null)
     {
         var parsed = ParseDate(context, text, input_pattern, input_culture);
         var functions = (DateTimeFunctions)Builtins["date"]!;
-        return parsed is null ? null
+        var written = parsed is null ? null
             : functions.ToString(parsed, output_pattern ?? functions.Format, output_culture is null ? context.CurrentCulture : CultureInfo.GetCultureInfo(output_culture));
+        // As Scriban's own does: no value longer than the render's limit for one (a pattern made with string.repeat).
+        if (written?.Length > context.LimitToString)
+        {
+            throw new ScriptRuntimeException(context.CurrentSpan, $"date.parse_to_string wrote more than {context.LimitToString} characters");
+        }
+        return written;
     }
 
     /// <summary>

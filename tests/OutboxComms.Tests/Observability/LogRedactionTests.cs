@@ -16,6 +16,7 @@ public sealed class LogRedactionTests
     [InlineData("call (022) 2345-6789 or 98765-43210", "call (***) ****-**89 or *****-***10")]
     [InlineData("TWILIO 21408: Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +919876543210.", "TWILIO 21408: Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +**********10.")]
     [InlineData("sent 2026-11-25 98765 43210 refused; paid 12345678.90.", "sent 2026-11-25 ***** ***10 refused; paid 12345678.90.")]
+    [InlineData("SMTP: attachment INV-2026-000123.pdf could not be fetched from https://files.example/20261125123456.pdf", "SMTP: attachment INV-2026-000123.pdf could not be fetched from https://files.example/20261125123456.pdf")]
     [InlineData(null, null)]
     public void Contact_details_are_masked_and_the_rest_is_kept(string? text, string? logged) =>
         Assert.Equal(logged, LogRedaction.Contacts(text));

@@ -202,6 +202,23 @@ public sealed class TemplateRendererTests
         }
     }
 
+    [Theory]
+    [InlineData("2026-11-30T20:00:00Z", true)]
+    [InlineData("2026-11-30T20:00:00.123z", true)]
+    [InlineData("30/11/2026 20:00 +05:30", true)]
+    [InlineData("2026-11-30T20:00:00-0500", true)]
+    [InlineData("2026-11-30 20:00 GMT+05:30", true)]
+    [InlineData("30/11/2026", false)]
+    [InlineData("2026-11-30", false)]
+    [InlineData("30/11/2026 20:00", false)]
+    [InlineData("30-11-2026", false)]
+    public void Only_a_date_text_naming_its_offset_after_a_time_is_an_instant_read_as_utc(string text, bool instant)
+    {
+        // Scriban marks both kinds as the host's local time; converting a plain date as well would
+        // move "30/11/2026" to the 29th on a host whose clock is on Indian time.
+        Assert.Equal(instant, TemplateRenderer.HasOffset(text));
+    }
+
     [Fact]
     public void A_failing_text_of_a_session_is_named_when_the_caller_names_it()
     {

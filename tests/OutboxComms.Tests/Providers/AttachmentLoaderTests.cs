@@ -22,11 +22,15 @@ public sealed class AttachmentLoaderTests : IDisposable
 
     public void Dispose() => files.Stop();
 
-    private static IHost Worker(bool allowPrivateNetworks)
+    private static IHost Worker(bool allowPrivateNetworks, string? fetchTimeout = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration["Encryption:Keys"] = TestKeys.Encryption;
         builder.Configuration["Attachments:AllowPrivateNetworks"] = allowPrivateNetworks ? "true" : "false";
+        if (fetchTimeout is not null)
+        {
+            builder.Configuration["Attachments:FetchTimeout"] = fetchTimeout;
+        }
         builder.AddProviders();
         return builder.Build();
     }
@@ -109,7 +113,8 @@ public sealed class AttachmentLoaderTests : IDisposable
         await serving;
         Assert.StartsWith("attachment broken.pdf could not be fetched: ", dropped.Message, StringComparison.Ordinal);
         Assert.IsAssignableFrom<IOException>(dropped.InnerException);
-        var quick = new AttachmentLoader(worker.Services.GetRequiredService<IHttpClientFactory>()) { FetchTimeout = TimeSpan.FromMilliseconds(300) };
+        using var configured = Worker(allowPrivateNetworks: true, fetchTimeout: "00:00:00.3");
+        var quick = configured.Services.GetRequiredService<AttachmentLoader>();
         var slow = await Assert.ThrowsAsync<TimeoutException>(() => quick.LoadAsync(
             [new CommunicationAttachment { FileName = "slow.pdf", ContentType = "application/pdf", Url = files.Url + "/slow.pdf" }], TestContext.Current.CancellationToken));
         Assert.Equal("attachment slow.pdf: its link did not answer in time (the message's links have 0.3 s together)", slow.Message);

@@ -8,6 +8,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using OutboxComms.Core.Messages;
 using OutboxComms.Core.Security;
 using OutboxComms.Core.Webhooks;
 using OutboxComms.Tests.Infrastructure;
@@ -883,6 +884,27 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
             Assert.False(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT failed_at IS NOT NULL FROM communication_logs WHERE id = $1", message));
         }
         Assert.Equal(("READ", null), ((await RowAsync(seen)).Status, (await RowAsync(seen)).Error));
+    }
+
+    [Fact]
+    public async Task After_a_replay_the_earlier_sends_late_reports_no_longer_move_the_message()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var id = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.REPLAYED1");
+        const string Undeliverable = ""","errors":[{"code":131026,"title":"Message undeliverable"}]""";
+        var failed = WhatsAppStatus("wamid.REPLAYED1", "failed", 1764000300, Undeliverable);
+        await PostAsync($"/webhooks/whatsapp/{company}", Json(failed), HubSignature("meta-app-secret", failed));
+        await new MessageReplay(db.DataSource, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<MessageReplay>.Instance)
+            .ReplayAsync(new ReplayFilter { CompanyId = company, MessageId = id }, "ops-cli", TestContext.Current.CancellationToken);
+        // The resend is refused (outside the 24-hour window) without a new id, as the worker records it.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "UPDATE communication_logs SET status = 'FAILED', failed_at = now(), error_message = 'WhatsApp 131047: Re-engagement message' WHERE id = $1 RETURNING 1", id);
+
+        var late = WhatsAppStatus("wamid.REPLAYED1", "delivered", 1764000400);
+        var (_, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", Json(late), HubSignature("meta-app-secret", late));
+
+        Assert.Equal(1, receipt!.UnknownMessages);
+        Assert.Equal(("FAILED", "WhatsApp 131047: Re-engagement message"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
     // --- Gupshup ----------------------------------------------------------------------------------

@@ -159,15 +159,15 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
     }
 
     /// <summary>
-    /// A request that ran out of time: the client pipeline's own timeout (Polly's rejection), or
-    /// HttpClient's; not a cancellation of ours (shutdown, the send timeout), which propagates.
-    /// </summary>
-    /// <summary>
     /// A file name for a multipart form's Content-Disposition: .NET refuses one with a double quote
     /// inside (Invoice "Final".pdf), which the API and MIME mail take; it goes as single quotes.
     /// </summary>
     public static string FormFileName(string fileName) => fileName.Replace('"', '\'');
 
+    /// <summary>
+    /// A request that ran out of time: the client pipeline's own timeout (Polly's rejection), or
+    /// HttpClient's; not a cancellation of ours (shutdown, the send timeout), which propagates.
+    /// </summary>
     public static bool IsTimeout(Exception exception, CancellationToken cancellationToken) =>
         exception is Polly.Timeout.TimeoutRejectedException || exception is TaskCanceledException && !cancellationToken.IsCancellationRequested;
 
