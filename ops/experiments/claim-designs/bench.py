@@ -104,21 +104,42 @@ def driver(design, token, mode, ready, go, results, close):
     designs.prepare(cur, design)
     ready.wait(); go.wait()
     claim_times, sizes = [], []
+    rechecked_out = [0]
     t0 = time.perf_counter()
     max_claims = 200 if mode == "latency" else 10 ** 9
     while len(claim_times) < max_claims:
         t = time.perf_counter()
         rows = claim(cur, token)
+        if rows and "recheck" in designs.DESIGNS[design]:
+            # design L: keep the rows still PENDING in a fresh snapshot (timed as part of the claim)
+            cur.execute("EXECUTE recheck(%s, %s)", (arr([r[1] for r in rows]), arr([r[0] for r in rows])))
+            pending = {r[0] for r in cur.fetchall()}
+            taken = len(rows)
+            rows = [r for r in rows if r[0] in pending]
+            rechecked_out[0] += taken - len(rows)
         claim_times.append(time.perf_counter() - t)
         sizes.append(len(rows))
         if not rows:
+            if "recheck" in designs.DESIGNS[design]:
+                cur.execute("SELECT pg_advisory_unlock_all()")
+                if taken_any(cur, token):
+                    continue
             break
         outcome(cur, token, rows)
+        if "recheck" in designs.DESIGNS[design]:
+            cur.execute("SELECT pg_advisory_unlock_all()")
     wall = time.perf_counter() - t0
-    results.put(dict(token=token, wall=wall, claimed=sum(sizes), claims=len(sizes),
+    results.put(dict(token=token, wall=wall, claimed=sum(sizes), claims=len(sizes), rechecked_out=rechecked_out[0],
                      short=sum(1 for s in sizes[:-1] if s < BATCH), claim_times=claim_times))
     close.wait()
     conn.close()
+
+
+def taken_any(cur, token):
+    """Design L: an empty claim after the recheck dropped every row may still leave due rows (all
+    taken by others' stale-snapshot claims): go on while any PENDING row is due."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM communication_logs WHERE status = 'PENDING' AND next_attempt_at <= now())")
+    return cur.fetchone()[0]
 
 
 def q(cur, sql, *a):
@@ -209,7 +230,8 @@ def run(mode, design, ndrivers, rep):
     print(f"{mode} {design} x{ndrivers} rep{rep}: {claimed} msgs {wall:.1f}s {out['msg_per_s']:.0f}/s "
           f"cpu {out['cpu_us_per_msg']:.0f}us/msg wal {out['wal_per_msg']:.0f}B/msg vac {out['vac_cpu_us_per_msg']:.0f}us "
           f"{out['vac_wal_per_msg']:.0f}B  hot {out['logs_hot']}/{out['logs_upd']} short {out['short_batches']} "
-          f"claim p50/p95/p99 {pct(.5):.1f}/{pct(.95):.1f}/{pct(.99):.1f} ms  dup={check[0]-check[1]} left={check[2]}", flush=True)
+          f"claim p50/p95/p99 {pct(.5):.1f}/{pct(.95):.1f}/{pct(.99):.1f} ms  dup={check[0]-check[1]} left={check[2]} "
+          f"rechecked_out={sum(r['rechecked_out'] for r in res)}", flush=True)
     for r in out["pgss"]:
         print(f"   {r['stmt']:9s} calls {r['calls']:4d} mean {r['mean_ms']:7.2f} ms  blks {r['blks']:8.0f} dirtied {r['dirtied']:6.0f} "
               f"wal {r['wal_b']:8.0f} fpi {r['fpi']:5.0f} rows {r['rows']:.0f}", flush=True)

@@ -125,6 +125,36 @@ UPDATE communication_logs m SET
  WHERE m.ctid = l.tid
 """
 CLAIM_PARAMS = "text, timestamptz, timestamptz, int"
+
+# (L) added 2026-12-07 (twentieth session): the claim writes nothing. Each due row is taken with a
+# session-level advisory lock on its id (pg_try_advisory_lock, evaluated row by row as the ordered
+# scan of the due index produces them, so only returned rows and rows another session holds are
+# tried); the outcome is the row's only new version. A claim whose snapshot predates another
+# session's outcome commit and unlock could take a row just sent: the claimed ids are read again
+# (a new snapshot) and only those still PENDING are kept. The locks are released after the
+# outcome's commit. Rows in flight stay in the due range and every claim steps past them.
+CLAIM_L = """
+SELECT m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
+       m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
+       m.attempt_count, m.expires_at, m.created_at, m.next_attempt_at AS due_at
+  FROM communication_logs m
+ WHERE m.status = 'PENDING' AND m.next_attempt_at <= $3 AND $1 IS NOT NULL AND $2 IS NOT NULL
+   AND pg_try_advisory_lock(m.id)
+ ORDER BY m.next_attempt_at, m.id
+ LIMIT $4
+"""
+RECHECK_L = """
+SELECT m.id FROM communication_logs m
+  JOIN unnest($1::uuid[], $2::bigint[]) AS c(company_id, id) ON m.company_id = c.company_id AND m.id = c.id
+ WHERE m.status = 'PENDING'
+"""
+COMPLETE_L = f"""
+UPDATE communication_logs m SET
+       {SET_OUTCOME},
+       updated_at = $1
+  FROM {UNNEST_P}
+ WHERE m.company_id = u.company_id AND m.id = u.id AND m.status = 'PENDING' AND $2 IS NOT NULL
+"""
 ATTEMPT_PARAMS = "bigint[], uuid[], int[], timestamptz[], text[], text[], text[], text[], int[]"
 
 DESIGNS = {
@@ -133,6 +163,7 @@ DESIGNS = {
     "B": dict(claim=CLAIM_B, complete=COMPLETE_B, ff=85),
     "C85": dict(claim=CLAIM_C, complete=COMPLETE_A, ff=85),
     "C60": dict(claim=CLAIM_C, complete=COMPLETE_A, ff=60),
+    "L": dict(claim=CLAIM_L, complete=COMPLETE_L, ff=85, recheck=RECHECK_L),
 }
 
 
@@ -146,3 +177,5 @@ def prepare(cur, design):
     cur.execute(f"PREPARE claim({CLAIM_PARAMS}) AS {d['claim']}")
     cur.execute(f"PREPARE complete({COMPLETE_PARAMS}) AS {d['complete']}")
     cur.execute(f"PREPARE attempts({ATTEMPT_PARAMS}) AS {ATTEMPTS}")
+    if "recheck" in d:
+        cur.execute(f"PREPARE recheck(uuid[], bigint[]) AS {d['recheck']}")
