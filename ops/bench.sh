@@ -43,6 +43,7 @@ trap cleanup EXIT INT TERM
 settings=""
 if [ -z "${OUTBOXCOMMS_BENCH_DATABASE:-}" ]; then
   ensure_postgres
+  ensure_apt_packages python3   # picks the cluster's free port
   pg_bin=$(postgres_bin_dir)
   pg_tmp=$(mktemp -d /tmp/outboxcomms-bench-XXXXXX)
   [ "$(id -u)" -eq 0 ] && chown postgres: "$pg_tmp"
