@@ -111,9 +111,11 @@ public static class PublicAddresses
     /// is looked up again after <paramref name="recheck"/> (.NET keeps no DNS cache; zero: every
     /// time, for hosts whose DNS a tenant controls); the proxy resolves it itself, so the proxy's
     /// own rules are the last guard. Where this machine cannot resolve public names, allow private
-    /// networks and let the proxy's policy decide.
+    /// networks and let the proxy's policy decide. <paramref name="cacheable"/>, when given, names
+    /// the hosts whose answer may be kept that long (the others are looked up every time).
     /// </summary>
-    public sealed class Guard(HttpMessageHandler inner, IWebProxy proxy, bool allowPrivateNetworks, string refusal, int maxRedirects, TimeSpan recheck) : DelegatingHandler(inner)
+    public sealed class Guard(HttpMessageHandler inner, IWebProxy proxy, bool allowPrivateNetworks, string refusal, int maxRedirects, TimeSpan recheck,
+        Func<string, bool>? cacheable = null) : DelegatingHandler(inner)
     {
         private readonly long recheckMs = (long)recheck.TotalMilliseconds;
         private readonly ConcurrentDictionary<string, long> publicUntil = new(StringComparer.OrdinalIgnoreCase);
@@ -165,7 +167,7 @@ public static class PublicAddresses
                 // As the handler reports a name it cannot resolve, so callers read it the same way.
                 throw new HttpRequestException(HttpRequestError.NameResolutionError, $"{failed.Message} ({host})", failed);
             }
-            if (recheckMs > 0)
+            if (recheckMs > 0 && (cacheable?.Invoke(host) ?? true))
             {
                 publicUntil[host] = Environment.TickCount64 + recheckMs;
             }

@@ -131,6 +131,21 @@ public sealed class ProviderHttpTests
         Assert.Empty(provider.LogEntries);
     }
 
+    [Theory]
+    [InlineData("graph.facebook.com", true)]
+    [InlineData("API.SENDGRID.COM.", true)]
+    [InlineData("email.ap-south-1.amazonaws.com", true)]
+    [InlineData("api.twilio.com", true)]
+    [InlineData("relay.practice.example", false)]
+    [InlineData("graph.facebook.com.rebind.example", false)]
+    [InlineData("amazonaws.com.rebind.example", false)]
+    public void Behind_a_proxy_only_the_providers_own_hosts_are_trusted_for_a_minute_a_companys_base_url_at_every_request(string host, bool cached)
+    {
+        // A company's settings may name any host; one whose DNS it controls could answer public
+        // for the check and internal for the proxy a moment later, for a minute if it were kept.
+        Assert.Equal(cached, ProviderHttp.IsProvidersOwnHost(host));
+    }
+
     [Fact]
     public async Task Through_a_proxy_the_provider_behind_it_is_checked_not_the_proxy()
     {

@@ -53,9 +53,21 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
             ConnectTimeout = setupTimeout,
             AllowAutoRedirect = false,
         };
-        // Provider hosts are the providers' own (or an operator's override): their names are looked up once a minute.
-        return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PrivateNetworkRefusal, maxRedirects: 0, recheck: TimeSpan.FromMinutes(1));
+        // The providers' own hosts are looked up once a minute; a company's base URL (its settings
+        // may name any host, whose DNS the tenant may control) at every request.
+        return new PublicAddresses.Guard(sockets, proxy, allowPrivateNetworks, PrivateNetworkRefusal, maxRedirects: 0, recheck: TimeSpan.FromMinutes(1), IsProvidersOwnHost);
     }
+
+    // The hosts of the providers' APIs (their DNS is the provider's, not a tenant's), and Amazon's.
+    private static readonly HashSet<string> ProviderHosts = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "graph.facebook.com", "api.mailgun.net", "api.eu.mailgun.net", "api.sendgrid.com", "api.resend.com",
+        "api.twilio.com", "conversations.messagebird.com", "rest.messagebird.com", "api.gupshup.io",
+    };
+
+    /// <summary>A provider's own API host, whose public address may be kept for a minute behind a proxy.</summary>
+    internal static bool IsProvidersOwnHost(string host) =>
+        ProviderHosts.Contains(host.TrimEnd('.')) || host.TrimEnd('.').EndsWith(".amazonaws.com", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Opens the connection within <paramref name="timeout"/>, failing with a socket error: a
