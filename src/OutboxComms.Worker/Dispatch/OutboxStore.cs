@@ -432,16 +432,28 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             return claimed;
         }
         var unreadable = new List<Unreadable>();
+        var byId = new Dictionary<long, ClaimedMessage>(claimed.Count);
+        HashSet<long>? shared = null;
+        foreach (var message in claimed)
+        {
+            if (!byId.TryAdd(message.Id, message))
+            {
+                (shared ??= []).Add(message.Id);
+            }
+        }
         // Ids come from the identity sequence alone (migration 0011), but a COPY writes the ids it
         // is given: two companies' rows may then share one. Neither is sent (attachments are matched
         // by id, so one company's files could go out with the other's message), and the batch goes on.
-        if (claimed.GroupBy(m => m.Id).Where(g => g.Skip(1).Any()).Select(g => g.Key).ToHashSet() is { Count: > 0 } shared)
+        if (shared is not null)
         {
             unreadable.AddRange(claimed.Where(m => shared.Contains(m.Id)).Select(m => new Unreadable(m.Id, m.CompanyId,
                 $"another company's message has the same id {m.Id} (a COPY or an INSERT … OVERRIDING SYSTEM VALUE gave it; ids must come from the sequence): not sent, as attachments are matched by id")));
             claimed = [.. claimed.Where(m => !shared.Contains(m.Id))];
+            foreach (var id in shared)
+            {
+                byId.Remove(id);
+            }
         }
-        var byId = claimed.ToDictionary(m => m.Id);
         await using var command = RecipientsCommand(claimed);
         await using (var reader = claimed.Count == 0 ? null : await command.ExecuteReaderAsync(cancellationToken))
         {
