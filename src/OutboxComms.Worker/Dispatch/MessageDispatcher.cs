@@ -311,7 +311,15 @@ internal sealed partial class MessageDispatcher(
         }
 
         // Send.
-        var toSend = attachments.Count == 0 ? attachments : await context.AttachmentsForSendAsync(message.Id, sendToken);
+        IReadOnlyList<CommunicationAttachment> toSend;
+        try
+        {
+            toSend = attachments.Count == 0 ? attachments : await context.AttachmentsForSendAsync(message.Id, sendToken);
+        }
+        catch (StoredAttachmentsTooLargeException ex)
+        {
+            return Fail(message, resolved, ex.Message);
+        }
         if (toSend.FirstOrDefault(a => a.Content is null && a.Url is null) is { } gone)
         {
             // Its stored bytes were deleted since the claim, which only the message's own deletion

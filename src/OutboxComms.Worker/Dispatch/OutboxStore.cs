@@ -4,6 +4,7 @@ using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
+using OutboxComms.Core.Providers;
 
 namespace OutboxComms.Worker.Dispatch;
 
@@ -78,6 +79,9 @@ internal sealed record ClaimedMessage(
     /// </summary>
     public bool IsBothRowCreatedAt(DateTimeOffset? createdAt) => (RequestedChannel == Channel.Both || SplitFrom is not null) && createdAt == CreatedAt;
 }
+
+/// <summary>A message's stored attachment bytes are larger together than a message may carry: it fails unsent, nothing loaded.</summary>
+internal sealed class StoredAttachmentsTooLargeException(string message) : Exception(message);
 
 /// <summary>What one message's processing decided, written back with the rest of its batch in one transaction.</summary>
 internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status, Channel Channel)
@@ -567,14 +571,29 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
 
     /// <summary>A message's stored attachment bytes by attachment id, read when it is sent (the batch loads none: see BatchContext.Attachments).</summary>
+    // Sized before they are read (octet_length reads a stored value's header, not its bytes): a
+    // producer's SQL may store any size, and a message's files together may not pass the limit
+    // every email send holds them to (AttachmentLoader.MaxBytes). Past it, none is read into memory.
+    private const string AttachmentContentSql = """
+        SELECT id, CASE WHEN total <= $2 THEN content END, total
+          FROM (SELECT id, content, sum(octet_length(content)) OVER () AS total
+                  FROM communication_attachments WHERE message_id = $1 AND content IS NOT NULL) a
+        """;
+
     public async Task<Dictionary<long, byte[]>> AttachmentContentAsync(long messageId, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand("SELECT id, content FROM communication_attachments WHERE message_id = $1 AND content IS NOT NULL");
+        await using var command = dataSource.CreateCommand(AttachmentContentSql);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = messageId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = AttachmentLoader.MaxBytes });
         var content = new Dictionary<long, byte[]>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
+            if (reader.IsDBNull(1))
+            {
+                throw new StoredAttachmentsTooLargeException(
+                    $"the message's stored attachments are {reader.GetInt64(2) / 1024 / 1024} MB together, more than the {AttachmentLoader.MaxBytes / 1024 / 1024} MB a message may carry");
+            }
             content[reader.GetInt64(0)] = reader.GetFieldValue<byte[]>(1);
         }
         return content;

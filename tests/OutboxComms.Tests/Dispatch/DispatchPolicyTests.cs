@@ -349,6 +349,25 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stored_attachments_larger_together_than_a_message_may_carry_fail_it_unread_and_unsent()
+    {
+        var (company, customer) = await CustomerAsync();
+        var invoice = await EnqueueAsync(company, customer);
+        // A producer's SQL may store any size; two files of 13 MB pass no API limit check on the way in.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content)
+                       SELECT $1, 'part-' || g || '.pdf', 'application/pdf', convert_to(repeat('x', 13 * 1024 * 1024), 'UTF8') FROM generate_series(1, 2) g RETURNING 1)
+            SELECT count(*)::int FROM a
+            """, invoice);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, invoice);
+        Assert.Equal(("FAILED", "the message's stored attachments are 26 MB together, more than the 25 MB a message may carry"), (row.Status, row.ErrorMessage));
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
     public async Task A_voice_row_a_producer_wrote_fails_because_no_provider_serves_the_channel_not_as_a_consent_problem()
     {
         var (company, customer) = await CustomerAsync();
