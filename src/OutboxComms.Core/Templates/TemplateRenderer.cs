@@ -90,7 +90,7 @@ public sealed partial class TemplateRenderer(TimeSpan? timeout = null, TimeProvi
     /// <summary>The longest text a render may produce, and the longest value it may write, in characters.</summary>
     public const int OutputLimit = 1_000_000;
 
-    /// <summary>The iterations a render's loops may take together (nested loops count each inner step).</summary>
+    /// <summary>The iterations one loop may take, its nested loops' steps counted in it (Scriban restarts the count at each top-level loop).</summary>
     public const int LoopLimit = 100_000;
 
     /// <summary>The spare of <see cref="spareContext"/> for HTML bodies (see <see cref="HtmlContext"/>).</summary>
@@ -101,8 +101,8 @@ public sealed partial class TemplateRenderer(TimeSpan? timeout = null, TimeProvi
 
     private static T Configure<T>(T context) where T : TemplateContext
     {
-        // Scriban counts every iteration of a loop and the loops inside it (and array.join, map…)
-        // against one budget: at its default of 1,000, a statement of 50 clients × 25 filings
+        // Scriban counts every iteration of a top-level loop and the loops inside it (and
+        // array.join, map…) against one budget: at its default of 1,000, a statement of 50 clients × 25 filings
         // failed. The render's deadline and output limit bound the work; this stops an endless
         // loop long before either.
         context.LoopLimit = LoopLimit;
