@@ -3,6 +3,7 @@ using Microsoft.Net.Http.Headers;
 using Microsoft.AspNetCore.Http.HttpResults;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
+using OutboxComms.Api.Preferences;
 using OutboxComms.Core.Data;
 
 namespace OutboxComms.Api.Customers;
@@ -10,7 +11,17 @@ namespace OutboxComms.Api.Customers;
 public static partial class CustomerEndpoints
 {
     /// <summary>The columns a client list may have, as the JSON import names its fields; the first two are required.</summary>
-    private static readonly string[] CsvColumns = ["externalId", "name", "email", "phone", "whatsAppNumber", "preferredLanguage", "timeZone"];
+    private static readonly string[] CustomerColumns = ["externalId", "name", "email", "phone", "whatsAppNumber", "preferredLanguage", "timeZone"];
+
+    /// <summary>
+    /// The preferences a client list may set, as <c>PUT …/preferences</c> names them. Unlike a
+    /// customer's field, an empty cell leaves the preference as it is: a blank opt-in is no consent
+    /// given or withdrawn.
+    /// </summary>
+    private static readonly string[] PreferenceColumns =
+        ["emailOptIn", "whatsAppOptIn", "smsOptIn", "invoiceDeliveryChannel", "complianceReminderChannel", "paymentReminderChannel", "generalUpdatesChannel", "consentSource"];
+
+    private static readonly string[] CsvColumns = [.. CustomerColumns, .. PreferenceColumns];
 
     /// <summary>
     /// The same import from a CSV file, as a spreadsheet saves a client list ("CSV UTF-8"): a header
@@ -49,7 +60,7 @@ public static partial class CustomerEndpoints
         }
         if (records.Count == 0)
         {
-            return validation.Add("file", "The file is empty: its first line names the columns (externalId,name,email,phone,whatsAppNumber,preferredLanguage,timeZone).").Problem();
+            return validation.Add("file", $"The file is empty: its first line names the columns ({string.Join(',', CsvColumns)}).").Problem();
         }
         var header = records[0].Fields;
         var columns = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -73,7 +84,7 @@ public static partial class CustomerEndpoints
                 validation.Add("header", $"{known} is named twice.");
             }
         }
-        foreach (var required in CsvColumns[..2].Where(r => !columns.ContainsKey(r)))
+        foreach (var required in CustomerColumns[..2].Where(r => !columns.ContainsKey(r)))
         {
             validation.Add("header", $"The column {required} is required.");
         }
@@ -85,7 +96,7 @@ public static partial class CustomerEndpoints
         {
             return validation.Problem();
         }
-        var items = new List<CustomerRequest?>();
+        var items = new List<ImportCustomerRequest?>();
         var lines = new List<int>();
         foreach (var record in records.Skip(1))
         {
@@ -105,8 +116,35 @@ public static partial class CustomerEndpoints
                 // Excel's plain "CSV" writes each letter its code page lacks (Devanagari, ₹) as '?'.
                 validation.Add($"lines[{record.Line}].name", $"name is only question marks ('{name}'): the spreadsheet was saved as plain CSV, which loses letters outside its code page; save it as \"CSV UTF-8\".");
             }
-            items.Add(new CustomerRequest(Cell("externalId"), name, Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone")));
+            PreferenceEndpoints.PreferencesRequest? preferences = null;
+            if (PreferenceColumns.Any(c => Cell(c) is not null))
+            {
+                preferences = new PreferenceEndpoints.PreferencesRequest
+                {
+                    EmailOptIn = Flag("emailOptIn"), WhatsAppOptIn = Flag("whatsAppOptIn"), SmsOptIn = Flag("smsOptIn"),
+                    InvoiceDeliveryChannel = Cell("invoiceDeliveryChannel")?.ToUpperInvariant(),
+                    ComplianceReminderChannel = Cell("complianceReminderChannel")?.ToUpperInvariant(),
+                    PaymentReminderChannel = Cell("paymentReminderChannel")?.ToUpperInvariant(),
+                    GeneralUpdatesChannel = Cell("generalUpdatesChannel")?.ToUpperInvariant(),
+                    ConsentSource = Cell("consentSource"),
+                };
+            }
+            items.Add(new ImportCustomerRequest(Cell("externalId"), name, Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone"), preferences));
             lines.Add(record.Line);
+
+            // Excel writes TRUE and FALSE; people type yes and no.
+            bool? Flag(string column)
+            {
+                switch (Cell(column)?.ToUpperInvariant())
+                {
+                    case null: return null;
+                    case "TRUE" or "YES" or "Y" or "1": return true;
+                    case "FALSE" or "NO" or "N" or "0": return false;
+                    default:
+                        validation.Add($"lines[{record.Line}].{column}", $"{column} is TRUE or FALSE (yes or no), or empty to leave it as it is; '{Cell(column)}' is neither.");
+                        return null;
+                }
+            }
         }
         if (items.Count == 0)
         {

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
+using OutboxComms.Api.Preferences;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
 
@@ -12,7 +13,19 @@ public static partial class CustomerEndpoints
     public const int MaxImport = 1000;
 
     /// <summary>Customers to create or replace, each named by its <c>externalId</c> (required here).</summary>
-    public sealed record ImportRequest(List<CustomerRequest?>? Customers);
+    public sealed record ImportRequest(List<ImportCustomerRequest?>? Customers);
+
+    /// <summary>
+    /// A whole customer as PUT takes it, and optionally a change to their preferences as
+    /// <c>PUT …/preferences</c> takes it (omitted fields keep their value; each opt-in or opt-out is
+    /// recorded as consent, with <c>consentSource</c>, "import" when omitted).
+    /// </summary>
+    public sealed record ImportCustomerRequest(
+        string? ExternalId, string? Name, string? Email, string? Phone, string? WhatsAppNumber, string? PreferredLanguage, string? TimeZone,
+        PreferenceEndpoints.PreferencesRequest? Preferences = null)
+    {
+        internal CustomerRequest Customer => new(ExternalId, Name, Email, Phone, WhatsAppNumber, PreferredLanguage, TimeZone);
+    }
 
     /// <summary>What became of each item, in the request's order: <c>CREATED</c>, <c>UPDATED</c> or <c>UNCHANGED</c>.</summary>
     public sealed record ImportedCustomer(Guid Id, string ExternalId, string Outcome);
@@ -25,7 +38,9 @@ public static partial class CustomerEndpoints
     /// replaced (UNCHANGED when every field already matches, so a nightly sync of the same list
     /// changes nothing), otherwise one is created. All or none: any invalid item, an externalId given
     /// twice, or one held by a deleted customer (restore it first: its history keeps the id) is a
-    /// 400 naming customers[i].field, and nothing is stored. Preferences are not touched.
+    /// 400 naming customers[i].field, and nothing is stored. An item's preferences change only when it
+    /// names them, as PUT …/preferences changes them; a customer whose preferences or consent changed
+    /// is UPDATED even when its details are unchanged.
     /// </summary>
     internal static async Task<Results<Ok<ImportResponse>, ValidationProblem, ProblemHttpResult>> Import(
         ImportRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
@@ -44,7 +59,7 @@ public static partial class CustomerEndpoints
     /// </summary>
     /// <param name="given">The fields the items carry (a file's columns): an existing customer keeps the others as they are. Null: every field (the JSON import, as PUT).</param>
     private static async Task<Results<Ok<ImportResponse>, ValidationProblem, ProblemHttpResult>> ImportAsync(
-        IReadOnlyList<CustomerRequest?> items, Func<int, string> label, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken,
+        IReadOnlyList<ImportCustomerRequest?> items, Func<int, string> label, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken,
         Validation? found = null, IReadOnlySet<string>? given = null)
     {
         var validation = found ?? new Validation();
@@ -54,7 +69,7 @@ public static partial class CustomerEndpoints
         for (var i = 0; i < items.Count; i++)
         {
             var prefix = label(i);
-            if (items[i] is not { } item)
+            if (items[i]?.Customer is not { } item)
             {
                 validation.Add(prefix, $"{prefix} is a customer, not null.");
                 continue;
@@ -82,9 +97,10 @@ public static partial class CustomerEndpoints
             .ToDictionaryAsync(c => c.ExternalId!, StringComparer.Ordinal, cancellationToken);
         var now = time.GetUtcNow();
         var outcomes = new List<ImportedCustomer>(items.Count);
+        var preferences = new List<(Guid CustomerId, string Label, PreferenceEndpoints.PreferencesRequest Request)>();
         for (var i = 0; i < items.Count; i++)
         {
-            var item = items[i]!;
+            var item = items[i]!.Customer;
             if (existing.TryGetValue(externalIds[i], out var customer))
             {
                 if (customer.DeletedAt is not null)
@@ -126,10 +142,26 @@ public static partial class CustomerEndpoints
                 db.Customers.Add(customer);
                 outcomes.Add(new ImportedCustomer(customer.Id, externalIds[i], "CREATED"));
             }
+            if (items[i]!.Preferences is { } wanted)
+            {
+                preferences.Add((customer.Id, label(i), wanted));
+            }
         }
         if (!validation.IsValid)
         {
             return validation.Problem();
+        }
+        var preferred = await PreferenceEndpoints.ApplyImportedAsync(db, tenant, preferences, validation, now, cancellationToken);
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        for (var i = 0; i < outcomes.Count; i++)
+        {
+            if (outcomes[i].Outcome == "UNCHANGED" && preferred.Contains(outcomes[i].Id))
+            {
+                outcomes[i] = outcomes[i] with { Outcome = "UPDATED" };
+            }
         }
         // An externalId another request creates meanwhile is the unique index's to refuse (a 409
         // asking to retry, which then updates it).

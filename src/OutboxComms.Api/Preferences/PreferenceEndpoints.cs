@@ -186,6 +186,70 @@ public static class PreferenceEndpoints
         return TypedResults.Ok(ToResponse(found.Id, preference, isSet: true));
     }
 
+    /// <summary>The evidence recorded for an import's opt-ins and opt-outs when its item names none.</summary>
+    public const string ImportConsentSource = "import";
+
+    /// <summary>
+    /// An import's preferences (<see cref="CustomerEndpoints"/>): each customer's change applied as
+    /// a PUT without <c>If-Match</c> applies it, opt-ins recorded as consent, in the import's
+    /// transaction, whose customers it has locked. Problems are added to <paramref name="validation"/>
+    /// as <c>label.preferences.field</c> (the caller stores nothing then); answers the customers
+    /// whose preferences or consent changed.
+    /// </summary>
+    internal static async Task<HashSet<Guid>> ApplyImportedAsync(
+        OutboxDbContext db, Tenant tenant, IReadOnlyList<(Guid CustomerId, string Label, PreferencesRequest Request)> changes,
+        Validation validation, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var changed = new HashSet<Guid>();
+        if (changes.Count == 0)
+        {
+            return changed;
+        }
+        var ids = changes.Select(c => c.CustomerId).ToArray();
+        var existing = await db.CommunicationPreferences.Where(p => ids.Contains(p.CustomerId)).ToDictionaryAsync(p => p.CustomerId, cancellationToken);
+        var stated = (await db.ConsentRecords
+                .Where(r => ids.Contains(r.CustomerId) && r.CompanyId == tenant.CompanyId && r.Scope == ConsentScope.Channel && r.Channel != null && r.OptedIn)
+                .Select(r => new { r.CustomerId, Channel = r.Channel!.Value }).Distinct().ToListAsync(cancellationToken))
+            .ToLookup(r => r.CustomerId, r => r.Channel);
+        foreach (var (customerId, label, request) in changes)
+        {
+            var current = existing.GetValueOrDefault(customerId);
+            var preference = current ?? new CommunicationPreference { Id = Guid.CreateVersion7(now), CustomerId = customerId };
+            var problems = Validate(request, preference, out var change);
+            if (!problems.IsValid)
+            {
+                validation.Merge($"{label}.preferences", problems);
+                continue;
+            }
+            var consents = Apply(change, preference, [.. stated[customerId]]);
+            db.ConsentRecords.AddRange(consents.Select(c => new ConsentRecord
+            {
+                CompanyId = tenant.CompanyId, CustomerId = customerId, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
+                Source = request.ConsentSource?.Trim() ?? ImportConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
+            }));
+            if (current is null)
+            {
+                preference.UpdatedAt = now;
+                db.CommunicationPreferences.Add(preference);
+                changed.Add(customerId);
+            }
+            else
+            {
+                db.ChangeTracker.DetectChanges();
+                if (db.Entry(current).State == EntityState.Modified)
+                {
+                    preference.UpdatedAt = now;
+                    changed.Add(customerId);
+                }
+            }
+            if (consents.Count > 0)
+            {
+                changed.Add(customerId);
+            }
+        }
+        return changed;
+    }
+
     internal static async Task<Results<Ok<List<ConsentResponse>>, ProblemHttpResult>> ListConsents(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)
     {
         var customer = await CustomerEndpoints.FindAsync(db, tenant, id, cancellationToken);

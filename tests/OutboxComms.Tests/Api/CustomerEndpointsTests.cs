@@ -130,6 +130,106 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task An_import_sets_the_preferences_an_item_names_and_records_each_consent_once()
+    {
+        using var client = await NewCompanyClientAsync();
+        var existing = await CreateCustomerAsync(client, "CL-EXISTING", "Iyer & Sons");
+        object[] list =
+        [
+            new
+            {
+                externalId = "CL-NEW", name = "Mehta Textiles Pvt Ltd", whatsAppNumber = "98765 43210",
+                preferences = new { whatsAppOptIn = true, complianceReminderChannel = "WHATSAPP", consentSource = "engagement letter 2026-04-01" },
+            },
+            new { externalId = "CL-EXISTING", name = "Iyer & Sons", email = "client@example.com" },
+        ];
+
+        var (response, body) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = list });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(["CREATED", "UNCHANGED"], body!["customers"]!.AsArray().Select(c => c!["outcome"]!.GetValue<string>()));
+        var (_, mehta) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-NEW/preferences");
+        Assert.Equal((true, "WHATSAPP", "EMAIL", true), (mehta!["whatsAppOptIn"]!.GetValue<bool>(), mehta["complianceReminderChannel"]!.GetValue<string>(),
+            mehta["invoiceDeliveryChannel"]!.GetValue<string>(), mehta["emailOptIn"]!.GetValue<bool>()));
+        var (_, consents) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-NEW/consents");
+        var consent = Assert.Single(consents!.AsArray());
+        Assert.Equal(("CHANNEL", "WHATSAPP", true, "engagement letter 2026-04-01"),
+            (consent!["scope"]!.GetValue<string>(), consent["channel"]!.GetValue<string>(), consent["optedIn"]!.GetValue<bool>(), consent["source"]!.GetValue<string>()));
+        var (_, untouched) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{existing}/preferences");
+        Assert.Null(untouched!["updatedAt"]?.GetValue<DateTimeOffset>());   // an item without preferences leaves them alone
+
+        // The nightly sync sends the same list: nothing changes and no consent is recorded twice.
+        var (_, again) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new { customers = list });
+        Assert.Equal(["UNCHANGED", "UNCHANGED"], again!["customers"]!.AsArray().Select(c => c!["outcome"]!.GetValue<string>()));
+        Assert.Single((await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-NEW/consents")).Body!.AsArray());
+
+        // Only the preferences change: the customer is UPDATED, and the opt-out is recorded as the import's.
+        var (_, optOut) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new
+        {
+            customers = new[] { new { externalId = "CL-EXISTING", name = "Iyer & Sons", email = "client@example.com", preferences = new { emailOptIn = false } } },
+        });
+        Assert.Equal("UPDATED", optOut!["customers"]![0]!["outcome"]!.GetValue<string>());
+        var (_, iyer) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{existing}/preferences");
+        Assert.False(iyer!["emailOptIn"]!.GetValue<bool>());
+        var iyerConsent = Assert.Single((await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{existing}/consents")).Body!.AsArray());
+        Assert.Equal(("EMAIL", false, "import"), (iyerConsent!["channel"]!.GetValue<string>(), iyerConsent["optedIn"]!.GetValue<bool>(), iyerConsent["source"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task An_import_with_a_bad_preference_stores_nothing_and_names_it()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        var (response, problem) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/import", new
+        {
+            customers = new object[]
+            {
+                new { externalId = "CL-A", name = "Fine", preferences = new { smsOptIn = true } },
+                new { externalId = "CL-B", name = "Cron without CUSTOM", preferences = new { reminderCron = "0 9 * * 1", invoiceDeliveryChannel = "FAX" } },
+            },
+        });
+
+        WorkflowApi.AssertFields(response, problem, "customers[1].preferences.reminderCron", "customers[1].preferences.invoiceDeliveryChannel");
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-A")).Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_spreadsheet_sets_the_opt_ins_its_cells_state_and_an_empty_cell_leaves_one_as_it_is()
+    {
+        using var client = await NewCompanyClientAsync();
+        async Task<(HttpStatusCode Status, System.Text.Json.Nodes.JsonNode? Body)> PostCsv(string text)
+        {
+            using var content = new StringContent(text, System.Text.Encoding.UTF8, "text/csv");
+            using var response = await client.PostAsync("/v1/customers/import/csv", content, TestContext.Current.CancellationToken);
+            var answer = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            return (response.StatusCode, answer.Length == 0 ? null : System.Text.Json.Nodes.JsonNode.Parse(answer));
+        }
+
+        var (status, _) = await PostCsv(
+            "externalId,name,whatsAppNumber,whatsAppOptIn,complianceReminderChannel,consentSource\n" +
+            "CL-1,Mehta Silk Mills,98765 43210,TRUE,WhatsApp,signed engagement letter\n" +
+            "CL-2,Rao Foods,,,,\n");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var (_, mehta) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences");
+        Assert.Equal((true, "WHATSAPP"), (mehta!["whatsAppOptIn"]!.GetValue<bool>(), mehta["complianceReminderChannel"]!.GetValue<string>()));
+        var consent = Assert.Single((await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/consents")).Body!.AsArray());
+        Assert.Equal("signed engagement letter", consent!["source"]!.GetValue<string>());
+        var (_, rao) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-2/preferences");
+        Assert.Null(rao!["updatedAt"]?.GetValue<DateTimeOffset>());
+
+        // An empty opt-in cell is no news: CL-1 stays opted in while its channel changes.
+        var (reload, reloaded) = await PostCsv("externalId,name,whatsAppNumber,whatsAppOptIn,complianceReminderChannel\nCL-1,Mehta Silk Mills,98765 43210,,email\n");
+        Assert.Equal((HttpStatusCode.OK, "UPDATED"), (reload, reloaded!["customers"]![0]!["outcome"]!.GetValue<string>()));
+        var (_, after) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences");
+        Assert.Equal((true, "EMAIL"), (after!["whatsAppOptIn"]!.GetValue<bool>(), after["complianceReminderChannel"]!.GetValue<string>()));
+
+        var (bad, problem) = await PostCsv("externalId,name,smsOptIn\nCL-3,Nair & Co,maybe\n");
+        WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[2].smsOptIn");
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-3")).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task An_import_racing_a_delete_of_one_of_its_customers_waits_for_it_and_then_refuses_that_item()
     {
         using var client = await NewCompanyClientAsync();
