@@ -57,6 +57,11 @@ public static class ApiExtensions
             // undefined one (99) reached the code as a value no switch knows.
             options.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.SnakeCaseUpper, allowIntegerValues: false));
             options.SerializerOptions.Converters.Add(new OutboxComms.Api.Common.InstantJsonConverter());
+            // Every request: a field the type does not have is a 400 naming it, not dropped
+            // (EchoedFieldsAttribute: the GET answer's read-only fields a PUT may send back).
+            options.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+            options.SerializerOptions.TypeInfoResolver = System.Text.Json.Serialization.Metadata.JsonTypeInfoResolver.WithAddedModifier(options.SerializerOptions.TypeInfoResolver ?? new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
+                OutboxComms.Api.Common.EchoedFieldsAttribute.Accept);
         });
         return builder;
     }

@@ -21,8 +21,14 @@ internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems
             await Problems.CompanyRequired().ExecuteAsync(httpContext);
             return true;
         }
-        var field = exception.InnerException is JsonException { Path: { Length: > 2 } path } ? path.TrimStart('$', '.') : "body";
-        if (exception.InnerException is null && bad.Message.Contains("parameter \"", StringComparison.Ordinal))
+        var json = exception.InnerException as JsonException;
+        var field = json is not null ? JsonBody.FieldOf(json.Path) : "body";
+        var message = json is not null ? JsonBody.Describe(json, field) : bad.Message;
+        if (json is null && bad.Message.Contains("no body was provided", StringComparison.OrdinalIgnoreCase))
+        {
+            message = "A JSON object is required.";
+        }
+        else if (json is null && bad.Message.Contains("parameter \"", StringComparison.Ordinal))
         {
             // e.g. Failed to bind parameter "Guid after" from "zzz".
             var start = bad.Message.IndexOf("parameter \"", StringComparison.Ordinal) + "parameter \"".Length;
@@ -34,7 +40,7 @@ internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems
         {
             HttpContext = httpContext,
             Exception = exception,
-            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [bad.Message] })
+            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [message] })
             {
                 Status = bad.StatusCode,
                 Title = "The request could not be read.",

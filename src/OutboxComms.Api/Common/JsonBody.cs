@@ -15,8 +15,9 @@ public static class JsonBody
     /// <summary>
     /// As <see cref="ReadAsync{T}"/>, refusing a field <typeparamref name="T"/> does not have, named:
     /// for requests that send something (a misspelt "not_before" dropped would send a reminder at
-    /// once). Endpoints whose answer a client may send back (a GET's extra fields in a PUT) read leniently.
-    /// Free-form objects (data, metadata) take any keys either way.
+    /// once). The API's own options refuse them too (ApiExtensions; EchoedFieldsAttribute lets a PUT
+    /// send back its GET's read-only fields); this holds for any options given. Free-form objects
+    /// (data, metadata) take any keys either way.
     /// </summary>
     public static Task<(T? Value, ProblemHttpResult? Problem)> ReadStrictAsync<T>(HttpRequest request, JsonSerializerOptions options, CancellationToken cancellationToken)
         where T : class =>
@@ -43,11 +44,7 @@ public static class JsonBody
         catch (JsonException ex)
         {
             var field = FieldOf(ex.Path);
-            return (null, Invalid(field, ex is JsonFieldFormatException format
-                ? $"{field} {format.Hint}"
-                : IsUnknownField(ex) ? UnknownField(field)
-                : FormattableString.Invariant(
-                    $"{field} is not valid here (wrong type or format, or malformed JSON at line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}).")));
+            return (null, Invalid(field, Describe(ex, field)));
         }
         catch (BadHttpRequestException ex)
         {
@@ -55,6 +52,13 @@ public static class JsonBody
             return (null, TypedResults.Problem(statusCode: ex.StatusCode, title: "Bad request body", detail: ex.Message));
         }
     }
+
+    /// <summary>What is wrong with <paramref name="field"/>, as a client can act on it.</summary>
+    internal static string Describe(JsonException ex, string field) => ex is JsonFieldFormatException format
+        ? $"{field} {format.Hint}"
+        : IsUnknownField(ex) ? UnknownField(field)
+        : FormattableString.Invariant(
+            $"{field} is not valid here (wrong type or format, or malformed JSON at line {ex.LineNumber + 1}, byte {ex.BytePositionInLine + 1}).");
 
     /// <summary>A property the request type does not have (<see cref="System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow"/>).</summary>
     private static bool IsUnknownField(JsonException ex) => ex.Message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal);

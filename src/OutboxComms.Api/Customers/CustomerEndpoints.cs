@@ -26,6 +26,7 @@ public static partial class CustomerEndpoints
     /// A whole customer: PUT replaces every field, so an omitted optional field is cleared (language
     /// and time zone fall back to their defaults).
     /// </summary>
+    [EchoedFields("id", "createdAt", "updatedAt")]
     public sealed record CustomerRequest(
         string? ExternalId, string? Name, string? Email, string? Phone, string? WhatsAppNumber, string? PreferredLanguage, string? TimeZone);
 

@@ -29,6 +29,7 @@ public static class PreferenceEndpoints
     /// A change to the preferences: an omitted field keeps its value, so consent never changes as a
     /// side effect of a field the caller did not mention. <c>quietHours: null</c> clears the window.
     /// </summary>
+    [EchoedFields("customerId", "updatedAt")]
     public sealed record PreferencesRequest
     {
         private readonly QuietHoursWindow? quietHours;

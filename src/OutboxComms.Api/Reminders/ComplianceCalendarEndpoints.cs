@@ -29,11 +29,13 @@ public static class ComplianceCalendarEndpoints
         Added,
     }
 
+    [EchoedFields("text")]
     public sealed record RuleBody(string? Kind, int? Days, int? Months, int? Month, int? Day, int? YearOffset);
 
     public sealed record StepBody(int? OffsetDays, string? TemplateKey);
 
     /// <summary>Replaces the company's correction of a filing whole; fields left out inherit the shipped filing.</summary>
+    [EchoedFields("key", "origin", "shipped", "dueDate", "updatedBy", "updatedAt")]
     public sealed record OverrideRequest(
         string? Form, string? Title, string? AppliesTo, RuleBody? Rule, string? Source, bool? SelectedByDefault, List<StepBody?>? Steps, bool? Disabled);
 

@@ -22,6 +22,7 @@ public static partial class ScheduleEndpoints
 {
     public sealed record AudienceBody(string? Kind, int? WithinDays);
 
+    [EchoedFields("key", "effectiveTimeZone", "nextOccurrenceAt", "nextOccurrenceLocal", "lastOccurrenceAt", "createdAt", "updatedAt", "recentRuns")]
     public sealed record PutScheduleRequest(
         string? Cron, string? TimeZone, string? Type, string? Channel, string? TemplateKey, JsonElement? TemplateData, AudienceBody? Audience, bool? Enabled);
 
