@@ -61,6 +61,9 @@ internal sealed class BatchContext
 
     private Func<ClaimedMessage, CancellationToken, Task<Core.Customers.Customer?>>? currentRecipient;
 
+    /// <summary>The last moment a send of this batch may call its provider (see BatchProcessor); never, for a batch without a lease.</summary>
+    public DateTimeOffset StartBy { get; set; } = DateTimeOffset.MaxValue;
+
     /// <summary>When the batch's recipients (customers, consent, preferences) were read; never, for a batch that cannot read them again.</summary>
     public DateTimeOffset RecipientsReadAt { get; private set; } = DateTimeOffset.MaxValue;
 

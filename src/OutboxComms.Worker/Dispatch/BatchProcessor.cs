@@ -82,6 +82,13 @@ internal sealed class BatchProcessor(
             context = (await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, store.AttachmentContentAsync, CancellationToken.None))
                 .ReadingRecipientsAgain(claimedAt, store.CurrentRecipientAsync);
         }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            // Nothing was sent: the batch is given back at once rather than held until its lease
+            // ends (a blip, a lock, a command timeout), then the lane backs off as from any error.
+            await TryReleaseAsync(lease, claimed);
+            throw;
+        }
         finally
         {
             reminders.EndRead(reading);
@@ -92,6 +99,7 @@ internal sealed class BatchProcessor(
             // the lease ends and another worker, taking the row over, sends it a second time (a batch
             // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
             var startBy = claimedAt + settings.LeaseDuration - settings.SendTimeout - settings.ShutdownGrace;
+            context.StartBy = startBy;
             return await DispatchAndRecordAsync(lease, claimed, context, startBy, claimedAt + settings.LeaseDuration, stopping, sendToken);
         }
         finally
@@ -109,6 +117,7 @@ internal sealed class BatchProcessor(
         var completions = new ConcurrentBag<Completion>();
         var released = new ConcurrentBag<ClaimedMessage>();
         var outOfLease = 0;
+        var notStarted = 0;
         await Parallel.ForEachAsync(
             claimed,
             new ParallelOptions { MaxDegreeOfParallelism = settings.MaxConcurrentSends },
@@ -134,6 +143,21 @@ internal sealed class BatchProcessor(
                 {
                     // Cut off by the end of the shutdown grace: give the row back rather than lose
                     // the outcomes of the rest of the batch.
+                    released.Add(message);
+                }
+                catch (SendNotStartedException ex)
+                {
+                    // Its reads before the call (the recipient again, stored files) took it past
+                    // startBy, or the database failed them: given back unsent, as above.
+                    if (ex.WindowClosed)
+                    {
+                        Interlocked.Increment(ref outOfLease);
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref notStarted);
+                        DispatchLog.NotStarted(logger, ex, message.Id, message.CompanyId, ex.Message);
+                    }
                     released.Add(message);
                 }
             });
@@ -172,13 +196,26 @@ internal sealed class BatchProcessor(
                 {
                     DispatchLog.ReleasedOutOfLease(logger, WorkerId, outOfLease, claimed.Count, settings.LeaseDuration);
                 }
-                if (released.Count > outOfLease)
+                if (released.Count > outOfLease + notStarted)
                 {
-                    DispatchLog.Released(logger, WorkerId, released.Count - outOfLease);
+                    DispatchLog.Released(logger, WorkerId, released.Count - outOfLease - notStarted);
                 }
             }
         }
         return claimed.Count;
+    }
+
+    /// <summary>A batch that could not be prepared is given back; a release that fails too leaves it to its lease.</summary>
+    private async Task TryReleaseAsync(string lease, List<ClaimedMessage> claimed)
+    {
+        try
+        {
+            await store.ReleaseAsync(lease, claimed, time.GetUtcNow(), CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            DispatchLog.ReleaseFailed(logger, ex, WorkerId, claimed.Count);
+        }
     }
 
     /// <summary>

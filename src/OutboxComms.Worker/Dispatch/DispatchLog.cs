@@ -41,6 +41,12 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId} released {Released} of a batch of {BatchSize} unsent: their sends could not have finished within the {Lease} lease (slow provider; lower Dispatch:BatchSize or raise Dispatch:LeaseDuration)")]
     public static partial void ReleasedOutOfLease(ILogger logger, string workerId, int released, int batchSize, TimeSpan lease);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId} given back unsent, due again at once: {Reason}")]
+    public static partial void NotStarted(ILogger logger, Exception exception, long messageId, Guid companyId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId} could not prepare a batch of {BatchSize} nor give it back; its rows wait for their lease to end")]
+    public static partial void ReleaseFailed(ILogger logger, Exception exception, string workerId, int batchSize);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Provider {Provider} of company {CompanyId} is unavailable: {Error}. Its messages wait for it without using up their retries")]
     public static partial void ProviderUnavailable(ILogger logger, string provider, Guid companyId, string? error);
 

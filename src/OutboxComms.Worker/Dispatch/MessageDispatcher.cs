@@ -50,7 +50,7 @@ internal sealed partial class MessageDispatcher(
         {
             completion = await DecideAndSendAsync(message, context, sendToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !sendToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is not SendNotStartedException && (ex is not OperationCanceledException || !sendToken.IsCancellationRequested))
         {
             // A bug of ours must not lose the message or stop the batch: retry within its budget.
             DispatchLog.Unexpected(logger, ex, message.Id, message.CompanyId);
@@ -320,6 +320,11 @@ internal sealed partial class MessageDispatcher(
         {
             return Fail(message, resolved, ex.Message);
         }
+        catch (Exception ex) when (ex is NpgsqlException { IsTransient: true } or TimeoutException)
+        {
+            // The database's trouble, not the message's: given back unsent, no retry spent.
+            throw new SendNotStartedException($"its stored attachments could not be read: {ex.Message}", ex);
+        }
         if (toSend.FirstOrDefault(a => a.Content is null && a.Url is null) is { } gone)
         {
             // Its stored bytes were deleted since the claim, which only the message's own deletion
@@ -345,6 +350,12 @@ internal sealed partial class MessageDispatcher(
                 ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
                 : null,
         };
+        if (time.GetUtcNow() > context.StartBy)
+        {
+            // The reads above (the recipient again, stored files) can be slow: a call started now
+            // could outlast the lease, and another worker would send the row a second time.
+            throw new SendNotStartedException("the batch's time to start sends ran out before the provider call") { WindowClosed = true };
+        }
         return await SendAsync(message, resolved, rendered, provider, company.Settings!, account, outbound, sendToken);
     }
 

@@ -248,6 +248,65 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_send_whose_reads_before_the_call_ran_past_the_batchs_last_start_is_given_back_unsent()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (time, email, worker) = SlowProvider();
+        await using var _ = worker;
+        await EnqueueManyAsync(company, customer, 2);
+        await using var locker = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await locker.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        // The first send takes 15 s and then the customers table is locked: the second send, 15 s
+        // after the claim, reads its recipient again and waits there.
+        var first = true;
+        email.Behaviour = m =>
+        {
+            time.Advance(TimeSpan.FromSeconds(15));
+            if (first)
+            {
+                first = false;
+                using var lockTable = new NpgsqlCommand("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE", locker, hold);
+                lockTable.ExecuteNonQuery();
+            }
+            return SendResult.Sent($"slow-{m.MessageId}");
+        };
+
+        var running = worker.RunOnceAsync();
+        await WaitUntilAsync(async () => await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass") > 0, TimeSpan.FromSeconds(20), "the re-read to wait for the lock");
+        time.Advance(TimeSpan.FromSeconds(30));   // 45 s after the claim: past the last start (38 s)
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(2, await running);
+        Assert.Equal(1, email.Calls);
+        Assert.Equal(1, await CountAsync(company, "SENT"));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND attempt_count = 0 AND retry_count = 0", company));
+    }
+
+    [Fact]
+    public async Task A_batch_whose_recipients_cannot_be_read_is_given_back_at_once_not_held_until_its_lease_ends()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString + ";Command Timeout=1", [email]);
+        await EnqueueManyAsync(company, customer, 3);
+        await using var locker = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await locker.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTable = new NpgsqlCommand("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE", locker, hold))
+        {
+            await lockTable.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        await Assert.ThrowsAnyAsync<NpgsqlException>(() => worker.RunOnceAsync());
+
+        Assert.Equal(0, email.Calls);
+        Assert.Equal(3, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' AND locked_by IS NULL AND next_attempt_at <= now() AND retry_count = 0", company));
+        await hold.RollbackAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task A_send_starting_seconds_after_its_batch_was_claimed_obeys_an_unsubscribe_made_meanwhile()
     {
         var (company, customer) = await CustomerAsync();

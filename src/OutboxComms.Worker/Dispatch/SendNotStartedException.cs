@@ -1,0 +1,25 @@
+namespace OutboxComms.Worker.Dispatch;
+
+/// <summary>
+/// A message whose provider call was not made and must not be made under this lease: its row is
+/// given back unsent, due at once, without spending a retry or recording an attempt.
+/// </summary>
+public sealed class SendNotStartedException : Exception
+{
+    /// <summary>Past the batch's last moment to start a send (a slow read before the call), rather than a failed read.</summary>
+    public bool WindowClosed { get; init; }
+
+    public SendNotStartedException()
+    {
+    }
+
+    public SendNotStartedException(string message)
+        : base(message)
+    {
+    }
+
+    public SendNotStartedException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}
