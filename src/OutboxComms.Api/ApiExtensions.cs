@@ -76,6 +76,8 @@ public static class ApiExtensions
         // Before authorization, which answers 401 itself: callers without a valid key are limited too (per address).
         app.UseRateLimiter();
         app.UseAuthorization();
+        // After authorization: a caller without a valid key learns nothing of an endpoint's parameters.
+        app.Use(OutboxComms.Api.Common.UnknownQueryParameters.EnforceAsync);
         app.MapOpenApi();
         app.MapHealthEndpoints();
         // As the worker does (see its MetricsEndpoint): a series not updated for 5 minutes would be dropped and restart at 0; a day is the most allowed.

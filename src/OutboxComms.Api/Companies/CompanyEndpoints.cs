@@ -29,10 +29,12 @@ public static class CompanyEndpoints
     {
         var admin = endpoints.MapGroup("/v1/companies").WithTags("Companies").RequireAuthorization(AuthExtensions.AdminPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit).WithMetadata(BodySizeLimit.Small);
         admin.MapPost("/", CreateCompany);
+        admin.MapGet("/{id:guid}", GetCompany).WithSummary("The company, as its creation answered it (the Location of that answer).");
         admin.MapPost("/{id:guid}/api-keys", CreateKeyForCompany);
 
         var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit).WithMetadata(BodySizeLimit.Small);
         keys.MapGet("/", ListKeys);
+        keys.MapGet("/{id:guid}", GetKey).WithSummary("One of the company's keys (never the key itself: only its prefix).");
         keys.MapPost("/", CreateKey);
         keys.MapDelete("/{id:guid}", RevokeKey);
         return endpoints;
@@ -61,6 +63,17 @@ public static class CompanyEndpoints
         var response = new CreatedCompanyResponse(ToResponse(company), created with { Id = key.Id, CreatedAt = key.CreatedAt });
         return TypedResults.Created($"/v1/companies/{company.Id}", response);
     }
+
+    internal static async Task<Results<Ok<CompanyResponse>, ProblemHttpResult>> GetCompany(Guid id, OutboxDbContext db, CancellationToken cancellationToken) =>
+        await db.Companies.AsNoTracking().SingleOrDefaultAsync(c => c.Id == id, cancellationToken) is { } company
+            ? TypedResults.Ok(ToResponse(company))
+            : Problems.NotFound($"Company {id}");
+
+    internal static async Task<Results<Ok<KeyResponse>, ProblemHttpResult>> GetKey(Guid id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
+        await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.CompanyId == tenant.CompanyId)
+            .Select(k => new KeyResponse(k.Id, k.Name, k.KeyPrefix, k.CreatedAt, k.LastUsedAt, k.RevokedAt)).SingleOrDefaultAsync(cancellationToken) is { } key
+            ? TypedResults.Ok(key)
+            : Problems.NotFound($"API key {id}");
 
     internal static async Task<Ok<List<KeyResponse>>> ListKeys(Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
         TypedResults.Ok(await db.ApiKeys.AsNoTracking().Where(k => k.CompanyId == tenant.CompanyId).OrderBy(k => k.CreatedAt)

@@ -139,11 +139,13 @@ public static class ReminderEndpoints
     }
 
     internal static async Task<Results<Ok<ReminderPage>, ValidationProblem>> List(
-        Tenant tenant, OutboxDbContext db, Guid? customerId, string? status, string? type, long? after, int? limit, CancellationToken cancellationToken)
+        Tenant tenant, OutboxDbContext db, Guid? customerId, string? customerExternalId, string? reference, string? status, string? type, long? after, int? limit,
+        CancellationToken cancellationToken)
     {
         var validation = new Validation()
             .When(status is not null && !WireName<ReminderStatus>.TryParse(status, out _), "status", "status is ACTIVE or RESOLVED.")
-            .When(limit is < 1 or > 200, "limit", "limit is between 1 and 200.");
+            .When(limit is < 1 or > 200, "limit", "limit is between 1 and 200.")
+            .Storable(("customerExternalId", customerExternalId), ("reference", reference));
         var parsedType = type is null ? null : validation.ParseMessageType("type", type, MessageType.ComplianceReminder, MessageType.PaymentReminder);
         if (!validation.IsValid)
         {
@@ -155,6 +157,15 @@ public static class ReminderEndpoints
         {
             query = query.Where(r => r.CustomerId == customer);
         }
+        if (customerExternalId?.Trim() is { } externalId)
+        {
+            // A billing app knows its client and its invoice, not our ids: the reminder to resolve is found by them.
+            query = query.Where(r => db.Customers.Any(c => c.Id == r.CustomerId && c.CompanyId == tenant.CompanyId && c.ExternalId == externalId));
+        }
+        if (reference?.Trim().ToLowerInvariant() is { } lowered)
+        {
+            query = query.Where(r => r.Reference.ToLower() == lowered);   // as a create matches it
+        }
         if (status is not null)
         {
             var wanted = WireName<ReminderStatus>.Parse(status);
@@ -164,8 +175,15 @@ public static class ReminderEndpoints
         {
             query = query.Where(r => r.Type == wantedType);
         }
-        var items = await ReminderViews.LoadAsync(db, tenant.CompanyId, query.OrderBy(r => r.Id).Take(take), cancellationToken);
-        return TypedResults.Ok(new ReminderPage(items, items.Count == take ? items[^1].Id : null));
+        // One more than the page: a full last page has no next.
+        var items = await ReminderViews.LoadAsync(db, tenant.CompanyId, query.OrderBy(r => r.Id).Take(take + 1), cancellationToken);
+        items.Sort((a, b) => a.Id.CompareTo(b.Id));   // the outer query of LoadAsync need not keep the page's order
+        var more = items.Count > take;
+        if (more)
+        {
+            items.RemoveAt(take);
+        }
+        return TypedResults.Ok(new ReminderPage(items, more ? items[^1].Id : null));
     }
 
     internal static async Task<Results<Ok<ReminderView>, ProblemHttpResult>> Get(long id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)

@@ -27,16 +27,16 @@ public static partial class SettingsEndpoints
     private static partial System.Text.RegularExpressions.Regex SnsTopicArn();
 
     public sealed record EmailSettingsRequest(
-        EmailProvider? Provider, bool Enabled, string? Host, int? Port, SmtpSecurity? Security, string? Username, string? Password,
+        EmailProvider? Provider, bool? Enabled, string? Host, int? Port, SmtpSecurity? Security, string? Username, string? Password,
         string? ApiKey, string? ApiUser, string? Region, string? FromEmail, string? FromName, string? ReplyTo, string? WebhookSecret,
         string? BaseUrl, decimal? Cost, string? CostCurrency);
 
     public sealed record WhatsAppSettingsRequest(
-        WhatsAppProvider? Provider, bool Enabled, string? ApiKey, string? PhoneNumberId, string? AccountSid, string? FromNumber,
+        WhatsAppProvider? Provider, bool? Enabled, string? ApiKey, string? PhoneNumberId, string? AccountSid, string? FromNumber,
         string? WebhookSecret, string? VerifyToken, string? BaseUrl, decimal? Cost, string? CostCurrency);
 
     public sealed record SmsSettingsRequest(
-        SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId,
+        SmsProvider? Provider, bool? Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId,
         string? BaseUrl, decimal? Cost, string? CostCurrency, string? WebhookSecret = null);
 
     public sealed record EmailSettingsView(
@@ -128,7 +128,7 @@ public static partial class SettingsEndpoints
         }
 
         settings.EmailProvider = request.Provider;
-        settings.EmailEnabled = request.Enabled;
+        settings.EmailEnabled = request.Enabled!.Value;
         settings.SmtpHost = request.Host;
         settings.SmtpPort = request.Port;
         settings.SmtpSecurity = request.Security ?? SmtpSecurity.StartTls;
@@ -190,7 +190,7 @@ public static partial class SettingsEndpoints
         }
 
         settings.WhatsAppProvider = request.Provider;
-        settings.WhatsAppEnabled = request.Enabled;
+        settings.WhatsAppEnabled = request.Enabled!.Value;
         settings.WhatsAppApiKeyEncrypted = apiKey.Stored;
         settings.WhatsAppPhoneId = request.PhoneNumberId;
         settings.WhatsAppAccountSid = request.AccountSid;
@@ -227,7 +227,7 @@ public static partial class SettingsEndpoints
         }
 
         settings.SmsProvider = request.Provider;
-        settings.SmsEnabled = request.Enabled;
+        settings.SmsEnabled = request.Enabled!.Value;
         settings.SmsApiKeyEncrypted = apiKey.Stored;
         settings.SmsAccountSid = request.AccountSid;
         settings.SmsFromNumber = request.FromNumber;
@@ -279,7 +279,7 @@ public static partial class SettingsEndpoints
         }
     }
 
-    private static void Common(Validation validation, bool enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency,
+    private static void Common(Validation validation, bool? enabled, string? provider, ProviderNetworkOptions network, Channel channel, ProviderRegistry providers, string? baseUrl, decimal? cost, string? currency,
         CompanySettings settings)
     {
         // The currency is the company's, for every channel's rate card: changed from one channel's
@@ -290,7 +290,10 @@ public static partial class SettingsEndpoints
             $"costCurrency is the company's, for every channel's cost, and {string.Join(" and ", otherCosts)} costs are set in {settings.CostCurrency}: "
             + $"clear those costs first (or leave costCurrency out), then set them again in {currency}.");
         Uri? target = null;
-        validation.When(enabled && provider is null, "provider", "provider is required to enable the channel.")
+        // Required: the PUT replaces the channel's settings (secrets aside), and left out it meant
+        // false, so a PUT of a new password alone stopped the channel.
+        validation.When(enabled is null, "enabled", "enabled is required: true to send through this channel, false to stop it.")
+            .When(enabled is true && provider is null, "provider", "provider is required to enable the channel.")
             .When(provider is not null && !providers.IsAvailable(channel, provider), "provider", $"provider {provider} is not available in this build.")
             .When(baseUrl is not null && !(Uri.TryCreate(baseUrl, UriKind.Absolute, out target) && target.Scheme is "https" or "http"), "baseUrl", "baseUrl must be an absolute http(s) URL.")
             .When(target is not null && Internal(target.IdnHost, network), "baseUrl",

@@ -54,6 +54,8 @@ public sealed partial record ReplayFilter
             return TryInstant(day, zone, out from);
         }
         from = default;
+        // An unencoded "+05:30" in a query string arrives as " 05:30" (the form encoding's space).
+        text = text is null ? null : PlusAsSpace().Replace(text, "$1+$2");
         return text is not null && IsoDate().IsMatch(text)
             && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out from);
     }
@@ -64,6 +66,9 @@ public sealed partial record ReplayFilter
 
     [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:?\d{2})?)?$", RegexOptions.CultureInvariant)]
     private static partial Regex IsoDate();
+
+    [GeneratedRegex(@"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?) (\d{2}:?\d{2})$", RegexOptions.CultureInvariant)]
+    private static partial Regex PlusAsSpace();
 
     /// <summary>
     /// The exclusive end of a created-at range as an operator means it: a plain date (2026-11-24)

@@ -155,7 +155,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             ProviderMessageId = WithoutNul(delivery.ProviderMessageId)!,
             EventKey = WithoutNul(delivery.EventKey)!,
         };
-        var at = (delivery.OccurredAt ?? receivedAt).ToUniversalTime();
+        // A time after the event's arrival is a provider's clock running ahead, or a body made up:
+        // it must not outrank everything recorded before that time comes (a delivery over any
+        // later bounce, a WhatsApp choice over the practice's own later ones, an audit trail dated
+        // 2100). The body's own time stays in webhook_events.
+        var at = (delivery.OccurredAt is { } occurred && occurred < receivedAt ? occurred : receivedAt).ToUniversalTime();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 

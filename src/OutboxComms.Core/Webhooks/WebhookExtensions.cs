@@ -28,6 +28,14 @@ public sealed class WebhookOptions
     [Required]
     public string SnsOriginPattern { get; set; } = DefaultSnsOriginPattern;
 
+    /// <summary>
+    /// The app secret of the Meta app practices are onboarded through (a Tech Provider's, ours):
+    /// the Cloud API webhook of a company without a <c>webhookSecret</c> of its own is verified with
+    /// it. Kept by the operator: a secret typed into several companies' settings is known to each of
+    /// them, and any of them could sign bodies about another's business number.
+    /// </summary>
+    public string? WhatsAppAppSecret { get; set; }
+
     public const string DefaultSnsOriginPattern = @"^https://sns\.[a-z]{2}(-gov)?-[a-z]+-[0-9]\.amazonaws\.com(\.cn)?$";
 }
 

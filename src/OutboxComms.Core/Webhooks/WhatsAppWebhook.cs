@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.Extensions.Options;
 using OutboxComms.Core.Companies;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
@@ -18,8 +19,10 @@ namespace OutboxComms.Core.Webhooks;
 /// read: companies onboarded through one Meta app share its app secret, so the signature alone
 /// does not say whose account a body is about.
 /// </summary>
-public sealed class WhatsAppWebhook : IDeliveryWebhook
+public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliveryWebhook
 {
+    private readonly byte[]? deploymentSecret = string.IsNullOrEmpty(options.Value.WhatsAppAppSecret) ? null : WebhookSignatures.Utf8(options.Value.WhatsAppAppSecret);
+
     public string Route => "whatsapp";
 
     /// <summary>
@@ -33,7 +36,12 @@ public sealed class WhatsAppWebhook : IDeliveryWebhook
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(secrets);
-        if (WebhookSignatures.WhatsAppSecret(settings, WhatsAppProvider.WhatsAppBusinessApi, "the WhatsApp Cloud API", secrets, out var refusal) is not { } appSecret)
+        byte[]? appSecret;
+        if (settings.WhatsAppProvider == WhatsAppProvider.WhatsAppBusinessApi && settings.WhatsAppWebhookSecretEncrypted is null && deploymentSecret is not null)
+        {
+            appSecret = deploymentSecret;   // onboarded through the operator's Meta app (Webhooks:WhatsAppAppSecret)
+        }
+        else if ((appSecret = WebhookSignatures.WhatsAppSecret(settings, WhatsAppProvider.WhatsAppBusinessApi, "the WhatsApp Cloud API", secrets, out var refusal)) is null)
         {
             return refusal;
         }

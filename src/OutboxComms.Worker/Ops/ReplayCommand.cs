@@ -64,7 +64,7 @@ public static class ReplayCommand
     /// configuration override, which it would otherwise look like (and be dropped as, widening the replay).
     /// </summary>
     internal static bool IsOwnOption(string arg) =>
-        ValueOptions.Any(option => arg.StartsWith(option + "=", StringComparison.Ordinal));
+        ValueOptions.Any(option => arg.StartsWith(option + "=", StringComparison.OrdinalIgnoreCase));
 
     private static (ReplayFilter Filter, bool Execute, string? Actor) Parse(string[] args)
     {
@@ -123,6 +123,10 @@ public static class ReplayCommand
             return false;
         }
         var key = arg.TrimStart('-', '/')[..arg.TrimStart('-', '/').IndexOf('=', StringComparison.Ordinal)];
+        if (ValueOptions.Any(option => option[2..].Equals(key, StringComparison.OrdinalIgnoreCase)))
+        {
+            return false;   // /COMPANY=…: this verb's option mistyped, refused rather than dropped as a setting
+        }
         return key.Contains(':', StringComparison.Ordinal) || key.All(c => char.IsAsciiLetterUpper(c) || char.IsAsciiDigit(c) || c == '_');
     }
 

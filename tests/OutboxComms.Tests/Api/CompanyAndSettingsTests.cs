@@ -38,6 +38,26 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.DoesNotContain(key, keys!.ToJsonString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_location_of_a_created_company_or_key_answers_it_to_its_creator()
+    {
+        using var admin = api.As(TestKeys.Admin);
+        var (created, body) = await admin.SendJsonAsync(HttpMethod.Post, "/v1/companies", new { name = "Iyer Associates" });
+        var (company, shown) = await admin.SendJsonAsync(HttpMethod.Get, created.Headers.Location!.OriginalString);
+        using var asCompany = api.As(body!["apiKey"]!["key"]!.GetValue<string>());
+        var (keyCreated, newKey) = await asCompany.SendJsonAsync(HttpMethod.Post, "/v1/api-keys", new { name = "billing-app" });
+        var (key, keyShown) = await asCompany.SendJsonAsync(HttpMethod.Get, keyCreated.Headers.Location!.OriginalString);
+        var (_, otherKey) = await api.NewCompanyAsync();
+        using var asOther = api.As(otherKey);
+
+        Assert.Equal((HttpStatusCode.OK, "Iyer Associates"), (company.StatusCode, shown!["name"]!.GetValue<string>()));
+        Assert.Equal((HttpStatusCode.OK, "billing-app", newKey!["prefix"]!.GetValue<string>()),
+            (key.StatusCode, keyShown!["name"]!.GetValue<string>(), keyShown["prefix"]!.GetValue<string>()));
+        Assert.Null(keyShown["key"]);
+        Assert.Equal(HttpStatusCode.NotFound, (await asOther.SendJsonAsync(HttpMethod.Get, keyCreated.Headers.Location!.OriginalString)).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.SendJsonAsync(HttpMethod.Get, $"/v1/companies/{Guid.NewGuid()}")).Response.StatusCode);
+    }
+
     [Theory]
     [InlineData("India Standard Time", "en", "timeZone")]   // a Windows id: .NET resolves it, producers in other languages may not
     [InlineData("Asia", "en", "timeZone")]                  // a directory of the zone database, not a zone
@@ -293,6 +313,14 @@ public sealed class CompanyAndSettingsTests(DatabaseFixture db) : IClassFixture<
         Assert.True(smtpErrors.ContainsKey("fromEmail"));
         Assert.Equal(HttpStatusCode.BadRequest, twilio.StatusCode);
         Assert.True(twilioProblem!["errors"]!.AsObject().ContainsKey("accountSid"));
+        // A PUT of a new key alone once switched the channel off (enabled left out was false): enabled is required.
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new
+        {
+            provider = "SENDGRID", enabled = true, apiKey = "SG.key", fromEmail = "accounts@practice.example",
+        })).Response.StatusCode);
+        var (keyOnly, keyOnlyProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/email", new { provider = "SENDGRID", apiKey = "SG.new-key", fromEmail = "accounts@practice.example" });
+        ValidationProblemAssert.NamesFields(keyOnly, keyOnlyProblem, "enabled");
+        Assert.True((await client.SendJsonAsync(HttpMethod.Get, "/v1/settings")).Body!["email"]!["enabled"]!.GetValue<bool>());
 
         // The price per message is numeric(12, 6): a million would not fit the column.
         var (cost, costProblem) = await client.SendJsonAsync(HttpMethod.Put, "/v1/settings/sms", new { provider = "TWILIO", enabled = false, cost = 1_000_000m });

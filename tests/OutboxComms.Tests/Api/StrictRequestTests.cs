@@ -75,4 +75,39 @@ public sealed class StrictRequestTests(DatabaseFixture db) : ApiTest(db)
         var problem = JsonNode.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
         ValidationProblemAssert.NamesFields(response, problem, "body");
     }
+
+    [Fact]
+    public async Task A_misspelt_query_parameter_is_a_400_naming_it_and_never_widens_a_delete_or_a_listing()
+    {
+        using var client = await NewCompanyClientAsync();
+        foreach (var channel in new[] { "EMAIL", "SMS" })
+        {
+            Assert.Equal(HttpStatusCode.Created, (await client.SendJsonAsync(HttpMethod.Put, "/v1/templates/invoice", new { channel, subject = channel == "EMAIL" ? "Invoice" : null, body = "Text" })).Response.StatusCode);
+        }
+
+        var (deleted, deleteProblem) = await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/invoice?chanel=SMS");
+        var (listed, listProblem) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/messages?customer_id={Guid.NewGuid()}&status=FAILED");
+        var (none, noneProblem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/settings?verbose=true");
+
+        Assert.Contains("channel, force, language", ValidationProblemAssert.NamesFields(deleted, deleteProblem, "chanel")["chanel"], StringComparison.Ordinal);
+        ValidationProblemAssert.NamesFields(listed, listProblem, "customer_id");
+        Assert.Contains("it takes none", ValidationProblemAssert.NamesFields(none, noneProblem, "verbose")["verbose"], StringComparison.Ordinal);
+        Assert.Equal(2, (await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/invoice")).Body!.AsArray().Count);
+        // The names it does take, in any case, still work.
+        Assert.Equal(HttpStatusCode.NoContent, (await client.SendJsonAsync(HttpMethod.Delete, "/v1/templates/invoice?Channel=SMS")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Get, "/v1/messages?status=FAILED&limit=5")).Response.StatusCode);
+        Assert.Single((await client.SendJsonAsync(HttpMethod.Get, "/v1/templates/invoice")).Body!.AsArray());
+    }
+
+    [Fact]
+    public async Task An_offset_written_with_an_unencoded_plus_in_a_query_is_read_as_the_offset()
+    {
+        using var client = await NewCompanyClientAsync();
+
+        // The README's own example, pasted into a URL as it is: the + arrives as a space.
+        var (response, report) = await client.SendJsonAsync(HttpMethod.Get, "/v1/analytics?from=2026-04-01T00:00:00+05:30&to=2026-04-30T00:00:00+05:30");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(DateTimeOffset.Parse("2026-03-31T18:30:00Z", System.Globalization.CultureInfo.InvariantCulture), report!["from"]!.GetValue<DateTimeOffset>());
+    }
 }

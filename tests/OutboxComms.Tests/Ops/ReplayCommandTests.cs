@@ -64,6 +64,14 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
             Assert.Contains(widening[2] == "--chanel=SMS" ? "unknown option --chanel=SMS (a setting override names its section" : "--error needs the text to match",
                 refusedErrors.ToString(), StringComparison.Ordinal);
         }
+        // An option in capitals looks like an environment-style setting (--OUTBOXCOMMS_…=): refused, not
+        // dropped, which would replay every company's failed messages.
+        foreach (var capitals in new[] { $"--COMPANY={company}", $"/COMPANY={company}", "--ID=5" })
+        {
+            using var refusedErrors = new StringWriter();
+            Assert.Equal(2, await ReplayCommand.RunAsync(["--status", "FAILED", capitals, "--execute"], replay, TextWriter.Null, TestContext.Current.CancellationToken, refusedErrors));
+            Assert.Contains("unknown option", refusedErrors.ToString(), StringComparison.Ordinal);
+        }
         Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company));
 
         // --execute with no filter at all would replay every failed message of every company, ever: it needs --all.

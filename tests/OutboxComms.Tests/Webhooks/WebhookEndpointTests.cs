@@ -30,7 +30,11 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
     public ValueTask InitializeAsync()
     {
-        api = new ApiFactory(db.ConnectionString, new Dictionary<string, string?> { ["Webhooks:SnsOriginPattern"] = $"^{Regex.Escape(sns.Url!.TrimEnd('/'))}$" });
+        api = new ApiFactory(db.ConnectionString, new Dictionary<string, string?>
+        {
+            ["Webhooks:SnsOriginPattern"] = $"^{Regex.Escape(sns.Url!.TrimEnd('/'))}$",
+            ["Webhooks:WhatsAppAppSecret"] = "operators-app-secret",
+        });
         client = api.CreateClient();
         using var certificate = new CertificateRequest("CN=sns.ap-south-1.amazonaws.com", snsKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1)
             .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
@@ -261,6 +265,45 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Task<string> StoppedOnAsync(Guid customer) => TestData.ScalarAsync<string>(db.DataSource,
             "SELECT general_updates_opt_out_channels::text FROM communication_preferences WHERE customer_id = $1", customer);
+    }
+
+    [Fact]
+    public async Task A_report_dated_in_the_future_counts_from_its_arrival()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var message = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.AHEAD1");
+        var before = DateTimeOffset.UtcNow;
+
+        // A clock far ahead (or a made-up body): delivered on 2100-01-01.
+        var body = WhatsAppStatus("wamid.AHEAD1", "delivered", 4102444800);
+        var (_, receipt) = await PostAsync($"/webhooks/whatsapp/{company}", Json(body), HubSignature("meta-app-secret", body));
+
+        Assert.Equal(1, receipt!.Applied);
+        var row = await RowAsync(message);
+        Assert.Equal("DELIVERED", row.Status);
+        Assert.InRange(row.Delivered!.Value, before.AddSeconds(-1), DateTimeOffset.UtcNow.AddSeconds(1));
+        // The body's own time is kept with the event.
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(4102444800).UtcDateTime, await TestData.ScalarAsync<DateTime>(db.DataSource,
+            "SELECT occurred_at FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task A_practice_onboarded_through_the_operators_meta_app_is_verified_with_the_app_secret_only_the_operator_holds()
+    {
+        var onboarded = await CompanyAsync("whatsapp_provider = 'WHATSAPP_BUSINESS_API', whatsapp_phone_id = '106540352242922'");
+        var message = await SentMessageAsync(onboarded, "WHATSAPP_BUSINESS_API", "wamid.OPERATOR1");
+        var ownApp = await CompanyAsync(WhatsAppCompany, "own-app-secret");
+        var ownMessage = await SentMessageAsync(ownApp, "WHATSAPP_BUSINESS_API", "wamid.OWNAPP1");
+        var body = WhatsAppStatus("wamid.OPERATOR1", "delivered", 1764000100);
+        var ownBody = WhatsAppStatus("wamid.OWNAPP1", "delivered", 1764000100);
+
+        var (guessed, _) = await PostAsync($"/webhooks/whatsapp/{onboarded}", Json(body), HubSignature("guessed-secret", body));
+        var (signed, receipt) = await PostAsync($"/webhooks/whatsapp/{onboarded}", Json(body), HubSignature("operators-app-secret", body));
+        // A practice with its own Meta app keeps its own secret: the operator's signs nothing for it.
+        var (notItsApp, _) = await PostAsync($"/webhooks/whatsapp/{ownApp}", Json(ownBody), HubSignature("operators-app-secret", ownBody));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.OK, 1, HttpStatusCode.Unauthorized), (guessed, signed, receipt!.Applied, notItsApp));
+        Assert.Equal(("DELIVERED", "SENT"), ((await RowAsync(message)).Status, (await RowAsync(ownMessage)).Status));
     }
 
     [Fact]

@@ -240,6 +240,14 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
         var (_, second) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/reminders?limit=2&after={first["nextAfter"]}");
         Assert.Equal([ids[2]], second!["items"]!.AsArray().Select(r => r!["id"]!.GetValue<long>()));
         Assert.Null(second["nextAfter"]);
+        var (_, whole) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?limit=3");
+        Assert.Equal((3, null), (whole!["items"]!.AsArray().Count, whole["nextAfter"]?.GetValue<long>()));   // a full last page has no next
+
+        // The billing app's own ids find the reminder of a paid invoice, the reference in any case.
+        var (_, paid) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?customerExternalId=CLIENT-78&reference=inv-3&status=ACTIVE");
+        Assert.Equal([ids[2]], paid!["items"]!.AsArray().Select(r => r!["id"]!.GetValue<long>()));
+        var (_, none) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?customerExternalId=CLIENT-78&reference=INV-1");
+        Assert.Empty(none!["items"]!.AsArray());
 
         var (bad, problem) = await client.SendJsonAsync(HttpMethod.Get, "/v1/reminders?status=DONE&limit=0");
         WorkflowApi.AssertFields(bad, problem, "status", "limit");
