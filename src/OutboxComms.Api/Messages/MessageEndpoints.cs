@@ -498,7 +498,7 @@ public static class MessageEndpoints
             {
                 Message = m,
                 // Metadata only: the bytes of an attachment can be megabytes.
-                Attachments = m.Attachments.OrderBy(a => a.Id).Select(a => new AttachmentView(a.Id, a.FileName, a.ContentType, a.SizeBytes, a.Url)).ToList(),
+                Attachments = m.Attachments.Where(a => a.CompanyId == null || a.CompanyId == m.CompanyId).OrderBy(a => a.Id).Select(a => new AttachmentView(a.Id, a.FileName, a.ContentType, a.SizeBytes, a.Url)).ToList(),
             })
             .FirstOrDefaultAsync(cancellationToken);
         if (found is null)

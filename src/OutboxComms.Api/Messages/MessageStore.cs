@@ -115,8 +115,8 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
         """;
 
     private const string InsertAttachmentsSql = """
-        INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bigint[])
+        INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content, url, size_bytes)
+        SELECT $7, * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bigint[])
         """;
 
     private const string ClaimKeySql = """
@@ -230,6 +230,7 @@ internal sealed class MessageStore(NpgsqlDataSource dataSource, OutboxNotifier n
             attach.Parameters.Add(Array(attachments, a => a.Attachment.Content, NpgsqlDbType.Bytea));
             attach.Parameters.Add(Array(attachments, a => a.Attachment.Url, NpgsqlDbType.Text));
             attach.Parameters.Add(Array(attachments, a => (long?)a.Attachment.Content?.LongLength, NpgsqlDbType.Bigint));
+            attach.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
             batch.BatchCommands.Add(attach);
         }
         await batch.ExecuteNonQueryAsync(cancellationToken);

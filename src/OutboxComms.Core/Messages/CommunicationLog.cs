@@ -58,6 +58,8 @@ public class CommunicationAttachment
 {
     public long Id { get; set; }
     public long MessageId { get; set; }
+    /// <summary>The message's company (migration 0031); null on rows a producer wrote without it, which match by message id alone.</summary>
+    public Guid? CompanyId { get; set; }
     public required string FileName { get; set; }
     public string ContentType { get; set; } = "application/octet-stream";
     public byte[]? Content { get; set; }

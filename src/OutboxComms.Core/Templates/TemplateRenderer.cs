@@ -14,7 +14,11 @@ using Scriban.Syntax;
 namespace OutboxComms.Core.Templates;
 
 /// <summary>A template text failed to parse or render; the message says where and why.</summary>
-public sealed class TemplateException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class TemplateException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>The render ran out of its time (a wall-clock limit, which a pause of the process can exhaust too), rather than failed.</summary>
+    public bool TimedOut { get; init; }
+}
 
 /// <summary>
 /// Renders Scriban templates in a sandbox: the model is built from JSON values only (no .NET object
@@ -234,7 +238,7 @@ public sealed partial class TemplateRenderer(TimeSpan? timeout = null, TimeProvi
             // Each text's lines and columns start at 1: which text it was says where.
             catch (TemplateException ex) when (part is not null)
             {
-                throw new TemplateException($"{part}: {ex.Message}", ex.InnerException ?? ex);
+                throw new TemplateException($"{part}: {ex.Message}", ex.InnerException ?? ex) { TimedOut = ex.TimedOut };
             }
         }
 
@@ -250,12 +254,12 @@ public sealed partial class TemplateRenderer(TimeSpan? timeout = null, TimeProvi
             catch (Exception ex) when (ex is ScriptAbortException or OperationCanceledException && deadline.IsCancellationRequested)
             {
                 failed = true;
-                throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s", ex);
+                throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s", ex) { TimedOut = true };
             }
             catch (Exception ex) when (ex is RegexMatchTimeoutException || ex.InnerException is RegexMatchTimeoutException)
             {
                 failed = true;
-                throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s (a regular expression did not finish)", ex);
+                throw new TemplateException($"rendering took longer than {renderer.timeout.TotalSeconds:0.#} s (a regular expression did not finish)", ex) { TimedOut = true };
             }
             catch (ScriptRuntimeException ex)
             {

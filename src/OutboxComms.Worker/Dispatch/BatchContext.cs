@@ -21,7 +21,7 @@ internal sealed class BatchContext
     private readonly Dictionary<(Guid CustomerId, MessageType Type), ClaimedMessage?> firstReminderInBatch = [];
     private readonly Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder> recordedReminders = [];
     private readonly ConcurrentDictionary<(Guid CompanyId, Channel Channel), Lazy<ProviderAccount>> accounts = new();
-    private readonly Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent;
+    private readonly Func<long[], CancellationToken, Task<Dictionary<long, byte[]>>> loadContent;
     private readonly Dictionary<Guid, HashSet<long>> resolvedReminders;
 
     /// <summary>The Content of an attachment whose bytes are stored but not loaded with the batch (see <see cref="Attachments"/>).</summary>
@@ -29,7 +29,7 @@ internal sealed class BatchContext
 
     private BatchContext(
         IReadOnlyList<ClaimedMessage> batch, List<Company> companies, List<MessageTemplate> templates, List<CommunicationAttachment> attachments, ReminderGate gate,
-        Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent, Dictionary<Guid, HashSet<long>> resolvedReminders)
+        Func<long[], CancellationToken, Task<Dictionary<long, byte[]>>> loadContent, Dictionary<Guid, HashSet<long>> resolvedReminders)
     {
         this.loadContent = loadContent;
         this.resolvedReminders = resolvedReminders;
@@ -119,7 +119,7 @@ internal sealed class BatchContext
         {
             return listed;
         }
-        var content = await loadContent(messageId, cancellationToken);
+        var content = await loadContent([.. listed.Where(a => ReferenceEquals(a.Content, StoredNotLoaded)).Select(a => a.Id)], cancellationToken);
         return [.. listed.Select(a => ReferenceEquals(a.Content, StoredNotLoaded)
             ? new CommunicationAttachment
             {
@@ -164,11 +164,11 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, long[] ids) => db.Reminders.AsNoTracking().Where(r => ids.Contains(r.Id) && r.Status != ReminderStatus.Active)
             .Select(r => new InactiveReminder(r.CompanyId, r.Id)));
 
-    private sealed record AttachmentInfo(long Id, long MessageId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
+    private sealed record AttachmentInfo(long Id, long MessageId, Guid? CompanyId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
 
     private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<AttachmentInfo>> AttachmentsQuery =
         EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)).OrderBy(a => a.Id)
-            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.FileName, a.ContentType, a.Url, a.SizeBytes, a.Content != null)));
+            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.CompanyId, a.FileName, a.ContentType, a.Url, a.SizeBytes, a.Content != null)));
 
     /// <summary>
     /// Loads the batch's companies (with settings), the templates its rows name, and the attachments
@@ -176,7 +176,7 @@ internal sealed class BatchContext
     /// message's, by attachment id, when it is sent).
     /// </summary>
     public static async Task<BatchContext> LoadAsync(
-        OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, ReminderGate gate, Func<long, CancellationToken, Task<Dictionary<long, byte[]>>> loadContent,
+        OutboxDbContext db, IReadOnlyList<ClaimedMessage> batch, ReminderGate gate, Func<long[], CancellationToken, Task<Dictionary<long, byte[]>>> loadContent,
         CancellationToken cancellationToken)
     {
         var companyIds = batch.Select(m => m.CompanyId).Distinct().ToArray();
@@ -186,7 +186,11 @@ internal sealed class BatchContext
 
         var companies = await CompaniesQuery(db, companyIds).ToListAsync(cancellationToken);
         var templates = templateKeys.Length == 0 ? [] : await TemplatesQuery(db, companyIds, templateKeys).ToListAsync(cancellationToken);
+        // A message's own: one that names a company names the message's (migration 0031), so a row
+        // given another company's id by a producer's COPY does not carry that company's files.
+        var companyOf = batch.Where(m => m.HasAttachments).GroupBy(m => m.Id).ToDictionary(g => g.Key, g => g.First().CompanyId);
         var attachments = withAttachments.Length == 0 ? [] : await AttachmentsQuery(db, withAttachments)
+            .Where(a => a.CompanyId is null || a.CompanyId == companyOf[a.MessageId])
             .Select(a => new CommunicationAttachment
             {
                 Id = a.Id, MessageId = a.MessageId, FileName = a.FileName, ContentType = a.ContentType, Url = a.Url, SizeBytes = a.SizeBytes,

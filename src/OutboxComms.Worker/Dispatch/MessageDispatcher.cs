@@ -270,6 +270,12 @@ internal sealed partial class MessageDispatcher(
         {
             rendered = Render(message, context, company, customer, channel, zone);
         }
+        catch (TemplateException ex) when (ex.TimedOut)
+        {
+            // A wall-clock limit: a GC pause or a starved CPU can stop a template that renders in
+            // time on the next try. It spends a retry, so one that never finishes still fails.
+            return Retry(message, channel, resolved, ex.Message, null, null, 0, providerUnavailable: false);
+        }
         catch (TemplateException ex)
         {
             return Fail(message, resolved, ex.Message);
@@ -799,7 +805,7 @@ internal sealed partial class MessageDispatcher(
         }
         catch (TemplateException ex)
         {
-            throw new TemplateException($"template {used}: {ex.Message}", ex);
+            throw new TemplateException($"template {used}: {ex.Message}", ex) { TimedOut = ex.TimedOut };
         }
     }
 

@@ -211,7 +211,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                 SELECT s.last_sent_at, s.last_created_at, s.last_pair_id FROM reminder_frequency_state s
                  WHERE c.type IN ('COMPLIANCE_REMINDER', 'PAYMENT_REMINDER') AND s.customer_id = k.id AND s.type = c.type
                  LIMIT 1) r ON true
-          LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a WHERE a.message_id = c.id LIMIT 1) a ON true
+          LEFT JOIN LATERAL (SELECT a.message_id FROM communication_attachments a
+                              WHERE a.message_id = c.id AND (a.company_id IS NULL OR a.company_id = c.company_id) LIMIT 1) a ON true
         """;
 
     // The batch's own rows (`b`, the caller's unnest of the batch), locked, with their current tuple
@@ -313,9 +314,9 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                    subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at, split_from
               FROM mine
             RETURNING id)
-        INSERT INTO communication_attachments (message_id, file_name, content_type, content, url, size_bytes)
-        SELECT sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
-          FROM sibling JOIN communication_attachments a ON a.message_id = $1
+        INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content, url, size_bytes)
+        SELECT $5, sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
+          FROM sibling JOIN communication_attachments a ON a.message_id = $1 AND (a.company_id IS NULL OR a.company_id = $5)
         """;
 
     private const string ReleaseSql = $"""
@@ -570,20 +571,24 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<DateTimeOffset>(ordinal);
 
 
-    /// <summary>A message's stored attachment bytes by attachment id, read when it is sent (the batch loads none: see BatchContext.Attachments).</summary>
+    /// <summary>
+    /// The stored bytes of a message's attachments, by attachment id, read when it is sent (the
+    /// batch loads none: see BatchContext.Attachments); the ids are those the batch listed for the
+    /// message, its company's own.
+    /// </summary>
     // Sized before they are read (octet_length reads a stored value's header, not its bytes): a
     // producer's SQL may store any size, and a message's files together may not pass the limit
     // every email send holds them to (AttachmentLoader.MaxBytes). Past it, none is read into memory.
     private const string AttachmentContentSql = """
         SELECT id, CASE WHEN total <= $2 THEN content END, total
           FROM (SELECT id, content, sum(octet_length(content)) OVER () AS total
-                  FROM communication_attachments WHERE message_id = $1 AND content IS NOT NULL) a
+                  FROM communication_attachments WHERE id = ANY ($1) AND content IS NOT NULL) a
         """;
 
-    public async Task<Dictionary<long, byte[]>> AttachmentContentAsync(long messageId, CancellationToken cancellationToken)
+    public async Task<Dictionary<long, byte[]>> AttachmentContentAsync(long[] attachmentIds, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(AttachmentContentSql);
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = messageId });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = attachmentIds });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = AttachmentLoader.MaxBytes });
         var content = new Dictionary<long, byte[]>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);

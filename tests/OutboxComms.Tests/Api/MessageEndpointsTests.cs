@@ -763,4 +763,33 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return [.. page!["items"]!.AsArray().Select(m => m!["id"]!.GetValue<long>())];
     }
+
+    [Fact]
+    public async Task A_row_given_another_companys_id_shows_none_of_that_companys_files()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        var (sent, accepted) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages", new
+        {
+            customerId = customer, type = "INVOICE", channel = "EMAIL", subject = "Invoice INV-1042", content = "Attached.",
+            attachments = new[] { new { fileName = "INV-1042.pdf", contentType = "application/pdf", contentBase64 = "JVBERg==" } },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+        var id = accepted!["messages"]![0]!["id"]!.GetValue<long>();
+        var (other, otherKey) = await Api.NewCompanyAsync();
+        using var otherClient = Api.As(otherKey);
+        var otherCustomer = await TestData.CreateCustomerAsync(Db.DataSource, other);
+        // The other company's import COPYs a row with the same id.
+        await TestData.ScalarAsync<long>(Db.DataSource, """
+            INSERT INTO communication_logs (id, company_id, customer_id, type, channel, subject, content)
+            OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Imported') RETURNING id
+            """, id, other, otherCustomer);
+
+        var (_, theirs) = await otherClient.SendJsonAsync(HttpMethod.Get, $"/v1/messages/{id}");
+        var (_, ours) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/messages/{id}");
+
+        Assert.Empty(theirs!["attachments"]!.AsArray());
+        Assert.Equal("INV-1042.pdf", Assert.Single(ours!["attachments"]!.AsArray())!["fileName"]!.GetValue<string>());
+    }
 }

@@ -349,6 +349,53 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_render_that_runs_out_of_its_time_is_retried_not_failed()
+    {
+        var (company, customer) = await CustomerAsync();
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO message_templates (company_id, key, channel, subject, body)
+            VALUES ($1, 'statement', 'EMAIL', 'Statement', '{{ for i in 1..300 }}{{ for j in 1..300 }}{{ x = i * j }}{{ end }}{{ end }}Your statement.') RETURNING 1
+            """, company);
+        var id = await EnqueueAsync(company, customer, content: null, templateKey: "statement");
+        // A limit the process itself can exhaust (a GC pause, a starved CPU): here 1 ms.
+        await using var hurried = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:RenderTimeout"] = "00:00:00.001" });
+
+        await hurried.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, id);
+        Assert.Equal(("PENDING", 1), (row.Status, row.RetryCount));
+        Assert.Contains("rendering took longer than", row.ErrorMessage, StringComparison.Ordinal);
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
+    public async Task A_row_given_another_companys_id_does_not_carry_that_companys_files()
+    {
+        var (company, customer) = await CustomerAsync();
+        var (other, otherCustomer) = await CustomerAsync();
+        // The practice's invoice went out long ago with its PDF, the attachment naming its company (as the API writes it).
+        var invoice = await EnqueueAsync(company, customer);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content)
+                       VALUES ($2, $1, 'INV-1042.pdf', 'application/pdf', '\x25504446') RETURNING 1),
+                 s AS (UPDATE communication_logs SET status = 'SENT' WHERE id = $1 RETURNING 1)
+            SELECT count(*)::int FROM a, s
+            """, invoice, company);
+        // Another company's import COPYs its rows with their ids, one of them the invoice's.
+        await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_logs (id, company_id, customer_id, type, channel, subject, content, next_attempt_at)
+            OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, 'GENERAL_UPDATE', 'EMAIL', 'Update', 'Imported', $4) RETURNING id
+            """, invoice, other, otherCustomer, time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+
+        var sent = Assert.Single(email.Sent);
+        Assert.Equal(other, sent.CompanyId);
+        Assert.Contains("Imported", sent.Body, StringComparison.Ordinal);
+        Assert.Empty(sent.Attachments);
+    }
+
+    [Fact]
     public async Task Stored_attachments_larger_together_than_a_message_may_carry_fail_it_unread_and_unsent()
     {
         var (company, customer) = await CustomerAsync();
