@@ -33,6 +33,7 @@ public static class DispatchExtensions
         builder.Services.AddSingleton(sp => new TemplateRenderer(sp.GetRequiredService<IOptions<DispatchOptions>>().Value.RenderTimeout));
         builder.Services.AddSingleton<ProviderCircuitBreakers>();
         builder.Services.AddSingleton<MessageDispatcher>();
+        builder.Services.AddSingleton<AttachmentMemory>();
         builder.Services.AddSingleton<ReminderGate>();
         builder.Services.TryAddSingleton<DeliveryEventRecorder>();   // applies delivery events that arrived before their provider ids were recorded
         builder.Services.AddSingleton<BatchProcessor>();

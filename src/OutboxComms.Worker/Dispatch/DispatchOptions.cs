@@ -28,6 +28,15 @@ public sealed class DispatchOptions : IValidatableObject
     public int ConcurrentBatches { get; set; } = 4;
 
     /// <summary>
+    /// The attachment bytes one process may hold at once, in MB (AttachmentMemory): a send with files
+    /// reserves their stored size, or 25 MB for links and sizes a producer left out, until its
+    /// provider call ends. A provider client copies and encodes them (base64), so the process's
+    /// peak is a few times this.
+    /// </summary>
+    [Range(1, 1_048_576)]
+    public int AttachmentMemoryMegabytes { get; set; } = 256;
+
+    /// <summary>
     /// Fallback poll for when a NOTIFY is lost (dropped connection) and for rows whose deferral
     /// ends. One second by default, so a lost notification costs at most a second.
     /// </summary>

@@ -35,6 +35,7 @@ internal sealed partial class MessageDispatcher(
     TimeProvider time,
     OutboxMetrics metrics,
     UnsubscribeTokens unsubscribeTokens,
+    AttachmentMemory attachmentMemory,
     ILogger<MessageDispatcher> logger)
 {
     private readonly DispatchOptions settings = options.Value;
@@ -316,7 +317,9 @@ internal sealed partial class MessageDispatcher(
             return Fail(message, resolved, attachmentProblem);
         }
 
-        // Send.
+        // Send. A message with files holds their size of the process's attachment budget until its
+        // provider call ends: read, copied and encoded, they are what can exhaust its memory.
+        using var reserved = attachments.Count == 0 ? null : await attachmentMemory.ReserveAsync(attachmentMemory.BytesFor(attachments), sendToken);
         IReadOnlyList<CommunicationAttachment> toSend;
         try
         {

@@ -307,6 +307,52 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sends_with_files_take_turns_within_the_processs_attachment_budget_and_sends_without_do_not_wait()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        var inFlight = 0;
+        var most = 0;
+        email.Behaviour = m =>
+        {
+            var now = Interlocked.Increment(ref inFlight);
+            InterlockedMax(ref most, now);
+            Thread.Sleep(300);
+            Interlocked.Decrement(ref inFlight);
+            return SendResult.Sent($"mem-{m.MessageId}");
+        };
+        // 1 MB for the process; a producer's file without a size counts as the most a message may carry, so the whole budget.
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:AttachmentMemoryMegabytes"] = "1", ["Dispatch:MaxConcurrentSends"] = "2" });
+        await EnqueueManyAsync(company, customer, 2);
+
+        await worker.RunOnceAsync();
+        var withoutFiles = most;
+        most = 0;
+        await EnqueueManyAsync(company, customer, 2);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content)
+                       SELECT id, 'statement.pdf', 'application/pdf', '\x25504446' FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' RETURNING 1)
+            SELECT count(*)::int FROM a
+            """, company);
+        await worker.RunOnceAsync();
+
+        Assert.Equal((2, 1), (withoutFiles, most));
+        Assert.Equal(4, await CountAsync(company, "SENT"));
+        Assert.Equal(2, email.Sent.Count(m => m.Attachments.Count == 1));
+
+        static void InterlockedMax(ref int target, int value)
+        {
+            for (var seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
+            {
+                if (Interlocked.CompareExchange(ref target, value, seen) == seen)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    [Fact]
     public async Task A_send_starting_seconds_after_its_batch_was_claimed_obeys_an_unsubscribe_made_meanwhile()
     {
         var (company, customer) = await CustomerAsync();
