@@ -52,10 +52,15 @@ internal static class UnknownQueryParameters
     {
         if (attributes.GetCustomAttributes(typeof(AsParametersAttribute), inherit: false).Length > 0)
         {
-            var constructor = type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First();
-            foreach (var member in constructor.GetParameters())
+            var constructor = type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).FirstOrDefault();
+            foreach (var member in constructor?.GetParameters() ?? [])
             {
                 Add(names, member.Name!, member.ParameterType, member, route);
+            }
+            // Settable properties are bound too (a class, or a record's init-only extras).
+            foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.SetMethod is { IsPublic: true }))
+            {
+                Add(names, property.Name, property.PropertyType, property, route);
             }
             return;
         }
@@ -74,6 +79,14 @@ internal static class UnknownQueryParameters
     /// <summary>What minimal APIs bind from the route or the query string rather than the body or services.</summary>
     private static bool IsSimple(Type type)
     {
+        if (type == typeof(Microsoft.Extensions.Primitives.StringValues))
+        {
+            return true;
+        }
+        if (type.IsArray)
+        {
+            type = type.GetElementType()!;   // ?tag=a&tag=b
+        }
         type = Nullable.GetUnderlyingType(type) ?? type;
         return type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(decimal) || type == typeof(Guid) || type == typeof(DateTime)
             || type == typeof(DateTimeOffset) || type == typeof(DateOnly) || type == typeof(TimeOnly) || type == typeof(TimeSpan) || type == typeof(Uri)

@@ -20,6 +20,7 @@ public static partial class CustomerEndpoints
     /// <c>PUT …/preferences</c> takes it (omitted fields keep their value; each opt-in or opt-out is
     /// recorded as consent, with <c>consentSource</c>, "import" when omitted).
     /// </summary>
+    [EchoedFields("id", "createdAt", "updatedAt")]
     public sealed record ImportCustomerRequest(
         string? ExternalId, string? Name, string? Email, string? Phone, string? WhatsAppNumber, string? PreferredLanguage, string? TimeZone,
         PreferenceEndpoints.PreferencesRequest? Preferences = null)
@@ -144,7 +145,8 @@ public static partial class CustomerEndpoints
             }
             if (items[i]!.Preferences is { } wanted)
             {
-                preferences.Add((customer.Id, label(i), wanted));
+                // A file's cells are named by their column (lines[3].invoiceDeliveryChannel), JSON by its path.
+                preferences.Add((customer.Id, given is null ? $"{label(i)}.preferences" : label(i), wanted));
             }
         }
         if (!validation.IsValid)

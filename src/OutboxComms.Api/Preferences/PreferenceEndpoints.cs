@@ -194,7 +194,7 @@ public static class PreferenceEndpoints
     /// An import's preferences (<see cref="CustomerEndpoints"/>): each customer's change applied as
     /// a PUT without <c>If-Match</c> applies it, opt-ins recorded as consent, in the import's
     /// transaction, whose customers it has locked. Problems are added to <paramref name="validation"/>
-    /// as <c>label.preferences.field</c> (the caller stores nothing then); answers the customers
+    /// as <c>label.field</c> (the caller stores nothing then); answers the customers
     /// whose preferences or consent changed.
     /// </summary>
     internal static async Task<HashSet<Guid>> ApplyImportedAsync(
@@ -219,7 +219,7 @@ public static class PreferenceEndpoints
             var problems = Validate(request, preference, out var change);
             if (!problems.IsValid)
             {
-                validation.Merge($"{label}.preferences", problems);
+                validation.Merge(label, problems);
                 continue;
             }
             var consents = Apply(change, preference, [.. stated[customerId]]);

@@ -144,6 +144,10 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
 
+    /// <summary>When an event counts as having happened: its own time, unless that is after it arrived (see RecordAsync).</summary>
+    private static DateTimeOffset EffectiveTime(DateTimeOffset? occurred, DateTimeOffset receivedAt) =>
+        (occurred is { } at && at < receivedAt ? at : receivedAt).ToUniversalTime();
+
     public async Task<WebhookOutcome> RecordAsync(Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset receivedAt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(delivery);
@@ -159,7 +163,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         // it must not outrank everything recorded before that time comes (a delivery over any
         // later bounce, a WhatsApp choice over the practice's own later ones, an audit trail dated
         // 2100). The body's own time stays in webhook_events.
-        var at = (delivery.OccurredAt is { } occurred && occurred < receivedAt ? occurred : receivedAt).ToUniversalTime();
+        var at = EffectiveTime(delivery.OccurredAt, receivedAt);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
 
@@ -247,7 +251,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 provider = reader.GetString(1);
                 receivedAt = reader.GetFieldValue<DateTimeOffset>(6);
                 var occurredAt = reader.IsDBNull(5) ? (DateTimeOffset?)null : reader.GetFieldValue<DateTimeOffset>(5);
-                at = occurredAt ?? receivedAt;
+                at = EffectiveTime(occurredAt, receivedAt);
                 delivery = Stored(reader.GetString(3), reader.GetString(4), occurredAt, reader.IsDBNull(7) ? null : reader.GetString(7),
                     reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetString(2), reader.GetString(9));
                 // Whether it was charged is read again from the provider's own words, as on receipt.

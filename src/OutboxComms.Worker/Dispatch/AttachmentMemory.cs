@@ -66,6 +66,7 @@ public sealed class AttachmentMemory(IOptions<DispatchOptions> options)
                 {
                     waiting.Remove(node);
                     granted.TrySetCanceled(cancellationToken);
+                    GrantWaiting();   // those behind it may fit now
                 }
             }
         }))
@@ -80,12 +81,18 @@ public sealed class AttachmentMemory(IOptions<DispatchOptions> options)
         lock (gate)
         {
             available += bytes;
-            while (waiting.First is { } first && available >= first.Value.Bytes)
-            {
-                available -= first.Value.Bytes;
-                waiting.RemoveFirst();
-                first.Value.Granted.TrySetResult();
-            }
+            GrantWaiting();
+        }
+    }
+
+    /// <summary>Grants the waiters at the head of the queue that fit, in order; under the lock.</summary>
+    private void GrantWaiting()
+    {
+        while (waiting.First is { } first && available >= first.Value.Bytes)
+        {
+            available -= first.Value.Bytes;
+            waiting.RemoveFirst();
+            first.Value.Granted.TrySetResult();
         }
     }
 

@@ -64,6 +64,9 @@ internal sealed class BatchContext
     /// <summary>The last moment a send of this batch may call its provider (see BatchProcessor); never, for a batch without a lease.</summary>
     public DateTimeOffset StartBy { get; set; } = DateTimeOffset.MaxValue;
 
+    /// <summary>The worker is stopping: a send not yet started is given back rather than started.</summary>
+    public CancellationToken Stopping { get; set; }
+
     /// <summary>When the batch's recipients (customers, consent, preferences) were read; never, for a batch that cannot read them again.</summary>
     public DateTimeOffset RecipientsReadAt { get; private set; } = DateTimeOffset.MaxValue;
 
@@ -166,9 +169,11 @@ internal sealed class BatchContext
 
     private sealed record AttachmentInfo(long Id, long MessageId, Guid? CompanyId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
 
+    // A stored file's size is its length in the table (length(bytea) reads the value's header, not
+    // its bytes), whatever size_bytes a producer wrote or left out: the attachment budget reserves it.
     private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<AttachmentInfo>> AttachmentsQuery =
         EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)).OrderBy(a => a.Id)
-            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.CompanyId, a.FileName, a.ContentType, a.Url, a.SizeBytes, a.Content != null)));
+            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.CompanyId, a.FileName, a.ContentType, a.Url, a.Content != null ? (long?)a.Content.Length : a.SizeBytes, a.Content != null)));
 
     /// <summary>
     /// Loads the batch's companies (with settings), the templates its rows name, and the attachments

@@ -82,8 +82,9 @@ internal sealed class BatchProcessor(
             context = (await BatchContext.LoadAsync(scope.ServiceProvider.GetRequiredService<OutboxDbContext>(), claimed, reminders, store.AttachmentContentAsync, CancellationToken.None))
                 .ReadingRecipientsAgain(claimedAt, store.CurrentRecipientAsync);
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException || ex is InvalidOperationException { InnerException: NpgsqlException or TimeoutException })
         {
+            // (EF's queries report a transient failure as an InvalidOperationException around it.)
             // Nothing was sent: the batch is given back at once rather than held until its lease
             // ends (a blip, a lock, a command timeout), then the lane backs off as from any error.
             await TryReleaseAsync(lease, claimed);
@@ -100,6 +101,7 @@ internal sealed class BatchProcessor(
             // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
             var startBy = claimedAt + settings.LeaseDuration - settings.SendTimeout - settings.ShutdownGrace;
             context.StartBy = startBy;
+            context.Stopping = stopping;
             return await DispatchAndRecordAsync(lease, claimed, context, startBy, claimedAt + settings.LeaseDuration, stopping, sendToken);
         }
         finally
@@ -153,7 +155,7 @@ internal sealed class BatchProcessor(
                     {
                         Interlocked.Increment(ref outOfLease);
                     }
-                    else
+                    else if (!ex.Stopping)
                     {
                         Interlocked.Increment(ref notStarted);
                         DispatchLog.NotStarted(logger, ex, message.Id, message.CompanyId, ex.Message);

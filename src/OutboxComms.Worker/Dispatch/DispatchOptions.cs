@@ -29,7 +29,7 @@ public sealed class DispatchOptions : IValidatableObject
 
     /// <summary>
     /// The attachment bytes one process may hold at once, in MB (AttachmentMemory): a send with files
-    /// reserves their stored size, or 25 MB for links and sizes a producer left out, until its
+    /// reserves their stored size (read from the table), or 25 MB for a link, until its
     /// provider call ends. A provider client copies and encodes them (base64), so the process's
     /// peak is a few times this.
     /// </summary>

@@ -319,7 +319,7 @@ internal sealed partial class MessageDispatcher(
 
         // Send. A message with files holds their size of the process's attachment budget until its
         // provider call ends: read, copied and encoded, they are what can exhaust its memory.
-        using var reserved = attachments.Count == 0 ? null : await attachmentMemory.ReserveAsync(attachmentMemory.BytesFor(attachments), sendToken);
+        using var reserved = attachments.Count == 0 ? null : await ReserveAttachmentMemoryAsync(attachments, context, sendToken);
         IReadOnlyList<CommunicationAttachment> toSend;
         try
         {
@@ -366,6 +366,39 @@ internal sealed partial class MessageDispatcher(
             throw new SendNotStartedException("the batch's time to start sends ran out before the provider call") { WindowClosed = true };
         }
         return await SendAsync(message, resolved, rendered, provider, company.Settings!, account, outbound, sendToken);
+    }
+
+    /// <summary>
+    /// The message's share of the process's attachment budget, waited for no later than its batch's
+    /// last start (past it the row is given back unsent: a batch waiting on memory must not outlive
+    /// its lease while its sent rows wait to be recorded) and not once the worker is stopping.
+    /// </summary>
+    private async Task<IDisposable> ReserveAttachmentMemoryAsync(IReadOnlyList<CommunicationAttachment> attachments, BatchContext context, CancellationToken sendToken)
+    {
+        var left = context.StartBy == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : context.StartBy - time.GetUtcNow();
+        if (left != Timeout.InfiniteTimeSpan && left <= TimeSpan.Zero)
+        {
+            throw new SendNotStartedException("the batch's time to start sends ran out before its attachments could be read") { WindowClosed = true };
+        }
+        using var deadline = new CancellationTokenSource(left, time);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(sendToken, context.Stopping, deadline.Token);
+        IDisposable reserved;
+        try
+        {
+            reserved = await attachmentMemory.ReserveAsync(attachmentMemory.BytesFor(attachments), waiting.Token);
+        }
+        catch (OperationCanceledException) when (!sendToken.IsCancellationRequested)
+        {
+            throw context.Stopping.IsCancellationRequested
+                ? new SendNotStartedException("the worker is stopping") { Stopping = true }
+                : new SendNotStartedException("the batch's time to start sends ran out while it waited for attachment memory") { WindowClosed = true };
+        }
+        if (time.GetUtcNow() > context.StartBy)
+        {
+            reserved.Dispose();   // granted too late: no bytes are read
+            throw new SendNotStartedException("the batch's time to start sends ran out while it waited for attachment memory") { WindowClosed = true };
+        }
+        return reserved;
     }
 
     private async Task<Completion> SendAsync(

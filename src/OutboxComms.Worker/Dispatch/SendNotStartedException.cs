@@ -9,6 +9,9 @@ public sealed class SendNotStartedException : Exception
     /// <summary>Past the batch's last moment to start a send (a slow read before the call), rather than a failed read.</summary>
     public bool WindowClosed { get; init; }
 
+    /// <summary>The worker began to stop while the send waited to start (for attachment memory).</summary>
+    public bool Stopping { get; init; }
+
     public SendNotStartedException()
     {
     }

@@ -226,6 +226,8 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
 
         var (bad, problem) = await PostCsv("externalId,name,smsOptIn\nCL-3,Nair & Co,maybe\n");
         WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[2].smsOptIn");
+        var (post, postProblem) = await PostCsv("externalId,name,invoiceDeliveryChannel\nCL-3,Nair & Co,POST\n");   // named by its column, as the file has it
+        WorkflowApi.AssertFields(new HttpResponseMessage(post), postProblem, "lines[2].invoiceDeliveryChannel");
         Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-3")).Response.StatusCode);
     }
 

@@ -48,6 +48,22 @@ public sealed class AttachmentMemoryTests
     }
 
     [Fact]
+    public async Task A_cancelled_waiter_at_the_head_of_the_queue_lets_those_behind_it_that_fit_go()
+    {
+        var budget = Budget(1);
+        using var held = await budget.ReserveAsync(Megabyte / 2, TestContext.Current.CancellationToken);
+        using var stop = new CancellationTokenSource();
+        var large = budget.ReserveAsync(Megabyte, stop.Token).AsTask();
+        var small = budget.ReserveAsync(Megabyte / 4, TestContext.Current.CancellationToken).AsTask();
+
+        await stop.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => large);
+        using var granted = await small.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);   // without waiting for the held half to be given back
+        Assert.Equal(Megabyte / 4, budget.Available);
+    }
+
+    [Fact]
     public void A_message_reserves_its_files_stored_sizes_or_the_most_a_message_carries_when_a_size_is_unknown()
     {
         var budget = Budget(1024);

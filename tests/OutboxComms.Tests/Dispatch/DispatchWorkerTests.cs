@@ -321,7 +321,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
             Interlocked.Decrement(ref inFlight);
             return SendResult.Sent($"mem-{m.MessageId}");
         };
-        // 1 MB for the process; a producer's file without a size counts as the most a message may carry, so the whole budget.
+        // 1 MB for the process, and files of 600 KB (their size in the table; the producer wrote no size_bytes): one at a time.
         await using var worker = new WorkerHarness(db.ConnectionString, [email], settings: new() { ["Dispatch:AttachmentMemoryMegabytes"] = "1", ["Dispatch:MaxConcurrentSends"] = "2" });
         await EnqueueManyAsync(company, customer, 2);
 
@@ -331,7 +331,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         await EnqueueManyAsync(company, customer, 2);
         await TestData.ScalarAsync<int>(db.DataSource, """
             WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content)
-                       SELECT id, 'statement.pdf', 'application/pdf', '\x25504446' FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' RETURNING 1)
+                       SELECT id, 'statement.pdf', 'application/pdf', convert_to(repeat('x', 600 * 1024), 'UTF8') FROM communication_logs WHERE company_id = $1 AND status = 'PENDING' RETURNING 1)
             SELECT count(*)::int FROM a
             """, company);
         await worker.RunOnceAsync();
@@ -350,6 +350,38 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
                 }
             }
         }
+    }
+
+    [Fact]
+    public async Task A_send_waiting_for_attachment_memory_past_its_batchs_last_start_is_given_back_and_the_batch_is_recorded()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(1));
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, new() { ["Dispatch:AttachmentMemoryMegabytes"] = "1", ["Dispatch:MaxConcurrentSends"] = "2" });
+        await EnqueueManyAsync(company, customer, 2);
+        var withFile = await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_attachments (message_id, file_name, content_type, content)
+            SELECT min(id), 'statement.pdf', 'application/pdf', '\x25504446' FROM communication_logs WHERE company_id = $1 RETURNING message_id
+            """, company);
+        // Another batch of this process holds the whole budget.
+        var held = await worker.Services.GetRequiredService<AttachmentMemory>().ReserveAsync(1024 * 1024, TestContext.Current.CancellationToken);
+        try
+        {
+            var running = worker.RunOnceAsync();
+            await WaitUntilAsync(() => Task.FromResult(email.Calls == 1), TimeSpan.FromSeconds(20), "the message without a file to be sent");
+            time.Advance(TimeSpan.FromMinutes(2));   // past the batch's last start (lease 2 min − send timeout − grace)
+
+            Assert.Equal(2, await running.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            held.Dispose();
+        }
+
+        Assert.Equal(1, await CountAsync(company, "SENT"));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE id = $1 AND status = 'PENDING' AND locked_by IS NULL AND retry_count = 0 AND attempt_count = 0", withFile));
     }
 
     [Fact]
