@@ -8,6 +8,16 @@ namespace OutboxComms.Api.Common;
 public sealed record OpenApiHeader(string Name, string Description);
 
 /// <summary>
+/// The values a request's text field takes (an enum the endpoint parses itself, to name the field
+/// in its 400), for the OpenAPI document: a generated client gets the enum, not a bare string.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property, Inherited = false)]
+public sealed class OpenApiValuesAttribute(params string[] values) : Attribute
+{
+    public IReadOnlyList<string> Values { get; } = values;
+}
+
+/// <summary>
 /// What the generated OpenAPI document cannot see for itself: how to authenticate (an API key as
 /// a bearer token), which operations need it, the headers an operation reads, and that every
 /// error is an RFC 7807 problem.
@@ -22,6 +32,18 @@ internal static class OpenApiDocumentation
         // every instant would be described as {"format": "date-time"} alone.
         options.AddSchemaTransformer((schema, context, _) =>
         {
+            if (context.JsonPropertyInfo?.AttributeProvider?.GetCustomAttributes(typeof(OpenApiValuesAttribute), inherit: false).FirstOrDefault() is OpenApiValuesAttribute values)
+            {
+                schema.Enum = [.. values.Values.Select(v => (System.Text.Json.Nodes.JsonNode)System.Text.Json.Nodes.JsonValue.Create(v))];
+            }
+            // A GET's read-only fields a PUT may send back are accepted and ignored, not part of the request.
+            if (System.Reflection.CustomAttributeExtensions.GetCustomAttribute<EchoedFieldsAttribute>(context.JsonTypeInfo.Type) is { } echoed && schema.Properties is { } properties)
+            {
+                foreach (var name in echoed.Names.Where(n => context.JsonTypeInfo.Type.GetProperty(n, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase) is null))
+                {
+                    properties.Remove(name);
+                }
+            }
             var type = context.JsonTypeInfo.Type;
             if (type == typeof(DateTimeOffset) || type == typeof(DateTimeOffset?))
             {

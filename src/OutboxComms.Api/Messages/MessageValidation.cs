@@ -9,7 +9,9 @@ namespace OutboxComms.Api.Messages;
 
 /// <summary>One message to send, as a producer writes it (the body of POST /v1/messages, an item of a bulk request).</summary>
 public sealed record SendMessageRequest(
-    Guid? CustomerId, string? CustomerExternalId, string? Type, string? Channel,
+    Guid? CustomerId, string? CustomerExternalId,
+    [property: OpenApiValues("INVOICE", "COMPLIANCE_REMINDER", "PAYMENT_REMINDER", "GENERAL_UPDATE")] string? Type,
+    [property: OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH", "PREFERRED")] string? Channel,
     string? TemplateKey, JsonElement? Data, string? Subject, string? Content,
     IReadOnlyList<AttachmentRequest?>? Attachments, DateTimeOffset? NotBefore, DateTimeOffset? ExpiresAt, int? MaxRetries, JsonElement? Metadata);
 

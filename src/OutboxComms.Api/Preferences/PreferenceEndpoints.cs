@@ -38,9 +38,13 @@ public static class PreferenceEndpoints
         public bool? WhatsAppOptIn { get; init; }
         public bool? SmsOptIn { get; init; }
         /// <summary>EMAIL, WHATSAPP, SMS or BOTH.</summary>
+        [OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH")]
         public string? InvoiceDeliveryChannel { get; init; }
+        [OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH")]
         public string? ComplianceReminderChannel { get; init; }
+        [OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH")]
         public string? PaymentReminderChannel { get; init; }
+        [OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH")]
         public string? GeneralUpdatesChannel { get; init; }
         /// <summary>True after the client used a one-click unsubscribe link; false re-subscribes them to general updates.</summary>
         public bool? GeneralUpdatesOptOut { get; init; }
@@ -50,6 +54,7 @@ public static class PreferenceEndpoints
         /// </summary>
         public IReadOnlyList<string>? GeneralUpdatesOptOutChannels { get; init; }
         /// <summary>DAILY, WEEKLY, MONTHLY or CUSTOM.</summary>
+        [OpenApiValues("DAILY", "WEEKLY", "MONTHLY", "CUSTOM")]
         public string? ReminderFrequency { get; init; }
         /// <summary>Cron expression (five fields, or six with seconds), required for CUSTOM.</summary>
         public string? ReminderCron { get; init; }

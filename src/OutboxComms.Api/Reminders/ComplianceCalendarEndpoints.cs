@@ -206,7 +206,8 @@ public static class ComplianceCalendarEndpoints
         var (customer, zone, deadlineZone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
         if (customer is null)
         {
-            return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
+            // As a message names it: the request's field is wrong, not its URL.
+            return WorkflowRequests.UnknownCustomer(validation, request.CustomerId, request.CustomerExternalId).Problem();
         }
         if (!validation.IsValid)
         {

@@ -18,12 +18,12 @@ namespace OutboxComms.Api.Reminders;
 /// </summary>
 public static class ReminderEndpoints
 {
-    public sealed record StepRequest(int? OffsetDays, string? SendAt, string? TemplateKey, string? Channel, JsonElement? TemplateData);
+    public sealed record StepRequest(int? OffsetDays, string? SendAt, string? TemplateKey, [property: OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH", "PREFERRED")] string? Channel, JsonElement? TemplateData);
 
     /// <summary><c>sendAt</c>, <c>channel</c> and <c>templateKey</c> are defaults for steps that do not name their own.</summary>
     public sealed record CreateReminderRequest(
-        Guid? CustomerId, string? CustomerExternalId, string? Type, string? Reference, string? DueDate, int? GraceDays,
-        string? SendAt, string? Channel, string? TemplateKey, JsonElement? TemplateData, List<StepRequest?>? Steps);
+        Guid? CustomerId, string? CustomerExternalId, [property: OpenApiValues("COMPLIANCE_REMINDER", "PAYMENT_REMINDER")] string? Type, string? Reference, string? DueDate, int? GraceDays,
+        string? SendAt, [property: OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH", "PREFERRED")] string? Channel, string? TemplateKey, JsonElement? TemplateData, List<StepRequest?>? Steps);
 
     public sealed record ResolveRequest(string? Note);
 
@@ -72,7 +72,8 @@ public static class ReminderEndpoints
         var (customer, zone, deadlineZone) = await WorkflowRequests.FindCustomerAsync(db, tenant.CompanyId, request.CustomerId, request.CustomerExternalId, validation, cancellationToken);
         if (customer is null)
         {
-            return Problems.NotFound(WorkflowRequests.Describe(request.CustomerId, request.CustomerExternalId));
+            // As a message names it: the request's field is wrong, not its URL.
+            return WorkflowRequests.UnknownCustomer(validation, request.CustomerId, request.CustomerExternalId).Problem();
         }
         if (!validation.IsValid)
         {

@@ -118,7 +118,8 @@ internal static class WorkflowRequests
         OutboxDbContext db, Guid companyId, Guid? id, string? externalId, Validation validation, CancellationToken cancellationToken)
     {
         var customers = db.Customers.AsNoTracking().Where(c => c.CompanyId == companyId && c.DeletedAt == null);
-        var customer = await (id is { } ours ? customers.Where(c => c.Id == ours) : customers.Where(c => c.ExternalId == externalId)).SingleOrDefaultAsync(cancellationToken);
+        var trimmed = externalId?.Trim();   // as a message's customerExternalId is
+        var customer = await (id is { } ours ? customers.Where(c => c.Id == ours) : customers.Where(c => c.ExternalId == trimmed)).SingleOrDefaultAsync(cancellationToken);
         if (customer is null)
         {
             return (null, TimeZoneInfo.Utc, TimeZoneInfo.Utc);
@@ -190,6 +191,10 @@ internal static class WorkflowRequests
         }
         return missing;
     }
+
+    /// <summary>The customer named by the request's field is not one of the company's (or was deleted): a 400 naming that field.</summary>
+    public static Validation UnknownCustomer(Validation validation, Guid? id, string? externalId) =>
+        validation.Add(id is not null ? "customerId" : "customerExternalId", $"{Describe(id, externalId)} is not a customer of this company (or was deleted).");
 
     public static string Describe(Guid? id, string? externalId) => id is { } ours ? $"Customer {ours}" : $"Customer with external id '{externalId}'";
 }

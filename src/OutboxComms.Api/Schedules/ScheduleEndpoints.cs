@@ -24,7 +24,7 @@ public static partial class ScheduleEndpoints
 
     [EchoedFields("key", "effectiveTimeZone", "nextOccurrenceAt", "nextOccurrenceLocal", "lastOccurrenceAt", "createdAt", "updatedAt", "recentRuns")]
     public sealed record PutScheduleRequest(
-        string? Cron, string? TimeZone, string? Type, string? Channel, string? TemplateKey, JsonElement? TemplateData, AudienceBody? Audience, bool? Enabled);
+        string? Cron, string? TimeZone, [property: OpenApiValues("INVOICE", "COMPLIANCE_REMINDER", "PAYMENT_REMINDER", "GENERAL_UPDATE")] string? Type, [property: OpenApiValues("EMAIL", "WHATSAPP", "SMS", "BOTH", "PREFERRED")] string? Channel, string? TemplateKey, JsonElement? TemplateData, AudienceBody? Audience, bool? Enabled);
 
     public sealed record AudienceView(ScheduleAudience Kind, int? WithinDays);
 

@@ -29,7 +29,7 @@ public static partial class TemplateEndpoints
 
     /// <summary>subject and htmlBody are for EMAIL templates, providerTemplate for WHATSAPP.</summary>
     [EchoedFields("id", "key", "version", "createdAt", "updatedAt")]
-    public sealed record TemplateRequest(string? Channel, string? Language, string? Subject, string? Body, string? HtmlBody, ProviderTemplateMapping? ProviderTemplate);
+    public sealed record TemplateRequest([property: OpenApiValues("EMAIL", "WHATSAPP", "SMS")] string? Channel, string? Language, string? Subject, string? Body, string? HtmlBody, ProviderTemplateMapping? ProviderTemplate);
 
     public sealed record ProviderTemplateView(string Name, string? Language, List<string> Parameters);
 

@@ -755,6 +755,15 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         Assert.Contains(paths["/v1/customers/{id}/preferences"]!["put"]!["parameters"]!.AsArray(), p => p!["name"]!.GetValue<string>() == "If-Match");
         // Webhooks authenticate by the provider's signature, not a key.
         Assert.Null(paths["/webhooks/{provider}/{companyId}"]!["post"]!["security"]);
+
+        // Text fields the endpoints parse as enums are described with their values; a GET's fields a PUT may send back are not request fields.
+        string[] Values(string schema, string property) => [.. schemas[schema]!["properties"]![property]!["enum"]!.AsArray().Select(v => v!.GetValue<string>())];
+        Assert.Equal(["EMAIL", "WHATSAPP", "SMS", "BOTH", "PREFERRED"], Values("SendMessageRequest", "channel"));
+        Assert.Equal(["INVOICE", "COMPLIANCE_REMINDER", "PAYMENT_REMINDER", "GENERAL_UPDATE"], Values("SendMessageRequest", "type"));
+        Assert.Equal(["DAILY", "WEEKLY", "MONTHLY", "CUSTOM"], Values("PreferencesRequest", "reminderFrequency"));
+        Assert.Equal(["EMAIL", "WHATSAPP", "SMS"], Values("TemplateRequest", "channel"));
+        Assert.Null(schemas["CustomerRequest"]!["properties"]!["createdAt"]);
+        Assert.NotNull(schemas["CustomerRequest"]!["properties"]!["email"]);
     }
 
     private static async Task<long[]> ListIdsAsync(HttpClient client, string query)

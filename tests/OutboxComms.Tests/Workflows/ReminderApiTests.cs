@@ -263,7 +263,13 @@ public sealed class ReminderApiTests(DatabaseFixture db) : WorkflowApiTests(db)
 
         Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Get, $"/v1/reminders/{id}")).Response.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Post, $"/v1/reminders/{id}/resolve")).Response.StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await clientB.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customerA))).Response.StatusCode);
+        // Another company's customer is named as the request's mistake, as a message names it; nothing tells whether it exists.
+        var (created, problem) = await clientB.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(customerA));
+        WorkflowApi.AssertFields(created, problem, "customerId");
+        var (byExternalId, externalProblem) = await clientB.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(externalId: "CLIENT-404"));
+        WorkflowApi.AssertFields(byExternalId, externalProblem, "customerExternalId");
+        // The company's own, written with spaces around it, is found as a message's is.
+        Assert.Equal(HttpStatusCode.OK, (await clientA.SendJsonAsync(HttpMethod.Post, "/v1/reminders", PaymentReminder(externalId: " CLIENT-77 "))).Response.StatusCode);
         var (_, listB) = await clientB.SendJsonAsync(HttpMethod.Get, $"/v1/reminders?customerId={customerA}");
         Assert.Empty(listB!["items"]!.AsArray());
         var (_, stillActive) = await clientA.SendJsonAsync(HttpMethod.Get, $"/v1/reminders/{id}");
