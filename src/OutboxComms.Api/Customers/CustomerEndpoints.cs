@@ -52,6 +52,7 @@ public static partial class CustomerEndpoints
             .WithSummary($"Creates or replaces up to {MaxImport} customers by externalId in one transaction (a practice's client list, or a nightly sync): all or none, with each item's problems named customers[i].field.");
         group.MapPost("/import/csv", ImportCsv).Accepts<string>("text/csv").WithMetadata(new BodySizeLimit(8 * 1024 * 1024))
             .WithSummary($"The same import from a CSV file (UTF-8; a header line naming externalId, name and any of email, phone, whatsAppNumber, preferredLanguage, timeZone; up to {MaxImport} lines after it); problems are named lines[n].field by line number.");
+        group.MapPost("/{id}/erase", Erase).WithSummary(AddressingSummary("Erases the customer at their request: contacts and the content of their messages removed, consent evidence and message statuses and costs kept; never restored"));
         group.MapPost("/{id}/restore", Restore)
             .WithSummary(AddressingSummary("Brings back a deleted customer (a client who returns), with its externalId, preferences and consent history; a live customer is answered as it is"));
         return endpoints;
@@ -179,6 +180,10 @@ public static partial class CustomerEndpoints
         if (customer is null)
         {
             return NotFound(id);
+        }
+        if (customer.ErasedAt is not null)
+        {
+            return Problems.Conflict($"Customer '{id}' was erased at their request on {customer.ErasedAt:yyyy-MM-dd} and cannot be restored: create the returning client as a new customer.");
         }
         customer.DeletedAt = null;
         customer.UpdatedAt = time.GetUtcNow();

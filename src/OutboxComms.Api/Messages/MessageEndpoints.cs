@@ -232,6 +232,8 @@ public static class MessageEndpoints
         {
             (_, null) => Problems.NotFound($"Message {id}"),
             (> 0, _) => TypedResults.Ok(view),
+            // A retried cancel (its first answer lost) finds what it asked for: the same answer, not a 409.
+            (_, { Status: DeliveryStatus.Cancelled }) => TypedResults.Ok(view),
             (_, { Status: DeliveryStatus.Pending }) => Problems.Conflict($"Message {id} is being sent right now and can no longer be cancelled."),
             _ => Problems.Conflict($"Message {id} is {WireName<DeliveryStatus>.Of(view.Status)}; only PENDING messages can be cancelled."),
         };

@@ -17,6 +17,8 @@ public class Customer
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
     public DateTimeOffset? DeletedAt { get; set; }
+    /// <summary>Erased at the customer's request (migration 0033): contacts and message content removed; never restored.</summary>
+    public DateTimeOffset? ErasedAt { get; set; }
 
     public Preferences.CommunicationPreference? Preference { get; set; }
 }

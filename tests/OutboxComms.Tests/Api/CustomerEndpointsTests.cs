@@ -232,6 +232,61 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task An_erased_customer_leaves_no_contact_or_message_content_behind_while_consent_statuses_and_costs_stay()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var id = await CreateCustomerAsync(client, "ABCDE1234F", "Mehta Textiles", "accounts@mehta.example");
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}/preferences", new { smsOptIn = true, consentSource = "signed letter" })).Response.StatusCode);
+        var (_, accepted) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages", new
+        {
+            customerId = id, type = "INVOICE", channel = "EMAIL", subject = "Invoice for Mehta Textiles", content = "Dear Mehta Textiles, your invoice.",
+            metadata = new { invoice = "INV-1042", reminderId = 7 },
+            attachments = new[] { new { fileName = "INV-1042.pdf", contentType = "application/pdf", contentBase64 = "JVBERg==" } },
+        });
+        var sent = accepted!["messages"]![0]!["id"]!.GetValue<long>();
+        var (_, pendingAnswer) = await client.SendJsonAsync(HttpMethod.Post, "/v1/messages", new { customerId = id, type = "GENERAL_UPDATE", channel = "EMAIL", subject = "News", content = "Hello Mehta" });
+        var pending = pendingAnswer!["messages"]![0]!["id"]!.GetValue<long>();
+        // The practice's own SQL names the client by its code only; the first message went out, failed once on the way, and was reported on.
+        await TestData.ScalarAsync<int>(Db.DataSource, """
+            WITH producer AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, subject, content, status)
+                              VALUES ($1, 'ABCDE1234F', 'INVOICE', 'EMAIL', 'Statement', 'Statement for Mehta', 'FAILED') RETURNING 1),
+                 done AS (UPDATE communication_logs SET status = 'SENT', cost = 0.25, cost_currency = 'INR', provider_message_id = 'sg-1', error_message = 'accounts@mehta.example deferred'
+                           WHERE company_id = $1 AND id = $2 RETURNING 1),
+                 attempt AS (INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, outcome, error_message)
+                             VALUES ($2, $1, 1, 'EMAIL', 'TRANSIENT_FAILURE', '450 accounts@mehta.example mailbox busy') RETURNING 1),
+                 event AS (INSERT INTO webhook_events (company_id, provider, event_key, provider_message_id, status, outcome, message_id, payload)
+                           VALUES ($1, 'sendgrid', 'sg-1:delivered', 'sg-1', 'DELIVERED', 'APPLIED', $2, '{"email":"accounts@mehta.example"}') RETURNING 1)
+            SELECT count(*)::int FROM producer, done, attempt, event
+            """, company, sent);
+
+        var (erased, erasure) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/ABCDE1234F/erase");
+
+        Assert.Equal(HttpStatusCode.OK, erased.StatusCode);
+        Assert.Equal((3, 1, 1), (erasure!["messages"]!.GetValue<int>(), erasure["attachments"]!.GetValue<int>(), erasure["webhookEvents"]!.GetValue<int>()));
+        // Nothing of the client is left in any text of the company's rows…
+        Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, """
+            SELECT (SELECT count(*) FROM communication_logs m WHERE m.company_id = $1 AND (m::text ILIKE '%mehta%' OR m::text LIKE '%ABCDE1234F%' OR m.metadata ? 'invoice'))
+                 + (SELECT count(*) FROM customers c WHERE c.company_id = $1 AND (c::text ILIKE '%mehta%' OR c::text LIKE '%ABCDE1234F%'))
+                 + (SELECT count(*) FROM communication_attempts a WHERE a.company_id = $1 AND a::text ILIKE '%mehta%')
+                 + (SELECT count(*) FROM communication_attachments f WHERE f.message_id = $2)
+                 + (SELECT count(*) FROM webhook_events w WHERE w.company_id = $1)
+            """, company, sent));
+        // …while the consent evidence, each message's status and its cost stay, and the pending one will never go.
+        Assert.Equal(1L, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", Guid.Parse(id)));
+        Assert.Equal(("SENT", 0.25m), ((await Outbox.GetAsync(Db.DataSource, sent)).Status, (await Outbox.GetAsync(Db.DataSource, sent)).Cost!.Value));
+        Assert.Equal("CANCELLED", (await Outbox.GetAsync(Db.DataSource, pending)).Status);
+        Assert.Equal(7, await TestData.ScalarAsync<int>(Db.DataSource, "SELECT (metadata->>'reminderId')::int FROM communication_logs WHERE company_id = $1 AND id = $2", company, sent));
+
+        // Gone for good: not found, not restorable; erasing again answers the first erasure; the client's code is free again.
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}")).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await client.SendJsonAsync(HttpMethod.Post, $"/v1/customers/{id}/restore")).Response.StatusCode);
+        var (again, second) = await client.SendJsonAsync(HttpMethod.Post, $"/v1/customers/{id}/erase");
+        Assert.Equal((HttpStatusCode.OK, erasure["erasedAt"]!.GetValue<DateTimeOffset>()), (again.StatusCode, second!["erasedAt"]!.GetValue<DateTimeOffset>()));
+        Assert.NotEqual(id, await CreateCustomerAsync(client, "ABCDE1234F", "Mehta Textiles (returning)"));
+    }
+
+    [Fact]
     public async Task An_import_racing_a_delete_of_one_of_its_customers_waits_for_it_and_then_refuses_that_item()
     {
         using var client = await NewCompanyClientAsync();

@@ -1,0 +1,129 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
+using OutboxComms.Api.Auth;
+using OutboxComms.Api.Common;
+using OutboxComms.Core.Customers;
+using OutboxComms.Core.Data;
+
+namespace OutboxComms.Api.Customers;
+
+public static partial class CustomerEndpoints
+{
+    public const string ErasedName = "(erased)";
+
+    /// <summary>What an erasure removed: the messages whose content it cleared, and the files and provider reports it deleted.</summary>
+    public sealed record ErasureResponse(Guid CustomerId, DateTimeOffset ErasedAt, int Messages, int Attachments, int WebhookEvents);
+
+    // The customer's messages (by our id, or by their externalId on a SQL producer's row that named
+    // only that), scanned through the company's key; each then names the customer by our id alone. Cleared: subjects, bodies, template data, error
+    // texts that quote addresses, the producer's metadata except the scheduler's own keys; deleted:
+    // their files and the providers' reports about them. Kept: each message's type, channel, status,
+    // times, provider and cost (the practice's accounts), and the customer's consent records.
+    private const string EraseSql = """
+        WITH msgs AS MATERIALIZED (
+            SELECT id, provider_message_id FROM communication_logs
+             WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3))),
+        logs AS (
+            UPDATE communication_logs m
+               SET customer_id = $2, customer_external_id = NULL,
+                   subject = NULL, content = CASE WHEN m.content IS NULL THEN NULL ELSE '' END, template_data = '{}', error_message = NULL,
+                   metadata = (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(m.metadata) e
+                                WHERE e.key IN ('reminderId', 'reminderStepId', 'scheduleKey', 'occurrence')),
+                   status = CASE WHEN m.status = 'PENDING' THEN 'CANCELLED' ELSE m.status END,
+                   status_reason = CASE WHEN m.status = 'PENDING' THEN 'cancelled: the customer was erased at their request'
+                                        ELSE 'content erased at the customer''s request' END,
+                   locked_by = NULL, locked_until = NULL, updated_at = $4
+             WHERE m.company_id = $1 AND m.id IN (SELECT id FROM msgs)
+            RETURNING 1),
+        attempts AS (
+            UPDATE communication_attempts a SET error_message = NULL
+             WHERE a.company_id = $1 AND a.message_id IN (SELECT id FROM msgs) AND a.error_message IS NOT NULL RETURNING 1),
+        replays AS (
+            UPDATE message_replays r SET previous_error = NULL
+             WHERE r.company_id = $1 AND r.message_id IN (SELECT id FROM msgs) AND r.previous_error IS NOT NULL RETURNING 1),
+        files AS (
+            DELETE FROM communication_attachments f
+             WHERE f.message_id IN (SELECT id FROM msgs) AND (f.company_id IS NULL OR f.company_id = $1) RETURNING 1),
+        events AS (
+            DELETE FROM webhook_events w
+             WHERE w.company_id = $1 AND (w.message_id IN (SELECT id FROM msgs)
+                   OR w.provider_message_id IN (SELECT provider_message_id FROM msgs WHERE provider_message_id IS NOT NULL)) RETURNING 1),
+        reminders AS (
+            UPDATE reminders r SET template_data = '{}', resolution_note = NULL WHERE r.company_id = $1 AND r.customer_id = $2 RETURNING r.id),
+        steps AS (
+            UPDATE reminder_steps s SET template_data = '{}' WHERE s.reminder_id IN (SELECT id FROM reminders) RETURNING 1)
+        SELECT (SELECT count(*) FROM logs)::int, (SELECT count(*) FROM files)::int, (SELECT count(*) FROM events)::int,
+               (SELECT count(*) FROM attempts) + (SELECT count(*) FROM replays) + (SELECT count(*) FROM steps)
+        """;
+
+    /// <summary>
+    /// Erases a customer at their request (India's DPDP Act: a data principal's erasure): a live or
+    /// deleted customer's name and contacts, and the personal content of their messages, files and
+    /// provider reports; what the practice must keep stays — consent records and preferences (the
+    /// evidence of what was agreed), and each message's type, channel, status, times and cost. The
+    /// customer is deleted and can never be restored; pending messages are cancelled. Refused with
+    /// 409 while one of their messages is being sent (its outcome would write its text back): retry
+    /// a minute later. Erasing again answers the first erasure.
+    /// </summary>
+    internal static async Task<Results<Ok<ErasureResponse>, ProblemHttpResult>> Erase(
+        string id, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var externalId = DecodedExternalId(id);
+        var byId = Guid.TryParse(id, out var guid) ? guid : (Guid?)null;
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Live or deleted; our id first, as FindAsync does. Locked: a PUT, restore or import waits.
+        var customer = (byId is { } ours
+                ? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND id = {ours} FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault()
+                : null)
+            ?? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = {externalId} FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault();
+        if (customer is null)
+        {
+            return NotFound(id);
+        }
+        var now = time.GetUtcNow();
+        if (customer.ErasedAt is { } erasedAt)
+        {
+            return TypedResults.Ok(new ErasureResponse(customer.Id, erasedAt, 0, 0, 0));
+        }
+        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+        var npgsqlTransaction = (NpgsqlTransaction)transaction.GetDbTransaction();
+        await using (var sending = new NpgsqlCommand("""
+            SELECT count(*) FROM communication_logs
+             WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3)) AND status = 'PENDING' AND locked_until > $4
+            """, connection, npgsqlTransaction))
+        {
+            sending.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
+            sending.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = customer.Id });
+            sending.Parameters.Add(new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            sending.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            if (await sending.ExecuteScalarAsync(cancellationToken) is > 0L)
+            {
+                return Problems.Conflict($"A message to customer '{id}' is being sent right now; erase again in a minute, once it is recorded.");
+            }
+        }
+        int messages, attachments, events;
+        await using (var erase = new NpgsqlCommand(EraseSql, connection, npgsqlTransaction))
+        {
+            erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
+            erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = customer.Id });
+            erase.Parameters.Add(new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            erase.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            await using var reader = await erase.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            (messages, attachments, events) = (reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2));
+        }
+        // The externalId goes too (a client code may be a PAN): the messages now name the erased
+        // customer by our id, and a returning client can be created again with their code.
+        customer.Name = ErasedName;
+        customer.ExternalId = null;
+        customer.Email = customer.Phone = customer.WhatsAppNumber = null;
+        customer.DeletedAt ??= now;
+        customer.ErasedAt = now;
+        customer.UpdatedAt = now;
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(new ErasureResponse(customer.Id, now, messages, attachments, events));
+    }
+}
