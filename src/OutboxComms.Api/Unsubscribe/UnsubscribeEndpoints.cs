@@ -53,11 +53,10 @@ public static class UnsubscribeEndpoints
         // opt-outs and complaints): a second click, or a complaint arriving at the same moment, waits
         // and then finds the opt-out already made, so it is recorded once.
         var customer = (await db.Customers
-            .FromSql($"SELECT * FROM customers WHERE id = {customerId} AND deleted_at IS NULL FOR NO KEY UPDATE")
+            .FromSql($"SELECT * FROM customers WHERE id = {customerId} FOR NO KEY UPDATE")
             .ToListAsync(cancellationToken)).SingleOrDefault();
         if (customer is null)
         {
-            // As the GET answers: a deleted customer is sent nothing, and no consent is recorded for them.
             return Problems.NotFound("This unsubscribe link");
         }
         var preference = await db.CommunicationPreferences.SingleOrDefaultAsync(p => p.CustomerId == customer.Id, cancellationToken);
@@ -88,7 +87,7 @@ public static class UnsubscribeEndpoints
     }
 
     private static Task<string?> CompanyNameAsync(OutboxDbContext db, Guid customerId, CancellationToken cancellationToken) =>
-        db.Customers.Where(c => c.Id == customerId && c.DeletedAt == null)
+        db.Customers.Where(c => c.Id == customerId)
             .Join(db.Companies, c => c.CompanyId, company => company.Id, (_, company) => company.Name)
             .FirstOrDefaultAsync(cancellationToken);
 }

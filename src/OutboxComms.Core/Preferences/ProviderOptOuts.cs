@@ -49,12 +49,13 @@ public static class ProviderOptOuts
     public readonly record struct Signal(Guid CompanyId, long MessageId, string Provider, DateTimeOffset SignalledAt);
 
     // The message's customer: by id, or by external id for rows a producer addressed that way;
-    // not a deleted one (nothing is sent to them any more, so there is no consent to change).
+    // a deleted one too. Nothing is sent to them any more, but a withdrawal of consent is kept
+    // (India's DPDP Act): a client who returns, restored, must not get what they said STOP to.
     private const string StoppedSql = """
         SELECT m.company_id, k.id AS customer_id, m.channel, s.provider, s.signalled_at
           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[]) AS s(company_id, message_id, provider, signalled_at)
           JOIN communication_logs m ON m.company_id = s.company_id AND m.id = s.message_id
-          JOIN customers k ON k.company_id = m.company_id AND k.deleted_at IS NULL
+          JOIN customers k ON k.company_id = m.company_id
                           AND k.id = coalesce(m.customer_id,
                                               (SELECT x.id FROM customers x
                                                 WHERE x.company_id = m.company_id AND x.external_id = m.customer_external_id))

@@ -15,7 +15,7 @@ public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
     public ValueTask DisposeAsync() => db.DisposeAsync();
 
     [Fact]
-    public async Task A_link_of_a_deleted_customer_is_not_found_and_records_nothing()
+    public async Task A_deleted_customers_unsubscribe_is_recorded_and_still_stands_when_they_return()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
@@ -27,9 +27,12 @@ public sealed class UnsubscribeTests(PostgresServer server) : IAsyncLifetime
         var asked = await browser.GetAsync(link, TestContext.Current.CancellationToken);
         var clicked = await browser.PostAsync(link, new FormUrlEncodedContent(new Dictionary<string, string> { ["List-Unsubscribe"] = "One-Click" }), TestContext.Current.CancellationToken);
 
-        Assert.Equal((HttpStatusCode.NotFound, HttpStatusCode.NotFound), (asked.StatusCode, clicked.StatusCode));
-        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1", customer));
-        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_preferences WHERE customer_id = $1", customer));
+        // A withdrawal of consent is kept whoever the practice has deleted (India's DPDP Act): the old email's link still works.
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.OK), (asked.StatusCode, clicked.StatusCode));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM consent_records WHERE customer_id = $1 AND NOT opted_in", customer));
+        // The client returns: restored, they still get no general updates.
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET deleted_at = NULL WHERE id = $1 RETURNING 1", customer);
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", customer));
     }
 
     [Fact]

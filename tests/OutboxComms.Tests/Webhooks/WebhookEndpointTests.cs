@@ -1284,6 +1284,21 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_complaint_about_a_message_to_a_customer_deleted_since_is_recorded_for_when_they_return()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await SentMessageAsync(company, "MAILGUN", "<20261207.gone@mg.practice.example>", "EMAIL", to: customer);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET deleted_at = now() WHERE id = $1 RETURNING 1", customer);
+
+        var (_, receipt) = await PostAsync($"/webhooks/mailgun/{company}", MailgunEvent("mailgun-signing-key", DateTimeOffset.UtcNow, "complained", "20261207.gone@mg.practice.example"));
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.True(await TestData.ScalarAsync<bool>(db.DataSource, "SELECT general_updates_opt_out FROM communication_preferences WHERE customer_id = $1", customer));
+        Assert.Equal("GENERAL_UPDATES:ALL/false/spam complaint: no more general updates/MAILGUN", await ConsentsAsync(customer));
+    }
+
+    [Fact]
     public async Task An_unsubscribe_through_the_email_providers_own_link_stops_general_updates_and_a_later_complaint_adds_nothing()
     {
         var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
