@@ -21,6 +21,7 @@ public static class WorkerExtensions
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<KeyRetentionOptions>().BindConfiguration(KeyRetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
+        builder.Services.AddHostedService<AttachmentRetention>();
         builder.Services.AddHostedService<WaitingEventSweep>();
         builder.Services.AddSingleton<OutboxMetrics>();
         builder.Services.AddSingleton<WorkerHeartbeat>();

@@ -11,6 +11,7 @@ using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Providers;
 
 namespace OutboxComms.Api.Messages;
@@ -204,8 +205,28 @@ public static class MessageEndpoints
         {
             page.RemoveAt(limit);
         }
-        return TypedResults.Ok(new MessagePage(page, more ? page[^1].Id : null));
+        return TypedResults.Ok(new MessagePage(tenant.IsAdmin ? [.. page.Select(AsOperatorSees)] : page, more ? page[^1].Id : null));
     }
+
+    private static readonly JsonElement NoData = JsonDocument.Parse("{}").RootElement.Clone();
+
+    /// <summary>
+    /// What the operator's admin key reads of a practice's message: its course (status, times,
+    /// provider, cost, attempts) for ops, not its content — subject, body, template data, metadata
+    /// and file links are left out and error texts have contact details masked. The operator runs
+    /// the platform for the practices; their clients' messages are the practices' to read.
+    /// </summary>
+    private static MessageView AsOperatorSees(MessageView view) => view with
+    {
+        Subject = null, Content = null, TemplateData = NoData, Metadata = NoData,
+        StatusReason = LogRedaction.Contacts(view.StatusReason), ErrorMessage = LogRedaction.Contacts(view.ErrorMessage),
+        Attachments = [.. view.Attachments.Select(a => a with { Url = null })],
+        Attempts = [.. view.Attempts.Select(a => a with { Error = LogRedaction.Contacts(a.Error) })],
+        Replays = [.. view.Replays.Select(r => r with { PreviousError = LogRedaction.Contacts(r.PreviousError) })],
+    };
+
+    private static MessageSummary AsOperatorSees(MessageSummary summary) =>
+        summary with { Subject = null, StatusReason = LogRedaction.Contacts(summary.StatusReason) };
 
     internal static async Task<Results<Ok<MessageView>, ProblemHttpResult>> Get(long id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
         await LoadAsync(db, tenant, id, cancellationToken) is { } view ? TypedResults.Ok(view) : Problems.NotFound($"Message {id}");
@@ -518,7 +539,7 @@ public static class MessageEndpoints
             .Select(r => new ReplayView(r.ReplayedAt, r.ReplayedBy, r.PreviousStatus, r.PreviousError))
             .ToListAsync(cancellationToken);
         var m = found.Message;
-        return new MessageView(
+        var view = new MessageView(
             m.Id, m.CustomerId, m.CustomerExternalId, m.Type, m.Channel, m.RequestedChannel, m.SplitFrom, m.Status,
             m.StatusReason, m.ErrorMessage, m.Subject, m.Content, m.TemplateKey, m.TemplateData.RootElement.Clone(), m.TemplateUsed,
             m.Metadata.RootElement.Clone(), m.RetryCount, m.MaxRetries, m.AttemptCount, m.OutageAttempts,
@@ -526,5 +547,6 @@ public static class MessageEndpoints
             m.SentAt, m.DeliveredAt, m.ReadAt, m.ResponseAt, m.FailedAt,
             m.ProviderName, m.ProviderMessageId, m.Cost, m.CostCurrency,
             found.Attachments, attempts, replays);
+        return tenant.IsAdmin ? AsOperatorSees(view) : view;
     }
 }

@@ -42,7 +42,8 @@ public static class ProviderExtensions
         // Attachment links are fetched by a client of their own: only public addresses (see
         // PublicAddresses), unless Attachments:AllowPrivateNetworks says otherwise.
         builder.Services.AddOptions<AttachmentOptions>().BindConfiguration(AttachmentOptions.Section)
-            .Validate(o => o.FetchTimeout > TimeSpan.Zero, "Attachments:FetchTimeout must be positive.").ValidateOnStart();
+            .Validate(o => o.FetchTimeout > TimeSpan.Zero, "Attachments:FetchTimeout must be positive.")
+            .Validate(o => o.RetentionDays is >= 0 and <= 36_500, "Attachments:RetentionDays is between 0 (keep for ever) and 36,500.").ValidateOnStart();
         builder.Services.AddHttpClient(AttachmentLoader.ClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("OutboxComms/1.0"))
             .RemoveAllLoggers()
             .ConfigurePrimaryHttpMessageHandler(services =>

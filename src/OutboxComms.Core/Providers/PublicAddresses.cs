@@ -24,6 +24,15 @@ public sealed class AttachmentOptions
     /// provider's outage. Raise both for large files behind slow links.
     /// </summary>
     public TimeSpan FetchTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// Days a message's files are kept after it stopped being PENDING (sent, delivered, failed,
+    /// cancelled…), 90 by default; 0 keeps them for ever. Invoices and filings are the most
+    /// sensitive personal data held here (India's DPDP Act: kept no longer than their purpose),
+    /// and once sent they are the provider's and the client's. A message replayed after its files
+    /// went fails with that reason rather than going out without them.
+    /// </summary>
+    public int RetentionDays { get; set; } = 90;
 }
 
 /// <summary>Provider connection settings (<c>Providers</c> section).</summary>

@@ -27,32 +27,17 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
             SELECT company_id, provider, nonce FROM webhook_nonces WHERE seen_at < $1 ORDER BY seen_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
         """;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromHours(1), time);
-        do
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        PeriodicTimers.EveryAsync(TimeSpan.FromHours(1), time, async cancellationToken =>
         {
-            try
+            await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-keys.Value.IdempotencyKeyRetentionDays), cancellationToken);
+            await PurgeNoncesAsync(cancellationToken);
+            var deleted = await PurgeAsync(cancellationToken);
+            if (deleted > 0)
             {
-                await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-keys.Value.IdempotencyKeyRetentionDays), stoppingToken);
-                await PurgeNoncesAsync(stoppingToken);
-                var deleted = await PurgeAsync(stoppingToken);
-                if (deleted > 0)
-                {
-                    LogPurged(logger, deleted, options.Value.RetentionDays);
-                }
+                LogPurged(logger, deleted, options.Value.RetentionDays);
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception ex)
-            {
-                LogFailed(logger, ex);
-            }
-        }
-        while (await timer.TickAsync(stoppingToken));
-    }
+        }, ex => LogFailed(logger, ex), stoppingToken);
 
     public Task<long> PurgeAsync(CancellationToken cancellationToken) =>
         PurgeAsync(DeleteSql, time.GetUtcNow().AddDays(-options.Value.RetentionDays), cancellationToken);
@@ -61,21 +46,8 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
     public Task<long> PurgeNoncesAsync(CancellationToken cancellationToken) =>
         PurgeAsync(DeleteNoncesSql, time.GetUtcNow() - WebhookNonces.Retention, cancellationToken);
 
-    private async Task<long> PurgeAsync(string sql, DateTimeOffset cutoff, CancellationToken cancellationToken)
-    {
-        long total = 0;
-        while (true)
-        {
-            await using var command = dataSource.CreateCommand(sql);
-            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = cutoff.ToUniversalTime() });
-            var deleted = await command.ExecuteNonQueryAsync(cancellationToken);
-            total += deleted;
-            if (deleted < 5000)
-            {
-                return total;
-            }
-        }
-    }
+    private Task<long> PurgeAsync(string sql, DateTimeOffset cutoff, CancellationToken cancellationToken) =>
+        PeriodicTimers.PurgeInBatchesAsync(dataSource, sql, cutoff, 5000, cancellationToken);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} webhook events older than {Days} days")]
     private static partial void LogPurged(ILogger logger, long count, int days);

@@ -679,6 +679,10 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
 
         Assert.Equal((HttpStatusCode.OK, id), (get.StatusCode, view!["id"]!.GetValue<long>()));
         Assert.Equal([id], page!["items"]!.AsArray().Select(m => m!["id"]!.GetValue<long>()));
+        // The operator sees a message's course, not its content: the practice's client's text is the practice's to read.
+        Assert.Equal((null, null, "{}"), (view["content"]?.GetValue<string>(), view["subject"]?.GetValue<string>(), view["templateData"]!.ToJsonString()));
+        Assert.Null(page["items"]![0]!["subject"]?.GetValue<string>());
+        Assert.NotNull((await Api.As(key).SendJsonAsync(HttpMethod.Get, $"/v1/messages/{id}")).Body!["content"]?.GetValue<string>());
         Assert.Equal((HttpStatusCode.OK, "cancelled by admin"), (cancel.StatusCode, cancelled!["statusReason"]!.GetValue<string>()));
         Assert.Equal(HttpStatusCode.Forbidden, send.StatusCode);
         Assert.Equal([HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest], new[] { noCompany.StatusCode, noCompanyList.StatusCode, noCompanyCancel.StatusCode });
