@@ -106,12 +106,25 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliver
             {
                 if (ChatMessageParts.Text(ChatMessageParts.Child(reply, "context"), "id") is { } repliedTo && ChatMessageParts.Text(reply, "id") is { } replyId)
                 {
-                    events.Add(new DeliveryEvent(repliedTo, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId}", reply.GetRawText()) { IsResponse = true });
+                    events.Add(new DeliveryEvent(repliedTo, DeliveryStatus.Read, Timestamp(reply), null, $"reply:{replyId}", ReplyRecord(reply)) { IsResponse = true });
                 }
             }
         }
         return events;
     }
+
+    /// <summary>
+    /// What is kept of a client's reply: that it came, when, and to which message — not what they
+    /// wrote (a PAN, an amount) nor their number: only the response time is used, and the practice
+    /// reads replies in WhatsApp itself.
+    /// </summary>
+    private static string ReplyRecord(JsonElement reply) => new System.Text.Json.Nodes.JsonObject
+    {
+        ["id"] = ChatMessageParts.Text(reply, "id"),
+        ["type"] = ChatMessageParts.Text(reply, "type"),
+        ["timestamp"] = ChatMessageParts.Text(reply, "timestamp"),
+        ["context"] = new System.Text.Json.Nodes.JsonObject { ["id"] = ChatMessageParts.Text(ChatMessageParts.Child(reply, "context"), "id") },
+    }.ToJsonString();
 
     /// <summary>
     /// The objects of one of a change's arrays: an item of another shape (a field Meta adds or

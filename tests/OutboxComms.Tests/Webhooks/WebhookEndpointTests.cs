@@ -488,6 +488,11 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         var row = await RowAsync(id);
         Assert.Equal(("SENT", DateTimeOffset.FromUnixTimeSeconds(1764000600)), (row.Status, row.Response));
+        // What the client wrote, and their number, are not kept: only that and when they replied.
+        var stored = await TestData.ScalarAsync<string>(db.DataSource, "SELECT payload FROM webhook_events WHERE company_id = $1", company);
+        Assert.DoesNotContain("Paid", stored, StringComparison.Ordinal);
+        Assert.DoesNotContain("919876543210", stored, StringComparison.Ordinal);
+        Assert.Contains("wamid.ASKED", stored, StringComparison.Ordinal);
     }
 
     [Fact]
