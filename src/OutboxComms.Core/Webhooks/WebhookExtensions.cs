@@ -21,6 +21,15 @@ public sealed class WebhookOptions
     public int RetentionDays { get; set; } = 90;
 
     /// <summary>
+    /// Hours an event that matched none of our messages is kept (24 by default; at least 2, so the
+    /// workers' sweep, which looks an hour back, can still apply one whose message was recorded
+    /// late). SendGrid, Mailgun and SES report an account's every mail: the practice's other
+    /// systems' too, with their recipients' addresses, which are not ours to keep for long.
+    /// </summary>
+    [Range(2, 87_600)]
+    public int UnmatchedRetentionHours { get; set; } = 24;
+
+    /// <summary>
     /// The origins (scheme://host[:port]) an SNS message's signing certificate and subscription URL
     /// may be at, as a regular expression: Amazon SNS's regional hosts over HTTPS. Only a test server
     /// needs another value.

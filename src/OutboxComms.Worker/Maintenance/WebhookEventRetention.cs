@@ -17,6 +17,12 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
             SELECT id FROM webhook_events WHERE received_at < $1 ORDER BY received_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
         """;
 
+    // The partial index of unmatched events by arrival (0027).
+    private const string DeleteUnmatchedSql = """
+        DELETE FROM webhook_events WHERE id IN (
+            SELECT id FROM webhook_events WHERE outcome = 'UNKNOWN_MESSAGE' AND received_at < $1 ORDER BY received_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
+        """;
+
     private const string DeleteKeysSql = """
         DELETE FROM idempotency_keys WHERE (company_id, key) IN (
             SELECT company_id, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
@@ -32,6 +38,7 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
         {
             await PurgeAsync(DeleteKeysSql, time.GetUtcNow().AddDays(-keys.Value.IdempotencyKeyRetentionDays), cancellationToken);
             await PurgeNoncesAsync(cancellationToken);
+            await PurgeUnmatchedAsync(cancellationToken);
             var deleted = await PurgeAsync(cancellationToken);
             if (deleted > 0)
             {
@@ -41,6 +48,10 @@ internal sealed partial class WebhookEventRetention(NpgsqlDataSource dataSource,
 
     public Task<long> PurgeAsync(CancellationToken cancellationToken) =>
         PurgeAsync(DeleteSql, time.GetUtcNow().AddDays(-options.Value.RetentionDays), cancellationToken);
+
+    /// <summary>Events that matched no message, older than <see cref="WebhookOptions.UnmatchedRetentionHours"/>.</summary>
+    public Task<long> PurgeUnmatchedAsync(CancellationToken cancellationToken) =>
+        PurgeAsync(DeleteUnmatchedSql, time.GetUtcNow().AddHours(-options.Value.UnmatchedRetentionHours), cancellationToken);
 
     /// <summary>Webhook signature nonces older than <see cref="WebhookNonces.Retention"/>: their signatures are refused as stale anyway.</summary>
     public Task<long> PurgeNoncesAsync(CancellationToken cancellationToken) =>

@@ -10,6 +10,31 @@ namespace OutboxComms.Tests.Webhooks;
 public sealed class WebhookRetentionTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
     [Fact]
+    public async Task Events_about_mail_we_never_sent_are_kept_a_day_and_those_about_our_messages_the_full_retention()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var now = new DateTimeOffset(2026, 11, 20, 0, 0, 0, TimeSpan.Zero);
+        await using (var insert = db.DataSource.CreateCommand("""
+            INSERT INTO webhook_events (company_id, provider, event_key, received_at, outcome, payload)
+            VALUES ($1, 'sendgrid', 'other-system-30h', $2::timestamptz - interval '30 hours', 'UNKNOWN_MESSAGE', '{"email":"someone@elsewhere.example"}'),
+                   ($1, 'sendgrid', 'other-system-10h', $2::timestamptz - interval '10 hours', 'UNKNOWN_MESSAGE', '{}'),
+                   ($1, 'sendgrid', 'ours-30h', $2::timestamptz - interval '30 hours', 'APPLIED', '{}')
+            """))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(now);
+            await insert.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var retention = new WebhookEventRetention(db.DataSource, Options.Create(new WebhookOptions()), Options.Create(new KeyRetentionOptions()), new FakeTimeProvider(now), NullLogger<WebhookEventRetention>.Instance);
+
+        var deleted = await retention.PurgeUnmatchedAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(1, deleted);
+        Assert.Equal("other-system-10h,ours-30h", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(event_key, ',' ORDER BY event_key) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task Raw_events_older_than_the_retention_are_deleted_and_newer_ones_kept()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
