@@ -173,10 +173,13 @@ public static partial class CustomerEndpoints
             return TypedResults.Ok(ToResponse(live));   // a retried restore, or one never deleted
         }
         // Among the deleted, an id is ours or an externalId (which stays unique with its deleted holder).
-        var deleted = db.Customers.Where(c => c.CompanyId == tenant.CompanyId && c.DeletedAt != null);
+        // Locked and read as committed: a restore racing an erasure waits for it, then finds it erased.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var externalId = DecodedExternalId(id);
-        var customer = (Guid.TryParse(id, out var guid) ? await deleted.SingleOrDefaultAsync(c => c.Id == guid, cancellationToken) : null)
-            ?? await deleted.SingleOrDefaultAsync(c => c.ExternalId == externalId, cancellationToken);
+        var customer = (Guid.TryParse(id, out var guid)
+                ? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND id = {guid} AND deleted_at IS NOT NULL FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault()
+                : null)
+            ?? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = {externalId} AND deleted_at IS NOT NULL FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault();
         if (customer is null)
         {
             return NotFound(id);
@@ -188,6 +191,7 @@ public static partial class CustomerEndpoints
         customer.DeletedAt = null;
         customer.UpdatedAt = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(ToResponse(customer));
     }
 

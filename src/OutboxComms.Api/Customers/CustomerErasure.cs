@@ -18,7 +18,9 @@ public static partial class CustomerEndpoints
 
     // The customer's messages (by our id, or by their externalId on a SQL producer's row that named
     // only that), scanned through the company's key; each then names the customer by our id alone. Cleared: subjects, bodies, template data, error
-    // texts that quote addresses, the producer's metadata except the scheduler's own keys; deleted:
+    // texts that quote addresses, the producer's metadata except the scheduler's own keys, the
+    // provider's message id (a later report about it then matches nothing, and unmatched reports
+    // are deleted within a day: Webhooks:UnmatchedRetentionHours); deleted:
     // their files and the providers' reports about them. Kept: each message's type, channel, status,
     // times, provider and cost (the practice's accounts), and the customer's consent records.
     private const string EraseSql = """
@@ -27,12 +29,15 @@ public static partial class CustomerEndpoints
              WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3))),
         logs AS (
             UPDATE communication_logs m
-               SET customer_id = $2, customer_external_id = NULL,
+               SET customer_id = $2, customer_external_id = NULL, provider_message_id = NULL,
                    subject = NULL, content = CASE WHEN m.content IS NULL THEN NULL ELSE '' END, template_data = '{}', error_message = NULL,
-                   metadata = (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(m.metadata) e
-                                WHERE e.key IN ('reminderId', 'reminderStepId', 'scheduleKey', 'occurrence')),
+                   metadata = CASE WHEN jsonb_typeof(m.metadata) = 'object'
+                                   THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(m.metadata) e
+                                          WHERE e.key IN ('reminderId', 'reminderStepId', 'scheduleKey', 'occurrence'))
+                                   ELSE '{}' END,
                    status = CASE WHEN m.status = 'PENDING' THEN 'CANCELLED' ELSE m.status END,
                    status_reason = CASE WHEN m.status = 'PENDING' THEN 'cancelled: the customer was erased at their request'
+                                        WHEN m.updated_at = $4 THEN m.status_reason   -- the second pass: as the first left it
                                         ELSE 'content erased at the customer''s request' END,
                    locked_by = NULL, locked_until = NULL, updated_at = $4
              WHERE m.company_id = $1 AND m.id IN (SELECT id FROM msgs)
@@ -89,9 +94,13 @@ public static partial class CustomerEndpoints
         }
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         var npgsqlTransaction = (NpgsqlTransaction)transaction.GetDbTransaction();
+        // The customer's rows locked first (in id order), so no worker claims one meanwhile (the claim
+        // skips locked rows); one already claimed and being sent is a 409.
         await using (var sending = new NpgsqlCommand("""
-            SELECT count(*) FROM communication_logs
-             WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3)) AND status = 'PENDING' AND locked_until > $4
+            SELECT count(*) FILTER (WHERE status = 'PENDING' AND locked_until > $4) FROM (
+                SELECT status, locked_until FROM communication_logs
+                 WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3))
+                 ORDER BY id FOR UPDATE) mine
             """, connection, npgsqlTransaction))
         {
             sending.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
@@ -103,16 +112,22 @@ public static partial class CustomerEndpoints
                 return Problems.Conflict($"A message to customer '{id}' is being sent right now; erase again in a minute, once it is recorded.");
             }
         }
-        int messages, attachments, events;
-        await using (var erase = new NpgsqlCommand(EraseSql, connection, npgsqlTransaction))
+        // Twice: the second statement's snapshot also sees a row another transaction committed while
+        // the first ran (an API send, a reminder step queued, a BOTH split). The second pass clears
+        // the same rows again, so the counts are the first pass's plus what only the second found.
+        int messages = 0, attachments = 0, events = 0;
+        for (var pass = 0; pass < 2; pass++)
         {
+            await using var erase = new NpgsqlCommand(EraseSql, connection, npgsqlTransaction);
             erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
             erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = customer.Id });
             erase.Parameters.Add(new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             erase.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
             await using var reader = await erase.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
-            (messages, attachments, events) = (reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2));
+            messages = Math.Max(messages, reader.GetInt32(0));
+            attachments += reader.GetInt32(1);
+            events += reader.GetInt32(2);
         }
         // The externalId goes too (a client code may be a PAN): the messages now name the erased
         // customer by our id, and a returning client can be created again with their code.

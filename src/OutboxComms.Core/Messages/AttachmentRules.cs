@@ -47,6 +47,12 @@ public static class AttachmentRules
             {
                 return $"attachment '{attachment.FileName}': content type '{attachment.ContentType}' is not a media type such as application/pdf";
             }
+            if (attachment.PurgedAt is { } purged)
+            {
+                // Retention cleared it (Attachments:RetentionDays): a replay this late must not go out without it.
+                return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"attachment '{attachment.FileName}' was cleared on {purged.UtcDateTime:yyyy-MM-dd} by attachment retention (Attachments:RetentionDays): send the message again with the file");
+            }
             if (attachment.Content is null
                 && !(Uri.TryCreate(attachment.Url?.Trim(), UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttps || url.Scheme == Uri.UriSchemeHttp)))
             {

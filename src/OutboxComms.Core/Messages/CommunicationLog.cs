@@ -65,6 +65,8 @@ public class CommunicationAttachment
     public byte[]? Content { get; set; }
     public string? Url { get; set; }
     public long? SizeBytes { get; set; }
+    /// <summary>When retention cleared its bytes and link (migration 0034; Attachments:RetentionDays).</summary>
+    public DateTimeOffset? PurgedAt { get; set; }
 }
 
 /// <summary>One replay of a message (migration 0021): who, when, and the status and error it had; written by <see cref="MessageReplay"/>.</summary>

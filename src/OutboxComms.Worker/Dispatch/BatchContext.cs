@@ -167,13 +167,13 @@ internal sealed class BatchContext
         EF.CompileAsyncQuery((OutboxDbContext db, long[] ids) => db.Reminders.AsNoTracking().Where(r => ids.Contains(r.Id) && r.Status != ReminderStatus.Active)
             .Select(r => new InactiveReminder(r.CompanyId, r.Id)));
 
-    private sealed record AttachmentInfo(long Id, long MessageId, Guid? CompanyId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored);
+    private sealed record AttachmentInfo(long Id, long MessageId, Guid? CompanyId, string FileName, string ContentType, string? Url, long? SizeBytes, bool Stored, DateTimeOffset? PurgedAt);
 
     // A stored file's size is its length in the table (length(bytea) reads the value's header, not
     // its bytes), whatever size_bytes a producer wrote or left out: the attachment budget reserves it.
     private static readonly Func<OutboxDbContext, long[], IAsyncEnumerable<AttachmentInfo>> AttachmentsQuery =
         EF.CompileAsyncQuery((OutboxDbContext db, long[] messageIds) => db.CommunicationAttachments.AsNoTracking().Where(a => messageIds.Contains(a.MessageId)).OrderBy(a => a.Id)
-            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.CompanyId, a.FileName, a.ContentType, a.Url, a.Content != null ? (long?)a.Content.Length : a.SizeBytes, a.Content != null)));
+            .Select(a => new AttachmentInfo(a.Id, a.MessageId, a.CompanyId, a.FileName, a.ContentType, a.Url, a.Content != null ? (long?)a.Content.Length : a.SizeBytes, a.Content != null, a.PurgedAt)));
 
     /// <summary>
     /// Loads the batch's companies (with settings), the templates its rows name, and the attachments
@@ -200,6 +200,7 @@ internal sealed class BatchContext
             {
                 Id = a.Id, MessageId = a.MessageId, FileName = a.FileName, ContentType = a.ContentType, Url = a.Url, SizeBytes = a.SizeBytes,
                 Content = a.Stored ? StoredNotLoaded : null,
+                PurgedAt = a.PurgedAt,
             })
             .ToListAsync(cancellationToken);
         var resolvedReminders = listedReminders.Length == 0 ? [] : (await InactiveRemindersQuery(db, listedReminders).ToListAsync(cancellationToken))

@@ -10,7 +10,7 @@ namespace OutboxComms.Tests.Dispatch;
 public sealed class AttachmentRetentionTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
 {
     [Fact]
-    public async Task Files_of_messages_settled_longer_ago_than_the_retention_are_deleted_and_the_rest_kept()
+    public async Task Files_of_messages_settled_longer_ago_than_the_retention_are_cleared_and_the_rest_kept()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
         var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
@@ -32,15 +32,19 @@ public sealed class AttachmentRetentionTests(DatabaseFixture db) : IClassFixture
         AttachmentRetention Retention(int days) => new(db.DataSource, Options.Create(new AttachmentOptions { RetentionDays = days }), new FakeTimeProvider(now), NullLogger<AttachmentRetention>.Instance);
 
         Assert.Equal(0, await Retention(0).PurgeAsync(TestContext.Current.CancellationToken));   // 0 keeps them for ever
-        var deleted = await Retention(90).PurgeAsync(TestContext.Current.CancellationToken);
+        var cleared = await Retention(90).PurgeAsync(TestContext.Current.CancellationToken);
 
-        Assert.Equal(3, deleted);
+        Assert.Equal(3, cleared);
         Assert.Equal([messages[1], messages[3]], await Kept());
+        // The rows stay, without their bytes, stamped: a replay of their message fails with that reason.
+        Assert.Equal(3, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_attachments WHERE company_id = $1 AND purged_at IS NOT NULL AND content IS NULL AND url IS NULL", company));
+        Assert.Equal(0, await Retention(90).PurgeAsync(TestContext.Current.CancellationToken));
 
         async Task<long[]> Kept()
         {
             var kept = new List<long>();
-            await using var read = db.DataSource.CreateCommand("SELECT message_id FROM communication_attachments WHERE company_id = $1 ORDER BY message_id");
+            await using var read = db.DataSource.CreateCommand("SELECT message_id FROM communication_attachments WHERE company_id = $1 AND content IS NOT NULL ORDER BY message_id");
             read.Parameters.AddWithValue(company);
             await using var reader = await read.ExecuteReaderAsync(TestContext.Current.CancellationToken);
             while (await reader.ReadAsync(TestContext.Current.CancellationToken))

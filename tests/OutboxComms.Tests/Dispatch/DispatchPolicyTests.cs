@@ -369,6 +369,24 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_replayed_after_retention_cleared_its_file_fails_with_that_reason_unsent()
+    {
+        var (company, customer) = await CustomerAsync();
+        var invoice = await EnqueueAsync(company, customer);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, size_bytes, purged_at)
+            VALUES ($1, $2, 'INV-1042.pdf', 'application/pdf', 4, '2026-09-01T00:00:00Z') RETURNING 1
+            """, company, invoice);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, invoice);
+        Assert.Equal(("FAILED", "attachment 'INV-1042.pdf' was cleared on 2026-09-01 by attachment retention (Attachments:RetentionDays): send the message again with the file"),
+            (row.Status, row.ErrorMessage));
+        Assert.Equal(0, email.Calls);
+    }
+
+    [Fact]
     public async Task A_row_given_another_companys_id_does_not_carry_that_companys_files()
     {
         var (company, customer) = await CustomerAsync();
