@@ -30,6 +30,10 @@ public static partial class CustomerEndpoints
         logs AS (
             UPDATE communication_logs m
                SET customer_id = $2, customer_external_id = NULL, provider_message_id = NULL,
+                   -- A producer's own key may hold the client code; the scheduler's name only our ids.
+                   idempotency_key = CASE WHEN m.idempotency_key IS NULL OR m.idempotency_key LIKE 'reminder-step:%' OR m.idempotency_key LIKE 'schedule:%'
+                                             OR m.idempotency_key LIKE 'erased:%'
+                                          THEN m.idempotency_key ELSE 'erased:' || md5(m.idempotency_key) END,
                    subject = NULL, content = CASE WHEN m.content IS NULL THEN NULL ELSE '' END, template_data = '{}', error_message = NULL,
                    metadata = CASE WHEN jsonb_typeof(m.metadata) = 'object'
                                    THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(m.metadata) e
@@ -56,7 +60,8 @@ public static partial class CustomerEndpoints
              WHERE w.company_id = $1 AND (w.message_id IN (SELECT id FROM msgs)
                    OR w.provider_message_id IN (SELECT provider_message_id FROM msgs WHERE provider_message_id IS NOT NULL)) RETURNING 1),
         reminders AS (
-            UPDATE reminders r SET template_data = '{}', resolution_note = NULL WHERE r.company_id = $1 AND r.customer_id = $2 RETURNING r.id),
+            UPDATE reminders r SET template_data = '{}', resolution_note = NULL, reference = 'erased reminder ' || r.id
+             WHERE r.company_id = $1 AND r.customer_id = $2 RETURNING r.id),
         steps AS (
             UPDATE reminder_steps s SET template_data = '{}' WHERE s.reminder_id IN (SELECT id FROM reminders) RETURNING 1)
         SELECT (SELECT count(*) FROM logs)::int, (SELECT count(*) FROM files)::int, (SELECT count(*) FROM events)::int,

@@ -249,8 +249,8 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         var pending = pendingAnswer!["messages"]![0]!["id"]!.GetValue<long>();
         // The practice's own SQL names the client by its code only; the first message went out, failed once on the way, and was reported on.
         await TestData.ScalarAsync<int>(Db.DataSource, """
-            WITH producer AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, subject, content, status, metadata)
-                              VALUES ($1, 'ABCDE1234F', 'INVOICE', 'EMAIL', 'Statement', 'Statement for Mehta', 'FAILED', '["Mehta"]') RETURNING 1),
+            WITH producer AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, subject, content, status, metadata, idempotency_key)
+                              VALUES ($1, 'ABCDE1234F', 'INVOICE', 'EMAIL', 'Statement', 'Statement for Mehta', 'FAILED', '["Mehta"]', 'statement-ABCDE1234F-2026-03') RETURNING 1),
                  done AS (UPDATE communication_logs SET status = 'SENT', cost = 0.25, cost_currency = 'INR', provider_message_id = 'sg-1', error_message = 'accounts@mehta.example deferred'
                            WHERE company_id = $1 AND id = $2 RETURNING 1),
                  attempt AS (INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, outcome, error_message)
