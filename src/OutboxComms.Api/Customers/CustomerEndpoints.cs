@@ -46,7 +46,8 @@ public static partial class CustomerEndpoints
         group.MapGet("/", List)
             .WithSummary($"Customers ordered by id, {DefaultPageSize} a page (limit up to {MaxPageSize}); pass the previous page's next as after. Optional exact externalId and a search on name and email.");
         group.MapGet("/{id}", Get).WithSummary(AddressingSummary("The customer"));
-        group.MapPut("/{id}", Replace).WithSummary(AddressingSummary("Replaces every field of the customer"));
+        group.MapPut("/{id}", Replace).WithSummary(AddressingSummary("Replaces every field of the customer"))
+            .WithMetadata(new OpenApiHeader("If-Match", "Optional: the ETag of a GET (or an earlier PUT); the PUT is refused with 412 when the customer changed since."));
         group.MapDelete("/{id}", Delete).WithSummary(AddressingSummary("Soft-deletes the customer (message history stays; pending messages are suppressed)"));
         group.MapPost("/import", Import).WithMetadata(new BodySizeLimit(8 * 1024 * 1024))
             .WithSummary($"Creates or replaces up to {MaxImport} customers by externalId in one transaction (a practice's client list, or a nightly sync): all or none, with each item's problems named customers[i].field.");
@@ -116,13 +117,26 @@ public static partial class CustomerEndpoints
         return TypedResults.Ok(new CustomerPage(page, rows.Count > pageSize ? page[^1].Id : null));
     }
 
-    internal static async Task<Results<Ok<CustomerResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken) =>
-        await FindAsync(db, tenant, id, cancellationToken) is { } customer
-            ? TypedResults.Ok(ToResponse(customer))
-            : NotFound(id);
+    internal static async Task<Results<Ok<CustomerResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, HttpContext http, CancellationToken cancellationToken)
+    {
+        if (await FindAsync(db, tenant, id, cancellationToken) is not { } customer)
+        {
+            return NotFound(id);
+        }
+        http.Response.Headers.ETag = ETag(customer);
+        return TypedResults.Ok(ToResponse(customer));
+    }
+
+    /// <summary>
+    /// The version of a customer's details, for <c>If-Match</c> on the PUT, which replaces them whole:
+    /// two people editing one client (an email fixed in the CRM, a phone fixed here) would otherwise
+    /// silently undo each other's change.
+    /// </summary>
+    private static string ETag(Customer customer) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"\"{customer.UpdatedAt.UtcTicks / 10}\"");
 
     internal static async Task<Results<Ok<CustomerResponse>, ValidationProblem, ProblemHttpResult>> Replace(
-        string id, CustomerRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+        string id, CustomerRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, HttpContext http, CancellationToken cancellationToken)
     {
         var customer = await FindAsync(db, tenant, id, cancellationToken);
         if (customer is null)
@@ -145,12 +159,18 @@ public static partial class CustomerEndpoints
             return NotFound(id);
         }
         await db.Entry(customer).ReloadAsync(cancellationToken);
+        // Compared under the row's lock, so nothing changes it between this check and the write.
+        if (http.Request.Headers.IfMatch.ToString() is { Length: > 0 } ifMatch && ifMatch != "*" && ifMatch != ETag(customer))
+        {
+            return Problems.PreconditionFailed($"The customer changed since it was read (If-Match {ifMatch}, now {ETag(customer)}): GET it again and send the change from that.");
+        }
         Apply(customer, request, contact, time.GetUtcNow());
         if (await SaveAsync(db, tenant, customer, cancellationToken) is { } conflict)
         {
             return conflict;
         }
         await transaction.CommitAsync(cancellationToken);
+        http.Response.Headers.ETag = ETag(customer);
         return TypedResults.Ok(ToResponse(customer));
     }
 

@@ -289,6 +289,29 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_put_with_the_etag_of_an_older_read_is_refused_and_changes_nothing()
+    {
+        using var client = await NewCompanyClientAsync();
+        var id = await CreateCustomerAsync(client, "CL-ETAG", "Iyer & Sons", "old@iyer.example");
+        var (read, _) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}");
+        var seen = read.Headers.ETag!.Tag;
+
+        // The CRM fixes the email, reading first; the practice's clerk, from the same older read, fixes the name.
+        var (fixedEmail, _) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}", new { externalId = "CL-ETAG", name = "Iyer & Sons", email = "accounts@iyer.example" },
+            headers => headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue(seen)));
+        var (stale, problem) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}", new { externalId = "CL-ETAG", name = "Iyer and Sons LLP", email = "old@iyer.example" },
+            headers => headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue(seen)));
+        var (fresh, _) = await client.SendJsonAsync(HttpMethod.Put, $"/v1/customers/{id}", new { externalId = "CL-ETAG", name = "Iyer and Sons LLP", email = "accounts@iyer.example" },
+            headers => headers.IfMatch.Add(fixedEmail.Headers.ETag!));
+
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.PreconditionFailed, HttpStatusCode.OK), (fixedEmail.StatusCode, stale.StatusCode, fresh.StatusCode));
+        Assert.Equal("application/problem+json", stale.Content.Headers.ContentType!.MediaType);
+        Assert.NotEqual(seen, fixedEmail.Headers.ETag!.Tag);
+        var (_, customer) = await client.SendJsonAsync(HttpMethod.Get, $"/v1/customers/{id}");
+        Assert.Equal(("Iyer and Sons LLP", "accounts@iyer.example"), (customer!["name"]!.GetValue<string>(), customer["email"]!.GetValue<string>()));
+    }
+
+    [Fact]
     public async Task An_import_racing_a_delete_of_one_of_its_customers_waits_for_it_and_then_refuses_that_item()
     {
         using var client = await NewCompanyClientAsync();
