@@ -195,11 +195,7 @@ public static partial class CustomerEndpoints
         // Among the deleted, an id is ours or an externalId (which stays unique with its deleted holder).
         // Locked and read as committed: a restore racing an erasure waits for it, then finds it erased.
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var externalId = DecodedExternalId(id);
-        var customer = (Guid.TryParse(id, out var guid)
-                ? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND id = {guid} AND deleted_at IS NOT NULL FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault()
-                : null)
-            ?? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = {externalId} AND deleted_at IS NOT NULL FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault();
+        var customer = await LockAsync(db, tenant, id, deletedOnly: true, cancellationToken);
         if (customer is null)
         {
             return NotFound(id);
@@ -229,6 +225,24 @@ public static partial class CustomerEndpoints
         // A business application may use uuids as its own ids too, so a uuid that is no id of ours is still tried as an externalId.
         var externalId = DecodedExternalId(id);
         return await Live(db, tenant).SingleOrDefaultAsync(c => c.ExternalId == externalId, cancellationToken);
+    }
+
+    /// <summary>
+    /// The company's customer named by <paramref name="id"/> (our id first, then the externalId, as
+    /// <see cref="FindAsync"/>), live or deleted (only deleted: <paramref name="deletedOnly"/>),
+    /// locked FOR UPDATE in the caller's transaction and read as committed.
+    /// </summary>
+    private static async Task<Customer?> LockAsync(OutboxDbContext db, Tenant tenant, string id, bool deletedOnly, CancellationToken cancellationToken)
+    {
+        if (Guid.TryParse(id, out var guid)
+            && (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND id = {guid} AND (deleted_at IS NOT NULL OR NOT {deletedOnly}) FOR UPDATE")
+                .ToListAsync(cancellationToken)).SingleOrDefault() is { } byId)
+        {
+            return byId;
+        }
+        var externalId = DecodedExternalId(id);
+        return (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = {externalId} AND (deleted_at IS NOT NULL OR NOT {deletedOnly}) FOR UPDATE")
+            .ToListAsync(cancellationToken)).SingleOrDefault();
     }
 
     /// <summary>A client code such as CL/2026/001 is sent as CL%2F2026%2F001, which routing leaves encoded.</summary>

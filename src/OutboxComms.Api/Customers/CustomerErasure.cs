@@ -80,14 +80,9 @@ public static partial class CustomerEndpoints
     internal static async Task<Results<Ok<ErasureResponse>, ProblemHttpResult>> Erase(
         string id, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
-        var externalId = DecodedExternalId(id);
-        var byId = Guid.TryParse(id, out var guid) ? guid : (Guid?)null;
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // Live or deleted; our id first, as FindAsync does. Locked: a PUT, restore or import waits.
-        var customer = (byId is { } ours
-                ? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND id = {ours} FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault()
-                : null)
-            ?? (await db.Customers.FromSql($"SELECT * FROM customers WHERE company_id = {tenant.CompanyId} AND external_id = {externalId} FOR UPDATE").ToListAsync(cancellationToken)).SingleOrDefault();
+        // Live or deleted. Locked: a PUT, restore or import waits.
+        var customer = await LockAsync(db, tenant, id, deletedOnly: false, cancellationToken);
         if (customer is null)
         {
             return NotFound(id);
@@ -101,17 +96,13 @@ public static partial class CustomerEndpoints
         var npgsqlTransaction = (NpgsqlTransaction)transaction.GetDbTransaction();
         // The customer's rows locked first (in id order), so no worker claims one meanwhile (the claim
         // skips locked rows); one already claimed and being sent is a 409.
-        await using (var sending = new NpgsqlCommand("""
+        await using (var sending = Command("""
             SELECT count(*) FILTER (WHERE status = 'PENDING' AND locked_until > $4) FROM (
                 SELECT status, locked_until FROM communication_logs
                  WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3))
                  ORDER BY id FOR UPDATE) mine
-            """, connection, npgsqlTransaction))
+            """))
         {
-            sending.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
-            sending.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = customer.Id });
-            sending.Parameters.Add(new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            sending.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
             if (await sending.ExecuteScalarAsync(cancellationToken) is > 0L)
             {
                 return Problems.Conflict($"A message to customer '{id}' is being sent right now; erase again in a minute, once it is recorded.");
@@ -123,11 +114,7 @@ public static partial class CustomerEndpoints
         int messages = 0, attachments = 0, events = 0;
         for (var pass = 0; pass < 2; pass++)
         {
-            await using var erase = new NpgsqlCommand(EraseSql, connection, npgsqlTransaction);
-            erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId });
-            erase.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = customer.Id });
-            erase.Parameters.Add(new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            erase.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            await using var erase = Command(EraseSql);
             await using var reader = await erase.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
             messages = Math.Max(messages, reader.GetInt32(0));
@@ -145,5 +132,17 @@ public static partial class CustomerEndpoints
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(new ErasureResponse(customer.Id, now, messages, attachments, events));
+
+        // $1 company, $2 customer, $3 their externalId (before it goes), $4 now.
+        NpgsqlCommand Command(string sql) => new(sql, connection, npgsqlTransaction)
+        {
+            Parameters =
+            {
+                new NpgsqlParameter<Guid> { TypedValue = tenant.CompanyId },
+                new NpgsqlParameter<Guid> { TypedValue = customer.Id },
+                new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text },
+                new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
+            },
+        };
     }
 }

@@ -164,28 +164,7 @@ public static class PreferenceEndpoints
         var now = time.GetUtcNow();
         var stated = await db.ConsentRecords.Where(r => r.CustomerId == found.Id && r.CompanyId == tenant.CompanyId && r.Scope == ConsentScope.Channel && r.Channel != null && r.OptedIn)
             .Select(r => r.Channel!.Value).Distinct().ToListAsync(cancellationToken);
-        var consents = Apply(change, preference, [.. stated])
-            .Select(c => new ConsentRecord
-            {
-                CompanyId = tenant.CompanyId, CustomerId = found.Id, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
-                Source = request.ConsentSource?.Trim() ?? DefaultConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
-            });
-        db.ConsentRecords.AddRange(consents);
-        if (existing is null)
-        {
-            preference.UpdatedAt = now;
-            db.CommunicationPreferences.Add(preference);
-        }
-        else
-        {
-            // A PUT that changes nothing (a retry, a client re-sending what it read) keeps the
-            // version: another client's If-Match on it still holds.
-            db.ChangeTracker.DetectChanges();
-            if (db.Entry(existing).State == EntityState.Modified)
-            {
-                preference.UpdatedAt = now;
-            }
-        }
+        ApplyAndRecord(db, tenant, found.Id, existing, preference, change, stated, request.ConsentSource?.Trim() ?? DefaultConsentSource, now);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         http.Response.Headers.ETag = ETag(preference);
@@ -227,33 +206,44 @@ public static class PreferenceEndpoints
                 validation.Merge(label, problems);
                 continue;
             }
-            var consents = Apply(change, preference, [.. stated[customerId]]);
-            db.ConsentRecords.AddRange(consents.Select(c => new ConsentRecord
-            {
-                CompanyId = tenant.CompanyId, CustomerId = customerId, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
-                Source = request.ConsentSource?.Trim() ?? ImportConsentSource, RecordedBy = tenant.Actor, RecordedAt = now,
-            }));
-            if (current is null)
-            {
-                preference.UpdatedAt = now;
-                db.CommunicationPreferences.Add(preference);
-                changed.Add(customerId);
-            }
-            else
-            {
-                db.ChangeTracker.DetectChanges();
-                if (db.Entry(current).State == EntityState.Modified)
-                {
-                    preference.UpdatedAt = now;
-                    changed.Add(customerId);
-                }
-            }
-            if (consents.Count > 0)
+            if (ApplyAndRecord(db, tenant, customerId, current, preference, change, stated[customerId], request.ConsentSource?.Trim() ?? ImportConsentSource, now))
             {
                 changed.Add(customerId);
             }
         }
         return changed;
+    }
+
+    /// <summary>
+    /// Applies a checked change to a customer's preferences (<paramref name="existing"/>, or the new
+    /// <paramref name="preference"/> row when they had none) and records each opt-in and opt-out it
+    /// makes as consent, from <paramref name="source"/>: a PUT's, and each customer's of an import.
+    /// Answers whether anything changed. A change that changes nothing (a retry, a client re-sending
+    /// what it read) keeps the version: another client's If-Match on it still holds.
+    /// </summary>
+    private static bool ApplyAndRecord(
+        OutboxDbContext db, Tenant tenant, Guid customerId, CommunicationPreference? existing, CommunicationPreference preference, Change change,
+        IEnumerable<Channel> stated, string source, DateTimeOffset now)
+    {
+        var consents = Apply(change, preference, [.. stated]);
+        db.ConsentRecords.AddRange(consents.Select(c => new ConsentRecord
+        {
+            CompanyId = tenant.CompanyId, CustomerId = customerId, Scope = c.Scope, Channel = c.Channel, OptedIn = c.OptedIn,
+            Source = source, RecordedBy = tenant.Actor, RecordedAt = now,
+        }));
+        if (existing is null)
+        {
+            preference.UpdatedAt = now;
+            db.CommunicationPreferences.Add(preference);
+            return true;
+        }
+        db.ChangeTracker.DetectChanges();
+        var modified = db.Entry(existing).State == EntityState.Modified;
+        if (modified)
+        {
+            preference.UpdatedAt = now;
+        }
+        return modified || consents.Count > 0;
     }
 
     internal static async Task<Results<Ok<List<ConsentResponse>>, ProblemHttpResult>> ListConsents(string id, Tenant tenant, OutboxDbContext db, CancellationToken cancellationToken)

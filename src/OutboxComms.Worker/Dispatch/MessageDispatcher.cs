@@ -363,7 +363,7 @@ internal sealed partial class MessageDispatcher(
         {
             // The reads above (the recipient again, stored files) can be slow: a call started now
             // could outlast the lease, and another worker would send the row a second time.
-            throw new SendNotStartedException("the batch's time to start sends ran out before the provider call") { WindowClosed = true };
+            throw SendNotStartedException.PastLastStart("before the provider call");
         }
         return await SendAsync(message, resolved, rendered, provider, company.Settings!, account, outbound, sendToken);
     }
@@ -378,7 +378,7 @@ internal sealed partial class MessageDispatcher(
         var left = context.StartBy == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : context.StartBy - time.GetUtcNow();
         if (left != Timeout.InfiniteTimeSpan && left <= TimeSpan.Zero)
         {
-            throw new SendNotStartedException("the batch's time to start sends ran out before its attachments could be read") { WindowClosed = true };
+            throw SendNotStartedException.PastLastStart("before its attachments could be read");
         }
         using var deadline = new CancellationTokenSource(left, time);
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(sendToken, context.Stopping, deadline.Token);
@@ -391,12 +391,12 @@ internal sealed partial class MessageDispatcher(
         {
             throw context.Stopping.IsCancellationRequested
                 ? new SendNotStartedException("the worker is stopping") { Stopping = true }
-                : new SendNotStartedException("the batch's time to start sends ran out while it waited for attachment memory") { WindowClosed = true };
+                : SendNotStartedException.PastLastStart("while it waited for attachment memory");
         }
         if (time.GetUtcNow() > context.StartBy)
         {
             reserved.Dispose();   // granted too late: no bytes are read
-            throw new SendNotStartedException("the batch's time to start sends ran out while it waited for attachment memory") { WindowClosed = true };
+            throw SendNotStartedException.PastLastStart("while it waited for attachment memory");
         }
         return reserved;
     }

@@ -9,6 +9,10 @@ public sealed class SendNotStartedException : Exception
     /// <summary>Past the batch's last moment to start a send (a slow read before the call), rather than a failed read.</summary>
     public bool WindowClosed { get; init; }
 
+    /// <summary>The batch's last start (BatchProcessor: lease − send timeout − grace) passed <paramref name="when"/>.</summary>
+    public static SendNotStartedException PastLastStart(string when) =>
+        new($"the batch's time to start sends ran out {when}") { WindowClosed = true };
+
     /// <summary>The worker began to stop while the send waited to start (for attachment memory).</summary>
     public bool Stopping { get; init; }
 
