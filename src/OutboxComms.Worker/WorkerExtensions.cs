@@ -22,6 +22,7 @@ public static class WorkerExtensions
         builder.Services.AddOptions<KeyRetentionOptions>().BindConfiguration(KeyRetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
         builder.Services.AddHostedService<AttachmentRetention>();
+        builder.Services.AddHostedService<MessageContentRetention>();
         builder.Services.AddHostedService<WaitingEventSweep>();
         builder.Services.AddSingleton<OutboxMetrics>();
         builder.Services.AddSingleton<WorkerHeartbeat>();

@@ -6,6 +6,7 @@ using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Core.Customers;
 using OutboxComms.Core.Data;
+using OutboxComms.Core.Messages;
 
 namespace OutboxComms.Api.Customers;
 
@@ -23,7 +24,7 @@ public static partial class CustomerEndpoints
     // are deleted within a day: Webhooks:UnmatchedRetentionHours); deleted:
     // their files and the providers' reports about them. Kept: each message's type, channel, status,
     // times, provider and cost (the practice's accounts), and the customer's consent records.
-    private const string EraseSql = """
+    private static readonly string EraseSql = $$"""
         WITH msgs AS MATERIALIZED (
             SELECT id, provider_message_id FROM communication_logs
              WHERE company_id = $1 AND (customer_id = $2 OR (customer_id IS NULL AND customer_external_id = $3))),
@@ -34,11 +35,7 @@ public static partial class CustomerEndpoints
                    idempotency_key = CASE WHEN m.idempotency_key IS NULL OR m.idempotency_key LIKE 'reminder-step:%' OR m.idempotency_key LIKE 'schedule:%'
                                              OR m.idempotency_key LIKE 'erased:%'
                                           THEN m.idempotency_key ELSE 'erased:' || md5(m.idempotency_key) END,
-                   subject = NULL, content = CASE WHEN m.content IS NULL THEN NULL ELSE '' END, template_data = '{}', error_message = NULL,
-                   metadata = CASE WHEN jsonb_typeof(m.metadata) = 'object'
-                                   THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(m.metadata) e
-                                          WHERE e.key IN ('reminderId', 'reminderStepId', 'scheduleKey', 'occurrence'))
-                                   ELSE '{}' END,
+                   {{MessageRedaction.ContentSet}},
                    status = CASE WHEN m.status = 'PENDING' THEN 'CANCELLED' ELSE m.status END,
                    status_reason = CASE WHEN m.status = 'PENDING' THEN 'cancelled: the customer was erased at their request'
                                         WHEN m.updated_at = $4 THEN m.status_reason   -- the second pass: as the first left it
@@ -46,12 +43,7 @@ public static partial class CustomerEndpoints
                    locked_by = NULL, locked_until = NULL, updated_at = $4
              WHERE m.company_id = $1 AND m.id IN (SELECT id FROM msgs)
             RETURNING 1),
-        attempts AS (
-            UPDATE communication_attempts a SET error_message = NULL
-             WHERE a.company_id = $1 AND a.message_id IN (SELECT id FROM msgs) AND a.error_message IS NOT NULL RETURNING 1),
-        replays AS (
-            UPDATE message_replays r SET previous_error = NULL
-             WHERE r.company_id = $1 AND r.message_id IN (SELECT id FROM msgs) AND r.previous_error IS NOT NULL RETURNING 1),
+        {{MessageRedaction.RelatedRows("msgs")}},
         files AS (
             DELETE FROM communication_attachments f
              WHERE f.message_id IN (SELECT id FROM msgs) AND (f.company_id IS NULL OR f.company_id = $1) RETURNING 1),

@@ -55,7 +55,8 @@ public static class MessageEndpoints
         DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, DateTimeOffset? NextAttemptAt, DateTimeOffset? ExpiresAt,
         DateTimeOffset? SentAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ReadAt, DateTimeOffset? ResponseAt, DateTimeOffset? FailedAt,
         string? ProviderName, string? ProviderMessageId, decimal? Cost, string? Currency,
-        IReadOnlyList<AttachmentView> Attachments, IReadOnlyList<AttemptView> Attempts, IReadOnlyList<ReplayView> Replays);
+        IReadOnlyList<AttachmentView> Attachments, IReadOnlyList<AttemptView> Attempts, IReadOnlyList<ReplayView> Replays,
+        DateTimeOffset? ContentRedactedAt);
 
     public sealed record MessageSummary(
         long Id, Guid? CustomerId, string? CustomerExternalId, MessageType Type, Channel Channel, Channel? RequestedChannel, DeliveryStatus Status,
@@ -271,6 +272,8 @@ public static class MessageEndpoints
             (> 0, _) => TypedResults.Ok(view),
             (_, { ExpiresAt: { } expired } expiredView) when expired <= time.GetUtcNow() && MessageReplay.Replayable.Contains(expiredView.Status) =>
                 Problems.Conflict($"Message {id} expired at {expired.UtcDateTime:u}; an expired message is not replayed (send a new one)."),
+            (_, { ContentRedactedAt: { } redacted } redactedView) when MessageReplay.Replayable.Contains(redactedView.Status) =>
+                Problems.Conflict($"Message {id} had its content cleared at {redacted.UtcDateTime:u} (the company's content retention, or the customer's erasure); it cannot be sent again (send a new one)."),
             _ => Problems.Conflict($"Message {id} is {WireName<DeliveryStatus>.Of(view.Status)}; only FAILED, BOUNCED or SUPPRESSED messages can be replayed."),
         };
     }
@@ -546,7 +549,7 @@ public static class MessageEndpoints
             m.CreatedAt, m.UpdatedAt, m.Status == DeliveryStatus.Pending ? m.NextAttemptAt : null, m.ExpiresAt,
             m.SentAt, m.DeliveredAt, m.ReadAt, m.ResponseAt, m.FailedAt,
             m.ProviderName, m.ProviderMessageId, m.Cost, m.CostCurrency,
-            found.Attachments, attempts, replays);
+            found.Attachments, attempts, replays, m.ContentRedactedAt);
         return tenant.IsAdmin ? AsOperatorSees(view) : view;
     }
 }

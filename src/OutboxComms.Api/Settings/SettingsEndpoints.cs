@@ -51,7 +51,19 @@ public static partial class SettingsEndpoints
         SmsProvider? Provider, bool Enabled, string? ApiKey, string? AccountSid, string? FromNumber, string? DltEntityId, string? DltTemplateId, string? BaseUrl, decimal? Cost,
         string? WebhookSecret);
 
-    public sealed record SettingsView(EmailSettingsView Email, WhatsAppSettingsView WhatsApp, SmsSettingsView Sms, string CostCurrency, DateTimeOffset UpdatedAt);
+    public sealed record SettingsView(EmailSettingsView Email, WhatsAppSettingsView WhatsApp, SmsSettingsView Sms, string CostCurrency, DateTimeOffset UpdatedAt, RetentionSettings Retention);
+
+    /// <summary>
+    /// How long the personal content of a settled message is kept: its subject, body, template data,
+    /// error texts, the producer's metadata and its files. After that many days the worker clears
+    /// them (the row stays, with its status, times, provider and cost). null keeps them for ever.
+    /// </summary>
+    public sealed record RetentionSettings(int? MessageContentDays);
+
+    /// <summary>The fewest days of <see cref="RetentionSettings.MessageContentDays"/>: late delivery reports, and a week to replay a failure.</summary>
+    public const int MinimumContentDays = 7;
+
+    public const int MaximumContentDays = 36500;
 
     public sealed record ConnectionTestResponse(bool Ok, string Detail);
 
@@ -64,6 +76,7 @@ public static partial class SettingsEndpoints
         group.MapPut("/email", PutEmail);
         group.MapPut("/whatsapp", PutWhatsApp);
         group.MapPut("/sms", PutSms);
+        group.MapPut("/retention", PutRetention);
         group.MapPost("/{channel}/test", Test);
         return endpoints;
     }
@@ -200,6 +213,24 @@ public static partial class SettingsEndpoints
         settings.WhatsAppBaseUrl = request.BaseUrl;
         settings.WhatsAppCost = request.Cost;
         settings.CostCurrency = request.CostCurrency ?? settings.CostCurrency;
+        return await SaveAsync(db, settings, secrets, time, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sets (or, with null, ends) the company's content retention. Shortening it clears more at the
+    /// worker's next hourly pass; what was cleared stays cleared.
+    /// </summary>
+    internal static async Task<Results<Ok<SettingsView>, ValidationProblem>> PutRetention(
+        RetentionSettings request, Tenant tenant, OutboxDbContext db, SecretProtector secrets, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var validation = new Validation().When(request.MessageContentDays is < MinimumContentDays or > MaximumContentDays, "messageContentDays",
+            $"messageContentDays is between {MinimumContentDays} and {MaximumContentDays} days, or null to keep message content for ever.");
+        if (!validation.IsValid)
+        {
+            return validation.Problem();
+        }
+        var settings = await LoadForChangeAsync(db, tenant, cancellationToken);
+        settings.ContentRetentionDays = request.MessageContentDays;
         return await SaveAsync(db, settings, secrets, time, cancellationToken);
     }
 
@@ -397,6 +428,6 @@ public static partial class SettingsEndpoints
                 Mask(s.WhatsAppWebhookSecretEncrypted, nameof(CompanySettings.WhatsAppWebhookSecretEncrypted)), Mask(s.WhatsAppVerifyTokenEncrypted, nameof(CompanySettings.WhatsAppVerifyTokenEncrypted)), s.WhatsAppBaseUrl, s.WhatsAppCost),
             new SmsSettingsView(s.SmsProvider, s.SmsEnabled, Mask(s.SmsApiKeyEncrypted, nameof(CompanySettings.SmsApiKeyEncrypted)), s.SmsAccountSid, s.SmsFromNumber, s.SmsDltEntityId, s.SmsDltTemplateId, s.SmsBaseUrl, s.SmsCost,
                 Mask(s.SmsWebhookSecretEncrypted, nameof(CompanySettings.SmsWebhookSecretEncrypted))),
-            s.CostCurrency, s.UpdatedAt);
+            s.CostCurrency, s.UpdatedAt, new RetentionSettings(s.ContentRetentionDays));
     }
 }

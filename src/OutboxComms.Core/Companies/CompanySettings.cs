@@ -114,5 +114,11 @@ public class CompanySettings
     public decimal? SmsCost { get; set; }
     public string CostCurrency { get; set; } = "INR";
 
+    /// <summary>
+    /// Days after a message settled when its personal content is cleared (migration 0035; the
+    /// worker's <c>MessageContentRetention</c>); null keeps it for ever.
+    /// </summary>
+    public int? ContentRetentionDays { get; set; }
+
     public DateTimeOffset UpdatedAt { get; set; }
 }

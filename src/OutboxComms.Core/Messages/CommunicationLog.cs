@@ -49,6 +49,8 @@ public class CommunicationLog
     public string? ProviderMessageId { get; set; }
     public decimal? Cost { get; set; }
     public string? CostCurrency { get; set; }
+    /// <summary>When its personal content was cleared (migration 0035): by the company's content retention, or by the customer's erasure. Such a message is never sent again.</summary>
+    public DateTimeOffset? ContentRedactedAt { get; set; }
 
     public List<CommunicationAttachment> Attachments { get; set; } = [];
 }

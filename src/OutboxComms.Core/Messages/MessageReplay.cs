@@ -109,7 +109,7 @@ public sealed partial record ReplayFilter
 /// (retry_count 0) and the error cleared. Attempts are kept and attempt_count keeps counting, and
 /// each replay is recorded in <c>message_replays</c> (who, when, the status and error it had), so
 /// the history of what happened before stays readable. Expired messages are never replayed: the
-/// worker would only cancel them. The one place this SQL lives: the API's replay endpoints and the
+/// worker would only cancel them; nor are messages whose content was cleared (retention, erasure). The one place this SQL lives: the API's replay endpoints and the
 /// worker's <c>replay</c> verb both call it.
 /// </summary>
 public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvider time, ILogger<MessageReplay> logger)
@@ -132,6 +132,7 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
            AND ($7::timestamptz IS NULL OR created_at < $7)
            AND ($8::text IS NULL OR strpos(lower(coalesce(error_message, status_reason)), lower($8)) > 0)
            AND (expires_at IS NULL OR expires_at > $9)
+           AND content_redacted_at IS NULL
            AND ($2::bigint IS NOT NULL OR NOT EXISTS (
                 SELECT 1 FROM reminders r
                  WHERE metadata ? 'reminderStepId' AND metadata->>'reminderId' ~ '^[0-9]{1,18}$' AND r.id = (metadata->>'reminderId')::bigint
