@@ -18,7 +18,7 @@ public static class WorkerCommands
           migrate --script    print every migration as one plain SQL script, then exit
           rotate-keys         re-encrypt provider secrets under the current (first) key in OUTBOXCOMMS_ENCRYPTION_KEY
           rotate-keys --dry-run  count what would be re-encrypted and list what cannot be read; change nothing
-        """ + ReplayCommand.Usage + """
+        """ + "\n" + ReplayCommand.Usage + "\n" + PurgeCompanyCommand.Usage + "\n" + """
         Configuration: ConnectionStrings__Outbox (required), see README.
         """;
 
@@ -99,6 +99,14 @@ public static class WorkerCommands
                 using (var host = BuildHost([.. rest.Where(a => IsConfiguration(a) && !ReplayCommand.IsOwnOption(a))]))
                 {
                     return await ReplayCommand.RunAsync(rest, ActivatorUtilities.CreateInstance<MessageReplay>(host.Services), Console.Out, CancellationToken.None, Console.Error);
+                }
+            case "purge-company" when PurgeCompanyCommand.Parse(rest, out var purgeError) is null:
+                await Console.Error.WriteLineAsync($"purge-company: {purgeError}.\n{Usage}");
+                return 2;
+            case "purge-company":
+                using (var host = BuildHost([.. rest.Where(a => IsConfiguration(a) && a.TrimStart('-', '/').Contains(':', StringComparison.Ordinal))]))
+                {
+                    return await PurgeCompanyCommand.RunAsync(rest, host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>(), Console.Out, Console.Error, CancellationToken.None);
                 }
             case "run":
                 await BuildHost(rest).RunAsync();

@@ -10,11 +10,11 @@ using OutboxComms.Core.Policies;
 namespace OutboxComms.Api.Companies;
 
 /// <summary>Tenants and their API keys.</summary>
-public static class CompanyEndpoints
+public static partial class CompanyEndpoints
 {
     public sealed record CreateCompanyRequest(string? Name, string? TimeZone, string? DefaultLanguage);
 
-    public sealed record CompanyResponse(Guid Id, string Name, string TimeZone, string DefaultLanguage, DateTimeOffset CreatedAt);
+    public sealed record CompanyResponse(Guid Id, string Name, string TimeZone, string DefaultLanguage, DateTimeOffset CreatedAt, DateTimeOffset? DeactivatedAt);
 
     /// <summary>The key itself appears in this answer only; we keep its hash.</summary>
     public sealed record CreatedKeyResponse(Guid Id, string Name, string Key, string Prefix, DateTimeOffset CreatedAt);
@@ -31,6 +31,10 @@ public static class CompanyEndpoints
         admin.MapPost("/", CreateCompany);
         admin.MapGet("/{id:guid}", GetCompany).WithSummary("The company, as its creation answered it (the Location of that answer).");
         admin.MapPost("/{id:guid}/api-keys", CreateKeyForCompany);
+        admin.MapPost("/{id:guid}/deactivate", Deactivate)
+            .WithSummary("Offboards the company: revokes its keys, switches its channels and schedules off, cancels its pending messages and reminder steps. History stays until purge-company.");
+        admin.MapPost("/{id:guid}/reactivate", Reactivate)
+            .WithSummary("Undoes the deactivation's block on new keys; keys, channels, schedules and cancelled messages stay as the deactivation left them.");
 
         var keys = endpoints.MapGroup("/v1/api-keys").WithTags("API keys").RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit).WithMetadata(BodySizeLimit.Small);
         keys.MapGet("/", ListKeys);
@@ -91,11 +95,20 @@ public static class CompanyEndpoints
         {
             return problem;
         }
-        if (!await db.Companies.AnyAsync(c => c.Id == id, cancellationToken))
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Locked: a deactivation at the same moment either comes first (and this is refused) or revokes this key too.
+        var company = await db.Companies.FromSql($"SELECT * FROM companies WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
+        if (company is null)
         {
             return Problems.NotFound($"Company {id}");
         }
-        return await AddKeyAsync(id, request.Name!.Trim(), db, time, cancellationToken);
+        if (company.DeactivatedAt is { } deactivated)
+        {
+            return Problems.Conflict($"Company {id} was deactivated at {deactivated.UtcDateTime:u}; reactivate it first (POST /v1/companies/{id}/reactivate).");
+        }
+        var created = await AddKeyAsync(id, request.Name!.Trim(), db, time, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return created;
     }
 
     private static ValidationProblem? KeyRequestProblem(CreateKeyRequest request)
@@ -142,5 +155,5 @@ public static class CompanyEndpoints
         return (entity, new CreatedKeyResponse(entity.Id, name, key, prefix, entity.CreatedAt));
     }
 
-    private static CompanyResponse ToResponse(Company company) => new(company.Id, company.Name, company.TimeZone, company.DefaultLanguage, company.CreatedAt);
+    private static CompanyResponse ToResponse(Company company) => new(company.Id, company.Name, company.TimeZone, company.DefaultLanguage, company.CreatedAt, company.DeactivatedAt);
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using Cronos;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using OutboxComms.Api.Auth;
 using OutboxComms.Api.Common;
 using OutboxComms.Api.Customers;
@@ -102,7 +103,20 @@ public static class PreferenceEndpoints
             .WithSummary(CustomerEndpoints.AddressingSummary("Changes the preferences; omitted fields keep their value and each opt-in change is recorded as consent"));
         group.MapGet("/consents", ListConsents)
             .WithSummary(CustomerEndpoints.AddressingSummary("Every recorded opt-in and opt-out of the customer, newest first"));
+        endpoints.MapGroup("/v1/consents").WithTags("Preferences")
+            .RequireAuthorization(AuthExtensions.CompanyPolicy).RequireRateLimiting(AuthExtensions.PerCompanyRateLimit)
+            .MapGet("/export", ExportConsents).Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .WithSummary("Every consent record of the company, oldest first, as CSV (UTF-8): the evidence of what each client agreed to, kept by the practice — take it before offboarding.");
         return endpoints;
+    }
+
+    /// <summary>Streamed: a large practice has hundreds of thousands of records. With a BOM, so Excel reads names in any script.</summary>
+    internal static async Task ExportConsents(Tenant tenant, NpgsqlDataSource dataSource, HttpContext http, CancellationToken cancellationToken)
+    {
+        http.Response.ContentType = "text/csv; charset=utf-8";
+        http.Response.Headers.ContentDisposition = "attachment; filename=\"consents.csv\"";
+        await using var writer = new StreamWriter(http.Response.Body, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true), 64 * 1024, leaveOpen: true);
+        await ConsentExport.WriteCsvAsync(dataSource, tenant.CompanyId, writer, cancellationToken);
     }
 
     internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, HttpContext http, CancellationToken cancellationToken)

@@ -9,6 +9,8 @@ public class Company
     public string DefaultLanguage { get; set; } = "en";
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
+    /// <summary>When it was offboarded (migration 0036): its keys revoked, channels and schedules off, pending work cancelled.</summary>
+    public DateTimeOffset? DeactivatedAt { get; set; }
 
     public CompanySettings? Settings { get; set; }
 }

@@ -19,6 +19,8 @@ public sealed class WorkerCommandsTests
     [InlineData("migrate", "--dry-run")]
     [InlineData("migrate", "--scirpt")]
     [InlineData("rotate-keys", "--all")]
+    [InlineData("purge-company", "--execute")]           // no --company
+    [InlineData("purge-company", "--company=3f0c")]      // not an id (and the spaced form is the option's)
     public async Task A_one_shot_verb_refuses_an_option_it_does_not_know_before_connecting(string verb, string option)
     {
         // No database is configured here: refusing happens before any connection is tried.

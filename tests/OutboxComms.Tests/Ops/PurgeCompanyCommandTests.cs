@@ -1,0 +1,117 @@
+using OutboxComms.Tests.Infrastructure;
+using OutboxComms.Worker.Ops;
+
+namespace OutboxComms.Tests.Ops;
+
+public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture<DatabaseFixture>
+{
+    private static CancellationToken Cancel => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Purging_counts_by_default_refuses_an_active_company_and_with_execute_deletes_every_row_of_a_deactivated_one_after_exporting_its_consents()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var other = await TestData.CreateCompanyAsync(db.DataSource);
+        foreach (var owner in new[] { company, other })
+        {
+            var customer = await TestData.CreateCustomerAsync(db.DataSource, owner);
+            await TestData.ScalarAsync<int>(db.DataSource, """
+                WITH m AS (INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status)
+                           SELECT $1, $2, 'INVOICE', 'EMAIL', 'x', 'SENT' FROM generate_series(1, 1500) RETURNING company_id, id),
+                a AS (INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, outcome) SELECT id, company_id, 1, 'EMAIL', 'SENT' FROM m),
+                f AS (INSERT INTO communication_attachments (company_id, message_id, file_name, content) SELECT company_id, id, 'a.pdf', '\x25' FROM m),
+                r AS (INSERT INTO message_replays (company_id, message_id, replayed_at, replayed_by, previous_status) SELECT company_id, id, now(), 't', 'FAILED' FROM m),
+                c AS (INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'EMAIL', true, 'api', 'x')),
+                w AS (INSERT INTO webhook_events (company_id, provider, event_key, payload, outcome) VALUES ($1, 'twilio', 'k', '{}', 'APPLIED')),
+                n AS (INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256) VALUES ($1, 'twilio', 'n', '\x00'))
+                INSERT INTO api_keys (company_id, name, key_prefix, key_hash) VALUES ($1, 'k', 'p', gen_random_uuid()::text::bytea) RETURNING 1
+                """, owner, customer);
+        }
+        // Messages, attempts, files and replays 1,500 each; a customer, a consent, a report, a nonce, a key, settings.
+        var before = await Rows(company);
+        Assert.True(before > 4 * 1500, $"{before} rows");
+        var othersBefore = await Rows(other);
+        var output = new StringWriter();
+        var errors = new StringWriter();
+        string[] args = ["--company", company.ToString()];
+
+        Assert.Equal(1, await PurgeCompanyCommand.RunAsync(args, db.DataSource, output, errors, Cancel));
+        Assert.Contains("is active; deactivate it first", errors.ToString(), StringComparison.Ordinal);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", company);
+
+        Assert.Equal(0, await PurgeCompanyCommand.RunAsync(args, db.DataSource, output, errors, Cancel));
+        Assert.Matches(@"communication_logs\s+1,500", output.ToString());
+        Assert.Contains("Nothing was deleted", output.ToString(), StringComparison.Ordinal);
+        Assert.Equal(before, await Rows(company));
+
+        var consents = Path.Combine(Path.GetTempPath(), $"consents-{Guid.NewGuid():N}.csv");
+        try
+        {
+            Assert.Equal(0, await PurgeCompanyCommand.RunAsync([.. args, "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
+            Assert.Equal(2, (await File.ReadAllLinesAsync(consents, Cancel)).Length);
+            // Never over an existing file.
+            await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", other);
+            await Assert.ThrowsAsync<IOException>(() => PurgeCompanyCommand.RunAsync(["--company", other.ToString(), "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
+        }
+        finally
+        {
+            File.Delete(consents);
+        }
+
+        Assert.Equal(0, await Rows(company));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM companies WHERE id = $1", company));
+        Assert.Equal(othersBefore, await Rows(other));
+        Assert.Equal(1, await PurgeCompanyCommand.RunAsync(args, db.DataSource, output, errors, Cancel));
+        Assert.Contains($"there is no company {company}", errors.ToString(), StringComparison.Ordinal);
+        Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", "x"], db.DataSource, output, errors, Cancel));
+        Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--exec"], db.DataSource, output, errors, Cancel));
+
+        // Every table that names a company: in each, nothing of the purged company is left.
+        async Task<long> Rows(Guid owner)
+        {
+            long total = 0;
+            foreach (var table in await CompanyTablesAsync())
+            {
+                total += await TestData.ScalarAsync<long>(db.DataSource, $"SELECT count(*) FROM {table} WHERE company_id = $1", owner);
+            }
+            return total;
+        }
+    }
+
+    [Fact]
+    public async Task Every_table_that_names_a_company_is_purged_explicitly_or_by_a_cascade_from_companies()
+    {
+        var cascaded = new List<string>();
+        await using (var command = db.DataSource.CreateCommand("""
+            SELECT DISTINCT c.conrelid::regclass::text FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid = 'companies'::regclass AND c.confdeltype = 'c'
+            """))
+        await using (var reader = await command.ExecuteReaderAsync(Cancel))
+        {
+            while (await reader.ReadAsync(Cancel))
+            {
+                cascaded.Add(reader.GetString(0));
+            }
+        }
+
+        var uncovered = (await CompanyTablesAsync()).Except(cascaded).Except(PurgeCompanyCommand.ExplicitTables).ToList();
+
+        Assert.Empty(uncovered);
+    }
+
+    private async Task<List<string>> CompanyTablesAsync()
+    {
+        var tables = new List<string>();
+        await using var command = db.DataSource.CreateCommand("""
+            SELECT table_name FROM information_schema.columns
+             WHERE table_schema = current_schema() AND column_name = 'company_id' AND table_name <> 'companies'
+             ORDER BY table_name
+            """);
+        await using var reader = await command.ExecuteReaderAsync(Cancel);
+        while (await reader.ReadAsync(Cancel))
+        {
+            tables.Add(reader.GetString(0));
+        }
+        return tables;
+    }
+}
