@@ -183,7 +183,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 _ => throw new InvalidOperationException($"An event without a status that stops general updates for {delivery.StopsGeneralUpdates} has no name to be stored under."),
             } });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
-            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.Payload });
+            // Minimised: the report's statuses, codes and times, not the addresses and text in it.
+            store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WebhookPayloads.Minimise(delivery.Payload) });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)SignalOf(delivery) ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             if (await store.ExecuteScalarAsync(cancellationToken) is not long id)

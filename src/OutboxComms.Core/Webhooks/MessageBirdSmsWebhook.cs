@@ -60,6 +60,6 @@ public sealed class MessageBirdSmsWebhook(TimeProvider time) : IDeliveryWebhook
         var occurred = DateTimeOffset.TryParse(query["statusDatetime"]?.Replace(' ', '+'), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
             ? at
             : (DateTimeOffset?)null;
-        return [new DeliveryEvent(id, mapped.Value, occurred, reason, $"{id}:{query["recipient"]}:{status}", request.Url.Query)];
+        return [new DeliveryEvent(id, mapped.Value, occurred, reason, $"{id}:{WebhookPayloads.KeyPart(query["recipient"] ?? "")}:{status}", request.Url.Query)];
     }
 }

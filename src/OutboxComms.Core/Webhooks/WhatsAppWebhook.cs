@@ -224,7 +224,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliver
         }
         var occurred = Timestamp(choice);
         return DeliveryEvent.MarketingChoiceMade(new WhatsAppMarketingChoice(waId, stopped.Value), occurred,
-            $"marketing:{waId}:{ChatMessageParts.Text(choice, "value")}:{occurred?.ToUnixTimeSeconds()}", choice.GetRawText());
+            $"marketing:{WebhookPayloads.KeyPart(waId)}:{ChatMessageParts.Text(choice, "value")}:{occurred?.ToUnixTimeSeconds()}", choice.GetRawText());
     }
 
     private static DateTimeOffset? Timestamp(JsonElement element) =>

@@ -538,6 +538,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(1, receipt!.Applied);
         Assert.Equal(("FAILED", "Twilio 30003: message undelivered"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
+        // Kept for audit: the status and code, not the customer's number.
+        Assert.Equal("AccountSid=AC123&ErrorCode=30003&MessageSid=SM0123456789abcdef&MessageStatus=undelivered",
+            await TestData.ScalarAsync<string>(db.DataSource, "SELECT payload FROM webhook_events WHERE company_id = $1", company));
     }
 
     private async Task<string> ConsentsAsync(Guid customer) =>

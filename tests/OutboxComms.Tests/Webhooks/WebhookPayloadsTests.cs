@@ -1,0 +1,61 @@
+using System.Text.Json.Nodes;
+using OutboxComms.Core.Webhooks;
+
+namespace OutboxComms.Tests.Webhooks;
+
+public sealed class WebhookPayloadsTests
+{
+    [Fact]
+    public void An_ses_notification_keeps_its_event_ids_and_codes_and_loses_addresses_headers_and_subject_also_inside_the_sns_envelope()
+    {
+        var inner = new JsonObject
+        {
+            ["eventType"] = "Bounce",
+            ["bounce"] = new JsonObject
+            {
+                ["bounceType"] = "Permanent",
+                ["bouncedRecipients"] = new JsonArray(new JsonObject { ["emailAddress"] = "meera.iyer@example.com", ["diagnosticCode"] = "smtp; 550 5.1.1 <meera.iyer@example.com>: no such user" }),
+                ["timestamp"] = "2026-12-07T10:00:00.000Z",
+            },
+            ["mail"] = new JsonObject
+            {
+                ["messageId"] = "0100018c-abc", ["source"] = "accounts@practice.example", ["destination"] = new JsonArray("meera.iyer@example.com"),
+                ["commonHeaders"] = new JsonObject { ["subject"] = "Invoice INV-7 for Meera Iyer", ["to"] = new JsonArray("meera.iyer@example.com") },
+            },
+        }.ToJsonString();
+        var envelope = new JsonObject { ["Type"] = "Notification", ["MessageId"] = "sns-1", ["Message"] = inner }.ToJsonString();
+
+        var kept = WebhookPayloads.Minimise(envelope);
+
+        Assert.DoesNotContain("meera", kept, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Invoice", kept, StringComparison.Ordinal);
+        Assert.DoesNotContain("accounts@practice", kept, StringComparison.Ordinal);
+        var message = JsonNode.Parse(JsonNode.Parse(kept)!["Message"]!.GetValue<string>())!;
+        Assert.Equal(("Bounce", "Permanent", "0100018c-abc", "2026-12-07T10:00:00.000Z"),
+            (message["eventType"]!.GetValue<string>(), message["bounce"]!["bounceType"]!.GetValue<string>(), message["mail"]!["messageId"]!.GetValue<string>(),
+             message["bounce"]!["timestamp"]!.GetValue<string>()));
+        Assert.Equal("smtp; 550 5.1.1 <***@example.com>: no such user", message["bounce"]!["bouncedRecipients"]![0]!["diagnosticCode"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void A_whatsapp_status_keeps_its_times_and_pricing_and_loses_the_recipients_number()
+    {
+        const string status = """{"id":"wamid.X","status":"delivered","timestamp":"1764000500","recipient_id":"919876543210","pricing":{"billable":true,"category":"utility"}}""";
+
+        var kept = JsonNode.Parse(WebhookPayloads.Minimise(status))!;
+
+        Assert.Null(kept["recipient_id"]);
+        Assert.Equal(("1764000500", true), (kept["timestamp"]!.GetValue<string>(), kept["pricing"]!["billable"]!.GetValue<bool>()));
+    }
+
+    [Fact]
+    public void A_query_string_report_keeps_its_form_and_loses_the_recipient_and_any_number_in_other_fields()
+    {
+        var kept = WebhookPayloads.Minimise("?id=mb-1&recipient=919876543210&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&reference=call+%2B91+9876+543+210");
+
+        Assert.Equal("?id=mb-1&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&reference=", kept[..kept.IndexOf("reference=", StringComparison.Ordinal)] + "reference=");
+        Assert.Equal("call +** **** *** *10", Uri.UnescapeDataString(kept[(kept.IndexOf("reference=", StringComparison.Ordinal) + "reference=".Length)..]));
+        Assert.Equal(WebhookPayloads.KeyPart("919876543210"), WebhookPayloads.KeyPart("919876543210"));
+        Assert.DoesNotContain("9876", WebhookPayloads.KeyPart("919876543210"), StringComparison.Ordinal);
+    }
+}
