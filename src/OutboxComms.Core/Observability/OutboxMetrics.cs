@@ -42,6 +42,8 @@ public sealed class OutboxMetrics : IDisposable
     private QueueSnapshot? queue;
     private long queueSampledUnixMilliseconds;
     private long lastDispatchUnixMilliseconds;
+    // long.MinValue until the worker's clock check first succeeds (and for good when it is off).
+    private long clockSkewMicroseconds = long.MinValue;
 
     public OutboxMetrics(IMeterFactory meters, TimeProvider? time = null)
     {
@@ -59,6 +61,8 @@ public sealed class OutboxMetrics : IDisposable
             "When the queue gauges were last sampled (Unix time): they keep the last sample while sampling fails, so alert when this falls behind the clock");
         meter.CreateObservableGauge("outbox.worker.last_dispatch", LastDispatch, "s",
             "When this worker's dispatch loop last completed a claim (Unix time); alert when it falls behind the clock");
+        meter.CreateObservableGauge("outbox.worker.clock_skew", ClockSkew, "s",
+            "This worker's clock minus PostgreSQL's at its last good measurement (positive: ahead); beyond Dispatch:MaxClockSkew the worker claims nothing");
         schedulerPasses = meter.CreateCounter<long>("outbox.scheduler.passes", "{pass}", "Scheduler passes over due reminder steps and schedules, by outcome (ok, failed)");
         schedulerSteps = meter.CreateCounter<long>("outbox.scheduler.steps", "{step}", "Due reminder steps the scheduler decided, by result (queued, skipped, cancelled)");
         providerUnavailable = meter.CreateCounter<long>("outbox.provider.unavailable", "{attempt}",
@@ -116,6 +120,9 @@ public sealed class OutboxMetrics : IDisposable
     /// <summary>The dispatch loop completed a claim (whether or not it found rows).</summary>
     public void Dispatched(DateTimeOffset at) => Interlocked.Exchange(ref lastDispatchUnixMilliseconds, at.ToUnixTimeMilliseconds());
 
+    /// <summary>The worker measured its clock against PostgreSQL's: <paramref name="skew"/> is its own minus the database's.</summary>
+    public void ClockMeasured(TimeSpan skew) => Interlocked.Exchange(ref clockSkewMicroseconds, skew.Ticks / TimeSpan.TicksPerMicrosecond);
+
     public void SchedulerPass(int queued, int skipped, int cancelled, int occurrences)
     {
         schedulerPasses.Add(1, new KeyValuePair<string, object?>("outcome", "ok"));
@@ -141,6 +148,10 @@ public sealed class OutboxMetrics : IDisposable
     // Nothing before the first claim (and never in the API, which does not dispatch).
     private IEnumerable<Measurement<double>> LastDispatch() =>
         Interlocked.Read(ref lastDispatchUnixMilliseconds) is > 0 and var ms ? [new Measurement<double>(ms / 1000.0)] : [];
+
+    // Nothing before the first good measurement, nor when the check is off (and never in the API).
+    private IEnumerable<Measurement<double>> ClockSkew() =>
+        Interlocked.Read(ref clockSkewMicroseconds) is not long.MinValue and var us ? [new Measurement<double>(us / 1_000_000.0)] : [];
 
     public void Dispose() => meter.Dispose();
 }

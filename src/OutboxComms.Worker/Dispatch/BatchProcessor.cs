@@ -17,6 +17,7 @@ internal sealed class BatchProcessor(
     OutboxStore store,
     MessageDispatcher dispatcher,
     ReminderGate reminders,
+    ClockSkewGuard clock,
     IServiceScopeFactory scopes,
     IOptions<DispatchOptions> options,
     TimeProvider time,
@@ -36,11 +37,12 @@ internal sealed class BatchProcessor(
     /// <summary>
     /// Processes one batch; returns how many rows it claimed. Once <paramref name="stopping"/> is
     /// signalled no new send starts (unstarted rows are released at once); sends already running
-    /// continue until <paramref name="sendToken"/> is cancelled.
+    /// continue until <paramref name="sendToken"/> is cancelled. Claims nothing while this worker's
+    /// clock disagrees with PostgreSQL's (<see cref="ClockSkewGuard"/>).
     /// </summary>
     public async Task<int> RunOnceAsync(CancellationToken stopping, CancellationToken sendToken)
     {
-        if (stopping.IsCancellationRequested)
+        if (stopping.IsCancellationRequested || !await clock.AllowsClaimsAsync(stopping))
         {
             return 0;
         }

@@ -38,6 +38,9 @@ public static class DispatchExtensions
         builder.Services.TryAddSingleton<DeliveryEventRecorder>();   // applies delivery events that arrived before their provider ids were recorded
         builder.Services.AddSingleton<BatchProcessor>();
         builder.Services.AddSingleton<DispatchSignal>();
+        // Asked before every claim, and measuring on its own schedule as a hosted service.
+        builder.Services.AddSingleton<ClockSkewGuard>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<ClockSkewGuard>());
         builder.Services.AddHostedService<OutboxListener>();
         builder.Services.AddHostedService<DispatchLoop>();
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<DispatchOptions>>((host, dispatch) =>

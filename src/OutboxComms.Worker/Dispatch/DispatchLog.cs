@@ -68,6 +68,24 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Information, Message = "Provider {Provider} of company {CompanyId} is answering again: circuit closed")]
     public static partial void CircuitClosed(ILogger logger, string provider, Guid companyId);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's, within Dispatch:MaxClockSkew ({MaxClockSkew}): claiming")]
+    public static partial void ClockChecked(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's (its own minus the database's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}): it claims no messages, and its heartbeat stops, until the two agree again. Its leases would end early or late for the other workers (a message sent twice, or late). Fix the host's time synchronisation (NTP)")]
+    public static partial void ClockSkewed(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock agrees with PostgreSQL's again ({SkewSeconds:+0.000;-0.000} s, within {MaxClockSkew}): claiming resumes")]
+    public static partial void ClockAgreesAgain(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
+
+    [LoggerMessage(Message = "Measuring the clock against PostgreSQL's took a {RoundTrip} round trip, too long to tell (at most {Longest}); the last measurement stands")]
+    public static partial void ClockSampleTooSlow(ILogger logger, LogLevel level, TimeSpan roundTrip, TimeSpan longest);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's did not succeed; the last measurement stands")]
+    public static partial void ClockSampleFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:MaxClockSkew is 0: worker {WorkerId} does not compare its clock with PostgreSQL's. A worker whose clock is {ShutdownGrace} (ShutdownGrace) or more ahead of another's can send that one's messages a second time")]
+    public static partial void ClockCheckOff(ILogger logger, string workerId, TimeSpan shutdownGrace);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]
     public static partial void RecipientNotReread(ILogger logger, Exception exception, long messageId, Guid companyId);
 }

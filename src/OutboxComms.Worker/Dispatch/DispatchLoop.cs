@@ -8,9 +8,10 @@ namespace OutboxComms.Worker.Dispatch;
 /// back short, sleep until NOTIFY or the poll interval (≤ 1 s). <see cref="DispatchOptions.ConcurrentBatches"/>
 /// lanes run this loop side by side, so one lane's round trips to PostgreSQL (claim, record) overlap
 /// another's policy checks, rendering and sends. Any failure is logged and the lane carries on after
-/// a pause; the loop only ends when the host stops.
+/// a pause; the loop only ends when the host stops. While <see cref="ClockSkewGuard"/> holds claims
+/// the lanes only wait, without beating.
 /// </summary>
-internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal signal, WorkerHeartbeat heartbeat, IOptions<DispatchOptions> options, ILogger<DispatchLoop> logger) : BackgroundService
+internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal signal, WorkerHeartbeat heartbeat, ClockSkewGuard clock, IOptions<DispatchOptions> options, ILogger<DispatchLoop> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -30,6 +31,14 @@ internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal sign
         {
             try
             {
+                // A clock that disagrees with PostgreSQL's claims nothing (the processor refuses too),
+                // and asked here so that a refusal is not taken for a claim: the heartbeat goes
+                // stale, and the worker's healthcheck with it, until the clocks agree again.
+                if (!await clock.AllowsClaimsAsync(stoppingToken))
+                {
+                    await signal.WaitAsync(settings.PollInterval, stoppingToken);
+                    continue;
+                }
                 var claimed = await processor.RunOnceAsync(stoppingToken, sendToken);
                 heartbeat.Beat();
                 failures = 0;

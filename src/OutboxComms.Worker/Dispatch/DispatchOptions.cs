@@ -64,6 +64,24 @@ public sealed class DispatchOptions : IValidatableObject
         set => shutdownGrace = value;
     }
 
+    private TimeSpan? maxClockSkew;
+
+    /// <summary>
+    /// How far this worker's clock may be from PostgreSQL's before it stops claiming (ClockSkewGuard);
+    /// 0 turns the check off. A claim takes "now" and its lease's end from this clock, and other
+    /// workers judge that lease by theirs: two workers this far off in opposite directions are twice
+    /// as far apart, and the lease ends that much early for one of them, out of the
+    /// <see cref="ShutdownGrace"/> a batch keeps between its last send's end and its lease's end to
+    /// record the outcomes. Unless set, a sixth of ShutdownGrace and at most 5 s: with the defaults
+    /// two workers at the limit still leave 20 of its 30 s, and a host kept by NTP is within
+    /// milliseconds, so only a broken clock (NTP stopped, a VM resumed, a hand-set clock) trips it.
+    /// </summary>
+    public TimeSpan MaxClockSkew
+    {
+        get => maxClockSkew ?? (ShutdownGrace > TimeSpan.Zero ? TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(5).Ticks, ShutdownGrace.Ticks / 6)) : TimeSpan.Zero);
+        set => maxClockSkew = value;
+    }
+
     /// <summary>The backoff's base: retry n (the first is 1) waits base × 1.618^n (golden-ratio backoff), ± jitter — the first about 49 s with the default 30 s.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -125,6 +143,12 @@ public sealed class DispatchOptions : IValidatableObject
         if (LeaseDuration < SendTimeout + ShutdownGrace + MinimumSendWindow)
         {
             yield return new ValidationResult($"LeaseDuration must exceed SendTimeout + ShutdownGrace by at least {MinimumSendWindow.TotalSeconds:0} s (the time a batch has to start its sends), or slow sends could be reclaimed while in flight and batches released unsent.", [nameof(LeaseDuration)]);
+        }
+        // Two workers this far from PostgreSQL's clock in opposite directions are twice as far
+        // apart: at ShutdownGrace or more, one could reclaim a row whose send the other still runs.
+        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && MaxClockSkew * 2 >= ShutdownGrace))
+        {
+            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
         }
         // More sends at once than the process's provider client lets in flight and queue would have
         // it refuse some locally, and those would count against one company's provider as an outage.

@@ -13,15 +13,18 @@ namespace OutboxComms.Tests.Infrastructure;
 
 /// <summary>
 /// A worker host as production builds it (AddWorkerServices), pointed at a test database, with the
-/// test providers registered and optionally a fake clock. Tests either start it (the real loop,
-/// LISTEN/NOTIFY and all) or drive single batches through <see cref="RunOnceAsync"/>.
+/// test providers registered and optionally a clock of the test's. Tests either start it (the real
+/// loop, LISTEN/NOTIFY and all) or drive single batches through <see cref="RunOnceAsync"/>.
+/// A <see cref="FakeTimeProvider"/> is far from PostgreSQL's clock by design (days, or a minute
+/// ahead), so with one the clock-skew guard, on in production, is off unless the test's settings
+/// turn it on (ClockSkewGuardTests do).
 /// </summary>
 public sealed class WorkerHarness : IAsyncDisposable
 {
     private readonly IHost host;
     private bool started;
 
-    public WorkerHarness(string connectionString, IEnumerable<IMessageProvider> providers, FakeTimeProvider? time = null, Dictionary<string, string?>? settings = null)
+    public WorkerHarness(string connectionString, IEnumerable<IMessageProvider> providers, TimeProvider? time = null, Dictionary<string, string?>? settings = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -32,6 +35,10 @@ public sealed class WorkerHarness : IAsyncDisposable
             ["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption,
             ["Providers:AllowPrivateNetworks"] = "true",   // the test servers listen on loopback
         });
+        if (time is FakeTimeProvider)
+        {
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Dispatch:MaxClockSkew"] = "00:00:00" });
+        }
         if (settings is not null)
         {
             builder.Configuration.AddInMemoryCollection(settings);

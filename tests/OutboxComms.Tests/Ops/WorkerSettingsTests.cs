@@ -14,6 +14,7 @@ public sealed class WorkerSettingsTests
     [InlineData("Dispatch:RenderTimeout", "00:00:00", "RenderTimeout")]
     [InlineData("Dispatch:LeaseDuration", "00:00:50", "LeaseDuration")]                      // 30 s sends + 10 s grace leave a batch 10 s to start them
     [InlineData("Dispatch:MaxConcurrentSends", "400", "MaxConcurrentSends")]                  // × 4 batches: more than the provider client lets in flight and queue
+    [InlineData("Dispatch:MaxClockSkew", "00:00:15", "MaxClockSkew")]                        // two workers 30 s apart: the whole 30 s shutdown grace
     public async Task A_setting_out_of_range_stops_the_worker_at_start_naming_it(string key, string value, string named)
     {
         // Refused before anything connects (nothing listens at this address): when the host is built
