@@ -15,10 +15,14 @@ ALTER TABLE company_settings ADD COLUMN content_retention_days integer
 
 -- How far the retention job has walked each company's messages, by id (the outbox's key is
 -- (company_id, id); there is no index on updated_at, and one would slow every status change).
+-- A walk passes only the rows its snapshot sees: one committed later with a lower id (a long
+-- business transaction) would be left behind, so each company is walked again from the start
+-- once a week (walk_started_at).
 CREATE TABLE content_retention_cursors (
-    company_id  uuid        PRIMARY KEY REFERENCES companies (id) ON DELETE CASCADE,
-    last_id     bigint      NOT NULL DEFAULT 0,
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    company_id       uuid        PRIMARY KEY REFERENCES companies (id) ON DELETE CASCADE,
+    last_id          bigint      NOT NULL DEFAULT 0,
+    walk_started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
 -- Messages the walk passed that were old enough but not yet settled (scheduled far ahead, or

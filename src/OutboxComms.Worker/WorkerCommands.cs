@@ -104,7 +104,7 @@ public static class WorkerCommands
                 await Console.Error.WriteLineAsync($"purge-company: {purgeError}.\n{Usage}");
                 return 2;
             case "purge-company":
-                using (var host = BuildHost([.. rest.Where(a => IsConfiguration(a) && a.TrimStart('-', '/').Contains(':', StringComparison.Ordinal))]))
+                using (var host = BuildHost([.. rest.Where(PurgeCompanyCommand.IsSettingOverride)]))
                 {
                     return await PurgeCompanyCommand.RunAsync(rest, host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>(), Console.Out, Console.Error, CancellationToken.None);
                 }

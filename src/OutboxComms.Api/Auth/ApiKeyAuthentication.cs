@@ -81,7 +81,8 @@ public sealed class ApiKeyAuthenticationHandler(
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<OutboxDbContext>();
             var row = await db.ApiKeys.AsNoTracking()
-                .Where(k => k.KeyHash == hash && k.RevokedAt == null)
+                // A deactivated company's keys open nothing, a key made in a deactivation's last moments included.
+                .Where(k => k.KeyHash == hash && k.RevokedAt == null && db.Companies.Any(c => c.Id == k.CompanyId && c.DeactivatedAt == null))
                 .Select(k => new { k.Id, k.CompanyId, k.Name })
                 .FirstOrDefaultAsync(Context.RequestAborted);
             key = row is null ? null : (row.Id, row.CompanyId, row.Name);

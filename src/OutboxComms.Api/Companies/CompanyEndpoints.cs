@@ -84,8 +84,8 @@ public static partial class CompanyEndpoints
             .Select(k => new KeyResponse(k.Id, k.Name, k.KeyPrefix, k.CreatedAt, k.LastUsedAt, k.RevokedAt))
             .ToListAsync(cancellationToken));
 
-    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken) =>
-        KeyRequestProblem(request) is { } problem ? problem : await AddKeyAsync(tenant.CompanyId, request.Name!.Trim(), db, time, cancellationToken);
+    internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem, ProblemHttpResult>> CreateKey(CreateKeyRequest request, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken) =>
+        KeyRequestProblem(request) is { } problem ? problem : await AddKeyToActiveAsync(tenant.CompanyId, request.Name!.Trim(), db, time, cancellationToken);
 
     /// <summary>The admin gives a company a new key: the way back in for a practice that lost all of its own.</summary>
     internal static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem, ProblemHttpResult>> CreateKeyForCompany(
@@ -95,8 +95,19 @@ public static partial class CompanyEndpoints
         {
             return problem;
         }
+        return await AddKeyToActiveAsync(id, request.Name!.Trim(), db, time, cancellationToken);
+    }
+
+    /// <summary>
+    /// A new key for a company that is not deactivated. The company is locked: a deactivation at
+    /// the same moment either comes first (and this is refused) or revokes this key too. Also on the
+    /// company's own path: a key still cached by an API replica in a deactivation's first seconds
+    /// must not make itself a successor.
+    /// </summary>
+    private static async Task<Results<Created<CreatedKeyResponse>, ValidationProblem, ProblemHttpResult>> AddKeyToActiveAsync(
+        Guid id, string name, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // Locked: a deactivation at the same moment either comes first (and this is refused) or revokes this key too.
         var company = await db.Companies.FromSql($"SELECT * FROM companies WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
         if (company is null)
         {
@@ -104,9 +115,9 @@ public static partial class CompanyEndpoints
         }
         if (company.DeactivatedAt is { } deactivated)
         {
-            return Problems.Conflict($"Company {id} was deactivated at {deactivated.UtcDateTime:u}; reactivate it first (POST /v1/companies/{id}/reactivate).");
+            return Problems.Conflict($"Company {id} was deactivated at {deactivated.UtcDateTime:u}; the admin reactivates it first (POST /v1/companies/{id}/reactivate).");
         }
-        var created = await AddKeyAsync(id, request.Name!.Trim(), db, time, cancellationToken);
+        var created = await AddKeyAsync(id, name, db, time, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return created;
     }

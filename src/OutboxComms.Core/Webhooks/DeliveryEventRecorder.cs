@@ -73,7 +73,10 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                    failed_at     = CASE WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $4
                                         WHEN t.advances AND t.status IN ('FAILED', 'BOUNCED') THEN NULL
                                         ELSE m.failed_at END,
-                   error_message = CASE WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $5
+                   -- A message whose content was cleared (retention, erasure) takes no new error
+                   -- text: a late bounce's would quote the address again, and nothing clears it twice.
+                   error_message = CASE WHEN m.content_redacted_at IS NOT NULL THEN NULL
+                                        WHEN t.advances AND $3 IN ('FAILED', 'BOUNCED') THEN $5
                                         WHEN t.advances AND t.status IN ('FAILED', 'BOUNCED') THEN NULL
                                         ELSE m.error_message END,
                    updated_at    = now()

@@ -128,6 +128,12 @@ internal sealed partial class MessageDispatcher(
             // No foreign key checks a row's company (migration 0010): a producer's typo is this row's failure, not its business transaction's.
             return Fail(message, message.Channel, $"company {message.CompanyId} does not exist");
         }
+        if (company.DeactivatedAt is not null)
+        {
+            // Offboarded: whatever reached the outbox after the deactivation's own cancellation (a
+            // SQL producer, a reminder step claimed a moment before, a key still cached in its first seconds).
+            return Unsent(message, new Resolution(message.Channel, null, []), DeliveryStatus.Cancelled, now, "cancelled: the company was deactivated");
+        }
         if (customer is null)
         {
             var who = message.CustomerId?.ToString() ?? $"with external id '{message.CustomerExternalId}'";

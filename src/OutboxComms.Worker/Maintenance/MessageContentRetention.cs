@@ -21,6 +21,19 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
 {
     private const int Batch = 1000;
 
+    /// <summary>How often each company's walk starts again from its first message.</summary>
+    internal static readonly TimeSpan RewalkEvery = TimeSpan.FromDays(7);
+
+    // The company's cursor, locked (or null when another worker holds it); restarted at 0 when its walk began more than RewalkEvery ($2) ago.
+    private const string LockCursorSql = """
+        UPDATE content_retention_cursors c
+           SET last_id = CASE WHEN c.walk_started_at < $2 THEN 0 ELSE c.last_id END,
+               walk_started_at = CASE WHEN c.walk_started_at < $2 THEN $3 ELSE c.walk_started_at END
+          FROM (SELECT company_id FROM content_retention_cursors WHERE company_id = $1 FOR UPDATE SKIP LOCKED) mine
+         WHERE c.company_id = mine.company_id
+        RETURNING c.last_id
+        """;
+
     private const string CompaniesSql = "SELECT company_id, content_retention_days FROM company_settings WHERE content_retention_days IS NOT NULL ORDER BY company_id";
 
     // $1 company, $2 cursor, $3 cutoff (now less the retention), $4 now.
@@ -29,7 +42,8 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
             SELECT id, created_at FROM communication_logs WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT 1000),
         walked AS MATERIALIZED (
             SELECT id FROM batch
-             WHERE id < coalesce((SELECT min(id) FROM batch WHERE created_at >= $3), 9223372036854775807)),
+             -- A row dated in the future (a producer's typo) does not stop the walk for good.
+             WHERE id < coalesce((SELECT min(id) FROM batch WHERE created_at >= $3 AND created_at <= $4), 9223372036854775807)),
         redacted AS (
         {{RedactSql("walked")}}
         ),
@@ -65,7 +79,9 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
     // and cannot deadlock with a replay that locks many rows. The lock re-reads the row, so one
     // made PENDING since the batch was read is left too.
     private static string RedactSql(string ids) => $"""
-            UPDATE communication_logs m SET {MessageRedaction.ContentSet}
+            UPDATE communication_logs m SET {MessageRedaction.ContentSet},
+                   -- A reason may quote the client's address or number (a PREFERRED message's fallback).
+                   status_reason = 'content cleared by the company''s retention'
              WHERE m.company_id = $1 AND m.id IN (
                    SELECT id FROM communication_logs
                     WHERE company_id = $1 AND id IN (SELECT id FROM {ids})
@@ -80,7 +96,11 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
         ,
         files AS (
             UPDATE communication_attachments f SET content = NULL, url = NULL, purged_at = $4
-             WHERE f.message_id IN (SELECT id FROM redacted) AND (f.company_id IS NULL OR f.company_id = $1) AND f.purged_at IS NULL RETURNING 1)
+             WHERE f.message_id IN (SELECT id FROM redacted) AND f.purged_at IS NULL
+               AND (f.company_id = $1 OR (f.company_id IS NULL
+                    -- A file stored without its company matches by message id, unless another company has a message with that id.
+                    AND NOT EXISTS (SELECT 1 FROM communication_logs o WHERE o.id = f.message_id AND o.company_id <> $1)))
+            RETURNING 1)
         """;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
@@ -107,7 +127,15 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
         long redacted = 0;
         foreach (var (company, days) in companies)
         {
-            redacted += await RedactAsync(company, time.GetUtcNow().AddDays(-days), cancellationToken);
+            try
+            {
+                redacted += await RedactAsync(company, time.GetUtcNow().AddDays(-days), cancellationToken);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+            {
+                // One company's failure (a lock timeout, a company purged meanwhile) does not hold back the others.
+                LogCompanyFailed(logger, ex, company);
+            }
         }
         return redacted;
     }
@@ -130,9 +158,13 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
                     await cursor.ExecuteNonQueryAsync(cancellationToken);
                 }
                 long? lastId;
-                await using (var lockCursor = new NpgsqlCommand("SELECT last_id FROM content_retention_cursors WHERE company_id = $1 FOR UPDATE SKIP LOCKED", connection, transaction))
+                // A week after a walk started from the first message, the next one does again: a row
+                // committed after the walk passed its id (a long transaction's) is found that way.
+                await using (var lockCursor = new NpgsqlCommand(LockCursorSql, connection, transaction))
                 {
                     lockCursor.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = company });
+                    lockCursor.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = time.GetUtcNow().ToUniversalTime() - RewalkEvery });
+                    lockCursor.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = time.GetUtcNow().ToUniversalTime() });
                     lastId = (long?)await lockCursor.ExecuteScalarAsync(cancellationToken);
                 }
                 if (lastId is null)
@@ -182,6 +214,9 @@ internal sealed partial class MessageContentRetention(NpgsqlDataSource dataSourc
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Cleared the content of {Count} messages past their company's content retention")]
     private static partial void LogRedacted(ILogger logger, long count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Clearing the content of company {CompanyId}'s messages past their retention failed; the other companies go on, and it is tried again in an hour")]
+    private static partial void LogCompanyFailed(ILogger logger, Exception exception, Guid companyId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Clearing message content past its retention failed; will try again in an hour")]
     private static partial void LogFailed(ILogger logger, Exception exception);

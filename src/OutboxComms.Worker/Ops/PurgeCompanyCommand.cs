@@ -20,27 +20,63 @@ public static class PurgeCompanyCommand
                               company; --consents-to first writes its consent records as CSV (a new file)
         """;
 
-    /// <summary>The tables whose rows go with the company and are not removed by a foreign key's cascade when its row is deleted (a test checks this list against the schema).</summary>
+    /// <summary>
+    /// The tables holding a company's rows that no foreign key's cascade from <c>companies</c>
+    /// removes, each deleted here (a test checks this list, and the customer-keyed list, against the schema).
+    /// </summary>
     internal static readonly string[] ExplicitTables =
         ["communication_logs", "communication_attempts", "communication_attachments", "message_replays", "webhook_events", "webhook_nonces", "content_retention_deferred"];
 
+    /// <summary>Tables keyed by a customer alone, with no foreign key to it: deleted with the company's customers.</summary>
+    internal static readonly string[] CustomerTables = ["reminder_frequency_state"];
+
+    // Every batch holds the company row FOR SHARE and stops when it is no longer deactivated: a
+    // reactivation (which locks the row) waits for the batch under way, and the purge then stops.
+    private const string Deactivated = "co AS MATERIALIZED (SELECT 1 FROM companies WHERE id = $1 AND deactivated_at IS NOT NULL FOR SHARE)";
+
     // Messages in batches with what hangs off them (attempts and replays by company and message,
-    // files by message, as the worker reads them), each batch its own transaction: no long locks,
-    // and a purge stopped half-way is run again.
-    private const string MessagesBatchSql = """
-        WITH ids AS MATERIALIZED (SELECT id FROM communication_logs WHERE company_id = $1 ORDER BY id LIMIT 1000),
+    // files by message, as the worker reads them — one stored without its company only when no
+    // other company has a message with its id), each batch its own transaction: no long locks, and
+    // a purge stopped half-way is run again.
+    private const string MessagesBatchSql = $$"""
+        WITH {{Deactivated}},
+        ids AS MATERIALIZED (SELECT id FROM communication_logs WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co) ORDER BY id LIMIT 1000),
         attempts AS (DELETE FROM communication_attempts WHERE company_id = $1 AND message_id IN (SELECT id FROM ids)),
-        files AS (DELETE FROM communication_attachments WHERE message_id IN (SELECT id FROM ids) AND (company_id IS NULL OR company_id = $1)),
+        files AS (DELETE FROM communication_attachments f WHERE f.message_id IN (SELECT id FROM ids)
+                   AND (f.company_id = $1 OR (f.company_id IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM communication_logs o WHERE o.id = f.message_id AND o.company_id <> $1)))),
         replays AS (DELETE FROM message_replays WHERE company_id = $1 AND message_id IN (SELECT id FROM ids)),
         deferred AS (DELETE FROM content_retention_deferred WHERE company_id = $1 AND message_id IN (SELECT id FROM ids))
         DELETE FROM communication_logs WHERE company_id = $1 AND id IN (SELECT id FROM ids)
         """;
 
+    // Customers in batches: their preferences, consent records and reminders (with their steps) go
+    // by their foreign keys' cascades, each found through an index on the customer.
+    private const string CustomersBatchSql = $$"""
+        WITH {{Deactivated}},
+        ids AS MATERIALIZED (SELECT id FROM customers WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co) ORDER BY id LIMIT 500),
+        frequency AS (DELETE FROM reminder_frequency_state WHERE customer_id IN (SELECT id FROM ids))
+        DELETE FROM customers WHERE company_id = $1 AND id IN (SELECT id FROM ids)
+        """;
+
+    // What hangs off the company alone, found through indexes that lead with company_id (the
+    // attempts and files of messages deleted earlier by hand have no such index, and are left).
+    private static readonly string[] CompanyRowsSql =
+    [
+        $"WITH {Deactivated} DELETE FROM message_replays WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+        $"WITH {Deactivated} DELETE FROM webhook_events WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+        $"WITH {Deactivated} DELETE FROM webhook_nonces WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+        $"WITH {Deactivated} DELETE FROM content_retention_deferred WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+        // A row a SQL producer wrote after the message batches ended.
+        $"WITH {Deactivated} DELETE FROM communication_logs WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+    ];
+
     private static readonly (string Table, string Sql)[] Counts =
     [
         ("communication_logs", "SELECT count(*) FROM communication_logs WHERE company_id = $1"),
-        ("communication_attempts", "SELECT count(*) FROM communication_attempts WHERE company_id = $1"),
-        ("communication_attachments", "SELECT count(*) FROM communication_attachments WHERE company_id = $1"),
+        // Through the company's messages: attempts and files have no index by company.
+        ("communication_attempts", "SELECT count(*) FROM communication_attempts a JOIN communication_logs m ON a.message_id = m.id AND a.company_id = m.company_id WHERE m.company_id = $1"),
+        ("communication_attachments", "SELECT count(*) FROM communication_attachments f JOIN communication_logs m ON f.message_id = m.id AND (f.company_id = m.company_id OR f.company_id IS NULL) WHERE m.company_id = $1"),
         ("message_replays", "SELECT count(*) FROM message_replays WHERE company_id = $1"),
         ("webhook_events", "SELECT count(*) FROM webhook_events WHERE company_id = $1"),
         ("customers", "SELECT count(*) FROM customers WHERE company_id = $1"),
@@ -59,24 +95,40 @@ public static class PurgeCompanyCommand
         string? consentsTo = null;
         var execute = false;
         error = null;
+        // --company=ID as ReplayCommand takes it; a setting override (--Section:Key=…, --ENV_NAME=…) is the host's.
+        args = [.. args.SelectMany(arg => IsOwnOption(arg) ? [arg[..arg.IndexOf('=', StringComparison.Ordinal)], arg[(arg.IndexOf('=', StringComparison.Ordinal) + 1)..]] : new[] { arg })];
         for (var i = 0; i < args.Length; i++)
         {
-            string? Value() => i + 1 < args.Length ? args[++i] : null;
             switch (args[i])
             {
-                case "--company" when Guid.TryParse(Value(), out var id):
+                case "--company":
+                    if (i + 1 >= args.Length || !Guid.TryParse(args[++i], out var id))
+                    {
+                        error = "--company needs a company id (a uuid)";
+                        return null;
+                    }
                     company = id;
                     break;
-                case "--consents-to" when Value() is { Length: > 0 } path:
+                case "--consents-to":
+                    if (i + 1 >= args.Length || args[++i] is not { Length: > 0 } path || path.StartsWith("--", StringComparison.Ordinal))
+                    {
+                        error = "--consents-to needs the path of a new file";
+                        return null;
+                    }
+                    if (File.Exists(path))
+                    {
+                        error = $"--consents-to {path} exists already; name a new file (an earlier export is never overwritten)";
+                        return null;
+                    }
                     consentsTo = path;
                     break;
                 case "--execute":
                     execute = true;
                     break;
-                case var arg when WorkerCommands.IsConfiguration(arg) && arg.TrimStart('-', '/').Contains(':', StringComparison.Ordinal):
+                case var arg when IsSettingOverride(arg):
                     break;
                 default:
-                    error = args[i] is "--company" or "--consents-to" ? $"{args[i]} needs a value (--company: a company id)" : $"unknown option '{args[i]}'";
+                    error = $"unknown option '{args[i]}'";
                     return null;
             }
         }
@@ -86,6 +138,27 @@ public static class PurgeCompanyCommand
             return null;
         }
         return (company.Value, consentsTo, execute);
+    }
+
+    private static readonly string[] ValueOptions = ["--company", "--consents-to"];
+
+    /// <summary>One of this verb's options written with "=" (--company=…): that option, not a setting override.</summary>
+    internal static bool IsOwnOption(string arg) =>
+        ValueOptions.Any(option => arg.StartsWith(option + "=", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>A setting override for the host (--Section:Key=…, or an environment-style --NAME=…), as ReplayCommand reads them; not this verb's own option mistyped.</summary>
+    internal static bool IsSettingOverride(string arg)
+    {
+        if (!WorkerCommands.IsConfiguration(arg) || IsOwnOption(arg))
+        {
+            return false;
+        }
+        var key = arg.TrimStart('-', '/')[..arg.TrimStart('-', '/').IndexOf('=', StringComparison.Ordinal)];
+        if (ValueOptions.Any(option => option[2..].Equals(key, StringComparison.OrdinalIgnoreCase)))
+        {
+            return false;
+        }
+        return key.Contains(':', StringComparison.Ordinal) || key.All(c => char.IsAsciiLetterUpper(c) || char.IsAsciiDigit(c) || c == '_');
     }
 
     public static async Task<int> RunAsync(string[] args, NpgsqlDataSource dataSource, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
@@ -141,30 +214,39 @@ public static class PurgeCompanyCommand
             var written = await ConsentExport.WriteCsvAsync(dataSource, companyId, file, cancellationToken);
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Wrote {written} consent records to {consentsTo}."));
         }
-        long messages = 0;
-        while (true)
+        var messages = await InBatchesAsync(MessagesBatchSql);
+        var customers = await InBatchesAsync(CustomersBatchSql);
+        foreach (var sql in CompanyRowsSql)
         {
-            await using var batch = dataSource.CreateCommand(MessagesBatchSql);
-            batch.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
-            var deleted = await batch.ExecuteNonQueryAsync(cancellationToken);
-            messages += deleted;
-            if (deleted == 0)
-            {
-                break;
-            }
+            await ExecuteAsync(sql);
         }
-        // What is left of the explicit tables (rows whose message was already gone), then the
-        // company: every other table goes by its foreign key's cascade.
-        await using (var rest = dataSource.CreateBatch())
+        // Then the company, and with it by their foreign keys' cascades its settings, keys,
+        // templates, schedules and their runs, calendar overrides, API idempotency keys and
+        // retention cursor — unless it was reactivated meanwhile.
+        if (await ExecuteAsync("DELETE FROM companies WHERE id = $1 AND deactivated_at IS NOT NULL") == 0)
         {
-            foreach (var table in ExplicitTables)
-            {
-                rest.BatchCommands.Add(new NpgsqlBatchCommand($"DELETE FROM {table} WHERE company_id = $1") { Parameters = { new NpgsqlParameter<Guid> { TypedValue = companyId } } });
-            }
-            rest.BatchCommands.Add(new NpgsqlBatchCommand("DELETE FROM companies WHERE id = $1 AND deactivated_at IS NOT NULL") { Parameters = { new NpgsqlParameter<Guid> { TypedValue = companyId } } });
-            await rest.ExecuteNonQueryAsync(cancellationToken);
+            await errors.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"purge-company: company {companyId} was reactivated during the purge, which stopped there: {messages} messages and {customers} customers had been deleted."));
+            return 1;
         }
-        await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Deleted company {companyId}: {messages} messages and everything else of it."));
+        await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Deleted company {companyId}: {messages} messages, {customers} customers and everything else of it."));
         return 0;
+
+        async Task<long> InBatchesAsync(string sql)
+        {
+            long total = 0;
+            while (await ExecuteAsync(sql) is > 0 and var deleted)
+            {
+                total += deleted;
+            }
+            return total;
+        }
+
+        async Task<int> ExecuteAsync(string sql)
+        {
+            await using var command = dataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
     }
 }

@@ -123,7 +123,7 @@ internal sealed class WorkflowStore(NpgsqlDataSource dataSource)
         SELECT s.company_id, s.key, s.cron, coalesce(s.time_zone, c.time_zone), s.type, s.channel, s.template_key,
                s.template_data::text, s.audience, s.audience_days, s.next_occurrence_at
           FROM company_schedules s JOIN companies c ON c.id = s.company_id
-         WHERE s.enabled AND s.next_occurrence_at <= $1
+         WHERE s.enabled AND s.next_occurrence_at <= $1 AND c.deactivated_at IS NULL
          ORDER BY s.next_occurrence_at
          LIMIT $2
          FOR UPDATE OF s SKIP LOCKED

@@ -75,6 +75,44 @@ public sealed class CompanyOffboardingTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
+    public async Task A_key_another_api_replica_still_caches_cannot_make_a_successor_after_the_deactivation()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        await using var replica = new ApiFactory(Db.ConnectionString);
+        using var cached = replica.As(key);
+        Assert.Equal(HttpStatusCode.OK, (await cached.SendJsonAsync(HttpMethod.Get, "/v1/api-keys")).Response.StatusCode);   // now in that replica's cache
+        using var admin = Api.As(TestKeys.Admin);
+        Assert.Equal(HttpStatusCode.OK, (await admin.SendJsonAsync(HttpMethod.Post, $"/v1/companies/{company}/deactivate")).Response.StatusCode);
+
+        var (created, problem) = await cached.SendJsonAsync(HttpMethod.Post, "/v1/api-keys", new { name = "successor" });
+
+        Assert.Equal(HttpStatusCode.Conflict, created.StatusCode);
+        Assert.Contains("deactivated", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM api_keys WHERE company_id = $1 AND revoked_at IS NULL", company));
+    }
+
+    [Fact]
+    public async Task The_consent_export_reads_page_after_page_in_order_without_losing_or_repeating_a_record()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        // More than a page, several recorded at the same instant (the page boundary falls among them).
+        await TestData.ScalarAsync<int>(Db.DataSource, """
+            INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
+            SELECT $1, $2, 'EMAIL', n % 2 = 0, 'api', 'n' || n, '2026-01-01T00:00:00Z'::timestamptz + (n / 3) * interval '1 second'
+              FROM generate_series(1, 5003) n
+            RETURNING 1
+            """, company, customer);
+        using var client = Api.As(key);
+
+        var lines = (await client.GetStringAsync("/v1/consents/export", TestContext.Current.CancellationToken)).TrimStart('\uFEFF').Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.Equal(5004, lines.Length);
+        Assert.Equal(Enumerable.Range(1, 5003).Select(n => "n" + n).Order(StringComparer.Ordinal), lines.Skip(1).Select(l => l.Split(',')[^1]).Order(StringComparer.Ordinal));
+        Assert.Equal(lines.Skip(1).Select(l => l.Split(',')[0]).Order(StringComparer.Ordinal), lines.Skip(1).Select(l => l.Split(',')[0]));
+    }
+
+    [Fact]
     public async Task A_company_exports_its_consent_records_as_csv_that_a_spreadsheet_cannot_run_as_formulas()
     {
         var (company, key) = await Api.NewCompanyAsync();

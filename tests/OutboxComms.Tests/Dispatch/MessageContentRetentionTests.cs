@@ -42,6 +42,8 @@ public sealed class MessageContentRetentionTests(DatabaseFixture db) : IClassFix
             // The scheduler's keys stay (they name only our ids); the producer's go.
             Assert.Equal("""{"reminderId": "7"}""", row.Metadata);
             Assert.Equal(now, row.RedactedAt!.Value, TimeSpan.FromMilliseconds(1));
+            Assert.Equal("content cleared by the company's retention", await TestData.ScalarAsync<string>(db.DataSource,
+                "SELECT status_reason FROM communication_logs WHERE company_id = $1 AND id = $2", company, id));
             // The record stays: status, provider id, cost, and the producer's idempotency key (its ON CONFLICT retry relies on it).
             Assert.Equal(($"invoice-{id}", $"provider-{id}", 0.25m), (row.IdempotencyKey, row.ProviderMessageId, row.Cost));
             Assert.True(await TestData.ScalarAsync<bool>(db.DataSource,
@@ -83,6 +85,44 @@ public sealed class MessageContentRetentionTests(DatabaseFixture db) : IClassFix
         Assert.NotNull((await ReadAsync(company, recent)).RedactedAt);
         Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM content_retention_deferred WHERE company_id = $1", company));
         Assert.Null((await ReadAsync(other, otherOld)).RedactedAt);
+    }
+
+    [Fact]
+    public async Task A_row_committed_after_the_walk_passed_its_id_is_cleared_by_the_weekly_walk_and_a_future_dated_row_does_not_stop_it()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var clock = new FakeTimeProvider(now);
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await SetRetentionAsync(company, 30);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        var job = new MessageContentRetention(db.DataSource, clock, NullLogger<MessageContentRetention>.Instance);
+        // A long business transaction takes its id first and commits after the walk went past it.
+        await using var producer = await db.DataSource.OpenConnectionAsync(Cancel);
+        await using var open = await producer.BeginTransactionAsync(Cancel);
+        long late;
+        await using (var insert = new NpgsqlCommand("""
+            INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status, created_at, updated_at)
+            VALUES ($1, $2, 'INVOICE', 'EMAIL', 'Dear client', 'SENT', now() - interval '40 days', now() - interval '40 days') RETURNING id
+            """, producer, open))
+        {
+            insert.Parameters.AddWithValue(company);
+            insert.Parameters.AddWithValue(customer);
+            late = (long)(await insert.ExecuteScalarAsync(Cancel))!;
+        }
+        var typo = await InsertAsync(company, customer, "SENT", -3650, 40);   // written "in 2036"
+        var old = await InsertAsync(company, customer, "SENT", 40, 40);
+
+        Assert.Equal(2, await job.RunAsync(Cancel));
+        await open.CommitAsync(Cancel);
+        Assert.Equal(0, await job.RunAsync(Cancel));
+        Assert.Null((await ReadAsync(company, late)).RedactedAt);
+
+        clock.Advance(MessageContentRetention.RewalkEvery + TimeSpan.FromHours(1));
+
+        Assert.Equal(1, await job.RunAsync(Cancel));
+        Assert.NotNull((await ReadAsync(company, late)).RedactedAt);
+        Assert.NotNull((await ReadAsync(company, typo)).RedactedAt);
+        Assert.NotNull((await ReadAsync(company, old)).RedactedAt);
     }
 
     [Fact]

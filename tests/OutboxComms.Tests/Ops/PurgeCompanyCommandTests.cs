@@ -23,7 +23,10 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
                 r AS (INSERT INTO message_replays (company_id, message_id, replayed_at, replayed_by, previous_status) SELECT company_id, id, now(), 't', 'FAILED' FROM m),
                 c AS (INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'EMAIL', true, 'api', 'x')),
                 w AS (INSERT INTO webhook_events (company_id, provider, event_key, payload, outcome) VALUES ($1, 'twilio', 'k', '{}', 'APPLIED')),
-                n AS (INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256) VALUES ($1, 'twilio', 'n', '\x00'))
+                n AS (INSERT INTO webhook_nonces (company_id, provider, nonce, body_sha256) VALUES ($1, 'twilio', 'n', '\x00')),
+                fr AS (INSERT INTO reminder_frequency_state (customer_id, type, last_sent_at) VALUES ($2, 'PAYMENT_REMINDER', now())),
+                rm AS (INSERT INTO reminders (company_id, customer_id, type, reference, due_date, time_zone, due_at, grace_ends_at)
+                       VALUES ($1, $2, 'PAYMENT_REMINDER', 'INV-1', current_date, 'Asia/Kolkata', now(), now()))
                 INSERT INTO api_keys (company_id, name, key_prefix, key_hash) VALUES ($1, 'k', 'p', gen_random_uuid()::text::bytea) RETURNING 1
                 """, owner, customer);
         }
@@ -49,9 +52,9 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
         {
             Assert.Equal(0, await PurgeCompanyCommand.RunAsync([.. args, "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
             Assert.Equal(2, (await File.ReadAllLinesAsync(consents, Cancel)).Length);
-            // Never over an existing file.
-            await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", other);
-            await Assert.ThrowsAsync<IOException>(() => PurgeCompanyCommand.RunAsync(["--company", other.ToString(), "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
+            // Never over an existing file: refused before anything is read.
+            Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", other.ToString(), "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
+            Assert.Contains("exists already", errors.ToString(), StringComparison.Ordinal);
         }
         finally
         {
@@ -61,9 +64,12 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
         Assert.Equal(0, await Rows(company));
         Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM companies WHERE id = $1", company));
         Assert.Equal(othersBefore, await Rows(other));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM reminder_frequency_state f WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = f.customer_id)"));
         Assert.Equal(1, await PurgeCompanyCommand.RunAsync(args, db.DataSource, output, errors, Cancel));
         Assert.Contains($"there is no company {company}", errors.ToString(), StringComparison.Ordinal);
         Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", "x"], db.DataSource, output, errors, Cancel));
+        Assert.Contains("--company needs a company id", errors.ToString(), StringComparison.Ordinal);
         Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--exec"], db.DataSource, output, errors, Cancel));
 
         // Every table that names a company: in each, nothing of the purged company is left.
@@ -76,6 +82,64 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
             }
             return total;
         }
+    }
+
+    [Fact]
+    public async Task A_purge_stops_when_the_company_is_reactivated_while_it_runs()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH m AS (INSERT INTO communication_logs (company_id, customer_id, type, channel, content, status)
+                       SELECT $1, $2, 'INVOICE', 'EMAIL', 'x', 'SENT' FROM generate_series(1, 2500))
+            UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1
+            """, company, customer);
+        // The admin reactivates it as the first batch is deleted.
+        var trigger = $"reactivate_{company:N}";
+        await TestData.ScalarAsync<int>(db.DataSource, $"""
+            CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE companies SET deactivated_at = NULL WHERE id = '{company}' AND deactivated_at IS NOT NULL;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER {trigger} AFTER DELETE ON communication_logs FOR EACH ROW WHEN (OLD.company_id = '{company}') EXECUTE FUNCTION {trigger}();
+            SELECT 1
+            """);
+        try
+        {
+            var errors = new StringWriter();
+
+            Assert.Equal(1, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--execute"], db.DataSource, new StringWriter(), errors, Cancel));
+
+            Assert.Contains("was reactivated during the purge", errors.ToString(), StringComparison.Ordinal);
+            Assert.Equal(1500, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+            Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM customers WHERE company_id = $1", company));
+        }
+        finally
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, $"DROP TRIGGER {trigger} ON communication_logs; DROP FUNCTION {trigger}(); SELECT 1");
+        }
+    }
+
+    [Fact]
+    public async Task Every_table_keyed_by_a_customer_alone_is_purged_with_the_customers()
+    {
+        var tables = new List<string>();
+        await using (var command = db.DataSource.CreateCommand("""
+            SELECT c.table_name FROM information_schema.columns c
+             WHERE c.table_schema = current_schema() AND c.column_name = 'customer_id'
+               AND NOT EXISTS (SELECT 1 FROM information_schema.columns o WHERE o.table_schema = c.table_schema AND o.table_name = c.table_name AND o.column_name = 'company_id')
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contype = 'f' AND k.conrelid = c.table_name::regclass AND k.confrelid = 'customers'::regclass AND k.confdeltype = 'c')
+            """))
+        await using (var reader = await command.ExecuteReaderAsync(Cancel))
+        {
+            while (await reader.ReadAsync(Cancel))
+            {
+                tables.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.Equal(PurgeCompanyCommand.CustomerTables.Order(), tables.Order());
     }
 
     [Fact]

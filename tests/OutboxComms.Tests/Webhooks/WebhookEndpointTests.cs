@@ -539,8 +539,29 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(1, receipt!.Applied);
         Assert.Equal(("FAILED", "Twilio 30003: message undelivered"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
         // Kept for audit: the status and code, not the customer's number.
+        Assert.DoesNotContain("9876543210", await TestData.ScalarAsync<string>(db.DataSource, "SELECT payload FROM webhook_events WHERE company_id = $1", company), StringComparison.Ordinal);
         Assert.Equal("AccountSid=AC123&ErrorCode=30003&MessageSid=SM0123456789abcdef&MessageStatus=undelivered",
             await TestData.ScalarAsync<string>(db.DataSource, "SELECT payload FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
+    public async Task A_late_failure_report_about_a_message_whose_content_was_cleared_changes_its_status_but_writes_no_error_text_back()
+    {
+        var company = await CompanyAsync("sms_provider = 'TWILIO', sms_account_sid = 'AC123', sms_api_key_encrypted = $2", "twilio-auth-token");
+        var id = await SentMessageAsync(company, "TWILIO", "SMcleared0000000001", "SMS");
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET content_redacted_at = now() - interval '1 day' WHERE id = $1 RETURNING 1", id);
+        var form = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["AccountSid"] = "AC123", ["ErrorCode"] = "30003", ["ErrorMessage"] = "Unreachable handset +919876543210",
+            ["MessageSid"] = "SMcleared0000000001", ["MessageStatus"] = "undelivered",
+        };
+        var signed = $"{client.BaseAddress}webhooks/twilio/{company}" + string.Concat(form.Select(p => p.Key + p.Value));
+        var signature = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)));
+
+        var (status, _) = await PostAsync($"/webhooks/twilio/{company}", new FormUrlEncodedContent(form), ("X-Twilio-Signature", signature));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(("FAILED", (string?)null), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
     private async Task<string> ConsentsAsync(Guid customer) =>
