@@ -19,7 +19,8 @@ public static partial class CustomerEndpoints
     /// given or withdrawn.
     /// </summary>
     private static readonly string[] PreferenceColumns =
-        ["emailOptIn", "whatsAppOptIn", "smsOptIn", "invoiceDeliveryChannel", "complianceReminderChannel", "paymentReminderChannel", "generalUpdatesChannel", "consentSource"];
+        ["emailOptIn", "whatsAppOptIn", "smsOptIn", "invoiceDeliveryChannel", "complianceReminderChannel", "paymentReminderChannel", "generalUpdatesChannel", "consentSource",
+         "reminderFrequency", "reminderCron", "quietHoursStart", "quietHoursEnd"];
 
     private static readonly string[] CsvColumns = [.. CustomerColumns, .. PreferenceColumns];
 
@@ -127,10 +128,41 @@ public static partial class CustomerEndpoints
                     PaymentReminderChannel = Cell("paymentReminderChannel")?.ToUpperInvariant(),
                     GeneralUpdatesChannel = Cell("generalUpdatesChannel")?.ToUpperInvariant(),
                     ConsentSource = Cell("consentSource"),
+                    ReminderFrequency = Cell("reminderFrequency")?.ToUpperInvariant(),
+                    ReminderCron = Cell("reminderCron"),
                 };
+                // Both cells or neither; "none" in both clears the window. Empty leaves it as it is.
+                var (start, end) = (Cell("quietHoursStart"), Cell("quietHoursEnd"));
+                if (start is not null || end is not null)
+                {
+                    if (IsNone(start) && (end is null || IsNone(end)))
+                    {
+                        preferences = preferences with { QuietHours = null };
+                    }
+                    else if (start is null || end is null || IsNone(end))
+                    {
+                        var missing = start is null ? "quietHoursStart" : "quietHoursEnd";
+                        validation.Add($"lines[{record.Line}].{missing}", $"{missing} is needed with {(missing == "quietHoursStart" ? "quietHoursEnd" : "quietHoursStart")}: give both times (HH:mm), \"none\" in quietHoursStart to clear the quiet hours, or leave both empty to keep them.");
+                    }
+                    else if (Time("quietHoursStart", start) is { } from && Time("quietHoursEnd", end) is { } to)
+                    {
+                        preferences = preferences with { QuietHours = new PreferenceEndpoints.QuietHoursWindow(from, to) };
+                    }
+                }
             }
             items.Add(new ImportCustomerRequest(Cell("externalId"), name, Cell("email"), Cell("phone"), Cell("whatsAppNumber"), Cell("preferredLanguage"), Cell("timeZone"), preferences));
             lines.Add(record.Line);
+
+            // Excel writes 9:00 and 22:00:00 as readily as 22:00; the API takes HH:mm.
+            string? Time(string column, string text)
+            {
+                if (TimeOnly.TryParseExact(text, ["HH:mm", "H:mm", "HH:mm:ss", "H:mm:ss"], System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var time))
+                {
+                    return time.ToString("HH:mm", System.Globalization.CultureInfo.InvariantCulture);
+                }
+                validation.Add($"lines[{record.Line}].{column}", $"{column} is a time of day as HH:mm (e.g. 22:00), or \"none\"; '{text}' is not.");
+                return null;
+            }
 
             // Excel writes TRUE and FALSE; people type yes and no.
             bool? Flag(string column)
@@ -146,6 +178,8 @@ public static partial class CustomerEndpoints
                 }
             }
         }
+        static bool IsNone(string? text) => string.Equals(text, "none", StringComparison.OrdinalIgnoreCase);
+
         if (items.Count == 0)
         {
             return (validation.IsValid ? validation.Add("file", "The file has a header but no customers.") : validation).Problem();

@@ -130,6 +130,42 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task A_spreadsheet_sets_quiet_hours_and_reminder_frequency_and_names_the_column_of_a_bad_cell()
+    {
+        using var client = await NewCompanyClientAsync();
+        async Task<(System.Net.HttpStatusCode Status, System.Text.Json.Nodes.JsonNode? Body)> PostCsv(string csv)
+        {
+            using var content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(csv));
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/csv");
+            using var response = await client.PostAsync("/v1/customers/import/csv", content, TestContext.Current.CancellationToken);
+            var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            return (response.StatusCode, text.Length == 0 ? null : System.Text.Json.Nodes.JsonNode.Parse(text));
+        }
+
+        // Excel writes 9:00 for 09:00; a weekly reminder frequency in lower case.
+        var (status, _) = await PostCsv("externalId,name,quietHoursStart,quietHoursEnd,reminderFrequency\nCL-1,Iyer & Sons,21:30,9:00,weekly\nCL-2,Rao Foods,,,\n");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var (_, iyer) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences");
+        Assert.Equal(("21:30", "09:00", "WEEKLY"), (iyer!["quietHours"]!["start"]!.GetValue<string>(), iyer["quietHours"]!["end"]!.GetValue<string>(), iyer["reminderFrequency"]!.GetValue<string>()));
+        var (_, rao) = await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-2/preferences");
+        Assert.Null(rao!["quietHours"]);
+
+        // Empty cells keep them; "none" clears the quiet hours.
+        Assert.Equal(HttpStatusCode.OK, (await PostCsv("externalId,name,quietHoursStart,quietHoursEnd\nCL-1,Iyer & Sons,,\n")).Status);
+        Assert.Equal("21:30", (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences")).Body!["quietHours"]!["start"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, (await PostCsv("externalId,name,quietHoursStart,quietHoursEnd\nCL-1,Iyer & Sons,none,\n")).Status);
+        Assert.Null((await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences")).Body!["quietHours"]);
+
+        // Named by line and column; nothing of the file is stored.
+        var (bad, problem) = await PostCsv("externalId,name,quietHoursStart,quietHoursEnd\nCL-3,Nair & Co,22:00,\nCL-4,Kapoor Traders,10 pm,07:00\n");
+        WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[2].quietHoursEnd", "lines[3].quietHoursStart");
+        var (frequency, frequencyProblem) = await PostCsv("externalId,name,reminderFrequency,reminderCron\nCL-3,Nair & Co,FORTNIGHTLY,\nCL-4,Kapoor Traders,CUSTOM,\n");
+        WorkflowApi.AssertFields(new HttpResponseMessage(frequency), frequencyProblem, "lines[2].reminderFrequency", "lines[3].reminderCron");
+        Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-3")).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task An_import_sets_the_preferences_an_item_names_and_records_each_consent_once()
     {
         using var client = await NewCompanyClientAsync();
