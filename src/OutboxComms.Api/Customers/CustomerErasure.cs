@@ -50,7 +50,9 @@ public static partial class CustomerEndpoints
         events AS (
             DELETE FROM webhook_events w
              WHERE w.company_id = $1 AND (w.message_id IN (SELECT id FROM msgs)
-                   OR w.provider_message_id IN (SELECT provider_message_id FROM msgs WHERE provider_message_id IS NOT NULL)) RETURNING 1),
+                   OR w.provider_message_id IN (SELECT provider_message_id FROM msgs WHERE provider_message_id IS NOT NULL)
+                   -- Their WhatsApp marketing choices, which name a number, not a message (by its hash, or as stored before it was hashed).
+                   OR (w.provider = 'whatsapp' AND w.event_key LIKE ANY ($5))) RETURNING 1),
         reminders AS (
             UPDATE reminders r SET template_data = '{}', resolution_note = NULL, reference = 'erased reminder ' || r.id
              WHERE r.company_id = $1 AND r.customer_id = $2 RETURNING r.id),
@@ -125,7 +127,7 @@ public static partial class CustomerEndpoints
         await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(new ErasureResponse(customer.Id, now, messages, attachments, events));
 
-        // $1 company, $2 customer, $3 their externalId (before it goes), $4 now.
+        // $1 company, $2 customer, $3 their externalId (before it goes), $4 now, $5 the keys of their WhatsApp marketing choices.
         NpgsqlCommand Command(string sql) => new(sql, connection, npgsqlTransaction)
         {
             Parameters =
@@ -134,7 +136,15 @@ public static partial class CustomerEndpoints
                 new NpgsqlParameter<Guid> { TypedValue = customer.Id },
                 new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text },
                 new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
+                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(customer.WhatsAppNumber) },
             },
         };
+    }
+
+    /// <summary>LIKE patterns of the event keys of a number's WhatsApp marketing choices (its wa_id is the number's digits).</summary>
+    private static string[] MarketingKeys(string? whatsAppNumber)
+    {
+        var digits = new string((whatsAppNumber ?? "").Where(char.IsAsciiDigit).ToArray());
+        return digits.Length == 0 ? [] : [$"marketing:{Core.Webhooks.WebhookPayloads.KeyPart(digits)}:%", $"marketing:{digits}:%"];
     }
 }

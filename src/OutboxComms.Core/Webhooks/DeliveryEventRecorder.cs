@@ -1,4 +1,5 @@
 using Npgsql;
+using OutboxComms.Core.Observability;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
@@ -188,7 +189,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.OccurredAt?.ToUniversalTime() ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             // Minimised: the report's statuses, codes and times, not the addresses and text in it.
             store.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WebhookPayloads.Minimise(delivery.Payload) });
-            store.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            // Masked as the payload is (a bounce's text quotes the address); the message's own error, applied now, is not.
+            store.Parameters.Add(new NpgsqlParameter { Value = (object?)LogRedaction.Contacts(delivery.Error) ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             store.Parameters.Add(new NpgsqlParameter { Value = (object?)SignalOf(delivery) ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             if (await store.ExecuteScalarAsync(cancellationToken) is not long id)
             {

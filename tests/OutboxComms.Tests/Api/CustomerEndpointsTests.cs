@@ -268,6 +268,28 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
+    public async Task An_erasure_deletes_the_whatsapp_marketing_choices_recorded_for_the_customers_number_and_no_one_elses()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        using var client = Api.As(key);
+        var (created, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CL-WA", name = "Shah & Co", whatsAppNumber = "+91 98765 43210" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var hashed = OutboxComms.Core.Webhooks.WebhookPayloads.KeyPart("919876543210");
+        await TestData.ScalarAsync<int>(Db.DataSource, """
+            INSERT INTO webhook_events (company_id, provider, event_key, status, outcome, payload)
+            VALUES ($1, 'whatsapp', 'marketing:' || $2 || ':stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}'),
+                   ($1, 'whatsapp', 'marketing:919876543210:resume:1763000000', 'MARKETING_RESUMED', 'APPLIED', '{}'),
+                   ($1, 'whatsapp', 'marketing:919800000000:stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}')
+            RETURNING 1
+            """, company, hashed);
+
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL-WA/erase")).Response.StatusCode);
+
+        Assert.Equal(["marketing:919800000000:stop:1764000000"], await TestData.ScalarAsync<string[]>(Db.DataSource,
+            "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task An_erased_customer_leaves_no_contact_or_message_content_behind_while_consent_statuses_and_costs_stay()
     {
         var (company, key) = await Api.NewCompanyAsync();

@@ -51,11 +51,37 @@ public sealed class WebhookPayloadsTests
     [Fact]
     public void A_query_string_report_keeps_its_form_and_loses_the_recipient_and_any_number_in_other_fields()
     {
-        var kept = WebhookPayloads.Minimise("?id=mb-1&recipient=919876543210&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&reference=call+%2B91+9876+543+210");
+        var kept = WebhookPayloads.Minimise("?id=mb-1&recipient=919876543210&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&statusReason=call+%2B91+9876+543+210");
 
-        Assert.Equal("?id=mb-1&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&reference=", kept[..kept.IndexOf("reference=", StringComparison.Ordinal)] + "reference=");
-        Assert.Equal("call +** **** *** *10", Uri.UnescapeDataString(kept[(kept.IndexOf("reference=", StringComparison.Ordinal) + "reference=".Length)..]));
+        Assert.Equal("?id=mb-1&status=delivered&statusDatetime=2026-12-07T10%3A00%3A00%2B00%3A00&statusReason=", kept[..kept.IndexOf("statusReason=", StringComparison.Ordinal)] + "statusReason=");
+        Assert.Equal("call +** **** *** *10", Uri.UnescapeDataString(kept[(kept.IndexOf("statusReason=", StringComparison.Ordinal) + "statusReason=".Length)..]));
         Assert.Equal(WebhookPayloads.KeyPart("919876543210"), WebhookPayloads.KeyPart("919876543210"));
         Assert.DoesNotContain("9876", WebhookPayloads.KeyPart("919876543210"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_body_a_lenient_parser_reads_but_a_strict_one_would_refuse_is_minimised_or_kept_as_a_stub_and_never_throws()
+    {
+        // Duplicate names (JsonDocument, which the parsers use, takes them) and a lone surrogate in a field nobody reads.
+        var duplicated = WebhookPayloads.Minimise("""[{"event":"spamreport","category":"a","category":"b","email":"meera@example.com"}]""");
+        Assert.Equal("""[{"event":"spamreport","category":"a","category":"b"}]""", duplicated);
+        Assert.Equal("""{"id":"x","tags":[""]}""", WebhookPayloads.Minimise("""{"id":"x","tags":["\ud800"]}"""));
+        Assert.Equal(WebhookPayloads.NotKept, WebhookPayloads.Minimise("{ not json"));
+        Assert.Equal(WebhookPayloads.NotKept, WebhookPayloads.Minimise("plain text from +919876543210"));
+    }
+
+    [Fact]
+    public void A_messagebird_update_loses_its_content_and_an_opened_email_its_ip_and_browser_while_ids_stay_whole()
+    {
+        var kept = WebhookPayloads.Minimise("""
+            {"id":"mb-1","status":"delivered","reference":"12345678","content":{"file":{"url":"https://f.example/inv-7?sig=abc","caption":"Dear Meera Iyer, INV-7"}},
+             "ip":"203.0.113.7","useragent":"Mozilla/5.0","outbox-message-id":"98765432","sg_event_id":"ZGVsaXZlcmVk"}
+            """);
+
+        Assert.DoesNotContain("Meera", kept, StringComparison.Ordinal);
+        Assert.DoesNotContain("sig=", kept, StringComparison.Ordinal);
+        Assert.DoesNotContain("203.0.113.7", kept, StringComparison.Ordinal);
+        Assert.DoesNotContain("Mozilla", kept, StringComparison.Ordinal);
+        Assert.Equal("""{"id":"mb-1","status":"delivered","reference":"12345678","outbox-message-id":"98765432","sg_event_id":"ZGVsaXZlcmVk"}""", kept);
     }
 }
