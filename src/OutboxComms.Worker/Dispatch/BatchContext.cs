@@ -64,6 +64,21 @@ internal sealed class BatchContext
     /// <summary>The last moment a send of this batch may call its provider (see BatchProcessor); never, for a batch without a lease.</summary>
     public DateTimeOffset StartBy { get; set; } = DateTimeOffset.MaxValue;
 
+    /// <summary>
+    /// The batch's clock, set by its claim: the claim's time plus what the monotonic clock says has
+    /// passed since. A wall clock set back or forward while the batch runs (NTP stepping it, a VM
+    /// resumed) cannot then move its last start: the lease it wrote runs out by the other workers'
+    /// clocks, not by this one's new idea of the time. Null (the wall clock) for a batch without a lease.
+    /// </summary>
+    public Func<DateTimeOffset>? Clock { get; set; }
+
+    /// <summary>Now, by the batch's clock (<see cref="Clock"/>).</summary>
+    public DateTimeOffset Now(TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        return Clock?.Invoke() ?? time.GetUtcNow();
+    }
+
     /// <summary>The worker is stopping: a send not yet started is given back rather than started.</summary>
     public CancellationToken Stopping { get; set; }
 

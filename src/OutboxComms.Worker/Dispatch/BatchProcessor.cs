@@ -53,12 +53,14 @@ internal sealed class BatchProcessor(
         var lease = $"{WorkerId}#{processMark}.{Interlocked.Increment(ref batches)}";
         List<ClaimedMessage> claimed;
         DateTimeOffset claimedAt;
+        long claimedTimestamp;
         // One claim in flight per process: concurrent claims walk the same head of the due index,
         // each skipping the rows the others hold locked and the entries they just left dead.
         await claiming.WaitAsync(stopping);
         try
         {
             claimedAt = time.GetUtcNow();
+            claimedTimestamp = time.GetTimestamp();
             // Not cancelled by shutdown once started: a claim cut off after its commit would leave its
             // rows leased and unsent until the lease ends; a claimed batch meeting shutdown is released at once.
             claimed = await store.ClaimAsync(lease, settings.BatchSize, claimedAt, settings.LeaseDuration, CancellationToken.None);
@@ -103,6 +105,7 @@ internal sealed class BatchProcessor(
             // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
             var startBy = claimedAt + settings.LeaseDuration - settings.SendTimeout - settings.ShutdownGrace;
             context.StartBy = startBy;
+            context.Clock = () => claimedAt + time.GetElapsedTime(claimedTimestamp);
             context.Stopping = stopping;
             return await DispatchAndRecordAsync(lease, claimed, context, startBy, claimedAt + settings.LeaseDuration, stopping, sendToken);
         }
@@ -132,7 +135,7 @@ internal sealed class BatchProcessor(
                     released.Add(message);
                     return;
                 }
-                if (time.GetUtcNow() > startBy)
+                if (context.Now(time) > startBy)
                 {
                     // Given back unsent, due at once: the next claim takes it under a fresh lease.
                     Interlocked.Increment(ref outOfLease);
@@ -174,7 +177,7 @@ internal sealed class BatchProcessor(
         {
             try
             {
-                await CompleteAsync(lease, outcomes, leaseEnds);
+                await CompleteAsync(lease, outcomes, leaseEnds, context);
                 // Counted once the recording returned, not when decided: an outcome whose recording
                 // failed is sent again under another lease and counted then. (One the database refused
                 // even alone, or whose lease was lost meanwhile, may still be counted twice.)
@@ -251,33 +254,33 @@ internal sealed class BatchProcessor(
     /// outcome the database refuses (a value out of range, text it cannot store) does not throw away
     /// the batch's others: they are recorded one at a time, the refused one without its texts.
     /// </summary>
-    private async Task CompleteAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds)
+    private async Task CompleteAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds, BatchContext context)
     {
         try
         {
-            await RecordAsync(lease, completions, leaseEnds);
+            await RecordAsync(lease, completions, leaseEnds, context);
         }
         catch (Exception ex) when (Refused(ex) && completions.Count > 1)
         {
             DispatchLog.CompleteOneByOne(logger, ex, completions.Count);
             foreach (var completion in completions)
             {
-                await RecordOneAsync(lease, completion, leaseEnds);
+                await RecordOneAsync(lease, completion, leaseEnds, context);
             }
         }
         catch (Exception ex) when (Refused(ex))
         {
-            await RecordOneAsync(lease, completions[0], leaseEnds, ex);
+            await RecordOneAsync(lease, completions[0], leaseEnds, context, ex);
         }
     }
 
-    private async Task RecordOneAsync(string lease, Completion completion, DateTimeOffset leaseEnds, Exception? refusal = null)
+    private async Task RecordOneAsync(string lease, Completion completion, DateTimeOffset leaseEnds, BatchContext context, Exception? refusal = null)
     {
         if (refusal is null)
         {
             try
             {
-                await RecordAsync(lease, [completion], leaseEnds);
+                await RecordAsync(lease, [completion], leaseEnds, context);
                 return;
             }
             catch (Exception ex) when (Refused(ex))
@@ -308,11 +311,11 @@ internal sealed class BatchProcessor(
             Cost = null,
             CostCurrency = null,
             Attempt = completion.Attempt is null ? null : completion.Attempt with { Error = completion.Attempt.Error is null ? null : "(not storable)", Cost = null, CostCurrency = null },
-        }], leaseEnds);
+        }], leaseEnds, context);
     }
 
     /// <summary>One write of these outcomes, retried while the database cannot be reached, until 10 s before the lease ends (at least five tries, at most 300).</summary>
-    private async Task RecordAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds)
+    private async Task RecordAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds, BatchContext context)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -323,7 +326,7 @@ internal sealed class BatchProcessor(
                 await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None, mayHaveLanded: attempt > 1);
                 return;
             }
-            catch (NpgsqlException ex) when (!Refused(ex) && (attempt < 5 || (ex.IsTransient && attempt < 300 && time.GetUtcNow() < leaseEnds - TimeSpan.FromSeconds(10))))
+            catch (NpgsqlException ex) when (!Refused(ex) && (attempt < 5 || (ex.IsTransient && attempt < 300 && context.Now(time) < leaseEnds - TimeSpan.FromSeconds(10))))
             {
                 DispatchLog.CompleteRetry(logger, ex, completions.Count, attempt);
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(200 * attempt, 2_000)));

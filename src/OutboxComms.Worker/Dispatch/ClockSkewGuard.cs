@@ -134,14 +134,18 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     {
         var limit = settings.MaxClockSkew;
         var previous = Volatile.Read(ref last);
-        if (sample.RoundTrip > LongestRoundTrip)
+        // A measurement is wrong by up to half its round trip: the clocks are held to disagree only
+        // by what they certainly do (a loaded database's slow answer does not stop dispatch), and a
+        // slow measurement that still shows them beyond the limit counts.
+        var certainly = sample.Skew.Duration() - (sample.RoundTrip / 2);
+        if (sample.RoundTrip > LongestRoundTrip && certainly <= limit)
         {
             // Without any measurement yet the worker is holding its claims: say why.
             DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
             return;
         }
         var wasAllowed = AllowsClaims;
-        var beyond = sample.Skew.Duration() > limit;
+        var beyond = certainly > limit;
         Volatile.Write(ref last, new Decision(sample, beyond));
         metrics.ClockMeasured(sample.Skew);
         var workerId = settings.ResolvedWorkerId();

@@ -365,7 +365,7 @@ internal sealed partial class MessageDispatcher(
                 ? new Uri(publicBase, $"unsubscribe/{unsubscribeTokens.Create(customer.Id)}")
                 : null,
         };
-        if (time.GetUtcNow() > context.StartBy)
+        if (context.Now(time) > context.StartBy)
         {
             // The reads above (the recipient again, stored files) can be slow: a call started now
             // could outlast the lease, and another worker would send the row a second time.
@@ -381,7 +381,7 @@ internal sealed partial class MessageDispatcher(
     /// </summary>
     private async Task<IDisposable> ReserveAttachmentMemoryAsync(IReadOnlyList<CommunicationAttachment> attachments, BatchContext context, CancellationToken sendToken)
     {
-        var left = context.StartBy == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : context.StartBy - time.GetUtcNow();
+        var left = context.StartBy == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : context.StartBy - context.Now(time);
         if (left != Timeout.InfiniteTimeSpan && left <= TimeSpan.Zero)
         {
             throw SendNotStartedException.PastLastStart("before its attachments could be read");
@@ -399,7 +399,7 @@ internal sealed partial class MessageDispatcher(
                 ? new SendNotStartedException("the worker is stopping") { Stopping = true }
                 : SendNotStartedException.PastLastStart("while it waited for attachment memory");
         }
-        if (time.GetUtcNow() > context.StartBy)
+        if (context.Now(time) > context.StartBy)
         {
             reserved.Dispose();   // granted too late: no bytes are read
             throw SendNotStartedException.PastLastStart("while it waited for attachment memory");

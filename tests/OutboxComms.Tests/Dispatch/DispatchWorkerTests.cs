@@ -248,6 +248,34 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_wall_clock_set_back_while_a_batch_runs_does_not_move_its_last_start()
+    {
+        var (company, customer) = await CustomerAsync();
+        var time = new SteppableClock(DateTimeOffset.UtcNow.AddMinutes(1));
+        var email = WorkerHarness.Email();
+        // The first send takes 45 s (past the last start, 38 s after the claim), and meanwhile NTP
+        // sets the host's clock back a minute: by the wall clock the batch is 15 s before its claim.
+        email.Behaviour = m =>
+        {
+            time.Advance(TimeSpan.FromSeconds(45));
+            time.SetBack(TimeSpan.FromSeconds(60));
+            return SendResult.Sent($"slow-{m.MessageId}");
+        };
+        var settings = new Dictionary<string, string?>
+        {
+            ["Dispatch:LeaseDuration"] = "00:01:00", ["Dispatch:SendTimeout"] = "00:00:20", ["Dispatch:MaxConcurrentSends"] = "1", ["Dispatch:MaxClockSkew"] = "00:00:00",
+        };
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], time, settings);
+        await EnqueueManyAsync(company, customer, 2);
+
+        Assert.Equal(2, await worker.RunOnceAsync());
+
+        // The lease it wrote ends by the other workers' clocks: the second row is given back unsent.
+        Assert.Equal(1, email.Calls);
+        Assert.Equal(1, await CountAsync(company, "SENT"));
+    }
+
+    [Fact]
     public async Task A_send_whose_reads_before_the_call_ran_past_the_batchs_last_start_is_given_back_unsent()
     {
         var (company, customer) = await CustomerAsync();
