@@ -53,13 +53,22 @@ public static partial class CustomerEndpoints
                    OR w.provider_message_id IN (SELECT provider_message_id FROM msgs WHERE provider_message_id IS NOT NULL)
                    -- Their WhatsApp marketing choices, which name a number, not a message (by its hash, or as stored before it was hashed).
                    OR (w.provider = 'whatsapp' AND w.event_key LIKE ANY ($5))) RETURNING 1),
+        -- The API's idempotency keys of single sends to them: a key's text may be the client code
+        -- ("invoice-ABCDE1234F-42"). A retry with one then finds no customer, and sends nothing. A bulk
+        -- request's key (many customers) stays, until Api:IdempotencyKeyRetentionDays.
+        keys AS (
+            DELETE FROM idempotency_keys k
+             WHERE k.company_id = $1 AND jsonb_typeof(k.response -> 'messages') = 'array'
+               AND EXISTS (SELECT 1 FROM jsonb_array_elements(k.response -> 'messages') e
+                            WHERE e ->> 'id' ~ '^[0-9]{1,18}$' AND (e ->> 'id')::bigint IN (SELECT id FROM msgs))
+            RETURNING 1),
         reminders AS (
             UPDATE reminders r SET template_data = '{}', resolution_note = NULL, reference = 'erased reminder ' || r.id
              WHERE r.company_id = $1 AND r.customer_id = $2 RETURNING r.id),
         steps AS (
             UPDATE reminder_steps s SET template_data = '{}' WHERE s.reminder_id IN (SELECT id FROM reminders) RETURNING 1)
         SELECT (SELECT count(*) FROM logs)::int, (SELECT count(*) FROM files)::int, (SELECT count(*) FROM events)::int,
-               (SELECT count(*) FROM attempts) + (SELECT count(*) FROM replays) + (SELECT count(*) FROM steps)
+               (SELECT count(*) FROM attempts) + (SELECT count(*) FROM replays) + (SELECT count(*) FROM steps) + (SELECT count(*) FROM keys)
         """;
 
     /// <summary>

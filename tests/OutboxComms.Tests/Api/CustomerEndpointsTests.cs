@@ -268,7 +268,7 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
     }
 
     [Fact]
-    public async Task An_erasure_deletes_the_whatsapp_marketing_choices_recorded_for_the_customers_number_and_no_one_elses()
+    public async Task An_erasure_deletes_the_customers_whatsapp_marketing_choices_and_the_idempotency_keys_of_single_sends_to_them()
     {
         var (company, key) = await Api.NewCompanyAsync();
         using var client = Api.As(key);
@@ -283,10 +283,20 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
             RETURNING 1
             """, company, hashed);
 
+        // A single send whose Idempotency-Key the practice built from the client code, and a bulk one.
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
+            new { customerExternalId = "CL-WA", type = "INVOICE", channel = "EMAIL", subject = "Invoice", content = "Attached." },
+            h => h.Add("Idempotency-Key", "invoice-CL-WA-42"))).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, (await client.SendJsonAsync(HttpMethod.Post, "/v1/messages/bulk",
+            new { messages = new[] { new { customerExternalId = "CL-WA", type = "GENERAL_UPDATE", channel = "EMAIL", subject = "News", content = "Hello" } } },
+            h => h.Add("Idempotency-Key", "newsletter-2026-12"))).Response.StatusCode);
+
         Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL-WA/erase")).Response.StatusCode);
 
         Assert.Equal(["marketing:919800000000:stop:1764000000"], await TestData.ScalarAsync<string[]>(Db.DataSource,
             "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));
+        Assert.Equal(["newsletter-2026-12"], await TestData.ScalarAsync<string[]>(Db.DataSource,
+            "SELECT array_agg(key) FROM idempotency_keys WHERE company_id = $1", company));
     }
 
     [Fact]
