@@ -6,4 +6,7 @@ UPDATE communication_logs m
    SET content_redacted_at = c.erased_at
   FROM customers c
  WHERE c.erased_at IS NOT NULL AND m.company_id = c.company_id AND m.customer_id = c.id
-   AND m.content_redacted_at IS NULL AND m.status <> 'PENDING';
+   AND m.content_redacted_at IS NULL AND m.status <> 'PENDING'
+   -- Written before the erasure, which cleared it (a SQL producer's row for the erased id written
+   -- later was never cleared: left to content retention).
+   AND m.created_at <= c.erased_at;

@@ -1,9 +1,11 @@
 -- Attachment retention (Attachments:RetentionDays) looks each hour for files not yet cleared,
 -- oldest first. Through the primary key it walked every cleared file too, and those only ever
--- accumulate; this index holds the files not yet cleared alone, and each is left out of it once
--- cleared. (On a large installation build it CONCURRENTLY first, outside a transaction:
---   CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_communication_attachments_unpurged ON communication_attachments (id) WHERE purged_at IS NULL;
--- and this file then finds it; a failed CONCURRENTLY build's invalid index is refused.)
+-- accumulate; this index holds the files not yet cleared alone, and each leaves it once cleared.
+-- Built here holding the table's SHARE lock (new files wait for the build). On a large
+-- installation build it first, outside a transaction, and this file then finds it:
+--   CREATE INDEX CONCURRENTLY ix_communication_attachments_unpurged ON communication_attachments (id) WHERE purged_at IS NULL;
+-- A CONCURRENTLY build that failed leaves an invalid index of that name, which the planner never
+-- uses: refuse to take it for the real one.
 SET LOCAL lock_timeout = '10s';
 DO $$
 BEGIN

@@ -135,18 +135,32 @@ public static partial class CustomerEndpoints
                 var (start, end) = (Cell("quietHoursStart"), Cell("quietHoursEnd"));
                 if (start is not null || end is not null)
                 {
+                    const string Both = "give both times (HH:mm), \"none\" to clear the quiet hours, or leave both cells empty to keep them";
                     if (IsNone(start) && (end is null || IsNone(end)))
                     {
                         preferences = preferences with { QuietHours = null };
                     }
-                    else if (start is null || end is null || IsNone(end))
+                    else if (IsNone(start) || IsNone(end))
+                    {
+                        validation.Add($"lines[{record.Line}].{(IsNone(start) ? "quietHoursEnd" : "quietHoursStart")}", $"\"none\" clears the quiet hours and takes no time beside it: {Both}.");
+                    }
+                    else if (start is null || end is null)
                     {
                         var missing = start is null ? "quietHoursStart" : "quietHoursEnd";
-                        validation.Add($"lines[{record.Line}].{missing}", $"{missing} is needed with {(missing == "quietHoursStart" ? "quietHoursEnd" : "quietHoursStart")}: give both times (HH:mm), \"none\" in quietHoursStart to clear the quiet hours, or leave both empty to keep them.");
+                        validation.Add($"lines[{record.Line}].{missing}", $"{missing} is needed with {(missing == "quietHoursStart" ? "quietHoursEnd" : "quietHoursStart")}: {Both}.");
                     }
-                    else if (Time("quietHoursStart", start) is { } from && Time("quietHoursEnd", end) is { } to)
+                    else
                     {
-                        preferences = preferences with { QuietHours = new PreferenceEndpoints.QuietHoursWindow(from, to) };
+                        // Both cells are checked, each named by its column.
+                        var (from, to) = (Time("quietHoursStart", start), Time("quietHoursEnd", end));
+                        if (from is not null && from == to)
+                        {
+                            validation.Add($"lines[{record.Line}].quietHoursEnd", $"quietHoursEnd must differ from quietHoursStart ({from}); \"none\" in both clears the quiet hours.");
+                        }
+                        else if (from is not null && to is not null)
+                        {
+                            preferences = preferences with { QuietHours = new PreferenceEndpoints.QuietHoursWindow(from, to) };
+                        }
                     }
                 }
             }
@@ -156,7 +170,9 @@ public static partial class CustomerEndpoints
             // Excel writes 9:00 and 22:00:00 as readily as 22:00; the API takes HH:mm.
             string? Time(string column, string text)
             {
-                if (TimeOnly.TryParseExact(text, ["HH:mm", "H:mm", "HH:mm:ss", "H:mm:ss"], System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var time))
+                // Seconds only as Excel writes whole minutes (22:00:00): a window is to the minute.
+                if (TimeOnly.TryParseExact(text, ["HH:mm", "H:mm", "HH:mm:ss", "H:mm:ss"], System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var time)
+                    && time.Second == 0)
                 {
                     return time.ToString("HH:mm", System.Globalization.CultureInfo.InvariantCulture);
                 }

@@ -145,15 +145,32 @@ public static partial class CustomerEndpoints
                 new NpgsqlParameter<Guid> { TypedValue = customer.Id },
                 new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text },
                 new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
-                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(customer.WhatsAppNumber) },
+                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(customer.WhatsAppNumber, customer.Phone) },
             },
         };
     }
 
-    /// <summary>LIKE patterns of the event keys of a number's WhatsApp marketing choices (its wa_id is the number's digits).</summary>
-    private static string[] MarketingKeys(string? whatsAppNumber)
+    /// <summary>
+    /// LIKE patterns of the event keys of the WhatsApp marketing choices that matched the customer:
+    /// by their WhatsApp number or, without one, their phone (as the choice was matched), its
+    /// wa_id being the number's digits — an international number's as written (+ or 00 dropped), a
+    /// national one's with India's 91 before it. Hashed, and as stored before keys were hashed.
+    /// </summary>
+    private static string[] MarketingKeys(params string?[] numbers)
     {
-        var digits = new string((whatsAppNumber ?? "").Where(char.IsAsciiDigit).ToArray());
-        return digits.Length == 0 ? [] : [$"marketing:{Core.Webhooks.WebhookPayloads.KeyPart(digits)}:%", $"marketing:{digits}:%"];
+        var keys = new List<string>();
+        foreach (var number in numbers.Where(n => !string.IsNullOrWhiteSpace(n)).Select(n => n!.Trim()))
+        {
+            var digits = new string(number.Where(char.IsAsciiDigit).ToArray());
+            var waIds = number.StartsWith('+') ? [digits]
+                : digits.StartsWith("00", StringComparison.Ordinal) ? [digits[2..]]
+                : new[] { digits, "91" + digits.TrimStart('0') };
+            foreach (var waId in waIds.Where(w => w.Length > 0))
+            {
+                keys.Add($"marketing:{Core.Webhooks.WebhookPayloads.KeyPart(waId)}:%");
+                keys.Add($"marketing:{waId}:%");
+            }
+        }
+        return [.. keys.Distinct(StringComparer.Ordinal)];
     }
 }

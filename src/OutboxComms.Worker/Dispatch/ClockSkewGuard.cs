@@ -176,7 +176,8 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     private bool SetSince(ClockSample sample)
     {
         var stepped = time.GetUtcNow() - sample.TakenAt - time.GetElapsedTime(sample.TakenAtTimestamp);
-        return (sample.Skew + stepped).Duration() > settings.MaxClockSkew;
+        // With the tolerance the measurement got (half its round trip), as Decide gives it.
+        return (sample.Skew + stepped).Duration() - (sample.RoundTrip / 2) > settings.MaxClockSkew;
     }
 
     public override void Dispose()

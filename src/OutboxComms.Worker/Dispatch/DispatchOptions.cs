@@ -146,7 +146,10 @@ public sealed class DispatchOptions : IValidatableObject
         }
         // Two workers this far from PostgreSQL's clock in opposite directions are twice as far
         // apart: at ShutdownGrace or more, one could reclaim a row whose send the other still runs.
-        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && MaxClockSkew * 2 >= ShutdownGrace))
+        // A measurement may be off by half of its round trip (at most 0.5 s), which the guard gives
+        // the clocks the benefit of: an explicit limit leaves room for that.
+        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && MaxClockSkew * 2 >= ShutdownGrace)
+            || (maxClockSkew is { } set && set > TimeSpan.Zero && (set + TimeSpan.FromSeconds(0.5)) * 2 >= ShutdownGrace))
         {
             yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
         }

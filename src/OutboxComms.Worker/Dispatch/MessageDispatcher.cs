@@ -105,7 +105,7 @@ internal sealed partial class MessageDispatcher(
         // provider its last sends start most of a lease later: an opt-out, an unsubscribe, a
         // provider's STOP or a deletion committed meanwhile must decide them, not be overridden for
         // up to a minute. A fast batch (every send within RecipientsFreshFor) costs no extra query.
-        if (message.Customer is not null && now - context.RecipientsReadAt > RecipientsFreshFor
+        if (message.Customer is not null && context.Now(time) - context.RecipientsReadAt > RecipientsFreshFor
             && context.CurrentRecipientAsync(message, sendToken) is { } reading)
         {
             try

@@ -158,8 +158,10 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         Assert.Null((await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-1/preferences")).Body!["quietHours"]);
 
         // Named by line and column; nothing of the file is stored.
-        var (bad, problem) = await PostCsv("externalId,name,quietHoursStart,quietHoursEnd\nCL-3,Nair & Co,22:00,\nCL-4,Kapoor Traders,10 pm,07:00\n");
-        WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[2].quietHoursEnd", "lines[3].quietHoursStart");
+        var (bad, problem) = await PostCsv("externalId,name,quietHoursStart,quietHoursEnd\nCL-3,Nair & Co,22:00,\nCL-4,Kapoor Traders,10 pm,7:00 am\n"
+            + "CL-5,Shah & Co,22:00,22:00:30\nCL-6,Iyer & Sons,22:00,22:00:00\nCL-7,Rao Foods,none,07:00\n");
+        WorkflowApi.AssertFields(new HttpResponseMessage(bad), problem, "lines[2].quietHoursEnd", "lines[3].quietHoursStart", "lines[3].quietHoursEnd",
+            "lines[4].quietHoursEnd", "lines[5].quietHoursEnd", "lines[6].quietHoursEnd");
         var (frequency, frequencyProblem) = await PostCsv("externalId,name,reminderFrequency,reminderCron\nCL-3,Nair & Co,FORTNIGHTLY,\nCL-4,Kapoor Traders,CUSTOM,\n");
         WorkflowApi.AssertFields(new HttpResponseMessage(frequency), frequencyProblem, "lines[2].reminderFrequency", "lines[3].reminderCron");
         Assert.Equal(HttpStatusCode.NotFound, (await client.SendJsonAsync(HttpMethod.Get, "/v1/customers/CL-3")).Response.StatusCode);
@@ -297,6 +299,18 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
             "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));
         Assert.Equal(["newsletter-2026-12"], await TestData.ScalarAsync<string[]>(Db.DataSource,
             "SELECT array_agg(key) FROM idempotency_keys WHERE company_id = $1", company));
+
+        // A client without a WhatsApp number was matched by their phone, written nationally by a SQL producer.
+        var byPhone = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        await TestData.ScalarAsync<int>(Db.DataSource, """
+            WITH c AS (UPDATE customers SET phone = '098450 12345', whatsapp_number = NULL, external_id = 'CL-PH' WHERE id = $2 RETURNING 1)
+            INSERT INTO webhook_events (company_id, provider, event_key, status, outcome, payload)
+            SELECT $1, 'whatsapp', 'marketing:' || $3 || ':stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}' FROM c
+            RETURNING 1
+            """, company, byPhone, OutboxComms.Core.Webhooks.WebhookPayloads.KeyPart("919845012345"));
+        Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL-PH/erase")).Response.StatusCode);
+        Assert.Equal(["marketing:919800000000:stop:1764000000"], await TestData.ScalarAsync<string[]>(Db.DataSource,
+            "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));
     }
 
     [Fact]

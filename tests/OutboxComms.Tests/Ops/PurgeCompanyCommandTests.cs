@@ -122,6 +122,38 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
     }
 
     [Fact]
+    public async Task A_message_a_producer_writes_while_the_purge_runs_goes_with_its_file()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var customer = await TestData.CreateCustomerAsync(db.DataSource, company);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", company);
+        // The business app writes one more invoice with its PDF as the customers are being deleted.
+        var trigger = $"late_{company:N}";
+        await TestData.ScalarAsync<int>(db.DataSource, $"""
+            CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                WITH m AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status)
+                           VALUES ('{company}', 'CL-LATE', 'INVOICE', 'EMAIL', 'late', 'FAILED') RETURNING company_id, id)
+                INSERT INTO communication_attachments (company_id, message_id, file_name, content) SELECT company_id, id, 'late.pdf', '%' FROM m;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER {trigger} AFTER DELETE ON customers FOR EACH ROW WHEN (OLD.company_id = '{company}') EXECUTE FUNCTION {trigger}();
+            SELECT 1
+            """);
+        try
+        {
+            Assert.Equal(0, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--execute"], db.DataSource, new StringWriter(), new StringWriter(), Cancel));
+        }
+        finally
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, $"DROP TRIGGER {trigger} ON customers; DROP FUNCTION {trigger}(); SELECT 1");
+        }
+
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_attachments WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task Every_table_keyed_by_a_customer_alone_is_purged_with_the_customers()
     {
         var tables = new List<string>();
