@@ -15,8 +15,8 @@ public static partial class CompanyEndpoints
     public sealed record DeactivationResponse(Guid CompanyId, DateTimeOffset DeactivatedAt, int KeysRevoked, int MessagesCancelled, int ReminderStepsCancelled, int SchedulesDisabled);
 
     // $1 company, $2 now. Messages a worker holds (their lease running) are being sent and are
-    // recorded as they end; the channels are off for every later claim, so anything a SQL producer
-    // still writes fails with the reason ("the company has not enabled EMAIL") rather than going out.
+    // recorded as they end; anything a SQL producer still writes is cancelled by the worker, which
+    // sends nothing for a deactivated company (MessageDispatcher), whatever its channel settings say.
     private const string DeactivateSql = """
         WITH keys AS (
             UPDATE api_keys SET revoked_at = $2 WHERE company_id = $1 AND revoked_at IS NULL RETURNING key_hash),
