@@ -7,6 +7,6 @@ UPDATE communication_logs m
   FROM customers c
  WHERE c.erased_at IS NOT NULL AND m.company_id = c.company_id AND m.customer_id = c.id
    AND m.content_redacted_at IS NULL AND m.status <> 'PENDING'
-   -- Written before the erasure, which cleared it (a SQL producer's row for the erased id written
-   -- later was never cleared: left to content retention).
-   AND m.created_at <= c.erased_at;
+   -- Only rows the erasure left cleared (a SQL producer's row for the erased id written later, or
+   -- committed after it, was not: left to content retention).
+   AND m.subject IS NULL AND coalesce(m.content, '') = '' AND m.template_data = '{}'::jsonb AND m.error_message IS NULL;

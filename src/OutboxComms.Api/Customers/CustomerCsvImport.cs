@@ -136,7 +136,7 @@ public static partial class CustomerEndpoints
                 if (start is not null || end is not null)
                 {
                     const string Both = "give both times (HH:mm), \"none\" to clear the quiet hours, or leave both cells empty to keep them";
-                    if (IsNone(start) && (end is null || IsNone(end)))
+                    if ((start is null || IsNone(start)) && (end is null || IsNone(end)))
                     {
                         preferences = preferences with { QuietHours = null };
                     }

@@ -145,7 +145,7 @@ public static partial class CustomerEndpoints
                 new NpgsqlParameter<Guid> { TypedValue = customer.Id },
                 new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text },
                 new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
-                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(customer.WhatsAppNumber, customer.Phone) },
+                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(string.IsNullOrEmpty(customer.WhatsAppNumber) ? customer.Phone : customer.WhatsAppNumber) },
             },
         };
     }

@@ -151,7 +151,7 @@ public sealed class DispatchOptions : IValidatableObject
         if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && MaxClockSkew * 2 >= ShutdownGrace)
             || (maxClockSkew is { } set && set > TimeSpan.Zero && (set + TimeSpan.FromSeconds(0.5)) * 2 >= ShutdownGrace))
         {
-            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
+            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}), and a value you set less than half of it minus 0.5 s (a measurement's tolerance): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
         }
         // More sends at once than the process's provider client lets in flight and queue would have
         // it refuse some locally, and those would count against one company's provider as an outage.

@@ -214,12 +214,12 @@ public static class PurgeCompanyCommand
         }
         var messages = await InBatchesAsync(MessagesBatchSql);
         var customers = await InBatchesAsync(CustomersBatchSql);
-        // Again: what a SQL producer still wrote meanwhile goes with its files and attempts.
-        messages += await InBatchesAsync(MessagesBatchSql);
         foreach (var sql in CompanyRowsSql)
         {
             await ExecuteAsync(sql);
         }
+        // Again, last: what a SQL producer still wrote meanwhile goes with its files and attempts.
+        messages += await InBatchesAsync(MessagesBatchSql);
         // Then the company, and with it by their foreign keys' cascades its settings, keys,
         // templates, schedules and their runs, calendar overrides, API idempotency keys and
         // retention cursor — unless it was reactivated meanwhile.
