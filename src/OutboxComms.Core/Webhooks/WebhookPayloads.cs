@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using OutboxComms.Core.Observability;
@@ -64,10 +63,6 @@ public static class WebhookPayloads
             return NotKept;
         }
     }
-
-    /// <summary>A person's address or number as it may appear in an event's key (to tell redeliveries apart): a short hash.</summary>
-    public static string KeyPart(string personal) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(personal ?? "")))[..16];
 
     // Duplicate names are written as they come (JsonDocument keeps them; JsonNode would throw).
     private static void Write(Utf8JsonWriter writer, JsonElement element, string? name)
