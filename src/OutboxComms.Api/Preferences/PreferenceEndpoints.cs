@@ -110,13 +110,17 @@ public static class PreferenceEndpoints
         return endpoints;
     }
 
-    /// <summary>Streamed: a large practice has hundreds of thousands of records. With a BOM, so Excel reads names in any script.</summary>
+    /// <summary>
+    /// A large practice has hundreds of thousands of records: read in one query into a temporary
+    /// file (the records as they stood at that moment), then sent from it, with its length.
+    /// </summary>
     internal static async Task ExportConsents(Tenant tenant, NpgsqlDataSource dataSource, HttpContext http, CancellationToken cancellationToken)
     {
+        await using var spooled = await ConsentExport.SpoolAsync(dataSource, tenant.CompanyId, cancellationToken);
         http.Response.ContentType = "text/csv; charset=utf-8";
         http.Response.Headers.ContentDisposition = "attachment; filename=\"consents.csv\"";
-        await using var writer = new StreamWriter(http.Response.Body, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true), 64 * 1024, leaveOpen: true);
-        await ConsentExport.WriteCsvAsync(dataSource, tenant.CompanyId, writer, cancellationToken);
+        http.Response.ContentLength = spooled.Length;
+        await spooled.CopyToAsync(http.Response.Body, cancellationToken);
     }
 
     internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, HttpContext http, CancellationToken cancellationToken)
