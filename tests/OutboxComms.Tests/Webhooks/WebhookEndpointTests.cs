@@ -870,6 +870,34 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_bounce_and_a_failure_of_one_email_leave_it_bounced_whichever_comes_first()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var blockedFirst = await SentMessageAsync(company, "SENDGRID", "sg-order-1", "EMAIL");
+        var bouncedFirst = await SentMessageAsync(company, "SENDGRID", "sg-order-2", "EMAIL");
+        foreach (var body in new[]
+        {
+            """
+            [{"timestamp":1764000700,"event":"bounce","type":"blocked","reason":"550 5.7.1 blocklisted","sg_event_id":"or-1","sg_message_id":"sg-order-1.filter0425p1las1-1"},
+             {"timestamp":1764000700,"event":"bounce","type":"bounce","reason":"550 5.1.1 no such user","sg_event_id":"or-2","sg_message_id":"sg-order-2.filter0425p1las1-2"}]
+            """,
+            """
+            [{"timestamp":1764000800,"event":"bounce","type":"bounce","reason":"550 5.1.1 no such user","sg_event_id":"or-3","sg_message_id":"sg-order-1.filter0425p1las1-1"},
+             {"timestamp":1764000800,"event":"bounce","type":"blocked","reason":"550 5.7.1 blocklisted","sg_event_id":"or-4","sg_message_id":"sg-order-2.filter0425p1las1-2"}]
+            """,
+        })
+        {
+            var timestamp = SendGridNow();
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync($"/webhooks/sendgrid/{company}", Json(body),
+                ("X-Twilio-Email-Event-Webhook-Signature", SendGridSignature(key, timestamp, body)), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp))).Status);
+        }
+
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 no such user"), ((await RowAsync(blockedFirst)).Status, (await RowAsync(blockedFirst)).Error));
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 no such user"), ((await RowAsync(bouncedFirst)).Status, (await RowAsync(bouncedFirst)).Error));
+    }
+
+    [Fact]
     public async Task A_whatsapp_status_with_a_timestamp_beyond_any_date_is_applied_at_its_receipt()
     {
         var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
