@@ -54,8 +54,8 @@ public static class ConsentExport
 
     /// <summary>
     /// The export (UTF-8 with a BOM, so Excel reads names in any script) in a temporary file,
-    /// readable by this process's user only and deleted when the stream answered is closed,
-    /// positioned at its start.
+    /// readable by this process's user only and gone when the stream answered is closed (on Unix
+    /// unlinked as soon as it is opened), positioned at its start.
     /// </summary>
     public static async Task<FileStream> SpoolAsync(NpgsqlDataSource dataSource, Guid companyId, CancellationToken cancellationToken)
     {
@@ -66,12 +66,19 @@ public static class ConsentExport
             Share = FileShare.None,
             Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
         };
+        var path = Path.Combine(Path.GetTempPath(), $"outboxcomms-consents-{Guid.NewGuid():N}.csv");
         if (!OperatingSystem.IsWindows())
         {
-            // Clients' names: not for the host's other users.
+            // Clients' names: not for the host's other users, and not left behind by a process killed
+            // before it closed the file: unlinked at once, it lives while this stream is open.
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            options.Options = FileOptions.Asynchronous;
         }
-        var file = new FileStream(Path.Combine(Path.GetTempPath(), $"outboxcomms-consents-{Guid.NewGuid():N}.csv"), options);
+        var file = new FileStream(path, options);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.Delete(path);
+        }
         try
         {
             await using (var writer = new StreamWriter(file, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true), 64 * 1024, leaveOpen: true))

@@ -11,9 +11,11 @@ namespace OutboxComms.Core.Webhooks;
 /// every Indian mobile number can be hashed in minutes, so an unkeyed hash is the number.
 /// <para>
 /// The current encryption key hashes new keys; an erasure matches the hashes under every configured
-/// key and, for events stored before keys were keyed (0041), the plain SHA-256 those carried and the
-/// number as stored before that. After a key rotation a redelivery of an event stored under the old
-/// key is stored again under the new one: applying a status or a choice twice changes nothing.
+/// key (so an old key stays listed until <c>Webhooks:RetentionDays</c> have passed since it was
+/// replaced) and, for events stored before keys were keyed (0041), the plain SHA-256 those carried
+/// (hashed again with the key by WebhookEventBackfill) and the number as stored before that. After
+/// a key rotation a redelivery of an event stored under the old key is stored again under the new
+/// one: applying a status or a choice twice changes nothing.
 /// </para>
 /// </summary>
 public sealed class WebhookEventKeys
@@ -42,12 +44,16 @@ public sealed class WebhookEventKeys
     /// the plain hash of keys stored between 5f1bd20 and 0041, and the value itself (before that).
     /// </summary>
     public IEnumerable<string> EveryPart(string? personal) =>
-        keys.Select(key => Hmac(key, personal)).Append(LegacyPart(personal)).Append(personal ?? "").Distinct(StringComparer.Ordinal);
+        keys.Select(key => Hmac(key, personal))
+            .Concat(keys.Select(key => Hmac(key, LegacyPart(personal))))
+            .Append(LegacyPart(personal)).Append(personal ?? "").Distinct(StringComparer.Ordinal);
 
     /// <summary>
     /// <paramref name="eventKey"/> with a number stored whole in it (before 5f1bd20) hashed as
-    /// <see cref="Part"/> would: WhatsApp's <c>marketing:{wa_id}:…</c> and MessageBird SMS's
-    /// <c>{id}:{recipient}:{status}</c>. Any other key is answered as it is.
+    /// <see cref="Part"/> would, and a plain hash (5f1bd20 to 0041) hashed again with the key (the
+    /// number itself is not known; an erasure matches that form too): WhatsApp's
+    /// <c>marketing:{wa_id}:…</c> and MessageBird SMS's <c>{id}:{recipient}:{status}</c>. Any other
+    /// key is answered as it is.
     /// </summary>
     public string Rehashed(string provider, string eventKey)
     {
@@ -59,7 +65,7 @@ public sealed class WebhookEventKeys
             "messagebird-sms" when parts.Length == 3 => 1,
             _ => -1,
         };
-        if (at < 0 || !IsNumber(parts[at]))
+        if (at < 0 || !(IsNumber(parts[at]) || IsLegacyPart(parts[at])))
         {
             return eventKey;
         }
@@ -67,12 +73,15 @@ public sealed class WebhookEventKeys
         return string.Join(':', parts);
     }
 
-    // A number as stored whole: digits, perhaps a '+', and shorter than any hash.
+    // A number as stored whole: digits, perhaps after a '+' (or the space an unencoded '+' in
+    // MessageBird's query became), and shorter than any hash.
     private static bool IsNumber(string part)
     {
-        var digits = part.StartsWith('+') ? part[1..] : part;
+        var digits = part.TrimStart(' ', '+');
         return digits.Length is > 0 and < LegacyPartLength && digits.All(char.IsAsciiDigit);
     }
+
+    private static bool IsLegacyPart(string part) => part.Length == LegacyPartLength && part.All(char.IsAsciiHexDigitLower);
 
     private static string Hmac(byte[] key, string? personal) =>
         Convert.ToHexStringLower(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(personal ?? "")))[..PartLength];

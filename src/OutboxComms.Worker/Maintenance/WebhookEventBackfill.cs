@@ -12,25 +12,43 @@ namespace OutboxComms.Worker.Maintenance;
 /// hash (<see cref="WebhookEventKeys.Rehashed"/>). Otherwise they would keep them until
 /// <c>Webhooks:RetentionDays</c> (90 by default) passed.
 /// <para>
-/// It walks <c>webhook_events</c> by id up to the last row stored when migration 0041 ran, from a
-/// cursor row (<c>webhook_event_backfill</c>) locked for each batch, so one worker walks and the
-/// others skip; at start and hourly until the walk is done. Minimising a minimised report changes
+/// It walks <c>webhook_events</c> by id up to the last row stored when migration 0041 ran (for a
+/// day after it, up to the last row stored now: an API of an older build may still be storing
+/// reports whole during an upgrade), from a cursor row (<c>webhook_event_backfill</c>) locked for
+/// each batch, so one worker walks and the others skip; at start and hourly until the walk is done.
+/// A batch waits at most 2 s for a row lock and is tried again on a lock, deadlock or key conflict. Minimising a minimised report changes
 /// nothing, so a row stored minimised and walked again is left as it was, not rewritten.
 /// </para>
 /// </summary>
 internal sealed partial class WebhookEventBackfill(NpgsqlDataSource dataSource, WebhookEventKeys eventKeys, TimeProvider time, ILogger<WebhookEventBackfill> logger) : BackgroundService
 {
-    private const string LockSql = "SELECT upto_id, done_id FROM webhook_event_backfill WHERE finished_at IS NULL FOR UPDATE SKIP LOCKED";
+    // Up to the last row stored when 0041 ran, or, until walk_until, the last row stored now.
+    private const string LockSql = """
+        SELECT CASE WHEN walk_until > $1 THEN greatest(upto_id, (SELECT coalesce(max(id), 0) FROM webhook_events)) ELSE upto_id END,
+               done_id, walk_until > $1
+          FROM webhook_event_backfill WHERE finished_at IS NULL FOR UPDATE SKIP LOCKED
+        """;
 
-    private const string ReadSql = "SELECT id, provider, event_key, payload, error FROM webhook_events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT 500";
+    // Locked in id order (a provider report being applied, an erasure deleting the customer's, are
+    // waited for, briefly: see lock_timeout).
+    private const string ReadSql = "SELECT id, provider, event_key, payload, error FROM webhook_events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT 500 FOR UPDATE";
 
     // A key now hashed as a redelivery of the same report was already stored under (it came after
-    // keys were hashed): that later copy goes, and the first, with its outcome, takes the key.
-    private const string DropRedeliveriesSql = """
+    // keys were hashed): one of the two copies goes. The first stays, unless only the later one
+    // matched a message (the first waited as unknown).
+    private const string DropLaterCopiesSql = """
         DELETE FROM webhook_events o
          USING unnest($1::bigint[], $2::text[]) AS i(id, event_key), webhook_events w
          WHERE w.id = i.id AND w.event_key <> i.event_key
            AND o.company_id = w.company_id AND o.provider = w.provider AND o.event_key = i.event_key AND o.id <> w.id
+           AND (o.outcome = 'UNKNOWN_MESSAGE' OR w.outcome <> 'UNKNOWN_MESSAGE')
+        """;
+
+    private const string DropFirstCopiesSql = """
+        DELETE FROM webhook_events w
+         USING unnest($1::bigint[], $2::text[]) AS i(id, event_key)
+         WHERE w.id = i.id AND w.event_key <> i.event_key
+           AND EXISTS (SELECT 1 FROM webhook_events o WHERE o.company_id = w.company_id AND o.provider = w.provider AND o.event_key = i.event_key AND o.id <> w.id)
         """;
 
     private const string UpdateSql = """
@@ -39,7 +57,11 @@ internal sealed partial class WebhookEventBackfill(NpgsqlDataSource dataSource, 
          WHERE w.id = i.id
         """;
 
-    private const string AdvanceSql = "UPDATE webhook_event_backfill SET done_id = $1, finished_at = $2";
+    private const string AdvanceSql = "UPDATE webhook_event_backfill SET upto_id = $1, done_id = $2, finished_at = $3";
+
+    // A lock held by a report being applied or an erasure, a deadlock with one, a key another
+    // transaction is storing right now: the batch is tried again shortly.
+    private static readonly HashSet<string> Transient = [PostgresErrorCodes.LockNotAvailable, PostgresErrorCodes.DeadlockDetected, PostgresErrorCodes.UniqueViolation, PostgresErrorCodes.SerializationFailure];
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         PeriodicTimers.EveryAsync(TimeSpan.FromHours(1), time, async cancellationToken =>
@@ -54,11 +76,28 @@ internal sealed partial class WebhookEventBackfill(NpgsqlDataSource dataSource, 
     public async Task<long> RunAsync(CancellationToken cancellationToken)
     {
         long changed = 0;
-        while (await BatchAsync(cancellationToken) is { } rewritten)
+        var failures = 0;
+        while (true)
         {
-            changed += rewritten;
+            int? rewritten;
+            try
+            {
+                rewritten = await BatchAsync(cancellationToken);
+                failures = 0;
+            }
+            catch (PostgresException ex) when (Transient.Contains(ex.SqlState) && ++failures < 5)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(failures), cancellationToken);
+                continue;
+            }
+            if (rewritten is not { } count)
+            {
+                return changed;
+            }
+            changed += count;
+            // A pause between batches: the worker's dispatch shares the host and the database.
+            await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken);
         }
-        return changed;
     }
 
     /// <summary>One batch in one transaction; null once there is nothing left to walk, or another worker walks.</summary>
@@ -66,15 +105,22 @@ internal sealed partial class WebhookEventBackfill(NpgsqlDataSource dataSource, 
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        long upto, done;
-        await using (var cursor = new NpgsqlCommand(LockSql, connection, transaction))
-        await using (var reader = await cursor.ExecuteReaderAsync(cancellationToken))
+        await using (var timeout = new NpgsqlCommand("SET LOCAL lock_timeout = '2s'", connection, transaction))
         {
+            await timeout.ExecuteNonQueryAsync(cancellationToken);
+        }
+        long upto, done;
+        bool extending;
+        var now = time.GetUtcNow();
+        await using (var cursor = new NpgsqlCommand(LockSql, connection, transaction))
+        {
+            cursor.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now.ToUniversalTime() });
+            await using var reader = await cursor.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken))
             {
                 return null;
             }
-            (upto, done) = (reader.GetInt64(0), reader.GetInt64(1));
+            (upto, done, extending) = (reader.GetInt64(0), reader.GetInt64(1), reader.GetBoolean(2));
         }
 
         var ids = new List<long>();
@@ -109,26 +155,29 @@ internal sealed partial class WebhookEventBackfill(NpgsqlDataSource dataSource, 
             {
                 BatchCommands =
                 {
-                    new NpgsqlBatchCommand(DropRedeliveriesSql) { Parameters = { Array(ids), Array(keys) } },
+                    new NpgsqlBatchCommand(DropLaterCopiesSql) { Parameters = { Array(ids), Array(keys) } },
+                    new NpgsqlBatchCommand(DropFirstCopiesSql) { Parameters = { Array(ids), Array(keys) } },
                     new NpgsqlBatchCommand(UpdateSql) { Parameters = { Array(ids), Array(keys), Array(payloads), Array(errors) } },
                 },
             };
             await batch.ExecuteNonQueryAsync(cancellationToken);
         }
-        var finished = last == done;
+        // Nothing left up to the end: done, unless rows stored meanwhile are still walked (walk_until).
+        var caughtUp = last == done;
+        var finished = caughtUp && !extending;
         await using (var advance = new NpgsqlCommand(AdvanceSql, connection, transaction))
         {
+            advance.Parameters.Add(new NpgsqlParameter<long> { TypedValue = upto });
             advance.Parameters.Add(new NpgsqlParameter<long> { TypedValue = finished ? upto : last });
-            advance.Parameters.Add(new NpgsqlParameter { Value = finished ? time.GetUtcNow() : DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+            advance.Parameters.Add(new NpgsqlParameter { Value = finished ? now.ToUniversalTime() : DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             await advance.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
         if (finished)
         {
             LogFinished(logger, upto);
-            return null;
         }
-        return ids.Count;
+        return caughtUp ? null : ids.Count;
     }
 
     private static NpgsqlParameter Array<T>(List<T> values) => new NpgsqlParameter<T[]> { TypedValue = [.. values] };

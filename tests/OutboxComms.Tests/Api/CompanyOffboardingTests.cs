@@ -123,8 +123,42 @@ public sealed class CompanyOffboardingTests(DatabaseFixture db) : ApiTests(db)
         using var response = await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
         var body = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
         Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+        Assert.Equal((byte[])[0xEF, 0xBB, 0xBF], body[..3]); // UTF-8's BOM: Excel reads names in any script
+        Assert.Equal("attachment; filename=consents.csv; filename*=UTF-8''consents.csv", response.Content.Headers.ContentDisposition!.ToString());
+        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), "outboxcomms-consents-*.csv")); // unlinked as soon as it was opened
         var csv = System.Text.Encoding.UTF8.GetString(body).TrimStart('\uFEFF').Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal((12006, "early", "late"), (csv.Length, csv[1].Split(',')[^1], csv[^1].Split(',')[^1]));
+    }
+
+    [Fact]
+    public async Task A_second_consent_export_of_a_company_while_one_is_being_prepared_is_told_to_come_back()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        await TestData.ScalarAsync<int>(Db.DataSource,
+            "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'SMS', true, 'api', 'x') RETURNING 1", company, customer);
+        using var client = Api.As(key);
+        await using var holder = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTable = new Npgsql.NpgsqlCommand("LOCK TABLE consent_records IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockTable.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var first = client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
+        for (var waited = 0; await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'consent_records'::regclass AND NOT granted") == 0; waited++)
+        {
+            Assert.True(waited < 200, "the first export never reached the consent records");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+
+        using var second = await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+        using var done = await first;
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.Equal("60", second.Headers.RetryAfter!.ToString());
+        Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken)).StatusCode);
     }
 
     /// <summary>Runs <paramref name="meanwhile"/> before writing its <paramref name="after"/>th text.</summary>

@@ -40,7 +40,11 @@ public sealed class WebhookEventKeysTests
         Assert.Contains(Keys(First).Part("919876543210"), every);
         Assert.Contains(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("919876543210")))[..16], every);
         Assert.Contains("919876543210", every);
-        Assert.Equal(4, every.Count);
+        // A plain hash the backfill hashed again, under either key.
+        var plain = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("919876543210")))[..16];
+        Assert.Contains(Keys(Second).Part(plain), every);
+        Assert.Contains(Keys(First).Part(plain), every);
+        Assert.Equal(6, every.Count);
     }
 
     [Fact]
@@ -51,8 +55,11 @@ public sealed class WebhookEventKeysTests
 
         Assert.Equal($"marketing:{keys.Part("919876543210")}:stop:1764000000", keys.Rehashed("whatsapp", "marketing:919876543210:stop:1764000000"));
         Assert.Equal($"mb-1:{keys.Part("+919876543210")}:delivered", keys.Rehashed("messagebird-sms", "mb-1:+919876543210:delivered"));
-        // Already hashed (plainly, or keyed), or not a number's key at all.
-        Assert.Equal($"marketing:{legacy}:stop:1764000000", keys.Rehashed("whatsapp", $"marketing:{legacy}:stop:1764000000"));
+        // An unencoded '+' in MessageBird's query was read as a space.
+        Assert.Equal($"mb-1:{keys.Part(" 3161234567")}:delivered", keys.Rehashed("messagebird-sms", "mb-1: 3161234567:delivered"));
+        // A plain hash (anyone can hash every number) is hashed again with the key.
+        Assert.Equal($"marketing:{keys.Part(legacy)}:stop:1764000000", keys.Rehashed("whatsapp", $"marketing:{legacy}:stop:1764000000"));
+        // Already keyed, or not a number's key at all.
         Assert.Equal($"mb-1:{keys.Part("919876543210")}:delivered", keys.Rehashed("messagebird-sms", $"mb-1:{keys.Part("919876543210")}:delivered"));
         Assert.Equal("wamid.HBgM:delivered", keys.Rehashed("whatsapp", "wamid.HBgM:delivered"));
         Assert.Equal("1764000000:919876543210:x", keys.Rehashed("sendgrid", "1764000000:919876543210:x"));
