@@ -104,13 +104,15 @@ internal sealed class BatchProcessor(
             // sent yet when it fails: the batch is given back, as above.
             if (context.HeldReminders.Count > 0)
             {
+                List<(Guid CustomerId, MessageType Type)> wanted = [.. context.HeldReminders.Select(h => (h.CustomerId, h.Type))];
                 try
                 {
-                    context.Reserved(await store.ReserveRemindersAsync(lease, context.HeldReminders.Select(h => (h.CustomerId, h.Type)),
-                        claimedAt + settings.LeaseDuration, claimedAt, CancellationToken.None));
+                    context.Reserved(await store.ReserveRemindersAsync(lease, wanted, claimedAt + settings.LeaseDuration, claimedAt, CancellationToken.None));
                 }
                 catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
                 {
+                    // The entries may have been taken before the failure (a lost answer): given back.
+                    await FreeRemindersAsync(lease, wanted);
                     await TryReleaseAsync(lease, claimed);
                     throw;
                 }
@@ -126,8 +128,7 @@ internal sealed class BatchProcessor(
         }
         finally
         {
-            // After the outcomes' commit: a process taking one of these over reads the times recorded.
-            await FreeRemindersAsync(lease, context.ReservedReminders);
+            // (The entries in reminder_reservations were given back with the outcomes, or run out with the lease.)
             foreach (var (customerId, type, messageId) in context.HeldReminders)
             {
                 reminders.Exit(customerId, type, messageId);
@@ -229,8 +230,7 @@ internal sealed class BatchProcessor(
         return claimed.Count;
     }
 
-    /// <summary>A batch that could not be prepared is given back; a release that fails too leaves it to its lease.</summary>
-    /// <summary>Gives back the batch's reminders; a failure is only logged (they run out with the lease).</summary>
+    /// <summary>Gives back the batch's reminder entries; a failure is only logged (they run out with the lease).</summary>
     private async Task FreeRemindersAsync(string lease, List<(Guid CustomerId, MessageType Type)> reserved)
     {
         try
@@ -243,6 +243,7 @@ internal sealed class BatchProcessor(
         }
     }
 
+    /// <summary>A batch that could not be prepared is given back; a release that fails too leaves it to its lease.</summary>
     private async Task TryReleaseAsync(string lease, List<ClaimedMessage> claimed)
     {
         try
@@ -288,7 +289,9 @@ internal sealed class BatchProcessor(
     {
         try
         {
-            await RecordAsync(lease, completions, leaseEnds, context);
+            // The batch's reminder entries go with this commit; when it is refused, with the lease
+            // (an outcome recorded one by one may have lost its reminder time).
+            await RecordAsync(lease, completions, leaseEnds, context, context.ReservedReminders);
         }
         catch (Exception ex) when (Refused(ex) && completions.Count > 1)
         {
@@ -345,7 +348,8 @@ internal sealed class BatchProcessor(
     }
 
     /// <summary>One write of these outcomes, retried while the database cannot be reached, until 10 s before the lease ends (at least five tries, at most 300).</summary>
-    private async Task RecordAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds, BatchContext context)
+    private async Task RecordAsync(string lease, IReadOnlyList<Completion> completions, DateTimeOffset leaseEnds, BatchContext context,
+        IReadOnlyCollection<(Guid CustomerId, MessageType Type)>? freeReminders = null)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -353,7 +357,7 @@ internal sealed class BatchProcessor(
             {
                 // After a lost connection the earlier write may have committed unacknowledged. (One the
                 // database refused was rolled back: a refusal on a later try means none landed.)
-                await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None, mayHaveLanded: attempt > 1);
+                await store.CompleteAsync(lease, completions, time.GetUtcNow(), CancellationToken.None, mayHaveLanded: attempt > 1, freeReminders);
                 return;
             }
             catch (NpgsqlException ex) when (!Refused(ex) && (attempt < 5 || (ex.IsTransient && attempt < 300 && context.Now(time) < leaseEnds - TimeSpan.FromSeconds(10))))

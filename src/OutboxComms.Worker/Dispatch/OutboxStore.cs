@@ -606,10 +606,13 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
     /// <summary>Writes a batch's outcomes, attempts, reminder times and BOTH-splits in one transaction: one round trip and the commit.</summary>
     /// <param name="mayHaveLanded">An earlier write of these outcomes failed in a way that may have committed it (a lost connection): attempts already recorded are not recorded again.</param>
-    public async Task CompleteAsync(string leaseToken, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken, bool mayHaveLanded = false)
+    /// <param name="freeReminders">The batch's reminder reservations, given back in the same commit (a reminder recorded and its entry freed at once).</param>
+    public async Task CompleteAsync(string leaseToken, IReadOnlyList<Completion> completions, DateTimeOffset now, CancellationToken cancellationToken, bool mayHaveLanded = false,
+        IReadOnlyCollection<(Guid CustomerId, MessageType Type)>? freeReminders = null)
     {
         if (completions.Count == 0)
         {
+            await FreeRemindersAsync(leaseToken, freeReminders ?? [], cancellationToken);
             return;
         }
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
@@ -665,6 +668,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             upsert.Parameters.Add(Array(reminders, r => r.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             upsert.Parameters.Add(Array(reminders, r => r.ReminderPairId, NpgsqlDbType.Bigint));
             batch.BatchCommands.Add(upsert);
+        }
+        if (freeReminders is { Count: > 0 })
+        {
+            batch.BatchCommands.Add(FreeRemindersCommand(leaseToken, freeReminders));
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
@@ -724,88 +731,107 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 
     // A batch's reminders, one per customer and type (ReminderGate keeps a process's batches apart),
     // taken unless another batch holds them and its lease has not run out. In the order given (the
-    // caller sorts), so two batches taking overlapping entries wait for each other, never deadlock.
+    // caller sorts; the free below locks in that order too), so two batches taking overlapping
+    // entries wait for each other, never deadlock.
     private const string ReserveRemindersSql = """
         INSERT INTO reminder_reservations AS r (customer_id, type, held_by, held_until)
         SELECT customer_id, type, $3, $4 FROM unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
         ON CONFLICT (customer_id, type) DO UPDATE SET held_by = excluded.held_by, held_until = excluded.held_until
-         WHERE r.held_until <= $5 OR r.held_by = excluded.held_by
+         WHERE r.held_until <= $5
         RETURNING customer_id, type
         """;
 
-    // Read after the entries are taken, in a snapshot of its own: a holder commits its outcomes
-    // (the reminder times below) before it gives its entries back, so what this reads includes
-    // every reminder sent under an entry this batch took over.
+    // The next statement of the same round trip, so a snapshot of its own, taken after the entries
+    // are: a holder commits its outcomes (the reminder times read here) with the free of its
+    // entries, so this reads every reminder sent under an entry this batch took over.
     private const string ReservedRemindersStateSql = """
-        SELECT s.customer_id, s.type, s.last_sent_at, s.last_created_at, s.last_pair_id
-          FROM reminder_frequency_state s JOIN unnest($1::uuid[], $2::text[]) AS i(customer_id, type) USING (customer_id, type)
+        SELECT i.customer_id, i.type, s.last_sent_at, s.last_created_at, s.last_pair_id
+          FROM unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
+          CROSS JOIN LATERAL (SELECT last_sent_at, last_created_at, last_pair_id FROM reminder_frequency_state
+                               WHERE customer_id = i.customer_id AND type = i.type LIMIT 1) s
         """;
 
+    // Locked in the order given (sorted, as the reservation locks them), then deleted by tuple id.
     private const string FreeRemindersSql = """
-        DELETE FROM reminder_reservations r USING unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
-         WHERE r.customer_id = i.customer_id AND r.type = i.type AND r.held_by = $3
+        DELETE FROM reminder_reservations WHERE ctid = ANY (ARRAY(
+            SELECT r.ctid FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS i(customer_id, type, n)
+             CROSS JOIN LATERAL (SELECT ctid FROM reminder_reservations
+                                  WHERE customer_id = i.customer_id AND type = i.type AND held_by = $3 FOR UPDATE) r
+             ORDER BY i.n))
         """;
 
     /// <summary>
     /// Takes the batch's reminders (see migration 0043) until <paramref name="heldUntil"/>, its
     /// lease's end; answers the ones taken, with when each customer last got a reminder of that
-    /// type as the database has it now (null when never).
+    /// type as the database has it now (null when never). One round trip.
     /// </summary>
     public async Task<Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder?>> ReserveRemindersAsync(
-        string leaseToken, IEnumerable<(Guid CustomerId, MessageType Type)> reminders, DateTimeOffset heldUntil, DateTimeOffset now, CancellationToken cancellationToken)
+        string leaseToken, IReadOnlyCollection<(Guid CustomerId, MessageType Type)> reminders, DateTimeOffset heldUntil, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var wanted = reminders.Distinct().OrderBy(r => r.CustomerId).ThenBy(r => r.Type).ToList();
         var taken = new Dictionary<(Guid, MessageType), RecordedReminder?>();
-        if (wanted.Count == 0)
+        if (reminders.Count == 0)
         {
             return taken;
         }
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using (var reserve = new NpgsqlCommand(ReserveRemindersSql, connection))
+        var wanted = Sorted(reminders);
+        await using var batch = dataSource.CreateBatch();
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ReserveRemindersSql)
         {
-            reserve.Parameters.Add(Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid));
-            reserve.Parameters.Add(Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text));
-            reserve.Parameters.Add(Value(leaseToken));
-            reserve.Parameters.Add(Value(heldUntil.ToUniversalTime()));
-            reserve.Parameters.Add(Value(now.ToUniversalTime()));
-            await using var reader = await reserve.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
+            Parameters =
             {
-                taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = null;
-            }
-        }
-        if (taken.Count == 0)
+                Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid), Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text),
+                Value(leaseToken), Value(heldUntil.ToUniversalTime()), Value(now.ToUniversalTime()),
+            },
+        });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ReservedRemindersStateSql)
         {
-            return taken;
-        }
-        await using (var state = new NpgsqlCommand(ReservedRemindersStateSql, connection))
+            Parameters = { Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid), Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text) },
+        });
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
         {
-            var keys = taken.Keys.ToList();
-            state.Parameters.Add(Array(keys, r => r.Item1, NpgsqlDbType.Uuid));
-            state.Parameters.Add(Array(keys, r => WireName<MessageType>.Of(r.Item2), NpgsqlDbType.Text));
-            await using var reader = await state.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
+            taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = null;
+        }
+        await reader.NextResultAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var key = (reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)));
+            if (taken.ContainsKey(key))
             {
-                taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = new RecordedReminder(
-                    reader.GetFieldValue<DateTimeOffset>(2), NullableTime(reader, 3), reader.IsDBNull(4) ? null : reader.GetInt64(4), 0);
+                taken[key] = new RecordedReminder(reader.GetFieldValue<DateTimeOffset>(2), NullableTime(reader, 3), reader.IsDBNull(4) ? null : reader.GetInt64(4), 0);
             }
         }
         return taken;
     }
 
-    /// <summary>Gives back the batch's reminders once its outcomes are committed (those it still holds).</summary>
+    /// <summary>
+    /// Gives back reminders this batch holds, on their own (a batch that failed to take them, or
+    /// recorded no outcome); a batch that records outcomes gives them back in that commit
+    /// (<see cref="CompleteAsync"/>).
+    /// </summary>
     public async Task FreeRemindersAsync(string leaseToken, IReadOnlyCollection<(Guid CustomerId, MessageType Type)> reminders, CancellationToken cancellationToken)
     {
         if (reminders.Count == 0)
         {
             return;
         }
-        await using var free = dataSource.CreateCommand(FreeRemindersSql);
-        free.Parameters.Add(Array(reminders, r => r.CustomerId, NpgsqlDbType.Uuid));
-        free.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text));
-        free.Parameters.Add(Value(leaseToken));
-        await free.ExecuteNonQueryAsync(cancellationToken);
+        await using var batch = dataSource.CreateBatch();
+        batch.BatchCommands.Add(FreeRemindersCommand(leaseToken, reminders));
+        await batch.ExecuteNonQueryAsync(cancellationToken);
     }
+
+    private static NpgsqlBatchCommand FreeRemindersCommand(string leaseToken, IReadOnlyCollection<(Guid CustomerId, MessageType Type)> reminders)
+    {
+        var sorted = Sorted(reminders);
+        return new NpgsqlBatchCommand(FreeRemindersSql)
+        {
+            Parameters = { Array(sorted, r => r.CustomerId, NpgsqlDbType.Uuid), Array(sorted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text), Value(leaseToken) },
+        };
+    }
+
+    // One order for every statement that locks reservations: none waits on another in a cycle.
+    private static List<(Guid CustomerId, MessageType Type)> Sorted(IEnumerable<(Guid CustomerId, MessageType Type)> reminders) =>
+        [.. reminders.Distinct().OrderBy(r => r.CustomerId).ThenBy(r => r.Type)];
 
     /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>
     public async Task ReleaseAsync(string leaseToken, IReadOnlyCollection<ClaimedMessage> messages, DateTimeOffset now, CancellationToken cancellationToken)

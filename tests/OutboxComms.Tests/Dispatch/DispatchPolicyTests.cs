@@ -1065,10 +1065,51 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
             """, orphaned, time.GetUtcNow());
         var waiting = await EnqueueAsync(orphanedCompany, orphaned, type: "COMPLIANCE_REMINDER");
         Assert.Equal(1, await otherProcess.RunOnceAsync());
-        Assert.Equal("PENDING", (await Outbox.GetAsync(db.DataSource, waiting)).Status);
+        var held = await Outbox.GetAsync(db.DataSource, waiting);
+        Assert.Equal("PENDING", held.Status);
+        Assert.StartsWith("reminder frequency WEEKLY: another COMPLIANCE_REMINDER to this customer is being sent", held.StatusReason, StringComparison.Ordinal);
         time.Advance(TimeSpan.FromMinutes(2));
         Assert.Equal(1, await otherProcess.RunOnceAsync());
         Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, waiting)).Status);
+    }
+
+    [Fact]
+    public async Task A_process_that_read_the_reminder_times_before_another_process_recorded_its_reminder_sends_no_second_one()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
+        // Rendered from a template: its batch reads message_templates after its claim read the
+        // customer's reminder times and before it takes the customer's entry, so holding that table
+        // locked stops it exactly there.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO message_templates (company_id, key, channel, body) VALUES ($1, 'payment-due', 'EMAIL', 'Dear {{ customer.name }}, your fee is due.') RETURNING 1", company);
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", content: null, templateKey: "payment-due", notBefore: time.GetUtcNow().AddMinutes(-1));
+        using var release = new ManualResetEventSlim();
+        var (oneProcess, sending) = await StartHeldReminderBatchAsync(release);
+        await using var firstProcess = oneProcess;
+        await using var otherProcess = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
+        await using var holder = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTemplates = new Npgsql.NpgsqlCommand("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockTemplates.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var reading = Task.Run(otherProcess.RunOnceAsync, TestContext.Current.CancellationToken); // claims the second, reads "no reminder yet", waits for the templates
+        for (var waited = 0; await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'message_templates'::regclass AND NOT granted") == 0; waited++)
+        {
+            Assert.True(waited < 200, "the other process never reached the templates");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        release.Set();
+        Assert.Equal(1, await sending); // the first is recorded, and its entry given back
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(1, await reading);
+
+        Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+        var deferred = await Outbox.GetAsync(db.DataSource, second);
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt)); // Monday 00:00 IST
+        Assert.StartsWith("reminder frequency WEEKLY: a PAYMENT_REMINDER already went out", deferred.StatusReason, StringComparison.Ordinal);
     }
 
     [Fact]
