@@ -71,7 +71,14 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
         {
             // Off by configuration (the tests' fake clocks are far from the database's by design):
             // said at every start, so it is never off unnoticed.
-            DispatchLog.ClockCheckOff(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            if (settings.ClockCheckOffByShortGrace)
+            {
+                DispatchLog.ClockCheckOffByShortGrace(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            }
+            else
+            {
+                DispatchLog.ClockCheckOff(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            }
             return Task.CompletedTask;
         }
         return PeriodicTimers.EveryAsync(RecheckInterval, time, async cancellationToken =>

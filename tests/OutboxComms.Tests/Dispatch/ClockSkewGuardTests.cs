@@ -224,17 +224,37 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.Null(SkewGauge(worker));
     }
 
+    [Fact]
+    public async Task A_shutdown_grace_too_short_for_the_derived_limit_turns_the_check_off_and_the_worker_says_why()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TimeSpan.FromMinutes(10)), new() { ["Dispatch:ShutdownGrace"] = "00:00:01" });
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await worker.StartAsync();
+
+        await WaitUntilAsync(async () => await StatusAsync(id) == "SENT", TimeSpan.FromSeconds(30), "the message to go");
+        Assert.Equal(1, Logged(worker, LogLevel.Warning, "too short to leave the clock check room"));
+        Assert.Equal(0, Logged(worker, LogLevel.Error, Skewed));
+        Assert.Null(SkewGauge(worker));
+    }
+
     [Theory]
     [InlineData(null, null, null, 5_000, true)]             // the defaults: a sixth of the 30 s grace, capped at 5 s
     [InlineData(null, "00:01:00", null, 1_667, true)]       // a short lease keeps a 10 s grace: a sixth of it
     [InlineData("00:00:02", null, null, 333, true)]         // the test harness's grace
+    [InlineData("00:00:01.600", null, null, 267, true)]     // (0.267 s + 0.5 s) × 2 still under 1.6 s
+    [InlineData("00:00:01.500", null, null, 0, true)]       // a sixth would leave no room for the 0.5 s error: off
+    [InlineData("00:00:01", null, null, 0, true)]
+    [InlineData("00:00:01.500", null, "00:00:00.200", 200, true)]   // set, it only needs the room itself
+    [InlineData("00:00:01.500", null, "00:00:00.250", 250, false)]
     [InlineData(null, null, "0", 0, true)]                  // off
     [InlineData(null, null, "00:00:00", 0, true)]
     [InlineData(null, null, "00:00:14", 14_000, true)]      // two workers 28 s apart: inside the 30 s grace
     [InlineData(null, null, "00:00:15", 15_000, false)]     // 30 s apart: a send still running can be reclaimed
     [InlineData(null, "00:01:00", "00:00:05", 5_000, false)]
     [InlineData(null, null, "-00:00:01", -1_000, false)]
-    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
+    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it_less_the_measurement_error(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
