@@ -251,7 +251,8 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         // Two workers ten minutes ahead of PostgreSQL, two seconds apart: to them the database's
         // clock is ten minutes behind.
         await using var first = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
-        await using var second = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes + TimeSpan.FromSeconds(2)), ProductionLimits());
+        var secondClock = new SkewedClock(TenMinutes + TimeSpan.FromSeconds(2));
+        await using var second = new WorkerHarness(db.ConnectionString, [email], secondClock, ProductionLimits());
         var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: DateTimeOffset.UtcNow.AddMinutes(-20));
 
         // Alone, a worker cannot tell whether its clock or the database's is off: it holds, as before.
@@ -269,6 +270,25 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.InRange(SkewGauge(first)!.Value, 595, 605);
         Assert.Equal(1, await first.RunOnceAsync());
         Assert.Equal("SENT", await StatusAsync(id));
+
+        // A step of its clock holds a worker at once, as for one that agrees with the database:
+        // the others judge its leases by the skew it recorded.
+        secondClock.Offset += TimeSpan.FromSeconds(1);
+        Assert.False(Guard(second).AllowsClaims);
+    }
+
+    [Fact]
+    public async Task A_clock_stepped_by_more_than_half_a_second_holds_claims_at_once_even_within_the_limit()
+    {
+        var clock = new SkewedClock(TimeSpan.Zero);
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], clock, ProductionLimits());
+        Assert.True(await MeasureAsync(worker));
+
+        clock.Offset = TimeSpan.FromSeconds(0.3);
+        Assert.True(Guard(worker).AllowsClaims);
+        clock.Offset = TimeSpan.FromSeconds(1);
+        Assert.False(Guard(worker).AllowsClaims);
+        Assert.True(await MeasureAsync(worker));   // measured again, it agrees
     }
 
     [Fact]
@@ -277,11 +297,11 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         var email = WorkerHarness.Email();
         await using var worker = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
         // A worker with the same clock that stopped measuring 90 s ago (past the 75 s in which a
-        // worker counts as running), and one gone for two days.
+        // worker counts as running; leases it took may still be live), and one gone for two days.
         await TestData.ScalarAsync<int>(db.DataSource, """
-            INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms) VALUES
-                ('stopped#1', clock_timestamp() - interval '90 seconds', 600000, 1),
-                ('gone#1', clock_timestamp() - interval '2 days', 600000, 1)
+            INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms, claims_until) VALUES
+                ('stopped#1', clock_timestamp() - interval '90 seconds', 600000, 1, clock_timestamp() + interval '2 minutes'),
+                ('gone#1', clock_timestamp() - interval '2 days', 600000, 1, NULL)
             RETURNING 1
             """);
 
