@@ -105,7 +105,7 @@ internal static class WorkerClocks
     private static readonly TimeSpan Forgotten = TimeSpan.FromDays(1);
 
     // Any constant unique to us, apart from the migrator's. ("OUTBOXCK" in ASCII.)
-    private const long FleetLockKey = 0x4F5554424F58434B;
+    internal const long FleetLockKey = 0x4F5554424F58434B;
 
     // Under a transaction lock every worker takes for its decision, so a decision sees the rows of
     // all decisions before it: the last measurement of each live worker, and every measurement

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using Npgsql;
 using OutboxComms.Core.Observability;
 using OutboxComms.Tests.Infrastructure;
 using OutboxComms.Worker.Dispatch;
@@ -357,6 +358,33 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(1, await third.RunOnceAsync());
         Assert.Equal("SENT", await StatusAsync(id));
         Assert.Equal(1, Logged(third, LogLevel.Information, "agrees with PostgreSQL's again"));
+    }
+
+    [Fact]
+    public async Task A_decision_waits_for_the_one_under_way_and_keeps_to_the_claims_it_recorded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        // Another worker deciding: it holds the fleet's lock while it writes that it claims, on a
+        // clock ten minutes ahead.
+        await using var other = await db.DataSource.OpenConnectionAsync(ct);
+        await using var deciding = await other.BeginTransactionAsync(ct);
+        await using (var lockAndWrite = new NpgsqlCommand($"""
+            SELECT pg_advisory_xact_lock({WorkerClocks.FleetLockKey});
+            INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms, claims_until)
+            VALUES ('other#1', clock_timestamp(), 600000, 1, clock_timestamp() + interval '3 minutes');
+            """, other, deciding))
+        {
+            await lockAndWrite.ExecuteNonQueryAsync(ct);
+        }
+
+        var measuring = MeasureAsync(worker);
+        await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        Assert.False(measuring.IsCompleted, "the decision did not wait for the fleet's lock");
+        await deciding.CommitAsync(ct);
+
+        Assert.False(await measuring);
+        Assert.Equal(1, Logged(worker, LogLevel.Error, ApartFromClaims));
     }
 
     [Fact]
