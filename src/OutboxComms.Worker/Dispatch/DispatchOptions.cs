@@ -67,7 +67,9 @@ public sealed class DispatchOptions : IValidatableObject
     private TimeSpan? maxClockSkew;
 
     /// <summary>
-    /// How far this worker's clock may be from PostgreSQL's before it stops claiming (ClockSkewGuard);
+    /// How far this worker's clock may be from PostgreSQL's — or, when that is the one off, from most
+    /// live workers' — before it stops claiming (ClockSkewGuard; no worker claims while leases taken
+    /// on a clock twice this far from its own may be live);
     /// 0 turns the check off. A claim takes "now" and its lease's end from this clock, and other
     /// workers judge that lease by theirs: two workers this far off in opposite directions are twice
     /// as far apart, and the lease ends that much early for one of them, out of the
