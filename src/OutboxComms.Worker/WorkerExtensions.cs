@@ -21,6 +21,7 @@ public static class WorkerExtensions
         builder.Services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<KeyRetentionOptions>().BindConfiguration(KeyRetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddHostedService<WebhookEventRetention>();
+        builder.Services.AddHostedService<WebhookEventBackfill>();
         builder.Services.AddHostedService<AttachmentRetention>();
         builder.Services.AddHostedService<MessageContentRetention>();
         builder.Services.AddHostedService<WaitingEventSweep>();

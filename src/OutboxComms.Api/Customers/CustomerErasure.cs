@@ -81,7 +81,7 @@ public static partial class CustomerEndpoints
     /// a minute later. Erasing again answers the first erasure.
     /// </summary>
     internal static async Task<Results<Ok<ErasureResponse>, ProblemHttpResult>> Erase(
-        string id, Tenant tenant, OutboxDbContext db, TimeProvider time, CancellationToken cancellationToken)
+        string id, Tenant tenant, OutboxDbContext db, TimeProvider time, Core.Webhooks.WebhookEventKeys eventKeys, CancellationToken cancellationToken)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         // Live or deleted. Locked: a PUT, restore or import waits.
@@ -145,7 +145,7 @@ public static partial class CustomerEndpoints
                 new NpgsqlParameter<Guid> { TypedValue = customer.Id },
                 new NpgsqlParameter { Value = (object?)customer.ExternalId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text },
                 new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
-                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(string.IsNullOrEmpty(customer.WhatsAppNumber) ? customer.Phone : customer.WhatsAppNumber) },
+                new NpgsqlParameter<string[]> { TypedValue = MarketingKeys(eventKeys, string.IsNullOrEmpty(customer.WhatsAppNumber) ? customer.Phone : customer.WhatsAppNumber) },
             },
         };
     }
@@ -154,9 +154,9 @@ public static partial class CustomerEndpoints
     /// LIKE patterns of the event keys of the WhatsApp marketing choices that matched the customer:
     /// by their WhatsApp number or, without one, their phone (as the choice was matched), its
     /// wa_id being the number's digits — an international number's as written (+ or 00 dropped), a
-    /// national one's with India's 91 before it. Hashed, and as stored before keys were hashed.
+    /// national one's with India's 91 before it. Under every key a stored event may carry it (<see cref="Core.Webhooks.WebhookEventKeys.EveryPart"/>).
     /// </summary>
-    private static string[] MarketingKeys(params string?[] numbers)
+    private static string[] MarketingKeys(Core.Webhooks.WebhookEventKeys eventKeys, params string?[] numbers)
     {
         var keys = new List<string>();
         foreach (var number in numbers.Where(n => !string.IsNullOrWhiteSpace(n)).Select(n => n!.Trim()))
@@ -167,8 +167,7 @@ public static partial class CustomerEndpoints
                 : new[] { digits, "91" + digits.TrimStart('0') };
             foreach (var waId in waIds.Where(w => w.Length > 0))
             {
-                keys.Add($"marketing:{Core.Webhooks.WebhookPayloads.KeyPart(waId)}:%");
-                keys.Add($"marketing:{waId}:%");
+                keys.AddRange(eventKeys.EveryPart(waId).Select(part => $"marketing:{part}:%"));
             }
         }
         return [.. keys.Distinct(StringComparer.Ordinal)];

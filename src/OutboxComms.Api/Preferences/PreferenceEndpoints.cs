@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json.Serialization;
 using Cronos;
@@ -110,13 +111,60 @@ public static class PreferenceEndpoints
         return endpoints;
     }
 
-    /// <summary>Streamed: a large practice has hundreds of thousands of records. With a BOM, so Excel reads names in any script.</summary>
-    internal static async Task ExportConsents(Tenant tenant, NpgsqlDataSource dataSource, HttpContext http, CancellationToken cancellationToken)
+    /// <summary>
+    /// A large practice has hundreds of thousands of records: read in one query into a temporary
+    /// file (the records as they stood at that moment), then sent from it, with its length. One
+    /// export per company at a time and two per API process: each holds a database connection and
+    /// temporary disk space while it is read (429 otherwise).
+    /// </summary>
+    internal static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> ExportConsents(Tenant tenant, NpgsqlDataSource dataSource, HttpContext http, CancellationToken cancellationToken)
     {
-        http.Response.ContentType = "text/csv; charset=utf-8";
-        http.Response.Headers.ContentDisposition = "attachment; filename=\"consents.csv\"";
-        await using var writer = new StreamWriter(http.Response.Body, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true), 64 * 1024, leaveOpen: true);
-        await ConsentExport.WriteCsvAsync(dataSource, tenant.CompanyId, writer, cancellationToken);
+        if (!ConsentExports.TryEnter(tenant.CompanyId))
+        {
+            http.Response.Headers.RetryAfter = "60";
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "A consent export is already being prepared",
+                detail: "Another export of this company's consent records, or too many exports at once, is being prepared on this server: try again in a minute.");
+        }
+        FileStream spooled;
+        try
+        {
+            spooled = await ConsentExport.SpoolAsync(dataSource, tenant.CompanyId, cancellationToken);
+        }
+        finally
+        {
+            ConsentExports.Exit(tenant.CompanyId);
+        }
+        // Sent with its length, and disposed (so deleted) once sent.
+        return TypedResults.Stream(spooled, "text/csv; charset=utf-8", "consents.csv");
+    }
+
+    /// <summary>The consent exports being prepared in this process.</summary>
+    private static class ConsentExports
+    {
+        private const int AtOnce = 2;
+        private static readonly ConcurrentDictionary<Guid, byte> Companies = new();
+        private static int running;
+
+        public static bool TryEnter(Guid companyId)
+        {
+            if (Interlocked.Increment(ref running) > AtOnce)
+            {
+                Interlocked.Decrement(ref running);
+                return false;
+            }
+            if (!Companies.TryAdd(companyId, 0))
+            {
+                Interlocked.Decrement(ref running);
+                return false;
+            }
+            return true;
+        }
+
+        public static void Exit(Guid companyId)
+        {
+            Companies.TryRemove(companyId, out _);
+            Interlocked.Decrement(ref running);
+        }
     }
 
     internal static async Task<Results<Ok<PreferencesResponse>, ProblemHttpResult>> Get(string id, Tenant tenant, OutboxDbContext db, HttpContext http, CancellationToken cancellationToken)

@@ -223,6 +223,7 @@ public static class SecretProtectorExtensions
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<EncryptionKeyOptions>, EncryptionKeyValidator>();
         services.AddSingleton<SecretProtector>();
+        services.AddSingleton<Webhooks.WebhookEventKeys>();
         return services;
     }
 

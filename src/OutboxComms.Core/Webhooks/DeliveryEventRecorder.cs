@@ -49,7 +49,9 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // delivery that arrives after the bounce changes nothing), while a delivery or read beats a
     // failure whatever the times (it proves the message arrived; a failure after "delivered" was
     // never believed), and a read beats a bounce likewise. Such a delivery clears the failure's time
-    // and error. The delivery and
+    // and error. A bounce beats a failure whatever the order (a SendGrid block, then the bounce: the
+    // address itself is refused, which is what the practice must fix), and a failure after a bounce
+    // changes nothing. The delivery and
     // read times are the earliest reported: a "read" that came first stands in for the delivery
     // until the "delivered" with its own, earlier time arrives (the status stays READ). Mailgun reports
     // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
@@ -61,6 +63,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                        WHEN $3 = 'BOUNCED' AND status = 'DELIVERED' THEN $4 >= coalesce(delivered_at, '-infinity')
                        WHEN $3 = 'DELIVERED' AND status = 'BOUNCED' THEN $4 >= coalesce(failed_at, '-infinity')
                        WHEN $3 IN ('DELIVERED', 'READ') AND status IN ('FAILED', 'BOUNCED') THEN true
+                       WHEN $3 = 'BOUNCED' AND status = 'FAILED' THEN true
                        ELSE delivery_rank($3) > delivery_rank(status)
                    END, false) AS advances
               FROM communication_logs

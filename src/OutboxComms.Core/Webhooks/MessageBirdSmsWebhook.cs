@@ -14,7 +14,7 @@ namespace OutboxComms.Core.Webhooks;
 /// <c>MessageBird-Signature-JWT</c> over the full URL (no body, so no payload hash), keyed with the
 /// signing key stored as the company's SMS <c>webhookSecret</c>.
 /// </summary>
-public sealed class MessageBirdSmsWebhook(TimeProvider time) : IDeliveryWebhook
+public sealed class MessageBirdSmsWebhook(TimeProvider time, WebhookEventKeys eventKeys) : IDeliveryWebhook
 {
     public string Route => "messagebird-sms";
 
@@ -60,6 +60,6 @@ public sealed class MessageBirdSmsWebhook(TimeProvider time) : IDeliveryWebhook
         var occurred = DateTimeOffset.TryParse(query["statusDatetime"]?.Replace(' ', '+'), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
             ? at
             : (DateTimeOffset?)null;
-        return [new DeliveryEvent(id, mapped.Value, occurred, reason, $"{id}:{WebhookPayloads.KeyPart(query["recipient"] ?? "")}:{status}", request.Url.Query)];
+        return [new DeliveryEvent(id, mapped.Value, occurred, reason, $"{id}:{eventKeys.Part(query["recipient"])}:{status}", request.Url.Query)];
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using OutboxComms.Core.Observability;
@@ -57,17 +56,15 @@ public static class WebhookPayloads
                 }
                 return Encoding.UTF8.GetString(buffer.WrittenSpan);
             }
-            return payload.Contains('=', StringComparison.Ordinal) ? Form(payload) : NotKept;
+            // A form, also one left empty by minimising ("?" of a query whose every field was personal):
+            // minimising what this returned changes nothing.
+            return payload.Contains('=', StringComparison.Ordinal) || payload is "" or "?" ? Form(payload) : NotKept;
         }
         catch (Exception ex) when (ex is JsonException or ArgumentException or InvalidOperationException or FormatException or UriFormatException)
         {
             return NotKept;
         }
     }
-
-    /// <summary>A person's address or number as it may appear in an event's key (to tell redeliveries apart): a short hash.</summary>
-    public static string KeyPart(string personal) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(personal ?? "")))[..16];
 
     // Duplicate names are written as they come (JsonDocument keeps them; JsonNode would throw).
     private static void Write(Utf8JsonWriter writer, JsonElement element, string? name)
@@ -140,7 +137,8 @@ public static class WebhookPayloads
                 continue;
             }
             var value = at < 0 ? "" : Uri.UnescapeDataString(pair[(at + 1)..].Replace('+', ' '));
-            kept.Add(at < 0 ? pair : $"{Uri.EscapeDataString(name)}={Uri.EscapeDataString((Verbatim(name) ? value : LogRedaction.Contacts(value)) ?? "")}");
+            // A field without a value is text too (a bare number would be kept whole otherwise).
+            kept.Add(at < 0 ? Uri.EscapeDataString(LogRedaction.Contacts(name) ?? "") : $"{Uri.EscapeDataString(name)}={Uri.EscapeDataString((Verbatim(name) ? value : LogRedaction.Contacts(value)) ?? "")}");
         }
         return (form.StartsWith('?') ? "?" : "") + string.Join('&', kept);
     }

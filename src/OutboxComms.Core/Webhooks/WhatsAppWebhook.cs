@@ -19,7 +19,7 @@ namespace OutboxComms.Core.Webhooks;
 /// read: companies onboarded through one Meta app share its app secret, so the signature alone
 /// does not say whose account a body is about.
 /// </summary>
-public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliveryWebhook
+public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEventKeys eventKeys) : IDeliveryWebhook
 {
     private readonly byte[]? deploymentSecret = string.IsNullOrEmpty(options.Value.WhatsAppAppSecret) ? null : WebhookSignatures.Utf8(options.Value.WhatsAppAppSecret);
 
@@ -206,7 +206,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliver
     }
 
     // {"wa_id":"919876543210","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":1731705721}
-    private static DeliveryEvent? MarketingChoice(JsonElement choice)
+    private DeliveryEvent? MarketingChoice(JsonElement choice)
     {
         if (ChatMessageParts.Text(choice, "category") != "marketing_messages" || ChatMessageParts.Text(choice, "wa_id") is not { Length: > 0 } waId)
         {
@@ -224,7 +224,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options) : IDeliver
         }
         var occurred = Timestamp(choice);
         return DeliveryEvent.MarketingChoiceMade(new WhatsAppMarketingChoice(waId, stopped.Value), occurred,
-            $"marketing:{WebhookPayloads.KeyPart(waId)}:{ChatMessageParts.Text(choice, "value")}:{occurred?.ToUnixTimeSeconds()}", choice.GetRawText());
+            $"marketing:{eventKeys.Part(waId)}:{ChatMessageParts.Text(choice, "value")}:{occurred?.ToUnixTimeSeconds()}", choice.GetRawText());
     }
 
     private static DateTimeOffset? Timestamp(JsonElement element) =>

@@ -100,6 +100,33 @@ internal sealed class BatchContext
     /// <summary>The reminder slots this batch holds in the <see cref="ReminderGate"/>, to give back once its outcomes are recorded.</summary>
     public List<(Guid CustomerId, MessageType Type, long MessageId)> HeldReminders { get; } = [];
 
+    /// <summary>The reminders this batch holds across worker processes (migration 0043), to give back once its outcomes are recorded.</summary>
+    public List<(Guid CustomerId, MessageType Type)> ReservedReminders { get; } = [];
+
+    /// <summary>
+    /// What <see cref="OutboxStore.ReserveRemindersAsync"/> answered for <see cref="HeldReminders"/>:
+    /// a reminder another process is sending lets none of this customer's of that type go from this
+    /// batch (they are looked at again a lease later, as behind another batch of this process), and
+    /// the last reminder times read with the entries taken count as this process's own records do.
+    /// </summary>
+    public void Reserved(IReadOnlyDictionary<(Guid CustomerId, MessageType Type), RecordedReminder?> taken)
+    {
+        ArgumentNullException.ThrowIfNull(taken);
+        foreach (var (customerId, type, _) in HeldReminders)
+        {
+            if (!taken.TryGetValue((customerId, type), out var current))
+            {
+                firstReminderInBatch[(customerId, type)] = null;
+                continue;
+            }
+            ReservedReminders.Add((customerId, type));
+            if (current is not null && !(recordedReminders.TryGetValue((customerId, type), out var known) && known.SentAt >= current.SentAt))
+            {
+                recordedReminders[(customerId, type)] = current;
+            }
+        }
+    }
+
     public Company? Company(Guid id) => companies.GetValueOrDefault(id);
 
     /// <summary>The company's reminders that the batch's digests list (<see cref="DigestReminders"/>) and that are no longer active (another company's are never looked at).</summary>

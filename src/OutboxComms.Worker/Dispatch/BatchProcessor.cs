@@ -100,6 +100,21 @@ internal sealed class BatchProcessor(
         }
         try
         {
+            // The gate keeps this process's batches apart; this keeps processes apart. Nothing is
+            // sent yet when it fails: the batch is given back, as above.
+            if (context.HeldReminders.Count > 0)
+            {
+                try
+                {
+                    context.Reserved(await store.ReserveRemindersAsync(lease, context.HeldReminders.Select(h => (h.CustomerId, h.Type)),
+                        claimedAt + settings.LeaseDuration, claimedAt, CancellationToken.None));
+                }
+                catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+                {
+                    await TryReleaseAsync(lease, claimed);
+                    throw;
+                }
+            }
             // The last moment a send may start: one that starts later could still be running when
             // the lease ends and another worker, taking the row over, sends it a second time (a batch
             // of 500 with 32 sends at once is 16 rounds; a provider answering in 8 s needs 128 s).
@@ -111,6 +126,8 @@ internal sealed class BatchProcessor(
         }
         finally
         {
+            // After the outcomes' commit: a process taking one of these over reads the times recorded.
+            await FreeRemindersAsync(lease, context.ReservedReminders);
             foreach (var (customerId, type, messageId) in context.HeldReminders)
             {
                 reminders.Exit(customerId, type, messageId);
@@ -213,6 +230,19 @@ internal sealed class BatchProcessor(
     }
 
     /// <summary>A batch that could not be prepared is given back; a release that fails too leaves it to its lease.</summary>
+    /// <summary>Gives back the batch's reminders; a failure is only logged (they run out with the lease).</summary>
+    private async Task FreeRemindersAsync(string lease, List<(Guid CustomerId, MessageType Type)> reserved)
+    {
+        try
+        {
+            await store.FreeRemindersAsync(lease, reserved, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            DispatchLog.RemindersNotFreed(logger, ex, WorkerId, reserved.Count);
+        }
+    }
+
     private async Task TryReleaseAsync(string lease, List<ClaimedMessage> claimed)
     {
         try

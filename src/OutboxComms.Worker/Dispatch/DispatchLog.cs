@@ -97,4 +97,7 @@ internal static partial class DispatchLog
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]
     public static partial void RecipientNotReread(ILogger logger, Exception exception, long messageId, Guid companyId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId} could not give back its hold on {Count} customers' reminders; another worker may send them once this batch's lease ends")]
+    public static partial void RemindersNotFreed(ILogger logger, Exception exception, string workerId, int count);
 }

@@ -722,6 +722,91 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         return complete;
     }
 
+    // A batch's reminders, one per customer and type (ReminderGate keeps a process's batches apart),
+    // taken unless another batch holds them and its lease has not run out. In the order given (the
+    // caller sorts), so two batches taking overlapping entries wait for each other, never deadlock.
+    private const string ReserveRemindersSql = """
+        INSERT INTO reminder_reservations AS r (customer_id, type, held_by, held_until)
+        SELECT customer_id, type, $3, $4 FROM unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
+        ON CONFLICT (customer_id, type) DO UPDATE SET held_by = excluded.held_by, held_until = excluded.held_until
+         WHERE r.held_until <= $5 OR r.held_by = excluded.held_by
+        RETURNING customer_id, type
+        """;
+
+    // Read after the entries are taken, in a snapshot of its own: a holder commits its outcomes
+    // (the reminder times below) before it gives its entries back, so what this reads includes
+    // every reminder sent under an entry this batch took over.
+    private const string ReservedRemindersStateSql = """
+        SELECT s.customer_id, s.type, s.last_sent_at, s.last_created_at, s.last_pair_id
+          FROM reminder_frequency_state s JOIN unnest($1::uuid[], $2::text[]) AS i(customer_id, type) USING (customer_id, type)
+        """;
+
+    private const string FreeRemindersSql = """
+        DELETE FROM reminder_reservations r USING unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
+         WHERE r.customer_id = i.customer_id AND r.type = i.type AND r.held_by = $3
+        """;
+
+    /// <summary>
+    /// Takes the batch's reminders (see migration 0043) until <paramref name="heldUntil"/>, its
+    /// lease's end; answers the ones taken, with when each customer last got a reminder of that
+    /// type as the database has it now (null when never).
+    /// </summary>
+    public async Task<Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder?>> ReserveRemindersAsync(
+        string leaseToken, IEnumerable<(Guid CustomerId, MessageType Type)> reminders, DateTimeOffset heldUntil, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var wanted = reminders.Distinct().OrderBy(r => r.CustomerId).ThenBy(r => r.Type).ToList();
+        var taken = new Dictionary<(Guid, MessageType), RecordedReminder?>();
+        if (wanted.Count == 0)
+        {
+            return taken;
+        }
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using (var reserve = new NpgsqlCommand(ReserveRemindersSql, connection))
+        {
+            reserve.Parameters.Add(Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid));
+            reserve.Parameters.Add(Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text));
+            reserve.Parameters.Add(Value(leaseToken));
+            reserve.Parameters.Add(Value(heldUntil.ToUniversalTime()));
+            reserve.Parameters.Add(Value(now.ToUniversalTime()));
+            await using var reader = await reserve.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = null;
+            }
+        }
+        if (taken.Count == 0)
+        {
+            return taken;
+        }
+        await using (var state = new NpgsqlCommand(ReservedRemindersStateSql, connection))
+        {
+            var keys = taken.Keys.ToList();
+            state.Parameters.Add(Array(keys, r => r.Item1, NpgsqlDbType.Uuid));
+            state.Parameters.Add(Array(keys, r => WireName<MessageType>.Of(r.Item2), NpgsqlDbType.Text));
+            await using var reader = await state.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = new RecordedReminder(
+                    reader.GetFieldValue<DateTimeOffset>(2), NullableTime(reader, 3), reader.IsDBNull(4) ? null : reader.GetInt64(4), 0);
+            }
+        }
+        return taken;
+    }
+
+    /// <summary>Gives back the batch's reminders once its outcomes are committed (those it still holds).</summary>
+    public async Task FreeRemindersAsync(string leaseToken, IReadOnlyCollection<(Guid CustomerId, MessageType Type)> reminders, CancellationToken cancellationToken)
+    {
+        if (reminders.Count == 0)
+        {
+            return;
+        }
+        await using var free = dataSource.CreateCommand(FreeRemindersSql);
+        free.Parameters.Add(Array(reminders, r => r.CustomerId, NpgsqlDbType.Uuid));
+        free.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text));
+        free.Parameters.Add(Value(leaseToken));
+        await free.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Gives back rows this worker claimed but will not process (shutdown): due again at once.</summary>
     public async Task ReleaseAsync(string leaseToken, IReadOnlyCollection<ClaimedMessage> messages, DateTimeOffset now, CancellationToken cancellationToken)
     {

@@ -9,8 +9,8 @@ namespace OutboxComms.Worker.Dispatch;
 /// (<see cref="DispatchOptions.ConcurrentBatches"/>); without this, two batches could each send a
 /// reminder of the same type to the same customer before either had recorded it, and the frequency
 /// policy would let both through. A batch holds its entries until its outcomes (with the reminder
-/// times) are committed. Across processes the policy stays exact within a batch only (see README,
-/// "Known limit").
+/// times) are committed. Across processes, <c>reminder_reservations</c> does the same
+/// (<see cref="OutboxStore.ReserveRemindersAsync"/>), after this gate.
 /// </summary>
 /// <remarks>
 /// A batch reads the customers' last reminder times with its recipients, but enters the gate only once

@@ -207,9 +207,20 @@ public static class PurgeCompanyCommand
         }
         if (consentsTo is not null)
         {
-            // A new file: an earlier export of another practice is never overwritten.
-            await using var file = new StreamWriter(new FileStream(consentsTo, FileMode.CreateNew, FileAccess.Write), new System.Text.UTF8Encoding(true));
-            var written = await ConsentExport.WriteCsvAsync(dataSource, companyId, file, cancellationToken);
+            // A new file (an earlier export of another practice is never overwritten), readable by
+            // this user only (clients' names), on disk before anything is deleted.
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            await using var stream = new FileStream(consentsTo, options);
+            long written;
+            await using (var file = new StreamWriter(stream, new System.Text.UTF8Encoding(true), leaveOpen: true))
+            {
+                written = await ConsentExport.WriteCsvAsync(dataSource, companyId, file, cancellationToken);
+            }
+            stream.Flush(flushToDisk: true);
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Wrote {written} consent records to {consentsTo}."));
         }
         var messages = await InBatchesAsync(MessagesBatchSql);

@@ -1,4 +1,5 @@
 using System.Net;
+using OutboxComms.Core.Preferences;
 using OutboxComms.Tests.Infrastructure;
 using static OutboxComms.Tests.Api.MessageTestData;
 
@@ -92,24 +93,87 @@ public sealed class CompanyOffboardingTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
-    public async Task The_consent_export_reads_page_after_page_in_order_without_losing_or_repeating_a_record()
+    public async Task The_consent_export_is_every_record_as_they_stood_when_it_began_in_order_whatever_is_recorded_while_it_is_written()
     {
         var (company, key) = await Api.NewCompanyAsync();
         var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
-        // More than a page, several recorded at the same instant (the page boundary falls among them).
+        // Several recorded at the same instant.
         await TestData.ScalarAsync<int>(Db.DataSource, """
             INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
             SELECT $1, $2, 'EMAIL', n % 2 = 0, 'api', 'n' || n, '2026-01-01T00:00:00Z'::timestamptz + (n / 3) * interval '1 second'
-              FROM generate_series(1, 5003) n
+              FROM generate_series(1, 12003) n
             RETURNING 1
             """, company, customer);
-        using var client = Api.As(key);
+        // While the export is being written, two records are committed: one dated before all the
+        // others (an API replica whose clock is behind), one after.
+        using var output = new InterruptedWriter(after: 6000, meanwhile: () => TestData.ScalarAsync<int>(Db.DataSource, """
+            INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by, recorded_at)
+            VALUES ($1, $2, 'SMS', true, 'api', 'early', '2025-01-01T00:00:00Z'), ($1, $2, 'SMS', true, 'api', 'late', '2027-01-01T00:00:00Z')
+            RETURNING 1
+            """, company, customer));
 
-        var lines = (await client.GetStringAsync("/v1/consents/export", TestContext.Current.CancellationToken)).TrimStart('\uFEFF').Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(12003, await ConsentExport.WriteCsvAsync(Db.DataSource, company, output, TestContext.Current.CancellationToken));
 
-        Assert.Equal(5004, lines.Length);
-        Assert.Equal(Enumerable.Range(1, 5003).Select(n => "n" + n).Order(StringComparer.Ordinal), lines.Skip(1).Select(l => l.Split(',')[^1]).Order(StringComparer.Ordinal));
+        var lines = output.ToString().Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(Enumerable.Range(1, 12003).Select(n => "n" + n).Order(StringComparer.Ordinal), lines.Skip(1).Select(l => l.Split(',')[^1]).Order(StringComparer.Ordinal));
         Assert.Equal(lines.Skip(1).Select(l => l.Split(',')[0]).Order(StringComparer.Ordinal), lines.Skip(1).Select(l => l.Split(',')[0]));
+
+        // Through the API: both records now, with the file's length.
+        using var client = Api.As(key);
+        using var response = await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
+        var body = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+        Assert.Equal((byte[])[0xEF, 0xBB, 0xBF], body[..3]); // UTF-8's BOM: Excel reads names in any script
+        Assert.Equal("attachment; filename=consents.csv; filename*=UTF-8''consents.csv", response.Content.Headers.ContentDisposition!.ToString());
+        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), "outboxcomms-consents-*.csv")); // unlinked as soon as it was opened
+        var csv = System.Text.Encoding.UTF8.GetString(body).TrimStart('\uFEFF').Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal((12006, "early", "late"), (csv.Length, csv[1].Split(',')[^1], csv[^1].Split(',')[^1]));
+    }
+
+    [Fact]
+    public async Task A_second_consent_export_of_a_company_while_one_is_being_prepared_is_told_to_come_back()
+    {
+        var (company, key) = await Api.NewCompanyAsync();
+        var customer = await TestData.CreateCustomerAsync(Db.DataSource, company);
+        await TestData.ScalarAsync<int>(Db.DataSource,
+            "INSERT INTO consent_records (company_id, customer_id, channel, opted_in, source, recorded_by) VALUES ($1, $2, 'SMS', true, 'api', 'x') RETURNING 1", company, customer);
+        using var client = Api.As(key);
+        await using var holder = await Db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTable = new Npgsql.NpgsqlCommand("LOCK TABLE consent_records IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockTable.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var first = client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
+        for (var waited = 0; await TestData.ScalarAsync<long>(Db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'consent_records'::regclass AND NOT granted") == 0; waited++)
+        {
+            Assert.True(waited < 200, "the first export never reached the consent records");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+
+        using var second = await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken);
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+        using var done = await first;
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.Equal("60", second.Headers.RetryAfter!.ToString());
+        Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/consents/export", TestContext.Current.CancellationToken)).StatusCode);
+    }
+
+    /// <summary>Runs <paramref name="meanwhile"/> before writing its <paramref name="after"/>th text.</summary>
+    private sealed class InterruptedWriter(int after, Func<Task> meanwhile) : StringWriter(System.Globalization.CultureInfo.InvariantCulture)
+    {
+        private int writes;
+
+        public override async Task WriteAsync(string? value)
+        {
+            if (++writes == after)
+            {
+                await meanwhile();
+            }
+            await base.WriteAsync(value);
+        }
     }
 
     [Fact]

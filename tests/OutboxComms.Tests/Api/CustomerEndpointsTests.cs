@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using OutboxComms.Tests.Infrastructure;
 using OutboxComms.Tests.Workflows;
 
@@ -276,14 +277,17 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
         using var client = Api.As(key);
         var (created, _) = await client.SendJsonAsync(HttpMethod.Post, "/v1/customers", new { externalId = "CL-WA", name = "Shah & Co", whatsAppNumber = "+91 98765 43210" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        var hashed = OutboxComms.Core.Webhooks.WebhookPayloads.KeyPart("919876543210");
+        var eventKeys = Api.Services.GetRequiredService<OutboxComms.Core.Webhooks.WebhookEventKeys>();
+        // Keyed-hashed (now), plainly hashed (stored between 5f1bd20 and 0041), whole (before), and another client's.
+        var plainlyHashed = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData("919876543210"u8))[..16];
         await TestData.ScalarAsync<int>(Db.DataSource, """
             INSERT INTO webhook_events (company_id, provider, event_key, status, outcome, payload)
             VALUES ($1, 'whatsapp', 'marketing:' || $2 || ':stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}'),
+                   ($1, 'whatsapp', 'marketing:' || $3 || ':stop:1763500000', 'MARKETING_STOPPED', 'APPLIED', '{}'),
                    ($1, 'whatsapp', 'marketing:919876543210:resume:1763000000', 'MARKETING_RESUMED', 'APPLIED', '{}'),
                    ($1, 'whatsapp', 'marketing:919800000000:stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}')
             RETURNING 1
-            """, company, hashed);
+            """, company, eventKeys.Part("919876543210"), plainlyHashed);
 
         // A single send whose Idempotency-Key the practice built from the client code, and a bulk one.
         Assert.Equal(HttpStatusCode.Accepted, (await client.SendJsonAsync(HttpMethod.Post, "/v1/messages",
@@ -307,7 +311,7 @@ public sealed class CustomerEndpointsTests(DatabaseFixture db) : ApiTest(db)
             INSERT INTO webhook_events (company_id, provider, event_key, status, outcome, payload)
             SELECT $1, 'whatsapp', 'marketing:' || $3 || ':stop:1764000000', 'MARKETING_STOPPED', 'APPLIED', '{}' FROM c
             RETURNING 1
-            """, company, byPhone, OutboxComms.Core.Webhooks.WebhookPayloads.KeyPart("919845012345"));
+            """, company, byPhone, eventKeys.Part("919845012345"));
         Assert.Equal(HttpStatusCode.OK, (await client.SendJsonAsync(HttpMethod.Post, "/v1/customers/CL-PH/erase")).Response.StatusCode);
         Assert.Equal(["marketing:919800000000:stop:1764000000"], await TestData.ScalarAsync<string[]>(Db.DataSource,
             "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));

@@ -1030,6 +1030,48 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Two_worker_processes_at_once_send_one_reminder_of_a_type_to_a_customer_and_a_dead_workers_hold_runs_out_with_its_lease()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+        using var release = new ManualResetEventSlim();
+        var (oneProcess, sending) = await StartHeldReminderBatchAsync(release);
+        await using var firstProcess = oneProcess;
+        // Another process: its own reminder gate, the same database.
+        await using var otherProcess = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
+
+        Assert.Equal(1, await otherProcess.RunOnceAsync()); // the second reminder, while the first process sends the first
+        release.Set();
+        Assert.Equal(1, await sending);
+
+        Assert.Equal([first], email.Sent.Select(m => m.MessageId));
+        var deferred = await Outbox.GetAsync(db.DataSource, second);
+        Assert.Equal(("PENDING", time.GetUtcNow().AddMinutes(2)), (deferred.Status, deferred.NextAttemptAt));
+        Assert.StartsWith("reminder frequency WEEKLY: another PAYMENT_REMINDER to this customer is being sent", deferred.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM reminder_reservations")); // given back once recorded
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, await otherProcess.RunOnceAsync());
+        deferred = await Outbox.GetAsync(db.DataSource, second);
+        Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt)); // Monday 00:00 IST
+        Assert.StartsWith("reminder frequency WEEKLY: a PAYMENT_REMINDER already went out", deferred.StatusReason, StringComparison.Ordinal);
+
+        // A worker that died holding a customer's reminder: held until its lease's end, then taken over.
+        var (orphanedCompany, orphaned) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO reminder_reservations (customer_id, type, held_by, held_until)
+            VALUES ($1, 'COMPLIANCE_REMINDER', 'dead-worker#1.1', $2::timestamptz + interval '1 minute') RETURNING 1
+            """, orphaned, time.GetUtcNow());
+        var waiting = await EnqueueAsync(orphanedCompany, orphaned, type: "COMPLIANCE_REMINDER");
+        Assert.Equal(1, await otherProcess.RunOnceAsync());
+        Assert.Equal("PENDING", (await Outbox.GetAsync(db.DataSource, waiting)).Status);
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, await otherProcess.RunOnceAsync());
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, waiting)).Status);
+    }
+
+    [Fact]
     public async Task A_batch_that_read_the_reminder_times_before_another_batch_recorded_its_reminder_sends_no_second_one()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST

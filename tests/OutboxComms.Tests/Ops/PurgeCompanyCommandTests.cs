@@ -52,6 +52,10 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
         {
             Assert.Equal(0, await PurgeCompanyCommand.RunAsync([.. args, "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
             Assert.Equal(2, (await File.ReadAllLinesAsync(consents, Cancel)).Length);
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(consents)); // clients' names
+            }
             // Never over an existing file: refused before anything is read.
             Assert.Equal(2, await PurgeCompanyCommand.RunAsync(["--company", other.ToString(), "--consents-to", consents, "--execute"], db.DataSource, output, errors, Cancel));
             Assert.Contains("exists already", errors.ToString(), StringComparison.Ordinal);

@@ -237,6 +237,8 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var (_, already) = await PostAsync(path, Json(stopAgain), HubSignature("meta-app-secret", stopAgain));
 
         Assert.Equal((1, 1, 1, 1, 0), (stopped!.Applied, again!.Duplicates, nobody!.UnknownMessages, already!.Stale, already.Applied));
+        Assert.Contains($"marketing:{api.Services.GetRequiredService<WebhookEventKeys>().Part("919876543220")}:stop:1764000600",
+            await TestData.ScalarAsync<string[]>(db.DataSource, "SELECT array_agg(event_key) FROM webhook_events WHERE company_id = $1", company));
         foreach (var customer in new[] { stored, byPhone, decided, viaZeros })
         {
             Assert.Equal("{WHATSAPP}", await StoppedOnAsync(customer));
@@ -870,6 +872,38 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_bounce_and_a_failure_of_one_email_leave_it_bounced_whichever_comes_first()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var company = await CompanyAsync("email_provider = 'SENDGRID', email_webhook_secret_encrypted = $2", Convert.ToBase64String(key.ExportSubjectPublicKeyInfo()));
+        var blockedFirst = await SentMessageAsync(company, "SENDGRID", "sg-order-1", "EMAIL");
+        var bouncedFirst = await SentMessageAsync(company, "SENDGRID", "sg-order-2", "EMAIL");
+        foreach (var body in new[]
+        {
+            """
+            [{"timestamp":1764000700,"event":"bounce","type":"blocked","reason":"550 5.7.1 blocklisted","sg_event_id":"or-1","sg_message_id":"sg-order-1.filter0425p1las1-1"},
+             {"timestamp":1764000700,"event":"bounce","type":"bounce","reason":"550 5.1.1 no such user","sg_event_id":"or-2","sg_message_id":"sg-order-2.filter0425p1las1-2"}]
+            """,
+            """
+            [{"timestamp":1764000800,"event":"bounce","type":"bounce","reason":"550 5.1.1 no such user","sg_event_id":"or-3","sg_message_id":"sg-order-1.filter0425p1las1-1"},
+             {"timestamp":1764000800,"event":"bounce","type":"blocked","reason":"550 5.7.1 blocklisted","sg_event_id":"or-4","sg_message_id":"sg-order-2.filter0425p1las1-2"}]
+            """,
+        })
+        {
+            var timestamp = SendGridNow();
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync($"/webhooks/sendgrid/{company}", Json(body),
+                ("X-Twilio-Email-Event-Webhook-Signature", SendGridSignature(key, timestamp, body)), ("X-Twilio-Email-Event-Webhook-Timestamp", timestamp))).Status);
+        }
+
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 no such user"), ((await RowAsync(blockedFirst)).Status, (await RowAsync(blockedFirst)).Error));
+        Assert.Equal(("BOUNCED", "SendGrid bounce: 550 5.1.1 no such user"), ((await RowAsync(bouncedFirst)).Status, (await RowAsync(bouncedFirst)).Error));
+        // Each failed when its bounce says.
+        var failedAt = await TestData.ScalarAsync<long[]>(db.DataSource,
+            "SELECT array_agg(extract(epoch FROM failed_at)::bigint ORDER BY id) FROM communication_logs WHERE id IN ($1, $2)", blockedFirst, bouncedFirst);
+        Assert.Equal([1764000800L, 1764000700L], failedAt);
+    }
+
+    [Fact]
     public async Task A_whatsapp_status_with_a_timestamp_beyond_any_date_is_applied_at_its_receipt()
     {
         var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
@@ -1253,6 +1287,12 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var row = await RowAsync(delivered);
         Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 12, 6, 4, 45, 7, TimeSpan.Zero)), (row.Status, row.Delivered));
         Assert.Equal(("FAILED", "MessageBird SMS delivery_failed 104: unknown subscriber"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+        // The recipient is in each stored key as a hash keyed by the encryption key, and in no payload.
+        var keys = api.Services.GetRequiredService<WebhookEventKeys>();
+        Assert.Equal(
+            $"b5d424244a5b4fd0b5b5728bccaafbeb:{keys.Part("919876543210")}:delivered,c6e535355b6c5ae1c6c6839cddbbacfc:{keys.Part("919876543211")}:delivery_failed",
+            await TestData.ScalarAsync<string>(db.DataSource, "SELECT string_agg(event_key, ',' ORDER BY id) FROM webhook_events WHERE company_id = $1", company));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM webhook_events WHERE company_id = $1 AND payload LIKE '%98765432%'", company));
         // Only this webhook takes GET, and it takes nothing else.
         var (post, _) = await PostAsync(path, new StringContent(""));
         var (twilioGet, _) = await GetAsync($"/webhooks/twilio/{company}?MessageSid=SM1&MessageStatus=delivered");
