@@ -3,8 +3,9 @@
 #   healthcheck.sh api     — the API's /health/ready answers 200 (PostgreSQL reachable, schema current)
 #   healthcheck.sh worker  — the dispatch loop rewrote its heartbeat file (Health__HeartbeatFile)
 #                            within HEALTHCHECK_MAX_AGE seconds (default 180): it is claiming,
-#                            with or without work (not while its clock is off PostgreSQL's by more
-#                            than Dispatch__MaxClockSkew: it then claims nothing). A batch takes at most its lease (Dispatch__LeaseDuration,
+#                            with or without work (not while its clock check holds its claims:
+#                            its clock is off PostgreSQL's and most workers' by more than
+#                            Dispatch__MaxClockSkew, or far from one whose leases may be live). A batch takes at most its lease (Dispatch__LeaseDuration,
 #                            2 minutes) and an idle loop claims every Dispatch__PollInterval: keep the
 #                            limit above both.
 set -u

@@ -62,7 +62,7 @@ public sealed class OutboxMetrics : IDisposable
         meter.CreateObservableGauge("outbox.worker.last_dispatch", LastDispatch, "s",
             "When this worker's dispatch loop last completed a claim (Unix time); alert when it falls behind the clock");
         meter.CreateObservableGauge("outbox.worker.clock_skew", ClockSkew, "s",
-            "This worker's clock minus PostgreSQL's at its last good measurement (positive: ahead); beyond Dispatch:MaxClockSkew the worker claims nothing");
+            "This worker's clock minus PostgreSQL's at its last good measurement (positive: ahead); beyond Dispatch:MaxClockSkew the worker claims nothing unless most live workers' clocks agree with its own (all of them beyond it: the database's clock is off)");
         schedulerPasses = meter.CreateCounter<long>("outbox.scheduler.passes", "{pass}", "Scheduler passes over due reminder steps and schedules, by outcome (ok, failed)");
         schedulerSteps = meter.CreateCounter<long>("outbox.scheduler.steps", "{step}", "Due reminder steps the scheduler decided, by result (queued, skipped, cancelled)");
         providerUnavailable = meter.CreateCounter<long>("outbox.provider.unavailable", "{attempt}",

@@ -38,7 +38,7 @@ internal sealed class BatchProcessor(
     /// Processes one batch; returns how many rows it claimed. Once <paramref name="stopping"/> is
     /// signalled no new send starts (unstarted rows are released at once); sends already running
     /// continue until <paramref name="sendToken"/> is cancelled. Claims nothing while this worker's
-    /// clock disagrees with PostgreSQL's (<see cref="ClockSkewGuard"/>).
+    /// clock disagrees with PostgreSQL's and most workers', or with one whose leases may be live (<see cref="ClockSkewGuard"/>).
     /// </summary>
     public async Task<int> RunOnceAsync(CancellationToken stopping, CancellationToken sendToken)
     {

@@ -9,15 +9,19 @@ namespace OutboxComms.Worker.Dispatch;
 internal sealed record ClockSample(TimeSpan Skew, TimeSpan RoundTrip, DateTimeOffset TakenAt, long TakenAtTimestamp);
 
 /// <summary>
-/// Keeps a worker whose clock disagrees with PostgreSQL's from claiming. A claim takes "now" and
+/// Keeps a worker whose clock disagrees with the others' from claiming. A claim takes "now" and
 /// its lease's end from this process's clock (TimeProvider), and other workers judge the lease by
 /// theirs: a clock ahead of another's by ShutdownGrace or more reclaims rows whose sends may still
-/// be running (a message sent twice); one behind sends late. PostgreSQL's clock is the one every
-/// worker can reach, so each compares its own with it — at start, then every 30 s (every 5 s while
-/// they disagree or no measurement succeeded yet), on a query of its own, never on a claim's path.
-/// While the difference is beyond <see cref="DispatchOptions.MaxClockSkew"/> the worker claims
-/// nothing and its dispatch loop does not beat (WorkerHeartbeat), so its healthcheck goes unhealthy;
-/// it claims again once a measurement agrees.
+/// be running (a message sent twice); one behind sends late. Each worker measures its clock against
+/// PostgreSQL's — at start, then every 30 s (every 5 s while it holds its claims), on a query of its
+/// own, never on a claim's path — and records the difference in <c>worker_clocks</c>, where the
+/// others read it (<see cref="ClockDecision.Judge"/> has the rule and why it is safe). A worker
+/// within <see cref="DispatchOptions.MaxClockSkew"/> of PostgreSQL's clock claims, as does one
+/// beyond it whose clock most of the live workers' agree with (the database host's clock is then
+/// the one that is off: a Warning says so); neither claims while leases taken on a clock more than
+/// twice the limit from its own may be live. Otherwise the worker claims nothing and its dispatch
+/// loop does not beat (WorkerHeartbeat), so its healthcheck goes unhealthy; it claims again once a
+/// measurement agrees.
 /// </summary>
 internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal signal, OutboxMetrics metrics, IOptions<DispatchOptions> options, TimeProvider time, ILogger<ClockSkewGuard> logger)
     : BackgroundService
@@ -37,23 +41,32 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     // process or a busy server makes one round trip long and lopsided, rarely three.
     private const int Tries = 3;
 
+    // Rows of workers gone for a day are deleted this often by each worker (the table is small).
+    private static readonly TimeSpan ForgetGoneEvery = TimeSpan.FromHours(1);
+
     private readonly DispatchOptions settings = options.Value;
     private readonly SemaphoreSlim measuring = new(1, 1);
 
-    // The last measurement that counted, and whether it was beyond the limit. Null until one does.
-    private Decision? last;
+    // This process's name in worker_clocks: its worker id and a mark of its own, since two replicas
+    // may be given one Dispatch:WorkerId (as their leases are, BatchProcessor).
+    private readonly string clockName = $"{options.Value.ResolvedWorkerId()}#{Guid.NewGuid().ToString("N")[..8]}";
+
+    // The last measurement that counted and what it decided. Null until one does.
+    private ClockDecision? last;
     private long lastAttemptTimestamp;
     private bool attempted;
-
-    private sealed record Decision(ClockSample Sample, bool Beyond);
+    private long lastForgetTimestamp;
+    private bool forgotten;
 
     public bool Enabled => settings.MaxClockSkew > TimeSpan.Zero;
 
     /// <summary>
-    /// Whether this worker may claim now: the check is off, or the last measurement agreed and the
-    /// clock has not been set forward or back since.
+    /// Whether this worker may claim now: the check is off, or the last measurement let it, is no
+    /// older than <see cref="WorkerClocks.DecisionLifetime"/>, and the clock has not been set
+    /// forward or back since.
     /// </summary>
-    public bool AllowsClaims => !Enabled || (Volatile.Read(ref last) is { Beyond: false } agreed && !SetSince(agreed.Sample));
+    public bool AllowsClaims => !Enabled || (Volatile.Read(ref last) is { AllowsClaims: true } allowed
+        && time.GetElapsedTime(allowed.Sample.TakenAtTimestamp) < WorkerClocks.DecisionLifetime && !SetSince(allowed));
 
     /// <summary>As <see cref="AllowsClaims"/>; before the first claim it measures first (or waits for the measurement under way).</summary>
     public async ValueTask<bool> AllowsClaimsAsync(CancellationToken cancellationToken)
@@ -71,7 +84,14 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
         {
             // Off by configuration (the tests' fake clocks are far from the database's by design):
             // said at every start, so it is never off unnoticed.
-            DispatchLog.ClockCheckOff(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            if (settings.ClockCheckOffByShortGrace)
+            {
+                DispatchLog.ClockCheckOffByShortGrace(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            }
+            else
+            {
+                DispatchLog.ClockCheckOff(logger, settings.ResolvedWorkerId(), settings.ShutdownGrace);
+            }
             return Task.CompletedTask;
         }
         return PeriodicTimers.EveryAsync(RecheckInterval, time, async cancellationToken =>
@@ -98,8 +118,31 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             }
             Volatile.Write(ref attempted, true);
             Interlocked.Exchange(ref lastAttemptTimestamp, time.GetTimestamp());
-            var sample = await SampleAsync(cancellationToken);
-            Decide(sample);
+            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+            var sample = await SampleAsync(connection, cancellationToken);
+            var limit = settings.MaxClockSkew;
+            var previous = Volatile.Read(ref last);
+            // A measurement is wrong by up to half its round trip: the clocks are held to disagree only
+            // by what they certainly do (a loaded database's slow answer does not stop dispatch), and a
+            // slow measurement that still shows them beyond the limit counts — to hold (it is too
+            // rough to claim by the other workers' clocks), unless this worker claims by theirs.
+            if (sample.RoundTrip > LongestRoundTrip)
+            {
+                if (sample.Skew.Duration() - (sample.RoundTrip / 2) <= limit || previous is { Verdict: ClockVerdict.AgreesWithWorkers })
+                {
+                    // Without any measurement yet the worker is holding its claims: say why.
+                    DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
+                    return sample;
+                }
+            }
+            var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
+            var decision = await WorkerClocks.DecideAsync(connection, clockName, sample, limit, settings.LeaseDuration, forgetGone, cancellationToken);
+            if (forgetGone)
+            {
+                forgotten = true;
+                lastForgetTimestamp = time.GetTimestamp();
+            }
+            Decided(decision, previous);
             return sample;
         }
         finally
@@ -108,10 +151,9 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
         }
     }
 
-    /// <summary>The quickest of <see cref="Tries"/> round trips reading PostgreSQL's clock, on one connection opened beforehand.</summary>
-    internal async Task<ClockSample> SampleAsync(CancellationToken cancellationToken)
+    /// <summary>The quickest of <see cref="Tries"/> round trips reading PostgreSQL's clock, on a connection opened beforehand.</summary>
+    private async Task<ClockSample> SampleAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand("SELECT clock_timestamp()", connection);
         ClockSample? best = null;
         for (var i = 0; i < Tries; i++)
@@ -130,38 +172,35 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
         return best!;
     }
 
-    private void Decide(ClockSample sample)
+    private void Decided(ClockDecision decision, ClockDecision? previous)
     {
-        var limit = settings.MaxClockSkew;
-        var previous = Volatile.Read(ref last);
-        // A measurement is wrong by up to half its round trip: the clocks are held to disagree only
-        // by what they certainly do (a loaded database's slow answer does not stop dispatch), and a
-        // slow measurement that still shows them beyond the limit counts.
-        var certainly = sample.Skew.Duration() - (sample.RoundTrip / 2);
-        if (sample.RoundTrip > LongestRoundTrip && certainly <= limit)
-        {
-            // Without any measurement yet the worker is holding its claims: say why.
-            DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
-            return;
-        }
         var wasAllowed = AllowsClaims;
-        var beyond = certainly > limit;
-        Volatile.Write(ref last, new Decision(sample, beyond));
+        Volatile.Write(ref last, decision);
+        var sample = decision.Sample;
         metrics.ClockMeasured(sample.Skew);
         var workerId = settings.ResolvedWorkerId();
-        if (beyond && previous is not { Beyond: true })
+        var limit = settings.MaxClockSkew;
+        var changed = previous?.Verdict != decision.Verdict;
+        switch (decision.Verdict)
         {
-            DispatchLog.ClockSkewed(logger, workerId, sample.Skew.TotalSeconds, limit);
+            case ClockVerdict.AgreesWithDatabase when previous is null:
+                DispatchLog.ClockChecked(logger, workerId, sample.Skew.TotalSeconds, limit);
+                break;
+            case ClockVerdict.AgreesWithDatabase when changed:
+                DispatchLog.ClockAgreesAgain(logger, workerId, sample.Skew.TotalSeconds, limit);
+                break;
+            case ClockVerdict.AgreesWithWorkers when changed:
+                // Said once, not at every measurement: the database's clock minus this worker's.
+                DispatchLog.DatabaseClockOff(logger, -sample.Skew.TotalSeconds, workerId, decision.Agreeing, decision.Live, limit);
+                break;
+            case ClockVerdict.Skewed when changed:
+                DispatchLog.ClockSkewed(logger, workerId, sample.Skew.TotalSeconds, limit, decision.Agreeing, decision.Live);
+                break;
+            case ClockVerdict.ApartFromClaims when changed:
+                DispatchLog.ClockApartFromClaims(logger, workerId, (sample.Skew - decision.Apart!.Skew).TotalSeconds, decision.Apart.WorkerId, limit * 2);
+                break;
         }
-        else if (!beyond && previous is { Beyond: true })
-        {
-            DispatchLog.ClockAgreesAgain(logger, workerId, sample.Skew.TotalSeconds, limit);
-        }
-        else if (!beyond && previous is null)
-        {
-            DispatchLog.ClockChecked(logger, workerId, sample.Skew.TotalSeconds, limit);
-        }
-        if (!beyond && !wasAllowed)
+        if (decision.AllowsClaims && !wasAllowed)
         {
             // Claims were held: wake a lane now rather than at its next poll.
             signal.Notify();
@@ -169,15 +208,19 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     }
 
     /// <summary>
-    /// The wall clock moved unlike the monotonic one since <paramref name="sample"/> by enough to be
-    /// beyond the limit (NTP stepping it, a VM resumed, a hand-set clock): claims stop at once, not
-    /// up to <see cref="Interval"/> later, and the next tick measures again.
+    /// The wall clock moved unlike the monotonic one since the decision's measurement (NTP stepping
+    /// it, a VM resumed, a hand-set clock) by more than <see cref="WorkerClocks.StepAllowance"/> —
+    /// the other workers judge this one's leases by the skew it recorded — or, for a decision by
+    /// the database's clock, by enough to be beyond the limit of it: claims stop at once, not up
+    /// to <see cref="Interval"/> later, and the next tick measures again.
     /// </summary>
-    private bool SetSince(ClockSample sample)
+    private bool SetSince(ClockDecision decision)
     {
+        var sample = decision.Sample;
         var stepped = time.GetUtcNow() - sample.TakenAt - time.GetElapsedTime(sample.TakenAtTimestamp);
-        // With the tolerance the measurement got (half its round trip), as Decide gives it.
-        return (sample.Skew + stepped).Duration() - (sample.RoundTrip / 2) > settings.MaxClockSkew;
+        // With the tolerance the measurement got (half its round trip), as the decision gave it.
+        return stepped.Duration() > WorkerClocks.StepAllowance
+            || (decision.Verdict == ClockVerdict.AgreesWithDatabase && (sample.Skew + stepped).Duration() - (sample.RoundTrip / 2) > settings.MaxClockSkew);
     }
 
     public override void Dispose()

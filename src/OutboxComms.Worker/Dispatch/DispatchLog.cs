@@ -71,8 +71,14 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's, within Dispatch:MaxClockSkew ({MaxClockSkew}): claiming")]
     public static partial void ClockChecked(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's (its own minus the database's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}): it claims no messages, and its heartbeat stops, until the two agree again. Its leases would end early or late for the other workers (a message sent twice, or late). Fix the host's time synchronisation (NTP)")]
-    public static partial void ClockSkewed(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's (its own minus the database's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), and the clocks of {Agreeing} of the {Live} live workers (itself included) agree with it, not more than half or only its own: it claims no messages, and its heartbeat stops, until it agrees with PostgreSQL's or most workers' clocks. Its leases would end early or late for the other workers (a message sent twice, or late). Fix the host's time synchronisation (NTP)")]
+    public static partial void ClockSkewed(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew, int agreeing, int live);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL's clock is {DatabaseSeconds:+0.000;-0.000} s from worker {WorkerId}'s (the database's minus the worker's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), while the clocks of {Agreeing} of the {Live} live workers (this one included) agree with this one: the database host's clock is taken to be off, and the worker claims by the workers' clocks. Fix the database host's time synchronisation (NTP); until then producers' due times (written by the database's clock) are off by as much")]
+    public static partial void DatabaseClockOff(ILogger logger, double databaseSeconds, string workerId, int agreeing, int live, TimeSpan maxClockSkew);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {ApartSeconds:+0.000;-0.000} s from that of {OtherWorker} (this one's minus the other's), more than twice Dispatch:MaxClockSkew ({Apart}), and leases taken on that clock may still be live: it claims no messages, and its heartbeat stops, until they have ended or the clocks agree. Fix the time synchronisation of whichever host is off (NTP)")]
+    public static partial void ClockApartFromClaims(ILogger logger, string workerId, double apartSeconds, string otherWorker, TimeSpan apart);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock agrees with PostgreSQL's again ({SkewSeconds:+0.000;-0.000} s, within {MaxClockSkew}): claiming resumes")]
     public static partial void ClockAgreesAgain(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
@@ -80,11 +86,14 @@ internal static partial class DispatchLog
     [LoggerMessage(Message = "Measuring the clock against PostgreSQL's took a {RoundTrip} round trip, too long to tell (at most {Longest}); the last measurement stands")]
     public static partial void ClockSampleTooSlow(ILogger logger, LogLevel level, TimeSpan roundTrip, TimeSpan longest);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's did not succeed; the last measurement stands")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's and the other workers' did not succeed; the last measurement stands for a minute at most")]
     public static partial void ClockSampleFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:MaxClockSkew is 0: worker {WorkerId} does not compare its clock with PostgreSQL's. A worker whose clock is {ShutdownGrace} (ShutdownGrace) or more ahead of another's can send that one's messages a second time")]
     public static partial void ClockCheckOff(ILogger logger, string workerId, TimeSpan shutdownGrace);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:ShutdownGrace ({ShutdownGrace}) is 1.5 s or less, too short to leave the clock check room for a measurement's 0.5 s error: worker {WorkerId} does not compare its clock with PostgreSQL's or the other workers'. Lengthen ShutdownGrace, or set Dispatch:MaxClockSkew below half of it minus 0.5 s")]
+    public static partial void ClockCheckOffByShortGrace(ILogger logger, string workerId, TimeSpan shutdownGrace);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]
     public static partial void RecipientNotReread(ILogger logger, Exception exception, long messageId, Guid companyId);

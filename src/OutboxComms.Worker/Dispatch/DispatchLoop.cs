@@ -31,7 +31,7 @@ internal sealed class DispatchLoop(BatchProcessor processor, DispatchSignal sign
         {
             try
             {
-                // A clock that disagrees with PostgreSQL's claims nothing (the processor refuses too),
+                // A clock that disagrees with the others' (ClockSkewGuard) claims nothing (the processor refuses too),
                 // and asked here so that a refusal is not taken for a claim: the heartbeat goes
                 // stale, and the worker's healthcheck with it, until the clocks agree again.
                 if (!await clock.AllowsClaimsAsync(stoppingToken))

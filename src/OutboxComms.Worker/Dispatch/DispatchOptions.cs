@@ -67,7 +67,9 @@ public sealed class DispatchOptions : IValidatableObject
     private TimeSpan? maxClockSkew;
 
     /// <summary>
-    /// How far this worker's clock may be from PostgreSQL's before it stops claiming (ClockSkewGuard);
+    /// How far this worker's clock may be from PostgreSQL's — or, when that is the one off, from most
+    /// live workers' — before it stops claiming (ClockSkewGuard; no worker claims while leases taken
+    /// on a clock twice this far from its own may be live);
     /// 0 turns the check off. A claim takes "now" and its lease's end from this clock, and other
     /// workers judge that lease by theirs: two workers this far off in opposite directions are twice
     /// as far apart, and the lease ends that much early for one of them, out of the
@@ -75,12 +77,32 @@ public sealed class DispatchOptions : IValidatableObject
     /// record the outcomes. Unless set, a sixth of ShutdownGrace and at most 5 s: with the defaults
     /// two workers at the limit still leave 20 of its 30 s, and a host kept by NTP is within
     /// milliseconds, so only a broken clock (NTP stopped, a VM resumed, a hand-set clock) trips it.
+    /// A ShutdownGrace of <see cref="ShortestGraceForClockCheck"/> or less leaves a sixth of it no
+    /// room for a measurement's error (see <see cref="Validate"/>): the check is then off unless set
+    /// (<see cref="ClockCheckOffByShortGrace"/>, and the worker says so at start).
     /// </summary>
     public TimeSpan MaxClockSkew
     {
-        get => maxClockSkew ?? (ShutdownGrace > TimeSpan.Zero ? TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(5).Ticks, ShutdownGrace.Ticks / 6)) : TimeSpan.Zero);
+        get => maxClockSkew ?? (ShutdownGrace > ShortestGraceForClockCheck ? TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(5).Ticks, ShutdownGrace.Ticks / 6)) : TimeSpan.Zero);
         set => maxClockSkew = value;
     }
+
+    /// <summary>What a clock measurement may be wrong by at most: half of the longest round trip that counts (ClockSkewGuard).</summary>
+    public static readonly TimeSpan ClockMeasurementError = TimeSpan.FromSeconds(0.5);
+
+    /// <summary>
+    /// The ShutdownGrace at or below which the derived MaxClockSkew is 0: a sixth of it plus
+    /// <see cref="ClockMeasurementError"/>, doubled, would not stay under it (a sixth of 1.5 s is
+    /// 0.25 s, and (0.25 s + 0.5 s) × 2 is the whole 1.5 s).
+    /// </summary>
+    public static readonly TimeSpan ShortestGraceForClockCheck = TimeSpan.FromSeconds(1.5);
+
+    /// <summary>
+    /// The clock check is off and ShutdownGrace too short for the derived default to be anything
+    /// else. (Told by the values: the configuration binder sets every property it read, so after
+    /// binding a derived MaxClockSkew looks set.)
+    /// </summary>
+    public bool ClockCheckOffByShortGrace => MaxClockSkew == TimeSpan.Zero && ShutdownGrace <= ShortestGraceForClockCheck;
 
     /// <summary>The backoff's base: retry n (the first is 1) waits base × 1.618^n (golden-ratio backoff), ± jitter — the first about 49 s with the default 30 s.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);
@@ -147,11 +169,11 @@ public sealed class DispatchOptions : IValidatableObject
         // Two workers this far from PostgreSQL's clock in opposite directions are twice as far
         // apart: at ShutdownGrace or more, one could reclaim a row whose send the other still runs.
         // A measurement may be off by half of its round trip (at most 0.5 s), which the guard gives
-        // the clocks the benefit of: an explicit limit leaves room for that.
-        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && MaxClockSkew * 2 >= ShutdownGrace)
-            || (maxClockSkew is { } set && set > TimeSpan.Zero && (set + TimeSpan.FromSeconds(0.5)) * 2 >= ShutdownGrace))
+        // the clocks the benefit of: the limit leaves room for that. The derived default always
+        // does (it is 0 when ShutdownGrace is too short for it to).
+        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && (MaxClockSkew + ClockMeasurementError) * 2 >= ShutdownGrace))
         {
-            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}), and a value you set less than half of it minus 0.5 s (a measurement's tolerance): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
+            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}) minus 0.5 s (a measurement's tolerance): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
         }
         // More sends at once than the process's provider client lets in flight and queue would have
         // it refuse some locally, and those would count against one company's provider as an outage.

@@ -10,7 +10,7 @@ namespace OutboxComms.Worker.Maintenance;
 /// healthcheck can test the file's age without an HTTP port (<c>ops/healthcheck.sh worker</c>).
 /// Both stay fresh while the loop claims, even with nothing to send, and go stale when it cannot
 /// reach PostgreSQL, is stuck, or holds its claims because this host's clock disagrees with
-/// PostgreSQL's (ClockSkewGuard).
+/// PostgreSQL's and the other workers' (ClockSkewGuard).
 /// </summary>
 internal sealed partial class WorkerHeartbeat(IConfiguration configuration, OutboxMetrics metrics, TimeProvider time, ILogger<WorkerHeartbeat> logger)
 {

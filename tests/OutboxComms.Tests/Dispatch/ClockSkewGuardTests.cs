@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using Npgsql;
 using OutboxComms.Core.Observability;
 using OutboxComms.Tests.Infrastructure;
 using OutboxComms.Worker.Dispatch;
@@ -224,17 +225,236 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.Null(SkewGauge(worker));
     }
 
+    private static ClockSkewGuard Guard(WorkerHarness worker) => worker.Services.GetRequiredService<ClockSkewGuard>();
+
+    /// <summary>One measurement of the worker's clock, with its exchange with the other workers' (as the guard's timer takes it); answers whether it may claim.</summary>
+    private static async Task<bool> MeasureAsync(WorkerHarness worker)
+    {
+        await Guard(worker).MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken);
+        return Guard(worker).AllowsClaims;
+    }
+
+    /// <summary>As when LeaseDuration and more have passed since the workers last claimed: no lease taken on their clocks can be live.</summary>
+    private async Task LeasesEndedAsync() =>
+        await TestData.ScalarAsync<long>(db.DataSource, "WITH e AS (UPDATE worker_clocks SET claims_until = clock_timestamp() - interval '1 second' WHERE claims_until IS NOT NULL RETURNING 1) SELECT count(*) FROM e");
+
+    private const string DatabaseOff = "the database host's clock is taken to be off";
+
+    private const string ApartFromClaims = "leases taken on that clock may still be live";
+
+    private static readonly TimeSpan TenMinutes = TimeSpan.FromMinutes(10);
+
+    [Fact]
+    public async Task Workers_whose_clocks_agree_claim_when_the_database_clock_is_the_odd_one_out_but_not_one_alone()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        // Two workers ten minutes ahead of PostgreSQL, two seconds apart: to them the database's
+        // clock is ten minutes behind.
+        await using var first = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+        var secondClock = new SkewedClock(TenMinutes + TimeSpan.FromSeconds(2));
+        await using var second = new WorkerHarness(db.ConnectionString, [email], secondClock, ProductionLimits());
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: DateTimeOffset.UtcNow.AddMinutes(-20));
+
+        // Alone, a worker cannot tell whether its clock or the database's is off: it holds, as before.
+        Assert.False(await MeasureAsync(first));
+        Assert.Equal(1, Logged(first, LogLevel.Error, Skewed));
+        Assert.Equal(0, await first.RunOnceAsync());
+
+        Assert.True(await MeasureAsync(second));   // two of two live workers agree
+        Assert.True(await MeasureAsync(first));
+        Assert.True(await MeasureAsync(first));
+
+        Assert.Equal(1, Logged(first, LogLevel.Warning, DatabaseOff));   // once, not per measurement
+        Assert.Equal(1, Logged(second, LogLevel.Warning, DatabaseOff));
+        Assert.Equal(0, Logged(second, LogLevel.Error, Skewed));
+        Assert.InRange(SkewGauge(first)!.Value, 595, 605);
+        Assert.Equal(1, await first.RunOnceAsync());
+        Assert.Equal("SENT", await StatusAsync(id));
+
+        // A step of its clock holds a worker at once, as for one that agrees with the database:
+        // the others judge its leases by the skew it recorded.
+        secondClock.Offset += TimeSpan.FromSeconds(1);
+        Assert.False(Guard(second).AllowsClaims);
+    }
+
+    [Fact]
+    public async Task A_clock_stepped_by_more_than_half_a_second_holds_claims_at_once_even_within_the_limit()
+    {
+        var clock = new SkewedClock(TimeSpan.Zero);
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], clock, ProductionLimits());
+        Assert.True(await MeasureAsync(worker));
+
+        clock.Offset = TimeSpan.FromSeconds(0.3);
+        Assert.True(Guard(worker).AllowsClaims);
+        clock.Offset = TimeSpan.FromSeconds(1);
+        Assert.False(Guard(worker).AllowsClaims);
+        Assert.True(await MeasureAsync(worker));   // measured again, it agrees
+    }
+
+    [Fact]
+    public async Task A_worker_far_from_the_database_is_not_agreed_with_by_a_dead_workers_row_and_rows_gone_for_a_day_are_deleted()
+    {
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+        // A worker with the same clock that stopped measuring 90 s ago (past the 75 s in which a
+        // worker counts as running; leases it took may still be live), and one gone for two days.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms, claims_until) VALUES
+                ('stopped#1', clock_timestamp() - interval '90 seconds', 600000, 1, clock_timestamp() + interval '2 minutes'),
+                ('gone#1', clock_timestamp() - interval '2 days', 600000, 1, NULL)
+            RETURNING 1
+            """);
+
+        Assert.False(await MeasureAsync(worker));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE worker_id = 'gone#1'"));
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE worker_id = 'stopped#1'"));
+
+        // The same worker measuring now is running, and agrees.
+        await TestData.ScalarAsync<int>(db.DataSource, "INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms) VALUES ('running#1', clock_timestamp(), 600500, 1) RETURNING 1");
+        Assert.True(await MeasureAsync(worker));
+    }
+
+    [Fact]
+    public async Task A_worker_whose_clock_alone_is_far_holds_while_the_others_claim()
+    {
+        var email = WorkerHarness.Email();
+        await using var first = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        await using var second = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TimeSpan.FromSeconds(1)), ProductionLimits());
+        await using var far = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+
+        Assert.True(await MeasureAsync(first));
+        Assert.True(await MeasureAsync(second));
+        Assert.False(await MeasureAsync(far));   // one of three agrees with it: itself
+        Assert.True(await MeasureAsync(first));
+
+        Assert.Equal(1, Logged(far, LogLevel.Error, "and the clocks of 1 of the 3 live workers"));
+    }
+
+    [Fact]
+    public async Task A_worker_that_agrees_with_the_database_does_not_claim_while_leases_taken_on_clocks_far_from_its_own_may_be_live()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        await using var first = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+        await using var second = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+        Assert.False(await MeasureAsync(first));
+        Assert.True(await MeasureAsync(second));
+        Assert.True(await MeasureAsync(first));
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer, notBefore: DateTimeOffset.UtcNow.AddMinutes(-20));
+
+        // A third worker, on PostgreSQL's clock: the two others' leases end ten minutes early by
+        // its clock, so it must not claim (it would take their rows over while they still send).
+        await using var third = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.False(await MeasureAsync(third));
+        Assert.Equal(0, await third.RunOnceAsync());
+        Assert.Equal(1, Logged(third, LogLevel.Error, ApartFromClaims));
+        Assert.Equal(0, Logged(third, LogLevel.Error, Skewed));
+
+        // Once the others' leases have ended (they stopped, or hold too), it claims by the
+        // database's clock (one of three live workers agrees with it, but the database's clock does).
+        await LeasesEndedAsync();
+        Assert.True(await MeasureAsync(third));
+        Assert.Equal(1, await third.RunOnceAsync());
+        Assert.Equal("SENT", await StatusAsync(id));
+        Assert.Equal(1, Logged(third, LogLevel.Information, "agrees with PostgreSQL's again"));
+    }
+
+    [Fact]
+    public async Task A_decision_waits_for_the_one_under_way_and_keeps_to_the_claims_it_recorded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        // Another worker deciding: it holds the fleet's lock while it writes that it claims, on a
+        // clock ten minutes ahead.
+        await using var other = await db.DataSource.OpenConnectionAsync(ct);
+        await using var deciding = await other.BeginTransactionAsync(ct);
+        await using (var lockAndWrite = new NpgsqlCommand($"""
+            SELECT pg_advisory_xact_lock({WorkerClocks.FleetLockKey});
+            INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms, claims_until)
+            VALUES ('other#1', clock_timestamp(), 600000, 1, clock_timestamp() + interval '3 minutes');
+            """, other, deciding))
+        {
+            await lockAndWrite.ExecuteNonQueryAsync(ct);
+        }
+
+        var measuring = MeasureAsync(worker);
+        await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        Assert.False(measuring.IsCompleted, "the decision did not wait for the fleet's lock");
+        await deciding.CommitAsync(ct);
+
+        Assert.False(await measuring);
+        Assert.Equal(1, Logged(worker, LogLevel.Error, ApartFromClaims));
+    }
+
+    [Fact]
+    public async Task A_worker_whose_clock_is_moved_far_does_not_claim_on_its_new_clock_while_its_earlier_leases_may_be_live()
+    {
+        var email = WorkerHarness.Email();
+        var clock = new SkewedClock(TimeSpan.Zero);
+        await using var moved = new WorkerHarness(db.ConnectionString, [email], clock, ProductionLimits());
+        await using var other = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TenMinutes), ProductionLimits());
+        Assert.True(await MeasureAsync(moved));
+
+        clock.Offset = TenMinutes;
+        Assert.False(Guard(moved).AllowsClaims);   // stepped: held at once
+
+        // Its clock now agrees with the other worker's, two of two, but it claimed on its old clock.
+        Assert.False(await MeasureAsync(other));
+        Assert.False(await MeasureAsync(moved));
+        Assert.False(await MeasureAsync(other));
+        Assert.Equal(1, Logged(moved, LogLevel.Error, ApartFromClaims));
+        Assert.Equal(1, Logged(other, LogLevel.Error, ApartFromClaims));
+
+        await LeasesEndedAsync();
+        Assert.True(await MeasureAsync(moved));
+        Assert.True(await MeasureAsync(other));
+    }
+
+    [Fact]
+    public async Task A_decision_lets_the_worker_claim_for_a_minute_at_most_without_a_newer_one()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], time, ProductionLimits(("Dispatch:MaxClockSkew", "00:00:05")));
+        Assert.True(await MeasureAsync(worker));
+
+        time.Advance(TimeSpan.FromSeconds(59));
+        Assert.True(Guard(worker).AllowsClaims);
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.False(Guard(worker).AllowsClaims);
+    }
+
+    [Fact]
+    public async Task A_shutdown_grace_too_short_for_the_derived_limit_turns_the_check_off_and_the_worker_says_why()
+    {
+        var (company, customer) = await CustomerAsync();
+        var email = WorkerHarness.Email();
+        await using var worker = new WorkerHarness(db.ConnectionString, [email], new SkewedClock(TimeSpan.FromMinutes(10)), new() { ["Dispatch:ShutdownGrace"] = "00:00:01" });
+        var id = await Outbox.EnqueueAsync(db.DataSource, company, customer);
+        await worker.StartAsync();
+
+        await WaitUntilAsync(async () => await StatusAsync(id) == "SENT", TimeSpan.FromSeconds(30), "the message to go");
+        Assert.Equal(1, Logged(worker, LogLevel.Warning, "too short to leave the clock check room"));
+        Assert.Equal(0, Logged(worker, LogLevel.Error, Skewed));
+        Assert.Null(SkewGauge(worker));
+    }
+
     [Theory]
     [InlineData(null, null, null, 5_000, true)]             // the defaults: a sixth of the 30 s grace, capped at 5 s
     [InlineData(null, "00:01:00", null, 1_667, true)]       // a short lease keeps a 10 s grace: a sixth of it
     [InlineData("00:00:02", null, null, 333, true)]         // the test harness's grace
+    [InlineData("00:00:01.600", null, null, 267, true)]     // (0.267 s + 0.5 s) × 2 still under 1.6 s
+    [InlineData("00:00:01.500", null, null, 0, true)]       // a sixth would leave no room for the 0.5 s error: off
+    [InlineData("00:00:01", null, null, 0, true)]
+    [InlineData("00:00:01.500", null, "00:00:00.200", 200, true)]   // set, it only needs the room itself
+    [InlineData("00:00:01.500", null, "00:00:00.250", 250, false)]
     [InlineData(null, null, "0", 0, true)]                  // off
     [InlineData(null, null, "00:00:00", 0, true)]
     [InlineData(null, null, "00:00:14", 14_000, true)]      // two workers 28 s apart: inside the 30 s grace
     [InlineData(null, null, "00:00:15", 15_000, false)]     // 30 s apart: a send still running can be reclaimed
     [InlineData(null, "00:01:00", "00:00:05", 5_000, false)]
     [InlineData(null, null, "-00:00:01", -1_000, false)]
-    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
+    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it_less_the_measurement_error(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
