@@ -751,9 +751,11 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                                WHERE customer_id = i.customer_id AND type = i.type LIMIT 1) s
         """;
 
-    // Locked in the order given (sorted, as the reservation locks them), then deleted by tuple id.
+    // Locked in the order given (sorted, as the reservation locks them), then marked free by tuple
+    // id. Kept rather than deleted: the customer's next reminder updates the row in place (no
+    // indexed column changes, so no new index entry), where a delete and an insert would add one.
     private const string FreeRemindersSql = """
-        DELETE FROM reminder_reservations WHERE ctid = ANY (ARRAY(
+        UPDATE reminder_reservations SET held_until = '-infinity' WHERE ctid = ANY (ARRAY(
             SELECT r.ctid FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS i(customer_id, type, n)
              CROSS JOIN LATERAL (SELECT ctid FROM reminder_reservations
                                   WHERE customer_id = i.customer_id AND type = i.type AND held_by = $3 FOR UPDATE) r
