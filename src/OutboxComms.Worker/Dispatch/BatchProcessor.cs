@@ -59,6 +59,12 @@ internal sealed class BatchProcessor(
         await claiming.WaitAsync(stopping);
         try
         {
+            // Asked again after the wait for this process's turn (other lanes' claims, up to their
+            // command timeouts): the decision may have lapsed, or the clock been set, meanwhile.
+            if (!clock.AllowsClaims)
+            {
+                return 0;
+            }
             claimedAt = time.GetUtcNow();
             claimedTimestamp = time.GetTimestamp();
             // Not cancelled by shutdown once started: a claim cut off after its commit would leave its

@@ -119,7 +119,8 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             Volatile.Write(ref attempted, true);
             Interlocked.Exchange(ref lastAttemptTimestamp, time.GetTimestamp());
             await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-            var sample = await SampleAsync(connection, cancellationToken);
+            var measured = await SampleAsync(connection, cancellationToken);
+            var sample = measured;
             var limit = settings.MaxClockSkew;
             var previous = Volatile.Read(ref last);
             // A measurement is wrong by up to half its round trip: the clocks are held to disagree only
@@ -130,9 +131,16 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             {
                 if (sample.Skew.Duration() - (sample.RoundTrip / 2) <= limit || previous is { Verdict: ClockVerdict.AgreesWithWorkers })
                 {
-                    // Without any measurement yet the worker is holding its claims: say why.
+                    // Too rough to judge by. Without any measurement yet the worker holds its claims: say why.
+                    // With one, the last good measurement, carried forward by this clock's own movement
+                    // since (so a small step is not forgotten), is judged and recorded again: a database
+                    // answering slowly under load must not let every decision lapse and stop dispatch.
                     DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
-                    return sample;
+                    if (previous is null || Renewed(previous.Sample) is not { } renewed)
+                    {
+                        return measured;
+                    }
+                    sample = renewed;
                 }
             }
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
@@ -143,7 +151,7 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                 lastForgetTimestamp = time.GetTimestamp();
             }
             Decided(decision, previous);
-            return sample;
+            return measured;
         }
         finally
         {
@@ -205,6 +213,19 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             // Claims were held: wake a lane now rather than at its next poll.
             signal.Notify();
         }
+    }
+
+    /// <summary>
+    /// <paramref name="good"/> as it stands now: its skew moved by however far this worker's wall
+    /// clock has moved unlike its monotonic one since (PostgreSQL's clock is taken not to step, as
+    /// everywhere here), taken now. Null when that movement is a step beyond
+    /// <see cref="WorkerClocks.StepAllowance"/>: then only a new measurement will do.
+    /// </summary>
+    internal ClockSample? Renewed(ClockSample good)
+    {
+        ArgumentNullException.ThrowIfNull(good);
+        var stepped = time.GetUtcNow() - good.TakenAt - time.GetElapsedTime(good.TakenAtTimestamp);
+        return stepped.Duration() > WorkerClocks.StepAllowance ? null : new ClockSample(good.Skew + stepped, good.RoundTrip, time.GetUtcNow(), time.GetTimestamp());
     }
 
     /// <summary>

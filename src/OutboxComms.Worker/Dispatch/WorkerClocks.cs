@@ -146,10 +146,16 @@ internal static class WorkerClocks
         var rows = new List<WorkerClock>();
         await using (var read = new NpgsqlBatch(connection, transaction))
         {
+            // Bounded both ways: a decision waits at most 5 s for the fleet's lock, and a holder that
+            // stops between its statements (its host frozen, its network gone) has its session ended
+            // by the server after 5 s, so the lock is never held for the hours a dead connection can
+            // take to be noticed (every worker's decision would wait, and lapse, meanwhile).
+            read.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL lock_timeout = '5s'"));
+            read.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL idle_in_transaction_session_timeout = '5s'"));
             read.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({FleetLockKey})"));
             read.BatchCommands.Add(new NpgsqlBatchCommand(ReadSql) { Parameters = { new NpgsqlParameter<TimeSpan> { TypedValue = LiveWindow } } });
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
-            await reader.NextResultAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken);   // past the lock's (the SETs return no result set)
             while (await reader.ReadAsync(cancellationToken))
             {
                 rows.Add(new WorkerClock(

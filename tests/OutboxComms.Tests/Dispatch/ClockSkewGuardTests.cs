@@ -194,9 +194,15 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         var first = (await guard.MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken))!;
         Assert.True(guard.AllowsClaims);
 
+        var rowsBefore = await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks");
         network.AnswerDelay = TimeSpan.FromSeconds(2);
         var slow = (await guard.MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken))!;
         network.AnswerDelay = TimeSpan.Zero;
+        // Not dropped altogether: the last good measurement is judged and recorded again, so a slowly
+        // answering database does not let the decision lapse (and stop dispatch) a minute later.
+        Assert.Equal(rowsBefore + 1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks"));
+        Assert.InRange(await TestData.ScalarAsync<double>(db.DataSource, "SELECT skew_ms FROM worker_clocks ORDER BY measured_at DESC LIMIT 1"),
+            first.Skew.TotalMilliseconds - 50, first.Skew.TotalMilliseconds + 50);
 
         // What a guard trusting it would have believed: answers held on their way back make this
         // clock look a second ahead, three times the limit.
