@@ -1004,6 +1004,31 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         return (lanes, firstBatch);
     }
 
+    /// <summary>
+    /// Runs a batch of <paramref name="worker"/> with message_templates locked: a batch rendering a
+    /// template stops there, after its claim read the customers' reminder times and before it enters
+    /// the reminder gate and takes their entries. Once it waits, runs <paramref name="meanwhile"/>,
+    /// then lets it go on; answers how many rows it claimed.
+    /// </summary>
+    private async Task<int> RunWithTemplatesLockedAsync(WorkerHarness worker, Func<Task> meanwhile)
+    {
+        await using var holder = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using (var lockTemplates = new Npgsql.NpgsqlCommand("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockTemplates.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+        var running = Task.Run(worker.RunOnceAsync, TestContext.Current.CancellationToken);
+        for (var waited = 0; await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'message_templates'::regclass AND NOT granted") == 0; waited++)
+        {
+            Assert.True(waited < 200, "the batch never reached the templates");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        await meanwhile();
+        await hold.CommitAsync(TestContext.Current.CancellationToken);
+        return await running;
+    }
+
     [Fact]
     public async Task Two_batches_of_one_worker_at_once_send_one_reminder_of_a_type_to_a_customer()
     {
@@ -1089,22 +1114,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var (oneProcess, sending) = await StartHeldReminderBatchAsync(release);
         await using var firstProcess = oneProcess;
         await using var otherProcess = new WorkerHarness(db.ConnectionString, [email, whatsApp, sms], time, new() { ["Dispatch:BatchSize"] = "1" });
-        await using var holder = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
-        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
-        await using (var lockTemplates = new Npgsql.NpgsqlCommand("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE", holder, hold))
+        // Claims the second, reads "no reminder yet", and waits for the templates while the first is recorded.
+        Assert.Equal(1, await RunWithTemplatesLockedAsync(otherProcess, async () =>
         {
-            await lockTemplates.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-        }
-        var reading = Task.Run(otherProcess.RunOnceAsync, TestContext.Current.CancellationToken); // claims the second, reads "no reminder yet", waits for the templates
-        for (var waited = 0; await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'message_templates'::regclass AND NOT granted") == 0; waited++)
-        {
-            Assert.True(waited < 200, "the other process never reached the templates");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-        }
-        release.Set();
-        Assert.Equal(1, await sending); // the first is recorded, and its entry given back
-        await hold.CommitAsync(TestContext.Current.CancellationToken);
-        Assert.Equal(1, await reading);
+            release.Set();
+            Assert.Equal(1, await sending); // the first is recorded, and its entry given back
+        }));
 
         Assert.Equal([first], email.Sent.Select(m => m.MessageId));
         var deferred = await Outbox.GetAsync(db.DataSource, second);
@@ -1130,22 +1145,12 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         using var release = new ManualResetEventSlim();
         var (oneRowBatches, sending) = await StartHeldReminderBatchAsync(release);
         await using var lanes = oneRowBatches;
-        await using var holder = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
-        await using var hold = await holder.BeginTransactionAsync(TestContext.Current.CancellationToken);
-        await using (var lockTemplates = new Npgsql.NpgsqlCommand("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE", holder, hold))
+        // Claims the second, reads "no reminder yet", and waits for the templates while the first is recorded.
+        Assert.Equal(1, await RunWithTemplatesLockedAsync(lanes, async () =>
         {
-            await lockTemplates.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-        }
-        var reading = Task.Run(lanes.RunOnceAsync, TestContext.Current.CancellationToken); // claims the second, reads "no reminder yet", waits for the templates
-        for (var waited = 0; await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM pg_locks WHERE relation = 'message_templates'::regclass AND NOT granted") == 0; waited++)
-        {
-            Assert.True(waited < 200, "the second batch never reached the templates");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-        }
-        release.Set();
-        Assert.Equal(1, await sending); // the first is recorded and its batch has left the gate
-        await hold.CommitAsync(TestContext.Current.CancellationToken);
-        Assert.Equal(1, await reading);
+            release.Set();
+            Assert.Equal(1, await sending); // the first is recorded and its batch has left the gate
+        }));
 
         Assert.Equal([first], email.Sent.Select(m => m.MessageId));
         var deferred = await Outbox.GetAsync(db.DataSource, second);
