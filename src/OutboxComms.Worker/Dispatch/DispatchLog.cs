@@ -83,7 +83,7 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock agrees with PostgreSQL's again ({SkewSeconds:+0.000;-0.000} s, within {MaxClockSkew}): claiming resumes")]
     public static partial void ClockAgreesAgain(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
 
-    [LoggerMessage(Message = "Measuring the clock against PostgreSQL's took a {RoundTrip} round trip, too long to tell (at most {Longest}); the last measurement stands")]
+    [LoggerMessage(Message = "Measuring the clock against PostgreSQL's took a {RoundTrip} round trip, too long to tell (at most {Longest}); the last good measurement, carried forward by this clock's own movement, is judged again (none yet: claims are held)")]
     public static partial void ClockSampleTooSlow(ILogger logger, LogLevel level, TimeSpan roundTrip, TimeSpan longest);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's and the other workers' did not succeed; the last measurement stands for a minute at most")]
