@@ -341,11 +341,14 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var email = WorkerHarness.Email();
         var inFlight = 0;
         var most = 0;
+        // Without files: each send waits (10 s at most) until the other has started too, so a busy
+        // host that starts the second late cannot make them look serial; serial sends time out.
+        using var bothStarted = new CountdownEvent(2);
         email.Behaviour = m =>
         {
-            var now = Interlocked.Increment(ref inFlight);
-            InterlockedMax(ref most, now);
-            Thread.Sleep(300);
+            InterlockedMax(ref most, Interlocked.Increment(ref inFlight));
+            bothStarted.Signal();
+            bothStarted.Wait(TimeSpan.FromSeconds(10));
             Interlocked.Decrement(ref inFlight);
             return SendResult.Sent($"mem-{m.MessageId}");
         };
@@ -356,6 +359,13 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         await worker.RunOnceAsync();
         var withoutFiles = most;
         most = 0;
+        email.Behaviour = m =>
+        {
+            InterlockedMax(ref most, Interlocked.Increment(ref inFlight));
+            Thread.Sleep(300);
+            Interlocked.Decrement(ref inFlight);
+            return SendResult.Sent($"mem-{m.MessageId}");
+        };
         await EnqueueManyAsync(company, customer, 2);
         await TestData.ScalarAsync<int>(db.DataSource, """
             WITH a AS (INSERT INTO communication_attachments (message_id, file_name, content_type, content)
