@@ -134,7 +134,7 @@ internal sealed class BatchProcessor(
         }
         finally
         {
-            // (The entries in reminder_reservations were given back with the outcomes, or run out with the lease.)
+            // (The holds on reminder_frequency_state were given back with the outcomes, or run out with the lease.)
             foreach (var (customerId, type, messageId) in context.HeldReminders)
             {
                 reminders.Exit(customerId, type, messageId);

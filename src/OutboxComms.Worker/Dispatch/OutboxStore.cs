@@ -287,13 +287,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                             WHERE a.message_id = b.message_id AND a.attempt_no = b.attempt_no AND a.attempted_at = b.attempted_at)
         """;
 
+    // The reminder times (last_sent_at is null while a customer's first reminder is only held), and
+    // the batch's hold on the row given back in the same write when the batch held it ($6, its
+    // lease token; null for an outcome recorded alone, whose hold runs out with the lease).
     private const string RemindersSql = """
         INSERT INTO reminder_frequency_state AS s (customer_id, type, last_sent_at, last_created_at, last_pair_id)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[])
         ON CONFLICT (customer_id, type) DO UPDATE
            SET last_sent_at = greatest(s.last_sent_at, excluded.last_sent_at),
-               last_created_at = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_created_at ELSE s.last_created_at END,
-               last_pair_id = CASE WHEN excluded.last_sent_at >= s.last_sent_at THEN excluded.last_pair_id ELSE s.last_pair_id END
+               last_created_at = CASE WHEN excluded.last_sent_at >= coalesce(s.last_sent_at, '-infinity') THEN excluded.last_created_at ELSE s.last_created_at END,
+               last_pair_id = CASE WHEN excluded.last_sent_at >= coalesce(s.last_sent_at, '-infinity') THEN excluded.last_pair_id ELSE s.last_pair_id END,
+               held_until = CASE WHEN s.held_by = $6 THEN '-infinity' ELSE s.held_until END
         """;
 
     // BOTH: a sibling row per extra channel, with copies of the attachments; due at once, created
@@ -667,11 +671,13 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             upsert.Parameters.Add(Array(reminders, r => r.SentAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             upsert.Parameters.Add(Array(reminders, r => r.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
             upsert.Parameters.Add(Array(reminders, r => r.ReminderPairId, NpgsqlDbType.Bigint));
+            upsert.Parameters.Add(new NpgsqlParameter { Value = freeReminders is null ? DBNull.Value : leaseToken, NpgsqlDbType = NpgsqlDbType.Text });
             batch.BatchCommands.Add(upsert);
         }
-        if (freeReminders is { Count: > 0 })
+        // The holds of reminders not sent (suppressed, deferred, failed): given back apart.
+        if (freeReminders?.Except(reminders.Select(r => r.Key)).ToList() is { Count: > 0 } unsent)
         {
-            batch.BatchCommands.Add(FreeRemindersCommand(leaseToken, freeReminders));
+            batch.BatchCommands.Add(FreeRemindersCommand(leaseToken, unsent));
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
@@ -729,43 +735,34 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         return complete;
     }
 
-    // A batch's reminders, one per customer and type (ReminderGate keeps a process's batches apart),
-    // taken unless another batch holds them and its lease has not run out. In the order given (the
-    // caller sorts; the free below locks in that order too), so two batches taking overlapping
-    // entries wait for each other, never deadlock.
+    // A batch's reminders, one per customer and type (ReminderGate keeps a process's batches apart):
+    // each customer's reminder_frequency_state row (made for one never reminded) is held unless
+    // another batch holds it and its lease has not run out. A row held elsewhere is locked and
+    // left; a row taken is answered as it stands once locked — the latest committed version, so
+    // with every reminder time a holder before this one recorded (it gives its hold back in the
+    // commit that records them). In the order given (the caller sorts; the free below locks in
+    // that order too), so two batches taking overlapping rows wait for each other, never deadlock.
     private const string ReserveRemindersSql = """
-        INSERT INTO reminder_reservations AS r (customer_id, type, held_by, held_until)
+        INSERT INTO reminder_frequency_state AS s (customer_id, type, held_by, held_until)
         SELECT customer_id, type, $3, $4 FROM unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
         ON CONFLICT (customer_id, type) DO UPDATE SET held_by = excluded.held_by, held_until = excluded.held_until
-         WHERE r.held_until <= $5
-        RETURNING customer_id, type
+         WHERE s.held_until IS NULL OR s.held_until <= $5
+        RETURNING customer_id, type, last_sent_at, last_created_at, last_pair_id
         """;
 
-    // The next statement of the same round trip, so a snapshot of its own, taken after the entries
-    // are: a holder commits its outcomes (the reminder times read here) with the free of its
-    // entries, so this reads every reminder sent under an entry this batch took over.
-    private const string ReservedRemindersStateSql = """
-        SELECT i.customer_id, i.type, s.last_sent_at, s.last_created_at, s.last_pair_id
-          FROM unnest($1::uuid[], $2::text[]) AS i(customer_id, type)
-          CROSS JOIN LATERAL (SELECT last_sent_at, last_created_at, last_pair_id FROM reminder_frequency_state
-                               WHERE customer_id = i.customer_id AND type = i.type LIMIT 1) s
-        """;
-
-    // Locked in the order given (sorted, as the reservation locks them), then marked free by tuple
-    // id. Kept rather than deleted: the customer's next reminder updates the row in place (no
-    // indexed column changes, so no new index entry), where a delete and an insert would add one.
+    // Locked in the order given (sorted, as the reservation locks them), then marked free by tuple id.
     private const string FreeRemindersSql = """
-        UPDATE reminder_reservations SET held_until = '-infinity' WHERE ctid = ANY (ARRAY(
+        UPDATE reminder_frequency_state SET held_until = '-infinity' WHERE ctid = ANY (ARRAY(
             SELECT r.ctid FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS i(customer_id, type, n)
-             CROSS JOIN LATERAL (SELECT ctid FROM reminder_reservations
+             CROSS JOIN LATERAL (SELECT ctid FROM reminder_frequency_state
                                   WHERE customer_id = i.customer_id AND type = i.type AND held_by = $3 FOR UPDATE) r
              ORDER BY i.n))
         """;
 
     /// <summary>
-    /// Takes the batch's reminders (see migration 0043) until <paramref name="heldUntil"/>, its
+    /// Holds the batch's reminders (see migration 0043) until <paramref name="heldUntil"/>, its
     /// lease's end; answers the ones taken, with when each customer last got a reminder of that
-    /// type as the database has it now (null when never). One round trip.
+    /// type as the database has it now (null when never). One statement.
     /// </summary>
     public async Task<Dictionary<(Guid CustomerId, MessageType Type), RecordedReminder?>> ReserveRemindersAsync(
         string leaseToken, IReadOnlyCollection<(Guid CustomerId, MessageType Type)> reminders, DateTimeOffset heldUntil, DateTimeOffset now, CancellationToken cancellationToken)
@@ -776,32 +773,18 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             return taken;
         }
         var wanted = Sorted(reminders);
-        await using var batch = dataSource.CreateBatch();
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(ReserveRemindersSql)
-        {
-            Parameters =
-            {
-                Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid), Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text),
-                Value(leaseToken), Value(heldUntil.ToUniversalTime()), Value(now.ToUniversalTime()),
-            },
-        });
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(ReservedRemindersStateSql)
-        {
-            Parameters = { Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid), Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text) },
-        });
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        await using var reserve = dataSource.CreateCommand(ReserveRemindersSql);
+        reserve.Parameters.Add(Array(wanted, r => r.CustomerId, NpgsqlDbType.Uuid));
+        reserve.Parameters.Add(Array(wanted, r => WireName<MessageType>.Of(r.Type), NpgsqlDbType.Text));
+        reserve.Parameters.Add(Value(leaseToken));
+        reserve.Parameters.Add(Value(heldUntil.ToUniversalTime()));
+        reserve.Parameters.Add(Value(now.ToUniversalTime()));
+        await using var reader = await reserve.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = null;
-        }
-        await reader.NextResultAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            var key = (reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)));
-            if (taken.ContainsKey(key))
-            {
-                taken[key] = new RecordedReminder(reader.GetFieldValue<DateTimeOffset>(2), NullableTime(reader, 3), reader.IsDBNull(4) ? null : reader.GetInt64(4), 0);
-            }
+            taken[(reader.GetGuid(0), WireName<MessageType>.Parse(reader.GetString(1)))] = reader.IsDBNull(2)
+                ? null
+                : new RecordedReminder(reader.GetFieldValue<DateTimeOffset>(2), NullableTime(reader, 3), reader.IsDBNull(4) ? null : reader.GetInt64(4), 0);
         }
         return taken;
     }

@@ -9,7 +9,7 @@ namespace OutboxComms.Worker.Dispatch;
 /// (<see cref="DispatchOptions.ConcurrentBatches"/>); without this, two batches could each send a
 /// reminder of the same type to the same customer before either had recorded it, and the frequency
 /// policy would let both through. A batch holds its entries until its outcomes (with the reminder
-/// times) are committed. Across processes, <c>reminder_reservations</c> does the same
+/// times) are committed. Across processes, a hold on the customer's <c>reminder_frequency_state</c> row does the same
 /// (<see cref="OutboxStore.ReserveRemindersAsync"/>), after this gate.
 /// </summary>
 /// <remarks>

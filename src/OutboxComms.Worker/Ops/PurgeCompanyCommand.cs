@@ -28,7 +28,7 @@ public static class PurgeCompanyCommand
         ["communication_logs", "communication_attempts", "communication_attachments", "message_replays", "webhook_events", "webhook_nonces", "content_retention_deferred"];
 
     /// <summary>Tables keyed by a customer alone, with no foreign key to it: deleted with the company's customers.</summary>
-    internal static readonly string[] CustomerTables = ["reminder_frequency_state", "reminder_reservations"];
+    internal static readonly string[] CustomerTables = ["reminder_frequency_state"];
 
     // Every batch holds the company row FOR SHARE and stops when it is no longer deactivated: a
     // reactivation (which locks the row) waits for the batch under way, and the purge then stops.
@@ -52,12 +52,11 @@ public static class PurgeCompanyCommand
 
     // Customers in batches: their preferences, consent records and reminders (with their steps) go
     // by their foreign keys' cascades, each found through an index on the customer; their reminder
-    // frequency state and reservations, which have no foreign key, explicitly.
+    // frequency state (with its holds), which has no foreign key, explicitly.
     private const string CustomersBatchSql = $$"""
         WITH {{Deactivated}},
         ids AS MATERIALIZED (SELECT id FROM customers WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co) ORDER BY id LIMIT 500),
-        frequency AS (DELETE FROM reminder_frequency_state WHERE customer_id IN (SELECT id FROM ids)),
-        reservations AS (DELETE FROM reminder_reservations WHERE customer_id IN (SELECT id FROM ids))
+        frequency AS (DELETE FROM reminder_frequency_state WHERE customer_id IN (SELECT id FROM ids))
         DELETE FROM customers WHERE company_id = $1 AND id IN (SELECT id FROM ids)
         """;
 

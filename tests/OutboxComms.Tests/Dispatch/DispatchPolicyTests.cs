@@ -1075,7 +1075,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var deferred = await Outbox.GetAsync(db.DataSource, second);
         Assert.Equal(("PENDING", time.GetUtcNow().AddMinutes(2)), (deferred.Status, deferred.NextAttemptAt));
         Assert.StartsWith("reminder frequency WEEKLY: another PAYMENT_REMINDER to this customer is being sent", deferred.StatusReason, StringComparison.Ordinal);
-        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM reminder_reservations WHERE held_until > '-infinity'")); // given back once recorded
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM reminder_frequency_state WHERE held_until > '-infinity'")); // given back once recorded
         time.Advance(TimeSpan.FromMinutes(2));
         Assert.Equal(1, await otherProcess.RunOnceAsync());
         deferred = await Outbox.GetAsync(db.DataSource, second);
@@ -1085,7 +1085,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // A worker that died holding a customer's reminder: held until its lease's end, then taken over.
         var (orphanedCompany, orphaned) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
         await TestData.ScalarAsync<int>(db.DataSource, """
-            INSERT INTO reminder_reservations (customer_id, type, held_by, held_until)
+            INSERT INTO reminder_frequency_state (customer_id, type, held_by, held_until)
             VALUES ($1, 'COMPLIANCE_REMINDER', 'dead-worker#1.1', $2::timestamptz + interval '1 minute') RETURNING 1
             """, orphaned, time.GetUtcNow());
         var waiting = await EnqueueAsync(orphanedCompany, orphaned, type: "COMPLIANCE_REMINDER");
