@@ -287,9 +287,10 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                             WHERE a.message_id = b.message_id AND a.attempt_no = b.attempt_no AND a.attempted_at = b.attempted_at)
         """;
 
-    // The reminder times (last_sent_at is null while a customer's first reminder is only held), and
-    // the batch's hold on the row given back in the same write when the batch held it ($6, its
-    // lease token; null for an outcome recorded alone, whose hold runs out with the lease).
+    // The reminder times (last_sent_at is null while a customer's first reminder is only held; a
+    // row given without a time, a hold not sent, keeps its times), and the batch's hold on the row
+    // given back in the same write when the batch held it ($6, its lease token; null for an
+    // outcome recorded alone, whose hold runs out with the lease).
     private const string RemindersSql = """
         INSERT INTO reminder_frequency_state AS s (customer_id, type, last_sent_at, last_created_at, last_pair_id)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[])
@@ -658,26 +659,26 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             batch.BatchCommands.Add(insert);
         }
 
-        var reminders = completions.Where(c => c.ReminderSent is not null)
+        // The reminders sent, with their times, and the batch's other holds (reminders suppressed,
+        // deferred or failed), without: one statement gives every hold back, in the order the
+        // holds were taken in (sorted), so it never waits on a batch taking holds in a cycle.
+        var sent = completions.Where(c => c.ReminderSent is not null)
             .GroupBy(c => c.ReminderSent!.Value)
             .Select(g => g.MaxBy(c => c.SentAt!.Value)!)
-            .Select(c => (Key: c.ReminderSent!.Value, SentAt: c.SentAt!.Value, c.ReminderCreatedAt, c.ReminderPairId))
+            .ToDictionary(c => c.ReminderSent!.Value, c => (SentAt: (DateTimeOffset?)c.SentAt!.Value, c.ReminderCreatedAt, c.ReminderPairId));
+        var reminders = Sorted(sent.Keys.Concat(freeReminders ?? []))
+            .Select(key => (Key: key, Time: sent.GetValueOrDefault(key)))
             .ToList();
         if (reminders.Count > 0)
         {
             var upsert = new NpgsqlBatchCommand(RemindersSql);
             upsert.Parameters.Add(Array(reminders, r => r.Key.CustomerId, NpgsqlDbType.Uuid));
             upsert.Parameters.Add(Array(reminders, r => WireName<MessageType>.Of(r.Key.Type), NpgsqlDbType.Text));
-            upsert.Parameters.Add(Array(reminders, r => r.SentAt.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-            upsert.Parameters.Add(Array(reminders, r => r.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
-            upsert.Parameters.Add(Array(reminders, r => r.ReminderPairId, NpgsqlDbType.Bigint));
+            upsert.Parameters.Add(Array(reminders, r => r.Time.SentAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            upsert.Parameters.Add(Array(reminders, r => r.Time.ReminderCreatedAt?.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+            upsert.Parameters.Add(Array(reminders, r => r.Time.ReminderPairId, NpgsqlDbType.Bigint));
             upsert.Parameters.Add(new NpgsqlParameter { Value = freeReminders is null ? DBNull.Value : leaseToken, NpgsqlDbType = NpgsqlDbType.Text });
             batch.BatchCommands.Add(upsert);
-        }
-        // The holds of reminders not sent (suppressed, deferred, failed): given back apart.
-        if (freeReminders?.Except(reminders.Select(r => r.Key)).ToList() is { Count: > 0 } unsent)
-        {
-            batch.BatchCommands.Add(FreeRemindersCommand(leaseToken, unsent));
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);

@@ -1081,6 +1081,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         deferred = await Outbox.GetAsync(db.DataSource, second);
         Assert.Equal(("PENDING", new DateTimeOffset(2026, 11, 29, 18, 30, 0, TimeSpan.Zero)), (deferred.Status, deferred.NextAttemptAt)); // Monday 00:00 IST
         Assert.StartsWith("reminder frequency WEEKLY: a PAYMENT_REMINDER already went out", deferred.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM reminder_frequency_state WHERE held_until > '-infinity'")); // a hold whose reminder waits is given back too
 
         // A worker that died holding a customer's reminder: held until its lease's end, then taken over.
         var (orphanedCompany, orphaned) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
