@@ -60,14 +60,24 @@ public static class PurgeCompanyCommand
         DELETE FROM customers WHERE company_id = $1 AND id IN (SELECT id FROM ids)
         """;
 
-    // What hangs off the company alone, found through indexes that lead with company_id (the
-    // attempts and files of messages deleted earlier by hand have no such index, and are left).
+    // What hangs off the company alone, found through indexes that lead with company_id.
     private static readonly string[] CompanyRowsSql =
     [
         $"WITH {Deactivated} DELETE FROM message_replays WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
         $"WITH {Deactivated} DELETE FROM webhook_events WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
         $"WITH {Deactivated} DELETE FROM webhook_nonces WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
         $"WITH {Deactivated} DELETE FROM content_retention_deferred WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+    ];
+
+    // Last, once the company has no message left: attempts and files whose message was deleted
+    // earlier by hand (provider errors and invoices that may name the practice's clients). Nothing
+    // finds them by company but a read of the whole table, once each, in one statement: an
+    // offboarding is rare, and batches would read the table again each time. A file stored without
+    // its company (before migration 0031) whose message is gone cannot be told apart, and stays.
+    private static readonly string[] OrphansSql =
+    [
+        $"WITH {Deactivated} DELETE FROM communication_attempts WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
+        $"WITH {Deactivated} DELETE FROM communication_attachments WHERE company_id = $1 AND EXISTS (SELECT 1 FROM co)",
     ];
 
     private static readonly (string Table, string Sql)[] Counts =
@@ -232,6 +242,15 @@ public static class PurgeCompanyCommand
         }
         // Again, last: what a SQL producer still wrote meanwhile goes with its files and attempts.
         messages += await InBatchesAsync(MessagesBatchSql);
+        long orphans = 0;
+        foreach (var sql in OrphansSql)
+        {
+            orphans += await ExecuteAsync(sql);
+        }
+        if (orphans > 0)
+        {
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Deleted {orphans} attempts and files whose message had been deleted before the purge."));
+        }
         // Then the company, and with it by their foreign keys' cascades its settings, keys,
         // templates, schedules and their runs, calendar overrides, API idempotency keys and
         // retention cursor — unless it was reactivated meanwhile.

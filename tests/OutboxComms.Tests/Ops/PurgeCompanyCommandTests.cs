@@ -89,6 +89,37 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
     }
 
     [Fact]
+    public async Task Attempts_and_files_of_a_message_deleted_by_hand_go_with_their_company_and_no_other()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var other = await TestData.CreateCompanyAsync(db.DataSource);
+        foreach (var owner in new[] { company, other })
+        {
+            // A message with its attempt and file, then the message deleted by hand (as a DBA might).
+            await TestData.ScalarAsync<int>(db.DataSource, """
+                WITH m AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status)
+                           VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'x', 'FAILED') RETURNING company_id, id),
+                a AS (INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, outcome, error_message)
+                      SELECT id, company_id, 1, 'EMAIL', 'PERMANENT_FAILURE', 'mailbox rao.client@example.in unavailable' FROM m),
+                f AS (INSERT INTO communication_attachments (company_id, message_id, file_name, content) SELECT company_id, id, 'INV-1.pdf', '\x25' FROM m)
+                SELECT 1 FROM m
+                """, owner);
+            await TestData.ScalarAsync<int>(db.DataSource, "WITH d AS (DELETE FROM communication_logs WHERE company_id = $1 RETURNING 1) SELECT count(*)::int FROM d", owner);
+        }
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", company);
+        var output = new StringWriter();
+
+        Assert.Equal(0, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--execute"], db.DataSource, output, new StringWriter(), Cancel));
+
+        Assert.Contains("Deleted 2 attempts and files whose message had been deleted before the purge.", output.ToString(), StringComparison.Ordinal);
+        foreach (var table in new[] { "communication_attempts", "communication_attachments" })
+        {
+            Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, $"SELECT count(*) FROM {table} WHERE company_id = $1", company));
+            Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, $"SELECT count(*) FROM {table} WHERE company_id = $1", other));
+        }
+    }
+
+    [Fact]
     public async Task A_purge_stops_when_the_company_is_reactivated_while_it_runs()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
