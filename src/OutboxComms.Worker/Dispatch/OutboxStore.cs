@@ -301,7 +301,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                held_until = CASE WHEN s.held_by = $6 THEN '-infinity' ELSE s.held_until END
         """;
 
-    // BOTH: a sibling row per extra channel, with copies of the attachments; due at once, created
+    // BOTH: a sibling row per extra channel, with copies of the attachments (a file retention
+    // cleared stays cleared, and fails the sibling with that reason); due at once, created
     // when its original was (one request: the frequency policy counts the pair once). Only while
     // the row is still this batch's (locked, so no one can take it before the outcome below is
     // written): a batch whose lease ran out and whose row another worker took must not split it
@@ -319,8 +320,8 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                    subject, content, template_key, template_data, max_retries, metadata, expires_at, $3, created_at, split_from
               FROM mine
             RETURNING id)
-        INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content, url, size_bytes)
-        SELECT $5, sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes
+        INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content, url, size_bytes, purged_at)
+        SELECT $5, sibling.id, a.file_name, a.content_type, a.content, a.url, a.size_bytes, a.purged_at
           FROM sibling JOIN communication_attachments a ON a.message_id = $1 AND (a.company_id IS NULL OR a.company_id = $5)
         """;
 

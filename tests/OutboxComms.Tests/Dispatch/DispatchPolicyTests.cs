@@ -387,6 +387,28 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_message_for_both_channels_whose_file_retention_cleared_fails_on_each_channel_instead_of_waiting_forever()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        var invoice = await EnqueueAsync(company, customer, channel: "BOTH");
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, size_bytes, purged_at)
+            VALUES ($1, $2, 'INV-1042.pdf', 'application/pdf', 4, '2026-09-01T00:00:00Z') RETURNING 1
+            """, company, invoice);
+
+        await worker.RunOnceAsync();
+        await worker.RunOnceAsync();
+
+        // The split's copy of the cleared file is cleared too (a copy without purged_at broke the
+        // files' check, so the outcome was refused and the row claimed again at every lease).
+        Assert.Equal("EMAIL:FAILED,WHATSAPP:FAILED", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(channel || ':' || status, ',' ORDER BY channel) FROM communication_logs WHERE company_id = $1", company));
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource,
+            "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND error_message LIKE 'attachment ''INV-1042.pdf'' was cleared on 2026-09-01%'", company));
+        Assert.Equal(0, email.Calls + whatsApp.Calls);
+    }
+
+    [Fact]
     public async Task A_row_given_another_companys_id_does_not_carry_that_companys_files()
     {
         var (company, customer) = await CustomerAsync();
