@@ -331,7 +331,23 @@ internal sealed class BatchProcessor(
         var reason = $"its outcome could not be stored as it was ({refusal.GetType().Name}: {StorableText.Truncate(refusal.Message, 200)}); recorded without its texts and cost";
         try
         {
-            await RecordStrippedAsync();
+            await RecordAsync(lease, [Stripped(reason)], leaseEnds, context);
+            return;
+        }
+        catch (Exception ex) when (Refused(ex))
+        {
+            DispatchLog.CompleteStrippedRefused(logger, ex, completion.Id);
+            refusal = ex;
+        }
+        // Left to its lease, the row would be claimed, sent and refused again at every lease, for
+        // ever: its status alone is recorded, and the reason says what was not (a channel of a
+        // BOTH message that never got its row, an attempt missing from the history).
+        reason = $"its outcome could not be stored ({refusal.GetType().Name}: {StorableText.Truncate(refusal.Message, 200)}); its status alone was recorded"
+            + (completion.SplitInto.Count > 0 ? $", and its {string.Join(" and ", completion.SplitInto.Select(WireName<Channel>.Of))} row was not created" : "")
+            + (completion.Attempt is null ? "" : ", without its attempt");
+        try
+        {
+            await RecordAsync(lease, [Stripped(reason) with { SplitInto = [], Attempt = null, ReminderSent = null, RecipientOptedOut = false, MarketingStopped = false }], leaseEnds, context);
         }
         catch (Exception ex) when (Refused(ex))
         {
@@ -340,7 +356,7 @@ internal sealed class BatchProcessor(
             DispatchLog.CompleteRefused(logger, ex, completion.Id);
         }
 
-        Task RecordStrippedAsync() => RecordAsync(lease, [completion with
+        Completion Stripped(string reason) => completion with
         {
             StatusReason = reason,
             ErrorMessage = completion.ErrorMessage is null ? null : "(not storable)",
@@ -350,7 +366,7 @@ internal sealed class BatchProcessor(
             Cost = null,
             CostCurrency = null,
             Attempt = completion.Attempt is null ? null : completion.Attempt with { Error = completion.Attempt.Error is null ? null : "(not storable)", Cost = null, CostCurrency = null },
-        }], leaseEnds, context);
+        };
     }
 
     /// <summary>One write of these outcomes, retried while the database cannot be reached, until 10 s before the lease ends (at least five tries, at most 300).</summary>

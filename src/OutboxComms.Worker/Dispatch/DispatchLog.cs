@@ -29,7 +29,10 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Error, Message = "The database refused the outcome of message {MessageId}; recorded as {Status} without its texts and cost")]
     public static partial void CompleteWithoutText(ILogger logger, Exception exception, long messageId, string status);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The database refused even the stripped outcome of message {MessageId}; it is left to its lease")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "The database refused even the stripped outcome of message {MessageId}; recording its status alone, without its attempt, other channels' rows or reminder time")]
+    public static partial void CompleteStrippedRefused(ILogger logger, Exception exception, long messageId);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "The database refused even the bare status of message {MessageId}; it is left to its lease and will be claimed again")]
     public static partial void CompleteRefused(ILogger logger, Exception exception, long messageId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Listening for outbox notifications failed; reconnecting (polling continues meanwhile)")]

@@ -1479,6 +1479,41 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_outcome_refused_even_without_its_texts_is_recorded_as_its_status_alone_so_the_message_is_not_sent_again()
+    {
+        var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");
+        var update = await EnqueueAsync(company, customer, type: "GENERAL_UPDATE", channel: "BOTH");
+        // Something the split's row breaks (here a trigger standing in for a constraint a future
+        // migration might add): with its texts or without, the outcome carrying the split is refused.
+        var trigger = $"refuse_split_{company:N}";
+        await TestData.ScalarAsync<int>(db.DataSource, $"""
+            CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'no sibling rows here' USING ERRCODE = 'check_violation';
+            END $$;
+            CREATE TRIGGER {trigger} BEFORE INSERT ON communication_logs FOR EACH ROW
+                WHEN (NEW.company_id = '{company}' AND NEW.split_from IS NOT NULL) EXECUTE FUNCTION {trigger}();
+            SELECT 1
+            """);
+        try
+        {
+            await worker.RunOnceAsync();
+            time.Advance(TimeSpan.FromMinutes(10));   // past any lease
+            await worker.RunOnceAsync();
+        }
+        finally
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, $"DROP TRIGGER {trigger} ON communication_logs; DROP FUNCTION {trigger}(); SELECT 1");
+        }
+
+        var row = await Outbox.GetAsync(db.DataSource, update);
+        Assert.Equal("SENT", row.Status);
+        Assert.StartsWith("its outcome could not be stored (PostgresException: 23514: no sibling rows here); its status alone was recorded, and its WHATSAPP row was not created", row.StatusReason, StringComparison.Ordinal);
+        Assert.Equal(1, email.Calls);   // once: not claimed and sent again at every lease
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1", company));
+    }
+
+    [Fact]
     public async Task A_row_or_customer_holding_a_value_dotnet_cannot_read_fails_with_the_column_and_the_rest_of_the_batch_goes()
     {
         // A producer's typo: a timestamp after the year 9999 is valid to PostgreSQL, not to .NET.
