@@ -35,7 +35,7 @@ internal static class MessageValidation
     public const int MaxAttachmentBytes = 10 * 1024 * 1024;
     public const int MaxAttachmentsBytes = 20 * 1024 * 1024;
     public const int MaxAttachments = 10;
-    public const int MaxRetriesLimit = 10;
+    public const int MaxRetriesLimit = CommunicationLog.MaxRetriesLimit;
     private const int MaxContentLength = 100_000;
     private const int MaxSubjectLength = 998;  // RFC 5322's line limit
     private const int MaxJsonLength = 64 * 1024;

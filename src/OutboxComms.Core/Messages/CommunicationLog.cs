@@ -28,6 +28,13 @@ public class CommunicationLog
     public string? ErrorMessage { get; set; }
     public int RetryCount { get; set; }
     public int MaxRetries { get; set; } = 3;
+
+    /// <summary>
+    /// The most retries a message may have: a timeout may have delivered, so each retry may be a
+    /// duplicate. The API refuses more; the worker reads a larger <c>max_retries</c> a SQL producer
+    /// wrote as this.
+    /// </summary>
+    public const int MaxRetriesLimit = 10;
     /// <summary>Provider calls so far; unlike <see cref="RetryCount"/> a replay does not reset it.</summary>
     public int AttemptCount { get; set; }
     /// <summary>Attempts spent on a provider outage, which used up no retry; a replay resets it.</summary>

@@ -376,7 +376,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             NullableString(reader, 9),
             reader.GetString(10),
             Count(reader, 11),
-            reader.GetInt32(12),
+            Math.Clamp(reader.GetInt32(12), 0, CommunicationLog.MaxRetriesLimit),
             Count(reader, 13),
             NullableTime(reader, 14),
             reader.GetFieldValue<DateTimeOffset>(15),

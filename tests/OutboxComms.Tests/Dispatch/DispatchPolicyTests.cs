@@ -1242,6 +1242,27 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task More_retries_than_the_api_allows_written_by_sql_are_read_as_the_limit()
+    {
+        // Each retry after a timeout may be a duplicate: a SQL producer's max_retries of 1,000 would
+        // resend for months, every six hours.
+        var (company, customer) = await CustomerAsync();
+        var greedy = await EnqueueAsync(company, customer, maxRetries: 1000);
+        email.Behaviour = _ => SendResult.Transient("SMTP 451 4.3.0 try again later");
+
+        await worker.RunOnceAsync();
+
+        Assert.StartsWith("retry 1 of 10 at ", (await Outbox.GetAsync(db.DataSource, greedy)).StatusReason, StringComparison.Ordinal);
+        // Its tenth retry spent (as after ten more failures), the next failure is its last.
+        time.Advance(TimeSpan.FromDays(2));
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET retry_count = 10, next_attempt_at = $2 WHERE id = $1 RETURNING 1", greedy, time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+
+        Assert.Equal("FAILED", (await Outbox.GetAsync(db.DataSource, greedy)).Status);
+        Assert.Equal(2, email.Calls);
+    }
+
+    [Fact]
     public async Task Two_reminders_on_both_channels_written_in_one_transaction_are_two_reminders()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
