@@ -107,6 +107,7 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel, content) VALUES ($1, $2, 'NEWSLETTER', 'EMAIL', 'x')", "communication_logs_type_check")]
     [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel, content) VALUES ($1, $2, 'INVOICE', 'FAX', 'x')", "communication_logs_channel_check")]
     [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel) VALUES ($1, $2, 'INVOICE', 'EMAIL')", "communication_logs_check")]
+    [InlineData("INSERT INTO communication_logs (company_id, customer_id, type, channel, content, idempotency_key) VALUES ($1, $2, 'INVOICE', 'EMAIL', 'x', '') ON CONFLICT DO NOTHING", "communication_logs_idempotency_key_not_blank")]
     public async Task A_structurally_invalid_insert_is_refused_with_the_constraint_named(string sql, string constraint)
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);

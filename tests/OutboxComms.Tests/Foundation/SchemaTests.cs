@@ -244,6 +244,46 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     }
 
     [Fact]
+    public async Task Migration_0047_clears_every_empty_idempotency_key_and_then_refuses_new_ones()
+    {
+        var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < 47))
+            {
+                await using var apply = dataSource.CreateCommand(migration.Sql);
+                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+            var company = await TestData.CreateCompanyAsync(dataSource);
+            // A producer's "" keys: its company's first message went in, and one naming no company that exists.
+            await TestData.ScalarAsync<int>(dataSource, """
+                INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, idempotency_key)
+                VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'a', ''), ($1, 'CL-1', 'INVOICE', 'EMAIL', 'b', 'INV-1042'),
+                       (gen_random_uuid(), 'CL-1', 'INVOICE', 'EMAIL', 'c', '')
+                RETURNING 1
+                """, company);
+
+            await using (var apply = dataSource.CreateCommand(SchemaMigrator.All.Single(m => m.Version == 47).Sql))
+            {
+                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            Assert.Equal("a:,b:INV-1042,c:", await TestData.ScalarAsync<string>(dataSource,
+                "SELECT string_agg(content || ':' || coalesce(idempotency_key, ''), ',' ORDER BY content) FROM communication_logs"));
+            // Every old row can still be written (as a claim writes it), and a new "" is refused.
+            Assert.Equal(3, await TestData.ScalarAsync<int>(dataSource, "WITH u AS (UPDATE communication_logs SET locked_by = 'w' RETURNING 1) SELECT count(*)::int FROM u"));
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => TestData.ScalarAsync<int>(dataSource,
+                "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, idempotency_key) VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'd', '') ON CONFLICT DO NOTHING RETURNING 1", company));
+            Assert.Equal("communication_logs_idempotency_key_not_blank", refused.ConstraintName);
+        }
+        finally
+        {
+            await db.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task Migration_0018_files_the_general_updates_opt_outs_already_recorded_under_their_own_scope()
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
