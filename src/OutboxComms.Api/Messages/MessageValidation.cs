@@ -209,7 +209,7 @@ internal static class MessageValidation
                 content = Convert.FromBase64String(attachment.ContentBase64!);
             }
         }
-        else if (!IsAllowedUrl(attachment.Url!, out var link))
+        else if (!AttachmentRules.IsAllowedUrl(attachment.Url, out var link))
         {
             Fail("url", "url must be an absolute https URL (http only for localhost).");
         }
@@ -220,9 +220,4 @@ internal static class MessageValidation
         }
         return ok ? new AttachmentDraft(fileName!, contentType, content, hasUrl ? attachment.Url!.Trim() : null) : null;
     }
-
-    /// <summary>https anywhere; plain http only to a loopback host (a local file server in development and tests).</summary>
-    private static bool IsAllowedUrl(string url, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Uri? uri) =>
-        Uri.TryCreate(url.Trim(), UriKind.Absolute, out uri)
-        && (uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback));
 }

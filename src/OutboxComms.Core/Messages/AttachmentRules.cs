@@ -53,12 +53,28 @@ public static class AttachmentRules
                 return string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"attachment '{attachment.FileName}' was cleared on {purged.UtcDateTime:yyyy-MM-dd} by attachment retention (Attachments:RetentionDays): send the message again with the file");
             }
-            if (attachment.Content is null
-                && !(Uri.TryCreate(attachment.Url?.Trim(), UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttps || url.Scheme == Uri.UriSchemeHttp)))
+            if (attachment.Content is not null && (attachment.SizeBytes ?? attachment.Content.Length) == 0)
             {
-                return $"attachment '{attachment.FileName}': url '{Providers.AttachmentLoader.Shown(attachment.Url)}' is not an absolute http(s) URL";
+                // A PDF generator that returned nothing: an invoice mailed with an empty file says nothing is wrong.
+                return $"attachment '{attachment.FileName}' is empty (0 bytes)";
+            }
+            if (attachment.Content is null && !IsAllowedUrl(attachment.Url, out _))
+            {
+                return $"attachment '{attachment.FileName}': url '{Providers.AttachmentLoader.Shown(attachment.Url)}' is not an absolute https URL (http only for localhost)";
             }
         }
         return null;
+    }
+
+    /// <summary>
+    /// A link a file may be fetched from: https anywhere; plain http only to a loopback host (a
+    /// local file server in development and tests). Over plain http anyone on the way could swap
+    /// the invoice (its bank details) that then goes out under the practice's name.
+    /// </summary>
+    public static bool IsAllowedUrl(string? url, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Uri? uri)
+    {
+        uri = null;
+        return url is not null && Uri.TryCreate(url.Trim(), UriKind.Absolute, out uri)
+            && (uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback));
     }
 }

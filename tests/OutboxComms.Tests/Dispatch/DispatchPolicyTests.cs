@@ -820,14 +820,17 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         var relativeLink = await EnqueueAsync(company, customer);
         var toSms = await EnqueueAsync(company, customer, channel: "SMS");
         var fine = await EnqueueAsync(company, customer);
+        var empty = await EnqueueAsync(company, customer);
+        var plainHttp = await EnqueueAsync(company, customer);
         await TestData.ScalarAsync<int>(db.DataSource, """
             WITH a AS (
                 INSERT INTO communication_attachments (message_id, file_name, content_type, content, url)
                 VALUES ($1, 'INV-1.pdf', 'pdf', '\x25504446', NULL), ($2, 'INV-2.pdf', 'application/pdf', NULL, 'invoices/INV-2.pdf'),
-                       ($3, 'INV-3.pdf', 'application/pdf', '\x25504446', NULL), ($4, 'INV-4.pdf', 'application/pdf', '\x25504446', NULL)
+                       ($3, 'INV-3.pdf', 'application/pdf', '\x25504446', NULL), ($4, 'INV-4.pdf', 'application/pdf', '\x25504446', NULL),
+                       ($5, 'INV-5.pdf', 'application/pdf', '', NULL), ($6, 'INV-6.pdf', 'application/pdf', NULL, 'http://files.erp.example/INV-6.pdf')
                 RETURNING 1)
             SELECT count(*)::int FROM a
-            """, notAMediaType, relativeLink, toSms, fine);
+            """, notAMediaType, relativeLink, toSms, fine, empty, plainHttp);
 
         await worker.RunOnceAsync();
         await worker.RunOnceAsync(); // the BOTH message's WhatsApp sibling, split off although its email failed
@@ -835,7 +838,10 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal("attachment 'INV-1.pdf': content type 'pdf' is not a media type such as application/pdf", (await Outbox.GetAsync(db.DataSource, notAMediaType)).ErrorMessage);
         Assert.Equal("FAILED/attachment 'INV-1.pdf': content type 'pdf' is not a media type such as application/pdf", await TestData.ScalarAsync<string>(db.DataSource,
             "SELECT status || '/' || error_message FROM communication_logs WHERE split_from = $1 AND id <> $1", notAMediaType));
-        Assert.Equal("attachment 'INV-2.pdf': url 'invoices/INV-2.pdf' is not an absolute http(s) URL", (await Outbox.GetAsync(db.DataSource, relativeLink)).ErrorMessage);
+        Assert.Equal("attachment 'INV-2.pdf': url 'invoices/INV-2.pdf' is not an absolute https URL (http only for localhost)", (await Outbox.GetAsync(db.DataSource, relativeLink)).ErrorMessage);
+        // A PDF generator that returned nothing, and a link anyone on the way could swap.
+        Assert.Equal("attachment 'INV-5.pdf' is empty (0 bytes)", (await Outbox.GetAsync(db.DataSource, empty)).ErrorMessage);
+        Assert.Equal("attachment 'INV-6.pdf': url 'http://files.erp.example/INV-6.pdf' is not an absolute https URL (http only for localhost)", (await Outbox.GetAsync(db.DataSource, plainHttp)).ErrorMessage);
         var onSms = await Outbox.GetAsync(db.DataSource, toSms);
         Assert.Equal(("FAILED", "SMS", "SMS cannot carry attachments (INV-3.pdf)"), (onSms.Status, onSms.Channel, onSms.ErrorMessage));
         Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
