@@ -49,7 +49,13 @@ internal sealed partial class MessageDispatcher(
         Completion completion;
         try
         {
+            message = await WithCurrentRecipientAsync(message, context, sendToken);
             completion = await DecideAndSendAsync(message, context, sendToken);
+            if (message.CustomerId is null && message.Customer is { } recipient)
+            {
+                // Named by the business app's code alone: from now on the row names this customer.
+                completion = completion with { CustomerId = recipient.Id };
+            }
         }
         catch (Exception ex) when (ex is not SendNotStartedException && (ex is not OperationCanceledException || !sendToken.IsCancellationRequested))
         {
@@ -68,6 +74,32 @@ internal sealed partial class MessageDispatcher(
             DispatchLog.Outcome(logger, message.Id, message.CompanyId, WireName<DeliveryStatus>.Of(completion.Status), LogRedaction.Contacts(completion.StatusReason));
         }
         return completion;
+    }
+
+    /// <summary>
+    /// Consent as it is now. The batch read its recipients at the claim, and with a slow provider
+    /// its last sends start most of a lease later: an opt-out, an unsubscribe, a provider's STOP or
+    /// a deletion committed meanwhile must decide them, not be overridden for up to a minute. A fast
+    /// batch (every send within <see cref="RecipientsFreshFor"/>) costs no extra query.
+    /// </summary>
+    private async Task<ClaimedMessage> WithCurrentRecipientAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
+    {
+        if (message.Customer is not null && context.Now(time) - context.RecipientsReadAt > RecipientsFreshFor
+            && context.CurrentRecipientAsync(message, sendToken) is { } reading)
+        {
+            try
+            {
+                return message with { Customer = await reading };
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidCastException or FormatException or OverflowException or ArgumentException)
+            {
+                // Not read again (a database blip, a pool that is full, a row .NET cannot read): the
+                // batch's reading at the claim decides, as it always did, rather than the message
+                // losing a retry to an internal error.
+                DispatchLog.RecipientNotReread(logger, ex, message.Id, message.CompanyId);
+            }
+        }
+        return message;
     }
 
     private async Task<Completion> DecideAndSendAsync(ClaimedMessage message, BatchContext context, CancellationToken sendToken)
@@ -100,26 +132,6 @@ internal sealed partial class MessageDispatcher(
             };
         }
         message = message with { TemplateData = templateData };
-
-        // Consent as it is now. The batch read its recipients at the claim, and with a slow
-        // provider its last sends start most of a lease later: an opt-out, an unsubscribe, a
-        // provider's STOP or a deletion committed meanwhile must decide them, not be overridden for
-        // up to a minute. A fast batch (every send within RecipientsFreshFor) costs no extra query.
-        if (message.Customer is not null && context.Now(time) - context.RecipientsReadAt > RecipientsFreshFor
-            && context.CurrentRecipientAsync(message, sendToken) is { } reading)
-        {
-            try
-            {
-                message = message with { Customer = await reading };
-            }
-            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidCastException or FormatException or OverflowException or ArgumentException)
-            {
-                // Not read again (a database blip, a pool that is full, a row .NET cannot read): the
-                // batch's reading at the claim decides, as it always did, rather than the message
-                // losing a retry to an internal error.
-                DispatchLog.RecipientNotReread(logger, ex, message.Id, message.CompanyId);
-            }
-        }
 
         var customer = message.Customer;
         var company = context.Company(message.CompanyId);

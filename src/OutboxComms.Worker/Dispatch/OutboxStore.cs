@@ -101,6 +101,12 @@ internal sealed record Completion(long Id, Guid CompanyId, DeliveryStatus Status
     public DateTimeOffset? FailedAt { get; init; }
     public decimal? Cost { get; init; }
     public string? CostCurrency { get; init; }
+    /// <summary>
+    /// The customer a row naming its customer by external id only resolved to: written into the
+    /// row's customer_id, so its retries, its history and an erasure follow that customer even when
+    /// the business app's code later moves to another.
+    /// </summary>
+    public Guid? CustomerId { get; init; }
     /// <summary>A provider call happened; recorded in the attempt history.</summary>
     public AttemptRecord? Attempt { get; init; }
     /// <summary>BOTH was resolved: this row took the first channel, these need rows of their own.</summary>
@@ -255,13 +261,14 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                            WHEN m.cost IS NULL OR m.cost_currency IS DISTINCT FROM b.cost_currency THEN b.cost
                            ELSE m.cost + b.cost END,
                cost_currency = coalesce(b.cost_currency, m.cost_currency),
+               customer_id = coalesce(m.customer_id, b.customer_id),
                locked_by = NULL, locked_until = NULL, updated_at = $1
           FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[], $10::int[],
                       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                      $18::timestamptz[], $19::timestamptz[], $20::numeric[], $21::text[], $22::int[])
+                      $18::timestamptz[], $19::timestamptz[], $20::numeric[], $21::text[], $22::int[], $23::uuid[])
                AS b(id, company_id, status, channel, requested_channel, next_attempt_at, retry_count, attempt_count,
                     status_reason, error_message, subject, content, template_used, provider_name, provider_message_id,
-                    sent_at, failed_at, cost, cost_currency, outage_attempts)
+                    sent_at, failed_at, cost, cost_currency, outage_attempts, customer_id)
          CROSS JOIN LATERAL ({LeasedRowSql}) l
          WHERE m.ctid = l.tid
         """;
@@ -734,6 +741,7 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         complete.Parameters.Add(Array(completions, c => c.Cost, NpgsqlDbType.Numeric));
         complete.Parameters.Add(Texts(completions, c => c.CostCurrency));
         complete.Parameters.Add(Array(completions, c => c.OutageAttempts, NpgsqlDbType.Integer));
+        complete.Parameters.Add(Array(completions, c => c.CustomerId, NpgsqlDbType.Uuid));
         return complete;
     }
 

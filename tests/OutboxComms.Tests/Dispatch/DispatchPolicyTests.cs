@@ -1248,6 +1248,32 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_row_naming_its_customer_by_code_keeps_the_customer_it_first_resolved_to_when_the_code_moves()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        await Outbox.ConfigureChannelsAsync(db.DataSource, company);
+        var mehta = await TestData.CreateCustomerAsync(db.DataSource, company, "accounts@mehtatextiles.example", externalId: "CLIENT-77");
+        var invoice = await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_logs (company_id, customer_external_id, type, channel, subject, content, next_attempt_at)
+            VALUES ($1, 'CLIENT-77', 'INVOICE', 'EMAIL', 'Invoice INV-1042', 'Dear Mehta Textiles, your invoice is attached.', $2) RETURNING id
+            """, company, time.GetUtcNow().AddMinutes(-1));
+        var greylisted = 0;
+        email.Behaviour = m => Interlocked.Increment(ref greylisted) == 1 ? SendResult.Transient("SMTP 451 4.7.1 greylisted, try again later") : SendResult.Sent("smtp-1");
+
+        await worker.RunOnceAsync();
+        // Meanwhile the practice renumbers its clients: the code goes to another customer.
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE customers SET external_id = 'CLIENT-77-OLD' WHERE id = $1 RETURNING 1", mehta);
+        await TestData.CreateCustomerAsync(db.DataSource, company, "office@shahtraders.example", externalId: "CLIENT-77");
+        time.Advance(TimeSpan.FromHours(1));
+        await worker.RunOnceAsync();
+
+        Assert.Equal(["accounts@mehtatextiles.example", "accounts@mehtatextiles.example"], email.Sent.Select(m => m.To));
+        var row = await Outbox.GetAsync(db.DataSource, invoice);
+        Assert.Equal("SENT", row.Status);
+        Assert.Equal(mehta, await TestData.ScalarAsync<Guid>(db.DataSource, "SELECT customer_id FROM communication_logs WHERE id = $1", invoice));
+    }
+
+    [Fact]
     public async Task More_retries_than_the_api_allows_written_by_sql_are_read_as_the_limit()
     {
         // Each retry after a timeout may be a duplicate: a SQL producer's max_retries of 1,000 would
