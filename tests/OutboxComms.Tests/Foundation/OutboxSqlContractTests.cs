@@ -122,6 +122,55 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
     }
 
     [Fact]
+    public async Task A_producer_role_granted_by_the_ops_script_enqueues_with_files_and_cannot_write_the_workers_columns()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var role = $"producer_{company:N}";
+        var grants = (await File.ReadAllTextAsync(Path.Combine(DeploymentFileTests.RepositoryRoot(), "ops", "sql", "producer-role.sql"), TestContext.Current.CancellationToken))
+            .Replace(":\"role\"", $"\"{role}\"", StringComparison.Ordinal);
+        await TestData.ScalarAsync<int>(db.DataSource, $"CREATE ROLE \"{role}\"; {grants}; SELECT 1");
+        try
+        {
+            await using var connection = await db.DataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+            await Execute($"SET ROLE \"{role}\"");
+
+            // The README's recipe: a message and its file in one statement, retried safely.
+            await Execute("""
+                WITH m AS (INSERT INTO communication_logs (company_id, customer_external_id, type, channel, subject, content, idempotency_key)
+                           VALUES ($1, 'CLIENT-77', 'INVOICE', 'EMAIL', 'Invoice INV-1042', 'Your invoice is attached.', 'INV-1042')
+                           ON CONFLICT DO NOTHING RETURNING company_id, id)
+                INSERT INTO communication_attachments (company_id, message_id, file_name, content_type, content)
+                SELECT m.company_id, m.id, 'INV-1042.pdf', 'application/pdf', '\x25504446' FROM m
+                """);
+            foreach (var (column, value) in new[] { ("status", "'SENT'"), ("locked_until", "now() + interval '1 day'"), ("replay_count", "2147483647"), ("split_from", "1") })
+            {
+                var refused = await Assert.ThrowsAsync<PostgresException>(() => Execute(
+                    $"INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, {column}) VALUES ($1, 'CLIENT-77', 'INVOICE', 'EMAIL', 'x', {value})"));
+                Assert.Equal((PostgresErrorCodes.InsufficientPrivilege, "permission denied for table communication_logs"), (refused.SqlState, refused.MessageText));
+            }
+            Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => Execute("SELECT count(*) FROM customers"))).SqlState);
+            await Execute("RESET ROLE");
+
+            Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource,
+                "SELECT count(*) FROM communication_logs m JOIN communication_attachments a ON a.company_id = m.company_id AND a.message_id = m.id WHERE m.company_id = $1 AND m.status = 'PENDING'", company));
+
+            async Task Execute(string sql)
+            {
+                await using var command = new NpgsqlCommand(sql, connection);
+                if (sql.Contains("$1", StringComparison.Ordinal))
+                {
+                    command.Parameters.AddWithValue(company);
+                }
+                await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+        }
+        finally
+        {
+            await TestData.ScalarAsync<int>(db.DataSource, $"DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\"; SELECT 1");
+        }
+    }
+
+    [Fact]
     public async Task A_row_naming_no_company_commits_and_a_company_with_messages_cannot_be_deleted()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);
