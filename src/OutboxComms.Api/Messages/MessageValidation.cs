@@ -93,7 +93,9 @@ internal static class MessageValidation
 
         var attachments = Attachments(request.Attachments, privateLinks, validation);
         validation.When(attachments.Count > 0 && channelOk && channel == Channel.Sms, "attachments", "SMS cannot carry attachments.")
-            .When(attachments.Count > 1 && channelOk && channel == Channel.WhatsApp, "attachments", "A WhatsApp message carries one document: send the others as messages of their own, or by EMAIL.");
+            .When(attachments.Count > 1 && channelOk && channel == Channel.WhatsApp, "attachments", "A WhatsApp message carries one document: send the others as messages of their own, or by EMAIL.")
+            // Its WhatsApp half would fail: refused now rather than half sent.
+            .When(attachments.Count > 1 && channelOk && channel == Channel.Both, "attachments", "A message to BOTH channels goes by WhatsApp too, which carries one document: send the others as messages of their own, or by EMAIL.");
 
         if (!validation.IsValid)
         {

@@ -138,6 +138,14 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         });
         Assert.Equal(HttpStatusCode.BadRequest, whatsApp.StatusCode);
         Assert.Equal(["attachments"], ErrorFields(whatsAppProblem));
+        // So does a message to BOTH channels: its WhatsApp half would fail.
+        var (toBoth, toBothProblem) = await client.PostAsync("/v1/messages", new
+        {
+            customerId = customer, type = "INVOICE", channel = "BOTH", subject = "Invoices", content = "Hi",
+            attachments = new[] { new { fileName = "a.pdf", url = "https://files.example.com/a.pdf" }, new { fileName = "b.pdf", url = "https://files.example.com/b.pdf" } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, toBoth.StatusCode);
+        Assert.Equal(["attachments"], ErrorFields(toBothProblem));
         Assert.Equal(0, await CountAsync(Db.DataSource, company));
     }
 
@@ -371,7 +379,7 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
     }
 
     [Fact]
-    public async Task Both_creates_an_email_row_and_a_whatsapp_row_each_with_the_attachments()
+    public async Task Both_creates_an_email_row_and_a_whatsapp_row_each_with_the_attachment()
     {
         var (company, key) = await Api.NewCompanyAsync();
         var customer = await TestData.CreateCustomerAsync(Db.DataSource, company, whatsApp: "+919876543210");
@@ -381,11 +389,13 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
         var (response, body) = await client.PostAsync("/v1/messages", new
         {
             customerId = customer, type = "INVOICE", channel = "BOTH", subject = "Invoice INV-7", content = "Your invoice is attached.",
-            attachments = new object[]
-            {
-                new { fileName = "INV-7.pdf", contentType = "application/pdf", contentBase64 = Convert.ToBase64String(pdf) },
-                new { fileName = "terms.pdf", url = "http://127.0.0.1:8080/terms.pdf" },
-            },
+            attachments = new object[] { new { fileName = "INV-7.pdf", contentType = "application/pdf", contentBase64 = Convert.ToBase64String(pdf) } },
+        });
+        // A link is copied too (one document: WhatsApp carries no more).
+        var (linked, linkedBody) = await client.PostAsync("/v1/messages", new
+        {
+            customerId = customer, type = "INVOICE", channel = "BOTH", subject = "Terms", content = "Our terms are attached.",
+            attachments = new object[] { new { fileName = "terms.pdf", url = "http://127.0.0.1:8080/terms.pdf" } },
         });
 
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
@@ -401,6 +411,11 @@ public sealed class MessageEndpointsTests(DatabaseFixture db) : ApiTests(db)
             Assert.Equal(ids[0], await TestData.ScalarAsync<long>(Db.DataSource, "SELECT split_from FROM communication_logs WHERE id = $1", id));
             Assert.Equal(pdf, await TestData.ScalarAsync<byte[]>(Db.DataSource, "SELECT content FROM communication_attachments WHERE message_id = $1 AND file_name = 'INV-7.pdf'", id));
             Assert.Equal((long)pdf.Length, await TestData.ScalarAsync<long>(Db.DataSource, "SELECT size_bytes FROM communication_attachments WHERE message_id = $1 AND file_name = 'INV-7.pdf'", id));
+        }
+        Assert.Equal(HttpStatusCode.Accepted, linked.StatusCode);
+        Assert.Equal(2, Ids(linkedBody).Length);
+        foreach (var id in Ids(linkedBody))
+        {
             Assert.Equal("http://127.0.0.1:8080/terms.pdf", await TestData.ScalarAsync<string>(Db.DataSource, "SELECT url FROM communication_attachments WHERE message_id = $1 AND file_name = 'terms.pdf'", id));
         }
     }
