@@ -139,6 +139,12 @@ internal sealed record AttemptRecord(Guid CompanyId, int AttemptNo, DateTimeOffs
 internal sealed class OutboxStore(NpgsqlDataSource dataSource)
 {
     // Claim: one round trip per batch. SKIP LOCKED lets any number of workers claim disjoint rows.
+    // A text larger than MaxTextBytes (a SQL producer's; the API allows a tenth of it) is not
+    // returned: 500 rows of hundreds of megabytes would exhaust the worker's memory before any of
+    // them could be failed, and the batch would come back after every lease. Such a row fails with
+    // its size. octet_length of a text reads its header, not its bytes; template data is measured
+    // as text only when it takes more than 4 kB stored (compressed no more than 256 to 1, smaller
+    // is under the limit), so a usual row pays one header read per column.
     // Moving next_attempt_at to the lease end takes claimed rows out of the due range (the partial
     // index), so other workers never rescan them; if this worker dies they become due again.
     // Rows come back in claim order (longest due first), which the one-reminder-per-batch rule uses.
@@ -163,9 +169,17 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
                SET locked_by = $1, locked_until = $2, next_attempt_at = $2
              WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM due))
             RETURNING m.id, m.company_id, m.customer_id, m.customer_external_id, m.type, m.channel, m.requested_channel,
-                      m.subject, m.content, m.template_key, m.template_data::text, m.retry_count, m.max_retries,
+                      CASE WHEN octet_length(m.subject) <= 1048576 THEN m.subject END,
+                      CASE WHEN octet_length(m.content) <= 1048576 THEN m.content END,
+                      m.template_key,
+                      CASE WHEN pg_column_size(m.template_data) <= 4096 OR octet_length(m.template_data::text) <= 1048576 THEN m.template_data::text ELSE '{}' END,
+                      m.retry_count, m.max_retries,
                       m.attempt_count, m.expires_at, m.created_at, m.outage_attempts, m.split_from, m.replay_count,
-                      coalesce(m.metadata ? 'reminderStepId', false))
+                      coalesce(m.metadata ? 'reminderStepId', false),
+                      CASE WHEN octet_length(m.content) > 1048576 THEN 'content is ' || octet_length(m.content)
+                           WHEN octet_length(m.subject) > 1048576 THEN 'subject is ' || octet_length(m.subject)
+                           WHEN pg_column_size(m.template_data) > 4096 AND octet_length(m.template_data::text) > 1048576
+                           THEN 'template_data is ' || octet_length(m.template_data::text) END)
         SELECT claimed.* FROM claimed JOIN due USING (id) ORDER BY due.next_attempt_at, claimed.id
         """;
 
@@ -355,6 +369,12 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
         await reader.NextResultAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
+            if (!reader.IsDBNull(20))
+            {
+                unreadable.Add(new Unreadable(reader.GetInt64(0), reader.GetGuid(1),
+                    $"{reader.GetString(20)} bytes, more than the {MaxTextBytes / 1024 / 1024} MB a message may hold (send large documents as attachments)"));
+                continue;
+            }
             try
             {
                 claimed.Add(ReadClaimed(reader));
@@ -393,6 +413,9 @@ internal sealed class OutboxStore(NpgsqlDataSource dataSource)
             ReplayCount = reader.GetInt32(18),
             IsReminderStep = reader.GetBoolean(19),
         };
+
+    /// <summary>The largest subject, content or template data (stored) the claim returns: the 1048576 in <see cref="ClaimSql"/>.</summary>
+    internal const int MaxTextBytes = 1024 * 1024;
 
     /// <summary>A claimed row, or its customer, holding a value this worker cannot read: failed with the reason, so it neither blocks its batch nor comes back.</summary>
     private sealed record Unreadable(long Id, Guid CompanyId, string Reason);

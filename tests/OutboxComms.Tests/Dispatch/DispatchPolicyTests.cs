@@ -1274,6 +1274,31 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_row_with_text_too_large_to_hold_fails_with_its_size_and_its_batch_goes_on()
+    {
+        var (company, customer) = await CustomerAsync();
+        var huge = await EnqueueAsync(company, customer);
+        var hugeData = await EnqueueAsync(company, customer);
+        var fine = await EnqueueAsync(company, customer);
+        // A generator's runaway loop: two megabytes of newsletter, and of template data.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            WITH c AS (UPDATE communication_logs SET content = repeat('Dear client, ', 160000) WHERE id = $1 RETURNING 1),
+                 d AS (UPDATE communication_logs SET template_data = jsonb_build_object('rows', (SELECT jsonb_agg(g) FROM generate_series(1, 250000) g)) WHERE id = $2 RETURNING 1)
+            SELECT count(*)::int FROM c, d
+            """, huge, hugeData);
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, huge);
+        Assert.Equal(("FAILED", "content is 2080000 bytes, more than the 1 MB a message may hold (send large documents as attachments)"), (row.Status, row.ErrorMessage));
+        var data = await Outbox.GetAsync(db.DataSource, hugeData);
+        Assert.Equal("FAILED", data.Status);
+        Assert.Matches(@"^template_data is \d{7} bytes, more than the 1 MB", data.ErrorMessage);
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, fine)).Status);
+        Assert.Equal(1, email.Calls);
+    }
+
+    [Fact]
     public async Task More_retries_than_the_api_allows_written_by_sql_are_read_as_the_limit()
     {
         // Each retry after a timeout may be a duplicate: a SQL producer's max_retries of 1,000 would
