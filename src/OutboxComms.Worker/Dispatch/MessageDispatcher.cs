@@ -146,6 +146,13 @@ internal sealed partial class MessageDispatcher(
             // SQL producer, a reminder step claimed a moment before, a key still cached in its first seconds).
             return Unsent(message, new Resolution(message.Channel, null, []), DeliveryStatus.Cancelled, now, "cancelled: the company was deactivated");
         }
+        if (message is { Content: not null, TemplateKey: not null, AttemptCount: 0, ReplayCount: 0 })
+        {
+            // As a SQL producer wrote it (the API refuses both; a sent row keeps its rendered text
+            // beside its template, but has an attempt): the template's text would silently replace
+            // the producer's, a revised amount, say.
+            return Fail(message, message.Channel, "the row gives both content and template_key: give one (the template's text would replace the content)");
+        }
         if (customer is null)
         {
             var who = message.CustomerId?.ToString() ?? $"with external id '{message.CustomerExternalId}'";

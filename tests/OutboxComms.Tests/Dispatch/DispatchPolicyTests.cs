@@ -1299,6 +1299,29 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_row_giving_both_content_and_a_template_fails_unsent_instead_of_losing_the_text()
+    {
+        var (company, customer) = await CustomerAsync();
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO message_templates (company_id, key, channel, subject, body) VALUES ($1, 'invoice', 'EMAIL', 'Invoice', 'Your invoice {{ number }}.') RETURNING 1", company);
+        var both = await EnqueueAsync(company, customer, content: "Revised: ₹9,440 after credit note CN-12", templateKey: "invoice", templateData: """{"number":"INV-1042"}""");
+        var templated = await EnqueueAsync(company, customer, content: null, templateKey: "invoice", templateData: """{"number":"INV-1043"}""");
+
+        await worker.RunOnceAsync();
+
+        var row = await Outbox.GetAsync(db.DataSource, both);
+        Assert.Equal(("FAILED", "the row gives both content and template_key: give one (the template's text would replace the content)", "Revised: ₹9,440 after credit note CN-12"),
+            (row.Status, row.ErrorMessage, row.Content));
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, templated)).Status);
+        Assert.Equal(1, email.Calls);
+        // Sent, a templated row holds its rendered text beside its template: a replay sends it again.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "UPDATE communication_logs SET status = 'PENDING', replay_count = 1, next_attempt_at = $2 WHERE id = $1 RETURNING 1", templated, time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+        Assert.Equal(2, email.Calls);
+    }
+
+    [Fact]
     public async Task More_retries_than_the_api_allows_written_by_sql_are_read_as_the_limit()
     {
         // Each retry after a timeout may be a duplicate: a SQL producer's max_retries of 1,000 would
