@@ -1051,6 +1051,47 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_gupshup_failure_whatsapp_reported_is_matched_by_gsid_not_by_the_whatsapp_id_in_id()
+    {
+        // Gupshup's DLR events (a failure WhatsApp reported, as sent/delivered/read) name WhatsApp's
+        // message id in "id" and Gupshup's messageId, which our send stored, in "gsId".
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-a7d2");
+        var id = await SentMessageAsync(company, "GUPSHUP", "7a1c0d3e-5b2f-4c6d-9e8f-0a1b2c3d4e5f");
+
+        var (_, receipt) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-a7d2",
+            GupshupEvent("failed", "wamid.HBgMOTE5ODc2NTQzMjEwFQIAERgSQkE", gsId: "7a1c0d3e-5b2f-4c6d-9e8f-0a1b2c3d4e5f", detail: "{\"code\":131026,\"reason\":\"Message undeliverable\"}"));
+
+        Assert.Equal((1, 0), (receipt!.Applied, receipt.UnknownMessages));
+        Assert.Equal(("FAILED", "Gupshup 131026: Message undeliverable"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
+    }
+
+    private static StringContent GupshupV3(string statuses) => Json(
+        "{\"gs_app_id\":\"82ed52f4-30c0-4f12-81b4-e7ad07bd41de\",\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"WABA\",\"changes\":[{\"field\":\"messages\","
+        + $"\"value\":{{\"messaging_product\":\"whatsapp\",\"statuses\":[{statuses}]}}}}]}}]}}");
+
+    [Fact]
+    public async Task Gupshup_v3_callbacks_in_metas_shape_move_the_message_by_gs_id()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-v3c9");
+        var read = await SentMessageAsync(company, "GUPSHUP", "2baff204-c39a-4121-90b5-f53f26d522b3");
+        var failed = await SentMessageAsync(company, "GUPSHUP", "3cb0e315-d4ab-4232-a1c6-064037e633c4");
+        var path = $"/webhooks/gupshup/{company}?token=gs-callback-token-v3c9";
+
+        var (_, enqueued) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"2baff204-c39a-4121-90b5-f53f26d522b3\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZC\",\"recipient_id\":\"919163805873\",\"status\":\"enqueued\",\"timestamp\":1764570000000}"));
+        var (_, seen) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"2baff204-c39a-4121-90b5-f53f26d522b3\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZC\",\"recipient_id\":\"919163805873\",\"status\":\"read\",\"timestamp\":1764570060000}"));
+        var (_, refused) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"3cb0e315-d4ab-4232-a1c6-064037e633c4\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZD\",\"recipient_id\":\"919163805873\",\"status\":\"failed\",\"timestamp\":\"1764570070\","
+            + "\"errors\":[{\"code\":131026,\"title\":\"Message undeliverable\"}]}"));
+
+        Assert.Equal((0, 1, 1), (enqueued!.Received, seen!.Applied, refused!.Applied));
+        var row = await RowAsync(read);
+        Assert.Equal(("READ", DateTimeOffset.FromUnixTimeMilliseconds(1764570060000)), (row.Status, row.Read));
+        Assert.Equal(("FAILED", "Gupshup 131026: Message undeliverable"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
     public async Task An_event_moves_only_messages_its_own_provider_sent_whatever_id_it_names()
     {
         // Whoever holds the company's Gupshup callback URL (its token travels in the query) must
