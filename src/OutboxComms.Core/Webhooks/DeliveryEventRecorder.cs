@@ -54,7 +54,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // changes nothing. The delivery and
     // read times are the earliest reported: a "read" that came first stands in for the delivery
     // until the "delivered" with its own, earlier time arrives (the status stays READ). Mailgun reports
-    // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
+    // the Message-Id without angle brackets, hence the second form; it also says which message it
+    // is about in its user variables ($7, null for the other providers), which must agree. Both lookups are served by the
     // hash index on provider_message_id (migration 0012; internal so a test can check their plans).
     internal const string ApplySql = """
         WITH target AS (
@@ -68,6 +69,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                    END, false) AS advances
               FROM communication_logs
              WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($6)
+               AND ($7::bigint IS NULL OR id = $7)
              LIMIT 1 FOR UPDATE),
         moved AS (
             UPDATE communication_logs m SET
@@ -99,6 +101,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     internal const string ComplaintSql = """
         SELECT id, true FROM communication_logs
          WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
+           AND ($4::bigint IS NULL OR id = $4)
          LIMIT 1
         """;
 
@@ -264,7 +267,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 delivery = Stored(reader.GetString(3), reader.GetString(4), occurredAt, reader.IsDBNull(7) ? null : reader.GetString(7),
                     reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetString(2), reader.GetString(9));
                 // Whether it was charged is read again from the provider's own words, as on receipt.
-                delivery = delivery with { Free = provider == "whatsapp" && !delivery.IsResponse && WhatsAppWebhook.Free(delivery.Payload) };
+                delivery = delivery with
+                {
+                    Free = provider == "whatsapp" && !delivery.IsResponse && WhatsAppWebhook.Free(delivery.Payload),
+                    ExpectedMessageId = provider == "mailgun" ? MailgunWebhook.ExpectedMessageId(delivery.Payload) : null,
+                };
             }
             if (await ApplyAsync(connection, transaction, eventId, companyId, provider, delivery, at, receivedAt, cancellationToken) != WebhookOutcome.UnknownMessage)
             {
@@ -332,6 +339,10 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             }
             apply.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = SendingProviders(provider) });
+            if (!delivery.IsResponse)
+            {
+                apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.ExpectedMessageId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+            }
             await using var reader = await apply.ExecuteReaderAsync(cancellationToken);
             if (await reader.ReadAsync(cancellationToken))
             {

@@ -37,6 +37,12 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// </summary>
     public bool Free { get; init; }
 
+    /// <summary>
+    /// Our own id of the message, when the event carries it back (Mailgun's user variables): the
+    /// message its provider id names must be this one, or the event matches none.
+    /// </summary>
+    public long? ExpectedMessageId { get; init; }
+
     /// <summary>False for an event that only names the message whose recipient asked for something (<see cref="Status"/> is not used).</summary>
     public bool CarriesStatus { get; init; } = true;
 

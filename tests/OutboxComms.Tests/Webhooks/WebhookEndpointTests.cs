@@ -1525,9 +1525,69 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal((HttpStatusCode.OK, 1, HttpStatusCode.OK, 1), (first, applied!.Applied, redelivered, duplicate!.Duplicates));
         Assert.Equal(HttpStatusCode.Unauthorized, replayed);
         Assert.Equal(("DELIVERED", "SENT"), ((await RowAsync(delivered)).Status, (await RowAsync(target)).Status));
-        // The token is the company's: another company's Mailgun may send the same one.
-        var other = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
-        Assert.Equal(HttpStatusCode.OK, (await PostAsync($"/webhooks/mailgun/{other}", Json(forged))).Status);
+    }
+
+    [Fact]
+    public async Task A_mailgun_token_seen_at_one_company_carries_no_other_body_to_another_that_shares_the_signing_key()
+    {
+        // Two practices on one Mailgun account (or subaccounts verified with the primary key) share the signing key.
+        var one = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "shared-mailgun-signing-key");
+        var other = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "shared-mailgun-signing-key");
+        var target = await SentMessageAsync(other, "MAILGUN", "<20261209.target@mg.practice.example>", "EMAIL");
+        var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
+        var genuine = MailgunBody("shared-mailgun-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261209.seen@mg.practice.example");
+        var genuineEventId = System.Text.Json.JsonDocument.Parse(genuine).RootElement.GetProperty("event-data").GetProperty("id").GetString()!;
+        var forged = genuine.Replace("\"delivered\"", "\"failed\"", StringComparison.Ordinal).Replace("20261209.seen@", "20261209.target@", StringComparison.Ordinal)
+            .Replace(genuineEventId, Guid.NewGuid().ToString("N"), StringComparison.Ordinal);
+
+        var (first, _) = await PostAsync($"/webhooks/mailgun/{one}", Json(genuine));
+        var (replayedElsewhere, _) = await PostAsync($"/webhooks/mailgun/{other}", Json(forged));
+        var (sameBodyElsewhere, _) = await PostAsync($"/webhooks/mailgun/{other}", Json(genuine));
+
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.Unauthorized), (first, replayedElsewhere));
+        Assert.Equal("SENT", (await RowAsync(target)).Status);
+        // The genuine event itself is no forgery wherever it is posted (it names its own message only).
+        Assert.Equal(HttpStatusCode.OK, sameBodyElsewhere);
+    }
+
+    [Fact]
+    public async Task A_mailgun_event_whose_user_variable_names_another_message_matches_none()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var bounced = await SentMessageAsync(company, "MAILGUN", "<20261209.uv1@mg.practice.example>", "EMAIL");
+        var other = await SentMessageAsync(company, "MAILGUN", "<20261209.uv2@mg.practice.example>", "EMAIL");
+        const string failure = "\"reason\":\"bounce\",\"delivery-status\":{\"code\":550,\"message\":\"5.1.1 unknown user\"}";
+
+        var (_, mismatched) = await PostAsync($"/webhooks/mailgun/{company}", Json(MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow,
+            Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), "failed", "20261209.uv2@mg.practice.example", failure, userVariables: $"{{\"outbox-message-id\":\"{bounced}\"}}")));
+        var (_, matching) = await PostAsync($"/webhooks/mailgun/{company}", Json(MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow,
+            Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), "failed", "20261209.uv1@mg.practice.example", failure, userVariables: $"{{\"outbox-message-id\":\"{bounced}\"}}")));
+
+        Assert.Equal((0, 1), (mismatched!.Applied, mismatched.UnknownMessages));
+        Assert.Equal("SENT", (await RowAsync(other)).Status);
+        Assert.Equal(1, matching!.Applied);
+        Assert.Equal("BOUNCED", (await RowAsync(bounced)).Status);
+    }
+
+    [Fact]
+    public async Task A_mailgun_subaccounts_event_verifies_with_the_primary_accounts_key_through_its_parent_signature()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "primary-account-signing-key");
+        var id = await SentMessageAsync(company, "MAILGUN", "<20261209.sub@mg.practice.example>", "EMAIL");
+        string Signed(string parentKey)
+        {
+            var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
+            var body = MailgunBody("subaccount-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261209.sub@mg.practice.example");
+            var timestamp = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("signature").GetProperty("timestamp").GetString();
+            var parent = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(parentKey), Encoding.UTF8.GetBytes(timestamp + token)));
+            return body.Replace("\"signature\":{", $"\"signature\":{{\"parent-signature\":\"{parent}\",", StringComparison.Ordinal);
+        }
+
+        var (wrongParent, _) = await PostAsync($"/webhooks/mailgun/{company}", Json(Signed("someone-elses-key")));
+        var (parentSigned, receipt) = await PostAsync($"/webhooks/mailgun/{company}", Json(Signed("primary-account-signing-key")));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.OK, 1), (wrongParent, parentSigned, receipt?.Applied));
+        Assert.Equal("DELIVERED", (await RowAsync(id)).Status);
     }
 
     [Fact]
@@ -1568,13 +1628,14 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     /// <param name="failure">For a failed event: its fields after <c>severity</c>, e.g. <c>"reason":"bounce","delivery-status":{…}</c>.</param>
-    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId, string? failure = null)
+    /// <param name="userVariables">The event's <c>user-variables</c> object, e.g. <c>{"outbox-message-id":"42"}</c>.</param>
+    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId, string? failure = null, string? userVariables = null)
     {
         var timestamp = signedAt.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.UTF8.GetBytes(timestamp + token)));
         return $$$"""
             {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
-             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent",{{{(failure is null ? "" : failure + ",")}}}"timestamp":{{{timestamp}}}.5,
+             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent",{{{(failure is null ? "" : failure + ",")}}}{{{(userVariables is null ? "" : $"\"user-variables\":{userVariables},")}}}"timestamp":{{{timestamp}}}.5,
                            "message":{"headers":{"message-id":"{{{messageId}}}"} } } }
             """;
     }
