@@ -1665,6 +1665,21 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     }
 
     [Fact]
+    public async Task A_resend_email_failed_records_resends_failed_reason()
+    {
+        var secretKey = RandomNumberGenerator.GetBytes(24);
+        var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
+        var id = await SentMessageAsync(company, "RESEND", "56761188-7520-42d8-8898-ff6fc54ce618", "EMAIL");
+        // As Resend documents email.failed: the reason in data.failed.reason (not data.bounce, which only bounces carry).
+        var body = """{"type":"email.failed","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"56761188-7520-42d8-8898-ff6fc54ce618","to":["client@example.com"],"failed":{"reason":"domain_not_verified"}}}""";
+
+        var (_, receipt) = await PostResendAsync(company, secretKey, "msg_failed_1", body);
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal(("FAILED", "Resend email.failed: domain_not_verified"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
+    }
+
+    [Fact]
     public async Task A_resend_email_suppressed_by_resend_fails_the_message()
     {
         var secretKey = RandomNumberGenerator.GetBytes(24);
