@@ -162,10 +162,12 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
         }
         string? error = null;
         var marketingStopped = false;
+        var transient = false;
         if (mapped == DeliveryStatus.Failed && Items(status, "errors").FirstOrDefault() is { ValueKind: JsonValueKind.Object } first)
         {
             var code = ChatMessageParts.Text(first, "code") ?? "?";
             marketingStopped = code == MarketingStoppedCode;
+            transient = TransientFailures.WhatsApp.Contains(code);
             var title = ChatMessageParts.Text(first, "title");
             var detail = ChatMessageParts.Text(ChatMessageParts.Child(first, "error_data"), "details");
             error = $"WhatsApp {code}: {title}{(detail is null ? "" : $" ({detail})")}";
@@ -176,6 +178,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
         {
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
             Free = Free(status),
+            TransientFailure = transient,
         };
     }
 

@@ -1013,6 +1013,132 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("FAILED", "WhatsApp 131047: Re-engagement message"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
+    // --- Temporary failures reported after the send ------------------------------------------------
+
+    /// <summary>A message SENT by its first attempt, which cost ₹0.78 (as the worker records a send).</summary>
+    private async Task<long> SentWithCostAsync(Guid company, string provider, string providerMessageId, int retryCount = 0)
+    {
+        var id = await SentMessageAsync(company, provider, providerMessageId);
+        await using var command = db.DataSource.CreateCommand("""
+            WITH m AS (UPDATE communication_logs SET cost = 0.78, cost_currency = 'INR', attempt_count = 1, retry_count = $3 WHERE company_id = $1 AND id = $2)
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, provider_name, outcome, cost, cost_currency)
+            VALUES ($2, $1, 1, 'WHATSAPP', 'x', 'SENT', 0.78, 'INR')
+            """);
+        command.Parameters.AddWithValue(company);
+        command.Parameters.AddWithValue(id);
+        command.Parameters.AddWithValue(retryCount);
+        await command.ExecuteNonQueryAsync();
+        return id;
+    }
+
+    private sealed record Requeued(string Status, int RetryCount, DateTimeOffset? NextAttemptAt, string? ProviderMessageId, string? StatusReason, string? Error, decimal? Cost);
+
+    private async Task<Requeued> RequeuedAsync(long id)
+    {
+        await using var command = db.DataSource.CreateCommand(
+            "SELECT status, retry_count, next_attempt_at, provider_message_id, status_reason, error_message, cost FROM communication_logs WHERE id = $1");
+        command.Parameters.AddWithValue(id);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return new Requeued(reader.GetString(0), reader.GetInt32(1), Optional(reader, 2), reader.IsDBNull(3) ? null : reader.GetString(3),
+            reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetDecimal(6));
+    }
+
+    private static string MetaFailure(string wamid, long timestamp, int code, string title) =>
+        WhatsAppStatus(wamid, "failed", timestamp, $",\"errors\":[{{\"code\":{code},\"title\":\"{title}\"}}]");
+
+    [Fact]
+    public async Task A_spam_rate_limit_reported_after_the_send_sends_the_message_again_after_the_backoff_once_however_often_it_is_reported()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var id = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.SPAM1");
+        var report = MetaFailure("wamid.SPAM1", 1764000300, 131048, "Spam rate limit hit");
+        var again = MetaFailure("wamid.SPAM1", 1764000301, 131048, "Spam rate limit hit");   // the same failure under another event key
+
+        var before = DateTimeOffset.UtcNow;
+        var (_, first) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var after = DateTimeOffset.UtcNow;
+        var (_, redelivered) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var (_, reportedAgain) = await PostAsync($"/webhooks/whatsapp/{company}", Json(again), HubSignature("meta-app-secret", again));
+
+        Assert.Equal((1, 1, 1), (first!.Applied, redelivered!.Duplicates, reportedAgain!.UnknownMessages));
+        var row = await RequeuedAsync(id);
+        // PENDING again with one retry counted, due after the dispatcher's first backoff (30 s × 1.618 ± 10 %).
+        Assert.Equal(("PENDING", 1, null), (row.Status, row.RetryCount, row.ProviderMessageId));
+        Assert.InRange(row.NextAttemptAt!.Value, before + TimeSpan.FromSeconds(43), after + TimeSpan.FromSeconds(54));
+        Assert.Equal("WhatsApp 131048: Spam rate limit hit", row.Error);
+        Assert.StartsWith("the provider reported after taking it that the send failed for a temporary reason (WhatsApp 131048: Spam rate limit hit); sent again: retry 1 of 3 at ", row.StatusReason, StringComparison.Ordinal);
+        // Meta charges nothing for a failed message: the send's cost is waived, once.
+        Assert.Equal(0m, row.Cost);
+        Assert.Equal((0m, 0.78m), (await TestData.ScalarAsync<decimal>(db.DataSource, "SELECT cost FROM communication_attempts WHERE message_id = $1 AND outcome = 'SENT'", id),
+            await TestData.ScalarAsync<decimal>(db.DataSource, "SELECT waived_cost FROM communication_attempts WHERE message_id = $1 AND outcome = 'SENT'", id)));
+        // The attempt history says why, under the send it is about; no provider call is counted.
+        Assert.Equal("1 TRANSIENT_FAILURE reported after the send: WhatsApp 131048: Spam rate limit hit", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT attempt_no || ' ' || outcome || ' ' || error_message FROM communication_attempts WHERE message_id = $1 AND outcome <> 'SENT'", id));
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT attempt_count FROM communication_logs WHERE id = $1", id));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_before_the_worker_recorded_the_send_sends_it_again_when_applied()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var report = MetaFailure("wamid.EARLYT", 1764000500, 130429, "Rate limit hit");
+        var (_, waiting) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var id = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.EARLYT");
+
+        Assert.Equal(1, waiting!.UnknownMessages);
+        Assert.Equal(1, await api.Services.GetRequiredService<DeliveryEventRecorder>().ApplyWaitingAsync(["wamid.EARLYT"], TestContext.Current.CancellationToken));
+        Assert.Equal(("PENDING", 1, 0m), ((await RequeuedAsync(id)).Status, (await RequeuedAsync(id)).RetryCount, (await RequeuedAsync(id)).Cost));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_by_gupshup_or_twilio_sends_the_message_again_and_another_code_fails_it()
+    {
+        var gupshup = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-t1a3");
+        var wallet = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000001003");
+        var rateLimited = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000004001");
+        var undeliverable = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000001002");
+        var path = $"/webhooks/gupshup/{gupshup}?token=gs-callback-token-t1a3";
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000001003", detail: "{\"code\":1003,\"reason\":\"Wallet Balance Low\"}"));
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000004001", detail: "{\"code\":4001,\"reason\":\"API Rate Limited\"}"));
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000001002", detail: "{\"code\":1002,\"reason\":\"Number Does Not Exists On WhatsApp\"}"));
+
+        var twilio = await CompanyAsync("whatsapp_provider = 'TWILIO', whatsapp_api_key_encrypted = $2", "twilio-auth-token");
+        var queued = await SentMessageAsync(twilio, "TWILIO", "SM30001aaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        var form = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["ErrorCode"] = "30001", ["MessageSid"] = "SM30001aaaaaaaaaaaaaaaaaaaaaaaaaaa", ["MessageStatus"] = "failed" };
+        var signed = $"{client.BaseAddress}webhooks/twilio/{twilio}" + string.Concat(form.Select(p => p.Key + p.Value));
+        await PostAsync($"/webhooks/twilio/{twilio}", new FormUrlEncodedContent(form),
+            ("X-Twilio-Signature", Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)))));
+
+        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(wallet)).Status, (await RequeuedAsync(wallet)).RetryCount));
+        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(rateLimited)).Status, (await RequeuedAsync(rateLimited)).RetryCount));
+        Assert.Equal(("PENDING", 1, "Twilio 30001: message failed"), ((await RequeuedAsync(queued)).Status, (await RequeuedAsync(queued)).RetryCount, (await RequeuedAsync(queued)).Error));
+        Assert.Equal(("FAILED", 0), ((await RequeuedAsync(undeliverable)).Status, (await RequeuedAsync(undeliverable)).RetryCount));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_late_changes_nothing_delivered_nor_a_message_being_sent_again_and_fails_one_out_of_retries()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var delivered = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
+        var inFlight = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE2");
+        var spent = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE3", retryCount: 3);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'DELIVERED', delivered_at = now() WHERE id = $1 RETURNING 1", delivered);
+        // Claimed by a worker for its next attempt (a row is PENDING while it is sent again).
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'PENDING', locked_by = 'worker-7', locked_until = now() + interval '1 minute' WHERE id = $1 RETURNING 1", inFlight);
+
+        foreach (var wamid in new[] { "wamid.LATE1", "wamid.LATE2", "wamid.LATE3" })
+        {
+            var report = MetaFailure(wamid, 1764000400, 130429, "Rate limit hit");
+            await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        }
+
+        Assert.Equal(("DELIVERED", 0), ((await RequeuedAsync(delivered)).Status, (await RequeuedAsync(delivered)).RetryCount));
+        Assert.Equal(("PENDING", 0, "wamid.LATE2"), ((await RequeuedAsync(inFlight)).Status, (await RequeuedAsync(inFlight)).RetryCount, (await RequeuedAsync(inFlight)).ProviderMessageId));
+        // Out of retries (3 of 3 used): failed, as any failure report does.
+        Assert.Equal(("FAILED", "WhatsApp 130429: Rate limit hit"), ((await RequeuedAsync(spent)).Status, (await RequeuedAsync(spent)).Error));
+    }
+
     // --- Gupshup ----------------------------------------------------------------------------------
 
     private static StringContent GupshupEvent(string kind, string id, string? gsId = null, string? detail = null)
