@@ -120,7 +120,7 @@ public sealed record ProviderAccount
     private static Uri? Url(string? value, string setting) =>
         string.IsNullOrWhiteSpace(value) ? null
         : Uri.TryCreate(value.TrimEnd('/') + "/", UriKind.Absolute, out var url) && url.Scheme is "https" or "http" ? url
-        : throw new ProviderSettingsException($"the company's {setting} '{value}' is not an absolute http(s) URL: correct it in settings");
+        : throw new ProviderSettingsException($"the company's {setting} '{UrlText.WithoutUserInfo(value)}' is not an absolute http(s) URL: correct it in settings");
 
     private static void Email(string? value, string setting)
     {

@@ -1,5 +1,7 @@
+using Microsoft.Extensions.Options;
 using Npgsql;
 using OutboxComms.Core.Observability;
+using OutboxComms.Core.Policies;
 using OutboxComms.Core.Data;
 using OutboxComms.Core.Messages;
 using OutboxComms.Core.Preferences;
@@ -20,8 +22,11 @@ public enum WebhookOutcome
 /// provider's event identity, so a redelivery changes nothing twice) and moves its message forward
 /// only, in one transaction.
 /// </summary>
-public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
+public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<RetryBackoffOptions>? backoff = null, TimeProvider? time = null)
 {
+    private readonly RetryBackoffOptions retryBackoff = backoff?.Value ?? new RetryBackoffOptions();
+    private readonly TimeProvider clock = time ?? TimeProvider.System;
+
     private const string StoreSql = """
         INSERT INTO webhook_events (company_id, provider, event_key, provider_message_id, status, occurred_at, outcome, payload, error, signal)
         VALUES ($1, $2, $3, $4, $5, $6, 'APPLIED', $7, $8, $9)
@@ -54,7 +59,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     // changes nothing. The delivery and
     // read times are the earliest reported: a "read" that came first stands in for the delivery
     // until the "delivered" with its own, earlier time arrives (the status stays READ). Mailgun reports
-    // the Message-Id without angle brackets, hence the second form. Both lookups are served by the
+    // the Message-Id without angle brackets, hence the second form; it also says which message it
+    // is about in its user variables ($7, null for the other providers), which must agree. Both lookups are served by the
     // hash index on provider_message_id (migration 0012; internal so a test can check their plans).
     internal const string ApplySql = """
         WITH target AS (
@@ -68,6 +74,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                    END, false) AS advances
               FROM communication_logs
              WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($6)
+               AND ($7::bigint IS NULL OR id = $7)
              LIMIT 1 FOR UPDATE),
         moved AS (
             UPDATE communication_logs m SET
@@ -99,6 +106,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     internal const string ComplaintSql = """
         SELECT id, true FROM communication_logs
          WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
+           AND ($4::bigint IS NULL OR id = $4)
          LIMIT 1
         """;
 
@@ -147,6 +155,37 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             RETURNING l.waived_cost, l.cost_currency)
         UPDATE communication_logs m SET cost = m.cost + r.waived_cost, updated_at = now()
           FROM restored r WHERE m.company_id = $1 AND m.id = $2 AND m.cost_currency = r.cost_currency
+        """;
+
+    // A temporary failure reported after the send (DeliveryEvent.TransientFailure): only a row still
+    // SENT by the send the event names (its provider id; a replay or an earlier requeue forgot it)
+    // is sent again — never one delivered or read, failed or bounced (the forward-only rules above
+    // decide those as for any failure), nor one PENDING or being sent again. Locked, so a duplicate
+    // report or another event waits and then finds it no longer SENT.
+    private const string RequeueTargetSql = """
+        SELECT id, retry_count, max_retries, attempt_count, channel, provider_name FROM communication_logs
+         WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
+           AND ($4::bigint IS NULL OR id = $4) AND status = 'SENT'
+         LIMIT 1 FOR UPDATE
+        """;
+
+    // Back to PENDING after the dispatcher's backoff with one more retry counted, as a transient
+    // failure at send time is (MessageDispatcher.Retry). The provider id is forgotten, as a replay
+    // forgets it: later reports of the abandoned send (a duplicate of this one under another event
+    // key, a late status) match nothing, and the resend records its own.
+    private const string RequeueSql = """
+        UPDATE communication_logs SET status = 'PENDING', next_attempt_at = $3, retry_count = $4,
+               provider_message_id = NULL, failed_at = NULL,
+               error_message = CASE WHEN content_redacted_at IS NOT NULL THEN NULL ELSE $5 END, status_reason = $6, updated_at = now()
+         WHERE company_id = $1 AND id = $2
+        """;
+
+    // The report goes into the attempt history under the send it is about (attempt_no of that
+    // provider call, outcome TRANSIENT_FAILURE, no latency: no call was made), so the history shows
+    // why the message was sent again; attempt_count is not raised, as no provider call was made.
+    private const string ReportedAttemptSql = """
+        INSERT INTO communication_attempts (message_id, company_id, attempt_no, attempted_at, channel, provider_name, outcome, error_message)
+        VALUES ($2, $1, $3, $4, $5, $6, 'TRANSIENT_FAILURE', $7)
         """;
 
     private const string OutcomeSql = "UPDATE webhook_events SET outcome = $2, message_id = $3 WHERE id = $1";
@@ -264,7 +303,11 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 delivery = Stored(reader.GetString(3), reader.GetString(4), occurredAt, reader.IsDBNull(7) ? null : reader.GetString(7),
                     reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetString(2), reader.GetString(9));
                 // Whether it was charged is read again from the provider's own words, as on receipt.
-                delivery = delivery with { Free = provider == "whatsapp" && !delivery.IsResponse && WhatsAppWebhook.Free(delivery.Payload) };
+                delivery = delivery with
+                {
+                    Free = provider == "whatsapp" && !delivery.IsResponse && WhatsAppWebhook.Free(delivery.Payload),
+                    ExpectedMessageId = provider == "mailgun" ? MailgunWebhook.ExpectedMessageId(delivery.Payload) : null,
+                };
             }
             if (await ApplyAsync(connection, transaction, eventId, companyId, provider, delivery, at, receivedAt, cancellationToken) != WebhookOutcome.UnknownMessage)
             {
@@ -278,6 +321,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
     private static string? SignalOf(DeliveryEvent delivery) => delivery switch
     {
         { RecipientOptedOut: true } => "OPTED_OUT",
+        { TransientFailure: true } => "TRANSIENT",
         { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Complaint } => "COMPLAINT",
         { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Unsubscribe } => "UNSUBSCRIBE",
         { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing } => "WHATSAPP_MARKETING",
@@ -302,6 +346,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
             _ => new DeliveryEvent(providerMessageId, WireName<DeliveryStatus>.Parse(status), occurredAt, error, eventKey, payload)
             {
                 RecipientOptedOut = signal == "OPTED_OUT",
+                TransientFailure = signal == "TRANSIENT",
                 StopsGeneralUpdates = stops,
             },
         };
@@ -311,9 +356,15 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
         text?.Contains('\0', StringComparison.Ordinal) == true ? text.Replace("\0", "", StringComparison.Ordinal) : text;
 
     /// <summary>Moves the event's message (forward only), applies the consent it carries, records the outcome and commits.</summary>
-    private static async Task<WebhookOutcome> ApplyAsync(
+    private async Task<WebhookOutcome> ApplyAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, long eventId, Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset at, DateTimeOffset receivedAt, CancellationToken cancellationToken)
     {
+        if (delivery is { TransientFailure: true, Status: DeliveryStatus.Failed, CarriesStatus: true, IsResponse: false }
+            && await RequeueAsync(transaction, companyId, provider, delivery, at, cancellationToken) is { } requeued)
+        {
+            return await FinishAsync(connection, transaction, eventId, WebhookOutcome.Applied, requeued, cancellationToken);
+        }
+
         long? messageId = null;
         var advanced = false;
         string? previous = null;
@@ -332,6 +383,10 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
                 apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             }
             apply.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = SendingProviders(provider) });
+            if (!delivery.IsResponse)
+            {
+                apply.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.ExpectedMessageId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+            }
             await using var reader = await apply.ExecuteReaderAsync(cancellationToken);
             if (await reader.ReadAsync(cancellationToken))
             {
@@ -364,6 +419,77 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource)
 
         var outcome = messageId is null ? WebhookOutcome.UnknownMessage : advanced ? WebhookOutcome.Applied : WebhookOutcome.Stale;
         return await FinishAsync(connection, transaction, eventId, outcome, messageId, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends again a message whose send the provider reports failed for a temporary reason, when it
+    /// is still SENT and has a retry left: its id, or null to apply the failure as any other (a
+    /// message no longer SENT, or out of retries, which fails as it always did).
+    /// </summary>
+    private async Task<long?> RequeueAsync(NpgsqlTransaction transaction, Guid companyId, string provider, DeliveryEvent delivery, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var connection = transaction.Connection!;
+        long id;
+        int retry, attemptNo;
+        string channel;
+        string? providerName;
+        int maxRetries;
+        await using (var find = new NpgsqlCommand(RequeueTargetSql, connection, transaction))
+        {
+            find.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            find.Parameters.Add(new NpgsqlParameter<string> { TypedValue = delivery.ProviderMessageId });
+            find.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = SendingProviders(provider) });
+            find.Parameters.Add(new NpgsqlParameter { Value = (object?)delivery.ExpectedMessageId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+            await using var reader = await find.ExecuteReaderAsync(cancellationToken);
+            if (!await reader.ReadAsync(cancellationToken))
+            {
+                return null;
+            }
+            id = reader.GetInt64(0);
+            retry = reader.GetInt32(1) + 1;
+            maxRetries = reader.GetInt32(2);
+            attemptNo = reader.GetInt32(3);
+            channel = reader.GetString(4);
+            providerName = reader.IsDBNull(5) ? null : reader.GetString(5);
+        }
+        if (retry > maxRetries)
+        {
+            return null;
+        }
+
+        // Meta does not charge a failed message: the send's cost is waived first, as for a final failure.
+        if (delivery.Free)
+        {
+            await using var free = new NpgsqlCommand(FreeSql, connection, transaction);
+            free.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            free.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
+            await free.ExecuteNonQueryAsync(cancellationToken);
+        }
+        var error = delivery.Error ?? "the provider reported a temporary failure";
+        await using (var attempt = new NpgsqlCommand(ReportedAttemptSql, connection, transaction))
+        {
+            attempt.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            attempt.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
+            attempt.Parameters.Add(new NpgsqlParameter<int> { TypedValue = attemptNo });
+            attempt.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at });
+            attempt.Parameters.Add(new NpgsqlParameter<string> { TypedValue = channel });
+            attempt.Parameters.Add(new NpgsqlParameter { Value = (object?)providerName ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            attempt.Parameters.Add(new NpgsqlParameter<string> { TypedValue = $"reported after the send: {error}" });
+            await attempt.ExecuteNonQueryAsync(cancellationToken);
+        }
+        var next = clock.GetUtcNow() + retryBackoff.Delay(retry);
+        await using (var requeue = new NpgsqlCommand(RequeueSql, connection, transaction))
+        {
+            requeue.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
+            requeue.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
+            requeue.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = next });
+            requeue.Parameters.Add(new NpgsqlParameter<int> { TypedValue = retry });
+            requeue.Parameters.Add(new NpgsqlParameter<string> { TypedValue = error });
+            requeue.Parameters.Add(new NpgsqlParameter<string> { TypedValue = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the provider reported after taking it that the send failed for a temporary reason ({error}); sent again: retry {retry} of {maxRetries} at {next.UtcDateTime:u}") });
+            await requeue.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return id;
     }
 
     /// <summary>Records the event's outcome and commits.</summary>

@@ -37,6 +37,19 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// </summary>
     public bool Free { get; init; }
 
+    /// <summary>
+    /// A failure the provider reports after taking the message whose code says it is temporary
+    /// (<see cref="TransientFailures"/>): a message still SENT is sent again after the dispatcher's
+    /// backoff, using up a retry, rather than failed for good (DeliveryEventRecorder).
+    /// </summary>
+    public bool TransientFailure { get; init; }
+
+    /// <summary>
+    /// Our own id of the message, when the event carries it back (Mailgun's user variables): the
+    /// message its provider id names must be this one, or the event matches none.
+    /// </summary>
+    public long? ExpectedMessageId { get; init; }
+
     /// <summary>False for an event that only names the message whose recipient asked for something (<see cref="Status"/> is not used).</summary>
     public bool CarriesStatus { get; init; } = true;
 

@@ -14,7 +14,12 @@ namespace OutboxComms.Core.Webhooks;
 /// <c>event-data</c>. Mailgun's message id is the Message-Id without angle brackets. The signature
 /// does not cover the event, so a signature older (or newer) than five minutes is refused, and
 /// within that window its token is accepted with one body only (<see cref="WebhookNonces"/>): a
-/// seen signature cannot carry a forged event.
+/// seen signature cannot carry a forged event. A token is single-use across every company
+/// (migration 0046): practices that share a signing key (one Mailgun account, or subaccounts
+/// verified with the primary account's key through <c>parent-signature</c>) cannot have a signature
+/// seen at one carry another body to another. The message our send names in
+/// <c>v:outbox-message-id</c> comes back in <c>event-data.user-variables</c>; an event whose
+/// variable names another message than its Message-Id matches none.
 /// </summary>
 public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
 {
@@ -55,7 +60,12 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
                 return "Mailgun timestamp outside the tolerance (replayed or clock skew)";
             }
             var expected = WebhookSignatures.HmacSha256(WebhookSignatures.Utf8(signingKey), timestamp + token);
-            return WebhookSignatures.Matches(expected, signature.GetProperty("signature").GetString(), WebhookSignatures.FromHex) ? null : "Mailgun signature wrong";
+            // An event of a subaccount's domain carries a second signature, "parent-signature", made
+            // the same way with the primary account's signing key: a company may store either key.
+            return WebhookSignatures.Matches(expected, signature.GetProperty("signature").GetString(), WebhookSignatures.FromHex)
+                   || WebhookSignatures.Matches(expected, ChatMessageParts.Text(signature, "parent-signature"), WebhookSignatures.FromHex)
+                ? null
+                : "Mailgun signature wrong";
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
         {
@@ -113,8 +123,20 @@ public sealed class MailgunWebhook(TimeProvider time) : IDeliveryWebhook
         }
         var key = data.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Create(CultureInfo.InvariantCulture, $"{messageId.GetString()}:{kind}:{occurred?.ToUnixTimeSeconds()}");
         var providerId = messageId.GetString()!.Trim('<', '>');
-        return [status is { } changed
+        return [(status is { } changed
             ? new DeliveryEvent(providerId, changed, occurred, error, key, data.GetRawText())
-            : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, data.GetRawText())];
+            : DeliveryEvent.StoppingGeneralUpdates(stop!.Value, providerId, occurred, key, data.GetRawText())) with { ExpectedMessageId = ExpectedMessageId(data) }];
+    }
+
+    /// <summary>Our message id as our send set it (<c>v:outbox-message-id</c>), from <c>event-data.user-variables</c>; null when absent.</summary>
+    internal static long? ExpectedMessageId(JsonElement eventData) =>
+        long.TryParse(ChatMessageParts.Text(ChatMessageParts.Child(eventData, "user-variables"), Providers.Email.EmailApi.MessageIdTag),
+            NumberStyles.Integer, CultureInfo.InvariantCulture, out var id) ? id : null;
+
+    /// <summary>As <see cref="ExpectedMessageId(JsonElement)"/>, for an event as stored (webhook_events.payload: its event-data).</summary>
+    internal static long? ExpectedMessageId(string storedEventData)
+    {
+        using var document = JsonDocument.Parse(storedEventData);
+        return ExpectedMessageId(document.RootElement);
     }
 }

@@ -74,11 +74,18 @@ public sealed class ResendWebhook(TimeProvider time) : IDeliveryWebhook
         var error = type == "email.suppressed"
             ? "Resend email.suppressed: the address is on Resend's suppression list (an earlier bounce or complaint); nothing was sent"
             : status is DeliveryStatus.Bounced or DeliveryStatus.Failed
-            ? $"Resend {type}: {(data.TryGetProperty("bounce", out var bounce) && bounce.TryGetProperty("message", out var m) ? m.GetString() : "no reason given")}"
+            ? $"Resend {type}: {Reason(data, type == "email.failed" ? "failed" : "bounce") ?? "no reason given"}"
             : null;
         var key = request.Header("svix-id") ?? $"{emailId.GetString()}:{type}";
         return [status is { } changed
             ? new DeliveryEvent(emailId.GetString()!, changed, occurred, error, key, request.Body)
             : DeliveryEvent.Complaint(emailId.GetString()!, occurred, key, request.Body)];
     }
+
+    /// <summary>
+    /// Why Resend gave up: <c>data.bounce.message</c> on <c>email.bounced</c>, <c>data.failed.reason</c>
+    /// (e.g. <c>reached_daily_quota</c>) on <c>email.failed</c>.
+    /// </summary>
+    private static string? Reason(JsonElement data, string field) =>
+        Providers.Messaging.ChatMessageParts.Text(Providers.Messaging.ChatMessageParts.Child(data, field), field == "failed" ? "reason" : "message");
 }

@@ -93,6 +93,7 @@ public sealed class TwilioWebhook : IDeliveryWebhook
         {
             // 21610: the customer replied STOP to the sending number.
             RecipientOptedOut = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") == "21610",
+            TransientFailure = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") is { } code && TransientFailures.Twilio.Contains(code),
         }];
     }
 }

@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using OutboxComms.Core.Policies;
 
 namespace OutboxComms.Core.Webhooks;
 
@@ -75,6 +76,7 @@ public static class WebhookExtensions
             .RemoveAllLoggers()
             // Only the address that was checked is fetched: a redirect could lead anywhere.
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false });
+        builder.Services.AddOptions<RetryBackoffOptions>().BindConfiguration(RetryBackoffOptions.Section);   // a reported temporary failure waits the dispatcher's backoff
         builder.Services.AddSingleton<DeliveryEventRecorder>();
         builder.Services.AddSingleton<WebhookNonces>();
         return builder;

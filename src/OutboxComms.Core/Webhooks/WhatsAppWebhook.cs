@@ -131,12 +131,13 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
     /// changes) is passed over, so the rest of the signed batch still applies — refusing it would
     /// only make Meta send the same body again, with the same result.
     /// </summary>
-    private static IEnumerable<JsonElement> Items(JsonElement value, string name) =>
+    internal static IEnumerable<JsonElement> Items(JsonElement value, string name) =>
         ChatMessageParts.Child(value, name) is { ValueKind: JsonValueKind.Array } items
             ? items.EnumerateArray().Where(item => item.ValueKind == JsonValueKind.Object)
             : [];
 
-    private static IEnumerable<JsonElement> Values(JsonElement root) =>
+    /// <summary>The <c>entry[].changes[].value</c> objects of a Meta-shaped body (the Cloud API's, Gupshup's v3).</summary>
+    internal static IEnumerable<JsonElement> Values(JsonElement root) =>
         Items(root, "entry").SelectMany(entry => Items(entry, "changes"))
             .Select(change => ChatMessageParts.Child(change, "value")).OfType<JsonElement>().Where(value => value.ValueKind == JsonValueKind.Object);
 
@@ -161,10 +162,12 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
         }
         string? error = null;
         var marketingStopped = false;
+        var transient = false;
         if (mapped == DeliveryStatus.Failed && Items(status, "errors").FirstOrDefault() is { ValueKind: JsonValueKind.Object } first)
         {
             var code = ChatMessageParts.Text(first, "code") ?? "?";
             marketingStopped = code == MarketingStoppedCode;
+            transient = TransientFailures.WhatsApp.Contains(code);
             var title = ChatMessageParts.Text(first, "title");
             var detail = ChatMessageParts.Text(ChatMessageParts.Child(first, "error_data"), "details");
             error = $"WhatsApp {code}: {title}{(detail is null ? "" : $" ({detail})")}";
@@ -175,6 +178,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
         {
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
             Free = Free(status),
+            TransientFailure = transient,
         };
     }
 

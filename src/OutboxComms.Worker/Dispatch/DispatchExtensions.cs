@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using OutboxComms.Core.Policies;
 using OutboxComms.Core.Preferences;
 using OutboxComms.Core.Providers;
 using OutboxComms.Core.Templates;
@@ -35,6 +36,7 @@ public static class DispatchExtensions
         builder.Services.AddSingleton<MessageDispatcher>();
         builder.Services.AddSingleton<AttachmentMemory>();
         builder.Services.AddSingleton<ReminderGate>();
+        builder.Services.AddOptions<RetryBackoffOptions>().BindConfiguration(RetryBackoffOptions.Section);   // the recorder requeues reported temporary failures with DispatchOptions' backoff
         builder.Services.TryAddSingleton<DeliveryEventRecorder>();   // applies delivery events that arrived before their provider ids were recorded
         builder.Services.AddSingleton<BatchProcessor>();
         builder.Services.AddSingleton<DispatchSignal>();

@@ -750,6 +750,9 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     [InlineData("EMAIL", "reply_to_email = 'accounts at practice'", "the company's replyTo 'accounts at practice' is not an email address: correct it in settings")]
     [InlineData("EMAIL", "from_email = 'accounts@'", "the company's fromEmail 'accounts@' is not an email address: correct it in settings")]
     [InlineData("WHATSAPP", "whatsapp_base_url = 'graph.facebook.com/v25.0'", "the company's whatsApp baseUrl 'graph.facebook.com/v25.0' is not an absolute http(s) URL: correct it in settings")]
+    // A password written into the URL is not quoted back (status_reason and error are shown to the API's callers).
+    [InlineData("WHATSAPP", "whatsapp_base_url = 'https://meta-user:s3cr@t-pw@graph facebook.com/v25.0'", "the company's whatsApp baseUrl 'https://graph facebook.com/v25.0' is not an absolute http(s) URL: correct it in settings")]
+    [InlineData("WHATSAPP", "whatsapp_base_url = 'ftp://meta-user:s3cret@graph.facebook.com/v25.0'", "the company's whatsApp baseUrl 'ftp://graph.facebook.com/v25.0' is not an absolute http(s) URL: correct it in settings")]
     public async Task A_provider_setting_written_by_sql_that_cannot_be_used_fails_the_message_naming_it_without_a_send(string channel, string assignment, string reason)
     {
         var (company, customer) = await CustomerAsync("whatsapp_opt_in = true");

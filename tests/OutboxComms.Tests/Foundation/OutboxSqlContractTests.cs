@@ -272,7 +272,7 @@ public sealed class OutboxSqlContractTests(DatabaseFixture db) : IClassFixture<D
         var providerId = new NpgsqlParameter<string> { TypedValue = "wamid.1042" };
         var apply = await PlanAsync(DeliveryEventRecorder.ApplySql, new NpgsqlParameter<Guid> { TypedValue = company }, providerId,
             new NpgsqlParameter<string> { TypedValue = "DELIVERED" }, new NpgsqlParameter<DateTimeOffset> { TypedValue = DateTimeOffset.UtcNow }, new NpgsqlParameter<string> { TypedValue = "x" },
-            new NpgsqlParameter<string[]> { TypedValue = ["WHATSAPP_CLOUD"] });
+            new NpgsqlParameter<string[]> { TypedValue = ["WHATSAPP_CLOUD"] }, new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
         Assert.Contains("Bitmap Index Scan on ix_communication_logs_provider_message_id", apply, StringComparison.Ordinal);
         Assert.Contains("Index Cond: (provider_message_id = ANY ('{wamid.1042,<wamid.1042>}'::text[]))", apply, StringComparison.Ordinal);
         Assert.Contains("ix_communication_logs_provider_message_id on communication_logs", await PlanAsync(DeliveryEventRecorder.ResponseSql,

@@ -12,6 +12,9 @@ Recipients decide the answer, so error handling is tested against real replies:
   relay-554...@    RCPT is answered 554 5.7.1 (relay access denied: a policy refusal, not a bad address)
   defer-451...@    RCPT is answered 451 4.7.1 (greylisted)
   spam-554...@     DATA is answered 554 5.7.1 (message refused)
+  full-552...@     RCPT is answered 552 5.2.2 (mailbox full: persistent transient, RFC 3463)
+  quota-550...@    RCPT is answered 550 5.4.5 (Gmail's daily sending quota used up)
+  m365quota-554...@ DATA is answered 554 5.2.0 SubmissionQuotaExceededException (Microsoft 365's quota)
 and a login starting with "busy" is answered 454 4.7.0 (temporary authentication failure).
 
 Prints "READY <port>" once listening; exits when its standard input closes (the test process went away).
@@ -63,6 +66,10 @@ class Spool:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table"
         if local.startswith("relay-554"):
             return f"554 5.7.1 <{address}>: Relay access denied"
+        if local.startswith("full-552"):
+            return f"552 5.2.2 <{address}>: Recipient address rejected: Mailbox full"
+        if local.startswith("quota-550"):
+            return "550 5.4.5 Daily user sending quota exceeded. https://support.google.com/mail/?p=DailyLimitExceeded"
         if local.startswith("defer-451"):
             return f"451 4.7.1 <{address}>: Recipient address rejected: Greylisted, try again later"
         envelope.rcpt_tos.append(address)
@@ -71,6 +78,9 @@ class Spool:
     async def handle_DATA(self, server, session, envelope):
         if any(rcpt.lower().startswith("spam-554") for rcpt in envelope.rcpt_tos):
             return "554 5.7.1 Message refused: looks like spam"
+        if any(rcpt.lower().startswith("m365quota-554") for rcpt in envelope.rcpt_tos):
+            return ("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; "
+                    "Failed to process message due to a permanent exception with message Cannot submit message.")
         if any(rcpt.lower().startswith("closeafter") for rcpt in envelope.rcpt_tos):
             # Accepted; then the server ends the idle session (a restart, its idle timeout) while
             # the client still holds it in its pool: silently, or saying 421 first as most do.

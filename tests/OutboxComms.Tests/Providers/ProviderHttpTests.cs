@@ -219,6 +219,32 @@ public sealed class ProviderHttpTests
         Assert.Contains("at their limit", result.Error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Test_connection_names_the_unreachable_host_without_the_user_info_of_its_url()
+    {
+        using var listener = SilentListener();
+        var port = Port(listener);
+        listener.Dispose();   // nothing listens there now: the connection is refused
+        using var handler = new SocketsHttpHandler { ConnectCallback = ProviderHttp.ConnectWithin(TimeSpan.FromSeconds(5), allowPrivateNetworks: true) };
+        var http = new ProviderHttp(new OneClient(new HttpClient(handler)));
+
+        var check = await http.CheckAsync("Test", new HttpRequestMessage(HttpMethod.Get, $"http://practice-user:s3cret@127.0.0.1:{port}/v1/account"), TestContext.Current.CancellationToken);
+
+        Assert.False(check.Ok);
+        Assert.StartsWith($"Could not reach Test at http://127.0.0.1:{port}: ", check.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", check.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("practice-user", check.Detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("https://user:pa@ss@graph facebook.com/v25.0", "https://graph facebook.com/v25.0")]
+    [InlineData("ftp://user:secret@files.example/x", "ftp://files.example/x")]
+    [InlineData("user:secret@graph.facebook.com/v25.0", "graph.facebook.com/v25.0")]
+    [InlineData("graph.facebook.com/v25.0", "graph.facebook.com/v25.0")]
+    [InlineData("https://api.example/v1?contact=ops@example.com", "https://api.example/v1?contact=ops@example.com")]
+    public void A_url_as_shown_keeps_everything_but_its_user_info(string written, string shown) =>
+        Assert.Equal(shown, UrlText.WithoutUserInfo(written));
+
     /// <summary>As the resilience pipeline's concurrency limiter answers when its queue is full.</summary>
     private sealed class RefusingHandler : HttpMessageHandler
     {

@@ -147,6 +147,8 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
     [InlineData("defer-451", SendOutcome.Transient, false, "SMTP 451 4.7.1 <{to}>: Recipient address rejected: Greylisted, try again later")]
     // The message itself refused after DATA.
     [InlineData("spam-554", SendOutcome.Permanent, false, "SMTP 554 5.7.1 Message refused: looks like spam")]
+    // Mailbox full, with a 5xx: RFC 3463 calls X.2.2 persistent transient, so this message tries again; not a bounce.
+    [InlineData("full-552", SendOutcome.Transient, false, "SMTP 552 5.2.2 <{to}>: Recipient address rejected: Mailbox full (the recipient's mailbox is full: tried again later)")]
     public async Task Server_refusals_are_classified_by_their_reply(string recipient, SendOutcome outcome, bool bounced, string error)
     {
         await using var provider = NewProvider();
@@ -159,6 +161,24 @@ public sealed class SmtpEmailProviderTests(SmtpServerFixture smtp) : IAsyncDispo
         Assert.False(result.ProviderUnavailable);   // a deferral at RCPT TO is about this recipient: it uses up the message's retries
         Assert.Equal(outcome == SendOutcome.Transient, result.AboutThisMessage);   // and does not count against the server's circuit breaker
         Assert.Equal(error.Replace("{to}", message.To, StringComparison.Ordinal), result.Error);
+    }
+
+    /// <summary>Gmail's quota refusal at RCPT TO and Microsoft 365's after DATA, as those servers word them.</summary>
+    [Theory]
+    [InlineData("quota-550", "SMTP 550 5.4.5 Daily user sending quota exceeded. https://support.google.com/mail/?p=DailyLimitExceeded")]
+    [InlineData("m365quota-554", "SMTP 554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.")]
+    public async Task The_accounts_sending_quota_used_up_is_an_outage_that_waits_not_a_failure_or_a_bounce(string recipient, string reply)
+    {
+        await using var provider = NewProvider();
+        var message = Message(Recipient(recipient));
+
+        var result = await provider.SendAsync(message, Account(message.CompanyId), Token);
+
+        // An outage: the dispatcher defers it without using up a retry, for the outage budget, an hour at a time at least.
+        Assert.Equal((SendOutcome.Transient, true, false, false), (result.Outcome, result.ProviderUnavailable, result.AboutThisMessage, result.Bounced));
+        Assert.Equal(SmtpEmailProvider.QuotaRetry, result.RetryAfter);
+        Assert.Equal($"{reply} (this SMTP account's sending quota is used up: messages wait for it to lift)", result.Error);
+        Assert.Equal(0, await smtp.CountReceivedAsync(message.To, Token));
     }
 
     [Fact]

@@ -1013,6 +1013,132 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("FAILED", "WhatsApp 131047: Re-engagement message"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
+    // --- Temporary failures reported after the send ------------------------------------------------
+
+    /// <summary>A message SENT by its first attempt, which cost ₹0.78 (as the worker records a send).</summary>
+    private async Task<long> SentWithCostAsync(Guid company, string provider, string providerMessageId, int retryCount = 0)
+    {
+        var id = await SentMessageAsync(company, provider, providerMessageId);
+        await using var command = db.DataSource.CreateCommand("""
+            WITH m AS (UPDATE communication_logs SET cost = 0.78, cost_currency = 'INR', attempt_count = 1, retry_count = $3 WHERE company_id = $1 AND id = $2)
+            INSERT INTO communication_attempts (message_id, company_id, attempt_no, channel, provider_name, outcome, cost, cost_currency)
+            VALUES ($2, $1, 1, 'WHATSAPP', 'x', 'SENT', 0.78, 'INR')
+            """);
+        command.Parameters.AddWithValue(company);
+        command.Parameters.AddWithValue(id);
+        command.Parameters.AddWithValue(retryCount);
+        await command.ExecuteNonQueryAsync();
+        return id;
+    }
+
+    private sealed record Requeued(string Status, int RetryCount, DateTimeOffset? NextAttemptAt, string? ProviderMessageId, string? StatusReason, string? Error, decimal? Cost);
+
+    private async Task<Requeued> RequeuedAsync(long id)
+    {
+        await using var command = db.DataSource.CreateCommand(
+            "SELECT status, retry_count, next_attempt_at, provider_message_id, status_reason, error_message, cost FROM communication_logs WHERE id = $1");
+        command.Parameters.AddWithValue(id);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return new Requeued(reader.GetString(0), reader.GetInt32(1), Optional(reader, 2), reader.IsDBNull(3) ? null : reader.GetString(3),
+            reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetDecimal(6));
+    }
+
+    private static string MetaFailure(string wamid, long timestamp, int code, string title) =>
+        WhatsAppStatus(wamid, "failed", timestamp, $",\"errors\":[{{\"code\":{code},\"title\":\"{title}\"}}]");
+
+    [Fact]
+    public async Task A_spam_rate_limit_reported_after_the_send_sends_the_message_again_after_the_backoff_once_however_often_it_is_reported()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var id = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.SPAM1");
+        var report = MetaFailure("wamid.SPAM1", 1764000300, 131048, "Spam rate limit hit");
+        var again = MetaFailure("wamid.SPAM1", 1764000301, 131048, "Spam rate limit hit");   // the same failure under another event key
+
+        var before = DateTimeOffset.UtcNow;
+        var (_, first) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var after = DateTimeOffset.UtcNow;
+        var (_, redelivered) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var (_, reportedAgain) = await PostAsync($"/webhooks/whatsapp/{company}", Json(again), HubSignature("meta-app-secret", again));
+
+        Assert.Equal((1, 1, 1), (first!.Applied, redelivered!.Duplicates, reportedAgain!.UnknownMessages));
+        var row = await RequeuedAsync(id);
+        // PENDING again with one retry counted, due after the dispatcher's first backoff (30 s × 1.618 ± 10 %).
+        Assert.Equal(("PENDING", 1, null), (row.Status, row.RetryCount, row.ProviderMessageId));
+        Assert.InRange(row.NextAttemptAt!.Value, before + TimeSpan.FromSeconds(43), after + TimeSpan.FromSeconds(54));
+        Assert.Equal("WhatsApp 131048: Spam rate limit hit", row.Error);
+        Assert.StartsWith("the provider reported after taking it that the send failed for a temporary reason (WhatsApp 131048: Spam rate limit hit); sent again: retry 1 of 3 at ", row.StatusReason, StringComparison.Ordinal);
+        // Meta charges nothing for a failed message: the send's cost is waived, once.
+        Assert.Equal(0m, row.Cost);
+        Assert.Equal((0m, 0.78m), (await TestData.ScalarAsync<decimal>(db.DataSource, "SELECT cost FROM communication_attempts WHERE message_id = $1 AND outcome = 'SENT'", id),
+            await TestData.ScalarAsync<decimal>(db.DataSource, "SELECT waived_cost FROM communication_attempts WHERE message_id = $1 AND outcome = 'SENT'", id)));
+        // The attempt history says why, under the send it is about; no provider call is counted.
+        Assert.Equal("1 TRANSIENT_FAILURE reported after the send: WhatsApp 131048: Spam rate limit hit", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT attempt_no || ' ' || outcome || ' ' || error_message FROM communication_attempts WHERE message_id = $1 AND outcome <> 'SENT'", id));
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT attempt_count FROM communication_logs WHERE id = $1", id));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_before_the_worker_recorded_the_send_sends_it_again_when_applied()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var report = MetaFailure("wamid.EARLYT", 1764000500, 130429, "Rate limit hit");
+        var (_, waiting) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        var id = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.EARLYT");
+
+        Assert.Equal(1, waiting!.UnknownMessages);
+        Assert.Equal(1, await api.Services.GetRequiredService<DeliveryEventRecorder>().ApplyWaitingAsync(["wamid.EARLYT"], TestContext.Current.CancellationToken));
+        Assert.Equal(("PENDING", 1, 0m), ((await RequeuedAsync(id)).Status, (await RequeuedAsync(id)).RetryCount, (await RequeuedAsync(id)).Cost));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_by_gupshup_or_twilio_sends_the_message_again_and_another_code_fails_it()
+    {
+        var gupshup = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-t1a3");
+        var wallet = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000001003");
+        var rateLimited = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000004001");
+        var undeliverable = await SentMessageAsync(gupshup, "GUPSHUP", "a0b1c2d3-0000-4aaa-8bbb-000000001002");
+        var path = $"/webhooks/gupshup/{gupshup}?token=gs-callback-token-t1a3";
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000001003", detail: "{\"code\":1003,\"reason\":\"Wallet Balance Low\"}"));
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000004001", detail: "{\"code\":4001,\"reason\":\"API Rate Limited\"}"));
+        await PostAsync(path, GupshupEvent("failed", "a0b1c2d3-0000-4aaa-8bbb-000000001002", detail: "{\"code\":1002,\"reason\":\"Number Does Not Exists On WhatsApp\"}"));
+
+        var twilio = await CompanyAsync("whatsapp_provider = 'TWILIO', whatsapp_api_key_encrypted = $2", "twilio-auth-token");
+        var queued = await SentMessageAsync(twilio, "TWILIO", "SM30001aaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        var form = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["ErrorCode"] = "30001", ["MessageSid"] = "SM30001aaaaaaaaaaaaaaaaaaaaaaaaaaa", ["MessageStatus"] = "failed" };
+        var signed = $"{client.BaseAddress}webhooks/twilio/{twilio}" + string.Concat(form.Select(p => p.Key + p.Value));
+        await PostAsync($"/webhooks/twilio/{twilio}", new FormUrlEncodedContent(form),
+            ("X-Twilio-Signature", Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)))));
+
+        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(wallet)).Status, (await RequeuedAsync(wallet)).RetryCount));
+        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(rateLimited)).Status, (await RequeuedAsync(rateLimited)).RetryCount));
+        Assert.Equal(("PENDING", 1, "Twilio 30001: message failed"), ((await RequeuedAsync(queued)).Status, (await RequeuedAsync(queued)).RetryCount, (await RequeuedAsync(queued)).Error));
+        Assert.Equal(("FAILED", 0), ((await RequeuedAsync(undeliverable)).Status, (await RequeuedAsync(undeliverable)).RetryCount));
+    }
+
+    [Fact]
+    public async Task A_temporary_failure_reported_late_changes_nothing_delivered_nor_a_message_being_sent_again_and_fails_one_out_of_retries()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        var delivered = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
+        var inFlight = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE2");
+        var spent = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE3", retryCount: 3);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'DELIVERED', delivered_at = now() WHERE id = $1 RETURNING 1", delivered);
+        // Claimed by a worker for its next attempt (a row is PENDING while it is sent again).
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'PENDING', locked_by = 'worker-7', locked_until = now() + interval '1 minute' WHERE id = $1 RETURNING 1", inFlight);
+
+        foreach (var wamid in new[] { "wamid.LATE1", "wamid.LATE2", "wamid.LATE3" })
+        {
+            var report = MetaFailure(wamid, 1764000400, 130429, "Rate limit hit");
+            await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+        }
+
+        Assert.Equal(("DELIVERED", 0), ((await RequeuedAsync(delivered)).Status, (await RequeuedAsync(delivered)).RetryCount));
+        Assert.Equal(("PENDING", 0, "wamid.LATE2"), ((await RequeuedAsync(inFlight)).Status, (await RequeuedAsync(inFlight)).RetryCount, (await RequeuedAsync(inFlight)).ProviderMessageId));
+        // Out of retries (3 of 3 used): failed, as any failure report does.
+        Assert.Equal(("FAILED", "WhatsApp 130429: Rate limit hit"), ((await RequeuedAsync(spent)).Status, (await RequeuedAsync(spent)).Error));
+    }
+
     // --- Gupshup ----------------------------------------------------------------------------------
 
     private static StringContent GupshupEvent(string kind, string id, string? gsId = null, string? detail = null)
@@ -1048,6 +1174,47 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal("READ", row.Status);
         Assert.NotNull(row.Delivered);
         Assert.Equal(("FAILED", "Gupshup 1002: Number Does Not Exists On WhatsApp"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
+    }
+
+    [Fact]
+    public async Task A_gupshup_failure_whatsapp_reported_is_matched_by_gsid_not_by_the_whatsapp_id_in_id()
+    {
+        // Gupshup's DLR events (a failure WhatsApp reported, as sent/delivered/read) name WhatsApp's
+        // message id in "id" and Gupshup's messageId, which our send stored, in "gsId".
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-a7d2");
+        var id = await SentMessageAsync(company, "GUPSHUP", "7a1c0d3e-5b2f-4c6d-9e8f-0a1b2c3d4e5f");
+
+        var (_, receipt) = await PostAsync($"/webhooks/gupshup/{company}?token=gs-callback-token-a7d2",
+            GupshupEvent("failed", "wamid.HBgMOTE5ODc2NTQzMjEwFQIAERgSQkE", gsId: "7a1c0d3e-5b2f-4c6d-9e8f-0a1b2c3d4e5f", detail: "{\"code\":131026,\"reason\":\"Message undeliverable\"}"));
+
+        Assert.Equal((1, 0), (receipt!.Applied, receipt.UnknownMessages));
+        Assert.Equal(("FAILED", "Gupshup 131026: Message undeliverable"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
+    }
+
+    private static StringContent GupshupV3(string statuses) => Json(
+        "{\"gs_app_id\":\"82ed52f4-30c0-4f12-81b4-e7ad07bd41de\",\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"WABA\",\"changes\":[{\"field\":\"messages\","
+        + $"\"value\":{{\"messaging_product\":\"whatsapp\",\"statuses\":[{statuses}]}}}}]}}]}}");
+
+    [Fact]
+    public async Task Gupshup_v3_callbacks_in_metas_shape_move_the_message_by_gs_id()
+    {
+        var company = await CompanyAsync("whatsapp_provider = 'GUPSHUP', whatsapp_webhook_secret_encrypted = $2", "gs-callback-token-v3c9");
+        var read = await SentMessageAsync(company, "GUPSHUP", "2baff204-c39a-4121-90b5-f53f26d522b3");
+        var failed = await SentMessageAsync(company, "GUPSHUP", "3cb0e315-d4ab-4232-a1c6-064037e633c4");
+        var path = $"/webhooks/gupshup/{company}?token=gs-callback-token-v3c9";
+
+        var (_, enqueued) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"2baff204-c39a-4121-90b5-f53f26d522b3\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZC\",\"recipient_id\":\"919163805873\",\"status\":\"enqueued\",\"timestamp\":1764570000000}"));
+        var (_, seen) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"2baff204-c39a-4121-90b5-f53f26d522b3\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZC\",\"recipient_id\":\"919163805873\",\"status\":\"read\",\"timestamp\":1764570060000}"));
+        var (_, refused) = await PostAsync(path, GupshupV3(
+            "{\"gs_id\":\"3cb0e315-d4ab-4232-a1c6-064037e633c4\",\"id\":\"wamid.HBgMOTE5MTYzODA1ODczFQIAERgSNkZD\",\"recipient_id\":\"919163805873\",\"status\":\"failed\",\"timestamp\":\"1764570070\","
+            + "\"errors\":[{\"code\":131026,\"title\":\"Message undeliverable\"}]}"));
+
+        Assert.Equal((0, 1, 1), (enqueued!.Received, seen!.Applied, refused!.Applied));
+        var row = await RowAsync(read);
+        Assert.Equal(("READ", DateTimeOffset.FromUnixTimeMilliseconds(1764570060000)), (row.Status, row.Read));
+        Assert.Equal(("FAILED", "Gupshup 131026: Message undeliverable"), ((await RowAsync(failed)).Status, (await RowAsync(failed)).Error));
     }
 
     [Fact]
@@ -1484,9 +1651,69 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal((HttpStatusCode.OK, 1, HttpStatusCode.OK, 1), (first, applied!.Applied, redelivered, duplicate!.Duplicates));
         Assert.Equal(HttpStatusCode.Unauthorized, replayed);
         Assert.Equal(("DELIVERED", "SENT"), ((await RowAsync(delivered)).Status, (await RowAsync(target)).Status));
-        // The token is the company's: another company's Mailgun may send the same one.
-        var other = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
-        Assert.Equal(HttpStatusCode.OK, (await PostAsync($"/webhooks/mailgun/{other}", Json(forged))).Status);
+    }
+
+    [Fact]
+    public async Task A_mailgun_token_seen_at_one_company_carries_no_other_body_to_another_that_shares_the_signing_key()
+    {
+        // Two practices on one Mailgun account (or subaccounts verified with the primary key) share the signing key.
+        var one = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "shared-mailgun-signing-key");
+        var other = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "shared-mailgun-signing-key");
+        var target = await SentMessageAsync(other, "MAILGUN", "<20261209.target@mg.practice.example>", "EMAIL");
+        var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
+        var genuine = MailgunBody("shared-mailgun-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261209.seen@mg.practice.example");
+        var genuineEventId = System.Text.Json.JsonDocument.Parse(genuine).RootElement.GetProperty("event-data").GetProperty("id").GetString()!;
+        var forged = genuine.Replace("\"delivered\"", "\"failed\"", StringComparison.Ordinal).Replace("20261209.seen@", "20261209.target@", StringComparison.Ordinal)
+            .Replace(genuineEventId, Guid.NewGuid().ToString("N"), StringComparison.Ordinal);
+
+        var (first, _) = await PostAsync($"/webhooks/mailgun/{one}", Json(genuine));
+        var (replayedElsewhere, _) = await PostAsync($"/webhooks/mailgun/{other}", Json(forged));
+        var (sameBodyElsewhere, _) = await PostAsync($"/webhooks/mailgun/{other}", Json(genuine));
+
+        Assert.Equal((HttpStatusCode.OK, HttpStatusCode.Unauthorized), (first, replayedElsewhere));
+        Assert.Equal("SENT", (await RowAsync(target)).Status);
+        // The genuine event itself is no forgery wherever it is posted (it names its own message only).
+        Assert.Equal(HttpStatusCode.OK, sameBodyElsewhere);
+    }
+
+    [Fact]
+    public async Task A_mailgun_event_whose_user_variable_names_another_message_matches_none()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "mailgun-signing-key");
+        var bounced = await SentMessageAsync(company, "MAILGUN", "<20261209.uv1@mg.practice.example>", "EMAIL");
+        var other = await SentMessageAsync(company, "MAILGUN", "<20261209.uv2@mg.practice.example>", "EMAIL");
+        const string failure = "\"reason\":\"bounce\",\"delivery-status\":{\"code\":550,\"message\":\"5.1.1 unknown user\"}";
+
+        var (_, mismatched) = await PostAsync($"/webhooks/mailgun/{company}", Json(MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow,
+            Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), "failed", "20261209.uv2@mg.practice.example", failure, userVariables: $"{{\"outbox-message-id\":\"{bounced}\"}}")));
+        var (_, matching) = await PostAsync($"/webhooks/mailgun/{company}", Json(MailgunBody("mailgun-signing-key", DateTimeOffset.UtcNow,
+            Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25)), "failed", "20261209.uv1@mg.practice.example", failure, userVariables: $"{{\"outbox-message-id\":\"{bounced}\"}}")));
+
+        Assert.Equal((0, 1), (mismatched!.Applied, mismatched.UnknownMessages));
+        Assert.Equal("SENT", (await RowAsync(other)).Status);
+        Assert.Equal(1, matching!.Applied);
+        Assert.Equal("BOUNCED", (await RowAsync(bounced)).Status);
+    }
+
+    [Fact]
+    public async Task A_mailgun_subaccounts_event_verifies_with_the_primary_accounts_key_through_its_parent_signature()
+    {
+        var company = await CompanyAsync("email_provider = 'MAILGUN', email_webhook_secret_encrypted = $2", "primary-account-signing-key");
+        var id = await SentMessageAsync(company, "MAILGUN", "<20261209.sub@mg.practice.example>", "EMAIL");
+        string Signed(string parentKey)
+        {
+            var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(25));
+            var body = MailgunBody("subaccount-signing-key", DateTimeOffset.UtcNow, token, "delivered", "20261209.sub@mg.practice.example");
+            var timestamp = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("signature").GetProperty("timestamp").GetString();
+            var parent = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(parentKey), Encoding.UTF8.GetBytes(timestamp + token)));
+            return body.Replace("\"signature\":{", $"\"signature\":{{\"parent-signature\":\"{parent}\",", StringComparison.Ordinal);
+        }
+
+        var (wrongParent, _) = await PostAsync($"/webhooks/mailgun/{company}", Json(Signed("someone-elses-key")));
+        var (parentSigned, receipt) = await PostAsync($"/webhooks/mailgun/{company}", Json(Signed("primary-account-signing-key")));
+
+        Assert.Equal((HttpStatusCode.Unauthorized, HttpStatusCode.OK, 1), (wrongParent, parentSigned, receipt?.Applied));
+        Assert.Equal("DELIVERED", (await RowAsync(id)).Status);
     }
 
     [Fact]
@@ -1527,13 +1754,14 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     /// <param name="failure">For a failed event: its fields after <c>severity</c>, e.g. <c>"reason":"bounce","delivery-status":{…}</c>.</param>
-    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId, string? failure = null)
+    /// <param name="userVariables">The event's <c>user-variables</c> object, e.g. <c>{"outbox-message-id":"42"}</c>.</param>
+    private static string MailgunBody(string signingKey, DateTimeOffset signedAt, string token, string kind, string messageId, string? failure = null, string? userVariables = null)
     {
         var timestamp = signedAt.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(signingKey), Encoding.UTF8.GetBytes(timestamp + token)));
         return $$$"""
             {"signature":{"timestamp":"{{{timestamp}}}","token":"{{{token}}}","signature":"{{{signature}}}"},
-             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent",{{{(failure is null ? "" : failure + ",")}}}"timestamp":{{{timestamp}}}.5,
+             "event-data":{"id":"{{{Guid.NewGuid():N}}}","event":"{{{kind}}}","severity":"permanent",{{{(failure is null ? "" : failure + ",")}}}{{{(userVariables is null ? "" : $"\"user-variables\":{userVariables},")}}}"timestamp":{{{timestamp}}}.5,
                            "message":{"headers":{"message-id":"{{{messageId}}}"} } } }
             """;
     }
@@ -1560,6 +1788,21 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(1, receipt!.Applied);
         var row = await RowAsync(id);
         Assert.Equal(("DELIVERED", new DateTimeOffset(2026, 11, 24, 10, 0, 0, TimeSpan.Zero)), (row.Status, row.Delivered));
+    }
+
+    [Fact]
+    public async Task A_resend_email_failed_records_resends_failed_reason()
+    {
+        var secretKey = RandomNumberGenerator.GetBytes(24);
+        var company = await CompanyAsync("email_provider = 'RESEND', email_webhook_secret_encrypted = $2", "whsec_" + Convert.ToBase64String(secretKey));
+        var id = await SentMessageAsync(company, "RESEND", "56761188-7520-42d8-8898-ff6fc54ce618", "EMAIL");
+        // As Resend documents email.failed: the reason in data.failed.reason (not data.bounce, which only bounces carry).
+        var body = """{"type":"email.failed","created_at":"2026-11-24T10:00:00.000Z","data":{"email_id":"56761188-7520-42d8-8898-ff6fc54ce618","to":["client@example.com"],"failed":{"reason":"domain_not_verified"}}}""";
+
+        var (_, receipt) = await PostResendAsync(company, secretKey, "msg_failed_1", body);
+
+        Assert.Equal(1, receipt!.Applied);
+        Assert.Equal(("FAILED", "Resend email.failed: domain_not_verified"), ((await RowAsync(id)).Status, (await RowAsync(id)).Error));
     }
 
     [Fact]

@@ -258,15 +258,28 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
         : null;
 
     /// <summary>
-    /// 4xx is the server asking us to come back later; 5xx is final. A 5xx refusal of the recipient
-    /// is a bounce, unless it is a security/policy refusal (enhanced code 5.7.x, e.g. "relay access
-    /// denied"), which is about our account, not the recipient's address.
+    /// 4xx is the server asking us to come back later; 5xx is final, except where RFC 3463 calls the
+    /// condition persistent transient and the servers we send through use a 5xx for it anyway: a
+    /// full mailbox (X.2.2) is this message's retry, and the account's sending quota used up
+    /// (X.4.5, Gmail's "550 5.4.5 Daily user sending quota exceeded", Microsoft 365's
+    /// "554 5.2.0 …SubmissionQuotaExceededException") is an outage that waits for the quota to lift
+    /// (at Gmail within 24 hours), using up no retries within the outage budget. Another 5xx refusal
+    /// of the recipient is a bounce, unless it is a security/policy refusal (enhanced code 5.7.x,
+    /// e.g. "relay access denied"), which is about our account, not the recipient's address.
     /// </summary>
     private static SendResult Classify(SmtpCommandException ex)
     {
         var code = (int)ex.StatusCode;
         var reply = OneLine(ex.Message);
         var error = string.Create(CultureInfo.InvariantCulture, $"SMTP {code} {reply}");
+        if (code >= 500 && reply.StartsWith("5.2.2", StringComparison.Ordinal))
+        {
+            return SendResult.TransientForThisMessage($"{error} (the recipient's mailbox is full: tried again later)");
+        }
+        if (code >= 500 && IsSendingQuota(reply))
+        {
+            return SendResult.Unavailable($"{error} (this SMTP account's sending quota is used up: messages wait for it to lift)", QuotaRetry);
+        }
         if (IsTemporary(ex))
         {
             // Before any recipient (the greeting's or AUTH's 421/454, MAIL FROM's 451) the server is
@@ -283,6 +296,16 @@ public sealed class SmtpEmailProvider(AttachmentLoader attachmentLoader, TimePro
     }
 
     private static bool IsTemporary(SmtpCommandException ex) => (int)ex.StatusCode is >= 400 and < 500;
+
+    /// <summary>How long sends wait once the account's sending quota is used up: an hour, then they try again.</summary>
+    internal static readonly TimeSpan QuotaRetry = TimeSpan.FromHours(1);
+
+    /// <summary>The account's sending quota, by enhanced code (X.4.5) or by the words Gmail and Microsoft 365 use.</summary>
+    private static bool IsSendingQuota(string reply) =>
+        reply.StartsWith("5.4.5", StringComparison.Ordinal)
+        || reply.Contains("SubmissionQuotaExceeded", StringComparison.OrdinalIgnoreCase)
+        || reply.Contains("sending quota", StringComparison.OrdinalIgnoreCase)
+        || reply.Contains("sending limit", StringComparison.OrdinalIgnoreCase);
 
     private static bool IsConnectionFailure(Exception ex) =>
         ex is IOException or SocketException or TimeoutException or SslHandshakeException or SmtpProtocolException or ServiceNotConnectedException;

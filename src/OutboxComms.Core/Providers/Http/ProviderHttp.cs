@@ -162,7 +162,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         }
         catch (HttpRequestException ex)
         {
-            return new ConnectionCheck(false, $"Could not reach {provider} at {request.RequestUri?.GetLeftPart(UriPartial.Authority)}: {ex.Message}");
+            return new ConnectionCheck(false, $"Could not reach {provider} at {(request.RequestUri is { } url ? UrlText.Origin(url) : null)}: {ex.Message}");
         }
         catch (Exception ex) when (IsTimeout(ex, cancellationToken))
         {
@@ -216,7 +216,7 @@ public sealed class ProviderHttp(IHttpClientFactory clients)
         var endpoint = new Uri(root, relative);
         if (Uri.Compare(endpoint, root, UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) != 0)
         {
-            throw new InvalidOperationException($"the provider account's ids would send the request away from {root.GetLeftPart(UriPartial.Authority)}: check the settings' ids");
+            throw new InvalidOperationException($"the provider account's ids would send the request away from {UrlText.Origin(root)}: check the settings' ids");
         }
         return endpoint;
     }
