@@ -987,6 +987,30 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reminder_sent_again_after_its_send_failed_is_not_held_by_its_own_earlier_send()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'WEEKLY'");
+        var reminder = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+        // The provider then reports the send failed for a passing reason (a throughput limit), and
+        // the message is due again (as the delivery report recorder, or a replay, puts it).
+        time.Advance(TimeSpan.FromMinutes(10));
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            UPDATE communication_logs SET status = 'PENDING', retry_count = 1, provider_message_id = NULL, next_attempt_at = $2 WHERE id = $1 RETURNING 1
+            """, reminder, time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+
+        Assert.Equal("SENT", (await Outbox.GetAsync(db.DataSource, reminder)).Status);
+        Assert.Equal(2, email.Calls);
+        // Another reminder of its type is still held to the week.
+        var next = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+        Assert.Equal("PENDING", (await Outbox.GetAsync(db.DataSource, next)).Status);
+    }
+
+    [Fact]
     public async Task A_reminder_the_frequency_limit_would_hold_past_its_expiry_goes_now_instead_of_being_cancelled()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
