@@ -92,7 +92,7 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:MaxClockSkew is 0: worker {WorkerId} does not compare its clock with PostgreSQL's. A worker whose clock is {ShutdownGrace} (ShutdownGrace) or more ahead of another's can send that one's messages a second time")]
     public static partial void ClockCheckOff(ILogger logger, string workerId, TimeSpan shutdownGrace);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:ShutdownGrace ({ShutdownGrace}) is 1.5 s or less, too short to leave the clock check room for a measurement's 0.5 s error: worker {WorkerId} does not compare its clock with PostgreSQL's or the other workers'. Lengthen ShutdownGrace, or set Dispatch:MaxClockSkew below half of it minus 0.5 s")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:ShutdownGrace ({ShutdownGrace}) is 3 s or less, too short to leave the clock check room for a measurement's 1 s error (0.5 s read, 0.5 s of unseen step): worker {WorkerId} does not compare its clock with PostgreSQL's or the other workers'. Lengthen ShutdownGrace, or set Dispatch:MaxClockSkew below half of it minus 1 s")]
     public static partial void ClockCheckOffByShortGrace(ILogger logger, string workerId, TimeSpan shutdownGrace);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]

@@ -31,7 +31,8 @@ public sealed class WorkerHarness : IAsyncDisposable
         {
             ["ConnectionStrings:Outbox"] = connectionString,
             ["Dispatch:RetryBaseDelay"] = "00:00:10",
-            ["Dispatch:ShutdownGrace"] = "00:00:02",
+            // Short, so stopping is quick, yet above the 3 s the clock check needs (its limit is then 0.667 s).
+            ["Dispatch:ShutdownGrace"] = "00:00:04",
             ["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption,
             ["Providers:AllowPrivateNetworks"] = "true",   // the test servers listen on loopback
         });
