@@ -23,7 +23,7 @@ internal sealed record ClockSample(TimeSpan Skew, TimeSpan RoundTrip, DateTimeOf
 /// loop does not beat (WorkerHeartbeat), so its healthcheck goes unhealthy; it claims again once a
 /// measurement agrees.
 /// </summary>
-internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal signal, OutboxMetrics metrics, IOptions<DispatchOptions> options, TimeProvider time, ILogger<ClockSkewGuard> logger)
+internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal signal, OutboxMetrics metrics, IOptions<DispatchOptions> options, WorkerHost host, TimeProvider time, ILogger<ClockSkewGuard> logger)
     : BackgroundService
 {
     internal static readonly TimeSpan Interval = TimeSpan.FromSeconds(30);
@@ -44,12 +44,15 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     // Rows of workers gone for a day are deleted this often by each worker (the table is small).
     private static readonly TimeSpan ForgetGoneEvery = TimeSpan.FromHours(1);
 
+    // While measurements keep failing (a database outage), a Warning at most this often.
+    internal static readonly TimeSpan FailureLogEvery = TimeSpan.FromMinutes(1);
+
     private readonly DispatchOptions settings = options.Value;
     private readonly SemaphoreSlim measuring = new(1, 1);
 
     // This process's name in worker_clocks: its worker id and a mark of its own, since two replicas
     // may be given one Dispatch:WorkerId (as their leases are, BatchProcessor).
-    private readonly string clockName = $"{options.Value.ResolvedWorkerId()}#{Guid.NewGuid().ToString("N")[..8]}";
+    private readonly WorkerClocks.Self self = new($"{options.Value.ResolvedWorkerId()}#{Guid.NewGuid().ToString("N")[..8]}", host.Id);
 
     // The last measurement that counted and what it decided. Null until one does.
     private ClockDecision? last;
@@ -57,6 +60,11 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     private bool attempted;
     private long lastForgetTimestamp;
     private bool forgotten;
+
+    // Measurements failed in a row, and when that was last logged; the decision whose lapse was logged.
+    private int failures;
+    private long failureLoggedTimestamp;
+    private ClockDecision? lapseLogged;
 
     public bool Enabled => settings.MaxClockSkew > TimeSpan.Zero;
 
@@ -94,13 +102,51 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             }
             return Task.CompletedTask;
         }
-        return PeriodicTimers.EveryAsync(RecheckInterval, time, async cancellationToken =>
+        return PeriodicTimers.EveryAsync(RecheckInterval, time, TickAsync, ex => DispatchLog.ClockSampleFailed(logger, ex), stoppingToken);
+    }
+
+    /// <summary>
+    /// One tick of the guard's timer: says once when the last decision has lapsed (here, every 5 s,
+    /// not on the claim path that reads <see cref="AllowsClaims"/>), and measures when claims are
+    /// held or <see cref="Interval"/> has passed. A failed measurement is logged at its first
+    /// failure, then at most once per <see cref="FailureLogEvery"/> with a count while they go on
+    /// failing, and once more when one succeeds again: a database outage does not fill the log.
+    /// </summary>
+    internal async Task TickAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref last) is { AllowsClaims: true } decided && !ReferenceEquals(decided, lapseLogged)
+            && time.GetElapsedTime(decided.Sample.TakenAtTimestamp) >= WorkerClocks.DecisionLifetime)
         {
-            if (!AllowsClaims || time.GetElapsedTime(Interlocked.Read(ref lastAttemptTimestamp)) >= Interval)
+            lapseLogged = decided;
+            DispatchLog.ClockDecisionLapsed(logger, settings.ResolvedWorkerId(), WorkerClocks.DecisionLifetime);
+        }
+        if (AllowsClaims && time.GetElapsedTime(Interlocked.Read(ref lastAttemptTimestamp)) < Interval)
+        {
+            return;
+        }
+        try
+        {
+            await MeasureAsync(firstOnly: false, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            if (++failures == 1)
             {
-                await MeasureAsync(firstOnly: false, cancellationToken);
+                failureLoggedTimestamp = time.GetTimestamp();
+                DispatchLog.ClockSampleFailed(logger, ex);
             }
-        }, ex => DispatchLog.ClockSampleFailed(logger, ex), stoppingToken);
+            else if (time.GetElapsedTime(failureLoggedTimestamp) >= FailureLogEvery)
+            {
+                failureLoggedTimestamp = time.GetTimestamp();
+                DispatchLog.ClockSampleStillFailing(logger, failures, ex.Message);
+            }
+            return;
+        }
+        if (failures > 0)
+        {
+            DispatchLog.ClockSampleSucceedsAgain(logger, failures);
+            failures = 0;
+        }
     }
 
     /// <summary>
@@ -143,8 +189,13 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                     sample = renewed;
                 }
             }
+            var step = StepView(previous, ReferenceEquals(sample, measured) ? measured : null);
+            if (step.Seen is { } seen)
+            {
+                DispatchLog.DatabaseClockStepped(logger, seen.TotalSeconds, settings.ResolvedWorkerId());
+            }
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
-            var decision = await WorkerClocks.DecideAsync(connection, clockName, sample, limit, settings.LeaseDuration, forgetGone, cancellationToken);
+            var decision = await WorkerClocks.DecideAsync(connection, self, sample, limit, settings.LeaseDuration, step, forgetGone, cancellationToken);
             if (forgetGone)
             {
                 forgotten = true;
@@ -204,6 +255,9 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             case ClockVerdict.Skewed when changed:
                 DispatchLog.ClockSkewed(logger, workerId, sample.Skew.TotalSeconds, limit, decision.Agreeing, decision.Live);
                 break;
+            case ClockVerdict.DatabaseStepUnsure when changed:
+                DispatchLog.DatabaseStepUnsure(logger, workerId);
+                break;
             case ClockVerdict.ApartFromClaims when changed:
                 DispatchLog.ClockApartFromClaims(logger, workerId, (sample.Skew - decision.Apart!.Skew).TotalSeconds, decision.Apart.WorkerId, limit * 2);
                 break;
@@ -213,6 +267,33 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             // Claims were held: wake a lane now rather than at its next poll.
             signal.Notify();
         }
+    }
+
+    /// <summary>
+    /// What this measurement shows of a step of PostgreSQL's clock since the last one that counted
+    /// (<paramref name="measured"/> null: none was taken, the last good one stands in). Between two
+    /// measurements the skew moves as this worker's wall clock moves unlike its monotonic one; a
+    /// difference beyond <see cref="WorkerClocks.StepAllowance"/> and the two measurements' errors
+    /// (half of each round trip) is the database's clock having stepped, by minus the difference.
+    /// Asked only while leases taken on the last one may be live (after that its rows no longer
+    /// matter, and a clock's slow drift over a long outage is not taken for a step).
+    /// </summary>
+    internal DatabaseStepView StepView(ClockDecision? previous, ClockSample? measured)
+    {
+        if (previous is null)
+        {
+            return DatabaseStepView.None;
+        }
+        var earlier = previous.Sample;
+        if (measured is not null && time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp) < WorkerClocks.ClaimsFor(settings.LeaseDuration))
+        {
+            var ownMovement = measured.TakenAt - earlier.TakenAt - time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp);
+            var databaseStep = earlier.Skew + ownMovement - measured.Skew;
+            return databaseStep.Duration() > WorkerClocks.StepAllowance + ((earlier.RoundTrip + measured.RoundTrip) / 2)
+                ? new DatabaseStepView(databaseStep, false, earlier.RoundTrip + measured.RoundTrip)
+                : new DatabaseStepView(null, previous.StepMarksSeen);
+        }
+        return DatabaseStepView.None;
     }
 
     /// <summary>

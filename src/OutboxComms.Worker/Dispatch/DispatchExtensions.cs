@@ -41,6 +41,7 @@ public static class DispatchExtensions
         builder.Services.AddSingleton<BatchProcessor>();
         builder.Services.AddSingleton<DispatchSignal>();
         // Asked before every claim, and measuring on its own schedule as a hosted service.
+        builder.Services.AddSingleton(_ => WorkerHost.OfThisMachine());   // whose clock it is: one vote per host
         builder.Services.AddSingleton<ClockSkewGuard>();
         builder.Services.AddHostedService(services => services.GetRequiredService<ClockSkewGuard>());
         builder.Services.AddHostedService<OutboxListener>();

@@ -74,10 +74,10 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's, within Dispatch:MaxClockSkew ({MaxClockSkew}): claiming")]
     public static partial void ClockChecked(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's (its own minus the database's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), and the clocks of {Agreeing} of the {Live} live workers (itself included) agree with it, not more than half or only its own: it claims no messages, and its heartbeat stops, until it agrees with PostgreSQL's or most workers' clocks. Its leases would end early or late for the other workers (a message sent twice, or late). Fix the host's time synchronisation (NTP)")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {SkewSeconds:+0.000;-0.000} s from PostgreSQL's (its own minus the database's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), and the clocks of {Agreeing} of the {Live} live hosts (its own included: one vote a host) agree with it, not more than half or only its own: it claims no messages, and its heartbeat stops, until it agrees with PostgreSQL's or most workers' clocks. Its leases would end early or late for the other workers (a message sent twice, or late). Fix the host's time synchronisation (NTP)")]
     public static partial void ClockSkewed(ILogger logger, string workerId, double skewSeconds, TimeSpan maxClockSkew, int agreeing, int live);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL's clock is {DatabaseSeconds:+0.000;-0.000} s from worker {WorkerId}'s (the database's minus the worker's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), while the clocks of {Agreeing} of the {Live} live workers (this one included) agree with this one: the database host's clock is taken to be off, and the worker claims by the workers' clocks. Fix the database host's time synchronisation (NTP); until then producers' due times (written by the database's clock) are off by as much")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL's clock is {DatabaseSeconds:+0.000;-0.000} s from worker {WorkerId}'s (the database's minus the worker's), beyond Dispatch:MaxClockSkew ({MaxClockSkew}), while the clocks of {Agreeing} of the {Live} live hosts (this one's included: one vote a host) agree with this one: the database host's clock is taken to be off, and the worker claims by the workers' clocks. Fix the database host's time synchronisation (NTP); until then producers' due times (written by the database's clock) are off by as much")]
     public static partial void DatabaseClockOff(ILogger logger, double databaseSeconds, string workerId, int agreeing, int live, TimeSpan maxClockSkew);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId}'s clock is {ApartSeconds:+0.000;-0.000} s from that of {OtherWorker} (this one's minus the other's), more than twice Dispatch:MaxClockSkew ({Apart}), and leases taken on that clock may still be live: it claims no messages, and its heartbeat stops, until they have ended or the clocks agree. Fix the time synchronisation of whichever host is off (NTP)")]
@@ -89,13 +89,28 @@ internal static partial class DispatchLog
     [LoggerMessage(Message = "Measuring the clock against PostgreSQL's took a {RoundTrip} round trip, too long to tell (at most {Longest}); the last good measurement, carried forward by this clock's own movement, is judged again (none yet: claims are held)")]
     public static partial void ClockSampleTooSlow(ILogger logger, LogLevel level, TimeSpan roundTrip, TimeSpan longest);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's and the other workers' did not succeed; the last measurement stands for a minute at most")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's and the other workers' did not succeed; the last measurement stands for a minute at most (further failures are logged at most once a minute)")]
     public static partial void ClockSampleFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Measuring the clock against PostgreSQL's and the other workers' still does not succeed: {Failures} failures in a row; the last: {Error}")]
+    public static partial void ClockSampleStillFailing(ILogger logger, int failures, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Measuring the clock against PostgreSQL's and the other workers' succeeds again, after {Failures} failures in a row")]
+    public static partial void ClockSampleSucceedsAgain(ILogger logger, int failures);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId}'s last clock decision is older than {Lifetime} (no measurement has counted since): it claims no messages until one does")]
+    public static partial void ClockDecisionLapsed(ILogger logger, string workerId, TimeSpan lifetime);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL's clock stepped by {StepSeconds:+0.000;-0.000} s between two of worker {WorkerId}'s measurements (the database's moved unlike this worker's clock): its earlier rows in worker_clocks are carried across the step, and until every worker whose leases may be live has measured again, rows not yet carried hold the workers they may be far from. Keep the database host's clock on NTP with slewing, not stepping")]
+    public static partial void DatabaseClockStepped(ILogger logger, double stepSeconds, string workerId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} holds its claims: PostgreSQL's clock stepped lately and its measurement cannot yet be placed on one side of the step (or two steps are recent); it measures again within 5 s")]
+    public static partial void DatabaseStepUnsure(ILogger logger, string workerId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:MaxClockSkew is 0: worker {WorkerId} does not compare its clock with PostgreSQL's. A worker whose clock is {ShutdownGrace} (ShutdownGrace) or more ahead of another's can send that one's messages a second time")]
     public static partial void ClockCheckOff(ILogger logger, string workerId, TimeSpan shutdownGrace);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:ShutdownGrace ({ShutdownGrace}) is 1.5 s or less, too short to leave the clock check room for a measurement's 0.5 s error: worker {WorkerId} does not compare its clock with PostgreSQL's or the other workers'. Lengthen ShutdownGrace, or set Dispatch:MaxClockSkew below half of it minus 0.5 s")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch:ShutdownGrace ({ShutdownGrace}) is 3 s or less, too short to leave the clock check room for a measurement's 1 s error (0.5 s read, 0.5 s of unseen step): worker {WorkerId} does not compare its clock with PostgreSQL's or the other workers'. Lengthen ShutdownGrace, or set Dispatch:MaxClockSkew below half of it minus 1 s")]
     public static partial void ClockCheckOffByShortGrace(ILogger logger, string workerId, TimeSpan shutdownGrace);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} of company {CompanyId}: its customer could not be read again before the send; the batch's reading at its claim decides")]

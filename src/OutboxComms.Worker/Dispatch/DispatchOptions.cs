@@ -78,7 +78,7 @@ public sealed class DispatchOptions : IValidatableObject
     /// two workers at the limit still leave 20 of its 30 s, and a host kept by NTP is within
     /// milliseconds, so only a broken clock (NTP stopped, a VM resumed, a hand-set clock) trips it.
     /// A ShutdownGrace of <see cref="ShortestGraceForClockCheck"/> or less leaves a sixth of it no
-    /// room for a measurement's error (see <see cref="Validate"/>): the check is then off unless set
+    /// room for a measurement's error and an unseen step (see <see cref="Validate"/>): the check is then off unless set
     /// (<see cref="ClockCheckOffByShortGrace"/>, and the worker says so at start).
     /// </summary>
     public TimeSpan MaxClockSkew
@@ -91,11 +91,18 @@ public sealed class DispatchOptions : IValidatableObject
     public static readonly TimeSpan ClockMeasurementError = TimeSpan.FromSeconds(0.5);
 
     /// <summary>
-    /// The ShutdownGrace at or below which the derived MaxClockSkew is 0: a sixth of it plus
-    /// <see cref="ClockMeasurementError"/>, doubled, would not stay under it (a sixth of 1.5 s is
-    /// 0.25 s, and (0.25 s + 0.5 s) × 2 is the whole 1.5 s).
+    /// How far a claiming clock may be from what its row says, a side: a measurement's error, and a
+    /// step of its wall clock under the 0.5 s that stops claims at once (WorkerClocks.StepAllowance),
+    /// unseen until the next measurement.
     /// </summary>
-    public static readonly TimeSpan ShortestGraceForClockCheck = TimeSpan.FromSeconds(1.5);
+    public static readonly TimeSpan ClockErrorPerSide = ClockMeasurementError + ClockMeasurementError;
+
+    /// <summary>
+    /// The ShutdownGrace at or below which the derived MaxClockSkew is 0: a sixth of it plus
+    /// <see cref="ClockErrorPerSide"/>, doubled, would not stay under it (a sixth of 3 s is
+    /// 0.5 s, and (0.5 s + 1 s) × 2 is the whole 3 s).
+    /// </summary>
+    public static readonly TimeSpan ShortestGraceForClockCheck = TimeSpan.FromSeconds(3);
 
     /// <summary>
     /// The clock check is off and ShutdownGrace too short for the derived default to be anything
@@ -169,11 +176,12 @@ public sealed class DispatchOptions : IValidatableObject
         // Two workers this far from PostgreSQL's clock in opposite directions are twice as far
         // apart: at ShutdownGrace or more, one could reclaim a row whose send the other still runs.
         // A measurement may be off by half of its round trip (at most 0.5 s), which the guard gives
-        // the clocks the benefit of: the limit leaves room for that. The derived default always
-        // does (it is 0 when ShutdownGrace is too short for it to).
-        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && (MaxClockSkew + ClockMeasurementError) * 2 >= ShutdownGrace))
+        // the clocks the benefit of, and a clock may step by up to 0.5 s unseen until its next
+        // measurement: the limit leaves room for both, a side. The derived default always does (it
+        // is 0 when ShutdownGrace is too short for it to).
+        if (MaxClockSkew < TimeSpan.Zero || (MaxClockSkew > TimeSpan.Zero && (MaxClockSkew + ClockErrorPerSide) * 2 >= ShutdownGrace))
         {
-            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}) minus 0.5 s (a measurement's tolerance): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
+            yield return new ValidationResult($"MaxClockSkew must be 0 (off) or less than half of ShutdownGrace ({ShutdownGrace}) minus 1 s (a measurement's tolerance and a step too small to stop claims at once): two workers that far from PostgreSQL's clock in opposite directions could both send a message.", [nameof(MaxClockSkew)]);
         }
         // More sends at once than the process's provider client lets in flight and queue would have
         // it refuse some locally, and those would count against one company's provider as an outage.

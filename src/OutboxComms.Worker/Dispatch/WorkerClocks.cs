@@ -3,9 +3,18 @@ using Npgsql;
 namespace OutboxComms.Worker.Dispatch;
 
 /// <summary>Another worker's measurement as read from <c>worker_clocks</c> (or one of this worker's own earlier ones).</summary>
+/// <param name="Host">The host whose clock the worker runs on; null for a worker of a build before 0044.</param>
 /// <param name="Live">Measured within <see cref="WorkerClocks.LiveWindow"/>: a worker still running, whose clock votes.</param>
-/// <param name="ClaimsLive">The measurement let its worker claim, and leases taken on it may not have ended yet.</param>
-internal sealed record WorkerClock(string WorkerId, DateTimeOffset MeasuredAt, TimeSpan Skew, TimeSpan RoundTrip, bool Live, bool ClaimsLive);
+/// <param name="ClaimsLeft">Set when the measurement let its worker claim: how long, by PostgreSQL's clock, leases taken on it may still be live (negative: they have ended).</param>
+/// <param name="DatabaseStep">Set on a recent measurement at which its worker saw PostgreSQL's clock step by this much (forward positive): its rows are all on the database's clock as it is since.</param>
+internal sealed record WorkerClock(string WorkerId, string? Host, DateTimeOffset MeasuredAt, TimeSpan Skew, TimeSpan RoundTrip, bool Live, TimeSpan? ClaimsLeft = null, TimeSpan? DatabaseStep = null)
+{
+    /// <summary>The leases taken on this measurement may not have ended yet.</summary>
+    public bool ClaimsLive => ClaimsLeft > TimeSpan.Zero;
+
+    /// <summary>The worker's Dispatch:WorkerId: its name in <c>worker_clocks</c> less the mark of its process.</summary>
+    public string DispatchId => WorkerClocks.DispatchId(WorkerId);
+}
 
 internal enum ClockVerdict
 {
@@ -20,25 +29,44 @@ internal enum ClockVerdict
 
     /// <summary>More than twice the limit from a clock on which leases may still be live: holds, whatever else agrees.</summary>
     ApartFromClaims,
+
+    /// <summary>PostgreSQL's clock stepped lately and this worker cannot yet tell which side of the step its own measurements are on (or two steps are recent): holds.</summary>
+    DatabaseStepUnsure,
+}
+
+/// <summary>What this worker knows, at one decision, of a step of PostgreSQL's clock (see <see cref="ClockDecision.Judge"/>).</summary>
+/// <param name="Seen">A step this worker's own measurements show since its last one (forward positive): its earlier rows are carried across it.</param>
+/// <param name="MarkedBefore">A step was marked in <c>worker_clocks</c> when this worker last decided, and its measurements show none since: they are all on the database's clock as it is now.</param>
+/// <param name="SeenRoundTrips">The round trips of the two measurements either side of <see cref="Seen"/>: it is off by up to half of them.</param>
+internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeSpan SeenRoundTrips = default)
+{
+    public static readonly DatabaseStepView None = new(null, false);
 }
 
 /// <summary>What one measurement decided, with what the logs say about it.</summary>
-/// <param name="Agreeing">Live workers whose clocks agree with this one's, this one included.</param>
-/// <param name="Live">Live workers, this one included.</param>
+/// <param name="Agreeing">Live hosts whose clocks agree with this one's, this one's included.</param>
+/// <param name="Live">Live hosts, this one's included.</param>
 /// <param name="Apart">With <see cref="ClockVerdict.ApartFromClaims"/>, the farthest clock whose leases may be live.</param>
-internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, int Agreeing, int Live, WorkerClock? Apart = null)
+/// <param name="MarkStep">The step of PostgreSQL's clock this decision marks in its row (seen now, or confirmed): its worker's rows are all on the database's clock as it is after it.</param>
+internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, int Agreeing, int Live, WorkerClock? Apart = null, TimeSpan? MarkStep = null)
 {
     public bool AllowsClaims => Verdict is ClockVerdict.AgreesWithDatabase or ClockVerdict.AgreesWithWorkers;
+
+    /// <summary>Marks of a recent step of PostgreSQL's clock were read (or made) at this decision: a measurement after it that sees no step is on the database's clock as it is since.</summary>
+    public bool StepMarksSeen { get; init; }
 
     /// <summary>
     /// The rule, given this worker's measurement and the rows read under the fleet's lock. Two
     /// things are asked, apart, because they do different jobs:
     /// <list type="number">
     /// <item>Standing (who should claim): this clock agrees with PostgreSQL's, as before; or, when
-    /// it does not, with a strict majority of the live workers' clocks — itself included, and at
+    /// it does not, with a strict majority of the live hosts' clocks — its own host's included, and at
     /// least one other (a worker alone against the database cannot tell which of the two is wrong,
-    /// and producers' due times come from the database's clock: it holds, as before). Each
-    /// comparison gets the measurements' tolerance, half of each round trip, as the database's does.</item>
+    /// and producers' due times come from the database's clock: it holds, as before). A host casts
+    /// one vote, whatever the number of its workers (they share its clock), and this worker's own
+    /// host votes only through it: its earlier process's row, or a replica's beside it, is not a
+    /// second clock agreeing. Each comparison gets the measurements' tolerance, half of each round
+    /// trip, as the database's does.</item>
     /// <item>Safety (that no two clocks far apart both judge the same leases): this clock is within
     /// twice the limit, as measured and with no tolerance given, of every clock on which leases may
     /// still be live — the other workers' and this worker's own earlier ones. A worker that claims
@@ -52,12 +80,71 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
     /// counts change between two workers' decisions (a worker starting, one whose clock was just
     /// fixed, one that died), and a minority agreeing with the database beside a majority that
     /// does not would both claim.</item>
+    /// <item>A step of PostgreSQL's clock by D puts every skew measured after it D off those measured
+    /// before (and the database's times in the rows, <c>claims_until</c> among them, on another
+    /// footing). A worker that sees it (its measurement moved unlike its own clock) carries its own
+    /// earlier rows across it and marks its row; so does one whose measurements all came after the
+    /// mark. While a mark is recent (as long as leases taken before the step may be live), a
+    /// worker's rows count as they are only when that worker has marked; another worker's rows
+    /// may be on either side of the step, so they do not vote, and their claims hold this one if
+    /// they are apart from it either way, for D longer when the clock stepped forward (their
+    /// <c>claims_until</c> came D early). A worker that has not marked cannot tell which side its
+    /// own measurement is on, and holds; so does every worker while two different steps are
+    /// recent.</item>
     /// </list>
     /// </summary>
-    public static ClockDecision Judge(ClockSample sample, string self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit)
+    public static ClockDecision Judge(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
     {
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(step);
+        return JudgeAcrossSteps(sample, self, rows, limit, step) with { StepMarksSeen = step.Seen is not null || rows.Any(r => r.DatabaseStep is not null) };
+    }
+
+    private static ClockDecision JudgeAcrossSteps(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        ArgumentNullException.ThrowIfNull(self);
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(step);
+        var marks = rows.Where(r => r.DatabaseStep is not null).Select(r => r.DatabaseStep!.Value).ToList();
+        if (step.Seen is { } seen)
+        {
+            marks.Add(seen);
+            // Carried across the step as the write will carry them (WorkerClocks.CarryAcrossSql).
+            rows = [.. rows.Select(r => r.WorkerId == self.Name ? r with { Skew = r.Skew - seen, RoundTrip = r.RoundTrip + step.SeenRoundTrips, ClaimsLeft = r.ClaimsLeft + Forward(seen) } : r)];
+        }
+        TimeSpan? stepped = null;
+        TimeSpan? markStep = step.Seen;
+        if (marks.Count > 0)
+        {
+            if (marks.Max() - marks.Min() > WorkerClocks.StepsApart)
+            {
+                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1, MarkStep: markStep);
+            }
+            stepped = marks[0];
+            var selfMarked = step.Seen is not null || rows.Any(r => r.WorkerId == self.Name && r.DatabaseStep is not null);
+            if (!selfMarked && step.MarkedBefore)
+            {
+                markStep = stepped;   // all its measurements came after the step: it marks, carrying nothing
+                selfMarked = true;
+            }
+            if (!selfMarked)
+            {
+                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1);
+            }
+        }
+        var marked = stepped is null ? null : rows.Where(r => r.DatabaseStep is not null).Select(r => r.WorkerId).Append(self.Name).ToHashSet();
+        bool Sure(WorkerClock r) => marked is null || marked.Contains(r.WorkerId);
+
         var agreesWithDatabase = sample.Skew.Duration() - (sample.RoundTrip / 2) <= limit;
-        var peers = rows.Where(r => r.Live && r.WorkerId != self).GroupBy(r => r.WorkerId).Select(g => g.MaxBy(r => r.MeasuredAt)!).ToList();
+        // One vote per host: the latest live row of each, rows of this worker's own host left out
+        // (its clock is this one's: it votes through this worker), and a row that names no host (a
+        // build before 0044) of this worker's own Dispatch:WorkerId too, as its earlier process's may.
+        var peers = rows
+            .Where(r => r.Live && r.WorkerId != self.Name && Sure(r) && !(r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host))
+            .GroupBy(r => r.Host ?? "\0" + r.WorkerId)
+            .Select(g => g.MaxBy(r => r.MeasuredAt)!)
+            .ToList();
         var agreeing = 1 + peers.Count(p => (p.Skew - sample.Skew).Duration() - ((p.RoundTrip + sample.RoundTrip) / 2) <= limit);
         var live = 1 + peers.Count;
         // A slow measurement (counted only when it certainly shows this clock beyond the database's
@@ -65,15 +152,32 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
         var agreesWithWorkers = agreeing >= 2 && agreeing * 2 > live && sample.RoundTrip <= ClockSkewGuard.LongestRoundTrip;
         if (!agreesWithDatabase && !agreesWithWorkers)
         {
-            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live);
+            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live, MarkStep: markStep);
         }
-        var apart = rows.Where(r => r.ClaimsLive && (r.Skew - sample.Skew).Duration() > limit * 2).MaxBy(r => (r.Skew - sample.Skew).Duration());
+        // A row carried across a step of the database's clock is off by more than a measurement is
+        // (its round trip records how much), and a row that may be on the far side of a step, by
+        // as much as the step's measurement: the margin for two claiming clocks stays what the
+        // limit's validation allows for (DispatchOptions.ClockErrorPerSide).
+        var apart = rows
+            .Where(r => Sure(r)
+                ? r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
+                : r.ClaimsLeft + Forward(stepped!.Value) > TimeSpan.Zero
+                    && ((r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
+                        || (r.Skew - stepped.Value - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (WorkerClocks.StepsApart / 2)))
+            .MaxBy(r => (r.Skew - sample.Skew).Duration());
         if (apart is not null)
         {
-            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart);
+            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart, markStep);
         }
-        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live);
+        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live, MarkStep: markStep);
     }
+
+    /// <summary>How far a row may be off beyond the <see cref="DispatchOptions.ClockMeasurementError"/> every measurement is allowed (a row carried across a step of the database's clock).</summary>
+    private static TimeSpan ExtraError(WorkerClock row) =>
+        row.RoundTrip > ClockSkewGuard.LongestRoundTrip ? (row.RoundTrip - ClockSkewGuard.LongestRoundTrip) / 2 : TimeSpan.Zero;
+
+    /// <summary>How much longer <c>claims_until</c> written before a step of <paramref name="step"/> holds: a forward step made it come that much early; one back, late (it is then kept as it is).</summary>
+    private static TimeSpan Forward(TimeSpan step) => step > TimeSpan.Zero ? step : TimeSpan.Zero;
 }
 
 /// <summary>
@@ -83,6 +187,23 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
 /// </summary>
 internal static class WorkerClocks
 {
+    /// <summary>This worker as <c>worker_clocks</c> names it: its process's name (<see cref="Name"/>, its Dispatch:WorkerId and a mark of its own), and its host.</summary>
+    internal sealed record Self(string Name, string Host)
+    {
+        public string DispatchId => WorkerClocks.DispatchId(Name);
+    }
+
+    /// <summary>How long, by the database's clock, leases taken on a decision may be live: also how long a mark of a step of that clock counts (leases taken before the step may be live as long).</summary>
+    public static TimeSpan ClaimsFor(TimeSpan leaseDuration) => DecisionLifetime + leaseDuration + ClaimsMargin;
+
+    /// <summary>The Dispatch:WorkerId in a name of <c>worker_clocks</c> (<c>{WorkerId}#{mark}</c>, as every build since 0042 writes it).</summary>
+    public static string DispatchId(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var mark = name.LastIndexOf('#');
+        return mark < 0 ? name : name[..mark];
+    }
+
     /// <summary>Measured this recently, a worker is taken to be running: two intervals and a margin, so one failed measurement does not drop it.</summary>
     public static readonly TimeSpan LiveWindow = (ClockSkewGuard.Interval * 2) + TimeSpan.FromSeconds(15);
 
@@ -92,9 +213,15 @@ internal static class WorkerClocks
     /// <summary>
     /// A step of the wall clock larger than this since the decision's measurement holds claims at
     /// once: the other workers judge this worker's leases by the skew its row says, and the
-    /// validation's margin (<see cref="DispatchOptions.ClockMeasurementError"/>) is all there is for the difference.
+    /// validation's margin (<see cref="DispatchOptions.ClockErrorPerSide"/>) is all there is for the difference.
     /// </summary>
     public static readonly TimeSpan StepAllowance = DispatchOptions.ClockMeasurementError;
+
+    /// <summary>
+    /// Two workers' measurements of one step of PostgreSQL's clock differ by at most this (each is
+    /// off by up to half of the round trips either side of it); marks further apart are two steps.
+    /// </summary>
+    public static readonly TimeSpan StepsApart = ClockSkewGuard.LongestRoundTrip * 2;
 
     /// <summary>
     /// Beyond a decision's lifetime and a lease, the time its row keeps other clocks from claiming:
@@ -108,25 +235,45 @@ internal static class WorkerClocks
     internal const long FleetLockKey = 0x4F5554424F58434B;
 
     // Under a transaction lock every worker takes for its decision, so a decision sees the rows of
-    // all decisions before it: the last measurement of each live worker, and every measurement
-    // whose leases may be live (this worker's own included).
+    // all decisions before it: the last measurement of each live worker, every measurement that let
+    // its worker claim (how long its leases may be live is judged by the caller: a step of the
+    // database's clock moves claims_until), and the marks of a step of the database's clock that
+    // leases taken before it may outlive ($2).
     private const string ReadSql = """
-        SELECT worker_id, measured_at, skew_ms, round_trip_ms,
+        SELECT worker_id, host, measured_at, skew_ms, round_trip_ms,
                measured_at > clock_timestamp() - $1 AS live,
-               coalesce(claims_until > clock_timestamp(), false) AS claims_live
+               extract(epoch FROM claims_until - clock_timestamp()) * 1000 AS claims_left_ms,
+               CASE WHEN measured_at > clock_timestamp() - $2 THEN database_step_ms END AS database_step_ms
           FROM worker_clocks
-         WHERE measured_at > clock_timestamp() - $1 OR claims_until > clock_timestamp()
+         WHERE measured_at > clock_timestamp() - $1 OR claims_until IS NOT NULL
+            OR (database_step_ms IS NOT NULL AND measured_at > clock_timestamp() - $2)
         """;
 
     private const string WriteSql = """
-        INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms, claims_until)
-        VALUES ($1, clock_timestamp(), $2, $3, CASE WHEN $4 THEN clock_timestamp() + $5 END)
+        INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms, claims_until, database_step_ms)
+        VALUES ($1, $2, clock_timestamp(), $3, $4, CASE WHEN $5 THEN clock_timestamp() + $6 END, $7)
         """;
 
-    // This worker's earlier rows, once neither live nor holding other clocks back.
+    // This worker's earlier rows, carried across a step of the database's clock ($2, forward positive)
+    // its measurements show: each skew, as the database's clock now runs, is less the step, and off
+    // by as much more as the step's measurement is (half the two round trips either side of it, $4,
+    // added to its round trip). Its times are moved with it, claims_until only ever later: a row
+    // written after the step (a slow measurement standing in for the last good one) may already be
+    // on the new footing, and its leases must not seem to end early. Under the fleet's lock, before
+    // this measurement's row.
+    private const string CarryAcrossSql = """
+        UPDATE worker_clocks
+           SET skew_ms = skew_ms - $2, round_trip_ms = round_trip_ms + $4,
+               measured_at = measured_at + $3, claims_until = claims_until + greatest($3, interval '0')
+         WHERE worker_id = $1
+        """;
+
+    // This worker's earlier rows, once neither live, nor holding other clocks back, nor its mark of
+    // a step that leases taken before it may outlive ($3).
     private const string ForgetOwnSql = """
         DELETE FROM worker_clocks
          WHERE worker_id = $1 AND measured_at <= clock_timestamp() - $2 AND (claims_until IS NULL OR claims_until <= clock_timestamp())
+           AND (database_step_ms IS NULL OR measured_at <= clock_timestamp() - $3)
         """;
 
     // Workers gone for a day (their processes ended: a worker's name is new at every start).
@@ -140,8 +287,12 @@ internal static class WorkerClocks
     /// one transaction under the fleet's lock. The decision is this worker's to act on only once
     /// this returns: committed, its row is what any later decision keeps to.
     /// </summary>
-    public static async Task<ClockDecision> DecideAsync(NpgsqlConnection connection, string self, ClockSample sample, TimeSpan limit, TimeSpan leaseDuration, bool forgetGone, CancellationToken cancellationToken)
+    public static async Task<ClockDecision> DecideAsync(NpgsqlConnection connection, Self self, ClockSample sample, TimeSpan limit, TimeSpan leaseDuration, DatabaseStepView step, bool forgetGone, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(self);
+        ArgumentNullException.ThrowIfNull(sample);
+        var claimsFor = ClaimsFor(leaseDuration);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var rows = new List<WorkerClock>();
         await using (var read = new NpgsqlBatch(connection, transaction))
@@ -153,37 +304,62 @@ internal static class WorkerClocks
             read.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL lock_timeout = '5s'"));
             read.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL idle_in_transaction_session_timeout = '5s'"));
             read.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({FleetLockKey})"));
-            read.BatchCommands.Add(new NpgsqlBatchCommand(ReadSql) { Parameters = { new NpgsqlParameter<TimeSpan> { TypedValue = LiveWindow } } });
+            read.BatchCommands.Add(new NpgsqlBatchCommand(ReadSql)
+            {
+                Parameters = { new NpgsqlParameter<TimeSpan> { TypedValue = LiveWindow }, new NpgsqlParameter<TimeSpan> { TypedValue = claimsFor } },
+            });
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
             await reader.NextResultAsync(cancellationToken);   // past the lock's (the SETs return no result set)
             while (await reader.ReadAsync(cancellationToken))
             {
                 rows.Add(new WorkerClock(
                     reader.GetString(0),
-                    new DateTimeOffset(reader.GetDateTime(1), TimeSpan.Zero),
-                    TimeSpan.FromMilliseconds(reader.GetDouble(2)),
+                    reader.IsDBNull(1) ? null : reader.GetString(1),
+                    new DateTimeOffset(reader.GetDateTime(2), TimeSpan.Zero),
                     TimeSpan.FromMilliseconds(reader.GetDouble(3)),
-                    reader.GetBoolean(4),
-                    reader.GetBoolean(5)));
+                    TimeSpan.FromMilliseconds(reader.GetDouble(4)),
+                    reader.GetBoolean(5),
+                    reader.IsDBNull(6) ? null : TimeSpan.FromMilliseconds(reader.GetDouble(6)),
+                    reader.IsDBNull(7) ? null : TimeSpan.FromMilliseconds(reader.GetDouble(7))));
             }
         }
-        var decision = ClockDecision.Judge(sample, self, rows, limit);
+        var decision = ClockDecision.Judge(sample, self, rows, limit, step);
         await using (var write = new NpgsqlBatch(connection, transaction))
         {
+            if (step.Seen is { } seen)
+            {
+                write.BatchCommands.Add(new NpgsqlBatchCommand(CarryAcrossSql)
+                {
+                    Parameters =
+                    {
+                        new NpgsqlParameter<string> { TypedValue = self.Name },
+                        new NpgsqlParameter<double> { TypedValue = seen.TotalMilliseconds },
+                        new NpgsqlParameter<TimeSpan> { TypedValue = seen },
+                        new NpgsqlParameter<double> { TypedValue = step.SeenRoundTrips.TotalMilliseconds },
+                    },
+                });
+            }
             write.BatchCommands.Add(new NpgsqlBatchCommand(WriteSql)
             {
                 Parameters =
                 {
-                    new NpgsqlParameter<string> { TypedValue = self },
+                    new NpgsqlParameter<string> { TypedValue = self.Name },
+                    new NpgsqlParameter<string> { TypedValue = self.Host },
                     new NpgsqlParameter<double> { TypedValue = sample.Skew.TotalMilliseconds },
                     new NpgsqlParameter<double> { TypedValue = sample.RoundTrip.TotalMilliseconds },
                     new NpgsqlParameter<bool> { TypedValue = decision.AllowsClaims },
-                    new NpgsqlParameter<TimeSpan> { TypedValue = DecisionLifetime + leaseDuration + ClaimsMargin },
+                    new NpgsqlParameter<TimeSpan> { TypedValue = claimsFor },
+                    new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Double, Value = decision.MarkStep is { } mark ? mark.TotalMilliseconds : DBNull.Value },
                 },
             });
             write.BatchCommands.Add(new NpgsqlBatchCommand(ForgetOwnSql)
             {
-                Parameters = { new NpgsqlParameter<string> { TypedValue = self }, new NpgsqlParameter<TimeSpan> { TypedValue = LiveWindow } },
+                Parameters =
+                {
+                    new NpgsqlParameter<string> { TypedValue = self.Name },
+                    new NpgsqlParameter<TimeSpan> { TypedValue = LiveWindow },
+                    new NpgsqlParameter<TimeSpan> { TypedValue = claimsFor },
+                },
             });
             if (forgetGone)
             {

@@ -14,10 +14,17 @@ public sealed class ClockDecisionTests
     private static ClockSample Sample(double skewSeconds, double roundTripMilliseconds = 2) =>
         new(TimeSpan.FromSeconds(skewSeconds), TimeSpan.FromMilliseconds(roundTripMilliseconds), DateTimeOffset.UtcNow, 0);
 
-    private static WorkerClock Running(string id, double skewSeconds, bool claims = false, double roundTripMilliseconds = 2) =>
-        new(id, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(skewSeconds), TimeSpan.FromMilliseconds(roundTripMilliseconds), Live: true, ClaimsLive: claims);
+    /// <summary>This worker: process "self" of Dispatch:WorkerId "w-self" on host "h-self".</summary>
+    private static readonly WorkerClocks.Self Self = new("w-self#1", "h-self");
 
-    private static ClockVerdict Judge(ClockSample sample, params WorkerClock[] rows) => ClockDecision.Judge(sample, "self", rows, Limit).Verdict;
+    /// <summary>A running worker's last row; each on a host of its own unless the case says otherwise.</summary>
+    private static WorkerClock Running(string id, double skewSeconds, bool claims = false, double roundTripMilliseconds = 2, string? host = "") =>
+        new(id == "self" ? Self.Name : id, host == "" ? (id == "self" ? Self.Host : "h-" + id) : host, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(skewSeconds), TimeSpan.FromMilliseconds(roundTripMilliseconds), Live: true,
+            ClaimsLeft: claims ? TimeSpan.FromMinutes(2) : null);
+
+    private static ClockDecision Decide(ClockSample sample, DatabaseStepView step, params WorkerClock[] rows) => ClockDecision.Judge(sample, Self, rows, Limit, step);
+
+    private static ClockVerdict Judge(ClockSample sample, params WorkerClock[] rows) => Decide(sample, DatabaseStepView.None, rows).Verdict;
 
     [Fact]
     public void A_worker_within_the_limit_of_the_database_claims_alone_and_beside_agreeing_workers()
@@ -70,7 +77,7 @@ public sealed class ClockDecisionTests
     {
         // Within the database's limit, but another worker claimed 10.5 s away: leases it took end
         // 10.5 s early by this clock.
-        var decision = ClockDecision.Judge(Sample(-4), "self", [Running("a", 6.5, claims: true), Running("b", 4)], Limit);
+        var decision = Decide(Sample(-4), DatabaseStepView.None, Running("a", 6.5, claims: true), Running("b", 4));
         Assert.Equal(ClockVerdict.ApartFromClaims, decision.Verdict);
         Assert.Equal("a", decision.Apart!.WorkerId);
         // Ten seconds apart as measured, no tolerance given: claims.
@@ -83,5 +90,101 @@ public sealed class ClockDecisionTests
         Assert.Equal(ClockVerdict.ApartFromClaims, Judge(Sample(600), Running("a", 600), Running("self", 0, claims: true) with { Live = false }));
         // Leases of a worker that stopped running still count until they have ended.
         Assert.Equal(ClockVerdict.ApartFromClaims, Judge(Sample(0), Running("a", 600, claims: true) with { Live = false }));
+    }
+
+    [Fact]
+    public void A_host_casts_one_vote_whatever_the_number_of_its_workers_and_this_workers_own_host_none_beside_it()
+    {
+        // Two replicas on one host agree with this worker: one vote, not two (two of four hosts: a tie holds).
+        Assert.Equal(ClockVerdict.Skewed, Judge(Sample(600), Running("a", 600, host: "h-x"), Running("b", 600, host: "h-x"), Running("c", 0), Running("d", 0)));
+        Assert.Equal(ClockVerdict.AgreesWithWorkers, Judge(Sample(600), Running("a", 600), Running("b", 600), Running("c", 0), Running("d", 0)));
+        // A replica on this worker's own host, or its own earlier process there, is its own clock again.
+        Assert.Equal(ClockVerdict.Skewed, Judge(Sample(600), Running("a", 600, host: Self.Host)));
+        Assert.Equal(ClockVerdict.Skewed, Judge(Sample(600), Running("w-self#0", 600, host: Self.Host)));
+    }
+
+    [Fact]
+    public void A_worker_of_a_build_that_names_no_host_votes_as_a_host_of_its_own_unless_it_has_this_workers_id()
+    {
+        Assert.Equal(ClockVerdict.AgreesWithWorkers, Judge(Sample(600), Running("old#1", 600, host: null), Running("b", 0)));
+        Assert.Equal(ClockVerdict.AgreesWithWorkers, Judge(Sample(600), Running("old#1", 600, host: null), Running("old#2", 600, host: null), Running("b", 0), Running("c", 0)));
+        // The same Dispatch:WorkerId with no host may be this worker's previous process: no vote.
+        Assert.Equal(ClockVerdict.Skewed, Judge(Sample(600), Running("w-self#0", 600, host: null)));
+    }
+
+    private static readonly TimeSpan TenMinutes = TimeSpan.FromMinutes(10);
+
+    private static DatabaseStepView Seen(TimeSpan step) => new(step, MarkedBefore: false);
+
+    [Fact]
+    public void A_worker_that_sees_the_database_clock_step_carries_its_own_rows_across_and_marks_the_step()
+    {
+        // The database's clock and this worker's (on its host) stepped ten minutes forward together:
+        // its skew did not move, but leases it took before are on a clock ten minutes behind its own now.
+        var decision = Decide(Sample(0), Seen(TenMinutes), Running("self", 0, claims: true));
+        Assert.Equal(ClockVerdict.ApartFromClaims, decision.Verdict);
+        Assert.Equal(TenMinutes, decision.MarkStep);
+        Assert.True(decision.StepMarksSeen);
+        // Without a step its earlier clock is its clock.
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Judge(Sample(0), Running("self", 0, claims: true)));
+    }
+
+    [Fact]
+    public void After_a_step_a_row_not_carried_across_it_holds_a_worker_it_may_be_far_from_on_either_side()
+    {
+        // Another worker claimed before the step and has not measured since: its 0 may be on the old
+        // footing (ten minutes from this worker's clock) or the new.
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), Seen(TenMinutes), Running("a", 0, claims: true)).Verdict);
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), Seen(TenMinutes), Running("a", 600, claims: true)).Verdict);
+        // Once it has measured again and marked the step too, its rows count as they are.
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), Seen(TenMinutes), Running("a", 0, claims: true) with { DatabaseStep = TenMinutes }).Verdict);
+        // A step small enough that both footings are within twice the limit holds nobody.
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), Seen(TimeSpan.FromSeconds(3)), Running("a", 2, claims: true)).Verdict);
+    }
+
+    [Fact]
+    public void After_a_forward_step_claims_written_before_it_count_for_that_much_longer()
+    {
+        // Its claims_until came ten minutes early by the database's new clock: a minute past, it may be live for nine more.
+        var early = Running("a", 600, claims: true) with { ClaimsLeft = TimeSpan.FromMinutes(-1) };
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), Seen(TenMinutes), early).Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), Seen(-TenMinutes), early).Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Judge(Sample(0), early));
+    }
+
+    [Fact]
+    public void While_a_step_is_recent_a_worker_that_has_not_marked_it_holds_until_a_measurement_after_the_mark_shows_no_step()
+    {
+        var marked = Running("a", 0) with { DatabaseStep = TenMinutes };
+        var first = Decide(Sample(0), DatabaseStepView.None, marked);
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, first.Verdict);
+        Assert.Null(first.MarkStep);
+        Assert.True(first.StepMarksSeen);
+        var second = Decide(Sample(0), new DatabaseStepView(null, MarkedBefore: true), marked);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, second.Verdict);
+        Assert.Equal(TenMinutes, second.MarkStep);
+        // Rows of workers that have not marked it do not vote meanwhile (their skew may be on either footing).
+        Assert.Equal(ClockVerdict.Skewed, Decide(Sample(600), new DatabaseStepView(null, MarkedBefore: true), marked with { Skew = TimeSpan.Zero }, Running("b", 600)).Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithWorkers, Decide(Sample(600), new DatabaseStepView(null, MarkedBefore: true), marked with { Skew = TimeSpan.Zero }, Running("b", 600) with { DatabaseStep = TenMinutes }, Running("c", 600) with { DatabaseStep = TenMinutes }).Verdict);
+    }
+
+    [Fact]
+    public void Two_different_recent_steps_hold_every_worker()
+    {
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), Seen(TenMinutes), Running("a", 0) with { DatabaseStep = TimeSpan.FromMinutes(-5) }).Verdict);
+        // One step as two workers measured it (each off by up to half the round trips either side).
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), Seen(TenMinutes), Running("a", 0) with { DatabaseStep = TenMinutes + TimeSpan.FromSeconds(1.5) }).Verdict);
+    }
+
+    [Fact]
+    public void A_row_carried_across_a_step_is_held_to_twice_the_limit_less_the_error_it_carries_beyond_a_measurements()
+    {
+        // Carried across a step measured with 1 s round trips either side: its round trip says 2.5 s, 0.75 s more error than a measurement's.
+        Assert.Equal(ClockVerdict.ApartFromClaims, Judge(Sample(0), Running("a", 9.5, claims: true, roundTripMilliseconds: 2_500)));
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Judge(Sample(0), Running("a", 9.5, claims: true, roundTripMilliseconds: 1_000)));
+        // As this worker's own rows are when it sees the step.
+        var carried = Decide(Sample(0), new DatabaseStepView(TimeSpan.FromSeconds(-9.5), false, TimeSpan.FromSeconds(1.5)), Running("self", 0, claims: true, roundTripMilliseconds: 1_000));
+        Assert.Equal(ClockVerdict.ApartFromClaims, carried.Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), new DatabaseStepView(TimeSpan.FromSeconds(-9.5), false), Running("self", 0, claims: true, roundTripMilliseconds: 1_000)).Verdict);
     }
 }

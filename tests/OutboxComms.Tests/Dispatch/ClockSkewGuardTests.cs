@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -29,8 +30,8 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
     public ValueTask DisposeAsync() => db.DisposeAsync();
 
     /// <summary>
-    /// The production defaults where the harness shortens them: its 2 s shutdown grace would make the
-    /// default limit a third of a second; production's 30 s makes it 5 s.
+    /// The production defaults where the harness shortens them: its 4 s shutdown grace would make the
+    /// default limit two thirds of a second; production's 30 s makes it 5 s.
     /// </summary>
     private static Dictionary<string, string?> ProductionLimits(params (string Key, string Value)[] more)
     {
@@ -188,7 +189,7 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         var (company, customer) = await CustomerAsync();
         var email = WorkerHarness.Email();
         using var network = new SlowAnswersProxy(db.ConnectionString);
-        // The harness's 2 s shutdown grace makes the default limit a third of a second.
+        // The harness's 4 s shutdown grace makes the default limit two thirds of a second.
         await using var worker = new WorkerHarness(network.Through(db.ConnectionString), [email], new SkewedClock(TimeSpan.Zero));
         var guard = worker.Services.GetRequiredService<ClockSkewGuard>();
         var first = (await guard.MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken))!;
@@ -205,9 +206,9 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
             first.Skew.TotalMilliseconds - 50, first.Skew.TotalMilliseconds + 50);
 
         // What a guard trusting it would have believed: answers held on their way back make this
-        // clock look a second ahead, three times the limit.
+        // clock look a second ahead, beyond the limit.
         Assert.True(slow.RoundTrip > ClockSkewGuard.LongestRoundTrip, $"round trip {slow.RoundTrip}");
-        Assert.True(slow.Skew > TimeSpan.FromSeconds(0.5), $"skew {slow.Skew}");
+        Assert.True(slow.Skew > TimeSpan.FromSeconds(0.7), $"skew {slow.Skew}");
         Assert.True(guard.AllowsClaims);
         Assert.Equal(first.Skew.TotalSeconds, SkewGauge(worker)!.Value, 0.001);
         Assert.Equal(0, Logged(worker, LogLevel.Error, Skewed));
@@ -334,7 +335,7 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.False(await MeasureAsync(far));   // one of three agrees with it: itself
         Assert.True(await MeasureAsync(first));
 
-        Assert.Equal(1, Logged(far, LogLevel.Error, "and the clocks of 1 of the 3 live workers"));
+        Assert.Equal(1, Logged(far, LogLevel.Error, "and the clocks of 1 of the 3 live hosts"));
     }
 
     [Fact]
@@ -430,6 +431,175 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.False(Guard(worker).AllowsClaims);
     }
 
+    /// <summary>The Warning of a step of PostgreSQL's clock of ten minutes forward (as measured: to within a tenth of a second).</summary>
+    private static int LoggedTenMinuteStep(WorkerHarness worker) =>
+        worker.Logs.GetSnapshot().Count(r => r.Level == LogLevel.Warning && Regex.IsMatch(r.Message, @"^PostgreSQL's clock stepped by \+(599\.9|600\.0)\d\d s "));
+
+    /// <summary>
+    /// PostgreSQL's clock stepping forward by <paramref name="by"/>, as far as the test can make it
+    /// (it cannot step the server's clock): the times in <c>worker_clocks</c>, which that clock
+    /// wrote, fall that far behind it, and each worker's clock moves back against it
+    /// (<see cref="SkewedClock.DatabaseStepped"/>) — except that of a worker on the database's host,
+    /// stepped with it (<see cref="SkewedClock.SteppedWithDatabase"/>).
+    /// </summary>
+    private async Task DatabaseClockSteppedAsync(TimeSpan by, SkewedClock[] elsewhere, SkewedClock? onDatabaseHost = null)
+    {
+        await TestData.ScalarAsync<long>(db.DataSource,
+            "WITH s AS (UPDATE worker_clocks SET measured_at = measured_at - $1, claims_until = claims_until - $1 RETURNING 1) SELECT count(*) FROM s", by);
+        foreach (var clock in elsewhere)
+        {
+            clock.DatabaseStepped(by);
+        }
+        onDatabaseHost?.SteppedWithDatabase(by);
+    }
+
+    [Fact]
+    public async Task A_step_of_the_database_clock_is_seen_and_said_once_and_the_workers_claim_again_once_each_has_measured_across_it()
+    {
+        // Two workers claim by each other's clocks: PostgreSQL's is ten minutes behind theirs.
+        var firstClock = new SkewedClock(TenMinutes);
+        var secondClock = new SkewedClock(TenMinutes);
+        await using var first = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], firstClock, ProductionLimits());
+        await using var second = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], secondClock, ProductionLimits());
+        Assert.False(await MeasureAsync(first));
+        Assert.True(await MeasureAsync(second));
+        Assert.True(await MeasureAsync(first));
+
+        // The database host's clock is put right: ten minutes forward. Every row so far is ten
+        // minutes off what the workers now measure, and the claims they recorded seem to have ended
+        // six minutes ago.
+        await DatabaseClockSteppedAsync(TenMinutes, [firstClock, secondClock]);
+        Assert.True(Guard(first).AllowsClaims);   // its own clock did not move: its decision stands until it measures
+
+        // The first to measure sees the step and carries its rows across it; the second's, not yet
+        // carried, may be ten minutes from its clock: it holds.
+        Assert.False(await MeasureAsync(first));
+        Assert.Equal(1, LoggedTenMinuteStep(first));
+        // The second carries its rows too: the first's are carried already, and both claim by the
+        // database's clock again, without waiting out the leases taken before the step (4 minutes).
+        Assert.True(await MeasureAsync(second));
+        Assert.True(await MeasureAsync(first));
+        Assert.True(await MeasureAsync(second));
+        Assert.Equal(1, LoggedTenMinuteStep(first));   // once, not per measurement
+        Assert.Equal(1, LoggedTenMinuteStep(second));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE abs(skew_ms) > 1000"));
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT worker_id) FROM worker_clocks WHERE database_step_ms BETWEEN 599000 AND 601000"));
+
+        // A worker starting now cannot tell which side of the step its first measurement is on: it
+        // holds once; its next shows no step since, so it is on the database's clock as it is now.
+        await using var third = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.False(await MeasureAsync(third));
+        Assert.Equal(1, Logged(third, LogLevel.Information, "PostgreSQL's clock stepped lately"));
+        Assert.True(await MeasureAsync(third));
+    }
+
+    [Fact]
+    public async Task A_worker_whose_clock_steps_with_the_databases_does_not_claim_on_it_while_leases_taken_before_the_step_may_be_live()
+    {
+        var onDatabaseHost = new SkewedClock(TimeSpan.Zero);
+        var elsewhere = new SkewedClock(TimeSpan.Zero);
+        await using var stepped = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], onDatabaseHost, ProductionLimits());
+        await using var other = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], elsewhere, ProductionLimits());
+        Assert.True(await MeasureAsync(stepped));
+        Assert.True(await MeasureAsync(other));
+
+        // The database host's clock is set ten minutes forward, and that of the worker on it too:
+        // it still agrees with PostgreSQL's, but is ten minutes ahead of the clock the other
+        // worker claims on (its decision stands until it measures).
+        await DatabaseClockSteppedAsync(TenMinutes, [elsewhere], onDatabaseHost);
+        Assert.False(Guard(stepped).AllowsClaims);   // its wall clock moved unlike its monotonic one
+        Assert.True(Guard(other).AllowsClaims);
+
+        Assert.False(await MeasureAsync(stepped));
+        Assert.Equal(1, LoggedTenMinuteStep(stepped));
+        Assert.Equal(1, Logged(stepped, LogLevel.Error, ApartFromClaims));
+        Assert.False(await MeasureAsync(other));     // sees the step: alone against the database and the stepped worker
+        Assert.Equal(1, LoggedTenMinuteStep(other));
+        Assert.False(await MeasureAsync(stepped));   // the other's claims may still be live
+    }
+
+    [Fact]
+    public async Task Replicas_on_one_host_cast_one_vote_and_a_restarted_workers_previous_process_none()
+    {
+        await using var first = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TenMinutes), ProductionLimits(("Dispatch:WorkerId", "w-1")), clockHost: "host-a");
+        await using var second = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TenMinutes), ProductionLimits(), clockHost: "host-a");
+        Assert.False(await MeasureAsync(first));
+        Assert.False(await MeasureAsync(second));   // the replica beside it is its own host's clock again
+        Assert.False(await MeasureAsync(first));
+        Assert.Equal(1, Logged(first, LogLevel.Error, "and the clocks of 1 of the 1 live hosts"));
+
+        // Rows of w-1's earlier processes, on its host and of a build that names no host: no vote.
+        await TestData.ScalarAsync<int>(db.DataSource, """
+            INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms) VALUES
+                ('w-1#0ldproc0', 'host-a', clock_timestamp(), 600000, 1),
+                ('w-1#0ldbuild', NULL, clock_timestamp(), 600000, 1)
+            RETURNING 1
+            """);
+        Assert.False(await MeasureAsync(first));
+        Assert.Equal("host-a", await TestData.ScalarAsync<string>(db.DataSource, "SELECT DISTINCT host FROM worker_clocks WHERE worker_id LIKE 'w-1#%' AND worker_id NOT LIKE 'w-1#0ld%'"));
+
+        // Another host's worker of that build, on their clock: two of two hosts agree.
+        await TestData.ScalarAsync<int>(db.DataSource, "INSERT INTO worker_clocks (worker_id, measured_at, skew_ms, round_trip_ms) VALUES ('w-2#0ldbuild', clock_timestamp(), 600000, 1) RETURNING 1");
+        Assert.True(await MeasureAsync(first));
+    }
+
+    /// <summary>A worker on a clock the test moves, its check on at the production limit, whose database connections go through a proxy the test can make refuse them.</summary>
+    private (FakeTimeProvider Time, RefusingProxy Database, WorkerHarness Worker) BehindRefusingProxy()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var database = new RefusingProxy(db.ConnectionString);
+        return (time, database, new WorkerHarness(database.Through(db.ConnectionString) + ";Pooling=false", [WorkerHarness.Email()], time, ProductionLimits(("Dispatch:MaxClockSkew", "00:00:05"))));
+    }
+
+    [Fact]
+    public async Task While_measurements_fail_the_worker_warns_at_the_first_then_at_most_once_a_minute_and_says_when_one_succeeds_again()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (time, database, worker) = BehindRefusingProxy();
+        using var _ = database;
+        await using var __ = worker;
+        database.Refuse = true;
+
+        // A minute of the guard's 5 s ticks, each measuring (nothing lets it claim) and failing.
+        for (var tick = 0; tick <= 12; tick++)
+        {
+            await Guard(worker).TickAsync(ct);
+            time.Advance(ClockSkewGuard.RecheckInterval);
+        }
+        Assert.Equal(1, Logged(worker, LogLevel.Warning, "did not succeed"));
+        Assert.Equal(1, Logged(worker, LogLevel.Warning, "still does not succeed: 13 failures in a row"));
+        Assert.Equal(2, worker.Logs.GetSnapshot().Count(r => r.Level >= LogLevel.Warning && r.Category!.EndsWith(nameof(ClockSkewGuard), StringComparison.Ordinal)));
+
+        database.Refuse = false;
+        await Guard(worker).TickAsync(ct);
+        await Guard(worker).TickAsync(ct);
+        Assert.Equal(1, Logged(worker, LogLevel.Information, "succeeds again, after 13 failures in a row"));
+    }
+
+    [Fact]
+    public async Task A_decision_that_lapses_for_want_of_a_newer_one_is_said_once()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (time, database, worker) = BehindRefusingProxy();
+        using var _ = database;
+        await using var __ = worker;
+        Assert.True(await MeasureAsync(worker));
+        database.Refuse = true;
+
+        time.Advance(ClockSkewGuard.Interval);
+        await Guard(worker).TickAsync(ct);   // due: it measures, and fails
+        time.Advance(TimeSpan.FromSeconds(29));
+        await Guard(worker).TickAsync(ct);
+        Assert.True(Guard(worker).AllowsClaims);
+        Assert.Equal(0, Logged(worker, LogLevel.Warning, "last clock decision is older than"));
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.False(Guard(worker).AllowsClaims);
+        await Guard(worker).TickAsync(ct);
+        await Guard(worker).TickAsync(ct);
+        Assert.Equal(1, Logged(worker, LogLevel.Warning, "last clock decision is older than"));
+    }
+
     [Fact]
     public async Task A_shutdown_grace_too_short_for_the_derived_limit_turns_the_check_off_and_the_worker_says_why()
     {
@@ -446,21 +616,21 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(null, null, null, 5_000, true)]             // the defaults: a sixth of the 30 s grace, capped at 5 s
+    [InlineData(null, null, null, 5_000, true)]             // the defaults: a sixth of the 30 s grace, capped at 5 s: (5 s + 1 s) × 2 = 12 s
     [InlineData(null, "00:01:00", null, 1_667, true)]       // a short lease keeps a 10 s grace: a sixth of it
-    [InlineData("00:00:02", null, null, 333, true)]         // the test harness's grace
-    [InlineData("00:00:01.600", null, null, 267, true)]     // (0.267 s + 0.5 s) × 2 still under 1.6 s
-    [InlineData("00:00:01.500", null, null, 0, true)]       // a sixth would leave no room for the 0.5 s error: off
-    [InlineData("00:00:01", null, null, 0, true)]
-    [InlineData("00:00:01.500", null, "00:00:00.200", 200, true)]   // set, it only needs the room itself
-    [InlineData("00:00:01.500", null, "00:00:00.250", 250, false)]
+    [InlineData("00:00:04", null, null, 667, true)]         // the test harness's grace
+    [InlineData("00:00:03.100", null, null, 517, true)]     // (0.517 s + 1 s) × 2 still under 3.1 s
+    [InlineData("00:00:03", null, null, 0, true)]           // a sixth would leave no room for the 1 s error: off
+    [InlineData("00:00:02", null, null, 0, true)]
+    [InlineData("00:00:03", null, "00:00:00.400", 400, true)]   // set, it only needs the room itself
+    [InlineData("00:00:03", null, "00:00:00.500", 500, false)]
     [InlineData(null, null, "0", 0, true)]                  // off
     [InlineData(null, null, "00:00:00", 0, true)]
-    [InlineData(null, null, "00:00:14", 14_000, true)]      // two workers 28 s apart: inside the 30 s grace
-    [InlineData(null, null, "00:00:15", 15_000, false)]     // 30 s apart: a send still running can be reclaimed
+    [InlineData(null, null, "00:00:13", 13_000, true)]      // two workers 28 s apart at worst: inside the 30 s grace
+    [InlineData(null, null, "00:00:14", 14_000, false)]     // 30 s apart at worst: a send still running can be reclaimed
     [InlineData(null, "00:01:00", "00:00:05", 5_000, false)]
     [InlineData(null, null, "-00:00:01", -1_000, false)]
-    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it_less_the_measurement_error(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
+    public void DispatchOptions_MaxClockSkew_defaults_to_a_sixth_of_the_shutdown_grace_and_must_stay_under_half_of_it_less_the_measurement_error_and_an_unseen_step(string? grace, string? lease, string? maxClockSkew, int expectedMilliseconds, bool valid)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {

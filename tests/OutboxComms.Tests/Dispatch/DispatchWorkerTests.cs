@@ -209,7 +209,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
 
     /// <summary>
     /// A provider that takes 15 s per message, one send at a time, a one-minute lease and a 20 s send timeout:
-    /// a send may start until 60 - 20 - 2 (shutdown grace) = 38 s after the claim, so 3 of 5 go out (at 0, 15 and 30 s).
+    /// a send may start until 60 - 20 - 4 (shutdown grace) = 36 s after the claim, so 3 of 5 go out (at 0, 15 and 30 s).
     /// </summary>
     private (FakeTimeProvider Time, CountingProvider Email, WorkerHarness Worker) SlowProvider()
     {
@@ -253,7 +253,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var (company, customer) = await CustomerAsync();
         var time = new SteppableClock(DateTimeOffset.UtcNow.AddMinutes(1));
         var email = WorkerHarness.Email();
-        // The first send takes 45 s (past the last start, 38 s after the claim), and meanwhile NTP
+        // The first send takes 45 s (past the last start, 36 s after the claim), and meanwhile NTP
         // sets the host's clock back a minute: by the wall clock the batch is 15 s before its claim.
         email.Behaviour = m =>
         {
@@ -302,7 +302,7 @@ public sealed class DispatchWorkerTests(PostgresServer server) : IAsyncLifetime
         var running = worker.RunOnceAsync();
         await WaitUntilAsync(async () => await TestData.ScalarAsync<long>(db.DataSource,
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass") > 0, TimeSpan.FromSeconds(20), "the re-read to wait for the lock");
-        time.Advance(TimeSpan.FromSeconds(30));   // 45 s after the claim: past the last start (38 s)
+        time.Advance(TimeSpan.FromSeconds(30));   // 45 s after the claim: past the last start (36 s)
         await hold.CommitAsync(TestContext.Current.CancellationToken);
 
         Assert.Equal(2, await running);

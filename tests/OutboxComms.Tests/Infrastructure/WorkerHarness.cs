@@ -17,21 +17,23 @@ namespace OutboxComms.Tests.Infrastructure;
 /// loop, LISTEN/NOTIFY and all) or drive single batches through <see cref="RunOnceAsync"/>.
 /// A <see cref="FakeTimeProvider"/> is far from PostgreSQL's clock by design (days, or a minute
 /// ahead), so with one the clock-skew guard, on in production, is off unless the test's settings
-/// turn it on (ClockSkewGuardTests do).
+/// turn it on (ClockSkewGuardTests do). Each harness is a host of its own to the guard (one clock
+/// vote per host) unless <c>clockHost</c> names one.
 /// </summary>
 public sealed class WorkerHarness : IAsyncDisposable
 {
     private readonly IHost host;
     private bool started;
 
-    public WorkerHarness(string connectionString, IEnumerable<IMessageProvider> providers, TimeProvider? time = null, Dictionary<string, string?>? settings = null)
+    public WorkerHarness(string connectionString, IEnumerable<IMessageProvider> providers, TimeProvider? time = null, Dictionary<string, string?>? settings = null, string? clockHost = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ConnectionStrings:Outbox"] = connectionString,
             ["Dispatch:RetryBaseDelay"] = "00:00:10",
-            ["Dispatch:ShutdownGrace"] = "00:00:02",
+            // Short, so stopping is quick, yet above the 3 s the clock check needs (its limit is then 0.667 s).
+            ["Dispatch:ShutdownGrace"] = "00:00:04",
             ["OUTBOXCOMMS_ENCRYPTION_KEY"] = TestKeys.Encryption,
             ["Providers:AllowPrivateNetworks"] = "true",   // the test servers listen on loopback
         });
@@ -45,6 +47,7 @@ public sealed class WorkerHarness : IAsyncDisposable
         }
         builder.AddWorkerServices();
         builder.Services.AddFakeLogging();
+        builder.Services.Replace(ServiceDescriptor.Singleton(new WorkerHost(clockHost ?? $"harness:{Guid.NewGuid():N}")));
         if (time is not null)
         {
             builder.Services.Replace(ServiceDescriptor.Singleton<TimeProvider>(time));
