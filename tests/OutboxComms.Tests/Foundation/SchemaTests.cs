@@ -252,8 +252,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             await using var dataSource = NpgsqlDataSource.Create(connectionString);
             foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < 47))
             {
-                await using var apply = dataSource.CreateCommand(migration.Sql);
-                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+                await MigrateAsync(dataSource, migration.Sql);
             }
             var company = await TestData.CreateCompanyAsync(dataSource);
             // A producer's "" keys: its company's first message went in, and one naming no company that exists.
@@ -264,10 +263,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
                 RETURNING 1
                 """, company);
 
-            await using (var apply = dataSource.CreateCommand(SchemaMigrator.All.Single(m => m.Version == 47).Sql))
-            {
-                await apply.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-            }
+            await MigrateAsync(dataSource, SchemaMigrator.All.Single(m => m.Version == 47).Sql);
 
             Assert.Equal("a:,b:INV-1042,c:", await TestData.ScalarAsync<string>(dataSource,
                 "SELECT string_agg(content || ':' || coalesce(idempotency_key, ''), ',' ORDER BY content) FROM communication_logs"));
@@ -276,6 +272,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             var refused = await Assert.ThrowsAsync<PostgresException>(() => TestData.ScalarAsync<int>(dataSource,
                 "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, idempotency_key) VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'd', '') ON CONFLICT DO NOTHING RETURNING 1", company));
             Assert.Equal("communication_logs_idempotency_key_not_blank", refused.ConstraintName);
+
         }
         finally
         {
@@ -358,7 +355,7 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             await using var dataSource = NpgsqlDataSource.Create(connectionString);
             foreach (var migration in SchemaMigrator.All.TakeWhile(m => m.Version < recipeIn))
             {
-                await MigrateAsync(migration.Sql);
+                await MigrateAsync(dataSource, migration.Sql);
             }
             // The header's recipe for a large table, run as an operator would.
             var header = SchemaMigrator.All.Single(m => m.Version == recipeIn).Sql;
@@ -372,25 +369,17 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             await TestData.ScalarAsync<int>(dataSource, $"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass RETURNING 1");
             foreach (var migration in SchemaMigrator.All.Where(m => m.Version >= recipeIn && m.Version < refusedBy))
             {
-                await MigrateAsync(migration.Sql);
+                await MigrateAsync(dataSource, migration.Sql);
             }
             var guard = SchemaMigrator.All.Single(m => m.Version == refusedBy).Sql;
 
-            var refused = await Assert.ThrowsAsync<PostgresException>(() => MigrateAsync(guard));
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => MigrateAsync(dataSource, guard));
             Assert.Contains($"{index} exists but is invalid", refused.MessageText, StringComparison.Ordinal);
 
             await TestData.ScalarAsync<int>(dataSource, $"UPDATE pg_index SET indisvalid = true WHERE indexrelid = '{index}'::regclass RETURNING 1");
-            await MigrateAsync(guard);
+            await MigrateAsync(dataSource, guard);
             Assert.Equal(1, await TestData.ScalarAsync<long>(dataSource, $"SELECT count(*) FROM pg_indexes WHERE indexname = '{index}'"));
 
-            async Task MigrateAsync(string sql)
-            {
-                await using var connection = await dataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
-                await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
-                await using var migrate = new NpgsqlCommand(sql, connection, transaction);
-                await migrate.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
-                await transaction.CommitAsync(TestContext.Current.CancellationToken);
-            }
         }
         finally
         {
@@ -456,5 +445,15 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
             var other => other,
         };
         return Normalise(model) == Normalise(database);
+    }
+
+    /// <summary>One migration file applied as the migrator applies it: in a transaction of its own.</summary>
+    private static async Task MigrateAsync(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(TestContext.Current.CancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(TestContext.Current.CancellationToken);
+        await using var migrate = new NpgsqlCommand(sql, connection, transaction);
+        await migrate.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        await transaction.CommitAsync(TestContext.Current.CancellationToken);
     }
 }
