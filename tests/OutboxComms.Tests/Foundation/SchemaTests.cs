@@ -346,7 +346,6 @@ public sealed class SchemaTests(DatabaseFixture db) : IClassFixture<DatabaseFixt
     [InlineData(38, 38, "ix_communication_attachments_unpurged")]
     [InlineData(39, 39, "ix_reminders_customer")]
     [InlineData(40, 40, "ix_consent_records_company")]
-    [InlineData(45, 45, "ix_communication_logs_created_at")]
     public async Task A_migration_takes_the_index_its_header_builds_concurrently_and_an_invalid_one_is_refused(int recipeIn, int refusedBy, string index)
     {
         var connectionString = await db.Server.CreateDatabaseAsync(migrated: false);
