@@ -160,12 +160,13 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
     // A temporary failure reported after the send (DeliveryEvent.TransientFailure): only a row still
     // SENT by the send the event names (its provider id; a replay or an earlier requeue forgot it)
     // is sent again — never one delivered or read, failed or bounced (the forward-only rules above
-    // decide those as for any failure), nor one PENDING or being sent again. Locked, so a duplicate
-    // report or another event waits and then finds it no longer SENT.
+    // decide those as for any failure), nor one PENDING or being sent again, nor one whose text
+    // retention cleared (nothing is left to send; a pending row may not be cleared, migration 0035).
+    // Locked, so a duplicate report or another event waits and then finds it no longer SENT.
     private const string RequeueTargetSql = """
         SELECT id, retry_count, max_retries, attempt_count, channel, provider_name FROM communication_logs
          WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
-           AND ($4::bigint IS NULL OR id = $4) AND status = 'SENT'
+           AND ($4::bigint IS NULL OR id = $4) AND status = 'SENT' AND content_redacted_at IS NULL
          LIMIT 1 FOR UPDATE
         """;
 
@@ -173,10 +174,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
     // failure at send time is (MessageDispatcher.Retry). The provider id is forgotten, as a replay
     // forgets it: later reports of the abandoned send (a duplicate of this one under another event
     // key, a late status) match nothing, and the resend records its own.
+    // A PREFERRED message never split goes to the customer's channel as it is then, as a replay's
+    // does (after a WhatsApp payment problem the practice may move the customer to email).
     private const string RequeueSql = """
         UPDATE communication_logs SET status = 'PENDING', next_attempt_at = $3, retry_count = $4,
-               provider_message_id = NULL, failed_at = NULL,
-               error_message = CASE WHEN content_redacted_at IS NOT NULL THEN NULL ELSE $5 END, status_reason = $6, updated_at = now()
+               provider_message_id = NULL, failed_at = NULL, error_message = $5, status_reason = $6, updated_at = now(),
+               channel = CASE WHEN requested_channel = 'PREFERRED' AND split_from IS NULL THEN 'PREFERRED' ELSE channel END
          WHERE company_id = $1 AND id = $2
         """;
 
@@ -446,8 +449,10 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
                 return null;
             }
             id = reader.GetInt64(0);
-            retry = reader.GetInt32(1) + 1;
-            maxRetries = reader.GetInt32(2);
+            // Read as the worker reads them: a SQL producer's max_retries above the limit is the
+            // limit, and an absurd retry_count does not overflow.
+            retry = Math.Clamp(reader.GetInt32(1), 0, int.MaxValue - 1) + 1;
+            maxRetries = Math.Clamp(reader.GetInt32(2), 0, CommunicationLog.MaxRetriesLimit);
             attemptNo = reader.GetInt32(3);
             channel = reader.GetString(4);
             providerName = reader.IsDBNull(5) ? null : reader.GetString(5);

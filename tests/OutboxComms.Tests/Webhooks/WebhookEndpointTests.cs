@@ -1139,6 +1139,32 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         Assert.Equal(("FAILED", "WhatsApp 130429: Rate limit hit"), ((await RequeuedAsync(spent)).Status, (await RequeuedAsync(spent)).Error));
     }
 
+    [Fact]
+    public async Task A_temporary_failure_reported_late_resolves_preferred_again_keeps_the_retry_limit_and_fails_a_cleared_message()
+    {
+        var company = await CompanyAsync(WhatsAppCompany, "meta-app-secret");
+        // Sent to the customer's channel of the day (WhatsApp) for a PREFERRED request.
+        var preferred = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.PREF1");
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET requested_channel = 'PREFERRED' WHERE id = $1 RETURNING 1", preferred);
+        // A SQL producer's max_retries of 1,000, ten retries spent: the limit is 10, as the worker reads it.
+        var greedy = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.GREEDY1", retryCount: 10);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET max_retries = 1000 WHERE id = $1 RETURNING 1", greedy);
+        // Its text cleared by content retention: nothing is left to send again.
+        var cleared = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.CLEARED1");
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET content = '', content_redacted_at = now() WHERE id = $1 RETURNING 1", cleared);
+
+        foreach (var wamid in new[] { "wamid.PREF1", "wamid.GREEDY1", "wamid.CLEARED1" })
+        {
+            var report = MetaFailure(wamid, 1764000600, 130429, "Rate limit hit");
+            var (status, _) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
+            Assert.Equal(HttpStatusCode.OK, status);
+        }
+
+        Assert.Equal(("PENDING", "PREFERRED"), ((await RequeuedAsync(preferred)).Status, await TestData.ScalarAsync<string>(db.DataSource, "SELECT channel FROM communication_logs WHERE id = $1", preferred)));
+        Assert.Equal("FAILED", (await RequeuedAsync(greedy)).Status);
+        Assert.Equal("FAILED", (await RequeuedAsync(cleared)).Status);
+    }
+
     // --- Gupshup ----------------------------------------------------------------------------------
 
     private static StringContent GupshupEvent(string kind, string id, string? gsId = null, string? detail = null)
