@@ -257,7 +257,8 @@ internal sealed partial class MessageDispatcher(
             DateTimeOffset? allowedAt;
             try
             {
-                allowedAt = ReminderFrequencyPolicy.NextAllowed(lastReminder.SentAt, preference.ReminderFrequency, preference.ReminderCron, zone, now);
+                var lastSent = message.IsItself(lastReminder.CreatedAt, lastReminder.PairId) ? null : lastReminder.SentAt;
+                allowedAt = ReminderFrequencyPolicy.NextAllowed(lastSent, preference.ReminderFrequency, preference.ReminderCron, zone, now);
             }
             catch (FormatException ex)
             {

@@ -68,15 +68,15 @@ internal sealed record ClaimedMessage(
     /// (no pair id) is matched by created_at alone.
     /// </summary>
     public bool IsTwinOf(DateTimeOffset? createdAt, long? pairId) =>
-        (IsBothRowCreatedAt(createdAt) && (SplitFrom is null || pairId is null || SplitFrom == pairId)) || IsItself(createdAt, pairId);
+        IsBothRowCreatedAt(createdAt) && (SplitFrom is null || pairId is null || SplitFrom == pairId);
 
     /// <summary>
     /// The reminder recorded is this very message: an earlier send of it that a provider's report
     /// then failed for a passing reason (sent again by the report's recorder), or that an operator
     /// replayed. It was not a reminder that reached the customer, so it must not hold this send to
-    /// the next period.
+    /// the next period (a reminder ahead of it in the batch, or held by another process, still does).
     /// </summary>
-    private bool IsItself(DateTimeOffset? createdAt, long? pairId) => pairId == ReminderPairId && createdAt == CreatedAt;
+    public bool IsItself(DateTimeOffset? createdAt, long? pairId) => pairId == ReminderPairId && createdAt == CreatedAt;
 
     /// <summary>
     /// A row of a request on BOTH channels created at <paramref name="createdAt"/>: its twins (the

@@ -1011,6 +1011,28 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reminder_sent_again_behind_another_of_its_type_in_the_same_batch_still_waits_its_turn()
+    {
+        time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
+        var (company, customer) = await CustomerAsync("reminder_frequency = 'DAILY'");
+        var first = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-1));
+        await worker.RunOnceAsync();
+        // The next day: the first reminder is due again (its provider reported a passing failure),
+        // and a second one of its type is due too, ahead of it in the claim's order.
+        time.Advance(TimeSpan.FromDays(1));
+        var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "UPDATE communication_logs SET status = 'PENDING', retry_count = 1, provider_message_id = NULL, next_attempt_at = $2 WHERE id = $1 RETURNING 1",
+            first, time.GetUtcNow().AddMinutes(-1));
+
+        await worker.RunOnceAsync();
+
+        // One reminder a day: the second went, the first waits behind it (looked at again a lease later).
+        Assert.Equal(("SENT", "PENDING"), ((await Outbox.GetAsync(db.DataSource, second)).Status, (await Outbox.GetAsync(db.DataSource, first)).Status));
+        Assert.Equal(2, email.Calls);
+    }
+
+    [Fact]
     public async Task A_reminder_the_frequency_limit_would_hold_past_its_expiry_goes_now_instead_of_being_cancelled()
     {
         time.SetUtcNow(new DateTimeOffset(2026, 11, 25, 4, 30, 0, TimeSpan.Zero)); // Wednesday 10:00 IST
