@@ -164,7 +164,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
     // retention cleared (nothing is left to send; a pending row may not be cleared, migration 0035).
     // Locked, so a duplicate report or another event waits and then finds it no longer SENT.
     private const string RequeueTargetSql = """
-        SELECT id, retry_count, max_retries, attempt_count, channel, provider_name FROM communication_logs
+        SELECT id, retry_count, max_retries, attempt_count, channel, provider_name, outage_attempts FROM communication_logs
          WHERE company_id = $1 AND provider_message_id IN ($2, '<' || $2 || '>') AND provider_name = ANY ($3)
            AND ($4::bigint IS NULL OR id = $4) AND status = 'SENT' AND content_redacted_at IS NULL
          LIMIT 1 FOR UPDATE
@@ -177,7 +177,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
     // A PREFERRED message never split goes to the customer's channel as it is then, as a replay's
     // does (after a WhatsApp payment problem the practice may move the customer to email).
     private const string RequeueSql = """
-        UPDATE communication_logs SET status = 'PENDING', next_attempt_at = $3, retry_count = $4,
+        UPDATE communication_logs SET status = 'PENDING', next_attempt_at = $3, retry_count = $4, outage_attempts = $7,
                provider_message_id = NULL, failed_at = NULL, error_message = $5, status_reason = $6, updated_at = now(),
                channel = CASE WHEN requested_channel = 'PREFERRED' AND split_from IS NULL THEN 'PREFERRED' ELSE channel END
          WHERE company_id = $1 AND id = $2
@@ -324,6 +324,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
     private static string? SignalOf(DeliveryEvent delivery) => delivery switch
     {
         { RecipientOptedOut: true } => "OPTED_OUT",
+        { TransientFailure: true, AccountWide: true } => "TRANSIENT_ACCOUNT",
         { TransientFailure: true } => "TRANSIENT",
         { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Complaint } => "COMPLAINT",
         { StopsGeneralUpdates: ProviderOptOuts.GeneralUpdatesStop.Unsubscribe } => "UNSUBSCRIBE",
@@ -349,7 +350,8 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
             _ => new DeliveryEvent(providerMessageId, WireName<DeliveryStatus>.Parse(status), occurredAt, error, eventKey, payload)
             {
                 RecipientOptedOut = signal == "OPTED_OUT",
-                TransientFailure = signal == "TRANSIENT",
+                TransientFailure = signal is "TRANSIENT" or "TRANSIENT_ACCOUNT",
+                AccountWide = signal == "TRANSIENT_ACCOUNT",
                 StopsGeneralUpdates = stops,
             },
         };
@@ -437,6 +439,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
         string channel;
         string? providerName;
         int maxRetries;
+        int outageAttempt;
         await using (var find = new NpgsqlCommand(RequeueTargetSql, connection, transaction))
         {
             find.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
@@ -456,10 +459,23 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
             attemptNo = reader.GetInt32(3);
             channel = reader.GetString(4);
             providerName = reader.IsDBNull(5) ? null : reader.GetString(5);
+            outageAttempt = Math.Clamp(reader.GetInt32(6), 0, int.MaxValue - 1) + 1;
         }
-        if (retry > maxRetries)
+        // The account's condition (a throughput or spam limit, an empty wallet, a payment problem)
+        // is waited out as a send-time outage is, on the outage budget and using up no retry: a few
+        // retries would all fail within minutes while it lasts. Past the budget, each spends a retry.
+        var waitsOut = delivery.AccountWide && outageAttempt <= retryBackoff.OutageRetries;
+        if (waitsOut)
+        {
+            retry--;
+        }
+        else if (retry > maxRetries)
         {
             return null;
+        }
+        else if (!delivery.AccountWide)
+        {
+            outageAttempt--;
         }
 
         // Meta does not charge a failed message: the send's cost is waived first, as for a final failure.
@@ -482,7 +498,7 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
             attempt.Parameters.Add(new NpgsqlParameter<string> { TypedValue = $"reported after the send: {error}" });
             await attempt.ExecuteNonQueryAsync(cancellationToken);
         }
-        var next = clock.GetUtcNow() + retryBackoff.Delay(retry);
+        var next = clock.GetUtcNow() + (waitsOut ? retryBackoff.OutageDelay(outageAttempt) : retryBackoff.Delay(retry));
         await using (var requeue = new NpgsqlCommand(RequeueSql, connection, transaction))
         {
             requeue.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = companyId });
@@ -490,8 +506,12 @@ public sealed class DeliveryEventRecorder(NpgsqlDataSource dataSource, IOptions<
             requeue.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = next });
             requeue.Parameters.Add(new NpgsqlParameter<int> { TypedValue = retry });
             requeue.Parameters.Add(new NpgsqlParameter<string> { TypedValue = error });
+            var how = waitsOut
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"waiting out the account's condition ({outageAttempt} of {retryBackoff.OutageRetries} attempts that use up no retries)")
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"retry {retry} of {maxRetries}");
             requeue.Parameters.Add(new NpgsqlParameter<string> { TypedValue = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"the provider reported after taking it that the send failed for a temporary reason ({error}); sent again: retry {retry} of {maxRetries} at {next.UtcDateTime:u}") });
+                $"the provider reported after taking it that the send failed for a temporary reason ({error}); sent again: {how} at {next.UtcDateTime:u}") });
+            requeue.Parameters.Add(new NpgsqlParameter<int> { TypedValue = outageAttempt });
             await requeue.ExecuteNonQueryAsync(cancellationToken);
         }
         return id;

@@ -44,6 +44,9 @@ public sealed record DeliveryEvent(string ProviderMessageId, DeliveryStatus Stat
     /// </summary>
     public bool TransientFailure { get; init; }
 
+    /// <summary>With <see cref="TransientFailure"/>: the account's condition (<see cref="TransientFailures.AccountWide"/>), waited out on the outage budget.</summary>
+    public bool AccountWide { get; init; }
+
     /// <summary>
     /// Our own id of the message, when the event carries it back (Mailgun's user variables): the
     /// message its provider id names must be this one, or the event matches none.

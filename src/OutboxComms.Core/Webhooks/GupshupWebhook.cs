@@ -115,6 +115,7 @@ public sealed class GupshupWebhook : IDeliveryWebhook
             RecipientOptedOut = optedOut,
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
             TransientFailure = status == DeliveryStatus.Failed && code is not null && TransientFailures.Gupshup.Contains(code),
+            AccountWide = status == DeliveryStatus.Failed && code is not null && TransientFailures.Gupshup.Contains(code) && TransientFailures.AccountWide(code),
         };
     }
 }

@@ -94,6 +94,7 @@ public sealed class TwilioWebhook : IDeliveryWebhook
             // 21610: the customer replied STOP to the sending number.
             RecipientOptedOut = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") == "21610",
             TransientFailure = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") is { } code && TransientFailures.Twilio.Contains(code),
+            AccountWide = mapped == DeliveryStatus.Failed && request.Form.GetValueOrDefault("ErrorCode") is { } twilioCode && TransientFailures.Twilio.Contains(twilioCode),
         }];
     }
 }

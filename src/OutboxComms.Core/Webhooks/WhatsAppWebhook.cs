@@ -163,9 +163,10 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
         string? error = null;
         var marketingStopped = false;
         var transient = false;
+        string? code = null;
         if (mapped == DeliveryStatus.Failed && Items(status, "errors").FirstOrDefault() is { ValueKind: JsonValueKind.Object } first)
         {
-            var code = ChatMessageParts.Text(first, "code") ?? "?";
+            code = ChatMessageParts.Text(first, "code") ?? "?";
             marketingStopped = code == MarketingStoppedCode;
             transient = TransientFailures.WhatsApp.Contains(code);
             var title = ChatMessageParts.Text(first, "title");
@@ -179,6 +180,7 @@ public sealed class WhatsAppWebhook(IOptions<WebhookOptions> options, WebhookEve
             StopsGeneralUpdates = marketingStopped ? ProviderOptOuts.GeneralUpdatesStop.WhatsAppMarketing : null,
             Free = Free(status),
             TransientFailure = transient,
+            AccountWide = transient && TransientFailures.AccountWide(code!),
         };
     }
 

@@ -1063,11 +1063,13 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal((1, 1, 1), (first!.Applied, redelivered!.Duplicates, reportedAgain!.UnknownMessages));
         var row = await RequeuedAsync(id);
-        // PENDING again with one retry counted, due after the dispatcher's first backoff (30 s × 1.618 ± 10 %).
-        Assert.Equal(("PENDING", 1, null), (row.Status, row.RetryCount, row.ProviderMessageId));
+        // PENDING again, the account's condition waited out as an outage is (no retry used up, one
+        // outage attempt counted), due after the dispatcher's first backoff (30 s × 1.618 ± 10 %).
+        Assert.Equal(("PENDING", 0, null), (row.Status, row.RetryCount, row.ProviderMessageId));
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT outage_attempts FROM communication_logs WHERE id = $1", id));
         Assert.InRange(row.NextAttemptAt!.Value, before + TimeSpan.FromSeconds(43), after + TimeSpan.FromSeconds(54));
         Assert.Equal("WhatsApp 131048: Spam rate limit hit", row.Error);
-        Assert.StartsWith("the provider reported after taking it that the send failed for a temporary reason (WhatsApp 131048: Spam rate limit hit); sent again: retry 1 of 3 at ", row.StatusReason, StringComparison.Ordinal);
+        Assert.StartsWith("the provider reported after taking it that the send failed for a temporary reason (WhatsApp 131048: Spam rate limit hit); sent again: waiting out the account's condition (1 of 50 attempts that use up no retries) at ", row.StatusReason, StringComparison.Ordinal);
         // Meta charges nothing for a failed message: the send's cost is waived, once.
         Assert.Equal(0m, row.Cost);
         Assert.Equal((0m, 0.78m), (await TestData.ScalarAsync<decimal>(db.DataSource, "SELECT cost FROM communication_attempts WHERE message_id = $1 AND outcome = 'SENT'", id),
@@ -1088,7 +1090,9 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal(1, waiting!.UnknownMessages);
         Assert.Equal(1, await api.Services.GetRequiredService<DeliveryEventRecorder>().ApplyWaitingAsync(["wamid.EARLYT"], TestContext.Current.CancellationToken));
-        Assert.Equal(("PENDING", 1, 0m), ((await RequeuedAsync(id)).Status, (await RequeuedAsync(id)).RetryCount, (await RequeuedAsync(id)).Cost));
+        // Waited out as the account's condition, as when reported after the recording (the stored signal keeps the kind).
+        Assert.Equal(("PENDING", 0, 0m), ((await RequeuedAsync(id)).Status, (await RequeuedAsync(id)).RetryCount, (await RequeuedAsync(id)).Cost));
+        Assert.Equal(1, await TestData.ScalarAsync<int>(db.DataSource, "SELECT outage_attempts FROM communication_logs WHERE id = $1", id));
     }
 
     [Fact]
@@ -1110,9 +1114,10 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         await PostAsync($"/webhooks/twilio/{twilio}", new FormUrlEncodedContent(form),
             ("X-Twilio-Signature", Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes("twilio-auth-token"), Encoding.UTF8.GetBytes(signed)))));
 
-        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(wallet)).Status, (await RequeuedAsync(wallet)).RetryCount));
-        Assert.Equal(("PENDING", 1), ((await RequeuedAsync(rateLimited)).Status, (await RequeuedAsync(rateLimited)).RetryCount));
-        Assert.Equal(("PENDING", 1, "Twilio 30001: message failed"), ((await RequeuedAsync(queued)).Status, (await RequeuedAsync(queued)).RetryCount, (await RequeuedAsync(queued)).Error));
+        Assert.Equal(("PENDING", 0), ((await RequeuedAsync(wallet)).Status, (await RequeuedAsync(wallet)).RetryCount));
+        // Gupshup's 4001 says to stop sending and contact Gupshup: final.
+        Assert.Equal("FAILED", (await RequeuedAsync(rateLimited)).Status);
+        Assert.Equal(("PENDING", 0, "Twilio 30001: message failed"), ((await RequeuedAsync(queued)).Status, (await RequeuedAsync(queued)).RetryCount, (await RequeuedAsync(queued)).Error));
         Assert.Equal(("FAILED", 0), ((await RequeuedAsync(undeliverable)).Status, (await RequeuedAsync(undeliverable)).RetryCount));
     }
 
@@ -1123,6 +1128,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
         var delivered = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE1");
         var inFlight = await SentMessageAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE2");
         var spent = await SentWithCostAsync(company, "WHATSAPP_BUSINESS_API", "wamid.LATE3", retryCount: 3);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET outage_attempts = 50 WHERE id = $1 RETURNING 1", spent);
         await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'DELIVERED', delivered_at = now() WHERE id = $1 RETURNING 1", delivered);
         // Claimed by a worker for its next attempt (a row is PENDING while it is sent again).
         await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'PENDING', locked_by = 'worker-7', locked_until = now() + interval '1 minute' WHERE id = $1 RETURNING 1", inFlight);
@@ -1135,7 +1141,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         Assert.Equal(("DELIVERED", 0), ((await RequeuedAsync(delivered)).Status, (await RequeuedAsync(delivered)).RetryCount));
         Assert.Equal(("PENDING", 0, "wamid.LATE2"), ((await RequeuedAsync(inFlight)).Status, (await RequeuedAsync(inFlight)).RetryCount, (await RequeuedAsync(inFlight)).ProviderMessageId));
-        // Out of retries (3 of 3 used): failed, as any failure report does.
+        // Past its outage budget and out of retries (3 of 3 used): failed, as any failure report does.
         Assert.Equal(("FAILED", "WhatsApp 130429: Rate limit hit"), ((await RequeuedAsync(spent)).Status, (await RequeuedAsync(spent)).Error));
     }
 
@@ -1155,7 +1161,7 @@ public sealed class WebhookEndpointTests(DatabaseFixture db) : IClassFixture<Dat
 
         foreach (var wamid in new[] { "wamid.PREF1", "wamid.GREEDY1", "wamid.CLEARED1" })
         {
-            var report = MetaFailure(wamid, 1764000600, 130429, "Rate limit hit");
+            var report = MetaFailure(wamid, 1764000600, 131056, "Pair rate limit hit");
             var (status, _) = await PostAsync($"/webhooks/whatsapp/{company}", Json(report), HubSignature("meta-app-secret", report));
             Assert.Equal(HttpStatusCode.OK, status);
         }
