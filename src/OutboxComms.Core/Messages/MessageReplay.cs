@@ -120,11 +120,13 @@ public sealed partial class MessageReplay(NpgsqlDataSource dataSource, TimeProvi
     // the invoice paid: "MGT-7 is overdue" must not go out again); naming one message replays it.
     // Parameters that are null drop their condition; the statement is planned with the actual
     // values, so `$1 IS NULL OR ...` costs nothing and the primary key (company_id, id) is used; an id
-    // without a company reads the block ranges the BRIN index on id names (migration 0011).
+    // without a company is looked for under each company in turn, a probe of that key each (the
+    // table has no index on id alone since migration 0048).
     private const string Where = """
         status IN ('FAILED', 'BOUNCED', 'SUPPRESSED')
            AND ($1::uuid IS NULL OR company_id = $1)
            AND ($2::bigint IS NULL OR id = $2)
+           AND ($2::bigint IS NULL OR $1::uuid IS NOT NULL OR company_id = ANY (ARRAY(SELECT c.id FROM companies c)))
            AND ($3::text IS NULL OR status = $3)
            AND ($4::text IS NULL OR channel = $4)
            AND ($5::text IS NULL OR type = $5)

@@ -36,7 +36,8 @@ public static class PurgeCompanyCommand
 
     // Messages in batches with what hangs off them (attempts and replays by company and message,
     // files by message, as the worker reads them — one stored without its company only when no
-    // other company has a message with its id), each batch its own transaction: no long locks, and
+    // other company has a message with its id, looked for under each other company by the primary
+    // key), each batch its own transaction: no long locks, and
     // a purge stopped half-way is run again.
     private const string MessagesBatchSql = $$"""
         WITH {{Deactivated}},
@@ -44,7 +45,8 @@ public static class PurgeCompanyCommand
         attempts AS (DELETE FROM communication_attempts WHERE company_id = $1 AND message_id IN (SELECT id FROM ids)),
         files AS (DELETE FROM communication_attachments f WHERE f.message_id IN (SELECT id FROM ids)
                    AND (f.company_id = $1 OR (f.company_id IS NULL
-                        AND NOT EXISTS (SELECT 1 FROM communication_logs o WHERE o.id = f.message_id AND o.company_id <> $1)))),
+                        AND NOT EXISTS (SELECT 1 FROM communication_logs o
+                                         WHERE o.company_id = ANY (ARRAY(SELECT c.id FROM companies c WHERE c.id <> $1)) AND o.id = f.message_id)))),
         replays AS (DELETE FROM message_replays WHERE company_id = $1 AND message_id IN (SELECT id FROM ids)),
         deferred AS (DELETE FROM content_retention_deferred WHERE company_id = $1 AND message_id IN (SELECT id FROM ids))
         DELETE FROM communication_logs WHERE company_id = $1 AND id IN (SELECT id FROM ids)

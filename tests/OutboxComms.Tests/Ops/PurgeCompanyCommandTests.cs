@@ -120,6 +120,34 @@ public sealed class PurgeCompanyCommandTests(DatabaseFixture db) : IClassFixture
     }
 
     [Fact]
+    public async Task A_file_stored_without_its_company_goes_with_the_purged_companys_message_unless_another_company_has_that_id()
+    {
+        var company = await TestData.CreateCompanyAsync(db.DataSource);
+        var other = await TestData.CreateCompanyAsync(db.DataSource);
+        var mine = await TestData.ScalarAsync<long>(db.DataSource,
+            "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status) VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'x', 'SENT') RETURNING id", company);
+        var shared = await TestData.ScalarAsync<long>(db.DataSource,
+            "INSERT INTO communication_logs (company_id, customer_external_id, type, channel, content, status) VALUES ($1, 'CL-1', 'INVOICE', 'EMAIL', 'x', 'SENT') RETURNING id", company);
+        // Another company's import gave one of its rows the same id (a COPY of ids), with a file of its own.
+        await TestData.ScalarAsync<long>(db.DataSource, """
+            INSERT INTO communication_logs (id, company_id, customer_external_id, type, channel, content, status)
+            OVERRIDING SYSTEM VALUE VALUES ($2, $1, 'CL-9', 'INVOICE', 'EMAIL', 'y', 'SENT') RETURNING id
+            """, other, shared);
+        // Files as a producer wrote them before migration 0031: no company.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "WITH f AS (INSERT INTO communication_attachments (message_id, file_name, content) VALUES ($1, 'mine.pdf', '\\x25'), ($2, 'shared.pdf', '\\x25') RETURNING 1) SELECT count(*)::int FROM f",
+            mine, shared);
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE companies SET deactivated_at = now() WHERE id = $1 RETURNING 1", company);
+
+        Assert.Equal(0, await PurgeCompanyCommand.RunAsync(["--company", company.ToString(), "--execute"], db.DataSource, new StringWriter(), new StringWriter(), Cancel));
+
+        Assert.Equal("shared.pdf", await TestData.ScalarAsync<string>(db.DataSource,
+            "SELECT string_agg(file_name, ',') FROM communication_attachments WHERE message_id IN ($1, $2)", mine, shared));
+        await TestData.ScalarAsync<int>(db.DataSource, "WITH d AS (DELETE FROM communication_attachments WHERE message_id = $1 RETURNING 1) SELECT count(*)::int FROM d", shared);
+        await TestData.ScalarAsync<int>(db.DataSource, "WITH d AS (DELETE FROM communication_logs WHERE company_id = $1 RETURNING 1) SELECT count(*)::int FROM d", other);
+    }
+
+    [Fact]
     public async Task A_purge_stops_when_the_company_is_reactivated_while_it_runs()
     {
         var company = await TestData.CreateCompanyAsync(db.DataSource);

@@ -74,6 +74,14 @@ public sealed class ReplayCommandTests(DatabaseFixture db) : IClassFixture<Datab
         }
         Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company));
 
+        // An id without its company is found under its company (each company's key probed in turn).
+        var remaining = await TestData.ScalarAsync<long>(db.DataSource, "SELECT id FROM communication_logs WHERE company_id = $1 AND status = 'FAILED'", company);
+        using var byId = new StringWriter();
+        Assert.Equal(0, await ReplayCommand.RunAsync(["--id", remaining.ToString(System.Globalization.CultureInfo.InvariantCulture), "--execute"], replay, byId, TestContext.Current.CancellationToken));
+        Assert.StartsWith("Replayed 1 messages", byId.ToString(), StringComparison.Ordinal);
+        Assert.Equal("PENDING", await TestData.ScalarAsync<string>(db.DataSource, "SELECT status FROM communication_logs WHERE company_id = $1 AND id = $2", company, remaining));
+        await TestData.ScalarAsync<int>(db.DataSource, "UPDATE communication_logs SET status = 'FAILED' WHERE company_id = $1 AND id = $2 RETURNING 1", company, remaining);
+
         // --execute with no filter at all would replay every failed message of every company, ever: it needs --all.
         using var unfiltered = new StringWriter();
         using var unfilteredErrors = new StringWriter();
