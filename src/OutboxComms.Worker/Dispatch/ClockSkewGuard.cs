@@ -66,6 +66,9 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     private long failureLoggedTimestamp;
     private ClockDecision? lapseLogged;
 
+    // A change of the difference this worker's own clock moving may explain, until the other workers' rows tell (ClockDecision.Judge).
+    private OwnClockEvent? unattributed;
+
     public bool Enabled => settings.MaxClockSkew > TimeSpan.Zero;
 
     /// <summary>
@@ -189,17 +192,30 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                     sample = renewed;
                 }
             }
-            var step = StepView(previous, ReferenceEquals(sample, measured) ? measured : null);
-            if (step.Seen is { } seen)
+            var step = ReferenceEquals(sample, measured) ? StepView(previous, measured) : DatabaseStepView.None;
+            var workerId = settings.ResolvedWorkerId();
+            if (step.Unattributed is { } moved)
             {
-                DispatchLog.DatabaseClockStepped(logger, seen.TotalSeconds, settings.ResolvedWorkerId());
+                DispatchLog.OwnClockMovedWithDifference(logger, workerId, moved.Step.TotalSeconds);
+                // Two in a row (the host suspended again): this worker's rows are as far from either footing as both.
+                unattributed = unattributed is { } pending ? moved with { Step = pending.Step + moved.Step, RoundTrips = pending.RoundTrips + moved.RoundTrips } : moved;
             }
+            step = step with { Unattributed = unattributed };
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
             var decision = await WorkerClocks.DecideAsync(connection, self, sample, limit, settings.LeaseDuration, step, forgetGone, cancellationToken);
-            if (forgetGone)
+            if (decision.CarryAcross is { } carried)
             {
-                forgotten = true;
-                lastForgetTimestamp = time.GetTimestamp();
+                // Seen now, or a movement of this worker's own clock that another's mark shows was one.
+                DispatchLog.DatabaseClockStepped(logger, carried.Step.TotalSeconds, workerId);
+            }
+            if (decision.Recorded)
+            {
+                unattributed = null;
+                if (forgetGone)
+                {
+                    forgotten = true;
+                    lastForgetTimestamp = time.GetTimestamp();
+                }
             }
             Decided(decision, previous);
             return measured;
@@ -258,6 +274,8 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             case ClockVerdict.DatabaseStepUnsure when changed:
                 DispatchLog.DatabaseStepUnsure(logger, workerId);
                 break;
+            case ClockVerdict.OwnClockUnsure:
+                break;   // said with the movement (DispatchLog.OwnClockMovedWithDifference)
             case ClockVerdict.ApartFromClaims when changed:
                 DispatchLog.ClockApartFromClaims(logger, workerId, (sample.Skew - decision.Apart!.Skew).TotalSeconds, decision.Apart.WorkerId, limit * 2);
                 break;
@@ -271,27 +289,41 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
 
     /// <summary>
     /// What this measurement shows of a step of PostgreSQL's clock since the last one that counted
-    /// (<paramref name="measured"/> null: none was taken, the last good one stands in). Between two
-    /// measurements the skew moves as this worker's wall clock moves unlike its monotonic one; a
-    /// difference beyond <see cref="WorkerClocks.StepAllowance"/> and the two measurements' errors
-    /// (half of each round trip) is the database's clock having stepped, by minus the difference.
-    /// Asked only while leases taken on the last one may be live (after that its rows no longer
-    /// matter, and a clock's slow drift over a long outage is not taken for a step).
+    /// <paramref name="measured"/>. Between two measurements the skew moves as this worker's wall
+    /// clock moves unlike its monotonic one; a difference beyond <see cref="WorkerClocks.StepAllowance"/>
+    /// and the two measurements' errors (half of each round trip) is the database's clock having
+    /// stepped, by minus the difference — when this worker's wall and monotonic clocks agreed over
+    /// the interval (within <see cref="WorkerClocks.StepAllowance"/>). When they did not, the monotonic
+    /// clock may be the one that moved (a suspended host: it stops, the wall clock does not), which
+    /// reads exactly as the database's clock stepping with this worker's: not taken for a step, it
+    /// is left <see cref="DatabaseStepView.Unattributed"/> for the other workers' rows to tell, as
+    /// <see cref="SetSince"/> holds claims at once for the same movement. Asked only while leases
+    /// taken on the last one may be live (after that its rows no longer matter, and a clock's slow
+    /// drift over a long outage is not taken for a step).
     /// </summary>
-    internal DatabaseStepView StepView(ClockDecision? previous, ClockSample? measured)
+    internal DatabaseStepView StepView(ClockDecision? previous, ClockSample measured)
     {
+        ArgumentNullException.ThrowIfNull(measured);
         if (previous is null)
         {
             return DatabaseStepView.None;
         }
         var earlier = previous.Sample;
-        if (measured is not null && time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp) < WorkerClocks.ClaimsFor(settings.LeaseDuration))
+        if (time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp) < WorkerClocks.ClaimsFor(settings.LeaseDuration))
         {
             var ownMovement = measured.TakenAt - earlier.TakenAt - time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp);
             var databaseStep = earlier.Skew + ownMovement - measured.Skew;
-            return databaseStep.Duration() > WorkerClocks.StepAllowance + ((earlier.RoundTrip + measured.RoundTrip) / 2)
-                ? new DatabaseStepView(databaseStep, false, earlier.RoundTrip + measured.RoundTrip)
-                : new DatabaseStepView(null, previous.StepMarksSeen);
+            if (databaseStep.Duration() <= WorkerClocks.StepAllowance + ((earlier.RoundTrip + measured.RoundTrip) / 2))
+            {
+                return new DatabaseStepView(null, previous.StepMarksSeen);
+            }
+            if (ownMovement.Duration() > WorkerClocks.StepAllowance)
+            {
+                // PostgreSQL's time by which the measurement was over: its reading, plus half the round trip.
+                var after = measured.TakenAt + measured.RoundTrip - measured.Skew;
+                return new DatabaseStepView(null, false) { Unattributed = new OwnClockEvent(databaseStep, after, earlier.RoundTrip + measured.RoundTrip) };
+            }
+            return new DatabaseStepView(databaseStep, false, earlier.RoundTrip + measured.RoundTrip);
         }
         return DatabaseStepView.None;
     }

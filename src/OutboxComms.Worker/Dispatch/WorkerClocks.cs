@@ -32,7 +32,28 @@ internal enum ClockVerdict
 
     /// <summary>PostgreSQL's clock stepped lately and this worker cannot yet tell which side of the step its own measurements are on (or two steps are recent): holds.</summary>
     DatabaseStepUnsure,
+
+    /// <summary>
+    /// This worker's wall clock moved unlike its monotonic one between its last two measurements
+    /// while its difference from PostgreSQL's did not move with it: its host was suspended (the
+    /// monotonic clock stopped), or its clock stepped together with the database's (the same host).
+    /// It holds, and records nothing, until the other workers' measurements tell which (see <see cref="OwnClockEvent"/>).
+    /// </summary>
+    OwnClockUnsure,
 }
+
+/// <summary>
+/// A change of this worker's difference from PostgreSQL's clock, by minus <paramref name="Step"/>,
+/// in a measurement interval in which its own wall clock moved unlike its monotonic one beyond
+/// <see cref="WorkerClocks.StepAllowance"/>. From this worker's measurements alone it is either the
+/// database's clock stepping by <paramref name="Step"/> together with this worker's (a worker on the
+/// database's host) or this worker's monotonic clock pausing for as long (a suspended host or VM,
+/// the database's clock unmoved). It is not taken for a step of the database's clock: the other
+/// workers' rows tell (<see cref="ClockDecision.Judge"/>).
+/// </summary>
+/// <param name="After">PostgreSQL's time (on its clock as it is since) by which the measurement was over: a row measured later is on that clock.</param>
+/// <param name="RoundTrips">The round trips of the two measurements either side of it: <paramref name="Step"/> is off by up to half of them.</param>
+internal sealed record OwnClockEvent(TimeSpan Step, DateTimeOffset After, TimeSpan RoundTrips);
 
 /// <summary>What this worker knows, at one decision, of a step of PostgreSQL's clock (see <see cref="ClockDecision.Judge"/>).</summary>
 /// <param name="Seen">A step this worker's own measurements show since its last one (forward positive): its earlier rows are carried across it.</param>
@@ -41,6 +62,9 @@ internal enum ClockVerdict
 internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeSpan SeenRoundTrips = default)
 {
     public static readonly DatabaseStepView None = new(null, false);
+
+    /// <summary>A change of the difference that this worker's own clock moving may explain, not yet told apart from a step of the database's clock.</summary>
+    public OwnClockEvent? Unattributed { get; init; }
 }
 
 /// <summary>What one measurement decided, with what the logs say about it.</summary>
@@ -51,6 +75,12 @@ internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeS
 internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, int Agreeing, int Live, WorkerClock? Apart = null, TimeSpan? MarkStep = null)
 {
     public bool AllowsClaims => Verdict is ClockVerdict.AgreesWithDatabase or ClockVerdict.AgreesWithWorkers;
+
+    /// <summary>The step of PostgreSQL's clock this worker's earlier rows are carried across at this decision (<c>WorkerClocks.CarryAcrossSql</c>), with the round trips either side of it.</summary>
+    public (TimeSpan Step, TimeSpan RoundTrips)? CarryAcross { get; init; }
+
+    /// <summary>Nothing of this decision is written (<see cref="ClockVerdict.OwnClockUnsure"/>): it holds, and its measurement may be on either side of a step of the database's clock.</summary>
+    public bool Recorded => Verdict != ClockVerdict.OwnClockUnsure;
 
     /// <summary>Marks of a recent step of PostgreSQL's clock were read (or made) at this decision: a measurement after it that sees no step is on the database's clock as it is since.</summary>
     public bool StepMarksSeen { get; init; }
@@ -91,14 +121,70 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
     /// <c>claims_until</c> came D early). A worker that has not marked cannot tell which side its
     /// own measurement is on, and holds; so does every worker while two different steps are
     /// recent.</item>
+    /// <item>A change of the difference in an interval in which this worker's own wall clock moved
+    /// unlike its monotonic one (<see cref="OwnClockEvent"/>) is not taken for a step of the
+    /// database's clock: a suspended host reads as one, and marking it would shift this worker's rows
+    /// wrongly and hold every other worker. Nor is it ignored: a worker on the database's host whose
+    /// clock stepped with the database's reads the same, and its clock is then that far from the
+    /// clocks the others' leases were taken on. It holds, writing nothing (so none of its rows is on
+    /// the far side of the step), until the rows tell: another worker has marked a step of that size
+    /// (the database's clock did step: it carries its rows across it and marks, as a worker that saw
+    /// the step would); or each live worker of another host has measured twice since (the second
+    /// measurement was taken after the first was written, so after this one: a step before it would
+    /// have been seen and marked) and none marked it (its monotonic clock paused: it decides as
+    /// usual). With no live worker of another host to tell, it holds while any row whose claims may
+    /// be live is more than twice the limit from it on either footing, as for a row not carried
+    /// across a step, and then decides as usual.</item>
     /// </list>
     /// </summary>
     public static ClockDecision Judge(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
     {
+        ArgumentNullException.ThrowIfNull(self);
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(step);
-        return JudgeAcrossSteps(sample, self, rows, limit, step) with { StepMarksSeen = step.Seen is not null || rows.Any(r => r.DatabaseStep is not null) };
+        if (step.Unattributed is { } moved)
+        {
+            if (Attributed(sample, self, rows, limit, step, moved) is not { } told)
+            {
+                return new ClockDecision(sample, ClockVerdict.OwnClockUnsure, 1, 1) { StepMarksSeen = rows.Any(r => r.DatabaseStep is not null) };
+            }
+            step = told;
+        }
+        return JudgeAcrossSteps(sample, self, rows, limit, step) with
+        {
+            StepMarksSeen = step.Seen is not null || rows.Any(r => r.DatabaseStep is not null),
+            CarryAcross = step.Seen is { } seen ? (seen, step.SeenRoundTrips) : null,
+        };
     }
+
+    /// <summary>
+    /// What the rows tell of <paramref name="moved"/> (see <see cref="Judge"/>): a step of the database's
+    /// clock, carried with any seen since; none; or null, not yet.
+    /// </summary>
+    private static DatabaseStepView? Attributed(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step, OwnClockEvent moved)
+    {
+        bool OfIt(TimeSpan? mark) => mark is { } m && (m - moved.Step).Duration() <= WorkerClocks.StepsApart;
+        if (rows.Any(r => r.WorkerId != self.Name && OfIt(r.DatabaseStep)) && !rows.Any(r => r.WorkerId == self.Name && OfIt(r.DatabaseStep)))
+        {
+            return step with { Seen = moved.Step + (step.Seen ?? TimeSpan.Zero), SeenRoundTrips = moved.RoundTrips + step.SeenRoundTrips, Unattributed = null };
+        }
+        var others = rows.Where(r => r.Live && r.WorkerId != self.Name && !OnOwnHost(r, self)).GroupBy(r => r.WorkerId).ToList();
+        if (others.Count > 0)
+        {
+            return others.All(w => w.Count(r => r.MeasuredAt > moved.After) >= 2) ? step with { Unattributed = null } : null;
+        }
+        // No other host's worker to tell: either footing, as for a row not carried across a step.
+        return rows.Any(r => FarOnEitherFooting(r, sample, limit, moved.Step)) ? null : step with { Unattributed = null };
+    }
+
+    /// <summary>A row that may be on either side of a step of the database's clock: its claims may be live and it is more than twice the limit from this clock as it is or as carried across the step.</summary>
+    private static bool FarOnEitherFooting(WorkerClock r, ClockSample sample, TimeSpan limit, TimeSpan step) =>
+        r.ClaimsLeft + Forward(step) > TimeSpan.Zero
+        && ((r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
+            || (r.Skew - step - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (WorkerClocks.StepsApart / 2));
+
+    /// <summary>A row of this worker's own host, whose clock is this one's: a replica beside it, or its own earlier process (a row that names no host, of a build before 0044, when it has this worker's Dispatch:WorkerId).</summary>
+    private static bool OnOwnHost(WorkerClock r, WorkerClocks.Self self) => r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host;
 
     private static ClockDecision JudgeAcrossSteps(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
     {
@@ -141,7 +227,7 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
         // (its clock is this one's: it votes through this worker), and a row that names no host (a
         // build before 0044) of this worker's own Dispatch:WorkerId too, as its earlier process's may.
         var peers = rows
-            .Where(r => r.Live && r.WorkerId != self.Name && Sure(r) && !(r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host))
+            .Where(r => r.Live && r.WorkerId != self.Name && Sure(r) && !OnOwnHost(r, self))
             .GroupBy(r => r.Host ?? "\0" + r.WorkerId)
             .Select(g => g.MaxBy(r => r.MeasuredAt)!)
             .ToList();
@@ -161,9 +247,7 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
         var apart = rows
             .Where(r => Sure(r)
                 ? r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-                : r.ClaimsLeft + Forward(stepped!.Value) > TimeSpan.Zero
-                    && ((r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-                        || (r.Skew - stepped.Value - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (WorkerClocks.StepsApart / 2)))
+                : FarOnEitherFooting(r, sample, limit, stepped!.Value))
             .MaxBy(r => (r.Skew - sample.Skew).Duration());
         if (apart is not null)
         {
@@ -324,18 +408,23 @@ internal static class WorkerClocks
             }
         }
         var decision = ClockDecision.Judge(sample, self, rows, limit, step);
+        if (!decision.Recorded)
+        {
+            await transaction.CommitAsync(cancellationToken);
+            return decision;
+        }
         await using (var write = new NpgsqlBatch(connection, transaction))
         {
-            if (step.Seen is { } seen)
+            if (decision.CarryAcross is { } carry)
             {
                 write.BatchCommands.Add(new NpgsqlBatchCommand(CarryAcrossSql)
                 {
                     Parameters =
                     {
                         new NpgsqlParameter<string> { TypedValue = self.Name },
-                        new NpgsqlParameter<double> { TypedValue = seen.TotalMilliseconds },
-                        new NpgsqlParameter<TimeSpan> { TypedValue = seen },
-                        new NpgsqlParameter<double> { TypedValue = step.SeenRoundTrips.TotalMilliseconds },
+                        new NpgsqlParameter<double> { TypedValue = carry.Step.TotalMilliseconds },
+                        new NpgsqlParameter<TimeSpan> { TypedValue = carry.Step },
+                        new NpgsqlParameter<double> { TypedValue = carry.RoundTrips.TotalMilliseconds },
                     },
                 });
             }

@@ -187,4 +187,46 @@ public sealed class ClockDecisionTests
         Assert.Equal(ClockVerdict.ApartFromClaims, carried.Verdict);
         Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), new DatabaseStepView(TimeSpan.FromSeconds(-9.5), false), Running("self", 0, claims: true, roundTripMilliseconds: 1_000)).Verdict);
     }
+
+    /// <summary>A change of ten minutes of this worker's difference over an interval in which its own wall clock moved as much unlike its monotonic one, its measurement over at <paramref name="after"/>.</summary>
+    private static DatabaseStepView OwnClockMoved(DateTimeOffset after, TimeSpan? by = null) =>
+        new(null, MarkedBefore: false) { Unattributed = new OwnClockEvent(by ?? TenMinutes, after, TimeSpan.FromMilliseconds(4)) };
+
+    [Fact]
+    public void A_change_of_the_difference_while_this_workers_own_clock_moved_is_not_taken_for_a_step_until_another_hosts_rows_tell()
+    {
+        var after = DateTimeOffset.UtcNow;
+        var once = Running("a", 0, claims: true) with { MeasuredAt = after.AddSeconds(1) };
+        var twice = once with { MeasuredAt = after.AddSeconds(6) };
+        // The other host's worker has measured once since: its sample may predate the measurement. Holds, recording nothing.
+        var unsure = Decide(Sample(0), OwnClockMoved(after), once);
+        Assert.Equal(ClockVerdict.OwnClockUnsure, unsure.Verdict);
+        Assert.False(unsure.Recorded);
+        Assert.Null(unsure.MarkStep);
+        // Twice, and it marked nothing: the database's clock did not step (a suspended host). As usual, nothing marked or carried.
+        var suspended = Decide(Sample(0), OwnClockMoved(after), once, twice);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, suspended.Verdict);
+        Assert.Null(suspended.MarkStep);
+        Assert.Null(suspended.CarryAcross);
+        // It marked a step of that size: the database's clock stepped with this worker's. Its rows are
+        // carried across and it marks, and its earlier claims, ten minutes from its clock, hold it.
+        var stepped = Decide(Sample(0), OwnClockMoved(after), Running("a", -600) with { DatabaseStep = TenMinutes + TimeSpan.FromSeconds(0.5) }, Running("self", 0, claims: true));
+        Assert.Equal(ClockVerdict.ApartFromClaims, stepped.Verdict);
+        Assert.Equal(TenMinutes, stepped.MarkStep);
+        Assert.Equal(TenMinutes, stepped.CarryAcross!.Value.Step);
+        // A replica on its own host is no witness (it moved with this worker).
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), once with { Host = Self.Host }, twice with { Host = Self.Host }, Running("self", 0, claims: true)).Verdict);
+    }
+
+    [Fact]
+    public void With_no_other_host_to_tell_a_worker_whose_own_clock_moved_holds_while_claims_far_on_either_reading_may_be_live()
+    {
+        var after = DateTimeOffset.UtcNow;
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true)).Verdict);
+        // Had the database's clock stepped ten minutes forward with it, claims_until came that much early.
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true) with { ClaimsLeft = TimeSpan.FromMinutes(-9) }).Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true) with { ClaimsLeft = TimeSpan.FromMinutes(-11) }).Verdict);
+        // A movement within twice the limit leaves no claim far on either reading.
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), OwnClockMoved(after, TimeSpan.FromSeconds(3)), Running("self", 0, claims: true)).Verdict);
+    }
 }

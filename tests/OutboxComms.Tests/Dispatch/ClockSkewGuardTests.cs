@@ -510,12 +510,54 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.False(Guard(stepped).AllowsClaims);   // its wall clock moved unlike its monotonic one
         Assert.True(Guard(other).AllowsClaims);
 
+        // To itself this reads as its host having been suspended ten minutes: it holds, recording
+        // nothing, until the other worker's measurements tell which.
+        Assert.False(await MeasureAsync(stepped));
+        Assert.Equal(1, Logged(stepped, LogLevel.Warning, OwnClockMoved));
+        Assert.Equal(0, LoggedTenMinuteStep(stepped));
+        Assert.False(await MeasureAsync(other));     // sees the step: alone against the database and the stepped worker
+        Assert.Equal(1, LoggedTenMinuteStep(other));
+        // The other marked a step of that size: the stepped worker carries its rows across it and
+        // marks it, and holds while leases taken before it may be live.
         Assert.False(await MeasureAsync(stepped));
         Assert.Equal(1, LoggedTenMinuteStep(stepped));
         Assert.Equal(1, Logged(stepped, LogLevel.Error, ApartFromClaims));
-        Assert.False(await MeasureAsync(other));     // sees the step: alone against the database and the stepped worker
-        Assert.Equal(1, LoggedTenMinuteStep(other));
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT worker_id) FROM worker_clocks WHERE database_step_ms BETWEEN 599000 AND 601000"));
         Assert.False(await MeasureAsync(stepped));   // the other's claims may still be live
+        Assert.False(await MeasureAsync(other));
+    }
+
+    private const string OwnClockMoved = "wall clock moved unlike its monotonic clock";
+
+    [Fact]
+    public async Task A_worker_whose_host_was_suspended_does_not_take_it_for_a_step_of_the_database_clock_nor_hold_the_other_workers()
+    {
+        var suspendedClock = new SkewedClock(TimeSpan.Zero);
+        await using var suspended = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], suspendedClock, ProductionLimits());
+        await using var other = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.True(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+
+        // Its host sleeps ten minutes: its monotonic clock stops, its wall clock and PostgreSQL's go on.
+        suspendedClock.Suspended(TenMinutes);
+        Assert.False(Guard(suspended).AllowsClaims);   // its wall clock moved unlike its monotonic one
+
+        // It cannot tell this from the database's clock stepping with its own: it holds and records nothing.
+        Assert.False(await MeasureAsync(suspended));
+        Assert.Equal(1, Logged(suspended, LogLevel.Warning, OwnClockMoved));
+        Assert.Equal(0, LoggedTenMinuteStep(suspended));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE database_step_ms IS NOT NULL"));
+
+        // Nothing marked, the other worker claims on; once it has measured twice since, the
+        // suspended worker knows the database's clock did not step, and claims again.
+        Assert.True(await MeasureAsync(other));
+        Assert.False(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+        Assert.True(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+        Assert.Equal(0, LoggedTenMinuteStep(suspended));
+        Assert.Equal(0, Logged(other, LogLevel.Information, "PostgreSQL's clock stepped lately"));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE abs(skew_ms) > 1000 OR database_step_ms IS NOT NULL"));
     }
 
     [Fact]
