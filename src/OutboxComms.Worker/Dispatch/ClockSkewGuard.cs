@@ -185,14 +185,19 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                     // since (so a small step is not forgotten), is judged and recorded again: a database
                     // answering slowly under load must not let every decision lapse and stop dispatch.
                     DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
-                    if (previous is null || Renewed(previous.Sample) is not { } renewed)
+                    // The slow measurement still shows a step of the database's clock beyond its own
+                    // (wider) error: the last good one is on the far side of it and cannot stand in.
+                    if (previous is null || Renewed(previous.Sample) is not { } renewed || StepView(previous, measured).Seen is not null)
                     {
                         return measured;
                     }
                     sample = renewed;
                 }
             }
-            var step = ReferenceEquals(sample, measured) ? StepView(previous, measured) : DatabaseStepView.None;
+            // A slow measurement standing in for the last good one: the step it was checked for above
+            // (none), and a mark seen at the last decision still counts, since the slow measurement was
+            // taken after it and shows no step since (the last good one is on the clock as it is now).
+            var step = ReferenceEquals(sample, measured) ? StepView(previous, measured) : new DatabaseStepView(null, previous!.StepMarksSeen);
             var workerId = settings.ResolvedWorkerId();
             if (step.Unattributed is { } moved)
             {

@@ -353,11 +353,14 @@ internal static class WorkerClocks
         """;
 
     // This worker's earlier rows, once neither live, nor holding other clocks back, nor its mark of
-    // a step that leases taken before it may outlive ($3).
+    // a step that leases taken before it may outlive ($3). None while any worker's mark of a step is
+    // that recent: a row this worker has not carried across a forward step (it has not seen it yet)
+    // has its times that much early on the database's clock as it is now, so it would look ended
+    // while the leases taken on it may be live.
     private const string ForgetOwnSql = """
         DELETE FROM worker_clocks
          WHERE worker_id = $1 AND measured_at <= clock_timestamp() - $2 AND (claims_until IS NULL OR claims_until <= clock_timestamp())
-           AND (database_step_ms IS NULL OR measured_at <= clock_timestamp() - $3)
+           AND NOT EXISTS (SELECT 1 FROM worker_clocks m WHERE m.database_step_ms IS NOT NULL AND m.measured_at > clock_timestamp() - $3)
         """;
 
     // Workers gone for a day (their processes ended: a worker's name is new at every start).

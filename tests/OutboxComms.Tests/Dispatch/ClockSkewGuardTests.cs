@@ -561,6 +561,45 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_worker_unsure_of_a_step_marks_it_on_a_slow_measurement_that_shows_no_step_since()
+    {
+        // PostgreSQL's clock stepped ten minutes forward a moment ago, and a running worker marked it.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms, database_step_ms) VALUES ('other#1', 'h-other', clock_timestamp(), 0, 1, 600000) RETURNING 1");
+
+        // A worker starting now holds at its first measurement (it cannot place it on a side of the
+        // step); its next is slow, a loaded database, but shows no step since: it marks and claims.
+        using var network = new SlowAnswersProxy(db.ConnectionString);
+        await using var starting = new WorkerHarness(network.Through(db.ConnectionString), [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.False(await MeasureAsync(starting));
+        network.AnswerDelay = TimeSpan.FromSeconds(2);
+        var slow = (await Guard(starting).MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken))!;
+        network.AnswerDelay = TimeSpan.Zero;
+        Assert.True(slow.RoundTrip > ClockSkewGuard.LongestRoundTrip, $"round trip {slow.RoundTrip}");
+        Assert.True(Guard(starting).AllowsClaims);
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT worker_id) FROM worker_clocks WHERE database_step_ms BETWEEN 599000 AND 601000"));
+    }
+
+    [Fact]
+    public async Task A_worker_keeps_its_own_rows_while_a_step_of_the_database_clock_is_recently_marked()
+    {
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.True(await MeasureAsync(worker));
+        var name = await TestData.ScalarAsync<string>(db.DataSource, "SELECT worker_id FROM worker_clocks");
+        // PostgreSQL's clock stepped ten minutes forward, another worker saw it and marked it; this
+        // one has not measured since: its row's times are ten minutes early on the clock as it is
+        // now, so its claims look ended while leases taken on it may be live.
+        await TestData.ScalarAsync<long>(db.DataSource,
+            "WITH s AS (UPDATE worker_clocks SET measured_at = measured_at - interval '10 minutes', claims_until = claims_until - interval '10 minutes' RETURNING 1) SELECT count(*) FROM s");
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms, database_step_ms) VALUES ('other#1', 'h-other', clock_timestamp(), 0, 1, 600000) RETURNING 1");
+
+        await MeasureAsync(worker);
+
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE worker_id = $1 AND claims_until < clock_timestamp()", name));
+    }
+
+    [Fact]
     public async Task Replicas_on_one_host_cast_one_vote_and_a_restarted_workers_previous_process_none()
     {
         await using var first = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TenMinutes), ProductionLimits(("Dispatch:WorkerId", "w-1")), clockHost: "host-a");
