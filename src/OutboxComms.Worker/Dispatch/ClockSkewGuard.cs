@@ -69,6 +69,13 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     // A change of the difference this worker's own clock moving may explain, until the other workers' rows tell (ClockDecision.Judge).
     private OwnClockEvent? unattributed;
 
+    // Since when (monotonic) each measurement has been compared with the one before it (none of its
+    // intervals too long to tell a step), and the steps of the database's clock it saw meanwhile:
+    // with that unbroken for as long as marks count, every recent step is one it has seen or one
+    // after its measurement (ClockDecision.Judge).
+    private long unbrokenSince;
+    private readonly List<(TimeSpan Step, long SeenAt)> stepsSeen = [];
+
     public bool Enabled => settings.MaxClockSkew > TimeSpan.Zero;
 
     /// <summary>
@@ -205,13 +212,26 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                 // Two in a row (the host suspended again): this worker's rows are as far from either footing as both.
                 unattributed = unattributed is { } pending ? moved with { Step = pending.Step + moved.Step, RoundTrips = pending.RoundTrips + moved.RoundTrips } : moved;
             }
-            step = step with { Unattributed = unattributed };
+            var claimsFor = WorkerClocks.ClaimsFor(settings.LeaseDuration);
+            if (previous is null || time.GetElapsedTime(previous.Sample.TakenAtTimestamp, measured.TakenAtTimestamp) >= claimsFor)
+            {
+                unbrokenSince = measured.TakenAtTimestamp;
+                stepsSeen.Clear();
+            }
+            // Kept twice as long as marks count: a mark's row is written after its step, and counts that long after.
+            stepsSeen.RemoveAll(s => time.GetElapsedTime(s.SeenAt) >= claimsFor * 2);
+            step = step with
+            {
+                Unattributed = unattributed,
+                SeenLately = time.GetElapsedTime(unbrokenSince, measured.TakenAtTimestamp) >= claimsFor ? [.. stepsSeen.Select(s => s.Step)] : null,
+            };
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
             var decision = await WorkerClocks.DecideAsync(connection, self, sample, limit, settings.LeaseDuration, step, forgetGone, cancellationToken);
             if (decision.CarryAcross is { } carried)
             {
                 // Seen now, or a movement of this worker's own clock that another's mark shows was one.
                 DispatchLog.DatabaseClockStepped(logger, carried.Step.TotalSeconds, workerId);
+                stepsSeen.Add((carried.Step, measured.TakenAtTimestamp));
             }
             if (decision.Recorded)
             {
@@ -284,6 +304,11 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             case ClockVerdict.ApartFromClaims when changed:
                 DispatchLog.ClockApartFromClaims(logger, workerId, (sample.Skew - decision.Apart!.Skew).TotalSeconds, decision.Apart.WorkerId, limit * 2);
                 break;
+        }
+        if (decision.RepeatedSteps is { } steps && (previous?.RepeatedSteps is null || previous.AllowsClaims != decision.AllowsClaims))
+        {
+            DispatchLog.DatabaseClockStepsRepeatedly(logger, steps.Count, string.Join(", ", steps.Select(s => s.TotalSeconds.ToString("+0.000;-0.000", System.Globalization.CultureInfo.InvariantCulture))),
+                WorkerClocks.ClaimsFor(settings.LeaseDuration), workerId, decision.AllowsClaims ? "claims: it has measured across every one of them" : "holds");
         }
         if (decision.AllowsClaims && !wasAllowed)
         {

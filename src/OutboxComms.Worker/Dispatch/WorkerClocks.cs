@@ -65,6 +65,13 @@ internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeS
 
     /// <summary>A change of the difference that this worker's own clock moving may explain, not yet told apart from a step of the database's clock.</summary>
     public OwnClockEvent? Unattributed { get; init; }
+
+    /// <summary>
+    /// The steps of the database's clock this worker has seen (and carried its rows across) while it
+    /// measured without a break for at least <see cref="WorkerClocks.ClaimsFor"/>, so every recent step
+    /// it has not seen came after its measurement; null when it has not measured that long.
+    /// </summary>
+    public IReadOnlyList<TimeSpan>? SeenLately { get; init; }
 }
 
 /// <summary>What one measurement decided, with what the logs say about it.</summary>
@@ -78,6 +85,9 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
 
     /// <summary>The step of PostgreSQL's clock this worker's earlier rows are carried across at this decision (<c>WorkerClocks.CarryAcrossSql</c>), with the round trips either side of it.</summary>
     public (TimeSpan Step, TimeSpan RoundTrips)? CarryAcross { get; init; }
+
+    /// <summary>Set when the recent marks name different steps of the database's clock: those steps.</summary>
+    public IReadOnlyList<TimeSpan>? RepeatedSteps { get; init; }
 
     /// <summary>Nothing of this decision is written (<see cref="ClockVerdict.OwnClockUnsure"/>): it holds, and its measurement may be on either side of a step of the database's clock.</summary>
     public bool Recorded => Verdict != ClockVerdict.OwnClockUnsure;
@@ -120,7 +130,12 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
     /// they are apart from it either way, for D longer when the clock stepped forward (their
     /// <c>claims_until</c> came D early). A worker that has not marked cannot tell which side its
     /// own measurement is on, and holds; so does every worker while two different steps are
-    /// recent.</item>
+    /// recent — except a worker that has measured without a break for as long as marks count and
+    /// seen every recent step itself: it is on the database's clock as it is now, and judges the
+    /// others' rows as above, a worker's counting as they are only when it has marked every one of
+    /// those steps, and those of any other worker held to twice the limit on every footing they may
+    /// be on (any of the steps it has not marked, or several). A database whose clock keeps stepping
+    /// so holds only the workers that have not measured across every step, not the fleet.</item>
     /// <item>A change of the difference in an interval in which this worker's own wall clock moved
     /// unlike its monotonic one (<see cref="OwnClockEvent"/>) is not taken for a step of the
     /// database's clock: a suspended host reads as one, and marking it would shift this worker's rows
@@ -174,14 +189,49 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
             return others.All(w => w.Count(r => r.MeasuredAt > moved.After) >= 2) ? step with { Unattributed = null } : null;
         }
         // No other host's worker to tell: either footing, as for a row not carried across a step.
-        return rows.Any(r => FarOnEitherFooting(r, sample, limit, moved.Step)) ? null : step with { Unattributed = null };
+        return rows.Any(r => Far(r, sample, limit, [moved.Step])) ? null : step with { Unattributed = null };
     }
 
-    /// <summary>A row that may be on either side of a step of the database's clock: its claims may be live and it is more than twice the limit from this clock as it is or as carried across the step.</summary>
-    private static bool FarOnEitherFooting(WorkerClock r, ClockSample sample, TimeSpan limit, TimeSpan step) =>
-        r.ClaimsLeft + Forward(step) > TimeSpan.Zero
-        && ((r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-            || (r.Skew - step - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (WorkerClocks.StepsApart / 2));
+    /// <summary>Steps of the database's clock judged at once (a footing per combination of those a row may not be carried across); with more recent than this, a worker holds.</summary>
+    private const int MostStepsJudged = 8;
+
+    private static bool Near(TimeSpan a, TimeSpan b) => (a - b).Duration() <= WorkerClocks.StepsApart;
+
+    /// <summary>
+    /// A row whose claims may be live more than twice the limit from this clock, given the steps of
+    /// the database's clock it may not be carried across (<paramref name="unmarked"/>): as it is, or
+    /// carried across any of them (in whatever order they came, its claims lasting as much longer as
+    /// the forward ones), each step's measurement adding its error.
+    /// </summary>
+    private static bool Far(WorkerClock r, ClockSample sample, TimeSpan limit, IReadOnlyList<TimeSpan> unmarked)
+    {
+        if (unmarked.Count == 0)
+        {
+            return r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r);
+        }
+        if (!(r.ClaimsLeft + unmarked.Aggregate(TimeSpan.Zero, (sum, s) => sum + Forward(s)) > TimeSpan.Zero))
+        {
+            return false;
+        }
+        for (var subset = 0; subset < 1 << unmarked.Count; subset++)
+        {
+            var carried = TimeSpan.Zero;
+            var count = 0;
+            for (var i = 0; i < unmarked.Count; i++)
+            {
+                if ((subset & (1 << i)) != 0)
+                {
+                    carried += unmarked[i];
+                    count++;
+                }
+            }
+            if ((r.Skew - carried - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (count * WorkerClocks.StepsApart / 2))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>A row of this worker's own host, whose clock is this one's: a replica beside it, or its own earlier process (a row that names no host, of a build before 0044, when it has this worker's Dispatch:WorkerId).</summary>
     private static bool OnOwnHost(WorkerClock r, WorkerClocks.Self self) => r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host;
@@ -199,15 +249,25 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
             // Carried across the step as the write will carry them (WorkerClocks.CarryAcrossSql).
             rows = [.. rows.Select(r => r.WorkerId == self.Name ? r with { Skew = r.Skew - seen, RoundTrip = r.RoundTrip + step.SeenRoundTrips, ClaimsLeft = r.ClaimsLeft + Forward(seen) } : r)];
         }
-        TimeSpan? stepped = null;
         TimeSpan? markStep = step.Seen;
-        if (marks.Count > 0)
+        // The steps each other worker may not have carried its rows across (none: its rows count as they are).
+        Func<WorkerClock, IReadOnlyList<TimeSpan>> unmarked = _ => [];
+        IReadOnlyList<TimeSpan>? repeated = null;
+        if (marks.Count > 0 && marks.Max() - marks.Min() > WorkerClocks.StepsApart)
         {
-            if (marks.Max() - marks.Min() > WorkerClocks.StepsApart)
+            repeated = marks.Order().Aggregate(new List<TimeSpan>(), (distinct, m) => { if (distinct.Count == 0 || !Near(distinct[^1], m)) { distinct.Add(m); } return distinct; });
+            List<TimeSpan>? seenLately = step.SeenLately is { } lately ? [.. lately, .. step.Seen is { } now ? [now] : Array.Empty<TimeSpan>()] : null;
+            if (seenLately is null || seenLately.Count > MostStepsJudged || !marks.All(m => seenLately.Any(s => Near(s, m))))
             {
-                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1, MarkStep: markStep);
+                // A step it has not seen itself: one after its measurement, or one before it started measuring.
+                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1, MarkStep: markStep) { RepeatedSteps = repeated };
             }
-            stepped = marks[0];
+            var marksOf = rows.Where(r => r.DatabaseStep is not null).ToLookup(r => r.WorkerId, r => r.DatabaseStep!.Value);
+            unmarked = r => r.WorkerId == self.Name ? [] : [.. seenLately.Where(s => !marksOf[r.WorkerId].Any(m => Near(m, s)))];
+        }
+        else if (marks.Count > 0)
+        {
+            var stepped = marks[0];
             var selfMarked = step.Seen is not null || rows.Any(r => r.WorkerId == self.Name && r.DatabaseStep is not null);
             if (!selfMarked && step.MarkedBefore)
             {
@@ -218,9 +278,10 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
             {
                 return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1);
             }
+            var marked = rows.Where(r => r.DatabaseStep is not null).Select(r => r.WorkerId).Append(self.Name).ToHashSet();
+            unmarked = r => marked.Contains(r.WorkerId) ? [] : [stepped];
         }
-        var marked = stepped is null ? null : rows.Where(r => r.DatabaseStep is not null).Select(r => r.WorkerId).Append(self.Name).ToHashSet();
-        bool Sure(WorkerClock r) => marked is null || marked.Contains(r.WorkerId);
+        bool Sure(WorkerClock r) => unmarked(r).Count == 0;
 
         var agreesWithDatabase = sample.Skew.Duration() - (sample.RoundTrip / 2) <= limit;
         // One vote per host: the latest live row of each, rows of this worker's own host left out
@@ -238,22 +299,20 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
         var agreesWithWorkers = agreeing >= 2 && agreeing * 2 > live && sample.RoundTrip <= ClockSkewGuard.LongestRoundTrip;
         if (!agreesWithDatabase && !agreesWithWorkers)
         {
-            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live, MarkStep: markStep);
+            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live, MarkStep: markStep) { RepeatedSteps = repeated };
         }
         // A row carried across a step of the database's clock is off by more than a measurement is
         // (its round trip records how much), and a row that may be on the far side of a step, by
         // as much as the step's measurement: the margin for two claiming clocks stays what the
         // limit's validation allows for (DispatchOptions.ClockErrorPerSide).
         var apart = rows
-            .Where(r => Sure(r)
-                ? r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-                : FarOnEitherFooting(r, sample, limit, stepped!.Value))
+            .Where(r => Far(r, sample, limit, unmarked(r)))
             .MaxBy(r => (r.Skew - sample.Skew).Duration());
         if (apart is not null)
         {
-            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart, markStep);
+            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart, markStep) { RepeatedSteps = repeated };
         }
-        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live, MarkStep: markStep);
+        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live, MarkStep: markStep) { RepeatedSteps = repeated };
     }
 
     /// <summary>How far a row may be off beyond the <see cref="DispatchOptions.ClockMeasurementError"/> every measurement is allowed (a row carried across a step of the database's clock).</summary>

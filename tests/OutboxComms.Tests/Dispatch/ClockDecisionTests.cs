@@ -229,4 +229,29 @@ public sealed class ClockDecisionTests
         // A movement within twice the limit leaves no claim far on either reading.
         Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), OwnClockMoved(after, TimeSpan.FromSeconds(3)), Running("self", 0, claims: true)).Verdict);
     }
+
+    private static readonly TimeSpan FiveMinutes = TimeSpan.FromMinutes(5);
+
+    /// <summary>This worker has measured without a break for as long as marks count, and seen these steps itself.</summary>
+    private static DatabaseStepView SeenLately(params TimeSpan[] steps) => DatabaseStepView.None with { SeenLately = steps };
+
+    [Fact]
+    public void A_worker_that_saw_every_recent_step_itself_claims_while_the_database_clock_keeps_stepping_and_holds_for_rows_not_carried_across_all_of_them()
+    {
+        // The database's clock stepped ten minutes forward, then five back; another worker marked both.
+        var both = new[] { Running("a", 0) with { DatabaseStep = TenMinutes }, Running("a", 0) with { DatabaseStep = -FiveMinutes } };
+        // A worker that has not seen both itself (it started since, or it has not measured that long) holds, as before.
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), DatabaseStepView.None, both).Verdict);
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), SeenLately(TenMinutes), both).Verdict);
+        var decision = Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), both);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, decision.Verdict);
+        Assert.Equal(2, decision.RepeatedSteps!.Count);
+        // A worker that marked only the first: its rows may be on either side of the second (five minutes off), or both.
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("b", 0, claims: true) with { DatabaseStep = TenMinutes }]).Verdict);
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("c", 0, claims: true)]).Verdict);
+        // ...and does not vote: two of three agree only with it.
+        Assert.Equal(ClockVerdict.Skewed, Decide(Sample(600), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("b", 600) with { DatabaseStep = TenMinutes }]).Verdict);
+        // A step it has not seen (after its measurement) holds it.
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("d", 0) with { DatabaseStep = TimeSpan.FromMinutes(2) }]).Verdict);
+    }
 }
