@@ -206,11 +206,14 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             // taken after it and shows no step since (the last good one is on the clock as it is now).
             var step = ReferenceEquals(sample, measured) ? StepView(previous, measured) : new DatabaseStepView(null, previous!.StepMarksSeen);
             var workerId = settings.ResolvedWorkerId();
+            // Kept only once a decision has been made on it (a failed one leaves the last decision,
+            // and the next measurement sees the same movement again).
+            var pending = unattributed;
             if (step.Unattributed is { } moved)
             {
                 DispatchLog.OwnClockMovedWithDifference(logger, workerId, moved.Step.TotalSeconds);
                 // Two in a row (the host suspended again): this worker's rows are as far from either footing as both.
-                unattributed = unattributed is { } pending ? moved with { Step = pending.Step + moved.Step, RoundTrips = pending.RoundTrips + moved.RoundTrips } : moved;
+                pending = pending is { } earlier ? moved with { Step = earlier.Step + moved.Step, RoundTrips = earlier.RoundTrips + moved.RoundTrips } : moved;
             }
             var claimsFor = WorkerClocks.ClaimsFor(settings.LeaseDuration);
             if (previous is null || time.GetElapsedTime(previous.Sample.TakenAtTimestamp, measured.TakenAtTimestamp) >= claimsFor)
@@ -222,7 +225,7 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             stepsSeen.RemoveAll(s => time.GetElapsedTime(s.SeenAt) >= claimsFor * 2);
             step = step with
             {
-                Unattributed = unattributed,
+                Unattributed = pending,
                 SeenLately = time.GetElapsedTime(unbrokenSince, measured.TakenAtTimestamp) >= claimsFor ? [.. stepsSeen.Select(s => s.Step)] : null,
             };
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
@@ -233,9 +236,9 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                 DispatchLog.DatabaseClockStepped(logger, carried.Step.TotalSeconds, workerId);
                 stepsSeen.Add((carried.Step, measured.TakenAtTimestamp));
             }
+            unattributed = decision.Recorded ? null : pending;
             if (decision.Recorded)
             {
-                unattributed = null;
                 if (forgetGone)
                 {
                     forgotten = true;
