@@ -66,6 +66,16 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
     private long failureLoggedTimestamp;
     private ClockDecision? lapseLogged;
 
+    // A change of the difference this worker's own clock moving may explain, until the other workers' rows tell (ClockDecision.Judge).
+    private OwnClockEvent? unattributed;
+
+    // Since when (monotonic) each measurement has been compared with the one before it (none of its
+    // intervals too long to tell a step), and the steps of the database's clock it saw meanwhile:
+    // with that unbroken for as long as marks count, every recent step is one it has seen or one
+    // after its measurement (ClockDecision.Judge).
+    private long unbrokenSince;
+    private readonly List<(TimeSpan Step, long SeenAt)> stepsSeen = [];
+
     public bool Enabled => settings.MaxClockSkew > TimeSpan.Zero;
 
     /// <summary>
@@ -182,24 +192,58 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
                     // since (so a small step is not forgotten), is judged and recorded again: a database
                     // answering slowly under load must not let every decision lapse and stop dispatch.
                     DispatchLog.ClockSampleTooSlow(logger, previous is null ? LogLevel.Warning : LogLevel.Debug, sample.RoundTrip, LongestRoundTrip);
-                    if (previous is null || Renewed(previous.Sample) is not { } renewed)
+                    // The slow measurement still shows a step of the database's clock beyond its own
+                    // (wider) error: the last good one is on the far side of it and cannot stand in.
+                    if (previous is null || Renewed(previous.Sample) is not { } renewed || StepView(previous, measured).Seen is not null)
                     {
                         return measured;
                     }
                     sample = renewed;
                 }
             }
-            var step = StepView(previous, ReferenceEquals(sample, measured) ? measured : null);
-            if (step.Seen is { } seen)
+            // A slow measurement standing in for the last good one: the step it was checked for above
+            // (none), and a mark seen at the last decision still counts, since the slow measurement was
+            // taken after it and shows no step since (the last good one is on the clock as it is now).
+            var step = ReferenceEquals(sample, measured) ? StepView(previous, measured) : new DatabaseStepView(null, previous!.StepMarksSeen);
+            var workerId = settings.ResolvedWorkerId();
+            // Kept only once a decision has been made on it (a failed one leaves the last decision,
+            // and the next measurement sees the same movement again).
+            var pending = unattributed;
+            if (step.Unattributed is { } moved)
             {
-                DispatchLog.DatabaseClockStepped(logger, seen.TotalSeconds, settings.ResolvedWorkerId());
+                DispatchLog.OwnClockMovedWithDifference(logger, workerId, moved.Step.TotalSeconds);
+                // Two in a row (the host suspended again): this worker's rows are as far from either footing as both.
+                pending = pending is { } earlier ? moved with { Step = earlier.Step + moved.Step, RoundTrips = earlier.RoundTrips + moved.RoundTrips } : moved;
             }
+            var claimsFor = WorkerClocks.ClaimsFor(settings.LeaseDuration);
+            if (previous is null || time.GetElapsedTime(previous.Sample.TakenAtTimestamp, measured.TakenAtTimestamp) >= claimsFor)
+            {
+                unbrokenSince = measured.TakenAtTimestamp;
+                stepsSeen.Clear();
+            }
+            // Kept twice as long as marks count: a mark's row is written after its step, and counts that long after.
+            stepsSeen.RemoveAll(s => time.GetElapsedTime(s.SeenAt) >= claimsFor * 2);
+            step = step with
+            {
+                Unattributed = pending,
+                SeenLately = time.GetElapsedTime(unbrokenSince, measured.TakenAtTimestamp) >= claimsFor ? [.. stepsSeen.Select(s => s.Step)] : null,
+            };
             var forgetGone = !forgotten || time.GetElapsedTime(lastForgetTimestamp) >= ForgetGoneEvery;
             var decision = await WorkerClocks.DecideAsync(connection, self, sample, limit, settings.LeaseDuration, step, forgetGone, cancellationToken);
-            if (forgetGone)
+            if (decision.CarryAcross is { } carried)
             {
-                forgotten = true;
-                lastForgetTimestamp = time.GetTimestamp();
+                // Seen now, or a movement of this worker's own clock that another's mark shows was one.
+                DispatchLog.DatabaseClockStepped(logger, carried.Step.TotalSeconds, workerId);
+                stepsSeen.Add((carried.Step, measured.TakenAtTimestamp));
+            }
+            unattributed = decision.Recorded ? null : pending;
+            if (decision.Recorded)
+            {
+                if (forgetGone)
+                {
+                    forgotten = true;
+                    lastForgetTimestamp = time.GetTimestamp();
+                }
             }
             Decided(decision, previous);
             return measured;
@@ -258,9 +302,16 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
             case ClockVerdict.DatabaseStepUnsure when changed:
                 DispatchLog.DatabaseStepUnsure(logger, workerId);
                 break;
+            case ClockVerdict.OwnClockUnsure:
+                break;   // said with the movement (DispatchLog.OwnClockMovedWithDifference)
             case ClockVerdict.ApartFromClaims when changed:
                 DispatchLog.ClockApartFromClaims(logger, workerId, (sample.Skew - decision.Apart!.Skew).TotalSeconds, decision.Apart.WorkerId, limit * 2);
                 break;
+        }
+        if (decision.RepeatedSteps is { } steps && (previous?.RepeatedSteps is null || previous.AllowsClaims != decision.AllowsClaims))
+        {
+            DispatchLog.DatabaseClockStepsRepeatedly(logger, steps.Count, string.Join(", ", steps.Select(s => s.TotalSeconds.ToString("+0.000;-0.000", System.Globalization.CultureInfo.InvariantCulture))),
+                WorkerClocks.ClaimsFor(settings.LeaseDuration), workerId, decision.AllowsClaims ? "claims: it has measured across every one of them" : "holds");
         }
         if (decision.AllowsClaims && !wasAllowed)
         {
@@ -271,27 +322,41 @@ internal sealed class ClockSkewGuard(NpgsqlDataSource dataSource, DispatchSignal
 
     /// <summary>
     /// What this measurement shows of a step of PostgreSQL's clock since the last one that counted
-    /// (<paramref name="measured"/> null: none was taken, the last good one stands in). Between two
-    /// measurements the skew moves as this worker's wall clock moves unlike its monotonic one; a
-    /// difference beyond <see cref="WorkerClocks.StepAllowance"/> and the two measurements' errors
-    /// (half of each round trip) is the database's clock having stepped, by minus the difference.
-    /// Asked only while leases taken on the last one may be live (after that its rows no longer
-    /// matter, and a clock's slow drift over a long outage is not taken for a step).
+    /// <paramref name="measured"/>. Between two measurements the skew moves as this worker's wall
+    /// clock moves unlike its monotonic one; a difference beyond <see cref="WorkerClocks.StepAllowance"/>
+    /// and the two measurements' errors (half of each round trip) is the database's clock having
+    /// stepped, by minus the difference — when this worker's wall and monotonic clocks agreed over
+    /// the interval (within <see cref="WorkerClocks.StepAllowance"/>). When they did not, the monotonic
+    /// clock may be the one that moved (a suspended host: it stops, the wall clock does not), which
+    /// reads exactly as the database's clock stepping with this worker's: not taken for a step, it
+    /// is left <see cref="DatabaseStepView.Unattributed"/> for the other workers' rows to tell, as
+    /// <see cref="SetSince"/> holds claims at once for the same movement. Asked only while leases
+    /// taken on the last one may be live (after that its rows no longer matter, and a clock's slow
+    /// drift over a long outage is not taken for a step).
     /// </summary>
-    internal DatabaseStepView StepView(ClockDecision? previous, ClockSample? measured)
+    internal DatabaseStepView StepView(ClockDecision? previous, ClockSample measured)
     {
+        ArgumentNullException.ThrowIfNull(measured);
         if (previous is null)
         {
             return DatabaseStepView.None;
         }
         var earlier = previous.Sample;
-        if (measured is not null && time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp) < WorkerClocks.ClaimsFor(settings.LeaseDuration))
+        if (time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp) < WorkerClocks.ClaimsFor(settings.LeaseDuration))
         {
             var ownMovement = measured.TakenAt - earlier.TakenAt - time.GetElapsedTime(earlier.TakenAtTimestamp, measured.TakenAtTimestamp);
             var databaseStep = earlier.Skew + ownMovement - measured.Skew;
-            return databaseStep.Duration() > WorkerClocks.StepAllowance + ((earlier.RoundTrip + measured.RoundTrip) / 2)
-                ? new DatabaseStepView(databaseStep, false, earlier.RoundTrip + measured.RoundTrip)
-                : new DatabaseStepView(null, previous.StepMarksSeen);
+            if (databaseStep.Duration() <= WorkerClocks.StepAllowance + ((earlier.RoundTrip + measured.RoundTrip) / 2))
+            {
+                return new DatabaseStepView(null, previous.StepMarksSeen);
+            }
+            if (ownMovement.Duration() > WorkerClocks.StepAllowance)
+            {
+                // PostgreSQL's time by which the measurement was over: its reading, plus half the round trip.
+                var after = measured.TakenAt + measured.RoundTrip - measured.Skew;
+                return new DatabaseStepView(null, false) { Unattributed = new OwnClockEvent(databaseStep, after, earlier.RoundTrip + measured.RoundTrip) };
+            }
+            return new DatabaseStepView(databaseStep, false, earlier.RoundTrip + measured.RoundTrip);
         }
         return DatabaseStepView.None;
     }

@@ -104,6 +104,12 @@ internal static partial class DispatchLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL's clock stepped by {StepSeconds:+0.000;-0.000} s between two of worker {WorkerId}'s measurements (the database's moved unlike this worker's clock): its earlier rows in worker_clocks are carried across the step, and until every worker whose leases may be live has measured again, rows not yet carried hold the workers they may be far from. Keep the database host's clock on NTP with slewing, not stepping")]
     public static partial void DatabaseClockStepped(ILogger logger, double stepSeconds, string workerId);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "PostgreSQL's clock stepped {Count} different times within {Window} ({Steps} s): a worker's rows count only once it has marked every one of those steps, and a worker that has not measured across each of them itself, without a break, holds; worker {WorkerId} {Outcome}. Fix the database host's time sync (two time sources stepping it back and forth stop dispatch)")]
+    public static partial void DatabaseClockStepsRepeatedly(ILogger logger, int count, string steps, TimeSpan window, string workerId, string outcome);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {WorkerId}'s wall clock moved unlike its monotonic clock between two measurements, and its difference from PostgreSQL's clock did not move with it ({StepSeconds:+0.000;-0.000} s unexplained): its host was suspended, or its clock stepped together with the database host's. Not taken for a step of PostgreSQL's clock; the worker holds its claims, recording nothing, until the other workers' measurements tell which (within about a minute; with no worker on another host, while leases taken before may be live on either reading)")]
+    public static partial void OwnClockMovedWithDifference(ILogger logger, string workerId, double stepSeconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Worker {WorkerId} holds its claims: PostgreSQL's clock stepped lately and its measurement cannot yet be placed on one side of the step (or two steps are recent); it measures again within 5 s")]
     public static partial void DatabaseStepUnsure(ILogger logger, string workerId);
 

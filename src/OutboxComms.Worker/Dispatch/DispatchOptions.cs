@@ -93,7 +93,10 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>
     /// How far a claiming clock may be from what its row says, a side: a measurement's error, and a
     /// step of its wall clock under the 0.5 s that stops claims at once (WorkerClocks.StepAllowance),
-    /// unseen until the next measurement.
+    /// unseen until the next measurement. Not in it: a step of PostgreSQL's clock too small to be
+    /// seen (up to StepAllowance plus half of two round trips, 1.5 s), several of which add up while
+    /// leases may be live; adding even one would leave a 4 s ShutdownGrace no limit at all
+    /// ((0 + 2.5 s) × 2 > 4 s). README, Clocks, Known limits, says so.
     /// </summary>
     public static readonly TimeSpan ClockErrorPerSide = ClockMeasurementError + ClockMeasurementError;
 

@@ -32,7 +32,28 @@ internal enum ClockVerdict
 
     /// <summary>PostgreSQL's clock stepped lately and this worker cannot yet tell which side of the step its own measurements are on (or two steps are recent): holds.</summary>
     DatabaseStepUnsure,
+
+    /// <summary>
+    /// This worker's wall clock moved unlike its monotonic one between its last two measurements
+    /// while its difference from PostgreSQL's did not move with it: its host was suspended (the
+    /// monotonic clock stopped), or its clock stepped together with the database's (the same host).
+    /// It holds, and records nothing, until the other workers' measurements tell which (see <see cref="OwnClockEvent"/>).
+    /// </summary>
+    OwnClockUnsure,
 }
+
+/// <summary>
+/// A change of this worker's difference from PostgreSQL's clock, by minus <paramref name="Step"/>,
+/// in a measurement interval in which its own wall clock moved unlike its monotonic one beyond
+/// <see cref="WorkerClocks.StepAllowance"/>. From this worker's measurements alone it is either the
+/// database's clock stepping by <paramref name="Step"/> together with this worker's (a worker on the
+/// database's host) or this worker's monotonic clock pausing for as long (a suspended host or VM,
+/// the database's clock unmoved). It is not taken for a step of the database's clock: the other
+/// workers' rows tell (<see cref="ClockDecision.Judge"/>).
+/// </summary>
+/// <param name="After">PostgreSQL's time (on its clock as it is since) by which the measurement was over: a row measured later is on that clock.</param>
+/// <param name="RoundTrips">The round trips of the two measurements either side of it: <paramref name="Step"/> is off by up to half of them.</param>
+internal sealed record OwnClockEvent(TimeSpan Step, DateTimeOffset After, TimeSpan RoundTrips);
 
 /// <summary>What this worker knows, at one decision, of a step of PostgreSQL's clock (see <see cref="ClockDecision.Judge"/>).</summary>
 /// <param name="Seen">A step this worker's own measurements show since its last one (forward positive): its earlier rows are carried across it.</param>
@@ -41,6 +62,16 @@ internal enum ClockVerdict
 internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeSpan SeenRoundTrips = default)
 {
     public static readonly DatabaseStepView None = new(null, false);
+
+    /// <summary>A change of the difference that this worker's own clock moving may explain, not yet told apart from a step of the database's clock.</summary>
+    public OwnClockEvent? Unattributed { get; init; }
+
+    /// <summary>
+    /// The steps of the database's clock this worker has seen (and carried its rows across) while it
+    /// measured without a break for at least <see cref="WorkerClocks.ClaimsFor"/>, so every recent step
+    /// it has not seen came after its measurement; null when it has not measured that long.
+    /// </summary>
+    public IReadOnlyList<TimeSpan>? SeenLately { get; init; }
 }
 
 /// <summary>What one measurement decided, with what the logs say about it.</summary>
@@ -51,6 +82,15 @@ internal sealed record DatabaseStepView(TimeSpan? Seen, bool MarkedBefore, TimeS
 internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, int Agreeing, int Live, WorkerClock? Apart = null, TimeSpan? MarkStep = null)
 {
     public bool AllowsClaims => Verdict is ClockVerdict.AgreesWithDatabase or ClockVerdict.AgreesWithWorkers;
+
+    /// <summary>The step of PostgreSQL's clock this worker's earlier rows are carried across at this decision (<c>WorkerClocks.CarryAcrossSql</c>), with the round trips either side of it.</summary>
+    public (TimeSpan Step, TimeSpan RoundTrips)? CarryAcross { get; init; }
+
+    /// <summary>Set when the recent marks name different steps of the database's clock: those steps.</summary>
+    public IReadOnlyList<TimeSpan>? RepeatedSteps { get; init; }
+
+    /// <summary>Nothing of this decision is written (<see cref="ClockVerdict.OwnClockUnsure"/>): it holds, and its measurement may be on either side of a step of the database's clock.</summary>
+    public bool Recorded => Verdict != ClockVerdict.OwnClockUnsure;
 
     /// <summary>Marks of a recent step of PostgreSQL's clock were read (or made) at this decision: a measurement after it that sees no step is on the database's clock as it is since.</summary>
     public bool StepMarksSeen { get; init; }
@@ -90,15 +130,111 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
     /// they are apart from it either way, for D longer when the clock stepped forward (their
     /// <c>claims_until</c> came D early). A worker that has not marked cannot tell which side its
     /// own measurement is on, and holds; so does every worker while two different steps are
-    /// recent.</item>
+    /// recent — except a worker that has measured without a break for as long as marks count and
+    /// seen every recent step itself: it is on the database's clock as it is now, and judges the
+    /// others' rows as above, a worker's counting as they are only when it has marked every one of
+    /// those steps, and those of any other worker held to twice the limit on every footing they may
+    /// be on (any of the steps it has not marked, or several). A database whose clock keeps stepping
+    /// so holds only the workers that have not measured across every step, not the fleet.</item>
+    /// <item>A change of the difference in an interval in which this worker's own wall clock moved
+    /// unlike its monotonic one (<see cref="OwnClockEvent"/>) is not taken for a step of the
+    /// database's clock: a suspended host reads as one, and marking it would shift this worker's rows
+    /// wrongly and hold every other worker. Nor is it ignored: a worker on the database's host whose
+    /// clock stepped with the database's reads the same, and its clock is then that far from the
+    /// clocks the others' leases were taken on. It holds, writing nothing (so none of its rows is on
+    /// the far side of the step), until the rows tell: another worker has marked a step of that size
+    /// (the database's clock did step: it carries its rows across it and marks, as a worker that saw
+    /// the step would); or each live worker of another host has measured twice since (the second
+    /// measurement was taken after the first was written, so after this one: a step before it would
+    /// have been seen and marked) and none marked it (its monotonic clock paused: it decides as
+    /// usual). With no live worker of another host to tell, it holds while any row whose claims may
+    /// be live is more than twice the limit from it on either footing, as for a row not carried
+    /// across a step, and then decides as usual.</item>
     /// </list>
     /// </summary>
     public static ClockDecision Judge(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
     {
+        ArgumentNullException.ThrowIfNull(self);
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(step);
-        return JudgeAcrossSteps(sample, self, rows, limit, step) with { StepMarksSeen = step.Seen is not null || rows.Any(r => r.DatabaseStep is not null) };
+        if (step.Unattributed is { } moved)
+        {
+            if (Attributed(sample, self, rows, limit, step, moved) is not { } told)
+            {
+                return new ClockDecision(sample, ClockVerdict.OwnClockUnsure, 1, 1) { StepMarksSeen = rows.Any(r => r.DatabaseStep is not null) };
+            }
+            step = told;
+        }
+        return JudgeAcrossSteps(sample, self, rows, limit, step) with
+        {
+            StepMarksSeen = step.Seen is not null || rows.Any(r => r.DatabaseStep is not null),
+            CarryAcross = step.Seen is { } seen ? (seen, step.SeenRoundTrips) : null,
+        };
     }
+
+    /// <summary>
+    /// What the rows tell of <paramref name="moved"/> (see <see cref="Judge"/>): a step of the database's
+    /// clock, carried with any seen since; none; or null, not yet.
+    /// </summary>
+    private static DatabaseStepView? Attributed(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step, OwnClockEvent moved)
+    {
+        bool OfIt(TimeSpan? mark) => mark is { } m && (m - moved.Step).Duration() <= WorkerClocks.StepsApart;
+        if (rows.Any(r => r.WorkerId != self.Name && OfIt(r.DatabaseStep)) && !rows.Any(r => r.WorkerId == self.Name && OfIt(r.DatabaseStep)))
+        {
+            return step with { Seen = moved.Step + (step.Seen ?? TimeSpan.Zero), SeenRoundTrips = moved.RoundTrips + step.SeenRoundTrips, Unattributed = null };
+        }
+        var others = rows.Where(r => r.Live && r.WorkerId != self.Name && !OnOwnHost(r, self)).GroupBy(r => r.WorkerId).ToList();
+        if (others.Count > 0)
+        {
+            return others.All(w => w.Count(r => r.MeasuredAt > moved.After) >= 2) ? step with { Unattributed = null } : null;
+        }
+        // No other host's worker to tell: either footing, as for a row not carried across a step.
+        return rows.Any(r => Far(r, sample, limit, [moved.Step])) ? null : step with { Unattributed = null };
+    }
+
+    /// <summary>Steps of the database's clock judged at once (a footing per combination of those a row may not be carried across); with more recent than this, a worker holds.</summary>
+    private const int MostStepsJudged = 8;
+
+    private static bool Near(TimeSpan a, TimeSpan b) => (a - b).Duration() <= WorkerClocks.StepsApart;
+
+    /// <summary>
+    /// A row whose claims may be live more than twice the limit from this clock, given the steps of
+    /// the database's clock it may not be carried across (<paramref name="unmarked"/>): as it is, or
+    /// carried across any of them (in whatever order they came, its claims lasting as much longer as
+    /// the forward ones), each step's measurement adding its error.
+    /// </summary>
+    private static bool Far(WorkerClock r, ClockSample sample, TimeSpan limit, IReadOnlyList<TimeSpan> unmarked)
+    {
+        if (unmarked.Count == 0)
+        {
+            return r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r);
+        }
+        if (!(r.ClaimsLeft + unmarked.Aggregate(TimeSpan.Zero, (sum, s) => sum + Forward(s)) > TimeSpan.Zero))
+        {
+            return false;
+        }
+        for (var subset = 0; subset < 1 << unmarked.Count; subset++)
+        {
+            var carried = TimeSpan.Zero;
+            var count = 0;
+            for (var i = 0; i < unmarked.Count; i++)
+            {
+                if ((subset & (1 << i)) != 0)
+                {
+                    carried += unmarked[i];
+                    count++;
+                }
+            }
+            if ((r.Skew - carried - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (count * WorkerClocks.StepsApart / 2))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>A row of this worker's own host, whose clock is this one's: a replica beside it, or its own earlier process (a row that names no host, of a build before 0044, when it has this worker's Dispatch:WorkerId).</summary>
+    private static bool OnOwnHost(WorkerClock r, WorkerClocks.Self self) => r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host;
 
     private static ClockDecision JudgeAcrossSteps(ClockSample sample, WorkerClocks.Self self, IReadOnlyCollection<WorkerClock> rows, TimeSpan limit, DatabaseStepView step)
     {
@@ -113,15 +249,25 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
             // Carried across the step as the write will carry them (WorkerClocks.CarryAcrossSql).
             rows = [.. rows.Select(r => r.WorkerId == self.Name ? r with { Skew = r.Skew - seen, RoundTrip = r.RoundTrip + step.SeenRoundTrips, ClaimsLeft = r.ClaimsLeft + Forward(seen) } : r)];
         }
-        TimeSpan? stepped = null;
         TimeSpan? markStep = step.Seen;
-        if (marks.Count > 0)
+        // The steps each other worker may not have carried its rows across (none: its rows count as they are).
+        Func<WorkerClock, IReadOnlyList<TimeSpan>> unmarked = _ => [];
+        IReadOnlyList<TimeSpan>? repeated = null;
+        if (marks.Count > 0 && marks.Max() - marks.Min() > WorkerClocks.StepsApart)
         {
-            if (marks.Max() - marks.Min() > WorkerClocks.StepsApart)
+            repeated = marks.Order().Aggregate(new List<TimeSpan>(), (distinct, m) => { if (distinct.Count == 0 || !Near(distinct[^1], m)) { distinct.Add(m); } return distinct; });
+            List<TimeSpan>? seenLately = step.SeenLately is { } lately ? [.. lately, .. step.Seen is { } now ? [now] : Array.Empty<TimeSpan>()] : null;
+            if (seenLately is null || seenLately.Count > MostStepsJudged || !marks.All(m => seenLately.Any(s => Near(s, m))))
             {
-                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1, MarkStep: markStep);
+                // A step it has not seen itself: one after its measurement, or one before it started measuring.
+                return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1, MarkStep: markStep) { RepeatedSteps = repeated };
             }
-            stepped = marks[0];
+            var marksOf = rows.Where(r => r.DatabaseStep is not null).ToLookup(r => r.WorkerId, r => r.DatabaseStep!.Value);
+            unmarked = r => r.WorkerId == self.Name ? [] : [.. seenLately.Where(s => !marksOf[r.WorkerId].Any(m => Near(m, s)))];
+        }
+        else if (marks.Count > 0)
+        {
+            var stepped = marks[0];
             var selfMarked = step.Seen is not null || rows.Any(r => r.WorkerId == self.Name && r.DatabaseStep is not null);
             if (!selfMarked && step.MarkedBefore)
             {
@@ -132,16 +278,17 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
             {
                 return new ClockDecision(sample, ClockVerdict.DatabaseStepUnsure, 1, 1);
             }
+            var marked = rows.Where(r => r.DatabaseStep is not null).Select(r => r.WorkerId).Append(self.Name).ToHashSet();
+            unmarked = r => marked.Contains(r.WorkerId) ? [] : [stepped];
         }
-        var marked = stepped is null ? null : rows.Where(r => r.DatabaseStep is not null).Select(r => r.WorkerId).Append(self.Name).ToHashSet();
-        bool Sure(WorkerClock r) => marked is null || marked.Contains(r.WorkerId);
+        bool Sure(WorkerClock r) => unmarked(r).Count == 0;
 
         var agreesWithDatabase = sample.Skew.Duration() - (sample.RoundTrip / 2) <= limit;
         // One vote per host: the latest live row of each, rows of this worker's own host left out
         // (its clock is this one's: it votes through this worker), and a row that names no host (a
         // build before 0044) of this worker's own Dispatch:WorkerId too, as its earlier process's may.
         var peers = rows
-            .Where(r => r.Live && r.WorkerId != self.Name && Sure(r) && !(r.Host is null ? r.DispatchId == self.DispatchId : r.Host == self.Host))
+            .Where(r => r.Live && r.WorkerId != self.Name && Sure(r) && !OnOwnHost(r, self))
             .GroupBy(r => r.Host ?? "\0" + r.WorkerId)
             .Select(g => g.MaxBy(r => r.MeasuredAt)!)
             .ToList();
@@ -152,24 +299,20 @@ internal sealed record ClockDecision(ClockSample Sample, ClockVerdict Verdict, i
         var agreesWithWorkers = agreeing >= 2 && agreeing * 2 > live && sample.RoundTrip <= ClockSkewGuard.LongestRoundTrip;
         if (!agreesWithDatabase && !agreesWithWorkers)
         {
-            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live, MarkStep: markStep);
+            return new ClockDecision(sample, ClockVerdict.Skewed, agreeing, live, MarkStep: markStep) { RepeatedSteps = repeated };
         }
         // A row carried across a step of the database's clock is off by more than a measurement is
         // (its round trip records how much), and a row that may be on the far side of a step, by
         // as much as the step's measurement: the margin for two claiming clocks stays what the
         // limit's validation allows for (DispatchOptions.ClockErrorPerSide).
         var apart = rows
-            .Where(r => Sure(r)
-                ? r.ClaimsLive && (r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-                : r.ClaimsLeft + Forward(stepped!.Value) > TimeSpan.Zero
-                    && ((r.Skew - sample.Skew).Duration() > (limit * 2) - ExtraError(r)
-                        || (r.Skew - stepped.Value - sample.Skew).Duration() > (limit * 2) - ExtraError(r) - (WorkerClocks.StepsApart / 2)))
+            .Where(r => Far(r, sample, limit, unmarked(r)))
             .MaxBy(r => (r.Skew - sample.Skew).Duration());
         if (apart is not null)
         {
-            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart, markStep);
+            return new ClockDecision(sample, ClockVerdict.ApartFromClaims, agreeing, live, apart, markStep) { RepeatedSteps = repeated };
         }
-        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live, MarkStep: markStep);
+        return new ClockDecision(sample, agreesWithDatabase ? ClockVerdict.AgreesWithDatabase : ClockVerdict.AgreesWithWorkers, agreeing, live, MarkStep: markStep) { RepeatedSteps = repeated };
     }
 
     /// <summary>How far a row may be off beyond the <see cref="DispatchOptions.ClockMeasurementError"/> every measurement is allowed (a row carried across a step of the database's clock).</summary>
@@ -269,11 +412,14 @@ internal static class WorkerClocks
         """;
 
     // This worker's earlier rows, once neither live, nor holding other clocks back, nor its mark of
-    // a step that leases taken before it may outlive ($3).
+    // a step that leases taken before it may outlive ($3). None while any worker's mark of a step is
+    // that recent: a row this worker has not carried across a forward step (it has not seen it yet)
+    // has its times that much early on the database's clock as it is now, so it would look ended
+    // while the leases taken on it may be live.
     private const string ForgetOwnSql = """
         DELETE FROM worker_clocks
          WHERE worker_id = $1 AND measured_at <= clock_timestamp() - $2 AND (claims_until IS NULL OR claims_until <= clock_timestamp())
-           AND (database_step_ms IS NULL OR measured_at <= clock_timestamp() - $3)
+           AND NOT EXISTS (SELECT 1 FROM worker_clocks m WHERE m.database_step_ms IS NOT NULL AND m.measured_at > clock_timestamp() - $3)
         """;
 
     // Workers gone for a day (their processes ended: a worker's name is new at every start).
@@ -324,18 +470,23 @@ internal static class WorkerClocks
             }
         }
         var decision = ClockDecision.Judge(sample, self, rows, limit, step);
+        if (!decision.Recorded)
+        {
+            await transaction.CommitAsync(cancellationToken);
+            return decision;
+        }
         await using (var write = new NpgsqlBatch(connection, transaction))
         {
-            if (step.Seen is { } seen)
+            if (decision.CarryAcross is { } carry)
             {
                 write.BatchCommands.Add(new NpgsqlBatchCommand(CarryAcrossSql)
                 {
                     Parameters =
                     {
                         new NpgsqlParameter<string> { TypedValue = self.Name },
-                        new NpgsqlParameter<double> { TypedValue = seen.TotalMilliseconds },
-                        new NpgsqlParameter<TimeSpan> { TypedValue = seen },
-                        new NpgsqlParameter<double> { TypedValue = step.SeenRoundTrips.TotalMilliseconds },
+                        new NpgsqlParameter<double> { TypedValue = carry.Step.TotalMilliseconds },
+                        new NpgsqlParameter<TimeSpan> { TypedValue = carry.Step },
+                        new NpgsqlParameter<double> { TypedValue = carry.RoundTrips.TotalMilliseconds },
                     },
                 });
             }

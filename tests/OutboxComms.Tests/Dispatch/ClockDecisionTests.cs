@@ -187,4 +187,71 @@ public sealed class ClockDecisionTests
         Assert.Equal(ClockVerdict.ApartFromClaims, carried.Verdict);
         Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), new DatabaseStepView(TimeSpan.FromSeconds(-9.5), false), Running("self", 0, claims: true, roundTripMilliseconds: 1_000)).Verdict);
     }
+
+    /// <summary>A change of ten minutes of this worker's difference over an interval in which its own wall clock moved as much unlike its monotonic one, its measurement over at <paramref name="after"/>.</summary>
+    private static DatabaseStepView OwnClockMoved(DateTimeOffset after, TimeSpan? by = null) =>
+        new(null, MarkedBefore: false) { Unattributed = new OwnClockEvent(by ?? TenMinutes, after, TimeSpan.FromMilliseconds(4)) };
+
+    [Fact]
+    public void A_change_of_the_difference_while_this_workers_own_clock_moved_is_not_taken_for_a_step_until_another_hosts_rows_tell()
+    {
+        var after = DateTimeOffset.UtcNow;
+        var once = Running("a", 0, claims: true) with { MeasuredAt = after.AddSeconds(1) };
+        var twice = once with { MeasuredAt = after.AddSeconds(6) };
+        // The other host's worker has measured once since: its sample may predate the measurement. Holds, recording nothing.
+        var unsure = Decide(Sample(0), OwnClockMoved(after), once);
+        Assert.Equal(ClockVerdict.OwnClockUnsure, unsure.Verdict);
+        Assert.False(unsure.Recorded);
+        Assert.Null(unsure.MarkStep);
+        // Twice, and it marked nothing: the database's clock did not step (a suspended host). As usual, nothing marked or carried.
+        var suspended = Decide(Sample(0), OwnClockMoved(after), once, twice);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, suspended.Verdict);
+        Assert.Null(suspended.MarkStep);
+        Assert.Null(suspended.CarryAcross);
+        // It marked a step of that size: the database's clock stepped with this worker's. Its rows are
+        // carried across and it marks, and its earlier claims, ten minutes from its clock, hold it.
+        var stepped = Decide(Sample(0), OwnClockMoved(after), Running("a", -600) with { DatabaseStep = TenMinutes + TimeSpan.FromSeconds(0.5) }, Running("self", 0, claims: true));
+        Assert.Equal(ClockVerdict.ApartFromClaims, stepped.Verdict);
+        Assert.Equal(TenMinutes, stepped.MarkStep);
+        Assert.Equal(TenMinutes, stepped.CarryAcross!.Value.Step);
+        // A replica on its own host is no witness (it moved with this worker).
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), once with { Host = Self.Host }, twice with { Host = Self.Host }, Running("self", 0, claims: true)).Verdict);
+    }
+
+    [Fact]
+    public void With_no_other_host_to_tell_a_worker_whose_own_clock_moved_holds_while_claims_far_on_either_reading_may_be_live()
+    {
+        var after = DateTimeOffset.UtcNow;
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true)).Verdict);
+        // Had the database's clock stepped ten minutes forward with it, claims_until came that much early.
+        Assert.Equal(ClockVerdict.OwnClockUnsure, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true) with { ClaimsLeft = TimeSpan.FromMinutes(-9) }).Verdict);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), OwnClockMoved(after), Running("self", 0, claims: true) with { ClaimsLeft = TimeSpan.FromMinutes(-11) }).Verdict);
+        // A movement within twice the limit leaves no claim far on either reading.
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, Decide(Sample(0), OwnClockMoved(after, TimeSpan.FromSeconds(3)), Running("self", 0, claims: true)).Verdict);
+    }
+
+    private static readonly TimeSpan FiveMinutes = TimeSpan.FromMinutes(5);
+
+    /// <summary>This worker has measured without a break for as long as marks count, and seen these steps itself.</summary>
+    private static DatabaseStepView SeenLately(params TimeSpan[] steps) => DatabaseStepView.None with { SeenLately = steps };
+
+    [Fact]
+    public void A_worker_that_saw_every_recent_step_itself_claims_while_the_database_clock_keeps_stepping_and_holds_for_rows_not_carried_across_all_of_them()
+    {
+        // The database's clock stepped ten minutes forward, then five back; another worker marked both.
+        var both = new[] { Running("a", 0) with { DatabaseStep = TenMinutes }, Running("a", 0) with { DatabaseStep = -FiveMinutes } };
+        // A worker that has not seen both itself (it started since, or it has not measured that long) holds, as before.
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), DatabaseStepView.None, both).Verdict);
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), SeenLately(TenMinutes), both).Verdict);
+        var decision = Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), both);
+        Assert.Equal(ClockVerdict.AgreesWithDatabase, decision.Verdict);
+        Assert.Equal(2, decision.RepeatedSteps!.Count);
+        // A worker that marked only the first: its rows may be on either side of the second (five minutes off), or both.
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("b", 0, claims: true) with { DatabaseStep = TenMinutes }]).Verdict);
+        Assert.Equal(ClockVerdict.ApartFromClaims, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("c", 0, claims: true)]).Verdict);
+        // ...and does not vote: two of three agree only with it.
+        Assert.Equal(ClockVerdict.Skewed, Decide(Sample(600), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("b", 600) with { DatabaseStep = TenMinutes }]).Verdict);
+        // A step it has not seen (after its measurement) holds it.
+        Assert.Equal(ClockVerdict.DatabaseStepUnsure, Decide(Sample(0), SeenLately(TenMinutes, -FiveMinutes), [.. both, Running("d", 0) with { DatabaseStep = TimeSpan.FromMinutes(2) }]).Verdict);
+    }
 }

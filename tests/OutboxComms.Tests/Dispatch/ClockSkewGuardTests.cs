@@ -510,12 +510,93 @@ public sealed class ClockSkewGuardTests(PostgresServer server) : IAsyncLifetime
         Assert.False(Guard(stepped).AllowsClaims);   // its wall clock moved unlike its monotonic one
         Assert.True(Guard(other).AllowsClaims);
 
+        // To itself this reads as its host having been suspended ten minutes: it holds, recording
+        // nothing, until the other worker's measurements tell which.
+        Assert.False(await MeasureAsync(stepped));
+        Assert.Equal(1, Logged(stepped, LogLevel.Warning, OwnClockMoved));
+        Assert.Equal(0, LoggedTenMinuteStep(stepped));
+        Assert.False(await MeasureAsync(other));     // sees the step: alone against the database and the stepped worker
+        Assert.Equal(1, LoggedTenMinuteStep(other));
+        // The other marked a step of that size: the stepped worker carries its rows across it and
+        // marks it, and holds while leases taken before it may be live.
         Assert.False(await MeasureAsync(stepped));
         Assert.Equal(1, LoggedTenMinuteStep(stepped));
         Assert.Equal(1, Logged(stepped, LogLevel.Error, ApartFromClaims));
-        Assert.False(await MeasureAsync(other));     // sees the step: alone against the database and the stepped worker
-        Assert.Equal(1, LoggedTenMinuteStep(other));
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT worker_id) FROM worker_clocks WHERE database_step_ms BETWEEN 599000 AND 601000"));
         Assert.False(await MeasureAsync(stepped));   // the other's claims may still be live
+        Assert.False(await MeasureAsync(other));
+    }
+
+    private const string OwnClockMoved = "wall clock moved unlike its monotonic clock";
+
+    [Fact]
+    public async Task A_worker_whose_host_was_suspended_does_not_take_it_for_a_step_of_the_database_clock_nor_hold_the_other_workers()
+    {
+        var suspendedClock = new SkewedClock(TimeSpan.Zero);
+        await using var suspended = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], suspendedClock, ProductionLimits());
+        await using var other = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.True(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+
+        // Its host sleeps ten minutes: its monotonic clock stops, its wall clock and PostgreSQL's go on.
+        suspendedClock.Suspended(TenMinutes);
+        Assert.False(Guard(suspended).AllowsClaims);   // its wall clock moved unlike its monotonic one
+
+        // It cannot tell this from the database's clock stepping with its own: it holds and records nothing.
+        Assert.False(await MeasureAsync(suspended));
+        Assert.Equal(1, Logged(suspended, LogLevel.Warning, OwnClockMoved));
+        Assert.Equal(0, LoggedTenMinuteStep(suspended));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE database_step_ms IS NOT NULL"));
+
+        // Nothing marked, the other worker claims on; once it has measured twice since, the
+        // suspended worker knows the database's clock did not step, and claims again.
+        Assert.True(await MeasureAsync(other));
+        Assert.False(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+        Assert.True(await MeasureAsync(suspended));
+        Assert.True(await MeasureAsync(other));
+        Assert.Equal(0, LoggedTenMinuteStep(suspended));
+        Assert.Equal(0, Logged(other, LogLevel.Information, "PostgreSQL's clock stepped lately"));
+        Assert.Equal(0, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE abs(skew_ms) > 1000 OR database_step_ms IS NOT NULL"));
+    }
+
+    [Fact]
+    public async Task A_worker_unsure_of_a_step_marks_it_on_a_slow_measurement_that_shows_no_step_since()
+    {
+        // PostgreSQL's clock stepped ten minutes forward a moment ago, and a running worker marked it.
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms, database_step_ms) VALUES ('other#1', 'h-other', clock_timestamp(), 0, 1, 600000) RETURNING 1");
+
+        // A worker starting now holds at its first measurement (it cannot place it on a side of the
+        // step); its next is slow, a loaded database, but shows no step since: it marks and claims.
+        using var network = new SlowAnswersProxy(db.ConnectionString);
+        await using var starting = new WorkerHarness(network.Through(db.ConnectionString), [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.False(await MeasureAsync(starting));
+        network.AnswerDelay = TimeSpan.FromSeconds(2);
+        var slow = (await Guard(starting).MeasureAsync(firstOnly: false, TestContext.Current.CancellationToken))!;
+        network.AnswerDelay = TimeSpan.Zero;
+        Assert.True(slow.RoundTrip > ClockSkewGuard.LongestRoundTrip, $"round trip {slow.RoundTrip}");
+        Assert.True(Guard(starting).AllowsClaims);
+        Assert.Equal(2, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(DISTINCT worker_id) FROM worker_clocks WHERE database_step_ms BETWEEN 599000 AND 601000"));
+    }
+
+    [Fact]
+    public async Task A_worker_keeps_its_own_rows_while_a_step_of_the_database_clock_is_recently_marked()
+    {
+        await using var worker = new WorkerHarness(db.ConnectionString, [WorkerHarness.Email()], new SkewedClock(TimeSpan.Zero), ProductionLimits());
+        Assert.True(await MeasureAsync(worker));
+        var name = await TestData.ScalarAsync<string>(db.DataSource, "SELECT worker_id FROM worker_clocks");
+        // PostgreSQL's clock stepped ten minutes forward, another worker saw it and marked it; this
+        // one has not measured since: its row's times are ten minutes early on the clock as it is
+        // now, so its claims look ended while leases taken on it may be live.
+        await TestData.ScalarAsync<long>(db.DataSource,
+            "WITH s AS (UPDATE worker_clocks SET measured_at = measured_at - interval '10 minutes', claims_until = claims_until - interval '10 minutes' RETURNING 1) SELECT count(*) FROM s");
+        await TestData.ScalarAsync<int>(db.DataSource,
+            "INSERT INTO worker_clocks (worker_id, host, measured_at, skew_ms, round_trip_ms, database_step_ms) VALUES ('other#1', 'h-other', clock_timestamp(), 0, 1, 600000) RETURNING 1");
+
+        await MeasureAsync(worker);
+
+        Assert.Equal(1, await TestData.ScalarAsync<long>(db.DataSource, "SELECT count(*) FROM worker_clocks WHERE worker_id = $1 AND claims_until < clock_timestamp()", name));
     }
 
     [Fact]

@@ -38,4 +38,11 @@ public sealed class SkewedClock(TimeSpan offset) : TimeProvider
 
     /// <summary>As this worker's host stepping its wall clock by <paramref name="by"/> together with PostgreSQL's (the same host): its skew stays, its wall clock moves unlike its monotonic one.</summary>
     public void SteppedWithDatabase(TimeSpan by) => Interlocked.Add(ref monotonicOffsetTicks, -by.Ticks);
+
+    /// <summary>
+    /// As this worker's host suspended for <paramref name="by"/> and resumed: its monotonic clock
+    /// stopped meanwhile, its wall clock (and PostgreSQL's) did not. To the worker this reads exactly
+    /// as <see cref="SteppedWithDatabase"/>: its wall clock moved unlike its monotonic one, its skew did not.
+    /// </summary>
+    public void Suspended(TimeSpan by) => SteppedWithDatabase(by);
 }
