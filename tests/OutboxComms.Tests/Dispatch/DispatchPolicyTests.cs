@@ -986,6 +986,11 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         Assert.Equal(["PENDING", "SENT"], afterMonday); // one per week, still
     }
 
+    /// <summary>A sent message due again, as the delivery report recorder leaves one whose provider reported a passing failure.</summary>
+    private Task<int> DueAgainAfterReportedFailureAsync(long id) => TestData.ScalarAsync<int>(db.DataSource,
+        "UPDATE communication_logs SET status = 'PENDING', retry_count = 1, provider_message_id = NULL, next_attempt_at = $2 WHERE id = $1 RETURNING 1",
+        id, time.GetUtcNow().AddMinutes(-1));
+
     [Fact]
     public async Task A_reminder_sent_again_after_its_send_failed_is_not_held_by_its_own_earlier_send()
     {
@@ -996,9 +1001,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // The provider then reports the send failed for a passing reason (a throughput limit), and
         // the message is due again (as the delivery report recorder, or a replay, puts it).
         time.Advance(TimeSpan.FromMinutes(10));
-        await TestData.ScalarAsync<int>(db.DataSource, """
-            UPDATE communication_logs SET status = 'PENDING', retry_count = 1, provider_message_id = NULL, next_attempt_at = $2 WHERE id = $1 RETURNING 1
-            """, reminder, time.GetUtcNow().AddMinutes(-1));
+        await DueAgainAfterReportedFailureAsync(reminder);
 
         await worker.RunOnceAsync();
 
@@ -1021,9 +1024,7 @@ public sealed class DispatchPolicyTests(PostgresServer server) : IAsyncLifetime
         // and a second one of its type is due too, ahead of it in the claim's order.
         time.Advance(TimeSpan.FromDays(1));
         var second = await EnqueueAsync(company, customer, type: "PAYMENT_REMINDER", notBefore: time.GetUtcNow().AddMinutes(-2));
-        await TestData.ScalarAsync<int>(db.DataSource,
-            "UPDATE communication_logs SET status = 'PENDING', retry_count = 1, provider_message_id = NULL, next_attempt_at = $2 WHERE id = $1 RETURNING 1",
-            first, time.GetUtcNow().AddMinutes(-1));
+        await DueAgainAfterReportedFailureAsync(first);
 
         await worker.RunOnceAsync();
 
