@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using OutboxComms.Core.Policies;
 using OutboxComms.Core.Providers.Http;
 
 namespace OutboxComms.Worker.Dispatch;
@@ -115,12 +116,12 @@ public sealed class DispatchOptions : IValidatableObject
     public bool ClockCheckOffByShortGrace => MaxClockSkew == TimeSpan.Zero && ShutdownGrace <= ShortestGraceForClockCheck;
 
     /// <summary>The backoff's base: retry n (the first is 1) waits base × 1.618^n (golden-ratio backoff), ± jitter — the first about 49 s with the default 30 s.</summary>
-    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan RetryBaseDelay { get; set; } = RetryBackoffOptions.DefaultRetryBaseDelay;
 
     [Range(0.0, 0.5)]
-    public double RetryJitter { get; set; } = 0.1;
+    public double RetryJitter { get; set; } = RetryBackoffOptions.DefaultRetryJitter;
 
-    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromHours(6);
+    public TimeSpan MaxRetryDelay { get; set; } = RetryBackoffOptions.DefaultMaxRetryDelay;
 
     /// <summary>
     /// Attempts a message may spend on a provider that certainly did not take it and is down or
@@ -130,13 +131,13 @@ public sealed class DispatchOptions : IValidatableObject
     /// waits out about a day of outage.
     /// </summary>
     [Range(0, 1000)]
-    public int OutageRetries { get; set; } = 50;
+    public int OutageRetries { get; set; } = RetryBackoffOptions.DefaultOutageRetries;
 
     /// <summary>
     /// The cap of the backoff between two attempts during an outage (± RetryJitter; a provider's
     /// longer Retry-After still wins), so messages go soon after it ends.
     /// </summary>
-    public TimeSpan OutageMaxDelay { get; set; } = TimeSpan.FromMinutes(30);
+    public TimeSpan OutageMaxDelay { get; set; } = RetryBackoffOptions.DefaultOutageMaxDelay;
 
     /// <summary>Circuit breaker per company and provider: opens when this share of calls fail…</summary>
     [Range(0.01, 1.0)]
